@@ -1,0 +1,197 @@
+import { randomUUID } from "node:crypto";
+import http from "node:http";
+import https from "node:https";
+import { Client } from "minio";
+import type { S3Config } from "../../config.ts";
+import type { BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
+
+/**
+ * A blob store on S3 / MinIO.
+ *
+ * Layout in the bucket: `<tenant>/<uuid>`, one object per distinct content of
+ * a tenant. Keys are random rather than the digest because the digest is only
+ * known after the last byte, and S3 cannot rename; the metadata store's
+ * `blobs` table is the content-addressed index.
+ *
+ * Writing: bytes are gathered into parts of `partSize`. A blob that fits in
+ * one part is stored with a single PUT at commit (empty blobs too). A larger
+ * one becomes a multipart upload: the upload is initiated when the first part
+ * is full, up to `partConcurrency` parts are in flight at once, and `write`
+ * does not resolve while all slots are busy — that is the backpressure that
+ * reaches the gRPC stream, so memory per upload stays near
+ * partSize × (partConcurrency + 1) whatever the blob's size. `commit`
+ * completes the upload; `abort`, or any failed part, aborts it, so S3 keeps no
+ * parts. (If the process dies mid-upload, the bucket's stale-multipart
+ * clean-up — MinIO: 24 h — removes the parts.)
+ *
+ * Permissions needed: s3:PutObject, s3:GetObject, s3:DeleteObject,
+ * s3:AbortMultipartUpload, s3:ListBucket, s3:ListBucketMultipartUploads, and
+ * s3:CreateBucket when the bucket does not exist yet.
+ */
+export async function createS3BlobStore(config: S3Config): Promise<BlobStore> {
+  const useSSL = config.endpoint.protocol === "https:";
+  const agentOptions = { keepAlive: true, maxSockets: 256 };
+  const client = new Client({
+    endPoint: config.endpoint.hostname.replace(/^\[|\]$/g, ""),
+    port: Number(config.endpoint.port || (useSSL ? 443 : 80)),
+    useSSL,
+    accessKey: config.accessKey,
+    secretKey: config.secretKey,
+    region: config.region,
+    pathStyle: true,
+    transportAgent: useSSL ? new https.Agent(agentOptions) : new http.Agent(agentOptions),
+  });
+  const bucket = config.bucket;
+
+  if (!(await client.bucketExists(bucket))) {
+    try {
+      await client.makeBucket(bucket, config.region);
+    } catch (error) {
+      // Another replica may have created it in the meantime.
+      if (!(await client.bucketExists(bucket))) throw error;
+    }
+  }
+
+  return {
+    async createWriter(tenantId) {
+      return new S3BlobWriter(client, bucket, `${tenantId}/${randomUUID()}`, config.partSize, config.partConcurrency);
+    },
+    async *read(key, range: ByteRange, signal) {
+      if (range.length === 0) return;
+      const stream = await client.getPartialObject(bucket, key, range.offset, range.length);
+      const onAbort = () => stream.destroy();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      try {
+        yield* stream as AsyncIterable<Uint8Array>;
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+        stream.destroy();
+      }
+    },
+    async stat(key) {
+      try {
+        const info = await client.statObject(bucket, key);
+        return { size: info.size };
+      } catch (error) {
+        if ((error as { code?: string }).code === "NotFound" || (error as { code?: string }).code === "NoSuchKey") return undefined;
+        throw error;
+      }
+    },
+    async delete(key) {
+      await client.removeObject(bucket, key);
+    },
+    async ping() {
+      await client.bucketExists(bucket);
+    },
+    async close() {},
+  };
+}
+
+class S3BlobWriter implements BlobWriter {
+  readonly #client: Client;
+  readonly #bucket: string;
+  readonly #key: string;
+  readonly #partSize: number;
+  readonly #concurrency: number;
+
+  #buffer: Buffer;
+  #filled = 0;
+  #uploadId: Promise<string> | undefined;
+  #nextPart = 1;
+  readonly #etags: { part: number; etag: string }[] = [];
+  readonly #inFlight = new Set<Promise<void>>();
+  #failure: unknown;
+  #state: "open" | "committed" | "aborted" = "open";
+
+  constructor(client: Client, bucket: string, key: string, partSize: number, concurrency: number) {
+    this.#client = client;
+    this.#bucket = bucket;
+    this.#key = key;
+    this.#partSize = partSize;
+    this.#concurrency = concurrency;
+    this.#buffer = Buffer.allocUnsafe(partSize);
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.#throwIfFailed();
+    let offset = 0;
+    while (offset < chunk.byteLength) {
+      const take = Math.min(chunk.byteLength - offset, this.#partSize - this.#filled);
+      this.#buffer.set(chunk.subarray(offset, offset + take), this.#filled);
+      this.#filled += take;
+      offset += take;
+      if (this.#filled === this.#partSize) await this.#flushPart();
+    }
+  }
+
+  async commit(_digest: string): Promise<string> {
+    this.#throwIfFailed();
+    try {
+      if (this.#uploadId === undefined) {
+        // Everything fits in one part: a single PUT, no multipart round trips.
+        await this.#client.putObject(this.#bucket, this.#key, this.#buffer.subarray(0, this.#filled), this.#filled);
+      } else {
+        if (this.#filled > 0) await this.#flushPart();
+        await Promise.all(this.#inFlight);
+        this.#throwIfFailed();
+        const uploadId = await this.#uploadId;
+        this.#etags.sort((a, b) => a.part - b.part);
+        await this.#client.completeMultipartUpload(this.#bucket, this.#key, uploadId, this.#etags);
+      }
+      this.#state = "committed";
+      return this.#key;
+    } catch (error) {
+      await this.abort();
+      throw error;
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.#state !== "open") return;
+    this.#state = "aborted";
+    await Promise.allSettled(this.#inFlight);
+    if (this.#uploadId !== undefined) {
+      const uploadId = await this.#uploadId.catch(() => undefined);
+      if (uploadId !== undefined) await this.#client.abortMultipartUpload(this.#bucket, this.#key, uploadId);
+    }
+  }
+
+  async #flushPart(): Promise<void> {
+    while (this.#inFlight.size >= this.#concurrency) {
+      await Promise.race(this.#inFlight);
+      this.#throwIfFailed();
+    }
+    this.#uploadId ??= this.#client.initiateNewMultipartUpload(this.#bucket, this.#key, {});
+    const part = this.#nextPart++;
+    const payload = this.#filled === this.#partSize ? this.#buffer : this.#buffer.subarray(0, this.#filled);
+    // Hand the full buffer to the part upload and fill a fresh one meanwhile;
+    // at most partConcurrency + 1 buffers exist per writer.
+    this.#buffer = Buffer.allocUnsafe(this.#partSize);
+    this.#filled = 0;
+    const upload = this.#uploadPart(part, payload).then(
+      () => {
+        this.#inFlight.delete(upload);
+      },
+      (error: unknown) => {
+        this.#inFlight.delete(upload);
+        this.#failure ??= error;
+      },
+    );
+    this.#inFlight.add(upload);
+  }
+
+  async #uploadPart(part: number, payload: Buffer): Promise<void> {
+    const uploadID = await this.#uploadId!;
+    if (this.#state === "aborted") return;
+    const { etag } = await this.#client.uploadPart(
+      { bucketName: this.#bucket, objectName: this.#key, uploadID, partNumber: part, headers: {} },
+      payload,
+    );
+    this.#etags.push({ part, etag });
+  }
+
+  #throwIfFailed(): void {
+    if (this.#state === "aborted") throw new Error("blob writer was aborted");
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+}

@@ -1,0 +1,14 @@
+import type { Migration, MigrationProvider } from "kysely";
+import * as initial from "./20261124000000_initial.ts";
+
+/**
+ * Every migration, by its timestamped name. Listed statically rather than
+ * read from the folder so the set is fixed at build time; add new files here.
+ */
+export const migrationProvider: MigrationProvider = {
+  async getMigrations(): Promise<Record<string, Migration>> {
+    return {
+      "20261124000000_initial": initial,
+    };
+  },
+};

@@ -1,0 +1,70 @@
+import { mkdir } from "node:fs/promises";
+import { Kysely, Migrator, PostgresDialect, type Dialect } from "kysely";
+import pg from "pg";
+import type { MetadataStore } from "../../ports/metadata-store.ts";
+import { createKyselyMetadataStore } from "./kysely-metadata-store.ts";
+import { migrationProvider } from "./migrations/index.ts";
+import { PGliteDialect } from "./pglite-dialect.ts";
+import type { Database } from "./schema.ts";
+
+export interface MetadataStoreOptions {
+  /** Postgres URL; undefined opens embedded PGlite in `pgliteDir`. */
+  readonly databaseUrl: string | undefined;
+  readonly pgliteDir: string;
+  readonly poolSize: number;
+  /** Run pending migrations before returning. */
+  readonly migrate: boolean;
+}
+
+/** Opens the metadata database (Postgres or embedded PGlite) and its store. */
+export async function openMetadataStore(options: MetadataStoreOptions): Promise<MetadataStore> {
+  const { db, close } = await openDatabase(options);
+  try {
+    if (options.migrate) await migrateToLatest(db);
+    else await ensureMigrated(db);
+  } catch (error) {
+    await db.destroy();
+    await close();
+    throw error;
+  }
+  return createKyselyMetadataStore(db, { onClose: close });
+}
+
+export async function openDatabase(options: MetadataStoreOptions): Promise<{ db: Kysely<Database>; close: () => Promise<void> }> {
+  let dialect: Dialect;
+  let close = async () => {};
+  if (options.databaseUrl !== undefined) {
+    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize });
+    // An idle client's error (server restart) must not crash the process;
+    // the next query reports it.
+    pool.on("error", () => {});
+    dialect = new PostgresDialect({ pool });
+  } else {
+    const { PGlite } = await import("@electric-sql/pglite");
+    await mkdir(options.pgliteDir, { recursive: true });
+    const pglite = await PGlite.create(options.pgliteDir);
+    dialect = new PGliteDialect(pglite);
+    close = () => pglite.close();
+  }
+  return { db: new Kysely<Database>({ dialect }), close };
+}
+
+export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
+  const migrator = new Migrator({ db, provider: migrationProvider });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === "Error");
+    throw new Error(`database migration ${failed?.migrationName ?? ""} failed: ${(error as Error).message ?? String(error)}`, { cause: error });
+  }
+  return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
+}
+
+async function ensureMigrated(db: Kysely<Database>): Promise<void> {
+  const migrator = new Migrator({ db, provider: migrationProvider });
+  const pending = (await migrator.getMigrations()).filter((m) => m.executedAt === undefined);
+  if (pending.length > 0) {
+    throw new Error(
+      `the database is missing ${pending.length} migration(s) (${pending.map((m) => m.name).join(", ")}): run \`artifactd migrate\` or set ARTIFACTD_MIGRATE_ON_START=true`,
+    );
+  }
+}

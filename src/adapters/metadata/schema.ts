@@ -1,0 +1,83 @@
+import type { ColumnType } from "kysely";
+
+/**
+ * The metadata database as kysely sees it. Migrations in ./migrations create
+ * it; this file must describe what they produce.
+ *
+ * Provenance columns hold NULL when unset (the API's empty string).
+ * `size_bytes` is int8, which the drivers return as a string or bigint, so
+ * rows are converted with Number() where they are read.
+ */
+export interface Database {
+  api_tokens: ApiTokenTable;
+  blobs: BlobTable;
+  artifacts: ArtifactTable;
+  artifact_inputs: ArtifactInputTable;
+}
+
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+type Int8 = ColumnType<string | number | bigint, number | bigint, number | bigint>;
+
+export interface ApiTokenTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  /** SHA-256 hex of the token: the token itself is never stored. */
+  token_sha256: string;
+  created_at: ColumnType<Date, never, never>;
+  revoked_at: Timestamp | null;
+}
+
+/** One stored content per tenant and digest; artifacts point at it. */
+export interface BlobTable {
+  tenant_id: string;
+  digest: string;
+  size_bytes: Int8;
+  storage_key: string;
+  created_at: ColumnType<Date, never, never>;
+}
+
+export interface ArtifactTable {
+  id: string;
+  tenant_id: string;
+  kind: string;
+  artifact_class: string;
+  name: string;
+  title: string;
+  mime_type: string;
+  size_bytes: Int8;
+  blake3: string;
+  storage: "inline" | "blob";
+  /** Equals blake3 for blob artifacts, NULL for inline ones; foreign key into blobs. */
+  blob_digest: string | null;
+  inline_text: string | null;
+  inline_json: ColumnType<unknown, string | null, string | null> | null;
+  labels: ColumnType<Record<string, string>, string, string>;
+  tags: string[];
+  metrics: ColumnType<Record<string, number>, string, string>;
+  pinned: boolean;
+  status: "draft" | "review" | "approved" | "rejected";
+  run_id: string | null;
+  graph_id: string | null;
+  node_id: string | null;
+  tool_name: string | null;
+  tool_version: string | null;
+  workflow_id: string | null;
+  template_id: string | null;
+  session_id: string | null;
+  user_id: string | null;
+  client_id: string | null;
+  app_id: string | null;
+  created_at: Timestamp;
+  created_by: string;
+  deleted_at: Timestamp | null;
+  expires_at: Timestamp | null;
+}
+
+export interface ArtifactInputTable {
+  tenant_id: string;
+  artifact_id: string;
+  input_id: string;
+  role: string;
+  position: number;
+}

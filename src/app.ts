@@ -1,0 +1,84 @@
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { createFsBlobStore } from "./adapters/blob/fs-blob-store.ts";
+import { createS3BlobStore } from "./adapters/blob/s3-blob-store.ts";
+import { openMetadataStore } from "./adapters/metadata/open-metadata-store.ts";
+import type { Config } from "./config.ts";
+import type { BlobStore } from "./ports/blob-store.ts";
+import type { MetadataStore } from "./ports/metadata-store.ts";
+import { authenticate, createApiToken } from "./service/api-tokens.ts";
+import { createArtifactService } from "./service/artifact-service.ts";
+import { startServer, type RunningServer } from "./transport/server.ts";
+
+/** The wired service: stores → use cases → transport. */
+export interface App {
+  readonly server: RunningServer;
+  readonly metadata: MetadataStore;
+  readonly blobs: BlobStore;
+  /** Graceful stop of the server, then the stores. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function openStores(config: Config): Promise<{ metadata: MetadataStore; blobs: BlobStore }> {
+  const metadata = await openMetadataStore({
+    databaseUrl: config.databaseUrl,
+    pgliteDir: path.join(config.dataDir, "pglite"),
+    poolSize: config.databasePoolSize,
+    migrate: config.migrateOnStart,
+  });
+  try {
+    const blobs = config.s3 ? await createS3BlobStore(config.s3) : await createFsBlobStore(path.join(config.dataDir, "blobs"));
+    return { metadata, blobs };
+  } catch (error) {
+    await metadata.close();
+    throw error;
+  }
+}
+
+export async function startApp(config: Config, log: (message: string, error?: unknown) => void = () => {}): Promise<App> {
+  const { metadata, blobs } = await openStores(config);
+  const service = createArtifactService({
+    metadata,
+    blobs,
+    inlineMaxBytes: config.inlineMaxBytes,
+    uploadMaxBytes: config.uploadMaxBytes,
+    downloadChunkBytes: config.downloadChunkBytes,
+  });
+  let server: RunningServer;
+  try {
+    server = await startServer({
+      host: config.listen.host,
+      port: config.listen.port,
+      service,
+      authenticate: (authorization) => authenticate(metadata, authorization),
+      log,
+    });
+  } catch (error) {
+    await metadata.close();
+    await blobs.close();
+    throw error;
+  }
+  return {
+    server,
+    metadata,
+    blobs,
+    async close(graceMs = config.shutdownGraceMs) {
+      await server.shutdown(graceMs);
+      await blobs.close();
+      await metadata.close();
+    },
+  };
+}
+
+/**
+ * The embedded default cannot be reached by a second process while it runs
+ * (PGlite is single-process), so a first run makes a token itself: tenant
+ * "default", written to <data>/bootstrap-token with owner-only permissions.
+ */
+export async function ensureBootstrapToken(app: App, dataDir: string): Promise<string | undefined> {
+  if ((await app.metadata.listTokens()).length > 0) return undefined;
+  const { token } = await createApiToken(app.metadata, "default", "bootstrap");
+  const file = path.join(dataDir, "bootstrap-token");
+  await writeFile(file, token + "\n", { mode: 0o600 });
+  return file;
+}

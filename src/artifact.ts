@@ -1,0 +1,110 @@
+/**
+ * The domain's own shapes, independent of Protobuf and of SQL. The transport
+ * converts messages to and from these; the metadata store converts rows.
+ */
+
+export type ArtifactStatus = "draft" | "review" | "approved" | "rejected";
+export type ArtifactStorage = "inline" | "blob";
+
+export const PROVENANCE_FIELDS = [
+  "run_id",
+  "graph_id",
+  "node_id",
+  "tool_name",
+  "tool_version",
+  "workflow_id",
+  "template_id",
+  "session_id",
+  "user_id",
+  "client_id",
+  "app_id",
+] as const;
+export type ProvenanceField = (typeof PROVENANCE_FIELDS)[number];
+/** Only the fields that are set. */
+export type Provenance = Partial<Record<ProvenanceField, string>>;
+
+export interface ArtifactInput {
+  readonly artifactId: string;
+  readonly role: string;
+  /** When non-empty, the input must have this class. */
+  readonly requiredClass: string;
+}
+
+/** What a client asks for when creating an artifact, validated. */
+export interface ArtifactSpec {
+  readonly kind: string;
+  readonly artifactClass: string;
+  readonly name: string;
+  readonly title: string;
+  /** Empty means: the default for the storage. */
+  readonly mimeType: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly tags: readonly string[];
+  readonly metrics: Readonly<Record<string, number>>;
+  readonly provenance: Provenance;
+  readonly inputs: readonly ArtifactInput[];
+  readonly pinned: boolean;
+  readonly status: ArtifactStatus;
+  readonly expiresAt: Date | undefined;
+  /** Empty means: derived from the mime type. */
+  readonly typePrefix: string;
+}
+
+export type InlineContent = { readonly type: "text"; readonly text: string } | { readonly type: "json"; readonly json: string };
+
+export interface Artifact {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly kind: string;
+  readonly artifactClass: string;
+  readonly name: string;
+  readonly title: string;
+  readonly mimeType: string;
+  readonly sizeBytes: number;
+  readonly blake3: string;
+  readonly storage: ArtifactStorage;
+  /** Present when the artifact is inline and the read asked for content. */
+  readonly inlineContent: InlineContent | undefined;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly tags: readonly string[];
+  readonly metrics: Readonly<Record<string, number>>;
+  readonly pinned: boolean;
+  readonly status: ArtifactStatus;
+  readonly provenance: Provenance;
+  readonly inputs: readonly { readonly artifactId: string; readonly role: string }[];
+  readonly createdAt: Date;
+  readonly createdBy: string;
+  readonly deletedAt: Date | undefined;
+  readonly expiresAt: Date | undefined;
+}
+
+export interface MetricRange {
+  readonly name: string;
+  readonly min: number | undefined;
+  readonly max: number | undefined;
+}
+
+export interface ArtifactFilter {
+  readonly kind?: string;
+  readonly artifactClass?: string;
+  readonly namePrefix?: string;
+  readonly mimeType?: string;
+  readonly provenance?: Provenance;
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly tagsAll?: readonly string[];
+  readonly tagsAny?: readonly string[];
+  readonly status?: ArtifactStatus;
+  readonly pinned?: boolean;
+  readonly createdAfter?: Date;
+  readonly createdBefore?: Date;
+  readonly metricRanges?: readonly MetricRange[];
+  readonly includeDeleted?: boolean;
+  readonly storage?: ArtifactStorage;
+}
+
+/** Who is calling: resolved from the API token by the transport. */
+export interface Caller {
+  readonly tenantId: string;
+  /** The token's name, recorded as created_by. */
+  readonly principal: string;
+}

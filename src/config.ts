@@ -1,0 +1,148 @@
+import path from "node:path";
+
+/**
+ * Service configuration, read once from the environment into a frozen object
+ * and passed down explicitly. A bad value stops start-up with a message that
+ * names the variable. Every variable is listed in the README's configuration
+ * table; keep the two in step.
+ */
+export interface Config {
+  /** host:port for gRPC, gRPC-Web and Connect (HTTP/2 and HTTP/1.1 on one port). */
+  readonly listen: { readonly host: string; readonly port: number };
+  /** Folder for the embedded database and the local blob store. */
+  readonly dataDir: string;
+  /** Postgres connection string; undefined means embedded PGlite in dataDir. */
+  readonly databaseUrl: string | undefined;
+  readonly databasePoolSize: number;
+  /** S3 / MinIO; undefined means the local content-addressed folder in dataDir. */
+  readonly s3: S3Config | undefined;
+  /** Largest inline (JSON / text) content stored in the database. */
+  readonly inlineMaxBytes: number;
+  /** Largest blob one upload may carry. */
+  readonly uploadMaxBytes: number;
+  /** Bytes per message when streaming content out. */
+  readonly downloadChunkBytes: number;
+  /** How long in-flight calls may run after SIGTERM before they are cancelled. */
+  readonly shutdownGraceMs: number;
+  /** Run migrations at start-up. */
+  readonly migrateOnStart: boolean;
+}
+
+export interface S3Config {
+  readonly endpoint: URL;
+  readonly region: string;
+  readonly accessKey: string;
+  readonly secretKey: string;
+  readonly bucket: string;
+  /** Multipart part size; S3 allows 5 MiB – 5 GiB. */
+  readonly partSize: number;
+  /** Parts uploaded at once per upload; memory per upload is about partSize × (this + 1). */
+  readonly partConcurrency: number;
+}
+
+const MiB = 1024 * 1024;
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export function readConfig(env: Env = process.env): Config {
+  const get = (name: string): string | undefined => {
+    const value = env[name];
+    return value === undefined || value.trim() === "" ? undefined : value.trim();
+  };
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = get(name);
+    if (raw === undefined) return fallback;
+    const value = parseSize(raw);
+    if (value === undefined || !Number.isSafeInteger(value) || value < min || value > max) {
+      throw new ConfigError(`${name}=${JSON.stringify(raw)} is not valid: give a whole number between ${min} and ${max} (size suffixes KiB, MiB, GiB allowed)`);
+    }
+    return value;
+  };
+  const bool = (name: string, fallback: boolean): boolean => {
+    const raw = get(name);
+    if (raw === undefined) return fallback;
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    throw new ConfigError(`${name}=${JSON.stringify(raw)} is not valid: use true or false`);
+  };
+
+  const listenRaw = get("ARTIFACTD_LISTEN") ?? "127.0.0.1:8080";
+  const listen = parseHostPort(listenRaw);
+  if (!listen) {
+    throw new ConfigError(`ARTIFACTD_LISTEN=${JSON.stringify(listenRaw)} is not valid: use host:port, e.g. 127.0.0.1:8080 or [::]:8080 (port 0 picks a free one)`);
+  }
+
+  const databaseUrl = get("DATABASE_URL");
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError(`DATABASE_URL must be a postgres:// or postgresql:// URL, got ${JSON.stringify(redactUrl(databaseUrl))}`);
+  }
+
+  let s3: S3Config | undefined;
+  const endpointRaw = get("ARTIFACTD_S3_ENDPOINT");
+  if (endpointRaw !== undefined) {
+    let endpoint: URL;
+    try {
+      endpoint = new URL(endpointRaw);
+    } catch {
+      throw new ConfigError(`ARTIFACTD_S3_ENDPOINT=${JSON.stringify(endpointRaw)} is not a URL: use e.g. http://127.0.0.1:9000`);
+    }
+    if (endpoint.protocol !== "http:" && endpoint.protocol !== "https:") {
+      throw new ConfigError(`ARTIFACTD_S3_ENDPOINT must start with http:// or https://, got ${JSON.stringify(endpointRaw)}`);
+    }
+    const accessKey = get("ARTIFACTD_S3_ACCESS_KEY");
+    const secretKey = get("ARTIFACTD_S3_SECRET_KEY");
+    if (accessKey === undefined || secretKey === undefined) {
+      throw new ConfigError("ARTIFACTD_S3_ENDPOINT is set, so ARTIFACTD_S3_ACCESS_KEY and ARTIFACTD_S3_SECRET_KEY must be set too");
+    }
+    const bucket = get("ARTIFACTD_S3_BUCKET") ?? "artifacts";
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+      throw new ConfigError(`ARTIFACTD_S3_BUCKET=${JSON.stringify(bucket)} is not a valid bucket name: 3–63 lowercase letters, digits, dots and hyphens`);
+    }
+    s3 = Object.freeze({
+      endpoint,
+      region: get("ARTIFACTD_S3_REGION") ?? "us-east-1",
+      accessKey,
+      secretKey,
+      bucket,
+      partSize: integer("ARTIFACTD_S3_PART_SIZE", 16 * MiB, 5 * MiB, 5 * 1024 * MiB),
+      partConcurrency: integer("ARTIFACTD_S3_PART_CONCURRENCY", 4, 1, 64),
+    });
+  }
+
+  return Object.freeze({
+    listen: Object.freeze(listen),
+    dataDir: path.resolve(get("ARTIFACTD_DATA_DIR") ?? ".artifactd"),
+    databaseUrl,
+    databasePoolSize: integer("ARTIFACTD_DATABASE_POOL_SIZE", 10, 1, 1000),
+    s3,
+    inlineMaxBytes: integer("ARTIFACTD_INLINE_MAX_BYTES", 256 * 1024, 0, 64 * MiB),
+    uploadMaxBytes: integer("ARTIFACTD_UPLOAD_MAX_BYTES", 5 * 1024 * 1024 * MiB, 0, Number.MAX_SAFE_INTEGER),
+    downloadChunkBytes: integer("ARTIFACTD_DOWNLOAD_CHUNK_BYTES", 256 * 1024, 16 * 1024, 4 * MiB - 64 * 1024),
+    shutdownGraceMs: integer("ARTIFACTD_SHUTDOWN_GRACE_MS", 30_000, 0, 3_600_000),
+    migrateOnStart: bool("ARTIFACTD_MIGRATE_ON_START", true),
+  });
+}
+
+function parseSize(raw: string): number | undefined {
+  const match = /^(\d+)\s*(k|kib|m|mib|g|gib)?$/i.exec(raw);
+  if (!match) return undefined;
+  const unit = (match[2] ?? "").toLowerCase();
+  const factor = unit.startsWith("k") ? 1024 : unit.startsWith("m") ? MiB : unit.startsWith("g") ? 1024 * MiB : 1;
+  return Number(match[1]) * factor;
+}
+
+function parseHostPort(raw: string): { host: string; port: number } | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(raw);
+  if (!match) return undefined;
+  const port = Number(match[3]);
+  if (port > 65535) return undefined;
+  return { host: match[1] ?? match[2] ?? "", port };
+}
+
+function redactUrl(raw: string): string {
+  return raw.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
+}

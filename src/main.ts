@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+import { parseArgs } from "node:util";
+import { ensureBootstrapToken, openStores, startApp } from "./app.ts";
+import { ConfigError, readConfig } from "./config.ts";
+import { ArtifactError } from "./artifact-error.ts";
+import { createApiToken } from "./service/api-tokens.ts";
+
+const USAGE = `usage: artifactd <command>
+
+commands:
+  serve                                   run the service (the default)
+  migrate                                 bring the database schema up to date
+  token create --tenant T [--name N]      make an API token (printed once)
+  token list [--tenant T]                 list tokens (never their secrets)
+  token revoke <token-id>                 revoke a token
+
+Configuration comes from environment variables; see the README.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command = "serve", ...rest] = argv;
+  if (command === "help" || command === "--help" || command === "-h") {
+    console.log(USAGE);
+    return 0;
+  }
+  const config = readConfig();
+  switch (command) {
+    case "serve": {
+      const log = (message: string, error?: unknown) => console.error(`artifactd: ${message}`, error ?? "");
+      const app = await startApp(config, log);
+      const embedded = config.databaseUrl === undefined;
+      if (embedded) {
+        const tokenFile = await ensureBootstrapToken(app, config.dataDir);
+        if (tokenFile) console.log(`artifactd: first run: an API token for tenant "default" is in ${tokenFile}`);
+      }
+      console.log(
+        `artifactd: serving gRPC, gRPC-Web and Connect on ${app.server.url} ` +
+          `(metadata: ${embedded ? `embedded PGlite in ${config.dataDir}` : "Postgres"}, ` +
+          `blobs: ${config.s3 ? `S3 ${config.s3.endpoint.origin}/${config.s3.bucket}` : `local folder in ${config.dataDir}`})`,
+      );
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          console.log(`artifactd: ${signal}: finishing calls in flight (up to ${config.shutdownGraceMs} ms)`);
+          resolve();
+        };
+        process.once("SIGTERM", () => stop("SIGTERM"));
+        process.once("SIGINT", () => stop("SIGINT"));
+      });
+      await app.close();
+      console.log("artifactd: stopped");
+      return 0;
+    }
+    case "migrate": {
+      const { metadata, blobs } = await openStores({ ...config, migrateOnStart: true });
+      await blobs.close();
+      await metadata.close();
+      console.log("artifactd: the database schema is up to date");
+      return 0;
+    }
+    case "token":
+      return tokenCommand(rest, config);
+    default:
+      console.error(`artifactd: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+async function tokenCommand(args: string[], config: ReturnType<typeof readConfig>): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { tenant: { type: "string" }, name: { type: "string" }, json: { type: "boolean" } },
+  });
+  const [action, id] = positionals;
+  const { metadata, blobs } = await openStores(config);
+  try {
+    switch (action) {
+      case "create": {
+        if (!values.tenant) throw new ArtifactError("invalid_argument", "token create needs --tenant <tenant-id>");
+        const created = await createApiToken(metadata, values.tenant, values.name ?? "default");
+        if (values.json) console.log(JSON.stringify({ id: created.id, tenant: values.tenant, token: created.token }));
+        else console.log(`${created.token}\n(id ${created.id}, tenant ${values.tenant}; shown once, store it now)`);
+        return 0;
+      }
+      case "list": {
+        const tokens = await metadata.listTokens(values.tenant);
+        if (values.json) console.log(JSON.stringify(tokens));
+        else for (const t of tokens) console.log(`${t.id}\t${t.tenantId}\t${t.name}\t${t.createdAt.toISOString()}${t.revokedAt ? "\trevoked" : ""}`);
+        return 0;
+      }
+      case "revoke": {
+        if (!id) throw new ArtifactError("invalid_argument", "token revoke needs the token id (see `artifactd token list`)");
+        if (!(await metadata.revokeToken(id, new Date()))) throw new ArtifactError("not_found", `no active token with id ${id}`);
+        console.log(`revoked ${id}`);
+        return 0;
+      }
+      default:
+        throw new ArtifactError("invalid_argument", "token needs an action: create, list or revoke");
+    }
+  } finally {
+    await blobs.close();
+    await metadata.close();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof ConfigError || error instanceof ArtifactError) console.error(`artifactd: ${error.message}`);
+    else console.error("artifactd: failed:", error);
+    process.exit(error instanceof ConfigError || error instanceof ArtifactError ? 2 : 1);
+  },
+);

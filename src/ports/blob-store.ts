@@ -1,0 +1,51 @@
+/**
+ * The blob store port: where artifact content lives. Content-addressing is
+ * the metadata store's job (the `blobs` table maps tenant + BLAKE3 digest to a
+ * storage key); a blob store only writes, reads and deletes byte streams
+ * under keys it chooses.
+ *
+ * Adapters: adapters/blob/s3-blob-store.ts (MinIO / S3, multipart) and
+ * adapters/blob/fs-blob-store.ts (a local folder). test/blob-store.contract
+ * runs the same suite against both.
+ */
+export interface BlobStore {
+  /**
+   * Starts writing a new blob for a tenant. Nothing is visible under any key
+   * until `commit`; `abort` (or a failed write) leaves nothing behind.
+   */
+  createWriter(tenantId: string): Promise<BlobWriter>;
+  /**
+   * Streams `length` bytes from `offset`. The caller has checked the range
+   * against the blob's recorded size.
+   */
+  read(key: string, range: ByteRange, signal?: AbortSignal): AsyncIterable<Uint8Array>;
+  /** Size of a stored blob, or undefined if there is none under the key. */
+  stat(key: string): Promise<{ size: number } | undefined>;
+  /** Removes a blob; removing a missing key is not an error. */
+  delete(key: string): Promise<void>;
+  /** Verifies the store is reachable (start-up and health checks). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ByteRange {
+  readonly offset: number;
+  readonly length: number;
+}
+
+export interface BlobWriter {
+  /**
+   * Appends bytes. Resolves when the writer can take more, so awaiting each
+   * write is the backpressure that bounds memory. The chunk may be kept until
+   * the promise resolves; the caller must not reuse its buffer before then.
+   */
+  write(chunk: Uint8Array): Promise<void>;
+  /**
+   * Makes the blob durable and returns its storage key. `digest` is the
+   * verified BLAKE3 hex of everything written, for adapters that address
+   * content by it.
+   */
+  commit(digest: string): Promise<string>;
+  /** Discards everything written. Safe to call more than once, and after a failure. */
+  abort(): Promise<void>;
+}

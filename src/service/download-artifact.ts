@@ -1,0 +1,104 @@
+import type { Artifact, Caller } from "../artifact.ts";
+import { ArtifactError, invalidArgument, notFound } from "../artifact-error.ts";
+import { createBlake3 } from "../blake3.ts";
+import type { BlobStore } from "../ports/blob-store.ts";
+import type { MetadataStore } from "../ports/metadata-store.ts";
+import { requireArtifactId } from "./validate-spec.ts";
+
+export interface DownloadDeps {
+  readonly metadata: MetadataStore;
+  readonly blobs: BlobStore;
+  /** Size of the messages content is re-chunked into. */
+  readonly chunkBytes: number;
+}
+
+export interface DownloadRequest {
+  readonly id: string;
+  readonly offset: number;
+  /** undefined: to the end. */
+  readonly length: number | undefined;
+}
+
+/**
+ * Resolves what to send, before any byte: the artifact (the first message of
+ * the stream) and the content as an async iterable of chunks of about
+ * `chunkBytes`. Inline artifacts are served the same way as blobs.
+ *
+ * A whole-content read is hashed as it streams; if the bytes do not match
+ * the recorded digest, the stream ends with data_loss instead of completing,
+ * so a client never takes corrupt content for good. Ranged reads are not
+ * verified here (a range cannot be checked against a whole-file digest).
+ */
+export async function downloadArtifact(
+  deps: DownloadDeps,
+  caller: Caller,
+  request: DownloadRequest,
+  signal: AbortSignal,
+): Promise<{ artifact: Artifact; content: AsyncIterable<Uint8Array> }> {
+  const id = requireArtifactId("id", request.id);
+  if (!Number.isSafeInteger(request.offset) || request.offset < 0) throw invalidArgument(`offset ${request.offset} is not valid: give a byte offset >= 0`);
+  if (request.length !== undefined && (!Number.isSafeInteger(request.length) || request.length < 0)) {
+    throw invalidArgument(`length ${request.length} is not valid: give a byte count >= 0, or leave it unset to read to the end`);
+  }
+  const artifact = await deps.metadata.getArtifact(caller.tenantId, id, { includeContent: true });
+  if (!artifact || artifact.deletedAt) throw notFound(`artifact ${id} does not exist${artifact ? " any more (it was deleted)" : ""}`);
+  if (request.offset > artifact.sizeBytes) {
+    throw new ArtifactError("out_of_range", `offset ${request.offset} is past the end of artifact ${id} (${artifact.sizeBytes} bytes)`);
+  }
+  const length = Math.min(request.length ?? Infinity, artifact.sizeBytes - request.offset);
+  const whole = request.offset === 0 && length === artifact.sizeBytes;
+  const { inlineContent, ...metadataOnly } = artifact;
+
+  let source: AsyncIterable<Uint8Array>;
+  if (artifact.storage === "inline") {
+    const text = inlineContent?.type === "json" ? inlineContent.json : (inlineContent?.text ?? "");
+    source = once(Buffer.from(text, "utf8").subarray(request.offset, request.offset + length));
+  } else {
+    const blob = await deps.metadata.findBlob(caller.tenantId, artifact.blake3);
+    if (!blob) throw new ArtifactError("data_loss", `the content of artifact ${id} is missing from the blob index`);
+    source = deps.blobs.read(blob.storageKey, { offset: request.offset, length }, signal);
+  }
+  const content = rechunk(source, deps.chunkBytes, whole ? artifact.blake3 : undefined, length, id);
+  return { artifact: { ...metadataOnly, inlineContent: undefined }, content };
+}
+
+async function* once(data: Uint8Array): AsyncIterable<Uint8Array> {
+  if (data.byteLength > 0) yield data;
+}
+
+/**
+ * Re-chunks a byte stream into messages of `size` bytes (the last may be
+ * shorter): storage reads arrive in 16–64 KiB pieces, and per-message
+ * overhead dominates below ~64 KiB. Checks the total length, and the digest
+ * when one is given.
+ */
+async function* rechunk(source: AsyncIterable<Uint8Array>, size: number, digest: string | undefined, expectedLength: number, id: string) {
+  const hasher = digest ? createBlake3() : undefined;
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  let total = 0;
+  for await (const piece of source) {
+    hasher?.update(piece);
+    total += piece.byteLength;
+    let data = piece;
+    while (pendingBytes + data.byteLength >= size) {
+      const take = size - pendingBytes;
+      pending.push(data.subarray(0, take));
+      yield pending.length === 1 ? pending[0]! : Buffer.concat(pending, size);
+      data = data.subarray(take);
+      pending = [];
+      pendingBytes = 0;
+    }
+    if (data.byteLength > 0) {
+      pending.push(data);
+      pendingBytes += data.byteLength;
+    }
+  }
+  if (total !== expectedLength) {
+    throw new ArtifactError("data_loss", `artifact ${id}: the blob store returned ${total} bytes where ${expectedLength} were expected`);
+  }
+  if (hasher && hasher.digestHex() !== digest) {
+    throw new ArtifactError("data_loss", `artifact ${id}: the stored content no longer matches its BLAKE3 digest`);
+  }
+  if (pendingBytes > 0) yield pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+}

@@ -1,0 +1,169 @@
+import type { Artifact, Caller } from "../artifact.ts";
+import { ArtifactError, invalidArgument } from "../artifact-error.ts";
+import { defaultPrefix, newArtifactId } from "../artifact-id.ts";
+import { BLAKE3_HEX_PATTERN, createBlake3 } from "../blake3.ts";
+import type { BlobStore, BlobWriter } from "../ports/blob-store.ts";
+import type { MetadataStore } from "../ports/metadata-store.ts";
+import { validateLabels, validateMetrics, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
+
+/** One message of an upload stream, as the transport hands it over. */
+export type UploadMessage =
+  | { readonly type: "header"; readonly spec: RawSpec | undefined; readonly expectedSize: number | undefined; readonly expectedBlake3: string }
+  | { readonly type: "chunk"; readonly data: Uint8Array }
+  | {
+      readonly type: "trailer";
+      readonly labels: Readonly<Record<string, string>>;
+      readonly tags: readonly string[];
+      readonly metrics: Readonly<Record<string, number>>;
+    }
+  | { readonly type: "empty" };
+
+export interface UploadResult {
+  readonly artifact: Artifact;
+  readonly deduplicated: boolean;
+}
+
+export interface UploadDeps {
+  readonly metadata: MetadataStore;
+  readonly blobs: BlobStore;
+  readonly uploadMaxBytes: number;
+}
+
+/**
+ * The streaming upload use case.
+ *
+ * Order of events, and why:
+ * 1. The header is validated and the inputs checked before any byte is
+ *    stored, so a doomed upload fails at once.
+ * 2. Every chunk is hashed and handed to a blob writer; awaiting the write is
+ *    the backpressure that keeps memory bounded. When the client declared a
+ *    digest the tenant already has, bytes are only hashed, never stored.
+ * 3. At the end, size and digest are checked against what was declared.
+ * 4. If the tenant already has this content, the writer is aborted (nothing
+ *    new stored); otherwise the blob is committed.
+ * 5. Only then is the artifact row committed, with its blob row, in one
+ *    transaction. If another upload of the same content won the race, the
+ *    row points at its blob and ours is deleted.
+ * Any failure or cancellation before step 5 aborts the writer: no artifact,
+ * no parts or files left in the blob store.
+ */
+export async function uploadArtifact(
+  deps: UploadDeps,
+  caller: Caller,
+  messages: AsyncIterable<UploadMessage>,
+  signal: AbortSignal,
+): Promise<UploadResult> {
+  const iterator = messages[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  if (first.done) throw invalidArgument("the upload stream was empty: send a header message first, then chunks");
+  const header = first.value;
+  if (header.type !== "header") {
+    throw invalidArgument(`the first upload message was a ${header.type}: send the header first, then chunks`);
+  }
+  const now = new Date();
+  const spec = validateSpec(header.spec, now);
+  const { expectedSize, expectedBlake3 } = header;
+  if (expectedSize !== undefined && (!Number.isSafeInteger(expectedSize) || expectedSize < 0)) {
+    throw invalidArgument(`header.expected_size ${expectedSize} is not valid: give the content length in bytes (>= 0)`);
+  }
+  if (expectedSize !== undefined && expectedSize > deps.uploadMaxBytes) {
+    throw new ArtifactError("resource_exhausted", `header.expected_size ${expectedSize} exceeds this server's upload limit of ${deps.uploadMaxBytes} bytes`);
+  }
+  if (expectedBlake3 !== "" && !BLAKE3_HEX_PATTERN.test(expectedBlake3)) {
+    throw invalidArgument("header.expected_blake3 must be 64 lowercase hex characters (a BLAKE3-256 digest)");
+  }
+  await deps.metadata.checkInputs(caller.tenantId, spec.inputs);
+
+  // Declared content the tenant already has: hash only, store nothing.
+  const known = expectedBlake3 !== "" ? await deps.metadata.findBlob(caller.tenantId, expectedBlake3) : undefined;
+  const writer: BlobWriter | undefined = known ? undefined : await deps.blobs.createWriter(caller.tenantId);
+  let committedKey: string | undefined;
+  try {
+    const hasher = createBlake3();
+    let size = 0;
+    let labels = spec.labels;
+    let tags = spec.tags;
+    let metrics = spec.metrics;
+    let trailerSeen = false;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) break;
+      const message = next.value;
+      if (signal.aborted) throw signal.reason;
+      if (trailerSeen && message.type !== "empty") {
+        throw invalidArgument(`a ${message.type} arrived after the trailer: the trailer must be the last message`);
+      }
+      switch (message.type) {
+        case "header":
+          throw invalidArgument("a second header arrived: send exactly one header, first");
+        case "empty":
+          break;
+        case "chunk": {
+          size += message.data.byteLength;
+          if (expectedSize !== undefined && size > expectedSize) {
+            throw invalidArgument(`received more than the declared expected_size of ${expectedSize} bytes`);
+          }
+          if (size > deps.uploadMaxBytes) {
+            throw new ArtifactError("resource_exhausted", `the upload exceeds this server's limit of ${deps.uploadMaxBytes} bytes`);
+          }
+          hasher.update(message.data);
+          if (writer) await writer.write(message.data);
+          break;
+        }
+        case "trailer":
+          trailerSeen = true;
+          labels = { ...labels, ...validateLabels("trailer.labels", message.labels) };
+          tags = validateTags("trailer.tags", [...tags, ...message.tags]);
+          metrics = { ...metrics, ...validateMetrics("trailer.metrics", message.metrics) };
+          // Limits apply to the merged sets too.
+          validateLabels("labels (header and trailer together)", labels);
+          validateMetrics("metrics (header and trailer together)", metrics);
+          break;
+      }
+    }
+    if (signal.aborted) throw signal.reason;
+    if (expectedSize !== undefined && size !== expectedSize) {
+      throw invalidArgument(`received ${size} bytes but the header declared expected_size ${expectedSize}: nothing was stored`);
+    }
+    const digest = hasher.digestHex();
+    if (expectedBlake3 !== "" && digest !== expectedBlake3) {
+      throw invalidArgument(`the content's BLAKE3 is ${digest} but the header declared ${expectedBlake3}: nothing was stored`);
+    }
+
+    const existing = known ?? (await deps.metadata.findBlob(caller.tenantId, digest));
+    let storageKey: string;
+    if (existing) {
+      await writer?.abort();
+      storageKey = existing.storageKey;
+    } else {
+      storageKey = await writer!.commit(digest);
+      committedKey = storageKey;
+    }
+
+    const mimeType = spec.mimeType || "application/octet-stream";
+    const result = await deps.metadata.createArtifact({
+      id: newArtifactId(spec.typePrefix || defaultPrefix(mimeType)),
+      tenantId: caller.tenantId,
+      spec: { ...spec, labels, tags, metrics },
+      mimeType,
+      sizeBytes: size,
+      blake3: digest,
+      createdAt: new Date(),
+      createdBy: caller.principal,
+      blob: { storageKey },
+    });
+    if (committedKey !== undefined && !result.blobCreated && result.blob?.storageKey !== committedKey) {
+      // Another upload of the same content committed first; ours is surplus.
+      await deps.blobs.delete(committedKey).catch(() => {});
+    }
+    return { artifact: result.artifact, deduplicated: !result.blobCreated };
+  } catch (error) {
+    await writer?.abort().catch(() => {});
+    if (committedKey !== undefined) await deps.blobs.delete(committedKey).catch(() => {});
+    throw error;
+  } finally {
+    // Tell the transport we stopped reading (ends the request stream early
+    // when we failed mid-way).
+    await iterator.return?.();
+  }
+}

@@ -1,0 +1,156 @@
+import { PROVENANCE_FIELDS, type ArtifactInput, type ArtifactSpec, type ArtifactStatus, type Provenance } from "../artifact.ts";
+import { invalidArgument } from "../artifact-error.ts";
+import { isArtifactId, PREFIX_PATTERN } from "../artifact-id.ts";
+
+/**
+ * Checks what a client sent as artifact metadata and returns the domain
+ * spec, or throws invalid_argument naming the field and the rule. The limits
+ * are the ones the proto comments document; keep both in step.
+ */
+export interface RawSpec {
+  readonly kind: string;
+  readonly artifactClass: string;
+  readonly name: string;
+  readonly title: string;
+  readonly mimeType: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly tags: readonly string[];
+  readonly metrics: Readonly<Record<string, number>>;
+  readonly provenance: Readonly<Record<string, string>> | undefined;
+  readonly inputs: readonly ArtifactInput[];
+  readonly pinned: boolean;
+  readonly status: ArtifactStatus | undefined;
+  readonly expiresAt: Date | undefined;
+  readonly typePrefix: string;
+}
+
+export const LIMITS = Object.freeze({
+  maxLabels: 64,
+  maxLabelKey: 128,
+  maxLabelValue: 1024,
+  maxTags: 64,
+  maxTag: 128,
+  maxMetrics: 64,
+  maxMetricKey: 128,
+  maxName: 256,
+  maxTitle: 512,
+  maxMimeType: 255,
+  maxProvenance: 256,
+  maxInputs: 256,
+  maxRole: 64,
+});
+
+const KIND_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+const MIME_PATTERN = /^[\w.+-]+\/[\w.+-]+(\s*;.*)?$/;
+
+export function validateSpec(raw: RawSpec | undefined, now: Date): ArtifactSpec {
+  if (!raw) throw invalidArgument("spec is required: give at least spec.kind");
+  if (!raw.kind) throw invalidArgument('spec.kind is required: a category such as "model", "dataset" or "log"');
+  if (!KIND_PATTERN.test(raw.kind)) throw invalidArgument(`spec.kind ${JSON.stringify(raw.kind)} is not valid: use 1–64 characters of A-Z a-z 0-9 . _ -`);
+  if (raw.artifactClass && !KIND_PATTERN.test(raw.artifactClass)) {
+    throw invalidArgument(`spec.artifact_class ${JSON.stringify(raw.artifactClass)} is not valid: use 1–64 characters of A-Z a-z 0-9 . _ -`);
+  }
+  checkText("spec.name", raw.name, LIMITS.maxName);
+  checkText("spec.title", raw.title, LIMITS.maxTitle);
+  if (raw.mimeType && (raw.mimeType.length > LIMITS.maxMimeType || !MIME_PATTERN.test(raw.mimeType))) {
+    throw invalidArgument(`spec.mime_type ${JSON.stringify(raw.mimeType.slice(0, 80))} is not a media type: use type/subtype, e.g. application/octet-stream`);
+  }
+  if (raw.typePrefix && !PREFIX_PATTERN.test(raw.typePrefix)) {
+    throw invalidArgument(`spec.type_prefix ${JSON.stringify(raw.typePrefix)} is not valid: use 3–5 lowercase letters, e.g. img`);
+  }
+  if (raw.expiresAt && raw.expiresAt.getTime() <= now.getTime()) {
+    throw invalidArgument("spec.expires_at is in the past: give a future time or leave it unset");
+  }
+  return {
+    kind: raw.kind,
+    artifactClass: raw.artifactClass,
+    name: raw.name,
+    title: raw.title,
+    mimeType: raw.mimeType,
+    labels: validateLabels("spec.labels", raw.labels),
+    tags: validateTags("spec.tags", raw.tags),
+    metrics: validateMetrics("spec.metrics", raw.metrics),
+    provenance: validateProvenance(raw.provenance),
+    inputs: validateInputs(raw.inputs),
+    pinned: raw.pinned,
+    status: raw.status ?? "draft",
+    expiresAt: raw.expiresAt,
+    typePrefix: raw.typePrefix,
+  };
+}
+
+export function validateLabels(field: string, labels: Readonly<Record<string, string>>): Record<string, string> {
+  const entries = Object.entries(labels);
+  if (entries.length > LIMITS.maxLabels) throw invalidArgument(`${field} has ${entries.length} labels; at most ${LIMITS.maxLabels} are allowed`);
+  for (const [key, value] of entries) {
+    if (key.length === 0 || key.length > LIMITS.maxLabelKey) {
+      throw invalidArgument(`${field} key ${JSON.stringify(key.slice(0, 40))} must be 1–${LIMITS.maxLabelKey} characters`);
+    }
+    if (value.length > LIMITS.maxLabelValue) throw invalidArgument(`${field}[${JSON.stringify(key)}] is longer than ${LIMITS.maxLabelValue} characters`);
+  }
+  return Object.fromEntries(entries);
+}
+
+export function validateTags(field: string, tags: readonly string[]): string[] {
+  const unique = [...new Set(tags)].sort();
+  if (unique.length > LIMITS.maxTags) throw invalidArgument(`${field} has ${unique.length} tags; at most ${LIMITS.maxTags} are allowed`);
+  for (const tag of unique) {
+    if (tag.length === 0 || tag.length > LIMITS.maxTag) throw invalidArgument(`${field} entry ${JSON.stringify(tag.slice(0, 40))} must be 1–${LIMITS.maxTag} characters`);
+  }
+  return unique;
+}
+
+export function validateMetrics(field: string, metrics: Readonly<Record<string, number>>): Record<string, number> {
+  const entries = Object.entries(metrics);
+  if (entries.length > LIMITS.maxMetrics) throw invalidArgument(`${field} has ${entries.length} metrics; at most ${LIMITS.maxMetrics} are allowed`);
+  for (const [key, value] of entries) {
+    if (key.length === 0 || key.length > LIMITS.maxMetricKey) {
+      throw invalidArgument(`${field} key ${JSON.stringify(key.slice(0, 40))} must be 1–${LIMITS.maxMetricKey} characters`);
+    }
+    if (!Number.isFinite(value)) throw invalidArgument(`${field}[${JSON.stringify(key)}] is ${value}: metrics must be finite numbers`);
+  }
+  return Object.fromEntries(entries);
+}
+
+function validateProvenance(raw: Readonly<Record<string, string>> | undefined): Provenance {
+  const provenance: Provenance = {};
+  for (const field of PROVENANCE_FIELDS) {
+    const value = raw?.[field];
+    if (!value) continue;
+    checkText(`spec.provenance.${field}`, value, LIMITS.maxProvenance);
+    provenance[field] = value;
+  }
+  return provenance;
+}
+
+function validateInputs(inputs: readonly ArtifactInput[]): ArtifactInput[] {
+  if (inputs.length > LIMITS.maxInputs) throw invalidArgument(`spec.inputs has ${inputs.length} entries; at most ${LIMITS.maxInputs} are allowed`);
+  const seen = new Set<string>();
+  return inputs.map((input, i) => {
+    if (!isArtifactId(input.artifactId)) {
+      throw invalidArgument(`spec.inputs[${i}].artifact_id ${JSON.stringify(input.artifactId.slice(0, 80))} is not an artifact id (expected e.g. art_01jf3k8z9q4v6w2x7y5t0r1s3m)`);
+    }
+    if (seen.has(input.artifactId)) throw invalidArgument(`spec.inputs names ${input.artifactId} twice`);
+    seen.add(input.artifactId);
+    checkText(`spec.inputs[${i}].role`, input.role, LIMITS.maxRole);
+    if (input.requiredClass && !KIND_PATTERN.test(input.requiredClass)) {
+      throw invalidArgument(`spec.inputs[${i}].required_class ${JSON.stringify(input.requiredClass)} is not a valid class`);
+    }
+    return { artifactId: input.artifactId, role: input.role, requiredClass: input.requiredClass };
+  });
+}
+
+function checkText(field: string, value: string, max: number): void {
+  if (value.length > max) throw invalidArgument(`${field} is ${value.length} characters long; at most ${max} are allowed`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000]/.test(value)) throw invalidArgument(`${field} contains a NUL character, which cannot be stored`);
+}
+
+/** Artifact ids from requests: malformed ones are refused before any lookup. */
+export function requireArtifactId(field: string, value: string): string {
+  if (!value) throw invalidArgument(`${field} is required`);
+  if (!isArtifactId(value)) {
+    throw invalidArgument(`${field} ${JSON.stringify(value.slice(0, 80))} is not an artifact id: expected <prefix>_<26 characters>, e.g. art_01jf3k8z9q4v6w2x7y5t0r1s3m`);
+  }
+  return value;
+}

@@ -1,0 +1,182 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Artifact, ArtifactFilter, ArtifactStatus, ArtifactStorage, InlineContent, Provenance } from "../artifact.ts";
+import { PROVENANCE_FIELDS } from "../artifact.ts";
+import { invalidArgument } from "../artifact-error.ts";
+import {
+  ArtifactSchema,
+  Status,
+  Storage,
+  type Artifact as ArtifactMessage,
+  type ArtifactSpec as ArtifactSpecMessage,
+  type Provenance as ProvenanceMessage,
+} from "../gen/artifacts/v1/artifact_pb.js";
+import type { ArtifactFilter as ArtifactFilterMessage } from "../gen/artifacts/v1/artifact_service_pb.js";
+import type { RawSpec } from "../service/validate-spec.ts";
+
+/** Protobuf messages ⇄ domain shapes. No rules here: validation is the service's. */
+
+const STATUS_TO_DOMAIN: Record<number, ArtifactStatus | undefined> = {
+  [Status.UNSPECIFIED]: undefined,
+  [Status.DRAFT]: "draft",
+  [Status.REVIEW]: "review",
+  [Status.APPROVED]: "approved",
+  [Status.REJECTED]: "rejected",
+};
+const STATUS_TO_PROTO: Record<ArtifactStatus, Status> = {
+  draft: Status.DRAFT,
+  review: Status.REVIEW,
+  approved: Status.APPROVED,
+  rejected: Status.REJECTED,
+};
+
+export function statusFromProto(field: string, status: Status): ArtifactStatus | undefined {
+  if (!(status in STATUS_TO_DOMAIN)) throw invalidArgument(`${field} ${status} is not a known Status value`);
+  return STATUS_TO_DOMAIN[status];
+}
+
+function storageFromProto(field: string, storage: Storage): ArtifactStorage | undefined {
+  switch (storage) {
+    case Storage.UNSPECIFIED:
+      return undefined;
+    case Storage.INLINE:
+      return "inline";
+    case Storage.BLOB:
+      return "blob";
+    default:
+      throw invalidArgument(`${field} ${storage} is not a known Storage value`);
+  }
+}
+
+function dateFromProto(field: string, timestamp: Timestamp | undefined): Date | undefined {
+  if (!timestamp) return undefined;
+  const date = timestampDate(timestamp);
+  if (Number.isNaN(date.getTime())) throw invalidArgument(`${field} is not a valid timestamp`);
+  return date;
+}
+
+function provenanceFromProto(message: ProvenanceMessage | undefined): Provenance | undefined {
+  if (!message) return undefined;
+  const provenance: Provenance = {};
+  for (const field of PROVENANCE_FIELDS) {
+    const value = message[camel(field)];
+    if (value) provenance[field] = value;
+  }
+  return provenance;
+}
+
+export function specFromProto(message: ArtifactSpecMessage | undefined): RawSpec | undefined {
+  if (!message) return undefined;
+  return {
+    kind: message.kind,
+    artifactClass: message.artifactClass,
+    name: message.name,
+    title: message.title,
+    mimeType: message.mimeType,
+    labels: message.labels,
+    tags: message.tags,
+    metrics: message.metrics,
+    provenance: provenanceFromProto(message.provenance),
+    inputs: message.inputs.map((i) => ({ artifactId: i.artifactId, role: i.role, requiredClass: i.requiredClass })),
+    pinned: message.pinned,
+    status: statusFromProto("spec.status", message.status),
+    expiresAt: dateFromProto("spec.expires_at", message.expiresAt),
+    typePrefix: message.typePrefix,
+  };
+}
+
+export function filterFromProto(message: ArtifactFilterMessage | undefined): ArtifactFilter {
+  if (!message) return {};
+  const filter: { -readonly [K in keyof ArtifactFilter]: ArtifactFilter[K] } = {};
+  if (message.kind) filter.kind = message.kind;
+  if (message.artifactClass) filter.artifactClass = message.artifactClass;
+  if (message.namePrefix) filter.namePrefix = message.namePrefix;
+  if (message.mimeType) filter.mimeType = message.mimeType;
+  const provenance = provenanceFromProto(message.provenance);
+  if (provenance) filter.provenance = provenance;
+  if (Object.keys(message.labels).length > 0) filter.labels = message.labels;
+  if (message.tagsAll.length > 0) filter.tagsAll = message.tagsAll;
+  if (message.tagsAny.length > 0) filter.tagsAny = message.tagsAny;
+  const status = statusFromProto("filter.status", message.status);
+  if (status) filter.status = status;
+  if (message.pinned !== undefined) filter.pinned = message.pinned;
+  const after = dateFromProto("filter.created_after", message.createdAfter);
+  if (after) filter.createdAfter = after;
+  const before = dateFromProto("filter.created_before", message.createdBefore);
+  if (before) filter.createdBefore = before;
+  if (message.metricRanges.length > 0) {
+    filter.metricRanges = message.metricRanges.map((r) => ({ name: r.name, min: r.min, max: r.max }));
+  }
+  if (message.includeDeleted) filter.includeDeleted = true;
+  const storage = storageFromProto("filter.storage", message.storage);
+  if (storage) filter.storage = storage;
+  return filter;
+}
+
+export function inlineContentFromProto(
+  content: { case: "text"; value: string } | { case: "json"; value: string } | { case: undefined; value?: undefined },
+): InlineContent | undefined {
+  switch (content.case) {
+    case "text":
+      return { type: "text", text: content.value };
+    case "json":
+      return { type: "json", json: content.value };
+    default:
+      return undefined;
+  }
+}
+
+export function artifactToProto(artifact: Artifact): ArtifactMessage {
+  const provenance: Partial<Record<string, string>> = {};
+  for (const field of PROVENANCE_FIELDS) {
+    const value = artifact.provenance[field];
+    if (value) provenance[camel(field)] = value;
+  }
+  return create(ArtifactSchema, {
+    id: artifact.id,
+    tenantId: artifact.tenantId,
+    kind: artifact.kind,
+    artifactClass: artifact.artifactClass,
+    name: artifact.name,
+    title: artifact.title,
+    mimeType: artifact.mimeType,
+    sizeBytes: BigInt(artifact.sizeBytes),
+    blake3: artifact.blake3,
+    storage: artifact.storage === "inline" ? Storage.INLINE : Storage.BLOB,
+    ...(artifact.inlineContent
+      ? {
+          inlineContent: {
+            content:
+              artifact.inlineContent.type === "text"
+                ? { case: "text", value: artifact.inlineContent.text }
+                : { case: "json", value: artifact.inlineContent.json },
+          },
+        }
+      : {}),
+    labels: { ...artifact.labels },
+    tags: [...artifact.tags],
+    metrics: { ...artifact.metrics },
+    pinned: artifact.pinned,
+    status: STATUS_TO_PROTO[artifact.status],
+    provenance,
+    inputs: artifact.inputs.map((i) => ({ artifactId: i.artifactId, role: i.role })),
+    createdAt: timestampFromDate(artifact.createdAt),
+    createdBy: artifact.createdBy,
+    ...(artifact.deletedAt ? { deletedAt: timestampFromDate(artifact.deletedAt) } : {}),
+    ...(artifact.expiresAt ? { expiresAt: timestampFromDate(artifact.expiresAt) } : {}),
+  });
+}
+
+type Camel<S extends string> = S extends `${infer A}_${infer B}` ? `${A}${Capitalize<Camel<B>>}` : S;
+
+function camel<S extends (typeof PROVENANCE_FIELDS)[number]>(field: S): Camel<S> & keyof ProvenanceMessage {
+  return field.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()) as Camel<S> & keyof ProvenanceMessage;
+}
+
+/** int64 from a request, as a safe JS number. */
+export function int64FromProto(field: string, value: bigint): number {
+  if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) {
+    throw invalidArgument(`${field} ${value} is out of range`);
+  }
+  return Number(value);
+}
