@@ -1,0 +1,90 @@
+import { createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { inject } from "vitest";
+import { startApp, type App } from "../../src/app.ts";
+import { readConfig } from "../../src/config.ts";
+import { ArtifactService } from "../../src/gen/artifacts/v1/artifact_service_pb.js";
+import { createApiToken } from "../../src/service/api-tokens.ts";
+import { createTestDatabase } from "./postgres.ts";
+
+/**
+ * A running artifactd on a free loopback port for one test file, on either
+ * backend pair:
+ * - "postgres+minio": the machine's Postgres (a fresh database) and the run's
+ *   MinIO server (a fresh bucket);
+ * - "pglite+fs": the embedded default, in a temporary folder.
+ */
+export type Backend = "postgres+minio" | "pglite+fs";
+export const BACKENDS: Backend[] = ["postgres+minio", "pglite+fs"];
+
+export interface TestApp {
+  readonly app: App;
+  readonly url: string;
+  readonly backend: Backend;
+  /** Tokens of two tenants, to check isolation. */
+  readonly tokens: { readonly alpha: string; readonly beta: string };
+  /** A generated-code client over gRPC (HTTP/2) as tenant alpha (or the given token). */
+  client(token?: string): Client<typeof ArtifactService>;
+  readonly bucket: string | undefined;
+  readonly dataDir: string;
+  close(): Promise<void>;
+}
+
+export async function startTestApp(backend: Backend, env: Record<string, string> = {}): Promise<TestApp> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-test-"));
+  let dropDatabase = async () => {};
+  const settings: Record<string, string> = { ARTIFACTD_LISTEN: "127.0.0.1:0", ARTIFACTD_DATA_DIR: dataDir, ...env };
+  let bucket: string | undefined;
+  if (backend === "postgres+minio") {
+    const database = await createTestDatabase();
+    dropDatabase = database.drop;
+    const minio = inject("minio");
+    bucket = `t-${Math.random().toString(36).slice(2, 12)}`;
+    Object.assign(settings, {
+      DATABASE_URL: database.url,
+      ARTIFACTD_S3_ENDPOINT: minio.endpoint,
+      ARTIFACTD_S3_ACCESS_KEY: minio.accessKey,
+      ARTIFACTD_S3_SECRET_KEY: minio.secretKey,
+      ARTIFACTD_S3_BUCKET: bucket,
+      ...env,
+    });
+  }
+  const config = readConfig(settings);
+  const app = await startApp(config);
+  const alpha = (await createApiToken(app.metadata, "alpha", "alpha-ci")).token;
+  const beta = (await createApiToken(app.metadata, "beta", "beta-ci")).token;
+  const clients = new Map<string, Client<typeof ArtifactService>>();
+  return {
+    app,
+    url: app.server.url,
+    backend,
+    tokens: { alpha, beta },
+    bucket,
+    dataDir,
+    client(token = alpha) {
+      let client = clients.get(token);
+      if (!client) {
+        const transport = createGrpcTransport({
+          baseUrl: app.server.url,
+          interceptors: [
+            (next) => (request) => {
+              request.header.set("authorization", `Bearer ${token}`);
+              return next(request);
+            },
+          ],
+        });
+        client = createClient(ArtifactService, transport);
+        clients.set(token, client);
+      }
+      return client;
+    },
+    async close() {
+      await app.close(1_000);
+      await dropDatabase();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,14 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts", "clients/node/test/**/*.test.ts"],
+    globalSetup: ["test/support/global-setup.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    // Two cores: files run in parallel, but not more than the machine holds.
+    maxWorkers: 2,
+    reporters: ["default", "json"],
+    outputFile: { json: ".artifactd/test-results.json" },
+  },
+});
