@@ -1,0 +1,163 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ArtifactSpec } from "../src/artifact.ts";
+import { ArtifactError } from "../src/artifact-error.ts";
+import { newArtifactId } from "../src/artifact-id.ts";
+import { openMetadataStore } from "../src/adapters/metadata/open-metadata-store.ts";
+import type { MetadataStore, NewArtifact } from "../src/ports/metadata-store.ts";
+import { createTestDatabase } from "./support/postgres.ts";
+
+/** One suite for the MetadataStore port, on the Postgres server and on embedded PGlite. */
+const adapters: Record<string, () => Promise<{ store: MetadataStore; close(): Promise<void> }>> = {
+  async postgres() {
+    const database = await createTestDatabase();
+    const store = await openMetadataStore({ databaseUrl: database.url, pgliteDir: "", poolSize: 4, migrate: true });
+    return {
+      store,
+      async close() {
+        await store.close();
+        await database.drop();
+      },
+    };
+  },
+  async pglite() {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "artifactd-pglite-contract-"));
+    const store = await openMetadataStore({ databaseUrl: undefined, pgliteDir: dir, poolSize: 1, migrate: true });
+    return {
+      store,
+      async close() {
+        await store.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  },
+};
+
+const baseSpec: ArtifactSpec = {
+  kind: "model",
+  artifactClass: "",
+  name: "",
+  title: "",
+  mimeType: "",
+  labels: {},
+  tags: [],
+  metrics: {},
+  provenance: {},
+  inputs: [],
+  pinned: false,
+  status: "draft",
+  expiresAt: undefined,
+  typePrefix: "",
+};
+
+let clock = Date.parse("2026-01-01T00:00:00Z");
+function record(tenantId: string, spec: Partial<ArtifactSpec>, content: { digest: string; key?: string } = { digest: "a".repeat(64) }): NewArtifact {
+  const createdAt = new Date(clock++);
+  return {
+    id: newArtifactId("art", createdAt.getTime()),
+    tenantId,
+    spec: { ...baseSpec, ...spec },
+    mimeType: "application/octet-stream",
+    sizeBytes: 10,
+    blake3: content.digest,
+    createdAt,
+    createdBy: "test",
+    ...(content.key ? { blob: { storageKey: content.key } } : { inline: { type: "text" as const, text: "0123456789" } }),
+  };
+}
+
+describe.each(Object.keys(adapters))("MetadataStore contract: %s", (name) => {
+  let store: MetadataStore;
+  let close: () => Promise<void>;
+  beforeAll(async () => {
+    ({ store, close } = await adapters[name]!());
+  });
+  afterAll(async () => {
+    await close?.();
+  });
+
+  it("records one blob per tenant and digest; the second writer is told to drop its key", async () => {
+    const digest = "b".repeat(64);
+    const first = await store.createArtifact(record("t1", {}, { digest, key: "key-1" }));
+    const second = await store.createArtifact(record("t1", {}, { digest, key: "key-2" }));
+    const otherTenant = await store.createArtifact(record("t2", {}, { digest, key: "key-3" }));
+    expect(first.blobCreated).toBe(true);
+    expect(second.blobCreated).toBe(false);
+    expect(second.blob?.storageKey).toBe("key-1");
+    expect(otherTenant.blobCreated).toBe(true);
+    expect((await store.findBlob("t1", digest))?.storageKey).toBe("key-1");
+    expect((await store.findBlob("t2", digest))?.storageKey).toBe("key-3");
+  });
+
+  it("races of the same content end with exactly one blob", async () => {
+    const digest = "c".repeat(64);
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => store.createArtifact(record("t1", {}, { digest, key: `race-${i}` }))));
+    expect(results.filter((r) => r.blobCreated)).toHaveLength(1);
+    const winner = results.find((r) => r.blobCreated)!.blob!.storageKey;
+    expect(results.every((r) => r.blob?.storageKey === winner)).toBe(true);
+  });
+
+  it("checks inputs: unknown, deleted, wrong class, other tenant", async () => {
+    const input = await store.createArtifact(record("t1", { artifactClass: "visual" }));
+    const ok = await store.createArtifact(record("t1", { inputs: [{ artifactId: input.artifact.id, role: "source", requiredClass: "visual" }] }));
+    expect(ok.artifact.inputs).toEqual([{ artifactId: input.artifact.id, role: "source" }]);
+    const code = async (p: Promise<unknown>) => ((await p.then(() => undefined, (e: unknown) => e)) as ArtifactError | undefined)?.code;
+    expect(await code(store.createArtifact(record("t1", { inputs: [{ artifactId: input.artifact.id, role: "", requiredClass: "video" }] })))).toBe("failed_precondition");
+    expect(await code(store.createArtifact(record("t2", { inputs: [{ artifactId: input.artifact.id, role: "", requiredClass: "" }] })))).toBe("not_found");
+    await store.softDeleteArtifact("t1", input.artifact.id, new Date());
+    expect(await code(store.createArtifact(record("t1", { inputs: [{ artifactId: input.artifact.id, role: "", requiredClass: "" }] })))).toBe("failed_precondition");
+  });
+
+  it("matches label filters literally, whatever the keys and values hold", async () => {
+    const nasty = { "a.b": "1", "$.x": "'; drop table artifacts; --", 'q"uote': "\\", "k[0]": "@@ $ ?" };
+    const hit = await store.createArtifact(record("t3", { labels: nasty }));
+    await store.createArtifact(record("t3", { labels: { "a.b": "2" } }));
+    for (const [key, value] of Object.entries(nasty)) {
+      const page = await store.listArtifacts("t3", { labels: { [key]: value } }, { pageSize: 10, pageToken: "" });
+      expect(page.items.map((a) => a.id)).toEqual([hit.artifact.id]);
+    }
+    const none = await store.listArtifacts("t3", { labels: { "$.x": "*" } }, { pageSize: 10, pageToken: "" });
+    expect(none.items).toEqual([]);
+  });
+
+  it("filters by tags, metrics, provenance and pages in a stable order", async () => {
+    const made = [];
+    for (let i = 0; i < 7; i++) {
+      made.push(
+        (await store.createArtifact(record("t4", { tags: i % 2 ? ["odd"] : ["even"], metrics: { acc: i / 10 }, provenance: { run_id: "r1" } }))).artifact.id,
+      );
+    }
+    const seen: string[] = [];
+    let pageToken = "";
+    do {
+      const page = await store.listArtifacts("t4", { provenance: { run_id: "r1" } }, { pageSize: 3, pageToken });
+      seen.push(...page.items.map((a) => a.id));
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    expect(seen).toEqual([...made].reverse());
+    const odd = await store.listArtifacts("t4", { tagsAll: ["odd"] }, { pageSize: 10, pageToken: "" });
+    expect(odd.items).toHaveLength(3);
+    const good = await store.listArtifacts("t4", { metricRanges: [{ name: "acc", min: 0.35, max: undefined }] }, { pageSize: 10, pageToken: "" });
+    expect(good.items.map((a) => a.metrics.acc).sort()).toEqual([0.4, 0.5, 0.6]);
+  });
+
+  it("soft delete keeps the record and refuses pinned artifacts", async () => {
+    const pinned = await store.createArtifact(record("t5", { pinned: true }));
+    await expect(store.softDeleteArtifact("t5", pinned.artifact.id, new Date())).rejects.toMatchObject({ code: "failed_precondition" });
+    const plain = await store.createArtifact(record("t5", {}));
+    const deleted = await store.softDeleteArtifact("t5", plain.artifact.id, new Date());
+    expect(deleted?.deletedAt).toBeInstanceOf(Date);
+    expect((await store.getArtifact("t5", plain.artifact.id))?.deletedAt).toBeInstanceOf(Date);
+    expect(await store.softDeleteArtifact("t6", plain.artifact.id, new Date())).toBeUndefined();
+  });
+
+  it("stores tokens by hash and revokes them", async () => {
+    await store.createToken({ id: "tok_1", tenantId: "t1", name: "ci", sha256: "f".repeat(64) });
+    expect((await store.findTokenBySha256("f".repeat(64)))?.tenantId).toBe("t1");
+    expect(await store.revokeToken("tok_1", new Date())).toBe(true);
+    expect(await store.revokeToken("tok_1", new Date())).toBe(false);
+    expect((await store.findTokenBySha256("f".repeat(64)))?.revokedAt).toBeInstanceOf(Date);
+  });
+});
