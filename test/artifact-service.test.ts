@@ -2,7 +2,6 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
 import { Storage } from "../src/gen/artifacts/v1/artifact_pb.js";
-import type { UploadRequest } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 import { randomBytes } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -245,6 +244,7 @@ describe.each(BACKENDS)("ArtifactService on %s", (backend) => {
       await expectCode(t.client().saveInline({ spec: { kind: "k", mimeType: "not a type" }, content: { case: "text", value: "x" } }), Code.InvalidArgument, /mime_type/);
       await expectCode(t.client().saveInline({ spec: { kind: "k" }, content: { case: "json", value: "{nope" } }), Code.InvalidArgument, /not a valid JSON/);
       await expectCode(t.client().saveInline({ spec: { kind: "k" } }), Code.InvalidArgument, /content is required/);
+      await expectCode(t.client().saveInline({ spec: { kind: "k" }, content: { case: "json", value: '{"a": "\\u0000"}' } }), Code.InvalidArgument, /database refused/);
       await expectCode(
         t.client().saveInline({ spec: { kind: "k", inputs: [{ artifactId: "art_00000000000000000000000000" }] }, content: { case: "text", value: "x" } }),
         Code.NotFound,

@@ -31,7 +31,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
     },
 
     async createArtifact(record) {
-      return db.transaction().execute(async (tx) => {
+      return translateDatabaseError(() => db.transaction().execute(async (tx) => {
         let blob: StoredBlob | undefined;
         let blobCreated = false;
         if (record.blob) {
@@ -108,7 +108,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
         }
         const artifact = toArtifact(row, spec.inputs, false);
         return { artifact, blobCreated, blob };
-      });
+      }));
     },
 
     async checkInputs(tenantId, inputs) {
@@ -206,6 +206,23 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
 }
 
 type Queryable = Kysely<Database> | Transaction<Database>;
+
+/**
+ * Postgres refuses some values that pass validation — JSON holding \u0000,
+ * text in an encoding it cannot convert. Those are the client's to fix, so
+ * they become invalid_argument here, where the driver's codes are known.
+ */
+async function translateDatabaseError<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === "22P05" || code === "22021" || code === "22P02") {
+      throw new ArtifactError("invalid_argument", `the database refused a value: ${(error as Error).message}`);
+    }
+    throw error;
+  }
+}
 
 /** Every column but the inline content, which only a read that asks for it loads. */
 const ARTIFACT_COLUMNS = [
