@@ -327,6 +327,14 @@ export declare type ArtifactInput = Message<"artifacts.v1.ArtifactInput"> & {
    * @generated from field: string required_class = 3;
    */
   requiredClass: string;
+
+  /**
+   * Optional constraint: when set, the input must have this kind or creation
+   * fails with FAILED_PRECONDITION.
+   *
+   * @generated from field: string required_kind = 4;
+   */
+  requiredKind: string;
 };
 
 /**
@@ -414,7 +422,8 @@ export declare type ArtifactSpec = Message<"artifacts.v1.ArtifactSpec"> & {
   status: Status;
 
   /**
-   * Optional expiry; must be in the future.
+   * Optional expiry; must be in the future. After it, an unpinned artifact
+   * is soft-deleted by the server's expiry sweeper. Give this or ttl_seconds.
    *
    * @generated from field: google.protobuf.Timestamp expires_at = 13;
    */
@@ -428,6 +437,14 @@ export declare type ArtifactSpec = Message<"artifacts.v1.ArtifactSpec"> & {
    * @generated from field: string type_prefix = 14;
    */
   typePrefix: string;
+
+  /**
+   * Optional time to live in seconds from creation (1 – 10 years); sets
+   * expires_at. Giving both is INVALID_ARGUMENT.
+   *
+   * @generated from field: int64 ttl_seconds = 15;
+   */
+  ttlSeconds: bigint;
 };
 
 /**

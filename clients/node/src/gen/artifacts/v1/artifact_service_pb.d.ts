@@ -401,6 +401,13 @@ export declare type ListArtifactsRequest = Message<"artifacts.v1.ListArtifactsRe
    * @generated from field: string page_token = 3;
    */
   pageToken: string;
+
+  /**
+   * Also count every artifact matching the filter (an extra query).
+   *
+   * @generated from field: bool include_total_count = 4;
+   */
+  includeTotalCount: boolean;
 };
 
 /**
@@ -426,6 +433,13 @@ export declare type ListArtifactsResponse = Message<"artifacts.v1.ListArtifactsR
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
+
+  /**
+   * Artifacts matching the filter, when include_total_count was set.
+   *
+   * @generated from field: int64 total_count = 3;
+   */
+  totalCount: bigint;
 };
 
 /**
