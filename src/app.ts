@@ -7,7 +7,9 @@ import type { Config } from "./config.ts";
 import type { BlobStore } from "./ports/blob-store.ts";
 import type { MetadataStore } from "./ports/metadata-store.ts";
 import { authenticate, createApiToken } from "./service/api-tokens.ts";
+import { createArtifactEvents } from "./service/artifact-events.ts";
 import { createArtifactService } from "./service/artifact-service.ts";
+import { collectGarbage, expireArtifacts } from "./service/maintenance.ts";
 import { startServer, type RunningServer } from "./transport/server.ts";
 
 /** The wired service: stores → use cases → transport. */
@@ -37,9 +39,11 @@ export async function openStores(config: Config): Promise<{ metadata: MetadataSt
 
 export async function startApp(config: Config, log: (message: string, error?: unknown) => void = () => {}): Promise<App> {
   const { metadata, blobs } = await openStores(config);
+  const events = createArtifactEvents();
   const service = createArtifactService({
     metadata,
     blobs,
+    events,
     inlineMaxBytes: config.inlineMaxBytes,
     uploadMaxBytes: config.uploadMaxBytes,
     downloadChunkBytes: config.downloadChunkBytes,
@@ -58,11 +62,13 @@ export async function startApp(config: Config, log: (message: string, error?: un
     await blobs.close();
     throw error;
   }
+  const maintenance = startMaintenance(config, { metadata, blobs, events }, log);
   return {
     server,
     metadata,
     blobs,
     async close(graceMs = config.shutdownGraceMs) {
+      await maintenance.stop();
       await server.shutdown(graceMs);
       await blobs.close();
       await metadata.close();
@@ -81,4 +87,37 @@ export async function ensureBootstrapToken(app: App, dataDir: string): Promise<s
   const file = path.join(dataDir, "bootstrap-token");
   await writeFile(file, token + "\n", { mode: 0o600 });
   return file;
+}
+
+/**
+ * Expiry and garbage collection on a timer. Runs one pass at a time; a pass
+ * that fails is logged and retried at the next tick.
+ */
+function startMaintenance(
+  config: Config,
+  deps: Parameters<typeof collectGarbage>[0],
+  log: (message: string, error?: unknown) => void,
+): { stop(): Promise<void> } {
+  if (config.maintenanceIntervalMs === 0) return { stop: async () => {} };
+  let running: Promise<void> | undefined;
+  const tick = () => {
+    running ??= (async () => {
+      try {
+        await expireArtifacts(deps);
+        await collectGarbage(deps, { graceMs: config.gcGraceMs, dryRun: false });
+      } catch (error) {
+        log("maintenance pass failed", error);
+      } finally {
+        running = undefined;
+      }
+    })();
+  };
+  const timer = setInterval(tick, config.maintenanceIntervalMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
 }

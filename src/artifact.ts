@@ -4,6 +4,18 @@
  */
 
 export type ArtifactStatus = "draft" | "review" | "approved" | "rejected";
+
+/**
+ * The review life cycle (seed 001): a draft goes to review; review ends
+ * approved or rejected, or goes back to draft; a rejected artifact may be
+ * reworked as a draft. Approved is final.
+ */
+export const STATUS_TRANSITIONS: Readonly<Record<ArtifactStatus, readonly ArtifactStatus[]>> = {
+  draft: ["review"],
+  review: ["approved", "rejected", "draft"],
+  rejected: ["draft"],
+  approved: [],
+};
 export type ArtifactStorage = "inline" | "blob";
 
 export const PROVENANCE_FIELDS = [
@@ -28,6 +40,8 @@ export interface ArtifactInput {
   readonly role: string;
   /** When non-empty, the input must have this class. */
   readonly requiredClass: string;
+  /** When non-empty, the input must have this kind. */
+  readonly requiredKind: string;
 }
 
 /** What a client asks for when creating an artifact, validated. */
@@ -107,4 +121,24 @@ export interface Caller {
   readonly tenantId: string;
   /** The token's name, recorded as created_by. */
   readonly principal: string;
+}
+
+export type ArtifactEventType = "created" | "status_changed" | "pinned" | "unpinned" | "deleted";
+
+export interface ArtifactEvent {
+  readonly type: ArtifactEventType;
+  readonly artifact: Artifact;
+}
+
+export interface LineageEdge {
+  /** `fromId` was an input of `toId`. */
+  readonly fromId: string;
+  readonly toId: string;
+  readonly role: string;
+}
+
+export interface Lineage {
+  readonly ancestors: Artifact[];
+  readonly descendants: Artifact[];
+  readonly edges: LineageEdge[];
 }

@@ -26,6 +26,10 @@ export interface Config {
   readonly shutdownGraceMs: number;
   /** Run migrations at start-up. */
   readonly migrateOnStart: boolean;
+  /** How often the server expires artifacts and collects garbage; 0 turns it off. */
+  readonly maintenanceIntervalMs: number;
+  /** Unreferenced content younger than this is never reclaimed. */
+  readonly gcGraceMs: number;
 }
 
 export interface S3Config {
@@ -124,6 +128,8 @@ export function readConfig(env: Env = process.env): Config {
     downloadChunkBytes: integer("ARTIFACTD_DOWNLOAD_CHUNK_BYTES", 256 * 1024, 16 * 1024, 4 * MiB - 64 * 1024),
     shutdownGraceMs: integer("ARTIFACTD_SHUTDOWN_GRACE_MS", 30_000, 0, 3_600_000),
     migrateOnStart: bool("ARTIFACTD_MIGRATE_ON_START", true),
+    maintenanceIntervalMs: integer("ARTIFACTD_MAINTENANCE_INTERVAL_MS", 60_000, 0, 86_400_000),
+    gcGraceMs: integer("ARTIFACTD_GC_GRACE_MS", 3_600_000, 0, 30 * 86_400_000),
   });
 }
 

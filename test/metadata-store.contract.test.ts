@@ -101,13 +101,13 @@ describe.each(Object.keys(adapters))("MetadataStore contract: %s", (name) => {
 
   it("checks inputs: unknown, deleted, wrong class, other tenant", async () => {
     const input = await store.createArtifact(record("t1", { artifactClass: "visual" }));
-    const ok = await store.createArtifact(record("t1", { inputs: [{ artifactId: input.artifact.id, role: "source", requiredClass: "visual" }] }));
+    const ok = await store.createArtifact(record("t1", { inputs: [{ artifactId: input.artifact.id, role: "source", requiredClass: "visual", requiredKind: "" }] }));
     expect(ok.artifact.inputs).toEqual([{ artifactId: input.artifact.id, role: "source" }]);
     const code = async (p: Promise<unknown>) => ((await p.then(() => undefined, (e: unknown) => e)) as ArtifactError | undefined)?.code;
-    expect(await code(store.createArtifact(record("t1", { inputs: [{ artifactId: input.artifact.id, role: "", requiredClass: "video" }] })))).toBe("failed_precondition");
-    expect(await code(store.createArtifact(record("t2", { inputs: [{ artifactId: input.artifact.id, role: "", requiredClass: "" }] })))).toBe("not_found");
+    expect(await code(store.createArtifact(record("t1", { inputs: [{ artifactId: input.artifact.id, role: "", requiredClass: "video", requiredKind: "" }] })))).toBe("failed_precondition");
+    expect(await code(store.createArtifact(record("t2", { inputs: [{ artifactId: input.artifact.id, role: "", requiredClass: "", requiredKind: "" }] })))).toBe("not_found");
     await store.softDeleteArtifact("t1", input.artifact.id, new Date());
-    expect(await code(store.createArtifact(record("t1", { inputs: [{ artifactId: input.artifact.id, role: "", requiredClass: "" }] })))).toBe("failed_precondition");
+    expect(await code(store.createArtifact(record("t1", { inputs: [{ artifactId: input.artifact.id, role: "", requiredClass: "", requiredKind: "" }] })))).toBe("failed_precondition");
   });
 
   it("matches label filters literally, whatever the keys and values hold", async () => {

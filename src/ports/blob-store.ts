@@ -49,3 +49,16 @@ export interface BlobWriter {
   /** Discards everything written. Safe to call more than once, and after a failure. */
   abort(): Promise<void>;
 }
+
+/**
+ * Optional capability: enumerate stored blobs, for garbage collection of
+ * objects no blob row points at (left by a crash between storing content
+ * and recording it).
+ */
+export interface BlobLister {
+  listBlobs(): AsyncIterable<{ readonly key: string; readonly size: number; readonly lastModified: Date }>;
+}
+
+export function canListBlobs(store: BlobStore): store is BlobStore & BlobLister {
+  return typeof (store as Partial<BlobLister>).listBlobs === "function";
+}

@@ -1,4 +1,4 @@
-import type { Artifact, ArtifactFilter, ArtifactInput, ArtifactSpec, InlineContent } from "../artifact.ts";
+import type { Artifact, ArtifactFilter, ArtifactInput, ArtifactSpec, ArtifactStatus, InlineContent, Lineage } from "../artifact.ts";
 
 /**
  * The metadata store port: artifacts, blobs (the content-addressed index)
@@ -12,24 +12,56 @@ export interface MetadataStore {
   findBlob(tenantId: string, digest: string): Promise<StoredBlob | undefined>;
 
   /**
-   * Records a new artifact in one transaction, with its blob row when the
-   * content is a blob. Inputs are checked inside the same transaction.
+   * Records a new artifact in one transaction, with its inputs checked in the
+   * same transaction.
    *
-   * If another upload recorded a blob with the same digest first, the
-   * artifact points at that one and `blobCreated` is false: the caller then
-   * owns the key it wrote and must delete it.
+   * `blob.storageKey`: content the caller stored; if another upload recorded
+   * the same digest first, the artifact points at that blob, `blobCreated` is
+   * false and the caller must delete its own key.
+   * `blob.reuseExisting`: point at the blob already recorded for the digest;
+   * fails with `aborted` if garbage collection reclaimed it meanwhile.
    */
   createArtifact(record: NewArtifact): Promise<{ artifact: Artifact; blobCreated: boolean; blob: StoredBlob | undefined }>;
 
-  /** Fails with invalid_argument / not_found / failed_precondition on a bad input. */
+  /** Fails with not_found / failed_precondition on a bad input. */
   checkInputs(tenantId: string, inputs: readonly ArtifactInput[]): Promise<void>;
 
   getArtifact(tenantId: string, id: string, options?: { includeContent?: boolean }): Promise<Artifact | undefined>;
-
   listArtifacts(tenantId: string, filter: ArtifactFilter, page: PageRequest): Promise<Page<Artifact>>;
+  countArtifacts(tenantId: string, filter: ArtifactFilter): Promise<number>;
+  /** Whether one artifact matches a filter: the same rules as listArtifacts, applied to one row. */
+  matchesFilter(tenantId: string, id: string, filter: ArtifactFilter): Promise<boolean>;
+  /** Ranked full-text search over name, title and labels. */
+  searchArtifacts(tenantId: string, query: string, filter: ArtifactFilter, page: PageRequest): Promise<Page<Artifact>>;
+  /** The artifact of `kind` with the highest (or lowest) `metric`; newest wins ties. */
+  bestArtifact(tenantId: string, kind: string, metric: string, minimize: boolean, filter: ArtifactFilter): Promise<Artifact | undefined>;
+  /** Ancestors and descendants up to `depth` edges away; each artifact once. */
+  lineage(tenantId: string, id: string, depth: number): Promise<Lineage>;
 
-  /** Sets deleted_at; undefined when there is no such artifact. */
+  /** Sets deleted_at; undefined when there is no such artifact. Refuses pinned ones. */
   softDeleteArtifact(tenantId: string, id: string, now: Date): Promise<Artifact | undefined>;
+  setPinned(tenantId: string, id: string, pinned: boolean): Promise<{ artifact: Artifact; changed: boolean } | undefined>;
+  /** Applies a status change allowed by STATUS_TRANSITIONS, atomically. */
+  setStatus(tenantId: string, id: string, status: ArtifactStatus): Promise<{ artifact: Artifact; changed: boolean } | undefined>;
+  /** Soft-deletes the unpinned, live artifacts of a run; returns them. */
+  archiveRun(tenantId: string, runId: string, now: Date): Promise<Artifact[]>;
+  /** Soft-deletes up to `limit` unpinned artifacts whose expires_at has passed. */
+  expireArtifacts(now: Date, limit: number): Promise<Artifact[]>;
+
+  /**
+   * Blobs no live artifact references, recorded before `cutoff` and with no
+   * artifact deleted after it (the grace period).
+   */
+  findReclaimableBlobs(cutoff: Date, limit: number): Promise<(StoredBlob & { tenantId: string })[]>;
+  /**
+   * Removes one blob row if it is still unreferenced by any live artifact,
+   * detaching soft-deleted artifacts from it, in one transaction. Returns
+   * false when an artifact took a reference meanwhile (the race with a
+   * deduplicating upload): the foreign key makes that check race-free.
+   */
+  reclaimBlob(tenantId: string, digest: string, cutoff: Date): Promise<boolean>;
+  /** Which of these storage keys a blob row points at. */
+  knownStorageKeys(keys: readonly string[]): Promise<Set<string>>;
 
   createToken(token: { id: string; tenantId: string; name: string; sha256: string }): Promise<void>;
   findTokenBySha256(sha256: string): Promise<ApiToken | undefined>;
@@ -56,7 +88,7 @@ export interface NewArtifact {
   readonly createdAt: Date;
   readonly createdBy: string;
   /** Exactly one of the two. */
-  readonly blob?: { readonly storageKey: string };
+  readonly blob?: { readonly storageKey: string } | { readonly reuseExisting: true };
   readonly inline?: InlineContent;
 }
 

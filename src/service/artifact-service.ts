@@ -1,9 +1,10 @@
-import type { Artifact, ArtifactFilter, Caller, InlineContent } from "../artifact.ts";
+import type { Artifact, ArtifactEvent, ArtifactFilter, ArtifactStatus, Caller, InlineContent, Lineage } from "../artifact.ts";
 import { ArtifactError, invalidArgument, notFound } from "../artifact-error.ts";
 import { defaultPrefix, newArtifactId } from "../artifact-id.ts";
 import { blake3Hex } from "../blake3.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
 import type { MetadataStore, Page } from "../ports/metadata-store.ts";
+import type { ArtifactEvents } from "./artifact-events.ts";
 import { downloadArtifact, type DownloadRequest } from "./download-artifact.ts";
 import { uploadArtifact, type UploadMessage, type UploadResult } from "./upload-artifact.ts";
 import { requireArtifactId, validateLabels, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
@@ -14,6 +15,7 @@ export interface ArtifactServiceOptions {
   readonly inlineMaxBytes: number;
   readonly uploadMaxBytes: number;
   readonly downloadChunkBytes: number;
+  readonly events: ArtifactEvents;
 }
 
 /** The use cases behind the RPCs, free of any transport. */
@@ -25,19 +27,62 @@ export interface ArtifactService {
     signal: AbortSignal,
   ): Promise<{ artifact: Artifact; content: AsyncIterable<Uint8Array> }>;
   getArtifact(caller: Caller, id: string, includeContent: boolean): Promise<Artifact>;
-  listArtifacts(caller: Caller, filter: ArtifactFilter, pageSize: number, pageToken: string): Promise<Page<Artifact>>;
+  listArtifacts(
+    caller: Caller,
+    filter: ArtifactFilter,
+    pageSize: number,
+    pageToken: string,
+    includeTotalCount?: boolean,
+  ): Promise<Page<Artifact> & { totalCount: number | undefined }>;
+  searchArtifacts(caller: Caller, query: string, filter: ArtifactFilter, pageSize: number, pageToken: string): Promise<Page<Artifact>>;
+  bestArtifact(caller: Caller, kind: string, metric: string, minimize: boolean, filter: ArtifactFilter): Promise<Artifact>;
+  lineage(caller: Caller, id: string, depth: number): Promise<Lineage>;
   saveInline(caller: Caller, spec: RawSpec | undefined, content: InlineContent | undefined): Promise<Artifact>;
   deleteArtifact(caller: Caller, id: string): Promise<Artifact>;
+  setPinned(caller: Caller, id: string, pinned: boolean): Promise<Artifact>;
+  setStatus(caller: Caller, id: string, status: ArtifactStatus | undefined): Promise<Artifact>;
+  archiveRun(caller: Caller, runId: string): Promise<number>;
+  /** Events matching the filter until the signal aborts. */
+  watch(caller: Caller, filter: ArtifactFilter, signal: AbortSignal): AsyncIterable<ArtifactEvent>;
 }
+
+export const MAX_LINEAGE_DEPTH = 32;
 
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 
 export function createArtifactService(options: ArtifactServiceOptions): ArtifactService {
-  const { metadata, blobs } = options;
+  const { metadata, blobs, events } = options;
+  const validateFilter = (filter: ArtifactFilter) => {
+    if (filter.labels) validateLabels("filter.labels", filter.labels);
+    if (filter.tagsAll) validateTags("filter.tags_all", filter.tagsAll);
+    if (filter.tagsAny) validateTags("filter.tags_any", filter.tagsAny);
+    for (const range of filter.metricRanges ?? []) {
+      if (!range.name) throw invalidArgument("filter.metric_ranges[].name is required");
+      if (range.min !== undefined && range.max !== undefined && range.min > range.max) {
+        throw invalidArgument(`filter.metric_ranges for ${JSON.stringify(range.name)}: min ${range.min} is greater than max ${range.max}`);
+      }
+    }
+    if (filter.createdAfter && filter.createdBefore && filter.createdAfter >= filter.createdBefore) {
+      throw invalidArgument("filter.created_after must be earlier than filter.created_before");
+    }
+  };
+  const pageSizeOf = (pageSize: number) => {
+    if (!Number.isInteger(pageSize) || pageSize < 0 || pageSize > MAX_PAGE_SIZE) {
+      throw invalidArgument(`page_size ${pageSize} is not valid: give 1–${MAX_PAGE_SIZE}, or 0 for the default of ${DEFAULT_PAGE_SIZE}`);
+    }
+    return pageSize || DEFAULT_PAGE_SIZE;
+  };
+  const found = (id: string, artifact: Artifact | undefined): Artifact => {
+    if (!artifact) throw notFound(`artifact ${id} does not exist`);
+    return artifact;
+  };
+
   return {
-    upload(caller, messages, signal) {
-      return uploadArtifact({ metadata, blobs, uploadMaxBytes: options.uploadMaxBytes }, caller, messages, signal);
+    async upload(caller, messages, signal) {
+      const result = await uploadArtifact({ metadata, blobs, uploadMaxBytes: options.uploadMaxBytes }, caller, messages, signal);
+      events.publish(caller.tenantId, { type: "created", artifact: result.artifact });
+      return result;
     },
 
     download(caller, request, signal) {
@@ -51,23 +96,64 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
       return artifact;
     },
 
-    async listArtifacts(caller, filter, pageSize, pageToken) {
-      if (!Number.isInteger(pageSize) || pageSize < 0 || pageSize > MAX_PAGE_SIZE) {
-        throw invalidArgument(`page_size ${pageSize} is not valid: give 1–${MAX_PAGE_SIZE}, or 0 for the default of ${DEFAULT_PAGE_SIZE}`);
+    async listArtifacts(caller, filter, pageSize, pageToken, includeTotalCount = false) {
+      validateFilter(filter);
+      const page = await metadata.listArtifacts(caller.tenantId, filter, { pageSize: pageSizeOf(pageSize), pageToken });
+      const totalCount = includeTotalCount ? await metadata.countArtifacts(caller.tenantId, filter) : undefined;
+      return { ...page, totalCount };
+    },
+
+    async searchArtifacts(caller, query, filter, pageSize, pageToken) {
+      if (query.trim() === "" || query.length > 512) throw invalidArgument("query must be 1–512 characters of free text");
+      validateFilter(filter);
+      return metadata.searchArtifacts(caller.tenantId, query, filter, { pageSize: pageSizeOf(pageSize), pageToken });
+    },
+
+    async bestArtifact(caller, kind, metric, minimize, filter) {
+      if (!kind) throw invalidArgument("kind is required: the kind of artifact to rank, e.g. model");
+      if (!metric) throw invalidArgument("metric is required: the metric to rank by, e.g. accuracy");
+      validateFilter(filter);
+      const best = await metadata.bestArtifact(caller.tenantId, kind, metric, minimize, filter);
+      if (!best) throw notFound(`no ${kind} artifact with metric ${JSON.stringify(metric)} matches the filter`);
+      return best;
+    },
+
+    async lineage(caller, rawId, depth) {
+      const id = requireArtifactId("id", rawId);
+      if (!Number.isInteger(depth) || depth < 0 || depth > MAX_LINEAGE_DEPTH) {
+        throw invalidArgument(`depth ${depth} is not valid: give 1–${MAX_LINEAGE_DEPTH}, or 0 for 1`);
       }
-      if (filter.labels) validateLabels("filter.labels", filter.labels);
-      if (filter.tagsAll) validateTags("filter.tags_all", filter.tagsAll);
-      if (filter.tagsAny) validateTags("filter.tags_any", filter.tagsAny);
-      for (const range of filter.metricRanges ?? []) {
-        if (!range.name) throw invalidArgument("filter.metric_ranges[].name is required");
-        if (range.min !== undefined && range.max !== undefined && range.min > range.max) {
-          throw invalidArgument(`filter.metric_ranges for ${JSON.stringify(range.name)}: min ${range.min} is greater than max ${range.max}`);
-        }
-      }
-      if (filter.createdAfter && filter.createdBefore && filter.createdAfter >= filter.createdBefore) {
-        throw invalidArgument("filter.created_after must be earlier than filter.created_before");
-      }
-      return metadata.listArtifacts(caller.tenantId, filter, { pageSize: pageSize || DEFAULT_PAGE_SIZE, pageToken });
+      found(id, await metadata.getArtifact(caller.tenantId, id));
+      return metadata.lineage(caller.tenantId, id, depth || 1);
+    },
+
+    async setPinned(caller, rawId, pinned) {
+      const id = requireArtifactId("id", rawId);
+      const result = await metadata.setPinned(caller.tenantId, id, pinned);
+      const artifact = found(id, result?.artifact);
+      if (result?.changed) events.publish(caller.tenantId, { type: pinned ? "pinned" : "unpinned", artifact });
+      return artifact;
+    },
+
+    async setStatus(caller, rawId, status) {
+      const id = requireArtifactId("id", rawId);
+      if (!status) throw invalidArgument("status is required: STATUS_DRAFT, STATUS_REVIEW, STATUS_APPROVED or STATUS_REJECTED");
+      const result = await metadata.setStatus(caller.tenantId, id, status);
+      const artifact = found(id, result?.artifact);
+      if (result?.changed) events.publish(caller.tenantId, { type: "status_changed", artifact });
+      return artifact;
+    },
+
+    async archiveRun(caller, runId) {
+      if (!runId || runId.length > 256) throw invalidArgument("run_id is required (at most 256 characters)");
+      const deleted = await metadata.archiveRun(caller.tenantId, runId, new Date());
+      for (const artifact of deleted) events.publish(caller.tenantId, { type: "deleted", artifact });
+      return deleted.length;
+    },
+
+    watch(caller, filter, signal) {
+      validateFilter(filter);
+      return watchEvents(events, metadata, caller.tenantId, filter, signal);
     },
 
     async saveInline(caller, rawSpec, content) {
@@ -102,14 +188,55 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
         createdBy: caller.principal,
         inline: content,
       });
+      events.publish(caller.tenantId, { type: "created", artifact });
       return artifact;
     },
 
     async deleteArtifact(caller, rawId) {
       const id = requireArtifactId("id", rawId);
-      const artifact = await metadata.softDeleteArtifact(caller.tenantId, id, new Date());
-      if (!artifact) throw notFound(`artifact ${id} does not exist`);
+      const before = await metadata.getArtifact(caller.tenantId, id);
+      const artifact = found(id, await metadata.softDeleteArtifact(caller.tenantId, id, new Date()));
+      if (before && !before.deletedAt) events.publish(caller.tenantId, { type: "deleted", artifact });
       return artifact;
     },
   };
+}
+
+/**
+ * Subscribes before returning, so no event between the call and the first
+ * read is lost; each event is checked against the filter with the store's own
+ * filter rules (one query per event), so Watch and List never disagree.
+ */
+function watchEvents(
+  events: ArtifactEvents,
+  metadata: MetadataStore,
+  tenantId: string,
+  filter: ArtifactFilter,
+  signal: AbortSignal,
+): AsyncIterable<ArtifactEvent> {
+  const queue: ArtifactEvent[] = [];
+  let wake: (() => void) | undefined;
+  const unsubscribe = events.subscribe(tenantId, (event) => {
+    queue.push(event);
+    wake?.();
+  });
+  const onAbort = () => wake?.();
+  signal.addEventListener("abort", onAbort);
+  return (async function* () {
+    try {
+      while (!signal.aborted) {
+        const event = queue.shift();
+        if (!event) {
+          await new Promise<void>((resolve) => (wake = resolve));
+          wake = undefined;
+          continue;
+        }
+        const matchFilter = event.type === "deleted" ? { ...filter, includeDeleted: true } : filter;
+        if (await metadata.matchesFilter(tenantId, event.artifact.id, matchFilter)) yield event;
+      }
+    } finally {
+      unsubscribe();
+      signal.removeEventListener("abort", onAbort);
+    }
+  })();
 }

@@ -39,13 +39,14 @@ export interface UploadDeps {
  *    the backpressure that keeps memory bounded. When the client declared a
  *    digest the tenant already has, bytes are only hashed, never stored.
  * 3. At the end, size and digest are checked against what was declared.
- * 4. If the tenant already has this content, the writer is aborted (nothing
- *    new stored); otherwise the blob is committed.
- * 5. Only then is the artifact row committed, with its blob row, in one
- *    transaction. If another upload of the same content won the race, the
- *    row points at its blob and ours is deleted.
- * Any failure or cancellation before step 5 aborts the writer: no artifact,
- * no parts or files left in the blob store.
+ * 4. If the tenant already has this content, the artifact row is committed
+ *    pointing at that blob (locked against garbage collection in the same
+ *    transaction) and the writer is aborted: nothing new stored.
+ * 5. Otherwise the blob is committed, then the artifact row with its blob
+ *    row, in one transaction. If another upload of the same content won the
+ *    race, the row points at its blob and ours is deleted.
+ * Any failure or cancellation before the row is committed aborts the writer
+ * (or deletes our committed copy): no artifact, no parts or files left.
  */
 export async function uploadArtifact(
   deps: UploadDeps,
@@ -77,6 +78,7 @@ export async function uploadArtifact(
   // Declared content the tenant already has: hash only, store nothing.
   const known = expectedBlake3 !== "" ? await deps.metadata.findBlob(caller.tenantId, expectedBlake3) : undefined;
   const writer: BlobWriter | undefined = known ? undefined : await deps.blobs.createWriter(caller.tenantId);
+  /** Set between storing our copy and recording it. */
   let committedKey: string | undefined;
   try {
     const hasher = createBlake3();
@@ -130,18 +132,8 @@ export async function uploadArtifact(
       throw invalidArgument(`the content's BLAKE3 is ${digest} but the header declared ${expectedBlake3}: nothing was stored`);
     }
 
-    const existing = known ?? (await deps.metadata.findBlob(caller.tenantId, digest));
-    let storageKey: string;
-    if (existing) {
-      await writer?.abort();
-      storageKey = existing.storageKey;
-    } else {
-      storageKey = await writer!.commit(digest);
-      committedKey = storageKey;
-    }
-
     const mimeType = spec.mimeType || "application/octet-stream";
-    const result = await deps.metadata.createArtifact({
+    const record = {
       id: newArtifactId(spec.typePrefix || defaultPrefix(mimeType)),
       tenantId: caller.tenantId,
       spec: { ...spec, labels, tags, metrics },
@@ -150,15 +142,35 @@ export async function uploadArtifact(
       blake3: digest,
       createdAt: new Date(),
       createdBy: caller.principal,
-      blob: { storageKey },
-    });
-    if (committedKey !== undefined && !result.blobCreated && result.blob?.storageKey !== committedKey) {
-      // Another upload of the same content committed first; ours is surplus.
-      await deps.blobs.delete(committedKey).catch(() => {});
+    };
+
+    let result: Awaited<ReturnType<MetadataStore["createArtifact"]>> | undefined;
+    if (known ?? (await deps.metadata.findBlob(caller.tenantId, digest))) {
+      try {
+        result = await deps.metadata.createArtifact({ ...record, blob: { reuseExisting: true } });
+      } catch (error) {
+        // Reclaimed by garbage collection meanwhile: store our own copy if we
+        // still have the bytes, else the client has to retry.
+        if (!(error instanceof ArtifactError && error.code === "aborted" && writer)) throw error;
+      }
+    }
+    if (result) {
+      // The artifact is recorded: a failed abort must not fail the call (the
+      // parts of a stray multipart upload expire in the bucket).
+      await writer?.abort().catch(() => {});
+    } else {
+      committedKey = await writer!.commit(digest);
+      result = await deps.metadata.createArtifact({ ...record, blob: { storageKey: committedKey } });
+      if (!result.blobCreated && result.blob?.storageKey !== committedKey) {
+        // Another upload of the same content committed first; ours is surplus.
+        await deps.blobs.delete(committedKey).catch(() => {});
+      }
+      committedKey = undefined;
     }
     return { artifact: result.artifact, deduplicated: !result.blobCreated };
   } catch (error) {
     await writer?.abort().catch(() => {});
+    // Stored but never recorded: nobody else can know this key.
     if (committedKey !== undefined) await deps.blobs.delete(committedKey).catch(() => {});
     throw error;
   } finally {

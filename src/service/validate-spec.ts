@@ -21,6 +21,8 @@ export interface RawSpec {
   readonly pinned: boolean;
   readonly status: ArtifactStatus | undefined;
   readonly expiresAt: Date | undefined;
+  /** 0 when unset. */
+  readonly ttlSeconds: number;
   readonly typePrefix: string;
 }
 
@@ -38,6 +40,7 @@ export const LIMITS = Object.freeze({
   maxProvenance: 256,
   maxInputs: 256,
   maxRole: 64,
+  maxTtlSeconds: 10 * 366 * 24 * 3600,
 });
 
 const KIND_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
@@ -61,6 +64,13 @@ export function validateSpec(raw: RawSpec | undefined, now: Date): ArtifactSpec 
   if (raw.expiresAt && raw.expiresAt.getTime() <= now.getTime()) {
     throw invalidArgument("spec.expires_at is in the past: give a future time or leave it unset");
   }
+  if (raw.ttlSeconds !== 0) {
+    if (raw.expiresAt) throw invalidArgument("give spec.expires_at or spec.ttl_seconds, not both");
+    if (!Number.isSafeInteger(raw.ttlSeconds) || raw.ttlSeconds < 1 || raw.ttlSeconds > LIMITS.maxTtlSeconds) {
+      throw invalidArgument(`spec.ttl_seconds ${raw.ttlSeconds} is not valid: give 1–${LIMITS.maxTtlSeconds} seconds`);
+    }
+  }
+  const expiresAt = raw.ttlSeconds ? new Date(now.getTime() + raw.ttlSeconds * 1000) : raw.expiresAt;
   return {
     kind: raw.kind,
     artifactClass: raw.artifactClass,
@@ -74,7 +84,7 @@ export function validateSpec(raw: RawSpec | undefined, now: Date): ArtifactSpec 
     inputs: validateInputs(raw.inputs),
     pinned: raw.pinned,
     status: raw.status ?? "draft",
-    expiresAt: raw.expiresAt,
+    expiresAt,
     typePrefix: raw.typePrefix,
   };
 }
@@ -136,7 +146,10 @@ function validateInputs(inputs: readonly ArtifactInput[]): ArtifactInput[] {
     if (input.requiredClass && !KIND_PATTERN.test(input.requiredClass)) {
       throw invalidArgument(`spec.inputs[${i}].required_class ${JSON.stringify(input.requiredClass)} is not a valid class`);
     }
-    return { artifactId: input.artifactId, role: input.role, requiredClass: input.requiredClass };
+    if (input.requiredKind && !KIND_PATTERN.test(input.requiredKind)) {
+      throw invalidArgument(`spec.inputs[${i}].required_kind ${JSON.stringify(input.requiredKind)} is not a valid kind`);
+    }
+    return { artifactId: input.artifactId, role: input.role, requiredClass: input.requiredClass, requiredKind: input.requiredKind };
   });
 }
 

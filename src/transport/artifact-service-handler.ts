@@ -2,9 +2,11 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { Caller } from "../artifact.ts";
 import { invalidArgument } from "../artifact-error.ts";
+import type { ArtifactEventType } from "../artifact.ts";
 import {
   ArtifactService as ArtifactServiceDesc,
   DownloadResponseSchema,
+  EventType,
   type UploadRequest,
 } from "../gen/artifacts/v1/artifact_service_pb.js";
 import type { ArtifactService } from "../service/artifact-service.ts";
@@ -15,7 +17,16 @@ import {
   inlineContentFromProto,
   int64FromProto,
   specFromProto,
+  statusFromProto,
 } from "./proto-conversion.ts";
+
+const EVENT_TYPES: Record<ArtifactEventType, EventType> = {
+  created: EventType.CREATED,
+  status_changed: EventType.STATUS_CHANGED,
+  pinned: EventType.PINNED,
+  unpinned: EventType.UNPINNED,
+  deleted: EventType.DELETED,
+};
 
 /**
  * ArtifactService RPCs → use cases. Each handler authenticates, converts the
@@ -59,8 +70,55 @@ export function createArtifactServiceHandler(
 
     async listArtifacts(request, ctx) {
       const who = await caller(ctx);
-      const page = await service.listArtifacts(who, filterFromProto(request.filter), request.pageSize, request.pageToken);
+      const page = await service.listArtifacts(who, filterFromProto(request.filter), request.pageSize, request.pageToken, request.includeTotalCount);
+      return {
+        artifacts: page.items.map(artifactToProto),
+        nextPageToken: page.nextPageToken,
+        totalCount: BigInt(page.totalCount ?? 0),
+      };
+    },
+
+    async searchArtifacts(request, ctx) {
+      const who = await caller(ctx);
+      const page = await service.searchArtifacts(who, request.query, filterFromProto(request.filter), request.pageSize, request.pageToken);
       return { artifacts: page.items.map(artifactToProto), nextPageToken: page.nextPageToken };
+    },
+
+    async getBestArtifact(request, ctx) {
+      const who = await caller(ctx);
+      const artifact = await service.bestArtifact(who, request.kind, request.metric, request.minimize, filterFromProto(request.filter));
+      return { artifact: artifactToProto(artifact) };
+    },
+
+    async getLineage(request, ctx) {
+      const lineage = await service.lineage(await caller(ctx), request.id, request.depth);
+      return {
+        ancestors: lineage.ancestors.map(artifactToProto),
+        descendants: lineage.descendants.map(artifactToProto),
+        edges: lineage.edges.map((e) => ({ fromId: e.fromId, toId: e.toId, role: e.role })),
+      };
+    },
+
+    async setPinned(request, ctx) {
+      const artifact = await service.setPinned(await caller(ctx), request.id, request.pinned);
+      return { artifact: artifactToProto(artifact) };
+    },
+
+    async setStatus(request, ctx) {
+      const artifact = await service.setStatus(await caller(ctx), request.id, statusFromProto("status", request.status));
+      return { artifact: artifactToProto(artifact) };
+    },
+
+    async archiveRun(request, ctx) {
+      const deletedCount = await service.archiveRun(await caller(ctx), request.runId);
+      return { deletedCount: BigInt(deletedCount) };
+    },
+
+    async *watchArtifacts(request, ctx) {
+      const who = await caller(ctx);
+      for await (const event of service.watch(who, filterFromProto(request.filter), ctx.signal)) {
+        yield { type: EVENT_TYPES[event.type], artifact: artifactToProto(event.artifact) };
+      }
     },
 
     async saveInline(request, ctx) {

@@ -77,10 +77,11 @@ export function specFromProto(message: ArtifactSpecMessage | undefined): RawSpec
     tags: message.tags,
     metrics: message.metrics,
     provenance: provenanceFromProto(message.provenance),
-    inputs: message.inputs.map((i) => ({ artifactId: i.artifactId, role: i.role, requiredClass: i.requiredClass })),
+    inputs: message.inputs.map((i) => ({ artifactId: i.artifactId, role: i.role, requiredClass: i.requiredClass, requiredKind: i.requiredKind })),
     pinned: message.pinned,
     status: statusFromProto("spec.status", message.status),
     expiresAt: dateFromProto("spec.expires_at", message.expiresAt),
+    ttlSeconds: int64FromProto("spec.ttl_seconds", message.ttlSeconds),
     typePrefix: message.typePrefix,
   };
 }

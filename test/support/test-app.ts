@@ -53,7 +53,8 @@ export async function startTestApp(backend: Backend, env: Record<string, string>
     });
   }
   const config = readConfig(settings);
-  const app = await startApp(config);
+  // ARTIFACTD_TEST_LOG=1 shows what the server logs (internal errors).
+  const app = await startApp(config, process.env.ARTIFACTD_TEST_LOG ? (message, error) => console.error(`[server] ${message}`, error ?? "") : undefined);
   const alpha = (await createApiToken(app.metadata, "alpha", "alpha-ci")).token;
   const beta = (await createApiToken(app.metadata, "beta", "beta-ci")).token;
   const clients = new Map<string, Client<typeof ArtifactService>>();

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, open, rename, rm, stat, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import type { BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
+import type { BlobLister, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
 
 /**
  * A blob store in a local folder: the embedded default, for a first run with
@@ -19,7 +19,7 @@ import type { BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts
  * other deletes its own file, never the winner's. Leftover incoming files from
  * a crash are removed at start-up.
  */
-export async function createFsBlobStore(root: string): Promise<BlobStore> {
+export async function createFsBlobStore(root: string): Promise<BlobStore & BlobLister> {
   const incoming = path.join(root, "incoming");
   await rm(incoming, { recursive: true, force: true });
   await mkdir(incoming, { recursive: true });
@@ -63,6 +63,15 @@ export async function createFsBlobStore(root: string): Promise<BlobStore> {
     },
     async ping() {
       await stat(root);
+    },
+    async *listBlobs() {
+      for (const entry of await readdir(path.join(root, "blobs"), { recursive: true, withFileTypes: true })) {
+        if (!entry.isFile()) continue;
+        const full = path.join(entry.parentPath, entry.name);
+        const key = path.relative(root, full).split(path.sep).join("/");
+        const info = await stat(full).catch(() => undefined);
+        if (info) yield { key, size: info.size, lastModified: info.mtime };
+      }
     },
     async close() {},
   };

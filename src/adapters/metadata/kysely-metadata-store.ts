@@ -1,24 +1,26 @@
-import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
-import {
-  PROVENANCE_FIELDS,
-  type Artifact,
-  type ArtifactFilter,
-  type ArtifactInput,
-  type Provenance,
-} from "../../artifact.ts";
+import { sql, type Kysely } from "kysely";
+import { STATUS_TRANSITIONS, type Artifact, type ArtifactInput, type LineageEdge } from "../../artifact.ts";
 import { ArtifactError, failedPrecondition, notFound } from "../../artifact-error.ts";
-import type { ApiToken, MetadataStore, Page, StoredBlob } from "../../ports/metadata-store.ts";
-import type { ApiTokenTable, ArtifactTable, Database } from "./schema.ts";
+import type { ApiToken, MetadataStore, StoredBlob } from "../../ports/metadata-store.ts";
+import { applyFilter } from "./artifact-filter.ts";
+import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type Queryable } from "./artifact-rows.ts";
+import { decodeKeysetToken, decodeOffsetToken, encodeKeysetToken, encodeOffsetToken } from "./page-token.ts";
+import type { ApiTokenTable, Database } from "./schema.ts";
+import type { Selectable } from "kysely";
 
 /**
  * The metadata store on kysely: the same SQL for the Postgres server
  * (PostgresDialect over pg) and embedded PGlite (./pglite-dialect.ts).
  *
- * Every value from a request reaches SQL as a bound parameter, filters
- * included: label filters are one JSONB containment (`labels @> $1`), so keys
- * and values full of quotes, dots or JSON-path syntax match literally.
+ * Every value from a request reaches SQL as a bound parameter (see
+ * ./artifact-filter.ts). Invariants the schema enforces rather than this
+ * code: one blob row per (tenant, digest); an artifact row cannot point at a
+ * missing blob row (foreign key, ON DELETE RESTRICT) — which is what makes
+ * garbage collection safe against concurrent deduplicating uploads.
  */
 export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClose?: () => Promise<void> } = {}): MetadataStore {
+  const selectArtifacts = (q: Queryable, tenantId: string) => q.selectFrom("artifacts").select(ARTIFACT_COLUMNS).where("tenant_id", "=", tenantId);
+
   return {
     async findBlob(tenantId, digest) {
       const row = await db
@@ -31,84 +33,93 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
     },
 
     async createArtifact(record) {
-      return translateDatabaseError(() => db.transaction().execute(async (tx) => {
-        let blob: StoredBlob | undefined;
-        let blobCreated = false;
-        if (record.blob) {
-          const inserted = await tx
-            .insertInto("blobs")
-            .values({
-              tenant_id: record.tenantId,
-              digest: record.blake3,
-              size_bytes: record.sizeBytes,
-              storage_key: record.blob.storageKey,
-            })
-            .onConflict((oc) => oc.columns(["tenant_id", "digest"]).doNothing())
-            .returning(["digest", "size_bytes", "storage_key"])
-            .executeTakeFirst();
-          blobCreated = inserted !== undefined;
-          const row =
-            inserted ??
-            (await tx
+      return translateDatabaseError(() =>
+        db.transaction().execute(async (tx) => {
+          let blob: StoredBlob | undefined;
+          let blobCreated = false;
+          if (record.blob && "reuseExisting" in record.blob) {
+            // KEY SHARE: garbage collection cannot delete the row until we commit.
+            const row = await tx
               .selectFrom("blobs")
               .select(["digest", "size_bytes", "storage_key"])
               .where("tenant_id", "=", record.tenantId)
               .where("digest", "=", record.blake3)
-              .forShare()
-              .executeTakeFirstOrThrow());
-          blob = toStoredBlob(row);
-        }
-        await checkInputs(tx, record.tenantId, record.spec.inputs);
+              .forKeyShare()
+              .executeTakeFirst();
+            if (!row) {
+              throw new ArtifactError("aborted", "the stored content was reclaimed by garbage collection while this upload ran: retry the upload");
+            }
+            blob = toStoredBlob(row);
+          } else if (record.blob) {
+            const inserted = await tx
+              .insertInto("blobs")
+              .values({ tenant_id: record.tenantId, digest: record.blake3, size_bytes: record.sizeBytes, storage_key: record.blob.storageKey })
+              .onConflict((oc) => oc.columns(["tenant_id", "digest"]).doNothing())
+              .returning(["digest", "size_bytes", "storage_key"])
+              .executeTakeFirst();
+            blobCreated = inserted !== undefined;
+            const row =
+              inserted ??
+              (await tx
+                .selectFrom("blobs")
+                .select(["digest", "size_bytes", "storage_key"])
+                .where("tenant_id", "=", record.tenantId)
+                .where("digest", "=", record.blake3)
+                .forKeyShare()
+                .executeTakeFirstOrThrow());
+            blob = toStoredBlob(row);
+          }
+          await checkInputs(tx, record.tenantId, record.spec.inputs);
 
-        const { spec } = record;
-        const row = await tx
-          .insertInto("artifacts")
-          .values({
-            id: record.id,
-            tenant_id: record.tenantId,
-            kind: spec.kind,
-            artifact_class: spec.artifactClass,
-            name: spec.name,
-            title: spec.title,
-            mime_type: record.mimeType,
-            size_bytes: record.sizeBytes,
-            blake3: record.blake3,
-            storage: record.blob ? "blob" : "inline",
-            blob_digest: record.blob ? record.blake3 : null,
-            // JSON is kept byte-for-byte as sent (inline_text, what downloads
-            // return and the digest covers) and as JSONB for queries.
-            inline_text: record.inline ? (record.inline.type === "text" ? record.inline.text : record.inline.json) : null,
-            inline_json: record.inline?.type === "json" ? record.inline.json : null,
-            labels: JSON.stringify(spec.labels),
-            tags: [...spec.tags],
-            metrics: JSON.stringify(spec.metrics),
-            pinned: spec.pinned,
-            status: spec.status,
-            ...provenanceColumns(spec.provenance),
-            created_at: record.createdAt,
-            created_by: record.createdBy,
-            deleted_at: null,
-            expires_at: spec.expiresAt ?? null,
-          })
-          .returning(ARTIFACT_COLUMNS)
-          .executeTakeFirstOrThrow();
-        if (spec.inputs.length > 0) {
-          await tx
-            .insertInto("artifact_inputs")
-            .values(
-              spec.inputs.map((input, position) => ({
-                tenant_id: record.tenantId,
-                artifact_id: record.id,
-                input_id: input.artifactId,
-                role: input.role,
-                position,
-              })),
-            )
-            .execute();
-        }
-        const artifact = toArtifact(row, spec.inputs, false);
-        return { artifact, blobCreated, blob };
-      }));
+          const { spec } = record;
+          const row = await tx
+            .insertInto("artifacts")
+            .values({
+              id: record.id,
+              tenant_id: record.tenantId,
+              kind: spec.kind,
+              artifact_class: spec.artifactClass,
+              name: spec.name,
+              title: spec.title,
+              mime_type: record.mimeType,
+              size_bytes: record.sizeBytes,
+              blake3: record.blake3,
+              storage: record.blob ? "blob" : "inline",
+              blob_digest: record.blob ? record.blake3 : null,
+              // JSON is kept byte-for-byte as sent (inline_text: what downloads
+              // return and the digest covers) and as JSONB for queries.
+              inline_text: record.inline ? (record.inline.type === "text" ? record.inline.text : record.inline.json) : null,
+              inline_json: record.inline?.type === "json" ? record.inline.json : null,
+              labels: JSON.stringify(spec.labels),
+              tags: [...spec.tags],
+              metrics: JSON.stringify(spec.metrics),
+              pinned: spec.pinned,
+              status: spec.status,
+              ...provenanceColumns(spec.provenance),
+              created_at: record.createdAt,
+              created_by: record.createdBy,
+              deleted_at: null,
+              expires_at: spec.expiresAt ?? null,
+            })
+            .returning(ARTIFACT_COLUMNS)
+            .executeTakeFirstOrThrow();
+          if (spec.inputs.length > 0) {
+            await tx
+              .insertInto("artifact_inputs")
+              .values(
+                spec.inputs.map((input, position) => ({
+                  tenant_id: record.tenantId,
+                  artifact_id: record.id,
+                  input_id: input.artifactId,
+                  role: input.role,
+                  position,
+                })),
+              )
+              .execute();
+          }
+          return { artifact: toArtifact(row, spec.inputs, false), blobCreated, blob };
+        }),
+      );
     },
 
     async checkInputs(tenantId, inputs) {
@@ -116,59 +127,242 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
     },
 
     async getArtifact(tenantId, id, { includeContent = false } = {}) {
-      const row = await db
-        .selectFrom("artifacts")
-        .select(ARTIFACT_COLUMNS)
+      const row = await selectArtifacts(db, tenantId)
         .$if(includeContent, (q) => q.select(["inline_text", "inline_json"]))
-        .where("tenant_id", "=", tenantId)
         .where("id", "=", id)
         .executeTakeFirst();
-      if (!row) return undefined;
-      const inputs = await loadInputs(db, [id]);
-      return toArtifact(row, inputs.get(id) ?? [], includeContent);
+      return row && (await toArtifacts(db, [row], includeContent))[0];
     },
 
     async listArtifacts(tenantId, filter, page) {
-      const cursor = page.pageToken === "" ? undefined : decodePageToken(page.pageToken);
-      let query = applyFilter(db.selectFrom("artifacts").select(ARTIFACT_COLUMNS).where("tenant_id", "=", tenantId), filter);
+      const cursor = page.pageToken === "" ? undefined : decodeKeysetToken(page.pageToken);
+      let query = applyFilter(selectArtifacts(db, tenantId), filter);
       if (cursor) {
         query = query.where((eb) =>
           eb.or([eb("created_at", "<", cursor.createdAt), eb.and([eb("created_at", "=", cursor.createdAt), eb("id", "<", cursor.id)])]),
         );
       }
-      const rows = await query
+      const rows = await query.orderBy("created_at", "desc").orderBy("id", "desc").limit(page.pageSize + 1).execute();
+      const more = rows.length > page.pageSize;
+      const pageRows = more ? rows.slice(0, page.pageSize) : rows;
+      const last = pageRows.at(-1);
+      return {
+        items: await toArtifacts(db, pageRows),
+        nextPageToken: more && last ? encodeKeysetToken({ createdAt: new Date(last.created_at), id: last.id }) : "",
+      };
+    },
+
+    async countArtifacts(tenantId, filter) {
+      const row = await applyFilter(
+        db.selectFrom("artifacts").select(sql<string>`count(*)`.as("count")).where("tenant_id", "=", tenantId),
+        filter,
+      ).executeTakeFirstOrThrow();
+      return Number(row.count);
+    },
+
+    async matchesFilter(tenantId, id, filter) {
+      const row = await applyFilter(db.selectFrom("artifacts").select("id").where("tenant_id", "=", tenantId).where("id", "=", id), filter).executeTakeFirst();
+      return row !== undefined;
+    },
+
+    async searchArtifacts(tenantId, text, filter, page) {
+      const offset = page.pageToken === "" ? 0 : decodeOffsetToken(page.pageToken);
+      const tsquery = sql`websearch_to_tsquery('english', ${text})`;
+      const rows = await applyFilter(selectArtifacts(db, tenantId), filter)
+        .where(sql<boolean>`search @@ ${tsquery}`)
+        .orderBy(sql`ts_rank_cd(search, ${tsquery})`, "desc")
         .orderBy("created_at", "desc")
         .orderBy("id", "desc")
+        .offset(offset)
         .limit(page.pageSize + 1)
         .execute();
       const more = rows.length > page.pageSize;
       const pageRows = more ? rows.slice(0, page.pageSize) : rows;
-      const inputs = await loadInputs(
-        db,
-        pageRows.map((r) => r.id),
-      );
-      const items = pageRows.map((r) => toArtifact(r, inputs.get(r.id) ?? [], false));
-      const last = pageRows.at(-1);
-      return {
-        items,
-        nextPageToken: more && last ? encodePageToken({ createdAt: new Date(last.created_at), id: last.id }) : "",
-      } satisfies Page<Artifact>;
+      return { items: await toArtifacts(db, pageRows), nextPageToken: more ? encodeOffsetToken(offset + page.pageSize) : "" };
+    },
+
+    async bestArtifact(tenantId, kind, metric, minimize, filter) {
+      const value = sql`(metrics ->> ${metric})::float8`;
+      const row = await applyFilter(selectArtifacts(db, tenantId), { ...filter, kind })
+        .where(sql<boolean>`metrics ? ${metric}`)
+        .where(sql<boolean>`jsonb_typeof(metrics -> ${metric}) = 'number'`)
+        .orderBy(value, minimize ? "asc" : "desc")
+        .orderBy("created_at", "desc")
+        .orderBy("id", "desc")
+        .limit(1)
+        .executeTakeFirst();
+      return row && (await toArtifacts(db, [row]))[0];
+    },
+
+    async lineage(tenantId, id, depth) {
+      // Breadth-first, one query per level and direction; a visited set makes
+      // every artifact appear once whatever the graph's shape.
+      const edges: LineageEdge[] = [];
+      const walk = async (direction: "up" | "down"): Promise<string[]> => {
+        const visited = new Set<string>([id]);
+        const found: string[] = [];
+        let frontier = [id];
+        for (let level = 0; level < depth && frontier.length > 0; level++) {
+          const rows = await db
+            .selectFrom("artifact_inputs")
+            .select(["artifact_id", "input_id", "role"])
+            .where("tenant_id", "=", tenantId)
+            .where(direction === "up" ? "artifact_id" : "input_id", "in", frontier)
+            .orderBy("artifact_id")
+            .orderBy("position")
+            .execute();
+          const next: string[] = [];
+          for (const row of rows) {
+            edges.push({ fromId: row.input_id, toId: row.artifact_id, role: row.role });
+            const other = direction === "up" ? row.input_id : row.artifact_id;
+            if (!visited.has(other)) {
+              visited.add(other);
+              next.push(other);
+              found.push(other);
+            }
+          }
+          frontier = next;
+        }
+        return found;
+      };
+      const ancestorIds = await walk("up");
+      const descendantIds = await walk("down");
+      const load = async (ids: string[]): Promise<Artifact[]> => {
+        if (ids.length === 0) return [];
+        const rows = await selectArtifacts(db, tenantId).where("id", "in", ids).execute();
+        const byId = new Map((await toArtifacts(db, rows)).map((a) => [a.id, a]));
+        return ids.flatMap((i) => byId.get(i) ?? []);
+      };
+      const unique = new Map(edges.map((e) => [`${e.fromId}>${e.toId}`, e]));
+      return { ancestors: await load(ancestorIds), descendants: await load(descendantIds), edges: [...unique.values()] };
     },
 
     async softDeleteArtifact(tenantId, id, now) {
       return db.transaction().execute(async (tx) => {
-        const row = await tx.selectFrom("artifacts").select(ARTIFACT_COLUMNS).where("tenant_id", "=", tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
+        const row = await selectArtifacts(tx, tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
         if (!row) return undefined;
-        if (row.deleted_at !== null) return toArtifact(row, (await loadInputs(tx, [id])).get(id) ?? [], false);
-        if (row.pinned) throw failedPrecondition(`artifact ${id} is pinned: unpin it before deleting it`);
-        const updated = await tx
-          .updateTable("artifacts")
-          .set({ deleted_at: now })
-          .where("id", "=", id)
-          .returning(ARTIFACT_COLUMNS)
-          .executeTakeFirstOrThrow();
-        return toArtifact(updated, (await loadInputs(tx, [id])).get(id) ?? [], false);
+        if (row.deleted_at === null) {
+          if (row.pinned) throw failedPrecondition(`artifact ${id} is pinned: unpin it before deleting it`);
+          const updated = await tx.updateTable("artifacts").set({ deleted_at: now }).where("id", "=", id).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
+          return (await toArtifacts(tx, [updated]))[0];
+        }
+        return (await toArtifacts(tx, [row]))[0];
       });
+    },
+
+    async setPinned(tenantId, id, pinned) {
+      return db.transaction().execute(async (tx) => {
+        const row = await selectArtifacts(tx, tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
+        if (!row) return undefined;
+        if (row.deleted_at !== null && pinned) throw failedPrecondition(`artifact ${id} is deleted and cannot be pinned`);
+        if (row.pinned === pinned) return { artifact: (await toArtifacts(tx, [row]))[0]!, changed: false };
+        const updated = await tx.updateTable("artifacts").set({ pinned }).where("id", "=", id).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
+        return { artifact: (await toArtifacts(tx, [updated]))[0]!, changed: true };
+      });
+    },
+
+    async setStatus(tenantId, id, status) {
+      return db.transaction().execute(async (tx) => {
+        const row = await selectArtifacts(tx, tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
+        if (!row) return undefined;
+        if (row.status === status) return { artifact: (await toArtifacts(tx, [row]))[0]!, changed: false };
+        if (row.deleted_at !== null) throw failedPrecondition(`artifact ${id} is deleted; its status can no longer change`);
+        const allowed = STATUS_TRANSITIONS[row.status];
+        if (!allowed.includes(status)) {
+          throw failedPrecondition(
+            `artifact ${id} is ${row.status}; it can go to ${allowed.length ? allowed.join(" or ") : "no other status (approved is final)"}, not ${status}`,
+          );
+        }
+        const updated = await tx.updateTable("artifacts").set({ status }).where("id", "=", id).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
+        return { artifact: (await toArtifacts(tx, [updated]))[0]!, changed: true };
+      });
+    },
+
+    async archiveRun(tenantId, runId, now) {
+      const rows = await db
+        .updateTable("artifacts")
+        .set({ deleted_at: now })
+        .where("tenant_id", "=", tenantId)
+        .where("run_id", "=", runId)
+        .where("pinned", "=", false)
+        .where("deleted_at", "is", null)
+        .returning(ARTIFACT_COLUMNS)
+        .execute();
+      return toArtifacts(db, rows);
+    },
+
+    async expireArtifacts(now, limit) {
+      const rows = await db
+        .updateTable("artifacts")
+        .set({ deleted_at: now })
+        .where("id", "in", (eb) =>
+          eb
+            .selectFrom("artifacts")
+            .select("id")
+            .where("expires_at", "<=", now)
+            .where("deleted_at", "is", null)
+            .where("pinned", "=", false)
+            .limit(limit),
+        )
+        .where("pinned", "=", false)
+        .where("deleted_at", "is", null)
+        .returning(ARTIFACT_COLUMNS)
+        .execute();
+      return toArtifacts(db, rows);
+    },
+
+    async findReclaimableBlobs(cutoff, limit) {
+      const rows = await db
+        .selectFrom("blobs as b")
+        .select(["b.tenant_id", "b.digest", "b.size_bytes", "b.storage_key"])
+        .where("b.created_at", "<", cutoff)
+        .where((eb) =>
+          eb.not(
+            eb.exists(
+              eb
+                .selectFrom("artifacts as a")
+                .select(sql`1`.as("one"))
+                .whereRef("a.tenant_id", "=", "b.tenant_id")
+                .whereRef("a.blob_digest", "=", "b.digest")
+                .where((inner) => inner.or([inner("a.deleted_at", "is", null), inner("a.deleted_at", ">=", cutoff), inner("a.pinned", "=", true)])),
+            ),
+          ),
+        )
+        .orderBy("b.created_at")
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({ tenantId: r.tenant_id, ...toStoredBlob(r) }));
+    },
+
+    async reclaimBlob(tenantId, digest, cutoff) {
+      try {
+        return await db.transaction().execute(async (tx) => {
+          await tx
+            .updateTable("artifacts")
+            .set({ blob_digest: null })
+            .where("tenant_id", "=", tenantId)
+            .where("blob_digest", "=", digest)
+            .where("deleted_at", "<", cutoff)
+            .where("pinned", "=", false)
+            .execute();
+          // If any artifact still points here — live, recently deleted, or
+          // one a concurrent upload just inserted — the foreign key refuses
+          // the delete and the blob stays.
+          const deleted = await tx.deleteFrom("blobs").where("tenant_id", "=", tenantId).where("digest", "=", digest).executeTakeFirst();
+          return deleted.numDeletedRows > 0n;
+        });
+      } catch (error) {
+        // restrict_violation (ON DELETE RESTRICT) or foreign_key_violation.
+        const code = (error as { code?: unknown }).code;
+        if (code === "23001" || code === "23503") return false;
+        throw error;
+      }
+    },
+
+    async knownStorageKeys(keys) {
+      if (keys.length === 0) return new Set();
+      const rows = await db.selectFrom("blobs").select("storage_key").where("storage_key", "in", [...keys]).execute();
+      return new Set(rows.map((r) => r.storage_key));
     },
 
     async createToken(token) {
@@ -205,57 +399,11 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
   };
 }
 
-type Queryable = Kysely<Database> | Transaction<Database>;
-
-/**
- * Postgres refuses some values that pass validation — JSON holding \u0000,
- * text in an encoding it cannot convert. Those are the client's to fix, so
- * they become invalid_argument here, where the driver's codes are known.
- */
-async function translateDatabaseError<T>(run: () => Promise<T>): Promise<T> {
-  try {
-    return await run();
-  } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    if (code === "22P05" || code === "22021" || code === "22P02") {
-      throw new ArtifactError("invalid_argument", `the database refused a value: ${(error as Error).message}`);
-    }
-    throw error;
-  }
-}
-
-/** Every column but the inline content, which only a read that asks for it loads. */
-const ARTIFACT_COLUMNS = [
-  "id",
-  "tenant_id",
-  "kind",
-  "artifact_class",
-  "name",
-  "title",
-  "mime_type",
-  "size_bytes",
-  "blake3",
-  "storage",
-  "blob_digest",
-  "labels",
-  "tags",
-  "metrics",
-  "pinned",
-  "status",
-  ...PROVENANCE_FIELDS,
-  "created_at",
-  "created_by",
-  "deleted_at",
-  "expires_at",
-] as const satisfies readonly (keyof ArtifactTable)[];
-
-type ArtifactRow = Omit<Selectable<ArtifactTable>, "inline_text" | "inline_json"> & { inline_text?: string | null; inline_json?: unknown };
-
 async function checkInputs(db: Queryable, tenantId: string, inputs: readonly ArtifactInput[]): Promise<void> {
   if (inputs.length === 0) return;
   const rows = await db
     .selectFrom("artifacts")
-    .select(["id", "artifact_class", "deleted_at"])
+    .select(["id", "kind", "artifact_class", "deleted_at"])
     .where("tenant_id", "=", tenantId)
     .where(
       "id",
@@ -274,98 +422,29 @@ async function checkInputs(db: Queryable, tenantId: string, inputs: readonly Art
         `input artifact ${input.artifactId} has class ${JSON.stringify(row.artifact_class)}, but the input requires class ${JSON.stringify(input.requiredClass)}`,
       );
     }
+    if (input.requiredKind !== "" && row.kind !== input.requiredKind) {
+      throw failedPrecondition(
+        `input artifact ${input.artifactId} has kind ${JSON.stringify(row.kind)}, but the input requires kind ${JSON.stringify(input.requiredKind)}`,
+      );
+    }
   }
 }
 
-async function loadInputs(db: Queryable, ids: string[]): Promise<Map<string, { artifactId: string; role: string }[]>> {
-  const result = new Map<string, { artifactId: string; role: string }[]>();
-  if (ids.length === 0) return result;
-  const rows = await db
-    .selectFrom("artifact_inputs")
-    .select(["artifact_id", "input_id", "role"])
-    .where("artifact_id", "in", ids)
-    .orderBy("artifact_id")
-    .orderBy("position")
-    .execute();
-  for (const row of rows) {
-    const list = result.get(row.artifact_id) ?? [];
-    list.push({ artifactId: row.input_id, role: row.role });
-    result.set(row.artifact_id, list);
+/**
+ * Postgres refuses some values that pass validation — JSON holding \u0000,
+ * text it cannot convert. Those are the client's to fix, so they become
+ * invalid_argument here, where the driver's codes are known.
+ */
+async function translateDatabaseError<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === "22P05" || code === "22021" || code === "22P02") {
+      throw new ArtifactError("invalid_argument", `the database refused a value: ${(error as Error).message}`);
+    }
+    throw error;
   }
-  return result;
-}
-
-function applyFilter<Q extends import("kysely").SelectQueryBuilder<Database, "artifacts", any>>(query: Q, filter: ArtifactFilter): Q {
-  let q = query as import("kysely").SelectQueryBuilder<Database, "artifacts", any>;
-  if (!filter.includeDeleted) q = q.where("deleted_at", "is", null);
-  if (filter.kind) q = q.where("kind", "=", filter.kind);
-  if (filter.artifactClass) q = q.where("artifact_class", "=", filter.artifactClass);
-  if (filter.mimeType) q = q.where("mime_type", "=", filter.mimeType);
-  if (filter.namePrefix) q = q.where(sql<boolean>`starts_with(name, ${filter.namePrefix})`);
-  if (filter.status) q = q.where("status", "=", filter.status);
-  if (filter.storage) q = q.where("storage", "=", filter.storage);
-  if (filter.pinned !== undefined) q = q.where("pinned", "=", filter.pinned);
-  if (filter.createdAfter) q = q.where("created_at", ">=", filter.createdAfter);
-  if (filter.createdBefore) q = q.where("created_at", "<", filter.createdBefore);
-  for (const field of PROVENANCE_FIELDS) {
-    const value = filter.provenance?.[field];
-    if (value) q = q.where(field, "=", value);
-  }
-  if (filter.labels && Object.keys(filter.labels).length > 0) {
-    q = q.where(sql<boolean>`labels @> ${JSON.stringify(filter.labels)}::jsonb`);
-  }
-  if (filter.tagsAll && filter.tagsAll.length > 0) q = q.where(sql<boolean>`tags @> ${[...filter.tagsAll]}::text[]`);
-  if (filter.tagsAny && filter.tagsAny.length > 0) q = q.where(sql<boolean>`tags && ${[...filter.tagsAny]}::text[]`);
-  for (const range of filter.metricRanges ?? []) {
-    q = q.where(sql<boolean>`metrics ? ${range.name}`);
-    if (range.min !== undefined) q = q.where(sql<boolean>`(metrics ->> ${range.name})::float8 >= ${range.min}`);
-    if (range.max !== undefined) q = q.where(sql<boolean>`(metrics ->> ${range.name})::float8 <= ${range.max}`);
-  }
-  return q as Q;
-}
-
-function provenanceColumns(provenance: Provenance): Record<(typeof PROVENANCE_FIELDS)[number], string | null> {
-  return Object.fromEntries(PROVENANCE_FIELDS.map((f) => [f, provenance[f] || null])) as Record<(typeof PROVENANCE_FIELDS)[number], string | null>;
-}
-
-function toStoredBlob(row: { digest: string; size_bytes: string | number | bigint; storage_key: string }): StoredBlob {
-  return { digest: row.digest, sizeBytes: Number(row.size_bytes), storageKey: row.storage_key };
-}
-
-function toArtifact(row: ArtifactRow, inputs: readonly { artifactId: string; role: string }[], includeContent: boolean): Artifact {
-  const provenance: Provenance = {};
-  for (const field of PROVENANCE_FIELDS) {
-    const value = row[field];
-    if (value) provenance[field] = value;
-  }
-  let inlineContent: Artifact["inlineContent"];
-  if (includeContent && row.storage === "inline" && typeof row.inline_text === "string") {
-    inlineContent = row.inline_json != null ? { type: "json", json: row.inline_text } : { type: "text", text: row.inline_text };
-  }
-  return {
-    id: row.id,
-    tenantId: row.tenant_id,
-    kind: row.kind,
-    artifactClass: row.artifact_class,
-    name: row.name,
-    title: row.title,
-    mimeType: row.mime_type,
-    sizeBytes: Number(row.size_bytes),
-    blake3: row.blake3,
-    storage: row.storage,
-    inlineContent,
-    labels: row.labels,
-    tags: row.tags,
-    metrics: row.metrics,
-    pinned: row.pinned,
-    status: row.status,
-    provenance,
-    inputs: inputs.map((i) => ({ artifactId: i.artifactId, role: i.role })),
-    createdAt: new Date(row.created_at),
-    createdBy: row.created_by,
-    deletedAt: row.deleted_at === null ? undefined : new Date(row.deleted_at),
-    expiresAt: row.expires_at === null ? undefined : new Date(row.expires_at),
-  };
 }
 
 function toApiToken(row: Selectable<ApiTokenTable>): ApiToken {
@@ -377,19 +456,3 @@ function toApiToken(row: Selectable<ApiTokenTable>): ApiToken {
     revokedAt: row.revoked_at === null ? undefined : new Date(row.revoked_at),
   };
 }
-
-function encodePageToken(cursor: { createdAt: Date; id: string }): string {
-  return Buffer.from(JSON.stringify({ t: cursor.createdAt.toISOString(), i: cursor.id })).toString("base64url");
-}
-
-function decodePageToken(token: string): { createdAt: Date; id: string } {
-  try {
-    const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { t?: unknown; i?: unknown };
-    const createdAt = new Date(String(parsed.t));
-    if (typeof parsed.i !== "string" || Number.isNaN(createdAt.getTime())) throw new Error("bad cursor");
-    return { createdAt, id: parsed.i };
-  } catch {
-    throw new ArtifactError("invalid_argument", "page_token is not a token this server issued: pass next_page_token from the previous response unchanged");
-  }
-}
-

@@ -1,5 +1,6 @@
 import type { Migration, MigrationProvider } from "kysely";
 import * as initial from "./20261124000000_initial.ts";
+import * as queryAndLifecycle from "./20261124010000_query_and_lifecycle.ts";
 
 /**
  * Every migration, by its timestamped name. Listed statically rather than
@@ -9,6 +10,7 @@ export const migrationProvider: MigrationProvider = {
   async getMigrations(): Promise<Record<string, Migration>> {
     return {
       "20261124000000_initial": initial,
+      "20261124010000_query_and_lifecycle": queryAndLifecycle,
     };
   },
 };

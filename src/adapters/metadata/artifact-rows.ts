@@ -1,0 +1,111 @@
+import type { Kysely, Selectable, Transaction } from "kysely";
+import { PROVENANCE_FIELDS, type Artifact, type Provenance } from "../../artifact.ts";
+import type { StoredBlob } from "../../ports/metadata-store.ts";
+import type { ArtifactTable, Database } from "./schema.ts";
+
+/** Rows of the artifacts table ⇄ domain artifacts. */
+
+export type Queryable = Kysely<Database> | Transaction<Database>;
+
+/** Every column but the inline content, which only a read that asks for it loads. */
+export const ARTIFACT_COLUMNS = [
+  "id",
+  "tenant_id",
+  "kind",
+  "artifact_class",
+  "name",
+  "title",
+  "mime_type",
+  "size_bytes",
+  "blake3",
+  "storage",
+  "blob_digest",
+  "labels",
+  "tags",
+  "metrics",
+  "pinned",
+  "status",
+  ...PROVENANCE_FIELDS,
+  "created_at",
+  "created_by",
+  "deleted_at",
+  "expires_at",
+] as const satisfies readonly (keyof ArtifactTable)[];
+
+export type ArtifactRow = Omit<Selectable<ArtifactTable>, "inline_text" | "inline_json"> & {
+  inline_text?: string | null;
+  inline_json?: unknown;
+};
+
+type InputsById = Map<string, { artifactId: string; role: string }[]>;
+
+export async function loadInputs(db: Queryable, ids: readonly string[]): Promise<InputsById> {
+  const result: InputsById = new Map();
+  if (ids.length === 0) return result;
+  const rows = await db
+    .selectFrom("artifact_inputs")
+    .select(["artifact_id", "input_id", "role"])
+    .where("artifact_id", "in", ids)
+    .orderBy("artifact_id")
+    .orderBy("position")
+    .execute();
+  for (const row of rows) {
+    const list = result.get(row.artifact_id) ?? [];
+    list.push({ artifactId: row.input_id, role: row.role });
+    result.set(row.artifact_id, list);
+  }
+  return result;
+}
+
+/** Rows → artifacts, with their inputs loaded in one query. */
+export async function toArtifacts(db: Queryable, rows: readonly ArtifactRow[], includeContent = false): Promise<Artifact[]> {
+  const inputs = await loadInputs(
+    db,
+    rows.map((r) => r.id),
+  );
+  return rows.map((row) => toArtifact(row, inputs.get(row.id) ?? [], includeContent));
+}
+
+export function toArtifact(row: ArtifactRow, inputs: readonly { artifactId: string; role: string }[], includeContent: boolean): Artifact {
+  const provenance: Provenance = {};
+  for (const field of PROVENANCE_FIELDS) {
+    const value = row[field];
+    if (value) provenance[field] = value;
+  }
+  let inlineContent: Artifact["inlineContent"];
+  if (includeContent && row.storage === "inline" && typeof row.inline_text === "string") {
+    inlineContent = row.inline_json != null ? { type: "json", json: row.inline_text } : { type: "text", text: row.inline_text };
+  }
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    kind: row.kind,
+    artifactClass: row.artifact_class,
+    name: row.name,
+    title: row.title,
+    mimeType: row.mime_type,
+    sizeBytes: Number(row.size_bytes),
+    blake3: row.blake3,
+    storage: row.storage,
+    inlineContent,
+    labels: row.labels,
+    tags: row.tags,
+    metrics: row.metrics,
+    pinned: row.pinned,
+    status: row.status,
+    provenance,
+    inputs: inputs.map((i) => ({ artifactId: i.artifactId, role: i.role })),
+    createdAt: new Date(row.created_at),
+    createdBy: row.created_by,
+    deletedAt: row.deleted_at === null ? undefined : new Date(row.deleted_at),
+    expiresAt: row.expires_at === null ? undefined : new Date(row.expires_at),
+  };
+}
+
+export function provenanceColumns(provenance: Provenance): Record<(typeof PROVENANCE_FIELDS)[number], string | null> {
+  return Object.fromEntries(PROVENANCE_FIELDS.map((f) => [f, provenance[f] || null])) as Record<(typeof PROVENANCE_FIELDS)[number], string | null>;
+}
+
+export function toStoredBlob(row: { digest: string; size_bytes: string | number | bigint; storage_key: string }): StoredBlob {
+  return { digest: row.digest, sizeBytes: Number(row.size_bytes), storageKey: row.storage_key };
+}

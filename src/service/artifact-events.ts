@@ -1,0 +1,32 @@
+import type { ArtifactEvent } from "../artifact.ts";
+
+/**
+ * Artifact events inside one process: use cases publish after their change
+ * is committed; WatchArtifacts subscribers receive them per tenant.
+ *
+ * One process only: a subscriber connected to one replica does not see
+ * changes made through another. (Postgres LISTEN/NOTIFY would carry them
+ * across replicas; see the notes in the README.)
+ */
+export interface ArtifactEvents {
+  publish(tenantId: string, event: ArtifactEvent): void;
+  subscribe(tenantId: string, listener: (event: ArtifactEvent) => void): () => void;
+}
+
+export function createArtifactEvents(): ArtifactEvents {
+  const listeners = new Map<string, Set<(event: ArtifactEvent) => void>>();
+  return {
+    publish(tenantId, event) {
+      for (const listener of listeners.get(tenantId) ?? []) listener(event);
+    },
+    subscribe(tenantId, listener) {
+      let set = listeners.get(tenantId);
+      if (!set) listeners.set(tenantId, (set = new Set()));
+      set.add(listener);
+      return () => {
+        set.delete(listener);
+        if (set.size === 0) listeners.delete(tenantId);
+      };
+    },
+  };
+}

@@ -1,0 +1,103 @@
+import { canListBlobs, type BlobStore } from "../ports/blob-store.ts";
+import type { MetadataStore } from "../ports/metadata-store.ts";
+import type { ArtifactEvents } from "./artifact-events.ts";
+
+export interface MaintenanceDeps {
+  readonly metadata: MetadataStore;
+  readonly blobs: BlobStore;
+  readonly events: ArtifactEvents;
+}
+
+/** Soft-deletes unpinned artifacts whose expires_at has passed. */
+export async function expireArtifacts(deps: MaintenanceDeps, now = new Date()): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const expired = await deps.metadata.expireArtifacts(now, 500);
+    for (const artifact of expired) deps.events.publish(artifact.tenantId, { type: "deleted", artifact });
+    total += expired.length;
+    if (expired.length < 500) return total;
+  }
+}
+
+export const MIN_ORPHAN_GRACE_MS = 3_600_000;
+
+export interface GarbageReport {
+  /** Blob rows (and their stored content) reclaimed, or that would be in a dry run. */
+  readonly blobs: number;
+  readonly bytes: number;
+  /** Stored objects no blob row points at (left by a crash), older than the grace period. */
+  readonly orphans: number;
+  readonly orphanBytes: number;
+  readonly dryRun: boolean;
+}
+
+/**
+ * Garbage collection: reclaims content no live artifact needs.
+ *
+ * 1. Blobs that no live, pinned or recently deleted artifact references and
+ *    that are older than the grace period. Each is removed from the index in
+ *    its own transaction, and only then from the blob store. The schema's
+ *    foreign key makes this safe against a deduplicating upload that takes
+ *    a reference at the same moment: the delete fails and the blob stays
+ *    (see MetadataStore.reclaimBlob).
+ * 2. Stored objects that no blob row points at: content stored by an upload
+ *    that died before recording it. An upload in progress stores its content
+ *    a moment before recording it, so such objects are only touched when
+ *    older than `orphanGraceMs` (at least an hour by default, whatever
+ *    `graceMs` is, which also absorbs clock skew with the blob store).
+ *
+ * Several replicas may collect at once: only one wins each blob row.
+ */
+export async function collectGarbage(
+  deps: MaintenanceDeps,
+  options: { graceMs: number; dryRun: boolean; now?: Date; orphanGraceMs?: number },
+): Promise<GarbageReport> {
+  const now = options.now ?? new Date();
+  const cutoff = new Date(now.getTime() - options.graceMs);
+  const orphanCutoff = new Date(now.getTime() - (options.orphanGraceMs ?? Math.max(options.graceMs, MIN_ORPHAN_GRACE_MS)));
+  let blobs = 0;
+  let bytes = 0;
+  const seen = new Set<string>();
+  // A dry run changes nothing, so one large batch sees every candidate; a
+  // real run works in batches, each one's reclaimed rows gone from the next.
+  const batchSize = options.dryRun ? 1_000_000 : 200;
+  for (;;) {
+    const candidates = (await deps.metadata.findReclaimableBlobs(cutoff, batchSize)).filter((c) => !seen.has(`${c.tenantId}/${c.digest}`));
+    if (candidates.length === 0) break;
+    for (const candidate of candidates) {
+      seen.add(`${candidate.tenantId}/${candidate.digest}`);
+      if (!options.dryRun) {
+        if (!(await deps.metadata.reclaimBlob(candidate.tenantId, candidate.digest, cutoff))) continue;
+        await deps.blobs.delete(candidate.storageKey).catch(() => {
+          // Left for the orphan pass of a later run.
+        });
+      }
+      blobs++;
+      bytes += candidate.sizeBytes;
+    }
+    if (options.dryRun) break;
+  }
+
+  let orphans = 0;
+  let orphanBytes = 0;
+  if (canListBlobs(deps.blobs)) {
+    let batch: { key: string; size: number }[] = [];
+    const flush = async () => {
+      const known = await deps.metadata.knownStorageKeys(batch.map((b) => b.key));
+      for (const item of batch) {
+        if (known.has(item.key)) continue;
+        if (!options.dryRun) await deps.blobs.delete(item.key);
+        orphans++;
+        orphanBytes += item.size;
+      }
+      batch = [];
+    };
+    for await (const item of deps.blobs.listBlobs()) {
+      if (item.lastModified >= orphanCutoff) continue;
+      batch.push(item);
+      if (batch.length >= 500) await flush();
+    }
+    await flush();
+  }
+  return { blobs, bytes, orphans, orphanBytes, dryRun: options.dryRun };
+}
