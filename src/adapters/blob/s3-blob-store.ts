@@ -3,7 +3,7 @@ import http from "node:http";
 import https from "node:https";
 import { Client } from "minio";
 import type { S3Config } from "../../config.ts";
-import type { BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
+import type { BlobLister, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
 
 /**
  * A blob store on S3 / MinIO.
@@ -28,7 +28,7 @@ import type { BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts
  * s3:AbortMultipartUpload, s3:ListBucket, s3:ListBucketMultipartUploads, and
  * s3:CreateBucket when the bucket does not exist yet.
  */
-export async function createS3BlobStore(config: S3Config): Promise<BlobStore> {
+export async function createS3BlobStore(config: S3Config): Promise<BlobStore & BlobLister> {
   const useSSL = config.endpoint.protocol === "https:";
   const agentOptions = { keepAlive: true, maxSockets: 256 };
   const client = new Client({
@@ -82,6 +82,11 @@ export async function createS3BlobStore(config: S3Config): Promise<BlobStore> {
     },
     async ping() {
       await client.bucketExists(bucket);
+    },
+    async *listBlobs() {
+      for await (const item of client.listObjectsV2(bucket, "", true) as AsyncIterable<{ name?: string; size: number; lastModified: Date }>) {
+        if (item.name) yield { key: item.name, size: item.size, lastModified: item.lastModified };
+      }
     },
     async close() {},
   };
