@@ -4,6 +4,8 @@ import { ensureBootstrapToken, openStores, startApp } from "./app.ts";
 import { ConfigError, readConfig } from "./config.ts";
 import { ArtifactError } from "./artifact-error.ts";
 import { createApiToken } from "./service/api-tokens.ts";
+import { createArtifactEvents } from "./service/artifact-events.ts";
+import { collectGarbage, expireArtifacts } from "./service/maintenance.ts";
 
 const USAGE = `usage: artifactd <command>
 
@@ -13,6 +15,8 @@ commands:
   token create --tenant T [--name N]      make an API token (printed once)
   token list [--tenant T]                 list tokens (never their secrets)
   token revoke <token-id>                 revoke a token
+  gc [--dry-run] [--grace-seconds N]      expire artifacts past their TTL, then reclaim
+     [--json]                             content no live artifact needs
 
 Configuration comes from environment variables; see the README.`;
 
@@ -58,6 +62,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case "token":
       return tokenCommand(rest, config);
+    case "gc":
+      return gcCommand(rest, config);
     default:
       console.error(`artifactd: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
       return 2;
@@ -96,6 +102,31 @@ async function tokenCommand(args: string[], config: ReturnType<typeof readConfig
       default:
         throw new ArtifactError("invalid_argument", "token needs an action: create, list or revoke");
     }
+  } finally {
+    await blobs.close();
+    await metadata.close();
+  }
+}
+
+async function gcCommand(args: string[], config: ReturnType<typeof readConfig>): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { "dry-run": { type: "boolean" }, "grace-seconds": { type: "string" }, json: { type: "boolean" } },
+  });
+  const graceSeconds = values["grace-seconds"] === undefined ? config.gcGraceMs / 1000 : Number(values["grace-seconds"]);
+  if (!Number.isFinite(graceSeconds) || graceSeconds < 0) throw new ArtifactError("invalid_argument", "--grace-seconds must be a number of seconds >= 0");
+  const { metadata, blobs } = await openStores(config);
+  try {
+    const deps = { metadata, blobs, events: createArtifactEvents() };
+    const dryRun = values["dry-run"] ?? false;
+    const expired = dryRun ? 0 : await expireArtifacts(deps);
+    const report = await collectGarbage(deps, { graceMs: graceSeconds * 1000, dryRun });
+    if (values.json) console.log(JSON.stringify({ expired, ...report }));
+    else {
+      const verb = dryRun ? "would reclaim" : "reclaimed";
+      console.log(`${dryRun ? "dry run: " : ""}expired ${expired} artifact(s); ${verb} ${report.blobs} blob(s), ${report.bytes} bytes; ${verb} ${report.orphans} orphaned object(s), ${report.orphanBytes} bytes`);
+    }
+    return 0;
   } finally {
     await blobs.close();
     await metadata.close();
