@@ -10,6 +10,7 @@ import { authenticate, createApiToken } from "./service/api-tokens.ts";
 import { createArtifactEvents } from "./service/artifact-events.ts";
 import { createArtifactService } from "./service/artifact-service.ts";
 import { collectGarbage, expireArtifacts } from "./service/maintenance.ts";
+import { expireUploadSessions } from "./service/upload-sessions.ts";
 import { startServer, type RunningServer } from "./transport/server.ts";
 
 /** The wired service: stores → use cases → transport. */
@@ -47,6 +48,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
     inlineMaxBytes: config.inlineMaxBytes,
     uploadMaxBytes: config.uploadMaxBytes,
     downloadChunkBytes: config.downloadChunkBytes,
+    sessionTtlMs: config.uploadSessionTtlMs,
   });
   let server: RunningServer;
   try {
@@ -104,6 +106,7 @@ function startMaintenance(
     running ??= (async () => {
       try {
         await expireArtifacts(deps);
+        await expireUploadSessions(deps);
         await collectGarbage(deps, { graceMs: config.gcGraceMs, dryRun: false });
       } catch (error) {
         log("maintenance pass failed", error);

@@ -30,6 +30,8 @@ export interface Config {
   readonly maintenanceIntervalMs: number;
   /** Unreferenced content younger than this is never reclaimed. */
   readonly gcGraceMs: number;
+  /** Lifetime of a resumable upload session; well under MinIO's 24 h clean-up of stale multipart uploads. */
+  readonly uploadSessionTtlMs: number;
 }
 
 export interface S3Config {
@@ -130,6 +132,7 @@ export function readConfig(env: Env = process.env): Config {
     migrateOnStart: bool("ARTIFACTD_MIGRATE_ON_START", true),
     maintenanceIntervalMs: integer("ARTIFACTD_MAINTENANCE_INTERVAL_MS", 60_000, 0, 86_400_000),
     gcGraceMs: integer("ARTIFACTD_GC_GRACE_MS", 3_600_000, 0, 30 * 86_400_000),
+    uploadSessionTtlMs: integer("ARTIFACTD_UPLOAD_SESSION_TTL_MS", 6 * 3_600_000, 1_000, 23 * 3_600_000),
   });
 }
 

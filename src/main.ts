@@ -6,6 +6,7 @@ import { ArtifactError } from "./artifact-error.ts";
 import { createApiToken } from "./service/api-tokens.ts";
 import { createArtifactEvents } from "./service/artifact-events.ts";
 import { collectGarbage, expireArtifacts } from "./service/maintenance.ts";
+import { expireUploadSessions } from "./service/upload-sessions.ts";
 
 const USAGE = `usage: artifactd <command>
 
@@ -120,6 +121,7 @@ async function gcCommand(args: string[], config: ReturnType<typeof readConfig>):
     const deps = { metadata, blobs, events: createArtifactEvents() };
     const dryRun = values["dry-run"] ?? false;
     const expired = dryRun ? 0 : await expireArtifacts(deps);
+    if (!dryRun) await expireUploadSessions(deps);
     const report = await collectGarbage(deps, { graceMs: graceSeconds * 1000, dryRun });
     if (values.json) console.log(JSON.stringify({ expired, ...report }));
     else {

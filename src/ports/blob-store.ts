@@ -62,3 +62,33 @@ export interface BlobLister {
 export function canListBlobs(store: BlobStore): store is BlobStore & BlobLister {
   return typeof (store as Partial<BlobLister>).listBlobs === "function";
 }
+
+/**
+ * Optional capability: multipart uploads that outlive one request, for
+ * resumable upload sessions. Parts arrive by number, in any order, each
+ * replacing an earlier part of the same number; nothing is visible as a blob
+ * until `completeSession`.
+ */
+export interface BlobSessions {
+  /** Starts a session for a new blob of a tenant; `ref` identifies it in the store. */
+  beginSession(tenantId: string): Promise<{ key: string; ref: string }>;
+  putPart(key: string, ref: string, partNumber: number, data: Uint8Array): Promise<{ etag: string }>;
+  /**
+   * Assembles parts 1..N (in order) into the blob and returns its key, size
+   * and the BLAKE3 of exactly the stored bytes (adapters hash while
+   * assembling, or read the assembled object back). The session is gone
+   * afterwards; on failure the caller aborts it.
+   */
+  completeSession(
+    tenantId: string,
+    key: string,
+    ref: string,
+    parts: readonly { partNumber: number; etag: string }[],
+  ): Promise<{ key: string; size: number; digest: string }>;
+  /** Drops the session and its parts; safe on an unknown or finished session. */
+  abortSession(key: string, ref: string): Promise<void>;
+}
+
+export function hasSessions(store: BlobStore): store is BlobStore & BlobSessions {
+  return typeof (store as Partial<BlobSessions>).beginSession === "function";
+}

@@ -1,4 +1,5 @@
 import type { Artifact, ArtifactFilter, ArtifactInput, ArtifactSpec, ArtifactStatus, InlineContent, Lineage } from "../artifact.ts";
+import type { UploadSessionStore } from "./upload-session-store.ts";
 
 /**
  * The metadata store port: artifacts, blobs (the content-addressed index)
@@ -9,6 +10,9 @@ import type { Artifact, ArtifactFilter, ArtifactInput, ArtifactSpec, ArtifactSta
  * test/metadata-store.contract runs the same suite against both.
  */
 export interface MetadataStore {
+  /** Resumable upload sessions, in the same database. */
+  readonly uploadSessions: UploadSessionStore;
+
   findBlob(tenantId: string, digest: string): Promise<StoredBlob | undefined>;
 
   /**

@@ -7,6 +7,15 @@ import type { MetadataStore, Page } from "../ports/metadata-store.ts";
 import type { ArtifactEvents } from "./artifact-events.ts";
 import { downloadArtifact, type DownloadRequest } from "./download-artifact.ts";
 import { uploadArtifact, type UploadMessage, type UploadResult } from "./upload-artifact.ts";
+import {
+  abortUploadSession,
+  completeUploadSession,
+  createUploadSession,
+  getUploadSession,
+  uploadSessionPart,
+  type CreateSessionRequest,
+  type SessionView,
+} from "./upload-sessions.ts";
 import { requireArtifactId, validateLabels, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
 
 export interface ArtifactServiceOptions {
@@ -16,6 +25,7 @@ export interface ArtifactServiceOptions {
   readonly uploadMaxBytes: number;
   readonly downloadChunkBytes: number;
   readonly events: ArtifactEvents;
+  readonly sessionTtlMs: number;
 }
 
 /** The use cases behind the RPCs, free of any transport. */
@@ -44,6 +54,12 @@ export interface ArtifactService {
   archiveRun(caller: Caller, runId: string): Promise<number>;
   /** Events matching the filter until the signal aborts. */
   watch(caller: Caller, filter: ArtifactFilter, signal: AbortSignal): AsyncIterable<ArtifactEvent>;
+
+  createUploadSession(caller: Caller, request: CreateSessionRequest): Promise<SessionView>;
+  uploadPart(caller: Caller, request: { sessionId: string; partNumber: number; data: Uint8Array; partBlake3: string }): Promise<SessionView>;
+  getUploadSession(caller: Caller, id: string): Promise<SessionView>;
+  completeUploadSession(caller: Caller, id: string): Promise<UploadResult>;
+  abortUploadSession(caller: Caller, id: string): Promise<void>;
 }
 
 export const MAX_LINEAGE_DEPTH = 32;
@@ -53,6 +69,7 @@ export const MAX_PAGE_SIZE = 1000;
 
 export function createArtifactService(options: ArtifactServiceOptions): ArtifactService {
   const { metadata, blobs, events } = options;
+  const sessionDeps = { metadata, blobs, sessionTtlMs: options.sessionTtlMs, uploadMaxBytes: options.uploadMaxBytes };
   const validateFilter = (filter: ArtifactFilter) => {
     if (filter.labels) validateLabels("filter.labels", filter.labels);
     if (filter.tagsAll) validateTags("filter.tags_all", filter.tagsAll);
@@ -80,7 +97,7 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
 
   return {
     async upload(caller, messages, signal) {
-      const result = await uploadArtifact({ metadata, blobs, uploadMaxBytes: options.uploadMaxBytes }, caller, messages, signal);
+      const result = await uploadArtifact(sessionDeps, caller, messages, signal);
       events.publish(caller.tenantId, { type: "created", artifact: result.artifact });
       return result;
     },
@@ -155,6 +172,16 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
       validateFilter(filter);
       return watchEvents(events, metadata, caller.tenantId, filter, signal);
     },
+
+    createUploadSession: (caller, request) => createUploadSession(sessionDeps, caller, request),
+    uploadPart: (caller, request) => uploadSessionPart(sessionDeps, caller, request),
+    getUploadSession: (caller, id) => getUploadSession(sessionDeps, caller, id),
+    async completeUploadSession(caller, id) {
+      const result = await completeUploadSession(sessionDeps, caller, id);
+      if (!result.replayed) events.publish(caller.tenantId, { type: "created", artifact: result.artifact });
+      return result;
+    },
+    abortUploadSession: (caller, id) => abortUploadSession(sessionDeps, caller, id),
 
     async saveInline(caller, rawSpec, content) {
       const now = new Date();

@@ -4,11 +4,21 @@ import { defaultPrefix, newArtifactId } from "../artifact-id.ts";
 import { BLAKE3_HEX_PATTERN, createBlake3 } from "../blake3.ts";
 import type { BlobStore, BlobWriter } from "../ports/blob-store.ts";
 import type { MetadataStore } from "../ports/metadata-store.ts";
+import { recordArtifact } from "./record-artifact.ts";
+import { streamIntoSession } from "./upload-sessions.ts";
 import { validateLabels, validateMetrics, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
 
 /** One message of an upload stream, as the transport hands it over. */
 export type UploadMessage =
-  | { readonly type: "header"; readonly spec: RawSpec | undefined; readonly expectedSize: number | undefined; readonly expectedBlake3: string }
+  | {
+      readonly type: "header";
+      readonly spec: RawSpec | undefined;
+      readonly expectedSize: number | undefined;
+      readonly expectedBlake3: string;
+      /** Non-empty: the stream continues an upload session (see streamIntoSession). */
+      readonly sessionId: string;
+      readonly offset: number;
+    }
   | { readonly type: "chunk"; readonly data: Uint8Array }
   | {
       readonly type: "trailer";
@@ -27,6 +37,7 @@ export interface UploadDeps {
   readonly metadata: MetadataStore;
   readonly blobs: BlobStore;
   readonly uploadMaxBytes: number;
+  readonly sessionTtlMs: number;
 }
 
 /**
@@ -61,6 +72,17 @@ export async function uploadArtifact(
   if (header.type !== "header") {
     throw invalidArgument(`the first upload message was a ${header.type}: send the header first, then chunks`);
   }
+  if (header.sessionId !== "") {
+    if (header.spec !== undefined || header.expectedSize !== undefined || header.expectedBlake3 !== "") {
+      throw invalidArgument("with header.session_id, the spec, expected_size and expected_blake3 come from the session: leave them unset");
+    }
+    try {
+      return await streamIntoSession(deps, caller, { sessionId: header.sessionId, offset: header.offset }, iterator, signal);
+    } finally {
+      await iterator.return?.();
+    }
+  }
+  if (header.offset !== 0) throw invalidArgument("header.offset is only meaningful with header.session_id");
   const now = new Date();
   const spec = validateSpec(header.spec, now);
   const { expectedSize, expectedBlake3 } = header;
@@ -78,8 +100,6 @@ export async function uploadArtifact(
   // Declared content the tenant already has: hash only, store nothing.
   const known = expectedBlake3 !== "" ? await deps.metadata.findBlob(caller.tenantId, expectedBlake3) : undefined;
   const writer: BlobWriter | undefined = known ? undefined : await deps.blobs.createWriter(caller.tenantId);
-  /** Set between storing our copy and recording it. */
-  let committedKey: string | undefined;
   try {
     const hasher = createBlake3();
     let size = 0;
@@ -144,34 +164,17 @@ export async function uploadArtifact(
       createdBy: caller.principal,
     };
 
-    let result: Awaited<ReturnType<MetadataStore["createArtifact"]>> | undefined;
-    if (known ?? (await deps.metadata.findBlob(caller.tenantId, digest))) {
-      try {
-        result = await deps.metadata.createArtifact({ ...record, blob: { reuseExisting: true } });
-      } catch (error) {
-        // Reclaimed by garbage collection meanwhile: store our own copy if we
-        // still have the bytes, else the client has to retry.
-        if (!(error instanceof ArtifactError && error.code === "aborted" && writer)) throw error;
-      }
-    }
-    if (result) {
-      // The artifact is recorded: a failed abort must not fail the call (the
-      // parts of a stray multipart upload expire in the bucket).
-      await writer?.abort().catch(() => {});
-    } else {
-      committedKey = await writer!.commit(digest);
-      result = await deps.metadata.createArtifact({ ...record, blob: { storageKey: committedKey } });
-      if (!result.blobCreated && result.blob?.storageKey !== committedKey) {
-        // Another upload of the same content committed first; ours is surplus.
-        await deps.blobs.delete(committedKey).catch(() => {});
-      }
-      committedKey = undefined;
-    }
-    return { artifact: result.artifact, deduplicated: !result.blobCreated };
+    return await recordArtifact(deps.metadata, deps.blobs, record, {
+      store: async () => {
+        if (writer) return writer.commit(digest);
+        // Hash-only upload whose blob was reclaimed meanwhile: no bytes kept.
+        throw new ArtifactError("aborted", "the stored content was reclaimed by garbage collection while this upload ran: retry the upload");
+      },
+      discard: async () => writer?.abort(),
+    }, signal);
+
   } catch (error) {
     await writer?.abort().catch(() => {});
-    // Stored but never recorded: nobody else can know this key.
-    if (committedKey !== undefined) await deps.blobs.delete(committedKey).catch(() => {});
     throw error;
   } finally {
     // Tell the transport we stopped reading (ends the request stream early

@@ -16,9 +16,11 @@ import {
   filterFromProto,
   inlineContentFromProto,
   int64FromProto,
+  sessionToProto,
   specFromProto,
   statusFromProto,
 } from "./proto-conversion.ts";
+import { assertRequestCompleted } from "./request-ended.ts";
 
 const EVENT_TYPES: Record<ArtifactEventType, EventType> = {
   created: EventType.CREATED,
@@ -42,7 +44,7 @@ export function createArtifactServiceHandler(
   const implemented: Partial<ServiceImpl<typeof ArtifactServiceDesc>> = {
     async upload(requests, ctx) {
       const who = await caller(ctx);
-      const result = await service.upload(who, uploadMessages(requests), ctx.signal);
+      const result = await service.upload(who, uploadMessages(requests, ctx), ctx.signal);
       return { artifact: artifactToProto(result.artifact), deduplicated: result.deduplicated };
     },
 
@@ -114,6 +116,41 @@ export function createArtifactServiceHandler(
       return { deletedCount: BigInt(deletedCount) };
     },
 
+    async createUploadSession(request, ctx) {
+      const view = await service.createUploadSession(await caller(ctx), {
+        spec: specFromProto(request.spec),
+        expectedSize: request.expectedSize === undefined ? undefined : int64FromProto("expected_size", request.expectedSize),
+        expectedBlake3: request.expectedBlake3,
+        partSize: int64FromProto("part_size", request.partSize),
+        idempotencyKey: request.idempotencyKey,
+      });
+      return { session: sessionToProto(view) };
+    },
+
+    async uploadPart(request, ctx) {
+      const view = await service.uploadPart(await caller(ctx), {
+        sessionId: request.sessionId,
+        partNumber: request.partNumber,
+        data: request.data,
+        partBlake3: request.partBlake3,
+      });
+      return { session: sessionToProto(view) };
+    },
+
+    async getUploadSession(request, ctx) {
+      return { session: sessionToProto(await service.getUploadSession(await caller(ctx), request.sessionId)) };
+    },
+
+    async completeUploadSession(request, ctx) {
+      const result = await service.completeUploadSession(await caller(ctx), request.sessionId);
+      return { artifact: artifactToProto(result.artifact), deduplicated: result.deduplicated };
+    },
+
+    async abortUploadSession(request, ctx) {
+      await service.abortUploadSession(await caller(ctx), request.sessionId);
+      return {};
+    },
+
     async *watchArtifacts(request, ctx) {
       const who = await caller(ctx);
       for await (const event of service.watch(who, filterFromProto(request.filter), ctx.signal)) {
@@ -153,7 +190,12 @@ export function createArtifactServiceHandler(
 }
 
 /** The proto upload stream as the use case's tagged messages. */
-async function* uploadMessages(requests: AsyncIterable<UploadRequest>): AsyncGenerator<UploadMessage> {
+async function* uploadMessages(requests: AsyncIterable<UploadRequest>, ctx: HandlerContext): AsyncGenerator<UploadMessage> {
+  yield* parseUploadMessages(requests);
+  await assertRequestCompleted(ctx);
+}
+
+async function* parseUploadMessages(requests: AsyncIterable<UploadRequest>): AsyncGenerator<UploadMessage> {
   for await (const request of requests) {
     const message = request.message;
     switch (message.case) {
@@ -163,6 +205,8 @@ async function* uploadMessages(requests: AsyncIterable<UploadRequest>): AsyncGen
           spec: specFromProto(message.value.spec),
           expectedSize: message.value.expectedSize === undefined ? undefined : int64FromProto("header.expected_size", message.value.expectedSize),
           expectedBlake3: message.value.expectedBlake3,
+          sessionId: message.value.sessionId,
+          offset: int64FromProto("header.offset", message.value.offset),
         };
         break;
       case "chunk":

@@ -11,7 +11,13 @@ import {
   type ArtifactSpec as ArtifactSpecMessage,
   type Provenance as ProvenanceMessage,
 } from "../gen/artifacts/v1/artifact_pb.js";
-import type { ArtifactFilter as ArtifactFilterMessage } from "../gen/artifacts/v1/artifact_service_pb.js";
+import {
+  UploadSessionSchema,
+  UploadSessionState,
+  type ArtifactFilter as ArtifactFilterMessage,
+  type UploadSession as UploadSessionMessage,
+} from "../gen/artifacts/v1/artifact_service_pb.js";
+import type { SessionView } from "../service/upload-sessions.ts";
 import type { RawSpec } from "../service/validate-spec.ts";
 
 /** Protobuf messages ⇄ domain shapes. No rules here: validation is the service's. */
@@ -180,4 +186,26 @@ export function int64FromProto(field: string, value: bigint): number {
     throw invalidArgument(`${field} ${value} is out of range`);
   }
   return Number(value);
+}
+
+const SESSION_STATES: Record<SessionView["session"]["state"], UploadSessionState> = {
+  open: UploadSessionState.OPEN,
+  completing: UploadSessionState.COMPLETING,
+  completed: UploadSessionState.COMPLETED,
+};
+
+export function sessionToProto(view: SessionView): UploadSessionMessage {
+  const { session } = view;
+  return create(UploadSessionSchema, {
+    sessionId: session.id,
+    partSize: BigInt(session.partSize),
+    committedParts: session.parts.map((p) => p.partNumber),
+    committedBytes: BigInt(view.committedBytes),
+    expiresAt: timestampFromDate(session.expiresAt),
+    state: SESSION_STATES[session.state],
+    resumeOffset: BigInt(view.resumeOffset),
+    artifactId: session.artifactId ?? "",
+    ...(session.expectedSize !== undefined ? { expectedSize: BigInt(session.expectedSize) } : {}),
+    expectedBlake3: session.expectedBlake3 ?? "",
+  });
 }

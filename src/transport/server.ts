@@ -15,6 +15,7 @@ import { createArtifactServiceHandler } from "./artifact-service-handler.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
 import { createHealthState } from "./health-service.ts";
 import { createReflectionHandler } from "./reflection-service.ts";
+import { requestContextValues } from "./request-ended.ts";
 
 export interface ServerOptions {
   readonly host: string;
@@ -107,6 +108,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     acceptCompression: [],
     readMaxBytes: options.readMaxBytes ?? 64 * MiB,
     shutdownSignal: shutdownController.signal,
+    contextValues: requestContextValues,
   });
 
   const h2 = http2.createServer(

@@ -29,6 +29,7 @@ export interface TestApp {
   /** A generated-code client over gRPC (HTTP/2) as tenant alpha (or the given token). */
   client(token?: string): Client<typeof ArtifactService>;
   readonly bucket: string | undefined;
+  readonly databaseUrl: string | undefined;
   readonly dataDir: string;
   close(): Promise<void>;
 }
@@ -38,13 +39,19 @@ export async function startTestApp(backend: Backend, env: Record<string, string>
   let dropDatabase = async () => {};
   const settings: Record<string, string> = { ARTIFACTD_LISTEN: "127.0.0.1:0", ARTIFACTD_DATA_DIR: dataDir, ...env };
   let bucket: string | undefined;
+  let databaseUrl: string | undefined;
   if (backend === "postgres+minio") {
-    const database = await createTestDatabase();
-    dropDatabase = database.drop;
+    // A given DATABASE_URL joins another test app's database (a second replica).
+    databaseUrl = env.DATABASE_URL;
+    if (!databaseUrl) {
+      const database = await createTestDatabase();
+      dropDatabase = database.drop;
+      databaseUrl = database.url;
+    }
     const minio = inject("minio");
-    bucket = `t-${Math.random().toString(36).slice(2, 12)}`;
+    bucket = env.ARTIFACTD_S3_BUCKET ?? `t-${Math.random().toString(36).slice(2, 12)}`;
     Object.assign(settings, {
-      DATABASE_URL: database.url,
+      DATABASE_URL: databaseUrl,
       ARTIFACTD_S3_ENDPOINT: minio.endpoint,
       ARTIFACTD_S3_ACCESS_KEY: minio.accessKey,
       ARTIFACTD_S3_SECRET_KEY: minio.secretKey,
@@ -64,6 +71,7 @@ export async function startTestApp(backend: Backend, env: Record<string, string>
     backend,
     tokens: { alpha, beta },
     bucket,
+    databaseUrl,
     dataDir,
     client(token = alpha) {
       let client = clients.get(token);

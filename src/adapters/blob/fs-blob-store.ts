@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import type { BlobLister, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
+import { createBlake3 } from "../../blake3.ts";
+import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
 
 /**
  * A blob store in a local folder: the embedded default, for a first run with
@@ -18,12 +19,23 @@ import type { BlobLister, BlobStore, BlobWriter, ByteRange } from "../../ports/b
  * uploads of the same content race, the metadata store keeps one and the
  * other deletes its own file, never the winner's. Leftover incoming files from
  * a crash are removed at start-up.
+ *
+ * Upload sessions keep their parts in sessions/<ref>/<part number>, each
+ * written to a temporary name and renamed, so a part is whole or absent and
+ * survives restarts. Completing streams the parts in order through an
+ * ordinary writer (hashing on the way) and removes the session folder.
  */
-export async function createFsBlobStore(root: string): Promise<BlobStore & BlobLister> {
+export async function createFsBlobStore(root: string): Promise<BlobStore & BlobLister & BlobSessions> {
   const incoming = path.join(root, "incoming");
+  const sessions = path.join(root, "sessions");
   await rm(incoming, { recursive: true, force: true });
   await mkdir(incoming, { recursive: true });
+  await mkdir(sessions, { recursive: true });
   await mkdir(path.join(root, "blobs"), { recursive: true });
+  const sessionDir = (ref: string): string => {
+    if (!/^[0-9a-f-]{36}$/.test(ref)) throw new Error(`not a session of this blob store: ${ref}`);
+    return path.join(sessions, ref);
+  };
 
   const keyPath = (key: string): string => {
     if (!/^blobs\/[^/]+\/[0-9a-f]{2}\/[0-9a-f]{64}\.[0-9a-f-]{36}$/.test(key) || key.includes("..")) {
@@ -32,12 +44,59 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
     return path.join(root, key);
   };
 
+  const createWriter = async (tenantId: string): Promise<BlobWriter> => {
+    const id = randomUUID();
+    const tempPath = path.join(incoming, id);
+    const file = await open(tempPath, "wx");
+    return new FsBlobWriter(root, tenantId, id, tempPath, file);
+  };
+
   return {
-    async createWriter(tenantId) {
-      const id = randomUUID();
-      const tempPath = path.join(incoming, id);
-      const file = await open(tempPath, "wx");
-      return new FsBlobWriter(root, tenantId, id, tempPath, file);
+    createWriter,
+    async beginSession() {
+      const ref = randomUUID();
+      await mkdir(sessionDir(ref));
+      return { key: "", ref };
+    },
+    async putPart(_key, ref, partNumber, data) {
+      const dir = sessionDir(ref);
+      const temp = path.join(dir, `${partNumber}.${randomUUID()}.tmp`);
+      const file = await open(temp, "wx");
+      try {
+        await file.writeFile(data);
+        await file.sync();
+      } finally {
+        await file.close();
+      }
+      await rename(temp, path.join(dir, String(partNumber)));
+      const hasher = createBlake3();
+      hasher.update(data);
+      return { etag: hasher.digestHex() };
+    },
+    async completeSession(tenantId, _key, ref, parts) {
+      const dir = sessionDir(ref);
+      const writer = await createWriter(tenantId);
+      const hasher = createBlake3();
+      let size = 0;
+      try {
+        for (const part of parts) {
+          for await (const chunk of createReadStream(path.join(dir, String(part.partNumber)), { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) {
+            hasher.update(chunk);
+            size += chunk.byteLength;
+            await writer.write(chunk);
+          }
+        }
+        const digest = hasher.digestHex();
+        const key = await writer.commit(digest);
+        await rm(dir, { recursive: true, force: true });
+        return { key, size, digest };
+      } catch (error) {
+        await writer.abort();
+        throw error;
+      }
+    },
+    async abortSession(_key, ref) {
+      await rm(sessionDir(ref), { recursive: true, force: true });
     },
     async *read(key, range: ByteRange, signal) {
       if (range.length === 0) return;

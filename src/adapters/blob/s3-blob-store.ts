@@ -3,7 +3,8 @@ import http from "node:http";
 import https from "node:https";
 import { Client } from "minio";
 import type { S3Config } from "../../config.ts";
-import type { BlobLister, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
+import { createBlake3 } from "../../blake3.ts";
+import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
 
 /**
  * A blob store on S3 / MinIO.
@@ -24,11 +25,16 @@ import type { BlobLister, BlobStore, BlobWriter, ByteRange } from "../../ports/b
  * parts. (If the process dies mid-upload, the bucket's stale-multipart
  * clean-up — MinIO: 24 h — removes the parts.)
  *
+ * Upload sessions are S3 multipart uploads whose id the metadata store
+ * keeps, so any replica can add parts or complete them. Completing reads the
+ * assembled object back once to compute its BLAKE3: parts arrive in any order
+ * and BLAKE3 cannot be combined from per-part digests.
+ *
  * Permissions needed: s3:PutObject, s3:GetObject, s3:DeleteObject,
  * s3:AbortMultipartUpload, s3:ListBucket, s3:ListBucketMultipartUploads, and
  * s3:CreateBucket when the bucket does not exist yet.
  */
-export async function createS3BlobStore(config: S3Config): Promise<BlobStore & BlobLister> {
+export async function createS3BlobStore(config: S3Config): Promise<BlobStore & BlobLister & BlobSessions> {
   const useSSL = config.endpoint.protocol === "https:";
   const agentOptions = { keepAlive: true, maxSockets: 256 };
   const client = new Client({
@@ -52,21 +58,59 @@ export async function createS3BlobStore(config: S3Config): Promise<BlobStore & B
     }
   }
 
+  async function* read(key: string, range: ByteRange, signal?: AbortSignal): AsyncIterable<Uint8Array> {
+    if (range.length === 0) return;
+    const stream = await client.getPartialObject(bucket, key, range.offset, range.length);
+    const onAbort = () => stream.destroy();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      yield* stream as AsyncIterable<Uint8Array>;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      stream.destroy();
+    }
+  }
+
   return {
     async createWriter(tenantId) {
       return new S3BlobWriter(client, bucket, `${tenantId}/${randomUUID()}`, config.partSize, config.partConcurrency);
     },
-    async *read(key, range: ByteRange, signal) {
-      if (range.length === 0) return;
-      const stream = await client.getPartialObject(bucket, key, range.offset, range.length);
-      const onAbort = () => stream.destroy();
-      signal?.addEventListener("abort", onAbort, { once: true });
+    read,
+    async beginSession(tenantId) {
+      const key = `${tenantId}/${randomUUID()}`;
+      const ref = await client.initiateNewMultipartUpload(bucket, key, {});
+      return { key, ref };
+    },
+    async putPart(key, ref, partNumber, data) {
+      const payload = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      const { etag } = await client.uploadPart({ bucketName: bucket, objectName: key, uploadID: ref, partNumber, headers: {} }, payload);
+      return { etag };
+    },
+    async completeSession(_tenantId, key, ref, parts) {
+      await client.completeMultipartUpload(
+        bucket,
+        key,
+        ref,
+        parts.map((p) => ({ part: p.partNumber, etag: p.etag })),
+      );
       try {
-        yield* stream as AsyncIterable<Uint8Array>;
-      } finally {
-        signal?.removeEventListener("abort", onAbort);
-        stream.destroy();
+        const hasher = createBlake3();
+        let size = 0;
+        const info = await client.statObject(bucket, key);
+        for await (const chunk of read(key, { offset: 0, length: info.size })) {
+          hasher.update(chunk);
+          size += chunk.byteLength;
+        }
+        return { key, size, digest: hasher.digestHex() };
+      } catch (error) {
+        await client.removeObject(bucket, key).catch(() => {});
+        throw error;
       }
+    },
+    async abortSession(key, ref) {
+      await client.abortMultipartUpload(bucket, key, ref).catch((error: { code?: string }) => {
+        if (error.code !== "NoSuchUpload") throw error;
+      });
     },
     async stat(key) {
       try {

@@ -5,6 +5,7 @@ import type { ApiToken, MetadataStore, StoredBlob } from "../../ports/metadata-s
 import { applyFilter } from "./artifact-filter.ts";
 import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type Queryable } from "./artifact-rows.ts";
 import { decodeKeysetToken, decodeOffsetToken, encodeKeysetToken, encodeOffsetToken } from "./page-token.ts";
+import { createKyselyUploadSessionStore } from "./kysely-upload-session-store.ts";
 import type { ApiTokenTable, Database } from "./schema.ts";
 import type { Selectable } from "kysely";
 
@@ -22,6 +23,8 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
   const selectArtifacts = (q: Queryable, tenantId: string) => q.selectFrom("artifacts").select(ARTIFACT_COLUMNS).where("tenant_id", "=", tenantId);
 
   return {
+    uploadSessions: createKyselyUploadSessionStore(db),
+
     async findBlob(tenantId, digest) {
       const row = await db
         .selectFrom("blobs")

@@ -13,6 +13,8 @@ export interface Database {
   blobs: BlobTable;
   artifacts: ArtifactTable;
   artifact_inputs: ArtifactInputTable;
+  upload_sessions: UploadSessionTable;
+  upload_session_parts: UploadSessionPartTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -80,4 +82,32 @@ export interface ArtifactInputTable {
   input_id: string;
   role: string;
   position: number;
+}
+
+export interface UploadSessionTable {
+  id: string;
+  tenant_id: string;
+  idempotency_key: string | null;
+  /** The validated ArtifactSpec, as JSON (dates as ISO strings). */
+  spec: ColumnType<unknown, string, string>;
+  expected_size: Int8 | null;
+  expected_blake3: string | null;
+  part_size: Int8;
+  storage_key: string;
+  /** The blob store's multipart upload id. */
+  multipart_id: string;
+  state: "open" | "completing" | "completed";
+  artifact_id: string | null;
+  created_by: string;
+  created_at: ColumnType<Date, never, never>;
+  updated_at: ColumnType<Date, Date | undefined, Date>;
+  expires_at: Timestamp;
+}
+
+export interface UploadSessionPartTable {
+  session_id: string;
+  part_number: number;
+  size_bytes: Int8;
+  etag: string;
+  uploaded_at: ColumnType<Date, never, Date>;
 }

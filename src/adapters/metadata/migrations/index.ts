@@ -1,6 +1,7 @@
 import type { Migration, MigrationProvider } from "kysely";
 import * as initial from "./20261124000000_initial.ts";
 import * as queryAndLifecycle from "./20261124010000_query_and_lifecycle.ts";
+import * as uploadSessions from "./20261124020000_upload_sessions.ts";
 
 /**
  * Every migration, by its timestamped name. Listed statically rather than
@@ -11,6 +12,7 @@ export const migrationProvider: MigrationProvider = {
     return {
       "20261124000000_initial": initial,
       "20261124010000_query_and_lifecycle": queryAndLifecycle,
+      "20261124020000_upload_sessions": uploadSessions,
     };
   },
 };

@@ -78,6 +78,29 @@ export declare type UploadHeader = Message<"artifacts.v1.UploadHeader"> & {
    * @generated from field: string expected_blake3 = 3;
    */
   expectedBlake3: string;
+
+  /**
+   * Resumable streaming: bind this stream to an upload session made with
+   * CreateUploadSession. The bytes are stored as the session's parts while
+   * they arrive, so a dropped stream loses at most the part in progress; the
+   * stream's normal end completes the session. After a drop, ask
+   * GetUploadSession for resume_offset and send the rest in a new Upload
+   * with `offset` set to it. With a session, spec, expected_size and
+   * expected_blake3 come from the session and must be unset here.
+   * Unknown or expired session: NOT_FOUND.
+   *
+   * @generated from field: string session_id = 4;
+   */
+  sessionId: string;
+
+  /**
+   * With session_id: the position of this stream's first byte in the whole
+   * content; must equal the session's resume_offset (FAILED_PRECONDITION
+   * otherwise).
+   *
+   * @generated from field: int64 offset = 5;
+   */
+  offset: bigint;
 };
 
 /**
@@ -538,29 +561,41 @@ export declare const DeleteArtifactResponseSchema: GenMessage<DeleteArtifactResp
  */
 export declare type CreateUploadSessionRequest = Message<"artifacts.v1.CreateUploadSessionRequest"> & {
   /**
+   * Required; the artifact's metadata, validated now.
+   *
    * @generated from field: artifacts.v1.ArtifactSpec spec = 1;
    */
   spec?: ArtifactSpec | undefined;
 
   /**
+   * When set, CompleteUploadSession fails unless exactly this many bytes
+   * were uploaded; also lets UploadPart refuse a short part early.
+   *
    * @generated from field: optional int64 expected_size = 2;
    */
   expectedSize?: bigint | undefined;
 
   /**
+   * When set (64 lowercase hex), CompleteUploadSession verifies the whole
+   * content against it.
+   *
    * @generated from field: string expected_blake3 = 3;
    */
   expectedBlake3: string;
 
   /**
-   * Part size in bytes, 5 MiB–5 GiB; every part but the last has this size.
+   * Part size in bytes, 5 MiB–64 MiB (S3's minimum, and the largest message
+   * the server accepts); every part but the last has exactly this size.
+   * 0 means 8 MiB.
    *
    * @generated from field: int64 part_size = 4;
    */
   partSize: bigint;
 
   /**
-   * A retried create with the same key returns the same session.
+   * At most 128 characters. A retried create with the same key (same
+   * tenant) returns the same session while it lives, whatever the rest of
+   * the request says.
    *
    * @generated from field: string idempotency_key = 5;
    */
@@ -595,14 +630,49 @@ export declare type UploadSession = Message<"artifacts.v1.UploadSession"> & {
   committedParts: number[];
 
   /**
+   * Bytes in all committed parts.
+   *
    * @generated from field: int64 committed_bytes = 4;
    */
   committedBytes: bigint;
 
   /**
+   * Sessions expire (ARTIFACTD_UPLOAD_SESSION_TTL_MS after creation); an
+   * expired session answers NOT_FOUND and its parts are removed.
+   *
    * @generated from field: google.protobuf.Timestamp expires_at = 5;
    */
   expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: artifacts.v1.UploadSessionState state = 6;
+   */
+  state: UploadSessionState;
+
+  /**
+   * Where a streaming upload bound to this session continues: the bytes in
+   * the run of full parts from part 1.
+   *
+   * @generated from field: int64 resume_offset = 7;
+   */
+  resumeOffset: bigint;
+
+  /**
+   * Set once completed.
+   *
+   * @generated from field: string artifact_id = 8;
+   */
+  artifactId: string;
+
+  /**
+   * @generated from field: optional int64 expected_size = 9;
+   */
+  expectedSize?: bigint | undefined;
+
+  /**
+   * @generated from field: string expected_blake3 = 10;
+   */
+  expectedBlake3: string;
 };
 
 /**
@@ -637,19 +707,25 @@ export declare type UploadPartRequest = Message<"artifacts.v1.UploadPartRequest"
   sessionId: string;
 
   /**
-   * 1–10000.
+   * 1–10000; out of range is INVALID_ARGUMENT.
    *
    * @generated from field: int32 part_number = 2;
    */
   partNumber: number;
 
   /**
+   * Exactly part_size bytes, except the last part (1 – part_size bytes).
+   * A part smaller than part_size is refused with INVALID_ARGUMENT when the
+   * session's expected_size shows it is not the last; otherwise
+   * CompleteUploadSession refuses it with FAILED_PRECONDITION.
+   *
    * @generated from field: bytes data = 3;
    */
   data: Uint8Array;
 
   /**
-   * Optional BLAKE3 of data, verified before the part is committed.
+   * Optional BLAKE3 of data (64 lowercase hex), verified before the part is
+   * stored: INVALID_ARGUMENT on a mismatch.
    *
    * @generated from field: string part_blake3 = 4;
    */
@@ -715,6 +791,13 @@ export declare const GetUploadSessionResponseSchema: GenMessage<GetUploadSession
  */
 export declare type CompleteUploadSessionRequest = Message<"artifacts.v1.CompleteUploadSessionRequest"> & {
   /**
+   * Parts 1..N must all be present (FAILED_PRECONDITION names the missing
+   * ones); the content is assembled, its BLAKE3 computed and checked against
+   * expected_blake3 / expected_size (INVALID_ARGUMENT, and the session is
+   * dropped), deduplicated, and the artifact recorded. A retry after a lost
+   * response returns the same artifact; a complete already running answers
+   * ABORTED (retry shortly).
+   *
    * @generated from field: string session_id = 1;
    */
   sessionId: string;
@@ -1148,6 +1231,42 @@ export declare type WatchArtifactsResponse = Message<"artifacts.v1.WatchArtifact
  * Use `create(WatchArtifactsResponseSchema)` to create a new message.
  */
 export declare const WatchArtifactsResponseSchema: GenMessage<WatchArtifactsResponse>;
+
+/**
+ * @generated from enum artifacts.v1.UploadSessionState
+ */
+export enum UploadSessionState {
+  /**
+   * @generated from enum value: UPLOAD_SESSION_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Taking parts.
+   *
+   * @generated from enum value: UPLOAD_SESSION_STATE_OPEN = 1;
+   */
+  OPEN = 1,
+
+  /**
+   * CompleteUploadSession is assembling and verifying the content.
+   *
+   * @generated from enum value: UPLOAD_SESSION_STATE_COMPLETING = 2;
+   */
+  COMPLETING = 2,
+
+  /**
+   * The artifact is recorded (artifact_id).
+   *
+   * @generated from enum value: UPLOAD_SESSION_STATE_COMPLETED = 3;
+   */
+  COMPLETED = 3,
+}
+
+/**
+ * Describes the enum artifacts.v1.UploadSessionState.
+ */
+export declare const UploadSessionStateSchema: GenEnum<UploadSessionState>;
 
 /**
  * @generated from enum artifacts.v1.EventType

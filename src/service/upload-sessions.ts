@@ -1,0 +1,371 @@
+import type { Artifact, ArtifactSpec, Caller } from "../artifact.ts";
+import { ArtifactError, failedPrecondition, invalidArgument, notFound } from "../artifact-error.ts";
+import { defaultPrefix, isArtifactId, newArtifactId } from "../artifact-id.ts";
+import { BLAKE3_HEX_PATTERN, blake3Hex } from "../blake3.ts";
+import { hasSessions, type BlobSessions, type BlobStore } from "../ports/blob-store.ts";
+import type { MetadataStore } from "../ports/metadata-store.ts";
+import type { UploadSessionRecord } from "../ports/upload-session-store.ts";
+import { recordArtifact } from "./record-artifact.ts";
+import { validateLabels, validateMetrics, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
+
+/**
+ * Resumable upload sessions (the pattern of tus, OCI chunked uploads and
+ * ByteStream): unary calls that browsers can make, parts by number in any
+ * order, each idempotent, then one complete that assembles, verifies,
+ * deduplicates and records the artifact.
+ *
+ * State lives in the metadata database and the blob store's multipart
+ * upload, so any replica can take any call of a session.
+ */
+export interface UploadSessionDeps {
+  readonly metadata: MetadataStore;
+  readonly blobs: BlobStore;
+  readonly sessionTtlMs: number;
+  readonly uploadMaxBytes: number;
+}
+
+export const MIN_PART_SIZE = 5 * 1024 * 1024;
+export const MAX_PART_SIZE = 64 * 1024 * 1024;
+export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+export const MAX_PARTS = 10_000;
+/** A complete that has not finished in this long is taken to have died with its replica. */
+const STALE_COMPLETE_MS = 10 * 60_000;
+
+export interface SessionView {
+  readonly session: UploadSessionRecord;
+  readonly committedBytes: number;
+  readonly resumeOffset: number;
+}
+
+export interface CreateSessionRequest {
+  readonly spec: RawSpec | undefined;
+  readonly expectedSize: number | undefined;
+  readonly expectedBlake3: string;
+  readonly partSize: number;
+  readonly idempotencyKey: string;
+}
+
+export interface TrailerMetadata {
+  readonly labels: Readonly<Record<string, string>>;
+  readonly tags: readonly string[];
+  readonly metrics: Readonly<Record<string, number>>;
+}
+
+export function viewOf(session: UploadSessionRecord): SessionView {
+  let resumeParts = 0;
+  while (session.parts[resumeParts]?.partNumber === resumeParts + 1 && session.parts[resumeParts]!.sizeBytes === session.partSize) resumeParts++;
+  return {
+    session,
+    committedBytes: session.parts.reduce((sum, p) => sum + p.sizeBytes, 0),
+    resumeOffset: resumeParts * session.partSize,
+  };
+}
+
+function sessionBlobs(blobs: BlobStore): BlobStore & BlobSessions {
+  if (!hasSessions(blobs)) throw new ArtifactError("unimplemented", "this server's blob store does not support upload sessions");
+  return blobs;
+}
+
+export async function createUploadSession(deps: UploadSessionDeps, caller: Caller, request: CreateSessionRequest): Promise<SessionView> {
+  const now = new Date();
+  const spec = validateSpec(request.spec, now);
+  const partSize = request.partSize || DEFAULT_PART_SIZE;
+  if (!Number.isSafeInteger(partSize) || partSize < MIN_PART_SIZE || partSize > MAX_PART_SIZE) {
+    throw invalidArgument(`part_size ${request.partSize} is not valid: give ${MIN_PART_SIZE}–${MAX_PART_SIZE} bytes (5–64 MiB), or 0 for ${DEFAULT_PART_SIZE}`);
+  }
+  const { expectedSize } = request;
+  if (expectedSize !== undefined) {
+    if (!Number.isSafeInteger(expectedSize) || expectedSize < 0) throw invalidArgument(`expected_size ${expectedSize} is not valid: give the content length in bytes (>= 0)`);
+    if (expectedSize > deps.uploadMaxBytes) {
+      throw new ArtifactError("resource_exhausted", `expected_size ${expectedSize} exceeds this server's upload limit of ${deps.uploadMaxBytes} bytes`);
+    }
+    if (Math.ceil(expectedSize / partSize) > MAX_PARTS) {
+      throw invalidArgument(`expected_size ${expectedSize} needs more than ${MAX_PARTS} parts of ${partSize} bytes: choose a larger part_size`);
+    }
+  }
+  if (request.expectedBlake3 !== "" && !BLAKE3_HEX_PATTERN.test(request.expectedBlake3)) {
+    throw invalidArgument("expected_blake3 must be 64 lowercase hex characters (a BLAKE3-256 digest)");
+  }
+  if (request.idempotencyKey.length > 128) throw invalidArgument("idempotency_key is longer than 128 characters");
+  await deps.metadata.checkInputs(caller.tenantId, spec.inputs);
+
+  if (request.idempotencyKey) {
+    const existing = await findByIdempotencyKey(deps, caller, request.idempotencyKey);
+    if (existing) return existing;
+  }
+  const blobs = sessionBlobs(deps.blobs);
+  const { key, ref } = await blobs.beginSession(caller.tenantId);
+  const { session, created } = await deps.metadata.uploadSessions.create({
+    id: newArtifactId("ups"),
+    tenantId: caller.tenantId,
+    idempotencyKey: request.idempotencyKey || undefined,
+    spec,
+    expectedSize,
+    expectedBlake3: request.expectedBlake3 || undefined,
+    partSize,
+    storageKey: key,
+    multipartId: ref,
+    createdBy: caller.principal,
+    expiresAt: new Date(now.getTime() + deps.sessionTtlMs),
+  });
+  // A concurrent create with the same key won: drop ours.
+  if (!created) await blobs.abortSession(key, ref).catch(() => {});
+  return viewOf(session);
+}
+
+async function findByIdempotencyKey(deps: UploadSessionDeps, caller: Caller, key: string): Promise<SessionView | undefined> {
+  const existing = await deps.metadata.uploadSessions.findByIdempotencyKey(caller.tenantId, key);
+  if (!existing) return undefined;
+  if (existing.expiresAt.getTime() > Date.now()) return viewOf(existing);
+  // The key's earlier session has expired: clear it so the key can be reused.
+  await dropSession(deps, existing);
+  return undefined;
+}
+
+async function dropSession(deps: Pick<UploadSessionDeps, "metadata" | "blobs">, session: UploadSessionRecord): Promise<void> {
+  if (session.state !== "completed" && hasSessions(deps.blobs)) await deps.blobs.abortSession(session.storageKey, session.multipartId);
+  await deps.metadata.uploadSessions.delete(session.id);
+}
+
+export async function getUploadSession(deps: UploadSessionDeps, caller: Caller, id: string): Promise<SessionView> {
+  return viewOf(await liveSession(deps, caller, id));
+}
+
+async function liveSession(deps: UploadSessionDeps, caller: Caller, id: string): Promise<UploadSessionRecord> {
+  if (!id) throw invalidArgument("session_id is required");
+  if (!isArtifactId(id) || !id.startsWith("ups_")) throw invalidArgument(`session_id ${JSON.stringify(id.slice(0, 80))} is not an upload session id (ups_…)`);
+  const session = await deps.metadata.uploadSessions.get(caller.tenantId, id);
+  if (!session || session.expiresAt.getTime() <= Date.now()) {
+    throw notFound(`upload session ${id} does not exist or has expired: create a new one`);
+  }
+  return session;
+}
+
+export async function uploadSessionPart(
+  deps: UploadSessionDeps,
+  caller: Caller,
+  request: { sessionId: string; partNumber: number; data: Uint8Array; partBlake3: string },
+): Promise<SessionView> {
+  const session = await liveSession(deps, caller, request.sessionId);
+  const { partNumber, data } = request;
+  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MAX_PARTS) {
+    throw invalidArgument(`part_number ${partNumber} is out of range: parts are numbered 1–${MAX_PARTS}`);
+  }
+  checkPartSize(session, partNumber, data.byteLength);
+  if (request.partBlake3 !== "") {
+    if (!BLAKE3_HEX_PATTERN.test(request.partBlake3)) throw invalidArgument("part_blake3 must be 64 lowercase hex characters");
+    const actual = blake3Hex(data);
+    if (actual !== request.partBlake3) throw invalidArgument(`part ${partNumber}'s BLAKE3 is ${actual}, not the declared ${request.partBlake3}: send the part again`);
+  }
+  if (session.state !== "open") throw failedPrecondition(`upload session ${session.id} is ${session.state} and takes no more parts`);
+  const { etag } = await sessionBlobs(deps.blobs).putPart(session.storageKey, session.multipartId, partNumber, data);
+  const recorded = await deps.metadata.uploadSessions.recordPart(session.id, { partNumber, sizeBytes: data.byteLength, etag });
+  if (!recorded) throw failedPrecondition(`upload session ${session.id} began completing while part ${partNumber} arrived; the part was not added`);
+  return viewOf((await deps.metadata.uploadSessions.get(caller.tenantId, session.id))!);
+}
+
+function checkPartSize(session: UploadSessionRecord, partNumber: number, size: number): void {
+  if (size > session.partSize) throw invalidArgument(`part ${partNumber} has ${size} bytes, more than the session's part_size of ${session.partSize}`);
+  if (session.expectedSize === undefined) {
+    if (size === 0) throw invalidArgument(`part ${partNumber} is empty: parts carry 1 – part_size bytes (an empty upload has no parts)`);
+    return;
+  }
+  const lastPart = Math.ceil(session.expectedSize / session.partSize);
+  if (partNumber > lastPart) {
+    throw invalidArgument(`part ${partNumber} is past the end: expected_size ${session.expectedSize} makes ${lastPart} part(s) of ${session.partSize} bytes`);
+  }
+  const wanted = partNumber < lastPart ? session.partSize : session.expectedSize - (lastPart - 1) * session.partSize;
+  if (size !== wanted) {
+    throw invalidArgument(
+      `part ${partNumber} has ${size} bytes but must have ${wanted}: every part but the last has part_size (${session.partSize}) bytes`,
+    );
+  }
+}
+
+export async function completeUploadSession(
+  deps: UploadSessionDeps,
+  caller: Caller,
+  id: string,
+  trailer?: TrailerMetadata,
+): Promise<{ artifact: Artifact; deduplicated: boolean; replayed: boolean }> {
+  let session = await liveSession(deps, caller, id);
+  const store = deps.metadata.uploadSessions;
+  // A retry after a lost response: the same artifact again.
+  if (session.state === "completed") return { artifact: await completedArtifact(deps, caller, session), deduplicated: false, replayed: true };
+  const begun = await store.beginCompleting(caller.tenantId, id, new Date(Date.now() - STALE_COMPLETE_MS));
+  if (!begun) throw notFound(`upload session ${id} does not exist or has expired: create a new one`);
+  if (!begun.acquired) {
+    if (begun.session.state === "completed") return { artifact: await completedArtifact(deps, caller, begun.session), deduplicated: false, replayed: true };
+    throw new ArtifactError("aborted", `upload session ${id} is being completed by another call: retry in a moment to get its artifact`);
+  }
+  session = begun.session;
+  const blobs = sessionBlobs(deps.blobs);
+
+  // Checks that leave the session usable: the client can add parts and retry.
+  try {
+    const missing: number[] = [];
+    const last = session.parts.at(-1)?.partNumber ?? 0;
+    const present = new Set(session.parts.map((p) => p.partNumber));
+    for (let n = 1; n <= last; n++) if (!present.has(n)) missing.push(n);
+    if (missing.length > 0) {
+      throw failedPrecondition(`upload session ${id} is missing part(s) ${missing.slice(0, 20).join(", ")}${missing.length > 20 ? ", …" : ""}: upload them, then complete again`);
+    }
+    const short = session.parts.find((p, i) => i < session.parts.length - 1 && p.sizeBytes !== session.partSize);
+    if (short) {
+      throw failedPrecondition(`part ${short.partNumber} has ${short.sizeBytes} bytes; every part but the last must have part_size (${session.partSize}) bytes: upload it again`);
+    }
+    const total = session.parts.reduce((sum, p) => sum + p.sizeBytes, 0);
+    if (session.expectedSize !== undefined && total !== session.expectedSize) {
+      throw failedPrecondition(`upload session ${id} holds ${total} bytes but expected_size is ${session.expectedSize}: upload the missing parts, then complete again`);
+    }
+  } catch (error) {
+    await store.reopen(id);
+    throw error;
+  }
+
+  let stored: { key: string; size: number; digest: string };
+  try {
+    if (session.parts.length === 0) {
+      // S3 cannot complete a multipart upload without parts: store the empty blob directly.
+      await blobs.abortSession(session.storageKey, session.multipartId);
+      const writer = await deps.blobs.createWriter(caller.tenantId);
+      const digest = blake3Hex(new Uint8Array(0));
+      stored = { key: await writer.commit(digest), size: 0, digest };
+    } else {
+      stored = await blobs.completeSession(caller.tenantId, session.storageKey, session.multipartId, session.parts);
+    }
+  } catch (error) {
+    await store.reopen(id);
+    throw error;
+  }
+
+  try {
+    if (session.expectedBlake3 !== undefined && stored.digest !== session.expectedBlake3) {
+      throw invalidArgument(`the uploaded content's BLAKE3 is ${stored.digest} but the session declared ${session.expectedBlake3}: nothing was stored; create a new session`);
+    }
+    const spec: ArtifactSpec = trailer
+      ? {
+          ...session.spec,
+          labels: validateLabels("labels", { ...session.spec.labels, ...validateLabels("trailer.labels", trailer.labels) }),
+          tags: validateTags("tags", [...session.spec.tags, ...trailer.tags]),
+          metrics: validateMetrics("metrics", { ...session.spec.metrics, ...validateMetrics("trailer.metrics", trailer.metrics) }),
+        }
+      : session.spec;
+    const mimeType = spec.mimeType || "application/octet-stream";
+    const storedKey = stored.key;
+    const result = await recordArtifact(
+      deps.metadata,
+      deps.blobs,
+      {
+        id: newArtifactId(spec.typePrefix || defaultPrefix(mimeType)),
+        tenantId: caller.tenantId,
+        spec,
+        mimeType,
+        sizeBytes: stored.size,
+        blake3: stored.digest,
+        createdAt: new Date(),
+        createdBy: session.createdBy,
+      },
+      { store: async () => storedKey, discard: () => deps.blobs.delete(storedKey) },
+    );
+    await store.markCompleted(id, result.artifact.id);
+    return { ...result, replayed: false };
+  } catch (error) {
+    // The parts are assembled (gone as parts): the session cannot be retried.
+    await deps.blobs.delete(stored.key).catch(() => {});
+    await store.delete(id);
+    throw error;
+  }
+}
+
+async function completedArtifact(deps: UploadSessionDeps, caller: Caller, session: UploadSessionRecord): Promise<Artifact> {
+  const artifact = session.artifactId ? await deps.metadata.getArtifact(caller.tenantId, session.artifactId) : undefined;
+  if (!artifact) throw notFound(`the artifact of upload session ${session.id} no longer exists`);
+  return artifact;
+}
+
+export async function abortUploadSession(deps: UploadSessionDeps, caller: Caller, id: string): Promise<void> {
+  const session = await liveSession(deps, caller, id);
+  if (session.state === "completing") throw new ArtifactError("aborted", `upload session ${id} is being completed and cannot be aborted now`);
+  if (session.state === "open") await sessionBlobs(deps.blobs).abortSession(session.storageKey, session.multipartId);
+  await deps.metadata.uploadSessions.delete(id);
+}
+
+/** Removes expired sessions and their stored parts. Returns how many. */
+export async function expireUploadSessions(deps: Pick<UploadSessionDeps, "metadata" | "blobs">, now = new Date()): Promise<number> {
+  if (!hasSessions(deps.blobs)) return 0;
+  let count = 0;
+  for (;;) {
+    const expired = await deps.metadata.uploadSessions.listExpired(now, 100);
+    for (const session of expired) {
+      await dropSession(deps, session);
+      count++;
+    }
+    if (expired.length < 100) return count;
+  }
+}
+
+/**
+ * A streaming upload bound to a session: the stream's bytes become the
+ * session's parts as they arrive (one part stored while the next fills), and
+ * the stream's normal end completes the session. If the stream breaks, the
+ * parts stored so far stay; the client resumes from resume_offset.
+ */
+export async function streamIntoSession(
+  deps: UploadSessionDeps,
+  caller: Caller,
+  start: { sessionId: string; offset: number },
+  messages: AsyncIterator<
+    { type: "chunk"; data: Uint8Array } | ({ type: "trailer" } & TrailerMetadata) | { type: "header" } | { type: "empty" }
+  >,
+  signal: AbortSignal,
+): Promise<{ artifact: Artifact; deduplicated: boolean; replayed: boolean }> {
+  const session = await liveSession(deps, caller, start.sessionId);
+  if (session.state !== "open") throw failedPrecondition(`upload session ${session.id} is ${session.state} and takes no more bytes`);
+  const { resumeOffset } = viewOf(session);
+  if (start.offset !== resumeOffset) {
+    throw failedPrecondition(`upload session ${session.id} continues at byte ${resumeOffset}, not ${start.offset}: resend from resume_offset`);
+  }
+  let partNumber = resumeOffset / session.partSize + 1;
+  let buffer = Buffer.allocUnsafe(session.partSize);
+  let filled = 0;
+  let pending: Promise<unknown> | undefined;
+  let trailer: TrailerMetadata | undefined;
+  const flush = async () => {
+    // One part in flight while the next one fills: memory is two parts.
+    await pending;
+    const data = buffer.subarray(0, filled);
+    const number = partNumber++;
+    buffer = Buffer.allocUnsafe(session.partSize);
+    filled = 0;
+    pending = uploadSessionPart(deps, caller, { sessionId: session.id, partNumber: number, data, partBlake3: "" });
+  };
+  try {
+    for (;;) {
+      const next = await messages.next();
+      if (next.done) break;
+      if (signal.aborted) throw signal.reason;
+      const message = next.value;
+      if (trailer && message.type !== "empty") throw invalidArgument(`a ${message.type} arrived after the trailer: the trailer must be the last message`);
+      if (message.type === "header") throw invalidArgument("a second header arrived: send exactly one header, first");
+      if (message.type === "trailer") trailer = message;
+      if (message.type !== "chunk") continue;
+      let offset = 0;
+      while (offset < message.data.byteLength) {
+        const take = Math.min(message.data.byteLength - offset, session.partSize - filled);
+        buffer.set(message.data.subarray(offset, offset + take), filled);
+        filled += take;
+        offset += take;
+        if (filled === session.partSize) await flush();
+      }
+    }
+    if (signal.aborted) throw signal.reason;
+    if (filled > 0) await flush();
+    await pending;
+  } catch (error) {
+    // Keep what was stored: the part in flight is recorded if it lands.
+    await pending?.catch(() => {});
+    throw error;
+  }
+  return completeUploadSession(deps, caller, session.id, trailer);
+}

@@ -1,0 +1,39 @@
+import { Code, ConnectError, createContextKey, createContextValues, type ContextValues, type HandlerContext } from "@connectrpc/connect";
+import type http from "node:http";
+import type http2 from "node:http2";
+import { setImmediate as nextTurn } from "node:timers/promises";
+
+/**
+ * Tells a client that finished its request stream from one that went away.
+ *
+ * Node's HTTP/2 compatibility layer ends the request body normally when the
+ * client resets the stream (RST_STREAM: a cancelled call), and connect then
+ * sees a clean end at a message boundary. Node's own HTTP/2 client even
+ * sends END_STREAM right before RST_STREAM when a call is cancelled. So
+ * without these checks a cancelled upload could look complete and be
+ * recorded. After the body ends we give the connection one turn of the event
+ * loop to deliver a reset, then require the stream to be half-closed by the
+ * client (END_STREAM seen) and neither reset nor aborted. The use case checks
+ * the call's signal once more right before it records anything.
+ * (HTTP/1.1 request bodies that break off already fail while being read.)
+ */
+type NodeServerRequest = http.IncomingMessage | http2.Http2ServerRequest;
+
+const nodeRequestKey = createContextKey<NodeServerRequest | undefined>(undefined, { description: "node request" });
+
+/** For connectNodeAdapter's `contextValues` option. */
+export function requestContextValues(request: NodeServerRequest): ContextValues {
+  return createContextValues().set(nodeRequestKey, request);
+}
+
+/** Throws CANCELLED unless the client finished the request stream itself. */
+export async function assertRequestCompleted(ctx: HandlerContext): Promise<void> {
+  await nextTurn();
+  const request = ctx.values.get(nodeRequestKey);
+  let cancelled = ctx.signal.aborted || (request as { aborted?: boolean } | undefined)?.aborted === true;
+  if (request && "stream" in request) {
+    const stream = request.stream;
+    cancelled ||= stream.destroyed ? stream.rstCode !== 0 : stream.state.remoteClose !== 1;
+  }
+  if (cancelled) throw new ConnectError("the client cancelled the request before finishing it; nothing was recorded", Code.Canceled);
+}

@@ -1,0 +1,215 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { Client } from "minio";
+import { randomBytes } from "node:crypto";
+import { readdirSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { blake3Hex } from "../src/blake3.ts";
+import { UploadSessionState, type UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { expireUploadSessions } from "../src/service/upload-sessions.ts";
+import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
+
+const MiB = 1024 * 1024;
+const PART = 5 * MiB;
+type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
+
+async function expectCode(promise: Promise<unknown>, code: Code, message?: RegExp) {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error, "expected the call to fail").toBeInstanceOf(ConnectError);
+  expect(Code[(error as ConnectError).code]).toBe(Code[code]);
+  if (message) expect((error as ConnectError).rawMessage).toMatch(message);
+}
+
+describe.each(BACKENDS)("upload sessions on %s", (backend) => {
+  let t: TestApp;
+  let other: TestApp | undefined;
+  beforeAll(async () => {
+    t = await startTestApp(backend, { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
+  });
+  afterAll(async () => {
+    await other?.close();
+    await t?.close();
+  });
+
+  /** What the blob store still holds for sessions: S3 multipart uploads, or session folders. */
+  const leftovers = async (): Promise<string[]> => {
+    if (backend === "pglite+fs") return readdirSync(path.join(t.dataDir, "blobs", "sessions"));
+    const minio = inject("minio");
+    const endpoint = new URL(minio.endpoint);
+    const client = new Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, accessKey: minio.accessKey, secretKey: minio.secretKey });
+    const uploads: string[] = [];
+    for await (const u of client.listIncompleteUploads(t.bucket!, "", true)) uploads.push((u as { key: string }).key);
+    return uploads;
+  };
+  const download = async (id: string, client = t.client()) => {
+    const parts: Uint8Array[] = [];
+    for await (const r of client.download({ id })) if (r.message.case === "chunk") parts.push(r.message.value);
+    return Buffer.concat(parts);
+  };
+  const partsOf = (data: Buffer) => Array.from({ length: Math.ceil(data.length / PART) }, (_, i) => data.subarray(i * PART, (i + 1) * PART));
+
+  it("takes parts out of order and in parallel, then completes with a verified digest", async () => {
+    const data = randomBytes(3 * PART + 1234);
+    const { session } = await t.client().createUploadSession({
+      spec: { kind: "dataset", name: "parallel.bin" },
+      expectedSize: BigInt(data.length),
+      expectedBlake3: blake3Hex(data),
+      partSize: BigInt(PART),
+    });
+    expect(session!.state).toBe(UploadSessionState.OPEN);
+    const parts = partsOf(data);
+    await Promise.all(
+      [3, 1, 4, 2].map((n) => t.client().uploadPart({ sessionId: session!.sessionId, partNumber: n, data: parts[n - 1]!, partBlake3: blake3Hex(parts[n - 1]!) })),
+    );
+    // A duplicate part replaces the earlier one.
+    await t.client().uploadPart({ sessionId: session!.sessionId, partNumber: 2, data: parts[1]! });
+    const status = await t.client().getUploadSession({ sessionId: session!.sessionId });
+    expect(status.session!.committedParts).toEqual([1, 2, 3, 4]);
+    expect(status.session!.committedBytes).toBe(BigInt(data.length));
+    const done = await t.client().completeUploadSession({ sessionId: session!.sessionId });
+    expect(done.artifact!.blake3).toBe(blake3Hex(data));
+    expect(done.artifact!.name).toBe("parallel.bin");
+    expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+    // A retried complete (the response was lost) gives the same artifact, no duplicate.
+    const again = await t.client().completeUploadSession({ sessionId: session!.sessionId });
+    expect(again.artifact!.id).toBe(done.artifact!.id);
+    const listed = await t.client().listArtifacts({ filter: { namePrefix: "parallel.bin" } });
+    expect(listed.artifacts).toHaveLength(1);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it("returns the same session for a retried create with the same idempotency key", async () => {
+    const request = { spec: { kind: "log" }, idempotencyKey: `key-${Math.random()}`, partSize: BigInt(PART) };
+    const [a, b] = await Promise.all([t.client().createUploadSession(request), t.client().createUploadSession(request)]);
+    const c = await t.client().createUploadSession(request);
+    expect(b.session!.sessionId).toBe(a.session!.sessionId);
+    expect(c.session!.sessionId).toBe(a.session!.sessionId);
+    await t.client().abortUploadSession({ sessionId: a.session!.sessionId });
+    await expectCode(t.client().getUploadSession({ sessionId: a.session!.sessionId }), Code.NotFound);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it("refuses bad parts and incomplete completes with clear errors", async () => {
+    const data = randomBytes(2 * PART + 10);
+    const parts = partsOf(data);
+    const { session } = await t.client().createUploadSession({ spec: { kind: "x" }, expectedSize: BigInt(data.length), partSize: BigInt(PART) });
+    const id = session!.sessionId;
+    await expectCode(t.client().uploadPart({ sessionId: id, partNumber: 0, data: parts[0]! }), Code.InvalidArgument, /out of range/);
+    await expectCode(t.client().uploadPart({ sessionId: id, partNumber: 10_001, data: parts[0]! }), Code.InvalidArgument, /out of range/);
+    await expectCode(t.client().uploadPart({ sessionId: id, partNumber: 1, data: parts[2]! }), Code.InvalidArgument, /must have 5242880/);
+    await expectCode(t.client().uploadPart({ sessionId: id, partNumber: 4, data: parts[2]! }), Code.InvalidArgument, /past the end/);
+    await expectCode(t.client().uploadPart({ sessionId: id, partNumber: 1, data: parts[0]!, partBlake3: "0".repeat(64) }), Code.InvalidArgument, /BLAKE3/);
+    await t.client().uploadPart({ sessionId: id, partNumber: 1, data: parts[0]! });
+    await t.client().uploadPart({ sessionId: id, partNumber: 3, data: parts[2]! });
+    await expectCode(t.client().completeUploadSession({ sessionId: id }), Code.FailedPrecondition, /missing part\(s\) 2/);
+    // Still usable: add the missing part and complete.
+    await t.client().uploadPart({ sessionId: id, partNumber: 2, data: parts[1]! });
+    const done = await t.client().completeUploadSession({ sessionId: id });
+    expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+
+    await expectCode(t.client().getUploadSession({ sessionId: "ups_00000000000000000000000000" }), Code.NotFound, /does not exist or has expired/);
+    await expectCode(t.client().getUploadSession({ sessionId: "nope" }), Code.InvalidArgument, /not an upload session id/);
+    await expectCode(t.client().createUploadSession({ spec: { kind: "x" }, partSize: 1024n }), Code.InvalidArgument, /part_size/);
+    await expectCode(t.client(t.tokens.beta).getUploadSession({ sessionId: id }), Code.NotFound);
+  });
+
+  it("refuses a wrong whole-content digest and stores nothing", async () => {
+    const data = randomBytes(PART + 5);
+    const parts = partsOf(data);
+    const { session } = await t.client().createUploadSession({ spec: { kind: "x", name: "wrong-digest" }, expectedBlake3: "a".repeat(64), partSize: BigInt(PART) });
+    for (const [i, part] of parts.entries()) await t.client().uploadPart({ sessionId: session!.sessionId, partNumber: i + 1, data: part });
+    await expectCode(t.client().completeUploadSession({ sessionId: session!.sessionId }), Code.InvalidArgument, /BLAKE3 is [0-9a-f]{64} but the session declared/);
+    expect((await t.client().listArtifacts({ filter: { namePrefix: "wrong-digest" } })).artifacts).toEqual([]);
+    expect(await t.app.metadata.findBlob("alpha", blake3Hex(data))).toBeUndefined();
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it("deduplicates completed sessions against stored content, and handles empty uploads", async () => {
+    const data = randomBytes(1000);
+    const first = await t.client().createUploadSession({ spec: { kind: "x" }, partSize: BigInt(PART) });
+    await t.client().uploadPart({ sessionId: first.session!.sessionId, partNumber: 1, data });
+    const a = await t.client().completeUploadSession({ sessionId: first.session!.sessionId });
+    const second = await t.client().createUploadSession({ spec: { kind: "x" }, partSize: BigInt(PART) });
+    await t.client().uploadPart({ sessionId: second.session!.sessionId, partNumber: 1, data });
+    const b = await t.client().completeUploadSession({ sessionId: second.session!.sessionId });
+    expect(a.deduplicated).toBe(false);
+    expect(b.deduplicated).toBe(true);
+    const empty = await t.client().createUploadSession({ spec: { kind: "x" }, expectedSize: 0n, partSize: BigInt(PART) });
+    const e = await t.client().completeUploadSession({ sessionId: empty.session!.sessionId });
+    expect(e.artifact!.sizeBytes).toBe(0n);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it("expires sessions: the sweeper removes them and their stored parts", async () => {
+    const { session } = await t.client().createUploadSession({ spec: { kind: "x" }, partSize: BigInt(PART) });
+    await t.client().uploadPart({ sessionId: session!.sessionId, partNumber: 1, data: randomBytes(PART) });
+    expect(await leftovers()).toHaveLength(1);
+    const removed = await expireUploadSessions({ metadata: t.app.metadata, blobs: t.app.blobs }, new Date(Date.now() + 7 * 3_600_000));
+    expect(removed).toBeGreaterThanOrEqual(1);
+    expect(await leftovers()).toEqual([]);
+    await expectCode(t.client().getUploadSession({ sessionId: session!.sessionId }), Code.NotFound);
+  });
+
+  it("resumes a streaming upload after the stream drops", async () => {
+    const data = randomBytes(3 * PART + 777);
+    const { session } = await t.client().createUploadSession({ spec: { kind: "model", name: "resumed" }, expectedBlake3: blake3Hex(data), partSize: BigInt(PART) });
+    const sessionId = session!.sessionId;
+    // First stream: 2.5 parts, then the client goes away.
+    const controller = new AbortController();
+    async function* firstStream(): AsyncIterable<UploadInit> {
+      yield { message: { case: "header", value: { sessionId } } };
+      for (let i = 0; i < 2.5 * PART; i += MiB) yield { message: { case: "chunk", value: data.subarray(i, Math.min(i + MiB, 2.5 * PART)) } };
+      // Wait until the server has stored what it can, then drop.
+      for (let i = 0; i < 100; i++) {
+        const status = await t.client().getUploadSession({ sessionId });
+        if (status.session!.resumeOffset >= BigInt(2 * PART)) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      controller.abort();
+    }
+    await expectCode(t.client().upload(firstStream(), { signal: controller.signal }), Code.Canceled);
+    const status = await t.client().getUploadSession({ sessionId });
+    const resumeOffset = Number(status.session!.resumeOffset);
+    expect(resumeOffset).toBe(2 * PART);
+    await expectCode(
+      t.client().upload(
+        (async function* (): AsyncIterable<UploadInit> {
+          yield { message: { case: "header", value: { sessionId, offset: 123n } } };
+        })(),
+      ),
+      Code.FailedPrecondition,
+      /continues at byte 10485760/,
+    );
+    async function* rest(): AsyncIterable<UploadInit> {
+      yield { message: { case: "header", value: { sessionId, offset: BigInt(resumeOffset) } } };
+      for (let i = resumeOffset; i < data.length; i += MiB) yield { message: { case: "chunk", value: data.subarray(i, i + MiB) } };
+      yield { message: { case: "trailer", value: { labels: { resumed: "yes" } } } };
+    }
+    const done = await t.client().upload(rest());
+    expect(done.artifact!.blake3).toBe(blake3Hex(data));
+    expect(done.artifact!.labels).toEqual({ resumed: "yes" });
+    expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it.runIf(backend === "postgres+minio")("lets a second service instance continue a session the first one started", async () => {
+    // A second replica on the same database and bucket.
+    other = await startTestApp(backend, {
+      ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",
+      DATABASE_URL: t.databaseUrl!,
+      ARTIFACTD_S3_BUCKET: t.bucket!,
+    });
+    const data = randomBytes(PART + 99);
+    const parts = partsOf(data);
+    const { session } = await t.client().createUploadSession({ spec: { kind: "x", name: "two-replicas" }, partSize: BigInt(PART) });
+    await t.client().uploadPart({ sessionId: session!.sessionId, partNumber: 1, data: parts[0]! });
+    const otherClient = other.client(t.tokens.alpha);
+    await otherClient.uploadPart({ sessionId: session!.sessionId, partNumber: 2, data: parts[1]! });
+    const done = await otherClient.completeUploadSession({ sessionId: session!.sessionId });
+    expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+  });
+});
