@@ -11,7 +11,9 @@ import { createArtifactEvents } from "./service/artifact-events.ts";
 import { createArtifactService } from "./service/artifact-service.ts";
 import { collectGarbage, expireArtifacts } from "./service/maintenance.ts";
 import { expireUploadSessions } from "./service/upload-sessions.ts";
+import { createDownloadUrlRoute } from "./transport/download-url-route.ts";
 import { startServer, type RunningServer } from "./transport/server.ts";
+import { createUrlSigner, loadUrlSigningKey } from "./service/download-urls.ts";
 
 /** The wired service: stores → use cases → transport. */
 export interface App {
@@ -41,6 +43,7 @@ export async function openStores(config: Config): Promise<{ metadata: MetadataSt
 export async function startApp(config: Config, log: (message: string, error?: unknown) => void = () => {}): Promise<App> {
   const { metadata, blobs } = await openStores(config);
   const events = createArtifactEvents();
+  const urlSigner = createUrlSigner(await loadUrlSigningKey(metadata, config.urlSigningKey));
   const service = createArtifactService({
     metadata,
     blobs,
@@ -49,6 +52,8 @@ export async function startApp(config: Config, log: (message: string, error?: un
     uploadMaxBytes: config.uploadMaxBytes,
     downloadChunkBytes: config.downloadChunkBytes,
     sessionTtlMs: config.uploadSessionTtlMs,
+    urlSigner,
+    downloadUrlMaxTtlSeconds: config.downloadUrlMaxTtlSeconds,
   });
   let server: RunningServer;
   try {
@@ -57,6 +62,8 @@ export async function startApp(config: Config, log: (message: string, error?: un
       port: config.listen.port,
       service,
       authenticate: (authorization) => authenticate(metadata, authorization),
+      publicUrl: config.publicUrl,
+      httpRoutes: [createDownloadUrlRoute(service, urlSigner)],
       log,
     });
   } catch (error) {

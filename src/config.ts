@@ -32,6 +32,12 @@ export interface Config {
   readonly gcGraceMs: number;
   /** Lifetime of a resumable upload session; well under MinIO's 24 h clean-up of stale multipart uploads. */
   readonly uploadSessionTtlMs: number;
+  /** Base URL clients reach the service at, for signed download URLs; undefined: the request's host. */
+  readonly publicUrl: string | undefined;
+  /** Key for signing download URLs; undefined: generated once and kept in the database. */
+  readonly urlSigningKey: string | undefined;
+  /** Longest lifetime a signed download URL may be given. */
+  readonly downloadUrlMaxTtlSeconds: number;
 }
 
 export interface S3Config {
@@ -119,6 +125,15 @@ export function readConfig(env: Env = process.env): Config {
     });
   }
 
+  const publicUrl = get("ARTIFACTD_PUBLIC_URL");
+  if (publicUrl !== undefined && !/^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(publicUrl)) {
+    throw new ConfigError(`ARTIFACTD_PUBLIC_URL=${JSON.stringify(publicUrl)} is not valid: give the base URL clients use, e.g. https://artifacts.example.com`);
+  }
+  const urlSigningKey = get("ARTIFACTD_URL_SIGNING_KEY");
+  if (urlSigningKey !== undefined && urlSigningKey.length < 32) {
+    throw new ConfigError("ARTIFACTD_URL_SIGNING_KEY is too short: give at least 32 random characters (e.g. `openssl rand -base64 32`)");
+  }
+
   return Object.freeze({
     listen: Object.freeze(listen),
     dataDir: path.resolve(get("ARTIFACTD_DATA_DIR") ?? ".artifactd"),
@@ -133,6 +148,9 @@ export function readConfig(env: Env = process.env): Config {
     maintenanceIntervalMs: integer("ARTIFACTD_MAINTENANCE_INTERVAL_MS", 60_000, 0, 86_400_000),
     gcGraceMs: integer("ARTIFACTD_GC_GRACE_MS", 3_600_000, 0, 30 * 86_400_000),
     uploadSessionTtlMs: integer("ARTIFACTD_UPLOAD_SESSION_TTL_MS", 6 * 3_600_000, 1_000, 23 * 3_600_000),
+    publicUrl,
+    urlSigningKey,
+    downloadUrlMaxTtlSeconds: integer("ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS", 86_400, 1, 7 * 86_400),
   });
 }
 

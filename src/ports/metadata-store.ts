@@ -67,6 +67,12 @@ export interface MetadataStore {
   /** Which of these storage keys a blob row points at. */
   knownStorageKeys(keys: readonly string[]): Promise<Set<string>>;
 
+  /**
+   * A setting shared by all replicas: returns the stored value, or stores
+   * `proposed` if there is none yet (the first replica wins).
+   */
+  sharedSetting(name: string, proposed: string): Promise<string>;
+
   createToken(token: { id: string; tenantId: string; name: string; sha256: string }): Promise<void>;
   findTokenBySha256(sha256: string): Promise<ApiToken | undefined>;
   listTokens(tenantId?: string): Promise<ApiToken[]>;

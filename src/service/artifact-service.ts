@@ -5,6 +5,7 @@ import { blake3Hex } from "../blake3.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
 import type { MetadataStore, Page } from "../ports/metadata-store.ts";
 import type { ArtifactEvents } from "./artifact-events.ts";
+import { createDownloadUrl, type UrlSigner } from "./download-urls.ts";
 import { downloadArtifact, type DownloadRequest } from "./download-artifact.ts";
 import { uploadArtifact, type UploadMessage, type UploadResult } from "./upload-artifact.ts";
 import {
@@ -26,6 +27,8 @@ export interface ArtifactServiceOptions {
   readonly downloadChunkBytes: number;
   readonly events: ArtifactEvents;
   readonly sessionTtlMs: number;
+  readonly urlSigner: UrlSigner;
+  readonly downloadUrlMaxTtlSeconds: number;
 }
 
 /** The use cases behind the RPCs, free of any transport. */
@@ -60,6 +63,8 @@ export interface ArtifactService {
   getUploadSession(caller: Caller, id: string): Promise<SessionView>;
   completeUploadSession(caller: Caller, id: string): Promise<UploadResult>;
   abortUploadSession(caller: Caller, id: string): Promise<void>;
+  /** `baseUrl`: where clients reach this service, e.g. http://host:8080. */
+  createDownloadUrl(caller: Caller, id: string, ttlSeconds: number, baseUrl: string): Promise<{ url: string; expiresAt: Date }>;
 }
 
 export const MAX_LINEAGE_DEPTH = 32;
@@ -182,6 +187,8 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
       return result;
     },
     abortUploadSession: (caller, id) => abortUploadSession(sessionDeps, caller, id),
+    createDownloadUrl: (caller, id, ttlSeconds, baseUrl) =>
+      createDownloadUrl({ metadata, signer: options.urlSigner, maxTtlSeconds: options.downloadUrlMaxTtlSeconds }, caller, { id, ttlSeconds, baseUrl }),
 
     async saveInline(caller, rawSpec, content) {
       const now = new Date();

@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { Caller } from "../artifact.ts";
 import { invalidArgument } from "../artifact-error.ts";
@@ -38,6 +39,7 @@ const EVENT_TYPES: Record<ArtifactEventType, EventType> = {
 export function createArtifactServiceHandler(
   service: ArtifactService,
   authenticate: (authorization: string | null) => Promise<Caller>,
+  publicUrl?: string,
 ): Partial<ServiceImpl<typeof ArtifactServiceDesc>> {
   const caller = (ctx: HandlerContext) => authenticate(ctx.requestHeader.get("authorization"));
 
@@ -149,6 +151,13 @@ export function createArtifactServiceHandler(
     async abortUploadSession(request, ctx) {
       await service.abortUploadSession(await caller(ctx), request.sessionId);
       return {};
+    },
+
+    async createDownloadUrl(request, ctx) {
+      const who = await caller(ctx);
+      // Links point where this client reached us, unless ARTIFACTD_PUBLIC_URL says otherwise.
+      const { url, expiresAt } = await service.createDownloadUrl(who, request.id, request.ttlSeconds, publicUrl ?? new URL(ctx.url).origin);
+      return { url, expiresAt: timestampFromDate(expiresAt) };
     },
 
     async *watchArtifacts(request, ctx) {

@@ -15,6 +15,7 @@ import { createArtifactServiceHandler } from "./artifact-service-handler.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
 import { createHealthState } from "./health-service.ts";
 import { createReflectionHandler } from "./reflection-service.ts";
+import type { HttpResponse, HttpRoute } from "./http-route.ts";
 import { requestContextValues } from "./request-ended.ts";
 
 export interface ServerOptions {
@@ -22,8 +23,12 @@ export interface ServerOptions {
   readonly port: number;
   readonly service: ArtifactUseCases;
   readonly authenticate: (authorization: string | null) => Promise<Caller>;
+  /** Base URL for links the server hands out; undefined: taken from each request's host. */
+  readonly publicUrl?: string | undefined;
   /** Largest request message accepted (an upload chunk or session part). */
   readonly readMaxBytes?: number;
+  /** Plain HTTP routes tried, in order, for requests that are not RPCs; each answers true if it handled the request. */
+  readonly httpRoutes?: readonly HttpRoute[];
   readonly log?: (message: string, error?: unknown) => void;
 }
 
@@ -97,7 +102,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
 
   const routes = (router: ConnectRouter) => {
-    router.service(ArtifactService, createArtifactServiceHandler(options.service, options.authenticate));
+    router.service(ArtifactService, createArtifactServiceHandler(options.service, options.authenticate, options.publicUrl));
     router.service(Health, health.handler);
     router.service(ServerReflection, reflection);
     router.service(ServerReflectionV1Alpha, reflection as never);
@@ -109,6 +114,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     readMaxBytes: options.readMaxBytes ?? 64 * MiB,
     shutdownSignal: shutdownController.signal,
     contextValues: requestContextValues,
+    fallback: (request, nodeResponse) => {
+      const response = nodeResponse as unknown as HttpResponse;
+      void (async () => {
+        for (const route of options.httpRoutes ?? []) if (await route(request, response)) return;
+        response.writeHead(404, { "Content-Type": "text/plain; charset=utf-8" });
+        response.end("not found\n");
+      })().catch((error: unknown) => {
+        log("HTTP route failed", error);
+        if (!response.headersSent) response.writeHead(500);
+        response.end();
+      });
+    },
   });
 
   const h2 = http2.createServer(

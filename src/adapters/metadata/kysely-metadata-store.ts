@@ -368,6 +368,12 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
       return new Set(rows.map((r) => r.storage_key));
     },
 
+    async sharedSetting(name, proposed) {
+      await db.insertInto("server_settings").values({ name, value: proposed }).onConflict((oc) => oc.column("name").doNothing()).execute();
+      const row = await db.selectFrom("server_settings").select("value").where("name", "=", name).executeTakeFirstOrThrow();
+      return row.value;
+    },
+
     async createToken(token) {
       await db
         .insertInto("api_tokens")

@@ -15,6 +15,7 @@ export interface Database {
   artifact_inputs: ArtifactInputTable;
   upload_sessions: UploadSessionTable;
   upload_session_parts: UploadSessionPartTable;
+  server_settings: { name: string; value: string };
 }
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;

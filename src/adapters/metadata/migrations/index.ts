@@ -2,6 +2,7 @@ import type { Migration, MigrationProvider } from "kysely";
 import * as initial from "./20261124000000_initial.ts";
 import * as queryAndLifecycle from "./20261124010000_query_and_lifecycle.ts";
 import * as uploadSessions from "./20261124020000_upload_sessions.ts";
+import * as serverSettings from "./20261124030000_server_settings.ts";
 
 /**
  * Every migration, by its timestamped name. Listed statically rather than
@@ -13,6 +14,7 @@ export const migrationProvider: MigrationProvider = {
       "20261124000000_initial": initial,
       "20261124010000_query_and_lifecycle": queryAndLifecycle,
       "20261124020000_upload_sessions": uploadSessions,
+      "20261124030000_server_settings": serverSettings,
     };
   },
 };

@@ -1,0 +1,128 @@
+import { pipeline } from "node:stream/promises";
+import { Readable } from "node:stream";
+import type { ArtifactService } from "../service/artifact-service.ts";
+import { DOWNLOAD_PATH_PREFIX, type UrlSigner } from "../service/download-urls.ts";
+import type { HttpRequest, HttpResponse, HttpRoute } from "./http-route.ts";
+
+type Request = HttpRequest;
+type Response = HttpResponse;
+
+/**
+ * Plain HTTP GET / HEAD for signed download URLs (service/download-urls.ts).
+ *
+ * Content is always an attachment (`Content-Disposition: attachment`,
+ * `X-Content-Type-Options: nosniff` and a sandboxing CSP), so uploaded HTML
+ * or SVG never renders in the service's origin. One byte range per request
+ * (`Range: bytes=…`, 206 / 416); the ETag is the BLAKE3 digest. A bad,
+ * tampered or expired signature, or an artifact that is gone, answers a bare
+ * 403 that tells nothing more.
+ */
+export function createDownloadUrlRoute(service: ArtifactService, signer: UrlSigner): HttpRoute {
+  return async function route(request: Request, response: Response): Promise<boolean> {
+    const url = new URL(request.url ?? "/", "http://localhost");
+    if (!url.pathname.startsWith(DOWNLOAD_PATH_PREFIX)) return false;
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      plain(response, 405, "method not allowed", { Allow: "GET, HEAD" });
+      return true;
+    }
+    const target = signer.verify(url.pathname, url.searchParams, Math.floor(Date.now() / 1000));
+    if (!target) {
+      plain(response, 403, "forbidden");
+      return true;
+    }
+    const caller = { tenantId: target.tenantId, principal: "signed-url" };
+    const abort = new AbortController();
+    response.on("close", () => abort.abort());
+    let head;
+    try {
+      head = await service.getArtifact(caller, target.artifactId, false);
+    } catch {
+      plain(response, 403, "forbidden");
+      return true;
+    }
+    if (head.deletedAt) {
+      plain(response, 403, "forbidden");
+      return true;
+    }
+    const size = head.sizeBytes;
+    const etag = `"${head.blake3}"`;
+    const headers: Record<string, string> = {
+      "Content-Type": head.mimeType || "application/octet-stream",
+      "Content-Disposition": contentDisposition(head.name || head.id),
+      "X-Content-Type-Options": "nosniff",
+      "Content-Security-Policy": "default-src 'none'; sandbox",
+      "Accept-Ranges": "bytes",
+      ETag: etag,
+      "Cache-Control": "private, max-age=60",
+    };
+    if (request.headers["if-none-match"] === etag) {
+      response.writeHead(304, headers);
+      response.end();
+      return true;
+    }
+    let range = { offset: 0, length: size, partial: false };
+    const rangeHeader = request.headers.range;
+    const ifRange = request.headers["if-range"];
+    if (typeof rangeHeader === "string" && (ifRange === undefined || ifRange === etag)) {
+      const parsed = parseRange(rangeHeader, size);
+      if (parsed === "unsatisfiable") {
+        plain(response, 416, "range not satisfiable", { "Content-Range": `bytes */${size}` });
+        return true;
+      }
+      if (parsed) range = { ...parsed, partial: true };
+    }
+    headers["Content-Length"] = String(range.length);
+    if (range.partial) headers["Content-Range"] = `bytes ${range.offset}-${range.offset + range.length - 1}/${size}`;
+    response.writeHead(range.partial ? 206 : 200, headers);
+    if (request.method === "HEAD" || range.length === 0) {
+      response.end();
+      return true;
+    }
+    try {
+      const { content } = await service.download(caller, { id: target.artifactId, offset: range.offset, length: range.length }, abort.signal);
+      await pipeline(Readable.from(content), response as unknown as NodeJS.WritableStream, { signal: abort.signal });
+    } catch {
+      // Headers are gone: cut the connection so the client sees a short body,
+      // never a "complete" corrupt one (a digest mismatch ends up here too).
+      destroy(response);
+    }
+    return true;
+  };
+}
+
+function plain(response: Response, status: number, text: string, extra: Record<string, string> = {}): void {
+  response.writeHead(status, { "Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", ...extra });
+  response.end(text + "\n");
+}
+
+function destroy(response: Response): void {
+  (response.stream ?? response.socket)?.destroy();
+}
+
+/** RFC 6266: a safe ASCII fallback and the exact UTF-8 name. */
+function contentDisposition(name: string): string {
+  const ascii = name.replace(/[^A-Za-z0-9._ ()+-]/g, "_");
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
+}
+
+/**
+ * One range of `bytes=a-b`, `bytes=a-` or `bytes=-n`. Several ranges or a
+ * malformed header: undefined (the whole content is served, as RFC 9110
+ * allows). A range that starts past the end: "unsatisfiable".
+ */
+export function parseRange(header: string, size: number): { offset: number; length: number } | "unsatisfiable" | undefined {
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!match || (match[1] === "" && match[2] === "")) return undefined;
+  if (size === 0) return "unsatisfiable";
+  if (match[1] === "") {
+    const suffix = Number(match[2]);
+    if (suffix === 0) return "unsatisfiable";
+    const length = Math.min(suffix, size);
+    return { offset: size - length, length };
+  }
+  const start = Number(match[1]);
+  const end = match[2] === "" ? size - 1 : Math.min(Number(match[2]), size - 1);
+  if (start >= size) return "unsatisfiable";
+  if (end < start) return undefined;
+  return { offset: start, length: end - start + 1 };
+}
