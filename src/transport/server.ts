@@ -73,18 +73,25 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let inFlight = 0;
   let idle: (() => void) | undefined;
 
+  // Subscriptions (Health.Watch, WatchArtifacts) never finish by
+  // themselves: shutdown does not wait for them, it ends them.
+  const isSubscription = (name: string) => name === "Watch" || name === "WatchArtifacts";
   const errorMapping: Interceptor = (next) => async (request) => {
-    inFlight++;
+    const tracked = !isSubscription(request.method.name);
+    if (tracked) inFlight++;
+    const finished = () => {
+      if (tracked) done();
+    };
     let streaming = false;
     try {
       const response = await next(request);
       if (!response.stream) return response;
       streaming = true;
-      return { ...response, message: mapStreamErrors(response.message, () => done()) };
+      return { ...response, message: mapStreamErrors(response.message, finished) };
     } catch (error) {
       throw toConnectError(error, (e) => log(`${request.method.name} failed`, e));
     } finally {
-      if (!streaming) done();
+      if (!streaming) finished();
     }
   };
   const done = () => {
