@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
 import { Storage } from "../src/gen/artifacts/v1/artifact_pb.js";
@@ -6,6 +6,7 @@ import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 import { randomBytes } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { expectCode } from "./support/expect-code.ts";
 
 type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
 
@@ -19,15 +20,6 @@ function chunks(data: Uint8Array, size: number): UploadInit[] {
   return out;
 }
 
-async function expectCode(promise: Promise<unknown>, code: Code, message?: RegExp) {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error, "expected the call to fail").toBeInstanceOf(ConnectError);
-  expect(Code[(error as ConnectError).code]).toBe(Code[code]);
-  if (message) expect((error as ConnectError).rawMessage).toMatch(message);
-}
 
 async function downloadAll(t: TestApp, id: string, range: { offset?: bigint; length?: bigint } = {}) {
   let artifact;

@@ -1,23 +1,15 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { parseRange } from "../src/transport/download-url-route.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
+import { expectCode } from "./support/expect-code.ts";
 
 type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
 
-async function expectCode(promise: Promise<unknown>, code: Code, message?: RegExp) {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error, "expected the call to fail").toBeInstanceOf(ConnectError);
-  expect(Code[(error as ConnectError).code]).toBe(Code[code]);
-  if (message) expect((error as ConnectError).rawMessage).toMatch(message);
-}
 
 describe("Range header parsing", () => {
   it("handles the single-range forms", () => {

@@ -1,5 +1,5 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
@@ -8,20 +8,12 @@ import { EventType, type ArtifactFilterSchema, type UploadRequestSchema } from "
 import { createArtifactEvents } from "../src/service/artifact-events.ts";
 import { collectGarbage, expireArtifacts } from "../src/service/maintenance.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
+import { expectCode } from "./support/expect-code.ts";
 
 type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
 /** A spec as a plain object (not a message instance), kind optional. */
 type SpecInit = Omit<Exclude<MessageInitShape<typeof ArtifactSpecSchema>, { $typeName: string }>, "kind"> & { kind?: string };
 
-async function expectCode(promise: Promise<unknown>, code: Code, message?: RegExp) {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error, "expected the call to fail").toBeInstanceOf(ConnectError);
-  expect(Code[(error as ConnectError).code]).toBe(Code[code]);
-  if (message) expect((error as ConnectError).rawMessage).toMatch(message);
-}
 
 describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
   let t: TestApp;

@@ -1,5 +1,5 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { Client } from "minio";
 import { randomBytes } from "node:crypto";
 import { readdirSync } from "node:fs";
@@ -9,20 +9,12 @@ import { blake3Hex } from "../src/blake3.ts";
 import { UploadSessionState, type UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { expireUploadSessions } from "../src/service/upload-sessions.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
+import { expectCode } from "./support/expect-code.ts";
 
 const MiB = 1024 * 1024;
 const PART = 5 * MiB;
 type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
 
-async function expectCode(promise: Promise<unknown>, code: Code, message?: RegExp) {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error, "expected the call to fail").toBeInstanceOf(ConnectError);
-  expect(Code[(error as ConnectError).code]).toBe(Code[code]);
-  if (message) expect((error as ConnectError).rawMessage).toMatch(message);
-}
 
 describe.each(BACKENDS)("upload sessions on %s", (backend) => {
   let t: TestApp;
