@@ -3,11 +3,12 @@ import path from "node:path";
 import { createFsBlobStore } from "./adapters/blob/fs-blob-store.ts";
 import { createS3BlobStore } from "./adapters/blob/s3-blob-store.ts";
 import { openMetadataStore } from "./adapters/metadata/open-metadata-store.ts";
+import { createPostgresArtifactEvents } from "./adapters/metadata/postgres-artifact-events.ts";
 import type { Config } from "./config.ts";
 import type { BlobStore } from "./ports/blob-store.ts";
 import type { MetadataStore } from "./ports/metadata-store.ts";
 import { authenticate, createApiToken } from "./service/api-tokens.ts";
-import { createArtifactEvents } from "./service/artifact-events.ts";
+import { createArtifactEvents, type ArtifactEvents } from "./service/artifact-events.ts";
 import { createArtifactService } from "./service/artifact-service.ts";
 import { collectGarbage, expireArtifacts } from "./service/maintenance.ts";
 import { expireUploadSessions } from "./service/upload-sessions.ts";
@@ -42,7 +43,10 @@ export async function openStores(config: Config): Promise<{ metadata: MetadataSt
 
 export async function startApp(config: Config, log: (message: string, error?: unknown) => void = () => {}): Promise<App> {
   const { metadata, blobs } = await openStores(config);
-  const events = createArtifactEvents();
+  // Across replicas through Postgres; in one process with the embedded database.
+  const events: ArtifactEvents & { close?: () => Promise<void> } = config.databaseUrl
+    ? await createPostgresArtifactEvents(config.databaseUrl, metadata, log)
+    : createArtifactEvents();
   const urlSigner = createUrlSigner(await loadUrlSigningKey(metadata, config.urlSigningKey));
   const service = createArtifactService({
     metadata,
@@ -67,6 +71,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
       log,
     });
   } catch (error) {
+    await events.close?.();
     await metadata.close();
     await blobs.close();
     throw error;
@@ -79,6 +84,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
     async close(graceMs = config.shutdownGraceMs) {
       await maintenance.stop();
       await server.shutdown(graceMs);
+      await events.close?.();
       await blobs.close();
       await metadata.close();
     },

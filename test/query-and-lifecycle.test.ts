@@ -308,3 +308,31 @@ describe("shutdown with subscribers", () => {
     await t.close();
   });
 });
+
+describe("Watch across replicas", () => {
+  it("delivers an event made through one replica to a subscriber of another", async () => {
+    const first = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
+    const second = await startTestApp("postgres+minio", {
+      ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",
+      DATABASE_URL: first.databaseUrl!,
+      ARTIFACTD_S3_BUCKET: first.bucket!,
+    });
+    try {
+      const controller = new AbortController();
+      const stream = first.client().watchArtifacts({ filter: { kind: "cross" } }, { signal: controller.signal });
+      const received = (async () => {
+        for await (const event of stream) {
+          controller.abort();
+          return event.artifact!.id;
+        }
+        return undefined;
+      })().catch((error: unknown) => (controller.signal.aborted ? undefined : Promise.reject(error)));
+      await new Promise((r) => setTimeout(r, 300));
+      const { artifact } = await second.client(first.tokens.alpha).saveInline({ spec: { kind: "cross" }, content: { case: "text", value: "hi" } });
+      expect(await received).toBe(artifact!.id);
+    } finally {
+      await second.close();
+      await first.close();
+    }
+  });
+});

@@ -1,12 +1,12 @@
 import type { ArtifactEvent } from "../artifact.ts";
 
 /**
- * Artifact events inside one process: use cases publish after their change
- * is committed; WatchArtifacts subscribers receive them per tenant.
+ * Artifact events: use cases publish after their change is committed;
+ * WatchArtifacts subscribers receive them per tenant.
  *
- * One process only: a subscriber connected to one replica does not see
- * changes made through another. (Postgres LISTEN/NOTIFY would carry them
- * across replicas; see the notes in the README.)
+ * This implementation stays inside one process (the embedded default). With
+ * Postgres, adapters/metadata/postgres-artifact-events.ts carries them
+ * across replicas.
  */
 export interface ArtifactEvents {
   publish(tenantId: string, event: ArtifactEvent): void;

@@ -1,0 +1,76 @@
+import pg from "pg";
+import type { ArtifactEvent, ArtifactEventType } from "../../artifact.ts";
+import type { MetadataStore } from "../../ports/metadata-store.ts";
+import type { ArtifactEvents } from "../../service/artifact-events.ts";
+
+/**
+ * Artifact events across replicas, over Postgres LISTEN / NOTIFY: every
+ * replica announces its changes on one channel and every replica (itself
+ * included) hands what it hears to its local Watch subscribers. The notice
+ * carries tenant, type and id; the artifact is read back when heard, so a
+ * subscriber sees its state at that moment.
+ *
+ * Delivery is what NOTIFY gives: at most once, to replicas connected at the
+ * time; a replica whose listening connection drops reconnects and misses
+ * what was said in between (Watch is a live feed, not a log).
+ */
+const CHANNEL = "artifactd_events";
+
+export async function createPostgresArtifactEvents(
+  databaseUrl: string,
+  metadata: MetadataStore,
+  log: (message: string, error?: unknown) => void,
+): Promise<ArtifactEvents & { close(): Promise<void> }> {
+  const listeners = new Map<string, Set<(event: ArtifactEvent) => void>>();
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+  pool.on("error", () => {});
+  let closed = false;
+  let listener: pg.Client | undefined;
+
+  const deliver = async (payload: string) => {
+    const { t: tenantId, k: type, i: id } = JSON.parse(payload) as { t: string; k: ArtifactEventType; i: string };
+    const targets = listeners.get(tenantId);
+    if (!targets?.size) return;
+    const artifact = await metadata.getArtifact(tenantId, id);
+    if (!artifact) return;
+    for (const target of targets) target({ type, artifact });
+  };
+
+  const connect = async (): Promise<void> => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    client.on("notification", (message) => {
+      if (message.channel === CHANNEL && message.payload) deliver(message.payload).catch((error: unknown) => log("event delivery failed", error));
+    });
+    client.on("error", (error) => {
+      log("event listener connection lost; reconnecting", error);
+      client.end().catch(() => {});
+      if (!closed) setTimeout(() => void connect().catch((e: unknown) => log("event listener reconnect failed", e)), 1_000).unref();
+    });
+    await client.connect();
+    await client.query(`listen ${CHANNEL}`);
+    listener = client;
+  };
+  await connect();
+
+  return {
+    publish(tenantId, event) {
+      pool
+        .query("select pg_notify($1, $2)", [CHANNEL, JSON.stringify({ t: tenantId, k: event.type, i: event.artifact.id })])
+        .catch((error: unknown) => log("event publish failed", error));
+    },
+    subscribe(tenantId, callback) {
+      let set = listeners.get(tenantId);
+      if (!set) listeners.set(tenantId, (set = new Set()));
+      set.add(callback);
+      return () => {
+        set.delete(callback);
+        if (set.size === 0) listeners.delete(tenantId);
+      };
+    },
+    async close() {
+      closed = true;
+      await listener?.end().catch(() => {});
+      await pool.end();
+    },
+  };
+}
