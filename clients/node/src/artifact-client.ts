@@ -1,0 +1,224 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createReadStream } from "node:fs";
+import { rename, rm, stat } from "node:fs/promises";
+import { open } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { ArtifactWriter, type ArtifactSpecInit, type WriterOptions } from "./artifact-writer.ts";
+import { Blake3Verifier } from "./blake3-verifier.ts";
+import type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
+import {
+  ArtifactService,
+  type ArtifactFilterSchema,
+  type UploadResponse,
+} from "./gen/artifacts/v1/artifact_service_pb.js";
+
+export type ArtifactFilterInit = Exclude<MessageInitShape<typeof ArtifactFilterSchema>, { $typeName: string }>;
+
+export interface ArtifactClientOptions {
+  /** Where the service listens, e.g. http://127.0.0.1:8080. */
+  readonly baseUrl: string;
+  /** API token (`adt_…`), sent as `authorization: Bearer`. */
+  readonly token: string;
+  /** Default deadline of unary calls; transfers have none unless a signal is given. */
+  readonly timeoutMs?: number;
+  /** A transport of your own (tests, proxies); baseUrl is then ignored. */
+  readonly transport?: Transport;
+}
+
+export interface DownloadOptions {
+  /** First byte; a ranged download is not verified against the whole-content digest. */
+  readonly offset?: number;
+  /** Bytes from offset; unset: to the end. */
+  readonly length?: number;
+  readonly signal?: AbortSignal;
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * The typed Node client. Errors from the service are ConnectErrors carrying
+ * the gRPC code (`error.code`, e.g. Code.NotFound) and the server's message;
+ * content that fails verification throws ArtifactIntegrityError.
+ */
+export interface ArtifactClient {
+  /** The generated client, for calls this wrapper does not cover. */
+  readonly rpc: Client<typeof ArtifactService>;
+  /** A streaming writer; see ArtifactWriter. */
+  openWriter(spec: ArtifactSpecInit, options?: WriterOptions): ArtifactWriter;
+  /** Runs `write` with a writer: commits when it returns, aborts (and rethrows) when it throws. */
+  withWriter(spec: ArtifactSpecInit, write: (writer: ArtifactWriter) => Promise<void>, options?: WriterOptions): Promise<UploadResponse>;
+  /** Streams a file up in 1 MiB chunks, declaring its size. */
+  uploadFile(path: string, spec: ArtifactSpecInit, options?: Omit<WriterOptions, "expectedSize">): Promise<UploadResponse>;
+  /** Streams any byte source up. */
+  uploadStream(source: AsyncIterable<Uint8Array | string>, spec: ArtifactSpecInit, options?: WriterOptions): Promise<UploadResponse>;
+  /** Saves a JSON value inline (kept byte for byte as serialised here). */
+  saveJson(value: unknown, spec: ArtifactSpecInit): Promise<Artifact>;
+  saveText(text: string, spec: ArtifactSpecInit): Promise<Artifact>;
+  get(id: string, options?: { includeContent?: boolean }): Promise<Artifact>;
+  listPage(filter?: ArtifactFilterInit, page?: { pageSize?: number; pageToken?: string }): Promise<{ artifacts: Artifact[]; nextPageToken: string }>;
+  /** Every artifact matching the filter, page by page. */
+  list(filter?: ArtifactFilterInit, options?: { pageSize?: number }): AsyncIterable<Artifact>;
+  delete(id: string): Promise<Artifact>;
+  /**
+   * The artifact and its content. A whole-content download is checked against
+   * the artifact's size and BLAKE3 as the last bytes arrive: the iterator
+   * throws ArtifactIntegrityError instead of ending on corrupt content.
+   */
+  download(id: string, options?: DownloadOptions): Promise<{ artifact: Artifact; content: AsyncIterable<Uint8Array> }>;
+  /** Downloads to a file: written beside it and renamed into place only once verified. */
+  downloadToFile(id: string, path: string, options?: { signal?: AbortSignal }): Promise<Artifact>;
+  /** Small content into memory, verified. */
+  downloadBytes(id: string, options?: { signal?: AbortSignal }): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+export function createArtifactClient(options: ArtifactClientOptions): ArtifactClient {
+  const auth: Interceptor = (next) => (request) => {
+    request.header.set("authorization", `Bearer ${options.token}`);
+    return next(request);
+  };
+  const transport =
+    options.transport ??
+    createGrpcTransport({
+      baseUrl: options.baseUrl,
+      interceptors: [auth],
+      // A larger receive window: downloads are bound by it on HTTP/2.
+      nodeOptions: { settings: { initialWindowSize: 8 * MiB } },
+    });
+  const rpc = createClient(ArtifactService, transport);
+  const unary = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
+
+  const openWriter = (spec: ArtifactSpecInit, writerOptions: WriterOptions = {}) =>
+    new ArtifactWriter((messages, signal) => rpc.upload(messages, { signal }), spec, writerOptions);
+
+  const withWriter = async (spec: ArtifactSpecInit, write: (writer: ArtifactWriter) => Promise<void>, writerOptions?: WriterOptions) => {
+    const writer = openWriter(spec, writerOptions);
+    try {
+      await write(writer);
+    } catch (error) {
+      await writer.abort(error);
+      throw error;
+    }
+    return writer.commit();
+  };
+
+  const uploadStream = (source: AsyncIterable<Uint8Array | string>, spec: ArtifactSpecInit, writerOptions?: WriterOptions) =>
+    withWriter(
+      spec,
+      async (writer) => {
+        for await (const chunk of source) await writer.write(chunk);
+      },
+      writerOptions,
+    );
+
+  const download = async (id: string, downloadOptions: DownloadOptions = {}) => {
+    const stream = rpc.download(
+      {
+        id,
+        offset: BigInt(downloadOptions.offset ?? 0),
+        ...(downloadOptions.length !== undefined ? { length: BigInt(downloadOptions.length) } : {}),
+      },
+      downloadOptions.signal ? { signal: downloadOptions.signal } : {},
+    );
+    const iterator = stream[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    if (first.done || first.value.message.case !== "artifact") throw new Error(`download of ${id}: the server sent no artifact header`);
+    const artifact = first.value.message.value;
+    const whole = (downloadOptions.offset ?? 0) === 0 && downloadOptions.length === undefined;
+    async function* content(): AsyncIterable<Uint8Array> {
+      const verifier = whole ? new Blake3Verifier() : undefined;
+      try {
+        for (;;) {
+          const next = await iterator.next();
+          if (next.done) break;
+          if (next.value.message.case !== "chunk") continue;
+          verifier?.update(next.value.message.value);
+          yield next.value.message.value;
+        }
+      } finally {
+        await iterator.return?.();
+      }
+      verifier?.verify({ size: Number(artifact.sizeBytes), blake3: artifact.blake3, id });
+    }
+    return { artifact, content: content() };
+  };
+
+  return {
+    rpc,
+    openWriter,
+    withWriter,
+    uploadStream,
+
+    async uploadFile(path, spec, writerOptions = {}) {
+      const { size } = await stat(path);
+      return uploadStream(createReadStream(path, { highWaterMark: MiB }), spec, { ...writerOptions, expectedSize: size });
+    },
+
+    async saveJson(value, spec) {
+      const json = JSON.stringify(value);
+      if (json === undefined) throw new TypeError("saveJson: the value cannot be serialised as JSON");
+      return (await rpc.saveInline({ spec, content: { case: "json", value: json } }, unary)).artifact!;
+    },
+
+    async saveText(text, spec) {
+      return (await rpc.saveInline({ spec, content: { case: "text", value: text } }, unary)).artifact!;
+    },
+
+    async get(id, getOptions = {}) {
+      return (await rpc.getArtifact({ id, includeContent: getOptions.includeContent ?? false }, unary)).artifact!;
+    },
+
+    async listPage(filter = {}, page = {}) {
+      const response = await rpc.listArtifacts({ filter, pageSize: page.pageSize ?? 0, pageToken: page.pageToken ?? "" }, unary);
+      return { artifacts: response.artifacts, nextPageToken: response.nextPageToken };
+    },
+
+    async *list(filter = {}, listOptions = {}) {
+      let pageToken = "";
+      do {
+        const response = await rpc.listArtifacts({ filter, pageSize: listOptions.pageSize ?? 0, pageToken }, unary);
+        yield* response.artifacts;
+        pageToken = response.nextPageToken;
+      } while (pageToken);
+    },
+
+    async delete(id) {
+      return (await rpc.deleteArtifact({ id }, unary)).artifact!;
+    },
+
+    download,
+
+    async downloadToFile(id, path, fileOptions = {}) {
+      const partial = `${path}.partial-${randomBytes(6).toString("hex")}`;
+      const file = await open(partial, "wx");
+      try {
+        const { artifact, content } = await download(id, fileOptions);
+        for await (const chunk of content) {
+          let written = 0;
+          while (written < chunk.byteLength) written += (await file.write(chunk, written, chunk.byteLength - written)).bytesWritten;
+        }
+        await file.sync();
+        await file.close();
+        await rename(partial, path);
+        return artifact;
+      } catch (error) {
+        await file.close().catch(() => {});
+        await rm(partial, { force: true });
+        throw error;
+      }
+    },
+
+    async downloadBytes(id, bytesOptions = {}) {
+      const { content } = await download(id, bytesOptions);
+      const parts: Uint8Array[] = [];
+      for await (const chunk of content) parts.push(chunk);
+      return Buffer.concat(parts);
+    },
+
+    async close() {
+      // connect-node closes idle HTTP/2 sessions by itself; nothing to release.
+    },
+  };
+}

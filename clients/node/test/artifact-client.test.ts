@@ -1,0 +1,152 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { blake3Hex } from "../../../src/blake3.ts";
+import { BACKENDS, startTestApp, type TestApp } from "../../../test/support/test-app.ts";
+import { ArtifactIntegrityError, createArtifactClient, type ArtifactClient } from "../src/index.ts";
+
+const MiB = 1024 * 1024;
+
+describe.each(BACKENDS)("Node client on %s", (backend) => {
+  let t: TestApp;
+  let client: ArtifactClient;
+  let dir: string;
+  beforeAll(async () => {
+    t = await startTestApp(backend, { ARTIFACTD_S3_PART_SIZE: "5MiB" });
+    client = createArtifactClient({ baseUrl: t.url, token: t.tokens.alpha, timeoutMs: 30_000 });
+    dir = mkdtempSync(path.join(os.tmpdir(), "artifactd-client-"));
+  });
+  afterAll(async () => {
+    await client?.close();
+    await t?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const count = async (kind: string) => {
+    let n = 0;
+    for await (const _ of client.list({ kind, includeDeleted: true })) n++;
+    return n;
+  };
+
+  it("commits a writer with labels, metrics and tags added while writing", async () => {
+    const writer = client.openWriter({ kind: "model", name: "writer.bin", labels: { stage: "train" } });
+    const parts = [randomBytes(300_000), randomBytes(2 * MiB + 5), Buffer.from("tail")];
+    await writer.write(parts[0]!);
+    writer.addLabels({ epoch: "3" }).addMetrics({ loss: 0.25 });
+    await writer.write(parts[1]!);
+    writer.addTags("best", "final");
+    await writer.write("tail");
+    const { artifact, deduplicated } = await writer.commit();
+    const data = Buffer.concat(parts);
+    expect(deduplicated).toBe(false);
+    expect(artifact!.labels).toEqual({ stage: "train", epoch: "3" });
+    expect(artifact!.metrics).toEqual({ loss: 0.25 });
+    expect(artifact!.tags).toEqual(["best", "final"]);
+    expect(artifact!.blake3).toBe(blake3Hex(data));
+    expect((await client.downloadBytes(artifact!.id)).equals(data)).toBe(true);
+    expect(writer.committed).toBe(true);
+  });
+
+  it("records nothing on abort, on an exception inside the writer, or when a scope is left without commit", async () => {
+    const kind = `abort-${backend.replace(/\W/g, "")}`;
+    const aborted = client.openWriter({ kind });
+    await aborted.write(randomBytes(MiB));
+    await aborted.abort();
+    await expect(aborted.write(Buffer.from("more"))).rejects.toThrow(/aborted/);
+
+    await expect(
+      client.withWriter({ kind }, async (writer) => {
+        await writer.write(randomBytes(MiB));
+        throw new Error("the job failed half-way");
+      }),
+    ).rejects.toThrow("the job failed half-way");
+
+    {
+      await using scoped = client.openWriter({ kind });
+      await scoped.write(randomBytes(MiB));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await count(kind)).toBe(0);
+  });
+
+  it("surfaces server refusals through write or commit", async () => {
+    const writer = client.openWriter({ kind: "" });
+    const error = await (async () => {
+      try {
+        await writer.write(randomBytes(10));
+        await writer.commit();
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(ConnectError);
+    expect((error as ConnectError).code).toBe(Code.InvalidArgument);
+    const wrong = client.openWriter({ kind: "x" }, { expectedSize: 5 });
+    await wrong.write("123456");
+    await expect(wrong.commit()).rejects.toMatchObject({ code: Code.InvalidArgument });
+  });
+
+  it("uploads a file larger than several parts and downloads it to a file, verified", async () => {
+    const source = path.join(dir, "big.bin");
+    const data = randomBytes(12 * MiB + 321);
+    writeFileSync(source, data);
+    const { artifact } = await client.uploadFile(source, { kind: "dataset", name: "big.bin" });
+    expect(artifact!.sizeBytes).toBe(BigInt(data.length));
+    const target = path.join(dir, "big.copy");
+    const downloaded = await client.downloadToFile(artifact!.id, target);
+    expect(downloaded.blake3).toBe(blake3Hex(data));
+    expect(readFileSync(target).equals(data)).toBe(true);
+    expect(readdirSync(dir).filter((f) => f.includes(".partial-"))).toEqual([]);
+    const { content } = await client.download(artifact!.id, { offset: 5 * MiB, length: 10 });
+    const parts: Uint8Array[] = [];
+    for await (const chunk of content) parts.push(chunk);
+    expect(Buffer.concat(parts).equals(data.subarray(5 * MiB, 5 * MiB + 10))).toBe(true);
+  });
+
+  it("saves JSON and text inline and lists across pages", async () => {
+    const run = `run-${Math.random()}`;
+    const json = await client.saveJson({ rows: 1250, tables: ["orders"] }, { kind: "summary", provenance: { runId: run } });
+    const text = await client.saveText("done\n", { kind: "log", provenance: { runId: run } });
+    expect((await client.downloadBytes(json.id)).toString()).toBe('{"rows":1250,"tables":["orders"]}');
+    expect((await client.get(text.id, { includeContent: true })).inlineContent?.content).toEqual({ case: "text", value: "done\n" });
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await client.saveText(String(i), { kind: "page", provenance: { runId: run } })).id);
+    const seen: string[] = [];
+    for await (const artifact of client.list({ kind: "page", provenance: { runId: run } }, { pageSize: 2 })) seen.push(artifact.id);
+    expect(seen).toEqual(ids.reverse());
+  });
+
+  it.runIf(backend === "pglite+fs")("detects corrupted stored content and leaves no file behind", async () => {
+    const data = randomBytes(2 * MiB);
+    const { artifact } = await client.uploadStream(
+      (async function* () {
+        yield data;
+      })(),
+      { kind: "fragile" },
+    );
+    // Corrupt the stored copy in place: same length, different bytes.
+    const blobsDir = path.join(t.dataDir, "blobs", "blobs");
+    const stored = findFile(blobsDir, artifact!.blake3);
+    expect(statSync(stored).size).toBe(data.length);
+    writeFileSync(stored, randomBytes(data.length));
+    const target = path.join(dir, "fragile.bin");
+    const error = await client.downloadToFile(artifact!.id, target).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const detected = error instanceof ArtifactIntegrityError || (error instanceof ConnectError && error.code === Code.DataLoss);
+    expect(detected, String(error)).toBe(true);
+    expect(existsSync(target)).toBe(false);
+    expect(readdirSync(dir).filter((f) => f.startsWith("fragile"))).toEqual([]);
+  });
+});
+
+function findFile(dir: string, digest: string): string {
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile() && entry.name.startsWith(digest)) return path.join(entry.parentPath, entry.name);
+  }
+  throw new Error(`no stored file for ${digest}`);
+}
