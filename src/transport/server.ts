@@ -1,5 +1,5 @@
 import type { DescFile } from "@bufbuild/protobuf";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import http from "node:http";
 import http2 from "node:http2";
@@ -139,7 +139,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     { settings: { initialWindowSize: 8 * MiB }, maxSessionMemory: 64 },
     handler,
   );
+  const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
     session.on("error", () => {});
     // The connection-level window, not covered by initialWindowSize.
     session.once("localSettings", () => session.setLocalWindowSize(16 * MiB));
@@ -190,7 +193,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
             setTimeout(resolve, graceMs).unref();
           });
         }
-        shutdownController.abort(new Error("the server is shutting down"));
+        // UNAVAILABLE: clients may retry against another instance.
+        shutdownController.abort(new ConnectError("the server is shutting down: retry the call", Code.Unavailable));
         if (inFlight > 0) {
           // Give cancelled handlers a moment to clean up (abort multipart uploads).
           await new Promise<void>((resolve) => {
@@ -198,6 +202,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
             setTimeout(resolve, 5_000).unref();
           });
         }
+        // Handlers are done, but their last responses may still be on the
+        // way out: close sessions gracefully (each closes once its streams
+        // have ended) and give the sockets a moment before cutting them.
+        for (const session of sessions) session.close();
+        h1.closeIdleConnections();
+        const deadline = Date.now() + 2_000;
+        while (sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
         for (const socket of sockets) socket.destroy();
       })();
       return stopping;
