@@ -1,0 +1,98 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { ConfigError, readConfig } from "../src/config.ts";
+import { freePort } from "./support/minio-server.ts";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+const NODE = path.join(ROOT, "node_modules/.bin/node");
+
+describe("configuration from the environment", () => {
+  it("has working defaults: embedded database and local blobs on 127.0.0.1:8080", () => {
+    const config = readConfig({});
+    expect(config.listen).toEqual({ host: "127.0.0.1", port: 8080 });
+    expect(config.databaseUrl).toBeUndefined();
+    expect(config.s3).toBeUndefined();
+    expect(config.inlineMaxBytes).toBe(256 * 1024);
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it("reads S3, sizes with units and IPv6 listen addresses", () => {
+    const config = readConfig({
+      ARTIFACTD_LISTEN: "[::1]:9090",
+      ARTIFACTD_S3_ENDPOINT: "http://127.0.0.1:9000",
+      ARTIFACTD_S3_ACCESS_KEY: "a",
+      ARTIFACTD_S3_SECRET_KEY: "b",
+      ARTIFACTD_S3_PART_SIZE: "32MiB",
+      ARTIFACTD_INLINE_MAX_BYTES: "1KiB",
+    });
+    expect(config.listen).toEqual({ host: "::1", port: 9090 });
+    expect(config.s3?.partSize).toBe(32 * 1024 * 1024);
+    expect(config.s3?.bucket).toBe("artifacts");
+    expect(config.inlineMaxBytes).toBe(1024);
+  });
+
+  it.each([
+    ["ARTIFACTD_LISTEN", { ARTIFACTD_LISTEN: "nonsense" }],
+    ["ARTIFACTD_LISTEN", { ARTIFACTD_LISTEN: "127.0.0.1:99999" }],
+    ["ARTIFACTD_S3_PART_SIZE", { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_PART_SIZE: "1MiB" }],
+    ["ARTIFACTD_S3_ACCESS_KEY", { ARTIFACTD_S3_ENDPOINT: "http://x:9000" }],
+    ["ARTIFACTD_S3_ENDPOINT", { ARTIFACTD_S3_ENDPOINT: "ftp://x" }],
+    ["ARTIFACTD_S3_BUCKET", { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_BUCKET: "Bad_Bucket" }],
+    ["DATABASE_URL", { DATABASE_URL: "mysql://x" }],
+    ["ARTIFACTD_MIGRATE_ON_START", { ARTIFACTD_MIGRATE_ON_START: "maybe" }],
+    ["ARTIFACTD_INLINE_MAX_BYTES", { ARTIFACTD_INLINE_MAX_BYTES: "-1" }],
+    ["ARTIFACTD_URL_SIGNING_KEY", { ARTIFACTD_URL_SIGNING_KEY: "short" }],
+    ["ARTIFACTD_PUBLIC_URL", { ARTIFACTD_PUBLIC_URL: "not a url" }],
+  ])("refuses a bad %s with a message naming it", (variable, env) => {
+    expect(() => readConfig(env)).toThrow(ConfigError);
+    expect(() => readConfig(env)).toThrow(variable);
+  });
+});
+
+describe("the artifactd process", () => {
+  it("stops at start-up on a bad setting, naming the variable", async () => {
+    const { code, output } = await run(["serve"], { ARTIFACTD_LISTEN: "not-an-address" });
+    expect(code).toBe(2);
+    expect(output).toMatch(/ARTIFACTD_LISTEN/);
+  });
+
+  it("runs on the embedded default, makes a first token, and stops cleanly on SIGTERM", async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-process-"));
+    const port = await freePort();
+    try {
+      const child = spawn(NODE, ["src/main.ts", "serve"], {
+        cwd: ROOT,
+        env: { ...process.env, DATABASE_URL: "", ARTIFACTD_DATA_DIR: dataDir, ARTIFACTD_LISTEN: `127.0.0.1:${port}` },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let output = "";
+      child.stdout.on("data", (d: Buffer) => (output += d));
+      child.stderr.on("data", (d: Buffer) => (output += d));
+      for (let i = 0; i < 300 && !output.includes("serving"); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(output).toMatch(/serving gRPC, gRPC-Web and Connect/);
+      const token = readFileSync(path.join(dataDir, "bootstrap-token"), "utf8").trim();
+      expect(token).toMatch(/^adt_/);
+      const health = await fetch(`http://127.0.0.1:${port}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+      expect(await health.json()).toEqual({ status: "SERVING" });
+      const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      expect(output).toMatch(/stopped/);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+function run(args: string[], env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(NODE, ["src/main.ts", ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (d: Buffer) => (output += d));
+    child.stderr.on("data", (d: Buffer) => (output += d));
+    child.on("exit", (code) => resolve({ code, output }));
+  });
+}
