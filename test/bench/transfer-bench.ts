@@ -1,0 +1,172 @@
+/**
+ * Transfer benchmark: `npm run bench` (`-- --size-mib N`, default 1024;
+ * `-- --json` ends with one JSON line holding every figure).
+ *
+ * In one run, against one MinIO (built and started like the tests do) and a
+ * fresh Postgres database, it compares
+ * - upload of one large blob through the service (the @artifactd/client
+ *   writer: gRPC client streaming, BLAKE3 on the server, S3 multipart behind)
+ *   with minio-js `putObject` straight to MinIO, size known and part size
+ *   tuned (the best of 16 and 64 MiB parts);
+ * - download through the service (BLAKE3-verified by the client, as users
+ *   get it) with minio-js `getObject`;
+ * - the server's resident memory: it runs as a separate process, sampled
+ *   every 50 ms from /proc during the upload.
+ * Content is generated in memory (no disk in the path) and differs per MiB.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { Client } from "minio";
+import { createArtifactClient } from "../../clients/node/src/index.ts";
+import { createTestDatabase } from "../support/postgres.ts";
+import { ensureMinioBinary, freePort, startMinio } from "../support/minio-server.ts";
+
+const args = process.argv.slice(2);
+const option = (name: string, fallback: number) => {
+  const at = args.indexOf(name);
+  return at >= 0 ? Number(args[at + 1]) : fallback;
+};
+const sizeMiB = option("--size-mib", 1024);
+const json = args.includes("--json");
+const MiB = 1024 * 1024;
+const size = sizeMiB * MiB;
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const NODE = path.join(ROOT, "node_modules/.bin/node");
+
+/** sizeMiB chunks of 1 MiB, each a different window into 16 MiB of random bytes. */
+const pool = randomBytes(17 * MiB);
+function* chunks(): Generator<Buffer> {
+  for (let i = 0; i < sizeMiB; i++) yield pool.subarray(((i * 7919) % 1024) * 16384, ((i * 7919) % 1024) * 16384 + MiB);
+}
+
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+const cleanup = async () => {
+  for (const step of cleanups.reverse()) await Promise.resolve(step()).catch(() => {});
+};
+process.once("SIGINT", () => void cleanup().then(() => process.exit(130)));
+const deadline = setTimeout(() => {
+  console.error("benchmark: gave up after 20 minutes");
+  void cleanup().then(() => process.exit(1));
+}, 20 * 60_000);
+deadline.unref();
+
+try {
+  const minio = await startMinio(ensureMinioBinary((line) => console.log(line)));
+  cleanups.push(() => minio.stop());
+  const database = await createTestDatabase();
+  cleanups.push(() => database.drop());
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-bench-"));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  const port = await freePort();
+  const env = {
+    ...process.env,
+    DATABASE_URL: database.url,
+    ARTIFACTD_S3_ENDPOINT: minio.endpoint,
+    ARTIFACTD_S3_ACCESS_KEY: minio.accessKey,
+    ARTIFACTD_S3_SECRET_KEY: minio.secretKey,
+    ARTIFACTD_S3_BUCKET: "bench",
+    ARTIFACTD_LISTEN: `127.0.0.1:${port}`,
+    ARTIFACTD_DATA_DIR: dataDir,
+    ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",
+  };
+  const server = await startServer(env);
+  cleanups.push(() => stopServer(server));
+  const token = JSON.parse(spawnSync(NODE, ["src/main.ts", "token", "create", "--tenant", "bench", "--json"], { cwd: ROOT, env, encoding: "utf8" }).stdout) as { token: string };
+  const client = createArtifactClient({ baseUrl: `http://127.0.0.1:${port}`, token: token.token });
+  const endpoint = new URL(minio.endpoint);
+  const direct = (partSize: number) =>
+    new Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, accessKey: minio.accessKey, secretKey: minio.secretKey, partSize });
+
+  console.log(`benchmark: ${sizeMiB} MiB, Node ${process.version}, ${os.cpus().length} cores`);
+
+  // Direct to MinIO, size known: the better of two part sizes.
+  let directPut = { mibS: 0, partSize: 0 };
+  for (const partSize of [16 * MiB, 64 * MiB]) {
+    const started = performance.now();
+    await direct(partSize).putObject("bench", `direct-${partSize}`, Readable.from(chunks()), size);
+    const mibS = sizeMiB / ((performance.now() - started) / 1000);
+    console.log(`  direct putObject, ${partSize / MiB} MiB parts: ${mibS.toFixed(0)} MiB/s`);
+    if (mibS > directPut.mibS) directPut = { mibS, partSize };
+  }
+
+  // Through the service, while sampling its memory.
+  const baselineRss = rssMiB(server.pid);
+  let peakRss = baselineRss;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMiB(server.pid))), 50);
+  let started = performance.now();
+  const uploaded = await client.uploadStream(chunks(), { kind: "bench", name: "big.bin" }, { expectedSize: size });
+  const uploadMibS = sizeMiB / ((performance.now() - started) / 1000);
+  clearInterval(sampler);
+  const id = uploaded.artifact!.id;
+  console.log(`  service upload: ${uploadMibS.toFixed(0)} MiB/s (server RSS ${baselineRss.toFixed(0)} → peak ${peakRss.toFixed(0)} MiB)`);
+
+  started = performance.now();
+  let received = 0;
+  for await (const chunk of (await client.download(id)).content) received += chunk.byteLength;
+  const downloadMibS = sizeMiB / ((performance.now() - started) / 1000);
+  if (received !== size) throw new Error(`downloaded ${received} bytes, expected ${size}`);
+  console.log(`  service download (verified): ${downloadMibS.toFixed(0)} MiB/s`);
+
+  started = performance.now();
+  let directReceived = 0;
+  for await (const chunk of (await direct(directPut.partSize).getObject("bench", `direct-${directPut.partSize}`)) as AsyncIterable<Buffer>) directReceived += chunk.byteLength;
+  const directGetMibS = sizeMiB / ((performance.now() - started) / 1000);
+  if (directReceived !== size) throw new Error(`direct get returned ${directReceived} bytes`);
+  console.log(`  direct getObject: ${directGetMibS.toFixed(0)} MiB/s`);
+
+  const figures = {
+    blob_mib: sizeMiB,
+    upload_mib_s: round(uploadMibS),
+    direct_put_mib_s: round(directPut.mibS),
+    upload_vs_direct: round(uploadMibS / directPut.mibS, 2),
+    download_mib_s: round(downloadMibS),
+    direct_get_mib_s: round(directGetMibS),
+    download_vs_direct: round(downloadMibS / directGetMibS, 2),
+    server_rss_baseline_mib: round(baselineRss),
+    server_rss_peak_mib: round(peakRss),
+    server_rss_growth_mib: round(peakRss - baselineRss),
+    direct_part_size_mib: directPut.partSize / MiB,
+    client: "@artifactd/client (connect-node gRPC, HTTP/2)",
+    node: process.version,
+  };
+  console.log("\n| figure | value |\n|---|---|");
+  for (const [key, value] of Object.entries(figures)) console.log(`| ${key} | ${value} |`);
+  if (json) console.log(JSON.stringify(figures));
+} finally {
+  await cleanup();
+}
+
+function round(value: number, digits = 1): number {
+  return Number(value.toFixed(digits));
+}
+
+function rssMiB(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return match ? Number(match[1]) / 1024 : 0;
+}
+
+async function startServer(env: NodeJS.ProcessEnv): Promise<ChildProcess & { pid: number }> {
+  // As `npm start` runs it (see the note on --max-semi-space-size in the README).
+  const child = spawn(NODE, ["--max-semi-space-size=2", "src/main.ts", "serve"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout!.on("data", (d: Buffer) => (output += d));
+  child.stderr!.on("data", (d: Buffer) => (output += d));
+  for (let i = 0; i < 300 && !output.includes("serving"); i++) {
+    if (child.exitCode !== null) throw new Error(`the server exited: ${output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  if (!output.includes("serving")) throw new Error(`the server did not start: ${output}`);
+  return child as ChildProcess & { pid: number };
+}
+
+async function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+  if (child.exitCode === null) child.kill("SIGKILL");
+}
