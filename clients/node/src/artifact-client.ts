@@ -1,6 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import type http2 from "node:http2";
 import { createReadStream } from "node:fs";
 import { rename, rm, stat } from "node:fs/promises";
 import { open } from "node:fs/promises";
@@ -52,7 +53,7 @@ export interface ArtifactClient {
   /** Streams a file up in 1 MiB chunks, declaring its size. */
   uploadFile(path: string, spec: ArtifactSpecInit, options?: Omit<WriterOptions, "expectedSize">): Promise<UploadResponse>;
   /** Streams any byte source up. */
-  uploadStream(source: AsyncIterable<Uint8Array | string>, spec: ArtifactSpecInit, options?: WriterOptions): Promise<UploadResponse>;
+  uploadStream(source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>, spec: ArtifactSpecInit, options?: WriterOptions): Promise<UploadResponse>;
   /** Saves a JSON value inline (kept byte for byte as serialised here). */
   saveJson(value: unknown, spec: ArtifactSpecInit): Promise<Artifact>;
   saveText(text: string, spec: ArtifactSpecInit): Promise<Artifact>;
@@ -74,6 +75,30 @@ export interface ArtifactClient {
   close(): Promise<void>;
 }
 
+/**
+ * HTTP/2 receive windows start at 64 KiB, which caps a download at one
+ * window per round trip. Streams get 8 MiB through SETTINGS; the connection
+ * window can only be raised once the session exists, so it is raised on the
+ * first request of each session.
+ */
+class WideWindowSessionManager extends Http2SessionManager {
+  readonly #widened = new WeakSet<http2.Http2Session>();
+
+  constructor(url: string) {
+    super(url, {}, { settings: { initialWindowSize: 8 * MiB, maxFrameSize: 1024 * 1024 } });
+  }
+
+  override async request(...args: Parameters<Http2SessionManager["request"]>): Promise<http2.ClientHttp2Stream> {
+    const stream = await super.request(...args);
+    const session = stream.session;
+    if (session && !this.#widened.has(session)) {
+      this.#widened.add(session);
+      session.setLocalWindowSize(32 * MiB);
+    }
+    return stream;
+  }
+}
+
 export function createArtifactClient(options: ArtifactClientOptions): ArtifactClient {
   const auth: Interceptor = (next) => (request) => {
     request.header.set("authorization", `Bearer ${options.token}`);
@@ -84,8 +109,7 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     createGrpcTransport({
       baseUrl: options.baseUrl,
       interceptors: [auth],
-      // A larger receive window: downloads are bound by it on HTTP/2.
-      nodeOptions: { settings: { initialWindowSize: 8 * MiB } },
+      sessionManager: new WideWindowSessionManager(options.baseUrl),
     });
   const rpc = createClient(ArtifactService, transport);
   const unary = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
@@ -104,7 +128,7 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     return writer.commit();
   };
 
-  const uploadStream = (source: AsyncIterable<Uint8Array | string>, spec: ArtifactSpecInit, writerOptions?: WriterOptions) =>
+  const uploadStream = (source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>, spec: ArtifactSpecInit, writerOptions?: WriterOptions) =>
     withWriter(
       spec,
       async (writer) => {
