@@ -3,7 +3,11 @@ import { ArtifactError, invalidArgument, notFound } from "../artifact-error.ts";
 import { createBlake3 } from "../blake3.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
 import type { MetadataStore } from "../ports/metadata-store.ts";
+import { readAhead } from "./read-ahead.ts";
 import { requireArtifactId } from "./validate-spec.ts";
+
+/** Bytes read from the blob store ahead of the client, per download. */
+const READ_AHEAD_BYTES = 8 * 1024 * 1024;
 
 export interface DownloadDeps {
   readonly metadata: MetadataStore;
@@ -58,7 +62,7 @@ export async function downloadArtifact(
     if (!blob) throw new ArtifactError("data_loss", `the content of artifact ${id} is missing from the blob index`);
     source = deps.blobs.read(blob.storageKey, { offset: request.offset, length }, signal);
   }
-  const content = rechunk(source, deps.chunkBytes, whole ? artifact.blake3 : undefined, length, id);
+  const content = rechunk(readAhead(source, READ_AHEAD_BYTES), deps.chunkBytes, whole ? artifact.blake3 : undefined, length, id);
   return { artifact: { ...metadataOnly, inlineContent: undefined }, content };
 }
 
