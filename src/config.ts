@@ -120,8 +120,8 @@ export function readConfig(env: Env = process.env): Config {
       accessKey,
       secretKey,
       bucket,
-      partSize: integer("ARTIFACTD_S3_PART_SIZE", 16 * MiB, 5 * MiB, 5 * 1024 * MiB),
-      partConcurrency: integer("ARTIFACTD_S3_PART_CONCURRENCY", 4, 1, 64),
+      partSize: integer("ARTIFACTD_S3_PART_SIZE", 8 * MiB, 5 * MiB, 5 * 1024 * MiB),
+      partConcurrency: integer("ARTIFACTD_S3_PART_CONCURRENCY", 3, 1, 64),
     });
   }
 

@@ -6,7 +6,7 @@ type UploadMessage = MessageInitShape<typeof UploadRequestSchema>;
 export type ArtifactSpecInit = Exclude<MessageInitShape<typeof ArtifactSpecSchema>, { $typeName: string }>;
 
 /** Bytes per message on the wire: large enough to amortise framing, small enough to interleave. */
-const MAX_MESSAGE_BYTES = 1024 * 1024;
+const MAX_MESSAGE_BYTES = 256 * 1024;
 
 export interface WriterOptions {
   /** Total bytes that will be written; the server refuses a different count. */

@@ -143,8 +143,11 @@ class S3BlobWriter implements BlobWriter {
   readonly #partSize: number;
   readonly #concurrency: number;
 
-  #buffer: Buffer;
+  /** The part being filled; grows from 256 KiB so small blobs stay small. */
+  #buffer: Buffer = Buffer.alloc(0);
   #filled = 0;
+  /** Full-size part buffers whose upload finished, reused instead of reallocated. */
+  readonly #spare: Buffer[] = [];
   #uploadId: Promise<string> | undefined;
   #nextPart = 1;
   readonly #etags: { part: number; etag: string }[] = [];
@@ -158,13 +161,13 @@ class S3BlobWriter implements BlobWriter {
     this.#key = key;
     this.#partSize = partSize;
     this.#concurrency = concurrency;
-    this.#buffer = Buffer.allocUnsafe(partSize);
   }
 
   async write(chunk: Uint8Array): Promise<void> {
     this.#throwIfFailed();
     let offset = 0;
     while (offset < chunk.byteLength) {
+      this.#reserve(Math.min(this.#filled + chunk.byteLength - offset, this.#partSize));
       const take = Math.min(chunk.byteLength - offset, this.#partSize - this.#filled);
       this.#buffer.set(chunk.subarray(offset, offset + take), this.#filled);
       this.#filled += take;
@@ -212,14 +215,16 @@ class S3BlobWriter implements BlobWriter {
     }
     this.#uploadId ??= this.#client.initiateNewMultipartUpload(this.#bucket, this.#key, {});
     const part = this.#nextPart++;
-    const payload = this.#filled === this.#partSize ? this.#buffer : this.#buffer.subarray(0, this.#filled);
-    // Hand the full buffer to the part upload and fill a fresh one meanwhile;
-    // at most partConcurrency + 1 buffers exist per writer.
-    this.#buffer = Buffer.allocUnsafe(this.#partSize);
+    const full = this.#buffer;
+    const payload = this.#filled === full.length ? full : full.subarray(0, this.#filled);
+    // Hand the buffer to the part upload and fill another meanwhile; at most
+    // partConcurrency + 1 buffers exist per writer, recycled part to part.
+    this.#buffer = this.#spare.pop() ?? Buffer.alloc(0);
     this.#filled = 0;
     const upload = this.#uploadPart(part, payload).then(
       () => {
         this.#inFlight.delete(upload);
+        if (full.length === this.#partSize) this.#spare.push(full);
       },
       (error: unknown) => {
         this.#inFlight.delete(upload);
@@ -237,6 +242,16 @@ class S3BlobWriter implements BlobWriter {
       payload,
     );
     this.#etags.push({ part, etag });
+  }
+
+  /** Makes room for `needed` bytes in the current buffer, growing it by doubling up to partSize. */
+  #reserve(needed: number): void {
+    if (needed <= this.#buffer.length) return;
+    let capacity = Math.max(this.#buffer.length, 256 * 1024);
+    while (capacity < needed) capacity *= 2;
+    const grown = Buffer.allocUnsafe(Math.min(capacity, this.#partSize));
+    this.#buffer.copy(grown, 0, 0, this.#filled);
+    this.#buffer = grown;
   }
 
   #throwIfFailed(): void {
