@@ -136,7 +136,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
 
   const h2 = http2.createServer(
-    { settings: { initialWindowSize: 8 * MiB }, maxSessionMemory: 64 },
+    { settings: { initialWindowSize: 8 * MiB, maxFrameSize: MiB }, maxSessionMemory: 64 },
     handler,
   );
   const sessions = new Set<http2.ServerHttp2Session>();
