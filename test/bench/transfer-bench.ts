@@ -151,7 +151,9 @@ function rssMiB(pid: number): number {
 
 async function startServer(env: NodeJS.ProcessEnv): Promise<ChildProcess & { pid: number }> {
   // As `npm start` runs it (see the note on --max-semi-space-size in the README).
-  const child = spawn(NODE, ["--max-semi-space-size=2", "src/main.ts", "serve"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  // BENCH_PROFILE_DIR=<dir> writes the server's CPU profile there (open it in Chrome DevTools).
+  const profile = process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
+  const child = spawn(NODE, [...profile, "--max-semi-space-size=2", "src/main.ts", "serve"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout!.on("data", (d: Buffer) => (output += d));
   child.stderr!.on("data", (d: Buffer) => (output += d));
