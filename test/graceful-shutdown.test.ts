@@ -34,6 +34,7 @@ describe("graceful shutdown", () => {
     const t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
     const client = t.client();
     const upload = client.upload(slowUpload("graceful", 8, 100));
+    upload.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
     await new Promise((r) => setTimeout(r, 250));
     const stopping = t.app.server.shutdown(20_000);
     await new Promise((r) => setTimeout(r, 50));
@@ -48,10 +49,11 @@ describe("graceful shutdown", () => {
 
   it("cancels what does not finish in time, leaving no artifact", async () => {
     const t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
-    const upload = t.client().upload(slowUpload("too-slow", 50, 100));
+    // Observed from the start: the call fails while shutdown runs.
+    const outcome = expectCode(t.client().upload(slowUpload("too-slow", 50, 100)), Code.Unavailable, /shutting down/);
     await new Promise((r) => setTimeout(r, 300));
     await t.app.server.shutdown(300);
-    await expectCode(upload, Code.Unavailable, /shutting down/);
+    await outcome;
     const page = await t.app.metadata.listArtifacts("alpha", { kind: "too-slow", includeDeleted: true }, { pageSize: 10, pageToken: "" });
     expect(page.items).toEqual([]);
     await t.close();
