@@ -55,6 +55,11 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  * each new connection is sniffed: the HTTP/2 preface goes to the HTTP/2
  * server, anything else to the HTTP/1.1 server (browsers on localhost).
  *
+ * A session may hold 256 MiB in flight (Node's default of 10 MiB refuses
+ * parallel session parts with ENHANCE_YOUR_CALM: a browser sending four
+ * 16 MiB UploadPart calls at once needs 64 MiB, and each unary body is held
+ * whole until its handler runs).
+ *
  * HTTP/2 flow-control windows are raised from the 64 KiB default: uploads
  * are bound by the receive window on this path (shared/anchors measured
  * ~240 MB/s at the default and 500–730 MB/s at these sizes). Responses are
@@ -136,7 +141,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
 
   const h2 = http2.createServer(
-    { settings: { initialWindowSize: 8 * MiB, maxFrameSize: MiB }, maxSessionMemory: 64 },
+    { settings: { initialWindowSize: 8 * MiB, maxFrameSize: MiB }, maxSessionMemory: 256 },
     handler,
   );
   const sessions = new Set<http2.ServerHttp2Session>();

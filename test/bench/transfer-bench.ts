@@ -10,8 +10,11 @@
  *   tuned (the best of 16 and 64 MiB parts);
  * - download through the service (BLAKE3-verified by the client, as users
  *   get it) with minio-js `getObject`;
+ * - the upload-session path browsers use (CreateUploadSession, UploadPart in
+ *   parallel, CompleteUploadSession — which reads the assembled object back
+ *   once to compute its BLAKE3) with both;
  * - the server's resident memory: it runs as a separate process, sampled
- *   every 50 ms from /proc during the upload.
+ *   every 50 ms from /proc during the uploads.
  * Content is generated in memory (no disk in the path) and differs per MiB.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -48,6 +51,10 @@ const cleanup = async () => {
   for (const step of cleanups.reverse()) await Promise.resolve(step()).catch(() => {});
 };
 process.once("SIGINT", () => void cleanup().then(() => process.exit(130)));
+process.once("unhandledRejection", (error) => {
+  console.error("benchmark failed:", error);
+  void cleanup().then(() => process.exit(1));
+});
 const deadline = setTimeout(() => {
   console.error("benchmark: gave up after 20 minutes");
   void cleanup().then(() => process.exit(1));
@@ -104,6 +111,37 @@ try {
   const id = uploaded.artifact!.id;
   console.log(`  service upload: ${uploadMibS.toFixed(0)} MiB/s (server RSS ${baselineRss.toFixed(0)} → peak ${peakRss.toFixed(0)} MiB)`);
 
+  // The session path (what browsers use): unary UploadPart calls, parts in parallel.
+  const sessionPartSize = 8 * MiB;
+  const sessionParallel = 4;
+  const sessionRss = rssMiB(server.pid);
+  let sessionPeakRss = sessionRss;
+  const sessionSampler = setInterval(() => (sessionPeakRss = Math.max(sessionPeakRss, rssMiB(server.pid))), 50);
+  started = performance.now();
+  const { session } = await client.rpc.createUploadSession({ spec: { kind: "bench", name: "big-session.bin" }, expectedSize: BigInt(size), partSize: BigInt(sessionPartSize) });
+  const source = chunks();
+  let nextPart = 1;
+  const takePart = (): { number: number; data: Buffer } | undefined => {
+    const pieces: Buffer[] = [];
+    for (let i = 0; i < sessionPartSize / MiB; i++) {
+      const next = source.next();
+      if (next.done) break;
+      pieces.push(next.value);
+    }
+    return pieces.length ? { number: nextPart++, data: Buffer.concat(pieces) } : undefined;
+  };
+  await Promise.all(
+    Array.from({ length: sessionParallel }, async () => {
+      for (let part = takePart(); part; part = takePart()) {
+        await client.rpc.uploadPart({ sessionId: session!.sessionId, partNumber: part.number, data: part.data });
+      }
+    }),
+  );
+  await client.rpc.completeUploadSession({ sessionId: session!.sessionId }, { timeoutMs: 600_000 });
+  const sessionMibS = sizeMiB / ((performance.now() - started) / 1000);
+  clearInterval(sessionSampler);
+  console.log(`  session upload (${sessionParallel} × ${sessionPartSize / MiB} MiB parts, complete included): ${sessionMibS.toFixed(0)} MiB/s (server RSS peak ${sessionPeakRss.toFixed(0)} MiB)`);
+
   started = performance.now();
   let received = 0;
   for await (const chunk of (await client.download(id)).content) received += chunk.byteLength;
@@ -129,6 +167,9 @@ try {
     server_rss_baseline_mib: round(baselineRss),
     server_rss_peak_mib: round(peakRss),
     server_rss_growth_mib: round(peakRss - baselineRss),
+    session_upload_mib_s: round(sessionMibS),
+    session_vs_direct: round(sessionMibS / directPut.mibS, 2),
+    session_rss_growth_mib: round(sessionPeakRss - sessionRss),
     direct_part_size_mib: directPut.partSize / MiB,
     client: "@artifactd/client (connect-node gRPC, HTTP/2)",
     node: process.version,
@@ -162,10 +203,16 @@ async function startServer(env: NodeJS.ProcessEnv): Promise<ChildProcess & { pid
     await new Promise((r) => setTimeout(r, 100));
   }
   if (!output.includes("serving")) throw new Error(`the server did not start: ${output}`);
+  child.once("exit", (code, signal) => {
+    if (!stopping.has(child)) console.error(`benchmark: the server exited (${code ?? signal}):\n${output.slice(-4000)}`);
+  });
   return child as ChildProcess & { pid: number };
 }
 
+const stopping = new WeakSet<ChildProcess>();
+
 async function stopServer(child: ChildProcess): Promise<void> {
+  stopping.add(child);
   if (child.exitCode !== null) return;
   const exited = new Promise((r) => child.once("exit", r));
   child.kill("SIGTERM");

@@ -85,7 +85,8 @@ class WideWindowSessionManager extends Http2SessionManager {
   readonly #widened = new WeakSet<http2.Http2Session>();
 
   constructor(url: string) {
-    super(url, {}, { settings: { initialWindowSize: 8 * MiB, maxFrameSize: 1024 * 1024 } });
+    // maxSessionMemory: parallel session parts (UploadPart) are tens of MiB in flight; Node refuses past 10 MiB by default.
+    super(url, {}, { settings: { initialWindowSize: 8 * MiB, maxFrameSize: 1024 * 1024 }, maxSessionMemory: 256 });
   }
 
   override async request(...args: Parameters<Http2SessionManager["request"]>): Promise<http2.ClientHttp2Stream> {
