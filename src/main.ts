@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
 import { ensureBootstrapToken, openStores, startApp } from "./app.ts";
+import { CLIENT_COMMANDS, CLIENT_USAGE, runClientCommand } from "./cli/client-commands.ts";
 import { ConfigError, readConfig } from "./config.ts";
 import { ArtifactError } from "./artifact-error.ts";
 import { createApiToken } from "./service/api-tokens.ts";
@@ -19,6 +20,9 @@ commands:
   gc [--dry-run] [--grace-seconds N]      expire artifacts past their TTL, then reclaim
      [--json]                             content no live artifact needs
 
+client commands (talk to a running service):
+${CLIENT_USAGE}
+
 Configuration comes from environment variables; see the README.`;
 
 async function main(argv: string[]): Promise<number> {
@@ -27,6 +31,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  if ((CLIENT_COMMANDS as readonly string[]).includes(command)) return runClientCommand(command, rest);
   const config = readConfig();
   switch (command) {
     case "serve": {
