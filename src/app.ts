@@ -13,6 +13,7 @@ import { createArtifactService } from "./service/artifact-service.ts";
 import { collectGarbage, expireArtifacts } from "./service/maintenance.ts";
 import { expireUploadSessions } from "./service/upload-sessions.ts";
 import { createDownloadUrlRoute } from "./transport/download-url-route.ts";
+import { createWebPageRoute } from "./transport/web-page-route.ts";
 import { startServer, type RunningServer } from "./transport/server.ts";
 import { createUrlSigner, loadUrlSigningKey } from "./service/download-urls.ts";
 
@@ -67,7 +68,8 @@ export async function startApp(config: Config, log: (message: string, error?: un
       service,
       authenticate: (authorization) => authenticate(metadata, authorization),
       publicUrl: config.publicUrl,
-      httpRoutes: [createDownloadUrlRoute(service, urlSigner)],
+      // Signed downloads first; then the web page at "/" (clients/web, built by `npm run build:web`).
+      httpRoutes: [createDownloadUrlRoute(service, urlSigner), createWebPageRoute()],
       log,
     });
   } catch (error) {

@@ -1,0 +1,161 @@
+import type { Artifact, Provenance } from "../gen/artifacts/v1/artifact_pb.ts";
+import type { GetLineageResponse } from "../gen/artifacts/v1/artifact_service_pb.ts";
+import type { WebArtifactClient } from "../web-artifact-client.ts";
+import { renderPreview } from "./content-preview.ts";
+import { artifactHref, byId, definitionList, h } from "./dom.ts";
+import { errorMessage, formatBytes, formatStatus, formatStorage, formatTime } from "./format.ts";
+
+const LINEAGE_DEPTH = 3;
+const PROVENANCE_FIELDS: ReadonlyArray<readonly [keyof Omit<Provenance, "$typeName" | "$unknown">, string]> = [
+  ["runId", "Run"],
+  ["graphId", "Graph"],
+  ["nodeId", "Node"],
+  ["toolName", "Tool"],
+  ["toolVersion", "Tool version"],
+  ["workflowId", "Workflow"],
+  ["templateId", "Template"],
+  ["sessionId", "Session"],
+  ["userId", "User"],
+  ["clientId", "Client"],
+  ["appId", "App"],
+];
+
+/**
+ * One artifact: metadata, provenance, labels, metrics, tags, lineage, a
+ * preview and a download link (signed URL, renewed if it has expired).
+ */
+export function createArtifactDetail(client: WebArtifactClient, showError: (message: string) => void) {
+  const section = byId("detail");
+  const heading = byId("detail-heading");
+  const body = byId("detail-body");
+  let current: AbortController | undefined;
+
+  async function show(id: string): Promise<void> {
+    current?.abort();
+    const controller = new AbortController();
+    current = controller;
+    section.hidden = false;
+    heading.textContent = id;
+    body.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    let artifact: Artifact;
+    let lineage: GetLineageResponse;
+    try {
+      [artifact, lineage] = await Promise.all([client.get(id), client.lineage(id, LINEAGE_DEPTH)]);
+    } catch (error) {
+      if (controller.signal.aborted) return;
+      body.replaceChildren(h("p", { class: "error" }, `Could not open ${id}: ${errorMessage(error)}`));
+      return;
+    }
+    if (controller.signal.aborted) return;
+    heading.textContent = artifact.title || artifact.name || artifact.id;
+
+    const readable = !artifact.deletedAt;
+    let link: { url: string; expiresAt: Date } | undefined;
+    if (readable) {
+      try {
+        link = await client.downloadUrl(artifact.id);
+      } catch (error) {
+        showError(`No download link: ${errorMessage(error)}`);
+      }
+    }
+    if (controller.signal.aborted) return;
+
+    const preview = h("div", { id: "preview" }, h("p", { class: "muted" }, "Loading the preview…"));
+    body.replaceChildren(
+      h(
+        "div",
+        { class: "actions" },
+        link ? downloadLink(artifact, link) : h("span", { class: "muted" }, readable ? "" : "Deleted: the content can no longer be read."),
+      ),
+      h("h3", {}, "Metadata"),
+      definitionList([
+        ["Id", h("code", {}, artifact.id)],
+        ["Kind", artifact.kind],
+        ["Class", artifact.artifactClass],
+        ["Name", artifact.name],
+        ["Title", artifact.title],
+        ["Type", artifact.mimeType],
+        ["Size", `${formatBytes(artifact.sizeBytes)} (${artifact.sizeBytes} bytes)`],
+        ["BLAKE3", h("code", { id: "detail-blake3" }, artifact.blake3)],
+        ["Storage", formatStorage(artifact.storage)],
+        ["Status", formatStatus(artifact.status)],
+        ["Pinned", artifact.pinned ? "yes" : "no"],
+        ["Created", formatTime(artifact.createdAt)],
+        ["Created by", artifact.createdBy],
+        ["Expires", formatTime(artifact.expiresAt)],
+        ["Deleted", formatTime(artifact.deletedAt)],
+      ]),
+      h("h3", {}, "Provenance"),
+      definitionList(PROVENANCE_FIELDS.map(([field, label]) => [label, artifact.provenance?.[field] ?? ""] as const)),
+      h("h3", {}, "Labels"),
+      definitionList(Object.entries(artifact.labels).sort(([a], [b]) => a.localeCompare(b))),
+      h("h3", {}, "Metrics"),
+      definitionList(
+        Object.entries(artifact.metrics)
+          .sort(([a], [b]) => a.localeCompare(b))
+          .map(([name, value]) => [name, String(value)] as const),
+      ),
+      h("h3", {}, "Tags"),
+      artifact.tags.length > 0 ? h("ul", { class: "tags" }, ...artifact.tags.map((tag) => h("li", {}, tag))) : h("p", { class: "muted" }, "none"),
+      h("h3", {}, "Lineage"),
+      lineageView(artifact, lineage),
+      h("h3", {}, "Preview"),
+      preview,
+    );
+    if (!link) {
+      preview.replaceChildren(h("p", { class: "muted" }, "No preview."));
+      return;
+    }
+    try {
+      preview.replaceChildren(await renderPreview(client, artifact, link.url, controller.signal));
+    } catch {
+      // Another artifact was opened meanwhile.
+    }
+  }
+
+  function downloadLink(artifact: Artifact, link: { url: string; expiresAt: Date }): HTMLElement {
+    const anchor = h("a", { id: "download-link", class: "button", href: link.url, download: artifact.name || artifact.id }, "Download");
+    let expiresAt = link.expiresAt;
+    // A page left open past the URL's expiry gets a fresh one on click.
+    anchor.addEventListener("click", (event) => {
+      if (Date.now() < expiresAt.getTime() - 10_000) return;
+      event.preventDefault();
+      client.downloadUrl(artifact.id).then(
+        (fresh) => {
+          expiresAt = fresh.expiresAt;
+          anchor.href = fresh.url;
+          anchor.click();
+        },
+        (error: unknown) => showError(`Download failed: ${errorMessage(error)}`),
+      );
+    });
+    return h("span", {}, anchor, " ", h("span", { class: "muted" }, formatBytes(artifact.sizeBytes)));
+  }
+
+  function hide(): void {
+    current?.abort();
+    section.hidden = true;
+    body.replaceChildren();
+  }
+
+  return { show, hide };
+}
+
+function lineageView(artifact: Artifact, lineage: GetLineageResponse): HTMLElement {
+  const roles = new Map<string, string>();
+  for (const edge of lineage.edges) {
+    if (edge.toId === artifact.id && edge.role) roles.set(edge.fromId, edge.role);
+    if (edge.fromId === artifact.id && edge.role) roles.set(edge.toId, edge.role);
+  }
+  const item = (other: Artifact) =>
+    h(
+      "li",
+      {},
+      h("a", { href: artifactHref(other.id) }, other.name || other.title || other.id),
+      ` ${other.kind}`,
+      roles.has(other.id) ? h("span", { class: "muted" }, ` as ${roles.get(other.id)}`) : null,
+    );
+  const list = (title: string, artifacts: Artifact[]) =>
+    h("div", {}, h("h4", {}, title), artifacts.length > 0 ? h("ul", {}, ...artifacts.map(item)) : h("p", { class: "muted" }, "none"));
+  return h("div", { id: "lineage", class: "lineage" }, list("Made from", lineage.ancestors), list("Used by", lineage.descendants));
+}

@@ -1,0 +1,47 @@
+/**
+ * Element building for the page. Text always goes in as text nodes
+ * (textContent), never as markup: artifact names, labels and content come
+ * from uploads and must never be parsed as HTML.
+ */
+export type Child = Node | string | number | null | undefined | false;
+
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attributes: Readonly<Record<string, string | boolean | undefined>> = {},
+  ...children: Child[]
+): HTMLElementTagNameMap[K] {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === false) continue;
+    element.setAttribute(name, value === true ? "" : value);
+  }
+  element.append(...nodes(children));
+  return element;
+}
+
+export function nodes(children: readonly Child[]): Node[] {
+  const out: Node[] = [];
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    out.push(typeof child === "string" || typeof child === "number" ? document.createTextNode(String(child)) : child);
+  }
+  return out;
+}
+
+export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
+  const element = document.getElementById(id);
+  if (!element) throw new Error(`the page has no #${id}`);
+  return element as T;
+}
+
+/** A link to an artifact's view (the id is a typed id, but encode it anyway). */
+export function artifactHref(id: string): string {
+  return `#/artifacts/${encodeURIComponent(id)}`;
+}
+
+/** A <dl> of the entries whose value is not empty. */
+export function definitionList(entries: ReadonlyArray<readonly [string, Child]>, empty = "none"): HTMLElement {
+  const shown = entries.filter(([, value]) => value !== "" && value !== null && value !== undefined && value !== false);
+  if (shown.length === 0) return h("p", { class: "muted" }, empty);
+  return h("dl", {}, ...shown.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
+}

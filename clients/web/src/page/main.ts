@@ -1,0 +1,50 @@
+import { createWebArtifactClient } from "../web-artifact-client.ts";
+import { createArtifactDetail } from "./artifact-detail.ts";
+import { createArtifactList } from "./artifact-list.ts";
+import { byId } from "./dom.ts";
+import { createTokenBar } from "./token-bar.ts";
+import { createUploadPanel } from "./upload-panel.ts";
+
+/**
+ * The page: a token bar, an upload form, the artifact list, and one
+ * artifact's view at `#/artifacts/<id>`. It talks to the service that
+ * served it (same origin), so the page's CSP can allow only 'self'.
+ */
+const message = byId("message");
+function showError(text: string): void {
+  message.textContent = text;
+  message.hidden = false;
+}
+function clearError(): void {
+  message.hidden = true;
+  message.textContent = "";
+}
+
+const tokenBar = createTokenBar(() => {
+  clearError();
+  void list.refresh();
+  route();
+});
+const client = createWebArtifactClient({ baseUrl: location.origin, token: tokenBar.token });
+const list = createArtifactList(client, showError);
+const detail = createArtifactDetail(client, showError);
+createUploadPanel(client, () => void list.refresh());
+
+function route(): void {
+  const match = /^#\/artifacts\/([^/]+)$/.exec(location.hash);
+  if (match) {
+    list.show(false);
+    void detail.show(decodeURIComponent(match[1]!));
+  } else {
+    detail.hide();
+    list.show(true);
+  }
+}
+window.addEventListener("hashchange", () => {
+  clearError();
+  route();
+});
+
+if (!tokenBar.token()) showError("Enter an API token (adt_…) to see this tenant's artifacts.");
+else void list.refresh();
+route();
