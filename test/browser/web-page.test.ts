@@ -1,0 +1,290 @@
+import { Code } from "@connectrpc/connect";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import zlib from "node:zlib";
+import { chromium, type Browser, type Page, type Route } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { blake3Hex } from "../../src/blake3.ts";
+import { UploadSessionState } from "../../src/gen/artifacts/v1/artifact_service_pb.js";
+import { WEB_PAGE_CSP } from "../../src/transport/web-page-route.ts";
+import { CHROMIUM_ARGS, ensureChromium } from "../support/ensure-chromium.ts";
+import { expectCode } from "../support/expect-code.ts";
+import { startTestApp, type TestApp } from "../support/test-app.ts";
+import { ensureWebBuild } from "./web-build.ts";
+
+const MiB = 1024 * 1024;
+const UPLOAD_PART = "**/artifacts.v1.ArtifactService/UploadPart";
+const SESSION_KEY_PREFIX = "artifactd.upload-session.";
+
+/**
+ * The page the service serves, driven in headless Chromium: uploads through
+ * the browser client (BLAKE3 in a worker, parallel parts, retries, resume
+ * after a reload, cancel), listing and filtering, the artifact view, signed
+ * downloads, and that uploaded HTML is shown as text and never rendered.
+ */
+describe("the web page in headless Chromium", () => {
+  let t: TestApp;
+  let browser: Browser;
+  let dir: string;
+  beforeAll(async () => {
+    const [executablePath] = await Promise.all([ensureChromium(), ensureWebBuild()]);
+    t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
+    browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS, timeout: 30_000 });
+    dir = mkdtempSync(path.join(os.tmpdir(), "artifactd-browser-"));
+  }, 600_000);
+  afterAll(async () => {
+    await browser?.close();
+    await t?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A new browser profile with the page open and the token saved. Page errors, CSP reports and dialogs are collected. */
+  async function openPage(): Promise<{ page: Page; problems: string[]; close: () => Promise<void> }> {
+    const context = await browser.newContext({ acceptDownloads: true });
+    const page = await context.newPage();
+    page.setDefaultTimeout(20_000);
+    const problems: string[] = [];
+    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+    page.on("console", (message) => {
+      if (message.type() === "error" && /Content.Security.Policy|Refused to/i.test(message.text())) problems.push(`CSP: ${message.text()}`);
+    });
+    page.on("dialog", (dialog) => {
+      problems.push(`dialog: ${dialog.message()}`);
+      void dialog.dismiss();
+    });
+    const response = await page.goto(`${t.url}/`);
+    expect(response?.status()).toBe(200);
+    expect(response?.headers()["content-security-policy"]).toBe(WEB_PAGE_CSP);
+    await page.fill("#token", t.tokens.alpha);
+    await page.click("#token-form button[type=submit]");
+    return { page, problems, close: () => context.close() };
+  }
+
+  /** A real file on disk, so the page's File has a stable name and lastModified, as a user's would. */
+  function fileOf(name: string, data: Buffer | string): string {
+    const file = path.join(dir, name);
+    writeFileSync(file, data);
+    return file;
+  }
+
+  async function sessionIdsIn(page: Page): Promise<string[]> {
+    const entries = await page.evaluate<Array<[string, string]>>("Object.entries(localStorage)");
+    return entries.filter(([key]) => key.startsWith(SESSION_KEY_PREFIX)).map(([, value]) => (JSON.parse(value) as { sessionId: string }).sessionId);
+  }
+
+  it("uploads a 12 MiB file, retrying a dropped part, then lists, filters, opens and downloads it", async () => {
+    const { page, problems, close } = await openPage();
+    const data = randomBytes(12 * MiB + 12_345);
+    // The first part's connection drops once: the client retries it.
+    let partRequests = 0;
+    await page.route(UPLOAD_PART, (route) => (++partRequests === 1 ? route.abort("connectionreset") : route.continue()));
+
+    await page.setInputFiles("#upload-file", fileOf("weights.bin", data));
+    await page.fill("#upload-kind", "model");
+    await page.fill("#upload-labels", "team=vision, stage=train");
+    await page.fill("#upload-run-id", "run-42");
+    await page.click("#upload-start");
+    await expect.poll(() => page.textContent("#upload-status"), { timeout: 30_000 }).toMatch(/^Uploaded weights\.bin/);
+    // Two 8 MiB parts, one of them sent twice.
+    expect(partRequests).toBe(3);
+    await page.unrouteAll();
+    expect(await sessionIdsIn(page)).toEqual([]);
+
+    // Listed (the list refreshes after an upload), and found by each filter.
+    const row = page.locator("#artifact-table tbody tr", { hasText: "weights.bin" });
+    await row.waitFor();
+    const filter = async (fields: Record<string, string>) => {
+      for (const name of ["kind", "namePrefix", "labels", "runId"]) await page.fill(`#filter-form [name=${name}]`, fields[name] ?? "");
+      await page.click("#filter-form button[type=submit]");
+    };
+    await filter({ kind: "model", namePrefix: "weights", labels: "team=vision", runId: "run-42" });
+    await row.waitFor();
+    await filter({ labels: "team=audio" });
+    await page.locator("#list-empty").waitFor();
+    await filter({ runId: "run-42" });
+    await row.waitFor();
+
+    // The artifact's view.
+    await row.locator("a").click();
+    await page.locator("#detail-heading", { hasText: "weights.bin" }).waitFor();
+    expect(await page.textContent("#detail-blake3")).toBe(blake3Hex(data));
+    const detail = await page.textContent("#detail-body");
+    expect(detail).toContain("team");
+    expect(detail).toContain("vision");
+    expect(detail).toContain("run-42");
+    expect(detail).toContain(`${data.length} bytes`);
+    expect(await page.textContent("#preview")).toContain("No preview for application/octet-stream");
+
+    // The download link is a signed URL: the bytes that arrive are the bytes uploaded.
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download-link")]);
+    expect(download.suggestedFilename()).toBe("weights.bin");
+    const saved = await download.path();
+    expect(readFileSync(saved).equals(data)).toBe(true);
+    expect(problems).toEqual([]);
+    await close();
+  });
+
+  it("resumes after a reload: only the parts the session lacks are sent", async () => {
+    const { page, problems, close } = await openPage();
+    const data = randomBytes(30 * MiB - 1_000);
+    const file = fileOf("big.bin", data);
+    const setOptions = async () => {
+      await page.fill("#upload-kind", "dataset");
+      await page.locator("#upload-form details summary").click();
+      await page.fill("#upload-part-size", "5");
+      await page.fill("#upload-concurrency", "1");
+    };
+    await setOptions();
+
+    // Parts 1 and 2 go through; part 3 is held, as if the connection hung.
+    let partRequests = 0;
+    let held: () => void;
+    const thirdPartSent = new Promise<void>((resolve) => (held = resolve));
+    await page.route(UPLOAD_PART, (route: Route) => {
+      if (++partRequests <= 2) return route.continue();
+      held();
+      return undefined;
+    });
+    await page.setInputFiles("#upload-file", file);
+    await page.click("#upload-start");
+    await thirdPartSent;
+
+    const [sessionId] = await sessionIdsIn(page);
+    expect(sessionId).toMatch(/^ups_/);
+    const before = (await t.client().getUploadSession({ sessionId: sessionId! })).session!;
+    expect(before.committedParts).toEqual([1, 2]);
+    expect(before.committedBytes).toBe(BigInt(10 * MiB));
+
+    // The reload cancels the held request; it never reaches the server.
+    await page.reload();
+    await page.unrouteAll({ behavior: "ignoreErrors" });
+    expect((await t.client().getUploadSession({ sessionId: sessionId! })).session!.committedParts).toEqual([1, 2]);
+    const partsAfterReload: string[] = [];
+    page.on("request", (request) => {
+      if (request.url().endsWith("/artifacts.v1.ArtifactService/UploadPart")) partsAfterReload.push(request.url());
+    });
+    await setOptions();
+    await page.setInputFiles("#upload-file", file);
+    await page.click("#upload-start");
+    await expect.poll(() => page.textContent("#upload-status"), { timeout: 30_000 }).toMatch(/^Uploaded big\.bin \(resumed: 2 part\(s\) were already stored\)/);
+
+    // Six parts in all; the two committed before the reload were not sent again.
+    expect(partsAfterReload).toHaveLength(4);
+    const after = (await t.client().getUploadSession({ sessionId: sessionId! })).session!;
+    expect(after.state).toBe(UploadSessionState.COMPLETED);
+    const { artifact } = await t.client().getArtifact({ id: after.artifactId });
+    expect(artifact!.blake3).toBe(blake3Hex(data));
+    expect(artifact!.sizeBytes).toBe(BigInt(data.length));
+    expect(await sessionIdsIn(page)).toEqual([]);
+    expect(problems).toEqual([]);
+    await close();
+  });
+
+  it("cancels an upload: the session and its parts are discarded", async () => {
+    const { page, problems, close } = await openPage();
+    await page.locator("#upload-form details summary").click();
+    await page.fill("#upload-part-size", "5");
+    await page.fill("#upload-concurrency", "1");
+    let partRequests = 0;
+    let held: () => void;
+    const secondPartSent = new Promise<void>((resolve) => (held = resolve));
+    await page.route(UPLOAD_PART, (route: Route) => {
+      if (++partRequests <= 1) return route.continue();
+      held();
+      return undefined;
+    });
+    await page.setInputFiles("#upload-file", fileOf("cancelled.bin", randomBytes(12 * MiB)));
+    await page.click("#upload-start");
+    await secondPartSent;
+    const [sessionId] = await sessionIdsIn(page);
+    await page.click("#upload-cancel");
+    await expect.poll(() => page.textContent("#upload-status")).toMatch(/^Cancelled/);
+    await expectCode(t.client().getUploadSession({ sessionId: sessionId! }), Code.NotFound);
+    expect(await sessionIdsIn(page)).toEqual([]);
+    expect(await page.getAttribute("#upload-start", "disabled")).toBeNull();
+    await page.unrouteAll({ behavior: "ignoreErrors" });
+    expect(problems).toEqual([]);
+    await close();
+  });
+
+  it("previews images and JSON, and shows lineage", async () => {
+    const image = solidPng(24, 16, [200, 60, 40]);
+    async function* messages() {
+      yield { message: { case: "header" as const, value: { spec: { kind: "plot", name: "loss.png", mimeType: "image/png" } } } };
+      yield { message: { case: "chunk" as const, value: image } };
+    }
+    const plot = (await t.client().upload(messages())).artifact!;
+    const { artifact: report } = await t.client().saveInline({
+      spec: { kind: "report", name: "summary.json", inputs: [{ artifactId: plot.id, role: "figure" }], metrics: { accuracy: 0.93 }, tags: ["nightly"] },
+      content: { case: "json", value: JSON.stringify({ accuracy: 0.93, epochs: [1, 2] }) },
+    });
+    const { page, problems, close } = await openPage();
+
+    await page.goto(`${t.url}/#/artifacts/${report!.id}`);
+    await page.locator("#preview-text").waitFor();
+    expect(JSON.parse((await page.textContent("#preview-text"))!)).toEqual({ accuracy: 0.93, epochs: [1, 2] });
+    expect(await page.textContent("#preview-text")).toContain('\n  "epochs"');
+    expect(await page.textContent("#detail-body")).toContain("nightly");
+    const lineage = page.locator("#lineage");
+    expect(await lineage.textContent()).toMatch(/Made fromloss\.png plot as figure/);
+
+    // Through the lineage link to the image: it loads from its signed URL under the page's CSP.
+    await lineage.locator("a", { hasText: "loss.png" }).click();
+    await page.locator("#preview-image").waitFor();
+    await expect.poll(() => page.evaluate("document.getElementById('preview-image').naturalWidth")).toBe(24);
+    expect(await page.locator("#lineage").textContent()).toMatch(/Used bysummary\.json report as figure/);
+    expect(problems).toEqual([]);
+    await close();
+  });
+
+  it("shows uploaded HTML as text and never renders it", async () => {
+    const { page, problems, close } = await openPage();
+    const html = [
+      "<!doctype html><title>evil</title>",
+      "<script>window.__pwned = 'script'; alert('script ran')</script>",
+      `<img src="/nope.png" onerror="window.__pwned = 'onerror'; alert('onerror ran')">`,
+      "<h1 id=injected>rendered</h1>",
+    ].join("\n");
+    await page.setInputFiles("#upload-file", fileOf("evil.html", html));
+    await page.click("#upload-start");
+    await expect.poll(() => page.textContent("#upload-status"), { timeout: 30_000 }).toMatch(/^Uploaded evil\.html/);
+    await page.click("#upload-result");
+    await page.locator("#preview-text").waitFor();
+
+    expect(await page.textContent("#preview-text")).toBe(html);
+    expect(await page.textContent("#detail-body")).toContain("text/html");
+    expect(await page.locator("#injected").count()).toBe(0);
+    expect(await page.locator("#detail img").count()).toBe(0);
+    // Give a would-be onerror handler time to fire.
+    await page.waitForTimeout(300);
+    expect(await page.evaluate("typeof window.__pwned")).toBe("undefined");
+    expect(problems).toEqual([]);
+    await close();
+  });
+});
+
+/** A valid PNG of one colour (RGB, no interlace), for image previews. */
+function solidPng(width: number, height: number, [r, g, b]: [number, number, number]): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(body));
+    return Buffer.concat([length, body, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8);
+  const row = Buffer.concat([Buffer.from([0]), Buffer.from(Array.from({ length: width }, () => [r, g, b]).flat())]);
+  const pixels = Buffer.concat(Array.from({ length: height }, () => row));
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header),
+    chunk("IDAT", zlib.deflateSync(pixels)),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
