@@ -123,7 +123,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     routes,
     interceptors: [errorMapping],
     acceptCompression: [],
-    readMaxBytes: options.readMaxBytes ?? 64 * MiB,
+    // The largest session part (64 MiB) plus its message framing.
+    readMaxBytes: options.readMaxBytes ?? 65 * MiB,
     shutdownSignal: shutdownController.signal,
     contextValues: requestContextValues,
     fallback: (request, nodeResponse) => {
