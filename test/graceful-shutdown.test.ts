@@ -1,21 +1,36 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Client } from "minio";
 import { randomBytes } from "node:crypto";
 import net from "node:net";
-import { describe, expect, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../src/gen/grpc/health/v1/health_pb.js";
 import { expectCode } from "./support/expect-code.ts";
-import { startTestApp } from "./support/test-app.ts";
+import { startTestApp, type TestApp } from "./support/test-app.ts";
 
-/** SIGTERM's path: stop accepting, let transfers finish within the grace period, cancel the rest cleanly. */
+/**
+ * SIGTERM's path: stop accepting, tell health watchers, let transfers finish
+ * within the grace period, cancel the rest cleanly, and only then resolve
+ * (the process exits right after).
+ *
+ * Health.Check answering NOT_SERVING is not observable from outside: once
+ * shutdown starts, new connections are refused and HTTP/2 clients get GOAWAY,
+ * so no new Check reaches the server. A Health.Watch opened before shutdown
+ * is how a balancer learns it, and that is what is checked here.
+ */
 type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
 const MiB = 1024 * 1024;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function* slowUpload(kind: string, chunks: number, delayMs: number): AsyncIterable<UploadInit> {
+/** `fast` MiB at once, then one MiB every `delayMs`, `slow` times. */
+async function* slowUpload(kind: string, fast: number, slow: number, delayMs: number): AsyncIterable<UploadInit> {
   yield { message: { case: "header", value: { spec: { kind } } } };
-  for (let i = 0; i < chunks; i++) {
+  for (let i = 0; i < fast; i++) yield { message: { case: "chunk", value: randomBytes(MiB) } };
+  for (let i = 0; i < slow; i++) {
     yield { message: { case: "chunk", value: randomBytes(MiB) } };
-    await new Promise((r) => setTimeout(r, delayMs));
+    await sleep(delayMs);
   }
 }
 
@@ -29,31 +44,81 @@ const refusesConnections = (port: number) =>
     socket.once("error", () => resolve(true));
   });
 
+/** Health.Watch on its own connection: the statuses it saw, and how it ended. */
+function watchHealth(t: TestApp) {
+  const statuses: string[] = [];
+  const ended = (async () => {
+    try {
+      for await (const answer of createClient(Health, createGrpcTransport({ baseUrl: t.url })).watch({ service: "" })) statuses.push(ServingStatus[answer.status]);
+      return "ended";
+    } catch (error) {
+      return Code[ConnectError.from(error).code];
+    }
+  })();
+  return { statuses, ended };
+}
+
+function bucketOf(t: TestApp) {
+  const { endpoint, accessKey, secretKey } = inject("minio");
+  const url = new URL(endpoint);
+  const minio = new Client({ endPoint: url.hostname, port: Number(url.port), useSSL: false, accessKey, secretKey });
+  return {
+    async multipartBytes(): Promise<number[]> {
+      const sizes: number[] = [];
+      for await (const u of minio.listIncompleteUploads(t.bucket!, "", true)) sizes.push((u as { size: number }).size);
+      return sizes;
+    },
+    async objects(): Promise<string[]> {
+      const names: string[] = [];
+      for await (const o of minio.listObjectsV2(t.bucket!, "", true)) names.push((o as { name: string }).name);
+      return names;
+    },
+  };
+}
+
 describe("graceful shutdown", () => {
-  it("lets an upload in flight finish within the grace period and refuses new connections", async () => {
+  it("lets an upload in flight finish within the grace period, refuses new connections, tells health watchers", async () => {
     const t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
-    const client = t.client();
-    const upload = client.upload(slowUpload("graceful", 8, 100));
-    upload.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
-    await new Promise((r) => setTimeout(r, 250));
-    const stopping = t.app.server.shutdown(20_000);
-    await new Promise((r) => setTimeout(r, 50));
+    const events: string[] = [];
+    const health = watchHealth(t);
+    for (let i = 0; i < 100 && health.statuses.length === 0; i++) await sleep(10);
+    expect(health.statuses).toEqual(["SERVING"]);
+
+    const upload = t.client().upload(slowUpload("graceful", 0, 8, 100));
+    upload.then(() => events.push("upload recorded"), () => {}); // awaited below; never an unhandled rejection meanwhile
+    await sleep(250);
+    const stopping = t.app.server.shutdown(20_000).then(() => events.push("shutdown done"));
+    await sleep(50);
     expect(await refusesConnections(t.app.server.port)).toBe(true);
+    expect(events, "the upload was still in flight when new connections were refused").toEqual([]);
+
     const { artifact } = await upload;
     expect(artifact!.sizeBytes).toBe(BigInt(8 * MiB));
     await stopping;
-    // Recorded: visible to a fresh server on the same database.
+    expect(events).toEqual(["upload recorded", "shutdown done"]);
     expect((await t.app.metadata.getArtifact("alpha", artifact!.id))?.sizeBytes).toBe(8 * MiB);
+    expect(await bucketOf(t).objects()).toEqual([expect.stringMatching(/^alpha\//)]);
+
+    expect(health.statuses).toEqual(["SERVING", "NOT_SERVING"]);
+    // And then the watch is ended, not left hanging (today with OK; UNAVAILABLE would do too).
+    expect(await health.ended).toMatch(/^(Unavailable|ended)$/);
     await t.close();
   });
 
-  it("cancels what does not finish in time, leaving no artifact", async () => {
-    const t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
+  it("cancels an upload that does not finish in time: no artifact, no object, no multipart upload once shutdown resolves", async () => {
+    const t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0", ARTIFACTD_S3_PART_SIZE: "5MiB" });
+    const bucket = bucketOf(t);
     // Observed from the start: the call fails while shutdown runs.
-    const outcome = expectCode(t.client().upload(slowUpload("too-slow", 50, 100)), Code.Unavailable, /shutting down/);
-    await new Promise((r) => setTimeout(r, 300));
+    const outcome = expectCode(t.client().upload(slowUpload("too-slow", 12, 50, 100)), Code.Unavailable, /shutting down/);
+    // Two parts in S3 already: the cancel has a multipart upload to abort.
+    for (let i = 0; i < 200 && !(await bucket.multipartBytes()).some((b) => b >= 10 * MiB); i++) await sleep(25);
+    expect((await bucket.multipartBytes()).some((b) => b >= 10 * MiB)).toBe(true);
+
     await t.app.server.shutdown(300);
     await outcome;
+    // No polling: the process exits once shutdown resolves, so clean-up must be done by then.
+    expect(await bucket.multipartBytes()).toEqual([]);
+    expect(await bucket.objects()).toEqual([]);
     const page = await t.app.metadata.listArtifacts("alpha", { kind: "too-slow", includeDeleted: true }, { pageSize: 10, pageToken: "" });
     expect(page.items).toEqual([]);
     await t.close();
