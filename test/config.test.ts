@@ -16,7 +16,21 @@ describe("configuration from the environment", () => {
     expect(config.databaseUrl).toBeUndefined();
     expect(config.s3).toBeUndefined();
     expect(config.inlineMaxBytes).toBe(256 * 1024);
+    expect(config.dataDir).toBe(path.resolve(".artifactd"));
+    expect(config.migrateOnStart).toBe(true);
+    expect(config.shutdownGraceMs).toBe(30_000);
+    expect(config.maintenanceIntervalMs).toBe(60_000);
+    expect(config.downloadChunkBytes).toBe(256 * 1024);
+    expect(config.publicUrl).toBeUndefined();
+    expect(config.urlSigningKey).toBeUndefined();
     expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.listen)).toBe(true);
+  });
+
+  it("treats blank values as unset and reads the usual spellings of booleans", () => {
+    expect(readConfig({ ARTIFACTD_LISTEN: "  ", DATABASE_URL: "" }).listen.port).toBe(8080);
+    for (const no of ["false", "0", "no", "OFF"]) expect(readConfig({ ARTIFACTD_MIGRATE_ON_START: no }).migrateOnStart).toBe(false);
+    for (const yes of ["true", "1", "yes", "On"]) expect(readConfig({ ARTIFACTD_MIGRATE_ON_START: yes }).migrateOnStart).toBe(true);
   });
 
   it("reads S3, sizes with units and IPv6 listen addresses", () => {
@@ -31,6 +45,9 @@ describe("configuration from the environment", () => {
     expect(config.listen).toEqual({ host: "::1", port: 9090 });
     expect(config.s3?.partSize).toBe(32 * 1024 * 1024);
     expect(config.s3?.bucket).toBe("artifacts");
+    expect(config.s3?.partConcurrency).toBe(3);
+    expect(config.s3?.region).toBe("us-east-1");
+    expect(Object.isFrozen(config.s3)).toBe(true);
     expect(config.inlineMaxBytes).toBe(1024);
   });
 
@@ -46,9 +63,27 @@ describe("configuration from the environment", () => {
     ["ARTIFACTD_INLINE_MAX_BYTES", { ARTIFACTD_INLINE_MAX_BYTES: "-1" }],
     ["ARTIFACTD_URL_SIGNING_KEY", { ARTIFACTD_URL_SIGNING_KEY: "short" }],
     ["ARTIFACTD_PUBLIC_URL", { ARTIFACTD_PUBLIC_URL: "not a url" }],
+    ["ARTIFACTD_S3_SECRET_KEY", { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a" }],
+    ["ARTIFACTD_S3_PART_SIZE", { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_PART_SIZE: "8 MB" }],
+    ["ARTIFACTD_S3_PART_SIZE", { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_PART_SIZE: "6GiB" }],
+    ["ARTIFACTD_S3_PART_CONCURRENCY", { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_PART_CONCURRENCY: "0" }],
+    ["ARTIFACTD_DATABASE_POOL_SIZE", { ARTIFACTD_DATABASE_POOL_SIZE: "0" }],
+    ["ARTIFACTD_UPLOAD_MAX_BYTES", { ARTIFACTD_UPLOAD_MAX_BYTES: "lots" }],
+    ["ARTIFACTD_DOWNLOAD_CHUNK_BYTES", { ARTIFACTD_DOWNLOAD_CHUNK_BYTES: "4MiB" }],
+    ["ARTIFACTD_SHUTDOWN_GRACE_MS", { ARTIFACTD_SHUTDOWN_GRACE_MS: "soon" }],
+    ["ARTIFACTD_MAINTENANCE_INTERVAL_MS", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "-5" }],
+    ["ARTIFACTD_GC_GRACE_MS", { ARTIFACTD_GC_GRACE_MS: "1.5" }],
+    ["ARTIFACTD_UPLOAD_SESSION_TTL_MS", { ARTIFACTD_UPLOAD_SESSION_TTL_MS: String(24 * 3_600_000) }],
+    ["ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS", { ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS: "0" }],
   ])("refuses a bad %s with a message naming it", (variable, env) => {
     expect(() => readConfig(env)).toThrow(ConfigError);
     expect(() => readConfig(env)).toThrow(variable);
+  });
+
+  it("does not repeat a database password in its error", () => {
+    expect(() => readConfig({ DATABASE_URL: "mysql://app:hunter2@db:3306/x" })).toThrow(ConfigError);
+    expect(() => readConfig({ DATABASE_URL: "mysql://app:hunter2@db:3306/x" })).toThrow(/DATABASE_URL.*app:\*\*\*@db/);
+    expect(() => readConfig({ DATABASE_URL: "mysql://app:hunter2@db:3306/x" })).not.toThrow(/hunter2/);
   });
 });
 
@@ -57,6 +92,9 @@ describe("the artifactd process", () => {
     const { code, output } = await run(["serve"], { ARTIFACTD_LISTEN: "not-an-address" });
     expect(code).toBe(2);
     expect(output).toMatch(/ARTIFACTD_LISTEN/);
+    const s3 = await run(["serve"], { ARTIFACTD_S3_ENDPOINT: "http://127.0.0.1:9", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_PART_SIZE: "1MiB" });
+    expect(s3.code).toBe(2);
+    expect(s3.output).toMatch(/^artifactd: ARTIFACTD_S3_PART_SIZE="1MiB" is not valid/m);
   });
 
   it("runs on the embedded default, makes a first token, and stops cleanly on SIGTERM", async () => {
