@@ -1,19 +1,19 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type http2 from "node:http2";
 import { createReadStream } from "node:fs";
-import { rename, rm, stat } from "node:fs/promises";
-import { open } from "node:fs/promises";
+import { open, rename, rm, stat } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
-import { ArtifactWriter, type ArtifactSpecInit, type WriterOptions } from "./artifact-writer.ts";
-import { Blake3Verifier } from "./blake3-verifier.ts";
+import { createArtifactWriter, type ArtifactSpecInit, type ArtifactWriter, type WriterOptions } from "./artifact-writer.ts";
+import { createBlake3Verifier } from "./blake3-verifier.ts";
 import type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
 import {
   ArtifactService,
   type ArtifactFilterSchema,
   type UploadResponse,
 } from "./gen/artifacts/v1/artifact_service_pb.js";
+import { messageSizedChunks } from "./message-sized-chunks.ts";
 
 export type ArtifactFilterInit = Exclude<MessageInitShape<typeof ArtifactFilterSchema>, { $typeName: string }>;
 
@@ -22,9 +22,13 @@ export interface ArtifactClientOptions {
   readonly baseUrl: string;
   /** API token (`adt_…`), sent as `authorization: Bearer`. */
   readonly token: string;
-  /** Default deadline of unary calls; transfers have none unless a signal is given. */
+  /**
+   * Deadline of each unary call (get, list pages, saveJson, delete, …); unset:
+   * none. Transfers (writers, uploads, downloads) never get one, since their
+   * length depends on the content; give them a `signal` instead.
+   */
   readonly timeoutMs?: number;
-  /** A transport of your own (tests, proxies); baseUrl is then ignored. */
+  /** A transport of your own (tests, proxies): baseUrl and token are then ignored, so it must send the authorization header itself. */
   readonly transport?: Transport;
 }
 
@@ -39,9 +43,15 @@ export interface DownloadOptions {
 const MiB = 1024 * 1024;
 
 /**
- * The typed Node client. Errors from the service are ConnectErrors carrying
- * the gRPC code (`error.code`, e.g. Code.NotFound) and the server's message;
- * content that fails verification throws ArtifactIntegrityError.
+ * The typed Node client of artifactd, over gRPC (HTTP/2).
+ *
+ * Errors: a refusal from the service is passed through as the ConnectError
+ * that carries its gRPC code (`error.code`, e.g. `Code.NotFound`,
+ * `Code.InvalidArgument`, `Code.DataLoss`) and the server's message saying
+ * what to fix; a lost connection, a cancel or a deadline are ConnectErrors
+ * too (UNAVAILABLE, CANCELED, DEADLINE_EXCEEDED). Downloaded content that
+ * does not match its size or BLAKE3 throws ArtifactIntegrityError. Nothing
+ * else is wrapped, so `ConnectError.from(error).code` is always meaningful.
  */
 export interface ArtifactClient {
   /** The generated client, for calls this wrapper does not cover. */
@@ -50,28 +60,47 @@ export interface ArtifactClient {
   openWriter(spec: ArtifactSpecInit, options?: WriterOptions): ArtifactWriter;
   /** Runs `write` with a writer: commits when it returns, aborts (and rethrows) when it throws. */
   withWriter(spec: ArtifactSpecInit, write: (writer: ArtifactWriter) => Promise<void>, options?: WriterOptions): Promise<UploadResponse>;
-  /** Streams a file up in 1 MiB chunks, declaring its size. */
+  /**
+   * Streams a file up (read 1 MiB at a time, sent as 256 KiB messages) and
+   * declares its size, so a file that grows or shrinks while it is read is refused.
+   */
   uploadFile(path: string, spec: ArtifactSpecInit, options?: Omit<WriterOptions, "expectedSize">): Promise<UploadResponse>;
-  /** Streams any byte source up. */
+  /**
+   * Streams any byte source up (a Node Readable, an async generator, …),
+   * regrouped into 256 KiB messages. The source may reuse its buffer: each
+   * piece is sent before the next is asked for.
+   */
   uploadStream(source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>, spec: ArtifactSpecInit, options?: WriterOptions): Promise<UploadResponse>;
-  /** Saves a JSON value inline (kept byte for byte as serialised here). */
+  /** Saves a JSON value inline (SaveInline); RESOURCE_EXHAUSTED past the server's inline limit (256 KiB by default). */
   saveJson(value: unknown, spec: ArtifactSpecInit): Promise<Artifact>;
+  /** Saves UTF-8 text inline (SaveInline), same limit as saveJson. */
   saveText(text: string, spec: ArtifactSpecInit): Promise<Artifact>;
+  /** One artifact's metadata; `includeContent` adds inline content (artifact.inlineContent). Deleted ones are returned with deletedAt set. */
   get(id: string, options?: { includeContent?: boolean }): Promise<Artifact>;
+  /** One page, newest first; pass `nextPageToken` back (with the same filter) for the next one. Empty token: last page. */
   listPage(filter?: ArtifactFilterInit, page?: { pageSize?: number; pageToken?: string }): Promise<{ artifacts: Artifact[]; nextPageToken: string }>;
   /** Every artifact matching the filter, page by page. */
   list(filter?: ArtifactFilterInit, options?: { pageSize?: number }): AsyncIterable<Artifact>;
+  /** Soft-deletes; FAILED_PRECONDITION for a pinned artifact. */
   delete(id: string): Promise<Artifact>;
   /**
    * The artifact and its content. A whole-content download is checked against
    * the artifact's size and BLAKE3 as the last bytes arrive: the iterator
-   * throws ArtifactIntegrityError instead of ending on corrupt content.
+   * throws ArtifactIntegrityError instead of ending on corrupt content, so
+   * never act on the bytes before the iterator has ended. A ranged download
+   * (a non-zero offset, or a length) cannot be checked. Consume or break out of
+   * `content`: an unread download holds its HTTP/2 stream open.
    */
   download(id: string, options?: DownloadOptions): Promise<{ artifact: Artifact; content: AsyncIterable<Uint8Array> }>;
-  /** Downloads to a file: written beside it and renamed into place only once verified. */
+  /**
+   * Downloads to `path`: written to `${path}.partial-<random>` beside it and
+   * renamed into place only once size and BLAKE3 are verified; on any
+   * failure the partial file is removed and `path` is left untouched.
+   */
   downloadToFile(id: string, path: string, options?: { signal?: AbortSignal }): Promise<Artifact>;
-  /** Small content into memory, verified. */
+  /** Small content into memory, verified like `download`. */
   downloadBytes(id: string, options?: { signal?: AbortSignal }): Promise<Buffer>;
+  /** Closes the HTTP/2 connection this client opened (calls still running fail with CANCELED); a `transport` of your own is left alone. */
   close(): Promise<void>;
 }
 
@@ -105,18 +134,19 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     request.header.set("authorization", `Bearer ${options.token}`);
     return next(request);
   };
+  const sessionManager = options.transport ? undefined : new WideWindowSessionManager(options.baseUrl);
   const transport =
     options.transport ??
     createGrpcTransport({
       baseUrl: options.baseUrl,
       interceptors: [auth],
-      sessionManager: new WideWindowSessionManager(options.baseUrl),
+      ...(sessionManager ? { sessionManager } : {}),
     });
   const rpc = createClient(ArtifactService, transport);
   const unary = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
 
   const openWriter = (spec: ArtifactSpecInit, writerOptions: WriterOptions = {}) =>
-    new ArtifactWriter((messages, signal) => rpc.upload(messages, { signal }), spec, writerOptions);
+    createArtifactWriter((messages, signal) => rpc.upload(messages, { signal }), spec, writerOptions);
 
   const withWriter = async (spec: ArtifactSpecInit, write: (writer: ArtifactWriter) => Promise<void>, writerOptions?: WriterOptions) => {
     const writer = openWriter(spec, writerOptions);
@@ -133,7 +163,7 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     withWriter(
       spec,
       async (writer) => {
-        for await (const chunk of source) await writer.write(chunk);
+        for await (const chunk of messageSizedChunks(source)) await writer.write(chunk);
       },
       writerOptions,
     );
@@ -153,7 +183,7 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     const artifact = first.value.message.value;
     const whole = (downloadOptions.offset ?? 0) === 0 && downloadOptions.length === undefined;
     async function* content(): AsyncIterable<Uint8Array> {
-      const verifier = whole ? new Blake3Verifier() : undefined;
+      const verifier = whole ? createBlake3Verifier() : undefined;
       try {
         for (;;) {
           const next = await iterator.next();
@@ -243,7 +273,8 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     },
 
     async close() {
-      // connect-node closes idle HTTP/2 sessions by itself; nothing to release.
+      // Without this the idle connection would linger (unreferenced) until connect-node's 15-minute idle timeout.
+      sessionManager?.abort(new ConnectError("the artifactd client was closed", Code.Canceled));
     },
   };
 }

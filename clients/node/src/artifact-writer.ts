@@ -1,49 +1,79 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ArtifactSpecSchema } from "./gen/artifacts/v1/artifact_pb.js";
 import type { UploadRequestSchema, UploadResponse } from "./gen/artifacts/v1/artifact_service_pb.js";
+import { MESSAGE_BYTES } from "./message-sized-chunks.ts";
 
-type UploadMessage = MessageInitShape<typeof UploadRequestSchema>;
+export type UploadMessage = MessageInitShape<typeof UploadRequestSchema>;
+/** An ArtifactSpec as a plain object: `{ kind: "model", labels: { … }, provenance: { runId } }`. */
 export type ArtifactSpecInit = Exclude<MessageInitShape<typeof ArtifactSpecSchema>, { $typeName: string }>;
-
-/** Bytes per message on the wire: large enough to amortise framing, small enough to interleave. */
-const MAX_MESSAGE_BYTES = 256 * 1024;
+/** Starts the client-streaming Upload call; cancelling `signal` cancels it. */
+export type StartUpload = (messages: AsyncIterable<UploadMessage>, signal: AbortSignal) => Promise<UploadResponse>;
 
 export interface WriterOptions {
-  /** Total bytes that will be written; the server refuses a different count. */
+  /** Total bytes that will be written; the server refuses a different count (INVALID_ARGUMENT). Unset: not checked. */
   readonly expectedSize?: number;
-  /** BLAKE3 hex of the content; the server refuses different content. */
+  /** BLAKE3 hex of the content; the server refuses different content (INVALID_ARGUMENT). Unset: not checked. */
   readonly expectedBlake3?: string;
-  /** Aborting it aborts the upload. */
+  /** Aborting it cancels the upload, like `abort()`. */
   readonly signal?: AbortSignal;
 }
 
 /**
  * A streaming save: open, write chunks, add labels / metrics / tags while
  * writing, then commit. Nothing is recorded unless `commit` succeeds;
- * `abort`, an error, or leaving an `await using` scope without committing
- * cancels the upload and the server keeps nothing.
+ * `abort`, a failed call, or leaving an `await using` scope without
+ * committing cancels the Upload call, and the server then aborts its
+ * multipart upload and records nothing.
  *
- * `write` resolves once the message has been handed to the connection, so
- * awaiting it is backpressure: a slow server slows the writer down instead
- * of letting it buffer the whole file.
+ * Awaiting `write` is backpressure: it resolves only once the transport has
+ * taken the bytes (one message in flight at a time), so a slow server slows
+ * the producer down instead of the writer buffering the whole content.
+ * Writes that are not awaited one by one are queued and sent in call order.
+ *
+ * Failures are the server's ConnectError (with its gRPC code), surfaced from
+ * whichever `write` or `commit` is waiting when the call ends.
  */
-export class ArtifactWriter implements AsyncDisposable {
-  readonly #controller = new AbortController();
-  readonly #labels: Record<string, string> = {};
-  readonly #metrics: Record<string, number> = {};
-  readonly #tags: string[] = [];
-  readonly #response: Promise<UploadResponse>;
-  #pending: { message: UploadMessage; delivered: () => void } | undefined;
-  #wake: (() => void) | undefined;
-  #closed = false;
-  #state: "open" | "committing" | "committed" | "aborted" = "open";
+export interface ArtifactWriter extends AsyncDisposable {
+  /** Appends bytes (strings as UTF-8); resolves when the connection has taken them. */
+  write(chunk: Uint8Array | string): Promise<void>;
+  /** Labels sent with the commit (the UploadTrailer); later values win, and win over the spec's. */
+  addLabels(labels: Readonly<Record<string, string>>): ArtifactWriter;
+  /** Metrics sent with the commit; later values win, and win over the spec's. */
+  addMetrics(metrics: Readonly<Record<string, number>>): ArtifactWriter;
+  /** Tags sent with the commit, added to the spec's: `addTags("a", "b")` or `addTags(["a", "b"])`. */
+  addTags(...tags: ReadonlyArray<string | readonly string[]>): ArtifactWriter;
+  /**
+   * Sends the labels, metrics and tags gathered so far, ends the stream and
+   * resolves with the artifact once the server has verified and recorded it.
+   * Calling it again returns the same result.
+   */
+  commit(): Promise<UploadResponse>;
+  /** Cancels the upload; resolves once the call has ended. Does nothing after a commit; safe to call more than once. */
+  abort(reason?: unknown): Promise<void>;
+  /** True once `commit` has succeeded. */
+  readonly committed: boolean;
+}
 
-  /** @internal Use ArtifactClient.openWriter. */
-  constructor(upload: (messages: AsyncIterable<UploadMessage>, signal: AbortSignal) => Promise<UploadResponse>, spec: ArtifactSpecInit, options: WriterOptions = {}) {
-    const { signal } = options;
-    if (signal?.aborted) this.#controller.abort(signal.reason);
-    signal?.addEventListener("abort", () => this.#controller.abort(signal.reason), { once: true });
-    const header: UploadMessage = {
+type WriterState = "open" | "committing" | "committed" | "aborted";
+
+/** Use ArtifactClient.openWriter; this is the writer behind it, with the call injected. */
+export function createArtifactWriter(startUpload: StartUpload, spec: ArtifactSpecInit, options: WriterOptions = {}): ArtifactWriter {
+  const controller = new AbortController();
+  const labels: Record<string, string> = {};
+  const metrics: Record<string, number> = {};
+  const tags: string[] = [];
+  let state: WriterState = "open";
+  let committing: Promise<UploadResponse> | undefined;
+
+  // The hand-over between `send` and the message stream the transport pulls
+  // from: one message at a time, released when the transport asks for the
+  // next, which it does only after writing this one to the HTTP/2 stream.
+  let pending: { readonly message: UploadMessage; readonly delivered: () => void } | undefined;
+  let ending: { readonly abort: boolean; readonly reason?: unknown } | undefined;
+  let wake: (() => void) | undefined;
+
+  async function* messages(): AsyncGenerator<UploadMessage, void, undefined> {
+    yield {
       message: {
         case: "header",
         value: {
@@ -53,92 +83,111 @@ export class ArtifactWriter implements AsyncDisposable {
         },
       },
     };
-    this.#response = upload(this.#messages(header), this.#controller.signal);
-    // Failures surface through write / commit; never as an unhandled rejection.
-    this.#response.catch(() => {});
-  }
-
-  /** Appends bytes; resolves when the connection has taken them. */
-  async write(chunk: Uint8Array | string): Promise<void> {
-    if (this.#state !== "open") throw new Error(`cannot write: the writer is ${this.#state}`);
-    const bytes = typeof chunk === "string" ? Buffer.from(chunk, "utf8") : chunk;
-    for (let offset = 0; offset < bytes.byteLength; offset += MAX_MESSAGE_BYTES) {
-      await this.#send({ message: { case: "chunk", value: bytes.subarray(offset, offset + MAX_MESSAGE_BYTES) } });
-    }
-  }
-
-  /** Labels sent with the commit; later values win. */
-  addLabels(labels: Readonly<Record<string, string>>): this {
-    Object.assign(this.#labels, labels);
-    return this;
-  }
-
-  addMetrics(metrics: Readonly<Record<string, number>>): this {
-    Object.assign(this.#metrics, metrics);
-    return this;
-  }
-
-  addTags(...tags: string[]): this {
-    this.#tags.push(...tags.flat());
-    return this;
-  }
-
-  /** Finishes the upload; resolves with the recorded artifact once the server has verified and stored it. */
-  async commit(): Promise<UploadResponse> {
-    if (this.#state !== "open") throw new Error(`cannot commit: the writer is ${this.#state}`);
-    this.#state = "committing";
-    try {
-      await this.#send({ message: { case: "trailer", value: { labels: this.#labels, metrics: this.#metrics, tags: this.#tags } } });
-      this.#closed = true;
-      this.#wake?.();
-      const response = await this.#response;
-      this.#state = "committed";
-      return response;
-    } catch (error) {
-      this.#state = "aborted";
-      this.#controller.abort(error);
-      throw error;
-    }
-  }
-
-  /** Cancels the upload: the server records nothing and keeps no bytes. Safe to call more than once. */
-  async abort(reason: unknown = new Error("the writer was aborted")): Promise<void> {
-    if (this.#state === "committed" || this.#state === "aborted") return;
-    this.#state = "aborted";
-    this.#controller.abort(reason);
-    await this.#response.catch(() => {});
-  }
-
-  get committed(): boolean {
-    return this.#state === "committed";
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    if (this.#state !== "committed") await this.abort(new Error("the writer left its scope without commit"));
-  }
-
-  async #send(message: UploadMessage): Promise<void> {
-    const delivered = new Promise<void>((resolve) => {
-      this.#pending = { message, delivered: resolve };
-    });
-    this.#wake?.();
-    // Whichever comes first: the connection takes the message, or the upload fails.
-    await Promise.race([delivered, this.#response.then(() => Promise.reject(new Error("the upload ended before all data was sent")))]);
-  }
-
-  async *#messages(header: UploadMessage): AsyncIterable<UploadMessage> {
-    yield header;
     for (;;) {
-      while (!this.#pending && !this.#closed) {
-        await new Promise<void>((resolve) => (this.#wake = resolve));
-        this.#wake = undefined;
-      }
-      const pending = this.#pending;
+      while (!pending && !ending) await new Promise<void>((resolve) => (wake = resolve));
+      // An aborted stream must fail, never end: a clean end would let the server commit.
+      if (ending?.abort) throw ending.reason;
       if (!pending) return;
-      this.#pending = undefined;
-      yield pending.message;
-      // The transport asks for the next message only after writing this one.
-      pending.delivered();
+      const { message, delivered } = pending;
+      pending = undefined;
+      yield message;
+      delivered();
     }
   }
+
+  const signal = options.signal ? AbortSignal.any([controller.signal, options.signal]) : controller.signal;
+  const response = startUpload(messages(), signal);
+  // Once the call is over, nothing more can be delivered: a send still
+  // waiting fails with the call's error (or this one if it succeeded early).
+  const ended = response.then(() => Promise.reject(new Error("the upload ended before all data was sent")));
+  // Failures surface through write / commit; never as an unhandled rejection.
+  ended.catch(() => {});
+
+  async function send(message: UploadMessage): Promise<void> {
+    const delivered = new Promise<void>((resolve) => (pending = { message, delivered: resolve }));
+    wake?.();
+    await Promise.race([delivered, ended]);
+  }
+
+  // Sends run one after another in call order, also when callers do not await each write.
+  let queue: Promise<void> = Promise.resolve();
+  function enqueue(task: () => Promise<void>): Promise<void> {
+    const run = queue.then(task);
+    queue = run.catch(() => {});
+    return run;
+  }
+
+  function end(abort: boolean, reason?: unknown): void {
+    ending = { abort, reason };
+    wake?.();
+  }
+
+  const writer: ArtifactWriter = {
+    async write(chunk) {
+      if (state !== "open") throw new Error(`cannot write: the writer is ${state}`);
+      const bytes = typeof chunk === "string" ? Buffer.from(chunk, "utf8") : chunk;
+      return enqueue(async () => {
+        for (let offset = 0; offset < bytes.byteLength; offset += MESSAGE_BYTES) {
+          await send({ message: { case: "chunk", value: bytes.subarray(offset, offset + MESSAGE_BYTES) } });
+        }
+      });
+    },
+
+    addLabels(more) {
+      Object.assign(labels, more);
+      return writer;
+    },
+
+    addMetrics(more) {
+      Object.assign(metrics, more);
+      return writer;
+    },
+
+    addTags(...more) {
+      for (const tag of more) tags.push(...(typeof tag === "string" ? [tag] : tag));
+      return writer;
+    },
+
+    commit() {
+      if (committing) return committing;
+      if (state !== "open") return Promise.reject(new Error(`cannot commit: the writer is ${state}`));
+      state = "committing";
+      // What was added until now; later additions are not sent.
+      const trailer: UploadMessage = { message: { case: "trailer", value: { labels: { ...labels }, metrics: { ...metrics }, tags: [...tags] } } };
+      committing = (async () => {
+        try {
+          await enqueue(() => send(trailer));
+          end(false);
+          const result = await response;
+          state = "committed";
+          return result;
+        } catch (error) {
+          state = "aborted";
+          end(true, error);
+          controller.abort(error);
+          throw error;
+        }
+      })();
+      return committing;
+    },
+
+    async abort(reason = new Error("the writer was aborted")) {
+      if (state === "committed") return;
+      if (state !== "aborted") {
+        state = "aborted";
+        end(true, reason);
+        controller.abort(reason);
+      }
+      await response.catch(() => {});
+    },
+
+    get committed() {
+      return state === "committed";
+    },
+
+    async [Symbol.asyncDispose]() {
+      if (state !== "committed") await writer.abort(new Error("the writer left its scope without commit"));
+    },
+  };
+  return writer;
 }

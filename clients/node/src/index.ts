@@ -2,13 +2,21 @@
  * @artifactd/client — the typed Node client of artifactd.
  *
  *   const client = createArtifactClient({ baseUrl: "http://127.0.0.1:8080", token });
- *   await using writer = client.openWriter({ kind: "model", name: "resnet.pt" });
- *   await writer.write(bytes);
- *   writer.addMetrics({ accuracy: 0.93 });
- *   const { artifact } = await writer.commit();
+ *   {
+ *     await using writer = client.openWriter({ kind: "model", name: "resnet.pt" });
+ *     for await (const chunk of producer) await writer.write(chunk); // awaiting is backpressure
+ *     writer.addMetrics({ accuracy: 0.93 });
+ *     const { artifact } = await writer.commit(); // leaving the block without commit records nothing
+ *   }
+ *   await client.downloadToFile(id, "out.bin"); // BLAKE3-verified, renamed into place only when whole
+ *
+ * Errors from the service are ConnectErrors with the gRPC code (re-exported
+ * here with Code); corrupt downloads throw ArtifactIntegrityError.
  */
+export { Code, ConnectError } from "@connectrpc/connect";
 export { createArtifactClient, type ArtifactClient, type ArtifactClientOptions, type ArtifactFilterInit, type DownloadOptions } from "./artifact-client.ts";
-export { ArtifactWriter, type ArtifactSpecInit, type WriterOptions } from "./artifact-writer.ts";
-export { ArtifactIntegrityError, Blake3Verifier } from "./blake3-verifier.ts";
+export type { ArtifactSpecInit, ArtifactWriter, WriterOptions } from "./artifact-writer.ts";
+export { ArtifactIntegrityError, createBlake3Verifier, type Blake3Verifier } from "./blake3-verifier.ts";
 export type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
 export { Status, Storage } from "./gen/artifacts/v1/artifact_pb.js";
+export type { UploadResponse } from "./gen/artifacts/v1/artifact_service_pb.js";
