@@ -214,8 +214,8 @@ export declare type InlineContent = Message<"artifacts.v1.InlineContent"> & {
     case: "text";
   } | {
     /**
-     * A JSON document (object, array or scalar) as JSON text. Stored as JSONB,
-     * so key order and insignificant whitespace are not preserved.
+     * A JSON document (object, array or scalar) as JSON text, returned byte
+     * for byte as it was saved (and kept as JSONB too, for queries).
      *
      * @generated from field: string json = 2;
      */
