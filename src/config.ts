@@ -95,6 +95,11 @@ export function readConfig(env: Env = process.env): Config {
 
   let s3: S3Config | undefined;
   const endpointRaw = get("ARTIFACTD_S3_ENDPOINT");
+  const strayS3 = Object.keys(env).filter((name) => name.startsWith("ARTIFACTD_S3_") && name !== "ARTIFACTD_S3_ENDPOINT" && get(name) !== undefined);
+  if (endpointRaw === undefined && strayS3.length > 0) {
+    // Otherwise blobs would quietly go to the local folder.
+    throw new ConfigError(`${strayS3.join(", ")} set without ARTIFACTD_S3_ENDPOINT: set the endpoint too, or unset them to use the local folder`);
+  }
   if (endpointRaw !== undefined) {
     let endpoint: URL;
     try {
