@@ -37,7 +37,9 @@ export interface TestApp {
 export async function startTestApp(backend: Backend, env: Record<string, string> = {}): Promise<TestApp> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-test-"));
   let dropDatabase = async () => {};
-  const settings: Record<string, string> = { ARTIFACTD_LISTEN: "127.0.0.1:0", ARTIFACTD_DATA_DIR: dataDir, ...env };
+  // S3 settings only mean something with an S3 endpoint; the folder backend drops them.
+  const shared = backend === "pglite+fs" ? Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith("ARTIFACTD_S3_"))) : env;
+  const settings: Record<string, string> = { ARTIFACTD_LISTEN: "127.0.0.1:0", ARTIFACTD_DATA_DIR: dataDir, ...shared };
   let bucket: string | undefined;
   let databaseUrl: string | undefined;
   if (backend === "postgres+minio") {
