@@ -323,10 +323,15 @@ export async function streamIntoSession(
   const session = await liveSession(deps, caller, start.sessionId);
   if (session.state !== "open") throw failedPrecondition(`upload session ${session.id} is ${session.state} and takes no more bytes`);
   const { resumeOffset } = viewOf(session);
-  if (start.offset !== resumeOffset) {
-    throw failedPrecondition(`upload session ${session.id} continues at byte ${resumeOffset}, not ${start.offset}: resend from resume_offset`);
+  // Any part boundary up to resume_offset will do: parts sent again replace the stored ones. A client that read
+  // resume_offset while its dropped stream's last part was still being stored is then one part behind, not refused.
+  if (start.offset > resumeOffset || start.offset % session.partSize !== 0) {
+    throw failedPrecondition(
+      `upload session ${session.id} cannot continue at byte ${start.offset}: give a multiple of its part size (${session.partSize}) ` +
+        `no greater than resume_offset (${resumeOffset}), as GetUploadSession reports`,
+    );
   }
-  let partNumber = resumeOffset / session.partSize + 1;
+  let partNumber = start.offset / session.partSize + 1;
   let buffer = Buffer.allocUnsafe(session.partSize);
   let filled = 0;
   let pending: Promise<unknown> | undefined;

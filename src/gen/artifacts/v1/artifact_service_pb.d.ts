@@ -95,8 +95,11 @@ export declare type UploadHeader = Message<"artifacts.v1.UploadHeader"> & {
 
   /**
    * With session_id: the position of this stream's first byte in the whole
-   * content; must equal the session's resume_offset (FAILED_PRECONDITION
-   * otherwise).
+   * content: a multiple of the session's part_size, at most its
+   * resume_offset (FAILED_PRECONDITION otherwise). Parts from there on are
+   * sent again and replace the stored ones, so a client whose resume_offset
+   * is a moment old (the dropped stream's last part landing after it asked)
+   * still continues correctly.
    *
    * @generated from field: int64 offset = 5;
    */
