@@ -13,9 +13,11 @@ export interface ArtifactEvents {
   subscribe(tenantId: string, listener: (event: ArtifactEvent) => void): () => void;
 }
 
-export function createArtifactEvents(): ArtifactEvents {
+/** The in-process fan-out: also what the Postgres events adapter hands what it hears to. */
+export function createArtifactEvents(): ArtifactEvents & { hasSubscribers(tenantId: string): boolean } {
   const listeners = new Map<string, Set<(event: ArtifactEvent) => void>>();
   return {
+    hasSubscribers: (tenantId) => (listeners.get(tenantId)?.size ?? 0) > 0,
     publish(tenantId, event) {
       for (const listener of listeners.get(tenantId) ?? []) listener(event);
     },

@@ -1,7 +1,7 @@
 import pg from "pg";
-import type { ArtifactEvent, ArtifactEventType } from "../../artifact.ts";
+import type { ArtifactEventType } from "../../artifact.ts";
 import type { MetadataStore } from "../../ports/metadata-store.ts";
-import type { ArtifactEvents } from "../../service/artifact-events.ts";
+import { createArtifactEvents, type ArtifactEvents } from "../../service/artifact-events.ts";
 
 /**
  * Artifact events across replicas, over Postgres LISTEN / NOTIFY: every
@@ -21,7 +21,7 @@ export async function createPostgresArtifactEvents(
   metadata: MetadataStore,
   log: (message: string, error?: unknown) => void,
 ): Promise<ArtifactEvents & { close(): Promise<void> }> {
-  const listeners = new Map<string, Set<(event: ArtifactEvent) => void>>();
+  const local = createArtifactEvents();
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
   pool.on("error", () => {});
   let closed = false;
@@ -29,11 +29,10 @@ export async function createPostgresArtifactEvents(
 
   const deliver = async (payload: string) => {
     const { t: tenantId, k: type, i: id } = JSON.parse(payload) as { t: string; k: ArtifactEventType; i: string };
-    const targets = listeners.get(tenantId);
-    if (!targets?.size) return;
+    // Read the artifact back only when someone on this replica is watching its tenant.
+    if (!local.hasSubscribers(tenantId)) return;
     const artifact = await metadata.getArtifact(tenantId, id);
-    if (!artifact) return;
-    for (const target of targets) target({ type, artifact });
+    if (artifact) local.publish(tenantId, { type, artifact });
   };
 
   const connect = async (): Promise<void> => {
@@ -58,15 +57,7 @@ export async function createPostgresArtifactEvents(
         .query("select pg_notify($1, $2)", [CHANNEL, JSON.stringify({ t: tenantId, k: event.type, i: event.artifact.id })])
         .catch((error: unknown) => log("event publish failed", error));
     },
-    subscribe(tenantId, callback) {
-      let set = listeners.get(tenantId);
-      if (!set) listeners.set(tenantId, (set = new Set()));
-      set.add(callback);
-      return () => {
-        set.delete(callback);
-        if (set.size === 0) listeners.delete(tenantId);
-      };
-    },
+    subscribe: local.subscribe,
     async close() {
       closed = true;
       await listener?.end().catch(() => {});
