@@ -5,15 +5,29 @@ import type http2 from "node:http2";
 import { createReadStream } from "node:fs";
 import { open, rename, rm, stat } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
-import { createArtifactWriter, type ArtifactSpecInit, type ArtifactWriter, type WriterOptions } from "./artifact-writer.ts";
-import { createBlake3Verifier } from "./blake3-verifier.ts";
+import {
+  createArtifactWriter,
+  type ArtifactSpecInit,
+  type ArtifactWriter,
+  type TransferProgress,
+  type TypedUploadResponse,
+  type WriterOptions,
+} from "./artifact-writer.ts";
+import { createArtifactLoaders, type LoadOptions, type LocalFileOptions } from "./artifact-loaders.ts";
+import type { ArtifactLocator, TypedArtifact } from "./artifact-ref.ts";
+import { ArtifactIntegrityError, createBlake3Verifier } from "./blake3-verifier.ts";
+import { createDirectoryArtifacts, type RestoreDirOptions, type SaveDirOptions } from "./directory-artifacts.ts";
+import type { DirectoryManifest } from "./directory-manifest.ts";
+import { createLocalArtifactCache } from "./local-artifact-cache.ts";
 import type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
 import {
   ArtifactService,
   type ArtifactFilterSchema,
   type UploadResponse,
+  UploadSessionState,
 } from "./gen/artifacts/v1/artifact_service_pb.js";
 import { messageSizedChunks } from "./message-sized-chunks.ts";
+import { createRetryPolicy, type RetryOptions } from "./retry-policy.ts";
 
 export type ArtifactFilterInit = Exclude<MessageInitShape<typeof ArtifactFilterSchema>, { $typeName: string }>;
 
@@ -30,6 +44,20 @@ export interface ArtifactClientOptions {
   readonly timeoutMs?: number;
   /** A transport of your own (tests, proxies): baseUrl and token are then ignored, so it must send the authorization header itself. */
   readonly transport?: Transport;
+  /** Folder of the local verified cache (asLocalFile, asLocalDir, staging). Default: `$XDG_CACHE_HOME/artifactd/artifacts`, else `~/.cache/artifactd/artifacts`. */
+  readonly cacheDir?: string;
+  /** Size cap of that cache; least recently used entries are removed past it. Default 10 GiB. */
+  readonly cacheMaxBytes?: number;
+  /**
+   * Retries of transient failures (see retry-policy.ts): unary calls that are
+   * safe to repeat, download streams (resumed from the last byte received)
+   * and large file uploads (resumed from the last stored part). `false`: none.
+   * Default: 5 attempts, waits from 100 ms up to 5 s. Not applied to a
+   * `transport` of your own.
+   */
+  readonly retry?: RetryOptions | false;
+  /** uploadFile sends files this large or larger through a resumable upload session; default 16 MiB. */
+  readonly resumableAboveBytes?: number;
 }
 
 export interface DownloadOptions {
@@ -38,9 +66,36 @@ export interface DownloadOptions {
   /** Bytes from offset; unset: to the end. */
   readonly length?: number;
   readonly signal?: AbortSignal;
+  /** Called as content arrives (progress bars); totalBytes is what this download will send. */
+  readonly onProgress?: (progress: TransferProgress) => void;
 }
 
 const MiB = 1024 * 1024;
+/** Part size of resumable file uploads: what a dropped connection can cost at most. */
+const RESUMABLE_PART_BYTES = 8 * MiB;
+
+/**
+ * Unary calls that may be sent again after a transient failure: reads, and
+ * writes that are idempotent on the server (setting a pin, soft delete,
+ * session calls keyed by session and part). SaveInline, SetStatus and
+ * CreateUploadSession without a key are not: a repeat could record twice or
+ * be refused for the first attempt's effect.
+ */
+const RETRYABLE_METHODS = new Set([
+  "GetArtifact",
+  "ListArtifacts",
+  "SearchArtifacts",
+  "GetBestArtifact",
+  "GetLineage",
+  "SetPinned",
+  "DeleteArtifact",
+  "ArchiveRun",
+  "CreateDownloadUrl",
+  "GetUploadSession",
+  "UploadPart",
+  "CompleteUploadSession",
+  "AbortUploadSession",
+]);
 
 /**
  * The typed Node client of artifactd, over gRPC (HTTP/2).
@@ -57,32 +112,84 @@ export interface ArtifactClient {
   /** The generated client, for calls this wrapper does not cover. */
   readonly rpc: Client<typeof ArtifactService>;
   /** A streaming writer; see ArtifactWriter. */
-  openWriter(spec: ArtifactSpecInit, options?: WriterOptions): ArtifactWriter;
+  openWriter<Prefix extends string = string>(spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: WriterOptions): ArtifactWriter<Prefix>;
   /** Runs `write` with a writer: commits when it returns, aborts (and rethrows) when it throws. */
-  withWriter(spec: ArtifactSpecInit, write: (writer: ArtifactWriter) => Promise<void>, options?: WriterOptions): Promise<UploadResponse>;
+  withWriter<Prefix extends string = string>(
+    spec: ArtifactSpecInit & { typePrefix?: Prefix },
+    write: (writer: ArtifactWriter<Prefix>) => Promise<void>,
+    options?: WriterOptions,
+  ): Promise<TypedUploadResponse<Prefix>>;
   /**
    * Streams a file up (read 1 MiB at a time, sent as 256 KiB messages) and
    * declares its size, so a file that grows or shrinks while it is read is refused.
    */
-  uploadFile(path: string, spec: ArtifactSpecInit, options?: Omit<WriterOptions, "expectedSize">): Promise<UploadResponse>;
+  uploadFile<Prefix extends string = string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: Omit<WriterOptions, "expectedSize">): Promise<TypedUploadResponse<Prefix>>;
   /**
    * Streams any byte source up (a Node Readable, an async generator, …),
    * regrouped into 256 KiB messages. The source may reuse its buffer: each
    * piece is sent before the next is asked for.
    */
-  uploadStream(source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>, spec: ArtifactSpecInit, options?: WriterOptions): Promise<UploadResponse>;
-  /** Saves a JSON value inline (SaveInline); RESOURCE_EXHAUSTED past the server's inline limit (256 KiB by default). */
-  saveJson(value: unknown, spec: ArtifactSpecInit): Promise<Artifact>;
-  /** Saves UTF-8 text inline (SaveInline), same limit as saveJson. */
-  saveText(text: string, spec: ArtifactSpecInit): Promise<Artifact>;
+  uploadStream<Prefix extends string = string>(
+    source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>,
+    spec: ArtifactSpecInit & { typePrefix?: Prefix },
+    options?: WriterOptions,
+  ): Promise<TypedUploadResponse<Prefix>>;
+  /** Saves a JSON value inline (SaveInline); RESOURCE_EXHAUSTED past the server's inline limit (256 KiB by default). Id prefix `json` unless the spec names one. */
+  saveJson<Prefix extends string = "json">(value: unknown, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: { signal?: AbortSignal }): Promise<TypedArtifact<Prefix>>;
+  /** Saves UTF-8 text inline (SaveInline), same limit as saveJson. Id prefix `txt` unless the spec names one. */
+  saveText<Prefix extends string = "txt">(text: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: { signal?: AbortSignal }): Promise<TypedArtifact<Prefix>>;
+  /** uploadFile, answering the artifact; its id's type follows `spec.typePrefix`. */
+  saveFile<Prefix extends string = string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: Omit<WriterOptions, "expectedSize">): Promise<TypedArtifact<Prefix>>;
+  /**
+   * Saves a folder as a directory artifact (prefix `dir`): every regular file
+   * and folder, nested folders, empty files and empty folders included. Each
+   * distinct file is uploaded once as an artifact of class
+   * "directory-entry"; symbolic links, sockets and devices are refused by
+   * name rather than skipped. See directory-artifacts.ts.
+   */
+  saveDir<Prefix extends string = "dir">(dirPath: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: SaveDirOptions): Promise<TypedArtifact<Prefix>>;
+  /**
+   * Restores a directory artifact into `targetDir` (new, or an empty folder).
+   * The manifest is checked whole first — a path that is absolute, holds
+   * `..`, a backslash or NUL, repeats, or lies under a file throws
+   * DirectoryManifestError and nothing is written, as does a file whose
+   * artifact holds other content than the manifest names (a deleted one is
+   * NOT_FOUND); files are verified (BLAKE3), `concurrency` (4) at a time, and
+   * the tree is built beside the target and renamed into place.
+   */
+  restoreDir(locator: ArtifactLocator | string, targetDir: string, options?: RestoreDirOptions): Promise<DirectoryManifest>;
+  /** The content as bytes, BLAKE3-verified; RangeError above `maxBytes` (256 MiB) before any content is read. By id or `artifact://` URI. */
+  loadBytes(locator: ArtifactLocator | string, options?: LoadOptions): Promise<Buffer>;
+  /** The content as UTF-8 text (TypeError if it is not UTF-8). */
+  loadText(locator: ArtifactLocator | string, options?: LoadOptions): Promise<string>;
+  /** The content parsed as JSON (SyntaxError naming the artifact if it is not). */
+  loadJson<T = unknown>(locator: ArtifactLocator | string, options?: LoadOptions): Promise<T>;
+  /**
+   * A local path holding the content, from the verified cache (keyed by tenant
+   * and BLAKE3): a hit is re-hashed and reused without transferring content; a
+   * miss or a damaged entry is downloaded to disk (never held in memory),
+   * verified and kept. Treat the file as read-only. A deleted artifact is
+   * NOT_FOUND even when cached.
+   */
+  asLocalFile(locator: ArtifactLocator | string, options?: LocalFileOptions): Promise<string>;
+  /** asLocalFile for directory artifacts: a restored folder in the cache, reused while every file and folder still matches (each hit re-hashes the files); treat it as read-only. */
+  asLocalDir(locator: ArtifactLocator | string, options?: RestoreDirOptions): Promise<string>;
+  /** A fresh path (not created) in the cache's staging folder, for a tool that writes a file before it is saved. */
+  stagePath(extension?: string): Promise<string>;
+  /** A fresh, empty, created folder in the staging folder. */
+  stageDir(suffix?: string): Promise<string>;
+  /** Uploads a staged file; one made by stagePath then moves into the cache, so reading it back is a hit. A file elsewhere is left alone. */
+  ingestFile<Prefix extends string = string>(stagedPath: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: LocalFileOptions): Promise<TypedArtifact<Prefix>>;
+  /** saveDir of a staged folder, which is removed once saved. */
+  ingestDir<Prefix extends string = "dir">(stagedDir: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: SaveDirOptions): Promise<TypedArtifact<Prefix>>;
   /** One artifact's metadata; `includeContent` adds inline content (artifact.inlineContent). Deleted ones are returned with deletedAt set. */
-  get(id: string, options?: { includeContent?: boolean }): Promise<Artifact>;
+  get(id: string, options?: { includeContent?: boolean; signal?: AbortSignal }): Promise<Artifact>;
   /** One page, newest first; pass `nextPageToken` back (with the same filter) for the next one. Empty token: last page. */
-  listPage(filter?: ArtifactFilterInit, page?: { pageSize?: number; pageToken?: string }): Promise<{ artifacts: Artifact[]; nextPageToken: string }>;
+  listPage(filter?: ArtifactFilterInit, page?: { pageSize?: number; pageToken?: string; signal?: AbortSignal }): Promise<{ artifacts: Artifact[]; nextPageToken: string }>;
   /** Every artifact matching the filter, page by page. */
-  list(filter?: ArtifactFilterInit, options?: { pageSize?: number }): AsyncIterable<Artifact>;
-  /** Soft-deletes; FAILED_PRECONDITION for a pinned artifact. */
-  delete(id: string): Promise<Artifact>;
+  list(filter?: ArtifactFilterInit, options?: { pageSize?: number; signal?: AbortSignal }): AsyncIterable<Artifact>;
+  /** Soft-deletes; FAILED_PRECONDITION for a pinned artifact. Repeating it is harmless. */
+  delete(id: string, options?: { signal?: AbortSignal }): Promise<Artifact>;
   /**
    * The artifact and its content. A whole-content download is checked against
    * the artifact's size and BLAKE3 as the last bytes arrive: the iterator
@@ -97,9 +204,7 @@ export interface ArtifactClient {
    * renamed into place only once size and BLAKE3 are verified; on any
    * failure the partial file is removed and `path` is left untouched.
    */
-  downloadToFile(id: string, path: string, options?: { signal?: AbortSignal }): Promise<Artifact>;
-  /** Small content into memory, verified like `download`. */
-  downloadBytes(id: string, options?: { signal?: AbortSignal }): Promise<Buffer>;
+  downloadToFile(id: string, path: string, options?: Pick<DownloadOptions, "signal" | "onProgress">): Promise<Artifact>;
   /** Closes the HTTP/2 connection this client opened (calls still running fail with CANCELED); a `transport` of your own is left alone. */
   close(): Promise<void>;
 }
@@ -134,21 +239,33 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     request.header.set("authorization", `Bearer ${options.token}`);
     return next(request);
   };
+  const retry = createRetryPolicy(options.transport ? false : (options.retry ?? {}));
+  const retryUnary: Interceptor = (next) => (request) => {
+    if (request.stream) return next(request);
+    const keyed = request.method.name === "CreateUploadSession" && (request.message as { idempotencyKey?: string }).idempotencyKey;
+    if (!RETRYABLE_METHODS.has(request.method.name) && !keyed) return next(request);
+    return retry.run(() => next(request), request.signal);
+  };
+  const resumableAboveBytes = options.resumableAboveBytes ?? 16 * MiB;
   const sessionManager = options.transport ? undefined : new WideWindowSessionManager(options.baseUrl);
   const transport =
     options.transport ??
     createGrpcTransport({
       baseUrl: options.baseUrl,
-      interceptors: [auth],
+      interceptors: [auth, retryUnary],
       ...(sessionManager ? { sessionManager } : {}),
     });
   const rpc = createClient(ArtifactService, transport);
   const unary = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
 
-  const openWriter = (spec: ArtifactSpecInit, writerOptions: WriterOptions = {}) =>
-    createArtifactWriter((messages, signal) => rpc.upload(messages, { signal }), spec, writerOptions);
+  const openWriter = <Prefix extends string>(spec: ArtifactSpecInit & { typePrefix?: Prefix }, writerOptions: WriterOptions = {}) =>
+    createArtifactWriter<Prefix>((messages, signal) => rpc.upload(messages, { signal }), spec, writerOptions);
 
-  const withWriter = async (spec: ArtifactSpecInit, write: (writer: ArtifactWriter) => Promise<void>, writerOptions?: WriterOptions) => {
+  const withWriter = async <Prefix extends string>(
+    spec: ArtifactSpecInit & { typePrefix?: Prefix },
+    write: (writer: ArtifactWriter<Prefix>) => Promise<void>,
+    writerOptions?: WriterOptions,
+  ) => {
     const writer = openWriter(spec, writerOptions);
     try {
       await write(writer);
@@ -159,8 +276,12 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     return writer.commit();
   };
 
-  const uploadStream = (source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>, spec: ArtifactSpecInit, writerOptions?: WriterOptions) =>
-    withWriter(
+  const uploadStream = <Prefix extends string>(
+    source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>,
+    spec: ArtifactSpecInit & { typePrefix?: Prefix },
+    writerOptions?: WriterOptions,
+  ) =>
+    withWriter<Prefix>(
       spec,
       async (writer) => {
         for await (const chunk of messageSizedChunks(source)) await writer.write(chunk);
@@ -168,28 +289,52 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
       writerOptions,
     );
 
-  const download = async (id: string, downloadOptions: DownloadOptions = {}) => {
+  /** Opens a Download call from `offset` and reads its first message, the artifact. */
+  const openDownload = async (id: string, offset: number, length: number | undefined, signal: AbortSignal | undefined) => {
     const stream = rpc.download(
-      {
-        id,
-        offset: BigInt(downloadOptions.offset ?? 0),
-        ...(downloadOptions.length !== undefined ? { length: BigInt(downloadOptions.length) } : {}),
-      },
-      downloadOptions.signal ? { signal: downloadOptions.signal } : {},
+      { id, offset: BigInt(offset), ...(length !== undefined ? { length: BigInt(length) } : {}) },
+      signal ? { signal } : {},
     );
     const iterator = stream[Symbol.asyncIterator]();
     const first = await iterator.next();
     if (first.done || first.value.message.case !== "artifact") throw new Error(`download of ${id}: the server sent no artifact header`);
-    const artifact = first.value.message.value;
-    const whole = (downloadOptions.offset ?? 0) === 0 && downloadOptions.length === undefined;
+    return { artifact: first.value.message.value, iterator };
+  };
+
+  const download = async (id: string, downloadOptions: DownloadOptions = {}) => {
+    const offset = downloadOptions.offset ?? 0;
+    const signal = downloadOptions.signal;
+    const opened = await retry.run(() => openDownload(id, offset, downloadOptions.length, signal), signal);
+    const artifact = opened.artifact;
+    const whole = offset === 0 && downloadOptions.length === undefined;
+    const remaining = Math.max(0, Number(artifact.sizeBytes) - offset);
+    const totalBytes = downloadOptions.length === undefined ? remaining : Math.min(remaining, downloadOptions.length);
     async function* content(): AsyncIterable<Uint8Array> {
       const verifier = whole ? createBlake3Verifier() : undefined;
+      let iterator = opened.iterator;
+      let received = 0;
+      let retries = 0;
       try {
         for (;;) {
-          const next = await iterator.next();
+          let next;
+          try {
+            next = await iterator.next();
+          } catch (error) {
+            // A dropped stream resumes where it broke off: the verifier has hashed every byte so far, in order, so it simply goes on.
+            if (++retries >= retry.maxAttempts || signal?.aborted || !retry.isTransient(error)) throw error;
+            await retry.wait(retries, ConnectError.from(error), signal);
+            const resumed = await retry.run(() => openDownload(id, offset + received, totalBytes - received, signal), signal);
+            if (resumed.artifact.blake3 !== artifact.blake3 || resumed.artifact.sizeBytes !== artifact.sizeBytes) {
+              throw new ArtifactIntegrityError(`artifact ${id} changed while it was being downloaded; download it again`);
+            }
+            iterator = resumed.iterator;
+            continue;
+          }
           if (next.done) break;
           if (next.value.message.case !== "chunk") continue;
           verifier?.update(next.value.message.value);
+          received += next.value.message.value.byteLength;
+          downloadOptions.onProgress?.({ bytes: received, totalBytes });
           yield next.value.message.value;
         }
       } finally {
@@ -200,47 +345,125 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     return { artifact, content: content() };
   };
 
-  return {
+  /**
+   * A large file goes up through an upload session so that a dropped
+   * connection costs at most the part in flight: the stream is bound to the
+   * session, and after a transient failure the client asks where to continue
+   * (resume_offset) and sends the rest from there.
+   */
+  const uploadFileResumably = async (path: string, size: number, spec: ArtifactSpecInit, writerOptions: Omit<WriterOptions, "expectedSize">) => {
+    const signal = writerOptions.signal;
+    const call = { ...unary, ...(signal ? { signal } : {}) };
+    const { session } = await rpc.createUploadSession(
+      {
+        spec,
+        expectedSize: BigInt(size),
+        ...(writerOptions.expectedBlake3 ? { expectedBlake3: writerOptions.expectedBlake3 } : {}),
+        partSize: BigInt(RESUMABLE_PART_BYTES),
+        // The same key on a retried create returns the same session instead of opening a second one.
+        idempotencyKey: `uploadFile-${randomBytes(16).toString("hex")}`,
+      },
+      call,
+    );
+    const sessionId = session!.sessionId;
+    let offset = 0;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const stream = createReadStream(path, { start: offset, highWaterMark: MiB });
+        const base = offset;
+        return await uploadStream(stream, spec, {
+          ...(signal ? { signal } : {}),
+          session: { sessionId, offset },
+          ...(writerOptions.onProgress ? { onProgress: (p: TransferProgress) => writerOptions.onProgress!({ bytes: base + p.bytes, totalBytes: size }) } : {}),
+        });
+      } catch (error) {
+        if (attempt >= retry.maxAttempts || signal?.aborted || !retry.isTransient(error)) {
+          await rpc.abortUploadSession({ sessionId }, unary).catch(() => {});
+          throw error;
+        }
+        let now;
+        try {
+          await retry.wait(attempt, ConnectError.from(error), signal);
+          ({ session: now } = await rpc.getUploadSession({ sessionId }, call));
+        } catch (recoveryError) {
+          // Aborted during the backoff, or the session cannot be asked about any more: free its stored parts now
+          // rather than leave them until the session expires hours later.
+          await rpc.abortUploadSession({ sessionId }, unary).catch(() => {});
+          throw recoveryError;
+        }
+        if (now!.state === UploadSessionState.COMPLETED) {
+          // The stream's end reached the server but its answer was lost.
+          return { artifact: await client.get(now!.artifactId, signal ? { signal } : {}), deduplicated: false } as UploadResponse;
+        }
+        offset = Number(now!.resumeOffset);
+      }
+    }
+  };
+
+  const client: ArtifactClient = {
     rpc,
     openWriter,
     withWriter,
     uploadStream,
 
-    async uploadFile(path, spec, writerOptions = {}) {
+    async uploadFile<Prefix extends string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, writerOptions: Omit<WriterOptions, "expectedSize"> = {}) {
       const { size } = await stat(path);
+      if (size >= resumableAboveBytes) return (await uploadFileResumably(path, size, spec, writerOptions)) as TypedUploadResponse<Prefix>;
       return uploadStream(createReadStream(path, { highWaterMark: MiB }), spec, { ...writerOptions, expectedSize: size });
     },
 
-    async saveJson(value, spec) {
+    async saveJson<Prefix extends string>(value: unknown, spec: ArtifactSpecInit & { typePrefix?: Prefix }, saveOptions: { signal?: AbortSignal } = {}) {
       const json = JSON.stringify(value);
       if (json === undefined) throw new TypeError("saveJson: the value cannot be serialised as JSON");
-      return (await rpc.saveInline({ spec, content: { case: "json", value: json } }, unary)).artifact!;
+      const call = { ...unary, ...(saveOptions.signal ? { signal: saveOptions.signal } : {}) };
+      return (await rpc.saveInline({ spec, content: { case: "json", value: json } }, call)).artifact as TypedArtifact<Prefix>;
     },
 
-    async saveText(text, spec) {
-      return (await rpc.saveInline({ spec, content: { case: "text", value: text } }, unary)).artifact!;
+    async saveText<Prefix extends string>(text: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, saveOptions: { signal?: AbortSignal } = {}) {
+      const call = { ...unary, ...(saveOptions.signal ? { signal: saveOptions.signal } : {}) };
+      return (await rpc.saveInline({ spec, content: { case: "text", value: text } }, call)).artifact as TypedArtifact<Prefix>;
     },
+
+    async saveFile<Prefix extends string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, fileOptions?: Omit<WriterOptions, "expectedSize">) {
+      return (await client.uploadFile(path, spec, fileOptions)).artifact as TypedArtifact<Prefix>;
+    },
+
+    // Loaders, the local cache, staging and directories live in their own modules, over the calls above.
+    loadBytes: (locator, loadOptions) => loaders.loadBytes(locator, loadOptions),
+    loadText: (locator, loadOptions) => loaders.loadText(locator, loadOptions),
+    loadJson: (locator, loadOptions) => loaders.loadJson(locator, loadOptions),
+    asLocalFile: (locator, fileOptions) => loaders.asLocalFile(locator, fileOptions),
+    stagePath: (extension) => loaders.stagePath(extension),
+    stageDir: (suffix) => loaders.stageDir(suffix),
+    ingestFile: async <Prefix extends string>(stagedPath: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, fileOptions?: LocalFileOptions) =>
+      (await loaders.ingestFile(stagedPath, spec, fileOptions)) as TypedArtifact<Prefix>,
+    saveDir: (dirPath, spec, dirOptions) => directories.saveDir(dirPath, spec, dirOptions),
+    restoreDir: (locator, targetDir, restoreOptions) => directories.restoreDir(locator, targetDir, restoreOptions),
+    asLocalDir: (locator, dirOptions) => directories.asLocalDir(locator, dirOptions),
+    ingestDir: (stagedDir, spec, dirOptions) => directories.ingestDir(stagedDir, spec, dirOptions),
 
     async get(id, getOptions = {}) {
-      return (await rpc.getArtifact({ id, includeContent: getOptions.includeContent ?? false }, unary)).artifact!;
+      const call = { ...unary, ...(getOptions.signal ? { signal: getOptions.signal } : {}) };
+      return (await rpc.getArtifact({ id, includeContent: getOptions.includeContent ?? false }, call)).artifact!;
     },
 
     async listPage(filter = {}, page = {}) {
-      const response = await rpc.listArtifacts({ filter, pageSize: page.pageSize ?? 0, pageToken: page.pageToken ?? "" }, unary);
+      const call = { ...unary, ...(page.signal ? { signal: page.signal } : {}) };
+      const response = await rpc.listArtifacts({ filter, pageSize: page.pageSize ?? 0, pageToken: page.pageToken ?? "" }, call);
       return { artifacts: response.artifacts, nextPageToken: response.nextPageToken };
     },
 
     async *list(filter = {}, listOptions = {}) {
       let pageToken = "";
       do {
-        const response = await rpc.listArtifacts({ filter, pageSize: listOptions.pageSize ?? 0, pageToken }, unary);
+        const response = await rpc.listArtifacts({ filter, pageSize: listOptions.pageSize ?? 0, pageToken }, { ...unary, ...(listOptions.signal ? { signal: listOptions.signal } : {}) });
         yield* response.artifacts;
         pageToken = response.nextPageToken;
       } while (pageToken);
     },
 
-    async delete(id) {
-      return (await rpc.deleteArtifact({ id }, unary)).artifact!;
+    async delete(id, deleteOptions = {}) {
+      return (await rpc.deleteArtifact({ id }, { ...unary, ...(deleteOptions.signal ? { signal: deleteOptions.signal } : {}) })).artifact!;
     },
 
     download,
@@ -265,16 +488,16 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
       }
     },
 
-    async downloadBytes(id, bytesOptions = {}) {
-      const { content } = await download(id, bytesOptions);
-      const parts: Uint8Array[] = [];
-      for await (const chunk of content) parts.push(chunk);
-      return Buffer.concat(parts);
-    },
-
     async close() {
       // Without this the idle connection would linger (unreferenced) until connect-node's 15-minute idle timeout.
       sessionManager?.abort(new ConnectError("the artifactd client was closed", Code.Canceled));
     },
   };
+  const cache = createLocalArtifactCache({
+    ...(options.cacheDir !== undefined ? { root: options.cacheDir } : {}),
+    ...(options.cacheMaxBytes !== undefined ? { maxBytes: options.cacheMaxBytes } : {}),
+  });
+  const loaders = createArtifactLoaders(client, cache);
+  const directories = createDirectoryArtifacts(client, loaders, cache);
+  return client;
 }

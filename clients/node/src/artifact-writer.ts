@@ -1,12 +1,15 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ArtifactSpecSchema } from "./gen/artifacts/v1/artifact_pb.js";
 import type { UploadRequestSchema, UploadResponse } from "./gen/artifacts/v1/artifact_service_pb.js";
+import type { TypedArtifact } from "./artifact-ref.ts";
 import { MESSAGE_BYTES } from "./message-sized-chunks.ts";
 
 export type UploadMessage = MessageInitShape<typeof UploadRequestSchema>;
 /** An ArtifactSpec as a plain object: `{ kind: "model", labels: { … }, provenance: { runId } }`. */
 export type ArtifactSpecInit = Exclude<MessageInitShape<typeof ArtifactSpecSchema>, { $typeName: string }>;
 /** Starts the client-streaming Upload call; cancelling `signal` cancels it. */
+/** An UploadResponse whose artifact id carries the spec's typePrefix in its type. */
+export type TypedUploadResponse<Prefix extends string = string> = UploadResponse & { artifact?: TypedArtifact<Prefix> | undefined };
 export type StartUpload = (messages: AsyncIterable<UploadMessage>, signal: AbortSignal) => Promise<UploadResponse>;
 
 export interface WriterOptions {
@@ -16,6 +19,22 @@ export interface WriterOptions {
   readonly expectedBlake3?: string;
   /** Aborting it cancels the upload, like `abort()`. */
   readonly signal?: AbortSignal;
+  /** Called each time the connection has taken more content bytes (progress bars). */
+  readonly onProgress?: (progress: TransferProgress) => void;
+  /**
+   * Binds the stream to an upload session (CreateUploadSession), continuing
+   * at `offset` (the session's resume_offset): bytes are kept as the
+   * session's parts as they arrive, so a dropped stream can be resumed. The
+   * spec and expected size / digest then come from the session; the writer's
+   * are not sent. uploadFile does this itself for large files.
+   */
+  readonly session?: { readonly sessionId: string; readonly offset: number };
+}
+
+/** How far a transfer is: content bytes moved so far, and the total when known. */
+export interface TransferProgress {
+  readonly bytes: number;
+  readonly totalBytes: number | undefined;
 }
 
 /**
@@ -33,21 +52,21 @@ export interface WriterOptions {
  * Failures are the server's ConnectError (with its gRPC code), surfaced from
  * whichever `write` or `commit` is waiting when the call ends.
  */
-export interface ArtifactWriter extends AsyncDisposable {
+export interface ArtifactWriter<Prefix extends string = string> extends AsyncDisposable {
   /** Appends bytes (strings as UTF-8); resolves when the connection has taken them. */
   write(chunk: Uint8Array | string): Promise<void>;
   /** Labels sent with the commit (the UploadTrailer); later values win, and win over the spec's. */
-  addLabels(labels: Readonly<Record<string, string>>): ArtifactWriter;
+  addLabels(labels: Readonly<Record<string, string>>): ArtifactWriter<Prefix>;
   /** Metrics sent with the commit; later values win, and win over the spec's. */
-  addMetrics(metrics: Readonly<Record<string, number>>): ArtifactWriter;
+  addMetrics(metrics: Readonly<Record<string, number>>): ArtifactWriter<Prefix>;
   /** Tags sent with the commit, added to the spec's: `addTags("a", "b")` or `addTags(["a", "b"])`. */
-  addTags(...tags: ReadonlyArray<string | readonly string[]>): ArtifactWriter;
+  addTags(...tags: ReadonlyArray<string | readonly string[]>): ArtifactWriter<Prefix>;
   /**
    * Sends the labels, metrics and tags gathered so far, ends the stream and
    * resolves with the artifact once the server has verified and recorded it.
    * Calling it again returns the same result.
    */
-  commit(): Promise<UploadResponse>;
+  commit(): Promise<TypedUploadResponse<Prefix>>;
   /** Cancels the upload; resolves once the call has ended. Does nothing after a commit; safe to call more than once. */
   abort(reason?: unknown): Promise<void>;
   /** True once `commit` has succeeded. */
@@ -57,13 +76,18 @@ export interface ArtifactWriter extends AsyncDisposable {
 type WriterState = "open" | "committing" | "committed" | "aborted";
 
 /** Use ArtifactClient.openWriter; this is the writer behind it, with the call injected. */
-export function createArtifactWriter(startUpload: StartUpload, spec: ArtifactSpecInit, options: WriterOptions = {}): ArtifactWriter {
+export function createArtifactWriter<Prefix extends string = string>(
+  startUpload: StartUpload,
+  spec: ArtifactSpecInit & { typePrefix?: Prefix },
+  options: WriterOptions = {},
+): ArtifactWriter<Prefix> {
   const controller = new AbortController();
   const labels: Record<string, string> = {};
   const metrics: Record<string, number> = {};
   const tags: string[] = [];
   let state: WriterState = "open";
-  let committing: Promise<UploadResponse> | undefined;
+  let committing: Promise<TypedUploadResponse<Prefix>> | undefined;
+  let sentBytes = 0;
 
   // The hand-over between `send` and the message stream the transport pulls
   // from: one message at a time, released when the transport asks for the
@@ -76,11 +100,13 @@ export function createArtifactWriter(startUpload: StartUpload, spec: ArtifactSpe
     yield {
       message: {
         case: "header",
-        value: {
-          spec,
-          ...(options.expectedSize !== undefined ? { expectedSize: BigInt(options.expectedSize) } : {}),
-          ...(options.expectedBlake3 ? { expectedBlake3: options.expectedBlake3 } : {}),
-        },
+        value: options.session
+          ? { sessionId: options.session.sessionId, offset: BigInt(options.session.offset) }
+          : {
+              spec,
+              ...(options.expectedSize !== undefined ? { expectedSize: BigInt(options.expectedSize) } : {}),
+              ...(options.expectedBlake3 ? { expectedBlake3: options.expectedBlake3 } : {}),
+            },
       },
     };
     for (;;) {
@@ -122,13 +148,16 @@ export function createArtifactWriter(startUpload: StartUpload, spec: ArtifactSpe
     wake?.();
   }
 
-  const writer: ArtifactWriter = {
+  const writer: ArtifactWriter<Prefix> = {
     async write(chunk) {
       if (state !== "open") throw new Error(`cannot write: the writer is ${state}`);
       const bytes = typeof chunk === "string" ? Buffer.from(chunk, "utf8") : chunk;
       return enqueue(async () => {
         for (let offset = 0; offset < bytes.byteLength; offset += MESSAGE_BYTES) {
-          await send({ message: { case: "chunk", value: bytes.subarray(offset, offset + MESSAGE_BYTES) } });
+          const piece = bytes.subarray(offset, offset + MESSAGE_BYTES);
+          await send({ message: { case: "chunk", value: piece } });
+          sentBytes += piece.byteLength;
+          options.onProgress?.({ bytes: sentBytes, totalBytes: options.expectedSize });
         }
       });
     },
@@ -148,19 +177,20 @@ export function createArtifactWriter(startUpload: StartUpload, spec: ArtifactSpe
       return writer;
     },
 
-    commit() {
+    commit(): Promise<TypedUploadResponse<Prefix>> {
       if (committing) return committing;
       if (state !== "open") return Promise.reject(new Error(`cannot commit: the writer is ${state}`));
       state = "committing";
       // What was added until now; later additions are not sent.
       const trailer: UploadMessage = { message: { case: "trailer", value: { labels: { ...labels }, metrics: { ...metrics }, tags: [...tags] } } };
-      committing = (async () => {
+      const run = (async () => {
         try {
           await enqueue(() => send(trailer));
           end(false);
           const result = await response;
           state = "committed";
-          return result;
+          // The server gave the id the spec's typePrefix.
+          return result as TypedUploadResponse<Prefix>;
         } catch (error) {
           state = "aborted";
           end(true, error);
@@ -168,7 +198,8 @@ export function createArtifactWriter(startUpload: StartUpload, spec: ArtifactSpe
           throw error;
         }
       })();
-      return committing;
+      committing = run;
+      return run;
     },
 
     async abort(reason = new Error("the writer was aborted")) {

@@ -15,7 +15,35 @@
  */
 export { Code, ConnectError } from "@connectrpc/connect";
 export { createArtifactClient, type ArtifactClient, type ArtifactClientOptions, type ArtifactFilterInit, type DownloadOptions } from "./artifact-client.ts";
-export type { ArtifactSpecInit, ArtifactWriter, WriterOptions } from "./artifact-writer.ts";
+export type { ArtifactSpecInit, ArtifactWriter, TransferProgress, WriterOptions } from "./artifact-writer.ts";
+export {
+  artifactUri,
+  isArtifactRef,
+  parseArtifactRef,
+  type ArrayRef,
+  type ArtifactLocator,
+  type ArtifactRef,
+  type AudioRef,
+  type DirectoryRef,
+  type DocumentRef,
+  type ImageRef,
+  type JsonRef,
+  type ReconRef,
+  type TextRef,
+  type TypedArtifact,
+  type UrlRef,
+  type VideoRef,
+} from "./artifact-ref.ts";
+export type { LoadOptions, LocalFileOptions } from "./artifact-loaders.ts";
+export { createRetryPolicy, type RetryOptions, type RetryPolicy } from "./retry-policy.ts";
+export { DIRECTORY_ENTRY_CLASS, type RestoreDirOptions, type SaveDirOptions } from "./directory-artifacts.ts";
+export {
+  DIRECTORY_MANIFEST_FORMAT,
+  DIRECTORY_MANIFEST_MIME,
+  DirectoryManifestError,
+  type DirectoryEntry,
+  type DirectoryManifest,
+} from "./directory-manifest.ts";
 export { ArtifactIntegrityError, createBlake3Verifier, type Blake3Verifier } from "./blake3-verifier.ts";
 export type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
 export { Status, Storage } from "./gen/artifacts/v1/artifact_pb.js";

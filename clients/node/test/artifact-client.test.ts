@@ -45,7 +45,7 @@ describe.each(BACKENDS)("Node client on %s", (backend) => {
     expect(artifact!.metrics).toEqual({ loss: 0.25 });
     expect(artifact!.tags).toEqual(["best", "final"]);
     expect(artifact!.blake3).toBe(blake3Hex(data));
-    expect((await client.downloadBytes(artifact!.id)).equals(data)).toBe(true);
+    expect((await client.loadBytes(artifact!.id)).equals(data)).toBe(true);
     expect(writer.committed).toBe(true);
   });
 
@@ -149,7 +149,7 @@ describe.each(BACKENDS)("Node client on %s", (backend) => {
     const run = `run-${Math.random()}`;
     const json = await client.saveJson({ rows: 1250, tables: ["orders"] }, { kind: "summary", provenance: { runId: run } });
     const text = await client.saveText("done\n", { kind: "log", provenance: { runId: run } });
-    expect((await client.downloadBytes(json.id)).toString()).toBe('{"rows":1250,"tables":["orders"]}');
+    expect((await client.loadBytes(json.id)).toString()).toBe('{"rows":1250,"tables":["orders"]}');
     expect((await client.get(text.id, { includeContent: true })).inlineContent?.content).toEqual({ case: "text", value: "done\n" });
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push((await client.saveText(String(i), { kind: "page", provenance: { runId: run } })).id);

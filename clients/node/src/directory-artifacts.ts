@@ -1,0 +1,361 @@
+import { constants } from "node:fs";
+import { chmod, copyFile, lstat, mkdir, readdir, readFile, rename, rm, rmdir, stat, utimes } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import type { ArtifactClient } from "./artifact-client.ts";
+import type { ArtifactLoaders } from "./artifact-loaders.ts";
+import { parseArtifactRef, type ArtifactLocator, type TypedArtifact } from "./artifact-ref.ts";
+import type { ArtifactSpecInit } from "./artifact-writer.ts";
+import type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
+import {
+  checkEntryPath,
+  DIRECTORY_MANIFEST_MIME,
+  DirectoryManifestError,
+  parseDirectoryManifest,
+  serializeDirectoryManifest,
+  type DirectoryEntry,
+  type DirectoryFileEntry,
+  type DirectoryManifest,
+} from "./directory-manifest.ts";
+import { hashFile, type LocalArtifactCache } from "./local-artifact-cache.ts";
+
+/**
+ * Directory artifacts. `saveDir` uploads each distinct file once, as an
+ * artifact of class "directory-entry" (id prefix `fil`, name = its relative
+ * path, the directory's kind, labels, provenance, pin and expiry), then the
+ * directory artifact itself: a manifest (directory-manifest.ts) naming each
+ * path's file artifact, size and BLAKE3. Identical files in one directory
+ * are sent once; across saves the server stores one blob per digest, so an
+ * unchanged file costs no new storage. Symbolic links, sockets, pipes and
+ * devices are refused by name rather than skipped: a directory artifact that
+ * silently lacks something is worse than an error.
+ *
+ * `restoreDir` never trusts the manifest, which anyone holding a token can
+ * write: it is parsed and checked whole (paths, types, duplicates — see
+ * directory-manifest.ts), then every file artifact is fetched as metadata and
+ * must hold the manifest's size and BLAKE3, all before anything is written.
+ * The content goes through the verified cache; the tree is built in a fresh
+ * folder beside the target with exclusive creates and renamed into place.
+ * `asLocalDir` keeps such a restored tree in the cache, keyed by tenant and
+ * the manifest's BLAKE3, and re-checks every file and folder on each hit.
+ *
+ * The file artifacts are ordinary artifacts: deleting the directory artifact
+ * leaves them (list with artifactClass "directory-entry" to find them), and
+ * deleting one of them breaks restores of every directory that names it.
+ */
+export interface DirectoryArtifacts {
+  saveDir<Prefix extends string = "dir">(dirPath: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: SaveDirOptions): Promise<TypedArtifact<Prefix>>;
+  restoreDir(locator: ArtifactLocator | string, targetDir: string, options?: RestoreDirOptions): Promise<DirectoryManifest>;
+  asLocalDir(locator: ArtifactLocator | string, options?: RestoreDirOptions): Promise<string>;
+  ingestDir<Prefix extends string = "dir">(stagedDir: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: SaveDirOptions): Promise<TypedArtifact<Prefix>>;
+}
+
+export interface SaveDirOptions {
+  /** Files uploaded at once; default 4. */
+  readonly concurrency?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface RestoreDirOptions {
+  /** Files fetched at once; default 4. */
+  readonly concurrency?: number;
+  readonly signal?: AbortSignal;
+}
+
+export const DIRECTORY_ENTRY_CLASS = "directory-entry";
+
+export function createDirectoryArtifacts(
+  client: Pick<ArtifactClient, "uploadFile" | "uploadStream" | "delete" | "rpc">,
+  loaders: ArtifactLoaders,
+  cache: LocalArtifactCache,
+): DirectoryArtifacts {
+  const saveDir = async <Prefix extends string>(dirPath: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options: SaveDirOptions = {}) => {
+    const root = path.resolve(dirPath);
+    const info = await stat(root).catch(() => undefined);
+    if (!info?.isDirectory()) throw new TypeError(`saveDir: ${dirPath} is not a directory`);
+    const concurrency = options.concurrency ?? 4;
+    if (!Number.isInteger(concurrency) || concurrency < 1) throw new TypeError(`saveDir: concurrency must be a whole number >= 1, got ${concurrency}`);
+
+    const found = await walk(root);
+    const files = found.filter((f) => f.type === "file");
+    // Hash first: identical files are uploaded once, and each upload declares its digest so a file edited meanwhile is refused.
+    const digests = await mapLimit(files, concurrency, async (f) => ({ ...f, blake3: await hashFile(f.absolute) }));
+    const firstByDigest = new Map<string, (typeof digests)[number]>();
+    for (const f of digests) if (!firstByDigest.has(f.blake3)) firstByDigest.set(f.blake3, f);
+
+    const entrySpec = (name: string): ArtifactSpecInit => ({
+      kind: spec.kind ?? "",
+      artifactClass: DIRECTORY_ENTRY_CLASS,
+      name,
+      typePrefix: "fil",
+      ...(spec.labels ? { labels: spec.labels } : {}),
+      ...(spec.provenance ? { provenance: spec.provenance } : {}),
+      ...(spec.pinned ? { pinned: true } : {}),
+      ...(spec.ttlSeconds ? { ttlSeconds: spec.ttlSeconds } : {}),
+      ...(spec.expiresAt ? { expiresAt: spec.expiresAt } : {}),
+    });
+    // By digest: the artifact each distinct content went up as. Its size is the size of the hashed bytes
+    // (the upload declared their digest), which the walk's earlier stat might not be if the file changed since.
+    const uploaded = new Map<string, { id: string; size: number }>();
+    try {
+      await mapLimit([...firstByDigest.values()], concurrency, async (f) => {
+        options.signal?.throwIfAborted();
+        const { artifact } = await client.uploadFile(f.absolute, entrySpec(f.relative), {
+          expectedBlake3: f.blake3,
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+        uploaded.set(f.blake3, { id: artifact!.id, size: Number(artifact!.sizeBytes) });
+      });
+
+      const digestOf = new Map(digests.map((d) => [d.relative, d.blake3]));
+      const entries: DirectoryEntry[] = found.map((f) => {
+        if (f.type === "dir") return { path: f.relative, type: "dir" };
+        const blake3 = digestOf.get(f.relative)!;
+        const { id, size } = uploaded.get(blake3)!;
+        return { path: f.relative, type: "file", size, blake3, artifactId: id, executable: f.executable };
+      });
+      const { artifact } = await client.uploadStream([serializeDirectoryManifest(entries)], {
+        ...spec,
+        mimeType: DIRECTORY_MANIFEST_MIME,
+        typePrefix: spec.typePrefix || "dir",
+        name: spec.name || path.basename(root),
+      }, options.signal ? { signal: options.signal } : {});
+      return artifact as TypedArtifact<Prefix>;
+    } catch (error) {
+      // No directory artifact names the files stored so far: soft-delete them (unpinned first when the spec pinned
+      // them), so a failed save leaves no live entries and their content is reclaimed by garbage collection.
+      await Promise.all(
+        [...uploaded.values()].map(async ({ id }) => {
+          if (spec.pinned) await client.rpc.setPinned({ id, pinned: false }).catch(() => {});
+          await client.delete(id).catch(() => {});
+        }),
+      );
+      throw error;
+    }
+  };
+
+  const loadManifest = async (id: string, signal?: AbortSignal) => {
+    const artifact = await loaders.getLive(id, signal);
+    if (artifact.mimeType !== DIRECTORY_MANIFEST_MIME) {
+      throw new TypeError(`artifact ${id} is not a directory artifact (its mime type is ${artifact.mimeType}); use asLocalFile or downloadToFile`);
+    }
+    const manifestFile = await loaders.localFileOf(artifact, signal ? { signal } : {});
+    return { artifact, manifest: parseDirectoryManifest(await readFile(manifestFile), id) };
+  };
+
+  /**
+   * The live artifact behind every file of the manifest, one per digest,
+   * each checked to hold the size and BLAKE3 the manifest names — all before
+   * anything is written, so a manifest pointing at other or deleted content
+   * is refused whole (DirectoryManifestError, or NOT_FOUND as the server says).
+   */
+  const checkFileArtifacts = async (manifest: DirectoryManifest, concurrency: number, signal?: AbortSignal) => {
+    const firstByArtifact = new Map<string, DirectoryFileEntry>();
+    for (const file of manifest.entries) {
+      if (file.type !== "file") continue;
+      const seen = firstByArtifact.get(file.artifactId);
+      if (seen && (seen.blake3 !== file.blake3 || seen.size !== file.size)) {
+        throw new DirectoryManifestError(`file ${JSON.stringify(file.path)} names artifact ${file.artifactId} with other content than ${JSON.stringify(seen.path)} does`, file.path);
+      }
+      firstByArtifact.set(file.artifactId, seen ?? file);
+    }
+    const byDigest = new Map<string, Artifact>();
+    await mapLimit([...firstByArtifact.values()], concurrency, async (file) => {
+      signal?.throwIfAborted();
+      const artifact = await loaders.getLive(file.artifactId, signal);
+      if (artifact.blake3 !== file.blake3 || Number(artifact.sizeBytes) !== file.size) {
+        throw new DirectoryManifestError(
+          `file ${JSON.stringify(file.path)}: artifact ${file.artifactId} does not hold the content the manifest names ` +
+            `(it holds ${artifact.sizeBytes} bytes with BLAKE3 ${artifact.blake3}, the manifest says ${file.size} bytes with BLAKE3 ${file.blake3})`,
+          file.path,
+        );
+      }
+      byDigest.set(artifact.blake3, artifact);
+    });
+    return byDigest;
+  };
+
+  /** Refuses a target that exists and is not an empty folder (a link included: it is never followed); answers whether one exists. */
+  const checkTarget = async (target: string, shown: string) => {
+    const existing = await lstat(target).catch(() => undefined);
+    if (existing && !(existing.isDirectory() && (await readdir(target)).length === 0)) {
+      throw new TypeError(`restoreDir: ${shown} already exists${existing.isDirectory() ? " and is not empty" : existing.isSymbolicLink() ? " as a link" : ""}; give a new or empty folder`);
+    }
+    return existing !== undefined;
+  };
+
+  /**
+   * Restores a checked manifest into `target`. The content is fetched into
+   * the verified cache first (several digests at a time, one fetch per
+   * digest, each entry reused when already there), then the tree is built in
+   * a fresh folder beside the target — files created exclusively, so nothing
+   * already at a path is written through — and renamed into place: the
+   * target appears whole or not at all. Eviction waits until the copies are
+   * made, so a directory larger than the cache cap still restores; `keep`
+   * names the cache entries eviction must spare (asLocalDir's own folder).
+   */
+  const restoreManifest = async (manifest: DirectoryManifest, target: string, shown: string, options: RestoreDirOptions, keep: readonly string[]) => {
+    const concurrency = options.concurrency ?? 4;
+    if (!Number.isInteger(concurrency) || concurrency < 1) throw new TypeError(`restoreDir: concurrency must be a whole number >= 1, got ${concurrency}`);
+    const signal = options.signal;
+    const artifacts = await checkFileArtifacts(manifest, concurrency, signal);
+    const existed = await checkTarget(target, shown);
+
+    const sources = new Map<string, string>();
+    await mapLimit([...artifacts.values()], concurrency, async (artifact) => {
+      signal?.throwIfAborted();
+      sources.set(artifact.blake3, await loaders.localFileOf(artifact, { ...(signal ? { signal } : {}), deferEviction: true }));
+    });
+
+    await mkdir(path.dirname(target), { recursive: true });
+    const staging = path.join(path.dirname(target), `.${path.basename(target)}.restore-${randomBytes(6).toString("hex")}`);
+    await mkdir(staging);
+    try {
+      for (const entry of manifest.entries) {
+        const destination = path.join(staging, ...entry.path.split("/"));
+        if (entry.type === "dir") {
+          await mkdir(destination, { recursive: true });
+          continue;
+        }
+        signal?.throwIfAborted();
+        await mkdir(path.dirname(destination), { recursive: true });
+        // COPYFILE_EXCL: never write through something already at that path (a planted link included).
+        await copyFile(sources.get(entry.blake3)!, destination, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+        await chmod(destination, entry.executable ? 0o755 : 0o644);
+      }
+      if (existed) await rmdir(target);
+      await rename(staging, target);
+    } catch (error) {
+      await rm(staging, { recursive: true, force: true });
+      throw error;
+    } finally {
+      await cache.evict(keep);
+    }
+    return manifest;
+  };
+
+  const restoreDir = async (locator: ArtifactLocator | string, targetDir: string, options: RestoreDirOptions = {}) => {
+    const { id } = parseArtifactRef(locator);
+    const target = path.resolve(targetDir);
+    // Checked before the manifest is fetched too, so a wrong target fails at once.
+    await checkTarget(target, targetDir);
+    const { manifest } = await loadManifest(id, options.signal);
+    return restoreManifest(manifest, target, targetDir, options, []);
+  };
+
+  return {
+    saveDir,
+    restoreDir,
+
+    async asLocalDir(locator, options = {}) {
+      const { id } = parseArtifactRef(locator);
+      const { artifact, manifest } = await loadManifest(id, options.signal);
+      const dir = cache.dirPath(artifact.tenantId, artifact.blake3);
+      if (await matchesManifest(dir, manifest)) {
+        const now = new Date();
+        await utimes(dir, now, now).catch(() => {});
+        return dir;
+      }
+      await rm(dir, { recursive: true, force: true });
+      try {
+        await restoreManifest(manifest, dir, dir, options, [dir]);
+      } catch (error) {
+        // Another call or process may have restored the same directory meanwhile: its copy serves as well as ours.
+        if (await matchesManifest(dir, manifest)) return dir;
+        throw error;
+      }
+      return dir;
+    },
+
+    async ingestDir(stagedDir, spec, options) {
+      const artifact = await saveDir(stagedDir, spec, options);
+      await rm(stagedDir, { recursive: true, force: true });
+      return artifact;
+    },
+  };
+}
+
+interface FoundEntry {
+  readonly relative: string;
+  readonly absolute: string;
+  readonly type: "file" | "dir";
+  readonly executable: boolean;
+}
+
+/** Every folder and regular file under root; anything else (links, sockets, devices) is refused by name. */
+async function walk(root: string): Promise<FoundEntry[]> {
+  const found: FoundEntry[] = [];
+  const visit = async (dir: string) => {
+    for (const item of (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const absolute = path.join(dir, item.name);
+      const relative = path.relative(root, absolute).split(path.sep).join("/");
+      try {
+        checkEntryPath(relative);
+      } catch (error) {
+        throw new TypeError(`saveDir: ${absolute} cannot be stored: ${(error as Error).message}`);
+      }
+      const info = await lstat(absolute);
+      if (info.isSymbolicLink()) throw new TypeError(`saveDir: ${absolute} is a symbolic link; directory artifacts hold files and folders only (copy what it points to, or remove it)`);
+      if (info.isDirectory()) {
+        found.push({ relative, absolute, type: "dir", executable: false });
+        await visit(absolute);
+      } else if (info.isFile()) {
+        found.push({ relative, absolute, type: "file", executable: (info.mode & 0o111) !== 0 });
+      } else {
+        throw new TypeError(`saveDir: ${absolute} is not a regular file or folder (a socket, pipe or device); remove it first`);
+      }
+    }
+  };
+  await visit(root);
+  return found;
+}
+
+/** True when `dir` holds exactly the manifest's files (sizes and BLAKE3 digests) and folders, and nothing else. */
+async function matchesManifest(dir: string, manifest: DirectoryManifest): Promise<boolean> {
+  const info = await lstat(dir).catch(() => undefined);
+  if (!info?.isDirectory()) return false;
+  const files = manifest.entries.filter((e): e is DirectoryFileEntry => e.type === "file");
+  // Every folder the tree must hold: those listed, and the parents of every entry.
+  const folders = new Set<string>();
+  for (const entry of manifest.entries) {
+    const segments = entry.path.split("/");
+    for (let i = 1; i < segments.length; i++) folders.add(segments.slice(0, i).join("/"));
+    if (entry.type === "dir") folders.add(entry.path);
+  }
+  const present = await readdir(dir, { recursive: true, withFileTypes: true });
+  const presentFolders = present.filter((e) => e.isDirectory());
+  if (present.length - presentFolders.length !== files.length || presentFolders.length !== folders.size) return false;
+  for (const folder of presentFolders) {
+    if (!folders.has(path.relative(dir, path.join(folder.parentPath, folder.name)).split(path.sep).join("/"))) return false;
+  }
+  for (const file of files) {
+    const full = path.join(dir, ...file.path.split("/"));
+    const stats = await lstat(full).catch(() => undefined);
+    if (!stats?.isFile() || stats.size !== file.size || (await hashFile(full)) !== file.blake3) return false;
+  }
+  return true;
+}
+
+/**
+ * `work` on every item, at most `limit` at once. After the first failure no
+ * new item is started and those in flight are awaited before it is thrown,
+ * so no upload or download goes on in the background of a failed call.
+ */
+async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const runner = async () => {
+    while (!failure && next < items.length) {
+      const index = next++;
+      try {
+        results[index] = await work(items[index]!);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, runner));
+  if (failure) throw failure.error;
+  return results;
+}
