@@ -1,13 +1,9 @@
 #!/usr/bin/env node
-import { parseArgs } from "node:util";
-import { ensureBootstrapToken, openStores, startApp } from "./app.ts";
-import { CLIENT_COMMANDS, CLIENT_USAGE, runClientCommand } from "./cli/client-commands.ts";
-import { ConfigError, readConfig } from "./config.ts";
 import { ArtifactError } from "./artifact-error.ts";
-import { createApiToken } from "./service/api-tokens.ts";
-import { createArtifactEvents } from "./service/artifact-events.ts";
-import { collectGarbage, expireArtifacts } from "./service/maintenance.ts";
-import { expireUploadSessions } from "./service/upload-sessions.ts";
+import { CLIENT_COMMANDS, CLIENT_USAGE, runClientCommand } from "./cli/client-commands.ts";
+import { ConfigError } from "./config.ts";
+
+const SERVER_COMMANDS = ["serve", "migrate", "token", "gc"] as const;
 
 const USAGE = `usage: artifactd <command>
 
@@ -32,112 +28,13 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if ((CLIENT_COMMANDS as readonly string[]).includes(command)) return runClientCommand(command, rest);
-  const config = readConfig();
-  switch (command) {
-    case "serve": {
-      const log = (message: string, error?: unknown) => console.error(`artifactd: ${message}`, error ?? "");
-      const app = await startApp(config, log);
-      const embedded = config.databaseUrl === undefined;
-      if (embedded) {
-        const tokenFile = await ensureBootstrapToken(app, config.dataDir);
-        if (tokenFile) console.log(`artifactd: first run: an API token for tenant "default" is in ${tokenFile}`);
-      }
-      console.log(
-        `artifactd: serving gRPC, gRPC-Web and Connect on ${app.server.url} ` +
-          `(metadata: ${embedded ? `embedded PGlite in ${config.dataDir}` : "Postgres"}, ` +
-          `blobs: ${config.s3 ? `S3 ${config.s3.endpoint.origin}/${config.s3.bucket}` : `local folder in ${config.dataDir}`})`,
-      );
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string) => {
-          console.log(`artifactd: ${signal}: finishing calls in flight (up to ${config.shutdownGraceMs} ms)`);
-          resolve();
-        };
-        process.once("SIGTERM", () => stop("SIGTERM"));
-        process.once("SIGINT", () => stop("SIGINT"));
-      });
-      await app.close();
-      console.log("artifactd: stopped");
-      return 0;
-    }
-    case "migrate": {
-      const { metadata, blobs } = await openStores({ ...config, migrateOnStart: true });
-      await blobs.close();
-      await metadata.close();
-      console.log("artifactd: the database schema is up to date");
-      return 0;
-    }
-    case "token":
-      return tokenCommand(rest, config);
-    case "gc":
-      return gcCommand(rest, config);
-    default:
-      console.error(`artifactd: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
-      return 2;
+  if (!(SERVER_COMMANDS as readonly string[]).includes(command)) {
+    console.error(`artifactd: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+    return 2;
   }
-}
-
-async function tokenCommand(args: string[], config: ReturnType<typeof readConfig>): Promise<number> {
-  const { positionals, values } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { tenant: { type: "string" }, name: { type: "string" }, json: { type: "boolean" } },
-  });
-  const [action, id] = positionals;
-  const { metadata, blobs } = await openStores(config);
-  try {
-    switch (action) {
-      case "create": {
-        if (!values.tenant) throw new ArtifactError("invalid_argument", "token create needs --tenant <tenant-id>");
-        const created = await createApiToken(metadata, values.tenant, values.name ?? "default");
-        if (values.json) console.log(JSON.stringify({ id: created.id, tenant: values.tenant, token: created.token }));
-        else console.log(`${created.token}\n(id ${created.id}, tenant ${values.tenant}; shown once, store it now)`);
-        return 0;
-      }
-      case "list": {
-        const tokens = await metadata.listTokens(values.tenant);
-        if (values.json) console.log(JSON.stringify(tokens));
-        else for (const t of tokens) console.log(`${t.id}\t${t.tenantId}\t${t.name}\t${t.createdAt.toISOString()}${t.revokedAt ? "\trevoked" : ""}`);
-        return 0;
-      }
-      case "revoke": {
-        if (!id) throw new ArtifactError("invalid_argument", "token revoke needs the token id (see `artifactd token list`)");
-        if (!(await metadata.revokeToken(id, new Date()))) throw new ArtifactError("not_found", `no active token with id ${id}`);
-        console.log(`revoked ${id}`);
-        return 0;
-      }
-      default:
-        throw new ArtifactError("invalid_argument", "token needs an action: create, list or revoke");
-    }
-  } finally {
-    await blobs.close();
-    await metadata.close();
-  }
-}
-
-async function gcCommand(args: string[], config: ReturnType<typeof readConfig>): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { "dry-run": { type: "boolean" }, "grace-seconds": { type: "string" }, json: { type: "boolean" } },
-  });
-  const graceSeconds = values["grace-seconds"] === undefined ? config.gcGraceMs / 1000 : Number(values["grace-seconds"]);
-  if (!Number.isFinite(graceSeconds) || graceSeconds < 0) throw new ArtifactError("invalid_argument", "--grace-seconds must be a number of seconds >= 0");
-  const { metadata, blobs } = await openStores(config);
-  try {
-    const deps = { metadata, blobs, events: createArtifactEvents() };
-    const dryRun = values["dry-run"] ?? false;
-    const expired = dryRun ? 0 : await expireArtifacts(deps);
-    if (!dryRun) await expireUploadSessions(deps);
-    const report = await collectGarbage(deps, { graceMs: graceSeconds * 1000, dryRun });
-    if (values.json) console.log(JSON.stringify({ expired, ...report }));
-    else {
-      const verb = dryRun ? "would reclaim" : "reclaimed";
-      console.log(`${dryRun ? "dry run: " : ""}expired ${expired} artifact(s); ${verb} ${report.blobs} blob(s), ${report.bytes} bytes; ${verb} ${report.orphans} orphaned object(s), ${report.orphanBytes} bytes`);
-    }
-    return 0;
-  } finally {
-    await blobs.close();
-    await metadata.close();
-  }
+  // Loaded only here: the server's stores (pg, kysely, PGlite, minio) take about a second to import, which client commands should not pay.
+  const { runServerCommand } = await import("./cli/server-commands.ts");
+  return runServerCommand(command, rest);
 }
 
 main(process.argv.slice(2)).then(

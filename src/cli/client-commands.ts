@@ -1,292 +1,325 @@
-import { Code, ConnectError } from "@connectrpc/connect";
-import { existsSync, readFileSync, statSync } from "node:fs";
-import os from "node:os";
+import { statSync } from "node:fs";
 import path from "node:path";
-import { parseArgs } from "node:util";
-import { createArtifactClient, Status, type Artifact, type ArtifactClient } from "../../clients/node/src/index.ts";
+import {
+  createArtifactClient,
+  DIRECTORY_MANIFEST_MIME,
+  type Artifact,
+  type ArtifactClient,
+  type TransferProgress,
+  type UploadResponse,
+} from "../../clients/node/src/index.ts";
+import { artifactJson, artifactLine, describeArtifact, isoTime } from "./artifact-views.ts";
+import { resolveConnection, type ConnectionSettings } from "./client-connection.ts";
+import { CliError, EXIT, reportFailure, UsageError } from "./client-errors.ts";
+import {
+  artifactId,
+  CLIENT_COMMANDS,
+  filterFromFlags,
+  parseClientArgs,
+  SCOPE_FLAGS,
+  specFromFlags,
+  wholeNumber,
+  type ClientCommand,
+  type ClientFlags,
+} from "./client-flags.ts";
+import { createProgressBar, SILENT_PROGRESS, type ProgressBar } from "./progress-bar.ts";
 
 /**
  * The client half of the `artifactd` command: put, get, cat, ls, show, rm,
  * pin, unpin, search, url. It talks to a running service like any other
- * client.
+ * client, through the Node SDK.
  *
- * Where to connect, first found wins: --url / --token flags, then
- * ARTIFACTD_URL / ARTIFACTD_TOKEN, then the config file
- * ($XDG_CONFIG_HOME/artifactd/config.json, `{"url": …, "token": …}`), then
- * http://127.0.0.1:8080 with the embedded default's bootstrap token.
- *
- * Exit codes: 0 done; 1 unexpected failure; 2 bad usage or argument;
- * 3 not found; 4 not authenticated or not allowed; 5 service unavailable;
- * 6 refused by the artifact's state (pinned, deleted, …).
+ * Standard output carries the result only (an id, a path, a listing, the
+ * content for cat, or with --json one JSON document); messages and
+ * progress bars go to standard error. A progress bar is drawn only when
+ * standard error is a terminal, and never with --json or --quiet.
+ * Connection settings: client-connection.ts; exit codes: client-errors.ts.
  */
-export const CLIENT_COMMANDS = ["put", "get", "cat", "ls", "show", "rm", "pin", "unpin", "search", "url"] as const;
+export { CLIENT_COMMANDS };
 
-export const CLIENT_USAGE = `  put <file|-> --kind K [--name N] [--label k=v]… [--tag T]… [--metric k=n]…
-      [--run-id R] [--mime M] [--pin]          upload a file (or standard input)
-  get <id> [-o path]                           download, verified (default: ./<name or id>)
-  cat <id>                                     content to standard output
-  ls [--kind K] [--label k=v]… [--tag T]… [--run-id R] [--limit N]
-  show <id>                                    metadata
-  rm <id>                                      soft-delete
-  pin <id> | unpin <id>
-  search <text> [--kind K] [--limit N]
-  url <id> [--ttl seconds]                     a signed download link
-  Client commands take --url, --token and --json (one JSON document on standard output).`;
+const scopeFlags = SCOPE_FLAGS.map(({ flag }) => `--${flag} V`);
+/** Words joined into indented lines of at most `width` characters. */
+const wrap = (items: string[], indent: string, width = 78) =>
+  items
+    .reduce<string[]>((lines, item) => {
+      const last = lines.at(-1);
+      if (last !== undefined && last.length + 2 + item.length <= width) lines[lines.length - 1] = `${last}  ${item}`;
+      else lines.push(`${indent}${item}`);
+      return lines;
+    }, [])
+    .join("\n");
 
-class UsageError extends Error {}
+export const CLIENT_USAGE = `  put <file|dir|-> --kind K [options]     upload a file, a folder (as a directory
+                                          artifact) or standard input; options:
+      --name N  --title T  --class C  --mime M  --label k=v…  --tag T…
+      --metric k=n…  --input <id>[:role]…  --status draft|review|approved|rejected
+      --pin  --ttl-seconds N | --expires-at TIME  --type-prefix P  [scope flags]
+  get <id> [-o path]                      download, verified, to ./<name or id>;
+                                          a directory artifact becomes a folder
+  cat <id>                                content to standard output
+  ls [filters] [--limit N]                newest first (100 unless --limit)
+  search <text> [filters] [--limit N]     full-text search of names, titles and
+                                          label keys (20 unless --limit)
+  show <id>                               metadata
+  rm <id>                                 soft-delete
+  pin <id> | unpin <id>                   keep from deletion and expiry, or not
+  url <id> [--ttl seconds]                a signed download link
+  filters: --kind K  --class C  --name-prefix P  --mime M  --label k=v…
+      --tag T… (has all)  --tag-any T… (has one)  --status S
+      --pinned | --no-pinned  --include-deleted  --created-after TIME
+      --created-before TIME  --metric-min k=n…  --metric-max k=n…
+      --storage inline|blob  [scope flags]
+  scope flags (provenance: set by put, matched by ls and search):
+${wrap(scopeFlags, "      ")}
+  TIME is an ISO 8601 date or date and time: 2025-06-30, 2025-06-30T12:00:00Z.
+  Every client command takes --url U, --token T, --config FILE, --json (one
+  JSON document on standard output) and -q/--quiet (no progress bar; bars are
+  drawn on standard error, and only when it is a terminal).
+  Connection: flags, then ARTIFACTD_URL / ARTIFACTD_TOKEN / ARTIFACTD_CONFIG,
+  then the config file ($XDG_CONFIG_HOME/artifactd/config.json).
+  Exit codes: 0 done, 1 failed, 2 bad usage, 3 not found, 4 not authenticated
+  or not allowed, 5 service unreachable, 6 refused by the artifact's state,
+  130 interrupted.`;
 
 export async function runClientCommand(command: string, args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      url: { type: "string" },
-      token: { type: "string" },
-      json: { type: "boolean" },
-      kind: { type: "string" },
-      name: { type: "string" },
-      mime: { type: "string" },
-      label: { type: "string", multiple: true },
-      tag: { type: "string", multiple: true },
-      metric: { type: "string", multiple: true },
-      "run-id": { type: "string" },
-      pin: { type: "boolean" },
-      output: { type: "string", short: "o" },
-      limit: { type: "string" },
-      ttl: { type: "string" },
-    },
-  });
-  const json = values.json ?? false;
-  const out = (human: string, data: unknown) => console.log(json ? JSON.stringify(data, jsonSafe) : human);
+  let connection: ConnectionSettings | undefined;
   let client: ArtifactClient | undefined;
-  const [target] = positionals;
-  const needId = () => {
-    if (!target) throw new UsageError(`${command} needs an artifact id`);
-    return target;
+  // Ctrl-C during a transfer cancels it cleanly (the service drops a partial upload, a partial download file is
+  // removed) before exiting; a second Ctrl-C, or one during any other command, ends the process at once.
+  const interrupt = new AbortController();
+  const onInterrupt = () => {
+    interrupt.abort();
+    setTimeout(() => process.exit(EXIT.interrupted), 3000).unref();
   };
+  if (TRANSFERS.has(command)) process.once("SIGINT", onInterrupt);
   try {
-    client = connect(values.url, values.token);
-    switch (command) {
-      case "put": {
-        if (!target) throw new UsageError("put needs a file path, or - for standard input");
-        if (!values.kind) throw new UsageError('put needs --kind, e.g. --kind dataset');
-        const spec = {
-          kind: values.kind,
-          name: values.name ?? (target === "-" ? "" : path.basename(target)),
-          ...(values.mime ? { mimeType: values.mime } : {}),
-          labels: pairs("--label", values.label, (v) => v),
-          tags: values.tag ?? [],
-          metrics: pairs("--metric", values.metric, (v) => {
-            const n = Number(v);
-            if (!Number.isFinite(n)) throw new UsageError(`--metric needs a number, got ${JSON.stringify(v)}`);
-            return n;
-          }),
-          ...(values["run-id"] ? { provenance: { runId: values["run-id"] } } : {}),
-          pinned: values.pin ?? false,
-        };
-        let result;
-        if (target === "-") {
-          result = await client.uploadStream(process.stdin, spec);
-        } else {
-          if (!existsSync(target)) throw new UsageError(`no such file: ${target}`);
-          if (statSync(target).isDirectory()) throw new UsageError(`${target} is a directory: put takes one file (directory artifacts are not in this release)`);
-          const progress = createProgress("upload", statSync(target).size);
-          result = await client.uploadFile(target, spec);
-          progress.done();
-        }
-        out(`${result.artifact!.id}${result.deduplicated ? " (content already stored)" : ""}`, result);
-        return 0;
-      }
-      case "get": {
-        const id = needId();
-        const artifact = await client.get(id);
-        const file = values.output ?? (artifact.name ? path.basename(artifact.name) : id);
-        const progress = createProgress("download", Number(artifact.sizeBytes));
-        await client.downloadToFile(id, file);
-        progress.done();
-        out(`${file}`, { id, path: path.resolve(file), size: Number(artifact.sizeBytes), blake3: artifact.blake3 });
-        return 0;
-      }
-      case "cat": {
-        const { content } = await client.download(needId());
-        for await (const chunk of content) if (!process.stdout.write(chunk)) await new Promise((r) => process.stdout.once("drain", r));
-        return 0;
-      }
-      case "ls": {
-        const limit = count(values.limit, 100);
-        const artifacts: Artifact[] = [];
-        const filter = {
-          ...(values.kind ? { kind: values.kind } : {}),
-          labels: pairs("--label", values.label, (v) => v),
-          tagsAll: values.tag ?? [],
-          ...(values["run-id"] ? { provenance: { runId: values["run-id"] } } : {}),
-        };
-        for await (const artifact of client.list(filter, { pageSize: Math.min(limit, 1000) })) {
-          artifacts.push(artifact);
-          if (artifacts.length >= limit) break;
-        }
-        out(artifacts.map(line).join("\n"), artifacts);
-        return 0;
-      }
-      case "search": {
-        if (!target) throw new UsageError("search needs the text to look for");
-        const response = await client.rpc.searchArtifacts({ query: positionals.join(" "), filter: values.kind ? { kind: values.kind } : {}, pageSize: count(values.limit, 20) });
-        out(response.artifacts.map(line).join("\n"), response.artifacts);
-        return 0;
-      }
-      case "show": {
-        const artifact = await client.get(needId());
-        out(describe(artifact), artifact);
-        return 0;
-      }
-      case "rm": {
-        const artifact = await client.delete(needId());
-        out(`deleted ${artifact.id}`, artifact);
-        return 0;
-      }
-      case "pin":
-      case "unpin": {
-        const { artifact } = await client.rpc.setPinned({ id: needId(), pinned: command === "pin" });
-        out(`${command === "pin" ? "pinned" : "unpinned"} ${artifact!.id}`, artifact);
-        return 0;
-      }
-      case "url": {
-        const response = await client.rpc.createDownloadUrl({ id: needId(), ttlSeconds: count(values.ttl, 0) });
-        out(response.url, { url: response.url, expiresAt: response.expiresAt ? new Date(Number(response.expiresAt.seconds) * 1000).toISOString() : undefined });
-        return 0;
-      }
-      default:
-        throw new UsageError(`unknown command ${command}`);
-    }
+    if (!(CLIENT_COMMANDS as readonly string[]).includes(command)) throw new UsageError(`unknown command ${command}`);
+    const { flags, positionals } = parseClientArgs(command as ClientCommand, args);
+    connection = resolveConnection({ url: flags.string("url"), token: flags.string("token"), config: flags.string("config") });
+    client = createArtifactClient({ baseUrl: connection.baseUrl, token: connection.token, timeoutMs: 60_000 });
+    return await COMMANDS[command as ClientCommand]({ client, flags, positionals, signal: interrupt.signal, out: output(flags) });
   } catch (error) {
-    return report(error);
+    if (interrupt.signal.aborted) return reportFailure(new CliError("interrupted", EXIT.interrupted), connection, printError);
+    return reportFailure(error, connection, printError);
   } finally {
+    process.off("SIGINT", onInterrupt);
     await client?.close();
   }
 }
 
-function connect(url: string | undefined, token: string | undefined): ArtifactClient {
-  const file = readConfigFile();
-  const baseUrl = url ?? process.env.ARTIFACTD_URL ?? file.url ?? "http://127.0.0.1:8080";
-  let resolvedToken = token ?? process.env.ARTIFACTD_TOKEN ?? file.token;
-  if (!resolvedToken) {
-    const bootstrap = path.resolve(process.env.ARTIFACTD_DATA_DIR ?? ".artifactd", "bootstrap-token");
-    if (existsSync(bootstrap)) resolvedToken = readFileSync(bootstrap, "utf8").trim();
-  }
-  if (!resolvedToken) throw new UsageError("no API token: pass --token, set ARTIFACTD_TOKEN, or put {\"token\": …} in the config file");
-  return createArtifactClient({ baseUrl, token: resolvedToken, timeoutMs: 60_000 });
+const TRANSFERS = new Set(["put", "get", "cat"]);
+
+interface CommandContext {
+  readonly client: ArtifactClient;
+  readonly flags: ClientFlags;
+  readonly positionals: string[];
+  readonly signal: AbortSignal;
+  /** Prints the human form, or with --json the JSON form, on standard output. */
+  readonly out: (human: string, json: unknown) => void;
 }
 
-function readConfigFile(): { url?: string; token?: string } {
-  const file = path.join(process.env.XDG_CONFIG_HOME ?? path.join(os.homedir(), ".config"), "artifactd", "config.json");
-  if (!existsSync(file)) return {};
-  try {
-    return JSON.parse(readFileSync(file, "utf8")) as { url?: string; token?: string };
-  } catch (error) {
-    throw new UsageError(`the config file ${file} is not valid JSON: ${(error as Error).message}`);
-  }
+const COMMANDS: Record<ClientCommand, (context: CommandContext) => Promise<number>> = {
+  async put({ client, flags, positionals, signal, out }) {
+    const [target] = positionals;
+    if (!target) throw new UsageError("put needs a file or folder path, or - for standard input");
+    if (target === "-") {
+      const spec = specFromFlags(flags, "");
+      const result = await withProgress(progressBar(flags, "put -", undefined), (onProgress) => client.uploadStream(process.stdin, spec, { signal, onProgress }));
+      return putResult(flags, out, result);
+    }
+    const info = statSync(target, { throwIfNoEntry: false });
+    if (!info) throw new UsageError(`no such file or folder: ${target}`);
+    if (info.isDirectory()) {
+      if (flags.string("mime") !== undefined) throw new UsageError("--mime does not apply to a folder: a directory artifact's content is its manifest");
+      const spec = specFromFlags(flags, path.basename(path.resolve(target)));
+      let artifact;
+      try {
+        artifact = await client.saveDir(target, spec, { signal });
+      } catch (error) {
+        // saveDir names what it cannot store (a link, a socket, a bad name) with a TypeError: the folder is the problem, not the service.
+        if (error instanceof TypeError) throw new UsageError(error.message);
+        throw error;
+      }
+      out(artifact.id, { artifact: artifactJson(artifact) });
+      return EXIT.ok;
+    }
+    if (!info.isFile()) throw new UsageError(`${target} is not a regular file or folder`);
+    const spec = specFromFlags(flags, path.basename(target));
+    const result = await withProgress(progressBar(flags, `put ${target}`, info.size), (onProgress) => client.uploadFile(target, spec, { signal, onProgress }));
+    return putResult(flags, out, result);
+  },
+
+  async get({ client, flags, positionals, signal, out }) {
+    const id = artifactId("get", positionals[0]);
+    const artifact = await client.get(id);
+    if (artifact.deletedAt) throw new CliError(`artifact ${id} was deleted at ${isoTime(artifact.deletedAt)}; its content cannot be read`, EXIT.notFound);
+    const defaultName = artifact.name ? path.basename(artifact.name) : id;
+    const output = flags.string("output");
+    if (artifact.mimeType === DIRECTORY_MANIFEST_MIME) {
+      const target = output ?? defaultName;
+      let manifest;
+      try {
+        manifest = await client.restoreDir(id, target, { signal });
+      } catch (error) {
+        // restoreDir refuses a target that exists and is not an empty folder with a TypeError, before any transfer.
+        if (error instanceof TypeError) throw new UsageError(`${error.message} (with -o)`);
+        throw error;
+      }
+      const files = manifest.entries.filter((e) => e.type === "file");
+      const bytes = files.reduce((sum, e) => sum + e.size, 0);
+      out(target, { id, path: path.resolve(target), directory: true, files: files.length, folders: manifest.entries.length - files.length, bytes });
+      return EXIT.ok;
+    }
+    // Like cp: an existing folder given with -o receives the file under its own name.
+    const file = output !== undefined && statSync(output, { throwIfNoEntry: false })?.isDirectory() ? path.join(output, defaultName) : (output ?? defaultName);
+    const size = Number(artifact.sizeBytes);
+    await withProgress(progressBar(flags, `get ${path.basename(file)}`, size), (onProgress) => client.downloadToFile(id, file, { signal, onProgress }));
+    out(file, { id, path: path.resolve(file), directory: false, bytes: size, blake3: artifact.blake3 });
+    return EXIT.ok;
+  },
+
+  async cat({ client, flags, positionals, signal }) {
+    const id = artifactId("cat", positionals[0]);
+    // The bar is made once the download has answered with the artifact, so it can show the name and the size.
+    // Standard output is the content; the bar, on standard error, is drawn even when the content is piped on.
+    let bar = SILENT_PROGRESS;
+    try {
+      const { artifact, content } = await client.download(id, { signal, onProgress: (progress) => bar.update(progress) });
+      bar = progressBar(flags, `cat ${artifact.name ? path.basename(artifact.name) : id}`, Number(artifact.sizeBytes));
+      const code = await writeAllToStdout(content);
+      bar.finish();
+      return code;
+    } catch (error) {
+      bar.stop();
+      throw error;
+    }
+  },
+
+  async ls({ client, flags, out }) {
+    const limit = wholeNumber("--limit", flags.string("limit"), 1, 100);
+    const artifacts: Artifact[] = [];
+    for await (const artifact of client.list(filterFromFlags(flags), { pageSize: Math.min(limit, 1000) })) {
+      artifacts.push(artifact);
+      if (artifacts.length >= limit) break;
+    }
+    out(artifacts.map(artifactLine).join("\n"), artifacts.map(artifactJson));
+    return EXIT.ok;
+  },
+
+  async search({ client, flags, positionals, out }) {
+    if (positionals.length === 0) throw new UsageError('search needs the text to look for, e.g. artifactd search "revenue forecast"');
+    const limit = wholeNumber("--limit", flags.string("limit"), 1, 20);
+    const filter = filterFromFlags(flags);
+    const artifacts: Artifact[] = [];
+    let pageToken = "";
+    do {
+      const response = await client.rpc.searchArtifacts({ query: positionals.join(" "), filter, pageSize: Math.min(limit - artifacts.length, 1000), pageToken });
+      artifacts.push(...response.artifacts.slice(0, limit - artifacts.length));
+      pageToken = response.nextPageToken;
+    } while (pageToken && artifacts.length < limit);
+    out(artifacts.map(artifactLine).join("\n"), artifacts.map(artifactJson));
+    return EXIT.ok;
+  },
+
+  async show({ client, positionals, out }) {
+    const artifact = await client.get(artifactId("show", positionals[0]));
+    out(describeArtifact(artifact), artifactJson(artifact));
+    return EXIT.ok;
+  },
+
+  async rm({ client, positionals, out }) {
+    const artifact = await client.delete(artifactId("rm", positionals[0]));
+    out(`deleted ${artifact.id}`, artifactJson(artifact));
+    return EXIT.ok;
+  },
+
+  pin: (context) => setPinned(context, true),
+  unpin: (context) => setPinned(context, false),
+
+  async url({ client, flags, positionals, out }) {
+    const id = artifactId("url", positionals[0]);
+    const response = await client.rpc.createDownloadUrl({ id, ttlSeconds: wholeNumber("--ttl", flags.string("ttl"), 1, 0) });
+    out(response.url, { url: response.url, expiresAt: response.expiresAt ? isoTime(response.expiresAt) : undefined });
+    return EXIT.ok;
+  },
+};
+
+async function setPinned({ client, positionals, out }: CommandContext, pinned: boolean): Promise<number> {
+  const { artifact } = await client.rpc.setPinned({ id: artifactId(pinned ? "pin" : "unpin", positionals[0]), pinned });
+  out(`${pinned ? "pinned" : "unpinned"} ${artifact!.id}`, artifactJson(artifact!));
+  return EXIT.ok;
 }
 
-function pairs<T>(flag: string, items: string[] | undefined, convert: (value: string) => T): Record<string, T> {
-  const result: Record<string, T> = {};
-  for (const item of items ?? []) {
-    const at = item.indexOf("=");
-    if (at <= 0) throw new UsageError(`${flag} takes key=value, got ${JSON.stringify(item)}`);
-    result[item.slice(0, at)] = convert(item.slice(at + 1));
-  }
-  return result;
-}
-
-function count(raw: string | undefined, fallback: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`expected a whole number, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-function line(a: Artifact): string {
-  const when = a.createdAt ? new Date(Number(a.createdAt.seconds) * 1000).toISOString().slice(0, 19).replace("T", " ") : "";
-  return [a.id, a.kind, humanBytes(Number(a.sizeBytes)), when, a.name].join("\t");
-}
-
-function describe(a: Artifact): string {
-  const rows: [string, string][] = [
-    ["id", a.id],
-    ["kind", a.kind],
-    ["name", a.name],
-    ["mime", a.mimeType],
-    ["size", `${humanBytes(Number(a.sizeBytes))} (${a.sizeBytes} bytes)`],
-    ["blake3", a.blake3],
-    ["status", Status[a.status] ?? String(a.status)],
-    ["pinned", String(a.pinned)],
-    ["labels", JSON.stringify(a.labels)],
-    ["tags", a.tags.join(", ")],
-    ["metrics", JSON.stringify(a.metrics)],
-    ["created", a.createdAt ? new Date(Number(a.createdAt.seconds) * 1000).toISOString() : ""],
-    ["deleted", a.deletedAt ? new Date(Number(a.deletedAt.seconds) * 1000).toISOString() : ""],
-  ];
-  return rows.filter(([, v]) => v !== "" && v !== "{}").map(([k, v]) => `${k.padEnd(8)} ${v}`).join("\n");
-}
-
-function humanBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = n;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
-}
-
-/** Rate and ETA on standard error while attached to a terminal; silent otherwise. */
-function createProgress(what: string, total: number): { done(): void } {
-  if (!process.stderr.isTTY) return { done() {} };
-  const started = Date.now();
-  process.stderr.write(`${what}: ${humanBytes(total)}…\r`);
-  return {
-    done() {
-      const seconds = (Date.now() - started) / 1000;
-      process.stderr.write(`${what}: ${humanBytes(total)} in ${seconds.toFixed(1)} s (${humanBytes(total / Math.max(seconds, 0.001))}/s)\n`);
-    },
+function output(flags: ClientFlags): (human: string, json: unknown) => void {
+  const json = flags.boolean("json") ?? false;
+  return (human, data) => {
+    const text = json ? JSON.stringify(data) : human;
+    if (text !== "") console.log(text);
   };
 }
 
-function report(error: unknown): number {
-  if (error instanceof UsageError) {
-    console.error(`artifactd: ${error.message}`);
-    return 2;
-  }
-  if (error instanceof ConnectError) {
-    const hint: Partial<Record<Code, string>> = {
-      [Code.Unauthenticated]: " (check --token / ARTIFACTD_TOKEN)",
-      [Code.Unavailable]: " (is the service running? check --url / ARTIFACTD_URL)",
-    };
-    console.error(`artifactd: ${error.rawMessage}${hint[error.code] ?? ""}`);
-    switch (error.code) {
-      case Code.InvalidArgument:
-      case Code.OutOfRange:
-        return 2;
-      case Code.NotFound:
-        return 3;
-      case Code.Unauthenticated:
-      case Code.PermissionDenied:
-        return 4;
-      case Code.Unavailable:
-      case Code.DeadlineExceeded:
-        return 5;
-      case Code.FailedPrecondition:
-      case Code.Aborted:
-      case Code.AlreadyExists:
-        return 6;
-      default:
-        return 1;
-    }
-  }
-  console.error(`artifactd: ${(error as Error).message ?? String(error)}`);
-  return 1;
+function printError(message: string): void {
+  console.error(message);
 }
 
-function jsonSafe(_key: string, value: unknown): unknown {
-  return typeof value === "bigint" ? Number(value) : value;
+/** The new id alone on standard output, so `id=$(artifactd put …)` works; a note on a terminal when the content was already stored. */
+function putResult(flags: ClientFlags, out: CommandContext["out"], result: UploadResponse): number {
+  const artifact = result.artifact!;
+  if (result.deduplicated && chatty(flags)) printError(`artifactd: the content was already stored (BLAKE3 ${artifact.blake3.slice(0, 16)}…); ${artifact.id} shares it`);
+  out(artifact.id, { artifact: artifactJson(artifact), deduplicated: result.deduplicated });
+  return EXIT.ok;
+}
+
+/** Progress and notes go to standard error only when it is a terminal, and not with --json or --quiet. */
+function chatty(flags: ClientFlags): boolean {
+  return process.stderr.isTTY === true && !flags.boolean("json") && !flags.boolean("quiet");
+}
+
+/** A bar on standard error when chatty; else one that draws nothing. */
+function progressBar(flags: ClientFlags, label: string, totalBytes: number | undefined): ProgressBar {
+  if (!chatty(flags)) return SILENT_PROGRESS;
+  return createProgressBar({ label, totalBytes, stream: process.stderr });
+}
+
+/** Runs a transfer fed by `onProgress`: the last line when it succeeds, the line erased when it fails. */
+async function withProgress<T>(bar: ProgressBar, transfer: (onProgress: (progress: TransferProgress) => void) => Promise<T>): Promise<T> {
+  try {
+    const result = await transfer((progress) => bar.update(progress));
+    bar.finish();
+    return result;
+  } catch (error) {
+    bar.stop();
+    throw error;
+  }
+}
+
+/**
+ * Copies content to standard output, waiting on backpressure. A reader that
+ * goes away (`artifactd cat … | head`) ends the copy quietly with exit 0,
+ * as it would for cat(1) under a shell that ignores SIGPIPE.
+ */
+async function writeAllToStdout(content: AsyncIterable<Uint8Array>): Promise<number> {
+  let broken: Error | undefined;
+  const onError = (error: Error) => (broken = error);
+  process.stdout.on("error", onError);
+  try {
+    for await (const chunk of content) {
+      if (broken) break;
+      if (!process.stdout.write(chunk)) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            process.stdout.off("drain", done);
+            process.stdout.off("error", done);
+            resolve();
+          };
+          process.stdout.on("drain", done);
+          process.stdout.on("error", done);
+        });
+      }
+    }
+    if (broken && (broken as NodeJS.ErrnoException).code !== "EPIPE") throw broken;
+    return EXIT.ok;
+  } finally {
+    process.stdout.off("error", onError);
+  }
 }
