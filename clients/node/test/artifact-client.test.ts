@@ -3,7 +3,8 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Client } from "minio";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { blake3Hex } from "../../../src/blake3.ts";
 import { BACKENDS, startTestApp, type TestApp } from "../../../test/support/test-app.ts";
 import { ArtifactIntegrityError, createArtifactClient, type ArtifactClient } from "../src/index.ts";
@@ -158,7 +159,24 @@ describe.each(BACKENDS)("Node client on %s", (backend) => {
     expect(seen).toEqual(ids.reverse());
   });
 
-  it.runIf(backend === "pglite+fs")("detects corrupted stored content and leaves no file behind", async () => {
+  /** Replaces the stored copy of a blob with other bytes of the same length, behind the service's back. */
+  const corruptStoredBlob = async (digest: string, size: number) => {
+    const blob = await t.app.metadata.findBlob("alpha", digest);
+    expect(blob, "the blob index has no entry").toBeDefined();
+    if (backend === "pglite+fs") {
+      const stored = findFile(path.join(t.dataDir, "blobs", "blobs"), digest);
+      expect(statSync(stored).size).toBe(size);
+      writeFileSync(stored, randomBytes(size));
+    } else {
+      const minio = inject("minio");
+      const url = new URL(minio.endpoint);
+      const s3 = new Client({ endPoint: url.hostname, port: Number(url.port), useSSL: false, accessKey: minio.accessKey, secretKey: minio.secretKey });
+      expect((await s3.statObject(t.bucket!, blob!.storageKey)).size).toBe(size);
+      await s3.putObject(t.bucket!, blob!.storageKey, randomBytes(size), size);
+    }
+  };
+
+  it("detects corrupted stored content and leaves no file behind", async () => {
     const data = randomBytes(2 * MiB);
     const { artifact } = await client.uploadStream(
       (async function* () {
@@ -166,11 +184,7 @@ describe.each(BACKENDS)("Node client on %s", (backend) => {
       })(),
       { kind: "fragile" },
     );
-    // Corrupt the stored copy in place: same length, different bytes.
-    const blobsDir = path.join(t.dataDir, "blobs", "blobs");
-    const stored = findFile(blobsDir, artifact!.blake3);
-    expect(statSync(stored).size).toBe(data.length);
-    writeFileSync(stored, randomBytes(data.length));
+    await corruptStoredBlob(artifact!.blake3, data.length);
     const target = path.join(dir, "fragile.bin");
     const error = await client.downloadToFile(artifact!.id, target).then(
       () => undefined,
