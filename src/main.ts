@@ -2,10 +2,11 @@
 import { ArtifactError } from "./artifact-error.ts";
 import { CLIENT_COMMANDS, CLIENT_USAGE, runClientCommand } from "./cli/client-commands.ts";
 import { ConfigError } from "./config.ts";
+import { SERVER_SETTINGS_USAGE, UsageError } from "./cli/server-settings.ts";
 
 const SERVER_COMMANDS = ["serve", "migrate", "token", "gc"] as const;
 
-const USAGE = `usage: artifactd <command>
+const USAGE = `usage: artifactd <command> [flags]
 
 commands:
   serve                                   run the service (the default)
@@ -19,7 +20,8 @@ commands:
 client commands (talk to a running service):
 ${CLIENT_USAGE}
 
-Configuration comes from environment variables; see the README.`;
+${SERVER_SETTINGS_USAGE}
+Every variable is in the README's configuration table.`;
 
 async function main(argv: string[]): Promise<number> {
   const [command = "serve", ...rest] = argv;
@@ -40,6 +42,10 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
+    if (error instanceof UsageError) {
+      console.error(`artifactd: ${error.message}\n(artifactd --help lists the commands and their flags)`);
+      process.exit(2);
+    }
     if (error instanceof ConfigError || error instanceof ArtifactError) console.error(`artifactd: ${error.message}`);
     else console.error("artifactd: failed:", error);
     process.exit(error instanceof ConfigError || error instanceof ArtifactError ? 2 : 1);

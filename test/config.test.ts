@@ -3,13 +3,24 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, readConfig } from "../src/config.ts";
+import { CONFIG_VARIABLES, ConfigError, readConfig } from "../src/config.ts";
 import { freePort } from "./support/minio-server.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const NODE = path.join(ROOT, "node_modules/.bin/node");
 
 describe("configuration from the environment", () => {
+  it("lists in the README's configuration table exactly the variables it reads", () => {
+    const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
+    const table = readme.slice(readme.indexOf("## Configuration"), readme.indexOf("## The API at a glance"));
+    const documented = [...table.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
+    expect(documented).toEqual([...CONFIG_VARIABLES]);
+    // And readConfig's own code reads every one of them.
+    const source = readFileSync(path.join(ROOT, "src/config.ts"), "utf8");
+    const body = source.slice(source.indexOf("export function readConfig"));
+    for (const name of CONFIG_VARIABLES) expect(body, name).toContain(`"${name}"`);
+  });
+
   it("has working defaults: embedded database and local blobs on 127.0.0.1:8080", () => {
     const config = readConfig({});
     expect(config.listen).toEqual({ host: "127.0.0.1", port: 8080 });

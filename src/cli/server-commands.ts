@@ -1,20 +1,21 @@
-import { parseArgs } from "node:util";
 import { ensureBootstrapToken, openStores, startApp } from "../app.ts";
 import { ArtifactError } from "../artifact-error.ts";
-import { readConfig } from "../config.ts";
 import { createApiToken } from "../service/api-tokens.ts";
 import { createArtifactEvents } from "../service/artifact-events.ts";
 import { collectGarbage, expireArtifacts } from "../service/maintenance.ts";
 import { expireUploadSessions } from "../service/upload-sessions.ts";
+import { parseServerArgs, UsageError } from "./server-settings.ts";
 
 /**
  * The server half of the `artifactd` command: serve, migrate, token, gc.
- * These work on the stores directly, configured from the environment.
+ * These work on the stores directly, configured by flags, the environment
+ * and the server config file (./server-settings.ts).
  */
 export async function runServerCommand(command: string, rest: string[]): Promise<number> {
-  const config = readConfig();
   switch (command) {
     case "serve": {
+      const { config, positionals } = parseServerArgs("serve", rest, {});
+      if (positionals.length) throw new UsageError(`serve takes no arguments, only flags (got ${positionals.join(" ")})`);
       const log = (message: string, error?: unknown) => console.error(`artifactd: ${message}`, error ?? "");
       const app = await startApp(config, log);
       const embedded = config.databaseUrl === undefined;
@@ -40,6 +41,8 @@ export async function runServerCommand(command: string, rest: string[]): Promise
       return 0;
     }
     case "migrate": {
+      const { config, positionals } = parseServerArgs("migrate", rest, {});
+      if (positionals.length) throw new UsageError(`migrate takes no arguments, only flags (got ${positionals.join(" ")})`);
       const { metadata, blobs } = await openStores({ ...config, migrateOnStart: true });
       await blobs.close();
       await metadata.close();
@@ -47,33 +50,30 @@ export async function runServerCommand(command: string, rest: string[]): Promise
       return 0;
     }
     case "token":
-      return tokenCommand(rest, config);
+      return tokenCommand(rest);
     case "gc":
-      return gcCommand(rest, config);
+      return gcCommand(rest);
     default:
       throw new ArtifactError("invalid_argument", `unknown command ${JSON.stringify(command)}`);
   }
 }
 
-async function tokenCommand(args: string[], config: ReturnType<typeof readConfig>): Promise<number> {
-  const { positionals, values } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { tenant: { type: "string" }, name: { type: "string" }, json: { type: "boolean" } },
-  });
+async function tokenCommand(args: string[]): Promise<number> {
+  const { config, positionals, values } = parseServerArgs("token", args, { tenant: { type: "string" }, name: { type: "string" }, json: { type: "boolean" } });
   const [action, id] = positionals;
+  const tenant = typeof values.tenant === "string" ? values.tenant : undefined;
   const { metadata, blobs } = await openStores(config);
   try {
     switch (action) {
       case "create": {
-        if (!values.tenant) throw new ArtifactError("invalid_argument", "token create needs --tenant <tenant-id>");
-        const created = await createApiToken(metadata, values.tenant, values.name ?? "default");
-        if (values.json) console.log(JSON.stringify({ id: created.id, tenant: values.tenant, token: created.token }));
-        else console.log(`${created.token}\n(id ${created.id}, tenant ${values.tenant}; shown once, store it now)`);
+        if (!tenant) throw new ArtifactError("invalid_argument", "token create needs --tenant <tenant-id>");
+        const created = await createApiToken(metadata, tenant, typeof values.name === "string" ? values.name : "default");
+        if (values.json) console.log(JSON.stringify({ id: created.id, tenant, token: created.token }));
+        else console.log(`${created.token}\n(id ${created.id}, tenant ${tenant}; shown once, store it now)`);
         return 0;
       }
       case "list": {
-        const tokens = await metadata.listTokens(values.tenant);
+        const tokens = await metadata.listTokens(tenant);
         if (values.json) console.log(JSON.stringify(tokens));
         else for (const t of tokens) console.log(`${t.id}\t${t.tenantId}\t${t.name}\t${t.createdAt.toISOString()}${t.revokedAt ? "\trevoked" : ""}`);
         return 0;
@@ -93,17 +93,14 @@ async function tokenCommand(args: string[], config: ReturnType<typeof readConfig
   }
 }
 
-async function gcCommand(args: string[], config: ReturnType<typeof readConfig>): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { "dry-run": { type: "boolean" }, "grace-seconds": { type: "string" }, json: { type: "boolean" } },
-  });
+async function gcCommand(args: string[]): Promise<number> {
+  const { config, values } = parseServerArgs("gc", args, { "dry-run": { type: "boolean" }, "grace-seconds": { type: "string" }, json: { type: "boolean" } });
   const graceSeconds = values["grace-seconds"] === undefined ? config.gcGraceMs / 1000 : Number(values["grace-seconds"]);
   if (!Number.isFinite(graceSeconds) || graceSeconds < 0) throw new ArtifactError("invalid_argument", "--grace-seconds must be a number of seconds >= 0");
   const { metadata, blobs } = await openStores(config);
   try {
     const deps = { metadata, blobs, events: createArtifactEvents() };
-    const dryRun = values["dry-run"] ?? false;
+    const dryRun = values["dry-run"] === true;
     const expired = dryRun ? 0 : await expireArtifacts(deps);
     if (!dryRun) await expireUploadSessions(deps);
     const report = await collectGarbage(deps, { graceMs: graceSeconds * 1000, dryRun });

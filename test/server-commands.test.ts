@@ -1,0 +1,99 @@
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+const NODE = path.join(ROOT, "node_modules/.bin/node");
+const MAIN = path.join(ROOT, "src/main.ts");
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * The server half of the real `artifactd` command (token, gc, migrate), on
+ * the embedded stores in folders of the test's own: where each setting comes
+ * from, and what a wrong call says.
+ */
+describe("artifactd server commands", () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "artifactd-server-cli-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const folder = (name: string) => path.join(dir, name);
+
+  /** Runs the command with nothing of this machine's artifactd settings, plus `env`. */
+  const cli = (args: string[], env: Record<string, string> = {}) =>
+    new Promise<Run>((resolve) => {
+      const child = spawn(NODE, [MAIN, ...args], { cwd: dir, env: { PATH: process.env.PATH ?? "", HOME: dir, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d: Buffer) => (stdout += d));
+      child.stderr.on("data", (d: Buffer) => (stderr += d));
+      child.on("exit", (code) => resolve({ code, stdout, stderr }));
+    });
+  const ok = (run: Run) => {
+    expect(run.code, run.stderr).toBe(0);
+    return run.stdout;
+  };
+  const configFile = (name: string, settings: Record<string, unknown>) => {
+    const file = folder(name);
+    writeFileSync(file, JSON.stringify(settings));
+    return file;
+  };
+
+  it("takes each setting from the flag, else the environment, else the config file", async () => {
+    const file = configFile("server.json", { ARTIFACTD_DATA_DIR: folder("from-file") });
+    // Flag over environment over file.
+    ok(await cli(["token", "create", "--tenant", "acme", "--json", "--config", file, "--data-dir", folder("from-flag")], { ARTIFACTD_DATA_DIR: folder("from-env") }));
+    expect([existsSync(folder("from-flag/pglite")), existsSync(folder("from-env")), existsSync(folder("from-file"))]).toEqual([true, false, false]);
+    // Environment over file.
+    ok(await cli(["token", "create", "--tenant", "acme", "--config", file], { ARTIFACTD_DATA_DIR: folder("from-env") }));
+    expect([existsSync(folder("from-env/pglite")), existsSync(folder("from-file"))]).toEqual([true, false]);
+    // The file, named by ARTIFACTD_SERVER_CONFIG, when nothing else says.
+    ok(await cli(["token", "create", "--tenant", "acme"], { ARTIFACTD_SERVER_CONFIG: file }));
+    expect(existsSync(folder("from-file/pglite"))).toBe(true);
+  });
+
+  it("creates, lists and revokes tokens; the secret is shown once and never listed", async () => {
+    const dataDir = ["--data-dir", folder("tokens")];
+    const created = JSON.parse(ok(await cli(["token", "create", "--tenant", "acme", "--name", "ci", "--json", ...dataDir]))) as { id: string; tenant: string; token: string };
+    expect(created.tenant).toBe("acme");
+    expect(created.token.length).toBeGreaterThan(20);
+    ok(await cli(["token", "revoke", created.id, ...dataDir]));
+    const listed = ok(await cli(["token", "list", "--tenant", "acme", "--json", ...dataDir]));
+    expect(listed).not.toContain(created.token);
+    const tokens = JSON.parse(listed) as { id: string; name: string; revokedAt: string | null }[];
+    expect(tokens.map((t) => [t.id, t.name, typeof t.revokedAt])).toEqual([[created.id, "ci", "string"]]);
+    const again = await cli(["token", "revoke", created.id, ...dataDir]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain(`no active token with id ${created.id}`);
+  });
+
+  it("gc --dry-run --json reports what it would reclaim", async () => {
+    const report = JSON.parse(ok(await cli(["gc", "--dry-run", "--json", "--data-dir", folder("gc")]))) as Record<string, number>;
+    expect(report).toMatchObject({ expired: 0, blobs: 0, bytes: 0 });
+  });
+
+  it("says what is wrong with a call, with exit code 2, before opening any store", async () => {
+    const unknown = await cli(["token", "list", "--bogus", "--data-dir", folder("never")]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/token: Unknown option '--bogus'/);
+    expect(unknown.stderr).toContain("artifactd --help");
+    const stray = await cli(["migrate", "now", "--data-dir", folder("never")]);
+    expect(stray.code).toBe(2);
+    expect(stray.stderr).toContain("migrate takes no arguments, only flags (got now)");
+    const badKey = await cli(["migrate", "--config", configFile("typo.json", { ARTIFACTD_LISTN: "x" }), "--data-dir", folder("never")]);
+    expect(badKey.code).toBe(2);
+    expect(badKey.stderr).toContain("ARTIFACTD_LISTN in the server config file");
+    const badValue = await cli(["serve", "--listen", "localhost:99999", "--data-dir", folder("never")]);
+    expect(badValue.code).toBe(2);
+    expect(badValue.stderr).toContain("ARTIFACTD_LISTEN");
+    const missing = await cli(["gc", "--config", folder("absent.json")]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("(from --config) does not exist");
+    expect(existsSync(folder("never"))).toBe(false);
+  });
+});
