@@ -3,6 +3,7 @@ import { Code } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
+import { hasSessions } from "../src/ports/blob-store.ts";
 import { Status, type ArtifactSpecSchema } from "../src/gen/artifacts/v1/artifact_pb.js";
 import { EventType, type ArtifactFilterSchema, type UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { createArtifactEvents } from "../src/service/artifact-events.ts";
@@ -251,6 +252,27 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
     expect(swept.orphans).toBeGreaterThanOrEqual(1);
     expect(swept.orphanBytes).toBeGreaterThanOrEqual(5000);
     expect(await t.app.blobs.stat(key)).toBeUndefined();
+  });
+
+  it("never takes the object of an upload session being completed, however old it looks", async () => {
+    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents() };
+    const data = randomBytes(7000);
+    const { session } = await t.client().createUploadSession({ spec: { kind: "completing" }, partSize: BigInt(5 * 1024 * 1024) });
+    await t.client().uploadPart({ sessionId: session!.sessionId, partNumber: 1, data });
+    // What CompleteUploadSession does first: assemble the object. Its blob row comes only after the read-back.
+    const record = (await t.app.metadata.uploadSessions.get("alpha", session!.sessionId))!;
+    const blobs = t.app.blobs;
+    if (!hasSessions(blobs)) throw new Error("the blob store has no upload sessions");
+    const assembled = await blobs.completeSession("alpha", record.storageKey, record.multipartId, record.parts);
+    const later = new Date(Date.now() + 48 * 3_600_000);
+    const kept = await collectGarbage(deps, { graceMs: 0, orphanGraceMs: 0, dryRun: false, now: later });
+    expect(await t.app.blobs.stat(assembled.key)).toEqual({ size: 7000 });
+    expect(kept.orphans).toBe(0);
+    // Only the session protected it: once the session is gone, the object is an orphan like any other.
+    await t.app.metadata.uploadSessions.delete(session!.sessionId);
+    const swept = await collectGarbage(deps, { graceMs: 0, orphanGraceMs: 0, dryRun: false, now: later });
+    expect(swept.orphans).toBeGreaterThanOrEqual(1);
+    expect(await t.app.blobs.stat(assembled.key)).toBeUndefined();
   });
 
   it("watches events filtered like List", async () => {

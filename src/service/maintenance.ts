@@ -19,7 +19,7 @@ export async function expireArtifacts(deps: MaintenanceDeps, now = new Date()): 
   }
 }
 
-export const MIN_ORPHAN_GRACE_MS = 3_600_000;
+export const MIN_ORPHAN_GRACE_MS = 25 * 3_600_000;
 
 export interface GarbageReport {
   /** Blob rows (and their stored content) reclaimed, or that would be in a dry run. */
@@ -40,11 +40,14 @@ export interface GarbageReport {
  *    foreign key makes this safe against a deduplicating upload that takes
  *    a reference at the same moment: the delete fails and the blob stays
  *    (see MetadataStore.reclaimBlob).
- * 2. Stored objects that no blob row points at: content stored by an upload
- *    that died before recording it. An upload in progress stores its content
- *    a moment before recording it, so such objects are only touched when
- *    older than `orphanGraceMs` (at least an hour by default, whatever
- *    `graceMs` is, which also absorbs clock skew with the blob store).
+ * 2. Stored objects that no blob row and no unfinished upload session
+ *    points at: content stored by an upload that died before recording it.
+ *    A streaming upload stores its content a moment before recording it, and
+ *    S3 stamps a multipart object with the time the upload *began*, so such
+ *    objects are only touched when older than `orphanGraceMs`: by default at
+ *    least 25 hours whatever `graceMs` is, longer than a streaming upload of
+ *    the 5 TiB S3 maximum takes at 60 MB/s, and past MinIO's own 24 h
+ *    clean-up of the parts of uploads that never finished.
  *
  * Several replicas may collect at once: only one wins each blob row.
  */

@@ -364,8 +364,13 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
 
     async knownStorageKeys(keys) {
       if (keys.length === 0) return new Set();
-      const rows = await db.selectFrom("blobs").select("storage_key").where("storage_key", "in", [...keys]).execute();
-      return new Set(rows.map((r) => r.storage_key));
+      // An unfinished upload session owns its key too: completing assembles the object (on S3 stamped with the
+      // session's start time, which may be hours old) and reads it back before any blob row names it.
+      const [blobRows, sessionRows] = await Promise.all([
+        db.selectFrom("blobs").select("storage_key").where("storage_key", "in", [...keys]).execute(),
+        db.selectFrom("upload_sessions").select("storage_key").where("storage_key", "in", [...keys]).where("state", "!=", "completed").execute(),
+      ]);
+      return new Set([...blobRows, ...sessionRows].map((r) => r.storage_key));
     },
 
     async sharedSetting(name, proposed) {
