@@ -14,6 +14,13 @@ export interface MetadataStore {
   readonly uploadSessions: UploadSessionStore;
 
   findBlob(tenantId: string, digest: string): Promise<StoredBlob | undefined>;
+  /**
+   * Holds a recorded blob against garbage collection for `holdMs` from now
+   * (a lease, renewed by calling again): for an upload that will reference
+   * the content without storing it again. False when no such blob is
+   * recorded (any more).
+   */
+  holdBlob(tenantId: string, digest: string, holdMs: number): Promise<boolean>;
 
   /**
    * Records a new artifact in one transaction, with its inputs checked in the
@@ -53,13 +60,13 @@ export interface MetadataStore {
   expireArtifacts(now: Date, limit: number): Promise<Artifact[]>;
 
   /**
-   * Blobs no live artifact references, recorded before `cutoff` and with no
-   * artifact deleted after it (the grace period).
+   * Blobs no live artifact references, recorded before `cutoff`, with no
+   * artifact deleted after it (the grace period) and not held (holdBlob).
    */
   findReclaimableBlobs(cutoff: Date, limit: number): Promise<(StoredBlob & { tenantId: string })[]>;
   /**
-   * Removes one blob row if it is still unreferenced by any live artifact,
-   * detaching soft-deleted artifacts from it, in one transaction. Returns
+   * Removes one blob row if it is still unreferenced by any live artifact
+   * and not held, detaching soft-deleted artifacts from it, in one transaction. Returns
    * false when an artifact took a reference meanwhile (the race with a
    * deduplicating upload): the foreign key makes that check race-free.
    */

@@ -8,6 +8,9 @@ import { recordArtifact } from "./record-artifact.ts";
 import { streamIntoSession } from "./upload-sessions.ts";
 import { validateLabels, validateMetrics, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
 
+/** How long a hash-only upload holds the blob it will reference; renewed every half of it while bytes flow. */
+const BLOB_HOLD_MS = 10 * 60_000;
+
 /** One message of an upload stream, as the transport hands it over. */
 export type UploadMessage =
   | {
@@ -97,8 +100,11 @@ export async function uploadArtifact(
   }
   await deps.metadata.checkInputs(caller.tenantId, spec.inputs);
 
-  // Declared content the tenant already has: hash only, store nothing.
-  const known = expectedBlake3 !== "" ? await deps.metadata.findBlob(caller.tenantId, expectedBlake3) : undefined;
+  // Declared content the tenant already has: hash only, store nothing, and hold the blob against garbage
+  // collection while the bytes stream in (renewed as they flow), so the reference at the end finds it.
+  const hold = () => deps.metadata.holdBlob(caller.tenantId, expectedBlake3, BLOB_HOLD_MS);
+  const known = expectedBlake3 !== "" && (await hold());
+  let heldAt = Date.now();
   const writer: BlobWriter | undefined = known ? undefined : await deps.blobs.createWriter(caller.tenantId);
   try {
     const hasher = createBlake3();
@@ -130,6 +136,10 @@ export async function uploadArtifact(
           }
           hasher.update(message.data);
           if (writer) await writer.write(message.data);
+          else if (Date.now() - heldAt > BLOB_HOLD_MS / 2) {
+            await hold();
+            heldAt = Date.now();
+          }
           break;
         }
         case "trailer":

@@ -35,6 +35,21 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
       return row && toStoredBlob(row);
     },
 
+    async holdBlob(tenantId, digest, holdMs) {
+      // The database's clock, the one garbage collection compares with: no skew between replicas.
+      const until = sql<Date>`now() + ${holdMs} * interval '1 millisecond'`;
+      const held = await db
+        .updateTable("blobs")
+        .set({ held_until: until })
+        .where("tenant_id", "=", tenantId)
+        .where("digest", "=", digest)
+        // Never shortens a longer hold another upload has.
+        .where((eb) => eb.or([eb("held_until", "is", null), eb("held_until", "<", until)]))
+        .executeTakeFirst();
+      if (held.numUpdatedRows > 0n) return true;
+      return (await db.selectFrom("blobs").select("digest").where("tenant_id", "=", tenantId).where("digest", "=", digest).executeTakeFirst()) !== undefined;
+    },
+
     async createArtifact(record) {
       return translateDatabaseError(() =>
         db.transaction().execute(async (tx) => {
@@ -319,6 +334,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
         .selectFrom("blobs as b")
         .select(["b.tenant_id", "b.digest", "b.size_bytes", "b.storage_key"])
         .where("b.created_at", "<", cutoff)
+        .where((eb) => eb.or([eb("b.held_until", "is", null), eb("b.held_until", "<", sql<Date>`now()`)]))
         .where((eb) =>
           eb.not(
             eb.exists(
@@ -340,6 +356,16 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
     async reclaimBlob(tenantId, digest, cutoff) {
       try {
         return await db.transaction().execute(async (tx) => {
+          // Lock the row first: a hold taken before this wins (an upload is about to reference the content), and
+          // one asked for after waits and then finds no blob, so that upload stores its bytes itself.
+          const blob = await tx
+            .selectFrom("blobs")
+            .select(sql<boolean>`held_until is not null and held_until >= now()`.as("held"))
+            .where("tenant_id", "=", tenantId)
+            .where("digest", "=", digest)
+            .forUpdate()
+            .executeTakeFirst();
+          if (!blob || blob.held) return false;
           await tx
             .updateTable("artifacts")
             .set({ blob_digest: null })

@@ -38,6 +38,8 @@ export interface BlobTable {
   size_bytes: Int8;
   storage_key: string;
   created_at: ColumnType<Date, never, never>;
+  /** Until then garbage collection leaves the blob alone: an upload will reference it without storing it again. */
+  held_until: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 
 export interface ArtifactTable {
