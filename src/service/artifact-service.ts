@@ -238,9 +238,19 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
 
 /**
  * Subscribes before returning, so no event between the call and the first
- * read is lost; each event is checked against the filter with the store's own
- * filter rules (one query per event), so Watch and List never disagree.
+ * read is lost. Each event is checked against the filter in two halves:
+ * - the life-cycle fields (status, pinned, deleted), which change after
+ *   creation, against the artifact as it was when the event happened (a
+ *   watcher of status=review sees the review event even if the artifact is
+ *   approved a moment later);
+ * - everything else, which an artifact keeps for life, with the store's own
+ *   filter rules (one query per event), so Watch and List never disagree.
+ * A deleted event is delivered without include_deleted: it is news of the
+ * deletion itself.
  */
+/** Events a watcher may have waiting before it is stopped as too slow. */
+const WATCH_QUEUE_LIMIT = 10_000;
+
 function watchEvents(
   events: ArtifactEvents,
   metadata: MetadataStore,
@@ -248,10 +258,15 @@ function watchEvents(
   filter: ArtifactFilter,
   signal: AbortSignal,
 ): AsyncIterable<ArtifactEvent> {
+  const { status: _status, pinned: _pinned, ...rest } = filter;
+  const lifelong: ArtifactFilter = { ...rest, includeDeleted: true };
   const queue: ArtifactEvent[] = [];
   let wake: (() => void) | undefined;
+  let fellBehind = false;
   const unsubscribe = events.subscribe(tenantId, (event) => {
-    queue.push(event);
+    // A watcher that stops reading must not hold the server's memory: past the limit it is cut off, and told so.
+    if (queue.length >= WATCH_QUEUE_LIMIT) fellBehind = true;
+    else queue.push(event);
     wake?.();
   });
   const onAbort = () => wake?.();
@@ -259,18 +274,30 @@ function watchEvents(
   return (async function* () {
     try {
       while (!signal.aborted) {
+        if (fellBehind) {
+          throw new ArtifactError(
+            "resource_exhausted",
+            `this watcher fell more than ${WATCH_QUEUE_LIMIT} events behind and was stopped: watch again, and list what changed meanwhile (filter created_after)`,
+          );
+        }
         const event = queue.shift();
         if (!event) {
           await new Promise<void>((resolve) => (wake = resolve));
           wake = undefined;
           continue;
         }
-        const matchFilter = event.type === "deleted" ? { ...filter, includeDeleted: true } : filter;
-        if (await metadata.matchesFilter(tenantId, event.artifact.id, matchFilter)) yield event;
+        if (!lifecycleMatches(event, filter)) continue;
+        if (await metadata.matchesFilter(tenantId, event.artifact.id, lifelong)) yield event;
       }
     } finally {
       unsubscribe();
       signal.removeEventListener("abort", onAbort);
     }
   })();
+}
+
+function lifecycleMatches({ type, artifact }: ArtifactEvent, filter: ArtifactFilter): boolean {
+  if (filter.status !== undefined && artifact.status !== filter.status) return false;
+  if (filter.pinned !== undefined && artifact.pinned !== filter.pinned) return false;
+  return type === "deleted" || filter.includeDeleted === true || artifact.deletedAt === undefined;
 }

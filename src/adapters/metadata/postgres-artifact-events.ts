@@ -1,5 +1,5 @@
 import pg from "pg";
-import type { ArtifactEventType } from "../../artifact.ts";
+import type { ArtifactEventType, ArtifactStatus } from "../../artifact.ts";
 import type { MetadataStore } from "../../ports/metadata-store.ts";
 import { createArtifactEvents, type ArtifactEvents } from "../../service/artifact-events.ts";
 
@@ -16,6 +16,13 @@ import { createArtifactEvents, type ArtifactEvents } from "../../service/artifac
  */
 const CHANNEL = "artifactd_events";
 
+/** An artifact's life-cycle fields at the moment of its event, carried in the notification. */
+interface Lifecycle {
+  readonly status: ArtifactStatus;
+  readonly pinned: boolean;
+  readonly deletedAt: string | undefined;
+}
+
 export async function createPostgresArtifactEvents(
   databaseUrl: string,
   metadata: MetadataStore,
@@ -28,11 +35,12 @@ export async function createPostgresArtifactEvents(
   let listener: pg.Client | undefined;
 
   const deliver = async (payload: string) => {
-    const { t: tenantId, k: type, i: id } = JSON.parse(payload) as { t: string; k: ArtifactEventType; i: string };
+    const { t: tenantId, k: type, i: id, s: lifecycle } = JSON.parse(payload) as { t: string; k: ArtifactEventType; i: string; s?: Lifecycle };
     // Read the artifact back only when someone on this replica is watching its tenant.
     if (!local.hasSubscribers(tenantId)) return;
     const artifact = await metadata.getArtifact(tenantId, id);
-    if (artifact) local.publish(tenantId, { type, artifact });
+    // The fields that change after creation are as they were when the event happened, not as they are now.
+    if (artifact) local.publish(tenantId, { type, artifact: lifecycle ? { ...artifact, status: lifecycle.status, pinned: lifecycle.pinned, deletedAt: lifecycle.deletedAt ? new Date(lifecycle.deletedAt) : undefined } : artifact });
   };
 
   const connect = async (): Promise<void> => {
@@ -54,7 +62,15 @@ export async function createPostgresArtifactEvents(
   return {
     publish(tenantId, event) {
       pool
-        .query("select pg_notify($1, $2)", [CHANNEL, JSON.stringify({ t: tenantId, k: event.type, i: event.artifact.id })])
+        .query("select pg_notify($1, $2)", [
+          CHANNEL,
+          JSON.stringify({
+            t: tenantId,
+            k: event.type,
+            i: event.artifact.id,
+            s: { status: event.artifact.status, pinned: event.artifact.pinned, deletedAt: event.artifact.deletedAt?.toISOString() } satisfies Lifecycle,
+          }),
+        ])
         .catch((error: unknown) => log("event publish failed", error));
     },
     subscribe: local.subscribe,

@@ -1,0 +1,54 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Status } from "../src/gen/artifacts/v1/artifact_pb.js";
+import { EventType } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
+
+/**
+ * WatchArtifacts judges an event by the artifact as it was when the event
+ * happened: the life-cycle fields (status, pinned, deleted) move on, and a
+ * watcher must not miss the event that made an artifact match just because
+ * a later one made it stop matching. (The basic filtering is in
+ * test/query-and-lifecycle.test.ts.)
+ */
+describe.each(BACKENDS)("WatchArtifacts on %s", (backend) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp(backend, { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it("delivers every change into the watched status, even when the artifact has moved on by delivery time", async () => {
+    const run = `w-${Math.random().toString(36).slice(2)}`;
+    const count = 20;
+    const controller = new AbortController();
+    const seen: { type: EventType; id: string; status: Status }[] = [];
+    const stream = t.client().watchArtifacts({ filter: { kind: "reviewed", status: Status.REVIEW, provenance: { runId: run } } }, { signal: controller.signal });
+    const reading = (async () => {
+      try {
+        for await (const event of stream) {
+          seen.push({ type: event.type, id: event.artifact!.id, status: event.artifact!.status });
+          if (seen.length === count) controller.abort();
+        }
+      } catch (error) {
+        if (!controller.signal.aborted) throw error;
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 300));
+    const ids = await Promise.all(
+      Array.from({ length: count }, async (_, i) => {
+        const { artifact } = await t.client().saveInline({ spec: { kind: "reviewed", name: `r${i}`, provenance: { runId: run } }, content: { case: "text", value: String(i) } });
+        await t.client().setStatus({ id: artifact!.id, status: Status.REVIEW });
+        // Approved at once: by the time the review event is delivered, the artifact is no longer in review.
+        await t.client().setStatus({ id: artifact!.id, status: Status.APPROVED });
+        return artifact!.id;
+      }),
+    );
+    const timeout = setTimeout(() => controller.abort(), 15_000);
+    await reading;
+    clearTimeout(timeout);
+    expect(seen.map((e) => e.id).sort()).toEqual([...ids].sort());
+    expect(new Set(seen.map((e) => `${EventType[e.type]} ${Status[e.status]}`))).toEqual(new Set(["STATUS_CHANGED REVIEW"]));
+  });
+});
