@@ -7,6 +7,7 @@ import zlib from "node:zlib";
 import { chromium, type Browser, type Page, type Route } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../../src/blake3.ts";
+import { Status } from "../../src/gen/artifacts/v1/artifact_pb.js";
 import { UploadSessionState } from "../../src/gen/artifacts/v1/artifact_service_pb.js";
 import { WEB_PAGE_CSP } from "../../src/transport/web-page-route.ts";
 import { CHROMIUM_ARGS, ensureChromium } from "../support/ensure-chromium.ts";
@@ -21,8 +22,8 @@ const SESSION_KEY_PREFIX = "artifactd.upload-session.";
 /**
  * The page the service serves, driven in headless Chromium: uploads through
  * the browser client (BLAKE3 in a worker, parallel parts, retries, resume
- * after a reload, cancel), listing and filtering, the artifact view, signed
- * downloads, and that uploaded HTML is shown as text and never rendered.
+ * after a reload, cancel), listing, filtering and search, the artifact view,
+ * signed downloads, and that uploaded HTML is shown as text and never rendered.
  */
 describe("the web page in headless Chromium", () => {
   let t: TestApp;
@@ -235,6 +236,92 @@ describe("the web page in headless Chromium", () => {
     await page.locator("#preview-image").waitFor();
     await expect.poll(() => page.evaluate("document.getElementById('preview-image').naturalWidth")).toBe(24);
     expect(await page.locator("#lineage").textContent()).toMatch(/Used bysummary\.json report as figure/);
+    expect(problems).toEqual([]);
+    await close();
+  });
+
+  it("filters by status, tags, a metric range and provenance, searches in rank order, and keeps the filter in the URL", async () => {
+    // Other tests share the tenant: a graph id of this test's own scopes every view.
+    const graphId = `graph-${randomBytes(4).toString("hex")}`;
+    const save = async (name: string, spec: { title?: string; status: Status; tags: string[]; metrics?: Record<string, number>; labels?: Record<string, string>; pinned?: boolean }) =>
+      (await t.client().saveInline({ spec: { kind: "model", name, provenance: { graphId }, ...spec }, content: { case: "text", value: name } })).artifact!;
+    // Created one after another, so the plain list (newest first) is delta, gamma, beta, alpha.
+    await save("alpha-model", { title: "Zeppelin detector", status: Status.APPROVED, tags: ["vision", "prod"], metrics: { accuracy: 0.91 } });
+    // "zeppelin" only in a label value: it ranks below alpha, where it is in the title.
+    await save("beta-model", { title: "Baseline", status: Status.REVIEW, tags: ["vision"], metrics: { accuracy: 0.72 }, labels: { note: "zeppelin" } });
+    const gamma = await save("gamma-notes", { title: "Release notes", status: Status.APPROVED, tags: ["prod"], metrics: { accuracy: 0.55 } });
+    await save("delta-draft", { status: Status.DRAFT, tags: ["vision", "prod", "nightly"], pinned: true });
+
+    const { page, problems, close } = await openPage();
+    const listed = () => page.locator("#artifact-table tbody tr .artifact-link").allTextContents();
+    const SELECTS = new Set(["status", "pinned"]);
+    const browse = async (fields: Record<string, string>) => {
+      for (const name of ["graphId", "status", "pinned", "tags", "metricName", "metricMin", "metricMax"]) {
+        const field = page.locator(`#filter-form [name=${name}]`);
+        if (SELECTS.has(name)) await field.selectOption({ value: fields[name] ?? "" });
+        else await field.fill(fields[name] ?? "");
+      }
+      await page.click("#filter-form button[type=submit]");
+    };
+    await page.locator("#more-filters summary").click();
+
+    await browse({ graphId });
+    await expect.poll(listed).toEqual(["delta-draft", "gamma-notes", "beta-model", "alpha-model"]);
+    await browse({ graphId, status: "approved" });
+    await expect.poll(listed).toEqual(["gamma-notes", "alpha-model"]);
+    await browse({ graphId, tags: "vision, prod" });
+    await expect.poll(listed).toEqual(["delta-draft", "alpha-model"]);
+    await browse({ graphId, metricName: "accuracy", metricMin: "0.6", metricMax: "0.95" });
+    await expect.poll(listed).toEqual(["beta-model", "alpha-model"]);
+    await browse({ graphId, pinned: "yes" });
+    await expect.poll(listed).toEqual(["delta-draft"]);
+    await browse({ graphId, status: "rejected" });
+    await page.locator("#list-empty").waitFor();
+
+    // Search: Enter in the box, results in rank order, narrowed by the same filter.
+    await browse({ graphId });
+    await page.fill("#filter-search", "zeppelin");
+    await page.press("#filter-search", "Enter");
+    await expect.poll(listed).toEqual(["alpha-model", "beta-model"]);
+    expect(await page.textContent("#list-summary")).toContain("zeppelin");
+    await browse({ graphId, status: "review" });
+    await expect.poll(listed).toEqual(["beta-model"]);
+    // Emptying the box goes back to the plain list, filter kept.
+    await page.fill("#filter-search", "");
+    await expect.poll(listed).toEqual(["beta-model"]);
+    expect(await page.isHidden("#list-summary")).toBe(true);
+    await browse({ graphId });
+    await expect.poll(listed).toEqual(["delta-draft", "gamma-notes", "beta-model", "alpha-model"]);
+
+    // Deleted artifacts only on request, struck through.
+    await t.client().deleteArtifact({ id: gamma.id });
+    await browse({ graphId });
+    await expect.poll(listed).toEqual(["delta-draft", "beta-model", "alpha-model"]);
+    await page.check("#filter-form [name=includeDeleted]");
+    await page.click("#filter-form button[type=submit]");
+    await expect.poll(listed).toEqual(["delta-draft", "gamma-notes", "beta-model", "alpha-model"]);
+    expect(await page.getAttribute(`#artifact-table tr[data-id="${gamma.id}"]`, "class")).toBe("deleted");
+    await page.uncheck("#filter-form [name=includeDeleted]");
+
+    // The applied filter is in the URL: a reload, or a trip to an artifact and back, keeps it.
+    await page.fill("#filter-search", "zeppelin");
+    await browse({ graphId, tags: "vision" });
+    await expect.poll(listed).toEqual(["alpha-model", "beta-model"]);
+    expect(new URL(page.url()).searchParams.get("graphId")).toBe(graphId);
+    await page.reload();
+    await expect.poll(listed).toEqual(["alpha-model", "beta-model"]);
+    expect(await page.inputValue("#filter-search")).toBe("zeppelin");
+    expect(await page.inputValue("#filter-form [name=tags]")).toBe("vision");
+    expect(await page.getAttribute("#more-filters", "open")).not.toBeNull();
+    await page.locator("#artifact-table .artifact-link", { hasText: "beta-model" }).click();
+    await page.locator("#detail-heading", { hasText: "Baseline" }).waitFor();
+    await page.click("#detail a[href='#']");
+    await expect.poll(listed).toEqual(["alpha-model", "beta-model"]);
+
+    // Clear resets every field and lists everything again.
+    await page.click("#filter-form button[type=reset]");
+    await expect.poll(async () => (await listed()).length).toBeGreaterThan(4);
+    expect(new URL(page.url()).search).toBe("");
     expect(problems).toEqual([]);
     await close();
   });
