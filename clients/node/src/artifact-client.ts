@@ -58,6 +58,13 @@ export interface ArtifactClientOptions {
   readonly retry?: RetryOptions | false;
   /** uploadFile sends files this large or larger through a resumable upload session; default 16 MiB. */
   readonly resumableAboveBytes?: number;
+  /**
+   * saveJson / saveText store content up to this size inline (in the
+   * database) and larger content as a blob; default 256 KiB, the server's
+   * default limit. A server with a lower limit is handled too: content it
+   * refuses inline is stored as a blob.
+   */
+  readonly inlineMaxBytes?: number;
 }
 
 export interface DownloadOptions {
@@ -134,9 +141,13 @@ export interface ArtifactClient {
     spec: ArtifactSpecInit & { typePrefix?: Prefix },
     options?: WriterOptions,
   ): Promise<TypedUploadResponse<Prefix>>;
-  /** Saves a JSON value inline (SaveInline); RESOURCE_EXHAUSTED past the server's inline limit (256 KiB by default). Id prefix `json` unless the spec names one. */
+  /**
+   * Saves a JSON value: inline (SaveInline, queryable as JSONB) up to
+   * `inlineMaxBytes`, as a blob (mime application/json) above it; loadJson
+   * reads either. Id prefix `json` unless the spec names one.
+   */
   saveJson<Prefix extends string = "json">(value: unknown, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: { signal?: AbortSignal }): Promise<TypedArtifact<Prefix>>;
-  /** Saves UTF-8 text inline (SaveInline), same limit as saveJson. Id prefix `txt` unless the spec names one. */
+  /** Saves UTF-8 text, inline or as a blob (mime text/plain; charset=utf-8) as saveJson does. Id prefix `txt` unless the spec names one. */
   saveText<Prefix extends string = "txt">(text: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: { signal?: AbortSignal }): Promise<TypedArtifact<Prefix>>;
   /** uploadFile, answering the artifact; its id's type follows `spec.typePrefix`. */
   saveFile<Prefix extends string = string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: Omit<WriterOptions, "expectedSize">): Promise<TypedArtifact<Prefix>>;
@@ -247,6 +258,7 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     return retry.run(() => next(request), request.signal);
   };
   const resumableAboveBytes = options.resumableAboveBytes ?? 16 * MiB;
+  const inlineMaxBytes = options.inlineMaxBytes ?? 256 * 1024;
   const sessionManager = options.transport ? undefined : new WideWindowSessionManager(options.baseUrl);
   const transport =
     options.transport ??
@@ -400,6 +412,30 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     }
   };
 
+  /**
+   * JSON or text: inline when small (the database keeps it, JSON as JSONB), a
+   * blob with the same id prefix otherwise, so callers need not know the
+   * server's inline limit.
+   */
+  const saveSmallContent = async (type: "json" | "text", content: string, spec: ArtifactSpecInit, signal: AbortSignal | undefined) => {
+    const bytes = Buffer.from(content, "utf8");
+    if (bytes.byteLength <= inlineMaxBytes) {
+      try {
+        const call = { ...unary, ...(signal ? { signal } : {}) };
+        return (await rpc.saveInline({ spec, content: { case: type, value: content } }, call)).artifact!;
+      } catch (error) {
+        // A server whose inline limit is lower than ours: store it as a blob instead.
+        if (ConnectError.from(error).code !== Code.ResourceExhausted) throw error;
+      }
+    }
+    const blobSpec: ArtifactSpecInit = {
+      ...spec,
+      mimeType: spec.mimeType || (type === "json" ? "application/json" : "text/plain; charset=utf-8"),
+      typePrefix: spec.typePrefix || (type === "json" ? "json" : "txt"),
+    };
+    return (await uploadStream([bytes], blobSpec, { expectedSize: bytes.byteLength, ...(signal ? { signal } : {}) })).artifact!;
+  };
+
   const client: ArtifactClient = {
     rpc,
     openWriter,
@@ -415,13 +451,11 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     async saveJson<Prefix extends string>(value: unknown, spec: ArtifactSpecInit & { typePrefix?: Prefix }, saveOptions: { signal?: AbortSignal } = {}) {
       const json = JSON.stringify(value);
       if (json === undefined) throw new TypeError("saveJson: the value cannot be serialised as JSON");
-      const call = { ...unary, ...(saveOptions.signal ? { signal: saveOptions.signal } : {}) };
-      return (await rpc.saveInline({ spec, content: { case: "json", value: json } }, call)).artifact as TypedArtifact<Prefix>;
+      return (await saveSmallContent("json", json, spec, saveOptions.signal)) as TypedArtifact<Prefix>;
     },
 
     async saveText<Prefix extends string>(text: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, saveOptions: { signal?: AbortSignal } = {}) {
-      const call = { ...unary, ...(saveOptions.signal ? { signal: saveOptions.signal } : {}) };
-      return (await rpc.saveInline({ spec, content: { case: "text", value: text } }, call)).artifact as TypedArtifact<Prefix>;
+      return (await saveSmallContent("text", text, spec, saveOptions.signal)) as TypedArtifact<Prefix>;
     },
 
     async saveFile<Prefix extends string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, fileOptions?: Omit<WriterOptions, "expectedSize">) {

@@ -7,7 +7,7 @@ import { Client } from "minio";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { blake3Hex } from "../../../src/blake3.ts";
 import { BACKENDS, startTestApp, type TestApp } from "../../../test/support/test-app.ts";
-import { ArtifactIntegrityError, createArtifactClient, type ArtifactClient } from "../src/index.ts";
+import { ArtifactIntegrityError, createArtifactClient, Storage, type ArtifactClient } from "../src/index.ts";
 
 const MiB = 1024 * 1024;
 
@@ -157,6 +157,38 @@ describe.each(BACKENDS)("Node client on %s", (backend) => {
     const seen: string[] = [];
     for await (const artifact of client.list({ kind: "page", provenance: { runId: run } }, { pageSize: 2 })) seen.push(artifact.id);
     expect(seen).toEqual(ids.reverse());
+  });
+
+  it("saves JSON and text too large for inline storage as blobs with the same id prefix, and loads them back", async () => {
+    const rows = Array.from({ length: 20_000 }, (_, i) => ({ i, name: `row-${i}` }));
+    const json = await client.saveJson(rows, { kind: "big-json" });
+    expect(JSON.stringify(rows).length).toBeGreaterThan(256 * 1024);
+    expect(json.id).toMatch(/^json_/);
+    expect(json.storage).toBe(Storage.BLOB);
+    expect(json.mimeType).toBe("application/json");
+    expect(await client.loadJson(json.id)).toEqual(rows);
+    const text = "line of a long log\n".repeat(20_000);
+    const saved = await client.saveText(text, { kind: "big-log" });
+    expect(saved.id).toMatch(/^txt_/);
+    expect(saved.storage).toBe(Storage.BLOB);
+    expect(await client.loadText(saved.id)).toBe(text);
+    // Small content stays inline, where its JSON is queryable.
+    expect((await client.saveJson({ small: true }, { kind: "small-json" })).storage).toBe(Storage.INLINE);
+  });
+
+  it("falls back to a blob when the server's inline limit is lower than the client's", async () => {
+    const strict = await startTestApp(backend, { ARTIFACTD_INLINE_MAX_BYTES: "1KiB" });
+    const strictClient = createArtifactClient({ baseUrl: strict.url, token: strict.tokens.alpha });
+    try {
+      const value = { text: "x".repeat(4000) };
+      const saved = await strictClient.saveJson(value, { kind: "medium-json" });
+      expect(saved.storage).toBe(Storage.BLOB);
+      expect(saved.id).toMatch(/^json_/);
+      expect(await strictClient.loadJson(saved.id)).toEqual(value);
+    } finally {
+      await strictClient.close();
+      await strict.close();
+    }
   });
 
   /** Replaces the stored copy of a blob with other bytes of the same length, behind the service's back. */
