@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { createArtifactEvents } from "../src/service/artifact-events.ts";
+import { hasSessions } from "../src/ports/blob-store.ts";
 import { collectGarbage } from "../src/service/maintenance.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 
@@ -67,6 +68,30 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
     }
     const done = await second;
     expect(done.deduplicated).toBe(true);
+    expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+  });
+
+  it("aborts uploads nobody finished and no session holds, past the grace, and leaves sessions alone", async () => {
+    const blobs = t.app.blobs;
+    if (!hasSessions(blobs)) throw new Error("the blob store has no upload sessions");
+    // A multipart upload whose server died before it wrote a session row (or mid-stream): one part stored.
+    const abandoned = await blobs.beginSession("alpha");
+    await blobs.putPart(abandoned.key || "", abandoned.ref, 1, randomBytes(1000));
+    // A live session next to it.
+    const data = randomBytes(2000);
+    const { session } = await t.client().createUploadSession({ spec: { kind: "kept-session" }, expectedSize: BigInt(data.length) });
+    await t.client().uploadPart({ sessionId: session!.sessionId, partNumber: 1, data });
+
+    const young = await collectGarbage(gcDeps(), { graceMs: 0, dryRun: false, now: new Date(Date.now() + 3_600_000) });
+    expect(young.abandonedUploads, "an upload an hour old may still be running").toBe(0);
+    const dry = await collectGarbage(gcDeps(), { graceMs: 0, dryRun: true, now: new Date(Date.now() + 26 * 3_600_000) });
+    expect(dry.abandonedUploads).toBe(1);
+    const swept = await collectGarbage(gcDeps(), { graceMs: 0, dryRun: false, now: new Date(Date.now() + 26 * 3_600_000) });
+    expect(swept.abandonedUploads).toBe(1);
+    // The store itself refuses the aborted upload now.
+    await expect(blobs.putPart(abandoned.key || "", abandoned.ref, 2, randomBytes(1000))).rejects.toThrow();
+    // The session's upload survived: it completes with its content.
+    const done = await t.client().completeUploadSession({ sessionId: session!.sessionId });
     expect((await download(done.artifact!.id)).equals(data)).toBe(true);
   });
 });

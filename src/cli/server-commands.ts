@@ -107,7 +107,7 @@ async function gcCommand(args: string[]): Promise<number> {
     if (values.json) console.log(JSON.stringify({ expired, ...report }));
     else {
       const verb = dryRun ? "would reclaim" : "reclaimed";
-      console.log(`${dryRun ? "dry run: " : ""}expired ${expired} artifact(s); ${verb} ${report.blobs} blob(s), ${report.bytes} bytes; ${verb} ${report.orphans} orphaned object(s), ${report.orphanBytes} bytes`);
+      console.log(`${dryRun ? "dry run: " : ""}expired ${expired} artifact(s); ${verb} ${report.blobs} blob(s), ${report.bytes} bytes; ${verb} ${report.orphans} orphaned object(s), ${report.orphanBytes} bytes; ${dryRun ? "would abort" : "aborted"} ${report.abandonedUploads} abandoned upload(s)`);
     }
     return 0;
   } finally {

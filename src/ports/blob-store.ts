@@ -57,6 +57,12 @@ export interface BlobWriter {
  */
 export interface BlobLister {
   listBlobs(): AsyncIterable<{ readonly key: string; readonly size: number; readonly lastModified: Date }>;
+  /**
+   * Uploads started and never finished (S3: incomplete multipart uploads;
+   * folder: session folders), with the `ref` abortSession takes. Real S3
+   * keeps these, and bills for their parts, until someone aborts them.
+   */
+  listUnfinishedUploads(): AsyncIterable<{ readonly key: string; readonly ref: string; readonly startedAt: Date }>;
 }
 
 export function canListBlobs(store: BlobStore): store is BlobStore & BlobLister {

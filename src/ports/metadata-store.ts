@@ -71,8 +71,10 @@ export interface MetadataStore {
    * deduplicating upload): the foreign key makes that check race-free.
    */
   reclaimBlob(tenantId: string, digest: string, cutoff: Date): Promise<boolean>;
-  /** Which of these storage keys a blob row points at. */
+  /** Which of these storage keys a blob row or an unfinished upload session points at. */
   knownStorageKeys(keys: readonly string[]): Promise<Set<string>>;
+  /** Which of these blob-store upload refs (multipart upload ids) an upload session not yet completed holds. */
+  knownUploadRefs(refs: readonly string[]): Promise<Set<string>>;
 
   /**
    * A setting shared by all replicas: returns the stored value, or stores

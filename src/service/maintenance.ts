@@ -1,4 +1,4 @@
-import { canListBlobs, type BlobStore } from "../ports/blob-store.ts";
+import { canListBlobs, hasSessions, type BlobStore } from "../ports/blob-store.ts";
 import type { MetadataStore } from "../ports/metadata-store.ts";
 import type { ArtifactEvents } from "./artifact-events.ts";
 
@@ -28,6 +28,8 @@ export interface GarbageReport {
   /** Stored objects no blob row points at (left by a crash), older than the grace period. */
   readonly orphans: number;
   readonly orphanBytes: number;
+  /** Uploads started and never finished that no upload session holds (a crash mid-upload), aborted with their parts. */
+  readonly abandonedUploads: number;
   readonly dryRun: boolean;
 }
 
@@ -48,6 +50,11 @@ export interface GarbageReport {
  *    least 25 hours whatever `graceMs` is, longer than a streaming upload of
  *    the 5 TiB S3 maximum takes at 60 MB/s, and past MinIO's own 24 h
  *    clean-up of the parts of uploads that never finished.
+ * 3. Uploads started and never finished (multipart uploads, session
+ *    folders) that no upload session holds, older than the same grace: a
+ *    streaming upload whose server died, or a session whose row was never
+ *    written. MinIO drops such parts after 24 h by itself; S3 keeps them,
+ *    billed, until they are aborted.
  *
  * Several replicas may collect at once: only one wins each blob row.
  */
@@ -102,5 +109,26 @@ export async function collectGarbage(
     }
     await flush();
   }
-  return { blobs, bytes, orphans, orphanBytes, dryRun: options.dryRun };
+
+  let abandonedUploads = 0;
+  if (canListBlobs(deps.blobs) && hasSessions(deps.blobs)) {
+    const sessionsStore = deps.blobs;
+    let batch: { key: string; ref: string }[] = [];
+    const flush = async () => {
+      const held = await deps.metadata.knownUploadRefs(batch.map((u) => u.ref));
+      for (const upload of batch) {
+        if (held.has(upload.ref)) continue;
+        if (!options.dryRun) await sessionsStore.abortSession(upload.key, upload.ref);
+        abandonedUploads++;
+      }
+      batch = [];
+    };
+    for await (const upload of deps.blobs.listUnfinishedUploads()) {
+      if (upload.startedAt >= orphanCutoff) continue;
+      batch.push(upload);
+      if (batch.length >= 500) await flush();
+    }
+    await flush();
+  }
+  return { blobs, bytes, orphans, orphanBytes, abandonedUploads, dryRun: options.dryRun };
 }

@@ -132,6 +132,14 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
         if (info) yield { key, size: info.size, lastModified: info.mtime };
       }
     },
+    async *listUnfinishedUploads() {
+      for (const entry of await readdir(sessions, { withFileTypes: true })) {
+        if (!entry.isDirectory()) continue;
+        // The folder's mtime moves with every part stored: the last sign of life, a conservative start time.
+        const info = await stat(path.join(sessions, entry.name)).catch(() => undefined);
+        if (info) yield { key: "", ref: entry.name, startedAt: info.mtime };
+      }
+    },
     async close() {},
   };
 }

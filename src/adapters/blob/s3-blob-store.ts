@@ -137,6 +137,11 @@ export async function createS3BlobStore(config: S3Config): Promise<BlobStore & B
         if (item.name) yield { key: item.name, size: item.size, lastModified: item.lastModified };
       }
     },
+    async *listUnfinishedUploads() {
+      for await (const item of client.listIncompleteUploads(bucket, "", true) as AsyncIterable<{ key?: string; uploadId?: string; initiated?: Date }>) {
+        if (item.key && item.uploadId && item.initiated) yield { key: item.key, ref: item.uploadId, startedAt: item.initiated };
+      }
+    },
     async close() {},
   };
 }

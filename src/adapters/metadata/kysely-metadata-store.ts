@@ -399,6 +399,12 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
       return new Set([...blobRows, ...sessionRows].map((r) => r.storage_key));
     },
 
+    async knownUploadRefs(refs) {
+      if (refs.length === 0) return new Set();
+      const rows = await db.selectFrom("upload_sessions").select("multipart_id").where("multipart_id", "in", [...refs]).where("state", "!=", "completed").execute();
+      return new Set(rows.map((r) => r.multipart_id));
+    },
+
     async sharedSetting(name, proposed) {
       await db.insertInto("server_settings").values({ name, value: proposed }).onConflict((oc) => oc.column("name").doNothing()).execute();
       const row = await db.selectFrom("server_settings").select("value").where("name", "=", name).executeTakeFirstOrThrow();
