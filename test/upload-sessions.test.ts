@@ -1,4 +1,5 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { Client } from "minio";
 import { randomBytes } from "node:crypto";
@@ -207,5 +208,93 @@ describe.each(BACKENDS)("upload sessions on %s", (backend) => {
     await otherClient.uploadPart({ sessionId: session!.sessionId, partNumber: 2, data: parts[1]! });
     const done = await otherClient.completeUploadSession({ sessionId: session!.sessionId });
     expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+  });
+
+  it("returns the same session for a retried create after an input was deleted or spec.expires_at passed", async () => {
+    const input = (await t.client().saveInline({ spec: { kind: "source" }, content: { case: "text", value: "in" } })).artifact!;
+    const withInput = { spec: { kind: "derived", inputs: [{ artifactId: input.id, role: "source" }] }, idempotencyKey: `input-${Math.random()}`, partSize: BigInt(PART) };
+    const expiry = new Date(Date.now() + 1500);
+    const withExpiry = { spec: { kind: "derived", expiresAt: timestampFromDate(expiry) }, idempotencyKey: `expiry-${Math.random()}`, partSize: BigInt(PART) };
+    const a = (await t.client().createUploadSession(withInput)).session!;
+    const b = (await t.client().createUploadSession(withExpiry)).session!;
+    await t.client().deleteArtifact({ id: input.id });
+    await new Promise((r) => setTimeout(r, Math.max(0, expiry.getTime() - Date.now() + 200)));
+    expect((await t.client().createUploadSession(withInput)).session!.sessionId).toBe(a.sessionId);
+    expect((await t.client().createUploadSession(withExpiry)).session!.sessionId).toBe(b.sessionId);
+    // A new key is a new create, checked afresh.
+    await expectCode(t.client().createUploadSession({ ...withInput, idempotencyKey: `new-${Math.random()}` }), Code.FailedPrecondition, /deleted/);
+    await expectCode(t.client().createUploadSession({ ...withExpiry, idempotencyKey: `new-${Math.random()}` }), Code.InvalidArgument, /expires_at is in the past/);
+    await expectCode(t.client().createUploadSession({ ...withExpiry, idempotencyKey: "k".repeat(129) }), Code.InvalidArgument, /idempotency_key is longer than 128/);
+    await expectCode(t.client().createUploadSession({ ...withExpiry, idempotencyKey: "k\u0000" }), Code.InvalidArgument, /idempotency_key contains a NUL/);
+    for (const session of [a, b]) await t.client().abortUploadSession({ sessionId: session.sessionId });
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it("replaces a part sent again: wrong bytes first, then the right ones", async () => {
+    const data = randomBytes(2 * PART + 321);
+    const parts = partsOf(data);
+    // No expected_blake3: only the replacement can make the content right.
+    const { session } = await t.client().createUploadSession({ spec: { kind: "x", name: "resent-parts" }, partSize: BigInt(PART) });
+    const sessionId = session!.sessionId;
+    await t.client().uploadPart({ sessionId, partNumber: 1, data: randomBytes(PART) });
+    await t.client().uploadPart({ sessionId, partNumber: 2, data: parts[1]! });
+    // The last part, wrong and of another length.
+    await t.client().uploadPart({ sessionId, partNumber: 3, data: randomBytes(1000) });
+    await t.client().uploadPart({ sessionId, partNumber: 1, data: parts[0]! });
+    await t.client().uploadPart({ sessionId, partNumber: 3, data: parts[2]! });
+    const status = await t.client().getUploadSession({ sessionId });
+    expect(status.session!.committedParts).toEqual([1, 2, 3]);
+    expect(status.session!.committedBytes).toBe(BigInt(data.length));
+    const done = await t.client().completeUploadSession({ sessionId });
+    expect(done.artifact!.blake3).toBe(blake3Hex(data));
+    expect(done.artifact!.sizeBytes).toBe(BigInt(data.length));
+    expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it("answers not_found for an expired session the sweeper has not removed yet", async () => {
+    // Expiry is decided on each call against the session's expires_at; the sweeper only reclaims space.
+    const short = await startTestApp(backend, { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0", ARTIFACTD_UPLOAD_SESSION_TTL_MS: "1000" });
+    try {
+      const client = short.client();
+      const { session } = await client.createUploadSession({ spec: { kind: "x" }, partSize: BigInt(PART) });
+      const sessionId = session!.sessionId;
+      await client.uploadPart({ sessionId, partNumber: 1, data: randomBytes(1000) });
+      const expiresAt = timestampDate(session!.expiresAt!);
+      await new Promise((r) => setTimeout(r, Math.max(0, expiresAt.getTime() - Date.now() + 100)));
+      expect((await short.app.metadata.uploadSessions.get("alpha", sessionId))?.id).toBe(sessionId);
+      const gone = /upload session ups_\w+ does not exist or has expired: create a new one/;
+      await expectCode(client.uploadPart({ sessionId, partNumber: 2, data: randomBytes(1000) }), Code.NotFound, gone);
+      await expectCode(client.getUploadSession({ sessionId }), Code.NotFound, gone);
+      await expectCode(client.completeUploadSession({ sessionId }), Code.NotFound, gone);
+      // Nothing was made of it, and it is still there for the sweeper.
+      expect((await client.listArtifacts({})).artifacts).toEqual([]);
+      expect(await short.app.metadata.uploadSessions.get("alpha", sessionId)).toBeDefined();
+      expect(await expireUploadSessions({ metadata: short.app.metadata, blobs: short.app.blobs })).toBe(1);
+      expect(await short.app.metadata.uploadSessions.get("alpha", sessionId)).toBeUndefined();
+    } finally {
+      await short.close();
+    }
+  });
+
+  it("refuses at complete a short part that is not the last when no expected_size was given, and stays usable", async () => {
+    const { session } = await t.client().createUploadSession({ spec: { kind: "x", name: "short-middle" }, partSize: BigInt(PART) });
+    const sessionId = session!.sessionId;
+    // Without expected_size any part may turn out to be the last, so both are taken.
+    await t.client().uploadPart({ sessionId, partNumber: 1, data: randomBytes(1000) });
+    const tail = randomBytes(500);
+    await t.client().uploadPart({ sessionId, partNumber: 2, data: tail });
+    await expectCode(
+      t.client().completeUploadSession({ sessionId }),
+      Code.FailedPrecondition,
+      /^part 1 has 1000 bytes; every part but the last must have part_size \(5242880\) bytes: upload it again$/,
+    );
+    expect((await t.client().getUploadSession({ sessionId })).session!.state).toBe(UploadSessionState.OPEN);
+    expect((await t.client().listArtifacts({ filter: { namePrefix: "short-middle" } })).artifacts).toEqual([]);
+    const head = randomBytes(PART);
+    await t.client().uploadPart({ sessionId, partNumber: 1, data: head });
+    const done = await t.client().completeUploadSession({ sessionId });
+    expect((await download(done.artifact!.id)).equals(Buffer.concat([head, tail]))).toBe(true);
+    expect(await leftovers()).toEqual([]);
   });
 });

@@ -17,7 +17,7 @@ import {
   type CreateSessionRequest,
   type SessionView,
 } from "./upload-sessions.ts";
-import { requireArtifactId, validateLabels, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
+import { checkFilterText, checkNoNul, requireArtifactId, validateLabels, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
 
 export interface ArtifactServiceOptions {
   readonly metadata: MetadataStore;
@@ -76,6 +76,7 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
   const { metadata, blobs, events } = options;
   const sessionDeps = { metadata, blobs, sessionTtlMs: options.sessionTtlMs, uploadMaxBytes: options.uploadMaxBytes };
   const validateFilter = (filter: ArtifactFilter) => {
+    checkFilterText(filter);
     if (filter.labels) validateLabels("filter.labels", filter.labels);
     if (filter.tagsAll) validateTags("filter.tags_all", filter.tagsAll);
     if (filter.tagsAny) validateTags("filter.tags_any", filter.tagsAny);
@@ -127,6 +128,7 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
 
     async searchArtifacts(caller, query, filter, pageSize, pageToken) {
       if (query.trim() === "" || query.length > 512) throw invalidArgument("query must be 1–512 characters of free text");
+      checkNoNul("query", query);
       validateFilter(filter);
       return metadata.searchArtifacts(caller.tenantId, query, filter, { pageSize: pageSizeOf(pageSize), pageToken });
     },
@@ -134,6 +136,8 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     async bestArtifact(caller, kind, metric, minimize, filter) {
       if (!kind) throw invalidArgument("kind is required: the kind of artifact to rank, e.g. model");
       if (!metric) throw invalidArgument("metric is required: the metric to rank by, e.g. accuracy");
+      checkNoNul("kind", kind);
+      checkNoNul("metric", metric);
       validateFilter(filter);
       const best = await metadata.bestArtifact(caller.tenantId, kind, metric, minimize, filter);
       if (!best) throw notFound(`no ${kind} artifact with metric ${JSON.stringify(metric)} matches the filter`);

@@ -6,7 +6,7 @@ import { hasSessions, type BlobSessions, type BlobStore } from "../ports/blob-st
 import type { MetadataStore } from "../ports/metadata-store.ts";
 import type { UploadSessionRecord } from "../ports/upload-session-store.ts";
 import { recordArtifact } from "./record-artifact.ts";
-import { validateLabels, validateMetrics, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
+import { checkNoNul, validateLabels, validateMetrics, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
 
 /**
  * Resumable upload sessions (the pattern of tus, OCI chunked uploads and
@@ -67,6 +67,14 @@ function sessionBlobs(blobs: BlobStore): BlobStore & BlobSessions {
 }
 
 export async function createUploadSession(deps: UploadSessionDeps, caller: Caller, request: CreateSessionRequest): Promise<SessionView> {
+  if (request.idempotencyKey.length > 128) throw invalidArgument("idempotency_key is longer than 128 characters");
+  checkNoNul("idempotency_key", request.idempotencyKey);
+  // A retry first: the session it created stands whatever the rest of the
+  // request says now (an input deleted, spec.expires_at passed meanwhile).
+  if (request.idempotencyKey) {
+    const existing = await findByIdempotencyKey(deps, caller, request.idempotencyKey);
+    if (existing) return existing;
+  }
   const now = new Date();
   const spec = validateSpec(request.spec, now);
   const partSize = request.partSize || DEFAULT_PART_SIZE;
@@ -86,13 +94,8 @@ export async function createUploadSession(deps: UploadSessionDeps, caller: Calle
   if (request.expectedBlake3 !== "" && !BLAKE3_HEX_PATTERN.test(request.expectedBlake3)) {
     throw invalidArgument("expected_blake3 must be 64 lowercase hex characters (a BLAKE3-256 digest)");
   }
-  if (request.idempotencyKey.length > 128) throw invalidArgument("idempotency_key is longer than 128 characters");
   await deps.metadata.checkInputs(caller.tenantId, spec.inputs);
 
-  if (request.idempotencyKey) {
-    const existing = await findByIdempotencyKey(deps, caller, request.idempotencyKey);
-    if (existing) return existing;
-  }
   const blobs = sessionBlobs(deps.blobs);
   const { key, ref } = await blobs.beginSession(caller.tenantId);
   const { session, created } = await deps.metadata.uploadSessions.create({

@@ -1,4 +1,4 @@
-import { PROVENANCE_FIELDS, type ArtifactInput, type ArtifactSpec, type ArtifactStatus, type Provenance } from "../artifact.ts";
+import { PROVENANCE_FIELDS, type ArtifactFilter, type ArtifactInput, type ArtifactSpec, type ArtifactStatus, type Provenance } from "../artifact.ts";
 import { invalidArgument } from "../artifact-error.ts";
 import { isArtifactId, PREFIX_PATTERN } from "../artifact-id.ts";
 
@@ -96,7 +96,9 @@ export function validateLabels(field: string, labels: Readonly<Record<string, st
     if (key.length === 0 || key.length > LIMITS.maxLabelKey) {
       throw invalidArgument(`${field} key ${JSON.stringify(key.slice(0, 40))} must be 1–${LIMITS.maxLabelKey} characters`);
     }
+    checkNoNul(`${field} key ${JSON.stringify(key.slice(0, 40))}`, key);
     if (value.length > LIMITS.maxLabelValue) throw invalidArgument(`${field}[${JSON.stringify(key)}] is longer than ${LIMITS.maxLabelValue} characters`);
+    checkNoNul(`${field}[${JSON.stringify(key)}]`, value);
   }
   return Object.fromEntries(entries);
 }
@@ -106,6 +108,7 @@ export function validateTags(field: string, tags: readonly string[]): string[] {
   if (unique.length > LIMITS.maxTags) throw invalidArgument(`${field} has ${unique.length} tags; at most ${LIMITS.maxTags} are allowed`);
   for (const tag of unique) {
     if (tag.length === 0 || tag.length > LIMITS.maxTag) throw invalidArgument(`${field} entry ${JSON.stringify(tag.slice(0, 40))} must be 1–${LIMITS.maxTag} characters`);
+    checkNoNul(`${field} entry ${JSON.stringify(tag.slice(0, 40))}`, tag);
   }
   return unique;
 }
@@ -155,8 +158,34 @@ function validateInputs(inputs: readonly ArtifactInput[]): ArtifactInput[] {
 
 function checkText(field: string, value: string, max: number): void {
   if (value.length > max) throw invalidArgument(`${field} is ${value.length} characters long; at most ${max} are allowed`);
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000]/.test(value)) throw invalidArgument(`${field} contains a NUL character, which cannot be stored`);
+  checkNoNul(field, value);
+}
+
+/** Postgres text, jsonb and text[] cannot hold U+0000: refuse it before it reaches the database. */
+export function checkNoNul(field: string, value: string): void {
+  if (value.includes("\u0000")) throw invalidArgument(`${field} contains a NUL character, which cannot be stored or matched`);
+}
+
+/**
+ * The text of a filter, every value that becomes a query parameter: none may
+ * hold a NUL character (Postgres refuses it, which would surface as an
+ * internal error). Lengths and shapes are left to the filter's own checks.
+ */
+export function checkFilterText(filter: ArtifactFilter, field = "filter"): void {
+  const plain = { kind: filter.kind, artifact_class: filter.artifactClass, name_prefix: filter.namePrefix, mime_type: filter.mimeType };
+  for (const [name, value] of Object.entries(plain)) if (value) checkNoNul(`${field}.${name}`, value);
+  for (const name of PROVENANCE_FIELDS) {
+    const value = filter.provenance?.[name];
+    if (value) checkNoNul(`${field}.provenance.${name}`, value);
+  }
+  for (const [key, value] of Object.entries(filter.labels ?? {})) {
+    checkNoNul(`${field}.labels key ${JSON.stringify(key.slice(0, 40))}`, key);
+    checkNoNul(`${field}.labels[${JSON.stringify(key)}]`, value);
+  }
+  for (const [name, tags] of [["tags_all", filter.tagsAll], ["tags_any", filter.tagsAny]] as const) {
+    for (const tag of tags ?? []) checkNoNul(`${field}.${name} entry ${JSON.stringify(tag.slice(0, 40))}`, tag);
+  }
+  for (const [i, range] of (filter.metricRanges ?? []).entries()) checkNoNul(`${field}.metric_ranges[${i}].name`, range.name);
 }
 
 /** Artifact ids from requests: malformed ones are refused before any lookup. */

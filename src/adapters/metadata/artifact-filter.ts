@@ -12,6 +12,9 @@ import type { Database } from "./schema.ts";
  * - name prefix: LIKE with the prefix's own %, _ and \ escaped
  *   (text_pattern_ops btree);
  * - metric ranges: `metrics ? $name` (GIN) and a numeric comparison.
+ *
+ * Filters reach it validated (the service's validateFilter refuses, among
+ * others, text holding a NUL character, which Postgres cannot take).
  */
 export function applyFilter<O>(query: SelectQueryBuilder<Database, "artifacts", O>, filter: ArtifactFilter): SelectQueryBuilder<Database, "artifacts", O> {
   let q = query;
