@@ -1541,8 +1541,15 @@ export declare const ArtifactService: GenService<{
     output: typeof ArchiveRunResponseSchema;
   },
   /**
-   * Streams artifact events (created, status changed, pinned, deleted)
-   * matching a filter.
+   * Streams artifact events (created, status changed, pinned, unpinned,
+   * deleted) matching a filter, from the moment of the call. Status, pinned
+   * and deleted are judged as they were when the event happened (a watcher
+   * of status REVIEW gets the event that moved an artifact into review even
+   * if it was approved a moment later); deleted events come without
+   * include_deleted. A filter refused by ListArtifacts is refused here
+   * (INVALID_ARGUMENT). A watcher that falls more than 10,000 events behind
+   * is ended with RESOURCE_EXHAUSTED: watch again, and list what changed
+   * meanwhile.
    *
    * @generated from rpc artifacts.v1.ArtifactService.WatchArtifacts
    */
