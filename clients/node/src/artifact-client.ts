@@ -38,8 +38,9 @@ export interface ArtifactClientOptions {
   readonly token: string;
   /**
    * Deadline of each unary call (get, list pages, saveJson, delete, …); unset:
-   * none. Transfers (writers, uploads, downloads) never get one, since their
-   * length depends on the content; give them a `signal` instead.
+   * none. Transfers (writers, uploads, downloads) do not get it, since their
+   * length depends on the content: give each its own `timeoutMs` (or a
+   * `signal`).
    */
   readonly timeoutMs?: number;
   /** A transport of your own (tests, proxies): baseUrl and token are then ignored, so it must send the authorization header itself. */
@@ -73,8 +74,31 @@ export interface DownloadOptions {
   /** Bytes from offset; unset: to the end. */
   readonly length?: number;
   readonly signal?: AbortSignal;
+  /** Deadline of the whole download, resumed attempts included: DEADLINE_EXCEEDED past it. Unset: none. */
+  readonly timeoutMs?: number;
   /** Called as content arrives (progress bars); totalBytes is what this download will send. */
   readonly onProgress?: (progress: TransferProgress) => void;
+}
+
+/** One deadline over several calls (a transfer and its resumed attempts): each call is given what is left of it. */
+interface Deadline {
+  /** Milliseconds left (at least 1, so a call past it fails with DEADLINE_EXCEEDED); undefined: no deadline. */
+  remainingMs(): number | undefined;
+  /** Call options with what is left, or `cap` when that is sooner. */
+  callOptions(cap?: number): { timeoutMs?: number };
+}
+
+function startDeadline(timeoutMs: number | undefined): Deadline {
+  const at = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+  const remainingMs = () => (at === undefined ? undefined : Math.max(1, at - Date.now()));
+  return {
+    remainingMs,
+    callOptions(cap) {
+      const left = remainingMs();
+      const timeout = left === undefined ? cap : cap === undefined ? left : Math.min(cap, left);
+      return timeout === undefined ? {} : { timeoutMs: timeout };
+    },
+  };
 }
 
 const MiB = 1024 * 1024;
@@ -215,7 +239,7 @@ export interface ArtifactClient {
    * renamed into place only once size and BLAKE3 are verified; on any
    * failure the partial file is removed and `path` is left untouched.
    */
-  downloadToFile(id: string, path: string, options?: Pick<DownloadOptions, "signal" | "onProgress">): Promise<Artifact>;
+  downloadToFile(id: string, path: string, options?: Pick<DownloadOptions, "signal" | "timeoutMs" | "onProgress">): Promise<Artifact>;
   /** Closes the HTTP/2 connection this client opened (calls still running fail with CANCELED); a `transport` of your own is left alone. */
   close(): Promise<void>;
 }
@@ -271,7 +295,7 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
   const unary = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
 
   const openWriter = <Prefix extends string>(spec: ArtifactSpecInit & { typePrefix?: Prefix }, writerOptions: WriterOptions = {}) =>
-    createArtifactWriter<Prefix>((messages, signal) => rpc.upload(messages, { signal }), spec, writerOptions);
+    createArtifactWriter<Prefix>((messages, signal, timeoutMs) => rpc.upload(messages, { signal, ...(timeoutMs !== undefined ? { timeoutMs } : {}) }), spec, writerOptions);
 
   const withWriter = async <Prefix extends string>(
     spec: ArtifactSpecInit & { typePrefix?: Prefix },
@@ -302,10 +326,10 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     );
 
   /** Opens a Download call from `offset` and reads its first message, the artifact. */
-  const openDownload = async (id: string, offset: number, length: number | undefined, signal: AbortSignal | undefined) => {
+  const openDownload = async (id: string, offset: number, length: number | undefined, signal: AbortSignal | undefined, deadline: Deadline) => {
     const stream = rpc.download(
       { id, offset: BigInt(offset), ...(length !== undefined ? { length: BigInt(length) } : {}) },
-      signal ? { signal } : {},
+      { ...(signal ? { signal } : {}), ...deadline.callOptions() },
     );
     const iterator = stream[Symbol.asyncIterator]();
     const first = await iterator.next();
@@ -316,7 +340,8 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
   const download = async (id: string, downloadOptions: DownloadOptions = {}) => {
     const offset = downloadOptions.offset ?? 0;
     const signal = downloadOptions.signal;
-    const opened = await retry.run(() => openDownload(id, offset, downloadOptions.length, signal), signal);
+    const deadline = startDeadline(downloadOptions.timeoutMs);
+    const opened = await retry.run(() => openDownload(id, offset, downloadOptions.length, signal, deadline), signal);
     const artifact = opened.artifact;
     const whole = offset === 0 && downloadOptions.length === undefined;
     const remaining = Math.max(0, Number(artifact.sizeBytes) - offset);
@@ -335,7 +360,7 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
             // A dropped stream resumes where it broke off: the verifier has hashed every byte so far, in order, so it simply goes on.
             if (++retries >= retry.maxAttempts || signal?.aborted || !retry.isTransient(error)) throw error;
             await retry.wait(retries, ConnectError.from(error), signal);
-            const resumed = await retry.run(() => openDownload(id, offset + received, totalBytes - received, signal), signal);
+            const resumed = await retry.run(() => openDownload(id, offset + received, totalBytes - received, signal, deadline), signal);
             if (resumed.artifact.blake3 !== artifact.blake3 || resumed.artifact.sizeBytes !== artifact.sizeBytes) {
               throw new ArtifactIntegrityError(`artifact ${id} changed while it was being downloaded; download it again`);
             }
@@ -365,7 +390,8 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
    */
   const uploadFileResumably = async (path: string, size: number, spec: ArtifactSpecInit, writerOptions: Omit<WriterOptions, "expectedSize">) => {
     const signal = writerOptions.signal;
-    const call = { ...unary, ...(signal ? { signal } : {}) };
+    const deadline = startDeadline(writerOptions.timeoutMs);
+    const call = () => ({ ...(signal ? { signal } : {}), ...deadline.callOptions(unary.timeoutMs) });
     const { session } = await rpc.createUploadSession(
       {
         spec,
@@ -375,7 +401,7 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
         // The same key on a retried create returns the same session instead of opening a second one.
         idempotencyKey: `uploadFile-${randomBytes(16).toString("hex")}`,
       },
-      call,
+      call(),
     );
     const sessionId = session!.sessionId;
     let offset = 0;
@@ -383,8 +409,10 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
       try {
         const stream = createReadStream(path, { start: offset, highWaterMark: MiB });
         const base = offset;
+        const timeoutMs = deadline.remainingMs();
         return await uploadStream(stream, spec, {
           ...(signal ? { signal } : {}),
+          ...(timeoutMs !== undefined ? { timeoutMs } : {}),
           session: { sessionId, offset },
           ...(writerOptions.onProgress ? { onProgress: (p: TransferProgress) => writerOptions.onProgress!({ bytes: base + p.bytes, totalBytes: size }) } : {}),
         });
@@ -396,7 +424,7 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
         let now;
         try {
           await retry.wait(attempt, ConnectError.from(error), signal);
-          ({ session: now } = await rpc.getUploadSession({ sessionId }, call));
+          ({ session: now } = await rpc.getUploadSession({ sessionId }, call()));
         } catch (recoveryError) {
           // Aborted during the backoff, or the session cannot be asked about any more: free its stored parts now
           // rather than leave them until the session expires hours later.

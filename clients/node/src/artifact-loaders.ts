@@ -14,6 +14,8 @@ export type LoaderTransport = Pick<ArtifactClient, "get" | "download" | "downloa
 
 export interface LoadOptions {
   readonly signal?: AbortSignal;
+  /** Deadline of the download: DEADLINE_EXCEEDED past it. */
+  readonly timeoutMs?: number;
   /** loadBytes / loadText / loadJson refuse larger content (RangeError) before reading it; default 256 MiB. */
   readonly maxBytes?: number;
 }
@@ -71,7 +73,10 @@ export function createArtifactLoaders(client: LoaderTransport, cache: LocalArtif
     const { id } = parseArtifactRef(locator);
     const maxBytes = options.maxBytes ?? DEFAULT_MAX_LOAD_BYTES;
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new TypeError(`loadBytes: maxBytes must be a whole number of bytes >= 0, got ${maxBytes}`);
-    const { artifact, content } = await client.download(id, options.signal ? { signal: options.signal } : {});
+    const { artifact, content } = await client.download(id, {
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    });
     const iterator = content[Symbol.asyncIterator]();
     if (Number(artifact.sizeBytes) > maxBytes) {
       await iterator.return?.();

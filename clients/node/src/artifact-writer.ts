@@ -10,7 +10,7 @@ export type ArtifactSpecInit = Exclude<MessageInitShape<typeof ArtifactSpecSchem
 /** Starts the client-streaming Upload call; cancelling `signal` cancels it. */
 /** An UploadResponse whose artifact id carries the spec's typePrefix in its type. */
 export type TypedUploadResponse<Prefix extends string = string> = UploadResponse & { artifact?: TypedArtifact<Prefix> | undefined };
-export type StartUpload = (messages: AsyncIterable<UploadMessage>, signal: AbortSignal) => Promise<UploadResponse>;
+export type StartUpload = (messages: AsyncIterable<UploadMessage>, signal: AbortSignal, timeoutMs: number | undefined) => Promise<UploadResponse>;
 
 export interface WriterOptions {
   /** Total bytes that will be written; the server refuses a different count (INVALID_ARGUMENT). Unset: not checked. */
@@ -19,6 +19,12 @@ export interface WriterOptions {
   readonly expectedBlake3?: string;
   /** Aborting it cancels the upload, like `abort()`. */
   readonly signal?: AbortSignal;
+  /**
+   * Deadline of the whole upload, resumed attempts included: past it the
+   * call ends with DEADLINE_EXCEEDED, the server is told (grpc-timeout) and
+   * records nothing. Unset: none.
+   */
+  readonly timeoutMs?: number;
   /** Called each time the connection has taken more content bytes (progress bars). */
   readonly onProgress?: (progress: TransferProgress) => void;
   /**
@@ -122,7 +128,7 @@ export function createArtifactWriter<Prefix extends string = string>(
   }
 
   const signal = options.signal ? AbortSignal.any([controller.signal, options.signal]) : controller.signal;
-  const response = startUpload(messages(), signal);
+  const response = startUpload(messages(), signal, options.timeoutMs);
   // Once the call is over, nothing more can be delivered: a send still
   // waiting fails with the call's error (or this one if it succeeded early).
   const ended = response.then(() => Promise.reject(new Error("the upload ended before all data was sent")));

@@ -191,6 +191,32 @@ describe.each(BACKENDS)("Node client on %s", (backend) => {
     }
   });
 
+  it("ends a writer, an upload and a download past their timeoutMs with DEADLINE_EXCEEDED, recording nothing", async () => {
+    const writer = client.openWriter({ kind: "too-slow" }, { timeoutMs: 400 });
+    await writer.write(randomBytes(1000));
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    const late = await writer.write(randomBytes(1000)).then(() => writer.commit()).catch((e: unknown) => e);
+    expect(ConnectError.from(late).code).toBe(Code.DeadlineExceeded);
+    const slowSource = (async function* () {
+      yield randomBytes(1000);
+      await new Promise((resolve) => setTimeout(resolve, 800));
+      yield randomBytes(1000);
+    })();
+    const upload = await client.uploadStream(slowSource, { kind: "too-slow" }, { timeoutMs: 400 }).catch((e: unknown) => e);
+    expect(ConnectError.from(upload).code).toBe(Code.DeadlineExceeded);
+    expect(await count("too-slow")).toBe(0);
+
+    const data = randomBytes(8 * MiB);
+    const { artifact } = await client.uploadStream([data], { kind: "deadline-download" });
+    const { content } = await client.download(artifact!.id, { timeoutMs: 400 });
+    const read = (async () => {
+      for await (const _ of content) await new Promise((resolve) => setTimeout(resolve, 100));
+    })();
+    expect(ConnectError.from(await read.catch((e: unknown) => e)).code).toBe(Code.DeadlineExceeded);
+    // With time enough, the same calls succeed.
+    expect((await client.loadBytes(artifact!.id, { timeoutMs: 30_000 })).equals(data)).toBe(true);
+  });
+
   /** Replaces the stored copy of a blob with other bytes of the same length, behind the service's back. */
   const corruptStoredBlob = async (digest: string, size: number) => {
     const blob = await t.app.metadata.findBlob("alpha", digest);
