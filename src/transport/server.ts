@@ -12,6 +12,7 @@ import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1Alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import type { ArtifactService as ArtifactUseCases } from "../service/artifact-service.ts";
 import { createArtifactServiceHandler } from "./artifact-service-handler.ts";
+import { createGrpcDownloadRoute } from "./grpc-download-route.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
 import { createHealthState } from "./health-service.ts";
 import { createReflectionHandler } from "./reflection-service.ts";
@@ -141,9 +142,22 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
   });
 
+  // Plain-gRPC downloads skip the generic machinery (./grpc-download-route.ts); every other call goes to connect-node.
+  const grpcDownload = createGrpcDownloadRoute({
+    service: options.service,
+    authenticate: options.authenticate,
+    shutdownSignal: shutdownController.signal,
+    track: () => {
+      inFlight++;
+      return done;
+    },
+    log,
+  });
   const h2 = http2.createServer(
     { settings: { initialWindowSize: 8 * MiB, maxFrameSize: MiB }, maxSessionMemory: 256 },
-    handler,
+    (request, response) => {
+      if (!grpcDownload(request, response)) handler(request, response);
+    },
   );
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
