@@ -53,6 +53,8 @@ export interface MinioServer {
   readonly endpoint: string;
   readonly accessKey: string;
   readonly secretKey: string;
+  /** The server's process id (the benchmark reads its CPU time). */
+  readonly pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -97,6 +99,7 @@ export async function startMinio(bin: string): Promise<MinioServer> {
     endpoint,
     accessKey: MINIO_ROOT_USER,
     secretKey: MINIO_ROOT_PASSWORD,
+    pid: child.pid,
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once("exit", r));
