@@ -91,8 +91,8 @@ export async function collectGarbage(
   let orphans = 0;
   let orphanBytes = 0;
   if (canListBlobs(deps.blobs)) {
-    let batch: { key: string; size: number }[] = [];
-    const flush = async () => {
+    const old = (item: { lastModified: Date }) => item.lastModified < orphanCutoff;
+    for await (const batch of batches(deps.blobs.listBlobs(), old)) {
       const known = await deps.metadata.knownStorageKeys(batch.map((b) => b.key));
       for (const item of batch) {
         if (known.has(item.key)) continue;
@@ -100,35 +100,35 @@ export async function collectGarbage(
         orphans++;
         orphanBytes += item.size;
       }
-      batch = [];
-    };
-    for await (const item of deps.blobs.listBlobs()) {
-      if (item.lastModified >= orphanCutoff) continue;
-      batch.push(item);
-      if (batch.length >= 500) await flush();
     }
-    await flush();
   }
 
   let abandonedUploads = 0;
   if (canListBlobs(deps.blobs) && hasSessions(deps.blobs)) {
     const sessionsStore = deps.blobs;
-    let batch: { key: string; ref: string }[] = [];
-    const flush = async () => {
+    const old = (upload: { startedAt: Date }) => upload.startedAt < orphanCutoff;
+    for await (const batch of batches(deps.blobs.listUnfinishedUploads(), old)) {
       const held = await deps.metadata.knownUploadRefs(batch.map((u) => u.ref));
       for (const upload of batch) {
         if (held.has(upload.ref)) continue;
         if (!options.dryRun) await sessionsStore.abortSession(upload.key, upload.ref);
         abandonedUploads++;
       }
-      batch = [];
-    };
-    for await (const upload of deps.blobs.listUnfinishedUploads()) {
-      if (upload.startedAt >= orphanCutoff) continue;
-      batch.push(upload);
-      if (batch.length >= 500) await flush();
     }
-    await flush();
   }
   return { blobs, bytes, orphans, orphanBytes, abandonedUploads, dryRun: options.dryRun };
+}
+
+/** The items a listing yields that pass `keep`, in batches of up to 500: one metadata query per batch, not per item. */
+async function* batches<T>(items: AsyncIterable<T>, keep: (item: T) => boolean): AsyncIterable<T[]> {
+  let batch: T[] = [];
+  for await (const item of items) {
+    if (!keep(item)) continue;
+    batch.push(item);
+    if (batch.length >= 500) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
 }
