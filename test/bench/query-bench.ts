@@ -12,6 +12,7 @@
 import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import type { ArtifactFilter } from "../../src/artifact.ts";
+import { bestQuery, listQuery, searchQuery } from "../../src/adapters/metadata/artifact-queries.ts";
 import { createKyselyMetadataStore } from "../../src/adapters/metadata/kysely-metadata-store.ts";
 import { migrateToLatest } from "../../src/adapters/metadata/open-metadata-store.ts";
 import type { Database } from "../../src/adapters/metadata/schema.ts";
@@ -60,12 +61,12 @@ try {
   const store = createKyselyMetadataStore(db);
   const tenant = "tenant-7";
   const cases: { name: string; run: () => Promise<unknown>; explain: () => Promise<string[]> }[] = [];
-  const { applyFilter } = await import("../../src/adapters/metadata/artifact-filter.ts");
+  // The plans explained are those of the store's own queries (artifact-queries.ts), as the store runs them.
   const listCase = (name: string, filter: ArtifactFilter) =>
     cases.push({
       name,
       run: () => store.listArtifacts(tenant, filter, { pageSize: 50, pageToken: "" }),
-      explain: () => explain(applyFilter(db.selectFrom("artifacts").selectAll().where("tenant_id", "=", tenant), filter).orderBy("created_at", "desc").orderBy("id", "desc").limit(51)),
+      explain: () => explain(listQuery(db, tenant, filter, undefined, 51)),
     });
   listCase("newest page (no filter)", {});
   listCase("kind", { kind: "model" });
@@ -80,38 +81,17 @@ try {
   cases.push({
     name: "search 'revenue report'",
     run: () => store.searchArtifacts(tenant, "revenue report", {}, { pageSize: 50, pageToken: "" }),
-    explain: () =>
-      explain(
-        db
-          .selectFrom("artifacts")
-          .selectAll()
-          .where("tenant_id", "=", tenant)
-          .where(sql<boolean>`search @@ websearch_to_tsquery('english', ${"revenue report"})`)
-          .orderBy(sql`ts_rank_cd(search, websearch_to_tsquery('english', ${"revenue report"}))`, "desc")
-          .limit(51),
-      ),
+    explain: () => explain(searchQuery(db, tenant, "revenue report", {}, 0, 51)),
   });
   cases.push({
     name: "best model by accuracy in a run",
     run: () => store.bestArtifact(tenant, "model", "accuracy", false, { provenance: { run_id: "run-507" } }),
-    explain: () =>
-      explain(
-        applyFilter(db.selectFrom("artifacts").selectAll().where("tenant_id", "=", tenant), { kind: "model", provenance: { run_id: "run-507" } })
-          .where(sql<boolean>`metrics ? ${"accuracy"}`)
-          .orderBy(sql`(metrics ->> ${"accuracy"})::float8`, "desc")
-          .limit(1),
-      ),
+    explain: () => explain(bestQuery(db, tenant, "model", "accuracy", false, { provenance: { run_id: "run-507" } })),
   });
   cases.push({
     name: "best model by accuracy (whole tenant)",
     run: () => store.bestArtifact(tenant, "model", "accuracy", false, {}),
-    explain: () =>
-      explain(
-        applyFilter(db.selectFrom("artifacts").selectAll().where("tenant_id", "=", tenant), { kind: "model" })
-          .where(sql<boolean>`metrics ? ${"accuracy"}`)
-          .orderBy(sql`(metrics ->> ${"accuracy"})::float8`, "desc")
-          .limit(1),
-      ),
+    explain: () => explain(bestQuery(db, tenant, "model", "accuracy", false, {})),
   });
 
   const results: Record<string, { median_ms: number; indexes: string[] }> = {};

@@ -3,6 +3,7 @@ import { STATUS_TRANSITIONS, type Artifact, type ArtifactInput, type LineageEdge
 import { ArtifactError, failedPrecondition, notFound } from "../../artifact-error.ts";
 import type { ApiToken, MetadataStore, StoredBlob } from "../../ports/metadata-store.ts";
 import { applyFilter } from "./artifact-filter.ts";
+import { bestQuery, listQuery, searchQuery } from "./artifact-queries.ts";
 import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type Queryable } from "./artifact-rows.ts";
 import { decodeKeysetToken, decodeOffsetToken, encodeKeysetToken, encodeOffsetToken } from "./page-token.ts";
 import { createKyselyUploadSessionStore } from "./kysely-upload-session-store.ts";
@@ -154,13 +155,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
 
     async listArtifacts(tenantId, filter, page) {
       const cursor = page.pageToken === "" ? undefined : decodeKeysetToken(page.pageToken);
-      let query = applyFilter(selectArtifacts(db, tenantId), filter);
-      if (cursor) {
-        query = query.where((eb) =>
-          eb.or([eb("created_at", "<", cursor.createdAt), eb.and([eb("created_at", "=", cursor.createdAt), eb("id", "<", cursor.id)])]),
-        );
-      }
-      const rows = await query.orderBy("created_at", "desc").orderBy("id", "desc").limit(page.pageSize + 1).execute();
+      const rows = await listQuery(db, tenantId, filter, cursor, page.pageSize + 1).execute();
       const more = rows.length > page.pageSize;
       const pageRows = more ? rows.slice(0, page.pageSize) : rows;
       const last = pageRows.at(-1);
@@ -185,30 +180,14 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
 
     async searchArtifacts(tenantId, text, filter, page) {
       const offset = page.pageToken === "" ? 0 : decodeOffsetToken(page.pageToken);
-      const tsquery = sql`websearch_to_tsquery('english', ${text})`;
-      const rows = await applyFilter(selectArtifacts(db, tenantId), filter)
-        .where(sql<boolean>`search @@ ${tsquery}`)
-        .orderBy(sql`ts_rank_cd(search, ${tsquery})`, "desc")
-        .orderBy("created_at", "desc")
-        .orderBy("id", "desc")
-        .offset(offset)
-        .limit(page.pageSize + 1)
-        .execute();
+      const rows = await searchQuery(db, tenantId, text, filter, offset, page.pageSize + 1).execute();
       const more = rows.length > page.pageSize;
       const pageRows = more ? rows.slice(0, page.pageSize) : rows;
       return { items: await toArtifacts(db, pageRows), nextPageToken: more ? encodeOffsetToken(offset + page.pageSize) : "" };
     },
 
     async bestArtifact(tenantId, kind, metric, minimize, filter) {
-      const value = sql`(metrics ->> ${metric})::float8`;
-      const row = await applyFilter(selectArtifacts(db, tenantId), { ...filter, kind })
-        .where(sql<boolean>`metrics ? ${metric}`)
-        .where(sql<boolean>`jsonb_typeof(metrics -> ${metric}) = 'number'`)
-        .orderBy(value, minimize ? "asc" : "desc")
-        .orderBy("created_at", "desc")
-        .orderBy("id", "desc")
-        .limit(1)
-        .executeTakeFirst();
+      const row = await bestQuery(db, tenantId, kind, metric, minimize, filter).executeTakeFirst();
       return row && (await toArtifacts(db, [row]))[0];
     },
 
