@@ -124,7 +124,7 @@ const COMMANDS: Record<ClientCommand, (context: CommandContext) => Promise<numbe
     if (!target) throw new UsageError("put needs a file or folder path, or - for standard input");
     if (target === "-") {
       const spec = specFromFlags(flags, "");
-      const result = await withProgress(progressBar(flags, "put -", undefined), (onProgress) => client.uploadStream(process.stdin, spec, { signal, onProgress }));
+      const result = await withProgress(progressBar(flags, "put -", undefined), (onProgress) => client.uploadStream(process.stdin, spec, { signal, onProgress, resumable: true }));
       return putResult(flags, out, result);
     }
     const info = statSync(target, { throwIfNoEntry: false });

@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import {
   createArtifactWriter,
   type ArtifactSpecInit,
+  type StartUpload,
   type ArtifactWriter,
   type TransferProgress,
   type TypedUploadResponse,
@@ -27,6 +28,7 @@ import {
   UploadSessionState,
 } from "./gen/artifacts/v1/artifact_service_pb.js";
 import { messageSizedChunks } from "./message-sized-chunks.ts";
+import { createResumableWriter } from "./resumable-writer.ts";
 import { createRetryPolicy, type RetryOptions } from "./retry-policy.ts";
 
 export type ArtifactFilterInit = Exclude<MessageInitShape<typeof ArtifactFilterSchema>, { $typeName: string }>;
@@ -294,8 +296,15 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
   const rpc = createClient(ArtifactService, transport);
   const unary = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
 
+  const startUpload: StartUpload = (messages, signal, timeoutMs) => rpc.upload(messages, { signal, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
   const openWriter = <Prefix extends string>(spec: ArtifactSpecInit & { typePrefix?: Prefix }, writerOptions: WriterOptions = {}) =>
-    createArtifactWriter<Prefix>((messages, signal, timeoutMs) => rpc.upload(messages, { signal, ...(timeoutMs !== undefined ? { timeoutMs } : {}) }), spec, writerOptions);
+    writerOptions.resumable && !writerOptions.session
+      ? createResumableWriter<Prefix>(
+          { rpc, startUpload, retry, unary, getArtifact: (id, signal) => client.get(id, signal ? { signal } : {}) },
+          spec,
+          writerOptions,
+        )
+      : createArtifactWriter<Prefix>(startUpload, spec, writerOptions);
 
   const withWriter = async <Prefix extends string>(
     spec: ArtifactSpecInit & { typePrefix?: Prefix },

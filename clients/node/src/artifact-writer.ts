@@ -35,6 +35,14 @@ export interface WriterOptions {
    * are not sent. uploadFile does this itself for large files.
    */
   readonly session?: { readonly sessionId: string; readonly offset: number };
+  /**
+   * Survive dropped connections: the stream goes through an upload session,
+   * the writer keeps what the server has not yet stored (up to 128 MiB) and,
+   * after a transient failure, continues where the server stopped instead of
+   * failing. For sources that cannot be read again (standard input, a
+   * generator); uploadFile resumes files without it.
+   */
+  readonly resumable?: boolean;
 }
 
 /** How far a transfer is: content bytes moved so far, and the total when known. */

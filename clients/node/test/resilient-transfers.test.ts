@@ -79,6 +79,54 @@ describe.each(BACKENDS)("retries and resumed transfers on %s", (backend) => {
     expect((await client.loadBytes(artifact!.id, { maxBytes: 64 * MiB })).equals(data)).toBe(true);
   });
 
+  it("resumes a resumable writer fed from a source that cannot be read again, after the connection is cut", async () => {
+    const kind = "resumed-stream";
+    const size = 40 * MiB + 777;
+    const data = randomBytes(size);
+    const paused = proxy.pauseUpAfter(26 * MiB);
+    const writer = client.openWriter({ kind, name: "stdin.bin" }, { resumable: true });
+    const writing = (async () => {
+      for (let at = 0; at < size; at += MiB) {
+        await writer.write(data.subarray(at, at + MiB));
+        if (at === 10 * MiB) writer.addLabels({ half: "way" });
+      }
+      writer.addMetrics({ bytes: size });
+      return writer.commit();
+    })();
+    await paused;
+    const [sessionId] = await liveSessions(kind);
+    expect(sessionId, "the writer went through no session").toBeDefined();
+    let committed = 0;
+    for (const deadline = Date.now() + 20_000; committed < 16 * MiB && Date.now() < deadline; ) {
+      committed = Number((await t.client().getUploadSession({ sessionId: sessionId! })).session!.resumeOffset);
+      if (committed < 16 * MiB) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(committed, "the server stored under 16 MiB of the 26 MiB it was sent").toBeGreaterThanOrEqual(16 * MiB);
+    const sentBeforeCut = proxy.bytes.up;
+    proxy.cutNow();
+    proxy.resumeUp();
+    const { artifact } = await writing;
+    expect(retries.length).toBeGreaterThan(0);
+    expect(artifact!.blake3).toBe(blake3Hex(data));
+    expect(artifact!.labels).toEqual({ half: "way" });
+    expect(artifact!.metrics).toEqual({ bytes: size });
+    // Only what the server had not stored went again (the writer kept it; the source was never re-read).
+    expect(proxy.bytes.up - sentBeforeCut).toBeLessThan(size - committed + MiB);
+    expect((await client.loadBytes(artifact!.id, { maxBytes: 64 * MiB })).equals(data)).toBe(true);
+    // One session, completed with this artifact (kept so that a retried completion finds it).
+    const sessions = (await t.app.metadata.uploadSessions.listExpired(new Date("9999-12-31T00:00:00Z"), 1_000)).filter((s) => s.spec.kind === kind);
+    expect(sessions.map((s) => [s.state, s.artifactId])).toEqual([["completed", artifact!.id]]);
+  });
+
+  it("an aborted resumable writer records nothing and leaves no session", async () => {
+    const kind = "aborted-resumable-writer";
+    const writer = client.openWriter({ kind }, { resumable: true });
+    await writer.write(randomBytes(12 * MiB));
+    await writer.abort();
+    expect((await client.listPage({ kind, includeDeleted: true })).artifacts).toEqual([]);
+    expect(await liveSessions(kind)).toEqual([]);
+  });
+
   it("an aborted resumable upload records nothing and ends at once", async () => {
     const file = path.join(work, "aborted.bin");
     writeFileSync(file, randomBytes(24 * MiB));
