@@ -134,7 +134,7 @@ const COMMANDS: Record<ClientCommand, (context: CommandContext) => Promise<numbe
       const spec = specFromFlags(flags, path.basename(path.resolve(target)));
       let artifact;
       try {
-        artifact = await client.saveDir(target, spec, { signal });
+        artifact = await withProgress(progressBar(flags, `put ${target}/`, undefined), (onProgress) => client.saveDir(target, spec, { signal, onProgress }));
       } catch (error) {
         // saveDir names what it cannot store (a link, a socket, a bad name) with a TypeError: the folder is the problem, not the service.
         if (error instanceof TypeError) throw new UsageError(error.message);
@@ -159,7 +159,7 @@ const COMMANDS: Record<ClientCommand, (context: CommandContext) => Promise<numbe
       const target = output ?? defaultName;
       let manifest;
       try {
-        manifest = await client.restoreDir(id, target, { signal });
+        manifest = await withProgress(progressBar(flags, `get ${target}/`, undefined), (onProgress) => client.restoreDir(id, target, { signal, onProgress }));
       } catch (error) {
         // restoreDir refuses a target that exists and is not an empty folder with a TypeError, before any transfer.
         if (error instanceof TypeError) throw new UsageError(`${error.message} (with -o)`);

@@ -5,7 +5,7 @@ import path from "node:path";
 import type { ArtifactClient } from "./artifact-client.ts";
 import type { ArtifactLoaders } from "./artifact-loaders.ts";
 import { parseArtifactRef, type ArtifactLocator, type TypedArtifact } from "./artifact-ref.ts";
-import type { ArtifactSpecInit } from "./artifact-writer.ts";
+import type { ArtifactSpecInit, TransferProgress } from "./artifact-writer.ts";
 import type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
 import {
   checkEntryPath,
@@ -54,12 +54,28 @@ export interface SaveDirOptions {
   /** Files uploaded at once; default 4. */
   readonly concurrency?: number;
   readonly signal?: AbortSignal;
+  /** Bytes uploaded so far over the whole folder (each distinct content once), once the files are hashed. */
+  readonly onProgress?: (progress: TransferProgress) => void;
 }
 
 export interface RestoreDirOptions {
   /** Files fetched at once; default 4. */
   readonly concurrency?: number;
   readonly signal?: AbortSignal;
+  /** Bytes fetched (or found in the cache) so far over the whole folder, each distinct content once. */
+  readonly onProgress?: (progress: TransferProgress) => void;
+}
+
+/** One progress figure for many files moving at once: each file's latest bytes, summed. */
+function folderProgress(totalBytes: number, report: ((progress: TransferProgress) => void) | undefined) {
+  const perFile = new Map<string, number>();
+  let bytes = 0;
+  return (file: string, fileBytes: number) => {
+    if (!report) return;
+    bytes += fileBytes - (perFile.get(file) ?? 0);
+    perFile.set(file, fileBytes);
+    report({ bytes, totalBytes });
+  };
 }
 
 export const DIRECTORY_ENTRY_CLASS = "directory-entry";
@@ -79,7 +95,7 @@ export function createDirectoryArtifacts(
     const found = await walk(root);
     const files = found.filter((f) => f.type === "file");
     // Hash first: identical files are uploaded once, and each upload declares its digest so a file edited meanwhile is refused.
-    const digests = await mapLimit(files, concurrency, async (f) => ({ ...f, blake3: await hashFile(f.absolute) }));
+    const digests = await mapLimit(files, concurrency, async (f) => ({ ...f, blake3: await hashFile(f.absolute), size: (await stat(f.absolute)).size }));
     const firstByDigest = new Map<string, (typeof digests)[number]>();
     for (const f of digests) if (!firstByDigest.has(f.blake3)) firstByDigest.set(f.blake3, f);
 
@@ -97,14 +113,21 @@ export function createDirectoryArtifacts(
     // By digest: the artifact each distinct content went up as. Its size is the size of the hashed bytes
     // (the upload declared their digest), which the walk's earlier stat might not be if the file changed since.
     const uploaded = new Map<string, { id: string; size: number }>();
+    const distinct = [...firstByDigest.values()];
+    const progress = folderProgress(
+      distinct.reduce((sum, f) => sum + f.size, 0),
+      options.onProgress,
+    );
     try {
-      await mapLimit([...firstByDigest.values()], concurrency, async (f) => {
+      await mapLimit(distinct, concurrency, async (f) => {
         options.signal?.throwIfAborted();
         const { artifact } = await client.uploadFile(f.absolute, entrySpec(f.relative), {
           expectedBlake3: f.blake3,
           ...(options.signal ? { signal: options.signal } : {}),
+          onProgress: (p) => progress(f.blake3, p.bytes),
         });
         uploaded.set(f.blake3, { id: artifact!.id, size: Number(artifact!.sizeBytes) });
+        progress(f.blake3, Number(artifact!.sizeBytes));
       });
 
       const digestOf = new Map(digests.map((d) => [d.relative, d.blake3]));
@@ -202,9 +225,17 @@ export function createDirectoryArtifacts(
     const existed = await checkTarget(target, shown);
 
     const sources = new Map<string, string>();
-    await mapLimit([...artifacts.values()], concurrency, async (artifact) => {
+    const distinct = [...artifacts.values()];
+    const progress = folderProgress(
+      distinct.reduce((sum, a) => sum + Number(a.sizeBytes), 0),
+      options.onProgress,
+    );
+    await mapLimit(distinct, concurrency, async (artifact) => {
       signal?.throwIfAborted();
-      sources.set(artifact.blake3, await loaders.localFileOf(artifact, { ...(signal ? { signal } : {}), deferEviction: true }));
+      const onProgress = (p: TransferProgress) => progress(artifact.blake3, p.bytes);
+      sources.set(artifact.blake3, await loaders.localFileOf(artifact, { ...(signal ? { signal } : {}), onProgress, deferEviction: true }));
+      // A cache hit moves nothing: count the file as there.
+      progress(artifact.blake3, Number(artifact.sizeBytes));
     });
 
     await mkdir(path.dirname(target), { recursive: true });

@@ -16,6 +16,7 @@ import {
   DirectoryManifestError,
   type ArtifactClient,
   type DirectoryRef,
+  type TransferProgress,
 } from "../src/index.ts";
 
 /** Every file under dir (relative path → bytes) and every folder, to compare trees. */
@@ -69,7 +70,8 @@ describe.each(BACKENDS)("directory artifacts on %s", (backend) => {
 
   it("round-trips nested folders, empty files and empty folders; identical files are sent once", async () => {
     const entriesBefore = await entryCount();
-    const dir = await client.saveDir(source, { kind: "model", labels: { stage: "prod" }, provenance: { runId: "run-dir" } });
+    const saving: TransferProgress[] = [];
+    const dir = await client.saveDir(source, { kind: "model", labels: { stage: "prod" }, provenance: { runId: "run-dir" } }, { onProgress: (p) => saving.push(p) });
     const typed: DirectoryRef = dir.id;
     expect(typed.startsWith("dir_")).toBe(true);
     expect(dir.mimeType).toBe(DIRECTORY_MANIFEST_MIME);
@@ -79,8 +81,17 @@ describe.each(BACKENDS)("directory artifacts on %s", (backend) => {
     expect(proxy.bytes.up).toBeLessThan(6 * 1024 * 1024 + 2 * shared.byteLength);
 
     const target = path.join(work, "restored");
-    const manifest = await client.restoreDir(dir.id, target);
+    const restoring: TransferProgress[] = [];
+    const manifest = await client.restoreDir(dir.id, target, { onProgress: (p) => restoring.push(p) });
     expect(manifest.format).toBe(DIRECTORY_MANIFEST_FORMAT);
+    // Progress over the whole folder, each distinct content counted once, ending at the total.
+    const distinctBytes = [...new Map(manifest.entries.flatMap((e) => (e.type === "file" ? [[e.blake3, e.size] as const] : []))).values()].reduce((a, b) => a + b, 0);
+    for (const progress of [saving, restoring]) {
+      expect(progress.length).toBeGreaterThan(1);
+      expect(progress.every((p) => p.totalBytes === distinctBytes)).toBe(true);
+      expect(progress.at(-1)!.bytes).toBe(distinctBytes);
+      expect(progress.every((p, i) => i === 0 || p.bytes >= progress[i - 1]!.bytes)).toBe(true);
+    }
     expect(snapshot(target)).toEqual(snapshot(source));
     expect(statSync(path.join(target, "run.sh")).mode & 0o111).not.toBe(0);
     expect(statSync(path.join(target, "README.txt")).mode & 0o111).toBe(0);
