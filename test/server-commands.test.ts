@@ -72,6 +72,25 @@ describe("artifactd server commands", () => {
     expect(again.stderr).toContain(`no active token with id ${created.id}`);
   });
 
+  it("runs as the package's bin (any Node on PATH starts it on the project's Node 24), passing exit codes through", async () => {
+    const bin = path.join(ROOT, "src/cli/artifactd-bin.mjs");
+    const run = (args: string[]) =>
+      new Promise<Run>((resolve) => {
+        const child = spawn(bin, args, { cwd: dir, env: { PATH: process.env.PATH ?? "", HOME: dir }, stdio: ["ignore", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d: Buffer) => (stdout += d));
+        child.stderr.on("data", (d: Buffer) => (stderr += d));
+        child.on("exit", (code) => resolve({ code, stdout, stderr }));
+      });
+    const help = await run(["--help"]);
+    expect(help.code, help.stderr).toBe(0);
+    expect(help.stdout).toMatch(/^usage: artifactd <command>/);
+    const wrong = await run(["gc", "--bogus"]);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toMatch(/gc: Unknown option '--bogus'/);
+  });
+
   it("gc --dry-run --json reports what it would reclaim", async () => {
     const report = JSON.parse(ok(await cli(["gc", "--dry-run", "--json", "--data-dir", folder("gc")]))) as Record<string, number>;
     expect(report).toMatchObject({ expired: 0, blobs: 0, bytes: 0 });
