@@ -89,6 +89,22 @@ export interface ArtifactWriter<Prefix extends string = string> extends AsyncDis
 
 type WriterState = "open" | "committing" | "committed" | "aborted";
 
+/** Labels, metrics and tags gathered while writing, for the trailer sent at commit: later values win. */
+export function createTrailerMetadata() {
+  const labels: Record<string, string> = {};
+  const metrics: Record<string, number> = {};
+  const tags: string[] = [];
+  return {
+    addLabels: (more: Readonly<Record<string, string>>) => void Object.assign(labels, more),
+    addMetrics: (more: Readonly<Record<string, number>>) => void Object.assign(metrics, more),
+    addTags: (more: ReadonlyArray<string | readonly string[]>) => {
+      for (const tag of more) tags.push(...(typeof tag === "string" ? [tag] : tag));
+    },
+    /** What was added until now; later additions are not part of it. */
+    snapshot: () => ({ labels: { ...labels }, metrics: { ...metrics }, tags: [...tags] }),
+  };
+}
+
 /** Use ArtifactClient.openWriter; this is the writer behind it, with the call injected. */
 export function createArtifactWriter<Prefix extends string = string>(
   startUpload: StartUpload,
@@ -96,9 +112,7 @@ export function createArtifactWriter<Prefix extends string = string>(
   options: WriterOptions = {},
 ): ArtifactWriter<Prefix> {
   const controller = new AbortController();
-  const labels: Record<string, string> = {};
-  const metrics: Record<string, number> = {};
-  const tags: string[] = [];
+  const metadata = createTrailerMetadata();
   let state: WriterState = "open";
   let committing: Promise<TypedUploadResponse<Prefix>> | undefined;
   let sentBytes = 0;
@@ -177,17 +191,17 @@ export function createArtifactWriter<Prefix extends string = string>(
     },
 
     addLabels(more) {
-      Object.assign(labels, more);
+      metadata.addLabels(more);
       return writer;
     },
 
     addMetrics(more) {
-      Object.assign(metrics, more);
+      metadata.addMetrics(more);
       return writer;
     },
 
     addTags(...more) {
-      for (const tag of more) tags.push(...(typeof tag === "string" ? [tag] : tag));
+      metadata.addTags(more);
       return writer;
     },
 
@@ -196,7 +210,7 @@ export function createArtifactWriter<Prefix extends string = string>(
       if (state !== "open") return Promise.reject(new Error(`cannot commit: the writer is ${state}`));
       state = "committing";
       // What was added until now; later additions are not sent.
-      const trailer: UploadMessage = { message: { case: "trailer", value: { labels: { ...labels }, metrics: { ...metrics }, tags: [...tags] } } };
+      const trailer: UploadMessage = { message: { case: "trailer", value: metadata.snapshot() } };
       const run = (async () => {
         try {
           await enqueue(() => send(trailer));

@@ -5,6 +5,7 @@ import type { ArtifactService } from "./gen/artifacts/v1/artifact_service_pb.js"
 import { UploadSessionState } from "./gen/artifacts/v1/artifact_service_pb.js";
 import {
   createArtifactWriter,
+  createTrailerMetadata,
   type ArtifactSpecInit,
   type ArtifactWriter,
   type StartUpload,
@@ -51,9 +52,7 @@ export function createResumableWriter<Prefix extends string>(
   const { rpc, retry } = deps;
   const signal = options.signal;
   const call = () => ({ ...deps.unary, ...(signal ? { signal } : {}) });
-  const labels: Record<string, string> = {};
-  const metrics: Record<string, number> = {};
-  const tags: string[] = [];
+  const metadata = createTrailerMetadata();
   /** Bytes from `keptFrom` on, in order: what a resumed stream must send again. */
   let kept: Buffer[] = [];
   let keptFrom = 0;
@@ -186,22 +185,22 @@ export function createResumableWriter<Prefix extends string>(
       }
     },
     addLabels(more) {
-      Object.assign(labels, more);
+      metadata.addLabels(more);
       return writer;
     },
     addMetrics(more) {
-      Object.assign(metrics, more);
+      metadata.addMetrics(more);
       return writer;
     },
     addTags(...more) {
-      for (const tag of more) tags.push(...(typeof tag === "string" ? [tag] : tag));
+      metadata.addTags(more);
       return writer;
     },
     commit() {
       if (committing) return committing;
       if (state !== "open") return Promise.reject(new Error(`cannot commit: the writer is ${state}`));
       state = "committing";
-      const trailer = { labels: { ...labels }, metrics: { ...metrics }, tags: [...tags] };
+      const trailer = metadata.snapshot();
       committing = (async () => {
         try {
           const result = (await serially(
