@@ -347,6 +347,9 @@ export async function streamIntoSession(
     buffer = Buffer.allocUnsafe(session.partSize);
     filled = 0;
     pending = uploadSessionPart(deps, caller, { sessionId: session.id, partNumber: number, data, partBlake3: "" });
+    // Awaited by the next flush or at the end; until then a failure (the session aborted meanwhile, say) must
+    // not count as an unhandled rejection, which would stop the whole server.
+    pending.catch(() => {});
   };
   try {
     for (;;) {
