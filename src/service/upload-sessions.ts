@@ -290,8 +290,11 @@ async function completedArtifact(deps: UploadSessionDeps, caller: Caller, sessio
 export async function abortUploadSession(deps: UploadSessionDeps, caller: Caller, id: string): Promise<void> {
   const session = await liveSession(deps, caller, id);
   if (session.state === "completing") throw new ArtifactError("aborted", `upload session ${id} is being completed and cannot be aborted now`);
-  if (session.state === "open") await sessionBlobs(deps.blobs).abortSession(session.storageKey, session.multipartId);
+  // The row first: once it is gone, no stream or replica can add to the session or complete it. Then its stored
+  // parts; should that fail (a part of a cancelled stream landing at that very moment), garbage collection's pass
+  // over unfinished uploads that no session holds takes them later.
   await deps.metadata.uploadSessions.delete(id);
+  if (session.state === "open") await sessionBlobs(deps.blobs).abortSession(session.storageKey, session.multipartId).catch(() => {});
 }
 
 /** Removes expired sessions and their stored parts. Returns how many. */

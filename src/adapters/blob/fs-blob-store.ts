@@ -96,7 +96,8 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
       }
     },
     async abortSession(_key, ref) {
-      await rm(sessionDir(ref), { recursive: true, force: true });
+      // A part being written into the folder meanwhile makes a recursive rm fail with ENOTEMPTY: try again.
+      await rm(sessionDir(ref), { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
     },
     async *read(key, range: ByteRange, signal) {
       if (range.length === 0) return;
