@@ -28,7 +28,8 @@ import {
   UploadSessionState,
 } from "./gen/artifacts/v1/artifact_service_pb.js";
 import { messageSizedChunks } from "./message-sized-chunks.ts";
-import { createResumableWriter } from "./resumable-writer.ts";
+import { startDeadline, type Deadline } from "./deadline.ts";
+import { abortStreamSession, createResumableWriter, createStreamSession } from "./resumable-writer.ts";
 import { createRetryPolicy, type RetryOptions } from "./retry-policy.ts";
 
 export type ArtifactFilterInit = Exclude<MessageInitShape<typeof ArtifactFilterSchema>, { $typeName: string }>;
@@ -82,30 +83,7 @@ export interface DownloadOptions {
   readonly onProgress?: (progress: TransferProgress) => void;
 }
 
-/** One deadline over several calls (a transfer and its resumed attempts): each call is given what is left of it. */
-interface Deadline {
-  /** Milliseconds left (at least 1, so a call past it fails with DEADLINE_EXCEEDED); undefined: no deadline. */
-  remainingMs(): number | undefined;
-  /** Call options with what is left, or `cap` when that is sooner. */
-  callOptions(cap?: number): { timeoutMs?: number };
-}
-
-function startDeadline(timeoutMs: number | undefined): Deadline {
-  const at = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-  const remainingMs = () => (at === undefined ? undefined : Math.max(1, at - Date.now()));
-  return {
-    remainingMs,
-    callOptions(cap) {
-      const left = remainingMs();
-      const timeout = left === undefined ? cap : cap === undefined ? left : Math.min(cap, left);
-      return timeout === undefined ? {} : { timeoutMs: timeout };
-    },
-  };
-}
-
 const MiB = 1024 * 1024;
-/** Part size of resumable file uploads: what a dropped connection can cost at most. */
-const RESUMABLE_PART_BYTES = 8 * MiB;
 
 /**
  * Unary calls that may be sent again after a transient failure: reads, and
@@ -401,18 +379,7 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     const signal = writerOptions.signal;
     const deadline = startDeadline(writerOptions.timeoutMs);
     const call = () => ({ ...(signal ? { signal } : {}), ...deadline.callOptions(unary.timeoutMs) });
-    const { session } = await rpc.createUploadSession(
-      {
-        spec,
-        expectedSize: BigInt(size),
-        ...(writerOptions.expectedBlake3 ? { expectedBlake3: writerOptions.expectedBlake3 } : {}),
-        partSize: BigInt(RESUMABLE_PART_BYTES),
-        // The same key on a retried create returns the same session instead of opening a second one.
-        idempotencyKey: `uploadFile-${randomBytes(16).toString("hex")}`,
-      },
-      call(),
-    );
-    const sessionId = session!.sessionId;
+    const sessionId = await createStreamSession(rpc, spec, { ...writerOptions, expectedSize: size }, call());
     let offset = 0;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -427,7 +394,7 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
         });
       } catch (error) {
         if (attempt >= retry.maxAttempts || signal?.aborted || !retry.isTransient(error)) {
-          await rpc.abortUploadSession({ sessionId }, unary).catch(() => {});
+          await abortStreamSession(rpc, retry, sessionId, unary);
           throw error;
         }
         let now;
@@ -437,7 +404,7 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
         } catch (recoveryError) {
           // Aborted during the backoff, or the session cannot be asked about any more: free its stored parts now
           // rather than leave them until the session expires hours later.
-          await rpc.abortUploadSession({ sessionId }, unary).catch(() => {});
+          await abortStreamSession(rpc, retry, sessionId, unary);
           throw recoveryError;
         }
         if (now!.state === UploadSessionState.COMPLETED) {

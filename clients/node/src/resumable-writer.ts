@@ -12,10 +12,11 @@ import {
   type TypedUploadResponse,
   type WriterOptions,
 } from "./artifact-writer.ts";
+import { startDeadline } from "./deadline.ts";
 import type { RetryPolicy } from "./retry-policy.ts";
 
-/** Part size of resumable streams: a resumed stream restarts at a part boundary. */
-export const RESUMABLE_PART_BYTES = 8 * 1024 * 1024;
+/** Part size of resumable uploads: a resumed stream restarts at a part boundary, so a drop costs at most this much. */
+const RESUMABLE_PART_BYTES = 8 * 1024 * 1024;
 /** Past this many bytes not yet known to be stored, the writer asks the server how far it is and forgets what it has. */
 const REPLAY_TRIM_BYTES = 32 * 1024 * 1024;
 /** Past this many, `write` waits for the server to store more before it takes another byte. */
@@ -51,7 +52,9 @@ export function createResumableWriter<Prefix extends string>(
 ): ArtifactWriter<Prefix> {
   const { rpc, retry } = deps;
   const signal = options.signal;
-  const call = () => ({ ...deps.unary, ...(signal ? { signal } : {}) });
+  // One deadline over the whole upload, resumed streams and session calls included.
+  const deadline = startDeadline(options.timeoutMs);
+  const call = () => ({ ...(signal ? { signal } : {}), ...deadline.callOptions(deps.unary.timeoutMs) });
   const metadata = createTrailerMetadata();
   /** Bytes from `keptFrom` on, in order: what a resumed stream must send again. */
   let kept: Buffer[] = [];
@@ -63,28 +66,17 @@ export function createResumableWriter<Prefix extends string>(
   let committing: Promise<TypedUploadResponse<Prefix>> | undefined;
   let queue: Promise<unknown> = Promise.resolve();
 
-  const session = (async () => {
-    const { session: created } = await rpc.createUploadSession(
-      {
-        spec,
-        ...(options.expectedSize !== undefined ? { expectedSize: BigInt(options.expectedSize) } : {}),
-        ...(options.expectedBlake3 ? { expectedBlake3: options.expectedBlake3 } : {}),
-        partSize: BigInt(RESUMABLE_PART_BYTES),
-        // The same key on a retried create returns the same session.
-        idempotencyKey: `writer-${randomBytes(16).toString("hex")}`,
-      },
-      call(),
-    );
-    return created!.sessionId;
-  })();
+  const session = createStreamSession(rpc, spec, options, call());
   session.catch(() => {});
 
-  const openInner = (sessionId: string, offset: number) =>
-    createArtifactWriter<Prefix>(deps.startUpload, spec, {
+  const openInner = (sessionId: string, offset: number) => {
+    const timeoutMs = deadline.remainingMs();
+    return createArtifactWriter<Prefix>(deps.startUpload, spec, {
       ...(signal ? { signal } : {}),
-      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
       session: { sessionId, offset },
     });
+  };
   let inner: Promise<ArtifactWriter<Prefix>> = session.then((id) => openInner(id, 0));
   inner.catch(() => {});
 
@@ -153,7 +145,7 @@ export function createResumableWriter<Prefix extends string>(
     // The session goes first: once it is gone, nothing the open stream does can complete it — not even a
     // cancel the server takes for a clean end of the stream.
     const id = await session.catch(() => undefined);
-    if (id) await rpc.abortUploadSession({ sessionId: id }, deps.unary).catch(() => {});
+    if (id) await abortStreamSession(rpc, retry, id, deps.unary);
     await (await inner.catch(() => undefined))?.abort(error).catch(() => {});
   };
 
@@ -231,4 +223,41 @@ export function createResumableWriter<Prefix extends string>(
     },
   };
   return writer;
+}
+
+/** Opens the upload session a resumable stream is bound to; its idempotency key makes a retried create return the same one. */
+export async function createStreamSession(
+  rpc: Client<typeof ArtifactService>,
+  spec: ArtifactSpecInit,
+  options: Pick<WriterOptions, "expectedSize" | "expectedBlake3">,
+  callOptions: { signal?: AbortSignal; timeoutMs?: number },
+): Promise<string> {
+  const { session } = await rpc.createUploadSession(
+    {
+      spec,
+      ...(options.expectedSize !== undefined ? { expectedSize: BigInt(options.expectedSize) } : {}),
+      ...(options.expectedBlake3 ? { expectedBlake3: options.expectedBlake3 } : {}),
+      partSize: BigInt(RESUMABLE_PART_BYTES),
+      idempotencyKey: `stream-${randomBytes(16).toString("hex")}`,
+    },
+    callOptions,
+  );
+  return session!.sessionId;
+}
+
+/**
+ * Frees an upload session's stored parts now rather than when it expires
+ * hours later. Right after a dropped connection the first try may go out on
+ * the dead one, so a transient failure gets one more try at once (no
+ * backoff: the caller is giving up, and must not wait). Never throws.
+ */
+export async function abortStreamSession(rpc: Client<typeof ArtifactService>, retry: RetryPolicy, sessionId: string, unary: { timeoutMs?: number }): Promise<void> {
+  for (let attempt = 1; attempt <= 2; attempt++) {
+    try {
+      await rpc.abortUploadSession({ sessionId }, unary);
+      return;
+    } catch (error) {
+      if (!retry.isTransient(error)) return;
+    }
+  }
 }
