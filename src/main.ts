@@ -2,7 +2,8 @@
 import { ArtifactError } from "./artifact-error.ts";
 import { CLIENT_COMMANDS, CLIENT_USAGE, runClientCommand } from "./cli/client-commands.ts";
 import { ConfigError } from "./config.ts";
-import { SERVER_SETTINGS_USAGE, UsageError } from "./cli/server-settings.ts";
+import { CliError } from "./cli/client-errors.ts";
+import { SERVER_SETTINGS_USAGE } from "./cli/server-settings.ts";
 
 const SERVER_COMMANDS = ["serve", "migrate", "token", "gc"] as const;
 
@@ -42,9 +43,9 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof UsageError) {
+    if (error instanceof CliError) {
       console.error(`artifactd: ${error.message}\n(artifactd --help lists the commands and their flags)`);
-      process.exit(2);
+      process.exit(error.exitCode);
     }
     if (error instanceof ConfigError || error instanceof ArtifactError) console.error(`artifactd: ${error.message}`);
     else console.error("artifactd: failed:", error);

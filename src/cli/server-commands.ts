@@ -4,7 +4,8 @@ import { createApiToken } from "../service/api-tokens.ts";
 import { createArtifactEvents } from "../service/artifact-events.ts";
 import { collectGarbage, expireArtifacts } from "../service/maintenance.ts";
 import { expireUploadSessions } from "../service/upload-sessions.ts";
-import { parseServerArgs, UsageError } from "./server-settings.ts";
+import { UsageError } from "./client-errors.ts";
+import { parseServerArgs } from "./server-settings.ts";
 
 /**
  * The server half of the `artifactd` command: serve, migrate, token, gc.

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { CONFIG_VARIABLES, ConfigError, readConfig, type Config } from "../config.ts";
+import { UsageError } from "./client-errors.ts";
 
 /**
  * The server commands' settings, each taken from the first place that has
@@ -51,11 +52,6 @@ export function parseServerArgs<T extends Options>(
   const fromFile = file === undefined ? {} : readServerConfigFile(file, typeof values.config === "string" ? "--config" : "ARTIFACTD_SERVER_CONFIG");
   const config = readConfig({ ...fromFile, ...definedOnly(env), ...fromFlags });
   return { config, positionals: parsed.positionals, values };
-}
-
-/** A mistake in how a command was called: shown with the usage, exit code 2. */
-export class UsageError extends Error {
-  override readonly name = "UsageError";
 }
 
 function definedOnly(env: NodeJS.ProcessEnv): Record<string, string> {

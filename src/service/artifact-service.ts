@@ -240,6 +240,9 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
   };
 }
 
+/** Events a watcher may have waiting before it is stopped as too slow. */
+const WATCH_QUEUE_LIMIT = 10_000;
+
 /**
  * Subscribes before returning, so no event between the call and the first
  * read is lost. Each event is checked against the filter in two halves:
@@ -252,9 +255,6 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
  * A deleted event is delivered without include_deleted: it is news of the
  * deletion itself.
  */
-/** Events a watcher may have waiting before it is stopped as too slow. */
-const WATCH_QUEUE_LIMIT = 10_000;
-
 function watchEvents(
   events: ArtifactEvents,
   metadata: MetadataStore,

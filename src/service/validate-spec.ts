@@ -167,25 +167,18 @@ export function checkNoNul(field: string, value: string): void {
 }
 
 /**
- * The text of a filter, every value that becomes a query parameter: none may
- * hold a NUL character (Postgres refuses it, which would surface as an
- * internal error). Lengths and shapes are left to the filter's own checks.
+ * The plain text fields of a filter: none may hold a NUL character (Postgres
+ * refuses it, which would surface as an internal error). Labels and tags are
+ * checked, NUL included, by validateLabels / validateTags.
  */
-export function checkFilterText(filter: ArtifactFilter, field = "filter"): void {
+export function checkFilterText(filter: ArtifactFilter): void {
   const plain = { kind: filter.kind, artifact_class: filter.artifactClass, name_prefix: filter.namePrefix, mime_type: filter.mimeType };
-  for (const [name, value] of Object.entries(plain)) if (value) checkNoNul(`${field}.${name}`, value);
+  for (const [name, value] of Object.entries(plain)) if (value) checkNoNul(`filter.${name}`, value);
   for (const name of PROVENANCE_FIELDS) {
     const value = filter.provenance?.[name];
-    if (value) checkNoNul(`${field}.provenance.${name}`, value);
+    if (value) checkNoNul(`filter.provenance.${name}`, value);
   }
-  for (const [key, value] of Object.entries(filter.labels ?? {})) {
-    checkNoNul(`${field}.labels key ${JSON.stringify(key.slice(0, 40))}`, key);
-    checkNoNul(`${field}.labels[${JSON.stringify(key)}]`, value);
-  }
-  for (const [name, tags] of [["tags_all", filter.tagsAll], ["tags_any", filter.tagsAny]] as const) {
-    for (const tag of tags ?? []) checkNoNul(`${field}.${name} entry ${JSON.stringify(tag.slice(0, 40))}`, tag);
-  }
-  for (const [i, range] of (filter.metricRanges ?? []).entries()) checkNoNul(`${field}.metric_ranges[${i}].name`, range.name);
+  for (const [i, range] of (filter.metricRanges ?? []).entries()) checkNoNul(`filter.metric_ranges[${i}].name`, range.name);
 }
 
 /** Artifact ids from requests: malformed ones are refused before any lookup. */

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from "kysely";
 import type { ArtifactFilter } from "../../artifact.ts";
 import { applyFilter } from "./artifact-filter.ts";
-import { ARTIFACT_COLUMNS } from "./artifact-rows.ts";
+import { ARTIFACT_COLUMNS, type Queryable } from "./artifact-rows.ts";
 import type { Database } from "./schema.ts";
 
 /**
@@ -9,7 +9,8 @@ import type { Database } from "./schema.ts";
  * them, and `npm run bench:query` explains exactly these, so the plans it
  * reports are the ones production runs.
  */
-const selectArtifacts = (db: Kysely<Database>, tenantId: string) => db.selectFrom("artifacts").select(ARTIFACT_COLUMNS).where("tenant_id", "=", tenantId);
+/** A tenant's artifacts, every column the store maps; in a transaction too. */
+export const selectArtifacts = (q: Queryable, tenantId: string) => q.selectFrom("artifacts").select(ARTIFACT_COLUMNS).where("tenant_id", "=", tenantId);
 
 /** One page of a filtered list, newest first, after `cursor` (keyset pagination). */
 export function listQuery(db: Kysely<Database>, tenantId: string, filter: ArtifactFilter, cursor: { createdAt: Date; id: string } | undefined, limit: number) {

@@ -3,7 +3,7 @@ import { STATUS_TRANSITIONS, type Artifact, type ArtifactInput, type LineageEdge
 import { ArtifactError, failedPrecondition, notFound } from "../../artifact-error.ts";
 import type { ApiToken, MetadataStore, StoredBlob } from "../../ports/metadata-store.ts";
 import { applyFilter } from "./artifact-filter.ts";
-import { bestQuery, listQuery, searchQuery } from "./artifact-queries.ts";
+import { bestQuery, listQuery, searchQuery, selectArtifacts } from "./artifact-queries.ts";
 import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type Queryable } from "./artifact-rows.ts";
 import { decodeKeysetToken, decodeOffsetToken, encodeKeysetToken, encodeOffsetToken } from "./page-token.ts";
 import { createKyselyUploadSessionStore } from "./kysely-upload-session-store.ts";
@@ -20,8 +20,10 @@ import type { Selectable } from "kysely";
  * missing blob row (foreign key, ON DELETE RESTRICT) — which is what makes
  * garbage collection safe against concurrent deduplicating uploads.
  */
+/** A blob an upload has taken a hold on (holdBlob), by the database's clock. */
+const HELD = sql<boolean>`coalesce(held_until >= now(), false)`;
+
 export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClose?: () => Promise<void> } = {}): MetadataStore {
-  const selectArtifacts = (q: Queryable, tenantId: string) => q.selectFrom("artifacts").select(ARTIFACT_COLUMNS).where("tenant_id", "=", tenantId);
 
   return {
     uploadSessions: createKyselyUploadSessionStore(db),
@@ -313,7 +315,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
         .selectFrom("blobs as b")
         .select(["b.tenant_id", "b.digest", "b.size_bytes", "b.storage_key"])
         .where("b.created_at", "<", cutoff)
-        .where((eb) => eb.or([eb("b.held_until", "is", null), eb("b.held_until", "<", sql<Date>`now()`)]))
+        .where(sql<boolean>`not ${HELD}`)
         .where((eb) =>
           eb.not(
             eb.exists(
@@ -339,7 +341,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
           // one asked for after waits and then finds no blob, so that upload stores its bytes itself.
           const blob = await tx
             .selectFrom("blobs")
-            .select(sql<boolean>`held_until is not null and held_until >= now()`.as("held"))
+            .select(HELD.as("held"))
             .where("tenant_id", "=", tenantId)
             .where("digest", "=", digest)
             .forUpdate()
