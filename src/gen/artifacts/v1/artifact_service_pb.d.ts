@@ -1206,6 +1206,19 @@ export declare type WatchArtifactsRequest = Message<"artifacts.v1.WatchArtifacts
    * @generated from field: artifacts.v1.ArtifactFilter filter = 1;
    */
   filter?: ArtifactFilter | undefined;
+
+  /**
+   * Resume after an event already seen: the `cursor` of the last event the
+   * watcher received (from any replica, before any restart or outage). The
+   * stream then delivers every later event exactly once, in order, before
+   * going live. Empty: from now. A cursor older than the events the server
+   * keeps (ARTIFACTD_EVENT_RETENTION_MS) answers OUT_OF_RANGE: list what
+   * changed, then watch again from now. A malformed cursor is
+   * INVALID_ARGUMENT.
+   *
+   * @generated from field: string resume_after = 2;
+   */
+  resumeAfter: string;
 };
 
 /**
@@ -1227,6 +1240,14 @@ export declare type WatchArtifactsResponse = Message<"artifacts.v1.WatchArtifact
    * @generated from field: artifacts.v1.Artifact artifact = 2;
    */
   artifact?: Artifact | undefined;
+
+  /**
+   * This event's position in the tenant's event log, increasing from event
+   * to event; opaque. Pass it as resume_after to continue after this event.
+   *
+   * @generated from field: string cursor = 3;
+   */
+  cursor: string;
 };
 
 /**
@@ -1428,7 +1449,8 @@ export declare const ArtifactService: GenService<{
   },
   /**
    * Uploads one part of a session, by number, in any order; re-sending a part
-   * replaces it.
+   * replaces it. While a streaming Upload is bound to the session (its one
+   * writer), parts from anyone else answer ABORTED: bytes never interleave.
    *
    * @generated from rpc artifacts.v1.ArtifactService.UploadPart
    */
@@ -1448,8 +1470,11 @@ export declare const ArtifactService: GenService<{
     output: typeof GetUploadSessionResponseSchema;
   },
   /**
-   * Assembles the parts, verifies the digest and commits the artifact.
-   * Retrying after a lost response returns the same artifact.
+   * Assembles the parts, verifies the digest and commits the artifact. The
+   * session is claimed first, in one statement: a concurrent Abort then
+   * answers ABORTED, a concurrent Complete ABORTED (retry shortly to get the
+   * artifact). Retrying after any failure returns the same artifact, or a
+   * clear error; the artifact and the session's completion commit together.
    *
    * @generated from rpc artifacts.v1.ArtifactService.CompleteUploadSession
    */
@@ -1459,7 +1484,9 @@ export declare const ArtifactService: GenService<{
     output: typeof CompleteUploadSessionResponseSchema;
   },
   /**
-   * Abandons a session and frees its storage.
+   * Abandons an open session and frees its storage. A session being
+   * completed answers ABORTED (it may still become an artifact: ask again), a
+   * completed one FAILED_PRECONDITION (delete the artifact instead).
    *
    * @generated from rpc artifacts.v1.ArtifactService.AbortUploadSession
    */
@@ -1547,9 +1574,10 @@ export declare const ArtifactService: GenService<{
    * of status REVIEW gets the event that moved an artifact into review even
    * if it was approved a moment later); deleted events come without
    * include_deleted. A filter refused by ListArtifacts is refused here
-   * (INVALID_ARGUMENT). A watcher that falls more than 10,000 events behind
-   * is ended with RESOURCE_EXHAUSTED: watch again, and list what changed
-   * meanwhile.
+   * (INVALID_ARGUMENT). Events are kept in a log written with the change
+   * they describe: each carries a cursor, and a watcher cut off (network,
+   * restart, outage, or more than 10,000 events behind: RESOURCE_EXHAUSTED)
+   * resumes with resume_after and misses nothing.
    *
    * @generated from rpc artifacts.v1.ArtifactService.WatchArtifacts
    */
