@@ -6,9 +6,11 @@ import { ArtifactError, type ArtifactErrorCode } from "../artifact-error.ts";
  *
  * ArtifactErrors keep their code and message. An abort that reached a handler
  * through its signal (client cancel, deadline, shutdown) keeps its own code.
- * Errors from drivers (Postgres, S3) that nothing translated are reported as
- * UNAVAILABLE when the backing service could not be reached, else INTERNAL
- * with a generic message; the details go to the log, not to the client.
+ * Errors from drivers (Postgres, S3, the file system) that nothing
+ * translated are classified by what a client should do: UNAVAILABLE (retry)
+ * when a store could not be reached, dropped the connection, or asked us to
+ * slow down; RESOURCE_EXHAUSTED when storage is full; else INTERNAL. The
+ * answer never carries the driver's text: that goes to the log.
  */
 const CODES: Record<ArtifactErrorCode, Code> = {
   invalid_argument: Code.InvalidArgument,
@@ -28,16 +30,69 @@ const CODES: Record<ArtifactErrorCode, Code> = {
   internal: Code.Internal,
 };
 
-const UNREACHABLE = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENOTFOUND", "EPIPE", "57P01", "57P03", "53300"]);
+/** Socket errors, Postgres codes (admin shutdown, crash shutdown, cannot connect now, too many connections) and S3 codes that mean: try again. */
+const UNREACHABLE = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EPIPE",
+  "EAI_AGAIN",
+  "UND_ERR_SOCKET",
+  "57P01",
+  "57P02",
+  "57P03",
+  "53300",
+  "40001",
+  "40P01",
+  "SlowDown",
+  "ServiceUnavailable",
+  "InternalError",
+  "RequestTimeout",
+  "RequestTimeTooSkewed",
+  "XMinioServerNotInitialized",
+  "XMinioReadQuorum",
+  "XMinioWriteQuorum",
+]);
+/** Storage full: the file system's, Postgres' (disk full, out of memory), MinIO's. */
+const FULL = new Set(["ENOSPC", "EDQUOT", "53100", "53200", "XMinioStorageFull"]);
+/** node-postgres reports a lost connection in words, without a code. */
+const CONNECTION_LOST = /Connection terminated|not queryable|timeout exceeded when trying to connect|Connection ended unexpectedly|socket hang up/i;
+
+export type StoreFailure = "unavailable" | "full" | undefined;
+
+/** What a driver error means for the caller, looking through causes and aggregated errors. */
+export function classifyStoreError(error: unknown, depth = 0): StoreFailure {
+  if (error === null || typeof error !== "object" || depth > 4) return undefined;
+  const { code, message, cause, errors, statusCode } = error as { code?: unknown; message?: unknown; cause?: unknown; errors?: unknown; statusCode?: unknown };
+  if (typeof code === "string" && FULL.has(code)) return "full";
+  if (typeof code === "string" && (UNREACHABLE.has(code) || code.startsWith("08"))) return "unavailable";
+  // S3 answers 500/503 with its own codes, but some responses carry only the status.
+  if (typeof statusCode === "number" && (statusCode === 503 || statusCode === 500 || statusCode === 429)) return "unavailable";
+  if (typeof message === "string" && CONNECTION_LOST.test(message)) return "unavailable";
+  for (const inner of [cause, ...(Array.isArray(errors) ? errors : [])]) {
+    const found = classifyStoreError(inner, depth + 1);
+    if (found) return found;
+  }
+  return undefined;
+}
 
 export function toConnectError(error: unknown, log: (error: unknown) => void = () => {}): ConnectError {
   if (error instanceof ConnectError) return error;
-  if (error instanceof ArtifactError) return new ConnectError(error.message, CODES[error.code]);
-  const code = (error as { code?: unknown } | undefined)?.code;
-  if (typeof code === "string" && UNREACHABLE.has(code)) {
-    log(error);
-    return new ConnectError("a backing store (database or blob store) is unreachable: retry later", Code.Unavailable);
+  if (error instanceof ArtifactError) {
+    if (error.cause !== undefined) log(error.cause);
+    return new ConnectError(error.message, CODES[error.code]);
   }
   log(error);
-  return new ConnectError("internal error: the server logged the details", Code.Internal);
+  switch (classifyStoreError(error)) {
+    case "unavailable":
+      return new ConnectError("a backing store (database or blob store) is unreachable or busy: retry later", Code.Unavailable);
+    case "full":
+      return new ConnectError("the server's storage is full: nothing was stored; retry later or ask the operator to free space", Code.ResourceExhausted);
+    default:
+      return new ConnectError("internal error: the server logged the details", Code.Internal);
+  }
 }

@@ -34,10 +34,16 @@ export async function openDatabase(options: MetadataStoreOptions): Promise<{ db:
   let dialect: Dialect;
   let close = async () => {};
   if (options.databaseUrl !== undefined) {
-    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize });
-    // An idle client's error (server restart) must not crash the process;
-    // the next query reports it.
+    // A connection that takes longer than this to open counts as Postgres unreachable (UNAVAILABLE), rather
+    // than holding the call until the client gives up.
+    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize, connectionTimeoutMillis: 10_000 });
+    // A connection lost while idle in the pool: the pool drops it and opens another when next needed.
     pool.on("error", () => {});
+    // A connection lost while checked out (a backend terminated, Postgres restarting, a cut socket) emits
+    // 'error' on the client, which the pool no longer listens to: unheard, it would stop the whole process.
+    // The query in flight fails on its own (UNAVAILABLE to its caller), and the client, no longer queryable,
+    // is dropped when released.
+    pool.on("connect", (client) => client.on("error", () => {}));
     dialect = new PostgresDialect({ pool });
   } else {
     const { PGlite } = await import("@electric-sql/pglite");
