@@ -8,20 +8,29 @@ import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../g
  * work before connections close.
  */
 export interface HealthState {
+  /** false from shutdown on. */
   setServing(serving: boolean): void;
+  /** Whether the stores the service needs answer (checked periodically). */
+  setStoresReachable(reachable: boolean): void;
   readonly handler: ServiceImpl<typeof Health>;
 }
 
 export function createHealthState(serviceNames: readonly string[]): HealthState {
   let serving = true;
+  let storesReachable = true;
   const listeners = new Set<() => void>();
   const statusOf = (service: string): ServingStatus => {
     if (service !== "" && !serviceNames.includes(service)) return ServingStatus.SERVICE_UNKNOWN;
-    return serving ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+    return serving && storesReachable ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
   };
   return {
     setServing(value) {
       serving = value;
+      for (const notify of listeners) notify();
+    },
+    setStoresReachable(value) {
+      if (value === storesReachable) return;
+      storesReachable = value;
       for (const notify of listeners) notify();
     },
     handler: {

@@ -31,6 +31,8 @@ export interface ServerOptions {
   /** Plain HTTP routes tried, in order, for requests that are not RPCs; each answers true if it handled the request. */
   readonly httpRoutes?: readonly HttpRoute[];
   readonly log?: (message: string, error?: unknown) => void;
+  /** Resolves when the stores answer; health reports NOT_SERVING while it fails (checked every STORE_CHECK_MS). */
+  readonly checkStores?: () => Promise<void>;
 }
 
 export interface RunningServer {
@@ -47,6 +49,8 @@ export interface RunningServer {
 }
 
 const MiB = 1024 * 1024;
+/** How often health asks the stores, and how long an answer may take before they count as unreachable. */
+const STORE_CHECK_MS = 2_000;
 /** Start of every HTTP/2 connection without TLS (RFC 9113 §3.4). */
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
@@ -76,6 +80,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     serviceNames,
   );
   const shutdownController = new AbortController();
+  let shuttingDown = false;
   let inFlight = 0;
   let idle: (() => void) | undefined;
 
@@ -167,7 +172,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     // The connection-level window, not covered by initialWindowSize.
     session.once("localSettings", () => session.setLocalWindowSize(16 * MiB));
   });
-  const h1 = http.createServer(handler);
+  // HTTP/1.1 has no GOAWAY: during shutdown, a keep-alive connection's next request is refused (UNAVAILABLE, so
+  // clients retry elsewhere) and every response says Connection: close.
+  const h1Responses = new Set<http.ServerResponse>();
+  const h1 = http.createServer((request, response) => {
+    if (shuttingDown) {
+      response.writeHead(503, { "Content-Type": "application/json", Connection: "close" });
+      response.end(JSON.stringify({ code: "unavailable", message: "the server is shutting down: retry the call" }));
+      return;
+    }
+    h1Responses.add(response);
+    response.once("close", () => h1Responses.delete(response));
+    handler(request, response);
+  });
   h1.keepAliveTimeout = 65_000;
 
   const sockets = new Set<net.Socket>();
@@ -193,6 +210,30 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const address = listener.address() as net.AddressInfo;
   const hostForUrl = address.family === "IPv6" ? `[${address.address}]` : address.address;
 
+  // Health follows the stores: a probe every STORE_CHECK_MS, one at a time, each bounded by the same time.
+  let checking = false;
+  const storeCheck = setInterval(() => {
+    if (!options.checkStores || checking) return;
+    checking = true;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${STORE_CHECK_MS} ms`)), STORE_CHECK_MS);
+    });
+    Promise.race([options.checkStores(), timeout])
+      .then(
+        () => health.setStoresReachable(true),
+        (error: unknown) => {
+          log("a store is unreachable: health is NOT_SERVING until it answers", error);
+          health.setStoresReachable(false);
+        },
+      )
+      .finally(() => {
+        clearTimeout(timer);
+        checking = false;
+      });
+  }, STORE_CHECK_MS);
+  storeCheck.unref();
+
   let stopping: Promise<void> | undefined;
   return {
     host: address.address,
@@ -200,7 +241,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     url: `http://${hostForUrl}:${address.port}`,
     shutdown(graceMs) {
       stopping ??= (async () => {
+        shuttingDown = true;
         health.setServing(false);
+        clearInterval(storeCheck);
+        for (const response of h1Responses) if (!response.headersSent) response.shouldKeepAlive = false;
         listener.close();
         // HTTP/2 clients get GOAWAY and finish their streams; idle HTTP/1.1
         // connections are closed.
