@@ -59,6 +59,8 @@ export async function startApp(config: Config, log: (message: string, error?: un
     sessionTtlMs: config.uploadSessionTtlMs,
     urlSigner,
     downloadUrlMaxTtlSeconds: config.downloadUrlMaxTtlSeconds,
+    uploadStaleMs: config.uploadStaleMs,
+    log,
   });
   let server: RunningServer;
   try {
@@ -70,6 +72,8 @@ export async function startApp(config: Config, log: (message: string, error?: un
       publicUrl: config.publicUrl,
       // Signed downloads first; then the web page at "/" (clients/web, built by `npm run build:web`).
       httpRoutes: [createDownloadUrlRoute(service, urlSigner), createWebPageRoute()],
+      // Health follows the stores: NOT_SERVING while either is unreachable, so balancers route around us.
+      checkStores: () => Promise.all([metadata.ping(), blobs.ping()]).then(() => {}),
       log,
     });
   } catch (error) {
@@ -78,14 +82,17 @@ export async function startApp(config: Config, log: (message: string, error?: un
     await blobs.close();
     throw error;
   }
-  const maintenance = startMaintenance(config, { metadata, blobs, events }, log);
+  const maintenance = startMaintenance(config, { metadata, blobs, events, uploadStaleMs: config.uploadStaleMs, log }, log);
   return {
     server,
     metadata,
     blobs,
     async close(graceMs = config.shutdownGraceMs) {
+      // The server first: health answers NOT_SERVING at once and new calls are refused, while a running
+      // maintenance pass is cancelled rather than waited for.
+      const stopping = server.shutdown(graceMs);
       await maintenance.stop();
-      await server.shutdown(graceMs);
+      await stopping;
       await events.close?.();
       await blobs.close();
       await metadata.close();
@@ -117,14 +124,15 @@ function startMaintenance(
 ): { stop(): Promise<void> } {
   if (config.maintenanceIntervalMs === 0) return { stop: async () => {} };
   let running: Promise<void> | undefined;
+  const stopped = new AbortController();
   const tick = () => {
     running ??= (async () => {
       try {
         await expireArtifacts(deps);
         await expireUploadSessions(deps);
-        await collectGarbage(deps, { graceMs: config.gcGraceMs, dryRun: false });
+        await collectGarbage(deps, { graceMs: config.gcGraceMs, dryRun: false, signal: stopped.signal });
       } catch (error) {
-        log("maintenance pass failed", error);
+        if (!stopped.signal.aborted) log("maintenance pass failed", error);
       } finally {
         running = undefined;
       }
@@ -135,6 +143,8 @@ function startMaintenance(
   return {
     async stop() {
       clearInterval(timer);
+      // A pass in progress stops at its next step; what it did is consistent at every step.
+      stopped.abort(new Error("the server is stopping"));
       await running;
     },
   };

@@ -30,6 +30,11 @@ export interface Config {
   readonly maintenanceIntervalMs: number;
   /** Unreferenced content younger than this is never reclaimed. */
   readonly gcGraceMs: number;
+  /**
+   * An upload in flight whose heartbeat is older than this is taken to have
+   * died with its server: garbage collection reclaims what it stored.
+   */
+  readonly uploadStaleMs: number;
   /** Lifetime of a resumable upload session; well under MinIO's 24 h clean-up of stale multipart uploads. */
   readonly uploadSessionTtlMs: number;
   /** Base URL clients reach the service at, for signed download URLs; undefined: the request's host. */
@@ -76,6 +81,7 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_URL_SIGNING_KEY",
   "ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS",
   "ARTIFACTD_GC_GRACE_MS",
+  "ARTIFACTD_UPLOAD_STALE_MS",
 ] as const;
 
 const MiB = 1024 * 1024;
@@ -178,6 +184,7 @@ export function readConfig(env: Env = process.env): Config {
     migrateOnStart: bool("ARTIFACTD_MIGRATE_ON_START", true),
     maintenanceIntervalMs: integer("ARTIFACTD_MAINTENANCE_INTERVAL_MS", 60_000, 0, 86_400_000),
     gcGraceMs: integer("ARTIFACTD_GC_GRACE_MS", 3_600_000, 0, 30 * 86_400_000),
+    uploadStaleMs: integer("ARTIFACTD_UPLOAD_STALE_MS", 300_000, 1_000, 86_400_000),
     uploadSessionTtlMs: integer("ARTIFACTD_UPLOAD_SESSION_TTL_MS", 6 * 3_600_000, 1_000, 23 * 3_600_000),
     publicUrl,
     urlSigningKey,

@@ -80,7 +80,7 @@ describe.each(Object.keys(adapters))("BlobStore contract: %s", (name) => {
 
   it("writes a multi-part blob and reads it back whole and in ranges", async () => {
     const data = randomBytes(12 * MiB + 7);
-    const writer = await subject.store.createWriter("tenant-a");
+    const writer = await subject.store.createWriter("tenant-a", subject.store.newKey("tenant-a"));
     for (let i = 0; i < data.length; i += 300_000) await writer.write(data.subarray(i, i + 300_000));
     const key = await writer.commit(blake3Hex(data));
     expect(await subject.store.stat(key)).toEqual({ size: data.length });
@@ -92,7 +92,7 @@ describe.each(Object.keys(adapters))("BlobStore contract: %s", (name) => {
 
   it("stores small and empty blobs", async () => {
     for (const data of [Buffer.alloc(0), Buffer.from("x"), randomBytes(100_000)]) {
-      const writer = await subject.store.createWriter("tenant-a");
+      const writer = await subject.store.createWriter("tenant-a", subject.store.newKey("tenant-a"));
       await writer.write(data);
       const key = await writer.commit(blake3Hex(data));
       expect(await subject.store.stat(key)).toEqual({ size: data.length });
@@ -104,7 +104,7 @@ describe.each(Object.keys(adapters))("BlobStore contract: %s", (name) => {
     const data = randomBytes(1000);
     const keys: string[] = [];
     for (let i = 0; i < 2; i++) {
-      const writer = await subject.store.createWriter("tenant-a");
+      const writer = await subject.store.createWriter("tenant-a", subject.store.newKey("tenant-a"));
       await writer.write(data);
       keys.push(await writer.commit(blake3Hex(data)));
     }
@@ -115,7 +115,7 @@ describe.each(Object.keys(adapters))("BlobStore contract: %s", (name) => {
   });
 
   it("abort after several parts leaves nothing behind", async () => {
-    const writer = await subject.store.createWriter("tenant-a");
+    const writer = await subject.store.createWriter("tenant-a", subject.store.newKey("tenant-a"));
     const data = randomBytes(11 * MiB);
     for (let i = 0; i < data.length; i += MiB) await writer.write(data.subarray(i, i + MiB));
     await writer.abort();
@@ -125,7 +125,7 @@ describe.each(Object.keys(adapters))("BlobStore contract: %s", (name) => {
   });
 
   it("deleting a missing key is not an error", async () => {
-    const writer = await subject.store.createWriter("tenant-a");
+    const writer = await subject.store.createWriter("tenant-a", subject.store.newKey("tenant-a"));
     const key = await writer.commit(blake3Hex(new Uint8Array(0)));
     await subject.store.delete(key);
     await subject.store.delete(key);

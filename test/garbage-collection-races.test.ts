@@ -23,7 +23,7 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
   afterAll(async () => {
     await t?.close();
   });
-  const gcDeps = () => ({ metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents() });
+  const gcDeps = () => ({ metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents(), uploadStaleMs: 300_000 });
   /** Collection as if the grace period had long passed for everything deleted so far. */
   const collect = (dryRun: boolean) => collectGarbage(gcDeps(), { graceMs: 0, dryRun, now: new Date(Date.now() + 60_000) });
   const download = async (id: string) => {
@@ -75,7 +75,7 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
     const blobs = t.app.blobs;
     if (!hasSessions(blobs)) throw new Error("the blob store has no upload sessions");
     // A multipart upload whose server died before it wrote a session row (or mid-stream): one part stored.
-    const abandoned = await blobs.beginSession("alpha");
+    const abandoned = await blobs.beginSession("alpha", blobs.newKey("alpha"));
     await blobs.putPart(abandoned.key || "", abandoned.ref, 1, randomBytes(1000));
     // A live session next to it.
     const data = randomBytes(2000);

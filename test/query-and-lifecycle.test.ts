@@ -188,14 +188,14 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
     const pinned = await save({ ttlSeconds: 1n, pinned: true, provenance: { runId: run } });
     const long = await save({ ttlSeconds: 3600n, provenance: { runId: run } });
     expect(short.expiresAt).toBeDefined();
-    await expireArtifacts({ metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents() }, new Date(Date.now() + 5_000));
+    await expireArtifacts({ metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents(), uploadStaleMs: 300_000 }, new Date(Date.now() + 5_000));
     const live = await t.client().listArtifacts({ filter: { provenance: { runId: run } } });
     expect(live.artifacts.map((a) => a.id).sort()).toEqual([pinned.id, long.id].sort());
     await expectCode(save({ ttlSeconds: 5n, expiresAt: { seconds: BigInt(Math.floor(Date.now() / 1000) + 60) } }), Code.InvalidArgument, /not both/);
   });
 
   it("collects garbage: deleted content reclaimed, pinned and referenced kept, dry run reports bytes", async () => {
-    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents() };
+    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents(), uploadStaleMs: 300_000 };
     const gone = randomBytes(50_000);
     const kept = randomBytes(60_000);
     const shared = randomBytes(70_000);
@@ -228,7 +228,7 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
   });
 
   it("never loses content when garbage collection races a deduplicating upload", async () => {
-    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents() };
+    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents(), uploadStaleMs: 300_000 };
     for (let round = 0; round < 12; round++) {
       const data = randomBytes(20_000 + round);
       const first = (await upload(data)).artifact!;
@@ -244,9 +244,9 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
   });
 
   it("removes stored objects nothing records, only past their own grace period", async () => {
-    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents() };
+    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents(), uploadStaleMs: 300_000 };
     const data = randomBytes(5000);
-    const writer = await t.app.blobs.createWriter("alpha");
+    const writer = await t.app.blobs.createWriter("alpha", t.app.blobs.newKey("alpha"));
     await writer.write(data);
     const key = await writer.commit(blake3Hex(data));
     const later = new Date(Date.now() + 60_000);
@@ -263,7 +263,7 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
   // began. The folder store names the assembled file by its digest and renames it into place moments before it is
   // recorded, in the server's own process, so a fresh mtime and the 25 h orphan grace cover it.
   it.runIf(backend === "postgres+minio")("never takes the object of an upload session being completed, however old it looks", async () => {
-    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents() };
+    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents(), uploadStaleMs: 300_000 };
     const data = randomBytes(7000);
     const { session } = await t.client().createUploadSession({ spec: { kind: "completing" }, partSize: BigInt(5 * 1024 * 1024) });
     await t.client().uploadPart({ sessionId: session!.sessionId, partNumber: 1, data });
@@ -276,10 +276,11 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
     const kept = await collectGarbage(deps, { graceMs: 0, orphanGraceMs: 0, dryRun: false, now: later });
     expect(await t.app.blobs.stat(assembled.key)).toEqual({ size: 7000 });
     expect(kept.orphans).toBe(0);
-    // Only the session protected it: once the session is gone, the object is an orphan like any other.
-    await t.app.metadata.uploadSessions.delete(session!.sessionId);
+    // Only the session protected it: once the session is abandoned, its key is released and collected by key.
+    const abandoned = await t.app.metadata.uploadSessions.abandon("alpha", session!.sessionId, { states: ["open"] });
+    expect("deleted" in abandoned).toBe(true);
     const swept = await collectGarbage(deps, { graceMs: 0, orphanGraceMs: 0, dryRun: false, now: later });
-    expect(swept.orphans).toBeGreaterThanOrEqual(1);
+    expect(swept.staleUploads).toBeGreaterThanOrEqual(1);
     expect(await t.app.blobs.stat(assembled.key)).toBeUndefined();
   });
 

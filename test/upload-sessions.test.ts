@@ -141,7 +141,7 @@ describe.each(BACKENDS)("upload sessions on %s", (backend) => {
     const { session } = await t.client().createUploadSession({ spec: { kind: "x" }, partSize: BigInt(PART) });
     await t.client().uploadPart({ sessionId: session!.sessionId, partNumber: 1, data: randomBytes(PART) });
     expect(await leftovers()).toHaveLength(1);
-    const removed = await expireUploadSessions({ metadata: t.app.metadata, blobs: t.app.blobs }, new Date(Date.now() + 7 * 3_600_000));
+    const removed = await expireUploadSessions({ metadata: t.app.metadata, blobs: t.app.blobs, uploadStaleMs: 300_000 }, new Date(Date.now() + 7 * 3_600_000));
     expect(removed).toBeGreaterThanOrEqual(1);
     expect(await leftovers()).toEqual([]);
     await expectCode(t.client().getUploadSession({ sessionId: session!.sessionId }), Code.NotFound);
@@ -270,7 +270,7 @@ describe.each(BACKENDS)("upload sessions on %s", (backend) => {
       // Nothing was made of it, and it is still there for the sweeper.
       expect((await client.listArtifacts({})).artifacts).toEqual([]);
       expect(await short.app.metadata.uploadSessions.get("alpha", sessionId)).toBeDefined();
-      expect(await expireUploadSessions({ metadata: short.app.metadata, blobs: short.app.blobs })).toBe(1);
+      expect(await expireUploadSessions({ metadata: short.app.metadata, blobs: short.app.blobs, uploadStaleMs: 300_000 })).toBe(1);
       expect(await short.app.metadata.uploadSessions.get("alpha", sessionId)).toBeUndefined();
     } finally {
       await short.close();

@@ -100,7 +100,8 @@ async function gcCommand(args: string[]): Promise<number> {
   if (!Number.isFinite(graceSeconds) || graceSeconds < 0) throw new ArtifactError("invalid_argument", "--grace-seconds must be a number of seconds >= 0");
   const { metadata, blobs } = await openStores(config);
   try {
-    const deps = { metadata, blobs, events: createArtifactEvents() };
+    const log = (message: string, error?: unknown) => console.error(`artifactd: ${message}`, error ?? "");
+    const deps = { metadata, blobs, events: createArtifactEvents(), uploadStaleMs: config.uploadStaleMs, log };
     const dryRun = values["dry-run"] === true;
     const expired = dryRun ? 0 : await expireArtifacts(deps);
     if (!dryRun) await expireUploadSessions(deps);
@@ -108,7 +109,14 @@ async function gcCommand(args: string[]): Promise<number> {
     if (values.json) console.log(JSON.stringify({ expired, ...report }));
     else {
       const verb = dryRun ? "would reclaim" : "reclaimed";
-      console.log(`${dryRun ? "dry run: " : ""}expired ${expired} artifact(s); ${verb} ${report.blobs} blob(s), ${report.bytes} bytes; ${verb} ${report.orphans} orphaned object(s), ${report.orphanBytes} bytes; ${dryRun ? "would abort" : "aborted"} ${report.abandonedUploads} abandoned upload(s)`);
+      console.log(
+        `${dryRun ? "dry run: " : ""}expired ${expired} artifact(s); ${verb} ${report.blobs} blob(s), ${report.bytes} bytes; ` +
+          `${verb} ${report.staleUploads} dead upload(s); ${verb} ${report.orphans} orphaned object(s), ${report.orphanBytes} bytes; ` +
+          `${dryRun ? "would abort" : "aborted"} ${report.abandonedUploads} abandoned upload(s)`,
+      );
+      for (const blob of report.corruptBlobs) {
+        console.log(`corrupt: tenant ${blob.tenantId} blob ${blob.digest} (${blob.storageKey}) since ${blob.corruptAt.toISOString()}: upload the content again to heal it`);
+      }
     }
     return 0;
   } finally {

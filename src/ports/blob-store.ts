@@ -10,10 +10,18 @@
  */
 export interface BlobStore {
   /**
-   * Starts writing a new blob for a tenant. Nothing is visible under any key
-   * until `commit`; `abort` (or a failed write) leaves nothing behind.
+   * A fresh storage key for a tenant's new blob. Nothing is stored yet: the
+   * caller records the key as an upload in flight first (every object is
+   * accounted for), then writes under it.
    */
-  createWriter(tenantId: string): Promise<BlobWriter>;
+  newKey(tenantId: string): string;
+  /**
+   * Starts writing a new blob under `key` (from newKey); `expectedSize`, when
+   * the client declared it, lets adapters size their parts. Nothing is visible
+   * under the key until `commit`; `abort` (or a failed write) leaves nothing
+   * behind.
+   */
+  createWriter(tenantId: string, key: string, expectedSize?: number): Promise<BlobWriter>;
   /**
    * Streams `length` bytes from `offset`. The caller has checked the range
    * against the blob's recorded size.
@@ -23,6 +31,13 @@ export interface BlobStore {
   stat(key: string): Promise<{ size: number } | undefined>;
   /** Removes a blob; removing a missing key is not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * Removes whatever an upload left under a key: the object, and any
+   * unfinished multipart upload (or session folder) to it. Found by the key
+   * itself, never by listing everything (MinIO forgets unfinished uploads in
+   * such listings when it restarts). A missing key is not an error.
+   */
+  discard(key: string): Promise<void>;
   /** Verifies the store is reachable (start-up and health checks). */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -34,6 +49,8 @@ export interface ByteRange {
 }
 
 export interface BlobWriter {
+  /** The key the blob is stored under once committed. */
+  readonly key: string;
   /**
    * Appends bytes. Resolves when the writer can take more, so awaiting each
    * write is the backpressure that bounds memory. The chunk may be kept until
@@ -41,9 +58,8 @@ export interface BlobWriter {
    */
   write(chunk: Uint8Array): Promise<void>;
   /**
-   * Makes the blob durable and returns its storage key. `digest` is the
-   * verified BLAKE3 hex of everything written, for adapters that address
-   * content by it.
+   * Makes the blob durable under `key` and returns the key. `digest` is the
+   * verified BLAKE3 hex of everything written.
    */
   commit(digest: string): Promise<string>;
   /** Discards everything written. Safe to call more than once, and after a failure. */
@@ -76,14 +92,14 @@ export function canListBlobs(store: BlobStore): store is BlobStore & BlobLister 
  * until `completeSession`.
  */
 export interface BlobSessions {
-  /** Starts a session for a new blob of a tenant; `ref` identifies it in the store. */
-  beginSession(tenantId: string): Promise<{ key: string; ref: string }>;
+  /** Starts a session for a new blob of a tenant under `key` (from newKey); `ref` identifies it in the store. */
+  beginSession(tenantId: string, key: string): Promise<{ key: string; ref: string }>;
   putPart(key: string, ref: string, partNumber: number, data: Uint8Array): Promise<{ etag: string }>;
   /**
-   * Assembles parts 1..N (in order) into the blob and returns its key, size
-   * and the BLAKE3 of exactly the stored bytes (adapters hash while
-   * assembling, or read the assembled object back). The session is gone
-   * afterwards; on failure the caller aborts it.
+   * Assembles parts 1..N (in order) into the blob under the session's key and
+   * returns its key, size and the BLAKE3 of exactly the stored bytes
+   * (adapters hash while assembling, or read the assembled object back). No
+   * parts: the empty blob. The session is gone afterwards.
    */
   completeSession(
     tenantId: string,

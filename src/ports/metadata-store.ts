@@ -1,4 +1,5 @@
 import type { Artifact, ArtifactFilter, ArtifactInput, ArtifactSpec, ArtifactStatus, InlineContent, Lineage } from "../artifact.ts";
+import type { InFlightUploads } from "./in-flight-uploads.ts";
 import type { UploadSessionStore } from "./upload-session-store.ts";
 
 /**
@@ -12,8 +13,14 @@ import type { UploadSessionStore } from "./upload-session-store.ts";
 export interface MetadataStore {
   /** Resumable upload sessions, in the same database. */
   readonly uploadSessions: UploadSessionStore;
+  /** Storage keys of uploads in flight, in the same database. */
+  readonly uploadsInFlight: InFlightUploads;
 
   findBlob(tenantId: string, digest: string): Promise<StoredBlob | undefined>;
+  /** Marks a blob whose stored bytes no longer match its digest: later reads fail at once. */
+  markBlobCorrupt(tenantId: string, digest: string): Promise<void>;
+  /** Blobs marked corrupt, for the operator (gc --dry-run lists them). */
+  listCorruptBlobs(limit: number): Promise<(StoredBlob & { tenantId: string; corruptAt: Date })[]>;
   /**
    * Holds a recorded blob against garbage collection for `holdMs` from now
    * (a lease, renewed by calling again): for an upload that will reference
@@ -27,10 +34,16 @@ export interface MetadataStore {
    * same transaction.
    *
    * `blob.storageKey`: content the caller stored; if another upload recorded
-   * the same digest first, the artifact points at that blob, `blobCreated` is
-   * false and the caller must delete its own key.
+   * the same digest first, the artifact points at that blob and `blobCreated`
+   * is false.
    * `blob.reuseExisting`: point at the blob already recorded for the digest;
    * fails with `aborted` if garbage collection reclaimed it meanwhile.
+   * `hold`: what holds the upload's storage key until now; the same
+   * transaction ends it (removes the in-flight record, or completes the
+   * session), and releases the key to garbage collection when the artifact
+   * does not use it. Fails with `aborted`, recording nothing, when the hold
+   * was lost meanwhile (claimed by garbage collection, or the session by
+   * another complete).
    */
   createArtifact(record: NewArtifact): Promise<{ artifact: Artifact; blobCreated: boolean; blob: StoredBlob | undefined }>;
 
@@ -71,10 +84,10 @@ export interface MetadataStore {
    * deduplicating upload): the foreign key makes that check race-free.
    */
   reclaimBlob(tenantId: string, digest: string, cutoff: Date): Promise<boolean>;
-  /** Which of these storage keys a blob row or an unfinished upload session points at. */
+  /** Which of these storage keys a blob row, an upload in flight or an unfinished upload session holds. */
   knownStorageKeys(keys: readonly string[]): Promise<Set<string>>;
-  /** Which of these blob-store upload refs (multipart upload ids) an upload session not yet completed holds. */
-  knownUploadRefs(refs: readonly string[]): Promise<Set<string>>;
+  /** Whether a blob row names this storage key. */
+  blobHoldsKey(storageKey: string): Promise<boolean>;
 
   /**
    * A setting shared by all replicas: returns the stored value, or stores
@@ -95,6 +108,8 @@ export interface StoredBlob {
   readonly digest: string;
   readonly sizeBytes: number;
   readonly storageKey: string;
+  /** A read found the stored bytes no longer match the digest (see markBlobCorrupt). */
+  readonly corrupt?: boolean;
 }
 
 export interface NewArtifact {
@@ -109,7 +124,14 @@ export interface NewArtifact {
   /** Exactly one of the two. */
   readonly blob?: { readonly storageKey: string } | { readonly reuseExisting: true };
   readonly inline?: InlineContent;
+  /** With `blob`: what held the upload's storage key (see createArtifact). */
+  readonly hold?: UploadHold;
 }
+
+/** What holds an upload's storage key until its artifact is recorded. */
+export type UploadHold =
+  | { readonly inFlight: string }
+  | { readonly session: { readonly id: string; readonly claim: string; readonly storageKey: string } };
 
 export interface PageRequest {
   readonly pageSize: number;

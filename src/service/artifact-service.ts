@@ -29,6 +29,8 @@ export interface ArtifactServiceOptions {
   readonly sessionTtlMs: number;
   readonly urlSigner: UrlSigner;
   readonly downloadUrlMaxTtlSeconds: number;
+  readonly uploadStaleMs: number;
+  readonly log?: (message: string, error?: unknown) => void;
 }
 
 /** The use cases behind the RPCs, free of any transport. */
@@ -74,7 +76,14 @@ export const MAX_PAGE_SIZE = 1000;
 
 export function createArtifactService(options: ArtifactServiceOptions): ArtifactService {
   const { metadata, blobs, events } = options;
-  const sessionDeps = { metadata, blobs, sessionTtlMs: options.sessionTtlMs, uploadMaxBytes: options.uploadMaxBytes };
+  const sessionDeps = {
+    metadata,
+    blobs,
+    sessionTtlMs: options.sessionTtlMs,
+    uploadMaxBytes: options.uploadMaxBytes,
+    uploadStaleMs: options.uploadStaleMs,
+    ...(options.log ? { log: options.log } : {}),
+  };
   const validateFilter = (filter: ArtifactFilter) => {
     checkFilterText(filter);
     if (filter.labels) validateLabels("filter.labels", filter.labels);

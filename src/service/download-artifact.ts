@@ -28,10 +28,14 @@ export interface DownloadRequest {
  * the stream) and the content as an async iterable of chunks of about
  * `chunkBytes`. Inline artifacts are served the same way as blobs.
  *
- * A whole-content read is hashed as it streams; if the bytes do not match
- * the recorded digest, the stream ends with data_loss instead of completing,
- * so a client never takes corrupt content for good. Ranged reads are not
- * verified here (a range cannot be checked against a whole-file digest).
+ * A whole-content read is hashed as it streams, and its last chunk is held
+ * back until the digest is verified: if the bytes do not match, the stream
+ * ends with data_loss before the client has the whole content, so it never
+ * takes corrupt content for good. The blob is then marked corrupt, and later
+ * reads fail at once (until an upload of the same content heals it). A
+ * stored object gone missing is data_loss too, naming the artifact. Ranged
+ * reads are not verified here (a range cannot be checked against a
+ * whole-file digest).
  */
 export async function downloadArtifact(
   deps: DownloadDeps,
@@ -60,14 +64,34 @@ export async function downloadArtifact(
   } else {
     const blob = await deps.metadata.findBlob(caller.tenantId, artifact.blake3);
     if (!blob) throw new ArtifactError("data_loss", `the content of artifact ${id} is missing from the blob index`);
-    source = deps.blobs.read(blob.storageKey, { offset: request.offset, length }, signal);
+    if (blob.corrupt) {
+      throw new ArtifactError("data_loss", `the stored content of artifact ${id} is corrupt (it no longer matches its BLAKE3): upload the same content again to restore it`);
+    }
+    source = missingIsDataLoss(deps.blobs.read(blob.storageKey, { offset: request.offset, length }, signal), id);
   }
-  const content = rechunk(readAhead(source, READ_AHEAD_BYTES), deps.chunkBytes, whole ? artifact.blake3 : undefined, length, id);
+  const markCorrupt = () =>
+    deps.metadata.markBlobCorrupt(caller.tenantId, artifact.blake3).catch(() => {
+      // The next whole read finds it again.
+    });
+  const content = rechunk(readAhead(source, READ_AHEAD_BYTES), deps.chunkBytes, whole ? artifact.blake3 : undefined, length, id, markCorrupt);
   return { artifact: { ...metadataOnly, inlineContent: undefined }, content };
 }
 
 async function* once(data: Uint8Array): AsyncIterable<Uint8Array> {
   if (data.byteLength > 0) yield data;
+}
+
+/** A stored object that is not there (any more) is lost data, not an internal error. */
+async function* missingIsDataLoss(source: AsyncIterable<Uint8Array>, id: string): AsyncIterable<Uint8Array> {
+  try {
+    yield* source;
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === "NoSuchKey" || code === "NotFound" || code === "ENOENT") {
+      throw new ArtifactError("data_loss", `the stored content of artifact ${id} is missing from the blob store`, { cause: error });
+    }
+    throw error;
+  }
 }
 
 /**
@@ -76,11 +100,20 @@ async function* once(data: Uint8Array): AsyncIterable<Uint8Array> {
  * overhead dominates below ~64 KiB. Checks the total length, and the digest
  * when one is given.
  */
-async function* rechunk(source: AsyncIterable<Uint8Array>, size: number, digest: string | undefined, expectedLength: number, id: string) {
+async function* rechunk(
+  source: AsyncIterable<Uint8Array>,
+  size: number,
+  digest: string | undefined,
+  expectedLength: number,
+  id: string,
+  markCorrupt: () => Promise<void>,
+) {
   const hasher = digest ? createBlake3() : undefined;
   let pending: Uint8Array[] = [];
   let pendingBytes = 0;
   let total = 0;
+  // The newest full chunk waits for the next one: the last is only sent once the whole content is verified.
+  let held: Uint8Array | undefined;
   for await (const piece of source) {
     hasher?.update(piece);
     total += piece.byteLength;
@@ -88,7 +121,8 @@ async function* rechunk(source: AsyncIterable<Uint8Array>, size: number, digest:
     while (pendingBytes + data.byteLength >= size) {
       const take = size - pendingBytes;
       pending.push(data.subarray(0, take));
-      yield pending.length === 1 ? pending[0]! : Buffer.concat(pending, size);
+      if (held) yield held;
+      held = pending.length === 1 ? pending[0]! : Buffer.concat(pending, size);
       data = data.subarray(take);
       pending = [];
       pendingBytes = 0;
@@ -99,10 +133,13 @@ async function* rechunk(source: AsyncIterable<Uint8Array>, size: number, digest:
     }
   }
   if (total !== expectedLength) {
+    if (hasher) await markCorrupt();
     throw new ArtifactError("data_loss", `artifact ${id}: the blob store returned ${total} bytes where ${expectedLength} were expected`);
   }
   if (hasher && hasher.digestHex() !== digest) {
-    throw new ArtifactError("data_loss", `artifact ${id}: the stored content no longer matches its BLAKE3 digest`);
+    await markCorrupt();
+    throw new ArtifactError("data_loss", `artifact ${id}: the stored content no longer matches its BLAKE3 digest; it is marked corrupt: upload the same content again to restore it`);
   }
+  if (held) yield held;
   if (pendingBytes > 0) yield pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
 }

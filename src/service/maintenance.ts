@@ -6,6 +6,9 @@ export interface MaintenanceDeps {
   readonly metadata: MetadataStore;
   readonly blobs: BlobStore;
   readonly events: ArtifactEvents;
+  /** Uploads in flight whose heartbeat is older than this are reclaimed. */
+  readonly uploadStaleMs: number;
+  readonly log?: (message: string, error?: unknown) => void;
 }
 
 /** Soft-deletes unpinned artifacts whose expires_at has passed. */
@@ -30,6 +33,10 @@ export interface GarbageReport {
   readonly orphanBytes: number;
   /** Uploads started and never finished that no upload session holds (a crash mid-upload), aborted with their parts. */
   readonly abandonedUploads: number;
+  /** Keys of uploads in flight that were released or whose heartbeat went stale, and what they stored, reclaimed. */
+  readonly staleUploads: number;
+  /** Blobs whose stored bytes a read found no longer match their digest (first 100). */
+  readonly corruptBlobs: readonly { readonly tenantId: string; readonly digest: string; readonly storageKey: string; readonly corruptAt: Date }[];
   readonly dryRun: boolean;
 }
 
@@ -42,26 +49,38 @@ export interface GarbageReport {
  *    foreign key makes this safe against a deduplicating upload that takes
  *    a reference at the same moment: the delete fails and the blob stays
  *    (see MetadataStore.reclaimBlob).
- * 2. Stored objects that no blob row and no unfinished upload session
- *    points at: content stored by an upload that died before recording it.
+ * 2. Uploads in flight (uploads_in_flight) that were released, or whose
+ *    heartbeat is older than `uploadStaleMs`: their server died, or their
+ *    recording failed. Each key is claimed first (no upload can record or
+ *    renew it from then on), then whatever is stored under it — object,
+ *    unfinished multipart upload — is discarded by the key itself (never by
+ *    a listing of the whole bucket, which MinIO answers incompletely after a
+ *    restart), then its record dropped. A live upload renews its heartbeat,
+ *    so it is never touched, whatever its age.
+ * 3. Stored objects that no blob row, upload in flight or unfinished upload
+ *    session names: what no record has ever known (a crash between the
+ *    store's start of an upload and its first record, or content from an
+ *    older version).
  *    A streaming upload stores its content a moment before recording it, and
  *    S3 stamps a multipart object with the time the upload *began*, so such
  *    objects are only touched when older than `orphanGraceMs`: by default at
  *    least 25 hours whatever `graceMs` is, longer than a streaming upload of
  *    the 5 TiB S3 maximum takes at 60 MB/s, and past MinIO's own 24 h
  *    clean-up of the parts of uploads that never finished.
- * 3. Uploads started and never finished (multipart uploads, session
- *    folders) that no upload session holds, older than the same grace: a
- *    streaming upload whose server died, or a session whose row was never
- *    written. MinIO drops such parts after 24 h by itself; S3 keeps them,
- *    billed, until they are aborted.
+ * 4. Uploads started and never finished (multipart uploads, session
+ *    folders) whose key no record holds, older than the same grace. MinIO
+ *    drops such parts after 24 h by itself; S3 keeps them, billed, until
+ *    they are aborted.
  *
  * Several replicas may collect at once: only one wins each blob row.
  */
 export async function collectGarbage(
   deps: MaintenanceDeps,
-  options: { graceMs: number; dryRun: boolean; now?: Date; orphanGraceMs?: number },
+  options: { graceMs: number; dryRun: boolean; now?: Date; orphanGraceMs?: number; signal?: AbortSignal },
 ): Promise<GarbageReport> {
+  const checkCancelled = () => {
+    if (options.signal?.aborted) throw options.signal.reason;
+  };
   const now = options.now ?? new Date();
   const cutoff = new Date(now.getTime() - options.graceMs);
   const orphanCutoff = new Date(now.getTime() - (options.orphanGraceMs ?? Math.max(options.graceMs, MIN_ORPHAN_GRACE_MS)));
@@ -75,6 +94,7 @@ export async function collectGarbage(
     const candidates = (await deps.metadata.findReclaimableBlobs(cutoff, batchSize)).filter((c) => !seen.has(`${c.tenantId}/${c.digest}`));
     if (candidates.length === 0) break;
     for (const candidate of candidates) {
+      checkCancelled();
       seen.add(`${candidate.tenantId}/${candidate.digest}`);
       if (!options.dryRun) {
         if (!(await deps.metadata.reclaimBlob(candidate.tenantId, candidate.digest, cutoff))) continue;
@@ -88,11 +108,35 @@ export async function collectGarbage(
     if (options.dryRun) break;
   }
 
+  let staleUploads = 0;
+  if (!options.dryRun) {
+    for (;;) {
+      checkCancelled();
+      const claimed = await deps.metadata.uploadsInFlight.claimReclaimable(deps.uploadStaleMs, 100);
+      let reclaimed = 0;
+      for (const { storageKey } of claimed) {
+        checkCancelled();
+        try {
+          // A blob row naming the key means the upload was recorded after all (its record is only a leftover).
+          if (!(await deps.metadata.blobHoldsKey(storageKey))) await deps.blobs.discard(storageKey);
+          await deps.metadata.uploadsInFlight.forget(storageKey);
+          reclaimed++;
+        } catch (error) {
+          // Still claimed: the next pass tries again.
+          deps.log?.(`reclaiming the storage of upload ${storageKey} failed`, error);
+        }
+      }
+      staleUploads += reclaimed;
+      if (claimed.length < 100 || reclaimed === 0) break;
+    }
+  }
+
   let orphans = 0;
   let orphanBytes = 0;
   if (canListBlobs(deps.blobs)) {
     const old = (item: { lastModified: Date }) => item.lastModified < orphanCutoff;
     for await (const batch of batches(deps.blobs.listBlobs(), old)) {
+      checkCancelled();
       const known = await deps.metadata.knownStorageKeys(batch.map((b) => b.key));
       for (const item of batch) {
         if (known.has(item.key)) continue;
@@ -108,15 +152,17 @@ export async function collectGarbage(
     const sessionsStore = deps.blobs;
     const old = (upload: { startedAt: Date }) => upload.startedAt < orphanCutoff;
     for await (const batch of batches(deps.blobs.listUnfinishedUploads(), old)) {
-      const held = await deps.metadata.knownUploadRefs(batch.map((u) => u.ref));
+      checkCancelled();
+      const held = await deps.metadata.knownStorageKeys(batch.map((u) => u.key));
       for (const upload of batch) {
-        if (held.has(upload.ref)) continue;
+        if (held.has(upload.key)) continue;
         if (!options.dryRun) await sessionsStore.abortSession(upload.key, upload.ref);
         abandonedUploads++;
       }
     }
   }
-  return { blobs, bytes, orphans, orphanBytes, abandonedUploads, dryRun: options.dryRun };
+  const corruptBlobs = (await deps.metadata.listCorruptBlobs(100)).map(({ tenantId, digest, storageKey, corruptAt }) => ({ tenantId, digest, storageKey, corruptAt }));
+  return { blobs, bytes, orphans, orphanBytes, abandonedUploads, staleUploads, corruptBlobs, dryRun: options.dryRun };
 }
 
 /** The items a listing yields that pass `keep`, in batches of up to 500: one metadata query per batch, not per item. */

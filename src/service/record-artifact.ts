@@ -1,54 +1,86 @@
 import type { Artifact } from "../artifact.ts";
 import { ArtifactError } from "../artifact-error.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
-import type { MetadataStore, NewArtifact } from "../ports/metadata-store.ts";
+import type { MetadataStore, NewArtifact, UploadHold } from "../ports/metadata-store.ts";
+
+/** What an upload hands over to be recorded: its copy of the content, if any, and what holds the copy's key. */
+export interface UploadedContent {
+  /** What holds our copy's storage key; undefined when the upload stored nothing (hash-only). */
+  readonly hold: UploadHold | undefined;
+  /** Makes our copy durable. Only called when the tenant does not have this digest yet. */
+  store(): Promise<void>;
+  /** Drops our copy before it was made durable (nothing can reference it yet). */
+  discard(): Promise<void>;
+}
 
 /**
  * Records an artifact whose content has been received and verified,
  * deduplicating against what the tenant already has. Shared by streaming
  * uploads and upload sessions.
  *
- * `content.store()` makes our copy durable and returns its key; it is only
- * called when the tenant does not have this digest yet (a streaming upload
- * then never stores a duplicate). `content.discard()` drops our copy when
- * it is not needed. If the existing blob is reclaimed by garbage collection
- * between the lookup and the insert, our copy is stored instead.
+ * The artifact row and the end of the upload's hold on its storage key commit
+ * in one transaction (MetadataStore.createArtifact with `hold`). So no error
+ * path here ever deletes stored content: after a commit whose outcome is
+ * unknown, our copy may be what the artifact references. Content that turns
+ * out to be unreferenced — a copy that lost a deduplication race, a copy
+ * whose recording failed — is released to garbage collection, which reclaims
+ * it by key; a surplus copy known to be unreferenced (the commit succeeded
+ * and names another key) is discarded at once.
  */
 export async function recordArtifact(
-  metadata: MetadataStore,
-  blobs: BlobStore,
-  record: Omit<NewArtifact, "blob" | "inline">,
-  content: { store(): Promise<string>; discard(): Promise<void> },
+  deps: { readonly metadata: MetadataStore; readonly blobs: BlobStore; readonly log?: (message: string, error?: unknown) => void },
+  record: Omit<NewArtifact, "blob" | "inline" | "hold">,
+  content: UploadedContent,
   signal?: AbortSignal,
 ): Promise<{ artifact: Artifact; deduplicated: boolean }> {
+  const { metadata } = deps;
   // The last moment a cancelled call can still leave nothing behind.
   const stillWanted = () => {
     if (signal?.aborted) throw signal.reason;
   };
-  if (await metadata.findBlob(record.tenantId, record.blake3)) {
+  const existing = await metadata.findBlob(record.tenantId, record.blake3);
+  if (existing && !existing.corrupt) {
+    stillWanted();
     try {
-      stillWanted();
-      const { artifact } = await metadata.createArtifact({ ...record, blob: { reuseExisting: true } });
-      // The artifact is recorded: a failed clean-up must not fail the call
-      // (the garbage collector's orphan pass finds what is left).
-      await content.discard().catch(() => {});
+      // Our key, unused, is released in the same transaction.
+      const { artifact } = await metadata.createArtifact({ ...record, blob: { reuseExisting: true }, ...(content.hold ? { hold: content.hold } : {}) });
+      await content.discard().catch((error: unknown) => deps.log?.("dropping a deduplicated upload's copy failed (garbage collection takes it)", error));
+      if (content.hold && "inFlight" in content.hold) await discardReleased(deps, content.hold.inFlight);
       return { artifact, deduplicated: true };
     } catch (error) {
-      if (!(error instanceof ArtifactError && error.code === "aborted")) throw error;
+      // Reclaimed by garbage collection meanwhile: store our copy instead.
+      if (!(error instanceof ArtifactError && error.code === "aborted" && /reclaimed/.test(error.message))) throw error;
     }
   }
-  const key = await content.store();
+  if (!content.hold) {
+    throw new ArtifactError("aborted", "the stored content was reclaimed by garbage collection while this upload ran: retry the upload");
+  }
+  stillWanted();
+  await content.store();
+  stillWanted();
+  const key = storageKeyOf(content.hold);
+  const result = await metadata.createArtifact({ ...record, blob: { storageKey: key }, hold: content.hold });
+  if (result.blob?.storageKey !== key) {
+    // Another upload of the same content was recorded first: ours is surplus, released by the same commit.
+    await discardReleased(deps, key);
+  }
+  return { artifact: result.artifact, deduplicated: !result.blobCreated };
+}
+
+export function storageKeyOf(hold: UploadHold): string {
+  return "inFlight" in hold ? hold.inFlight : hold.session.storageKey;
+}
+
+/**
+ * Removes what is stored under a key released to garbage collection, and then
+ * the key's record. A failure leaves both for the next collection (logged).
+ */
+export async function discardReleased(deps: { readonly metadata: MetadataStore; readonly blobs: BlobStore; readonly log?: (message: string, error?: unknown) => void }, key: string): Promise<void> {
   try {
-    stillWanted();
-    const result = await metadata.createArtifact({ ...record, blob: { storageKey: key } });
-    if (!result.blobCreated && result.blob?.storageKey !== key) {
-      // Another upload of the same content was recorded first; ours is surplus.
-      await blobs.delete(key).catch(() => {});
-    }
-    return { artifact: result.artifact, deduplicated: !result.blobCreated };
+    if (await deps.metadata.blobHoldsKey(key)) return;
+    await deps.blobs.discard(key);
+    await deps.metadata.uploadsInFlight.forget(key);
   } catch (error) {
-    // Stored but never recorded: nobody else knows this key.
-    await blobs.delete(key).catch(() => {});
-    throw error;
+    deps.log?.(`discarding released storage ${key} failed; garbage collection will retry`, error);
   }
 }

@@ -4,6 +4,7 @@ import { defaultPrefix, newArtifactId } from "../artifact-id.ts";
 import { BLAKE3_HEX_PATTERN, createBlake3 } from "../blake3.ts";
 import type { BlobStore, BlobWriter } from "../ports/blob-store.ts";
 import type { MetadataStore } from "../ports/metadata-store.ts";
+import { keepAlive, type KeepAlive } from "./keep-alive.ts";
 import { recordArtifact } from "./record-artifact.ts";
 import { streamIntoSession } from "./upload-sessions.ts";
 import { validateLabels, validateMetrics, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
@@ -41,6 +42,9 @@ export interface UploadDeps {
   readonly blobs: BlobStore;
   readonly uploadMaxBytes: number;
   readonly sessionTtlMs: number;
+  /** An upload in flight renews its heartbeat every third of this; garbage collection takes it for dead past it. */
+  readonly uploadStaleMs: number;
+  readonly log?: (message: string, error?: unknown) => void;
 }
 
 /**
@@ -58,9 +62,14 @@ export interface UploadDeps {
  *    transaction) and the writer is aborted: nothing new stored.
  * 5. Otherwise the blob is committed, then the artifact row with its blob
  *    row, in one transaction. If another upload of the same content won the
- *    race, the row points at its blob and ours is deleted.
- * Any failure or cancellation before the row is committed aborts the writer
- * (or deletes our committed copy): no artifact, no parts or files left.
+ *    race, the row points at its blob and ours is discarded.
+ * Before the first byte is stored, the storage key is recorded as an upload
+ * in flight, its heartbeat renewed while the call runs, and the recording
+ * transaction ends it (./record-artifact.ts). A failure or cancellation
+ * before the content is made durable aborts the writer and forgets the key:
+ * no artifact, no parts or files left. After that, the key is only released:
+ * garbage collection reclaims it if the artifact was not recorded, and
+ * nothing if it was.
  */
 export async function uploadArtifact(
   deps: UploadDeps,
@@ -105,8 +114,18 @@ export async function uploadArtifact(
   const hold = () => deps.metadata.holdBlob(caller.tenantId, expectedBlake3, BLOB_HOLD_MS);
   const known = expectedBlake3 !== "" && (await hold());
   let heldAt = Date.now();
-  const writer: BlobWriter | undefined = known ? undefined : await deps.blobs.createWriter(caller.tenantId);
+  let writer: BlobWriter | undefined;
+  let heartbeat: KeepAlive | undefined;
+  let key: string | undefined;
+  let storing = false;
+  if (!known) {
+    key = deps.blobs.newKey(caller.tenantId);
+    const inFlight = key;
+    await deps.metadata.uploadsInFlight.begin(caller.tenantId, inFlight);
+    heartbeat = keepAlive(() => deps.metadata.uploadsInFlight.renew(inFlight), deps.uploadStaleMs / 3);
+  }
   try {
+    if (key !== undefined) writer = await deps.blobs.createWriter(caller.tenantId, key, expectedSize);
     const hasher = createBlake3();
     let size = 0;
     let labels = spec.labels;
@@ -135,6 +154,7 @@ export async function uploadArtifact(
             throw new ArtifactError("resource_exhausted", `the upload exceeds this server's limit of ${deps.uploadMaxBytes} bytes`);
           }
           hasher.update(message.data);
+          if (heartbeat?.lost) throw takenForDead();
           if (writer) await writer.write(message.data);
           else if (Date.now() - heldAt > BLOB_HOLD_MS / 2) {
             await hold();
@@ -174,21 +194,52 @@ export async function uploadArtifact(
       createdBy: caller.principal,
     };
 
-    return await recordArtifact(deps.metadata, deps.blobs, record, {
-      store: async () => {
-        if (writer) return writer.commit(digest);
-        // Hash-only upload whose blob was reclaimed meanwhile: no bytes kept.
-        throw new ArtifactError("aborted", "the stored content was reclaimed by garbage collection while this upload ran: retry the upload");
+    return await recordArtifact(
+      deps,
+      record,
+      {
+        hold: key === undefined ? undefined : { inFlight: key },
+        store: async () => {
+          if (heartbeat?.lost) throw takenForDead();
+          storing = true;
+          await writer!.commit(digest);
+        },
+        discard: async () => writer?.abort(),
       },
-      discard: async () => writer?.abort(),
-    }, signal);
-
+      signal,
+    );
   } catch (error) {
-    await writer?.abort().catch(() => {});
+    if (key !== undefined) await giveUp(deps, key, storing ? undefined : writer);
     throw error;
   } finally {
+    heartbeat?.stop();
     // Tell the transport we stopped reading (ends the request stream early
     // when we failed mid-way).
     await iterator.return?.();
   }
+}
+
+/**
+ * After a failed upload. Content never made durable is aborted and its key
+ * forgotten: nothing can reference it. Content that was (or may have been)
+ * made durable is only released: if the commit's outcome is unknown, the
+ * artifact may reference it, and garbage collection knows which.
+ */
+async function giveUp(deps: UploadDeps, key: string, uncommitted: BlobWriter | undefined): Promise<void> {
+  try {
+    await deps.metadata.uploadsInFlight.release(key);
+    if (uncommitted) {
+      await uncommitted.abort();
+      await deps.metadata.uploadsInFlight.forget(key);
+    }
+  } catch (error) {
+    deps.log?.(`cleaning up after a failed upload (${key}) failed; garbage collection takes it`, error);
+  }
+}
+
+function takenForDead(): ArtifactError {
+  return new ArtifactError(
+    "aborted",
+    "this upload was taken for dead (no heartbeat reached the database for ARTIFACTD_UPLOAD_STALE_MS) and its storage is being reclaimed: upload again",
+  );
 }

@@ -5,7 +5,10 @@ import { BLAKE3_HEX_PATTERN, blake3Hex } from "../blake3.ts";
 import { hasSessions, type BlobSessions, type BlobStore } from "../ports/blob-store.ts";
 import type { MetadataStore } from "../ports/metadata-store.ts";
 import type { UploadSessionRecord } from "../ports/upload-session-store.ts";
-import { recordArtifact } from "./record-artifact.ts";
+import { keepAlive } from "./keep-alive.ts";
+import { discardReleased, recordArtifact } from "./record-artifact.ts";
+import { WRITER_LEASE_MS } from "../ports/upload-session-store.ts";
+import { randomUUID } from "node:crypto";
 import { checkNoNul, validateLabels, validateMetrics, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
 
 /**
@@ -22,14 +25,15 @@ export interface UploadSessionDeps {
   readonly blobs: BlobStore;
   readonly sessionTtlMs: number;
   readonly uploadMaxBytes: number;
+  /** A complete renews its claim every third of this; a claim older than it is taken to have died with its replica. */
+  readonly uploadStaleMs: number;
+  readonly log?: (message: string, error?: unknown) => void;
 }
 
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const MAX_PART_SIZE = 64 * 1024 * 1024;
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 export const MAX_PARTS = 10_000;
-/** A complete that has not finished in this long is taken to have died with its replica. */
-const STALE_COMPLETE_MS = 10 * 60_000;
 
 export interface SessionView {
   readonly session: UploadSessionRecord;
@@ -97,7 +101,16 @@ export async function createUploadSession(deps: UploadSessionDeps, caller: Calle
   await deps.metadata.checkInputs(caller.tenantId, spec.inputs);
 
   const blobs = sessionBlobs(deps.blobs);
-  const { key, ref } = await blobs.beginSession(caller.tenantId);
+  // Known before S3 knows it: a crash from here on leaves a record garbage collection follows.
+  const key = blobs.newKey(caller.tenantId);
+  await deps.metadata.uploadsInFlight.begin(caller.tenantId, key);
+  let ref: string;
+  try {
+    ({ ref } = await blobs.beginSession(caller.tenantId, key));
+  } catch (error) {
+    await releaseAndDiscard(deps, key);
+    throw error;
+  }
   const { session, created } = await deps.metadata.uploadSessions.create({
     id: newArtifactId("ups"),
     tenantId: caller.tenantId,
@@ -112,8 +125,19 @@ export async function createUploadSession(deps: UploadSessionDeps, caller: Calle
     expiresAt: new Date(now.getTime() + deps.sessionTtlMs),
   });
   // A concurrent create with the same key won: drop ours.
-  if (!created) await blobs.abortSession(key, ref).catch(() => {});
+  if (!created) await releaseAndDiscard(deps, key);
   return viewOf(session);
+}
+
+async function releaseAndDiscard(deps: Pick<UploadSessionDeps, "metadata" | "blobs" | "log">, key: string): Promise<void> {
+  try {
+    await deps.metadata.uploadsInFlight.release(key);
+  } catch (error) {
+    // The key stays in flight without a heartbeat: garbage collection takes it once stale.
+    deps.log?.(`releasing upload key ${key} failed`, error);
+    return;
+  }
+  await discardReleased(deps, key);
 }
 
 async function findByIdempotencyKey(deps: UploadSessionDeps, caller: Caller, key: string): Promise<SessionView | undefined> {
@@ -125,9 +149,25 @@ async function findByIdempotencyKey(deps: UploadSessionDeps, caller: Caller, key
   return undefined;
 }
 
-async function dropSession(deps: Pick<UploadSessionDeps, "metadata" | "blobs">, session: UploadSessionRecord): Promise<void> {
-  if (session.state !== "completed" && hasSessions(deps.blobs)) await deps.blobs.abortSession(session.storageKey, session.multipartId);
-  await deps.metadata.uploadSessions.delete(session.id);
+/**
+ * Drops an expired session: open or completed ones at once, one being
+ * completed only once its claim is stale (its replica died) and taken over.
+ * Its storage key is released in the same transaction, then discarded.
+ */
+async function dropSession(deps: Pick<UploadSessionDeps, "metadata" | "blobs" | "log" | "uploadStaleMs">, session: UploadSessionRecord): Promise<boolean> {
+  let claim: string | undefined;
+  if (session.state === "completing") {
+    claim = randomUUID();
+    const taken = await deps.metadata.uploadSessions.beginCompleting(session.tenantId, session.id, claim, deps.uploadStaleMs);
+    if (!taken?.acquired) return false;
+  }
+  const result = await deps.metadata.uploadSessions.abandon(session.tenantId, session.id, {
+    states: claim ? ["completing"] : ["open", "completed"],
+    ...(claim ? { claim } : {}),
+  });
+  if (!("deleted" in result)) return false;
+  if (result.deleted.state !== "completed") await discardReleased(deps, result.deleted.storageKey);
+  return true;
 }
 
 export async function getUploadSession(deps: UploadSessionDeps, caller: Caller, id: string): Promise<SessionView> {
@@ -148,6 +188,8 @@ export async function uploadSessionPart(
   deps: UploadSessionDeps,
   caller: Caller,
   request: { sessionId: string; partNumber: number; data: Uint8Array; partBlake3: string },
+  /** The streaming writer holding the session; undefined for an UploadPart call. */
+  writerId?: string,
 ): Promise<SessionView> {
   const session = await liveSession(deps, caller, request.sessionId);
   const { partNumber, data } = request;
@@ -161,10 +203,28 @@ export async function uploadSessionPart(
     if (actual !== request.partBlake3) throw invalidArgument(`part ${partNumber}'s BLAKE3 is ${actual}, not the declared ${request.partBlake3}: send the part again`);
   }
   if (session.state !== "open") throw failedPrecondition(`upload session ${session.id} is ${session.state} and takes no more parts`);
+  if (session.assembled) throw assembledAlready(session.id);
+  if (writerId === undefined && session.writerId !== undefined) throw heldByWriter(session.id);
   const { etag } = await sessionBlobs(deps.blobs).putPart(session.storageKey, session.multipartId, partNumber, data);
-  const recorded = await deps.metadata.uploadSessions.recordPart(session.id, { partNumber, sizeBytes: data.byteLength, etag });
-  if (!recorded) throw failedPrecondition(`upload session ${session.id} began completing while part ${partNumber} arrived; the part was not added`);
-  return viewOf((await deps.metadata.uploadSessions.get(caller.tenantId, session.id))!);
+  const recorded = await deps.metadata.uploadSessions.recordPart(session.id, { partNumber, sizeBytes: data.byteLength, etag }, writerId);
+  // A part refused here may have replaced the stored one; the recorded etag still names the accepted bytes, and
+  // assembling checks every part against it, so refused bytes never reach the blob.
+  if (recorded === "held") throw heldByWriter(session.id);
+  if (recorded === "closed") throw failedPrecondition(`upload session ${session.id} began completing (or was aborted) while part ${partNumber} arrived; the part was not added`);
+  const now = await deps.metadata.uploadSessions.get(caller.tenantId, session.id);
+  if (!now) throw notFound(`upload session ${session.id} was aborted while part ${partNumber} arrived`);
+  return viewOf(now);
+}
+
+function heldByWriter(id: string): ArtifactError {
+  return new ArtifactError(
+    "aborted",
+    `upload session ${id} is held by a streaming upload bound to it (its one writer): wait for it to end, or for its lease to lapse (${WRITER_LEASE_MS / 1000} s after its server stopped renewing it), then resume`,
+  );
+}
+
+function assembledAlready(id: string): ArtifactError {
+  return failedPrecondition(`upload session ${id} was already assembled by an earlier complete: call CompleteUploadSession again to record it`);
 }
 
 function checkPartSize(session: UploadSessionRecord, partNumber: number, size: number): void {
@@ -185,6 +245,18 @@ function checkPartSize(session: UploadSessionRecord, partNumber: number, size: n
   }
 }
 
+/**
+ * Completes a session. The session is claimed first (one compare-and-set): a
+ * concurrent Abort answers ABORTED, a concurrent Complete ABORTED. The claim
+ * is renewed while the content is assembled and read back, and the artifact
+ * row commits together with the session's completion (createArtifact with a
+ * session hold): either both are recorded or neither. On a failure the claim
+ * is given back (state open; an assembly that finished is remembered), so a
+ * retry records the same content; after an unknown commit outcome, a retry
+ * finds the session completed and returns its artifact. Nothing here deletes
+ * stored content: a session dropped for a wrong digest releases its key to
+ * garbage collection in the same transaction.
+ */
 export async function completeUploadSession(
   deps: UploadSessionDeps,
   caller: Caller,
@@ -195,70 +267,44 @@ export async function completeUploadSession(
   const store = deps.metadata.uploadSessions;
   // A retry after a lost response: the same artifact again.
   if (session.state === "completed") return { artifact: await completedArtifact(deps, caller, session), deduplicated: false, replayed: true };
-  const begun = await store.beginCompleting(caller.tenantId, id, new Date(Date.now() - STALE_COMPLETE_MS));
+  const claim = randomUUID();
+  const begun = await store.beginCompleting(caller.tenantId, id, claim, deps.uploadStaleMs);
   if (!begun) throw notFound(`upload session ${id} does not exist or has expired: create a new one`);
   if (!begun.acquired) {
     if (begun.session.state === "completed") return { artifact: await completedArtifact(deps, caller, begun.session), deduplicated: false, replayed: true };
     throw new ArtifactError("aborted", `upload session ${id} is being completed by another call: retry in a moment to get its artifact`);
   }
   session = begun.session;
+  const claimed = session;
   const blobs = sessionBlobs(deps.blobs);
-
-  // Checks that leave the session usable: the client can add parts and retry.
+  const heartbeat = keepAlive(() => store.renewClaim(id, claim), deps.uploadStaleMs / 3);
+  let dropped = false;
   try {
-    const missing: number[] = [];
-    const last = session.parts.at(-1)?.partNumber ?? 0;
-    const present = new Set(session.parts.map((p) => p.partNumber));
-    for (let n = 1; n <= last; n++) if (!present.has(n)) missing.push(n);
-    if (missing.length > 0) {
-      throw failedPrecondition(`upload session ${id} is missing part(s) ${missing.slice(0, 20).join(", ")}${missing.length > 20 ? ", …" : ""}: upload them, then complete again`);
-    }
-    const short = session.parts.find((p, i) => i < session.parts.length - 1 && p.sizeBytes !== session.partSize);
-    if (short) {
-      throw failedPrecondition(`part ${short.partNumber} has ${short.sizeBytes} bytes; every part but the last must have part_size (${session.partSize}) bytes: upload it again`);
-    }
-    const total = session.parts.reduce((sum, p) => sum + p.sizeBytes, 0);
-    if (session.expectedSize !== undefined && total !== session.expectedSize) {
-      throw failedPrecondition(`upload session ${id} holds ${total} bytes but expected_size is ${session.expectedSize}: upload the missing parts, then complete again`);
-    }
-  } catch (error) {
-    await store.reopen(id);
-    throw error;
-  }
+    checkComplete(claimed);
+    const stored = claimed.assembled
+      ? { key: claimed.storageKey, ...claimed.assembled }
+      : await blobs.completeSession(caller.tenantId, claimed.storageKey, claimed.multipartId, claimed.parts);
+    if (!claimed.assembled) await store.markAssembled(id, claim, stored.size, stored.digest);
 
-  let stored: { key: string; size: number; digest: string };
-  try {
-    if (session.parts.length === 0) {
-      // S3 cannot complete a multipart upload without parts: store the empty blob directly.
-      await blobs.abortSession(session.storageKey, session.multipartId);
-      const writer = await deps.blobs.createWriter(caller.tenantId);
-      const digest = blake3Hex(new Uint8Array(0));
-      stored = { key: await writer.commit(digest), size: 0, digest };
-    } else {
-      stored = await blobs.completeSession(caller.tenantId, session.storageKey, session.multipartId, session.parts);
-    }
-  } catch (error) {
-    await store.reopen(id);
-    throw error;
-  }
-
-  try {
-    if (session.expectedBlake3 !== undefined && stored.digest !== session.expectedBlake3) {
-      throw invalidArgument(`the uploaded content's BLAKE3 is ${stored.digest} but the session declared ${session.expectedBlake3}: nothing was stored; create a new session`);
+    if (claimed.expectedBlake3 !== undefined && stored.digest !== claimed.expectedBlake3) {
+      // The content is wrong for good: drop the session, releasing its storage to garbage collection.
+      const result = await store.abandon(caller.tenantId, id, { states: ["completing"], claim });
+      dropped = "deleted" in result;
+      if (dropped) await discardReleased(deps, claimed.storageKey);
+      throw invalidArgument(`the uploaded content's BLAKE3 is ${stored.digest} but the session declared ${claimed.expectedBlake3}: nothing was stored; create a new session`);
     }
     const spec: ArtifactSpec = trailer
       ? {
-          ...session.spec,
-          labels: validateLabels("labels", { ...session.spec.labels, ...validateLabels("trailer.labels", trailer.labels) }),
-          tags: validateTags("tags", [...session.spec.tags, ...trailer.tags]),
-          metrics: validateMetrics("metrics", { ...session.spec.metrics, ...validateMetrics("trailer.metrics", trailer.metrics) }),
+          ...claimed.spec,
+          labels: validateLabels("labels", { ...claimed.spec.labels, ...validateLabels("trailer.labels", trailer.labels) }),
+          tags: validateTags("tags", [...claimed.spec.tags, ...trailer.tags]),
+          metrics: validateMetrics("metrics", { ...claimed.spec.metrics, ...validateMetrics("trailer.metrics", trailer.metrics) }),
         }
-      : session.spec;
+      : claimed.spec;
     const mimeType = spec.mimeType || "application/octet-stream";
-    const storedKey = stored.key;
+    if (heartbeat.lost) throw new ArtifactError("aborted", `upload session ${id} was taken over by another complete: complete it again to get its artifact`);
     const result = await recordArtifact(
-      deps.metadata,
-      deps.blobs,
+      deps,
       {
         id: newArtifactId(spec.typePrefix || defaultPrefix(mimeType)),
         tenantId: caller.tenantId,
@@ -267,17 +313,43 @@ export async function completeUploadSession(
         sizeBytes: stored.size,
         blake3: stored.digest,
         createdAt: new Date(),
-        createdBy: session.createdBy,
+        createdBy: claimed.createdBy,
       },
-      { store: async () => storedKey, discard: () => deps.blobs.delete(storedKey) },
+      {
+        hold: { session: { id, claim, storageKey: claimed.storageKey } },
+        store: async () => {},
+        discard: async () => {},
+      },
     );
-    await store.markCompleted(id, result.artifact.id);
     return { ...result, replayed: false };
   } catch (error) {
-    // The parts are assembled (gone as parts): the session cannot be retried.
-    await deps.blobs.delete(stored.key).catch(() => {});
-    await store.delete(id);
+    // Give the claim back: the session stays usable (its parts, or its assembled object) for a retry. If the
+    // artifact's commit did happen after all, the session is completed and this changes nothing.
+    if (!dropped) await store.reopen(id, claim).catch((e: unknown) => deps.log?.(`reopening upload session ${id} failed (its claim lapses instead)`, e));
     throw error;
+  } finally {
+    heartbeat.stop();
+  }
+}
+
+/** Checks that leave the session usable: the client can add parts and retry. */
+function checkComplete(session: UploadSessionRecord): void {
+  if (session.assembled) return;
+  const { id } = session;
+  const missing: number[] = [];
+  const last = session.parts.at(-1)?.partNumber ?? 0;
+  const present = new Set(session.parts.map((p) => p.partNumber));
+  for (let n = 1; n <= last; n++) if (!present.has(n)) missing.push(n);
+  if (missing.length > 0) {
+    throw failedPrecondition(`upload session ${id} is missing part(s) ${missing.slice(0, 20).join(", ")}${missing.length > 20 ? ", …" : ""}: upload them, then complete again`);
+  }
+  const short = session.parts.find((p, i) => i < session.parts.length - 1 && p.sizeBytes !== session.partSize);
+  if (short) {
+    throw failedPrecondition(`part ${short.partNumber} has ${short.sizeBytes} bytes; every part but the last must have part_size (${session.partSize}) bytes: upload it again`);
+  }
+  const total = session.parts.reduce((sum, p) => sum + p.sizeBytes, 0);
+  if (session.expectedSize !== undefined && total !== session.expectedSize) {
+    throw failedPrecondition(`upload session ${id} holds ${total} bytes but expected_size is ${session.expectedSize}: upload the missing parts, then complete again`);
   }
 }
 
@@ -287,27 +359,41 @@ async function completedArtifact(deps: UploadSessionDeps, caller: Caller, sessio
   return artifact;
 }
 
+/**
+ * Abandons an open session, in one compare-and-set with its storage key
+ * released in the same transaction; then the key's storage is discarded (or,
+ * should that fail, garbage collection takes it). A session being completed
+ * answers ABORTED, a completed one FAILED_PRECONDITION: an abort never
+ * succeeds alongside a complete.
+ */
 export async function abortUploadSession(deps: UploadSessionDeps, caller: Caller, id: string): Promise<void> {
-  const session = await liveSession(deps, caller, id);
-  if (session.state === "completing") throw new ArtifactError("aborted", `upload session ${id} is being completed and cannot be aborted now`);
-  // The row first: once it is gone, no stream or replica can add to the session or complete it. Then its stored
-  // parts; should that fail (a part of a cancelled stream landing at that very moment), garbage collection's pass
-  // over unfinished uploads that no session holds takes them later.
-  await deps.metadata.uploadSessions.delete(id);
-  if (session.state === "open") await sessionBlobs(deps.blobs).abortSession(session.storageKey, session.multipartId).catch(() => {});
+  await liveSession(deps, caller, id);
+  const result = await deps.metadata.uploadSessions.abandon(caller.tenantId, id, { states: ["open"] });
+  if ("deleted" in result) {
+    await discardReleased(deps, result.deleted.storageKey);
+    return;
+  }
+  switch (result.kept) {
+    case "completing":
+      throw new ArtifactError("aborted", `upload session ${id} is being completed and cannot be aborted now: ask again shortly (it may become an artifact)`);
+    case "completed":
+      throw failedPrecondition(`upload session ${id} is already completed: delete its artifact instead`);
+    default:
+      throw notFound(`upload session ${id} does not exist or has expired`);
+  }
 }
 
 /** Removes expired sessions and their stored parts. Returns how many. */
-export async function expireUploadSessions(deps: Pick<UploadSessionDeps, "metadata" | "blobs">, now = new Date()): Promise<number> {
+export async function expireUploadSessions(deps: Pick<UploadSessionDeps, "metadata" | "blobs" | "log" | "uploadStaleMs">, now = new Date()): Promise<number> {
   if (!hasSessions(deps.blobs)) return 0;
   let count = 0;
   for (;;) {
     const expired = await deps.metadata.uploadSessions.listExpired(now, 100);
-    for (const session of expired) {
-      await dropSession(deps, session);
-      count++;
-    }
-    if (expired.length < 100) return count;
+    let dropped = 0;
+    for (const session of expired) if (await dropSession(deps, session)) dropped++;
+    count += dropped;
+    // A batch that dropped nothing holds only sessions still being completed: the next pass looks again.
+    if (expired.length < 100 || dropped === 0) return count;
   }
 }
 
@@ -337,7 +423,33 @@ export async function streamIntoSession(
         `no greater than resume_offset (${resumeOffset}), as GetUploadSession reports`,
     );
   }
-  let partNumber = start.offset / session.partSize + 1;
+  // One writer per session: a second stream (or a part call) while this one holds it answers ABORTED.
+  const writerId = randomUUID();
+  const acquired = await deps.metadata.uploadSessions.acquireWriter(session.id, writerId);
+  if (acquired === "held") throw heldByWriter(session.id);
+  if (acquired === "closed") throw failedPrecondition(`upload session ${session.id} is no longer open and takes no more bytes`);
+  const lease = keepAlive(() => deps.metadata.uploadSessions.renewWriter(session.id, writerId), WRITER_LEASE_MS / 3);
+  try {
+    return await streamParts(deps, caller, session, start.offset, messages, signal, writerId, () => lease.lost);
+  } finally {
+    lease.stop();
+    await deps.metadata.uploadSessions.releaseWriter(session.id, writerId).catch(() => {});
+  }
+}
+
+async function streamParts(
+  deps: UploadSessionDeps,
+  caller: Caller,
+  session: UploadSessionRecord,
+  startOffset: number,
+  messages: AsyncIterator<
+    { type: "chunk"; data: Uint8Array } | ({ type: "trailer" } & TrailerMetadata) | { type: "header" } | { type: "empty" }
+  >,
+  signal: AbortSignal,
+  writerId: string,
+  leaseLost: () => boolean,
+): Promise<{ artifact: Artifact; deduplicated: boolean; replayed: boolean }> {
+  let partNumber = startOffset / session.partSize + 1;
   let buffer = Buffer.allocUnsafe(session.partSize);
   let filled = 0;
   let pending: Promise<unknown> | undefined;
@@ -349,7 +461,8 @@ export async function streamIntoSession(
     const number = partNumber++;
     buffer = Buffer.allocUnsafe(session.partSize);
     filled = 0;
-    pending = uploadSessionPart(deps, caller, { sessionId: session.id, partNumber: number, data, partBlake3: "" });
+    if (leaseLost()) throw heldByWriter(session.id);
+    pending = uploadSessionPart(deps, caller, { sessionId: session.id, partNumber: number, data, partBlake3: "" }, writerId);
     // Awaited by the next flush or at the end; until then a failure (the session aborted meanwhile, say) must
     // not count as an unhandled rejection, which would stop the whole server.
     pending.catch(() => {});

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { createBlake3 } from "../../blake3.ts";
 import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
@@ -11,20 +11,25 @@ import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from 
  *
  * Layout under `root`:
  *   incoming/<uuid>                         a blob being written; never read
- *   blobs/<tenant>/<d0d1>/<digest>.<uuid>   committed blobs, by content
+ *   blobs/<tenant>/<u0u1>/<uuid>            committed blobs
+ *   blobs/<tenant>/<d0d1>/<digest>.<uuid>   committed blobs of earlier versions (still read)
  *
- * A writer appends to its incoming file and, on commit, fsyncs it and renames
- * it into place: rename is atomic on one file system, so a reader never sees a
- * partial blob. The uuid suffix gives every committed file one owner: when two
- * uploads of the same content race, the metadata store keeps one and the
- * other deletes its own file, never the winner's. Leftover incoming files from
- * a crash are removed at start-up.
+ * A blob's key is chosen before its first byte (newKey), so the metadata
+ * store can record it as an upload in flight. A writer appends to its
+ * incoming file and, on commit, fsyncs it and renames it into place: rename
+ * is atomic on one file system, so a reader never sees a partial blob. Every
+ * key has one owner: when two uploads of the same content race, the metadata
+ * store keeps one and the other's file is discarded, never the winner's.
+ * Leftover incoming files from a crash are removed at start-up.
  *
- * Upload sessions keep their parts in sessions/<ref>/<part number>, each
- * written to a temporary name and renamed, so a part is whole or absent and
- * survives restarts. Completing streams the parts in order through an
- * ordinary writer (hashing on the way) and removes the session folder.
+ * Upload sessions keep their parts in sessions/<uuid of the key>/<part
+ * number>, each written to a temporary name and renamed, so a part is whole
+ * or absent and survives restarts. Completing streams the parts in order
+ * through an ordinary writer (hashing on the way) into the session's key and
+ * removes the session folder.
  */
+const SESSION_KEY_FILE = "key";
+
 export async function createFsBlobStore(root: string): Promise<BlobStore & BlobLister & BlobSessions> {
   const incoming = path.join(root, "incoming");
   const sessions = path.join(root, "sessions");
@@ -38,25 +43,32 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
   };
 
   const keyPath = (key: string): string => {
-    if (!/^blobs\/[^/]+\/[0-9a-f]{2}\/[0-9a-f]{64}\.[0-9a-f-]{36}$/.test(key) || key.includes("..")) {
+    if (!/^blobs\/[^/]+\/[0-9a-f]{2}\/([0-9a-f]{64}\.)?[0-9a-f-]{36}$/.test(key) || key.includes("..")) {
       throw new Error(`not a key of this blob store: ${key}`);
     }
     return path.join(root, key);
   };
+  /** The uuid that ends every key: names the key's incoming file and session folder. */
+  const uuidOf = (key: string): string => keyPath(key).slice(-36);
 
-  const createWriter = async (tenantId: string): Promise<BlobWriter> => {
-    const id = randomUUID();
-    const tempPath = path.join(incoming, id);
+  const createWriter = async (_tenantId: string, key: string): Promise<BlobWriter> => {
+    const tempPath = path.join(incoming, uuidOf(key));
     const file = await open(tempPath, "wx");
-    return new FsBlobWriter(root, tenantId, id, tempPath, file);
+    return new FsBlobWriter(key, keyPath(key), tempPath, file);
   };
 
   return {
+    newKey(tenantId) {
+      const id = randomUUID();
+      return `blobs/${encodeURIComponent(tenantId)}/${id.slice(0, 2)}/${id}`;
+    },
     createWriter,
-    async beginSession() {
-      const ref = randomUUID();
+    async beginSession(_tenantId, key) {
+      const ref = uuidOf(key);
       await mkdir(sessionDir(ref));
-      return { key: "", ref };
+      // The folder is named by the key's uuid; the key itself (with its tenant) is kept beside the parts.
+      await writeFile(path.join(sessionDir(ref), SESSION_KEY_FILE), key);
+      return { key, ref };
     },
     async putPart(_key, ref, partNumber, data) {
       const dir = sessionDir(ref);
@@ -73,9 +85,9 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
       hasher.update(data);
       return { etag: hasher.digestHex() };
     },
-    async completeSession(tenantId, _key, ref, parts) {
+    async completeSession(tenantId, key, ref, parts) {
       const dir = sessionDir(ref);
-      const writer = await createWriter(tenantId);
+      const writer = await createWriter(tenantId, key);
       const hasher = createBlake3();
       let size = 0;
       try {
@@ -121,6 +133,12 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
     async delete(key) {
       await rm(keyPath(key), { force: true });
     },
+    async discard(key) {
+      const id = uuidOf(key);
+      await rm(path.join(incoming, id), { force: true });
+      await rm(sessionDir(id), { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
+      await rm(keyPath(key), { force: true });
+    },
     async ping() {
       await stat(root);
     },
@@ -138,7 +156,9 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
         if (!entry.isDirectory()) continue;
         // The folder's mtime moves with every part stored: the last sign of life, a conservative start time.
         const info = await stat(path.join(sessions, entry.name)).catch(() => undefined);
-        if (info) yield { key: "", ref: entry.name, startedAt: info.mtime };
+        if (!info) continue;
+        const key = await readFile(path.join(sessions, entry.name, SESSION_KEY_FILE), "utf8").catch(() => "");
+        yield { key, ref: entry.name, startedAt: info.mtime };
       }
     },
     async close() {},
@@ -147,16 +167,14 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
 
 class FsBlobWriter implements BlobWriter {
   #done = false;
-  readonly #root: string;
-  readonly #tenantId: string;
-  readonly #id: string;
+  readonly key: string;
+  readonly #finalPath: string;
   readonly #tempPath: string;
   readonly #file: FileHandle;
 
-  constructor(root: string, tenantId: string, id: string, tempPath: string, file: FileHandle) {
-    this.#root = root;
-    this.#tenantId = tenantId;
-    this.#id = id;
+  constructor(key: string, finalPath: string, tempPath: string, file: FileHandle) {
+    this.key = key;
+    this.#finalPath = finalPath;
     this.#tempPath = tempPath;
     this.#file = file;
   }
@@ -169,15 +187,13 @@ class FsBlobWriter implements BlobWriter {
     }
   }
 
-  async commit(digest: string): Promise<string> {
-    const key = `blobs/${encodeURIComponent(this.#tenantId)}/${digest.slice(0, 2)}/${digest}.${this.#id}`;
-    const finalPath = path.join(this.#root, key);
+  async commit(_digest: string): Promise<string> {
     await this.#file.sync();
     await this.#file.close();
     this.#done = true;
-    await mkdir(path.dirname(finalPath), { recursive: true });
-    await rename(this.#tempPath, finalPath);
-    return key;
+    await mkdir(path.dirname(this.#finalPath), { recursive: true });
+    await rename(this.#tempPath, this.#finalPath);
+    return this.key;
   }
 
   async abort(): Promise<void> {

@@ -22,8 +22,9 @@ import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from 
  * reaches the gRPC stream, so memory per upload stays near
  * partSize × (partConcurrency + 1) whatever the blob's size. `commit`
  * completes the upload; `abort`, or any failed part, aborts it, so S3 keeps no
- * parts. (If the process dies mid-upload, the bucket's stale-multipart
- * clean-up — MinIO: 24 h — removes the parts.)
+ * parts. (If the process dies mid-upload, its key is still recorded as an
+ * upload in flight: garbage collection discards it once its heartbeat is
+ * stale.) Part sizes follow `partPlan`, so any upload fits in 10,000 parts.
  *
  * Upload sessions are S3 multipart uploads whose id the metadata store
  * keeps, so any replica can add parts or complete them. Completing reads the
@@ -76,13 +77,20 @@ export async function createS3BlobStore(config: S3Config): Promise<BlobStore & B
     }
   }
 
+  /** Unfinished multipart uploads to exactly this key: listed by the key as prefix, which MinIO answers from disk. */
+  async function* unfinishedUploadsOf(key: string): AsyncIterable<string> {
+    for await (const item of client.listIncompleteUploads(bucket, key, false) as AsyncIterable<{ key?: string; uploadId?: string }>) {
+      if (item.key === key && item.uploadId) yield item.uploadId;
+    }
+  }
+
   return {
-    async createWriter(tenantId) {
-      return new S3BlobWriter(client, bucket, `${tenantId}/${randomUUID()}`, config.partSize, config.partConcurrency);
+    newKey: (tenantId) => `${tenantId}/${randomUUID()}`,
+    async createWriter(_tenantId, key, expectedSize) {
+      return new S3BlobWriter(client, bucket, key, partPlan(config.partSize, config.partConcurrency, expectedSize));
     },
     read,
-    async beginSession(tenantId) {
-      const key = `${tenantId}/${randomUUID()}`;
+    async beginSession(_tenantId, key) {
       const ref = await client.initiateNewMultipartUpload(bucket, key, {});
       return { key, ref };
     },
@@ -92,30 +100,34 @@ export async function createS3BlobStore(config: S3Config): Promise<BlobStore & B
       return { etag };
     },
     async completeSession(_tenantId, key, ref, parts) {
+      if (parts.length === 0) {
+        // S3 cannot complete a multipart upload without parts: store the empty blob directly.
+        await client.abortMultipartUpload(bucket, key, ref).catch(ignoreNoSuchUpload);
+        await client.putObject(bucket, key, Buffer.alloc(0), 0);
+        return { key, size: 0, digest: createBlake3().digestHex() };
+      }
       await client.completeMultipartUpload(
         bucket,
         key,
         ref,
         parts.map((p) => ({ part: p.partNumber, etag: p.etag })),
       );
-      try {
-        const hasher = createBlake3();
-        let size = 0;
-        const info = await client.statObject(bucket, key);
-        for await (const chunk of read(key, { offset: 0, length: info.size })) {
-          hasher.update(chunk);
-          size += chunk.byteLength;
-        }
-        return { key, size, digest: hasher.digestHex() };
-      } catch (error) {
-        await client.removeObject(bucket, key).catch(() => {});
-        throw error;
+      // On a failure from here the object stays: the session (its row) still holds the key.
+      const hasher = createBlake3();
+      let size = 0;
+      const info = await client.statObject(bucket, key);
+      for await (const chunk of read(key, { offset: 0, length: info.size })) {
+        hasher.update(chunk);
+        size += chunk.byteLength;
       }
+      return { key, size, digest: hasher.digestHex() };
     },
     async abortSession(key, ref) {
-      await client.abortMultipartUpload(bucket, key, ref).catch((error: { code?: string }) => {
-        if (error.code !== "NoSuchUpload") throw error;
-      });
+      await client.abortMultipartUpload(bucket, key, ref).catch(ignoreNoSuchUpload);
+    },
+    async discard(key) {
+      for await (const uploadId of unfinishedUploadsOf(key)) await client.abortMultipartUpload(bucket, key, uploadId).catch(ignoreNoSuchUpload);
+      await client.removeObject(bucket, key);
     },
     async stat(key) {
       try {
@@ -146,12 +158,53 @@ export async function createS3BlobStore(config: S3Config): Promise<BlobStore & B
   };
 }
 
+/** S3's limits on one multipart upload. */
+const MAX_PARTS = 10_000;
+const MAX_PART_BYTES = 5 * 1024 ** 3;
+const MAX_OBJECT_BYTES = 5 * 1024 ** 4;
+
+/**
+ * Part sizes for one upload, so that whatever its length — up to S3's 5 TiB
+ * object — it fits in S3's 10,000 parts. With the size known, one part size
+ * (at least the configured one) covers it. Unknown, the part size doubles
+ * every `partsPerDoubling` parts, starting from the configured size: small
+ * uploads keep small parts, and a 5 TiB one still ends within the limit.
+ * Parts in flight shrink as parts grow, so memory stays near the configured
+ * partSize × partConcurrency, or one or two parts once a part is larger.
+ */
+export interface PartPlan {
+  sizeOf(partNumber: number): number;
+  concurrencyOf(partNumber: number): number;
+}
+
+export function partPlan(partSize: number, partConcurrency: number, expectedSize?: number): PartPlan {
+  const budget = partSize * partConcurrency;
+  const concurrencyFor = (size: number) => Math.max(1, Math.floor(budget / size));
+  if (expectedSize !== undefined) {
+    const size = Math.min(MAX_PART_BYTES, Math.max(partSize, Math.ceil(expectedSize / MAX_PARTS)));
+    return { sizeOf: () => size, concurrencyOf: () => concurrencyFor(size) };
+  }
+  const sizeAt = (partNumber: number, perDoubling: number) => Math.min(MAX_PART_BYTES, partSize * 2 ** Math.floor((partNumber - 1) / perDoubling));
+  // The slowest growth that still holds the largest object.
+  let perDoubling = MAX_PARTS;
+  for (;;) {
+    let total = 0;
+    for (let n = 1; n <= MAX_PARTS; n++) total += sizeAt(n, perDoubling);
+    if (total >= MAX_OBJECT_BYTES || perDoubling === 1) break;
+    perDoubling = Math.max(1, Math.floor(perDoubling * 0.9));
+  }
+  return { sizeOf: (n) => sizeAt(n, perDoubling), concurrencyOf: (n) => concurrencyFor(sizeAt(n, perDoubling)) };
+}
+
+function ignoreNoSuchUpload(error: { code?: string }): void {
+  if (error.code !== "NoSuchUpload") throw error;
+}
+
 class S3BlobWriter implements BlobWriter {
   readonly #client: Client;
   readonly #bucket: string;
   readonly #key: string;
-  readonly #partSize: number;
-  readonly #concurrency: number;
+  readonly #plan: PartPlan;
 
   /** The part being filled; grows from 256 KiB so small blobs stay small. */
   #buffer: Buffer = Buffer.alloc(0);
@@ -165,24 +218,24 @@ class S3BlobWriter implements BlobWriter {
   #failure: unknown;
   #state: "open" | "committed" | "aborted" = "open";
 
-  constructor(client: Client, bucket: string, key: string, partSize: number, concurrency: number) {
+  constructor(client: Client, bucket: string, key: string, plan: PartPlan) {
     this.#client = client;
     this.#bucket = bucket;
     this.#key = key;
-    this.#partSize = partSize;
-    this.#concurrency = concurrency;
+    this.#plan = plan;
   }
 
   async write(chunk: Uint8Array): Promise<void> {
     this.#throwIfFailed();
     let offset = 0;
     while (offset < chunk.byteLength) {
-      this.#reserve(Math.min(this.#filled + chunk.byteLength - offset, this.#partSize));
-      const take = Math.min(chunk.byteLength - offset, this.#partSize - this.#filled);
+      const partSize = this.#plan.sizeOf(this.#nextPart);
+      this.#reserve(Math.min(this.#filled + chunk.byteLength - offset, partSize), partSize);
+      const take = Math.min(chunk.byteLength - offset, partSize - this.#filled);
       this.#buffer.set(chunk.subarray(offset, offset + take), this.#filled);
       this.#filled += take;
       offset += take;
-      if (this.#filled === this.#partSize) await this.#flushPart();
+      if (this.#filled === partSize) await this.#flushPart();
     }
   }
 
@@ -219,7 +272,7 @@ class S3BlobWriter implements BlobWriter {
   }
 
   async #flushPart(): Promise<void> {
-    while (this.#inFlight.size >= this.#concurrency) {
+    while (this.#inFlight.size >= this.#plan.concurrencyOf(this.#nextPart)) {
       await Promise.race(this.#inFlight);
       this.#throwIfFailed();
     }
@@ -234,7 +287,7 @@ class S3BlobWriter implements BlobWriter {
     const upload = this.#uploadPart(part, payload).then(
       () => {
         this.#inFlight.delete(upload);
-        if (full.length === this.#partSize) this.#spare.push(full);
+        if (full.length === this.#plan.sizeOf(this.#nextPart)) this.#spare.push(full);
       },
       (error: unknown) => {
         this.#inFlight.delete(upload);
@@ -254,12 +307,16 @@ class S3BlobWriter implements BlobWriter {
     this.#etags.push({ part, etag });
   }
 
+  get key(): string {
+    return this.#key;
+  }
+
   /** Makes room for `needed` bytes in the current buffer, growing it by doubling up to partSize. */
-  #reserve(needed: number): void {
+  #reserve(needed: number, partSize: number): void {
     if (needed <= this.#buffer.length) return;
     let capacity = Math.max(this.#buffer.length, 256 * 1024);
     while (capacity < needed) capacity *= 2;
-    const grown = Buffer.allocUnsafe(Math.min(capacity, this.#partSize));
+    const grown = Buffer.allocUnsafe(Math.min(capacity, partSize));
     this.#buffer.copy(grown, 0, 0, this.#filled);
     this.#buffer = grown;
   }

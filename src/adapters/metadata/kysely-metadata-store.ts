@@ -1,14 +1,15 @@
 import { sql, type Kysely } from "kysely";
 import { STATUS_TRANSITIONS, type Artifact, type ArtifactInput, type LineageEdge } from "../../artifact.ts";
 import { ArtifactError, failedPrecondition, notFound } from "../../artifact-error.ts";
-import type { ApiToken, MetadataStore, StoredBlob } from "../../ports/metadata-store.ts";
+import type { ApiToken, MetadataStore, NewArtifact, StoredBlob } from "../../ports/metadata-store.ts";
 import { applyFilter } from "./artifact-filter.ts";
 import { bestQuery, listQuery, searchQuery, selectArtifacts } from "./artifact-queries.ts";
 import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type Queryable } from "./artifact-rows.ts";
 import { decodeKeysetToken, decodeOffsetToken, encodeKeysetToken, encodeOffsetToken } from "./page-token.ts";
+import { createKyselyInFlightUploads } from "./kysely-in-flight-uploads.ts";
 import { createKyselyUploadSessionStore } from "./kysely-upload-session-store.ts";
 import type { ApiTokenTable, Database } from "./schema.ts";
-import type { Selectable } from "kysely";
+import type { Selectable, Transaction } from "kysely";
 
 /**
  * The metadata store on kysely: the same SQL for the Postgres server
@@ -27,15 +28,31 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
 
   return {
     uploadSessions: createKyselyUploadSessionStore(db),
+    uploadsInFlight: createKyselyInFlightUploads(db),
 
     async findBlob(tenantId, digest) {
       const row = await db
         .selectFrom("blobs")
-        .select(["digest", "size_bytes", "storage_key"])
+        .select(["digest", "size_bytes", "storage_key", "corrupt_at"])
         .where("tenant_id", "=", tenantId)
         .where("digest", "=", digest)
         .executeTakeFirst();
-      return row && toStoredBlob(row);
+      return row && { ...toStoredBlob(row), corrupt: row.corrupt_at !== null };
+    },
+
+    async markBlobCorrupt(tenantId, digest) {
+      await db.updateTable("blobs").set({ corrupt_at: sql`now()` }).where("tenant_id", "=", tenantId).where("digest", "=", digest).where("corrupt_at", "is", null).execute();
+    },
+
+    async listCorruptBlobs(limit) {
+      const rows = await db
+        .selectFrom("blobs")
+        .select(["tenant_id", "digest", "size_bytes", "storage_key", "corrupt_at"])
+        .where("corrupt_at", "is not", null)
+        .orderBy("corrupt_at")
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({ ...toStoredBlob(r), tenantId: r.tenant_id, corruptAt: new Date(r.corrupt_at!) }));
     },
 
     async holdBlob(tenantId, digest, holdMs) {
@@ -46,11 +63,16 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
         .set({ held_until: until })
         .where("tenant_id", "=", tenantId)
         .where("digest", "=", digest)
+        // Content known to be corrupt is not worth referencing: the upload stores its own bytes.
+        .where("corrupt_at", "is", null)
         // Never shortens a longer hold another upload has.
         .where((eb) => eb.or([eb("held_until", "is", null), eb("held_until", "<", until)]))
         .executeTakeFirst();
       if (held.numUpdatedRows > 0n) return true;
-      return (await db.selectFrom("blobs").select("digest").where("tenant_id", "=", tenantId).where("digest", "=", digest).executeTakeFirst()) !== undefined;
+      return (
+        (await db.selectFrom("blobs").select("digest").where("tenant_id", "=", tenantId).where("digest", "=", digest).where("corrupt_at", "is", null).executeTakeFirst()) !==
+        undefined
+      );
     },
 
     async createArtifact(record) {
@@ -65,6 +87,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
               .select(["digest", "size_bytes", "storage_key"])
               .where("tenant_id", "=", record.tenantId)
               .where("digest", "=", record.blake3)
+              .where("corrupt_at", "is", null)
               .forKeyShare()
               .executeTakeFirst();
             if (!row) {
@@ -79,15 +102,27 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
               .returning(["digest", "size_bytes", "storage_key"])
               .executeTakeFirst();
             blobCreated = inserted !== undefined;
-            const row =
-              inserted ??
-              (await tx
-                .selectFrom("blobs")
-                .select(["digest", "size_bytes", "storage_key"])
+            const existing = inserted
+              ? undefined
+              : await tx
+                  .selectFrom("blobs")
+                  .select(["digest", "size_bytes", "storage_key", "corrupt_at"])
+                  .where("tenant_id", "=", record.tenantId)
+                  .where("digest", "=", record.blake3)
+                  .forUpdate()
+                  .executeTakeFirstOrThrow();
+            let row = inserted ?? existing!;
+            if (existing && existing.corrupt_at !== null) {
+              // Fresh bytes for content known to be corrupt heal it: the blob row takes our copy, the bad one is garbage.
+              await tx
+                .updateTable("blobs")
+                .set({ storage_key: record.blob.storageKey, corrupt_at: null })
                 .where("tenant_id", "=", record.tenantId)
                 .where("digest", "=", record.blake3)
-                .forKeyShare()
-                .executeTakeFirstOrThrow());
+                .execute();
+              await releaseKey(tx, record.tenantId, existing.storage_key);
+              row = { ...existing, storage_key: record.blob.storageKey };
+            }
             blob = toStoredBlob(row);
           }
           await checkInputs(tx, record.tenantId, record.spec.inputs);
@@ -138,6 +173,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
               )
               .execute();
           }
+          if (record.hold) await endHold(tx, record, blob);
           return { artifact: toArtifact(row, spec.inputs, false), blobCreated, blob };
         }),
       );
@@ -372,18 +408,18 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
     async knownStorageKeys(keys) {
       if (keys.length === 0) return new Set();
       // An unfinished upload session owns its key too: completing assembles the object (on S3 stamped with the
-      // session's start time, which may be hours old) and reads it back before any blob row names it.
-      const [blobRows, sessionRows] = await Promise.all([
+      // session's start time, which may be hours old) and reads it back before any blob row names it. So does an
+      // upload in flight, released or not: its own pass reclaims it, by key.
+      const [blobRows, sessionRows, inFlightRows] = await Promise.all([
         db.selectFrom("blobs").select("storage_key").where("storage_key", "in", [...keys]).execute(),
         db.selectFrom("upload_sessions").select("storage_key").where("storage_key", "in", [...keys]).where("state", "!=", "completed").execute(),
+        db.selectFrom("uploads_in_flight").select("storage_key").where("storage_key", "in", [...keys]).execute(),
       ]);
-      return new Set([...blobRows, ...sessionRows].map((r) => r.storage_key));
+      return new Set([...blobRows, ...sessionRows, ...inFlightRows].map((r) => r.storage_key));
     },
 
-    async knownUploadRefs(refs) {
-      if (refs.length === 0) return new Set();
-      const rows = await db.selectFrom("upload_sessions").select("multipart_id").where("multipart_id", "in", [...refs]).where("state", "!=", "completed").execute();
-      return new Set(rows.map((r) => r.multipart_id));
+    async blobHoldsKey(storageKey) {
+      return (await db.selectFrom("blobs").select("digest").where("storage_key", "=", storageKey).executeTakeFirst()) !== undefined;
     },
 
     async sharedSetting(name, proposed) {
@@ -424,6 +460,53 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
       await options.onClose?.();
     },
   };
+}
+
+/**
+ * Ends what held an upload's storage key, inside the transaction that records
+ * its artifact: so the artifact and the end of the hold commit together, or
+ * neither does. A key the artifact does not use (another upload of the same
+ * content won) is released to garbage collection in the same breath.
+ */
+async function endHold(tx: Transaction<Database>, record: NewArtifact, blob: StoredBlob | undefined): Promise<void> {
+  const hold = record.hold!;
+  const key = "inFlight" in hold ? hold.inFlight : hold.session.storageKey;
+  const used = blob?.storageKey === key;
+  if ("session" in hold) {
+    const completed = await tx
+      .updateTable("upload_sessions")
+      .set({ state: "completed", artifact_id: record.id, complete_claim: null, updated_at: sql`now()` })
+      .where("id", "=", hold.session.id)
+      .where("state", "=", "completing")
+      .where("complete_claim", "=", hold.session.claim)
+      .executeTakeFirst();
+    if (completed.numUpdatedRows === 0n) {
+      throw new ArtifactError("aborted", `upload session ${hold.session.id} was taken over by another complete: complete it again to get its artifact`);
+    }
+    if (!used) await releaseKey(tx, record.tenantId, key);
+    return;
+  }
+  if (!used) {
+    await releaseKey(tx, record.tenantId, key);
+    return;
+  }
+  const ended = await tx.deleteFrom("uploads_in_flight").where("storage_key", "=", key).where("released_at", "is", null).executeTakeFirst();
+  if (ended.numDeletedRows === 0n) {
+    throw new ArtifactError(
+      "aborted",
+      "this upload was taken for dead (its heartbeat lapsed, as when the database was unreachable for longer than ARTIFACTD_UPLOAD_STALE_MS) and its storage reclaimed: upload again",
+    );
+  }
+}
+
+/** Records a key as released: garbage collection discards what is stored under it. */
+async function releaseKey(tx: Transaction<Database>, tenantId: string, storageKey: string): Promise<void> {
+  await tx
+    .insertInto("uploads_in_flight")
+    .values({ storage_key: storageKey, tenant_id: tenantId })
+    .onConflict((oc) => oc.column("storage_key").doNothing())
+    .execute();
+  await tx.updateTable("uploads_in_flight").set({ released_at: sql`now()` }).where("storage_key", "=", storageKey).where("released_at", "is", null).execute();
 }
 
 async function checkInputs(db: Queryable, tenantId: string, inputs: readonly ArtifactInput[]): Promise<void> {
@@ -468,7 +551,10 @@ async function translateDatabaseError<T>(run: () => Promise<T>): Promise<T> {
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     if (code === "22P05" || code === "22021" || code === "22P02") {
-      throw new ArtifactError("invalid_argument", `the database refused a value: ${(error as Error).message}`);
+      // The driver's own words stay in the server's log (the error's cause), not in the answer.
+      throw new ArtifactError("invalid_argument", "the database refused a value of the request (text it cannot store, such as a NUL character or invalid Unicode): remove it", {
+        cause: error,
+      });
     }
     throw error;
   }

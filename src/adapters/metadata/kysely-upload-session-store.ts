@@ -1,13 +1,21 @@
-import type { Kysely, Selectable } from "kysely";
+import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
 import type { ArtifactSpec } from "../../artifact.ts";
-import type { SessionPart, UploadSessionRecord, UploadSessionStore } from "../../ports/upload-session-store.ts";
+import { WRITER_LEASE_MS, type SessionPart, type UploadSessionRecord, type UploadSessionStore } from "../../ports/upload-session-store.ts";
 import type { Database, UploadSessionTable } from "./schema.ts";
 
-/** Upload sessions in the metadata database (see the upload_sessions migration). */
+/** A lease or claim older than this many milliseconds, by the database's clock. */
+const olderThan = (ms: number) => sql<Date>`now() - ${ms} * interval '1 millisecond'`;
+
+/**
+ * Upload sessions in the metadata database (see the upload_sessions and
+ * uploads_in_flight migrations). Every change of state is one conditional
+ * statement, or one transaction that locks the row first: two calls racing
+ * on a session never both succeed.
+ */
 export function createKyselyUploadSessionStore(db: Kysely<Database>): UploadSessionStore {
-  const load = async (row: Selectable<UploadSessionTable> | undefined): Promise<UploadSessionRecord | undefined> => {
+  const load = async (row: Selectable<UploadSessionTable> | undefined, from: Kysely<Database> | Transaction<Database> = db): Promise<UploadSessionRecord | undefined> => {
     if (!row) return undefined;
-    const parts = await db
+    const parts = await from
       .selectFrom("upload_session_parts")
       .select(["part_number", "size_bytes", "etag"])
       .where("session_id", "=", row.id)
@@ -18,37 +26,44 @@ export function createKyselyUploadSessionStore(db: Kysely<Database>): UploadSess
       parts.map((p) => ({ partNumber: p.part_number, sizeBytes: Number(p.size_bytes), etag: p.etag })),
     );
   };
+  const byId = (tenantId: string, id: string) => db.selectFrom("upload_sessions").selectAll().where("tenant_id", "=", tenantId).where("id", "=", id);
 
   return {
     async create(session) {
-      const inserted = await db
-        .insertInto("upload_sessions")
-        .values({
-          id: session.id,
-          tenant_id: session.tenantId,
-          idempotency_key: session.idempotencyKey ?? null,
-          spec: JSON.stringify(session.spec),
-          expected_size: session.expectedSize ?? null,
-          expected_blake3: session.expectedBlake3 ?? null,
-          part_size: session.partSize,
-          storage_key: session.storageKey,
-          multipart_id: session.multipartId,
-          state: "open",
-          artifact_id: null,
-          created_by: session.createdBy,
-          expires_at: session.expiresAt,
-        })
-        .onConflict((oc) => oc.columns(["tenant_id", "idempotency_key"]).where("idempotency_key", "is not", null).doNothing())
-        .returningAll()
-        .executeTakeFirst();
-      if (inserted) return { session: (await load(inserted))!, created: true };
-      const existing = await db
-        .selectFrom("upload_sessions")
-        .selectAll()
-        .where("tenant_id", "=", session.tenantId)
-        .where("idempotency_key", "=", session.idempotencyKey ?? "")
-        .executeTakeFirstOrThrow();
-      return { session: (await load(existing))!, created: false };
+      return db.transaction().execute(async (tx) => {
+        const inserted = await tx
+          .insertInto("upload_sessions")
+          .values({
+            id: session.id,
+            tenant_id: session.tenantId,
+            idempotency_key: session.idempotencyKey ?? null,
+            spec: JSON.stringify(session.spec),
+            expected_size: session.expectedSize ?? null,
+            expected_blake3: session.expectedBlake3 ?? null,
+            part_size: session.partSize,
+            storage_key: session.storageKey,
+            multipart_id: session.multipartId,
+            state: "open",
+            artifact_id: null,
+            created_by: session.createdBy,
+            expires_at: session.expiresAt,
+          })
+          .onConflict((oc) => oc.columns(["tenant_id", "idempotency_key"]).where("idempotency_key", "is not", null).doNothing())
+          .returningAll()
+          .executeTakeFirst();
+        if (inserted) {
+          // From here the session row holds the key.
+          await tx.deleteFrom("uploads_in_flight").where("storage_key", "=", session.storageKey).execute();
+          return { session: (await load(inserted, tx))!, created: true };
+        }
+        const existing = await tx
+          .selectFrom("upload_sessions")
+          .selectAll()
+          .where("tenant_id", "=", session.tenantId)
+          .where("idempotency_key", "=", session.idempotencyKey ?? "")
+          .executeTakeFirstOrThrow();
+        return { session: (await load(existing, tx))!, created: false };
+      });
     },
 
     async findByIdempotencyKey(tenantId, key) {
@@ -56,15 +71,21 @@ export function createKyselyUploadSessionStore(db: Kysely<Database>): UploadSess
     },
 
     async get(tenantId, id) {
-      return load(await db.selectFrom("upload_sessions").selectAll().where("tenant_id", "=", tenantId).where("id", "=", id).executeTakeFirst());
+      return load(await byId(tenantId, id).executeTakeFirst());
     },
 
-    async recordPart(id, part) {
+    async recordPart(id, part, writerId) {
       return db.transaction().execute(async (tx) => {
-        // FOR SHARE: a concurrent complete (which updates the row) waits for
-        // this part, and a part cannot slip in after completing began.
-        const row = await tx.selectFrom("upload_sessions").select("state").where("id", "=", id).forShare().executeTakeFirst();
-        if (row?.state !== "open") return false;
+        // FOR SHARE: a concurrent complete or abort (which update or delete the row) waits for this part, and a
+        // part cannot slip in after completing began.
+        const row = await tx
+          .selectFrom("upload_sessions")
+          .select(["state", "assembled_blake3", "writer_id", sql<boolean>`coalesce(writer_renewed_at < ${olderThan(WRITER_LEASE_MS)}, true)`.as("writer_lapsed")])
+          .where("id", "=", id)
+          .forShare()
+          .executeTakeFirst();
+        if (row?.state !== "open" || row.assembled_blake3 !== null) return "closed";
+        if (writerId !== undefined ? row.writer_id !== writerId : row.writer_id !== null && !row.writer_lapsed) return "held";
         await tx
           .insertInto("upload_session_parts")
           .values({ session_id: id, part_number: part.partNumber, size_bytes: part.sizeBytes, etag: part.etag })
@@ -72,34 +93,95 @@ export function createKyselyUploadSessionStore(db: Kysely<Database>): UploadSess
             oc.columns(["session_id", "part_number"]).doUpdateSet({ size_bytes: part.sizeBytes, etag: part.etag, uploaded_at: new Date() }),
           )
           .execute();
-        return true;
+        return "recorded";
       });
     },
 
-    async beginCompleting(tenantId, id, staleBefore) {
+    async acquireWriter(id, writerId) {
+      const acquired = await db
+        .updateTable("upload_sessions")
+        .set({ writer_id: writerId, writer_renewed_at: sql`now()` })
+        .where("id", "=", id)
+        .where("state", "=", "open")
+        .where("assembled_blake3", "is", null)
+        .where((eb) => eb.or([eb("writer_id", "is", null), eb("writer_renewed_at", "<", olderThan(WRITER_LEASE_MS))]))
+        .executeTakeFirst();
+      if (acquired.numUpdatedRows > 0n) return "acquired";
+      const row = await db.selectFrom("upload_sessions").select(["state", "assembled_blake3"]).where("id", "=", id).executeTakeFirst();
+      return row?.state === "open" && row.assembled_blake3 === null ? "held" : "closed";
+    },
+
+    async renewWriter(id, writerId) {
+      const renewed = await db.updateTable("upload_sessions").set({ writer_renewed_at: sql`now()` }).where("id", "=", id).where("writer_id", "=", writerId).executeTakeFirst();
+      return renewed.numUpdatedRows > 0n;
+    },
+
+    async releaseWriter(id, writerId) {
+      await db.updateTable("upload_sessions").set({ writer_id: null, writer_renewed_at: null }).where("id", "=", id).where("writer_id", "=", writerId).execute();
+    },
+
+    async beginCompleting(tenantId, id, claim, staleMs) {
       const updated = await db
         .updateTable("upload_sessions")
-        .set({ state: "completing", updated_at: new Date() })
+        .set({ state: "completing", complete_claim: claim, updated_at: sql`now()` })
         .where("tenant_id", "=", tenantId)
         .where("id", "=", id)
-        .where((eb) => eb.or([eb("state", "=", "open"), eb.and([eb("state", "=", "completing"), eb("updated_at", "<", staleBefore)])]))
+        .where((eb) => eb.or([eb("state", "=", "open"), eb.and([eb("state", "=", "completing"), eb("updated_at", "<", olderThan(staleMs))])]))
         .returningAll()
         .executeTakeFirst();
       if (updated) return { session: (await load(updated))!, acquired: true };
-      const current = await load(await db.selectFrom("upload_sessions").selectAll().where("tenant_id", "=", tenantId).where("id", "=", id).executeTakeFirst());
+      const current = await load(await byId(tenantId, id).executeTakeFirst());
       return current && { session: current, acquired: false };
     },
 
-    async reopen(id) {
-      await db.updateTable("upload_sessions").set({ state: "open", updated_at: new Date() }).where("id", "=", id).where("state", "=", "completing").execute();
+    async renewClaim(id, claim) {
+      const renewed = await db
+        .updateTable("upload_sessions")
+        .set({ updated_at: sql`now()` })
+        .where("id", "=", id)
+        .where("state", "=", "completing")
+        .where("complete_claim", "=", claim)
+        .executeTakeFirst();
+      return renewed.numUpdatedRows > 0n;
     },
 
-    async markCompleted(id, artifactId) {
-      await db.updateTable("upload_sessions").set({ state: "completed", artifact_id: artifactId, updated_at: new Date() }).where("id", "=", id).execute();
+    async markAssembled(id, claim, size, digest) {
+      await db
+        .updateTable("upload_sessions")
+        .set({ assembled_size: size, assembled_blake3: digest, updated_at: sql`now()` })
+        .where("id", "=", id)
+        .where("complete_claim", "=", claim)
+        .execute();
     },
 
-    async delete(id) {
-      await db.deleteFrom("upload_sessions").where("id", "=", id).execute();
+    async reopen(id, claim) {
+      await db
+        .updateTable("upload_sessions")
+        .set({ state: "open", complete_claim: null, updated_at: sql`now()` })
+        .where("id", "=", id)
+        .where("state", "=", "completing")
+        .where("complete_claim", "=", claim)
+        .execute();
+    },
+
+    async abandon(tenantId, id, allowed) {
+      return db.transaction().execute(async (tx) => {
+        const row = await tx.selectFrom("upload_sessions").selectAll().where("tenant_id", "=", tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
+        if (!row) return { kept: "missing" as const };
+        if (!allowed.states.includes(row.state) || (allowed.claim !== undefined && row.complete_claim !== allowed.claim)) return { kept: row.state };
+        const session = (await load(row, tx))!;
+        await tx.deleteFrom("upload_sessions").where("id", "=", id).execute();
+        if (row.state !== "completed") {
+          // Whatever is stored under the key (parts, an assembled object) is garbage now: collection takes it.
+          await tx
+            .insertInto("uploads_in_flight")
+            .values({ storage_key: row.storage_key, tenant_id: row.tenant_id })
+            .onConflict((oc) => oc.column("storage_key").doNothing())
+            .execute();
+          await tx.updateTable("uploads_in_flight").set({ released_at: sql`now()` }).where("storage_key", "=", row.storage_key).execute();
+        }
+        return { deleted: session };
+      });
     },
 
     async listExpired(now, limit) {
@@ -127,8 +209,9 @@ function toRecord(row: Selectable<UploadSessionTable>, parts: SessionPart[]): Up
     expiresAt: new Date(row.expires_at),
     state: row.state,
     artifactId: row.artifact_id ?? undefined,
+    assembled: row.assembled_blake3 === null ? undefined : { size: Number(row.assembled_size), digest: row.assembled_blake3 },
+    writerId: row.writer_id ?? undefined,
     createdAt: new Date(row.created_at),
     parts,
   };
 }
-

@@ -15,6 +15,7 @@ export interface Database {
   artifact_inputs: ArtifactInputTable;
   upload_sessions: UploadSessionTable;
   upload_session_parts: UploadSessionPartTable;
+  uploads_in_flight: UploadInFlightTable;
   server_settings: { name: string; value: string };
 }
 
@@ -40,6 +41,8 @@ export interface BlobTable {
   created_at: ColumnType<Date, never, never>;
   /** Until then garbage collection leaves the blob alone: an upload will reference it without storing it again. */
   held_until: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  /** When a read found the stored bytes no longer match the digest; set, reads fail at once. */
+  corrupt_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 
 export interface ArtifactTable {
@@ -105,6 +108,23 @@ export interface UploadSessionTable {
   created_at: ColumnType<Date, never, never>;
   updated_at: ColumnType<Date, Date | undefined, Date>;
   expires_at: Timestamp;
+  /** Token of the CompleteUploadSession holding the session (state completing); renewed through updated_at. */
+  complete_claim: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Set once the parts were assembled into the object at storage_key: a retried complete records it without assembling again. */
+  assembled_size: ColumnType<string | number | bigint | null, number | null | undefined, number | null>;
+  assembled_blake3: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The one streaming writer bound to the session, while its lease is renewed. */
+  writer_id: ColumnType<string | null, string | null | undefined, string | null>;
+  writer_renewed_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+}
+
+/** Storage keys of uploads in flight (see the uploads_in_flight migration). */
+export interface UploadInFlightTable {
+  storage_key: string;
+  tenant_id: string;
+  started_at: ColumnType<Date, never, never>;
+  heartbeat_at: ColumnType<Date, never, Date>;
+  released_at: ColumnType<Date | null, never, Date | null>;
 }
 
 export interface UploadSessionPartTable {

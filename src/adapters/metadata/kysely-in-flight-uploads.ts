@@ -1,0 +1,48 @@
+import { sql, type Kysely } from "kysely";
+import type { InFlightUploads } from "../../ports/in-flight-uploads.ts";
+import type { Database } from "./schema.ts";
+
+/** Uploads in flight in the metadata database (see the uploads_in_flight migration). Times are the database's. */
+export function createKyselyInFlightUploads(db: Kysely<Database>): InFlightUploads {
+  return {
+    async begin(tenantId, storageKey) {
+      await db.insertInto("uploads_in_flight").values({ storage_key: storageKey, tenant_id: tenantId }).execute();
+    },
+
+    async renew(storageKey) {
+      const renewed = await db
+        .updateTable("uploads_in_flight")
+        .set({ heartbeat_at: sql`now()` })
+        .where("storage_key", "=", storageKey)
+        .where("released_at", "is", null)
+        .executeTakeFirst();
+      return renewed.numUpdatedRows > 0n;
+    },
+
+    async release(storageKey) {
+      await db.updateTable("uploads_in_flight").set({ released_at: sql`now()` }).where("storage_key", "=", storageKey).where("released_at", "is", null).execute();
+    },
+
+    async claimReclaimable(staleMs, limit) {
+      // Claiming sets released_at: from then on neither renew nor the recording transaction accepts the key.
+      const rows = await db
+        .updateTable("uploads_in_flight")
+        .set({ released_at: sql`coalesce(released_at, now())` })
+        .where("storage_key", "in", (eb) =>
+          eb
+            .selectFrom("uploads_in_flight")
+            .select("storage_key")
+            .where((w) => w.or([w("released_at", "is not", null), w("heartbeat_at", "<", sql<Date>`now() - ${staleMs} * interval '1 millisecond'`)]))
+            .orderBy("heartbeat_at")
+            .limit(limit),
+        )
+        .returning(["storage_key", "tenant_id"])
+        .execute();
+      return rows.map((r) => ({ storageKey: r.storage_key, tenantId: r.tenant_id }));
+    },
+
+    async forget(storageKey) {
+      await db.deleteFrom("uploads_in_flight").where("storage_key", "=", storageKey).where("released_at", "is not", null).execute();
+    },
+  };
+}

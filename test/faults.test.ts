@@ -1,0 +1,332 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { Client as MinioClient } from "minio";
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readdirSync } from "node:fs";
+import path from "node:path";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { partPlan } from "../src/adapters/blob/s3-blob-store.ts";
+import { blake3Hex } from "../src/blake3.ts";
+import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { createArtifactEvents } from "../src/service/artifact-events.ts";
+import { collectGarbage } from "../src/service/maintenance.ts";
+import { expectCode } from "./support/expect-code.ts";
+import { startTestApp, type TestApp } from "./support/test-app.ts";
+
+/**
+ * Faults with real parts: Postgres backends terminated in the middle of calls
+ * (pg_terminate_backend), races forced between calls, stored objects
+ * overwritten or removed behind the service's back, a real full file system.
+ * Each asserts the answer's code and that nothing acknowledged was lost.
+ */
+const MiB = 1024 * 1024;
+type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
+
+type UploadHeaderInit = Extract<NonNullable<UploadInit["message"]>, { case: "header" }>;
+
+async function* uploadMessages(header: UploadHeaderInit, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): AsyncIterable<UploadInit> {
+  yield { message: header };
+  for await (const chunk of chunks) yield { message: { case: "chunk", value: chunk } };
+}
+
+describe("faults on postgres+minio", () => {
+  let t: TestApp;
+  let admin: pg.Client;
+  let minio: MinioClient;
+  beforeAll(async () => {
+    t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
+    admin = new pg.Client({ connectionString: t.databaseUrl });
+    await admin.connect();
+    const endpoint = new URL(inject("minio").endpoint);
+    minio = new MinioClient({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, accessKey: inject("minio").accessKey, secretKey: inject("minio").secretKey });
+  });
+  afterAll(async () => {
+    await admin?.end();
+    await t?.close();
+  });
+
+  const download = async (id: string) => {
+    const parts: Uint8Array[] = [];
+    for await (const r of t.client().download({ id })) if (r.message.case === "chunk") parts.push(r.message.value);
+    return Buffer.concat(parts);
+  };
+  const save = async (kind: string, data: Uint8Array) =>
+    (await t.client().upload(uploadMessages({ case: "header", value: { spec: { kind } } }, [data]))).artifact!;
+
+  /** Holds row locks in a transaction of its own until released. */
+  const lockRows = async (statement: string, values: unknown[]) => {
+    const client = new pg.Client({ connectionString: t.databaseUrl });
+    await client.connect();
+    await client.query("begin");
+    await client.query(statement, values);
+    return async () => {
+      await client.query("rollback").catch(() => {});
+      await client.end();
+    };
+  };
+  /** Terminates the service's backend that waits on a lock, once it does. */
+  const terminateWaitingBackend = async () => {
+    for (let i = 0; i < 200; i++) {
+      const { rows } = await admin.query(
+        "select pid from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()",
+      );
+      if (rows.length > 0) {
+        await admin.query("select pg_terminate_backend($1)", [rows[0].pid]);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error("no backend ever waited on the lock");
+  };
+  const serverStillServes = async () => {
+    const artifact = await t.client().saveInline({ spec: { kind: "alive" }, content: { case: "text", value: "still here" } });
+    expect(artifact.artifact!.id).toMatch(/^/);
+  };
+
+  it("fails only the call whose Postgres connection is terminated (SetPinned waiting on a lock), with UNAVAILABLE", async () => {
+    const artifact = await save("pin-target", randomBytes(1000));
+    const release = await lockRows("select id from artifacts where id = $1 for update", [artifact.id]);
+    try {
+      const pinning = t.client().setPinned({ id: artifact.id, pinned: true });
+      await terminateWaitingBackend();
+      await expectCode(pinning, Code.Unavailable, /unreachable or busy: retry later/);
+    } finally {
+      await release();
+    }
+    await serverStillServes();
+    // The pool replaced the lost connection: the same call now works.
+    expect((await t.client().setPinned({ id: artifact.id, pinned: true })).artifact!.pinned).toBe(true);
+  });
+
+  it("fails only a SaveInline whose connection is terminated mid-transaction, and records nothing", async () => {
+    const input = await save("inline-input", randomBytes(100));
+    const release = await lockRows("select id from artifacts where id = $1 for update", [input.id]);
+    try {
+      const saving = t.client().saveInline({ spec: { kind: "inline-cut", inputs: [{ artifactId: input.id, role: "source" }] }, content: { case: "text", value: "x" } });
+      await terminateWaitingBackend();
+      await expectCode(saving, Code.Unavailable);
+    } finally {
+      await release();
+    }
+    expect((await t.client().listArtifacts({ filter: { kind: "inline-cut" } })).artifacts).toEqual([]);
+    await serverStillServes();
+  });
+
+  it("completes a session whose recording transaction was cut: the retry returns the artifact, and the content stays readable and deduplicable", async () => {
+    const input = await save("session-input", randomBytes(100));
+    const data = randomBytes(6 * MiB + 17);
+    const { session } = await t.client().createUploadSession({
+      spec: { kind: "cut-complete", inputs: [{ artifactId: input.id, role: "source" }] },
+      partSize: BigInt(5 * MiB),
+    });
+    const id = session!.sessionId;
+    await t.client().uploadPart({ sessionId: id, partNumber: 1, data: data.subarray(0, 5 * MiB) });
+    await t.client().uploadPart({ sessionId: id, partNumber: 2, data: data.subarray(5 * MiB) });
+    // The input is checked inside the recording transaction: holding it makes that transaction wait, then we cut it.
+    const release = await lockRows("select id from artifacts where id = $1 for update", [input.id]);
+    try {
+      const completing = t.client().completeUploadSession({ sessionId: id });
+      await terminateWaitingBackend();
+      await expectCode(completing, Code.Unavailable);
+    } finally {
+      await release();
+    }
+    const retried = await t.client().completeUploadSession({ sessionId: id });
+    expect(retried.artifact!.blake3).toBe(blake3Hex(data));
+    expect((await download(retried.artifact!.id)).equals(data)).toBe(true);
+    // A second retry answers the same artifact, never NOT_FOUND.
+    expect((await t.client().completeUploadSession({ sessionId: id })).artifact!.id).toBe(retried.artifact!.id);
+    // Later uploads of the same bytes deduplicate onto content that is really there.
+    const again = await t.client().upload(uploadMessages({ case: "header", value: { spec: { kind: "cut-complete-again" } } }, [data]));
+    expect(again.deduplicated).toBe(true);
+    expect((await download(again.artifact!.id)).equals(data)).toBe(true);
+  });
+
+  it("never answers OK to both of an Abort and a Complete racing on one session", async () => {
+    let completedWins = 0;
+    let abortWins = 0;
+    for (let round = 0; round < 12; round++) {
+      const data = randomBytes(2000 + round);
+      const { session } = await t.client().createUploadSession({ spec: { kind: "abort-race" }, partSize: BigInt(5 * MiB) });
+      const id = session!.sessionId;
+      await t.client().uploadPart({ sessionId: id, partNumber: 1, data });
+      const [complete, abort] = await Promise.allSettled([t.client().completeUploadSession({ sessionId: id }), t.client().abortUploadSession({ sessionId: id })]);
+      expect(complete.status === "fulfilled" && abort.status === "fulfilled", `round ${round}: both answered OK`).toBe(false);
+      if (complete.status === "fulfilled") {
+        completedWins++;
+        expect(ConnectError.from((abort as PromiseRejectedResult).reason).code).toBe(Code.Aborted);
+        const again = await t.client().completeUploadSession({ sessionId: id });
+        expect(again.artifact!.id).toBe(complete.value.artifact!.id);
+        expect((await download(complete.value.artifact!.id)).equals(data)).toBe(true);
+      } else {
+        abortWins++;
+        expect([Code.NotFound, Code.Aborted, Code.FailedPrecondition]).toContain(ConnectError.from(complete.reason).code);
+        expect(abort.status).toBe("fulfilled");
+        await expectCode(t.client().completeUploadSession({ sessionId: id }), Code.NotFound);
+      }
+    }
+    expect(completedWins + abortWins).toBe(12);
+    // Nothing of the aborted sessions is left: every object in the bucket is a recorded blob's, no upload unfinished.
+    const keys = new Set((await admin.query("select storage_key from blobs")).rows.map((r) => r.storage_key as string));
+    for await (const object of minio.listObjectsV2(t.bucket!, "", true)) expect(keys.has((object as { name: string }).name)).toBe(true);
+  });
+
+  it("gives a session one writer: a second stream or a part call while a stream holds it gets ABORTED, and the bytes never mix", async () => {
+    const { session } = await t.client().createUploadSession({ spec: { kind: "one-writer" }, partSize: BigInt(5 * MiB) });
+    const id = session!.sessionId;
+    const first = randomBytes(5 * MiB);
+    const second = randomBytes(5 * MiB);
+    let finish!: () => void;
+    const held = new Promise<void>((resolve) => (finish = resolve));
+    let firstPartStored!: () => void;
+    const stored = new Promise<void>((resolve) => (firstPartStored = resolve));
+    async function* slowWriter(): AsyncIterable<UploadInit> {
+      yield { message: { case: "header", value: { sessionId: id, offset: 0n } } };
+      yield { message: { case: "chunk", value: first } };
+      firstPartStored();
+      await held;
+    }
+    const writing = t.client().upload(slowWriter());
+    await stored;
+    // Wait until the first writer holds the session (its first part recorded).
+    for (let i = 0; i < 100 && (await t.client().getUploadSession({ sessionId: id })).session!.committedParts.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    await expectCode(t.client().upload(uploadMessages({ case: "header", value: { sessionId: id, offset: 0n } }, [second])), Code.Aborted, /held by a streaming upload/);
+    await expectCode(t.client().uploadPart({ sessionId: id, partNumber: 1, data: second }), Code.Aborted, /held by a streaming upload/);
+    finish();
+    const done = await writing;
+    expect((await download(done.artifact!.id)).equals(first)).toBe(true);
+  });
+
+  it("holds back the last chunk of a corrupt download, ends it with DATA_LOSS, marks the blob and heals on a fresh upload", async () => {
+    const data = randomBytes(3 * MiB);
+    const artifact = await save("corrupt", data);
+    const { rows } = await admin.query("select storage_key from blobs where digest = $1", [artifact.blake3]);
+    // Same size, one byte changed, behind the service's back.
+    const damaged = Buffer.from(data);
+    damaged[damaged.length - 1]! ^= 0xff;
+    await minio.putObject(t.bucket!, rows[0].storage_key, damaged, damaged.length);
+
+    let received = 0;
+    const reading = (async () => {
+      for await (const r of t.client().download({ id: artifact.id })) if (r.message.case === "chunk") received += r.message.value.byteLength;
+    })();
+    await expectCode(reading, Code.DataLoss, /no longer matches its BLAKE3/);
+    expect(received, "the client must never hold the whole corrupt content").toBeLessThan(data.length);
+    // Marked: the next read fails at once, and the operator's dry run lists it.
+    let early = 0;
+    const again = (async () => {
+      for await (const r of t.client().download({ id: artifact.id })) if (r.message.case === "chunk") early += r.message.value.byteLength;
+    })();
+    await expectCode(again, Code.DataLoss, /is corrupt/);
+    expect(early).toBe(0);
+    const report = await collectGarbage({ metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents(), uploadStaleMs: 300_000 }, { graceMs: 3_600_000, dryRun: true });
+    expect(report.corruptBlobs.map((b) => b.digest)).toContain(artifact.blake3);
+    // The same content uploaded again replaces the bad copy.
+    const healer = await save("corrupt-healer", data);
+    expect((await download(artifact.id)).equals(data)).toBe(true);
+    expect((await download(healer.id)).equals(data)).toBe(true);
+  });
+
+  it("answers DATA_LOSS naming the artifact when its stored object is gone", async () => {
+    const artifact = await save("vanished", randomBytes(4000));
+    const { rows } = await admin.query("select storage_key from blobs where digest = $1", [artifact.blake3]);
+    await minio.removeObject(t.bucket!, rows[0].storage_key);
+    const reading = (async () => {
+      for await (const _ of t.client().download({ id: artifact.id })) void _;
+    })();
+    await expectCode(reading, Code.DataLoss, new RegExp(`artifact ${artifact.id}.*missing`));
+  });
+
+  it("reclaims what a dead upload stored once its heartbeat is stale, and never a live upload's, whatever its age", async () => {
+    // A dead upload: its key recorded, content stored, never recorded as an artifact (its server died).
+    const deadKey = t.app.blobs.newKey("alpha");
+    await t.app.metadata.uploadsInFlight.begin("alpha", deadKey);
+    const writer = await t.app.blobs.createWriter("alpha", deadKey);
+    await writer.write(randomBytes(7 * MiB));
+    await writer.commit("unused");
+    await admin.query("update uploads_in_flight set heartbeat_at = now() - interval '1 hour' where storage_key = $1", [deadKey]);
+
+    // A live upload, mid-stream, older than the stale setting: its heartbeat keeps it.
+    const live = await startTestApp("postgres+minio", {
+      DATABASE_URL: t.databaseUrl!,
+      ARTIFACTD_S3_BUCKET: t.bucket!,
+      ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",
+      ARTIFACTD_UPLOAD_STALE_MS: "1500",
+    });
+    try {
+      const data = randomBytes(12 * MiB);
+      let go!: () => void;
+      const gate = new Promise<void>((resolve) => (go = resolve));
+      async function* slow(): AsyncIterable<Uint8Array> {
+        yield data.subarray(0, 9 * MiB);
+        await gate;
+        yield data.subarray(9 * MiB);
+      }
+      const uploading = live.client(t.tokens.alpha).upload(uploadMessages({ case: "header", value: { spec: { kind: "live-upload" } } }, slow()));
+      await new Promise((r) => setTimeout(r, 3_500));
+      const report = await collectGarbage({ metadata: live.app.metadata, blobs: live.app.blobs, events: createArtifactEvents(), uploadStaleMs: 1_500 }, { graceMs: 0, dryRun: false });
+      expect(report.staleUploads).toBeGreaterThanOrEqual(1);
+      expect(await t.app.blobs.stat(deadKey)).toBeUndefined();
+      expect((await admin.query("select count(*)::int as n from uploads_in_flight where storage_key = $1", [deadKey])).rows[0].n).toBe(0);
+      go();
+      const done = await uploading;
+      expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+    } finally {
+      await live.close();
+    }
+  });
+
+  it("plans part sizes so that any upload up to 5 TiB fits in S3's 10,000 parts, with bounded memory", () => {
+    for (const partSize of [5 * MiB, 8 * MiB, 64 * MiB]) {
+      const plan = partPlan(partSize, 3);
+      let total = 0;
+      for (let n = 1; n <= 10_000; n++) {
+        const size = plan.sizeOf(n);
+        expect(size).toBeGreaterThanOrEqual(5 * MiB);
+        expect(size).toBeLessThanOrEqual(5 * 1024 * MiB);
+        expect(size * plan.concurrencyOf(n)).toBeLessThanOrEqual(Math.max(size, partSize * 3));
+        total += size;
+      }
+      expect(total).toBeGreaterThanOrEqual(5 * 1024 ** 4);
+      // Small uploads keep the configured part size.
+      expect(plan.sizeOf(1)).toBe(partSize);
+      expect(plan.sizeOf(500)).toBe(partSize);
+    }
+    // With the size declared, one part size covers it.
+    expect(partPlan(8 * MiB, 3, 200 * 1024 ** 3).sizeOf(1) * 10_000).toBeGreaterThanOrEqual(200 * 1024 ** 3);
+    expect(partPlan(8 * MiB, 3, 10 * MiB).sizeOf(1)).toBe(8 * MiB);
+  });
+});
+
+// A real full file system needs a mount: root on Linux, as CI runs.
+const canMount = process.platform === "linux" && process.getuid?.() === 0;
+
+describe.runIf(canMount)("a full blob folder (a real 8 MiB tmpfs)", () => {
+  let t: TestApp;
+  let blobsDir: string;
+  beforeAll(async () => {
+    t = await startTestApp("pglite+fs", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
+    // Remount the running store's folder on a small tmpfs: the same path, now with 8 MiB.
+    blobsDir = path.join(t.dataDir, "blobs");
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", blobsDir]);
+    for (const sub of ["incoming", "sessions", "blobs"]) mkdirSync(path.join(blobsDir, sub), { recursive: true });
+  });
+  afterAll(async () => {
+    if (blobsDir) execFileSync("umount", ["-l", blobsDir]);
+    await t?.close();
+  });
+
+  it("answers RESOURCE_EXHAUSTED on ENOSPC, leaves nothing behind, and keeps serving", async () => {
+    const big = randomBytes(12 * MiB);
+    await expectCode(t.client().upload(uploadMessages({ case: "header", value: { spec: { kind: "too-big" } } }, [big.subarray(0, 6 * MiB), big.subarray(6 * MiB)])), Code.ResourceExhausted, /storage is full/);
+    expect(readdirSync(path.join(blobsDir, "incoming"))).toEqual([]);
+    expect((await t.client().listArtifacts({ filter: { kind: "too-big" } })).artifacts).toEqual([]);
+    const small = randomBytes(1000);
+    const saved = await t.client().upload(uploadMessages({ case: "header", value: { spec: { kind: "fits" } } }, [small]));
+    const parts: Uint8Array[] = [];
+    for await (const r of t.client().download({ id: saved.artifact!.id })) if (r.message.case === "chunk") parts.push(r.message.value);
+    expect(Buffer.concat(parts).equals(small)).toBe(true);
+  });
+});
