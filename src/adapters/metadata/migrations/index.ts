@@ -4,6 +4,7 @@ import * as queryAndLifecycle from "./20261124010000_query_and_lifecycle.ts";
 import * as uploadSessions from "./20261124020000_upload_sessions.ts";
 import * as serverSettings from "./20261124030000_server_settings.ts";
 import * as blobHolds from "./20261201000000_blob_holds.ts";
+import * as artifactEvents from "./20261210000000_artifact_events.ts";
 
 /**
  * Every migration, by its timestamped name. Listed statically rather than
@@ -17,6 +18,7 @@ export const migrationProvider: MigrationProvider = {
       "20261124020000_upload_sessions": uploadSessions,
       "20261124030000_server_settings": serverSettings,
       "20261201000000_blob_holds": blobHolds,
+      "20261210000000_artifact_events": artifactEvents,
     };
   },
 };
