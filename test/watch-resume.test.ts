@@ -264,8 +264,14 @@ describe("WatchArtifacts across replicas", () => {
         (await admin.query<{ n: string }>("select count(*) as n from pg_stat_activity where application_name = $1 and datname = current_database()", [LISTENER_APPLICATION_NAME]))
           .rows[0]!.n,
       );
-    try {
+    // Each replica's listener connects in the background: wait for both.
+    const bothListening = async () => {
+      const deadline = Date.now() + 15_000;
+      while ((await listeners()) < 2 && Date.now() < deadline) await sleep(100);
       expect(await listeners()).toBe(2);
+    };
+    try {
+      await bothListening();
       const run = newRun();
       const watch = startWatch(second.client(first.tokens.alpha), run);
       await sleep(300);
@@ -280,10 +286,8 @@ describe("WatchArtifacts across replicas", () => {
       await watch.stop();
       expect(withoutCursor(watch.events)).toEqual(made);
       expectIncreasing(seen);
-      // The replicas listen again (backoff stays well under the time allowed here).
-      const deadline = Date.now() + 15_000;
-      while ((await listeners()) < 2 && Date.now() < deadline) await sleep(100);
-      expect(await listeners()).toBe(2);
+      // And they listen again (the backoff stays well under the time allowed).
+      await bothListening();
     } finally {
       await admin.end();
     }
