@@ -3,14 +3,14 @@ import path from "node:path";
 import { createFsBlobStore } from "./adapters/blob/fs-blob-store.ts";
 import { createS3BlobStore } from "./adapters/blob/s3-blob-store.ts";
 import { openMetadataStore } from "./adapters/metadata/open-metadata-store.ts";
-import { createPostgresArtifactEvents } from "./adapters/metadata/postgres-artifact-events.ts";
+import { listenForArtifactEvents } from "./adapters/metadata/postgres-event-listener.ts";
 import type { Config } from "./config.ts";
 import type { BlobStore } from "./ports/blob-store.ts";
 import type { MetadataStore } from "./ports/metadata-store.ts";
 import { authenticate, createApiToken } from "./service/api-tokens.ts";
-import { createArtifactEvents, type ArtifactEvents } from "./service/artifact-events.ts";
+import { startArtifactEventFeed } from "./service/artifact-events.ts";
 import { createArtifactService } from "./service/artifact-service.ts";
-import { collectGarbage, expireArtifacts } from "./service/maintenance.ts";
+import { collectGarbage, expireArtifacts, pruneArtifactEvents, type MaintenanceDeps } from "./service/maintenance.ts";
 import { expireUploadSessions } from "./service/upload-sessions.ts";
 import { createDownloadUrlRoute } from "./transport/download-url-route.ts";
 import { createWebPageRoute } from "./transport/web-page-route.ts";
@@ -44,10 +44,13 @@ export async function openStores(config: Config): Promise<{ metadata: MetadataSt
 
 export async function startApp(config: Config, log: (message: string, error?: unknown) => void = () => {}): Promise<App> {
   const { metadata, blobs } = await openStores(config);
-  // Across replicas through Postgres; in one process with the embedded database.
-  const events: ArtifactEvents & { close?: () => Promise<void> } = config.databaseUrl
-    ? await createPostgresArtifactEvents(config.databaseUrl, metadata, log)
-    : createArtifactEvents();
+  // The event log's tailer; with Postgres, woken by other replicas' commits too.
+  const events = await startArtifactEventFeed({ eventLog: metadata.eventLog, log });
+  const listener = config.databaseUrl ? listenForArtifactEvents(config.databaseUrl, events.wake, { log }) : undefined;
+  const closeEvents = async () => {
+    await listener?.close();
+    await events.close();
+  };
   const urlSigner = createUrlSigner(await loadUrlSigningKey(metadata, config.urlSigningKey));
   const service = createArtifactService({
     metadata,
@@ -77,12 +80,12 @@ export async function startApp(config: Config, log: (message: string, error?: un
       log,
     });
   } catch (error) {
-    await events.close?.();
+    await closeEvents();
     await metadata.close();
     await blobs.close();
     throw error;
   }
-  const maintenance = startMaintenance(config, { metadata, blobs, events, uploadStaleMs: config.uploadStaleMs, log }, log);
+  const maintenance = startMaintenance(config, { metadata, blobs, uploadStaleMs: config.uploadStaleMs, log }, log);
   return {
     server,
     metadata,
@@ -93,7 +96,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
       const stopping = server.shutdown(graceMs);
       await maintenance.stop();
       await stopping;
-      await events.close?.();
+      await closeEvents();
       await blobs.close();
       await metadata.close();
     },
@@ -114,12 +117,12 @@ export async function ensureBootstrapToken(app: App, dataDir: string): Promise<s
 }
 
 /**
- * Expiry and garbage collection on a timer. Runs one pass at a time; a pass
- * that fails is logged and retried at the next tick.
+ * Expiry, garbage collection and event pruning on a timer. Runs one pass at
+ * a time; a pass that fails is logged and retried at the next tick.
  */
 function startMaintenance(
   config: Config,
-  deps: Parameters<typeof collectGarbage>[0],
+  deps: MaintenanceDeps,
   log: (message: string, error?: unknown) => void,
 ): { stop(): Promise<void> } {
   if (config.maintenanceIntervalMs === 0) return { stop: async () => {} };
@@ -131,6 +134,7 @@ function startMaintenance(
         await expireArtifacts(deps);
         await expireUploadSessions(deps);
         await collectGarbage(deps, { graceMs: config.gcGraceMs, dryRun: false, signal: stopped.signal });
+        await pruneArtifactEvents(deps, config.eventRetentionMs);
       } catch (error) {
         if (!stopped.signal.aborted) log("maintenance pass failed", error);
       } finally {

@@ -125,9 +125,12 @@ export interface Caller {
 
 export type ArtifactEventType = "created" | "status_changed" | "pinned" | "unpinned" | "deleted";
 
+/** A change as Watch delivers it: the artifact with its life-cycle fields as they were at the event. */
 export interface ArtifactEvent {
   readonly type: ArtifactEventType;
   readonly artifact: Artifact;
+  /** Where the event stands in the event log: resume after it with this. Opaque to clients. */
+  readonly cursor: string;
 }
 
 export interface LineageEdge {

@@ -43,6 +43,8 @@ export interface Config {
   readonly urlSigningKey: string | undefined;
   /** Longest lifetime a signed download URL may be given. */
   readonly downloadUrlMaxTtlSeconds: number;
+  /** How long artifact events are kept for watchers to resume after (maintenance prunes older ones). */
+  readonly eventRetentionMs: number;
 }
 
 export interface S3Config {
@@ -82,6 +84,7 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS",
   "ARTIFACTD_GC_GRACE_MS",
   "ARTIFACTD_UPLOAD_STALE_MS",
+  "ARTIFACTD_EVENT_RETENTION_MS",
 ] as const;
 
 const MiB = 1024 * 1024;
@@ -189,6 +192,7 @@ export function readConfig(env: Env = process.env): Config {
     publicUrl,
     urlSigningKey,
     downloadUrlMaxTtlSeconds: integer("ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS", 86_400, 1, 7 * 86_400),
+    eventRetentionMs: integer("ARTIFACTD_EVENT_RETENTION_MS", 86_400_000, 0, 90 * 86_400_000),
   });
 }
 

@@ -10,7 +10,6 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { partPlan } from "../src/adapters/blob/s3-blob-store.ts";
 import { blake3Hex } from "../src/blake3.ts";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
-import { createArtifactEvents } from "../src/service/artifact-events.ts";
 import { collectGarbage } from "../src/service/maintenance.ts";
 import { expectCode } from "./support/expect-code.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
@@ -221,7 +220,7 @@ describe("faults on postgres+minio", () => {
     })();
     await expectCode(again, Code.DataLoss, /is corrupt/);
     expect(early).toBe(0);
-    const report = await collectGarbage({ metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents(), uploadStaleMs: 300_000 }, { graceMs: 3_600_000, dryRun: true });
+    const report = await collectGarbage({ metadata: t.app.metadata, blobs: t.app.blobs, uploadStaleMs: 300_000 }, { graceMs: 3_600_000, dryRun: true });
     expect(report.corruptBlobs.map((b) => b.digest)).toContain(artifact.blake3);
     // The same content uploaded again replaces the bad copy.
     const healer = await save("corrupt-healer", data);
@@ -266,7 +265,7 @@ describe("faults on postgres+minio", () => {
       }
       const uploading = live.client(t.tokens.alpha).upload(uploadMessages({ case: "header", value: { spec: { kind: "live-upload" } } }, slow()));
       await new Promise((r) => setTimeout(r, 3_500));
-      const report = await collectGarbage({ metadata: live.app.metadata, blobs: live.app.blobs, events: createArtifactEvents(), uploadStaleMs: 1_500 }, { graceMs: 0, dryRun: false });
+      const report = await collectGarbage({ metadata: live.app.metadata, blobs: live.app.blobs, uploadStaleMs: 1_500 }, { graceMs: 0, dryRun: false });
       expect(report.staleUploads).toBeGreaterThanOrEqual(1);
       expect(await t.app.blobs.stat(deadKey)).toBeUndefined();
       expect((await admin.query("select count(*)::int as n from uploads_in_flight where storage_key = $1", [deadKey])).rows[0].n).toBe(0);

@@ -3,7 +3,6 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
-import { createArtifactEvents } from "../src/service/artifact-events.ts";
 import { hasSessions } from "../src/ports/blob-store.ts";
 import { collectGarbage } from "../src/service/maintenance.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
@@ -23,7 +22,7 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
   afterAll(async () => {
     await t?.close();
   });
-  const gcDeps = () => ({ metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents(), uploadStaleMs: 300_000 });
+  const gcDeps = () => ({ metadata: t.app.metadata, blobs: t.app.blobs, uploadStaleMs: 300_000 });
   /** Collection as if the grace period had long passed for everything deleted so far. */
   const collect = (dryRun: boolean) => collectGarbage(gcDeps(), { graceMs: 0, dryRun, now: new Date(Date.now() + 60_000) });
   const download = async (id: string) => {

@@ -153,6 +153,62 @@ describe.each(Object.keys(adapters))("MetadataStore contract: %s", (name) => {
     expect(await store.softDeleteArtifact("t6", plain.artifact.id, new Date())).toBeUndefined();
   });
 
+  it("logs each change with its life-cycle fields as at the event, in its own transaction; nothing for a refused or no-op change", async () => {
+    const { lastSeq: start } = await store.eventLog.bounds();
+    let woken = 0;
+    const stopListening = store.eventLog.onAppended(() => woken++);
+    const a = (await store.createArtifact(record("ev1", { provenance: { run_id: "ev-run" } }))).artifact;
+    const b = (await store.createArtifact(record("ev1", { provenance: { run_id: "ev-run" } }))).artifact;
+    const c = (await store.createArtifact(record("ev1", { expiresAt: new Date(clock - 1) }))).artifact;
+    await store.setStatus("ev1", a.id, "review");
+    await store.setStatus("ev1", a.id, "review");
+    await store.setStatus("ev1", a.id, "approved");
+    await expect(store.setStatus("ev1", a.id, "draft")).rejects.toMatchObject({ code: "failed_precondition" });
+    await store.setPinned("ev1", a.id, true);
+    await store.setPinned("ev1", a.id, true);
+    await expect(store.softDeleteArtifact("ev1", a.id, new Date())).rejects.toMatchObject({ code: "failed_precondition" });
+    await store.setPinned("ev1", a.id, false);
+    const deletedAt = new Date(clock++);
+    await store.softDeleteArtifact("ev1", b.id, deletedAt);
+    await store.softDeleteArtifact("ev1", b.id, new Date());
+    expect(await store.archiveRun("ev1", "ev-run", deletedAt)).toHaveLength(1);
+    expect((await store.expireArtifacts(new Date(clock), 100)).map((x) => x.id)).toEqual([c.id]);
+    stopListening();
+
+    const events = await store.eventLog.readAfter(start, 100, "ev1");
+    expect(events.map(({ type, artifactId, status, pinned, deletedAt }) => ({ type, artifactId, status, pinned, deleted: deletedAt !== undefined }))).toEqual([
+      { type: "created", artifactId: a.id, status: "draft", pinned: false, deleted: false },
+      { type: "created", artifactId: b.id, status: "draft", pinned: false, deleted: false },
+      { type: "created", artifactId: c.id, status: "draft", pinned: false, deleted: false },
+      { type: "status_changed", artifactId: a.id, status: "review", pinned: false, deleted: false },
+      { type: "status_changed", artifactId: a.id, status: "approved", pinned: false, deleted: false },
+      { type: "pinned", artifactId: a.id, status: "approved", pinned: true, deleted: false },
+      { type: "unpinned", artifactId: a.id, status: "approved", pinned: false, deleted: false },
+      { type: "deleted", artifactId: b.id, status: "draft", pinned: false, deleted: true },
+      { type: "deleted", artifactId: a.id, status: "approved", pinned: false, deleted: true },
+      { type: "deleted", artifactId: c.id, status: "draft", pinned: false, deleted: true },
+    ]);
+    expect(events[7]!.deletedAt?.getTime()).toBe(deletedAt.getTime());
+    expect(events.every((e, i) => e.tenantId === "ev1" && (i === 0 || e.seq > events[i - 1]!.seq))).toBe(true);
+    expect(woken).toBe(events.length);
+    // Every tenant's events when no tenant is named; paged by seq.
+    expect((await store.eventLog.readAfter(events[3]!.seq, 2)).map((e) => e.seq)).toEqual([events[4]!.seq, events[5]!.seq]);
+    expect((await store.eventLog.bounds()).lastSeq).toBe(events.at(-1)!.seq);
+  });
+
+  it("prunes the events before a cutoff and remembers the highest seq pruned", async () => {
+    await store.createArtifact(record("ev2", {}));
+    const { lastSeq } = await store.eventLog.bounds();
+    expect(await store.eventLog.prune(new Date(Date.now() - 3_600_000))).toBe(0);
+    expect(await store.eventLog.prune(new Date(Date.now() + 3_600_000))).toBeGreaterThan(0);
+    expect(await store.eventLog.readAfter(0, 10)).toEqual([]);
+    expect(await store.eventLog.bounds()).toEqual({ prunedThrough: lastSeq, lastSeq });
+    await store.createArtifact(record("ev2", {}));
+    const [next] = await store.eventLog.readAfter(0, 10);
+    expect(next!.seq).toBeGreaterThan(lastSeq);
+    expect(await store.eventLog.bounds()).toEqual({ prunedThrough: lastSeq, lastSeq: next!.seq });
+  });
+
   it("stores tokens by hash and revokes them", async () => {
     await store.createToken({ id: "tok_1", tenantId: "t1", name: "ci", sha256: "f".repeat(64) });
     expect((await store.findTokenBySha256("f".repeat(64)))?.tenantId).toBe("t1");

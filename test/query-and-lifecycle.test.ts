@@ -11,7 +11,6 @@ import { blake3Hex } from "../src/blake3.ts";
 import { hasSessions } from "../src/ports/blob-store.ts";
 import { Status, type ArtifactSpecSchema } from "../src/gen/artifacts/v1/artifact_pb.js";
 import { EventType, type ArtifactFilterSchema, type UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
-import { createArtifactEvents } from "../src/service/artifact-events.ts";
 import { collectGarbage, expireArtifacts } from "../src/service/maintenance.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 import { expectCode } from "./support/expect-code.ts";
@@ -188,14 +187,14 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
     const pinned = await save({ ttlSeconds: 1n, pinned: true, provenance: { runId: run } });
     const long = await save({ ttlSeconds: 3600n, provenance: { runId: run } });
     expect(short.expiresAt).toBeDefined();
-    await expireArtifacts({ metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents(), uploadStaleMs: 300_000 }, new Date(Date.now() + 5_000));
+    await expireArtifacts({ metadata: t.app.metadata }, new Date(Date.now() + 5_000));
     const live = await t.client().listArtifacts({ filter: { provenance: { runId: run } } });
     expect(live.artifacts.map((a) => a.id).sort()).toEqual([pinned.id, long.id].sort());
     await expectCode(save({ ttlSeconds: 5n, expiresAt: { seconds: BigInt(Math.floor(Date.now() / 1000) + 60) } }), Code.InvalidArgument, /not both/);
   });
 
   it("collects garbage: deleted content reclaimed, pinned and referenced kept, dry run reports bytes", async () => {
-    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents(), uploadStaleMs: 300_000 };
+    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, uploadStaleMs: 300_000 };
     const gone = randomBytes(50_000);
     const kept = randomBytes(60_000);
     const shared = randomBytes(70_000);
@@ -228,7 +227,7 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
   });
 
   it("never loses content when garbage collection races a deduplicating upload", async () => {
-    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents(), uploadStaleMs: 300_000 };
+    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, uploadStaleMs: 300_000 };
     for (let round = 0; round < 12; round++) {
       const data = randomBytes(20_000 + round);
       const first = (await upload(data)).artifact!;
@@ -244,7 +243,7 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
   });
 
   it("removes stored objects nothing records, only past their own grace period", async () => {
-    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents(), uploadStaleMs: 300_000 };
+    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, uploadStaleMs: 300_000 };
     const data = randomBytes(5000);
     const writer = await t.app.blobs.createWriter("alpha", t.app.blobs.newKey("alpha"));
     await writer.write(data);
@@ -263,7 +262,7 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
   // began. The folder store names the assembled file by its digest and renames it into place moments before it is
   // recorded, in the server's own process, so a fresh mtime and the 25 h orphan grace cover it.
   it.runIf(backend === "postgres+minio")("never takes the object of an upload session being completed, however old it looks", async () => {
-    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, events: createArtifactEvents(), uploadStaleMs: 300_000 };
+    const deps = { metadata: t.app.metadata, blobs: t.app.blobs, uploadStaleMs: 300_000 };
     const data = randomBytes(7000);
     const { session } = await t.client().createUploadSession({ spec: { kind: "completing" }, partSize: BigInt(5 * 1024 * 1024) });
     await t.client().uploadPart({ sessionId: session!.sessionId, partNumber: 1, data });

@@ -1,5 +1,6 @@
 import type { Artifact, ArtifactFilter, ArtifactInput, ArtifactSpec, ArtifactStatus, InlineContent, Lineage } from "../artifact.ts";
 import type { InFlightUploads } from "./in-flight-uploads.ts";
+import type { ArtifactEventLog } from "./artifact-event-log.ts";
 import type { UploadSessionStore } from "./upload-session-store.ts";
 
 /**
@@ -9,12 +10,19 @@ import type { UploadSessionStore } from "./upload-session-store.ts";
  * One adapter (adapters/metadata/kysely-metadata-store.ts) serves both
  * Postgres and the embedded PGlite through kysely dialects;
  * test/metadata-store.contract runs the same suite against both.
+ *
+ * The writes that change an artifact (createArtifact, softDeleteArtifact,
+ * setPinned, setStatus, archiveRun, expireArtifacts) append their events to
+ * `eventLog` in the same transaction: a change is never without its event,
+ * nor an event without its change.
  */
 export interface MetadataStore {
   /** Resumable upload sessions, in the same database. */
   readonly uploadSessions: UploadSessionStore;
   /** Storage keys of uploads in flight, in the same database. */
   readonly uploadsInFlight: InFlightUploads;
+  /** The events of the artifact changes below, in commit order. */
+  readonly eventLog: ArtifactEventLog;
 
   findBlob(tenantId: string, digest: string): Promise<StoredBlob | undefined>;
   /** Marks a blob whose stored bytes no longer match its digest: later reads fail at once. */

@@ -1,34 +1,116 @@
-import type { ArtifactEvent } from "../artifact.ts";
+import type { ArtifactEventLog, LoggedEvent } from "../ports/artifact-event-log.ts";
 
 /**
- * Artifact events: use cases publish after their change is committed;
- * WatchArtifacts subscribers receive them per tenant.
+ * The live feed of artifact events: one tailer per process reads the event
+ * log (new rows, seq > the last it read) and hands each event to this
+ * process's subscribers of its tenant. Watch subscribes here.
  *
- * This implementation stays inside one process (the embedded default). With
- * Postgres, adapters/metadata/postgres-artifact-events.ts carries them
- * across replicas.
+ * The tailer reads when woken — after this process commits events
+ * (eventLog.onAppended), when another replica's commit is heard (Postgres
+ * NOTIFY, see adapters/metadata/postgres-event-listener.ts) — and on a slow
+ * poll as a safety net for a wake-up lost with a dropped connection. The log
+ * makes rows visible in seq order, so reading on from the last seq misses
+ * nothing, whatever happened in between (outage, reconnect, restart of the
+ * listener).
  */
 export interface ArtifactEvents {
-  publish(tenantId: string, event: ArtifactEvent): void;
-  subscribe(tenantId: string, listener: (event: ArtifactEvent) => void): () => void;
+  /**
+   * Every event of the tenant the tailer reads after this call, in seq
+   * order. An event committed after the call always comes; one committed
+   * just before it may (a watcher that needs an exact start dedupes by seq).
+   */
+  subscribe(tenantId: string, listener: (event: LoggedEvent) => void): () => void;
 }
 
-/** The in-process fan-out: also what the Postgres events adapter hands what it hears to. */
-export function createArtifactEvents(): ArtifactEvents & { hasSubscribers(tenantId: string): boolean } {
-  const listeners = new Map<string, Set<(event: ArtifactEvent) => void>>();
+export interface ArtifactEventFeed extends ArtifactEvents {
+  /** Read the log now (coalesced with a read under way). */
+  wake(): void;
+  /** Stops the tailer; subscribers receive nothing more. */
+  close(): Promise<void>;
+}
+
+export interface ArtifactEventFeedOptions {
+  readonly eventLog: ArtifactEventLog;
+  /** How often the log is read without a wake-up. Default 1000 ms. */
+  readonly pollIntervalMs?: number;
+  /** Rows per read. Default 1000. */
+  readonly pageSize?: number;
+  readonly log?: (message: string, error?: unknown) => void;
+}
+
+/** Starts the tailer at the end of the log: subscribers get what happens from now on. */
+export async function startArtifactEventFeed(options: ArtifactEventFeedOptions): Promise<ArtifactEventFeed> {
+  const { eventLog, pollIntervalMs = 1_000, pageSize = 1_000, log = () => {} } = options;
+  const listeners = new Map<string, Set<(event: LoggedEvent) => void>>();
+  let position = (await eventLog.bounds()).lastSeq;
+  let reading: Promise<void> | undefined;
+  let readAgain = false;
+  let failing = false;
+  let closed = false;
+
+  const deliver = (event: LoggedEvent) => {
+    for (const listener of listeners.get(event.tenantId) ?? []) listener(event);
+  };
+
+  const catchUp = async () => {
+    do {
+      readAgain = false;
+      for (;;) {
+        const page = await eventLog.readAfter(position, pageSize);
+        // Position moves with delivery, in one synchronous step: a subscriber added at any moment gets every event
+        // after the position it saw.
+        for (const event of page) {
+          if (closed) return;
+          position = event.seq;
+          deliver(event);
+        }
+        if (page.length < pageSize) break;
+      }
+    } while (readAgain && !closed);
+  };
+
+  const wake = () => {
+    if (closed) return;
+    if (reading) {
+      readAgain = true;
+      return;
+    }
+    reading = catchUp()
+      .then(
+        () => {
+          if (failing) log("reading the event log works again; caught up");
+          failing = false;
+        },
+        (error: unknown) => {
+          // Logged once per outage, not at every poll; the next poll retries from the same position.
+          if (!failing) log("reading the event log failed; retrying every poll", error);
+          failing = true;
+        },
+      )
+      .finally(() => (reading = undefined));
+  };
+
+  const stopWakeups = eventLog.onAppended(wake);
+  const poll = setInterval(wake, pollIntervalMs);
+  poll.unref();
+
   return {
-    hasSubscribers: (tenantId) => (listeners.get(tenantId)?.size ?? 0) > 0,
-    publish(tenantId, event) {
-      for (const listener of listeners.get(tenantId) ?? []) listener(event);
-    },
     subscribe(tenantId, listener) {
       let set = listeners.get(tenantId);
       if (!set) listeners.set(tenantId, (set = new Set()));
       set.add(listener);
       return () => {
         set.delete(listener);
-        if (set.size === 0) listeners.delete(tenantId);
+        if (set.size === 0 && listeners.get(tenantId) === set) listeners.delete(tenantId);
       };
+    },
+    wake,
+    async close() {
+      closed = true;
+      clearInterval(poll);
+      stopWakeups();
+      await reading;
+      listeners.clear();
     },
   };
 }

@@ -5,6 +5,7 @@ import { blake3Hex } from "../blake3.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
 import type { MetadataStore, Page } from "../ports/metadata-store.ts";
 import type { ArtifactEvents } from "./artifact-events.ts";
+import { decodeEventCursor, watchArtifacts } from "./watch-artifacts.ts";
 import { createDownloadUrl, type UrlSigner } from "./download-urls.ts";
 import { downloadArtifact, type DownloadRequest } from "./download-artifact.ts";
 import { uploadArtifact, type UploadMessage, type UploadResult } from "./upload-artifact.ts";
@@ -57,8 +58,11 @@ export interface ArtifactService {
   setPinned(caller: Caller, id: string, pinned: boolean): Promise<Artifact>;
   setStatus(caller: Caller, id: string, status: ArtifactStatus | undefined): Promise<Artifact>;
   archiveRun(caller: Caller, runId: string): Promise<number>;
-  /** Events matching the filter until the signal aborts. */
-  watch(caller: Caller, filter: ArtifactFilter, signal: AbortSignal): AsyncIterable<ArtifactEvent>;
+  /**
+   * Events matching the filter until the signal aborts: from now, or every
+   * event after the cursor `resumeAfter` (empty: from now).
+   */
+  watch(caller: Caller, filter: ArtifactFilter, resumeAfter: string, signal: AbortSignal): AsyncIterable<ArtifactEvent>;
 
   createUploadSession(caller: Caller, request: CreateSessionRequest): Promise<SessionView>;
   uploadPart(caller: Caller, request: { sessionId: string; partNumber: number; data: Uint8Array; partBlake3: string }): Promise<SessionView>;
@@ -111,10 +115,8 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
   };
 
   return {
-    async upload(caller, messages, signal) {
-      const result = await uploadArtifact(sessionDeps, caller, messages, signal);
-      events.publish(caller.tenantId, { type: "created", artifact: result.artifact });
-      return result;
+    upload(caller, messages, signal) {
+      return uploadArtifact(sessionDeps, caller, messages, signal);
     },
 
     download(caller, request, signal) {
@@ -165,40 +167,30 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     async setPinned(caller, rawId, pinned) {
       const id = requireArtifactId("id", rawId);
       const result = await metadata.setPinned(caller.tenantId, id, pinned);
-      const artifact = found(id, result?.artifact);
-      if (result?.changed) events.publish(caller.tenantId, { type: pinned ? "pinned" : "unpinned", artifact });
-      return artifact;
+      return found(id, result?.artifact);
     },
 
     async setStatus(caller, rawId, status) {
       const id = requireArtifactId("id", rawId);
       if (!status) throw invalidArgument("status is required: STATUS_DRAFT, STATUS_REVIEW, STATUS_APPROVED or STATUS_REJECTED");
       const result = await metadata.setStatus(caller.tenantId, id, status);
-      const artifact = found(id, result?.artifact);
-      if (result?.changed) events.publish(caller.tenantId, { type: "status_changed", artifact });
-      return artifact;
+      return found(id, result?.artifact);
     },
 
     async archiveRun(caller, runId) {
       if (!runId || runId.length > 256) throw invalidArgument("run_id is required (at most 256 characters)");
-      const deleted = await metadata.archiveRun(caller.tenantId, runId, new Date());
-      for (const artifact of deleted) events.publish(caller.tenantId, { type: "deleted", artifact });
-      return deleted.length;
+      return (await metadata.archiveRun(caller.tenantId, runId, new Date())).length;
     },
 
-    watch(caller, filter, signal) {
+    watch(caller, filter, resumeAfter, signal) {
       validateFilter(filter);
-      return watchEvents(events, metadata, caller.tenantId, filter, signal);
+      return watchArtifacts({ events, metadata }, caller.tenantId, filter, decodeEventCursor("resume_after", resumeAfter), signal);
     },
 
     createUploadSession: (caller, request) => createUploadSession(sessionDeps, caller, request),
     uploadPart: (caller, request) => uploadSessionPart(sessionDeps, caller, request),
     getUploadSession: (caller, id) => getUploadSession(sessionDeps, caller, id),
-    async completeUploadSession(caller, id) {
-      const result = await completeUploadSession(sessionDeps, caller, id);
-      if (!result.replayed) events.publish(caller.tenantId, { type: "created", artifact: result.artifact });
-      return result;
-    },
+    completeUploadSession: (caller, id) => completeUploadSession(sessionDeps, caller, id),
     abortUploadSession: (caller, id) => abortUploadSession(sessionDeps, caller, id),
     createDownloadUrl: (caller, id, ttlSeconds, baseUrl) =>
       createDownloadUrl({ metadata, signer: options.urlSigner, maxTtlSeconds: options.downloadUrlMaxTtlSeconds }, caller, { id, ttlSeconds, baseUrl }),
@@ -235,82 +227,12 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
         createdBy: caller.principal,
         inline: content,
       });
-      events.publish(caller.tenantId, { type: "created", artifact });
       return artifact;
     },
 
     async deleteArtifact(caller, rawId) {
       const id = requireArtifactId("id", rawId);
-      const before = await metadata.getArtifact(caller.tenantId, id);
-      const artifact = found(id, await metadata.softDeleteArtifact(caller.tenantId, id, new Date()));
-      if (before && !before.deletedAt) events.publish(caller.tenantId, { type: "deleted", artifact });
-      return artifact;
+      return found(id, await metadata.softDeleteArtifact(caller.tenantId, id, new Date()));
     },
   };
-}
-
-/** Events a watcher may have waiting before it is stopped as too slow. */
-const WATCH_QUEUE_LIMIT = 10_000;
-
-/**
- * Subscribes before returning, so no event between the call and the first
- * read is lost. Each event is checked against the filter in two halves:
- * - the life-cycle fields (status, pinned, deleted), which change after
- *   creation, against the artifact as it was when the event happened (a
- *   watcher of status=review sees the review event even if the artifact is
- *   approved a moment later);
- * - everything else, which an artifact keeps for life, with the store's own
- *   filter rules (one query per event), so Watch and List never disagree.
- * A deleted event is delivered without include_deleted: it is news of the
- * deletion itself.
- */
-function watchEvents(
-  events: ArtifactEvents,
-  metadata: MetadataStore,
-  tenantId: string,
-  filter: ArtifactFilter,
-  signal: AbortSignal,
-): AsyncIterable<ArtifactEvent> {
-  const { status: _status, pinned: _pinned, ...rest } = filter;
-  const lifelong: ArtifactFilter = { ...rest, includeDeleted: true };
-  const queue: ArtifactEvent[] = [];
-  let wake: (() => void) | undefined;
-  let fellBehind = false;
-  const unsubscribe = events.subscribe(tenantId, (event) => {
-    // A watcher that stops reading must not hold the server's memory: past the limit it is cut off, and told so.
-    if (queue.length >= WATCH_QUEUE_LIMIT) fellBehind = true;
-    else queue.push(event);
-    wake?.();
-  });
-  const onAbort = () => wake?.();
-  signal.addEventListener("abort", onAbort);
-  return (async function* () {
-    try {
-      while (!signal.aborted) {
-        if (fellBehind) {
-          throw new ArtifactError(
-            "resource_exhausted",
-            `this watcher fell more than ${WATCH_QUEUE_LIMIT} events behind and was stopped: watch again, and list what changed meanwhile (filter created_after)`,
-          );
-        }
-        const event = queue.shift();
-        if (!event) {
-          await new Promise<void>((resolve) => (wake = resolve));
-          wake = undefined;
-          continue;
-        }
-        if (!lifecycleMatches(event, filter)) continue;
-        if (await metadata.matchesFilter(tenantId, event.artifact.id, lifelong)) yield event;
-      }
-    } finally {
-      unsubscribe();
-      signal.removeEventListener("abort", onAbort);
-    }
-  })();
-}
-
-function lifecycleMatches({ type, artifact }: ArtifactEvent, filter: ArtifactFilter): boolean {
-  if (filter.status !== undefined && artifact.status !== filter.status) return false;
-  if (filter.pinned !== undefined && artifact.pinned !== filter.pinned) return false;
-  return type === "deleted" || filter.includeDeleted === true || artifact.deletedAt === undefined;
 }

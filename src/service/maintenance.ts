@@ -1,25 +1,31 @@
 import { canListBlobs, hasSessions, type BlobStore } from "../ports/blob-store.ts";
 import type { MetadataStore } from "../ports/metadata-store.ts";
-import type { ArtifactEvents } from "./artifact-events.ts";
 
 export interface MaintenanceDeps {
   readonly metadata: MetadataStore;
   readonly blobs: BlobStore;
-  readonly events: ArtifactEvents;
   /** Uploads in flight whose heartbeat is older than this are reclaimed. */
   readonly uploadStaleMs: number;
   readonly log?: (message: string, error?: unknown) => void;
 }
 
-/** Soft-deletes unpinned artifacts whose expires_at has passed. */
-export async function expireArtifacts(deps: MaintenanceDeps, now = new Date()): Promise<number> {
+/** Soft-deletes unpinned artifacts whose expires_at has passed (the store logs their deleted events). */
+export async function expireArtifacts(deps: Pick<MaintenanceDeps, "metadata">, now = new Date()): Promise<number> {
   let total = 0;
   for (;;) {
     const expired = await deps.metadata.expireArtifacts(now, 500);
-    for (const artifact of expired) deps.events.publish(artifact.tenantId, { type: "deleted", artifact });
     total += expired.length;
     if (expired.length < 500) return total;
   }
+}
+
+/**
+ * Drops artifact events older than the retention. A watcher whose resume
+ * cursor is older than what is kept is then answered OUT_OF_RANGE, and lists
+ * what changed instead.
+ */
+export async function pruneArtifactEvents(deps: Pick<MaintenanceDeps, "metadata">, retentionMs: number, now = new Date()): Promise<number> {
+  return deps.metadata.eventLog.prune(new Date(now.getTime() - retentionMs));
 }
 
 export const MIN_ORPHAN_GRACE_MS = 25 * 3_600_000;

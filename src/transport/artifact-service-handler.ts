@@ -162,8 +162,8 @@ export function createArtifactServiceHandler(
 
     async *watchArtifacts(request, ctx) {
       const who = await caller(ctx);
-      for await (const event of service.watch(who, filterFromProto(request.filter), ctx.signal)) {
-        yield { type: EVENT_TYPES[event.type], artifact: artifactToProto(event.artifact) };
+      for await (const event of service.watch(who, filterFromProto(request.filter), request.resumeAfter, ctx.signal)) {
+        yield { type: EVENT_TYPES[event.type], artifact: artifactToProto(event.artifact), cursor: event.cursor };
       }
     },
 

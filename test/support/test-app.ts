@@ -31,6 +31,9 @@ export interface TestApp {
   readonly bucket: string | undefined;
   readonly databaseUrl: string | undefined;
   readonly dataDir: string;
+  /** Stops the server and closes its stores, keeping the database and data folder (to start another app on them). */
+  closeApp(): Promise<void>;
+  /** closeApp, then drops the database and removes the data folder. */
   close(): Promise<void>;
 }
 
@@ -67,6 +70,8 @@ export async function startTestApp(backend: Backend, env: Record<string, string>
   const alpha = (await createApiToken(app.metadata, "alpha", "alpha-ci")).token;
   const beta = (await createApiToken(app.metadata, "beta", "beta-ci")).token;
   const clients = new Map<string, Client<typeof ArtifactService>>();
+  let appClosed: Promise<void> | undefined;
+  const closeApp = () => (appClosed ??= app.close(1_000));
   return {
     app,
     url: app.server.url,
@@ -92,8 +97,9 @@ export async function startTestApp(backend: Backend, env: Record<string, string>
       }
       return client;
     },
+    closeApp,
     async close() {
-      await app.close(1_000);
+      await closeApp();
       await dropDatabase();
       rmSync(dataDir, { recursive: true, force: true });
     },

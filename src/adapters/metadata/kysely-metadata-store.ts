@@ -4,9 +4,10 @@ import { ArtifactError, failedPrecondition, notFound } from "../../artifact-erro
 import type { ApiToken, MetadataStore, NewArtifact, StoredBlob } from "../../ports/metadata-store.ts";
 import { applyFilter } from "./artifact-filter.ts";
 import { bestQuery, listQuery, searchQuery, selectArtifacts } from "./artifact-queries.ts";
-import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type Queryable } from "./artifact-rows.ts";
+import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type ArtifactRow, type Queryable } from "./artifact-rows.ts";
 import { decodeKeysetToken, decodeOffsetToken, encodeKeysetToken, encodeOffsetToken } from "./page-token.ts";
 import { createKyselyInFlightUploads } from "./kysely-in-flight-uploads.ts";
+import { createKyselyArtifactEventLog, type PendingEvent } from "./kysely-artifact-event-log.ts";
 import { createKyselyUploadSessionStore } from "./kysely-upload-session-store.ts";
 import type { ApiTokenTable, Database } from "./schema.ts";
 import type { Selectable, Transaction } from "kysely";
@@ -20,15 +21,21 @@ import type { Selectable, Transaction } from "kysely";
  * code: one blob row per (tenant, digest); an artifact row cannot point at a
  * missing blob row (foreign key, ON DELETE RESTRICT) — which is what makes
  * garbage collection safe against concurrent deduplicating uploads.
+ *
+ * Every write that changes an artifact records its event in the event log
+ * (./kysely-artifact-event-log.ts) within its own transaction: the change
+ * and its event commit together or not at all.
  */
 /** A blob an upload has taken a hold on (holdBlob), by the database's clock. */
 const HELD = sql<boolean>`coalesce(held_until >= now(), false)`;
 
 export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClose?: () => Promise<void> } = {}): MetadataStore {
+  const { withEvents, ...eventLog } = createKyselyArtifactEventLog(db);
 
   return {
     uploadSessions: createKyselyUploadSessionStore(db),
     uploadsInFlight: createKyselyInFlightUploads(db),
+    eventLog,
 
     async findBlob(tenantId, digest) {
       const row = await db
@@ -77,7 +84,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
 
     async createArtifact(record) {
       return translateDatabaseError(() =>
-        db.transaction().execute(async (tx) => {
+        withEvents(async (tx, recordEvent) => {
           let blob: StoredBlob | undefined;
           let blobCreated = false;
           if (record.blob && "reuseExisting" in record.blob) {
@@ -173,8 +180,10 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
               )
               .execute();
           }
+          const artifact = toArtifact(row, spec.inputs, false);
           if (record.hold) await endHold(tx, record, blob);
-          return { artifact: toArtifact(row, spec.inputs, false), blobCreated, blob };
+          recordEvent({ type: "created", artifact });
+          return { artifact, blobCreated, blob };
         }),
       );
     },
@@ -273,31 +282,35 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
     },
 
     async softDeleteArtifact(tenantId, id, now) {
-      return db.transaction().execute(async (tx) => {
+      return withEvents(async (tx, recordEvent) => {
         const row = await selectArtifacts(tx, tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
         if (!row) return undefined;
         if (row.deleted_at === null) {
           if (row.pinned) throw failedPrecondition(`artifact ${id} is pinned: unpin it before deleting it`);
           const updated = await tx.updateTable("artifacts").set({ deleted_at: now }).where("id", "=", id).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
-          return (await toArtifacts(tx, [updated]))[0];
+          const artifact = (await toArtifacts(tx, [updated]))[0]!;
+          recordEvent({ type: "deleted", artifact });
+          return artifact;
         }
         return (await toArtifacts(tx, [row]))[0];
       });
     },
 
     async setPinned(tenantId, id, pinned) {
-      return db.transaction().execute(async (tx) => {
+      return withEvents(async (tx, recordEvent) => {
         const row = await selectArtifacts(tx, tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
         if (!row) return undefined;
         if (row.deleted_at !== null && pinned) throw failedPrecondition(`artifact ${id} is deleted and cannot be pinned`);
         if (row.pinned === pinned) return { artifact: (await toArtifacts(tx, [row]))[0]!, changed: false };
         const updated = await tx.updateTable("artifacts").set({ pinned }).where("id", "=", id).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
-        return { artifact: (await toArtifacts(tx, [updated]))[0]!, changed: true };
+        const artifact = (await toArtifacts(tx, [updated]))[0]!;
+        recordEvent({ type: pinned ? "pinned" : "unpinned", artifact });
+        return { artifact, changed: true };
       });
     },
 
     async setStatus(tenantId, id, status) {
-      return db.transaction().execute(async (tx) => {
+      return withEvents(async (tx, recordEvent) => {
         const row = await selectArtifacts(tx, tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
         if (!row) return undefined;
         if (row.status === status) return { artifact: (await toArtifacts(tx, [row]))[0]!, changed: false };
@@ -309,41 +322,47 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
           );
         }
         const updated = await tx.updateTable("artifacts").set({ status }).where("id", "=", id).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
-        return { artifact: (await toArtifacts(tx, [updated]))[0]!, changed: true };
+        const artifact = (await toArtifacts(tx, [updated]))[0]!;
+        recordEvent({ type: "status_changed", artifact });
+        return { artifact, changed: true };
       });
     },
 
     async archiveRun(tenantId, runId, now) {
-      const rows = await db
-        .updateTable("artifacts")
-        .set({ deleted_at: now })
-        .where("tenant_id", "=", tenantId)
-        .where("run_id", "=", runId)
-        .where("pinned", "=", false)
-        .where("deleted_at", "is", null)
-        .returning(ARTIFACT_COLUMNS)
-        .execute();
-      return toArtifacts(db, rows);
+      return withEvents(async (tx, recordEvent) => {
+        const rows = await tx
+          .updateTable("artifacts")
+          .set({ deleted_at: now })
+          .where("tenant_id", "=", tenantId)
+          .where("run_id", "=", runId)
+          .where("pinned", "=", false)
+          .where("deleted_at", "is", null)
+          .returning(ARTIFACT_COLUMNS)
+          .execute();
+        return recordDeleted(tx, rows, recordEvent);
+      });
     },
 
     async expireArtifacts(now, limit) {
-      const rows = await db
-        .updateTable("artifacts")
-        .set({ deleted_at: now })
-        .where("id", "in", (eb) =>
-          eb
-            .selectFrom("artifacts")
-            .select("id")
-            .where("expires_at", "<=", now)
-            .where("deleted_at", "is", null)
-            .where("pinned", "=", false)
-            .limit(limit),
-        )
-        .where("pinned", "=", false)
-        .where("deleted_at", "is", null)
-        .returning(ARTIFACT_COLUMNS)
-        .execute();
-      return toArtifacts(db, rows);
+      return withEvents(async (tx, recordEvent) => {
+        const rows = await tx
+          .updateTable("artifacts")
+          .set({ deleted_at: now })
+          .where("id", "in", (eb) =>
+            eb
+              .selectFrom("artifacts")
+              .select("id")
+              .where("expires_at", "<=", now)
+              .where("deleted_at", "is", null)
+              .where("pinned", "=", false)
+              .limit(limit),
+          )
+          .where("pinned", "=", false)
+          .where("deleted_at", "is", null)
+          .returning(ARTIFACT_COLUMNS)
+          .execute();
+        return recordDeleted(tx, rows, recordEvent);
+      });
     },
 
     async findReclaimableBlobs(cutoff, limit) {
@@ -507,6 +526,13 @@ async function releaseKey(tx: Transaction<Database>, tenantId: string, storageKe
     .onConflict((oc) => oc.column("storage_key").doNothing())
     .execute();
   await tx.updateTable("uploads_in_flight").set({ released_at: sql`now()` }).where("storage_key", "=", storageKey).where("released_at", "is", null).execute();
+}
+
+/** Soft-deleted rows → artifacts, each with its deleted event recorded. */
+async function recordDeleted(tx: Queryable, rows: readonly ArtifactRow[], recordEvent: (event: PendingEvent) => void): Promise<Artifact[]> {
+  const artifacts = await toArtifacts(tx, rows);
+  for (const artifact of artifacts) recordEvent({ type: "deleted", artifact });
+  return artifacts;
 }
 
 async function checkInputs(db: Queryable, tenantId: string, inputs: readonly ArtifactInput[]): Promise<void> {

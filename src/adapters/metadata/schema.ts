@@ -17,6 +17,8 @@ export interface Database {
   upload_session_parts: UploadSessionPartTable;
   uploads_in_flight: UploadInFlightTable;
   server_settings: { name: string; value: string };
+  artifact_events: ArtifactEventTable;
+  artifact_events_pruned: { only_row: ColumnType<boolean, never, never>; through_seq: Int8 };
 }
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -133,4 +135,17 @@ export interface UploadSessionPartTable {
   size_bytes: Int8;
   etag: string;
   uploaded_at: ColumnType<Date, never, Date>;
+}
+
+/** The event log Watch reads: one row per change, written in the change's transaction; seq order is commit order. */
+export interface ArtifactEventTable {
+  seq: ColumnType<string | number | bigint, never, never>;
+  tenant_id: string;
+  type: "created" | "status_changed" | "pinned" | "unpinned" | "deleted";
+  artifact_id: string;
+  /** The artifact's life-cycle fields as they were at the event. */
+  status: "draft" | "review" | "approved" | "rejected";
+  pinned: boolean;
+  deleted_at: Timestamp | null;
+  created_at: ColumnType<Date, never, never>;
 }

@@ -5,6 +5,7 @@ import * as uploadSessions from "./20261124020000_upload_sessions.ts";
 import * as serverSettings from "./20261124030000_server_settings.ts";
 import * as blobHolds from "./20261201000000_blob_holds.ts";
 import * as uploadsInFlight from "./20261204100000_uploads_in_flight.ts";
+import * as artifactEvents from "./20261210000000_artifact_events.ts";
 
 /**
  * Every migration, by its timestamped name. Listed statically rather than
@@ -19,6 +20,7 @@ export const migrationProvider: MigrationProvider = {
       "20261124030000_server_settings": serverSettings,
       "20261201000000_blob_holds": blobHolds,
       "20261204100000_uploads_in_flight": uploadsInFlight,
+      "20261210000000_artifact_events": artifactEvents,
     };
   },
 };

@@ -1,0 +1,151 @@
+import type { ArtifactEvent, ArtifactFilter } from "../artifact.ts";
+import { ArtifactError, invalidArgument } from "../artifact-error.ts";
+import type { LoggedEvent } from "../ports/artifact-event-log.ts";
+import type { MetadataStore } from "../ports/metadata-store.ts";
+import type { ArtifactEvents } from "./artifact-events.ts";
+
+/** Events a watcher may have waiting before it is stopped as too slow. */
+export const WATCH_QUEUE_LIMIT = 10_000;
+
+/** Log rows read per query while a resumed watcher catches up: its memory stays bounded whatever the backlog. */
+const BACKLOG_PAGE_SIZE = 500;
+
+/**
+ * An event's cursor is its seq in the event log. Clients treat it as opaque,
+ * so its form may change; today it is the decimal seq.
+ */
+export const encodeEventCursor = (seq: number): string => String(seq);
+
+/** The seq after which a watcher resumes; undefined for an empty cursor (from now). */
+export function decodeEventCursor(field: string, cursor: string): number | undefined {
+  if (cursor === "") return undefined;
+  if (!/^\d{1,15}$/.test(cursor)) {
+    throw invalidArgument(
+      `${field} ${JSON.stringify(cursor.slice(0, 40))} is not an event cursor: pass the cursor of the last event a watch delivered, or leave it empty to watch from now`,
+    );
+  }
+  return Number(cursor);
+}
+
+/**
+ * The events of one tenant matching a filter, until the signal aborts:
+ * from now, or every event after `resumeAfter` exactly once, in order.
+ *
+ * From now: subscribes to the live feed before returning, so no event
+ * between the call and the first read is lost.
+ *
+ * Resuming: reads the backlog from the log in pages, without subscribing,
+ * until a page comes back short (caught up with the log as it was); then
+ * subscribes and reads the log once more, which covers everything the feed
+ * had read before the subscription; the feed covers everything after. Events
+ * the two both give are dropped by seq.
+ *
+ * Each event is checked against the filter in two halves:
+ * - the life-cycle fields (status, pinned, deleted), which change after
+ *   creation, against the artifact as it was when the event happened (a
+ *   watcher of status=review sees the review event even if the artifact is
+ *   approved a moment later): the log records them with the event;
+ * - everything else, which an artifact keeps for life, with the store's own
+ *   filter rules (one query per event), so Watch and List never disagree.
+ * A deleted event is delivered without include_deleted: it is news of the
+ * deletion itself.
+ */
+export function watchArtifacts(
+  deps: { readonly events: ArtifactEvents; readonly metadata: MetadataStore },
+  tenantId: string,
+  filter: ArtifactFilter,
+  resumeAfter: number | undefined,
+  signal: AbortSignal,
+): AsyncIterable<ArtifactEvent> {
+  const { events, metadata } = deps;
+  const { status: _status, pinned: _pinned, ...rest } = filter;
+  const lifelong: ArtifactFilter = { ...rest, includeDeleted: true };
+  const queue: LoggedEvent[] = [];
+  let wake: (() => void) | undefined;
+  let fellBehind = false;
+  let unsubscribe: (() => void) | undefined;
+  const goLive = () => {
+    unsubscribe = events.subscribe(tenantId, (event) => {
+      // A watcher that stops reading must not hold the server's memory: past the limit it is cut off, and told so.
+      if (queue.length >= WATCH_QUEUE_LIMIT) fellBehind = true;
+      else queue.push(event);
+      wake?.();
+    });
+  };
+  if (resumeAfter === undefined) goLive();
+  const onAbort = () => wake?.();
+  signal.addEventListener("abort", onAbort);
+
+  const toDeliver = async (event: LoggedEvent): Promise<ArtifactEvent | undefined> => {
+    if (!lifecycleMatches(event, filter)) return undefined;
+    if (!(await metadata.matchesFilter(tenantId, event.artifactId, lifelong))) return undefined;
+    const artifact = await metadata.getArtifact(tenantId, event.artifactId);
+    if (!artifact) return undefined;
+    return {
+      type: event.type,
+      cursor: encodeEventCursor(event.seq),
+      // The fields that change after creation as they were when the event happened, not as they are now.
+      artifact: { ...artifact, status: event.status, pinned: event.pinned, deletedAt: event.deletedAt },
+    };
+  };
+
+  return (async function* () {
+    try {
+      let cursor = resumeAfter ?? 0;
+      if (resumeAfter !== undefined) {
+        for (let first = true; !signal.aborted; first = false) {
+          const page = await metadata.eventLog.readAfter(cursor, BACKLOG_PAGE_SIZE, tenantId);
+          // Checked after the read: had pruning taken events this read should have seen, it has recorded so by now.
+          const { prunedThrough, lastSeq } = await metadata.eventLog.bounds();
+          if (prunedThrough > cursor) {
+            throw new ArtifactError(
+              "out_of_range",
+              `resume_after ${cursor}: the events after it are no longer kept (this server keeps events for ARTIFACTD_EVENT_RETENTION_MS): list what changed meanwhile, then watch again from now (empty resume_after)`,
+            );
+          }
+          if (first && cursor > lastSeq) {
+            throw invalidArgument(
+              `resume_after ${cursor} is past the newest event this server has recorded: it is not a cursor of this server's events (or the database was restored from an older backup); list what changed, then watch again from now (empty resume_after)`,
+            );
+          }
+          for (const event of page) {
+            cursor = event.seq;
+            const deliverable = await toDeliver(event);
+            if (deliverable) yield deliverable;
+          }
+          if (page.length === BACKLOG_PAGE_SIZE) continue;
+          if (unsubscribe) break;
+          goLive();
+        }
+      }
+      while (!signal.aborted) {
+        if (fellBehind) {
+          throw new ArtifactError(
+            "resource_exhausted",
+            `this watcher fell more than ${WATCH_QUEUE_LIMIT} events behind and was stopped: watch again with resume_after set to the cursor of the last event received, and nothing is missed`,
+          );
+        }
+        const event = queue.shift();
+        if (!event) {
+          await new Promise<void>((resolve) => (wake = resolve));
+          wake = undefined;
+          continue;
+        }
+        // Already delivered from the log while catching up.
+        if (event.seq <= cursor) continue;
+        cursor = event.seq;
+        const deliverable = await toDeliver(event);
+        if (deliverable) yield deliverable;
+      }
+    } finally {
+      unsubscribe?.();
+      signal.removeEventListener("abort", onAbort);
+    }
+  })();
+}
+
+function lifecycleMatches(event: LoggedEvent, filter: ArtifactFilter): boolean {
+  if (filter.status !== undefined && event.status !== filter.status) return false;
+  if (filter.pinned !== undefined && event.pinned !== filter.pinned) return false;
+  return event.type === "deleted" || filter.includeDeleted === true || event.deletedAt === undefined;
+}
