@@ -13,13 +13,14 @@
  * metadata does not hold (objects, unfinished multipart uploads), and the
  * watcher saw every acknowledged creation exactly once.
  *
- * The service's output, the acknowledgements (one JSON line each) and the
- * Postgres log are written to .artifactd/soak/ (kept after the run, replaced
+ * The soak's own progress (soak.log, with the faults' times), the service's
+ * output (service.log), the acknowledgements (acks.jsonl, one JSON line
+ * each), the Postgres log and the report are written to .artifactd/soak/ (kept after the run, replaced
  * by the next one); every process and temporary folder the soak started is
  * removed on every way out, Ctrl-C included, and the run ends by itself
  * within --seconds plus about two minutes.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -65,11 +66,15 @@ if (!Number.isFinite(seconds) || seconds <= 0) {
   process.exit(2);
 }
 const started = Date.now();
-const log = (line: string) => console.error(`[soak ${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${line}`);
-
 const logDir = path.join(ROOT, ".artifactd", "soak");
 rmSync(logDir, { recursive: true, force: true });
 mkdirSync(logDir, { recursive: true });
+/** Progress to stderr, and with wall-clock times to soak.log, to line up with service.log's marks. */
+const log = (line: string) => {
+  const text = `[soak ${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${line}`;
+  console.error(text);
+  appendFileSync(path.join(logDir, "soak.log"), `${new Date().toISOString()} ${text}\n`);
+};
 const workDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-soak-"));
 
 let postgres: PrivatePostgres | undefined;

@@ -145,7 +145,7 @@ export async function reconcile(inputs: ReconcileInputs): Promise<Reconciliation
     const all = new Map(listedUploads);
     for (const { objectHash, upload } of onDisk) if (!all.has(upload)) all.set(upload, keyByHash.get(objectHash) ?? `unknown key (object hash ${objectHash.slice(0, 12)}…)`);
     result.unfinished_uploads = all.size;
-    for (const [upload, key] of all) note("unfinished_uploads", `${key} upload ${upload}`);
+    for (const [upload, key] of all) note("unfinished_uploads", `${key} upload ${upload}${startedAt(upload)}`);
   } finally {
     await db.end();
   }
@@ -216,6 +216,12 @@ function uploadFolder(uploadId: string): string {
   const decoded = Buffer.from(uploadId, "base64").toString("utf8");
   const dot = decoded.indexOf(".");
   return dot >= 0 ? decoded.slice(dot + 1) : uploadId;
+}
+
+/** MinIO's upload folder ends in "x<start time in ns>": when the upload began, to line up with the logs. */
+function startedAt(upload: string): string {
+  const match = /x(\d{16,})$/.exec(upload);
+  return match ? ` (begun ${new Date(Number(BigInt(match[1]!) / 1_000_000n)).toISOString()})` : "";
 }
 
 function sha256(text: string): string {
