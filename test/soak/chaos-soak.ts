@@ -176,7 +176,8 @@ async function run(): Promise<{ report: Record<string, unknown>; pass: boolean }
       faultOnService = false;
     },
   };
-  svc.onUnexpectedExit((how) => {
+  svc.onUnexpectedExit((how, served) => {
+    if (!served) return; // a failed start: start() throws and its caller retries
     count(state, "service_crashes");
     log(`the service exited by itself (${how}): see service.log; starting it again`);
     if (faultOnService || revive) return;

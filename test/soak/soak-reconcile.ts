@@ -108,8 +108,11 @@ export async function reconcile(inputs: ReconcileInputs): Promise<Reconciliation
       note("missing_content", `${row.id}: no blob row`);
     }
     const objects = new Map<string, number>();
-    for await (const item of inputs.minio.listObjectsV2(inputs.bucket, "", true) as AsyncIterable<{ name?: string; size: number }>) {
-      if (item.name) objects.set(item.name, item.size);
+    const modified = new Map<string, Date>();
+    for await (const item of inputs.minio.listObjectsV2(inputs.bucket, "", true) as AsyncIterable<{ name?: string; size: number; lastModified?: Date }>) {
+      if (!item.name) continue;
+      objects.set(item.name, item.size);
+      if (item.lastModified) modified.set(item.name, item.lastModified);
     }
     const heldKeys = await db.query<{ storage_key: string }>(
       `select distinct b.storage_key from blobs b join artifacts a on a.tenant_id = b.tenant_id and a.blob_digest = b.digest
@@ -125,7 +128,7 @@ export async function reconcile(inputs: ReconcileInputs): Promise<Reconciliation
     for (const [key, size] of objects) {
       if (blobKeys.has(key)) continue;
       result.orphan_objects++;
-      note("orphan_objects", `${key} (${size} B)`);
+      note("orphan_objects", `${key} (${size} B, stored ${modified.get(key)?.toISOString() ?? "?"})`);
     }
 
     const sessionKeys = (await db.query<{ storage_key: string }>("select storage_key from upload_sessions")).rows.map((r) => r.storage_key);

@@ -45,7 +45,7 @@ export interface PrivatePostgres {
 export interface PrivatePostgresOptions {
   /** Extra `-c name=value` server settings. Default: none. */
   readonly settings?: Readonly<Record<string, string>>;
-  /** Where the temporary folder is made. Default: os.tmpdir(). */
+  /** Where the temporary folder is made (as root, the `postgres` user must be able to enter it). Default: os.tmpdir(). */
   readonly parentDir?: string;
 }
 

@@ -26,8 +26,11 @@ export interface ServiceProcess {
   restart(): Promise<void>;
   /** SIGTERM, then SIGKILL after `graceMs` (default 10 s). */
   stop(graceMs?: number): Promise<void>;
-  /** Called with the exit code or signal whenever the process ends without kill() or stop() (a crash). */
-  onUnexpectedExit(listener: (how: string) => void): void;
+  /**
+   * Called whenever the process ends without kill() or stop(): with its exit code or signal, and whether it had
+   * been serving (a crash) or died while starting (start() then throws too).
+   */
+  onUnexpectedExit(listener: (how: string, served: boolean) => void): void;
   /** Runs `node src/main.ts <args>` with the service's environment; resolves with its output. */
   runCommand(args: string[], timeoutMs?: number): Promise<{ code: number | null; stdout: string; stderr: string }>;
   /** `token create --tenant <tenant>`: a new API token. */
@@ -61,7 +64,8 @@ export async function createServiceProcess(options: ServiceProcessOptions): Prom
   };
   let child: ChildProcess | undefined;
   const expected = new WeakSet<ChildProcess>();
-  const listeners: Array<(how: string) => void> = [];
+  const listeners: Array<(how: string, served: boolean) => void> = [];
+  const served = new WeakSet<ChildProcess>();
   const mark = (line: string) => appendFileSync(options.logFile, `--- ${new Date().toISOString()} ${line}\n`);
   const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
 
@@ -111,15 +115,18 @@ export async function createServiceProcess(options: ServiceProcessOptions): Prom
       started.once("exit", (code, signal) => {
         const how = signal ?? `exit code ${code}`;
         if (expected.has(started)) return;
-        mark(`exited by itself (${how})`);
-        for (const listener of listeners) listener(how);
+        mark(`exited by itself (${how})${served.has(started) ? "" : " while starting"}`);
+        for (const listener of listeners) listener(how, served.has(started));
       });
       const deadline = Date.now() + (options.startTimeoutMs ?? 60_000);
       for (;;) {
         if (started.exitCode !== null || started.signalCode !== null) {
           throw new Error(`the service exited at start (${started.signalCode ?? started.exitCode}):\n${tail(options.logFile)}`);
         }
-        if (await healthy()) return;
+        if (await healthy()) {
+          served.add(started);
+          return;
+        }
         if (Date.now() > deadline) {
           await end("SIGKILL", 0);
           throw new Error(`the service did not serve within ${options.startTimeoutMs ?? 60_000} ms:\n${tail(options.logFile)}`);
