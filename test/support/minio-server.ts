@@ -53,59 +53,94 @@ export interface MinioServer {
   readonly endpoint: string;
   readonly accessKey: string;
   readonly secretKey: string;
-  /** The server's process id (the benchmark reads its CPU time). */
+  readonly port: number;
+  /** The folder MinIO keeps its objects in (and `.minio.sys/`: multipart parts, config). */
+  readonly dataDir: string;
+  /** The running server's process id (the benchmark reads its CPU time); undefined while it is down. */
   readonly pid: number | undefined;
+  /** SIGKILL: a crash. Resolves once the process has exited. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port and data folder (waits until ready); no-op while it runs. */
+  start(): Promise<void>;
+  /** Stops it and deletes the data folder. */
   stop(): Promise<void>;
 }
 
+/** A MinIO server on a free loopback port with a temporary data folder, ready when this resolves. */
 export async function startMinio(bin: string): Promise<MinioServer> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-minio-"));
   const port = await freePort();
   const consolePort = await freePort();
-  const child: ChildProcess = spawn(
-    bin,
-    ["server", dataDir, "--address", `127.0.0.1:${port}`, "--console-address", `127.0.0.1:${consolePort}`, "--quiet"],
-    {
-      env: {
-        ...process.env,
-        MINIO_ROOT_USER,
-        MINIO_ROOT_PASSWORD,
-        MINIO_BROWSER: "off",
-        MINIO_UPDATE: "off",
-        MINIO_CI_CD: "1",
-      },
-      stdio: ["ignore", "ignore", "pipe"],
-    },
-  );
-  let stderr = "";
-  child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
   const endpoint = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`MinIO exited at start (${child.exitCode}): ${stderr}`);
-    try {
-      const response = await fetch(`${endpoint}/minio/health/ready`);
-      if (response.ok) break;
-    } catch {
-      // not listening yet
+  let child: ChildProcess | undefined;
+
+  const launch = async (): Promise<void> => {
+    const started: ChildProcess = spawn(
+      bin,
+      ["server", dataDir, "--address", `127.0.0.1:${port}`, "--console-address", `127.0.0.1:${consolePort}`, "--quiet"],
+      {
+        env: {
+          ...process.env,
+          MINIO_ROOT_USER,
+          MINIO_ROOT_PASSWORD,
+          MINIO_BROWSER: "off",
+          MINIO_UPDATE: "off",
+          MINIO_CI_CD: "1",
+        },
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
+    child = started;
+    let stderr = "";
+    started.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (started.exitCode !== null || started.signalCode !== null) throw new Error(`MinIO exited at start (${started.exitCode ?? started.signalCode}): ${stderr}`);
+      try {
+        const response = await fetch(`${endpoint}/minio/health/ready`);
+        if (response.ok) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) {
+        started.kill("SIGKILL");
+        throw new Error(`MinIO did not become ready within 60 s: ${stderr}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
     }
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`MinIO did not become ready within 60 s: ${stderr}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
+  };
+  const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
+  const kill = async (signal: NodeJS.Signals = "SIGKILL"): Promise<void> => {
+    const current = child;
+    if (!current || !running()) return;
+    const exited = new Promise((r) => current.once("exit", r));
+    current.kill(signal);
+    await exited;
+  };
+
+  try {
+    await launch();
+  } catch (error) {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw error;
   }
   return {
     endpoint,
     accessKey: MINIO_ROOT_USER,
     secretKey: MINIO_ROOT_PASSWORD,
-    pid: child.pid,
+    port,
+    dataDir,
+    get pid() {
+      return running() ? child?.pid : undefined;
+    },
+    kill: () => kill("SIGKILL"),
+    async start() {
+      if (!running()) await launch();
+    },
     async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once("exit", r));
-        child.kill("SIGTERM");
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
-        if (child.exitCode === null) child.kill("SIGKILL");
+      if (running()) {
+        await Promise.race([kill("SIGTERM"), new Promise((r) => setTimeout(r, 5_000))]);
+        await kill("SIGKILL");
       }
       rmSync(dataDir, { recursive: true, force: true });
     },
