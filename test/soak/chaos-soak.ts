@@ -283,6 +283,7 @@ async function run(): Promise<{ report: Record<string, unknown>; pass: boolean }
     upload_stale_setting_known: (CONFIG_VARIABLES as readonly string[]).includes("ARTIFACTD_UPLOAD_STALE_MS"),
     counters: state.counters,
     failures: state.failures,
+    failure_examples: state.failureExamples,
     gc,
     examples,
     logs: path.relative(ROOT, logDir),

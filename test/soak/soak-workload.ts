@@ -38,6 +38,8 @@ export interface SoakState {
   readonly counters: Record<string, number>;
   /** Failed calls by "<rpc> <code>". */
   readonly failures: Record<string, number>;
+  /** The first messages of each kind of failure, for diagnosis. */
+  readonly failureExamples: Record<string, string[]>;
   readonly events: WatchedEvent[];
   /** Sessions created and neither completed nor known aborted: a client cleans these up at the end. */
   readonly openSessions: Set<string>;
@@ -50,7 +52,7 @@ export interface SoakState {
 }
 
 export function createSoakState(ackLog: string | undefined, bytesPerSecond = Infinity): SoakState {
-  return { acks: [], acked: new Set(), counters: {}, failures: {}, events: [], openSessions: new Set(), ackLog, startedAt: Date.now(), bytesPerSecond, ackedBytes: 0 };
+  return { acks: [], acked: new Set(), counters: {}, failures: {}, failureExamples: {}, events: [], openSessions: new Set(), ackLog, startedAt: Date.now(), bytesPerSecond, ackedBytes: 0 };
 }
 
 export function count(state: SoakState, name: string, by = 1): void {
@@ -98,6 +100,8 @@ function failed(state: SoakState, rpc: string, error: unknown): void {
   const code = error instanceof ConnectError ? Code[error.code] : (error as Error)?.name ?? "Error";
   const key = `${rpc} ${code}`;
   state.failures[key] = (state.failures[key] ?? 0) + 1;
+  const examples = (state.failureExamples[key] ??= []);
+  if (examples.length < 3) examples.push(error instanceof ConnectError ? error.rawMessage : String((error as Error)?.message ?? error));
   count(state, "failed_calls");
 }
 
