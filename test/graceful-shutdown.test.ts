@@ -3,6 +3,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Client } from "minio";
 import { randomBytes } from "node:crypto";
+import http from "node:http";
 import net from "node:net";
 import { describe, expect, inject, it } from "vitest";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
@@ -102,6 +103,41 @@ describe("graceful shutdown", () => {
     expect(health.statuses).toEqual(["SERVING", "NOT_SERVING"]);
     // And then the watch is ended, not left hanging (today with OK; UNAVAILABLE would do too).
     expect(await health.ended).toMatch(/^(Unavailable|ended)$/);
+    await t.close();
+  });
+
+  it("tells HTTP/1.1 keep-alive connections to close and refuses their next call with UNAVAILABLE during the grace period", async () => {
+    const t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const list = () =>
+      new Promise<{ status: number; connection: string | undefined; body: string }>((resolve, reject) => {
+        const request = http.request(
+          `${t.url}/artifacts.v1.ArtifactService/ListArtifacts`,
+          { method: "POST", agent, headers: { "content-type": "application/json", authorization: `Bearer ${t.tokens.alpha}` } },
+          (response) => {
+            let body = "";
+            response.on("data", (d: Buffer) => (body += d.toString()));
+            response.on("end", () => resolve({ status: response.statusCode!, connection: response.headers.connection, body }));
+          },
+        );
+        request.on("error", reject);
+        request.end("{}");
+      });
+    const before = await list();
+    expect(before.status).toBe(200);
+    expect(before.connection).toBe("keep-alive");
+    // A call in flight keeps the server in its grace period.
+    const upload = t.client().upload(slowUpload("grace-keeper", 0, 10, 100));
+    await sleep(250);
+    const stopping = t.app.server.shutdown(20_000);
+    await sleep(50);
+    const during = await list();
+    expect(during.status).toBe(503);
+    expect(during.connection).toBe("close");
+    expect(JSON.parse(during.body)).toMatchObject({ code: "unavailable" });
+    await upload;
+    await stopping;
+    agent.destroy();
     await t.close();
   });
 

@@ -9,7 +9,10 @@ import { Code, ConnectError } from "@connectrpc/connect";
  * text, e.g. "read ECONNRESET"; the server's own ABORTED never carries it), and
  * a connection that died under a stream as CANCELED "http/2 stream closed
  * with error code CANCEL" — retried only while the caller's own signal has
- * not aborted, which every caller here checks first).
+ * not aborted, which every caller here checks first), and the server's
+ * ABORTED for an upload session that is busy for a moment — still held by
+ * the stream a dropped connection left (its server lets go once that
+ * stream's last part has landed), or being completed by another call.
  * Everything the server decided — INVALID_ARGUMENT, NOT_FOUND,
  * FAILED_PRECONDITION, RESOURCE_EXHAUSTED, … — is final, and so are
  * CANCELED and DEADLINE_EXCEEDED, which are the caller's own limits.
@@ -40,6 +43,8 @@ export interface RetryPolicy {
 }
 
 const TRANSPORT_FAILURE = /RST_STREAM|ECONNRESET|EPIPE|ECONNREFUSED|socket hang up|stream closed|session closed|GOAWAY|ERR_HTTP2|premature close|other side closed/i;
+/** The server's ABORTED for a session busy for a moment (see the module comment). */
+const SESSION_BUSY = /is held by a streaming upload bound to it|is being completed by another call/;
 
 export function createRetryPolicy(options: RetryOptions | false = {}): RetryPolicy {
   const settings = options === false ? { maxAttempts: 1 } : options;
@@ -57,6 +62,7 @@ export function createRetryPolicy(options: RetryOptions | false = {}): RetryPoli
       const connectError = ConnectError.from(error);
       if (connectError.code === Code.Unavailable) return true;
       if (connectError.code === Code.Canceled) return /stream closed with error code/.test(connectError.rawMessage);
+      if (connectError.code === Code.Aborted && SESSION_BUSY.test(connectError.rawMessage)) return true;
       if (connectError.code === Code.Internal || connectError.code === Code.Unknown || connectError.code === Code.Aborted) {
         return TRANSPORT_FAILURE.test(connectError.rawMessage) || TRANSPORT_FAILURE.test(String((connectError.cause as Error | undefined)?.message ?? ""));
       }
