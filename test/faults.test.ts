@@ -198,6 +198,19 @@ describe("faults on postgres+minio", () => {
     expect((await download(done.artifact!.id)).equals(first)).toBe(true);
   });
 
+  it("frees a session whose writer's server died once the writer's lease lapses", async () => {
+    const { session } = await t.client().createUploadSession({ spec: { kind: "lapsed-writer" }, partSize: BigInt(5 * MiB) });
+    const id = session!.sessionId;
+    // What a writer leaves when its server is killed: its lease, no longer renewed.
+    await admin.query("update upload_sessions set writer_id = 'dead-writer', writer_renewed_at = now() where id = $1", [id]);
+    await expectCode(t.client().uploadPart({ sessionId: id, partNumber: 1, data: randomBytes(100) }), Code.Aborted, /held by a streaming upload/);
+    await admin.query("update upload_sessions set writer_renewed_at = now() - interval '1 minute' where id = $1", [id]);
+    const data = randomBytes(100);
+    await t.client().uploadPart({ sessionId: id, partNumber: 1, data });
+    const done = await t.client().completeUploadSession({ sessionId: id });
+    expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+  });
+
   it("holds back the last chunk of a corrupt download, ends it with DATA_LOSS, marks the blob and heals on a fresh upload", async () => {
     const data = randomBytes(3 * MiB);
     const artifact = await save("corrupt", data);

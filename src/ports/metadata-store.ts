@@ -136,6 +136,13 @@ export interface NewArtifact {
   readonly hold?: UploadHold;
 }
 
+/**
+ * createArtifact's `aborted` message when `blob.reuseExisting` finds the blob
+ * gone (garbage collection took it meanwhile): the caller may store its own
+ * copy instead.
+ */
+export const BLOB_RECLAIMED = "the stored content was reclaimed by garbage collection while this upload ran: retry the upload";
+
 /** What holds an upload's storage key until its artifact is recorded. */
 export type UploadHold =
   | { readonly inFlight: string }

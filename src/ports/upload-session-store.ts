@@ -91,7 +91,7 @@ export interface UploadSessionRecord extends NewUploadSession {
   readonly artifactId: string | undefined;
   /** Set once the parts were assembled into the object at storageKey. */
   readonly assembled: { readonly size: number; readonly digest: string } | undefined;
-  /** A streaming writer holds the session. */
+  /** The streaming writer holding the session, while its lease is live. */
   readonly writerId: string | undefined;
   readonly createdAt: Date;
   /** Ascending by part number. */

@@ -1,7 +1,7 @@
 import type { Artifact } from "../artifact.ts";
 import { ArtifactError } from "../artifact-error.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
-import type { MetadataStore, NewArtifact, UploadHold } from "../ports/metadata-store.ts";
+import { BLOB_RECLAIMED, type MetadataStore, type NewArtifact, type UploadHold } from "../ports/metadata-store.ts";
 
 /** What an upload hands over to be recorded: its copy of the content, if any, and what holds the copy's key. */
 export interface UploadedContent {
@@ -49,11 +49,11 @@ export async function recordArtifact(
       return { artifact, deduplicated: true };
     } catch (error) {
       // Reclaimed by garbage collection meanwhile: store our copy instead.
-      if (!(error instanceof ArtifactError && error.code === "aborted" && /reclaimed/.test(error.message))) throw error;
+      if (!(error instanceof ArtifactError && error.message === BLOB_RECLAIMED)) throw error;
     }
   }
   if (!content.hold) {
-    throw new ArtifactError("aborted", "the stored content was reclaimed by garbage collection while this upload ran: retry the upload");
+    throw new ArtifactError("aborted", BLOB_RECLAIMED);
   }
   stillWanted();
   await content.store();

@@ -1,14 +1,13 @@
+import { randomUUID } from "node:crypto";
 import type { Artifact, ArtifactSpec, Caller } from "../artifact.ts";
 import { ArtifactError, failedPrecondition, invalidArgument, notFound } from "../artifact-error.ts";
 import { defaultPrefix, isArtifactId, newArtifactId } from "../artifact-id.ts";
 import { BLAKE3_HEX_PATTERN, blake3Hex } from "../blake3.ts";
 import { hasSessions, type BlobSessions, type BlobStore } from "../ports/blob-store.ts";
 import type { MetadataStore } from "../ports/metadata-store.ts";
-import type { UploadSessionRecord } from "../ports/upload-session-store.ts";
+import { WRITER_LEASE_MS, type UploadSessionRecord } from "../ports/upload-session-store.ts";
 import { keepAlive } from "./keep-alive.ts";
 import { discardReleased, recordArtifact } from "./record-artifact.ts";
-import { WRITER_LEASE_MS } from "../ports/upload-session-store.ts";
-import { randomUUID } from "node:crypto";
 import { checkNoNul, validateLabels, validateMetrics, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
 
 /**

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from "kysely";
 import { STATUS_TRANSITIONS, type Artifact, type ArtifactInput, type LineageEdge } from "../../artifact.ts";
 import { ArtifactError, failedPrecondition, notFound } from "../../artifact-error.ts";
-import type { ApiToken, MetadataStore, NewArtifact, StoredBlob } from "../../ports/metadata-store.ts";
+import { BLOB_RECLAIMED, type ApiToken, type MetadataStore, type NewArtifact, type StoredBlob } from "../../ports/metadata-store.ts";
 import { applyFilter } from "./artifact-filter.ts";
 import { bestQuery, listQuery, searchQuery, selectArtifacts } from "./artifact-queries.ts";
 import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type ArtifactRow, type Queryable } from "./artifact-rows.ts";
@@ -98,7 +98,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
               .forKeyShare()
               .executeTakeFirst();
             if (!row) {
-              throw new ArtifactError("aborted", "the stored content was reclaimed by garbage collection while this upload ran: retry the upload");
+              throw new ArtifactError("aborted", BLOB_RECLAIMED);
             }
             blob = toStoredBlob(row);
           } else if (record.blob) {

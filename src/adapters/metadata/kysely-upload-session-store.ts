@@ -24,9 +24,19 @@ export function createKyselyUploadSessionStore(db: Kysely<Database>): UploadSess
     return toRecord(
       row,
       parts.map((p) => ({ partNumber: p.part_number, sizeBytes: Number(p.size_bytes), etag: p.etag })),
+      row.writer_id !== null && (await writerLive(from, row.id)),
     );
   };
   const byId = (tenantId: string, id: string) => db.selectFrom("upload_sessions").selectAll().where("tenant_id", "=", tenantId).where("id", "=", id);
+  /** Whether a row's writer lease is live, by the database's clock. */
+  const writerLive = async (from: Kysely<Database> | Transaction<Database>, id: string): Promise<boolean> => {
+    const row = await from
+      .selectFrom("upload_sessions")
+      .select(sql<boolean>`writer_id is not null and writer_renewed_at >= ${olderThan(WRITER_LEASE_MS)}`.as("live"))
+      .where("id", "=", id)
+      .executeTakeFirst();
+    return row?.live === true;
+  };
 
   return {
     async create(session) {
@@ -193,7 +203,7 @@ export function createKyselyUploadSessionStore(db: Kysely<Database>): UploadSess
   };
 }
 
-function toRecord(row: Selectable<UploadSessionTable>, parts: SessionPart[]): UploadSessionRecord {
+function toRecord(row: Selectable<UploadSessionTable>, parts: SessionPart[], writerLive: boolean): UploadSessionRecord {
   const spec = row.spec as ArtifactSpec & { expiresAt?: string };
   return {
     id: row.id,
@@ -210,7 +220,7 @@ function toRecord(row: Selectable<UploadSessionTable>, parts: SessionPart[]): Up
     state: row.state,
     artifactId: row.artifact_id ?? undefined,
     assembled: row.assembled_blake3 === null ? undefined : { size: Number(row.assembled_size), digest: row.assembled_blake3 },
-    writerId: row.writer_id ?? undefined,
+    writerId: writerLive ? (row.writer_id ?? undefined) : undefined,
     createdAt: new Date(row.created_at),
     parts,
   };
