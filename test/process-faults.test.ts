@@ -6,7 +6,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync }
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex, createBlake3 } from "../src/blake3.ts";
 import { ArtifactService, EventType } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../src/gen/grpc/health/v1/health_pb.js";
@@ -247,6 +247,14 @@ describe("process faults: Postgres, MinIO and the service stopped under load", (
     if (workDir) rmSync(workDir, { recursive: true, force: true });
   });
 
+  // A test that failed half way leaves the others a whole system, so that each failure is its own.
+  afterEach(async () => {
+    await postgres?.start();
+    await minio?.start();
+    await service?.start();
+    await waitFor("health SERVING after the test", HEALTH_FOLLOWS_MS, () => healthIs(ServingStatus.SERVING));
+  });
+
   /** Runs one query on the private Postgres with a connection of its own (it may have been restarted since the last one). */
   const query = async <R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> => {
     const db = new pg.Client({ connectionString: postgres!.url });
@@ -356,7 +364,11 @@ describe("process faults: Postgres, MinIO and the service stopped under load", (
       if ("error" in read) expect(codeOf(read.error)).toBe(Code[Code.Unavailable]);
       else expect(read).toEqual({ blake3: large.blake3, size: 16 * MiB });
       await expectCode(client.saveInline({ spec: { kind: "fault-inline" }, content: { case: "text", value: "during the outage" } }, { timeoutMs: 30_000 }), Code.Unavailable);
+      // The watcher's stream may outlive the outage; cut it, and its tries to resume meanwhile must fail as UNAVAILABLE.
+      watcher.disconnect();
+      watcher.reconnect();
       await waitFor("health NOT_SERVING while Postgres is down", HEALTH_FOLLOWS_MS, () => healthIs(ServingStatus.NOT_SERVING));
+      await waitFor("the watcher's try to resume while Postgres is down to fail", 5_000, async () => (watcher.failures.length > 0 ? true : undefined));
 
       await postgres!.start();
       await waitFor("health SERVING once Postgres is back", HEALTH_FOLLOWS_MS, () => healthIs(ServingStatus.SERVING));
