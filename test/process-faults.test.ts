@@ -105,12 +105,14 @@ function gatedDownload(client: ArtifactClient, id: string) {
   const outcome = (async () => {
     const hasher = createBlake3();
     let size = 0;
+    let first = true;
     try {
       for await (const message of client.download({ id }, { timeoutMs: 60_000 })) {
         if (message.message.case !== "chunk") continue;
         hasher.update(message.message.value);
         size += message.message.value.byteLength;
-        if (size === message.message.value.byteLength) {
+        if (first) {
+          first = false;
           reached();
           await go;
         }
@@ -470,8 +472,10 @@ describe("process faults: Postgres, MinIO and the service stopped under load", (
     acknowledge({ id: completed.artifact!.id, blake3: blake3Hex(sessionBytes), size: sessionBytes.byteLength, via: "session" });
     await expectAcknowledgedIntact();
 
-    // Nobody released the killed upload's key: only its stopped heartbeat tells garbage collection it is dead.
+    // Nobody released the killed upload's key or aborted its multipart upload: only its stopped heartbeat
+    // tells garbage collection it is dead.
     expect(await inFlightKeys()).toContain(key);
+    expect(uploadsOnDisk(key)).not.toEqual([]);
     const gc = await waitOutStaleUploadsAndCollect();
     expect(gc.staleUploads).toBeGreaterThanOrEqual(1);
     const stat = await bucket.statObject(BUCKET, key).then(
