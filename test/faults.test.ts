@@ -8,6 +8,7 @@ import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { partPlan } from "../src/adapters/blob/s3-blob-store.ts";
+import { hasSessions } from "../src/ports/blob-store.ts";
 import { blake3Hex } from "../src/blake3.ts";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { collectGarbage } from "../src/service/maintenance.ts";
@@ -141,6 +142,22 @@ describe("faults on postgres+minio", () => {
     const again = await t.client().upload(uploadMessages({ case: "header", value: { spec: { kind: "cut-complete-again" } } }, [data]));
     expect(again.deduplicated).toBe(true);
     expect((await download(again.artifact!.id)).equals(data)).toBe(true);
+  });
+
+  it("completes a session an earlier complete assembled without recording (its answer or read-back lost)", async () => {
+    const data = randomBytes(5 * MiB + 3);
+    const { session } = await t.client().createUploadSession({ spec: { kind: "assembled-before" }, partSize: BigInt(5 * MiB) });
+    const id = session!.sessionId;
+    await t.client().uploadPart({ sessionId: id, partNumber: 1, data: data.subarray(0, 5 * MiB) });
+    await t.client().uploadPart({ sessionId: id, partNumber: 2, data: data.subarray(5 * MiB) });
+    // What a complete that died right after S3 assembled the parts leaves: no multipart upload, the object there.
+    const record = (await t.app.metadata.uploadSessions.get("alpha", id))!;
+    const blobs = t.app.blobs;
+    if (!hasSessions(blobs)) throw new Error("the blob store has no upload sessions");
+    await blobs.completeSession("alpha", record.storageKey, record.multipartId, record.parts);
+    const done = await t.client().completeUploadSession({ sessionId: id });
+    expect(done.artifact!.blake3).toBe(blake3Hex(data));
+    expect((await download(done.artifact!.id)).equals(data)).toBe(true);
   });
 
   it("never answers OK to both of an Abort and a Complete racing on one session", async () => {

@@ -77,6 +77,16 @@ export async function createS3BlobStore(config: S3Config): Promise<BlobStore & B
     }
   }
 
+  async function statKey(key: string): Promise<{ size: number } | undefined> {
+    try {
+      const info = await client.statObject(bucket, key);
+      return { size: info.size };
+    } catch (error) {
+      if ((error as { code?: string }).code === "NotFound" || (error as { code?: string }).code === "NoSuchKey") return undefined;
+      throw error;
+    }
+  }
+
   /** Unfinished multipart uploads to exactly this key: listed by the key as prefix, which MinIO answers from disk. */
   async function* unfinishedUploadsOf(key: string): AsyncIterable<string> {
     for await (const item of client.listIncompleteUploads(bucket, key, false) as AsyncIterable<{ key?: string; uploadId?: string }>) {
@@ -106,12 +116,18 @@ export async function createS3BlobStore(config: S3Config): Promise<BlobStore & B
         await client.putObject(bucket, key, Buffer.alloc(0), 0);
         return { key, size: 0, digest: createBlake3().digestHex() };
       }
-      await client.completeMultipartUpload(
-        bucket,
-        key,
-        ref,
-        parts.map((p) => ({ part: p.partNumber, etag: p.etag })),
-      );
+      try {
+        await client.completeMultipartUpload(
+          bucket,
+          key,
+          ref,
+          parts.map((p) => ({ part: p.partNumber, etag: p.etag })),
+        );
+      } catch (error) {
+        // An earlier try assembled it and failed afterwards (its answer lost, or the read-back below cut off):
+        // the upload is gone and the object is there. Read it back as if this try had assembled it.
+        if ((error as { code?: string }).code !== "NoSuchUpload" || !(await statKey(key))) throw error;
+      }
       // On a failure from here the object stays: the session (its row) still holds the key.
       const hasher = createBlake3();
       let size = 0;
@@ -129,15 +145,7 @@ export async function createS3BlobStore(config: S3Config): Promise<BlobStore & B
       for await (const uploadId of unfinishedUploadsOf(key)) await client.abortMultipartUpload(bucket, key, uploadId).catch(ignoreNoSuchUpload);
       await client.removeObject(bucket, key);
     },
-    async stat(key) {
-      try {
-        const info = await client.statObject(bucket, key);
-        return { size: info.size };
-      } catch (error) {
-        if ((error as { code?: string }).code === "NotFound" || (error as { code?: string }).code === "NoSuchKey") return undefined;
-        throw error;
-      }
-    },
+    stat: statKey,
     async delete(key) {
       await client.removeObject(bucket, key);
     },
