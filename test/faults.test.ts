@@ -215,6 +215,20 @@ describe("faults on postgres+minio", () => {
     expect((await download(done.artifact!.id)).equals(first)).toBe(true);
   });
 
+  it("aborts a session whose complete died with its replica once the claim is stale, and not before", async () => {
+    const { session } = await t.client().createUploadSession({ spec: { kind: "stale-complete" }, partSize: BigInt(5 * MiB) });
+    const id = session!.sessionId;
+    await t.client().uploadPart({ sessionId: id, partNumber: 1, data: randomBytes(1000) });
+    // What a complete leaves when its server is killed mid-way: the session claimed, the claim no longer renewed.
+    await admin.query("update upload_sessions set state = 'completing', complete_claim = 'dead-replica', updated_at = now() where id = $1", [id]);
+    await expectCode(t.client().abortUploadSession({ sessionId: id }), Code.Aborted, /being completed/);
+    await admin.query("update upload_sessions set updated_at = now() - interval '1 hour' where id = $1", [id]);
+    await t.client().abortUploadSession({ sessionId: id });
+    await expectCode(t.client().getUploadSession({ sessionId: id }), Code.NotFound);
+    const record = (await admin.query("select count(*)::int as n from upload_sessions where id = $1", [id])).rows[0];
+    expect(record.n).toBe(0);
+  });
+
   it("frees a session whose writer's server died once the writer's lease lapses", async () => {
     const { session } = await t.client().createUploadSession({ spec: { kind: "lapsed-writer" }, partSize: BigInt(5 * MiB) });
     const id = session!.sessionId;
@@ -304,6 +318,40 @@ describe("faults on postgres+minio", () => {
       expect((await download(done.artifact!.id)).equals(data)).toBe(true);
     } finally {
       await live.close();
+    }
+  });
+
+  it("an upload whose key garbage collection claimed while it committed answers ABORTED and removes what it stored", async () => {
+    const slowBeat = await startTestApp("postgres+minio", {
+      DATABASE_URL: t.databaseUrl!,
+      ARTIFACTD_S3_BUCKET: t.bucket!,
+      ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",
+      ARTIFACTD_UPLOAD_STALE_MS: "60000",
+    });
+    try {
+      let go!: () => void;
+      const gate = new Promise<void>((resolve) => (go = resolve));
+      async function* paused(): AsyncIterable<Uint8Array> {
+        yield randomBytes(2 * MiB);
+        await gate;
+        yield randomBytes(MiB);
+      }
+      const before = new Set((await admin.query("select storage_key from uploads_in_flight")).rows.map((r) => r.storage_key as string));
+      const uploading = slowBeat.client(t.tokens.alpha).upload(uploadMessages({ case: "header", value: { spec: { kind: "claimed-mid-commit" } } }, paused()));
+      let key: string | undefined;
+      for (let i = 0; i < 200 && !key; i++) {
+        key = (await admin.query("select storage_key from uploads_in_flight")).rows.map((r) => r.storage_key as string).find((k) => !before.has(k));
+        if (!key) await new Promise((r) => setTimeout(r, 25));
+      }
+      expect(key).toBeDefined();
+      // Garbage collection's claim, as it makes it for a stale heartbeat; the upload's next renewal is far off.
+      await admin.query("update uploads_in_flight set released_at = now() where storage_key = $1", [key]);
+      go();
+      await expectCode(uploading, Code.Aborted, /taken for dead/);
+      expect(await t.app.blobs.stat(key!)).toBeUndefined();
+      expect((await t.client().listArtifacts({ filter: { kind: "claimed-mid-commit" } })).artifacts).toEqual([]);
+    } finally {
+      await slowBeat.close();
     }
   });
 

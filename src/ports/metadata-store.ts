@@ -143,6 +143,14 @@ export interface NewArtifact {
  */
 export const BLOB_RECLAIMED = "the stored content was reclaimed by garbage collection while this upload ran: retry the upload";
 
+/**
+ * createArtifact's `aborted` message when an in-flight hold was claimed by
+ * garbage collection (its heartbeat lapsed): nothing was recorded, and nothing
+ * can ever record the key, so the upload may discard what it stored.
+ */
+export const UPLOAD_HOLD_LOST =
+  "this upload was taken for dead (its heartbeat lapsed, as when the database was unreachable for longer than ARTIFACTD_UPLOAD_STALE_MS) and its storage reclaimed: upload again";
+
 /** What holds an upload's storage key until its artifact is recorded. */
 export type UploadHold =
   | { readonly inFlight: string }

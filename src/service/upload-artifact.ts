@@ -3,7 +3,7 @@ import { ArtifactError, invalidArgument } from "../artifact-error.ts";
 import { defaultPrefix, newArtifactId } from "../artifact-id.ts";
 import { BLAKE3_HEX_PATTERN, createBlake3 } from "../blake3.ts";
 import type { BlobStore, BlobWriter } from "../ports/blob-store.ts";
-import type { MetadataStore } from "../ports/metadata-store.ts";
+import { UPLOAD_HOLD_LOST, type MetadataStore } from "../ports/metadata-store.ts";
 import { keepAlive, type KeepAlive } from "./keep-alive.ts";
 import { recordArtifact } from "./record-artifact.ts";
 import { streamIntoSession } from "./upload-sessions.ts";
@@ -209,7 +209,7 @@ export async function uploadArtifact(
       signal,
     );
   } catch (error) {
-    if (key !== undefined) await giveUp(deps, key, storing ? undefined : writer);
+    if (key !== undefined) await giveUp(deps, key, storing ? undefined : writer, error);
     throw error;
   } finally {
     heartbeat?.stop();
@@ -225,12 +225,16 @@ export async function uploadArtifact(
  * made durable is only released: if the commit's outcome is unknown, the
  * artifact may reference it, and garbage collection knows which.
  */
-async function giveUp(deps: UploadDeps, key: string, uncommitted: BlobWriter | undefined): Promise<void> {
+async function giveUp(deps: UploadDeps, key: string, uncommitted: BlobWriter | undefined, failure: unknown): Promise<void> {
   try {
     await deps.metadata.uploadsInFlight.release(key);
     if (uncommitted) {
       await uncommitted.abort();
       await deps.metadata.uploadsInFlight.forget(key);
+    } else if (failure instanceof ArtifactError && failure.message === UPLOAD_HOLD_LOST) {
+      // Garbage collection claimed the key (and may have discarded it already) while we still committed content
+      // under it: no row can ever name a claimed key, so ours to remove, or it would outlive every record.
+      await deps.blobs.discard(key);
     }
   } catch (error) {
     deps.log?.(`cleaning up after a failed upload (${key}) failed; garbage collection takes it`, error);
@@ -238,8 +242,5 @@ async function giveUp(deps: UploadDeps, key: string, uncommitted: BlobWriter | u
 }
 
 function takenForDead(): ArtifactError {
-  return new ArtifactError(
-    "aborted",
-    "this upload was taken for dead (no heartbeat reached the database for ARTIFACTD_UPLOAD_STALE_MS) and its storage is being reclaimed: upload again",
-  );
+  return new ArtifactError("aborted", UPLOAD_HOLD_LOST);
 }

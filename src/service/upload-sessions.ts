@@ -367,7 +367,13 @@ async function completedArtifact(deps: UploadSessionDeps, caller: Caller, sessio
  */
 export async function abortUploadSession(deps: UploadSessionDeps, caller: Caller, id: string): Promise<void> {
   await liveSession(deps, caller, id);
-  const result = await deps.metadata.uploadSessions.abandon(caller.tenantId, id, { states: ["open"] });
+  let result = await deps.metadata.uploadSessions.abandon(caller.tenantId, id, { states: ["open"] });
+  if ("kept" in result && result.kept === "completing") {
+    // A complete whose claim went stale died with its replica: the abort takes the session over and drops it.
+    const claim = randomUUID();
+    const taken = await deps.metadata.uploadSessions.beginCompleting(caller.tenantId, id, claim, deps.uploadStaleMs);
+    if (taken?.acquired) result = await deps.metadata.uploadSessions.abandon(caller.tenantId, id, { states: ["completing"], claim });
+  }
   if ("deleted" in result) {
     await discardReleased(deps, result.deleted.storageKey);
     return;

@@ -33,6 +33,7 @@ import { bringUp, injectFaults, type FaultTarget } from "./fault-injector.ts";
 import { reconcile, spotKeys, type Reconciliation } from "./soak-reconcile.ts";
 import {
   abortSession,
+  recoverUnconfirmedCreates,
   count,
   createArtifactClient,
   createSoakState,
@@ -244,6 +245,7 @@ async function run(): Promise<{ report: Record<string, unknown>; pass: boolean }
   await minioServer.start();
   await revive;
   await bringUp(serviceTarget, log);
+  for (let round = 0; round < 10 && state.unconfirmedCreates.size > 0; round++) await recoverUnconfirmedCreates(client, state, AbortSignal.timeout(15_000));
   for (let round = 0; round < 10 && state.openSessions.size > 0; round++) {
     for (const sessionId of [...state.openSessions]) await abortSession(client, state, sessionId, AbortSignal.timeout(10_000));
     if (state.openSessions.size > 0) await new Promise((r) => setTimeout(r, 1_000));

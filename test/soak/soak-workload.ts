@@ -3,7 +3,10 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createCipheriv, randomBytes, randomInt } from "node:crypto";
 import { appendFileSync } from "node:fs";
 import { blake3Hex, createBlake3 } from "../../src/blake3.ts";
-import { ArtifactService, EventType } from "../../src/gen/artifacts/v1/artifact_service_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { ArtifactService, EventType, UploadSessionState, type CreateUploadSessionRequestSchema } from "../../src/gen/artifacts/v1/artifact_service_pb.js";
+
+type CreateSessionRequest = MessageInitShape<typeof CreateUploadSessionRequestSchema>;
 
 /**
  * The soak's clients: writers (streaming uploads, some deduplicating,
@@ -43,6 +46,11 @@ export interface SoakState {
   readonly events: WatchedEvent[];
   /** Sessions created and neither completed nor known aborted: a client cleans these up at the end. */
   readonly openSessions: Set<string>;
+  /**
+   * Idempotency keys of creates whose answer was lost: the session may exist. A client retries the create with
+   * the same key to learn it (the cleanup at the end does, then aborts it).
+   */
+  readonly unconfirmedCreates: Map<string, CreateSessionRequest>;
   /** Where each acknowledgement is appended as a JSON line; undefined: memory only. */
   readonly ackLog: string | undefined;
   readonly startedAt: number;
@@ -52,7 +60,7 @@ export interface SoakState {
 }
 
 export function createSoakState(ackLog: string | undefined, bytesPerSecond = Infinity): SoakState {
-  return { acks: [], acked: new Set(), counters: {}, failures: {}, failureExamples: {}, events: [], openSessions: new Set(), ackLog, startedAt: Date.now(), bytesPerSecond, ackedBytes: 0 };
+  return { acks: [], acked: new Set(), counters: {}, failures: {}, failureExamples: {}, events: [], openSessions: new Set(), unconfirmedCreates: new Map(), ackLog, startedAt: Date.now(), bytesPerSecond, ackedBytes: 0 };
 }
 
 export function count(state: SoakState, name: string, by = 1): void {
@@ -160,10 +168,10 @@ export async function sessionWriter(client: ArtifactClient, state: SoakState, si
     let sessionId: string | undefined;
     let rpc = "CreateUploadSession";
     try {
-      const created = await client.createUploadSession(
-        { spec: { kind: "soak-session", name: `soak/${seed}` }, expectedSize: BigInt(size), expectedBlake3: digest, partSize: BigInt(SESSION_PART), idempotencyKey: seed },
-        callOptions(signal),
-      );
+      const request: CreateSessionRequest = { spec: { kind: "soak-session", name: `soak/${seed}` }, expectedSize: BigInt(size), expectedBlake3: digest, partSize: BigInt(SESSION_PART), idempotencyKey: seed };
+      state.unconfirmedCreates.set(seed, request);
+      const created = await client.createUploadSession(request, callOptions(signal));
+      state.unconfirmedCreates.delete(seed);
       sessionId = created.session!.sessionId;
       state.openSessions.add(sessionId);
       rpc = "UploadPart";
@@ -191,6 +199,19 @@ export async function sessionWriter(client: ArtifactClient, state: SoakState, si
 }
 
 /** One attempt to abort a session; true when it is gone (aborted, or unknown to the server). */
+/** Retries the creates whose answer was lost, with the same idempotency key: a session that exists is then known (and cleaned up like any open one). */
+export async function recoverUnconfirmedCreates(client: ArtifactClient, state: SoakState, signal: AbortSignal): Promise<void> {
+  for (const [seed, request] of [...state.unconfirmedCreates]) {
+    try {
+      const { session } = await client.createUploadSession(request, { signal, timeoutMs: 10_000 });
+      if (session!.state !== UploadSessionState.COMPLETED) state.openSessions.add(session!.sessionId);
+      state.unconfirmedCreates.delete(seed);
+    } catch (error) {
+      failed(state, "CreateUploadSession", error);
+    }
+  }
+}
+
 export async function abortSession(client: ArtifactClient, state: SoakState, sessionId: string, signal: AbortSignal): Promise<boolean> {
   try {
     await client.abortUploadSession({ sessionId }, { signal, timeoutMs: 10_000 });

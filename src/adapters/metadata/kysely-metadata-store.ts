@@ -1,7 +1,7 @@
 import { sql, type Kysely } from "kysely";
 import { STATUS_TRANSITIONS, type Artifact, type ArtifactInput, type LineageEdge } from "../../artifact.ts";
 import { ArtifactError, failedPrecondition, notFound } from "../../artifact-error.ts";
-import { BLOB_RECLAIMED, type ApiToken, type MetadataStore, type NewArtifact, type StoredBlob } from "../../ports/metadata-store.ts";
+import { BLOB_RECLAIMED, UPLOAD_HOLD_LOST, type ApiToken, type MetadataStore, type NewArtifact, type StoredBlob } from "../../ports/metadata-store.ts";
 import { applyFilter } from "./artifact-filter.ts";
 import { bestQuery, listQuery, searchQuery, selectArtifacts } from "./artifact-queries.ts";
 import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type ArtifactRow, type Queryable } from "./artifact-rows.ts";
@@ -511,10 +511,7 @@ async function endHold(tx: Transaction<Database>, record: NewArtifact, blob: Sto
   }
   const ended = await tx.deleteFrom("uploads_in_flight").where("storage_key", "=", key).where("released_at", "is", null).executeTakeFirst();
   if (ended.numDeletedRows === 0n) {
-    throw new ArtifactError(
-      "aborted",
-      "this upload was taken for dead (its heartbeat lapsed, as when the database was unreachable for longer than ARTIFACTD_UPLOAD_STALE_MS) and its storage reclaimed: upload again",
-    );
+    throw new ArtifactError("aborted", UPLOAD_HOLD_LOST);
   }
 }
 
