@@ -72,7 +72,9 @@ export function createArtifactClient(url: string, token: string): ArtifactClient
     request.header.set("authorization", `Bearer ${token}`);
     return next(request);
   };
-  return createClient(ArtifactService, createGrpcTransport({ baseUrl: url, interceptors: [auth] }));
+  // As the Node SDK sets it: parallel 5 MiB parts and 8 MiB chunks are more than Node's default 10 MiB of session
+  // memory, past which the client itself refuses streams (NGHTTP2_ENHANCE_YOUR_CALM) — its failure, not the server's.
+  return createClient(ArtifactService, createGrpcTransport({ baseUrl: url, interceptors: [auth], nodeOptions: { maxSessionMemory: 256 } }));
 }
 
 const KiB = 1024;
