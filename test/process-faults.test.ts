@@ -315,7 +315,7 @@ describe("process faults: Postgres, MinIO and the service stopped under load", (
     await sleep(UPLOAD_STALE_MS + 1_000);
     const gc = await service!.runCommand(["gc", "--grace-seconds", "0", "--json"]);
     expect(gc.code, `gc failed: ${gc.stderr}`).toBe(0);
-    return JSON.parse(gc.stdout.trim().split("\n").at(-1) ?? "") as { staleUploads?: number };
+    return JSON.parse(gc.stdout.trim().split("\n").at(-1) ?? "") as { releasedKeys?: number };
   };
 
   /** Nothing is stored that the metadata does not hold, nothing it holds is missing (the soak's reconciliation). */
@@ -429,7 +429,7 @@ describe("process faults: Postgres, MinIO and the service stopped under load", (
     await expectAcknowledgedIntact();
 
     const gc = await waitOutStaleUploadsAndCollect();
-    expect(gc.staleUploads).toBeGreaterThanOrEqual(1);
+    expect(gc.releasedKeys).toBeGreaterThanOrEqual(1);
     expect(uploadsOnDisk(key)).toEqual([]);
     await expectNoLeftovers([key]);
   });
@@ -477,7 +477,7 @@ describe("process faults: Postgres, MinIO and the service stopped under load", (
     expect(await inFlightKeys()).toContain(key);
     expect(uploadsOnDisk(key)).not.toEqual([]);
     const gc = await waitOutStaleUploadsAndCollect();
-    expect(gc.staleUploads).toBeGreaterThanOrEqual(1);
+    expect(gc.releasedKeys).toBeGreaterThanOrEqual(1);
     const stat = await bucket.statObject(BUCKET, key).then(
       () => "exists",
       (error: { code?: string }) => error.code,

@@ -208,11 +208,15 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
     const dry = await collectGarbage(deps, { graceMs: 0, dryRun: true, now: new Date(Date.now() + 1000) });
     expect(dry.blobs).toBeGreaterThanOrEqual(1);
     expect(dry.bytes).toBeGreaterThanOrEqual(gone.length);
-    expect(await t.app.metadata.findBlob("alpha", blake3Hex(gone))).toBeDefined();
+    const goneBlob = await t.app.metadata.findBlob("alpha", blake3Hex(gone));
+    expect(goneBlob).toBeDefined();
 
     const real = await collectGarbage(deps, { graceMs: 0, dryRun: false, now: new Date(Date.now() + 1000) });
     expect(real.blobs).toBe(dry.blobs);
     expect(await t.app.metadata.findBlob("alpha", blake3Hex(gone))).toBeUndefined();
+    // The stored content went with its row, by key, in the same collection.
+    expect(await t.app.blobs.stat(goneBlob!.storageKey)).toBeUndefined();
+    expect(real.releasedKeys).toBeGreaterThanOrEqual(real.blobs);
     expect(await t.app.metadata.findBlob("alpha", blake3Hex(kept))).toBeDefined();
     expect(await t.app.metadata.findBlob("alpha", blake3Hex(shared))).toBeDefined();
     expect((await download(keptArtifact.id)).equals(kept)).toBe(true);
@@ -279,7 +283,7 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
     const abandoned = await t.app.metadata.uploadSessions.abandon("alpha", session!.sessionId, { states: ["open"] });
     expect("deleted" in abandoned).toBe(true);
     const swept = await collectGarbage(deps, { graceMs: 0, orphanGraceMs: 0, dryRun: false, now: later });
-    expect(swept.staleUploads).toBeGreaterThanOrEqual(1);
+    expect(swept.releasedKeys).toBeGreaterThanOrEqual(1);
     expect(await t.app.blobs.stat(assembled.key)).toBeUndefined();
   });
 

@@ -112,7 +112,7 @@ async function gcCommand(args: string[]): Promise<number> {
       const verb = dryRun ? "would reclaim" : "reclaimed";
       console.log(
         `${dryRun ? "dry run: " : ""}expired ${expired} artifact(s); ${verb} ${report.blobs} blob(s), ${report.bytes} bytes; ` +
-          `${verb} ${report.staleUploads} dead upload(s); ${verb} ${report.orphans} orphaned object(s), ${report.orphanBytes} bytes; ` +
+          `${verb} the storage of ${report.releasedKeys} released key(s) (dead or failed uploads, reclaimed blobs, dropped sessions); ${verb} ${report.orphans} orphaned object(s), ${report.orphanBytes} bytes; ` +
           `${dryRun ? "would abort" : "aborted"} ${report.abandonedUploads} abandoned upload(s)`,
       );
       for (const blob of report.corruptBlobs) {

@@ -87,7 +87,8 @@ export interface MetadataStore {
   findReclaimableBlobs(cutoff: Date, limit: number): Promise<(StoredBlob & { tenantId: string })[]>;
   /**
    * Removes one blob row if it is still unreferenced by any live artifact
-   * and not held, detaching soft-deleted artifacts from it, in one transaction. Returns
+   * and not held, detaching soft-deleted artifacts from it and releasing its
+   * storage key (see InFlightUploads), in one transaction. Returns
    * false when an artifact took a reference meanwhile (the race with a
    * deduplicating upload): the foreign key makes that check race-free.
    */

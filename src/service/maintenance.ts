@@ -39,8 +39,11 @@ export interface GarbageReport {
   readonly orphanBytes: number;
   /** Uploads started and never finished that no upload session holds (a crash mid-upload), aborted with their parts. */
   readonly abandonedUploads: number;
-  /** Keys of uploads in flight that were released or whose heartbeat went stale, and what they stored, reclaimed. */
-  readonly staleUploads: number;
+  /**
+   * Storage keys whose content was discarded: released (failed uploads, dropped sessions, blobs reclaimed
+   * above) or of uploads whose heartbeat went stale (their server died).
+   */
+  readonly releasedKeys: number;
   /** Blobs whose stored bytes a read found no longer match their digest (first 100). */
   readonly corruptBlobs: readonly { readonly tenantId: string; readonly digest: string; readonly storageKey: string; readonly corruptAt: Date }[];
   readonly dryRun: boolean;
@@ -51,7 +54,8 @@ export interface GarbageReport {
  *
  * 1. Blobs that no live, pinned or recently deleted artifact references and
  *    that are older than the grace period. Each is removed from the index in
- *    its own transaction, and only then from the blob store. The schema's
+ *    its own transaction, which releases its storage key; the next pass
+ *    removes the object (and a later collection, should that fail). The schema's
  *    foreign key makes this safe against a deduplicating upload that takes
  *    a reference at the same moment: the delete fails and the blob stays
  *    (see MetadataStore.reclaimBlob).
@@ -103,10 +107,8 @@ export async function collectGarbage(
       checkCancelled();
       seen.add(`${candidate.tenantId}/${candidate.digest}`);
       if (!options.dryRun) {
+        // Its storage key is released with the row: the next pass removes the object, by key.
         if (!(await deps.metadata.reclaimBlob(candidate.tenantId, candidate.digest, cutoff))) continue;
-        await deps.blobs.delete(candidate.storageKey).catch(() => {
-          // Left for the orphan pass of a later run.
-        });
       }
       blobs++;
       bytes += candidate.sizeBytes;
@@ -114,7 +116,7 @@ export async function collectGarbage(
     if (options.dryRun) break;
   }
 
-  let staleUploads = 0;
+  let releasedKeys = 0;
   if (!options.dryRun) {
     for (;;) {
       checkCancelled();
@@ -132,7 +134,7 @@ export async function collectGarbage(
           deps.log?.(`reclaiming the storage of upload ${storageKey} failed`, error);
         }
       }
-      staleUploads += reclaimed;
+      releasedKeys += reclaimed;
       if (claimed.length < 100 || reclaimed === 0) break;
     }
   }
@@ -168,7 +170,7 @@ export async function collectGarbage(
     }
   }
   const corruptBlobs = (await deps.metadata.listCorruptBlobs(100)).map(({ tenantId, digest, storageKey, corruptAt }) => ({ tenantId, digest, storageKey, corruptAt }));
-  return { blobs, bytes, orphans, orphanBytes, abandonedUploads, staleUploads, corruptBlobs, dryRun: options.dryRun };
+  return { blobs, bytes, orphans, orphanBytes, abandonedUploads, releasedKeys, corruptBlobs, dryRun: options.dryRun };
 }
 
 /** The items a listing yields that pass `keep`, in batches of up to 500: one metadata query per batch, not per item. */

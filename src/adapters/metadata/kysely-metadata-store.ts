@@ -396,7 +396,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
           // one asked for after waits and then finds no blob, so that upload stores its bytes itself.
           const blob = await tx
             .selectFrom("blobs")
-            .select(HELD.as("held"))
+            .select([HELD.as("held"), "storage_key"])
             .where("tenant_id", "=", tenantId)
             .where("digest", "=", digest)
             .forUpdate()
@@ -414,7 +414,10 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
           // one a concurrent upload just inserted — the foreign key refuses
           // the delete and the blob stays.
           const deleted = await tx.deleteFrom("blobs").where("tenant_id", "=", tenantId).where("digest", "=", digest).executeTakeFirst();
-          return deleted.numDeletedRows > 0n;
+          if (deleted.numDeletedRows === 0n) return false;
+          // Its storage is released in the same breath: collection discards it by key, and retries until it is gone.
+          await releaseKey(tx, tenantId, blob.storage_key);
+          return true;
         });
       } catch (error) {
         // restrict_violation (ON DELETE RESTRICT) or foreign_key_violation.
