@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { partPlan } from "../src/adapters/blob/s3-blob-store.ts";
 import { hasSessions } from "../src/ports/blob-store.ts";
 import { blake3Hex } from "../src/blake3.ts";
+import { Status } from "../src/gen/artifacts/v1/artifact_pb.js";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { collectGarbage } from "../src/service/maintenance.ts";
 import { expectCode } from "./support/expect-code.ts";
@@ -98,6 +99,31 @@ describe("faults on postgres+minio", () => {
     await serverStillServes();
     // The pool replaced the lost connection: the same call now works.
     expect((await t.client().setPinned({ id: artifact.id, pinned: true })).artifact!.pinned).toBe(true);
+  });
+
+  // Each call waits on a row the test holds, inside its own transaction; its backend is terminated there.
+  const cutCalls: [string, (target: string) => Promise<unknown>, (target: string) => Promise<unknown>][] = [
+    ["SetStatus", (id) => t.client().setStatus({ id, status: Status.REVIEW }), (id) => t.client().setStatus({ id, status: Status.REVIEW })],
+    ["DeleteArtifact", (id) => t.client().deleteArtifact({ id }), (id) => t.client().deleteArtifact({ id })],
+    ["ArchiveRun", () => t.client().archiveRun({ runId: "cut-run" }), () => t.client().archiveRun({ runId: "cut-run" })],
+    [
+      "Upload (its inputs checked in the recording transaction)",
+      (id) => t.client().upload(uploadMessages({ case: "header", value: { spec: { kind: "cut-upload", inputs: [{ artifactId: id, role: "source" }] } } }, [randomBytes(9 * MiB)])),
+      (id) => t.client().upload(uploadMessages({ case: "header", value: { spec: { kind: "cut-upload", inputs: [{ artifactId: id, role: "source" }] } } }, [randomBytes(9 * MiB)])),
+    ],
+  ];
+  it.each(cutCalls)("fails only a %s whose connection is terminated mid-transaction, then works again", async (_, call, again) => {
+    const target = (await t.client().upload(uploadMessages({ case: "header", value: { spec: { kind: "cut-target", provenance: { runId: "cut-run" } } } }, [randomBytes(500)]))).artifact!;
+    const release = await lockRows("select id from artifacts where id = $1 for update", [target.id]);
+    try {
+      const calling = call(target.id);
+      await terminateWaitingBackend();
+      await expectCode(calling, Code.Unavailable, /unreachable or busy: retry later/);
+    } finally {
+      await release();
+    }
+    await serverStillServes();
+    await again(target.id);
   });
 
   it("fails only a SaveInline whose connection is terminated mid-transaction, and records nothing", async () => {
