@@ -381,6 +381,18 @@ describe("faults on postgres+minio", () => {
     }
   });
 
+  it("stops a garbage collection pass at its next step when shutdown cancels it", async () => {
+    const stop = new AbortController();
+    stop.abort(new Error("the server is stopping"));
+    const deleted = await save("gc-cancelled", randomBytes(3000));
+    await t.client().deleteArtifact({ id: deleted.id });
+    await expect(collectGarbage({ metadata: t.app.metadata, blobs: t.app.blobs, uploadStaleMs: 300_000 }, { graceMs: 0, dryRun: false, now: new Date(Date.now() + 60_000), signal: stop.signal })).rejects.toThrow(
+      "the server is stopping",
+    );
+    // Nothing was taken: the pass stopped before its first step.
+    expect(await t.app.metadata.findBlob("alpha", deleted.blake3)).toBeDefined();
+  });
+
   it("plans part sizes so that any upload up to 5 TiB fits in S3's 10,000 parts, with bounded memory", () => {
     for (const partSize of [5 * MiB, 8 * MiB, 64 * MiB]) {
       const plan = partPlan(partSize, 3);
