@@ -128,9 +128,12 @@ describe.each(BACKENDS)("upload sessions on %s", (backend) => {
     const a = await t.client().completeUploadSession({ sessionId: first.session!.sessionId });
     const second = await t.client().createUploadSession({ spec: { kind: "x" }, partSize: BigInt(PART) });
     await t.client().uploadPart({ sessionId: second.session!.sessionId, partNumber: 1, data });
+    const secondKey = (await t.app.metadata.uploadSessions.get("alpha", second.session!.sessionId))!.storageKey;
     const b = await t.client().completeUploadSession({ sessionId: second.session!.sessionId });
     expect(a.deduplicated).toBe(false);
     expect(b.deduplicated).toBe(true);
+    // The second session's own copy is surplus: gone at once, not left for a later collection.
+    expect(await t.app.blobs.stat(secondKey)).toBeUndefined();
     const empty = await t.client().createUploadSession({ spec: { kind: "x" }, expectedSize: 0n, partSize: BigInt(PART) });
     const e = await t.client().completeUploadSession({ sessionId: empty.session!.sessionId });
     expect(e.artifact!.sizeBytes).toBe(0n);

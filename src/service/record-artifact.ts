@@ -44,8 +44,19 @@ export async function recordArtifact(
     try {
       // Our key, unused, is released in the same transaction.
       const { artifact } = await metadata.createArtifact({ ...record, blob: { reuseExisting: true }, ...(content.hold ? { hold: content.hold } : {}) });
-      await content.discard().catch((error: unknown) => deps.log?.("dropping a deduplicated upload's copy failed (garbage collection takes it)", error));
-      if (content.hold && "inFlight" in content.hold) await discardReleased(deps, content.hold.inFlight);
+      const dropped = await content.discard().then(
+        () => true,
+        (error: unknown) => {
+          deps.log?.("dropping a deduplicated upload's copy failed (garbage collection takes it)", error);
+          return false;
+        },
+      );
+      if (content.hold) {
+        const key = storageKeyOf(content.hold);
+        // A writer aborted before it committed left nothing under its key: only the record is left to drop.
+        if (dropped && "inFlight" in content.hold) await metadata.uploadsInFlight.forget(key).catch(() => {});
+        else await discardReleased(deps, key);
+      }
       return { artifact, deduplicated: true };
     } catch (error) {
       // Reclaimed by garbage collection meanwhile: store our copy instead.

@@ -110,19 +110,26 @@ export async function createUploadSession(deps: UploadSessionDeps, caller: Calle
     await releaseAndDiscard(deps, key);
     throw error;
   }
-  const { session, created } = await deps.metadata.uploadSessions.create({
-    id: newArtifactId("ups"),
-    tenantId: caller.tenantId,
-    idempotencyKey: request.idempotencyKey || undefined,
-    spec,
-    expectedSize,
-    expectedBlake3: request.expectedBlake3 || undefined,
-    partSize,
-    storageKey: key,
-    multipartId: ref,
-    createdBy: caller.principal,
-    expiresAt: new Date(now.getTime() + deps.sessionTtlMs),
-  });
+  const { session, created } = await deps.metadata.uploadSessions
+    .create({
+      id: newArtifactId("ups"),
+      tenantId: caller.tenantId,
+      idempotencyKey: request.idempotencyKey || undefined,
+      spec,
+      expectedSize,
+      expectedBlake3: request.expectedBlake3 || undefined,
+      partSize,
+      storageKey: key,
+      multipartId: ref,
+      createdBy: caller.principal,
+      expiresAt: new Date(now.getTime() + deps.sessionTtlMs),
+    })
+    .catch(async (error: unknown) => {
+      // The session may or may not have been recorded. Releasing is safe either way (a recorded session removed the
+      // in-flight row in its own transaction); garbage collection then takes the upload only if it was not.
+      await deps.metadata.uploadsInFlight.release(key).catch(() => {});
+      throw error;
+    });
   // A concurrent create with the same key won: drop ours.
   if (!created) await releaseAndDiscard(deps, key);
   return viewOf(session);
