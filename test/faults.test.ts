@@ -32,6 +32,18 @@ async function* uploadMessages(header: UploadHeaderInit, chunks: Iterable<Uint8A
   for await (const chunk of chunks) yield { message: { case: "chunk", value: chunk } };
 }
 
+/** The content in two pieces, the second held back until `release()`: an upload paused mid-stream. */
+function pausedAfter(first: Uint8Array, rest: Uint8Array): { chunks: AsyncIterable<Uint8Array>; release: () => void } {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  async function* chunks(): AsyncIterable<Uint8Array> {
+    yield first;
+    await gate;
+    yield rest;
+  }
+  return { chunks: chunks(), release };
+}
+
 describe("faults on postgres+minio", () => {
   let t: TestApp;
   let admin: pg.Client;
@@ -53,6 +65,14 @@ describe("faults on postgres+minio", () => {
     for await (const r of t.client().download({ id })) if (r.message.case === "chunk") parts.push(r.message.value);
     return Buffer.concat(parts);
   };
+  /** A second server on the same database and bucket, with its own upload stale setting. */
+  const startReplica = (uploadStaleMs: number) =>
+    startTestApp("postgres+minio", {
+      DATABASE_URL: t.databaseUrl!,
+      ARTIFACTD_S3_BUCKET: t.bucket!,
+      ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",
+      ARTIFACTD_UPLOAD_STALE_MS: String(uploadStaleMs),
+    });
   const save = async (kind: string, data: Uint8Array) =>
     (await t.client().upload(uploadMessages({ case: "header", value: { spec: { kind } } }, [data]))).artifact!;
 
@@ -318,28 +338,17 @@ describe("faults on postgres+minio", () => {
     await admin.query("update uploads_in_flight set heartbeat_at = now() - interval '1 hour' where storage_key = $1", [deadKey]);
 
     // A live upload, mid-stream, older than the stale setting: its heartbeat keeps it.
-    const live = await startTestApp("postgres+minio", {
-      DATABASE_URL: t.databaseUrl!,
-      ARTIFACTD_S3_BUCKET: t.bucket!,
-      ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",
-      ARTIFACTD_UPLOAD_STALE_MS: "1500",
-    });
+    const live = await startReplica(1_500);
     try {
       const data = randomBytes(12 * MiB);
-      let go!: () => void;
-      const gate = new Promise<void>((resolve) => (go = resolve));
-      async function* slow(): AsyncIterable<Uint8Array> {
-        yield data.subarray(0, 9 * MiB);
-        await gate;
-        yield data.subarray(9 * MiB);
-      }
-      const uploading = live.client(t.tokens.alpha).upload(uploadMessages({ case: "header", value: { spec: { kind: "live-upload" } } }, slow()));
+      const slow = pausedAfter(data.subarray(0, 9 * MiB), data.subarray(9 * MiB));
+      const uploading = live.client(t.tokens.alpha).upload(uploadMessages({ case: "header", value: { spec: { kind: "live-upload" } } }, slow.chunks));
       await new Promise((r) => setTimeout(r, 3_500));
       const report = await collectGarbage({ metadata: live.app.metadata, blobs: live.app.blobs, uploadStaleMs: 1_500 }, { graceMs: 0, dryRun: false });
       expect(report.releasedKeys).toBeGreaterThanOrEqual(1);
       expect(await t.app.blobs.stat(deadKey)).toBeUndefined();
       expect((await admin.query("select count(*)::int as n from uploads_in_flight where storage_key = $1", [deadKey])).rows[0].n).toBe(0);
-      go();
+      slow.release();
       const done = await uploading;
       expect((await download(done.artifact!.id)).equals(data)).toBe(true);
     } finally {
@@ -348,22 +357,11 @@ describe("faults on postgres+minio", () => {
   });
 
   it("an upload whose key garbage collection claimed while it committed answers ABORTED and removes what it stored", async () => {
-    const slowBeat = await startTestApp("postgres+minio", {
-      DATABASE_URL: t.databaseUrl!,
-      ARTIFACTD_S3_BUCKET: t.bucket!,
-      ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",
-      ARTIFACTD_UPLOAD_STALE_MS: "60000",
-    });
+    const slowBeat = await startReplica(60_000);
     try {
-      let go!: () => void;
-      const gate = new Promise<void>((resolve) => (go = resolve));
-      async function* paused(): AsyncIterable<Uint8Array> {
-        yield randomBytes(2 * MiB);
-        await gate;
-        yield randomBytes(MiB);
-      }
+      const paused = pausedAfter(randomBytes(2 * MiB), randomBytes(MiB));
       const before = new Set((await admin.query("select storage_key from uploads_in_flight")).rows.map((r) => r.storage_key as string));
-      const uploading = slowBeat.client(t.tokens.alpha).upload(uploadMessages({ case: "header", value: { spec: { kind: "claimed-mid-commit" } } }, paused()));
+      const uploading = slowBeat.client(t.tokens.alpha).upload(uploadMessages({ case: "header", value: { spec: { kind: "claimed-mid-commit" } } }, paused.chunks));
       let key: string | undefined;
       for (let i = 0; i < 200 && !key; i++) {
         key = (await admin.query("select storage_key from uploads_in_flight")).rows.map((r) => r.storage_key as string).find((k) => !before.has(k));
@@ -372,7 +370,7 @@ describe("faults on postgres+minio", () => {
       expect(key).toBeDefined();
       // Garbage collection's claim, as it makes it for a stale heartbeat; the upload's next renewal is far off.
       await admin.query("update uploads_in_flight set released_at = now() where storage_key = $1", [key]);
-      go();
+      paused.release();
       await expectCode(uploading, Code.Aborted, /taken for dead/);
       expect(await t.app.blobs.stat(key!)).toBeUndefined();
       expect((await t.client().listArtifacts({ filter: { kind: "claimed-mid-commit" } })).artifacts).toEqual([]);
