@@ -35,7 +35,14 @@ import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from 
  * s3:AbortMultipartUpload, s3:ListBucket, s3:ListBucketMultipartUploads, and
  * s3:CreateBucket when the bucket does not exist yet.
  */
-export async function createS3BlobStore(config: S3Config): Promise<BlobStore & BlobLister & BlobSessions> {
+export async function createS3BlobStore(
+  config: S3Config,
+  options: {
+    /** Part sizes for one upload; tests choose a small schedule to see parts of several sizes. */
+    readonly planParts?: (expectedSize: number | undefined) => PartPlan;
+  } = {},
+): Promise<BlobStore & BlobLister & BlobSessions> {
+  const planParts = options.planParts ?? ((expectedSize) => partPlan(config.partSize, config.partConcurrency, expectedSize));
   const useSSL = config.endpoint.protocol === "https:";
   const agentOptions = { keepAlive: true, maxSockets: 256 };
   const client = new Client({
@@ -97,7 +104,7 @@ export async function createS3BlobStore(config: S3Config): Promise<BlobStore & B
   return {
     newKey: (tenantId) => `${tenantId}/${randomUUID()}`,
     async createWriter(_tenantId, key, expectedSize) {
-      return new S3BlobWriter(client, bucket, key, partPlan(config.partSize, config.partConcurrency, expectedSize));
+      return new S3BlobWriter(client, bucket, key, planParts(expectedSize));
     },
     read,
     async beginSession(_tenantId, key) {
@@ -192,16 +199,33 @@ export function partPlan(partSize: number, partConcurrency: number, expectedSize
     const size = Math.min(MAX_PART_BYTES, Math.max(partSize, Math.ceil(expectedSize / MAX_PARTS)));
     return { sizeOf: () => size, concurrencyOf: () => concurrencyFor(size) };
   }
-  const sizeAt = (partNumber: number, perDoubling: number) => Math.min(MAX_PART_BYTES, partSize * 2 ** Math.floor((partNumber - 1) / perDoubling));
-  // The slowest growth that still holds the largest object.
-  let perDoubling = MAX_PARTS;
+  const perDoubling = partsPerDoubling(partSize);
+  const sizeAt = (partNumber: number) => growingPartSize(partSize, perDoubling, partNumber);
+  return { sizeOf: sizeAt, concurrencyOf: (n) => concurrencyFor(sizeAt(n)) };
+}
+
+/**
+ * The slowest growth (most parts per doubling) with which 10,000 parts
+ * starting at `partSize` still hold the largest object. Found once per part
+ * size: the search adds up 10,000 parts a few dozen times, not a cost for
+ * every upload.
+ */
+const growingPartSize = (partSize: number, perDoubling: number, partNumber: number) =>
+  Math.min(MAX_PART_BYTES, partSize * 2 ** Math.floor((partNumber - 1) / perDoubling));
+
+const partsPerDoublingBySize = new Map<number, number>();
+function partsPerDoubling(partSize: number): number {
+  let perDoubling = partsPerDoublingBySize.get(partSize);
+  if (perDoubling !== undefined) return perDoubling;
+  perDoubling = MAX_PARTS;
   for (;;) {
     let total = 0;
-    for (let n = 1; n <= MAX_PARTS; n++) total += sizeAt(n, perDoubling);
+    for (let n = 1; n <= MAX_PARTS; n++) total += growingPartSize(partSize, perDoubling, n);
     if (total >= MAX_OBJECT_BYTES || perDoubling === 1) break;
     perDoubling = Math.max(1, Math.floor(perDoubling * 0.9));
   }
-  return { sizeOf: (n) => sizeAt(n, perDoubling), concurrencyOf: (n) => concurrencyFor(sizeAt(n, perDoubling)) };
+  partsPerDoublingBySize.set(partSize, perDoubling);
+  return perDoubling;
 }
 
 function ignoreNoSuchUpload(error: { code?: string }): void {

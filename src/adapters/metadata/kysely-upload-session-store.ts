@@ -5,6 +5,8 @@ import type { Database, UploadSessionTable } from "./schema.ts";
 
 /** A lease or claim older than this many milliseconds, by the database's clock. */
 const olderThan = (ms: number) => sql<Date>`now() - ${ms} * interval '1 millisecond'`;
+/** A streaming writer holds the session: its lease was renewed within WRITER_LEASE_MS. */
+const WRITER_LIVE = sql<boolean>`coalesce(writer_id is not null and writer_renewed_at >= ${olderThan(WRITER_LEASE_MS)}, false)`;
 
 /**
  * Upload sessions in the metadata database (see the upload_sessions and
@@ -13,7 +15,11 @@ const olderThan = (ms: number) => sql<Date>`now() - ${ms} * interval '1 millisec
  * on a session never both succeed.
  */
 export function createKyselyUploadSessionStore(db: Kysely<Database>): UploadSessionStore {
-  const load = async (row: Selectable<UploadSessionTable> | undefined, from: Kysely<Database> | Transaction<Database> = db): Promise<UploadSessionRecord | undefined> => {
+  /** A row with its parts; `writer_live` where the query asked for it (else no writer is reported). */
+  const load = async (
+    row: (Selectable<UploadSessionTable> & { writer_live?: boolean }) | undefined,
+    from: Kysely<Database> | Transaction<Database> = db,
+  ): Promise<UploadSessionRecord | undefined> => {
     if (!row) return undefined;
     const parts = await from
       .selectFrom("upload_session_parts")
@@ -24,19 +30,11 @@ export function createKyselyUploadSessionStore(db: Kysely<Database>): UploadSess
     return toRecord(
       row,
       parts.map((p) => ({ partNumber: p.part_number, sizeBytes: Number(p.size_bytes), etag: p.etag })),
-      row.writer_id !== null && (await writerLive(from, row.id)),
+      row.writer_live === true,
     );
   };
-  const byId = (tenantId: string, id: string) => db.selectFrom("upload_sessions").selectAll().where("tenant_id", "=", tenantId).where("id", "=", id);
-  /** Whether a row's writer lease is live, by the database's clock. */
-  const writerLive = async (from: Kysely<Database> | Transaction<Database>, id: string): Promise<boolean> => {
-    const row = await from
-      .selectFrom("upload_sessions")
-      .select(sql<boolean>`writer_id is not null and writer_renewed_at >= ${olderThan(WRITER_LEASE_MS)}`.as("live"))
-      .where("id", "=", id)
-      .executeTakeFirst();
-    return row?.live === true;
-  };
+  const byId = (tenantId: string, id: string) =>
+    db.selectFrom("upload_sessions").selectAll().select(WRITER_LIVE.as("writer_live")).where("tenant_id", "=", tenantId).where("id", "=", id);
 
   return {
     async create(session) {
@@ -90,12 +88,12 @@ export function createKyselyUploadSessionStore(db: Kysely<Database>): UploadSess
         // part cannot slip in after completing began.
         const row = await tx
           .selectFrom("upload_sessions")
-          .select(["state", "assembled_blake3", "writer_id", sql<boolean>`coalesce(writer_renewed_at < ${olderThan(WRITER_LEASE_MS)}, true)`.as("writer_lapsed")])
+          .select(["state", "assembled_blake3", "writer_id", WRITER_LIVE.as("writer_live")])
           .where("id", "=", id)
           .forShare()
           .executeTakeFirst();
         if (row?.state !== "open" || row.assembled_blake3 !== null) return "closed";
-        if (writerId !== undefined ? row.writer_id !== writerId : row.writer_id !== null && !row.writer_lapsed) return "held";
+        if (writerId !== undefined ? row.writer_id !== writerId : row.writer_live) return "held";
         await tx
           .insertInto("upload_session_parts")
           .values({ session_id: id, part_number: part.partNumber, size_bytes: part.sizeBytes, etag: part.etag })
