@@ -1342,8 +1342,10 @@ export declare const EventTypeSchema: GenEnum<EventType>;
  * Errors use the standard gRPC codes with a message that says what to fix:
  * INVALID_ARGUMENT for malformed requests, NOT_FOUND for unknown or deleted
  * ids, FAILED_PRECONDITION for requests the artifact's state forbids,
- * RESOURCE_EXHAUSTED for limits, UNAVAILABLE when a backing store is down,
- * UNIMPLEMENTED for calls this release does not serve yet.
+ * RESOURCE_EXHAUSTED for limits and for a server whose storage is full,
+ * UNAVAILABLE when a backing store is down, drops the connection or throttles
+ * (retry: nothing was recorded, or the retry finds what was), UNIMPLEMENTED
+ * for calls this release does not serve yet.
  *
  * @generated from service artifacts.v1.ArtifactService
  */
@@ -1362,7 +1364,9 @@ export declare const ArtifactService: GenService<{
    * invalid, or the received size / digest differ from expected_size /
    * expected_blake3 (nothing is recorded); NOT_FOUND / FAILED_PRECONDITION
    * for bad inputs; CANCELLED / DEADLINE_EXCEEDED when the client goes away:
-   * the partial upload is aborted and nothing is stored.
+   * the partial upload is aborted and nothing is stored. ABORTED when the
+   * upload's heartbeat lapsed (the database unreachable for longer than
+   * ARTIFACTD_UPLOAD_STALE_MS) and its storage was reclaimed: upload again.
    *
    * Identical content is stored once per tenant: the second upload of the same
    * bytes creates a new artifact pointing at the existing blob.
@@ -1381,7 +1385,11 @@ export declare const ArtifactService: GenService<{
    *
    * Errors: NOT_FOUND for an unknown or deleted id; OUT_OF_RANGE when offset
    * is past the end; INVALID_ARGUMENT for a malformed id or negative range;
-   * DATA_LOSS if the stored content no longer matches its digest.
+   * DATA_LOSS if the stored content no longer matches its digest (a whole
+   * download's last chunk is held back until the digest is verified, so the
+   * stream ends with DATA_LOSS before the client has all of it; later reads
+   * fail at once, until an upload of the same content restores it) or the
+   * stored object is gone.
    *
    * @generated from rpc artifacts.v1.ArtifactService.Download
    */
@@ -1485,8 +1493,11 @@ export declare const ArtifactService: GenService<{
   },
   /**
    * Abandons an open session and frees its storage. A session being
-   * completed answers ABORTED (it may still become an artifact: ask again), a
-   * completed one FAILED_PRECONDITION (delete the artifact instead).
+   * completed answers ABORTED (it may still become an artifact: ask again),
+   * unless that complete died with its server (its claim not renewed for
+   * ARTIFACTD_UPLOAD_STALE_MS): then the abort takes the session over and
+   * drops it. A completed one answers FAILED_PRECONDITION (delete the
+   * artifact instead).
    *
    * @generated from rpc artifacts.v1.ArtifactService.AbortUploadSession
    */

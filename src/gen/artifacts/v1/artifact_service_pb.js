@@ -354,8 +354,10 @@ export const EventType = /*@__PURE__*/
  * Errors use the standard gRPC codes with a message that says what to fix:
  * INVALID_ARGUMENT for malformed requests, NOT_FOUND for unknown or deleted
  * ids, FAILED_PRECONDITION for requests the artifact's state forbids,
- * RESOURCE_EXHAUSTED for limits, UNAVAILABLE when a backing store is down,
- * UNIMPLEMENTED for calls this release does not serve yet.
+ * RESOURCE_EXHAUSTED for limits and for a server whose storage is full,
+ * UNAVAILABLE when a backing store is down, drops the connection or throttles
+ * (retry: nothing was recorded, or the retry finds what was), UNIMPLEMENTED
+ * for calls this release does not serve yet.
  *
  * @generated from service artifacts.v1.ArtifactService
  */
