@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createFsBlobStore } from "../src/adapters/blob/fs-blob-store.ts";
 import { createS3BlobStore } from "../src/adapters/blob/s3-blob-store.ts";
 import { blake3Hex } from "../src/blake3.ts";
-import type { BlobStore } from "../src/ports/blob-store.ts";
+import { hasSessions, type BlobStore } from "../src/ports/blob-store.ts";
 
 /**
  * One suite for the BlobStore port, run against every adapter: a real MinIO
@@ -53,7 +53,7 @@ const adapters: Record<string, () => Promise<Subject>> = {
     return {
       store,
       async leftovers() {
-        return readdirSync(path.join(root, "incoming")).map((f) => `incoming:${f}`);
+        return [...readdirSync(path.join(root, "incoming")).map((f) => `incoming:${f}`), ...readdirSync(path.join(root, "sessions")).map((f) => `session:${f}`)];
       },
       async close() {
         await store.close();
@@ -124,11 +124,64 @@ describe.each(Object.keys(adapters))("BlobStore contract: %s", (name) => {
     await expect(writer.write(Buffer.from("more"))).rejects.toThrow();
   });
 
+  it("discards what an upload left under a key, found by the key: a committed object, an unfinished upload, a session's parts", async () => {
+    const committed = await subject.store.createWriter("tenant-a", subject.store.newKey("tenant-a"));
+    await committed.write(randomBytes(1000));
+    const committedKey = await committed.commit("unused");
+    const unfinishedKey = subject.store.newKey("tenant-a");
+    const unfinished = await subject.store.createWriter("tenant-a", unfinishedKey);
+    for (let i = 0; i < 11; i++) await unfinished.write(randomBytes(MiB));
+    const sessionKey = subject.store.newKey("tenant-a");
+    if (!hasSessions(subject.store)) throw new Error("the store has no upload sessions");
+    const session = await subject.store.beginSession("tenant-a", sessionKey);
+    await subject.store.putPart(sessionKey, session.ref, 1, randomBytes(1000));
+    expect((await subject.leftovers()).length).toBeGreaterThanOrEqual(2);
+
+    for (const key of [committedKey, unfinishedKey, sessionKey]) await subject.store.discard(key);
+    expect(await subject.store.stat(committedKey)).toBeUndefined();
+    expect(await subject.leftovers()).toEqual([]);
+    // A key with nothing under it, or discarded twice: not an error.
+    await subject.store.discard(committedKey);
+    await subject.store.discard(subject.store.newKey("tenant-a"));
+    await unfinished.abort();
+  });
+
   it("deleting a missing key is not an error", async () => {
     const writer = await subject.store.createWriter("tenant-a", subject.store.newKey("tenant-a"));
     const key = await writer.commit(blake3Hex(new Uint8Array(0)));
     await subject.store.delete(key);
     await subject.store.delete(key);
     expect(await subject.store.stat(key)).toBeUndefined();
+  });
+});
+
+describe("S3 blob store: parts that grow", () => {
+  it("stores and reads back an upload whose parts grow along its plan", async () => {
+    const minio = inject("minio");
+    const bucket = `growing-${Math.random().toString(36).slice(2, 10)}`;
+    // 5, 5, 10, 10, 20 MiB…: the schedule partPlan follows, compressed so a test can see several sizes.
+    const sizes: number[] = [];
+    const store = await createS3BlobStore(
+      { endpoint: new URL(minio.endpoint), region: "us-east-1", accessKey: minio.accessKey, secretKey: minio.secretKey, bucket, partSize: 5 * MiB, partConcurrency: 2 },
+      {
+        planParts: () => ({
+          sizeOf: (n) => {
+            const size = 5 * MiB * 2 ** Math.floor((n - 1) / 2);
+            sizes[n - 1] = size;
+            return size;
+          },
+          concurrencyOf: () => 2,
+        }),
+      },
+    );
+    const data = randomBytes(42 * MiB + 5);
+    const writer = await store.createWriter("tenant-a", store.newKey("tenant-a"));
+    for (let i = 0; i < data.length; i += 3 * MiB) await writer.write(data.subarray(i, i + 3 * MiB));
+    const key = await writer.commit(blake3Hex(data));
+    expect(new Set(sizes.slice(0, 5))).toEqual(new Set([5 * MiB, 10 * MiB, 20 * MiB]));
+    expect(await store.stat(key)).toEqual({ size: data.length });
+    expect((await readAll(store, key, 0, data.length)).equals(data)).toBe(true);
+    await store.discard(key);
+    await store.close();
   });
 });

@@ -26,6 +26,8 @@ interface SoakReport {
   unfinished_uploads: number;
   watch_missed: number;
   watch_duplicates: number;
+  /** Failed calls by "<rpc> <code>". */
+  failures: Record<string, number>;
   error?: string;
 }
 
@@ -58,6 +60,8 @@ describe("chaos soak", () => {
       watch_duplicates: report.watch_duplicates,
     };
     expect(failures, `the soak's report:\n${lines[0]}`).toEqual({ lost: 0, corrupt: 0, missing_content: 0, orphan_objects: 0, unfinished_uploads: 0, watch_missed: 0, watch_duplicates: 0 });
+    // Every failure the service answered during the faults said what to do: retry (UNAVAILABLE), never INTERNAL.
+    expect(Object.keys(report.failures).filter((key) => / (Internal|Unknown)$/.test(key)), `the soak's report:\n${lines[0]}`).toEqual([]);
     expect(code).toBe(0);
   });
 });

@@ -300,6 +300,17 @@ describe("process faults: Postgres, MinIO and the service stopped under load", (
     const data = bytes.subarray((partNumber - 1) * SESSION_PART, Math.min(partNumber * SESSION_PART, bytes.byteLength));
     return client.uploadPart({ sessionId, partNumber, data, partBlake3: blake3Hex(data) }, { timeoutMs: 30_000 });
   };
+  /** A session for `bytes` (size and digest declared), with its first two parts uploaded; its id. */
+  const sessionWithTwoParts = async (bytes: Buffer) => {
+    const created = await client.createUploadSession(
+      { spec: { kind: "fault-session" }, expectedSize: BigInt(bytes.byteLength), expectedBlake3: blake3Hex(bytes), partSize: BigInt(SESSION_PART) },
+      { timeoutMs: 30_000 },
+    );
+    const sessionId = created.session!.sessionId;
+    await uploadPart(sessionId, bytes, 1);
+    await uploadPart(sessionId, bytes, 2);
+    return sessionId;
+  };
 
   /** Every artifact acknowledged so far downloads, once, without retries, with its BLAKE3 and size. */
   const expectAcknowledgedIntact = async () => {
@@ -380,13 +391,7 @@ describe("process faults: Postgres, MinIO and the service stopped under load", (
       await upload("fault-upload", content(randomBytes(16).toString("hex"), 300 * KiB));
       await saveInline("after the outage");
       const sessionBytes = content(randomBytes(16).toString("hex"), 6 * MiB);
-      const created = await client.createUploadSession(
-        { spec: { kind: "fault-session" }, expectedSize: BigInt(sessionBytes.byteLength), expectedBlake3: blake3Hex(sessionBytes), partSize: BigInt(SESSION_PART) },
-        { timeoutMs: 30_000 },
-      );
-      const sessionId = created.session!.sessionId;
-      await uploadPart(sessionId, sessionBytes, 1);
-      await uploadPart(sessionId, sessionBytes, 2);
+      const sessionId = await sessionWithTwoParts(sessionBytes);
       const completed = await client.completeUploadSession({ sessionId }, { timeoutMs: 60_000 });
       expect(completed.artifact?.blake3).toBe(blake3Hex(sessionBytes));
       acknowledge({ id: completed.artifact!.id, blake3: blake3Hex(sessionBytes), size: sessionBytes.byteLength, via: "session" });
@@ -442,13 +447,7 @@ describe("process faults: Postgres, MinIO and the service stopped under load", (
     await waitFor("the multipart upload on MinIO's disk", 10_000, async () => (uploadsOnDisk(key).length > 0 ? true : undefined));
 
     const sessionBytes = content(randomBytes(16).toString("hex"), 12 * MiB);
-    const created = await client.createUploadSession(
-      { spec: { kind: "fault-session" }, expectedSize: BigInt(sessionBytes.byteLength), expectedBlake3: blake3Hex(sessionBytes), partSize: BigInt(SESSION_PART) },
-      { timeoutMs: 30_000 },
-    );
-    const sessionId = created.session!.sessionId;
-    await uploadPart(sessionId, sessionBytes, 1);
-    await uploadPart(sessionId, sessionBytes, 2);
+    const sessionId = await sessionWithTwoParts(sessionBytes);
 
     await service!.kill();
     // The connection dies with the process, so the code is the client library's: connect-node reports a

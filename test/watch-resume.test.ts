@@ -73,6 +73,16 @@ async function watchError(client: ArtifactsClient, resumeAfter: string): Promise
 }
 
 /** One of each event, made one after another: the events a watcher of the run must see, in this order. */
+/** Watches `run` live through `watching` while `making` makes the standard events; what was made and what was seen. */
+async function watchWhileMaking(watching: ArtifactsClient, making: ArtifactsClient, run: string) {
+  const live = startWatch(watching, run);
+  await sleep(300);
+  const made = await makeEvents(making, run);
+  const seen = await live.until(made.length);
+  await live.stop();
+  return { made, seen };
+}
+
 async function makeEvents(client: ArtifactsClient, run: string): Promise<{ type: string; id: string }[]> {
   const save = async (name: string) =>
     (await client.saveInline({ spec: { kind: "resumed", name, provenance: { runId: run } }, content: { case: "text", value: name } })).artifact!.id;
@@ -115,11 +125,7 @@ describe.each(BACKENDS)("WatchArtifacts resume_after on %s", (backend: Backend) 
 
   it("resumes after a cursor with exactly the later events, once, in order, then goes live", async () => {
     const run = newRun();
-    const live = startWatch(t.client(), run);
-    await sleep(300);
-    const first = await makeEvents(t.client(), run);
-    const seen = await live.until(first.length);
-    await live.stop();
+    const { made: first, seen } = await watchWhileMaking(t.client(), t.client(), run);
     expect(withoutCursor(seen)).toEqual(first);
     expectIncreasing(seen);
 
@@ -176,11 +182,8 @@ describe.each(BACKENDS)("WatchArtifacts resume_after on %s", (backend: Backend) 
     let after: TestApp | undefined;
     try {
       const run = newRun();
-      const live = startWatch(before.client(), run);
-      await sleep(300);
-      const first = await makeEvents(before.client(), run);
-      const seen = await live.until(first.length);
-      await live.stop();
+      const { made: first, seen } = await watchWhileMaking(before.client(), before.client(), run);
+      expect(withoutCursor(seen)).toEqual(first);
       // Made after the watcher left, then the server goes away.
       const unseen = await makeEvents(before.client(), run);
       await before.closeApp();
@@ -202,11 +205,7 @@ describe.each(BACKENDS)("WatchArtifacts resume_after on %s", (backend: Backend) 
   // Last in this suite: it prunes the whole log of the shared server.
   it("answers OUT_OF_RANGE to a cursor older than the events kept, and resumes from the newest one", async () => {
     const run = newRun();
-    const live = startWatch(t.client(), run);
-    await sleep(300);
-    const first = await makeEvents(t.client(), run);
-    const seen = await live.until(first.length);
-    await live.stop();
+    const { made: first, seen } = await watchWhileMaking(t.client(), t.client(), run);
     const deps = { metadata: t.app.metadata, blobs: t.app.blobs };
     // Within the retention nothing goes.
     expect(await pruneArtifactEvents(deps, 86_400_000)).toBe(0);
@@ -239,11 +238,7 @@ describe("WatchArtifacts across replicas", () => {
 
   it("resumes on another replica after watching on one, missing nothing", async () => {
     const run = newRun();
-    const live = startWatch(first.client(), run);
-    await sleep(300);
-    const made = await makeEvents(second.client(first.tokens.alpha), run);
-    const seen = await live.until(made.length);
-    await live.stop();
+    const { made, seen } = await watchWhileMaking(first.client(), second.client(first.tokens.alpha), run);
     const unseen = await makeEvents(first.client(), run);
     const resumed = startWatch(second.client(first.tokens.alpha), run, seen[3]!.cursor);
     await resumed.until(3 + unseen.length);
