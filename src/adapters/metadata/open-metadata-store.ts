@@ -43,7 +43,10 @@ export async function openDatabase(options: MetadataStoreOptions): Promise<{ db:
     // 'error' on the client, which the pool no longer listens to: unheard, it would stop the whole process.
     // The query in flight fails on its own (UNAVAILABLE to its caller), and the client, no longer queryable,
     // is dropped when released.
-    pool.on("connect", (client) => client.on("error", () => {}));
+    pool.on("connect", (client) => {
+      client.on("error", () => {});
+      endOnFatalError(client);
+    });
     dialect = new PostgresDialect({ pool });
   } else {
     const { PGlite } = await import("@electric-sql/pglite");
@@ -74,3 +77,26 @@ async function ensureMigrated(db: Kysely<Database>): Promise<void> {
     );
   }
 }
+
+/**
+ * A query that fails because its connection is going away (the backend was
+ * terminated, Postgres is shutting down) reaches its caller before the socket
+ * closes; released meanwhile, the client would go back to the pool as if
+ * usable, and fail the next call too. Ending it at once marks it, so the pool
+ * drops it on release and the next call gets a fresh connection.
+ */
+function endOnFatalError(client: pg.PoolClient): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  (client as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+    const result = query(...args);
+    if (result instanceof Promise) {
+      result.catch((error: unknown) => {
+        const code = (error as { code?: unknown }).code;
+        const lost = (typeof code === "string" && (code.startsWith("57P") || code.startsWith("08"))) || /Connection terminated/.test(String((error as Error)?.message));
+        if (lost) client.end().catch(() => {});
+      });
+    }
+    return result;
+  };
+}
+
