@@ -111,9 +111,10 @@ describe("faults on postgres+minio", () => {
     const artifact = await save("pin-target", randomBytes(1000));
     const release = await lockRows("select id from artifacts where id = $1 for update", [artifact.id]);
     try {
-      const pinning = t.client().setPinned({ id: artifact.id, pinned: true });
+      // The expectation is attached at once: the call fails while the termination is still being made.
+      const pinning = expectCode(t.client().setPinned({ id: artifact.id, pinned: true }), Code.Unavailable, /unreachable or busy: retry later/);
       await terminateWaitingBackend();
-      await expectCode(pinning, Code.Unavailable, /unreachable or busy: retry later/);
+      await pinning;
     } finally {
       await release();
     }
@@ -159,9 +160,9 @@ describe("faults on postgres+minio", () => {
       : (await t.client().upload(uploadMessages({ case: "header", value: { spec: { kind: "cut-target", provenance: { runId: "cut-run" } } } }, [randomBytes(500)]))).artifact!.id;
     const release = lock === "row" ? await lockRows("select id from artifacts where id = $1 for update", [target]) : await lockRows(`lock table ${lock} in access exclusive mode`, []);
     try {
-      const calling = call(target);
+      const calling = expectCode(call(target), Code.Unavailable, /unreachable or busy: retry later/);
       await terminateWaitingBackend();
-      await expectCode(calling, Code.Unavailable, /unreachable or busy: retry later/);
+      await calling;
     } finally {
       await release();
     }
@@ -173,9 +174,12 @@ describe("faults on postgres+minio", () => {
     const input = await save("inline-input", randomBytes(100));
     const release = await lockRows("select id from artifacts where id = $1 for update", [input.id]);
     try {
-      const saving = t.client().saveInline({ spec: { kind: "inline-cut", inputs: [{ artifactId: input.id, role: "source" }] }, content: { case: "text", value: "x" } });
+      const saving = expectCode(
+        t.client().saveInline({ spec: { kind: "inline-cut", inputs: [{ artifactId: input.id, role: "source" }] }, content: { case: "text", value: "x" } }),
+        Code.Unavailable,
+      );
       await terminateWaitingBackend();
-      await expectCode(saving, Code.Unavailable);
+      await saving;
     } finally {
       await release();
     }
@@ -196,9 +200,9 @@ describe("faults on postgres+minio", () => {
     // The input is checked inside the recording transaction: holding it makes that transaction wait, then we cut it.
     const release = await lockRows("select id from artifacts where id = $1 for update", [input.id]);
     try {
-      const completing = t.client().completeUploadSession({ sessionId: id });
+      const completing = expectCode(t.client().completeUploadSession({ sessionId: id }), Code.Unavailable);
       await terminateWaitingBackend();
-      await expectCode(completing, Code.Unavailable);
+      await completing;
     } finally {
       await release();
     }

@@ -72,9 +72,9 @@ export interface MetadataStore {
 
   /** Sets deleted_at; undefined when there is no such artifact. Refuses pinned ones. */
   softDeleteArtifact(tenantId: string, id: string, now: Date): Promise<Artifact | undefined>;
-  setPinned(tenantId: string, id: string, pinned: boolean): Promise<{ artifact: Artifact; changed: boolean } | undefined>;
+  setPinned(tenantId: string, id: string, pinned: boolean): Promise<Artifact | undefined>;
   /** Applies a status change allowed by STATUS_TRANSITIONS, atomically. */
-  setStatus(tenantId: string, id: string, status: ArtifactStatus): Promise<{ artifact: Artifact; changed: boolean } | undefined>;
+  setStatus(tenantId: string, id: string, status: ArtifactStatus): Promise<Artifact | undefined>;
   /** Soft-deletes the unpinned, live artifacts of a run; returns them. */
   archiveRun(tenantId: string, runId: string, now: Date): Promise<Artifact[]>;
   /** Soft-deletes up to `limit` unpinned artifacts whose expires_at has passed. */
@@ -156,6 +156,11 @@ export const UPLOAD_HOLD_LOST =
 export type UploadHold =
   | { readonly inFlight: string }
   | { readonly session: { readonly id: string; readonly claim: string; readonly storageKey: string } };
+
+/** The storage key a hold holds. */
+export function storageKeyOf(hold: UploadHold): string {
+  return "inFlight" in hold ? hold.inFlight : hold.session.storageKey;
+}
 
 export interface PageRequest {
   readonly pageSize: number;

@@ -166,15 +166,13 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
 
     async setPinned(caller, rawId, pinned) {
       const id = requireArtifactId("id", rawId);
-      const result = await metadata.setPinned(caller.tenantId, id, pinned);
-      return found(id, result?.artifact);
+      return found(id, await metadata.setPinned(caller.tenantId, id, pinned));
     },
 
     async setStatus(caller, rawId, status) {
       const id = requireArtifactId("id", rawId);
       if (!status) throw invalidArgument("status is required: STATUS_DRAFT, STATUS_REVIEW, STATUS_APPROVED or STATUS_REJECTED");
-      const result = await metadata.setStatus(caller.tenantId, id, status);
-      return found(id, result?.artifact);
+      return found(id, await metadata.setStatus(caller.tenantId, id, status));
     },
 
     async archiveRun(caller, runId) {

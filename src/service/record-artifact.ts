@@ -1,7 +1,7 @@
 import type { Artifact } from "../artifact.ts";
 import { ArtifactError } from "../artifact-error.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
-import { BLOB_RECLAIMED, type MetadataStore, type NewArtifact, type UploadHold } from "../ports/metadata-store.ts";
+import { BLOB_RECLAIMED, storageKeyOf, type MetadataStore, type NewArtifact, type UploadHold } from "../ports/metadata-store.ts";
 
 /** What an upload hands over to be recorded: its copy of the content, if any, and what holds the copy's key. */
 export interface UploadedContent {
@@ -76,10 +76,6 @@ export async function recordArtifact(
     await discardReleased(deps, key);
   }
   return { artifact: result.artifact, deduplicated: !result.blobCreated };
-}
-
-export function storageKeyOf(hold: UploadHold): string {
-  return "inFlight" in hold ? hold.inFlight : hold.session.storageKey;
 }
 
 /**

@@ -268,16 +268,16 @@ export async function completeUploadSession(
   caller: Caller,
   id: string,
   trailer?: TrailerMetadata,
-): Promise<{ artifact: Artifact; deduplicated: boolean; replayed: boolean }> {
+): Promise<{ artifact: Artifact; deduplicated: boolean }> {
   let session = await liveSession(deps, caller, id);
   const store = deps.metadata.uploadSessions;
   // A retry after a lost response: the same artifact again.
-  if (session.state === "completed") return { artifact: await completedArtifact(deps, caller, session), deduplicated: false, replayed: true };
+  if (session.state === "completed") return { artifact: await completedArtifact(deps, caller, session), deduplicated: false };
   const claim = randomUUID();
   const begun = await store.beginCompleting(caller.tenantId, id, claim, deps.uploadStaleMs);
   if (!begun) throw notFound(`upload session ${id} does not exist or has expired: create a new one`);
   if (!begun.acquired) {
-    if (begun.session.state === "completed") return { artifact: await completedArtifact(deps, caller, begun.session), deduplicated: false, replayed: true };
+    if (begun.session.state === "completed") return { artifact: await completedArtifact(deps, caller, begun.session), deduplicated: false };
     throw new ArtifactError("aborted", `upload session ${id} is being completed by another call: retry in a moment to get its artifact`);
   }
   session = begun.session;
@@ -327,7 +327,7 @@ export async function completeUploadSession(
         discard: async () => {},
       },
     );
-    return { ...result, replayed: false };
+    return result;
   } catch (error) {
     // Give the claim back: the session stays usable (its parts, or its assembled object) for a retry. If the
     // artifact's commit did happen after all, the session is completed and this changes nothing.
@@ -423,7 +423,7 @@ export async function streamIntoSession(
     { type: "chunk"; data: Uint8Array } | ({ type: "trailer" } & TrailerMetadata) | { type: "header" } | { type: "empty" }
   >,
   signal: AbortSignal,
-): Promise<{ artifact: Artifact; deduplicated: boolean; replayed: boolean }> {
+): Promise<{ artifact: Artifact; deduplicated: boolean }> {
   const session = await liveSession(deps, caller, start.sessionId);
   if (session.state !== "open") throw failedPrecondition(`upload session ${session.id} is ${session.state} and takes no more bytes`);
   const { resumeOffset } = viewOf(session);
@@ -460,7 +460,7 @@ async function streamParts(
   signal: AbortSignal,
   writerId: string,
   leaseLost: () => boolean,
-): Promise<{ artifact: Artifact; deduplicated: boolean; replayed: boolean }> {
+): Promise<{ artifact: Artifact; deduplicated: boolean }> {
   let partNumber = startOffset / session.partSize + 1;
   let buffer = Buffer.allocUnsafe(session.partSize);
   let filled = 0;

@@ -1,6 +1,21 @@
-import { sql, type Kysely } from "kysely";
+import { sql, type Kysely, type Transaction } from "kysely";
 import type { InFlightUploads } from "../../ports/in-flight-uploads.ts";
 import type { Database } from "./schema.ts";
+
+/**
+ * Records a storage key as released, whether or not an upload had it in
+ * flight, inside the caller's transaction: whatever is stored under it is
+ * garbage from that commit on, and collection discards it. For the stores
+ * that drop what held a key (a reclaimed blob, an abandoned session, a copy
+ * that lost a deduplication race).
+ */
+export async function releaseStorageKey(tx: Transaction<Database>, tenantId: string, storageKey: string): Promise<void> {
+  await tx
+    .insertInto("uploads_in_flight")
+    .values({ storage_key: storageKey, tenant_id: tenantId, released_at: sql`now()` })
+    .onConflict((oc) => oc.column("storage_key").doUpdateSet({ released_at: sql`coalesce(uploads_in_flight.released_at, now())` }))
+    .execute();
+}
 
 /** Uploads in flight in the metadata database (see the uploads_in_flight migration). Times are the database's. */
 export function createKyselyInFlightUploads(db: Kysely<Database>): InFlightUploads {

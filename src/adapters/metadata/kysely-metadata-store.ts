@@ -1,12 +1,12 @@
 import { sql, type Kysely } from "kysely";
 import { STATUS_TRANSITIONS, type Artifact, type ArtifactInput, type LineageEdge } from "../../artifact.ts";
 import { ArtifactError, failedPrecondition, notFound } from "../../artifact-error.ts";
-import { BLOB_RECLAIMED, UPLOAD_HOLD_LOST, type ApiToken, type MetadataStore, type NewArtifact, type StoredBlob } from "../../ports/metadata-store.ts";
+import { BLOB_RECLAIMED, storageKeyOf, UPLOAD_HOLD_LOST, type ApiToken, type MetadataStore, type NewArtifact, type StoredBlob } from "../../ports/metadata-store.ts";
 import { applyFilter } from "./artifact-filter.ts";
 import { bestQuery, listQuery, searchQuery, selectArtifacts } from "./artifact-queries.ts";
 import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type ArtifactRow, type Queryable } from "./artifact-rows.ts";
 import { decodeKeysetToken, decodeOffsetToken, encodeKeysetToken, encodeOffsetToken } from "./page-token.ts";
-import { createKyselyInFlightUploads } from "./kysely-in-flight-uploads.ts";
+import { createKyselyInFlightUploads, releaseStorageKey } from "./kysely-in-flight-uploads.ts";
 import { createKyselyArtifactEventLog, type PendingEvent } from "./kysely-artifact-event-log.ts";
 import { createKyselyUploadSessionStore } from "./kysely-upload-session-store.ts";
 import type { ApiTokenTable, Database } from "./schema.ts";
@@ -127,7 +127,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
                 .where("tenant_id", "=", record.tenantId)
                 .where("digest", "=", record.blake3)
                 .execute();
-              await releaseKey(tx, record.tenantId, existing.storage_key);
+              await releaseStorageKey(tx, record.tenantId, existing.storage_key);
               row = { ...existing, storage_key: record.blob.storageKey };
             }
             blob = toStoredBlob(row);
@@ -301,11 +301,11 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
         const row = await selectArtifacts(tx, tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
         if (!row) return undefined;
         if (row.deleted_at !== null && pinned) throw failedPrecondition(`artifact ${id} is deleted and cannot be pinned`);
-        if (row.pinned === pinned) return { artifact: (await toArtifacts(tx, [row]))[0]!, changed: false };
+        if (row.pinned === pinned) return (await toArtifacts(tx, [row]))[0]!;
         const updated = await tx.updateTable("artifacts").set({ pinned }).where("id", "=", id).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
         const artifact = (await toArtifacts(tx, [updated]))[0]!;
         recordEvent({ type: pinned ? "pinned" : "unpinned", artifact });
-        return { artifact, changed: true };
+        return artifact;
       });
     },
 
@@ -313,7 +313,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
       return withEvents(async (tx, recordEvent) => {
         const row = await selectArtifacts(tx, tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
         if (!row) return undefined;
-        if (row.status === status) return { artifact: (await toArtifacts(tx, [row]))[0]!, changed: false };
+        if (row.status === status) return (await toArtifacts(tx, [row]))[0]!;
         if (row.deleted_at !== null) throw failedPrecondition(`artifact ${id} is deleted; its status can no longer change`);
         const allowed = STATUS_TRANSITIONS[row.status];
         if (!allowed.includes(status)) {
@@ -324,7 +324,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
         const updated = await tx.updateTable("artifacts").set({ status }).where("id", "=", id).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
         const artifact = (await toArtifacts(tx, [updated]))[0]!;
         recordEvent({ type: "status_changed", artifact });
-        return { artifact, changed: true };
+        return artifact;
       });
     },
 
@@ -416,7 +416,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
           const deleted = await tx.deleteFrom("blobs").where("tenant_id", "=", tenantId).where("digest", "=", digest).executeTakeFirst();
           if (deleted.numDeletedRows === 0n) return false;
           // Its storage is released in the same breath: collection discards it by key, and retries until it is gone.
-          await releaseKey(tx, tenantId, blob.storage_key);
+          await releaseStorageKey(tx, tenantId, blob.storage_key);
           return true;
         });
       } catch (error) {
@@ -492,7 +492,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
  */
 async function endHold(tx: Transaction<Database>, record: NewArtifact, blob: StoredBlob | undefined): Promise<void> {
   const hold = record.hold!;
-  const key = "inFlight" in hold ? hold.inFlight : hold.session.storageKey;
+  const key = storageKeyOf(hold);
   const used = blob?.storageKey === key;
   if ("session" in hold) {
     const completed = await tx
@@ -505,27 +505,17 @@ async function endHold(tx: Transaction<Database>, record: NewArtifact, blob: Sto
     if (completed.numUpdatedRows === 0n) {
       throw new ArtifactError("aborted", `upload session ${hold.session.id} was taken over by another complete: complete it again to get its artifact`);
     }
-    if (!used) await releaseKey(tx, record.tenantId, key);
+    if (!used) await releaseStorageKey(tx, record.tenantId, key);
     return;
   }
   if (!used) {
-    await releaseKey(tx, record.tenantId, key);
+    await releaseStorageKey(tx, record.tenantId, key);
     return;
   }
   const ended = await tx.deleteFrom("uploads_in_flight").where("storage_key", "=", key).where("released_at", "is", null).executeTakeFirst();
   if (ended.numDeletedRows === 0n) {
     throw new ArtifactError("aborted", UPLOAD_HOLD_LOST);
   }
-}
-
-/** Records a key as released: garbage collection discards what is stored under it. */
-async function releaseKey(tx: Transaction<Database>, tenantId: string, storageKey: string): Promise<void> {
-  await tx
-    .insertInto("uploads_in_flight")
-    .values({ storage_key: storageKey, tenant_id: tenantId })
-    .onConflict((oc) => oc.column("storage_key").doNothing())
-    .execute();
-  await tx.updateTable("uploads_in_flight").set({ released_at: sql`now()` }).where("storage_key", "=", storageKey).where("released_at", "is", null).execute();
 }
 
 /** Soft-deleted rows → artifacts, each with its deleted event recorded. */

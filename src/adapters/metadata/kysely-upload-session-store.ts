@@ -1,6 +1,7 @@
 import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
 import type { ArtifactSpec } from "../../artifact.ts";
 import { WRITER_LEASE_MS, type SessionPart, type UploadSessionRecord, type UploadSessionStore } from "../../ports/upload-session-store.ts";
+import { releaseStorageKey } from "./kysely-in-flight-uploads.ts";
 import type { Database, UploadSessionTable } from "./schema.ts";
 
 /** A lease or claim older than this many milliseconds, by the database's clock. */
@@ -181,12 +182,7 @@ export function createKyselyUploadSessionStore(db: Kysely<Database>): UploadSess
         await tx.deleteFrom("upload_sessions").where("id", "=", id).execute();
         if (row.state !== "completed") {
           // Whatever is stored under the key (parts, an assembled object) is garbage now: collection takes it.
-          await tx
-            .insertInto("uploads_in_flight")
-            .values({ storage_key: row.storage_key, tenant_id: row.tenant_id })
-            .onConflict((oc) => oc.column("storage_key").doNothing())
-            .execute();
-          await tx.updateTable("uploads_in_flight").set({ released_at: sql`now()` }).where("storage_key", "=", row.storage_key).execute();
+          await releaseStorageKey(tx, row.tenant_id, row.storage_key);
         }
         return { deleted: session };
       });

@@ -126,7 +126,7 @@ export interface UploadInFlightTable {
   tenant_id: string;
   started_at: ColumnType<Date, never, never>;
   heartbeat_at: ColumnType<Date, never, Date>;
-  released_at: ColumnType<Date | null, never, Date | null>;
+  released_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 
 export interface UploadSessionPartTable {
