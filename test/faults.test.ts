@@ -366,10 +366,17 @@ describe("faults on postgres+minio", () => {
       const slow = pausedAfter(data.subarray(0, 9 * MiB), data.subarray(9 * MiB));
       const uploading = live.client(t.tokens.alpha).upload(uploadMessages({ case: "header", value: { spec: { kind: "live-upload" } } }, slow.chunks));
       await new Promise((r) => setTimeout(r, 3_500));
-      const report = await collectGarbage({ metadata: live.app.metadata, blobs: live.app.blobs, uploadStaleMs: 1_500 }, { graceMs: 0, dryRun: false });
+      const gcDeps = { metadata: live.app.metadata, blobs: live.app.blobs, uploadStaleMs: 1_500 };
+      const report = await collectGarbage(gcDeps, { graceMs: 0, dryRun: false });
       expect(report.releasedKeys).toBeGreaterThanOrEqual(1);
       expect(await t.app.blobs.stat(deadKey)).toBeUndefined();
-      expect((await admin.query("select count(*)::int as n from uploads_in_flight where storage_key = $1", [deadKey])).rows[0].n).toBe(0);
+      // Its record stays while the claim is young (an owner only slow to notice might still store under it)…
+      const recordsOf = async (key: string) => (await admin.query("select count(*)::int as n from uploads_in_flight where storage_key = $1", [key])).rows[0].n;
+      expect(await recordsOf(deadKey)).toBe(1);
+      // …and goes once the claim itself is stale; the live upload, still mid-stream, renewed its heartbeat meanwhile.
+      await new Promise((r) => setTimeout(r, 1_600));
+      await collectGarbage(gcDeps, { graceMs: 0, dryRun: false });
+      expect(await recordsOf(deadKey)).toBe(0);
       slow.release();
       const done = await uploading;
       expect((await download(done.artifact!.id)).equals(data)).toBe(true);
@@ -378,7 +385,7 @@ describe("faults on postgres+minio", () => {
     }
   });
 
-  it("an upload whose key garbage collection claimed while it committed answers ABORTED and removes what it stored", async () => {
+  it("an upload that commits under a key garbage collection already claimed and discarded answers ABORTED, and a later pass removes what it stored", async () => {
     const slowBeat = await startReplica(60_000);
     try {
       const paused = pausedAfter(randomBytes(2 * MiB), randomBytes(MiB));
@@ -390,12 +397,22 @@ describe("faults on postgres+minio", () => {
         if (!key) await new Promise((r) => setTimeout(r, 25));
       }
       expect(key).toBeDefined();
-      // Garbage collection's claim, as it makes it for a stale heartbeat; the upload's next renewal is far off.
-      await admin.query("update uploads_in_flight set released_at = now() where storage_key = $1", [key]);
+      // Garbage collection's claim, as it makes it for a stale heartbeat, and its pass over the key — before the
+      // upload (whose next renewal is far off) commits its content under it.
+      await admin.query("update uploads_in_flight set released_at = now(), claimed_at = now() where storage_key = $1", [key]);
+      const gcDeps = { metadata: t.app.metadata, blobs: t.app.blobs, uploadStaleMs: 60_000 };
+      await collectGarbage(gcDeps, { graceMs: 0, dryRun: false });
       paused.release();
       await expectCode(uploading, Code.Aborted, /taken for dead/);
-      expect(await t.app.blobs.stat(key!)).toBeUndefined();
+      expect(await t.app.blobs.stat(key!)).toEqual({ size: 3 * MiB });
       expect((await t.client().listArtifacts({ filter: { kind: "claimed-mid-commit" } })).artifacts).toEqual([]);
+      // The claim is young, so the key is still collected: the next pass removes what came late.
+      await collectGarbage(gcDeps, { graceMs: 0, dryRun: false });
+      expect(await t.app.blobs.stat(key!)).toBeUndefined();
+      // Once the claim is stale, the record goes too.
+      await admin.query("update uploads_in_flight set claimed_at = now() - interval '2 minutes' where storage_key = $1", [key]);
+      await collectGarbage(gcDeps, { graceMs: 0, dryRun: false });
+      expect((await admin.query("select count(*)::int as n from uploads_in_flight where storage_key = $1", [key])).rows[0].n).toBe(0);
     } finally {
       await slowBeat.close();
     }

@@ -321,12 +321,19 @@ describe("process faults: Postgres, MinIO and the service stopped under load", (
     expect(Object.entries(outcomes).filter(([, outcome]) => outcome !== "ok")).toEqual([]);
   };
 
-  /** Waits out the stale-upload setting (a heartbeat must have stopped that long: a wait is the point), then runs `gc`. */
+  /**
+   * Waits out the stale-upload setting (a heartbeat must have stopped that long: a wait is the point), then runs
+   * `gc`; and again, since a key taken from a stale heartbeat keeps its record until the claim is stale too.
+   */
   const waitOutStaleUploadsAndCollect = async () => {
-    await sleep(UPLOAD_STALE_MS + 1_000);
-    const gc = await service!.runCommand(["gc", "--grace-seconds", "0", "--json"]);
-    expect(gc.code, `gc failed: ${gc.stderr}`).toBe(0);
-    return JSON.parse(gc.stdout.trim().split("\n").at(-1) ?? "") as { releasedKeys?: number };
+    let releasedKeys = 0;
+    for (let pass = 0; pass < 2; pass++) {
+      await sleep(UPLOAD_STALE_MS + 1_000);
+      const gc = await service!.runCommand(["gc", "--grace-seconds", "0", "--json"]);
+      expect(gc.code, `gc failed: ${gc.stderr}`).toBe(0);
+      releasedKeys += (JSON.parse(gc.stdout.trim().split("\n").at(-1) ?? "") as { releasedKeys: number }).releasedKeys;
+    }
+    return { releasedKeys };
   };
 
   /** Nothing is stored that the metadata does not hold, nothing it holds is missing (the soak's reconciliation). */

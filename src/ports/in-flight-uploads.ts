@@ -24,9 +24,14 @@ export interface InFlightUploads {
   /**
    * Claims for reclaiming up to `limit` keys that were released, or whose
    * heartbeat is older than `staleMs` by the database's clock. Claimed keys
-   * are returned again by later calls until `forget`.
+   * are returned again by later calls until `forget`. `settled`: nothing can
+   * store under the key any more — its owner released it, or it was claimed
+   * from a stale heartbeat longer than `staleMs` ago (an owner that was only
+   * slow renews within that time, learns it lost the key, and stops). Until
+   * then the collector discards without forgetting, so what such an owner
+   * still stores is discarded on a later pass.
    */
-  claimReclaimable(staleMs: number, limit: number): Promise<{ storageKey: string; tenantId: string }[]>;
+  claimReclaimable(staleMs: number, limit: number): Promise<{ storageKey: string; tenantId: string; settled: boolean }[]>;
   /** Drops a claimed key's record once its storage is gone. */
   forget(storageKey: string): Promise<void>;
 }

@@ -65,8 +65,11 @@ export interface GarbageReport {
  *    renew it from then on), then whatever is stored under it — object,
  *    unfinished multipart upload — is discarded by the key itself (never by
  *    a listing of the whole bucket, which MinIO answers incompletely after a
- *    restart), then its record dropped. A live upload renews its heartbeat,
- *    so it is never touched, whatever its age.
+ *    restart), then its record dropped. A key taken from a stale heartbeat
+ *    keeps its record, and is discarded again on each pass, until the claim
+ *    is itself `uploadStaleMs` old: an owner that was only slow (a database
+ *    outage) may store under it until it learns it lost the key. A live
+ *    upload renews its heartbeat, so it is never touched, whatever its age.
  * 3. Stored objects that no blob row, upload in flight or unfinished upload
  *    session names: what no record has ever known (a crash between the
  *    store's start of an upload and its first record, or content from an
@@ -121,21 +124,24 @@ export async function collectGarbage(
     for (;;) {
       checkCancelled();
       const claimed = await deps.metadata.uploadsInFlight.claimReclaimable(deps.uploadStaleMs, 100);
-      let reclaimed = 0;
-      for (const { storageKey } of claimed) {
+      let forgotten = 0;
+      for (const { storageKey, settled } of claimed) {
         checkCancelled();
         try {
           // A blob row naming the key means the upload was recorded after all (its record is only a leftover).
           if (!(await deps.metadata.blobHoldsKey(storageKey))) await deps.blobs.discard(storageKey);
-          await deps.metadata.uploadsInFlight.forget(storageKey);
-          reclaimed++;
+          releasedKeys++;
+          // A key taken from a running owner is discarded again on later passes until nothing can store under it.
+          if (settled) {
+            await deps.metadata.uploadsInFlight.forget(storageKey);
+            forgotten++;
+          }
         } catch (error) {
           // Still claimed: the next pass tries again.
           deps.log?.(`reclaiming the storage of upload ${storageKey} failed`, error);
         }
       }
-      releasedKeys += reclaimed;
-      if (claimed.length < 100 || reclaimed === 0) break;
+      if (claimed.length < 100 || forgotten === 0) break;
     }
   }
 

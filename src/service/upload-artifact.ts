@@ -209,7 +209,7 @@ export async function uploadArtifact(
       signal,
     );
   } catch (error) {
-    if (key !== undefined) await giveUp(deps, key, storing ? undefined : writer, error);
+    if (key !== undefined) await giveUp(deps, key, storing ? undefined : writer);
     throw error;
   } finally {
     heartbeat?.stop();
@@ -225,16 +225,12 @@ export async function uploadArtifact(
  * made durable is only released: if the commit's outcome is unknown, the
  * artifact may reference it, and garbage collection knows which.
  */
-async function giveUp(deps: UploadDeps, key: string, uncommitted: BlobWriter | undefined, failure: unknown): Promise<void> {
+async function giveUp(deps: UploadDeps, key: string, uncommitted: BlobWriter | undefined): Promise<void> {
   try {
     await deps.metadata.uploadsInFlight.release(key);
     if (uncommitted) {
       await uncommitted.abort();
       await deps.metadata.uploadsInFlight.forget(key);
-    } else if (failure instanceof ArtifactError && failure.message === UPLOAD_HOLD_LOST) {
-      // Garbage collection claimed the key (and may have discarded it already) while we still committed content
-      // under it: no row can ever name a claimed key, so ours to remove, or it would outlive every record.
-      await deps.blobs.discard(key);
     }
   } catch (error) {
     deps.log?.(`cleaning up after a failed upload (${key}) failed; garbage collection takes it`, error);

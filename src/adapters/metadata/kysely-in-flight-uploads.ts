@@ -40,20 +40,22 @@ export function createKyselyInFlightUploads(db: Kysely<Database>): InFlightUploa
 
     async claimReclaimable(staleMs, limit) {
       // Claiming sets released_at: from then on neither renew nor the recording transaction accepts the key.
+      // claimed_at marks a key taken from an owner that may still be running.
+      const stale = sql<Date>`now() - ${staleMs} * interval '1 millisecond'`;
       const rows = await db
         .updateTable("uploads_in_flight")
-        .set({ released_at: sql`coalesce(released_at, now())` })
+        .set({ released_at: sql`coalesce(released_at, now())`, claimed_at: sql`case when released_at is null then now() else claimed_at end` })
         .where("storage_key", "in", (eb) =>
           eb
             .selectFrom("uploads_in_flight")
             .select("storage_key")
-            .where((w) => w.or([w("released_at", "is not", null), w("heartbeat_at", "<", sql<Date>`now() - ${staleMs} * interval '1 millisecond'`)]))
+            .where((w) => w.or([w("released_at", "is not", null), w("heartbeat_at", "<", stale)]))
             .orderBy("heartbeat_at")
             .limit(limit),
         )
-        .returning(["storage_key", "tenant_id"])
+        .returning(["storage_key", "tenant_id", sql<boolean>`coalesce(claimed_at < ${stale}, true)`.as("settled")])
         .execute();
-      return rows.map((r) => ({ storageKey: r.storage_key, tenantId: r.tenant_id }));
+      return rows.map((r) => ({ storageKey: r.storage_key, tenantId: r.tenant_id, settled: r.settled }));
     },
 
     async forget(storageKey) {

@@ -127,6 +127,8 @@ export interface UploadInFlightTable {
   started_at: ColumnType<Date, never, never>;
   heartbeat_at: ColumnType<Date, never, Date>;
   released_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  /** Set when garbage collection claimed the key from a stale heartbeat (its owner may still be running). */
+  claimed_at: ColumnType<Date | null, never, Date | null>;
 }
 
 export interface UploadSessionPartTable {

@@ -8,7 +8,10 @@ import { sql, type Kysely } from "kysely";
  * that records the artifact removes the row; a failed upload releases it
  * (released_at). Garbage collection reclaims the storage of released rows and
  * of rows whose heartbeat went stale (their server died), after claiming the
- * row so that no upload can record or renew it any more.
+ * row so that no upload can record or renew it any more. A row it claimed
+ * from a stale heartbeat (claimed_at) is kept, and its key discarded again on
+ * every pass, until the claim is itself stale: an upload that was only slow
+ * to notice may still store under the key meanwhile.
  *
  * upload_sessions gains the claim of the CompleteUploadSession running on it
  * (complete_claim, renewed through updated_at), the result of an assembly
@@ -26,6 +29,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("started_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
     .addColumn("heartbeat_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
     .addColumn("released_at", "timestamptz")
+    .addColumn("claimed_at", "timestamptz")
     .execute();
   await sql`create index uploads_in_flight_heartbeat on uploads_in_flight (heartbeat_at)`.execute(db);
 
