@@ -110,7 +110,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
  */
 export async function ensureBootstrapToken(app: App, dataDir: string): Promise<string | undefined> {
   if ((await app.metadata.listTokens()).length > 0) return undefined;
-  const { token } = await createApiToken(app.metadata, "default", "bootstrap");
+  const { token } = await createApiToken(app.metadata, "default", "bootstrap", { scope: "admin" });
   const file = path.join(dataDir, "bootstrap-token");
   await writeFile(file, token + "\n", { mode: 0o600 });
   return file;

@@ -117,10 +117,21 @@ export interface ArtifactFilter {
 }
 
 /** Who is calling: resolved from the API token by the transport. */
+/**
+ * What a token may do: read-only reads (and makes signed links and watches);
+ * read-write also creates and changes artifacts of its tenant; admin also
+ * archives whole runs.
+ */
+export type TokenScope = "read-only" | "read-write" | "admin";
+export const TOKEN_SCOPES: readonly TokenScope[] = ["read-only", "read-write", "admin"];
+
 export interface Caller {
   readonly tenantId: string;
   /** The token's name, recorded as created_by. */
   readonly principal: string;
+  /** The token the call was authenticated with (signed links carry it too). */
+  readonly tokenId: string;
+  readonly scope: TokenScope;
 }
 
 export type ArtifactEventType = "created" | "status_changed" | "pinned" | "unpinned" | "deleted";

@@ -209,9 +209,12 @@ describe.each(Object.keys(adapters))("MetadataStore contract: %s", (name) => {
     expect(await store.eventLog.bounds()).toEqual({ prunedThrough: lastSeq, lastSeq: next!.seq });
   });
 
-  it("stores tokens by hash and revokes them", async () => {
-    await store.createToken({ id: "tok_1", tenantId: "t1", name: "ci", sha256: "f".repeat(64) });
-    expect((await store.findTokenBySha256("f".repeat(64)))?.tenantId).toBe("t1");
+  it("stores tokens by hash, with scope and expiry, and revokes them", async () => {
+    const expiresAt = new Date("2031-01-02T03:04:05Z");
+    await store.createToken({ id: "tok_1", tenantId: "t1", name: "ci", sha256: "f".repeat(64), scope: "read-only", expiresAt });
+    expect(await store.findTokenBySha256("f".repeat(64))).toMatchObject({ id: "tok_1", tenantId: "t1", scope: "read-only", expiresAt, revokedAt: undefined });
+    expect(await store.findTokenById("tok_1")).toMatchObject({ tenantId: "t1", scope: "read-only", expiresAt });
+    expect(await store.findTokenById("tok_none")).toBeUndefined();
     expect(await store.revokeToken("tok_1", new Date())).toBe(true);
     expect(await store.revokeToken("tok_1", new Date())).toBe(false);
     expect((await store.findTokenBySha256("f".repeat(64)))?.revokedAt).toBeInstanceOf(Date);

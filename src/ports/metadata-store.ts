@@ -1,4 +1,4 @@
-import type { Artifact, ArtifactFilter, ArtifactInput, ArtifactSpec, ArtifactStatus, InlineContent, Lineage } from "../artifact.ts";
+import type { Artifact, ArtifactFilter, ArtifactInput, ArtifactSpec, ArtifactStatus, InlineContent, Lineage, TokenScope } from "../artifact.ts";
 import type { InFlightUploads } from "./in-flight-uploads.ts";
 import type { ArtifactEventLog } from "./artifact-event-log.ts";
 import type { UploadSessionStore } from "./upload-session-store.ts";
@@ -104,8 +104,9 @@ export interface MetadataStore {
    */
   sharedSetting(name: string, proposed: string): Promise<string>;
 
-  createToken(token: { id: string; tenantId: string; name: string; sha256: string }): Promise<void>;
+  createToken(token: { id: string; tenantId: string; name: string; sha256: string; scope: TokenScope; expiresAt: Date | undefined }): Promise<void>;
   findTokenBySha256(sha256: string): Promise<ApiToken | undefined>;
+  findTokenById(id: string): Promise<ApiToken | undefined>;
   listTokens(tenantId?: string): Promise<ApiToken[]>;
   revokeToken(id: string, now: Date): Promise<boolean>;
 
@@ -179,4 +180,6 @@ export interface ApiToken {
   readonly name: string;
   readonly createdAt: Date;
   readonly revokedAt: Date | undefined;
+  readonly scope: TokenScope;
+  readonly expiresAt: Date | undefined;
 }

@@ -1,8 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
-import type { Caller } from "../artifact.ts";
+import type { Caller, TokenScope } from "../artifact.ts";
+import { TOKEN_SCOPES } from "../artifact.ts";
 import { ArtifactError, invalidArgument } from "../artifact-error.ts";
 import { newArtifactId } from "../artifact-id.ts";
-import type { MetadataStore } from "../ports/metadata-store.ts";
+import type { ApiToken, MetadataStore } from "../ports/metadata-store.ts";
 
 /**
  * API tokens: `adt_` + 32 random bytes in base64url. Only their SHA-256 is
@@ -16,24 +17,38 @@ export async function createApiToken(
   metadata: MetadataStore,
   tenantId: string,
   name: string,
-): Promise<{ id: string; token: string }> {
+  options: { scope?: TokenScope; expiresAt?: Date | undefined } = {},
+): Promise<{ id: string; token: string; scope: TokenScope; expiresAt: Date | undefined }> {
   if (!TENANT_PATTERN.test(tenantId)) {
     throw invalidArgument(`tenant ${JSON.stringify(tenantId)} is not valid: use 1–63 characters of a-z 0-9 _ -, starting with a letter or digit`);
   }
   if (!/^[\w.@:-]{1,128}$/.test(name)) {
     throw invalidArgument(`token name ${JSON.stringify(name)} is not valid: use 1–128 characters of letters, digits and . _ @ : -`);
   }
+  const scope = options.scope ?? "read-write";
+  if (!TOKEN_SCOPES.includes(scope)) throw invalidArgument(`token scope ${JSON.stringify(scope)} is not valid: use ${TOKEN_SCOPES.join(", ")}`);
+  if (options.expiresAt && !(options.expiresAt.getTime() > Date.now())) throw invalidArgument("a token's expiry must lie in the future");
   const token = `adt_${randomBytes(32).toString("base64url")}`;
   const id = newArtifactId("tok");
-  await metadata.createToken({ id, tenantId, name, sha256: sha256Hex(token) });
-  return { id, token };
+  await metadata.createToken({ id, tenantId, name, sha256: sha256Hex(token), scope, expiresAt: options.expiresAt });
+  return { id, token, scope, expiresAt: options.expiresAt };
+}
+
+/** True while a token may be used: not revoked, not expired. */
+export function tokenIsActive(token: ApiToken | undefined, now: number = Date.now()): boolean {
+  return token !== undefined && token.revokedAt === undefined && (token.expiresAt === undefined || token.expiresAt.getTime() > now);
 }
 
 /**
  * Resolves `authorization: Bearer <token>` to the caller, or throws
- * unauthenticated with what to do about it.
+ * unauthenticated with what to do about it. Uncached: see ./token-authenticator.ts.
  */
 export async function authenticate(metadata: MetadataStore, authorization: string | null | undefined): Promise<Caller> {
+  return callerOf(await metadata.findTokenBySha256(tokenSha256(authorization)));
+}
+
+/** The SHA-256 a well-formed `Bearer <token>` header names; throws unauthenticated for anything else. */
+export function tokenSha256(authorization: string | null | undefined): string {
   if (!authorization) {
     throw new ArtifactError("unauthenticated", "missing credentials: send the metadata header `authorization: Bearer <token>` (create a token with `artifactd token create`)");
   }
@@ -41,9 +56,20 @@ export async function authenticate(metadata: MetadataStore, authorization: strin
   if (!match) throw new ArtifactError("unauthenticated", "the authorization header must read `Bearer <token>`");
   const token = match[1]!;
   if (!TOKEN_PATTERN.test(token)) throw new ArtifactError("unauthenticated", "the API token is malformed: tokens look like adt_ followed by 43 characters");
-  const found = await metadata.findTokenBySha256(sha256Hex(token));
-  if (!found || found.revokedAt) throw new ArtifactError("unauthenticated", "the API token is unknown or revoked: create a new one with `artifactd token create`");
-  return { tenantId: found.tenantId, principal: found.name };
+  return sha256Hex(token);
+}
+
+export function callerOf(found: ApiToken | undefined, now: number = Date.now()): Caller {
+  if (found === undefined || !tokenIsActive(found, now)) {
+    const expiredAt = found?.revokedAt === undefined ? found?.expiresAt : undefined;
+    throw new ArtifactError(
+      "unauthenticated",
+      expiredAt
+        ? `the API token expired at ${expiredAt.toISOString()}: create a new one with \`artifactd token create\``
+        : "the API token is unknown or revoked: create a new one with `artifactd token create`",
+    );
+  }
+  return { tenantId: found.tenantId, principal: found.name, tokenId: found.id, scope: found.scope };
 }
 
 function sha256Hex(token: string): string {

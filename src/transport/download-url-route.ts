@@ -1,5 +1,6 @@
 import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
+import type { Caller } from "../artifact.ts";
 import type { ArtifactService } from "../service/artifact-service.ts";
 import { DOWNLOAD_PATH_PREFIX, type UrlSigner } from "../service/download-urls.ts";
 import type { HttpRequest, HttpResponse, HttpRoute } from "./http-route.ts";
@@ -30,7 +31,7 @@ export function createDownloadUrlRoute(service: ArtifactService, signer: UrlSign
       plain(response, 403, "forbidden");
       return true;
     }
-    const caller = { tenantId: target.tenantId, principal: "signed-url" };
+    const caller: Caller = { tenantId: target.tenantId, principal: "signed-url", tokenId: "", scope: "read-only" };
     const abort = new AbortController();
     response.on("close", () => abort.abort());
     let head;

@@ -67,8 +67,8 @@ export async function startTestApp(backend: Backend, env: Record<string, string>
   const config = readConfig(settings);
   // ARTIFACTD_TEST_LOG=1 shows what the server logs (internal errors).
   const app = await startApp(config, process.env.ARTIFACTD_TEST_LOG ? (message, error) => console.error(`[server] ${message}`, error ?? "") : undefined);
-  const alpha = (await createApiToken(app.metadata, "alpha", "alpha-ci")).token;
-  const beta = (await createApiToken(app.metadata, "beta", "beta-ci")).token;
+  const alpha = (await createApiToken(app.metadata, "alpha", "alpha-ci", { scope: "admin" })).token;
+  const beta = (await createApiToken(app.metadata, "beta", "beta-ci", { scope: "admin" })).token;
   const clients = new Map<string, Client<typeof ArtifactService>>();
   let appClosed: Promise<void> | undefined;
   const closeApp = () => (appClosed ??= app.close(1_000));

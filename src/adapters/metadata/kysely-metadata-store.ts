@@ -453,12 +453,25 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
     async createToken(token) {
       await db
         .insertInto("api_tokens")
-        .values({ id: token.id, tenant_id: token.tenantId, name: token.name, token_sha256: token.sha256, revoked_at: null })
+        .values({
+          id: token.id,
+          tenant_id: token.tenantId,
+          name: token.name,
+          token_sha256: token.sha256,
+          revoked_at: null,
+          scope: token.scope,
+          expires_at: token.expiresAt ?? null,
+        })
         .execute();
     },
 
     async findTokenBySha256(sha256) {
       const row = await db.selectFrom("api_tokens").selectAll().where("token_sha256", "=", sha256).executeTakeFirst();
+      return row && toApiToken(row);
+    },
+
+    async findTokenById(id) {
+      const row = await db.selectFrom("api_tokens").selectAll().where("id", "=", id).executeTakeFirst();
       return row && toApiToken(row);
     },
 
@@ -583,5 +596,7 @@ function toApiToken(row: Selectable<ApiTokenTable>): ApiToken {
     name: row.name,
     createdAt: new Date(row.created_at),
     revokedAt: row.revoked_at === null ? undefined : new Date(row.revoked_at),
+    scope: row.scope,
+    expiresAt: row.expires_at === null ? undefined : new Date(row.expires_at),
   };
 }

@@ -1,4 +1,5 @@
 import type { ColumnType } from "kysely";
+import type { TokenScope } from "../../artifact.ts";
 
 /**
  * The metadata database as kysely sees it. Migrations in ./migrations create
@@ -32,6 +33,9 @@ export interface ApiTokenTable {
   token_sha256: string;
   created_at: ColumnType<Date, never, never>;
   revoked_at: Timestamp | null;
+  scope: TokenScope;
+  /** After this the token is refused; null: it never expires. */
+  expires_at: Timestamp | null;
 }
 
 /** One stored content per tenant and digest; artifacts point at it. */

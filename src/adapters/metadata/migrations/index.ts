@@ -6,6 +6,7 @@ import * as serverSettings from "./20261124030000_server_settings.ts";
 import * as blobHolds from "./20261201000000_blob_holds.ts";
 import * as uploadsInFlight from "./20261204100000_uploads_in_flight.ts";
 import * as artifactEvents from "./20261210000000_artifact_events.ts";
+import * as tokenScopes from "./20261211000000_token_scopes.ts";
 
 /**
  * Every migration, by its timestamped name. Listed statically rather than
@@ -21,6 +22,7 @@ export const migrationProvider: MigrationProvider = {
       "20261201000000_blob_holds": blobHolds,
       "20261204100000_uploads_in_flight": uploadsInFlight,
       "20261210000000_artifact_events": artifactEvents,
+      "20261211000000_token_scopes": tokenScopes,
     };
   },
 };
