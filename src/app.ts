@@ -11,6 +11,7 @@ import { authenticate, createApiToken } from "./service/api-tokens.ts";
 import { startArtifactEventFeed } from "./service/artifact-events.ts";
 import { createArtifactService } from "./service/artifact-service.ts";
 import { collectGarbage, expireArtifacts, pruneArtifactEvents, type MaintenanceDeps } from "./service/maintenance.ts";
+import { createTenantQuotas } from "./service/tenant-quotas.ts";
 import { expireUploadSessions } from "./service/upload-sessions.ts";
 import { createDownloadUrlRoute } from "./transport/download-url-route.ts";
 import { createWebPageRoute } from "./transport/web-page-route.ts";
@@ -63,6 +64,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
     urlSigner,
     downloadUrlMaxTtlSeconds: config.downloadUrlMaxTtlSeconds,
     uploadStaleMs: config.uploadStaleMs,
+    quotas: createTenantQuotas({ store: metadata.tenantQuotas, defaults: config.quotaDefaults, cacheMs: config.quotaCacheMs }),
     log,
   });
   let server: RunningServer;

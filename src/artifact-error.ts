@@ -24,10 +24,16 @@ export type ArtifactErrorCode =
 export class ArtifactError extends Error {
   override readonly name = "ArtifactError";
   readonly code: ArtifactErrorCode;
+  /** When trying again is expected to work: the earliest worth trying, in ms (sent as the `retry-after-ms` trailer). */
+  readonly retryAfterMs: number | undefined;
+  /** For resource_exhausted from a tenant quota: which one (sent as the `quota-exceeded` trailer), e.g. "stored-bytes". */
+  readonly quota: string | undefined;
 
-  constructor(code: ArtifactErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: ArtifactErrorCode, message: string, options?: { cause?: unknown; retryAfterMs?: number; quota?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
+    this.retryAfterMs = options?.retryAfterMs;
+    this.quota = options?.quota;
   }
 }
 

@@ -45,6 +45,26 @@ export interface Config {
   readonly downloadUrlMaxTtlSeconds: number;
   /** How long artifact events are kept for watchers to resume after (maintenance prunes older ones). */
   readonly eventRetentionMs: number;
+  /** Per-tenant quotas for tenants without an override of their own (`artifactd tenant set-quota`). */
+  readonly quotaDefaults: TenantQuotaLimits;
+  /** How long a server keeps a tenant's quota overrides and stored usage before reading them again. */
+  readonly quotaCacheMs: number;
+}
+
+/**
+ * What one tenant may use. Concurrency and calls per second are counted per
+ * server process; stored bytes and open sessions in the database.
+ */
+export interface TenantQuotaLimits {
+  /** Blobs, inline content and parts of unfinished upload sessions; Infinity: unlimited. */
+  readonly storedBytes: number;
+  readonly concurrentUploads: number;
+  readonly concurrentDownloads: number;
+  /** Upload sessions neither completed nor expired. */
+  readonly openSessions: number;
+  /** Token bucket: refilled at this rate, holding at most `burst` calls. */
+  readonly callsPerSecond: number;
+  readonly burst: number;
 }
 
 export interface S3Config {
@@ -85,6 +105,13 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_GC_GRACE_MS",
   "ARTIFACTD_UPLOAD_STALE_MS",
   "ARTIFACTD_EVENT_RETENTION_MS",
+  "ARTIFACTD_QUOTA_STORED_BYTES",
+  "ARTIFACTD_QUOTA_CONCURRENT_UPLOADS",
+  "ARTIFACTD_QUOTA_CONCURRENT_DOWNLOADS",
+  "ARTIFACTD_QUOTA_OPEN_SESSIONS",
+  "ARTIFACTD_QUOTA_CALLS_PER_SECOND",
+  "ARTIFACTD_QUOTA_BURST",
+  "ARTIFACTD_QUOTA_CACHE_MS",
 ] as const;
 
 const MiB = 1024 * 1024;
@@ -174,6 +201,17 @@ export function readConfig(env: Env = process.env): Config {
     throw new ConfigError("ARTIFACTD_URL_SIGNING_KEY is too short: give at least 32 random characters (e.g. `openssl rand -base64 32`)");
   }
 
+  const quotaDefaults = Object.freeze({
+    storedBytes: /^unlimited$/i.test(get("ARTIFACTD_QUOTA_STORED_BYTES") ?? "unlimited")
+      ? Infinity
+      : integer("ARTIFACTD_QUOTA_STORED_BYTES", 0, 0, Number.MAX_SAFE_INTEGER),
+    concurrentUploads: integer("ARTIFACTD_QUOTA_CONCURRENT_UPLOADS", 16, 1, 100_000),
+    concurrentDownloads: integer("ARTIFACTD_QUOTA_CONCURRENT_DOWNLOADS", 32, 1, 100_000),
+    openSessions: integer("ARTIFACTD_QUOTA_OPEN_SESSIONS", 100, 1, 10_000_000),
+    callsPerSecond: integer("ARTIFACTD_QUOTA_CALLS_PER_SECOND", 500, 1, 1_000_000),
+    burst: integer("ARTIFACTD_QUOTA_BURST", 1000, 1, 10_000_000),
+  });
+
   return Object.freeze({
     listen: Object.freeze(listen),
     dataDir: path.resolve(get("ARTIFACTD_DATA_DIR") ?? ".artifactd"),
@@ -193,10 +231,13 @@ export function readConfig(env: Env = process.env): Config {
     urlSigningKey,
     downloadUrlMaxTtlSeconds: integer("ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS", 86_400, 1, 7 * 86_400),
     eventRetentionMs: integer("ARTIFACTD_EVENT_RETENTION_MS", 86_400_000, 0, 90 * 86_400_000),
+    quotaDefaults,
+    quotaCacheMs: integer("ARTIFACTD_QUOTA_CACHE_MS", 5_000, 0, 300_000),
   });
 }
 
-function parseSize(raw: string): number | undefined {
+/** A byte count with an optional KiB, MiB or GiB suffix (K, M, G too); undefined when it is not one. */
+export function parseSize(raw: string): number | undefined {
   const match = /^(\d+)\s*(k|kib|m|mib|g|gib)?$/i.exec(raw);
   if (!match) return undefined;
   const unit = (match[2] ?? "").toLowerCase();

@@ -5,7 +5,7 @@ import { ConfigError } from "./config.ts";
 import { CliError } from "./cli/client-errors.ts";
 import { SERVER_SETTINGS_USAGE } from "./cli/server-settings.ts";
 
-const SERVER_COMMANDS = ["serve", "migrate", "token", "gc"] as const;
+const SERVER_COMMANDS = ["serve", "migrate", "token", "tenant", "gc"] as const;
 
 const USAGE = `usage: artifactd <command> [flags]
 
@@ -15,6 +15,12 @@ commands:
   token create --tenant T [--name N]      make an API token (printed once)
   token list [--tenant T]                 list tokens (never their secrets)
   token revoke <token-id>                 revoke a token
+  tenant set-quota <tenant> [--stored-bytes SIZE|unlimited] [--concurrent-uploads N]
+     [--concurrent-downloads N] [--open-sessions N] [--calls-per-second N] [--burst N]
+                                          override a tenant's quotas (a flag given
+                                          "default" drops that override)
+  tenant set-quota <tenant> --clear       back to the configured defaults
+  tenant show-quota <tenant> [--json]     its quotas (override or default) and usage
   gc [--dry-run] [--grace-seconds N]      expire artifacts past their TTL, then reclaim
      [--json]                             content no live artifact needs
 

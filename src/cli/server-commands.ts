@@ -5,9 +5,10 @@ import { collectGarbage, expireArtifacts, pruneArtifactEvents } from "../service
 import { expireUploadSessions } from "../service/upload-sessions.ts";
 import { UsageError } from "./client-errors.ts";
 import { parseServerArgs } from "./server-settings.ts";
+import { tenantCommand } from "./tenant-command.ts";
 
 /**
- * The server half of the `artifactd` command: serve, migrate, token, gc.
+ * The server half of the `artifactd` command: serve, migrate, token, tenant, gc.
  * These work on the stores directly, configured by flags, the environment
  * and the server config file (./server-settings.ts).
  */
@@ -51,6 +52,8 @@ export async function runServerCommand(command: string, rest: string[]): Promise
     }
     case "token":
       return tokenCommand(rest);
+    case "tenant":
+      return tenantCommand(rest);
     case "gc":
       return gcCommand(rest);
     default:

@@ -2,6 +2,7 @@ import type { Artifact, ArtifactFilter, ArtifactInput, ArtifactSpec, ArtifactSta
 import type { InFlightUploads } from "./in-flight-uploads.ts";
 import type { ArtifactEventLog } from "./artifact-event-log.ts";
 import type { UploadSessionStore } from "./upload-session-store.ts";
+import type { TenantQuotaStore } from "./tenant-quota-store.ts";
 
 /**
  * The metadata store port: artifacts, blobs (the content-addressed index)
@@ -23,6 +24,8 @@ export interface MetadataStore {
   readonly uploadsInFlight: InFlightUploads;
   /** The events of the artifact changes below, in commit order. */
   readonly eventLog: ArtifactEventLog;
+  /** Per-tenant quota overrides and the usage they are checked against. */
+  readonly tenantQuotas: TenantQuotaStore;
 
   findBlob(tenantId: string, digest: string): Promise<StoredBlob | undefined>;
   /** Marks a blob whose stored bytes no longer match its digest: later reads fail at once. */

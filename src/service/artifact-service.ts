@@ -18,6 +18,7 @@ import {
   type CreateSessionRequest,
   type SessionView,
 } from "./upload-sessions.ts";
+import type { TenantQuotas } from "./tenant-quotas.ts";
 import { checkFilterText, checkNoNul, requireArtifactId, validateLabels, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
 
 export interface ArtifactServiceOptions {
@@ -31,11 +32,15 @@ export interface ArtifactServiceOptions {
   readonly urlSigner: UrlSigner;
   readonly downloadUrlMaxTtlSeconds: number;
   readonly uploadStaleMs: number;
+  /** Per-tenant quotas: every use case that stores, transfers or opens a session asks them first. */
+  readonly quotas: TenantQuotas;
   readonly log?: (message: string, error?: unknown) => void;
 }
 
 /** The use cases behind the RPCs, free of any transport. */
 export interface ArtifactService {
+  /** Admits one call of the caller's tenant under its calls-per-second quota; every RPC asks it once. */
+  admitCall(caller: Caller): Promise<void>;
   upload(caller: Caller, messages: AsyncIterable<UploadMessage>, signal: AbortSignal): Promise<UploadResult>;
   download(
     caller: Caller,
@@ -79,10 +84,11 @@ export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 
 export function createArtifactService(options: ArtifactServiceOptions): ArtifactService {
-  const { metadata, blobs, events } = options;
+  const { metadata, blobs, events, quotas } = options;
   const sessionDeps = {
     metadata,
     blobs,
+    quotas,
     sessionTtlMs: options.sessionTtlMs,
     uploadMaxBytes: options.uploadMaxBytes,
     uploadStaleMs: options.uploadStaleMs,
@@ -114,13 +120,36 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     return artifact;
   };
 
+  /** Runs `use` holding one of the tenant's concurrent-upload places. */
+  const asUpload = async <T>(caller: Caller, use: () => Promise<T>): Promise<T> => {
+    const slot = await quotas.startUpload(caller.tenantId);
+    try {
+      return await use();
+    } finally {
+      slot.release();
+    }
+  };
+
   return {
+    admitCall: (caller) => quotas.admitCall(caller.tenantId),
+
     upload(caller, messages, signal) {
-      return uploadArtifact(sessionDeps, caller, messages, signal);
+      return asUpload(caller, () => uploadArtifact(sessionDeps, caller, messages, signal));
     },
 
-    download(caller, request, signal) {
-      return downloadArtifact({ metadata, blobs, chunkBytes: options.downloadChunkBytes }, caller, request, signal);
+    async download(caller, request, signal) {
+      // The place is held until the content has been read to its end, failed, or the call ended (its signal
+      // aborts when the response closes, which also covers content never read at all).
+      const slot = await quotas.startDownload(caller.tenantId);
+      const release = () => slot.release();
+      signal.addEventListener("abort", release, { once: true });
+      try {
+        const { artifact, content } = await downloadArtifact({ metadata, blobs, chunkBytes: options.downloadChunkBytes }, caller, request, signal);
+        return { artifact, content: releasedAtEnd(content, release) };
+      } catch (error) {
+        release();
+        throw error;
+      }
     },
 
     async getArtifact(caller, rawId, includeContent) {
@@ -186,7 +215,7 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     },
 
     createUploadSession: (caller, request) => createUploadSession(sessionDeps, caller, request),
-    uploadPart: (caller, request) => uploadSessionPart(sessionDeps, caller, request),
+    uploadPart: (caller, request) => asUpload(caller, () => uploadSessionPart(sessionDeps, caller, request)),
     getUploadSession: (caller, id) => getUploadSession(sessionDeps, caller, id),
     completeUploadSession: (caller, id) => completeUploadSession(sessionDeps, caller, id),
     abortUploadSession: (caller, id) => abortUploadSession(sessionDeps, caller, id),
@@ -214,18 +243,26 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
         }
       }
       const mimeType = spec.mimeType || (content.type === "json" ? "application/json" : "text/plain; charset=utf-8");
-      const { artifact } = await metadata.createArtifact({
-        id: newArtifactId(spec.typePrefix || defaultPrefix(mimeType, content.type)),
-        tenantId: caller.tenantId,
-        spec,
-        mimeType,
-        sizeBytes: bytes.byteLength,
-        blake3: blake3Hex(bytes),
-        createdAt: now,
-        createdBy: caller.principal,
-        inline: content,
-      });
-      return artifact;
+      const storage = quotas.reserveStorage(caller.tenantId);
+      let stored = false;
+      try {
+        await storage.add(bytes.byteLength);
+        const { artifact } = await metadata.createArtifact({
+          id: newArtifactId(spec.typePrefix || defaultPrefix(mimeType, content.type)),
+          tenantId: caller.tenantId,
+          spec,
+          mimeType,
+          sizeBytes: bytes.byteLength,
+          blake3: blake3Hex(bytes),
+          createdAt: now,
+          createdBy: caller.principal,
+          inline: content,
+        });
+        stored = true;
+        return artifact;
+      } finally {
+        storage.release(stored);
+      }
     },
 
     async deleteArtifact(caller, rawId) {
@@ -233,4 +270,13 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
       return found(id, await metadata.softDeleteArtifact(caller.tenantId, id, new Date()));
     },
   };
+}
+
+/** The content, calling `release` once it has been read to the end or failed (or its reader stopped early). */
+async function* releasedAtEnd(content: AsyncIterable<Uint8Array>, release: () => void): AsyncIterable<Uint8Array> {
+  try {
+    yield* content;
+  } finally {
+    release();
+  }
 }

@@ -6,6 +6,7 @@ import type { BlobStore, BlobWriter } from "../ports/blob-store.ts";
 import { UPLOAD_HOLD_LOST, type MetadataStore } from "../ports/metadata-store.ts";
 import { keepAlive, type KeepAlive } from "./keep-alive.ts";
 import { recordArtifact } from "./record-artifact.ts";
+import type { TenantQuotas } from "./tenant-quotas.ts";
 import { streamIntoSession } from "./upload-sessions.ts";
 import { validateLabels, validateMetrics, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
 
@@ -44,6 +45,8 @@ export interface UploadDeps {
   readonly sessionTtlMs: number;
   /** An upload in flight renews its heartbeat every third of this; garbage collection takes it for dead past it. */
   readonly uploadStaleMs: number;
+  /** The stored-bytes quota is checked against the declared size, then as bytes arrive. */
+  readonly quotas: TenantQuotas;
   readonly log?: (message: string, error?: unknown) => void;
 }
 
@@ -113,16 +116,27 @@ export async function uploadArtifact(
   // collection while the bytes stream in (renewed as they flow), so the reference at the end finds it.
   const hold = () => deps.metadata.holdBlob(caller.tenantId, expectedBlake3, BLOB_HOLD_MS);
   const known = expectedBlake3 !== "" && (await hold());
+  // Bytes that will be stored count against the tenant's stored-bytes quota: all the declared ones at once (a
+  // doomed upload fails before its first byte), else each chunk before it is written. Refused: nothing is recorded,
+  // and the failure path below discards what was stored.
+  const storage = known ? undefined : deps.quotas.reserveStorage(caller.tenantId);
+  let stored = false;
   let heldAt = Date.now();
   let writer: BlobWriter | undefined;
   let heartbeat: KeepAlive | undefined;
   let key: string | undefined;
   let storing = false;
-  if (!known) {
-    key = deps.blobs.newKey(caller.tenantId);
-    const inFlight = key;
-    await deps.metadata.uploadsInFlight.begin(caller.tenantId, inFlight);
-    heartbeat = keepAlive(() => deps.metadata.uploadsInFlight.renew(inFlight), deps.uploadStaleMs / 3);
+  try {
+    if (expectedSize !== undefined) await storage?.add(expectedSize);
+    if (!known) {
+      key = deps.blobs.newKey(caller.tenantId);
+      const inFlight = key;
+      await deps.metadata.uploadsInFlight.begin(caller.tenantId, inFlight);
+      heartbeat = keepAlive(() => deps.metadata.uploadsInFlight.renew(inFlight), deps.uploadStaleMs / 3);
+    }
+  } catch (error) {
+    storage?.release(false);
+    throw error;
   }
   try {
     if (key !== undefined) writer = await deps.blobs.createWriter(caller.tenantId, key, expectedSize);
@@ -153,6 +167,7 @@ export async function uploadArtifact(
           if (size > deps.uploadMaxBytes) {
             throw new ArtifactError("resource_exhausted", `the upload exceeds this server's limit of ${deps.uploadMaxBytes} bytes`);
           }
+          if (expectedSize === undefined) await storage?.add(message.data.byteLength);
           hasher.update(message.data);
           if (heartbeat?.lost) throw takenForDead();
           if (writer) await writer.write(message.data);
@@ -194,7 +209,7 @@ export async function uploadArtifact(
       createdBy: caller.principal,
     };
 
-    return await recordArtifact(
+    const result = await recordArtifact(
       deps,
       record,
       {
@@ -208,10 +223,13 @@ export async function uploadArtifact(
       },
       signal,
     );
+    stored = !result.deduplicated;
+    return result;
   } catch (error) {
     if (key !== undefined) await giveUp(deps, key, storing ? undefined : writer);
     throw error;
   } finally {
+    storage?.release(stored);
     heartbeat?.stop();
     // Tell the transport we stopped reading (ends the request stream early
     // when we failed mid-way).

@@ -7,6 +7,7 @@ import { hasSessions, type BlobSessions, type BlobStore } from "../ports/blob-st
 import type { MetadataStore } from "../ports/metadata-store.ts";
 import { WRITER_LEASE_MS, type UploadSessionRecord } from "../ports/upload-session-store.ts";
 import { keepAlive } from "./keep-alive.ts";
+import type { TenantQuotas } from "./tenant-quotas.ts";
 import { discardReleased, recordArtifact } from "./record-artifact.ts";
 import { checkNoNul, validateLabels, validateMetrics, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
 
@@ -26,6 +27,8 @@ export interface UploadSessionDeps {
   readonly uploadMaxBytes: number;
   /** A complete renews its claim every third of this; a claim older than it is taken to have died with its replica. */
   readonly uploadStaleMs: number;
+  /** Open sessions and stored bytes: checked at create (the declared size) and at every part. */
+  readonly quotas: TenantQuotas;
   readonly log?: (message: string, error?: unknown) => void;
 }
 
@@ -98,6 +101,7 @@ export async function createUploadSession(deps: UploadSessionDeps, caller: Calle
     throw invalidArgument("expected_blake3 must be 64 lowercase hex characters (a BLAKE3-256 digest)");
   }
   await deps.metadata.checkInputs(caller.tenantId, spec.inputs);
+  await deps.quotas.checkNewSession(caller.tenantId, expectedSize);
 
   const blobs = sessionBlobs(deps.blobs);
   // Known before S3 knows it: a crash from here on leaves a record garbage collection follows.
@@ -132,6 +136,7 @@ export async function createUploadSession(deps: UploadSessionDeps, caller: Calle
     });
   // A concurrent create with the same key won: drop ours.
   if (!created) await releaseAndDiscard(deps, key);
+  else deps.quotas.sessionOpened(caller.tenantId);
   return viewOf(session);
 }
 
@@ -203,6 +208,14 @@ export async function uploadSessionPart(
     throw invalidArgument(`part_number ${partNumber} is out of range: parts are numbered 1–${MAX_PARTS}`);
   }
   checkPartSize(session, partNumber, data.byteLength);
+  // Undeclared sizes too: no part may reach past the server's upload limit (the declared size was checked at create).
+  const partEnd = (partNumber - 1) * session.partSize + data.byteLength;
+  if (partEnd > deps.uploadMaxBytes) {
+    throw new ArtifactError(
+      "resource_exhausted",
+      `part ${partNumber} ends at byte ${partEnd}, past this server's upload limit of ${deps.uploadMaxBytes} bytes (ARTIFACTD_UPLOAD_MAX_BYTES): nothing was stored`,
+    );
+  }
   if (request.partBlake3 !== "") {
     if (!BLAKE3_HEX_PATTERN.test(request.partBlake3)) throw invalidArgument("part_blake3 must be 64 lowercase hex characters");
     const actual = blake3Hex(data);
@@ -211,8 +224,15 @@ export async function uploadSessionPart(
   if (session.state !== "open") throw failedPrecondition(`upload session ${session.id} is ${session.state} and takes no more parts`);
   if (session.assembled) throw assembledAlready(session.id);
   if (writerId === undefined && session.writerId !== undefined) throw heldByWriter(session.id);
-  const { etag } = await sessionBlobs(deps.blobs).putPart(session.storageKey, session.multipartId, partNumber, data);
-  const recorded = await deps.metadata.uploadSessions.recordPart(session.id, { partNumber, sizeBytes: data.byteLength, etag }, writerId);
+  const storage = deps.quotas.reserveStorage(caller.tenantId);
+  let recorded: "recorded" | "closed" | "held" | undefined;
+  try {
+    await storage.add(data.byteLength);
+    const { etag } = await sessionBlobs(deps.blobs).putPart(session.storageKey, session.multipartId, partNumber, data);
+    recorded = await deps.metadata.uploadSessions.recordPart(session.id, { partNumber, sizeBytes: data.byteLength, etag }, writerId);
+  } finally {
+    storage.release(recorded === "recorded");
+  }
   // A part refused here may have replaced the stored one; the recorded etag still names the accepted bytes, and
   // assembling checks every part against it, so refused bytes never reach the blob.
   if (recorded === "held") throw heldByWriter(session.id);

@@ -41,7 +41,11 @@ export function createArtifactServiceHandler(
   authenticate: (authorization: string | null) => Promise<Caller>,
   publicUrl?: string,
 ): Partial<ServiceImpl<typeof ArtifactServiceDesc>> {
-  const caller = (ctx: HandlerContext) => authenticate(ctx.requestHeader.get("authorization"));
+  const caller = async (ctx: HandlerContext) => {
+    const who = await authenticate(ctx.requestHeader.get("authorization"));
+    await service.admitCall(who); // every RPC passes here once: its tenant's calls-per-second quota
+    return who;
+  };
 
   const implemented: Partial<ServiceImpl<typeof ArtifactServiceDesc>> = {
     async upload(requests, ctx) {

@@ -80,11 +80,27 @@ export function classifyStoreError(error: unknown, depth = 0): StoreFailure {
   return undefined;
 }
 
+/**
+ * The machine-readable part of a refusal, sent as response trailers (gRPC) or
+ * headers (Connect unary): `retry-after-ms` when waiting is expected to help,
+ * `quota-exceeded` naming the tenant quota that refused the call.
+ */
+function errorMetadata(error: ArtifactError): Headers | undefined {
+  if (error.retryAfterMs === undefined && error.quota === undefined) return undefined;
+  const metadata = new Headers();
+  if (error.retryAfterMs !== undefined) metadata.set(RETRY_AFTER_MS, String(Math.max(0, Math.ceil(error.retryAfterMs))));
+  if (error.quota !== undefined) metadata.set(QUOTA_EXCEEDED, error.quota);
+  return metadata;
+}
+
+export const RETRY_AFTER_MS = "retry-after-ms";
+export const QUOTA_EXCEEDED = "quota-exceeded";
+
 export function toConnectError(error: unknown, log: (error: unknown) => void = () => {}): ConnectError {
   if (error instanceof ConnectError) return error;
   if (error instanceof ArtifactError) {
     if (error.cause !== undefined) log(error.cause);
-    return new ConnectError(error.message, CODES[error.code]);
+    return new ConnectError(error.message, CODES[error.code], errorMetadata(error));
   }
   log(error);
   switch (classifyStoreError(error)) {

@@ -70,6 +70,7 @@ async function serve(options: GrpcDownloadRouteOptions, request: http2.Http2Serv
       deadline = setTimeout(() => abort(new ConnectError("the call's deadline passed", Code.DeadlineExceeded)), timeoutMs);
     }
     const caller = await options.authenticate(request.headers.authorization ?? null);
+    await options.service.admitCall(caller);
     const message = fromBinary(DownloadRequestSchema, await readSingleMessage(request));
     const { artifact, content } = await options.service.download(
       caller,
@@ -94,7 +95,8 @@ async function serve(options: GrpcDownloadRouteOptions, request: http2.Http2Serv
     await finish(stream, { "grpc-status": "0" });
   } catch (error) {
     const status = toConnectError(controller.signal.aborted ? controller.signal.reason : error, (e) => options.log("Download failed", e));
-    const trailers = { "grpc-status": String(status.code), "grpc-message": encodeGrpcMessage(status.rawMessage) };
+    // The refusal's metadata (a quota's retry-after-ms) travels with the status, as connect-node sends it.
+    const trailers: Record<string, string> = { ...Object.fromEntries(status.metadata), "grpc-status": String(status.code), "grpc-message": encodeGrpcMessage(status.rawMessage) };
     if (stream.destroyed || stream.closed) return;
     if (headersSent) await finish(stream, trailers);
     else {

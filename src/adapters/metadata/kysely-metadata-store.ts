@@ -9,6 +9,7 @@ import { decodeKeysetToken, decodeOffsetToken, encodeKeysetToken, encodeOffsetTo
 import { createKyselyInFlightUploads, releaseStorageKey } from "./kysely-in-flight-uploads.ts";
 import { createKyselyArtifactEventLog, type PendingEvent } from "./kysely-artifact-event-log.ts";
 import { createKyselyUploadSessionStore } from "./kysely-upload-session-store.ts";
+import { createKyselyTenantQuotas } from "./kysely-tenant-quotas.ts";
 import type { ApiTokenTable, Database } from "./schema.ts";
 import type { Selectable, Transaction } from "kysely";
 
@@ -36,6 +37,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
     uploadSessions: createKyselyUploadSessionStore(db),
     uploadsInFlight: createKyselyInFlightUploads(db),
     eventLog,
+    tenantQuotas: createKyselyTenantQuotas(db),
 
     async findBlob(tenantId, digest) {
       const row = await db

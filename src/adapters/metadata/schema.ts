@@ -20,6 +20,7 @@ export interface Database {
   server_settings: { name: string; value: string };
   artifact_events: ArtifactEventTable;
   artifact_events_pruned: { only_row: ColumnType<boolean, never, never>; through_seq: Int8 };
+  tenant_quotas: TenantQuotaTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -154,4 +155,16 @@ export interface ArtifactEventTable {
   pinned: boolean;
   deleted_at: Timestamp | null;
   created_at: ColumnType<Date, never, never>;
+}
+
+/** A tenant's quota overrides; NULL keeps the server's configured default (see the tenant_quotas migration). */
+export interface TenantQuotaTable {
+  tenant_id: string;
+  stored_bytes: Int8 | null;
+  concurrent_uploads: number | null;
+  concurrent_downloads: number | null;
+  open_sessions: number | null;
+  calls_per_second: number | null;
+  burst: number | null;
+  updated_at: ColumnType<Date, never, Date>;
 }
