@@ -1,6 +1,7 @@
 import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
 import type { Caller } from "../artifact.ts";
+import { ArtifactError } from "../artifact-error.ts";
 import type { ArtifactService } from "../service/artifact-service.ts";
 import { DOWNLOAD_PATH_PREFIX, type UrlSigner } from "../service/download-urls.ts";
 import type { HttpRequest, HttpResponse, HttpRoute } from "./http-route.ts";
@@ -72,15 +73,26 @@ export function createDownloadUrlRoute(service: ArtifactService, signer: UrlSign
       }
       if (parsed) range = { ...parsed, partial: true };
     }
+    let content: AsyncIterable<Uint8Array> | undefined;
+    if (request.method === "GET" && range.length > 0) {
+      // Started before the head goes out, so a refusal by the tenant's download quota can still say so.
+      try {
+        ({ content } = await service.download(caller, { id: target.artifactId, offset: range.offset, length: range.length }, abort.signal));
+      } catch (error) {
+        if (error instanceof ArtifactError && error.code === "resource_exhausted") {
+          plain(response, 429, error.message, error.retryAfterMs === undefined ? {} : { "Retry-After": String(Math.ceil(error.retryAfterMs / 1000)) });
+        } else destroy(response); // as when the content fails after the head: the client sees no complete body
+        return true;
+      }
+    }
     headers["Content-Length"] = String(range.length);
     if (range.partial) headers["Content-Range"] = `bytes ${range.offset}-${range.offset + range.length - 1}/${size}`;
     response.writeHead(range.partial ? 206 : 200, headers);
-    if (request.method === "HEAD" || range.length === 0) {
+    if (!content) {
       response.end();
       return true;
     }
     try {
-      const { content } = await service.download(caller, { id: target.artifactId, offset: range.offset, length: range.length }, abort.signal);
       await pipeline(Readable.from(content), response as unknown as NodeJS.WritableStream, { signal: abort.signal });
     } catch {
       // Headers are gone: cut the connection so the client sees a short body,
