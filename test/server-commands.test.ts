@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { createTestDatabase } from "./support/postgres.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const NODE = path.join(ROOT, "node_modules/.bin/node");
@@ -89,6 +90,43 @@ describe("artifactd server commands", () => {
     const wrong = await run(["gc", "--bogus"]);
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toMatch(/gc: Unknown option '--bogus'/);
+  });
+
+  it("tenant set-quota overrides a tenant's quotas (on Postgres), show-quota shows them with their usage, --clear drops them", async () => {
+    const database = await createTestDatabase();
+    try {
+      const env = { DATABASE_URL: database.url, ARTIFACTD_QUOTA_OPEN_SESSIONS: "7" };
+      type Shown = { tenant: string; limits: Record<string, number | null>; overrides: Record<string, number>; usage: Record<string, number> };
+      const args = ["tenant", "set-quota", "acme", "--stored-bytes", "10GiB", "--concurrent-uploads", "2", "--calls-per-second", "50", "--burst", "80", "--json"];
+      const set = JSON.parse(ok(await cli(args, env))) as Shown;
+      expect(set.overrides).toEqual({ storedBytes: 10 * 1024 ** 3, concurrentUploads: 2, callsPerSecond: 50, burst: 80 });
+      // The others keep the configured defaults, the environment's included.
+      expect(set.limits).toEqual({ storedBytes: 10 * 1024 ** 3, concurrentUploads: 2, concurrentDownloads: 32, openSessions: 7, callsPerSecond: 50, burst: 80 });
+      expect(set.usage).toEqual({ storedBytes: 0, openSessions: 0 });
+      // One override back to its default, another added; then the readable form.
+      ok(await cli(["tenant", "set-quota", "acme", "--burst", "default", "--open-sessions", "3"], env));
+      const text = ok(await cli(["tenant", "show-quota", "acme"], env));
+      expect(text).toMatch(/stored-bytes\s+10737418240\s+\(override\)/);
+      expect(text).toMatch(/burst\s+1000\s+\(default\)/);
+      expect(text).toMatch(/open-sessions\s+3\s+\(override\)/);
+      expect(text).toContain("usage: 0 bytes stored, 0 open upload session(s)");
+      const cleared = JSON.parse(ok(await cli(["tenant", "set-quota", "acme", "--clear", "--json"], env))) as Shown;
+      expect(cleared.overrides).toEqual({});
+      expect(cleared.limits.storedBytes).toBeNull(); // unlimited
+    } finally {
+      await database.drop();
+    }
+    // Wrong calls say what is wrong, with exit code 2, before opening any store.
+    const never = ["--data-dir", folder("never")];
+    const badValue = await cli(["tenant", "set-quota", "acme", "--concurrent-uploads", "0", ...never]);
+    expect([badValue.code, badValue.stderr]).toEqual([2, expect.stringContaining('--concurrent-uploads "0" is not valid')]);
+    const badSize = await cli(["tenant", "set-quota", "acme", "--stored-bytes", "lots", ...never]);
+    expect([badSize.code, badSize.stderr]).toEqual([2, expect.stringContaining('--stored-bytes "lots" is not valid')]);
+    const nothing = await cli(["tenant", "set-quota", "acme", ...never]);
+    expect([nothing.code, nothing.stderr]).toEqual([2, expect.stringContaining("needs either quota flags")]);
+    const noTenant = await cli(["tenant", "show-quota", ...never]);
+    expect([noTenant.code, noTenant.stderr]).toEqual([2, expect.stringContaining("needs the tenant id")]);
+    expect(existsSync(folder("never"))).toBe(false);
   });
 
   it("gc --dry-run --json reports what it would reclaim", async () => {
