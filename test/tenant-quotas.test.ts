@@ -4,6 +4,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { Client as MinioClient } from "minio";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createArtifactClient } from "../clients/node/src/index.ts";
 import { blake3Hex } from "../src/blake3.ts";
 import { ArtifactService, type UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { createApiToken } from "../src/service/api-tokens.ts";
@@ -111,6 +112,28 @@ describe("tenant quotas", () => {
     await download(token, artifact!.id);
     await t.client(token).getArtifact({ id: artifact!.id });
     await expectQuota(download(token, artifact!.id), "calls-per-second", /calls per second/);
+  });
+
+  it("the Node SDK waits out retry-after-ms for calls safe to repeat; a refusal without the hint is final", async () => {
+    const token = await tenantWith("q-sdk", { callsPerSecond: 2, burst: 1 });
+    const waits: number[] = [];
+    const client = createArtifactClient({ baseUrl: t.url, token, retry: { onRetry: ({ delayMs }) => waits.push(delayMs) } });
+    try {
+      const { artifact } = await upload(token, randomBytes(100));
+      // The bucket is empty now: the next calls are refused with a hint of about 500 ms, waited out, then pass.
+      expect((await client.get(artifact!.id)).id).toBe(artifact!.id);
+      expect((await client.loadBytes(artifact!.id)).byteLength).toBe(100);
+      expect(waits.length).toBeGreaterThanOrEqual(2);
+      for (const ms of waits) expect(ms).toBeGreaterThanOrEqual(100);
+      // Stored bytes carry no hint: no retry.
+      await t.app.metadata.tenantQuotas.set("q-sdk", { storedBytes: 150, callsPerSecond: 1000, burst: 1000 });
+      await sleep(CACHE_MS + 50);
+      waits.length = 0;
+      await expectCode(client.saveText("z".repeat(100), { kind: "note" }), Code.ResourceExhausted, /stored-bytes quota/);
+      expect(waits).toEqual([]);
+    } finally {
+      await client.close();
+    }
   });
 
   it("calls per second over Connect (HTTP/1.1): the hint is a response header", async () => {

@@ -13,12 +13,18 @@ import { Code, ConnectError } from "@connectrpc/connect";
  * ABORTED for an upload session that is busy for a moment — still held by
  * the stream a dropped connection left (its server lets go once that
  * stream's last part has landed), or being completed by another call.
- * Everything the server decided — INVALID_ARGUMENT, NOT_FOUND,
- * FAILED_PRECONDITION, RESOURCE_EXHAUSTED, … — is final, and so are
- * CANCELED and DEADLINE_EXCEEDED, which are the caller's own limits.
+ * RESOURCE_EXHAUSTED is retried only when the server said when to come
+ * back (a tenant quota's `retry-after-ms`: calls per second, concurrent
+ * transfers, open sessions), which it says only for refusals made before
+ * anything was done; the wait is then that hint plus up to a quarter more,
+ * at random, so clients refused together do not return together.
+ * Everything else the server decided — INVALID_ARGUMENT, NOT_FOUND,
+ * FAILED_PRECONDITION, RESOURCE_EXHAUSTED without a hint (stored bytes, the
+ * upload limit), … — is final, and so are CANCELED and DEADLINE_EXCEEDED,
+ * which are the caller's own limits.
  *
- * Waits grow exponentially with full jitter (a random wait between 0 and
- * the current cap), so many clients cut off together do not return
+ * Other waits grow exponentially with full jitter (a random wait between 0
+ * and the current cap), so many clients cut off together do not return
  * together; an aborted signal ends the wait at once.
  */
 export interface RetryOptions {
@@ -61,6 +67,7 @@ export function createRetryPolicy(options: RetryOptions | false = {}): RetryPoli
     isTransient(error) {
       const connectError = ConnectError.from(error);
       if (connectError.code === Code.Unavailable) return true;
+      if (connectError.code === Code.ResourceExhausted) return retryAfterMs(connectError) !== undefined;
       if (connectError.code === Code.Canceled) return /stream closed with error code/.test(connectError.rawMessage);
       if (connectError.code === Code.Aborted && SESSION_BUSY.test(connectError.rawMessage)) return true;
       if (connectError.code === Code.Internal || connectError.code === Code.Unknown || connectError.code === Code.Aborted) {
@@ -71,7 +78,8 @@ export function createRetryPolicy(options: RetryOptions | false = {}): RetryPoli
 
     wait(attempt, error, signal) {
       const cap = Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1));
-      const delayMs = Math.round(Math.random() * cap);
+      const hint = retryAfterMs(error);
+      const delayMs = hint === undefined ? Math.round(Math.random() * cap) : Math.round(hint * (1 + Math.random() / 4));
       onRetry?.({ attempt, delayMs, error });
       return new Promise<void>((resolve, reject) => {
         if (signal?.aborted) return reject(canceled(signal));
@@ -99,6 +107,13 @@ export function createRetryPolicy(options: RetryOptions | false = {}): RetryPoli
     },
   };
   return policy;
+}
+
+/** The server's `retry-after-ms` (a response trailer or header), when it sent one. */
+export function retryAfterMs(error: ConnectError): number | undefined {
+  const raw = error.metadata.get("retry-after-ms");
+  const ms = raw === null ? Number.NaN : Number(raw);
+  return Number.isFinite(ms) && ms >= 0 ? ms : undefined;
 }
 
 function canceled(signal: AbortSignal): ConnectError {
