@@ -201,10 +201,13 @@ export function readConfig(env: Env = process.env): Config {
     throw new ConfigError("ARTIFACTD_URL_SIGNING_KEY is too short: give at least 32 random characters (e.g. `openssl rand -base64 32`)");
   }
 
+  const storedBytesRaw = get("ARTIFACTD_QUOTA_STORED_BYTES") ?? "unlimited";
+  const storedBytes = /^unlimited$/i.test(storedBytesRaw) ? Infinity : parseSize(storedBytesRaw);
+  if (storedBytes === undefined || (storedBytes !== Infinity && !Number.isSafeInteger(storedBytes))) {
+    throw new ConfigError(`ARTIFACTD_QUOTA_STORED_BYTES=${JSON.stringify(storedBytesRaw)} is not valid: give bytes per tenant (suffixes KiB, MiB, GiB allowed), or unlimited`);
+  }
   const quotaDefaults = Object.freeze({
-    storedBytes: /^unlimited$/i.test(get("ARTIFACTD_QUOTA_STORED_BYTES") ?? "unlimited")
-      ? Infinity
-      : integer("ARTIFACTD_QUOTA_STORED_BYTES", 0, 0, Number.MAX_SAFE_INTEGER),
+    storedBytes,
     concurrentUploads: integer("ARTIFACTD_QUOTA_CONCURRENT_UPLOADS", 16, 1, 100_000),
     concurrentDownloads: integer("ARTIFACTD_QUOTA_CONCURRENT_DOWNLOADS", 32, 1, 100_000),
     openSessions: integer("ARTIFACTD_QUOTA_OPEN_SESSIONS", 100, 1, 10_000_000),

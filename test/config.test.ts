@@ -92,6 +92,19 @@ describe("configuration from the environment", () => {
     expect(() => readConfig(env)).toThrow(variable);
   });
 
+  it("reads the tenant quota defaults: generous unless set, stored bytes unlimited or a size", () => {
+    expect(readConfig({}).quotaDefaults).toEqual({ storedBytes: Infinity, concurrentUploads: 16, concurrentDownloads: 32, openSessions: 100, callsPerSecond: 500, burst: 1000 });
+    expect(readConfig({}).quotaCacheMs).toBe(5_000);
+    const set = readConfig({ ARTIFACTD_QUOTA_STORED_BYTES: "10GiB", ARTIFACTD_QUOTA_CONCURRENT_UPLOADS: "2", ARTIFACTD_QUOTA_BURST: "20", ARTIFACTD_QUOTA_CACHE_MS: "0" });
+    expect(set.quotaDefaults).toMatchObject({ storedBytes: 10 * 1024 ** 3, concurrentUploads: 2, burst: 20 });
+    expect(set.quotaCacheMs).toBe(0);
+    expect(Object.isFrozen(set.quotaDefaults)).toBe(true);
+    expect(readConfig({ ARTIFACTD_QUOTA_STORED_BYTES: "Unlimited" }).quotaDefaults.storedBytes).toBe(Infinity);
+    expect(() => readConfig({ ARTIFACTD_QUOTA_STORED_BYTES: "lots" })).toThrow(/ARTIFACTD_QUOTA_STORED_BYTES="lots" is not valid: .*or unlimited/);
+    expect(() => readConfig({ ARTIFACTD_QUOTA_CALLS_PER_SECOND: "0" })).toThrow(/ARTIFACTD_QUOTA_CALLS_PER_SECOND/);
+    expect(() => readConfig({ ARTIFACTD_QUOTA_CONCURRENT_DOWNLOADS: "many" })).toThrow(/ARTIFACTD_QUOTA_CONCURRENT_DOWNLOADS/);
+  });
+
   it("does not repeat a database password in its error", () => {
     expect(() => readConfig({ DATABASE_URL: "mysql://app:hunter2@db:3306/x" })).toThrow(ConfigError);
     expect(() => readConfig({ DATABASE_URL: "mysql://app:hunter2@db:3306/x" })).toThrow(/DATABASE_URL.*app:\*\*\*@db/);

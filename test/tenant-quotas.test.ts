@@ -7,7 +7,10 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createArtifactClient } from "../clients/node/src/index.ts";
 import { blake3Hex } from "../src/blake3.ts";
 import { ArtifactService, type UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { ArtifactError } from "../src/artifact-error.ts";
+import type { TenantQuotaOverrides, TenantQuotaStore } from "../src/ports/tenant-quota-store.ts";
 import { createApiToken } from "../src/service/api-tokens.ts";
+import { createTenantQuotas } from "../src/service/tenant-quotas.ts";
 import { expectCode } from "./support/expect-code.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
 
@@ -191,7 +194,7 @@ describe("tenant quotas", () => {
     const token = await tenantWith("q-uploads", { concurrentUploads: 1 });
     const first = heldUpload(token);
     await sleep(100);
-    const refused = await expectQuota(upload(token, randomBytes(10)), "concurrent-uploads", /already has 1 uploads running on this server/);
+    const refused = await expectQuota(upload(token, randomBytes(10)), "concurrent-uploads", /is running 1 uploads on this server, as many as its concurrent-uploads quota allows/);
     expect(Number(refused.metadata.get("retry-after-ms"))).toBe(1000);
     // Session parts take the same places.
     const { session } = await t.client(token).createUploadSession({ spec: { kind: "quota-test" }, partSize: BigInt(PART) });
@@ -239,7 +242,7 @@ describe("tenant quotas", () => {
     const controller = new AbortController();
     const stream = t.client(token).download({ id }, { signal: controller.signal })[Symbol.asyncIterator]();
     expect((await stream.next()).value?.message.case).toBe("artifact");
-    await expectQuota(download(token, id), "concurrent-downloads", /already has 1 downloads running on this server/);
+    await expectQuota(download(token, id), "concurrent-downloads", /is running 1 downloads on this server/);
     await expectQuota(download(token, id, connect), "concurrent-downloads", /concurrent-downloads quota/);
     const link = await fetch(url);
     expect(link.status).toBe(429);
@@ -351,5 +354,92 @@ describe("tenant quotas", () => {
     expect(complete.artifact!.sizeBytes).toBe(BigInt(2 * PART));
     expect(await artifactCount(token)).toBe(1n);
     await t.client(token).abortUploadSession({ sessionId: streamed!.sessionId });
+  });
+});
+
+/**
+ * The quota service on its own, with a store in memory and a clock of the
+ * test's: the bucket's arithmetic, idempotent releases, and what a failed
+ * read of the overrides leaves.
+ */
+describe("tenant quota service", () => {
+  const defaults = { storedBytes: 1000, concurrentUploads: 1, concurrentDownloads: 1, openSessions: 1, callsPerSecond: 10, burst: 2 };
+  const setup = () => {
+    let clock = 0;
+    let failReads = false;
+    const overrides = new Map<string, TenantQuotaOverrides>();
+    const usage = { storedBytes: 0, openSessions: 0 };
+    const store: TenantQuotaStore = {
+      async get(tenantId) {
+        if (failReads) throw new Error("database unreachable");
+        return overrides.get(tenantId) ?? {};
+      },
+      async set() {
+        throw new Error("not used");
+      },
+      async clear() {
+        return false;
+      },
+      async usage() {
+        return { ...usage };
+      },
+    };
+    const quotas = createTenantQuotas({ store, defaults, cacheMs: 1_000, now: () => clock });
+    return { quotas, overrides, usage, advance: (ms: number) => (clock += ms), failReads: (fail: boolean) => (failReads = fail) };
+  };
+  const refusal = async (call: Promise<unknown>) => {
+    const error = await call.then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(ArtifactError);
+    return error as ArtifactError;
+  };
+
+  it("refills the bucket at the rate, up to the burst, and hints the wait for the next call", async () => {
+    const { quotas, advance } = setup();
+    await quotas.admitCall("a");
+    await quotas.admitCall("a");
+    const refused = await refusal(quotas.admitCall("a"));
+    expect([refused.code, refused.quota, refused.retryAfterMs]).toEqual(["resource_exhausted", "calls-per-second", 100]);
+    advance(50);
+    expect((await refusal(quotas.admitCall("a"))).retryAfterMs).toBe(50);
+    advance(50);
+    await quotas.admitCall("a");
+    advance(10_000); // a long idle refills to the burst, no more
+    await quotas.admitCall("a");
+    await quotas.admitCall("a");
+    await refusal(quotas.admitCall("a"));
+  });
+
+  it("gives a place back once however often it is released; reservations count until released", async () => {
+    const { quotas, usage } = setup();
+    const slot = await quotas.startUpload("a");
+    await refusal(quotas.startUpload("a"));
+    slot.release();
+    slot.release();
+    const again = await quotas.startUpload("a");
+    await refusal(quotas.startUpload("a"));
+    again.release();
+    usage.storedBytes = 500;
+    const first = quotas.reserveStorage("a");
+    await first.add(300);
+    const second = quotas.reserveStorage("a");
+    expect((await refusal(second.add(300))).message).toMatch(/to 1100 bytes stored \(500 stored, 300 being uploaded\)/);
+    first.release(true);
+    first.release(true);
+    // What the first stored counts until the next read: 800 of 1000.
+    await second.add(200);
+    await refusal(second.add(1));
+  });
+
+  it("keeps the limits it has when reading them again fails, and reads overrides again after the cache time", async () => {
+    const { quotas, overrides, advance, failReads } = setup();
+    expect((await quotas.limitsOf("a")).burst).toBe(2);
+    overrides.set("a", { burst: 5 });
+    expect((await quotas.limitsOf("a")).burst).toBe(2);
+    advance(1_000);
+    expect((await quotas.limitsOf("a")).burst).toBe(5);
+    failReads(true);
+    advance(1_000);
+    expect((await quotas.limitsOf("a")).burst).toBe(5);
+    await expect(quotas.limitsOf("never-read")).rejects.toThrow("database unreachable");
   });
 });

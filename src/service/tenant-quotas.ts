@@ -123,6 +123,12 @@ export function createTenantQuotas(options: TenantQuotasOptions): TenantQuotas {
         state.limits = { value, readAt: now() };
         return value;
       })
+      // Limits that could not be read again stay as they were: a database that is briefly unreachable should not
+      // turn into refusals of calls that need nothing else from it.
+      .catch((error: unknown) => {
+        if (state.limits) return state.limits.value;
+        throw error;
+      })
       .finally(() => (state.readingLimits = undefined));
     return state.readingLimits;
   };
@@ -163,7 +169,7 @@ export function createTenantQuotas(options: TenantQuotasOptions): TenantQuotas {
     if (state[kind] >= limit) {
       throw new ArtifactError(
         "resource_exhausted",
-        `tenant ${tenantId} already has ${state[kind]} ${kind} running on this server, its concurrent-${kind} quota: ` +
+        `tenant ${tenantId} is running ${state[kind]} ${kind} on this server, as many as its concurrent-${kind} quota allows: ` +
           `wait for one to finish and retry (retry-after-ms says when), or ask the operator to raise the quota (artifactd tenant set-quota)`,
         { quota: `concurrent-${kind}`, retryAfterMs: CONCURRENCY_RETRY_MS },
       );
