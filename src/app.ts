@@ -7,7 +7,8 @@ import { listenForArtifactEvents } from "./adapters/metadata/postgres-event-list
 import type { Config } from "./config.ts";
 import type { BlobStore } from "./ports/blob-store.ts";
 import type { MetadataStore } from "./ports/metadata-store.ts";
-import { authenticate, createApiToken } from "./service/api-tokens.ts";
+import { createApiToken } from "./service/api-tokens.ts";
+import { createTokenAuthenticator } from "./service/token-authenticator.ts";
 import { startArtifactEventFeed } from "./service/artifact-events.ts";
 import { createArtifactService } from "./service/artifact-service.ts";
 import { collectGarbage, expireArtifacts, pruneArtifactEvents, type MaintenanceDeps } from "./service/maintenance.ts";
@@ -65,13 +66,16 @@ export async function startApp(config: Config, log: (message: string, error?: un
     uploadStaleMs: config.uploadStaleMs,
     log,
   });
+  const tokens = createTokenAuthenticator(metadata, { cacheMs: config.tokenCacheMs, log });
   let server: RunningServer;
   try {
     server = await startServer({
       host: config.listen.host,
       port: config.listen.port,
       service,
-      authenticate: (authorization) => authenticate(metadata, authorization),
+      authenticate: (authorization) => tokens.authenticate(authorization),
+      watchCaller: (caller) => tokens.watch(caller),
+      limits: config.transport,
       publicUrl: config.publicUrl,
       // Signed downloads first; then the web page at "/" (clients/web, built by `npm run build:web`).
       httpRoutes: [createDownloadUrlRoute(service, urlSigner), createWebPageRoute()],
@@ -80,6 +84,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
       log,
     });
   } catch (error) {
+    tokens.close();
     await closeEvents();
     await metadata.close();
     await blobs.close();
@@ -96,6 +101,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
       const stopping = server.shutdown(graceMs);
       await maintenance.stop();
       await stopping;
+      tokens.close();
       await closeEvents();
       await blobs.close();
       await metadata.close();

@@ -1,4 +1,5 @@
 import path from "node:path";
+import type { TransportLimits } from "./transport/server.ts";
 
 /**
  * Service configuration, read once from the environment into a frozen object
@@ -45,6 +46,10 @@ export interface Config {
   readonly downloadUrlMaxTtlSeconds: number;
   /** How long artifact events are kept for watchers to resume after (maintenance prunes older ones). */
   readonly eventRetentionMs: number;
+  /** How long a token lookup is trusted: revocation and expiry reach every call, open ones included, within this. */
+  readonly tokenCacheMs: number;
+  /** Bounds on connections, streams and requests (transport/server.ts TransportLimits). */
+  readonly transport: TransportLimits;
 }
 
 export interface S3Config {
@@ -85,9 +90,35 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_GC_GRACE_MS",
   "ARTIFACTD_UPLOAD_STALE_MS",
   "ARTIFACTD_EVENT_RETENTION_MS",
+  "ARTIFACTD_TOKEN_CACHE_MS",
+  "ARTIFACTD_MAX_CONNECTIONS",
+  "ARTIFACTD_HTTP2_MAX_CONCURRENT_STREAMS",
+  "ARTIFACTD_MAX_HEADER_BYTES",
+  "ARTIFACTD_IDLE_CONNECTION_TIMEOUT_MS",
+  "ARTIFACTD_HEADERS_TIMEOUT_MS",
+  "ARTIFACTD_REQUEST_BODY_TIMEOUT_MS",
+  "ARTIFACTD_STREAM_IDLE_TIMEOUT_MS",
+  "ARTIFACTD_MAX_CALL_TIMEOUT_MS",
 ] as const;
 
 const MiB = 1024 * 1024;
+
+/**
+ * Transport limits by default: grpc-go's server allows 100 concurrent
+ * streams per connection; the timeouts are Node's HTTP/1.1 server's, made
+ * to fire here too, with headers due sooner (10 s, as nginx's 60 s is meant
+ * for slow links, not for loopback-speed callers holding sockets).
+ */
+const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
+  maxConnections: 1_000,
+  http2MaxConcurrentStreams: 100,
+  maxHeaderBytes: 16 * 1024,
+  idleConnectionTimeoutMs: 120_000,
+  headersTimeoutMs: 10_000,
+  requestBodyTimeoutMs: 300_000,
+  streamIdleTimeoutMs: 60_000,
+  maxCallTimeoutMs: 7 * 86_400_000,
+};
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -193,6 +224,18 @@ export function readConfig(env: Env = process.env): Config {
     urlSigningKey,
     downloadUrlMaxTtlSeconds: integer("ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS", 86_400, 1, 7 * 86_400),
     eventRetentionMs: integer("ARTIFACTD_EVENT_RETENTION_MS", 86_400_000, 0, 90 * 86_400_000),
+    tokenCacheMs: integer("ARTIFACTD_TOKEN_CACHE_MS", 5_000, 100, 60_000),
+    transport: Object.freeze({
+      maxConnections: integer("ARTIFACTD_MAX_CONNECTIONS", DEFAULT_TRANSPORT_LIMITS.maxConnections, 1, 1_000_000),
+      http2MaxConcurrentStreams: integer("ARTIFACTD_HTTP2_MAX_CONCURRENT_STREAMS", DEFAULT_TRANSPORT_LIMITS.http2MaxConcurrentStreams, 1, 10_000),
+      maxHeaderBytes: integer("ARTIFACTD_MAX_HEADER_BYTES", DEFAULT_TRANSPORT_LIMITS.maxHeaderBytes, 1024, MiB),
+      idleConnectionTimeoutMs: integer("ARTIFACTD_IDLE_CONNECTION_TIMEOUT_MS", DEFAULT_TRANSPORT_LIMITS.idleConnectionTimeoutMs, 1_000, 86_400_000),
+      headersTimeoutMs: integer("ARTIFACTD_HEADERS_TIMEOUT_MS", DEFAULT_TRANSPORT_LIMITS.headersTimeoutMs, 100, 600_000),
+      requestBodyTimeoutMs: integer("ARTIFACTD_REQUEST_BODY_TIMEOUT_MS", DEFAULT_TRANSPORT_LIMITS.requestBodyTimeoutMs, 100, 86_400_000),
+      streamIdleTimeoutMs: integer("ARTIFACTD_STREAM_IDLE_TIMEOUT_MS", DEFAULT_TRANSPORT_LIMITS.streamIdleTimeoutMs, 100, 86_400_000),
+      // Node's timers hold at most 2^31 - 1 ms: a longer deadline would overflow into an immediate one.
+      maxCallTimeoutMs: integer("ARTIFACTD_MAX_CALL_TIMEOUT_MS", DEFAULT_TRANSPORT_LIMITS.maxCallTimeoutMs, 1_000, 2_147_483_647),
+    }),
   });
 }
 

@@ -1,5 +1,6 @@
 import { ensureBootstrapToken, openStores, startApp } from "../app.ts";
 import { ArtifactError } from "../artifact-error.ts";
+import { TOKEN_SCOPES, type TokenScope } from "../artifact.ts";
 import { createApiToken } from "../service/api-tokens.ts";
 import { collectGarbage, expireArtifacts, pruneArtifactEvents } from "../service/maintenance.ts";
 import { expireUploadSessions } from "../service/upload-sessions.ts";
@@ -59,7 +60,13 @@ export async function runServerCommand(command: string, rest: string[]): Promise
 }
 
 async function tokenCommand(args: string[]): Promise<number> {
-  const { config, positionals, values } = parseServerArgs("token", args, { tenant: { type: "string" }, name: { type: "string" }, json: { type: "boolean" } });
+  const { config, positionals, values } = parseServerArgs("token", args, {
+    tenant: { type: "string" },
+    name: { type: "string" },
+    scope: { type: "string" },
+    "expires-in": { type: "string" },
+    json: { type: "boolean" },
+  });
   const [action, id] = positionals;
   const tenant = typeof values.tenant === "string" ? values.tenant : undefined;
   const { metadata, blobs } = await openStores(config);
@@ -67,15 +74,27 @@ async function tokenCommand(args: string[]): Promise<number> {
     switch (action) {
       case "create": {
         if (!tenant) throw new ArtifactError("invalid_argument", "token create needs --tenant <tenant-id>");
-        const created = await createApiToken(metadata, tenant, typeof values.name === "string" ? values.name : "default");
-        if (values.json) console.log(JSON.stringify({ id: created.id, tenant, token: created.token }));
-        else console.log(`${created.token}\n(id ${created.id}, tenant ${tenant}; shown once, store it now)`);
+        const scope = values.scope ?? "read-write";
+        if (!TOKEN_SCOPES.includes(scope as TokenScope)) throw new UsageError(`--scope must be one of ${TOKEN_SCOPES.join(", ")} (got ${JSON.stringify(scope)})`);
+        const expiresIn = typeof values["expires-in"] === "string" ? parseDuration("--expires-in", values["expires-in"]) : undefined;
+        const created = await createApiToken(metadata, tenant, typeof values.name === "string" ? values.name : "default", {
+          scope: scope as TokenScope,
+          expiresAt: expiresIn === undefined ? undefined : new Date(Date.now() + expiresIn),
+        });
+        const expires = created.expiresAt?.toISOString();
+        if (values.json) console.log(JSON.stringify({ id: created.id, tenant, token: created.token, scope: created.scope, expiresAt: expires ?? null }));
+        else console.log(`${created.token}\n(id ${created.id}, tenant ${tenant}, ${created.scope}${expires ? `, expires ${expires}` : ""}; shown once, store it now)`);
         return 0;
       }
       case "list": {
         const tokens = await metadata.listTokens(tenant);
         if (values.json) console.log(JSON.stringify(tokens));
-        else for (const t of tokens) console.log(`${t.id}\t${t.tenantId}\t${t.name}\t${t.createdAt.toISOString()}${t.revokedAt ? "\trevoked" : ""}`);
+        else {
+          for (const t of tokens) {
+            const state = t.revokedAt ? "\trevoked" : t.expiresAt && t.expiresAt.getTime() <= Date.now() ? "\texpired" : "";
+            console.log(`${t.id}\t${t.tenantId}\t${t.name}\t${t.scope}\t${t.createdAt.toISOString()}\t${t.expiresAt ? `expires ${t.expiresAt.toISOString()}` : "no expiry"}${state}`);
+          }
+        }
         return 0;
       }
       case "revoke": {
@@ -91,6 +110,14 @@ async function tokenCommand(args: string[]): Promise<number> {
     await blobs.close();
     await metadata.close();
   }
+}
+
+/** "90s", "30m", "12h", "30d": a positive duration in milliseconds. */
+function parseDuration(flag: string, raw: string): number {
+  const match = /^(\d+)(s|m|h|d)$/.exec(raw.trim());
+  const value = match ? Number(match[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as "s" | "m" | "h" | "d"] : NaN;
+  if (!Number.isSafeInteger(value) || value <= 0) throw new UsageError(`${flag} takes a duration such as 90s, 30m, 12h or 30d (got ${JSON.stringify(raw)})`);
+  return value;
 }
 
 async function gcCommand(args: string[]): Promise<number> {

@@ -6,6 +6,7 @@ import type { BlobStore } from "../ports/blob-store.ts";
 import type { MetadataStore, Page } from "../ports/metadata-store.ts";
 import type { ArtifactEvents } from "./artifact-events.ts";
 import { decodeEventCursor, watchArtifacts } from "./watch-artifacts.ts";
+import { requireScope } from "./api-tokens.ts";
 import { createDownloadUrl, type UrlSigner } from "./download-urls.ts";
 import { downloadArtifact, type DownloadRequest } from "./download-artifact.ts";
 import { uploadArtifact, type UploadMessage, type UploadResult } from "./upload-artifact.ts";
@@ -115,7 +116,8 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
   };
 
   return {
-    upload(caller, messages, signal) {
+    async upload(caller, messages, signal) {
+      requireScope(caller, "read-write", "upload artifacts");
       return uploadArtifact(sessionDeps, caller, messages, signal);
     },
 
@@ -165,17 +167,20 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     },
 
     async setPinned(caller, rawId, pinned) {
+      requireScope(caller, "read-write", "pin or unpin artifacts");
       const id = requireArtifactId("id", rawId);
       return found(id, await metadata.setPinned(caller.tenantId, id, pinned));
     },
 
     async setStatus(caller, rawId, status) {
+      requireScope(caller, "read-write", "change an artifact's status");
       const id = requireArtifactId("id", rawId);
       if (!status) throw invalidArgument("status is required: STATUS_DRAFT, STATUS_REVIEW, STATUS_APPROVED or STATUS_REJECTED");
       return found(id, await metadata.setStatus(caller.tenantId, id, status));
     },
 
     async archiveRun(caller, runId) {
+      requireScope(caller, "admin", "archive a whole run");
       if (!runId || runId.length > 256) throw invalidArgument("run_id is required (at most 256 characters)");
       return (await metadata.archiveRun(caller.tenantId, runId, new Date())).length;
     },
@@ -185,15 +190,28 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
       return watchArtifacts({ events, metadata }, caller.tenantId, filter, decodeEventCursor("resume_after", resumeAfter), signal);
     },
 
-    createUploadSession: (caller, request) => createUploadSession(sessionDeps, caller, request),
-    uploadPart: (caller, request) => uploadSessionPart(sessionDeps, caller, request),
+    async createUploadSession(caller, request) {
+      requireScope(caller, "read-write", "upload artifacts");
+      return createUploadSession(sessionDeps, caller, request);
+    },
+    async uploadPart(caller, request) {
+      requireScope(caller, "read-write", "upload artifacts");
+      return uploadSessionPart(sessionDeps, caller, request);
+    },
     getUploadSession: (caller, id) => getUploadSession(sessionDeps, caller, id),
-    completeUploadSession: (caller, id) => completeUploadSession(sessionDeps, caller, id),
-    abortUploadSession: (caller, id) => abortUploadSession(sessionDeps, caller, id),
+    async completeUploadSession(caller, id) {
+      requireScope(caller, "read-write", "upload artifacts");
+      return completeUploadSession(sessionDeps, caller, id);
+    },
+    async abortUploadSession(caller, id) {
+      requireScope(caller, "read-write", "upload artifacts");
+      return abortUploadSession(sessionDeps, caller, id);
+    },
     createDownloadUrl: (caller, id, ttlSeconds, baseUrl) =>
       createDownloadUrl({ metadata, signer: options.urlSigner, maxTtlSeconds: options.downloadUrlMaxTtlSeconds }, caller, { id, ttlSeconds, baseUrl }),
 
     async saveInline(caller, rawSpec, content) {
+      requireScope(caller, "read-write", "save artifacts");
       const now = new Date();
       const spec = validateSpec(rawSpec, now);
       if (!content) throw invalidArgument("content is required: set text or json");
@@ -229,6 +247,7 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     },
 
     async deleteArtifact(caller, rawId) {
+      requireScope(caller, "read-write", "delete artifacts");
       const id = requireArtifactId("id", rawId);
       return found(id, await metadata.softDeleteArtifact(caller.tenantId, id, new Date()));
     },
