@@ -36,9 +36,18 @@ const admitted = new WeakMap<NodeRequest, Caller>();
 export async function admit(
   request: NodeRequest,
   response: NodeResponse,
-  authenticate: (authorization: string | null) => Promise<Caller>,
-  log: (message: string, error?: unknown) => void,
+  options: {
+    readonly authenticate: (authorization: string | null) => Promise<Caller>;
+    readonly maxCallTimeoutMs: number;
+    readonly log: (message: string, error?: unknown) => void;
+  },
 ): Promise<Caller | null | undefined> {
+  const { authenticate, log } = options;
+  const tooLong = deadlineOverMaximum(request, options.maxCallTimeoutMs);
+  if (tooLong) {
+    refuse(request, response, tooLong);
+    return undefined;
+  }
   if (!(request.url ?? "").startsWith(ARTIFACT_SERVICE_PREFIX)) return null;
   try {
     const caller = await authenticate(request.headers.authorization ?? null);
@@ -48,6 +57,30 @@ export async function admit(
     refuse(request, response, toConnectError(error, (e) => log("authentication failed", e)));
     return undefined;
   }
+}
+
+/**
+ * A deadline longer than the maximum is refused, not clamped: the caller
+ * asked for something the server will not give, and should know (a clamped
+ * deadline would end a call the caller believed had days left). Node's
+ * timers hold at most 2^31 - 1 ms, so without this a 720-hour deadline
+ * would fire at once.
+ */
+function deadlineOverMaximum(request: NodeRequest, maxMs: number): ConnectError | undefined {
+  const grpc = request.headers["grpc-timeout"];
+  const connect = request.headers["connect-timeout-ms"];
+  let askedMs: number | undefined;
+  if (typeof grpc === "string") {
+    const match = /^(\d{1,8})([HMSmun])$/.exec(grpc);
+    if (match) askedMs = Number(match[1]) * { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 }[match[2] as "H"];
+  } else if (typeof connect === "string" && /^\d{1,10}$/.test(connect)) {
+    askedMs = Number(connect);
+  }
+  if (askedMs === undefined || askedMs <= maxMs) return undefined;
+  return new ConnectError(
+    `the call asks for a deadline of ${askedMs} ms, over this server's maximum of ${maxMs} ms (ARTIFACTD_MAX_CALL_TIMEOUT_MS): ask for a shorter one, and for longer work resume (Watch resume_after, upload sessions)`,
+    Code.InvalidArgument,
+  );
 }
 
 /** The caller admit() resolved for this request, for connect-node's context values. */
@@ -97,12 +130,13 @@ export function refuse(request: NodeRequest, response: NodeResponse, error: Conn
   if ("stream" in response) {
     const stream = response.stream;
     if (stream.destroyed || stream.headersSent) return;
-    stream.respond({ ":status": head.status, ...head.headers }, { endStream: head.body === undefined });
-    if (head.body) stream.end(head.body);
     // Once the answer is out, tell the client to stop sending its body (NO_ERROR: the response is complete).
-    stream.once("finish", () => {
-      if (!stream.destroyed && stream.state.remoteClose !== 1) stream.close(http2.constants.NGHTTP2_NO_ERROR);
-    });
+    const stopBody = () => {
+      if (!stream.destroyed && !stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    };
+    stream.respond({ ":status": head.status, ...head.headers }, { endStream: head.body === undefined });
+    if (head.body) stream.end(head.body, stopBody);
+    else setImmediate(stopBody);
     return;
   }
   const socket = response.socket;

@@ -33,8 +33,6 @@ export interface GrpcDownloadRouteOptions {
   readonly service: ArtifactService;
   /** Ends the download when the caller's token is revoked or expires (see ./admission.ts for how callers are admitted). */
   readonly watchCaller?: ((caller: Caller) => { readonly signal: AbortSignal; release(): void }) | undefined;
-  /** Largest grpc-timeout accepted; larger ones are refused with INVALID_ARGUMENT, as connect-node does. */
-  readonly maxCallTimeoutMs: number;
   /** Aborts every download in progress (server shutdown); the reason is the error they end with. */
   readonly shutdownSignal: AbortSignal;
   /** Called when a download starts; the function it returns when it ends (graceful shutdown waits for these). */
@@ -74,9 +72,6 @@ async function serve(options: GrpcDownloadRouteOptions, request: http2.Http2Serv
   let headersSent = false;
   try {
     const timeoutMs = parseGrpcTimeout(request.headers["grpc-timeout"]);
-    if (timeoutMs !== undefined && timeoutMs > options.maxCallTimeoutMs) {
-      throw new ConnectError(`timeout ${timeoutMs}ms must be <= ${options.maxCallTimeoutMs} (ARTIFACTD_MAX_CALL_TIMEOUT_MS)`, Code.InvalidArgument);
-    }
     if (timeoutMs !== undefined) {
       deadline = setTimeout(() => abort(new ConnectError("the call's deadline passed", Code.DeadlineExceeded)), timeoutMs);
     }

@@ -198,7 +198,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   /** Every request, HTTP/1.1 or HTTP/2: admission first, then the adapter (or the fast download route). */
   const dispatch = (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => {
-    admit(request, response, options.authenticate, log)
+    admit(request, response, { authenticate: options.authenticate, maxCallTimeoutMs: limits.maxCallTimeoutMs, log })
       .then((caller) => {
         if (caller === undefined) return; // refused and answered
         if (caller === null) return publicHandler(request as http.IncomingMessage, response as http.ServerResponse);
@@ -215,7 +215,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const grpcDownload = createGrpcDownloadRoute({
     service: options.service,
     watchCaller: options.watchCaller,
-    maxCallTimeoutMs: limits.maxCallTimeoutMs,
     shutdownSignal: shutdownController.signal,
     track: () => {
       inFlight++;
@@ -337,16 +336,21 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     // A connection that sends nothing is not kept waiting for its first bytes.
     const silent = () => socket.destroy();
     socket.setTimeout(limits.headersTimeoutMs, silent);
+    // Bytes are read until they either match the whole preface or depart from it: "P" alone could still be
+    // "POST" (HTTP/1.1) or "PRI" (HTTP/2), and a client may send its first bytes one at a time.
+    let seen = Buffer.alloc(0);
     socket.once("readable", function route() {
-      const head: Buffer | null = socket.read(HTTP2_PREFACE.length) ?? socket.read();
-      if (head === null) {
+      const more: Buffer | null = socket.read();
+      if (more !== null) seen = Buffer.concat([seen, more]);
+      const decided = seen.length >= HTTP2_PREFACE.length || !HTTP2_PREFACE.subarray(0, seen.length).equals(seen);
+      if (!decided) {
         socket.once("readable", route);
         return;
       }
       socket.setTimeout(0);
       socket.off("timeout", silent);
-      socket.unshift(head);
-      const isHttp2 = HTTP2_PREFACE.subarray(0, head.length).equals(head.subarray(0, HTTP2_PREFACE.length));
+      socket.unshift(seen);
+      const isHttp2 = HTTP2_PREFACE.equals(seen.subarray(0, HTTP2_PREFACE.length));
       (isHttp2 ? h2 : h1).emit("connection", socket);
     });
   });
