@@ -69,14 +69,15 @@ async function tokenCommand(args: string[]): Promise<number> {
   });
   const [action, id] = positionals;
   const tenant = typeof values.tenant === "string" ? values.tenant : undefined;
+  // Checked before any store is opened: a typo never creates a database.
+  const scope = values.scope ?? "read-write";
+  if (!TOKEN_SCOPES.includes(scope as TokenScope)) throw new UsageError(`--scope must be one of ${TOKEN_SCOPES.join(", ")} (got ${JSON.stringify(scope)})`);
+  const expiresIn = typeof values["expires-in"] === "string" ? parseDuration("--expires-in", values["expires-in"]) : undefined;
   const { metadata, blobs } = await openStores(config);
   try {
     switch (action) {
       case "create": {
         if (!tenant) throw new ArtifactError("invalid_argument", "token create needs --tenant <tenant-id>");
-        const scope = values.scope ?? "read-write";
-        if (!TOKEN_SCOPES.includes(scope as TokenScope)) throw new UsageError(`--scope must be one of ${TOKEN_SCOPES.join(", ")} (got ${JSON.stringify(scope)})`);
-        const expiresIn = typeof values["expires-in"] === "string" ? parseDuration("--expires-in", values["expires-in"]) : undefined;
         const created = await createApiToken(metadata, tenant, typeof values.name === "string" ? values.name : "default", {
           scope: scope as TokenScope,
           expiresAt: expiresIn === undefined ? undefined : new Date(Date.now() + expiresIn),
