@@ -33,7 +33,7 @@ describe("configuration from the environment", () => {
     expect(config.maintenanceIntervalMs).toBe(60_000);
     expect(config.downloadChunkBytes).toBe(256 * 1024);
     expect(config.publicUrl).toBeUndefined();
-    expect(config.urlSigningKey).toBeUndefined();
+    expect(config.urlSigningKeys).toBeUndefined();
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.listen)).toBe(true);
   });
