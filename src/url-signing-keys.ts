@@ -24,9 +24,11 @@ const SECRET_PATTERN = /^[^\s,]{32,}$/;
 export function parseUrlSigningKeys(text: string): UrlSigningKey[] {
   const keys: UrlSigningKey[] = [];
   const entries = text
-    .split(/[,\n]/)
+    .split("\n")
+    .filter((line) => !line.trim().startsWith("#"))
+    .flatMap((line) => line.split(","))
     .map((entry) => entry.trim())
-    .filter((entry) => entry !== "" && !entry.startsWith("#"));
+    .filter((entry) => entry !== "");
   for (const [index, entry] of entries.entries()) {
     const colon = entry.indexOf(":");
     const id = colon < 0 ? "" : entry.slice(0, colon);
