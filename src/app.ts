@@ -1,6 +1,6 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { loadOrCreateUrlSigningKeyFile, URL_SIGNING_KEY_FILE_NAME } from "./adapters/keys/url-signing-key-file.ts";
+import { loadOrCreateUrlSigningKeyFile, urlSigningKeyFile } from "./adapters/keys/url-signing-key-file.ts";
 import { createFsBlobStore } from "./adapters/blob/fs-blob-store.ts";
 import { createS3BlobStore } from "./adapters/blob/s3-blob-store.ts";
 import { openMetadataStore } from "./adapters/metadata/open-metadata-store.ts";
@@ -130,7 +130,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
  */
 async function urlSigningKeys(config: Config, log: (message: string) => void): Promise<readonly UrlSigningKey[]> {
   if (config.urlSigningKeys) return config.urlSigningKeys;
-  const file = path.join(config.dataDir, URL_SIGNING_KEY_FILE_NAME);
+  const file = urlSigningKeyFile(config.dataDir);
   const { keys, created } = await loadOrCreateUrlSigningKeyFile(file);
   if (created) log(`made a download-link signing key in ${file}`);
   if (config.databaseUrl !== undefined) {

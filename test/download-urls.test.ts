@@ -3,6 +3,7 @@ import { Code } from "@connectrpc/connect";
 import { Kysely, Migrator, PostgresDialect } from "kysely";
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -382,6 +383,61 @@ describe("download-link keys", () => {
       expect(await getRaw(app.server.url, targetOf(url))).toEqual({ status: 200, body: "seeded" });
     } finally {
       await app.close(1_000);
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("artifactd url-keys", () => {
+  const ROOT = path.resolve(import.meta.dirname, "..");
+  /** The real command on a data folder of its own, with none of this machine's settings but `env`. */
+  const cli = (args: string[], env: Record<string, string> = {}) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(path.join(ROOT, "node_modules/.bin/node"), [path.join(ROOT, "src/main.ts"), "url-keys", ...args], {
+        env: { PATH: process.env.PATH ?? "", ...env },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d: Buffer) => (stdout += d));
+      child.stderr.on("data", (d: Buffer) => (stderr += d));
+      child.on("exit", (code) => resolve({ code, stdout, stderr }));
+    });
+
+  it("rotates a new signing key into the key file and retires old ones, never printing a secret", async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-url-keys-"));
+    const file = path.join(dataDir, "url-signing-keys");
+    const env = { ARTIFACTD_DATA_DIR: dataDir };
+    const idsInFile = async () => (await readUrlSigningKeyFile(file))!.map((key) => key.id);
+    try {
+      expect((await cli(["list"], env)).stdout).toMatch(/no keys yet/);
+      const first = await cli(["rotate", "--json"], env);
+      expect(first.code, first.stderr).toBe(0);
+      const { id: firstId } = JSON.parse(first.stdout) as { id: string };
+      expect(await idsInFile()).toEqual([firstId]);
+      const second = await cli(["rotate", "--json"], env);
+      const { id: secondId } = JSON.parse(second.stdout) as { id: string };
+      expect(await idsInFile()).toEqual([secondId, firstId]);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+
+      const listed = await cli(["list", "--json"], env);
+      expect(JSON.parse(listed.stdout)).toEqual({ source: file, keys: [{ id: secondId, signs: true }, { id: firstId, signs: false }] });
+      const printed = listed.stdout + (await cli(["list"], env)).stdout + first.stdout + second.stdout;
+      expect(printed).toContain(secondId);
+      for (const key of (await readUrlSigningKeyFile(file))!) expect(printed).not.toContain(key.secret);
+
+      const signing = await cli(["retire", secondId], env);
+      expect(signing.code).toBe(2);
+      expect(signing.stderr).toMatch(/signs: rotate in a new one first/);
+      expect((await cli(["retire", firstId], env)).code).toBe(0);
+      expect(await idsInFile()).toEqual([secondId]);
+      expect((await cli(["retire", "nope"], env)).code).toBe(2);
+
+      const configured = await cli(["rotate"], { ...env, ARTIFACTD_URL_SIGNING_KEYS: `k1:${"s".repeat(40)}` });
+      expect(configured.code).toBe(2);
+      expect(configured.stderr).toMatch(/ARTIFACTD_URL_SIGNING_KEYS/);
+      expect(await idsInFile()).toEqual([secondId]);
+    } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
   });

@@ -15,7 +15,9 @@ import { formatUrlSigningKeys, newUrlSigningKey, parseUrlSigningKeys, type UrlSi
  * (The key used to live in the database, where anyone with read access to
  * it could forge links; it no longer does.)
  */
-export const URL_SIGNING_KEY_FILE_NAME = "url-signing-keys";
+export function urlSigningKeyFile(dataDir: string): string {
+  return path.join(dataDir, "url-signing-keys");
+}
 
 const OWNER_ONLY = 0o600;
 
