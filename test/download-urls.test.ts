@@ -338,6 +338,27 @@ describe("download-link keys", () => {
     }
   });
 
+  it("warns at start-up when a server on Postgres signs with keys only its own machine has", async () => {
+    const database = await createTestDatabase();
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-keys-"));
+    const logged = async (env: Record<string, string>) => {
+      const messages: string[] = [];
+      const app = await startApp(
+        readConfig({ DATABASE_URL: database.url, ARTIFACTD_DATA_DIR: dataDir, ARTIFACTD_LISTEN: "127.0.0.1:0", ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0", ...env }),
+        (message) => messages.push(message),
+      );
+      await app.close(1_000);
+      return messages.join("\n");
+    };
+    try {
+      expect(await logged({})).toMatch(/only this machine has: if other replicas share this database, set ARTIFACTD_URL_SIGNING_KEYS/);
+      expect(await logged({ ARTIFACTD_URL_SIGNING_KEYS: key("k1") })).not.toMatch(/ARTIFACTD_URL_SIGNING_KEYS/);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+      await database.drop();
+    }
+  });
+
   it("makes the key file with mode 0600, and narrows one found looser to 0600, keeping its keys", async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "artifactd-keys-"));
     try {
@@ -431,7 +452,6 @@ describe("artifactd url-keys", () => {
       expect(signing.stderr).toMatch(/signs: rotate in a new one first/);
       expect((await cli(["retire", firstId], env)).code).toBe(0);
       expect(await idsInFile()).toEqual([secondId]);
-      expect((await cli(["retire", "nope"], env)).code).toBe(2);
 
       const configured = await cli(["rotate"], { ...env, ARTIFACTD_URL_SIGNING_KEYS: `k1:${"s".repeat(40)}` });
       expect(configured.code).toBe(2);
@@ -440,5 +460,6 @@ describe("artifactd url-keys", () => {
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
-  });
+    // Eight processes, each loading the server's modules: on a busy two-core machine that takes a while.
+  }, 180_000);
 });
