@@ -1,5 +1,6 @@
 import path from "node:path";
 import type { TransportLimits } from "./transport/server.ts";
+import { parseUrlSigningKeys, type UrlSigningKey } from "./url-signing-keys.ts";
 
 /**
  * Service configuration, read once from the environment into a frozen object
@@ -40,8 +41,11 @@ export interface Config {
   readonly uploadSessionTtlMs: number;
   /** Base URL clients reach the service at, for signed download URLs; undefined: the request's host. */
   readonly publicUrl: string | undefined;
-  /** Key for signing download URLs; undefined: generated once and kept in the database. */
-  readonly urlSigningKey: string | undefined;
+  /**
+   * Keys that sign and verify download links, newest (the signing one) first;
+   * undefined: the key file in dataDir (generated on first start).
+   */
+  readonly urlSigningKeys: readonly UrlSigningKey[] | undefined;
   /** Longest lifetime a signed download URL may be given. */
   readonly downloadUrlMaxTtlSeconds: number;
   /** How long artifact events are kept for watchers to resume after (maintenance prunes older ones). */
@@ -85,6 +89,7 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_MAINTENANCE_INTERVAL_MS",
   "ARTIFACTD_UPLOAD_SESSION_TTL_MS",
   "ARTIFACTD_PUBLIC_URL",
+  "ARTIFACTD_URL_SIGNING_KEYS",
   "ARTIFACTD_URL_SIGNING_KEY",
   "ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS",
   "ARTIFACTD_GC_GRACE_MS",
@@ -200,10 +205,7 @@ export function readConfig(env: Env = process.env): Config {
   if (publicUrl !== undefined && !/^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(publicUrl)) {
     throw new ConfigError(`ARTIFACTD_PUBLIC_URL=${JSON.stringify(publicUrl)} is not valid: give the base URL clients use, e.g. https://artifacts.example.com`);
   }
-  const urlSigningKey = get("ARTIFACTD_URL_SIGNING_KEY");
-  if (urlSigningKey !== undefined && urlSigningKey.length < 32) {
-    throw new ConfigError("ARTIFACTD_URL_SIGNING_KEY is too short: give at least 32 random characters (e.g. `openssl rand -base64 32`)");
-  }
+  const urlSigningKeys = readUrlSigningKeys(get("ARTIFACTD_URL_SIGNING_KEYS"), get("ARTIFACTD_URL_SIGNING_KEY"));
 
   return Object.freeze({
     listen: Object.freeze(listen),
@@ -221,7 +223,7 @@ export function readConfig(env: Env = process.env): Config {
     uploadStaleMs: integer("ARTIFACTD_UPLOAD_STALE_MS", 300_000, 1_000, 86_400_000),
     uploadSessionTtlMs: integer("ARTIFACTD_UPLOAD_SESSION_TTL_MS", 6 * 3_600_000, 1_000, 23 * 3_600_000),
     publicUrl,
-    urlSigningKey,
+    urlSigningKeys,
     downloadUrlMaxTtlSeconds: integer("ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS", 86_400, 1, 7 * 86_400),
     eventRetentionMs: integer("ARTIFACTD_EVENT_RETENTION_MS", 86_400_000, 0, 90 * 86_400_000),
     tokenCacheMs: integer("ARTIFACTD_TOKEN_CACHE_MS", 5_000, 100, 60_000),
@@ -237,6 +239,30 @@ export function readConfig(env: Env = process.env): Config {
       maxCallTimeoutMs: integer("ARTIFACTD_MAX_CALL_TIMEOUT_MS", DEFAULT_TRANSPORT_LIMITS.maxCallTimeoutMs, 1_000, 2_147_483_647),
     }),
   });
+}
+
+/**
+ * ARTIFACTD_URL_SIGNING_KEYS (`id:secret,…`, newest first), or the older
+ * single ARTIFACTD_URL_SIGNING_KEY, which stands for one key with the id
+ * `default` — so rotating away from it means listing it as `default:<secret>`
+ * after the new key.
+ */
+function readUrlSigningKeys(list: string | undefined, single: string | undefined): readonly UrlSigningKey[] | undefined {
+  if (list !== undefined && single !== undefined) {
+    throw new ConfigError("ARTIFACTD_URL_SIGNING_KEYS and ARTIFACTD_URL_SIGNING_KEY are both set: keep ARTIFACTD_URL_SIGNING_KEYS, listing the old key in it as default:<secret>");
+  }
+  if (single !== undefined) {
+    if (single.length < 32) {
+      throw new ConfigError("ARTIFACTD_URL_SIGNING_KEY is too short: give at least 32 random characters (e.g. `openssl rand -base64 32`)");
+    }
+    return Object.freeze([Object.freeze({ id: "default", secret: single })]);
+  }
+  if (list === undefined) return undefined;
+  try {
+    return Object.freeze(parseUrlSigningKeys(list));
+  } catch (error) {
+    throw new ConfigError(`ARTIFACTD_URL_SIGNING_KEYS is not valid: ${(error as Error).message}`);
+  }
 }
 
 function parseSize(raw: string): number | undefined {

@@ -5,7 +5,7 @@ import { ConfigError } from "./config.ts";
 import { CliError } from "./cli/client-errors.ts";
 import { SERVER_SETTINGS_USAGE } from "./cli/server-settings.ts";
 
-const SERVER_COMMANDS = ["serve", "migrate", "token", "gc"] as const;
+const SERVER_COMMANDS = ["serve", "migrate", "token", "gc", "url-keys"] as const;
 
 const USAGE = `usage: artifactd <command> [flags]
 
@@ -17,6 +17,8 @@ commands:
   token revoke <token-id>                 revoke a token
   gc [--dry-run] [--grace-seconds N]      expire artifacts past their TTL, then reclaim
      [--json]                             content no live artifact needs
+  url-keys list|rotate|retire <key-id>    download-link keys in <data dir>/url-signing-keys
+     [--json]                             (ids only; the server reads them at start-up)
 
 client commands (talk to a running service):
 ${CLIENT_USAGE}

@@ -1,3 +1,4 @@
+import { loadOrCreateUrlSigningKeyFile, readUrlSigningKeyFile, urlSigningKeyFile, writeUrlSigningKeyFile } from "../adapters/keys/url-signing-key-file.ts";
 import { ensureBootstrapToken, openStores, startApp } from "../app.ts";
 import { ArtifactError } from "../artifact-error.ts";
 import { TOKEN_SCOPES, type TokenScope } from "../artifact.ts";
@@ -5,10 +6,11 @@ import { createApiToken } from "../service/api-tokens.ts";
 import { collectGarbage, expireArtifacts, pruneArtifactEvents } from "../service/maintenance.ts";
 import { expireUploadSessions } from "../service/upload-sessions.ts";
 import { UsageError } from "./client-errors.ts";
+import { newUrlSigningKey } from "../url-signing-keys.ts";
 import { parseServerArgs } from "./server-settings.ts";
 
 /**
- * The server half of the `artifactd` command: serve, migrate, token, gc.
+ * The server half of the `artifactd` command: serve, migrate, token, gc, url-keys.
  * These work on the stores directly, configured by flags, the environment
  * and the server config file (./server-settings.ts).
  */
@@ -54,6 +56,8 @@ export async function runServerCommand(command: string, rest: string[]): Promise
       return tokenCommand(rest);
     case "gc":
       return gcCommand(rest);
+    case "url-keys":
+      return urlKeysCommand(rest);
     default:
       throw new ArtifactError("invalid_argument", `unknown command ${JSON.stringify(command)}`);
   }
@@ -154,3 +158,60 @@ async function gcCommand(args: string[]): Promise<number> {
   }
 }
 
+
+/**
+ * The download-link keys of the key file in the data folder: list (ids only,
+ * never secrets), rotate (a new signing key first; the others keep verifying)
+ * and retire <id> (links signed with it stop working). A server reads its
+ * keys at start-up, so it signs and verifies by the new list once restarted.
+ * Keys set in ARTIFACTD_URL_SIGNING_KEYS are the configuration's to change.
+ */
+async function urlKeysCommand(args: string[]): Promise<number> {
+  const { config, positionals, values } = parseServerArgs("url-keys", args, { json: { type: "boolean" } });
+  const [action, id, ...extra] = positionals;
+  if (extra.length) throw new UsageError(`url-keys takes at most an action and a key id (got ${positionals.join(" ")})`);
+  const file = urlSigningKeyFile(config.dataDir);
+  if (action === "list") {
+    const configured = config.urlSigningKeys !== undefined;
+    const keys = config.urlSigningKeys ?? (await readUrlSigningKeyFile(file)) ?? [];
+    const source = configured ? "configuration (ARTIFACTD_URL_SIGNING_KEYS or ARTIFACTD_URL_SIGNING_KEY)" : file;
+    if (values.json) console.log(JSON.stringify({ source, keys: keys.map((key, index) => ({ id: key.id, signs: index === 0 })) }));
+    else if (keys.length === 0) console.log(`no keys yet: the server makes ${file} on its first start (or run \`artifactd url-keys rotate\`)`);
+    else {
+      console.log(`keys from ${source}, newest first:`);
+      for (const [index, key] of keys.entries()) console.log(`${key.id}\t${index === 0 ? "signs and verifies" : "verifies"}`);
+    }
+    return 0;
+  }
+  if (action !== "rotate" && action !== "retire") throw new ArtifactError("invalid_argument", "url-keys needs an action: list, rotate or retire <key-id>");
+  if (config.urlSigningKeys !== undefined) {
+    throw new ArtifactError(
+      "failed_precondition",
+      "the keys come from ARTIFACTD_URL_SIGNING_KEYS (or ARTIFACTD_URL_SIGNING_KEY), not the key file: change them there, on every replica",
+    );
+  }
+  if (action === "rotate") {
+    if (id !== undefined) throw new UsageError("url-keys rotate takes no arguments: it names the new key itself");
+    const { keys, created } = await loadOrCreateUrlSigningKeyFile(file);
+    if (created) {
+      // The file's first key is as new as one rotated in.
+      if (values.json) console.log(JSON.stringify({ id: keys[0]!.id }));
+      else console.log(`made ${file} with the key ${keys[0]!.id}`);
+      return 0;
+    }
+    const added = newUrlSigningKey(keys.map((key) => key.id));
+    await writeUrlSigningKeyFile(file, [added, ...keys]);
+    if (values.json) console.log(JSON.stringify({ id: added.id }));
+    else console.log(`added ${added.id}, which signs once the server restarts; ${keys.map((key) => key.id).join(", ")} still verify until retired`);
+    return 0;
+  }
+  if (!id) throw new ArtifactError("invalid_argument", "url-keys retire needs the key id (see `artifactd url-keys list`)");
+  const keys = (await readUrlSigningKeyFile(file)) ?? [];
+  const index = keys.findIndex((key) => key.id === id);
+  if (index < 0) throw new ArtifactError("not_found", `no key ${id} in ${file}`);
+  if (index === 0) throw new ArtifactError("failed_precondition", `${id} is the key that signs: rotate in a new one first, then retire ${id}`);
+  await writeUrlSigningKeyFile(file, keys.filter((key) => key.id !== id));
+  if (values.json) console.log(JSON.stringify({ id }));
+  else console.log(`retired ${id}: links signed with it stop working once the server restarts`);
+  return 0;
+}

@@ -1609,7 +1609,12 @@ export const ArtifactService: GenService<{
   },
   /**
    * Returns a plain-HTTP URL that downloads one artifact's content until it
-   * expires.
+   * expires: <base>/download/v1/<tenant>/<id>?expires=<unix s>&token_id=<id>
+   * &key_id=<id>&sig=<HMAC-SHA256, base64url>. The link is bound to the
+   * calling token: it stops working when that token is revoked or expires,
+   * when its signing key is removed from the server, or when the artifact is
+   * deleted (403). Use it exactly as returned: any other spelling of it
+   * (re-encoded, reordered or extra query parameters) is refused.
    *
    * @generated from rpc artifacts.v1.ArtifactService.CreateDownloadUrl
    */
