@@ -8,7 +8,7 @@ import { listenForArtifactEvents } from "./adapters/metadata/postgres-event-list
 import type { Config } from "./config.ts";
 import type { BlobStore } from "./ports/blob-store.ts";
 import type { MetadataStore } from "./ports/metadata-store.ts";
-import { createApiToken, tokenIsActive } from "./service/api-tokens.ts";
+import { createApiToken } from "./service/api-tokens.ts";
 import { createTokenAuthenticator } from "./service/token-authenticator.ts";
 import { startArtifactEventFeed } from "./service/artifact-events.ts";
 import { createArtifactService } from "./service/artifact-service.ts";
@@ -89,7 +89,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
       publicUrl: config.publicUrl,
       // Signed downloads first; then the web page at "/" (clients/web, built by `npm run build:web`).
       httpRoutes: [
-        createDownloadUrlRoute({ service, signer: urlSigner, isTokenActive: (id) => metadata.findTokenById(id).then((t) => tokenIsActive(t)) }),
+        createDownloadUrlRoute({ service, signer: urlSigner, isTokenActive: (id) => tokens.isActive(id), watchCaller: (caller) => tokens.watch(caller) }),
         createWebPageRoute(),
       ],
       // Health follows the stores: NOT_SERVING while either is unreachable, so balancers route around us.

@@ -28,9 +28,11 @@ export interface DownloadUrlRouteOptions {
    * cached answer bounds how long a revoked token's links keep working.
    */
   readonly isTokenActive: (tokenId: string) => Promise<boolean>;
+  /** Cuts a download under way when the link's token is revoked or expires (within the same bound). */
+  readonly watchCaller?: (caller: Caller) => { readonly signal: AbortSignal; release(): void };
 }
 
-export function createDownloadUrlRoute({ service, signer, isTokenActive }: DownloadUrlRouteOptions): HttpRoute {
+export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCaller }: DownloadUrlRouteOptions): HttpRoute {
   return async function route(request: Request, response: Response): Promise<boolean> {
     const target = request.url ?? "/";
     const url = new URL(target, "http://localhost");
@@ -59,7 +61,12 @@ export function createDownloadUrlRoute({ service, signer, isTokenActive }: Downl
     }
     const caller: Caller = { tenantId: link.tenantId, principal: "signed-url", tokenId: link.tokenId, scope: "read-only" };
     const abort = new AbortController();
-    response.on("close", () => abort.abort());
+    const revocation = watchCaller?.(caller);
+    revocation?.signal.addEventListener("abort", () => abort.abort(), { once: true });
+    response.on("close", () => {
+      abort.abort();
+      revocation?.release();
+    });
     let head;
     try {
       head = await service.getArtifact(caller, link.artifactId, false);
