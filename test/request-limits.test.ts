@@ -8,6 +8,12 @@ import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { WatchArtifactsResponse } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import type { Caller } from "../src/artifact.ts";
+import { readConfig } from "../src/config.ts";
+import type { MetadataStore } from "../src/ports/metadata-store.ts";
+import { startArtifactEventFeed } from "../src/service/artifact-events.ts";
+import { createArtifactService } from "../src/service/artifact-service.ts";
+import { createUrlSigner } from "../src/service/download-urls.ts";
 import { expectCode } from "./support/expect-code.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 
@@ -342,5 +348,61 @@ describe("Postgres statement timeout", () => {
     }
     const listed = await t.client().listArtifacts({ filter: { kind: "locked" } });
     expect(listed.artifacts.map((a) => a.id)).toEqual([saved.artifact!.id]);
+  });
+});
+
+describe("the cost of an event to its watchers", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it("loads each event's artifact once for all watchers, and queries per watcher only for filters beyond status and pinned", async () => {
+    // The use cases over the app's own database, with its store's reads counted.
+    const counts = { getArtifact: 0, matchesFilter: 0 };
+    const store = t.app.metadata;
+    const metadata: MetadataStore = {
+      ...store,
+      getArtifact: (...args) => (counts.getArtifact++, store.getArtifact(...args)),
+      matchesFilter: (...args) => (counts.matchesFilter++, store.matchesFilter(...args)),
+    };
+    const events = await startArtifactEventFeed({ eventLog: store.eventLog, pollIntervalMs: 50 });
+    const config = readConfig({});
+    const service = createArtifactService({
+      metadata,
+      blobs: t.app.blobs,
+      events,
+      inlineMaxBytes: config.inlineMaxBytes,
+      uploadMaxBytes: config.uploadMaxBytes,
+      downloadChunkBytes: config.downloadChunkBytes,
+      sessionTtlMs: config.uploadSessionTtlMs,
+      urlSigner: createUrlSigner(Buffer.alloc(32, 1)),
+      downloadUrlMaxTtlSeconds: config.downloadUrlMaxTtlSeconds,
+      uploadStaleMs: config.uploadStaleMs,
+      limits: config.limits,
+    });
+    const caller: Caller = { tenantId: "alpha", principal: "test", tokenId: "tok_test", scope: "admin" };
+    const stop = new AbortController();
+    const firstEvent = (filter: Parameters<typeof service.watch>[1]) => {
+      const iterator = service.watch(caller, filter, "", stop.signal)[Symbol.asyncIterator]();
+      return iterator.next().then((r) => r.value);
+    };
+    try {
+      const unfiltered = [firstEvent({}), firstEvent({}), firstEvent({}), firstEvent({ status: "draft" })];
+      const byKind = firstEvent({ kind: "shared-load" });
+      // Watchers from now subscribe when watch is called: the event saved next reaches all five.
+      const saved = await t.client().saveInline({ spec: { kind: "shared-load" }, content: { case: "text", value: "x" } });
+      const delivered = await Promise.all([...unfiltered, byKind]);
+      for (const event of delivered) expect(event?.artifact.id).toBe(saved.artifact!.id);
+      expect(counts.getArtifact).toBe(1);
+      // Only the watcher filtering on kind asked the database whether the artifact matches.
+      expect(counts.matchesFilter).toBe(1);
+    } finally {
+      stop.abort();
+      await events.close();
+    }
   });
 });
