@@ -9,7 +9,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { WatchArtifactsResponse } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import type { Caller } from "../src/artifact.ts";
-import { readConfig } from "../src/config.ts";
+import { ConfigError, readConfig } from "../src/config.ts";
 import type { MetadataStore } from "../src/ports/metadata-store.ts";
 import { startArtifactEventFeed } from "../src/service/artifact-events.ts";
 import { createArtifactService } from "../src/service/artifact-service.ts";
@@ -36,6 +36,28 @@ function grpcArtifactClient(address: string): GrpcClient {
   ) as unknown as { artifacts: { v1: { ArtifactService: new (address: string, credentials: grpc.ChannelCredentials) => GrpcClient } } };
   return new loaded.artifacts.v1.ArtifactService(address, grpc.credentials.createInsecure());
 }
+
+describe("request limit settings", () => {
+  it("default to bounds every request stays within, and refuse values past what the server can take", () => {
+    const config = readConfig({});
+    expect(config.limits).toEqual({
+      maxFilterTerms: 64,
+      maxPageSize: 1000,
+      maxSearchQueryChars: 512,
+      maxLineageNodes: 1000,
+      maxWatchersPerTenant: 100,
+      maxWatchers: 1000,
+      uploadIdleTimeoutMs: 60_000,
+    });
+    expect(Object.isFrozen(config.limits)).toBe(true);
+    expect(config.databaseStatementTimeoutMs).toBe(30_000);
+    expect(readConfig({ ARTIFACTD_DATABASE_STATEMENT_TIMEOUT_MS: "0" }).databaseStatementTimeoutMs).toBe(0);
+    // Thousands of filter terms overflow the query builder: a setting that would allow them stops start-up.
+    expect(() => readConfig({ ARTIFACTD_MAX_FILTER_TERMS: "5000" })).toThrow(ConfigError);
+    expect(() => readConfig({ ARTIFACTD_MAX_FILTER_TERMS: "5000" })).toThrow(/ARTIFACTD_MAX_FILTER_TERMS/);
+    expect(() => readConfig({ ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS: "0" })).toThrow(/ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS/);
+  });
+});
 
 describe.each(BACKENDS)("request limits on %s", (backend) => {
   let t: TestApp;
