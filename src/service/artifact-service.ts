@@ -198,7 +198,8 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
 
     watch(caller, filter, resumeAfter, signal) {
       checkFilter(filter);
-      return watchArtifacts({ events, metadata, loadArtifact: loadEventArtifact, slots: watcherSlots }, caller.tenantId, filter, decodeEventCursor("resume_after", resumeAfter), signal);
+      const deps = { events, metadata, loadArtifact: loadEventArtifact, slots: watcherSlots };
+      return watchArtifacts(deps, caller.tenantId, filter, decodeEventCursor("resume_after", resumeAfter), signal);
     },
 
     createUploadSession: (caller, request) => createUploadSession(sessionDeps, caller, request),
@@ -257,4 +258,4 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
  * more edges than this per artifact is refused like one with too many
  * artifacts.
  */
-export const lineageEdgeLimit = (limits: Pick<RequestLimits, "maxLineageNodes">) => limits.maxLineageNodes * 10;
+const lineageEdgeLimit = (limits: Pick<RequestLimits, "maxLineageNodes">) => limits.maxLineageNodes * 10;
