@@ -34,6 +34,7 @@ export async function openStores(config: Config): Promise<{ metadata: MetadataSt
     databaseUrl: config.databaseUrl,
     pgliteDir: path.join(config.dataDir, "pglite"),
     poolSize: config.databasePoolSize,
+    statementTimeoutMs: config.databaseStatementTimeoutMs,
     migrate: config.migrateOnStart,
   });
   try {
@@ -74,6 +75,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
     urlSigner,
     downloadUrlMaxTtlSeconds: config.downloadUrlMaxTtlSeconds,
     uploadStaleMs: config.uploadStaleMs,
+    limits: config.limits,
     log,
   });
   const tokens = createTokenAuthenticator(metadata, { cacheMs: config.tokenCacheMs, log });

@@ -16,6 +16,12 @@ export interface Config {
   /** Postgres connection string; undefined means embedded PGlite in dataDir. */
   readonly databaseUrl: string | undefined;
   readonly databasePoolSize: number;
+  /**
+   * Postgres cancels any one statement running longer than this (0: never),
+   * so no request can hold a connection and the database indefinitely.
+   * Embedded PGlite has no way to cancel a statement and ignores it.
+   */
+  readonly databaseStatementTimeoutMs: number;
   /** S3 / MinIO; undefined means the local content-addressed folder in dataDir. */
   readonly s3: S3Config | undefined;
   /** Largest inline (JSON / text) content stored in the database. */
@@ -54,6 +60,30 @@ export interface Config {
   readonly tokenCacheMs: number;
   /** Bounds on connections, streams and requests (transport/server.ts TransportLimits). */
   readonly transport: TransportLimits;
+  /** Caps on what one request may make the server do; see RequestLimits. */
+  readonly limits: RequestLimits;
+}
+
+/**
+ * Caps on what a single request (or caller) can make the server do. Each is
+ * refused with a message naming the limit and its variable, so a client
+ * learns what to change and an operator what to raise.
+ */
+export interface RequestLimits {
+  /** Entries in each list of a filter: metric ranges, labels, tags_all, tags_any. */
+  readonly maxFilterTerms: number;
+  /** Largest page List and Search return (INVALID_ARGUMENT above it). */
+  readonly maxPageSize: number;
+  /** Longest free-text query Search takes. */
+  readonly maxSearchQueryChars: number;
+  /** Artifacts one GetLineage answer may hold (ten times as many edges). */
+  readonly maxLineageNodes: number;
+  /** Open Watch streams per tenant, on this server. */
+  readonly maxWatchersPerTenant: number;
+  /** Open Watch streams on this server, all tenants together. */
+  readonly maxWatchers: number;
+  /** A streaming upload that receives no message for this long is failed and leaves nothing behind. */
+  readonly uploadIdleTimeoutMs: number;
 }
 
 export interface S3Config {
@@ -74,6 +104,7 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_DATA_DIR",
   "DATABASE_URL",
   "ARTIFACTD_DATABASE_POOL_SIZE",
+  "ARTIFACTD_DATABASE_STATEMENT_TIMEOUT_MS",
   "ARTIFACTD_MIGRATE_ON_START",
   "ARTIFACTD_S3_ENDPOINT",
   "ARTIFACTD_S3_ACCESS_KEY",
@@ -104,6 +135,13 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_REQUEST_BODY_TIMEOUT_MS",
   "ARTIFACTD_STREAM_IDLE_TIMEOUT_MS",
   "ARTIFACTD_MAX_CALL_TIMEOUT_MS",
+  "ARTIFACTD_MAX_FILTER_TERMS",
+  "ARTIFACTD_MAX_PAGE_SIZE",
+  "ARTIFACTD_MAX_SEARCH_QUERY_CHARS",
+  "ARTIFACTD_MAX_LINEAGE_NODES",
+  "ARTIFACTD_MAX_WATCHERS_PER_TENANT",
+  "ARTIFACTD_MAX_WATCHERS",
+  "ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS",
 ] as const;
 
 const MiB = 1024 * 1024;
@@ -121,7 +159,9 @@ const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
   idleConnectionTimeoutMs: 120_000,
   headersTimeoutMs: 10_000,
   requestBodyTimeoutMs: 300_000,
-  streamIdleTimeoutMs: 60_000,
+  // Above the upload idle timeout (ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS, 60 s), which explains itself to the
+  // client (DEADLINE_EXCEEDED); this one is the transport's backstop for every other stream (a bare CANCEL).
+  streamIdleTimeoutMs: 90_000,
   maxCallTimeoutMs: 7 * 86_400_000,
 };
 
@@ -212,6 +252,7 @@ export function readConfig(env: Env = process.env): Config {
     dataDir: path.resolve(get("ARTIFACTD_DATA_DIR") ?? ".artifactd"),
     databaseUrl,
     databasePoolSize: integer("ARTIFACTD_DATABASE_POOL_SIZE", 10, 1, 1000),
+    databaseStatementTimeoutMs: integer("ARTIFACTD_DATABASE_STATEMENT_TIMEOUT_MS", 30_000, 0, 3_600_000),
     s3,
     inlineMaxBytes: integer("ARTIFACTD_INLINE_MAX_BYTES", 256 * 1024, 0, 64 * MiB),
     uploadMaxBytes: integer("ARTIFACTD_UPLOAD_MAX_BYTES", 5 * 1024 * 1024 * MiB, 0, Number.MAX_SAFE_INTEGER),
@@ -237,6 +278,17 @@ export function readConfig(env: Env = process.env): Config {
       streamIdleTimeoutMs: integer("ARTIFACTD_STREAM_IDLE_TIMEOUT_MS", DEFAULT_TRANSPORT_LIMITS.streamIdleTimeoutMs, 100, 86_400_000),
       // Node's timers hold at most 2^31 - 1 ms: a longer deadline would overflow into an immediate one.
       maxCallTimeoutMs: integer("ARTIFACTD_MAX_CALL_TIMEOUT_MS", DEFAULT_TRANSPORT_LIMITS.maxCallTimeoutMs, 1_000, 2_147_483_647),
+    }),
+    limits: Object.freeze({
+      // The query builder recurses once per WHERE term and overflows the stack somewhere under 3,000 metric
+      // ranges (three terms each): 256 stays well below whatever else is on the stack.
+      maxFilterTerms: integer("ARTIFACTD_MAX_FILTER_TERMS", 64, 1, 256),
+      maxPageSize: integer("ARTIFACTD_MAX_PAGE_SIZE", 1000, 1, 10_000),
+      maxSearchQueryChars: integer("ARTIFACTD_MAX_SEARCH_QUERY_CHARS", 512, 1, 4096),
+      maxLineageNodes: integer("ARTIFACTD_MAX_LINEAGE_NODES", 1000, 1, 100_000),
+      maxWatchersPerTenant: integer("ARTIFACTD_MAX_WATCHERS_PER_TENANT", 100, 1, 100_000),
+      maxWatchers: integer("ARTIFACTD_MAX_WATCHERS", 1000, 1, 100_000),
+      uploadIdleTimeoutMs: integer("ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS", 60_000, 100, 3_600_000),
     }),
   });
 }
