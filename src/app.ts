@@ -1,5 +1,6 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
+import { loadOrCreateUrlSigningKeyFile, urlSigningKeyFile } from "./adapters/keys/url-signing-key-file.ts";
 import { createFsBlobStore } from "./adapters/blob/fs-blob-store.ts";
 import { createS3BlobStore } from "./adapters/blob/s3-blob-store.ts";
 import { openMetadataStore } from "./adapters/metadata/open-metadata-store.ts";
@@ -7,7 +8,8 @@ import { listenForArtifactEvents } from "./adapters/metadata/postgres-event-list
 import type { Config } from "./config.ts";
 import type { BlobStore } from "./ports/blob-store.ts";
 import type { MetadataStore } from "./ports/metadata-store.ts";
-import { authenticate, createApiToken } from "./service/api-tokens.ts";
+import { createApiToken } from "./service/api-tokens.ts";
+import { createTokenAuthenticator } from "./service/token-authenticator.ts";
 import { startArtifactEventFeed } from "./service/artifact-events.ts";
 import { createArtifactService } from "./service/artifact-service.ts";
 import { collectGarbage, expireArtifacts, pruneArtifactEvents, type MaintenanceDeps } from "./service/maintenance.ts";
@@ -16,7 +18,8 @@ import { expireUploadSessions } from "./service/upload-sessions.ts";
 import { createDownloadUrlRoute } from "./transport/download-url-route.ts";
 import { createWebPageRoute } from "./transport/web-page-route.ts";
 import { startServer, type RunningServer } from "./transport/server.ts";
-import { createUrlSigner, loadUrlSigningKey } from "./service/download-urls.ts";
+import { createUrlSigner } from "./service/download-urls.ts";
+import type { UrlSigningKey } from "./url-signing-keys.ts";
 
 /** The wired service: stores → use cases → transport. */
 export interface App {
@@ -32,6 +35,7 @@ export async function openStores(config: Config): Promise<{ metadata: MetadataSt
     databaseUrl: config.databaseUrl,
     pgliteDir: path.join(config.dataDir, "pglite"),
     poolSize: config.databasePoolSize,
+    statementTimeoutMs: config.databaseStatementTimeoutMs,
     migrate: config.migrateOnStart,
   });
   try {
@@ -52,7 +56,15 @@ export async function startApp(config: Config, log: (message: string, error?: un
     await listener?.close();
     await events.close();
   };
-  const urlSigner = createUrlSigner(await loadUrlSigningKey(metadata, config.urlSigningKey));
+  let urlSigner;
+  try {
+    urlSigner = createUrlSigner(await urlSigningKeys(config, log), { maxTtlSeconds: config.downloadUrlMaxTtlSeconds });
+  } catch (error) {
+    await closeEvents();
+    await metadata.close();
+    await blobs.close();
+    throw error;
+  }
   const service = createArtifactService({
     metadata,
     blobs,
@@ -64,24 +76,32 @@ export async function startApp(config: Config, log: (message: string, error?: un
     urlSigner,
     downloadUrlMaxTtlSeconds: config.downloadUrlMaxTtlSeconds,
     uploadStaleMs: config.uploadStaleMs,
+    limits: config.limits,
     quotas: createTenantQuotas({ store: metadata.tenantQuotas, defaults: config.quotaDefaults, cacheMs: config.quotaCacheMs }),
     log,
   });
+  const tokens = createTokenAuthenticator(metadata, { cacheMs: config.tokenCacheMs, log });
   let server: RunningServer;
   try {
     server = await startServer({
       host: config.listen.host,
       port: config.listen.port,
       service,
-      authenticate: (authorization) => authenticate(metadata, authorization),
+      authenticate: (authorization) => tokens.authenticate(authorization),
+      watchCaller: (caller) => tokens.watch(caller),
+      limits: config.transport,
       publicUrl: config.publicUrl,
       // Signed downloads first; then the web page at "/" (clients/web, built by `npm run build:web`).
-      httpRoutes: [createDownloadUrlRoute(service, urlSigner), createWebPageRoute()],
+      httpRoutes: [
+        createDownloadUrlRoute({ service, signer: urlSigner, isTokenActive: (id) => tokens.isActive(id), watchCaller: (caller) => tokens.watch(caller) }),
+        createWebPageRoute(),
+      ],
       // Health follows the stores: NOT_SERVING while either is unreachable, so balancers route around us.
       checkStores: () => Promise.all([metadata.ping(), blobs.ping()]).then(() => {}),
       log,
     });
   } catch (error) {
+    tokens.close();
     await closeEvents();
     await metadata.close();
     await blobs.close();
@@ -98,11 +118,32 @@ export async function startApp(config: Config, log: (message: string, error?: un
       const stopping = server.shutdown(graceMs);
       await maintenance.stop();
       await stopping;
+      tokens.close();
       await closeEvents();
       await blobs.close();
       await metadata.close();
     },
   };
+}
+
+/**
+ * The download-link keys: configured, or else those of the key file in the
+ * data folder (made on first start). The file is this machine's own, so
+ * replicas sharing a Postgres database would each sign with a different key
+ * and refuse one another's links: they must configure the same keys.
+ */
+async function urlSigningKeys(config: Config, log: (message: string) => void): Promise<readonly UrlSigningKey[]> {
+  if (config.urlSigningKeys) return config.urlSigningKeys;
+  const file = urlSigningKeyFile(config.dataDir);
+  const { keys, created } = await loadOrCreateUrlSigningKeyFile(file);
+  if (created) log(`made a download-link signing key in ${file}`);
+  if (config.databaseUrl !== undefined) {
+    log(
+      `download links are signed with the keys in ${file}, which only this machine has: if other replicas share this database, ` +
+        "set ARTIFACTD_URL_SIGNING_KEYS to the same keys on every one, or their links fail on each other",
+    );
+  }
+  return keys;
 }
 
 /**

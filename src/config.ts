@@ -1,4 +1,6 @@
 import path from "node:path";
+import type { TransportLimits } from "./transport/server.ts";
+import { parseUrlSigningKeys, type UrlSigningKey } from "./url-signing-keys.ts";
 
 /**
  * Service configuration, read once from the environment into a frozen object
@@ -14,6 +16,12 @@ export interface Config {
   /** Postgres connection string; undefined means embedded PGlite in dataDir. */
   readonly databaseUrl: string | undefined;
   readonly databasePoolSize: number;
+  /**
+   * Postgres cancels any one statement running longer than this (0: never),
+   * so no request can hold a connection and the database indefinitely.
+   * Embedded PGlite has no way to cancel a statement and ignores it.
+   */
+  readonly databaseStatementTimeoutMs: number;
   /** S3 / MinIO; undefined means the local content-addressed folder in dataDir. */
   readonly s3: S3Config | undefined;
   /** Largest inline (JSON / text) content stored in the database. */
@@ -39,16 +47,47 @@ export interface Config {
   readonly uploadSessionTtlMs: number;
   /** Base URL clients reach the service at, for signed download URLs; undefined: the request's host. */
   readonly publicUrl: string | undefined;
-  /** Key for signing download URLs; undefined: generated once and kept in the database. */
-  readonly urlSigningKey: string | undefined;
+  /**
+   * Keys that sign and verify download links, newest (the signing one) first;
+   * undefined: the key file in dataDir (generated on first start).
+   */
+  readonly urlSigningKeys: readonly UrlSigningKey[] | undefined;
   /** Longest lifetime a signed download URL may be given. */
   readonly downloadUrlMaxTtlSeconds: number;
   /** How long artifact events are kept for watchers to resume after (maintenance prunes older ones). */
   readonly eventRetentionMs: number;
+  /** How long a token lookup is trusted: revocation and expiry reach every call, open ones included, within this. */
+  readonly tokenCacheMs: number;
+  /** Bounds on connections, streams and requests (transport/server.ts TransportLimits). */
+  readonly transport: TransportLimits;
+  /** Caps on what one request may make the server do; see RequestLimits. */
+  readonly limits: RequestLimits;
   /** Per-tenant quotas for tenants without an override of their own (`artifactd tenant set-quota`). */
   readonly quotaDefaults: TenantQuotaLimits;
   /** How long a server keeps a tenant's quota overrides and stored usage before reading them again. */
   readonly quotaCacheMs: number;
+}
+
+/**
+ * Caps on what a single request (or caller) can make the server do. Each is
+ * refused with a message naming the limit and its variable, so a client
+ * learns what to change and an operator what to raise.
+ */
+export interface RequestLimits {
+  /** Entries in each list of a filter: metric ranges, labels, tags_all, tags_any. */
+  readonly maxFilterTerms: number;
+  /** Largest page List and Search return (INVALID_ARGUMENT above it). */
+  readonly maxPageSize: number;
+  /** Longest free-text query Search takes. */
+  readonly maxSearchQueryChars: number;
+  /** Artifacts one GetLineage answer may hold (ten times as many edges). */
+  readonly maxLineageNodes: number;
+  /** Open Watch streams per tenant, on this server. */
+  readonly maxWatchersPerTenant: number;
+  /** Open Watch streams on this server, all tenants together. */
+  readonly maxWatchers: number;
+  /** A streaming upload that receives no message for this long is failed and leaves nothing behind. */
+  readonly uploadIdleTimeoutMs: number;
 }
 
 /**
@@ -85,6 +124,7 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_DATA_DIR",
   "DATABASE_URL",
   "ARTIFACTD_DATABASE_POOL_SIZE",
+  "ARTIFACTD_DATABASE_STATEMENT_TIMEOUT_MS",
   "ARTIFACTD_MIGRATE_ON_START",
   "ARTIFACTD_S3_ENDPOINT",
   "ARTIFACTD_S3_ACCESS_KEY",
@@ -100,11 +140,28 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_MAINTENANCE_INTERVAL_MS",
   "ARTIFACTD_UPLOAD_SESSION_TTL_MS",
   "ARTIFACTD_PUBLIC_URL",
+  "ARTIFACTD_URL_SIGNING_KEYS",
   "ARTIFACTD_URL_SIGNING_KEY",
   "ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS",
   "ARTIFACTD_GC_GRACE_MS",
   "ARTIFACTD_UPLOAD_STALE_MS",
   "ARTIFACTD_EVENT_RETENTION_MS",
+  "ARTIFACTD_TOKEN_CACHE_MS",
+  "ARTIFACTD_MAX_CONNECTIONS",
+  "ARTIFACTD_HTTP2_MAX_CONCURRENT_STREAMS",
+  "ARTIFACTD_MAX_HEADER_BYTES",
+  "ARTIFACTD_IDLE_CONNECTION_TIMEOUT_MS",
+  "ARTIFACTD_HEADERS_TIMEOUT_MS",
+  "ARTIFACTD_REQUEST_BODY_TIMEOUT_MS",
+  "ARTIFACTD_STREAM_IDLE_TIMEOUT_MS",
+  "ARTIFACTD_MAX_CALL_TIMEOUT_MS",
+  "ARTIFACTD_MAX_FILTER_TERMS",
+  "ARTIFACTD_MAX_PAGE_SIZE",
+  "ARTIFACTD_MAX_SEARCH_QUERY_CHARS",
+  "ARTIFACTD_MAX_LINEAGE_NODES",
+  "ARTIFACTD_MAX_WATCHERS_PER_TENANT",
+  "ARTIFACTD_MAX_WATCHERS",
+  "ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS",
   "ARTIFACTD_QUOTA_STORED_BYTES",
   "ARTIFACTD_QUOTA_CONCURRENT_UPLOADS",
   "ARTIFACTD_QUOTA_CONCURRENT_DOWNLOADS",
@@ -115,6 +172,25 @@ export const CONFIG_VARIABLES = [
 ] as const;
 
 const MiB = 1024 * 1024;
+
+/**
+ * Transport limits by default: grpc-go's server allows 100 concurrent
+ * streams per connection; the timeouts are Node's HTTP/1.1 server's, made
+ * to fire here too, with headers due sooner (10 s, as nginx's 60 s is meant
+ * for slow links, not for loopback-speed callers holding sockets).
+ */
+const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
+  maxConnections: 1_000,
+  http2MaxConcurrentStreams: 100,
+  maxHeaderBytes: 16 * 1024,
+  idleConnectionTimeoutMs: 120_000,
+  headersTimeoutMs: 10_000,
+  requestBodyTimeoutMs: 300_000,
+  // Above the upload idle timeout (ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS, 60 s), which explains itself to the
+  // client (DEADLINE_EXCEEDED); this one is the transport's backstop for every other stream (a bare CANCEL).
+  streamIdleTimeoutMs: 90_000,
+  maxCallTimeoutMs: 7 * 86_400_000,
+};
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -196,10 +272,7 @@ export function readConfig(env: Env = process.env): Config {
   if (publicUrl !== undefined && !/^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(publicUrl)) {
     throw new ConfigError(`ARTIFACTD_PUBLIC_URL=${JSON.stringify(publicUrl)} is not valid: give the base URL clients use, e.g. https://artifacts.example.com`);
   }
-  const urlSigningKey = get("ARTIFACTD_URL_SIGNING_KEY");
-  if (urlSigningKey !== undefined && urlSigningKey.length < 32) {
-    throw new ConfigError("ARTIFACTD_URL_SIGNING_KEY is too short: give at least 32 random characters (e.g. `openssl rand -base64 32`)");
-  }
+  const urlSigningKeys = readUrlSigningKeys(get("ARTIFACTD_URL_SIGNING_KEYS"), get("ARTIFACTD_URL_SIGNING_KEY"));
 
   const storedBytesRaw = get("ARTIFACTD_QUOTA_STORED_BYTES") ?? "unlimited";
   const storedBytes = /^unlimited$/i.test(storedBytesRaw) ? Infinity : parseSize(storedBytesRaw);
@@ -220,6 +293,7 @@ export function readConfig(env: Env = process.env): Config {
     dataDir: path.resolve(get("ARTIFACTD_DATA_DIR") ?? ".artifactd"),
     databaseUrl,
     databasePoolSize: integer("ARTIFACTD_DATABASE_POOL_SIZE", 10, 1, 1000),
+    databaseStatementTimeoutMs: integer("ARTIFACTD_DATABASE_STATEMENT_TIMEOUT_MS", 30_000, 0, 3_600_000),
     s3,
     inlineMaxBytes: integer("ARTIFACTD_INLINE_MAX_BYTES", 256 * 1024, 0, 64 * MiB),
     uploadMaxBytes: integer("ARTIFACTD_UPLOAD_MAX_BYTES", 5 * 1024 * 1024 * MiB, 0, Number.MAX_SAFE_INTEGER),
@@ -231,12 +305,59 @@ export function readConfig(env: Env = process.env): Config {
     uploadStaleMs: integer("ARTIFACTD_UPLOAD_STALE_MS", 300_000, 1_000, 86_400_000),
     uploadSessionTtlMs: integer("ARTIFACTD_UPLOAD_SESSION_TTL_MS", 6 * 3_600_000, 1_000, 23 * 3_600_000),
     publicUrl,
-    urlSigningKey,
+    urlSigningKeys,
     downloadUrlMaxTtlSeconds: integer("ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS", 86_400, 1, 7 * 86_400),
     eventRetentionMs: integer("ARTIFACTD_EVENT_RETENTION_MS", 86_400_000, 0, 90 * 86_400_000),
+    tokenCacheMs: integer("ARTIFACTD_TOKEN_CACHE_MS", 5_000, 100, 60_000),
+    transport: Object.freeze({
+      maxConnections: integer("ARTIFACTD_MAX_CONNECTIONS", DEFAULT_TRANSPORT_LIMITS.maxConnections, 1, 1_000_000),
+      http2MaxConcurrentStreams: integer("ARTIFACTD_HTTP2_MAX_CONCURRENT_STREAMS", DEFAULT_TRANSPORT_LIMITS.http2MaxConcurrentStreams, 1, 10_000),
+      maxHeaderBytes: integer("ARTIFACTD_MAX_HEADER_BYTES", DEFAULT_TRANSPORT_LIMITS.maxHeaderBytes, 1024, MiB),
+      idleConnectionTimeoutMs: integer("ARTIFACTD_IDLE_CONNECTION_TIMEOUT_MS", DEFAULT_TRANSPORT_LIMITS.idleConnectionTimeoutMs, 1_000, 86_400_000),
+      headersTimeoutMs: integer("ARTIFACTD_HEADERS_TIMEOUT_MS", DEFAULT_TRANSPORT_LIMITS.headersTimeoutMs, 100, 600_000),
+      requestBodyTimeoutMs: integer("ARTIFACTD_REQUEST_BODY_TIMEOUT_MS", DEFAULT_TRANSPORT_LIMITS.requestBodyTimeoutMs, 100, 86_400_000),
+      streamIdleTimeoutMs: integer("ARTIFACTD_STREAM_IDLE_TIMEOUT_MS", DEFAULT_TRANSPORT_LIMITS.streamIdleTimeoutMs, 100, 86_400_000),
+      // Node's timers hold at most 2^31 - 1 ms: a longer deadline would overflow into an immediate one.
+      maxCallTimeoutMs: integer("ARTIFACTD_MAX_CALL_TIMEOUT_MS", DEFAULT_TRANSPORT_LIMITS.maxCallTimeoutMs, 1_000, 2_147_483_647),
+    }),
+    limits: Object.freeze({
+      // The query builder recurses once per WHERE term and overflows the stack somewhere under 3,000 metric
+      // ranges (three terms each): 256 stays well below whatever else is on the stack.
+      maxFilterTerms: integer("ARTIFACTD_MAX_FILTER_TERMS", 64, 1, 256),
+      maxPageSize: integer("ARTIFACTD_MAX_PAGE_SIZE", 1000, 1, 10_000),
+      maxSearchQueryChars: integer("ARTIFACTD_MAX_SEARCH_QUERY_CHARS", 512, 1, 4096),
+      maxLineageNodes: integer("ARTIFACTD_MAX_LINEAGE_NODES", 1000, 1, 100_000),
+      maxWatchersPerTenant: integer("ARTIFACTD_MAX_WATCHERS_PER_TENANT", 100, 1, 100_000),
+      maxWatchers: integer("ARTIFACTD_MAX_WATCHERS", 1000, 1, 100_000),
+      uploadIdleTimeoutMs: integer("ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS", 60_000, 100, 3_600_000),
+    }),
     quotaDefaults,
     quotaCacheMs: integer("ARTIFACTD_QUOTA_CACHE_MS", 5_000, 0, 300_000),
   });
+}
+
+/**
+ * ARTIFACTD_URL_SIGNING_KEYS (`id:secret,…`, newest first), or the older
+ * single ARTIFACTD_URL_SIGNING_KEY, which stands for one key with the id
+ * `default` — so rotating away from it means listing it as `default:<secret>`
+ * after the new key.
+ */
+function readUrlSigningKeys(list: string | undefined, single: string | undefined): readonly UrlSigningKey[] | undefined {
+  if (list !== undefined && single !== undefined) {
+    throw new ConfigError("ARTIFACTD_URL_SIGNING_KEYS and ARTIFACTD_URL_SIGNING_KEY are both set: keep ARTIFACTD_URL_SIGNING_KEYS, listing the old key in it as default:<secret>");
+  }
+  if (single !== undefined) {
+    if (single.length < 32) {
+      throw new ConfigError("ARTIFACTD_URL_SIGNING_KEY is too short: give at least 32 random characters (e.g. `openssl rand -base64 32`)");
+    }
+    return Object.freeze([Object.freeze({ id: "default", secret: single })]);
+  }
+  if (list === undefined) return undefined;
+  try {
+    return Object.freeze(parseUrlSigningKeys(list));
+  } catch (error) {
+    throw new ConfigError(`ARTIFACTD_URL_SIGNING_KEYS is not valid: ${(error as Error).message}`);
+  }
 }
 
 /** A byte count with an optional KiB, MiB or GiB suffix (K, M, G too); undefined when it is not one. */

@@ -5,7 +5,7 @@ import { ConfigError } from "./config.ts";
 import { CliError } from "./cli/client-errors.ts";
 import { SERVER_SETTINGS_USAGE } from "./cli/server-settings.ts";
 
-const SERVER_COMMANDS = ["serve", "migrate", "token", "tenant", "gc"] as const;
+const SERVER_COMMANDS = ["serve", "migrate", "token", "tenant", "gc", "url-keys"] as const;
 
 const USAGE = `usage: artifactd <command> [flags]
 
@@ -23,6 +23,8 @@ commands:
   tenant show-quota <tenant> [--json]     its quotas (override or default) and usage
   gc [--dry-run] [--grace-seconds N]      expire artifacts past their TTL, then reclaim
      [--json]                             content no live artifact needs
+  url-keys list|rotate|retire <key-id>    download-link keys in <data dir>/url-signing-keys
+     [--json]                             (ids only; the server reads them at start-up)
 
 client commands (talk to a running service):
 ${CLIENT_USAGE}

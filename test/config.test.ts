@@ -33,7 +33,7 @@ describe("configuration from the environment", () => {
     expect(config.maintenanceIntervalMs).toBe(60_000);
     expect(config.downloadChunkBytes).toBe(256 * 1024);
     expect(config.publicUrl).toBeUndefined();
-    expect(config.urlSigningKey).toBeUndefined();
+    expect(config.urlSigningKeys).toBeUndefined();
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.listen)).toBe(true);
   });
@@ -74,6 +74,11 @@ describe("configuration from the environment", () => {
     ["ARTIFACTD_MIGRATE_ON_START", { ARTIFACTD_MIGRATE_ON_START: "maybe" }],
     ["ARTIFACTD_INLINE_MAX_BYTES", { ARTIFACTD_INLINE_MAX_BYTES: "-1" }],
     ["ARTIFACTD_URL_SIGNING_KEY", { ARTIFACTD_URL_SIGNING_KEY: "short" }],
+    ["ARTIFACTD_URL_SIGNING_KEYS", { ARTIFACTD_URL_SIGNING_KEYS: "k1:short" }],
+    ["ARTIFACTD_URL_SIGNING_KEYS", { ARTIFACTD_URL_SIGNING_KEYS: `${"x".repeat(40)}` }],
+    ["ARTIFACTD_URL_SIGNING_KEYS", { ARTIFACTD_URL_SIGNING_KEYS: `key/1:${"x".repeat(40)}` }],
+    ["ARTIFACTD_URL_SIGNING_KEYS", { ARTIFACTD_URL_SIGNING_KEYS: `k1:${"x".repeat(40)},k1:${"y".repeat(40)}` }],
+    ["ARTIFACTD_URL_SIGNING_KEYS", { ARTIFACTD_URL_SIGNING_KEYS: `k1:${"x".repeat(40)}`, ARTIFACTD_URL_SIGNING_KEY: "y".repeat(40) }],
     ["ARTIFACTD_PUBLIC_URL", { ARTIFACTD_PUBLIC_URL: "not a url" }],
     ["ARTIFACTD_S3_SECRET_KEY", { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a" }],
     ["ARTIFACTD_S3_PART_SIZE", { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_PART_SIZE: "8 MB" }],
@@ -103,6 +108,19 @@ describe("configuration from the environment", () => {
     expect(() => readConfig({ ARTIFACTD_QUOTA_STORED_BYTES: "lots" })).toThrow(/ARTIFACTD_QUOTA_STORED_BYTES="lots" is not valid: .*or unlimited/);
     expect(() => readConfig({ ARTIFACTD_QUOTA_CALLS_PER_SECOND: "0" })).toThrow(/ARTIFACTD_QUOTA_CALLS_PER_SECOND/);
     expect(() => readConfig({ ARTIFACTD_QUOTA_CONCURRENT_DOWNLOADS: "many" })).toThrow(/ARTIFACTD_QUOTA_CONCURRENT_DOWNLOADS/);
+  });
+
+  it("reads download-link keys newest first, and the single-key form as the key `default`", () => {
+    const [newest, older] = ["n".repeat(43), "o".repeat(43)];
+    expect(readConfig({ ARTIFACTD_URL_SIGNING_KEYS: ` k2:${newest}, k1:${older} ` }).urlSigningKeys).toEqual([
+      { id: "k2", secret: newest },
+      { id: "k1", secret: older },
+    ]);
+    expect(readConfig({ ARTIFACTD_URL_SIGNING_KEY: older }).urlSigningKeys).toEqual([{ id: "default", secret: older }]);
+    expect(Object.isFrozen(readConfig({ ARTIFACTD_URL_SIGNING_KEYS: `k1:${older}` }).urlSigningKeys)).toBe(true);
+    // A secret that is wrong is still a secret: errors name the key, never repeat it.
+    expect(() => readConfig({ ARTIFACTD_URL_SIGNING_KEYS: `k1:${newest},k2:sh0rt-s3cret` })).toThrow(/k2/);
+    expect(() => readConfig({ ARTIFACTD_URL_SIGNING_KEYS: `k1:${newest},k2:sh0rt-s3cret` })).not.toThrow(/sh0rt-s3cret/);
   });
 
   it("does not repeat a database password in its error", () => {

@@ -73,6 +73,24 @@ describe("artifactd server commands", () => {
     expect(again.stderr).toContain(`no active token with id ${created.id}`);
   });
 
+  it("creates tokens with a scope and an expiry; read-write without --scope", async () => {
+    const dataDir = ["--data-dir", folder("scoped-tokens")];
+    const before = Date.now();
+    const reader = JSON.parse(ok(await cli(["token", "create", "--tenant", "acme", "--scope", "read-only", "--expires-in", "12h", "--json", ...dataDir]))) as {
+      scope: string;
+      expiresAt: string;
+    };
+    expect(reader.scope).toBe("read-only");
+    const expiresIn = Date.parse(reader.expiresAt) - before;
+    expect(expiresIn).toBeGreaterThan(12 * 3_600_000 - 60_000);
+    expect(expiresIn).toBeLessThan(12 * 3_600_000 + 60_000);
+    const writer = JSON.parse(ok(await cli(["token", "create", "--tenant", "acme", "--json", ...dataDir]))) as { scope: string; expiresAt: string | null };
+    expect(writer).toMatchObject({ scope: "read-write", expiresAt: null });
+    const listed = ok(await cli(["token", "list", ...dataDir]));
+    expect(listed).toMatch(/\tread-only\t.*\texpires 20/);
+    expect(listed).toMatch(/\tread-write\t.*\tno expiry/);
+  });
+
   it("runs as the package's bin (any Node on PATH starts it on the project's Node 24), passing exit codes through", async () => {
     const bin = path.join(ROOT, "src/cli/artifactd-bin.mjs");
     const run = (args: string[]) =>
@@ -148,6 +166,12 @@ describe("artifactd server commands", () => {
     const badValue = await cli(["serve", "--listen", "localhost:99999", "--data-dir", folder("never")]);
     expect(badValue.code).toBe(2);
     expect(badValue.stderr).toContain("ARTIFACTD_LISTEN");
+    const badScope = await cli(["token", "create", "--tenant", "acme", "--scope", "owner", "--data-dir", folder("never")]);
+    expect(badScope.code).toBe(2);
+    expect(badScope.stderr).toContain("--scope must be one of read-only, read-write, admin");
+    const badExpiry = await cli(["token", "create", "--tenant", "acme", "--expires-in", "soon", "--data-dir", folder("never")]);
+    expect(badExpiry.code).toBe(2);
+    expect(badExpiry.stderr).toContain("--expires-in takes a duration such as 90s, 30m, 12h or 30d");
     const missing = await cli(["gc", "--config", folder("absent.json")]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("(from --config) does not exist");

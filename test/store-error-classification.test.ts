@@ -45,6 +45,17 @@ describe("store error classification", () => {
     expect(toConnectError(error).rawMessage).toMatch(/storage is full/);
   });
 
+  it("answers RESOURCE_EXHAUSTED naming the setting for a statement Postgres cancelled (57014), wrapped or not", () => {
+    const cancelled = errorWith({ code: "57014" }, "canceling statement due to statement timeout");
+    for (const error of [cancelled, new Error("query failed", { cause: cancelled })]) {
+      expect(classifyStoreError(error)).toBe("statement_timeout");
+      const answer = toConnectError(error);
+      expect(answer.code).toBe(Code.ResourceExhausted);
+      expect(answer.rawMessage).toMatch(/ARTIFACTD_DATABASE_STATEMENT_TIMEOUT_MS/);
+      expect(answer.rawMessage).not.toMatch(/canceling/);
+    }
+  });
+
   it("answers INTERNAL for anything else, and logs the detail instead of sending it", () => {
     const logged: unknown[] = [];
     const error = errorWith({ code: "42P01" }, 'relation "artifacts" does not exist');

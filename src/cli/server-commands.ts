@@ -1,14 +1,17 @@
+import { loadOrCreateUrlSigningKeyFile, readUrlSigningKeyFile, urlSigningKeyFile, writeUrlSigningKeyFile } from "../adapters/keys/url-signing-key-file.ts";
 import { ensureBootstrapToken, openStores, startApp } from "../app.ts";
 import { ArtifactError } from "../artifact-error.ts";
+import { TOKEN_SCOPES, type TokenScope } from "../artifact.ts";
 import { createApiToken } from "../service/api-tokens.ts";
 import { collectGarbage, expireArtifacts, pruneArtifactEvents } from "../service/maintenance.ts";
 import { expireUploadSessions } from "../service/upload-sessions.ts";
 import { UsageError } from "./client-errors.ts";
+import { newUrlSigningKey } from "../url-signing-keys.ts";
 import { parseServerArgs } from "./server-settings.ts";
 import { tenantCommand } from "./tenant-command.ts";
 
 /**
- * The server half of the `artifactd` command: serve, migrate, token, tenant, gc.
+ * The server half of the `artifactd` command: serve, migrate, token, tenant, gc, url-keys.
  * These work on the stores directly, configured by flags, the environment
  * and the server config file (./server-settings.ts).
  */
@@ -56,29 +59,50 @@ export async function runServerCommand(command: string, rest: string[]): Promise
       return tenantCommand(rest);
     case "gc":
       return gcCommand(rest);
+    case "url-keys":
+      return urlKeysCommand(rest);
     default:
       throw new ArtifactError("invalid_argument", `unknown command ${JSON.stringify(command)}`);
   }
 }
 
 async function tokenCommand(args: string[]): Promise<number> {
-  const { config, positionals, values } = parseServerArgs("token", args, { tenant: { type: "string" }, name: { type: "string" }, json: { type: "boolean" } });
+  const { config, positionals, values } = parseServerArgs("token", args, {
+    tenant: { type: "string" },
+    name: { type: "string" },
+    scope: { type: "string" },
+    "expires-in": { type: "string" },
+    json: { type: "boolean" },
+  });
   const [action, id] = positionals;
   const tenant = typeof values.tenant === "string" ? values.tenant : undefined;
+  // Checked before any store is opened: a typo never creates a database.
+  const scope = values.scope ?? "read-write";
+  if (!TOKEN_SCOPES.includes(scope as TokenScope)) throw new UsageError(`--scope must be one of ${TOKEN_SCOPES.join(", ")} (got ${JSON.stringify(scope)})`);
+  const expiresIn = typeof values["expires-in"] === "string" ? parseDuration("--expires-in", values["expires-in"]) : undefined;
   const { metadata, blobs } = await openStores(config);
   try {
     switch (action) {
       case "create": {
         if (!tenant) throw new ArtifactError("invalid_argument", "token create needs --tenant <tenant-id>");
-        const created = await createApiToken(metadata, tenant, typeof values.name === "string" ? values.name : "default");
-        if (values.json) console.log(JSON.stringify({ id: created.id, tenant, token: created.token }));
-        else console.log(`${created.token}\n(id ${created.id}, tenant ${tenant}; shown once, store it now)`);
+        const created = await createApiToken(metadata, tenant, typeof values.name === "string" ? values.name : "default", {
+          scope: scope as TokenScope,
+          expiresAt: expiresIn === undefined ? undefined : new Date(Date.now() + expiresIn),
+        });
+        const expires = created.expiresAt?.toISOString();
+        if (values.json) console.log(JSON.stringify({ id: created.id, tenant, token: created.token, scope: created.scope, expiresAt: expires ?? null }));
+        else console.log(`${created.token}\n(id ${created.id}, tenant ${tenant}, ${created.scope}${expires ? `, expires ${expires}` : ""}; shown once, store it now)`);
         return 0;
       }
       case "list": {
         const tokens = await metadata.listTokens(tenant);
         if (values.json) console.log(JSON.stringify(tokens));
-        else for (const t of tokens) console.log(`${t.id}\t${t.tenantId}\t${t.name}\t${t.createdAt.toISOString()}${t.revokedAt ? "\trevoked" : ""}`);
+        else {
+          for (const t of tokens) {
+            const state = t.revokedAt ? "\trevoked" : t.expiresAt && t.expiresAt.getTime() <= Date.now() ? "\texpired" : "";
+            console.log(`${t.id}\t${t.tenantId}\t${t.name}\t${t.scope}\t${t.createdAt.toISOString()}\t${t.expiresAt ? `expires ${t.expiresAt.toISOString()}` : "no expiry"}${state}`);
+          }
+        }
         return 0;
       }
       case "revoke": {
@@ -94,6 +118,14 @@ async function tokenCommand(args: string[]): Promise<number> {
     await blobs.close();
     await metadata.close();
   }
+}
+
+/** "90s", "30m", "12h", "30d": a positive duration in milliseconds. */
+function parseDuration(flag: string, raw: string): number {
+  const match = /^(\d+)(s|m|h|d)$/.exec(raw.trim());
+  const value = match ? Number(match[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as "s" | "m" | "h" | "d"] : NaN;
+  if (!Number.isSafeInteger(value) || value <= 0) throw new UsageError(`${flag} takes a duration such as 90s, 30m, 12h or 30d (got ${JSON.stringify(raw)})`);
+  return value;
 }
 
 async function gcCommand(args: string[]): Promise<number> {
@@ -129,3 +161,60 @@ async function gcCommand(args: string[]): Promise<number> {
   }
 }
 
+
+/**
+ * The download-link keys of the key file in the data folder: list (ids only,
+ * never secrets), rotate (a new signing key first; the others keep verifying)
+ * and retire <id> (links signed with it stop working). A server reads its
+ * keys at start-up, so it signs and verifies by the new list once restarted.
+ * Keys set in ARTIFACTD_URL_SIGNING_KEYS are the configuration's to change.
+ */
+async function urlKeysCommand(args: string[]): Promise<number> {
+  const { config, positionals, values } = parseServerArgs("url-keys", args, { json: { type: "boolean" } });
+  const [action, id, ...extra] = positionals;
+  if (extra.length) throw new UsageError(`url-keys takes at most an action and a key id (got ${positionals.join(" ")})`);
+  const file = urlSigningKeyFile(config.dataDir);
+  if (action === "list") {
+    const configured = config.urlSigningKeys !== undefined;
+    const keys = config.urlSigningKeys ?? (await readUrlSigningKeyFile(file)) ?? [];
+    const source = configured ? "configuration (ARTIFACTD_URL_SIGNING_KEYS or ARTIFACTD_URL_SIGNING_KEY)" : file;
+    if (values.json) console.log(JSON.stringify({ source, keys: keys.map((key, index) => ({ id: key.id, signs: index === 0 })) }));
+    else if (keys.length === 0) console.log(`no keys yet: the server makes ${file} on its first start (or run \`artifactd url-keys rotate\`)`);
+    else {
+      console.log(`keys from ${source}, newest first:`);
+      for (const [index, key] of keys.entries()) console.log(`${key.id}\t${index === 0 ? "signs and verifies" : "verifies"}`);
+    }
+    return 0;
+  }
+  if (action !== "rotate" && action !== "retire") throw new ArtifactError("invalid_argument", "url-keys needs an action: list, rotate or retire <key-id>");
+  if (config.urlSigningKeys !== undefined) {
+    throw new ArtifactError(
+      "failed_precondition",
+      "the keys come from ARTIFACTD_URL_SIGNING_KEYS (or ARTIFACTD_URL_SIGNING_KEY), not the key file: change them there, on every replica",
+    );
+  }
+  if (action === "rotate") {
+    if (id !== undefined) throw new UsageError("url-keys rotate takes no arguments: it names the new key itself");
+    const { keys, created } = await loadOrCreateUrlSigningKeyFile(file);
+    if (created) {
+      // The file's first key is as new as one rotated in.
+      if (values.json) console.log(JSON.stringify({ id: keys[0]!.id }));
+      else console.log(`made ${file} with the key ${keys[0]!.id}`);
+      return 0;
+    }
+    const added = newUrlSigningKey(keys.map((key) => key.id));
+    await writeUrlSigningKeyFile(file, [added, ...keys]);
+    if (values.json) console.log(JSON.stringify({ id: added.id }));
+    else console.log(`added ${added.id}, which signs once the server restarts; ${keys.map((key) => key.id).join(", ")} still verify until retired`);
+    return 0;
+  }
+  if (!id) throw new ArtifactError("invalid_argument", "url-keys retire needs the key id (see `artifactd url-keys list`)");
+  const keys = (await readUrlSigningKeyFile(file)) ?? [];
+  const index = keys.findIndex((key) => key.id === id);
+  if (index < 0) throw new ArtifactError("not_found", `no key ${id} in ${file}`);
+  if (index === 0) throw new ArtifactError("failed_precondition", `${id} is the key that signs: rotate in a new one first, then retire ${id}`);
+  await writeUrlSigningKeyFile(file, keys.filter((key) => key.id !== id));
+  if (values.json) console.log(JSON.stringify({ id }));
+  else console.log(`retired ${id}: links signed with it stop working once the server restarts`);
+  return 0;
+}

@@ -70,8 +70,12 @@ export interface MetadataStore {
   searchArtifacts(tenantId: string, query: string, filter: ArtifactFilter, page: PageRequest): Promise<Page<Artifact>>;
   /** The artifact of `kind` with the highest (or lowest) `metric`; newest wins ties. */
   bestArtifact(tenantId: string, kind: string, metric: string, minimize: boolean, filter: ArtifactFilter): Promise<Artifact | undefined>;
-  /** Ancestors and descendants up to `depth` edges away; each artifact once. */
-  lineage(tenantId: string, id: string, depth: number): Promise<Lineage>;
+  /**
+   * Ancestors and descendants up to `depth` edges away; each artifact once.
+   * Stops reading as soon as the walk holds more than `limits` allow, and
+   * then says which limit and at what depth instead of answering.
+   */
+  lineage(tenantId: string, id: string, depth: number, limits: LineageLimits): Promise<Lineage | LineageTooLarge>;
 
   /** Sets deleted_at; undefined when there is no such artifact. Refuses pinned ones. */
   softDeleteArtifact(tenantId: string, id: string, now: Date): Promise<Artifact | undefined>;
@@ -185,4 +189,17 @@ export interface ApiToken {
   readonly revokedAt: Date | undefined;
   readonly scope: TokenScope;
   readonly expiresAt: Date | undefined;
+}
+
+export interface LineageLimits {
+  /** Ancestors and descendants together. */
+  readonly maxArtifacts: number;
+  /** Edges read, both directions together. */
+  readonly maxEdges: number;
+}
+
+/** A lineage walk that went past its limits: which one, and the level (1 = direct inputs or outputs) where it did. */
+export interface LineageTooLarge {
+  readonly tooLarge: "artifacts" | "edges";
+  readonly atDepth: number;
 }

@@ -72,6 +72,17 @@ export function callerOf(found: ApiToken | undefined, now: number = Date.now()):
   return { tenantId: found.tenantId, principal: found.name, tokenId: found.id, scope: found.scope };
 }
 
+const SCOPE_RANK: Record<TokenScope, number> = { "read-only": 0, "read-write": 1, admin: 2 };
+
+/** Throws permission_denied unless the caller's token has at least `needed` scope; `action` says what was refused. */
+export function requireScope(caller: Caller, needed: TokenScope, action: string): void {
+  if (SCOPE_RANK[caller.scope] >= SCOPE_RANK[needed]) return;
+  throw new ArtifactError(
+    "permission_denied",
+    `this token is ${caller.scope} and cannot ${action}: that needs a ${needed} token (\`artifactd token create --scope ${needed}\`)`,
+  );
+}
+
 function sha256Hex(token: string): string {
   return createHash("sha256").update(token).digest("hex");
 }

@@ -4,8 +4,13 @@ import { defaultPrefix, newArtifactId } from "../artifact-id.ts";
 import { blake3Hex } from "../blake3.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
 import type { MetadataStore, Page } from "../ports/metadata-store.ts";
+import type { RequestLimits } from "../config.ts";
 import type { ArtifactEvents } from "./artifact-events.ts";
+import { createEventArtifactLoader } from "./event-artifact-loader.ts";
+import { withIdleTimeout } from "./idle-timeout.ts";
+import { createWatcherSlots } from "./watcher-slots.ts";
 import { decodeEventCursor, watchArtifacts } from "./watch-artifacts.ts";
+import { requireScope } from "./api-tokens.ts";
 import { createDownloadUrl, type UrlSigner } from "./download-urls.ts";
 import { downloadArtifact, type DownloadRequest } from "./download-artifact.ts";
 import { uploadArtifact, type UploadMessage, type UploadResult } from "./upload-artifact.ts";
@@ -19,7 +24,7 @@ import {
   type SessionView,
 } from "./upload-sessions.ts";
 import type { TenantQuotas } from "./tenant-quotas.ts";
-import { checkFilterText, checkNoNul, requireArtifactId, validateLabels, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
+import { checkNoNul, requireArtifactId, validateFilter, validateSpec, type RawSpec } from "./validate-spec.ts";
 
 export interface ArtifactServiceOptions {
   readonly metadata: MetadataStore;
@@ -32,6 +37,8 @@ export interface ArtifactServiceOptions {
   readonly urlSigner: UrlSigner;
   readonly downloadUrlMaxTtlSeconds: number;
   readonly uploadStaleMs: number;
+  /** What one request may make the server do (config.ts, ARTIFACTD_MAX_…). */
+  readonly limits: RequestLimits;
   /** Per-tenant quotas: every use case that stores, transfers or opens a session asks them first. */
   readonly quotas: TenantQuotas;
   readonly log?: (message: string, error?: unknown) => void;
@@ -80,11 +87,13 @@ export interface ArtifactService {
 
 export const MAX_LINEAGE_DEPTH = 32;
 
+/** The page size when a request leaves it unset (at most the server's ARTIFACTD_MAX_PAGE_SIZE). */
 export const DEFAULT_PAGE_SIZE = 100;
-export const MAX_PAGE_SIZE = 1000;
 
 export function createArtifactService(options: ArtifactServiceOptions): ArtifactService {
-  const { metadata, blobs, events, quotas } = options;
+  const { metadata, blobs, events, limits, quotas } = options;
+  const watcherSlots = createWatcherSlots(limits);
+  const loadEventArtifact = createEventArtifactLoader(metadata);
   const sessionDeps = {
     metadata,
     blobs,
@@ -94,26 +103,15 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     uploadStaleMs: options.uploadStaleMs,
     ...(options.log ? { log: options.log } : {}),
   };
-  const validateFilter = (filter: ArtifactFilter) => {
-    checkFilterText(filter);
-    if (filter.labels) validateLabels("filter.labels", filter.labels);
-    if (filter.tagsAll) validateTags("filter.tags_all", filter.tagsAll);
-    if (filter.tagsAny) validateTags("filter.tags_any", filter.tagsAny);
-    for (const range of filter.metricRanges ?? []) {
-      if (!range.name) throw invalidArgument("filter.metric_ranges[].name is required");
-      if (range.min !== undefined && range.max !== undefined && range.min > range.max) {
-        throw invalidArgument(`filter.metric_ranges for ${JSON.stringify(range.name)}: min ${range.min} is greater than max ${range.max}`);
-      }
-    }
-    if (filter.createdAfter && filter.createdBefore && filter.createdAfter >= filter.createdBefore) {
-      throw invalidArgument("filter.created_after must be earlier than filter.created_before");
-    }
-  };
+  const checkFilter = (filter: ArtifactFilter) => validateFilter(filter, limits.maxFilterTerms);
+  const defaultPageSize = Math.min(DEFAULT_PAGE_SIZE, limits.maxPageSize);
   const pageSizeOf = (pageSize: number) => {
-    if (!Number.isInteger(pageSize) || pageSize < 0 || pageSize > MAX_PAGE_SIZE) {
-      throw invalidArgument(`page_size ${pageSize} is not valid: give 1–${MAX_PAGE_SIZE}, or 0 for the default of ${DEFAULT_PAGE_SIZE}`);
+    if (!Number.isInteger(pageSize) || pageSize < 0 || pageSize > limits.maxPageSize) {
+      throw invalidArgument(
+        `page_size ${pageSize} is not valid: give 1–${limits.maxPageSize} (ARTIFACTD_MAX_PAGE_SIZE), or 0 for the default of ${defaultPageSize}`,
+      );
     }
-    return pageSize || DEFAULT_PAGE_SIZE;
+    return pageSize || defaultPageSize;
   };
   const found = (id: string, artifact: Artifact | undefined): Artifact => {
     if (!artifact) throw notFound(`artifact ${id} does not exist`);
@@ -133,8 +131,10 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
   return {
     admitCall: (caller) => quotas.admitCall(caller.tenantId),
 
-    upload(caller, messages, signal) {
-      return asUpload(caller, () => uploadArtifact(sessionDeps, caller, messages, signal));
+    async upload(caller, messages, signal) {
+      requireScope(caller, "read-write", "upload artifacts");
+      const stream = withIdleTimeout(messages, limits.uploadIdleTimeoutMs, "the upload stream");
+      return asUpload(caller, () => uploadArtifact(sessionDeps, caller, stream, signal));
     },
 
     async download(caller, request, signal) {
@@ -160,16 +160,19 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     },
 
     async listArtifacts(caller, filter, pageSize, pageToken, includeTotalCount = false) {
-      validateFilter(filter);
+      checkFilter(filter);
       const page = await metadata.listArtifacts(caller.tenantId, filter, { pageSize: pageSizeOf(pageSize), pageToken });
       const totalCount = includeTotalCount ? await metadata.countArtifacts(caller.tenantId, filter) : undefined;
       return { ...page, totalCount };
     },
 
     async searchArtifacts(caller, query, filter, pageSize, pageToken) {
-      if (query.trim() === "" || query.length > 512) throw invalidArgument("query must be 1–512 characters of free text");
+      if (query.trim() === "") throw invalidArgument("query is required: 1 or more characters of free text");
+      if (query.length > limits.maxSearchQueryChars) {
+        throw invalidArgument(`query is ${query.length} characters long; at most ${limits.maxSearchQueryChars} are allowed (ARTIFACTD_MAX_SEARCH_QUERY_CHARS)`);
+      }
       checkNoNul("query", query);
-      validateFilter(filter);
+      checkFilter(filter);
       return metadata.searchArtifacts(caller.tenantId, query, filter, { pageSize: pageSizeOf(pageSize), pageToken });
     },
 
@@ -178,7 +181,7 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
       if (!metric) throw invalidArgument("metric is required: the metric to rank by, e.g. accuracy");
       checkNoNul("kind", kind);
       checkNoNul("metric", metric);
-      validateFilter(filter);
+      checkFilter(filter);
       const best = await metadata.bestArtifact(caller.tenantId, kind, metric, minimize, filter);
       if (!best) throw notFound(`no ${kind} artifact with metric ${JSON.stringify(metric)} matches the filter`);
       return best;
@@ -190,39 +193,72 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
         throw invalidArgument(`depth ${depth} is not valid: give 1–${MAX_LINEAGE_DEPTH}, or 0 for 1`);
       }
       found(id, await metadata.getArtifact(caller.tenantId, id));
-      return metadata.lineage(caller.tenantId, id, depth || 1);
+      const maxEdges = lineageEdgeLimit(limits);
+      const lineage = await metadata.lineage(caller.tenantId, id, depth || 1, { maxArtifacts: limits.maxLineageNodes, maxEdges });
+      if ("tooLarge" in lineage) {
+        const limit =
+          lineage.tooLarge === "artifacts"
+            ? `more than ${limits.maxLineageNodes} artifacts`
+            : `more than ${maxEdges} edges (ten per artifact of ARTIFACTD_MAX_LINEAGE_NODES)`;
+        const advice =
+          lineage.atDepth > 1
+            ? `ask for depth ${lineage.atDepth - 1} or less`
+            : "even depth 1 is too large: its direct inputs or outputs are too many to return at once";
+        throw new ArtifactError(
+          "resource_exhausted",
+          `the lineage of ${id} holds ${limit} within depth ${lineage.atDepth}; at most ${limits.maxLineageNodes} artifacts are returned (ARTIFACTD_MAX_LINEAGE_NODES): ${advice}`,
+        );
+      }
+      return lineage;
     },
 
     async setPinned(caller, rawId, pinned) {
+      requireScope(caller, "read-write", "pin or unpin artifacts");
       const id = requireArtifactId("id", rawId);
       return found(id, await metadata.setPinned(caller.tenantId, id, pinned));
     },
 
     async setStatus(caller, rawId, status) {
+      requireScope(caller, "read-write", "change an artifact's status");
       const id = requireArtifactId("id", rawId);
       if (!status) throw invalidArgument("status is required: STATUS_DRAFT, STATUS_REVIEW, STATUS_APPROVED or STATUS_REJECTED");
       return found(id, await metadata.setStatus(caller.tenantId, id, status));
     },
 
     async archiveRun(caller, runId) {
+      requireScope(caller, "admin", "archive a whole run");
       if (!runId || runId.length > 256) throw invalidArgument("run_id is required (at most 256 characters)");
       return (await metadata.archiveRun(caller.tenantId, runId, new Date())).length;
     },
 
     watch(caller, filter, resumeAfter, signal) {
-      validateFilter(filter);
-      return watchArtifacts({ events, metadata }, caller.tenantId, filter, decodeEventCursor("resume_after", resumeAfter), signal);
+      checkFilter(filter);
+      const deps = { events, metadata, loadArtifact: loadEventArtifact, slots: watcherSlots };
+      return watchArtifacts(deps, caller.tenantId, filter, decodeEventCursor("resume_after", resumeAfter), signal);
     },
 
-    createUploadSession: (caller, request) => createUploadSession(sessionDeps, caller, request),
-    uploadPart: (caller, request) => asUpload(caller, () => uploadSessionPart(sessionDeps, caller, request)),
+    async createUploadSession(caller, request) {
+      requireScope(caller, "read-write", "upload artifacts");
+      return createUploadSession(sessionDeps, caller, request);
+    },
+    async uploadPart(caller, request) {
+      requireScope(caller, "read-write", "upload artifacts");
+      return asUpload(caller, () => uploadSessionPart(sessionDeps, caller, request));
+    },
     getUploadSession: (caller, id) => getUploadSession(sessionDeps, caller, id),
-    completeUploadSession: (caller, id) => completeUploadSession(sessionDeps, caller, id),
-    abortUploadSession: (caller, id) => abortUploadSession(sessionDeps, caller, id),
+    async completeUploadSession(caller, id) {
+      requireScope(caller, "read-write", "upload artifacts");
+      return completeUploadSession(sessionDeps, caller, id);
+    },
+    async abortUploadSession(caller, id) {
+      requireScope(caller, "read-write", "upload artifacts");
+      return abortUploadSession(sessionDeps, caller, id);
+    },
     createDownloadUrl: (caller, id, ttlSeconds, baseUrl) =>
       createDownloadUrl({ metadata, signer: options.urlSigner, maxTtlSeconds: options.downloadUrlMaxTtlSeconds }, caller, { id, ttlSeconds, baseUrl }),
 
     async saveInline(caller, rawSpec, content) {
+      requireScope(caller, "read-write", "save artifacts");
       const now = new Date();
       const spec = validateSpec(rawSpec, now);
       if (!content) throw invalidArgument("content is required: set text or json");
@@ -266,6 +302,7 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     },
 
     async deleteArtifact(caller, rawId) {
+      requireScope(caller, "read-write", "delete artifacts");
       const id = requireArtifactId("id", rawId);
       return found(id, await metadata.softDeleteArtifact(caller.tenantId, id, new Date()));
     },
@@ -280,3 +317,11 @@ async function* releasedAtEnd(content: AsyncIterable<Uint8Array>, release: () =>
     release();
   }
 }
+
+/**
+ * The edges a lineage answer may hold: ten per artifact. An artifact has at
+ * most 256 inputs, but lineage graphs are mostly narrow; a graph that needs
+ * more edges than this per artifact is refused like one with too many
+ * artifacts.
+ */
+const lineageEdgeLimit = (limits: Pick<RequestLimits, "maxLineageNodes">) => limits.maxLineageNodes * 10;

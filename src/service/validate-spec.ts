@@ -89,9 +89,9 @@ export function validateSpec(raw: RawSpec | undefined, now: Date): ArtifactSpec 
   };
 }
 
-export function validateLabels(field: string, labels: Readonly<Record<string, string>>): Record<string, string> {
+export function validateLabels(field: string, labels: Readonly<Record<string, string>>, maxLabels: number = LIMITS.maxLabels): Record<string, string> {
   const entries = Object.entries(labels);
-  if (entries.length > LIMITS.maxLabels) throw invalidArgument(`${field} has ${entries.length} labels; at most ${LIMITS.maxLabels} are allowed`);
+  if (entries.length > maxLabels) throw invalidArgument(`${field} has ${entries.length} labels; at most ${maxLabels} are allowed`);
   for (const [key, value] of entries) {
     if (key.length === 0 || key.length > LIMITS.maxLabelKey) {
       throw invalidArgument(`${field} key ${JSON.stringify(key.slice(0, 40))} must be 1–${LIMITS.maxLabelKey} characters`);
@@ -103,9 +103,9 @@ export function validateLabels(field: string, labels: Readonly<Record<string, st
   return Object.fromEntries(entries);
 }
 
-export function validateTags(field: string, tags: readonly string[]): string[] {
+export function validateTags(field: string, tags: readonly string[], maxTags: number = LIMITS.maxTags): string[] {
   const unique = [...new Set(tags)].sort();
-  if (unique.length > LIMITS.maxTags) throw invalidArgument(`${field} has ${unique.length} tags; at most ${LIMITS.maxTags} are allowed`);
+  if (unique.length > maxTags) throw invalidArgument(`${field} has ${unique.length} tags; at most ${maxTags} are allowed`);
   for (const tag of unique) {
     if (tag.length === 0 || tag.length > LIMITS.maxTag) throw invalidArgument(`${field} entry ${JSON.stringify(tag.slice(0, 40))} must be 1–${LIMITS.maxTag} characters`);
     checkNoNul(`${field} entry ${JSON.stringify(tag.slice(0, 40))}`, tag);
@@ -167,11 +167,48 @@ export function checkNoNul(field: string, value: string): void {
 }
 
 /**
+ * A filter from a request, before it becomes SQL. Each of its lists is
+ * capped first (`maxTerms`, ARTIFACTD_MAX_FILTER_TERMS): every entry becomes
+ * one or more WHERE terms, and thousands of them overflow the query builder's
+ * stack, which surfaced as INTERNAL, or make a query Postgres takes long to
+ * plan. Then every value is checked as checkFilterText and
+ * validateLabels / validateTags say.
+ */
+export function validateFilter(filter: ArtifactFilter, maxTerms: number): void {
+  const lists = {
+    metric_ranges: filter.metricRanges?.length ?? 0,
+    labels: Object.keys(filter.labels ?? {}).length,
+    tags_all: filter.tagsAll?.length ?? 0,
+    tags_any: filter.tagsAny?.length ?? 0,
+  };
+  for (const [name, count] of Object.entries(lists)) {
+    if (count > maxTerms) {
+      throw invalidArgument(
+        `filter.${name} has ${count} entries; at most ${maxTerms} are allowed (ARTIFACTD_MAX_FILTER_TERMS): narrow the filter, or split the request`,
+      );
+    }
+  }
+  checkFilterText(filter);
+  if (filter.labels) validateLabels("filter.labels", filter.labels, maxTerms);
+  if (filter.tagsAll) validateTags("filter.tags_all", filter.tagsAll, maxTerms);
+  if (filter.tagsAny) validateTags("filter.tags_any", filter.tagsAny, maxTerms);
+  for (const range of filter.metricRanges ?? []) {
+    if (!range.name) throw invalidArgument("filter.metric_ranges[].name is required");
+    if (range.min !== undefined && range.max !== undefined && range.min > range.max) {
+      throw invalidArgument(`filter.metric_ranges for ${JSON.stringify(range.name)}: min ${range.min} is greater than max ${range.max}`);
+    }
+  }
+  if (filter.createdAfter && filter.createdBefore && filter.createdAfter >= filter.createdBefore) {
+    throw invalidArgument("filter.created_after must be earlier than filter.created_before");
+  }
+}
+
+/**
  * The plain text fields of a filter: none may hold a NUL character (Postgres
  * refuses it, which would surface as an internal error). Labels and tags are
  * checked, NUL included, by validateLabels / validateTags.
  */
-export function checkFilterText(filter: ArtifactFilter): void {
+function checkFilterText(filter: ArtifactFilter): void {
   const plain = { kind: filter.kind, artifact_class: filter.artifactClass, name_prefix: filter.namePrefix, mime_type: filter.mimeType };
   for (const [name, value] of Object.entries(plain)) if (value) checkNoNul(`filter.${name}`, value);
   for (const name of PROVENANCE_FIELDS) {

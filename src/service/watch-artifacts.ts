@@ -3,6 +3,8 @@ import { ArtifactError, invalidArgument } from "../artifact-error.ts";
 import type { LoggedEvent } from "../ports/artifact-event-log.ts";
 import type { MetadataStore } from "../ports/metadata-store.ts";
 import type { ArtifactEvents } from "./artifact-events.ts";
+import type { EventArtifactLoader } from "./event-artifact-loader.ts";
+import type { WatcherSlots } from "./watcher-slots.ts";
 
 /** Events a watcher may have waiting before it is stopped as too slow. */
 export const WATCH_QUEUE_LIMIT = 10_000;
@@ -46,12 +48,22 @@ export function decodeEventCursor(field: string, cursor: string): number | undef
  *   watcher of status=review sees the review event even if the artifact is
  *   approved a moment later): the log records them with the event;
  * - everything else, which an artifact keeps for life, with the store's own
- *   filter rules (one query per event), so Watch and List never disagree.
- * A deleted event is delivered without include_deleted: it is news of the
- * deletion itself.
+ *   filter rules (one query per event and watcher, skipped when the filter
+ *   has no such terms), so Watch and List never disagree.
+ * The artifact itself is loaded once per event for all watchers
+ * (`loadArtifact`). A deleted event is delivered without include_deleted: it
+ * is news of the deletion itself.
+ *
+ * The stream holds one of `slots` (per tenant and per server) from its first
+ * read until it ends, however it ends; none free: resource_exhausted.
  */
 export function watchArtifacts(
-  deps: { readonly events: ArtifactEvents; readonly metadata: MetadataStore },
+  deps: {
+    readonly events: ArtifactEvents;
+    readonly metadata: MetadataStore;
+    readonly loadArtifact: EventArtifactLoader;
+    readonly slots: WatcherSlots;
+  },
   tenantId: string,
   filter: ArtifactFilter,
   resumeAfter: number | undefined,
@@ -60,6 +72,7 @@ export function watchArtifacts(
   const { events, metadata } = deps;
   const { status: _status, pinned: _pinned, ...rest } = filter;
   const lifelong: ArtifactFilter = { ...rest, includeDeleted: true };
+  const hasLifelongTerms = Object.entries(rest).some(([name, value]) => name !== "includeDeleted" && value !== undefined);
   const queue: LoggedEvent[] = [];
   let wake: (() => void) | undefined;
   let fellBehind = false;
@@ -78,8 +91,8 @@ export function watchArtifacts(
 
   const toDeliver = async (event: LoggedEvent): Promise<ArtifactEvent | undefined> => {
     if (!lifecycleMatches(event, filter)) return undefined;
-    if (!(await metadata.matchesFilter(tenantId, event.artifactId, lifelong))) return undefined;
-    const artifact = await metadata.getArtifact(tenantId, event.artifactId);
+    if (hasLifelongTerms && !(await metadata.matchesFilter(tenantId, event.artifactId, lifelong))) return undefined;
+    const artifact = await deps.loadArtifact(event);
     if (!artifact) return undefined;
     return {
       type: event.type,
@@ -90,7 +103,9 @@ export function watchArtifacts(
   };
 
   return (async function* () {
+    let releaseSlot: (() => void) | undefined;
     try {
+      releaseSlot = deps.slots.acquire(tenantId);
       let cursor = resumeAfter ?? 0;
       if (resumeAfter !== undefined) {
         for (let first = true; !signal.aborted; first = false) {
@@ -138,6 +153,7 @@ export function watchArtifacts(
         if (deliverable) yield deliverable;
       }
     } finally {
+      releaseSlot?.();
       unsubscribe?.();
       signal.removeEventListener("abort", onAbort);
     }

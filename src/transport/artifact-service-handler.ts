@@ -21,6 +21,7 @@ import {
   specFromProto,
   statusFromProto,
 } from "./proto-conversion.ts";
+import { callerOf } from "./admission.ts";
 import { assertRequestCompleted } from "./request-ended.ts";
 
 const EVENT_TYPES: Record<ArtifactEventType, EventType> = {
@@ -32,42 +33,67 @@ const EVENT_TYPES: Record<ArtifactEventType, EventType> = {
 };
 
 /**
- * ArtifactService RPCs → use cases. Each handler authenticates, converts the
- * request, calls the service and converts the answer; errors are mapped to
- * status codes by the interceptor in ./server.ts, not here.
+ * ArtifactService RPCs → use cases. Each handler takes the caller admitted
+ * before the request body was read (./admission.ts), converts the request,
+ * calls the service and converts the answer; errors are mapped to status
+ * codes by the interceptor in ./server.ts, not here.
+ *
+ * Calls that stay open (Upload, Download, WatchArtifacts) also end when the
+ * caller's token is revoked or expires while they run (`watchCaller`).
  */
 export function createArtifactServiceHandler(
   service: ArtifactService,
-  authenticate: (authorization: string | null) => Promise<Caller>,
   publicUrl?: string,
+  watchCaller?: (caller: Caller) => { readonly signal: AbortSignal; release(): void },
 ): Partial<ServiceImpl<typeof ArtifactServiceDesc>> {
-  const caller = async (ctx: HandlerContext) => {
-    const who = await authenticate(ctx.requestHeader.get("authorization"));
-    await service.admitCall(who); // every RPC passes here once: its tenant's calls-per-second quota
-    return who;
+  const caller = async (ctx: HandlerContext) => callerOf(ctx);
+  /** The call's signal, also aborted when its token stops being valid; `end` when the call ends. */
+  const openCall = (ctx: HandlerContext) => {
+    const who = callerOf(ctx);
+    const watched = watchCaller?.(who);
+    const signal = watched ? AbortSignal.any([ctx.signal, watched.signal]) : ctx.signal;
+    return {
+      who,
+      signal,
+      /** The revocation, when that is what ended the call; else the error itself. */
+      reason: (error: unknown) => (watched?.signal.aborted ? watched.signal.reason : error),
+      end: () => watched?.release(),
+    };
   };
 
   const implemented: Partial<ServiceImpl<typeof ArtifactServiceDesc>> = {
     async upload(requests, ctx) {
-      const who = await caller(ctx);
-      const result = await service.upload(who, uploadMessages(requests, ctx), ctx.signal);
-      return { artifact: artifactToProto(result.artifact), deduplicated: result.deduplicated };
+      const call = openCall(ctx);
+      try {
+        const result = await service.upload(call.who, uploadMessages(requests, ctx), call.signal);
+        return { artifact: artifactToProto(result.artifact), deduplicated: result.deduplicated };
+      } catch (error) {
+        throw call.reason(error);
+      } finally {
+        call.end();
+      }
     },
 
     async *download(request, ctx) {
-      const who = await caller(ctx);
-      const { artifact, content } = await service.download(
-        who,
-        {
-          id: request.id,
-          offset: int64FromProto("offset", request.offset),
-          length: request.length === undefined ? undefined : int64FromProto("length", request.length),
-        },
-        ctx.signal,
-      );
-      yield create(DownloadResponseSchema, { message: { case: "artifact", value: artifactToProto(artifact) } });
-      for await (const chunk of content) {
-        yield create(DownloadResponseSchema, { message: { case: "chunk", value: chunk } });
+      const call = openCall(ctx);
+      try {
+        const { artifact, content } = await service.download(
+          call.who,
+          {
+            id: request.id,
+            offset: int64FromProto("offset", request.offset),
+            length: request.length === undefined ? undefined : int64FromProto("length", request.length),
+          },
+          call.signal,
+        );
+        yield create(DownloadResponseSchema, { message: { case: "artifact", value: artifactToProto(artifact) } });
+        for await (const chunk of content) {
+          yield create(DownloadResponseSchema, { message: { case: "chunk", value: chunk } });
+        }
+      } catch (error) {
+        throw call.reason(error);
+      } finally {
+        call.end();
       }
     },
 
@@ -165,9 +191,17 @@ export function createArtifactServiceHandler(
     },
 
     async *watchArtifacts(request, ctx) {
-      const who = await caller(ctx);
-      for await (const event of service.watch(who, filterFromProto(request.filter), request.resumeAfter, ctx.signal)) {
-        yield { type: EVENT_TYPES[event.type], artifact: artifactToProto(event.artifact), cursor: event.cursor };
+      const call = openCall(ctx);
+      try {
+        for await (const event of service.watch(call.who, filterFromProto(request.filter), request.resumeAfter, call.signal)) {
+          yield { type: EVENT_TYPES[event.type], artifact: artifactToProto(event.artifact), cursor: event.cursor };
+        }
+        // Watch ends by itself only when its signal aborts: say why, rather than end as if it were done.
+        if (call.signal.aborted) throw call.reason(call.signal.reason);
+      } catch (error) {
+        throw call.reason(error);
+      } finally {
+        call.end();
       }
     },
 

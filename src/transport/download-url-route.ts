@@ -10,34 +10,67 @@ type Request = HttpRequest;
 type Response = HttpResponse;
 
 /**
- * Plain HTTP GET / HEAD for signed download URLs (service/download-urls.ts).
+ * Plain HTTP GET / HEAD for signed download links (service/download-urls.ts).
  *
  * Content is always an attachment (`Content-Disposition: attachment`,
  * `X-Content-Type-Options: nosniff` and a sandboxing CSP), so uploaded HTML
  * or SVG never renders in the service's origin. One byte range per request
  * (`Range: bytes=…`, 206 / 416); the ETag is the BLAKE3 digest. A bad,
- * tampered or expired signature, or an artifact that is gone, answers a bare
- * 403 that tells nothing more.
+ * tampered, non-canonical or expired link, one whose token is revoked or
+ * expired, or an artifact that is gone, answers a bare 403 that tells
+ * nothing more.
  */
-export function createDownloadUrlRoute(service: ArtifactService, signer: UrlSigner): HttpRoute {
+export interface DownloadUrlRouteOptions {
+  readonly service: ArtifactService;
+  readonly signer: UrlSigner;
+  /**
+   * Whether the token a link was made with may still be used (not revoked,
+   * not expired). Asked on every request whose signature checks out, so a
+   * cached answer bounds how long a revoked token's links keep working.
+   */
+  readonly isTokenActive: (tokenId: string) => Promise<boolean>;
+  /** Cuts a download under way when the link's token is revoked or expires (within the same bound). */
+  readonly watchCaller?: (caller: Caller) => { readonly signal: AbortSignal; release(): void };
+}
+
+export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCaller }: DownloadUrlRouteOptions): HttpRoute {
   return async function route(request: Request, response: Response): Promise<boolean> {
-    const url = new URL(request.url ?? "/", "http://localhost");
+    const target = request.url ?? "/";
+    const url = new URL(target, "http://localhost");
     if (!url.pathname.startsWith(DOWNLOAD_PATH_PREFIX)) return false;
     if (request.method !== "GET" && request.method !== "HEAD") {
       plain(response, 405, "method not allowed", { Allow: "GET, HEAD" });
       return true;
     }
-    const target = signer.verify(url.pathname, url.searchParams, Math.floor(Date.now() / 1000));
-    if (!target) {
+    // The target as received, not as URL parsing normalises it: only the canonical spelling is valid.
+    const link = signer.verify(target, Math.floor(Date.now() / 1000));
+    if (!link) {
       plain(response, 403, "forbidden");
       return true;
     }
-    const caller: Caller = { tenantId: target.tenantId, principal: "signed-url", tokenId: "", scope: "read-only" };
+    let active: boolean;
+    try {
+      active = await isTokenActive(link.tokenId);
+    } catch {
+      // The token store did not answer: that says nothing about the link, so ask the client to retry.
+      plain(response, 503, "service unavailable", { "Retry-After": "1" });
+      return true;
+    }
+    if (!active) {
+      plain(response, 403, "forbidden");
+      return true;
+    }
+    const caller: Caller = { tenantId: link.tenantId, principal: "signed-url", tokenId: link.tokenId, scope: "read-only" };
     const abort = new AbortController();
-    response.on("close", () => abort.abort());
+    const revocation = watchCaller?.(caller);
+    revocation?.signal.addEventListener("abort", () => abort.abort(), { once: true });
+    response.on("close", () => {
+      abort.abort();
+      revocation?.release();
+    });
     let head;
     try {
-      head = await service.getArtifact(caller, target.artifactId, false);
+      head = await service.getArtifact(caller, link.artifactId, false);
     } catch {
       plain(response, 403, "forbidden");
       return true;
@@ -77,7 +110,7 @@ export function createDownloadUrlRoute(service: ArtifactService, signer: UrlSign
     if (request.method === "GET" && range.length > 0) {
       // Started before the head goes out, so a refusal by the tenant's download quota can still say so.
       try {
-        ({ content } = await service.download(caller, { id: target.artifactId, offset: range.offset, length: range.length }, abort.signal));
+        ({ content } = await service.download(caller, { id: link.artifactId, offset: range.offset, length: range.length }, abort.signal));
       } catch (error) {
         if (error instanceof ArtifactError && error.code === "resource_exhausted") {
           plain(response, 429, error.message, error.retryAfterMs === undefined ? {} : { "Retry-After": String(Math.ceil(error.retryAfterMs / 1000)) });

@@ -4,6 +4,7 @@ import type http2 from "node:http2";
 import type { Caller } from "../artifact.ts";
 import { DownloadRequestSchema, DownloadResponseSchema } from "../gen/artifacts/v1/artifact_service_pb.js";
 import type { ArtifactService } from "../service/artifact-service.ts";
+import { encodeGrpcMessage } from "./admission.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
 import { artifactToProto, int64FromProto } from "./proto-conversion.ts";
 
@@ -30,7 +31,8 @@ const MAX_REQUEST_BYTES = 64 * 1024;
 
 export interface GrpcDownloadRouteOptions {
   readonly service: ArtifactService;
-  readonly authenticate: (authorization: string | null) => Promise<Caller>;
+  /** Ends the download when the caller's token is revoked or expires (see ./admission.ts for how callers are admitted). */
+  readonly watchCaller?: ((caller: Caller) => { readonly signal: AbortSignal; release(): void }) | undefined;
   /** Aborts every download in progress (server shutdown); the reason is the error they end with. */
   readonly shutdownSignal: AbortSignal;
   /** Called when a download starts; the function it returns when it ends (graceful shutdown waits for these). */
@@ -39,7 +41,8 @@ export interface GrpcDownloadRouteOptions {
 }
 
 export function createGrpcDownloadRoute(options: GrpcDownloadRouteOptions) {
-  return function handle(request: http2.Http2ServerRequest, response: http2.Http2ServerResponse): boolean {
+  /** Serves the request if it is a plain-gRPC Download (answering true); `caller` was admitted from its headers. */
+  return function handle(request: http2.Http2ServerRequest, response: http2.Http2ServerResponse, caller: Caller): boolean {
     if (request.method !== "POST" || request.url !== DOWNLOAD_PATH) return false;
     if (!/^application\/grpc(\+proto)?(;|$)/i.test(request.headers["content-type"] ?? "")) return false;
     const encoding = request.headers["grpc-encoding"];
@@ -48,7 +51,7 @@ export function createGrpcDownloadRoute(options: GrpcDownloadRouteOptions) {
     // The stream is answered here, not through the compatibility response, which would send its own (empty)
     // trailers first and leave no room for grpc-status.
     response.stream.removeAllListeners("wantTrailers");
-    serve(options, request, response.stream).then(done, (error: unknown) => {
+    serve(options, request, response.stream, caller).then(done, (error: unknown) => {
       options.log("Download failed", error);
       done();
     });
@@ -56,11 +59,14 @@ export function createGrpcDownloadRoute(options: GrpcDownloadRouteOptions) {
   };
 }
 
-async function serve(options: GrpcDownloadRouteOptions, request: http2.Http2ServerRequest, stream: http2.ServerHttp2Stream): Promise<void> {
+async function serve(options: GrpcDownloadRouteOptions, request: http2.Http2ServerRequest, stream: http2.ServerHttp2Stream, caller: Caller): Promise<void> {
   const controller = new AbortController();
   const abort = (reason: unknown) => controller.abort(reason);
   const onShutdown = () => abort(options.shutdownSignal.reason);
   options.shutdownSignal.addEventListener("abort", onShutdown, { once: true });
+  const revocation = options.watchCaller?.(caller);
+  const onRevoked = () => abort(revocation!.signal.reason);
+  revocation?.signal.addEventListener("abort", onRevoked, { once: true });
   stream.once("close", () => abort(new ConnectError("the client cancelled the download", Code.Canceled)));
   let deadline: NodeJS.Timeout | undefined;
   let headersSent = false;
@@ -69,8 +75,6 @@ async function serve(options: GrpcDownloadRouteOptions, request: http2.Http2Serv
     if (timeoutMs !== undefined) {
       deadline = setTimeout(() => abort(new ConnectError("the call's deadline passed", Code.DeadlineExceeded)), timeoutMs);
     }
-    const caller = await options.authenticate(request.headers.authorization ?? null);
-    await options.service.admitCall(caller);
     const message = fromBinary(DownloadRequestSchema, await readSingleMessage(request));
     const { artifact, content } = await options.service.download(
       caller,
@@ -106,6 +110,8 @@ async function serve(options: GrpcDownloadRouteOptions, request: http2.Http2Serv
   } finally {
     if (deadline) clearTimeout(deadline);
     options.shutdownSignal.removeEventListener("abort", onShutdown);
+    revocation?.signal.removeEventListener("abort", onRevoked);
+    revocation?.release();
   }
 }
 
@@ -192,13 +198,4 @@ function parseGrpcTimeout(value: string | string[] | undefined): number | undefi
   if (!match) throw new ConnectError(`grpc-timeout ${JSON.stringify(value)} is not valid: give up to 8 digits and a unit (H, M, S, m, u, n)`, Code.InvalidArgument);
   const unitMs = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 }[match[2] as "H" | "M" | "S" | "m" | "u" | "n"];
   return Number(match[1]) * unitMs;
-}
-
-/** grpc-message is percent-encoded UTF-8: bytes outside printable ASCII, and % itself. */
-function encodeGrpcMessage(message: string): string {
-  let encoded = "";
-  for (const byte of Buffer.from(message, "utf8")) {
-    encoded += byte < 0x20 || byte > 0x7e || byte === 0x25 ? `%${byte.toString(16).toUpperCase().padStart(2, "0")}` : String.fromCharCode(byte);
-  }
-  return encoded;
 }

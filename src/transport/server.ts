@@ -11,6 +11,7 @@ import { Health, file_grpc_health_v1_health } from "../gen/grpc/health/v1/health
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1Alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import type { ArtifactService as ArtifactUseCases } from "../service/artifact-service.ts";
+import { admit, admittedCaller, ARTIFACT_SERVICE_PREFIX, callerKey, refuse } from "./admission.ts";
 import { createArtifactServiceHandler } from "./artifact-service-handler.ts";
 import { createGrpcDownloadRoute } from "./grpc-download-route.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
@@ -23,7 +24,12 @@ export interface ServerOptions {
   readonly host: string;
   readonly port: number;
   readonly service: ArtifactUseCases;
+  /** Resolves a request's `authorization` header to its caller, before its body is read (./admission.ts). */
   readonly authenticate: (authorization: string | null) => Promise<Caller>;
+  /** A signal that aborts calls still open when the caller's token is revoked or expires; release when the call ends. */
+  readonly watchCaller?: (caller: Caller) => { readonly signal: AbortSignal; release(): void };
+  /** Bounds on connections, streams and requests. */
+  readonly limits: TransportLimits;
   /** Base URL for links the server hands out; undefined: taken from each request's host. */
   readonly publicUrl?: string | undefined;
   /** Largest request message accepted (an upload chunk or session part). */
@@ -34,6 +40,37 @@ export interface ServerOptions {
   /** Resolves when the stores answer; health reports NOT_SERVING while it fails (checked every STORE_CHECK_MS). */
   readonly checkStores?: () => Promise<void>;
 }
+
+/**
+ * What one peer may hold of the server, whatever it sends. Each is a
+ * setting (config.ts, the README's configuration table).
+ */
+export interface TransportLimits {
+  /** Open connections, all protocols; more are closed as they arrive. */
+  readonly maxConnections: number;
+  /** HTTP/2 streams open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused. */
+  readonly http2MaxConcurrentStreams: number;
+  /** Largest request header block (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE, HTTP/1.1 header size). */
+  readonly maxHeaderBytes: number;
+  /** A connection with no call open for this long is closed (HTTP/2 GOAWAY; HTTP/1.1 keep-alive timeout). */
+  readonly idleConnectionTimeoutMs: number;
+  /** A new connection must send its request headers within this (HTTP/1.1 headersTimeout; the protocol sniff). */
+  readonly headersTimeoutMs: number;
+  /** A unary request's whole body must arrive within this (HTTP/1.1 requestTimeout; HTTP/2 unary calls). */
+  readonly requestBodyTimeoutMs: number;
+  /** A request stream that sends nothing for this long is cut (HTTP/2; upload streams included). */
+  readonly streamIdleTimeoutMs: number;
+  /** Largest deadline a call may ask for (grpc-timeout, connect-timeout-ms); larger ones are refused with INVALID_ARGUMENT. */
+  readonly maxCallTimeoutMs: number;
+}
+
+/**
+ * HTTP/2 "rapid reset" (CVE-2023-44487): a client may reset at most this
+ * many streams at once, and this many per second after that, before the
+ * connection is closed (nghttp2's rate limit, as Node configures it).
+ */
+const STREAM_RESET_BURST = 1_000;
+const STREAM_RESET_RATE = 33;
 
 export interface RunningServer {
   /** The address actually bound (port 0 resolves to a free port). */
@@ -73,6 +110,7 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const log = options.log ?? (() => {});
+  const limits = options.limits;
   const serviceNames = [ArtifactService.typeName, Health.typeName, ServerReflection.typeName, ServerReflectionV1Alpha.typeName];
   const health = createHealthState(serviceNames);
   const reflection = createReflectionHandler(
@@ -119,20 +157,31 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }
   }
 
-  const routes = (router: ConnectRouter) => {
-    router.service(ArtifactService, createArtifactServiceHandler(options.service, options.authenticate, options.publicUrl));
-    router.service(Health, health.handler);
-    router.service(ServerReflection, reflection);
-    router.service(ServerReflectionV1Alpha, reflection as never);
-  };
-  const handler = connectNodeAdapter({
-    routes,
+  // Two adapters: ArtifactService calls (admitted first, bodies up to a session part) and the public
+  // services, Health and reflection, which need no token and so may only send small requests.
+  const common = {
     interceptors: [errorMapping],
     acceptCompression: [],
+    shutdownSignal: shutdownController.signal,
+    maxTimeoutMs: limits.maxCallTimeoutMs,
+    contextValues: (request: http.IncomingMessage | http2.Http2ServerRequest) => requestContextValues(request).set(callerKey, admittedCaller(request)),
+  };
+  const artifactHandler = connectNodeAdapter({
+    ...common,
+    routes: (router: ConnectRouter) => {
+      router.service(ArtifactService, createArtifactServiceHandler(options.service, options.publicUrl, options.watchCaller));
+    },
     // The largest session part (64 MiB) plus its message framing.
     readMaxBytes: options.readMaxBytes ?? 65 * MiB,
-    shutdownSignal: shutdownController.signal,
-    contextValues: requestContextValues,
+  });
+  const publicHandler = connectNodeAdapter({
+    ...common,
+    routes: (router: ConnectRouter) => {
+      router.service(Health, health.handler);
+      router.service(ServerReflection, reflection);
+      router.service(ServerReflectionV1Alpha, reflection as never);
+    },
+    readMaxBytes: 64 * 1024,
     fallback: (request, nodeResponse) => {
       const response = nodeResponse as unknown as HttpResponse;
       void (async () => {
@@ -147,10 +196,25 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
   });
 
+  /** Every request, HTTP/1.1 or HTTP/2: admission first, then the adapter (or the fast download route). */
+  const dispatch = (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => {
+    admit(request, response, { authenticate: options.authenticate, admitCall: options.service.admitCall, maxCallTimeoutMs: limits.maxCallTimeoutMs, log })
+      .then((caller) => {
+        if (caller === undefined) return; // refused and answered
+        if (caller === null) return publicHandler(request as http.IncomingMessage, response as http.ServerResponse);
+        if ("stream" in request && grpcDownload(request, response as http2.Http2ServerResponse, caller)) return;
+        artifactHandler(request as http.IncomingMessage, response as http.ServerResponse);
+      })
+      .catch((error: unknown) => {
+        log("dispatching a request failed", error);
+        refuse(request, response, new ConnectError("the request could not be dispatched", Code.Internal));
+      });
+  };
+
   // Plain-gRPC downloads skip the generic machinery (./grpc-download-route.ts); every other call goes to connect-node.
   const grpcDownload = createGrpcDownloadRoute({
     service: options.service,
-    authenticate: options.authenticate,
+    watchCaller: options.watchCaller,
     shutdownSignal: shutdownController.signal,
     track: () => {
       inFlight++;
@@ -159,9 +223,24 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     log,
   });
   const h2 = http2.createServer(
-    { settings: { initialWindowSize: 8 * MiB, maxFrameSize: MiB }, maxSessionMemory: 256 },
+    {
+      settings: {
+        initialWindowSize: 8 * MiB,
+        maxFrameSize: MiB,
+        maxConcurrentStreams: limits.http2MaxConcurrentStreams,
+        maxHeaderListSize: limits.maxHeaderBytes,
+      },
+      maxSessionMemory: 256,
+      // Settings and ping floods are bounded by Node's defaults (32 settings per frame, 10 unacknowledged
+      // pings); streams refused beyond the concurrency limit and invalid frames close the connection at 100 and 1,000.
+      maxSessionRejectedStreams: 100,
+      maxSessionInvalidFrames: 1_000,
+      streamResetBurst: STREAM_RESET_BURST,
+      streamResetRate: STREAM_RESET_RATE,
+    },
     (request, response) => {
-      if (!grpcDownload(request, response)) handler(request, response);
+      limitRequestBody(request);
+      dispatch(request, response);
     },
   );
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -171,38 +250,111 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     session.on("error", () => {});
     // The connection-level window, not covered by initialWindowSize.
     session.once("localSettings", () => session.setLocalWindowSize(16 * MiB));
+    closeWhenIdle(session);
   });
+
+  /**
+   * An HTTP/2 connection with no stream open for idleConnectionTimeoutMs is
+   * closed with GOAWAY (clients reconnect when they next call). Counted by
+   * open streams, not by traffic, so a quiet Watch keeps its connection.
+   */
+  function closeWhenIdle(session: http2.ServerHttp2Session): void {
+    let open = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      timer = setTimeout(() => session.close(), limits.idleConnectionTimeoutMs);
+      timer.unref();
+    };
+    arm();
+    session.on("stream", (stream) => {
+      open++;
+      clearTimeout(timer);
+      stream.once("close", () => {
+        if (--open === 0 && !session.closed) arm();
+      });
+    });
+    session.once("close", () => clearTimeout(timer));
+  }
+
+  /**
+   * Bounds on how a request body may arrive over HTTP/2: a stream that sends
+   * nothing for streamIdleTimeoutMs is cut (upload streams included); a unary
+   * call's body must be complete within requestBodyTimeoutMs, so a slow
+   * sender cannot hold a stream with a byte now and then. Both end when the
+   * body does: server-streaming answers (Watch, Download) may be quiet.
+   */
+  function limitRequestBody(request: http2.Http2ServerRequest): void {
+    const stream = request.stream;
+    if (stream.state.remoteClose === 1 || request.complete) return;
+    const cut = () => {
+      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+    };
+    stream.setTimeout(limits.streamIdleTimeoutMs, cut);
+    const method = ArtifactService.methods.find((m) => request.url === `${ARTIFACT_SERVICE_PREFIX}${m.name}`);
+    const unary = method === undefined || method.methodKind === "unary" || method.methodKind === "server_streaming";
+    const bodyDeadline = unary ? setTimeout(cut, limits.requestBodyTimeoutMs) : undefined;
+    bodyDeadline?.unref();
+    const ended = () => {
+      stream.setTimeout(0);
+      clearTimeout(bodyDeadline);
+    };
+    stream.once("end", ended);
+    stream.once("close", ended);
+  }
+
   // HTTP/1.1 has no GOAWAY: during shutdown, a keep-alive connection's next request is refused (UNAVAILABLE, so
   // clients retry elsewhere) and every response says Connection: close.
   const h1Responses = new Set<http.ServerResponse>();
-  const h1 = http.createServer((request, response) => {
-    if (shuttingDown) {
-      response.writeHead(503, { "Content-Type": "application/json", Connection: "close" });
-      response.end(JSON.stringify({ code: "unavailable", message: "the server is shutting down: retry the call" }));
-      return;
-    }
-    h1Responses.add(response);
-    response.once("close", () => h1Responses.delete(response));
-    handler(request, response);
-  });
-  h1.keepAliveTimeout = 65_000;
+  const h1 = http.createServer(
+    {
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestBodyTimeoutMs,
+      keepAliveTimeout: limits.idleConnectionTimeoutMs,
+      connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
+    },
+    (request, response) => {
+      if (shuttingDown) {
+        response.writeHead(503, { "Content-Type": "application/json", Connection: "close" });
+        response.end(JSON.stringify({ code: "unavailable", message: "the server is shutting down: retry the call" }));
+        return;
+      }
+      h1Responses.add(response);
+      response.once("close", () => h1Responses.delete(response));
+      dispatch(request, response);
+    },
+  );
+  // Node enforces headersTimeout / requestTimeout only on connections of a server that listens; this one is handed
+  // its sockets by the protocol sniff below, so the tracking 'listening' would start is started here.
+  h1.emit("listening");
 
   const sockets = new Set<net.Socket>();
   const listener = net.createServer((socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => {});
+    // A connection that sends nothing is not kept waiting for its first bytes.
+    const silent = () => socket.destroy();
+    socket.setTimeout(limits.headersTimeoutMs, silent);
+    // Bytes are read until they either match the whole preface or depart from it: "P" alone could still be
+    // "POST" (HTTP/1.1) or "PRI" (HTTP/2), and a client may send its first bytes one at a time.
+    let seen = Buffer.alloc(0);
     socket.once("readable", function route() {
-      const head: Buffer | null = socket.read(HTTP2_PREFACE.length) ?? socket.read();
-      if (head === null) {
+      const more: Buffer | null = socket.read();
+      if (more !== null) seen = Buffer.concat([seen, more]);
+      const decided = seen.length >= HTTP2_PREFACE.length || !HTTP2_PREFACE.subarray(0, seen.length).equals(seen);
+      if (!decided) {
         socket.once("readable", route);
         return;
       }
-      socket.unshift(head);
-      const isHttp2 = HTTP2_PREFACE.subarray(0, head.length).equals(head.subarray(0, HTTP2_PREFACE.length));
+      socket.setTimeout(0);
+      socket.off("timeout", silent);
+      socket.unshift(seen);
+      const isHttp2 = HTTP2_PREFACE.equals(seen.subarray(0, HTTP2_PREFACE.length));
       (isHttp2 ? h2 : h1).emit("connection", socket);
     });
   });
+  listener.maxConnections = limits.maxConnections;
   await new Promise<void>((resolve, reject) => {
     listener.once("error", reject);
     listener.listen(options.port, options.host, () => resolve());

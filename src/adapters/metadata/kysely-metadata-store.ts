@@ -1,7 +1,16 @@
 import { sql, type Kysely } from "kysely";
 import { STATUS_TRANSITIONS, type Artifact, type ArtifactInput, type LineageEdge } from "../../artifact.ts";
 import { ArtifactError, failedPrecondition, notFound } from "../../artifact-error.ts";
-import { BLOB_RECLAIMED, storageKeyOf, UPLOAD_HOLD_LOST, type ApiToken, type MetadataStore, type NewArtifact, type StoredBlob } from "../../ports/metadata-store.ts";
+import {
+  BLOB_RECLAIMED,
+  storageKeyOf,
+  UPLOAD_HOLD_LOST,
+  type ApiToken,
+  type LineageTooLarge,
+  type MetadataStore,
+  type NewArtifact,
+  type StoredBlob,
+} from "../../ports/metadata-store.ts";
 import { applyFilter } from "./artifact-filter.ts";
 import { bestQuery, listQuery, searchQuery, selectArtifacts } from "./artifact-queries.ts";
 import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type ArtifactRow, type Queryable } from "./artifact-rows.ts";
@@ -240,28 +249,34 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
       return row && (await toArtifacts(db, [row]))[0];
     },
 
-    async lineage(tenantId, id, depth) {
-      // Breadth-first, one query per level and direction; a visited set makes
-      // every artifact appear once whatever the graph's shape.
+    async lineage(tenantId, id, depth, limits) {
+      // Breadth-first, one query per level and direction; a visited set makes every artifact appear once
+      // whatever the graph's shape. Each level's query is limited to the edges the budget has left, plus one:
+      // an artifact with a million outputs costs one short read, not a million rows, before it is refused.
       const edges: LineageEdge[] = [];
-      const walk = async (direction: "up" | "down"): Promise<string[]> => {
+      let artifactsFound = 0;
+      const walk = async (direction: "up" | "down"): Promise<string[] | LineageTooLarge> => {
         const visited = new Set<string>([id]);
         const found: string[] = [];
         let frontier = [id];
-        for (let level = 0; level < depth && frontier.length > 0; level++) {
+        for (let level = 1; level <= depth && frontier.length > 0; level++) {
+          const budget = limits.maxEdges - edges.length;
           const rows = await db
             .selectFrom("artifact_inputs")
-            .select(["artifact_id", "input_id", "role"])
+            .select(["artifact_id", "input_id", "role", "position"])
             .where("tenant_id", "=", tenantId)
             .where(direction === "up" ? "artifact_id" : "input_id", "in", frontier)
-            .orderBy("artifact_id")
-            .orderBy("position")
+            // No ORDER BY: it would make Postgres read every matching row before the LIMIT; sorted below.
+            .limit(budget + 1)
             .execute();
+          if (rows.length > budget) return { tooLarge: "edges", atDepth: level };
+          rows.sort((a, b) => (a.artifact_id < b.artifact_id ? -1 : a.artifact_id > b.artifact_id ? 1 : a.position - b.position));
           const next: string[] = [];
           for (const row of rows) {
             edges.push({ fromId: row.input_id, toId: row.artifact_id, role: row.role });
             const other = direction === "up" ? row.input_id : row.artifact_id;
             if (!visited.has(other)) {
+              if (++artifactsFound > limits.maxArtifacts) return { tooLarge: "artifacts", atDepth: level };
               visited.add(other);
               next.push(other);
               found.push(other);
@@ -272,7 +287,9 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
         return found;
       };
       const ancestorIds = await walk("up");
+      if (!Array.isArray(ancestorIds)) return ancestorIds;
       const descendantIds = await walk("down");
+      if (!Array.isArray(descendantIds)) return descendantIds;
       const load = async (ids: string[]): Promise<Artifact[]> => {
         if (ids.length === 0) return [];
         const rows = await selectArtifacts(db, tenantId).where("id", "in", ids).execute();

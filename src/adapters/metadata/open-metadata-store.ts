@@ -1,5 +1,5 @@
 import { mkdir } from "node:fs/promises";
-import { Kysely, Migrator, PostgresDialect, type Dialect } from "kysely";
+import { Kysely, Migrator, PostgresDialect, sql, type Dialect } from "kysely";
 import pg from "pg";
 import type { MetadataStore } from "../../ports/metadata-store.ts";
 import { createKyselyMetadataStore } from "./kysely-metadata-store.ts";
@@ -12,6 +12,13 @@ export interface MetadataStoreOptions {
   readonly databaseUrl: string | undefined;
   readonly pgliteDir: string;
   readonly poolSize: number;
+  /**
+   * Postgres cancels a statement running longer than this (SQLSTATE 57014,
+   * which the transport answers as RESOURCE_EXHAUSTED); the connection stays
+   * usable. 0 or unset: no limit. Migrations run without it. PGlite cannot
+   * cancel a statement and ignores it.
+   */
+  readonly statementTimeoutMs?: number;
   /** Run pending migrations before returning. */
   readonly migrate: boolean;
 }
@@ -36,7 +43,13 @@ export async function openDatabase(options: MetadataStoreOptions): Promise<{ db:
   if (options.databaseUrl !== undefined) {
     // A connection that takes longer than this to open counts as Postgres unreachable (UNAVAILABLE), rather
     // than holding the call until the client gives up.
-    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize, connectionTimeoutMillis: 10_000 });
+    // statement_timeout is sent when each connection opens, so it holds for every statement on it (0: none).
+    const pool = new pg.Pool({
+      connectionString: options.databaseUrl,
+      max: options.poolSize,
+      connectionTimeoutMillis: 10_000,
+      statement_timeout: options.statementTimeoutMs ?? 0,
+    });
     // A connection lost while idle in the pool: the pool drops it and opens another when next needed.
     pool.on("error", () => {});
     // A connection lost while checked out (a backend terminated, Postgres restarting, a cut socket) emits
@@ -59,8 +72,16 @@ export async function openDatabase(options: MetadataStoreOptions): Promise<{ db:
 }
 
 export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
-  const migrator = new Migrator({ db, provider: migrationProvider });
-  const { error, results } = await migrator.migrateToLatest();
+  // A migration may rewrite or index a large table: it runs on one connection with the statement timeout
+  // lifted, restored (to the value the connection opened with) before the connection goes back to the pool.
+  const { error, results } = await db.connection().execute(async (connection) => {
+    await sql`set statement_timeout = 0`.execute(connection);
+    try {
+      return await new Migrator({ db: connection, provider: migrationProvider }).migrateToLatest();
+    } finally {
+      await sql`reset statement_timeout`.execute(connection);
+    }
+  });
   if (error) {
     const failed = results?.find((r) => r.status === "Error");
     throw new Error(`database migration ${failed?.migrationName ?? ""} failed: ${(error as Error).message ?? String(error)}`, { cause: error });

@@ -7,6 +7,7 @@ import * as blobHolds from "./20261201000000_blob_holds.ts";
 import * as uploadsInFlight from "./20261204100000_uploads_in_flight.ts";
 import * as artifactEvents from "./20261210000000_artifact_events.ts";
 import * as tokenScopes from "./20261211000000_token_scopes.ts";
+import * as forgetUrlSigningKey from "./20261211010000_forget_url_signing_key.ts";
 import * as tenantQuotas from "./20261211020000_tenant_quotas.ts";
 
 /**
@@ -24,6 +25,7 @@ export const migrationProvider: MigrationProvider = {
       "20261204100000_uploads_in_flight": uploadsInFlight,
       "20261210000000_artifact_events": artifactEvents,
       "20261211000000_token_scopes": tokenScopes,
+      "20261211010000_forget_url_signing_key": forgetUrlSigningKey,
       "20261211020000_tenant_quotas": tenantQuotas,
     };
   },

@@ -321,7 +321,10 @@ export type ArtifactFilter = Message<"artifacts.v1.ArtifactFilter"> & {
   provenance?: Provenance | undefined;
 
   /**
-   * Every listed label must be present with exactly this value.
+   * Every listed label must be present with exactly this value. This map and
+   * each list below (tags_all, tags_any, metric_ranges) hold at most the
+   * server's ARTIFACTD_MAX_FILTER_TERMS entries (64 by default), else
+   * INVALID_ARGUMENT.
    *
    * @generated from field: map<string, string> labels = 6;
    */
@@ -429,7 +432,7 @@ export type ListArtifactsRequest = Message<"artifacts.v1.ListArtifactsRequest"> 
   filter?: ArtifactFilter | undefined;
 
   /**
-   * 1–1000, 100 when unset.
+   * 1–1000 (the server's ARTIFACTD_MAX_PAGE_SIZE), 100 when unset.
    *
    * @generated from field: int32 page_size = 2;
    */
@@ -897,7 +900,7 @@ export const AbortUploadSessionResponseSchema: GenMessage<AbortUploadSessionResp
  */
 export type SearchArtifactsRequest = Message<"artifacts.v1.SearchArtifactsRequest"> & {
   /**
-   * Free text, 1–512 characters.
+   * Free text, 1–512 characters (the server's ARTIFACTD_MAX_SEARCH_QUERY_CHARS).
    *
    * @generated from field: string query = 1;
    */
@@ -1417,6 +1420,9 @@ export const ArtifactService: GenService<{
    * the partial upload is aborted and nothing is stored. ABORTED when the
    * upload's heartbeat lapsed (the database unreachable for longer than
    * ARTIFACTD_UPLOAD_STALE_MS) and its storage was reclaimed: upload again.
+   * DEADLINE_EXCEEDED when no message arrives for the server's idle timeout
+   * (ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS, 60 s by default): nothing is recorded
+   * and what was stored is removed (a session keeps the parts it stored).
    *
    * Identical content is stored once per tenant: the second upload of the same
    * bytes creates a new artifact pointing at the existing blob.
@@ -1579,6 +1585,9 @@ export const ArtifactService: GenService<{
   },
   /**
    * Ancestors and descendants of an artifact to a given depth.
+   * RESOURCE_EXHAUSTED when the answer would hold more artifacts than the
+   * server returns at once (ARTIFACTD_MAX_LINEAGE_NODES, 1,000 by default,
+   * and ten times as many edges); the message says which depth to ask for.
    *
    * @generated from rpc artifacts.v1.ArtifactService.GetLineage
    */
@@ -1609,7 +1618,12 @@ export const ArtifactService: GenService<{
   },
   /**
    * Returns a plain-HTTP URL that downloads one artifact's content until it
-   * expires.
+   * expires: <base>/download/v1/<tenant>/<id>?expires=<unix s>&token_id=<id>
+   * &key_id=<id>&sig=<HMAC-SHA256, base64url>. The link is bound to the
+   * calling token: it stops working when that token is revoked or expires,
+   * when its signing key is removed from the server, or when the artifact is
+   * deleted (403). Use it exactly as returned: any other spelling of it
+   * (re-encoded, reordered or extra query parameters) is refused.
    *
    * @generated from rpc artifacts.v1.ArtifactService.CreateDownloadUrl
    */
@@ -1638,7 +1652,10 @@ export const ArtifactService: GenService<{
    * (INVALID_ARGUMENT). Events are kept in a log written with the change
    * they describe: each carries a cursor, and a watcher cut off (network,
    * restart, outage, or more than 10,000 events behind: RESOURCE_EXHAUSTED)
-   * resumes with resume_after and misses nothing.
+   * resumes with resume_after and misses nothing. A server takes a limited
+   * number of open watch streams per tenant and in all
+   * (ARTIFACTD_MAX_WATCHERS_PER_TENANT, 100, and ARTIFACTD_MAX_WATCHERS,
+   * 1,000, by default): one more is RESOURCE_EXHAUSTED until one ends.
    *
    * @generated from rpc artifacts.v1.ArtifactService.WatchArtifacts
    */
