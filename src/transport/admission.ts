@@ -57,7 +57,7 @@ export async function admit(
     admitted.set(request, caller);
     return caller;
   } catch (error) {
-    refuse(request, response, toConnectError(error, (e) => log("authentication failed", e)));
+    refuse(request, response, toConnectError(error, (e) => log("admitting a call failed", e)));
     return undefined;
   }
 }
