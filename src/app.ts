@@ -1,4 +1,3 @@
-import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { loadOrCreateUrlSigningKeyFile, urlSigningKeyFile } from "./adapters/keys/url-signing-key-file.ts";
 import { createFsBlobStore } from "./adapters/blob/fs-blob-store.ts";
@@ -8,6 +7,7 @@ import { listenForArtifactEvents } from "./adapters/metadata/postgres-event-list
 import type { Config } from "./config.ts";
 import type { BlobStore } from "./ports/blob-store.ts";
 import type { MetadataStore } from "./ports/metadata-store.ts";
+import { ensurePrivateDir, restrictFileToOwner, writePrivateFile } from "./private-files.ts";
 import { createApiToken } from "./service/api-tokens.ts";
 import { createTokenAuthenticator } from "./service/token-authenticator.ts";
 import { startArtifactEventFeed } from "./service/artifact-events.ts";
@@ -31,6 +31,8 @@ export interface App {
 }
 
 export async function openStores(config: Config): Promise<{ metadata: MetadataStore; blobs: BlobStore }> {
+  // The embedded database, local blobs and the bootstrap token live here: owner-only, even if it existed wider.
+  if (config.databaseUrl === undefined || config.s3 === undefined) await ensurePrivateDir(config.dataDir);
   const metadata = await openMetadataStore({
     databaseUrl: config.databaseUrl,
     pgliteDir: path.join(config.dataDir, "pglite"),
@@ -134,6 +136,8 @@ export async function startApp(config: Config, log: (message: string, error?: un
  */
 async function urlSigningKeys(config: Config, log: (message: string) => void): Promise<readonly UrlSigningKey[]> {
   if (config.urlSigningKeys) return config.urlSigningKeys;
+  // The folder then holds a secret whatever the stores are: owner-only, as with the embedded default.
+  await ensurePrivateDir(config.dataDir);
   const file = urlSigningKeyFile(config.dataDir);
   const { keys, created } = await loadOrCreateUrlSigningKeyFile(file);
   if (created) log(`made a download-link signing key in ${file}`);
@@ -150,12 +154,18 @@ async function urlSigningKeys(config: Config, log: (message: string) => void): P
  * The embedded default cannot be reached by a second process while it runs
  * (PGlite is single-process), so a first run makes a token itself: tenant
  * "default", written to <data>/bootstrap-token with owner-only permissions.
+ * A token file left from before (say, 0644 from an older version) is made
+ * 0600 on every start, whether or not a new token is written.
  */
 export async function ensureBootstrapToken(app: App, dataDir: string): Promise<string | undefined> {
-  if ((await app.metadata.listTokens()).length > 0) return undefined;
-  const { token } = await createApiToken(app.metadata, "default", "bootstrap", { scope: "admin" });
   const file = path.join(dataDir, "bootstrap-token");
-  await writeFile(file, token + "\n", { mode: 0o600 });
+  await ensurePrivateDir(dataDir);
+  if ((await app.metadata.listTokens()).length > 0) {
+    await restrictFileToOwner(file);
+    return undefined;
+  }
+  const { token } = await createApiToken(app.metadata, "default", "bootstrap", { scope: "admin" });
+  await writePrivateFile(file, token + "\n");
   return file;
 }
 

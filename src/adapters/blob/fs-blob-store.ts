@@ -4,6 +4,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileH
 import path from "node:path";
 import { createBlake3 } from "../../blake3.ts";
 import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
+import { ensurePrivateDir } from "../../private-files.ts";
 
 /**
  * A blob store in a local folder: the embedded default, for a first run with
@@ -20,7 +21,8 @@ import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from 
  * is atomic on one file system, so a reader never sees a partial blob. Every
  * key has one owner: when two uploads of the same content race, the metadata
  * store keeps one and the other's file is discarded, never the winner's.
- * Leftover incoming files from a crash are removed at start-up.
+ * Leftover incoming files from a crash are removed at start-up. The root and
+ * its three folders are 0700 (made so at start-up whatever they were).
  *
  * Upload sessions keep their parts in sessions/<uuid of the key>/<part
  * number>, each written to a temporary name and renamed, so a part is whole
@@ -34,9 +36,9 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
   const incoming = path.join(root, "incoming");
   const sessions = path.join(root, "sessions");
   await rm(incoming, { recursive: true, force: true });
-  await mkdir(incoming, { recursive: true });
-  await mkdir(sessions, { recursive: true });
-  await mkdir(path.join(root, "blobs"), { recursive: true });
+  // Owner-only from the root down, even for folders an earlier version made 0755; what is made later
+  // inside them (tenant and prefix folders, session folders) is reachable only through them.
+  for (const dir of [root, incoming, sessions, path.join(root, "blobs")]) await ensurePrivateDir(dir);
   const sessionDir = (ref: string): string => {
     if (!/^[0-9a-f-]{36}$/.test(ref)) throw new Error(`not a session of this blob store: ${ref}`);
     return path.join(sessions, ref);

@@ -1,9 +1,9 @@
-import { mkdir } from "node:fs/promises";
 import { Kysely, Migrator, PostgresDialect, sql, type Dialect } from "kysely";
 import pg from "pg";
 import type { MetadataStore } from "../../ports/metadata-store.ts";
 import { createKyselyMetadataStore } from "./kysely-metadata-store.ts";
 import { migrationProvider } from "./migrations/index.ts";
+import { ensurePrivateDir } from "../../private-files.ts";
 import { PGliteDialect } from "./pglite-dialect.ts";
 import type { Database } from "./schema.ts";
 
@@ -63,7 +63,7 @@ export async function openDatabase(options: MetadataStoreOptions): Promise<{ db:
     dialect = new PostgresDialect({ pool });
   } else {
     const { PGlite } = await import("@electric-sql/pglite");
-    await mkdir(options.pgliteDir, { recursive: true });
+    await ensurePrivateDir(options.pgliteDir);
     const pglite = await PGlite.create(options.pgliteDir);
     dialect = new PGliteDialect(pglite);
     close = () => pglite.close();
