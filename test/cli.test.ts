@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -245,6 +245,94 @@ describe("artifactd client commands", () => {
     expect(refused.stderr).toMatch(/link\.md is a symbolic link/);
     const withMime = await cli(["put", "trees/project", "--kind", "dataset", "--mime", "text/plain"]);
     expect(withMime.code).toBe(2);
+  });
+
+  it("get writes only inside its target, never uses a hostile name raw, and never replaces a file without --force", async () => {
+    // The command runs in work/; anything that escapes would land in its parent or elsewhere.
+    const parent = path.join(dir, "get-safety");
+    const work = path.join(parent, "work");
+    mkdirSync(work, { recursive: true });
+    const inWork = (args: string[]) =>
+      new Promise<Run>((resolve) => {
+        const child = spawn(NODE, [MAIN, ...args], { cwd: work, env: environment(), stdio: ["ignore", "pipe", "pipe"] });
+        const stdout: Buffer[] = [];
+        let stderr = "";
+        child.stdout.on("data", (d: Buffer) => stdout.push(d));
+        child.stderr.on("data", (d: Buffer) => (stderr += d));
+        child.on("exit", (code) => resolve({ code, stdout: Buffer.concat(stdout), stderr }));
+      });
+    const put = async (name: string, content: string) => {
+      const result = await cli(["put", "-", "--kind", "note", "--name", name], { input: Buffer.from(content) });
+      expect(result).toMatchObject({ code: 0, stderr: "" });
+      return result.stdout.toString().trim();
+    };
+    const got = async (args: string[]) => {
+      const result = await inWork(args);
+      expect(result.code, result.stderr).toBe(0);
+      return result;
+    };
+
+    // A name with a path in it: only its last segment is used, inside the working folder.
+    const climbing = await put("../../escaped.txt", "climbing");
+    expect((await got(["get", climbing])).stdout.toString()).toBe("escaped.txt\n");
+    expect(readFileSync(path.join(work, "escaped.txt"), "utf8")).toBe("climbing");
+    const absolute = await put(path.join(parent, "absolute.txt"), "absolute");
+    expect((await got(["get", absolute])).stdout.toString()).toBe("absolute.txt\n");
+    const backslashed = await put("..\\..\\windows.txt", "backslashed");
+    expect((await got(["get", backslashed])).stdout.toString()).toBe("windows.txt\n");
+    expect(readdirSync(parent).sort()).toEqual(["work"]);
+
+    // Names that are not plain file names fall back to the id, and say so on standard error.
+    for (const [name, why] of [[".bashrc", /hidden file/], ["config/.profile", /hidden file/], ["..", /only dots/], ["...", /only dots/], ["sub/", /empty/], ["line\nbreak", /control characters/]] as const) {
+      const id = await put(name, `content of ${JSON.stringify(name)}`);
+      const result = await got(["get", id]);
+      expect(result.stdout.toString()).toBe(`${id}\n`);
+      expect(result.stderr).toMatch(why);
+      expect(readFileSync(path.join(work, id), "utf8")).toBe(`content of ${JSON.stringify(name)}`);
+    }
+    expect(readdirSync(work).filter((name) => name.startsWith("."))).toEqual([]);
+    expect(readdirSync(parent).sort()).toEqual(["work"]);
+    // A dotfile given explicitly with -o is the user's choice.
+    const dotfile = await put(".bashrc", "explicit");
+    expect((await got(["get", dotfile, "-o", ".bashrc"])).stdout.toString()).toBe(".bashrc\n");
+    expect(readFileSync(path.join(work, ".bashrc"), "utf8")).toBe("explicit");
+
+    // An existing file is never replaced without --force: not by the default name, not with -o, not inside a folder given with -o;
+    // nothing is left beside it either.
+    const replacement = await put("escaped.txt", "replacement");
+    mkdirSync(path.join(work, "into"));
+    writeFileSync(path.join(work, "into", "escaped.txt"), "kept in the folder");
+    for (const args of [["get", replacement], ["get", replacement, "-o", "escaped.txt"], ["get", replacement, "-o", "into"]]) {
+      const refused = await inWork(args);
+      expect(refused.code).toBe(2);
+      expect(refused.stdout.toString()).toBe("");
+      expect(refused.stderr).toMatch(/escaped\.txt already exists; pass --force to replace it/);
+    }
+    expect(readFileSync(path.join(work, "escaped.txt"), "utf8")).toBe("climbing");
+    expect(readFileSync(path.join(work, "into", "escaped.txt"), "utf8")).toBe("kept in the folder");
+    // A symbolic link at the name counts as existing: it is not followed, nor replaced.
+    symlinkSync(path.join(parent, "link-target.txt"), path.join(work, "linked.txt"));
+    const linkedName = await put("linked.txt", "through the link");
+    expect((await inWork(["get", linkedName])).code).toBe(2);
+    expect(readdirSync(parent).sort()).toEqual(["work"]);
+    // --force replaces, still only once the content is whole and verified.
+    expect((await got(["get", replacement, "--force"])).stdout.toString()).toBe("escaped.txt\n");
+    expect(readFileSync(path.join(work, "escaped.txt"), "utf8")).toBe("replacement");
+    expect((await got(["get", replacement, "-f", "-o", "into"])).stdout.toString()).toBe(`${path.join("into", "escaped.txt")}\n`);
+    expect(readFileSync(path.join(work, "into", "escaped.txt"), "utf8")).toBe("replacement");
+    expect(readdirSync(work).filter((name) => name.includes(".partial-"))).toEqual([]);
+
+    // A directory artifact whose name is a dotfile is restored under its id, not as ./.hidden.
+    const hidden = path.join(dir, "trees", ".hidden");
+    mkdirSync(hidden, { recursive: true });
+    writeFileSync(path.join(hidden, "inside.txt"), "inside");
+    const { artifact: folder } = json<{ artifact: ArtifactJson }>(await cli(["put", "trees/.hidden", "--kind", "dataset", "--json"]));
+    expect(folder.name).toBe(".hidden");
+    const restored = await got(["get", folder.id]);
+    expect(restored.stdout.toString()).toBe(`${folder.id}\n`);
+    expect(readFileSync(path.join(work, folder.id, "inside.txt"), "utf8")).toBe("inside");
+    expect(existsSync(path.join(work, ".hidden"))).toBe(false);
+    expect((await inWork(["get", folder.id, "--force"])).code).toBe(2);
   });
 
   it("says what is wrong, with exit codes that mean something and nothing on standard output", async () => {

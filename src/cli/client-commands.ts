@@ -11,6 +11,7 @@ import {
 import { artifactJson, artifactLine, describeArtifact, isoTime } from "./artifact-views.ts";
 import { resolveConnection, type ConnectionSettings } from "./client-connection.ts";
 import { CliError, EXIT, reportFailure, UsageError } from "./client-errors.ts";
+import { existsError, resolveDownloadTarget } from "./download-target.ts";
 import {
   artifactId,
   CLIENT_COMMANDS,
@@ -54,7 +55,10 @@ export const CLIENT_USAGE = `  put <file|dir|-> --kind K [options]     upload a 
       --name N  --title T  --class C  --mime M  --label k=v…  --tag T…
       --metric k=n…  --input <id>[:role]…  --status draft|review|approved|rejected
       --pin  --ttl-seconds N | --expires-at TIME  --type-prefix P  [scope flags]
-  get <id> [-o path]                      download, verified, to ./<name or id>;
+  get <id> [-o path] [-f|--force]        download, verified, to ./<name or id>
+                                          (never over an existing file without
+                                          --force; a name that is a path, a
+                                          dotfile or only dots becomes the id);
                                           a directory artifact becomes a folder
   cat <id>                                content to standard output
   ls [filters] [--limit N]                newest first (100 unless --limit)
@@ -153,13 +157,15 @@ const COMMANDS: Record<ClientCommand, (context: CommandContext) => Promise<numbe
     const id = artifactId("get", positionals[0]);
     const artifact = await client.get(id);
     if (artifact.deletedAt) throw new CliError(`artifact ${id} was deleted at ${isoTime(artifact.deletedAt)}; its content cannot be read`, EXIT.notFound);
-    const defaultName = artifact.name ? path.basename(artifact.name) : id;
-    const output = flags.string("output");
-    if (artifact.mimeType === DIRECTORY_MANIFEST_MIME) {
-      const target = output ?? defaultName;
+    const directory = artifact.mimeType === DIRECTORY_MANIFEST_MIME;
+    const force = flags.boolean("force") ?? false;
+    if (directory && force) throw new UsageError("--force does not apply to a directory artifact: it is restored only into a missing or empty folder");
+    const target = resolveDownloadTarget({ artifactName: artifact.name, id, output: flags.string("output"), directory, force });
+    if (target.nameRefused && !flags.boolean("quiet") && !flags.boolean("json")) printError(`artifactd: ${target.nameRefused}; writing to ${target.path}`);
+    if (directory) {
       let manifest;
       try {
-        manifest = await withProgress(progressBar(flags, `get ${target}/`, undefined), (onProgress) => client.restoreDir(id, target, { signal, onProgress }));
+        manifest = await withProgress(progressBar(flags, `get ${target.path}/`, undefined), (onProgress) => client.restoreDir(id, target.path, { signal, onProgress }));
       } catch (error) {
         // restoreDir refuses a target that exists and is not an empty folder with a TypeError, before any transfer.
         if (error instanceof TypeError) throw new UsageError(`${error.message} (with -o)`);
@@ -167,13 +173,18 @@ const COMMANDS: Record<ClientCommand, (context: CommandContext) => Promise<numbe
       }
       const files = manifest.entries.filter((e) => e.type === "file");
       const bytes = files.reduce((sum, e) => sum + e.size, 0);
-      out(target, { id, path: path.resolve(target), directory: true, files: files.length, folders: manifest.entries.length - files.length, bytes });
+      out(target.path, { id, path: path.resolve(target.path), directory: true, files: files.length, folders: manifest.entries.length - files.length, bytes });
       return EXIT.ok;
     }
-    // Like cp: an existing folder given with -o receives the file under its own name.
-    const file = output !== undefined && statSync(output, { throwIfNoEntry: false })?.isDirectory() ? path.join(output, defaultName) : (output ?? defaultName);
+    const file = target.path;
     const size = Number(artifact.sizeBytes);
-    await withProgress(progressBar(flags, `get ${path.basename(file)}`, size), (onProgress) => client.downloadToFile(id, file, { signal, onProgress }));
+    try {
+      // Without --force the verified file is put in place only if the name is still free then.
+      await withProgress(progressBar(flags, `get ${path.basename(file)}`, size), (onProgress) => client.downloadToFile(id, file, { signal, onProgress, overwrite: force }));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EEXIST") throw existsError(file);
+      throw error;
+    }
     out(file, { id, path: path.resolve(file), directory: false, bytes: size, blake3: artifact.blake3 });
     return EXIT.ok;
   },

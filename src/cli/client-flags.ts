@@ -62,6 +62,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   limit: { type: "string" },
   // get, url.
   output: { type: "string", short: "o" },
+  force: { type: "boolean", short: "f" },
   ttl: { type: "string" },
 };
 
@@ -74,7 +75,7 @@ const FILTER = [
 ];
 const ALLOWED: Record<ClientCommand, readonly string[]> = {
   put: [...CONNECTION, ...SPEC],
-  get: [...CONNECTION, "output"],
+  get: [...CONNECTION, "output", "force"],
   cat: CONNECTION,
   ls: [...CONNECTION, ...FILTER],
   search: [...CONNECTION, ...FILTER],

@@ -3,7 +3,7 @@ import { Code, ConnectError, createClient, type Client, type Interceptor, type T
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type http2 from "node:http2";
 import { createReadStream } from "node:fs";
-import { open, rename, rm, stat } from "node:fs/promises";
+import { link, open, rename, rm, stat } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import {
   createArtifactWriter,
@@ -218,8 +218,12 @@ export interface ArtifactClient {
    * Downloads to `path`: written to `${path}.partial-<random>` beside it and
    * renamed into place only once size and BLAKE3 are verified; on any
    * failure the partial file is removed and `path` is left untouched.
+   * With `overwrite: false` (default true) the verified file is put in place
+   * only if nothing exists at `path` by then — checked and placed in one step
+   * (a hard link), so a file that appears during the download is never
+   * replaced: the call fails with the file system's EEXIST error instead.
    */
-  downloadToFile(id: string, path: string, options?: Pick<DownloadOptions, "signal" | "timeoutMs" | "onProgress">): Promise<Artifact>;
+  downloadToFile(id: string, path: string, options?: Pick<DownloadOptions, "signal" | "timeoutMs" | "onProgress"> & { overwrite?: boolean }): Promise<Artifact>;
   /** Closes the HTTP/2 connection this client opened (calls still running fail with CANCELED); a `transport` of your own is left alone. */
   close(): Promise<void>;
 }
@@ -517,7 +521,10 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
         }
         await file.sync();
         await file.close();
-        await rename(partial, path);
+        if (fileOptions.overwrite === false) {
+          await link(partial, path); // EEXIST if anything is there: rename would replace it
+          await rm(partial);
+        } else await rename(partial, path);
         return artifact;
       } catch (error) {
         await file.close().catch(() => {});

@@ -146,6 +146,28 @@ describe.each(BACKENDS)("Node client on %s", (backend) => {
     expect(Buffer.concat(parts).equals(data.subarray(5 * MiB, 5 * MiB + 10))).toBe(true);
   });
 
+  it("downloadToFile with overwrite: false never replaces a file, even one that appears while it downloads", async () => {
+    const data = randomBytes(2 * MiB);
+    const { artifact } = await client.uploadStream([data], { kind: "dataset", name: "race.bin" });
+    const target = path.join(dir, "race.bin");
+    // Something else writes the file after the download started (after any check a caller could have made).
+    const appearing = client.downloadToFile(artifact!.id, target, {
+      overwrite: false,
+      onProgress: () => {
+        if (!existsSync(target)) writeFileSync(target, "appeared meanwhile");
+      },
+    });
+    await expect(appearing).rejects.toMatchObject({ code: "EEXIST" });
+    expect(readFileSync(target, "utf8")).toBe("appeared meanwhile");
+    expect(readdirSync(dir).filter((f) => f.includes(".partial-"))).toEqual([]);
+    // Into a free name it is placed as usual; the default still replaces.
+    const free = path.join(dir, "race-free.bin");
+    await client.downloadToFile(artifact!.id, free, { overwrite: false });
+    expect(readFileSync(free).equals(data)).toBe(true);
+    await client.downloadToFile(artifact!.id, target);
+    expect(readFileSync(target).equals(data)).toBe(true);
+  });
+
   it("saves JSON and text inline and lists across pages", async () => {
     const run = `run-${Math.random()}`;
     const json = await client.saveJson({ rows: 1250, tables: ["orders"] }, { kind: "summary", provenance: { runId: run } });
