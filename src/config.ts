@@ -220,7 +220,7 @@ export function readConfig(env: Env = process.env): Config {
     throw new ConfigError(`${name}=${JSON.stringify(raw)} is not valid: use true or false`);
   };
 
-  const listenRaw = get("ARTIFACTD_LISTEN") ?? "127.0.0.1:8080";
+  const listenRaw = get("ARTIFACTD_LISTEN") ?? DEFAULT_LISTEN;
   const listen = parseHostPort(listenRaw);
   if (!listen) {
     throw new ConfigError(`ARTIFACTD_LISTEN=${JSON.stringify(listenRaw)} is not valid: use host:port, e.g. 127.0.0.1:8080 or [::]:8080 (port 0 picks a free one)`);
@@ -369,7 +369,11 @@ export function parseSize(raw: string): number | undefined {
   return Number(match[1]) * factor;
 }
 
-function parseHostPort(raw: string): { host: string; port: number } | undefined {
+/** Where the service listens without ARTIFACTD_LISTEN (the CLI connects there by default). */
+export const DEFAULT_LISTEN = "127.0.0.1:8080";
+
+/** `host:port` or `[v6]:port` as ARTIFACTD_LISTEN takes it; undefined when malformed. */
+export function parseHostPort(raw: string): { host: string; port: number } | undefined {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(raw);
   if (!match) return undefined;
   const port = Number(match[3]);

@@ -420,7 +420,9 @@ describe("artifactd client commands", () => {
     const dataDir = path.join(dir, "data-dir");
     mkdirSync(dataDir, { recursive: true });
     writeFileSync(path.join(dataDir, "bootstrap-token"), `${good.token}\n`);
-    expect((await cli(["ls"], { env: { ARTIFACTD_TOKEN: undefined, ARTIFACTD_DATA_DIR: dataDir } })).code).toBe(0);
+    // The embedded service listens where ARTIFACTD_LISTEN says; the token goes to that loopback address only.
+    const listen = new URL(good.url).host;
+    expect((await cli(["ls"], { env: { ARTIFACTD_TOKEN: undefined, ARTIFACTD_DATA_DIR: dataDir, ARTIFACTD_LISTEN: listen } })).code).toBe(0);
     const bootstrapRefused = await cli(["ls"], { env: { ARTIFACTD_TOKEN: undefined, ARTIFACTD_DATA_DIR: dataDir, ARTIFACTD_URL: undefined, XDG_CONFIG_HOME: configFile("config-bad-token", { url: good.url, token: badTokens[0] }) } });
     expect(bootstrapRefused.stderr).toMatch(/token from "token" in the config file/);
 
@@ -433,6 +435,60 @@ describe("artifactd client commands", () => {
     expect(broken.code).toBe(2);
     expect(broken.stderr).toMatch(/config\.json is not valid JSON/);
   }, 120_000);
+
+  it("sends the bootstrap token only to the embedded service's own loopback address, never to another URL", async () => {
+    const dataDir = path.join(dir, "bootstrap-data");
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(path.join(dataDir, "bootstrap-token"), `${t.tokens.alpha}\n`);
+    const port = new URL(t.url).port;
+    const bootstrapOnly = (url: string, listen: string | undefined) =>
+      cli(["ls", "--url", url], { env: { ARTIFACTD_TOKEN: undefined, ARTIFACTD_URL: undefined, ARTIFACTD_DATA_DIR: dataDir, ARTIFACTD_LISTEN: listen } });
+
+    // Listeners that would receive whatever the command sends: one on loopback at a port the embedded service does not use,
+    // and one on this machine's first non-loopback address, if it has one.
+    const connections: string[] = [];
+    const listeners: net.Server[] = [];
+    const listenOn = async (host: string) => {
+      const server = net.createServer((socket) => {
+        connections.push(host);
+        socket.destroy();
+      });
+      await new Promise<void>((resolve) => server.listen(0, host, resolve));
+      listeners.push(server);
+      return (server.address() as net.AddressInfo).port;
+    };
+    try {
+      const strangerPort = await listenOn("127.0.0.1");
+      const outside = Object.values(os.networkInterfaces()).flat().find((a) => a && a.family === "IPv4" && !a.internal)?.address;
+      const refusals: [url: string, listen: string | undefined, why: RegExp][] = [
+        [`http://127.0.0.1:${strangerPort}`, `127.0.0.1:${port}`, new RegExp(`listens on port ${port} \\(ARTIFACTD_LISTEN=127\\.0\\.0\\.1:${port}\\), not ${strangerPort}`)],
+        [`http://127.0.0.1:${strangerPort}`, undefined, new RegExp(`listens on port 8080 \\(ARTIFACTD_LISTEN=127\\.0\\.0\\.1:8080, the default\\), not ${strangerPort}`)],
+        ["http://artifacts.example.invalid", "0.0.0.0:80", /this host is not loopback/],
+        ...(outside ? [[`http://${outside}:${await listenOn(outside)}`, "0.0.0.0:0", /this host is not loopback/] as [string, string, RegExp]] : []),
+      ];
+      for (const [url, listen, why] of refusals) {
+        const refused = await bootstrapOnly(url, listen);
+        expect(refused.code, url).toBe(4);
+        expect(refused.stdout.toString()).toBe("");
+        expect(refused.stderr).toMatch(/not sending the bootstrap token from .*bootstrap-token/);
+        expect(refused.stderr).toMatch(why);
+        expect(refused.stderr).toMatch(/--token or ARTIFACTD_TOKEN/);
+      }
+      expect(connections).toEqual([]);
+      // Given explicitly, a token goes wherever the URL says: the listener records the connections (the client retries).
+      await cli(["ls", "--url", `http://127.0.0.1:${strangerPort}`, "--token", "adt_" + "z".repeat(43)]);
+      expect(connections).toContain("127.0.0.1");
+    } finally {
+      for (const server of listeners) server.close();
+    }
+
+    // The embedded service's own address works, by any loopback name; with ARTIFACTD_LISTEN's port 0, any loopback port.
+    for (const [url, listen] of [[`http://127.0.0.1:${port}`, `127.0.0.1:${port}`], [`http://localhost:${port}`, `[::]:${port}`], [`http://127.1:${port}`, "127.0.0.1:0"]] as const) {
+      const run = await bootstrapOnly(url, listen);
+      expect(run.stderr, url).toBe("");
+      expect(run.code).toBe(0);
+    }
+  });
 
   /** Runs a shell command under a pseudo-terminal (util-linux `script`): what the terminal showed, standard output and error together. */
   const underTerminal = (command: string, env: Record<string, string | undefined> = {}) =>

@@ -1,6 +1,8 @@
 import { existsSync, readFileSync } from "node:fs";
+import { isIPv4 } from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { DEFAULT_LISTEN, parseHostPort } from "../config.ts";
 import { CliError, EXIT, UsageError, type ConnectionContext } from "./client-errors.ts";
 
 /**
@@ -15,6 +17,13 @@ import { CliError, EXIT, UsageError, type ConnectionContext } from "./client-err
  *   4. the defaults: http://127.0.0.1:8080, and the bootstrap token an
  *      embedded service writes on its first run
  *      ($ARTIFACTD_DATA_DIR/bootstrap-token, ARTIFACTD_DATA_DIR unset: ./.artifactd).
+ *
+ * The bootstrap token is an admin token of the embedded service on this
+ * machine, so it is sent only there: to a loopback host (127.0.0.0/8, ::1,
+ * localhost) on the port that service listens on (ARTIFACTD_LISTEN's, by
+ * default 8080; any port when that says 0). Any other URL gets it only
+ * when it is given as a token explicitly; otherwise the command stops
+ * before connecting.
  *
  * The URL and the token are looked up separately, so the file can hold the
  * URL while the token comes from the environment. The config file is read
@@ -32,7 +41,7 @@ export interface ConnectionFlags {
   readonly config?: string | undefined;
 }
 
-export const DEFAULT_URL = "http://127.0.0.1:8080";
+export const DEFAULT_URL = `http://${DEFAULT_LISTEN}`;
 
 export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv = process.env): ConnectionSettings {
   let file: { path: string; url?: string; token?: string } | undefined;
@@ -55,12 +64,23 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
   }
 
   const bootstrapFile = path.resolve(env.ARTIFACTD_DATA_DIR || ".artifactd", "bootstrap-token");
+  const bootstrapSource = `the bootstrap token file ${bootstrapFile}`;
   const token = pick(
     [flags.token, "--token"],
     [env.ARTIFACTD_TOKEN, "ARTIFACTD_TOKEN"],
     () => [fromFile().token, `"token" in the config file ${fromFile().path}`],
-    () => [existsSync(bootstrapFile) ? readFileSync(bootstrapFile, "utf8").trim() : undefined, `the bootstrap token file ${bootstrapFile}`],
+    () => [existsSync(bootstrapFile) ? readFileSync(bootstrapFile, "utf8").trim() : undefined, bootstrapSource],
   );
+  if (token?.[1] === bootstrapSource) {
+    const refusal = bootstrapTokenRefusal(parsed, env);
+    if (refusal) {
+      throw new CliError(
+        `not sending the bootstrap token from ${bootstrapFile} to ${parsed.origin} (from ${urlSource}): it goes only to the embedded service ` +
+          `on this machine, ${refusal}. Pass the token for that service with --token or ARTIFACTD_TOKEN (or "token" in the config file ${fromFile().path})`,
+        EXIT.auth,
+      );
+    }
+  }
   if (!token) {
     throw new CliError(
       `no API token: pass --token, set ARTIFACTD_TOKEN, or put {"token": "adt_…"} in the config file ${fromFile().path}; ` +
@@ -69,6 +89,20 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
     );
   }
   return { baseUrl, urlSource, token: token[0], tokenSource: token[1] };
+}
+
+/** Why `url` is not the embedded service's own loopback address, or undefined when it is. */
+function bootstrapTokenRefusal(url: URL, env: NodeJS.ProcessEnv): string | undefined {
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1"); // URL keeps IPv6 hosts in brackets, and has already normalised 127.1 and the like
+  const loopback = host === "localhost" || host === "::1" || (isIPv4(host) && host.startsWith("127."));
+  if (!loopback) return "and this host is not loopback (127.0.0.0/8, ::1, localhost)";
+  const listenRaw = env.ARTIFACTD_LISTEN || DEFAULT_LISTEN;
+  const port = parseHostPort(listenRaw)?.port;
+  // Port 0 (any free port) or a setting we cannot read: the host is all we can check.
+  if (port === undefined || port === 0) return undefined;
+  const urlPort = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+  if (urlPort !== port) return `which listens on port ${port} (ARTIFACTD_LISTEN=${listenRaw}${env.ARTIFACTD_LISTEN ? "" : ", the default"}), not ${urlPort}`;
+  return undefined;
 }
 
 type Candidate = readonly [value: string | undefined, source: string];
