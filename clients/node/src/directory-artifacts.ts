@@ -11,9 +11,13 @@ import {
   checkEntryPath,
   DIRECTORY_MANIFEST_MIME,
   DirectoryManifestError,
+  exceededDirectoryLimit,
   parseDirectoryManifest,
+  resolveDirectoryLimits,
   serializeDirectoryManifest,
   type DirectoryEntry,
+  type DirectoryLimits,
+  type ResolvedDirectoryLimits,
   type DirectoryFileEntry,
   type DirectoryManifest,
 } from "./directory-manifest.ts";
@@ -39,6 +43,12 @@ import { hashFile, type LocalArtifactCache } from "./local-artifact-cache.ts";
  * `asLocalDir` keeps such a restored tree in the cache, keyed by tenant and
  * the manifest's BLAKE3, and re-checks every file and folder on each hit.
  *
+ * Both sides bound a directory by the same DirectoryLimits (entries, manifest
+ * bytes, optionally total bytes): restoreDir refuses a manifest past them
+ * before fetching or writing anything, and saveDir refuses a folder past
+ * them before uploading anything, so what it stores restores with the same
+ * options.
+ *
  * The file artifacts are ordinary artifacts: deleting the directory artifact
  * leaves them (list with artifactClass "directory-entry" to find them), and
  * deleting one of them breaks restores of every directory that names it.
@@ -50,7 +60,7 @@ export interface DirectoryArtifacts {
   ingestDir<Prefix extends string = "dir">(stagedDir: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: SaveDirOptions): Promise<TypedArtifact<Prefix>>;
 }
 
-export interface SaveDirOptions {
+export interface SaveDirOptions extends DirectoryLimits {
   /** Files uploaded at once; default 4. */
   readonly concurrency?: number;
   readonly signal?: AbortSignal;
@@ -58,7 +68,7 @@ export interface SaveDirOptions {
   readonly onProgress?: (progress: TransferProgress) => void;
 }
 
-export interface RestoreDirOptions {
+export interface RestoreDirOptions extends DirectoryLimits {
   /** Files fetched at once; default 4. */
   readonly concurrency?: number;
   readonly signal?: AbortSignal;
@@ -91,8 +101,15 @@ export function createDirectoryArtifacts(
     if (!info?.isDirectory()) throw new TypeError(`saveDir: ${dirPath} is not a directory`);
     const concurrency = options.concurrency ?? 4;
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new TypeError(`saveDir: concurrency must be a whole number >= 1, got ${concurrency}`);
+    const limits = resolveDirectoryLimits(options, "saveDir");
+    const refuse = (exceeded: string | undefined) => {
+      if (exceeded) throw new TypeError(`saveDir: ${dirPath} cannot be stored as one directory artifact: ${exceeded}`);
+    };
 
-    const found = await walk(root);
+    const found = await walk(root, limits.maxEntries, refuse);
+    // Before hashing or uploading anything: the manifest this folder makes, with ids and digests of their real
+    // lengths standing in, and the bytes it holds. Checked again on the real manifest, as files may change meanwhile.
+    refuse(exceededDirectoryLimit(folderShape(found, limits), limits));
     const files = found.filter((f) => f.type === "file");
     // Hash first: identical files are uploaded once, and each upload declares its digest so a file edited meanwhile is refused.
     const digests = await mapLimit(files, concurrency, async (f) => ({ ...f, blake3: await hashFile(f.absolute), size: (await stat(f.absolute)).size }));
@@ -137,7 +154,9 @@ export function createDirectoryArtifacts(
         const { id, size } = uploaded.get(blake3)!;
         return { path: f.relative, type: "file", size, blake3, artifactId: id, executable: f.executable };
       });
-      const { artifact } = await client.uploadStream([serializeDirectoryManifest(entries)], {
+      const manifestBytes = serializeDirectoryManifest(entries);
+      refuse(exceededDirectoryLimit({ entries: entries.length, manifestBytes: manifestBytes.byteLength, totalBytes: sumOfFileSizes(entries) }, limits));
+      const { artifact } = await client.uploadStream([manifestBytes], {
         ...spec,
         mimeType: DIRECTORY_MANIFEST_MIME,
         typePrefix: spec.typePrefix || "dir",
@@ -157,13 +176,16 @@ export function createDirectoryArtifacts(
     }
   };
 
-  const loadManifest = async (id: string, signal?: AbortSignal) => {
+  const loadManifest = async (id: string, limits: ResolvedDirectoryLimits, signal?: AbortSignal) => {
     const artifact = await loaders.getLive(id, signal);
     if (artifact.mimeType !== DIRECTORY_MANIFEST_MIME) {
       throw new TypeError(`artifact ${id} is not a directory artifact (its mime type is ${artifact.mimeType}); use asLocalFile or downloadToFile`);
     }
+    // Refused by its recorded size before a byte is fetched; parsing checks the bytes themselves again.
+    const tooLarge = exceededDirectoryLimit({ entries: 0, manifestBytes: Number(artifact.sizeBytes) }, limits);
+    if (tooLarge) throw new DirectoryManifestError(`directory artifact ${id} is refused: ${tooLarge}; raise the option if you trust it`);
     const manifestFile = await loaders.localFileOf(artifact, signal ? { signal } : {});
-    return { artifact, manifest: parseDirectoryManifest(await readFile(manifestFile), id) };
+    return { artifact, manifest: parseDirectoryManifest(await readFile(manifestFile), id, limits) };
   };
 
   /**
@@ -267,10 +289,11 @@ export function createDirectoryArtifacts(
 
   const restoreDir = async (locator: ArtifactLocator | string, targetDir: string, options: RestoreDirOptions = {}) => {
     const { id } = parseArtifactRef(locator);
+    const limits = resolveDirectoryLimits(options, "restoreDir");
     const target = path.resolve(targetDir);
     // Checked before the manifest is fetched too, so a wrong target fails at once.
     await checkTarget(target, targetDir);
-    const { manifest } = await loadManifest(id, options.signal);
+    const { manifest } = await loadManifest(id, limits, options.signal);
     return restoreManifest(manifest, target, targetDir, options, []);
   };
 
@@ -280,7 +303,7 @@ export function createDirectoryArtifacts(
 
     async asLocalDir(locator, options = {}) {
       const { id } = parseArtifactRef(locator);
-      const { artifact, manifest } = await loadManifest(id, options.signal);
+      const { artifact, manifest } = await loadManifest(id, resolveDirectoryLimits(options, "asLocalDir"), options.signal);
       const dir = cache.dirPath(artifact.tenantId, artifact.blake3);
       if (await matchesManifest(dir, manifest)) {
         const now = new Date();
@@ -311,11 +334,41 @@ interface FoundEntry {
   readonly absolute: string;
   readonly type: "file" | "dir";
   readonly executable: boolean;
+  /** As the walk saw it (0 for folders). */
+  readonly size: number;
 }
 
-/** Every folder and regular file under root; anything else (links, sockets, devices) is refused by name. */
-async function walk(root: string): Promise<FoundEntry[]> {
+/** Stand-ins of the real lengths, to measure a manifest before its files are hashed and uploaded. */
+const PLACEHOLDER_ID = `fil_${"0".repeat(26)}`;
+const PLACEHOLDER_DIGEST = "0".repeat(64);
+
+/** The size of the manifest `found` will make, and the bytes it holds. */
+function folderShape(found: readonly FoundEntry[], limits: ResolvedDirectoryLimits) {
+  const entries: DirectoryEntry[] = found.map((f) =>
+    f.type === "dir"
+      ? { path: f.relative, type: "dir" }
+      : { path: f.relative, type: "file", size: f.size, blake3: PLACEHOLDER_DIGEST, artifactId: PLACEHOLDER_ID, executable: f.executable },
+  );
+  // Past the entry limit the manifest is refused anyway; no need to build it.
+  const manifestBytes = entries.length > limits.maxEntries ? undefined : serializeDirectoryManifest(entries).byteLength;
+  return { entries: entries.length, ...(manifestBytes !== undefined ? { manifestBytes } : {}), totalBytes: sumOfFileSizes(entries) };
+}
+
+function sumOfFileSizes(entries: readonly DirectoryEntry[]): number {
+  return entries.reduce((sum, e) => sum + (e.type === "file" ? e.size : 0), 0);
+}
+
+/**
+ * Every folder and regular file under root; anything else (links, sockets,
+ * devices) is refused by name. Stops as soon as it finds more than
+ * `maxEntries`, so a huge tree is refused without being listed whole.
+ */
+async function walk(root: string, maxEntries: number, refuse: (exceeded: string | undefined) => void): Promise<FoundEntry[]> {
   const found: FoundEntry[] = [];
+  const add = (entry: FoundEntry) => {
+    found.push(entry);
+    if (found.length > maxEntries) refuse(`it has more than ${maxEntries} entries, over the limit maxEntries (${maxEntries})`);
+  };
   const visit = async (dir: string) => {
     for (const item of (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const absolute = path.join(dir, item.name);
@@ -328,10 +381,10 @@ async function walk(root: string): Promise<FoundEntry[]> {
       const info = await lstat(absolute);
       if (info.isSymbolicLink()) throw new TypeError(`saveDir: ${absolute} is a symbolic link; directory artifacts hold files and folders only (copy what it points to, or remove it)`);
       if (info.isDirectory()) {
-        found.push({ relative, absolute, type: "dir", executable: false });
+        add({ relative, absolute, type: "dir", executable: false, size: 0 });
         await visit(absolute);
       } else if (info.isFile()) {
-        found.push({ relative, absolute, type: "file", executable: (info.mode & 0o111) !== 0 });
+        add({ relative, absolute, type: "file", executable: (info.mode & 0o111) !== 0, size: info.size });
       } else {
         throw new TypeError(`saveDir: ${absolute} is not a regular file or folder (a socket, pipe or device); remove it first`);
       }

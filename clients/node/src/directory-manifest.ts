@@ -17,6 +17,14 @@
  * target folder (no `..`, `.` or empty segments, nothing absolute, no
  * backslashes or NUL), appear once, and not sit under a file; only files and
  * folders exist (no links, so restoring cannot be steered elsewhere).
+ *
+ * Its size is bounded too (DirectoryLimits), so a hostile or broken
+ * manifest cannot make a restore hold an unbounded document in memory or
+ * create millions of files: the manifest's size is checked before it is
+ * fetched, the number of entries before any is looked at, and the bytes
+ * the files add up to before anything is fetched or written. saveDir checks
+ * the same limits, so it never stores a manifest a restore with the
+ * defaults would refuse.
  */
 export const DIRECTORY_MANIFEST_FORMAT = "artifactd.directory/v1";
 export const DIRECTORY_MANIFEST_MIME = "application/vnd.artifactd.directory+json";
@@ -52,6 +60,56 @@ export class DirectoryManifestError extends Error {
   }
 }
 
+/** Bounds on a directory artifact, as options of saveDir, restoreDir and asLocalDir. */
+export interface DirectoryLimits {
+  /** Most entries (files and folders) a manifest may list. Default 100,000. */
+  readonly maxEntries?: number;
+  /** Largest manifest, in bytes (about 200 bytes an entry, more with long paths). Default 64 MiB. */
+  readonly maxManifestBytes?: number;
+  /** Most bytes the files may add up to, each path counted as it is written. Default: no limit. */
+  readonly maxTotalBytes?: number;
+}
+
+export const DEFAULT_DIRECTORY_LIMITS = Object.freeze({ maxEntries: 100_000, maxManifestBytes: 64 * 1024 * 1024 });
+
+export interface ResolvedDirectoryLimits {
+  readonly maxEntries: number;
+  readonly maxManifestBytes: number;
+  readonly maxTotalBytes: number | undefined;
+}
+
+/** The limits with their defaults; a limit that is not a whole number >= 1 is a TypeError naming the caller. */
+export function resolveDirectoryLimits(options: DirectoryLimits, caller: string): ResolvedDirectoryLimits {
+  const limits = {
+    maxEntries: options.maxEntries ?? DEFAULT_DIRECTORY_LIMITS.maxEntries,
+    maxManifestBytes: options.maxManifestBytes ?? DEFAULT_DIRECTORY_LIMITS.maxManifestBytes,
+    maxTotalBytes: options.maxTotalBytes,
+  };
+  for (const [name, value] of Object.entries(limits)) {
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) throw new TypeError(`${caller}: ${name} must be a whole number >= 1, got ${value}`);
+  }
+  return limits;
+}
+
+/**
+ * Why a directory of this shape breaks a limit — naming the limit, its
+ * value, and the option that raises it — or undefined when it does not.
+ * `manifestBytes` and `totalBytes` may be left out when not known yet.
+ */
+export function exceededDirectoryLimit(
+  shape: { readonly entries: number; readonly manifestBytes?: number; readonly totalBytes?: number },
+  limits: ResolvedDirectoryLimits,
+): string | undefined {
+  if (shape.manifestBytes !== undefined && shape.manifestBytes > limits.maxManifestBytes) {
+    return `its manifest is ${shape.manifestBytes} bytes, over the limit maxManifestBytes (${limits.maxManifestBytes})`;
+  }
+  if (shape.entries > limits.maxEntries) return `it has ${shape.entries} entries, over the limit maxEntries (${limits.maxEntries})`;
+  if (shape.totalBytes !== undefined && limits.maxTotalBytes !== undefined && shape.totalBytes > limits.maxTotalBytes) {
+    return `its files add up to ${shape.totalBytes} bytes, over the limit maxTotalBytes (${limits.maxTotalBytes})`;
+  }
+  return undefined;
+}
+
 const HEX_DIGEST = /^[0-9a-f]{64}$/;
 const ARTIFACT_ID = /^[a-z]{3,5}_[0-9abcdefghjkmnpqrstvwxyz]{26}$/;
 const MAX_PATH = 4096;
@@ -77,7 +135,11 @@ export function checkEntryPath(relativePath: unknown): string {
 }
 
 /** Parses and checks a manifest (see the module comment); throws DirectoryManifestError naming what is wrong. */
-export function parseDirectoryManifest(bytes: Uint8Array, artifactId: string): DirectoryManifest {
+export function parseDirectoryManifest(bytes: Uint8Array, artifactId: string, limits: ResolvedDirectoryLimits): DirectoryManifest {
+  const refuse = (exceeded: string | undefined) => {
+    if (exceeded) throw new DirectoryManifestError(`directory artifact ${artifactId} is refused: ${exceeded}; raise the option if you trust it`);
+  };
+  refuse(exceededDirectoryLimit({ entries: 0, manifestBytes: bytes.byteLength }, limits));
   let raw: unknown;
   try {
     raw = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
@@ -88,8 +150,10 @@ export function parseDirectoryManifest(bytes: Uint8Array, artifactId: string): D
   if (manifest?.format !== DIRECTORY_MANIFEST_FORMAT || !Array.isArray(manifest.entries)) {
     throw new DirectoryManifestError(`artifact ${artifactId} is not a directory manifest: expected {"format": "${DIRECTORY_MANIFEST_FORMAT}", "entries": […]}`);
   }
+  refuse(exceededDirectoryLimit({ entries: manifest.entries.length }, limits));
   const types = new Map<string, "file" | "dir">();
   const entries: DirectoryEntry[] = [];
+  let totalBytes = 0;
   for (const item of manifest.entries as unknown[]) {
     const entry = item as Partial<Omit<DirectoryFileEntry, "type">> & { type?: unknown };
     const entryPath = checkEntryPath(entry?.path);
@@ -103,6 +167,8 @@ export function parseDirectoryManifest(bytes: Uint8Array, artifactId: string): D
       if (typeof entry.artifactId !== "string" || !ARTIFACT_ID.test(entry.artifactId)) {
         throw new DirectoryManifestError(`file ${JSON.stringify(entryPath)} has no valid artifact id`, entryPath);
       }
+      totalBytes += entry.size!;
+      refuse(exceededDirectoryLimit({ entries: entries.length, totalBytes }, limits));
       types.set(entryPath, "file");
       entries.push({ path: entryPath, type: "file", size: entry.size!, blake3: entry.blake3, artifactId: entry.artifactId, executable: entry.executable === true });
     } else {

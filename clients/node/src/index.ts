@@ -38,10 +38,12 @@ export type { LoadOptions, LocalFileOptions } from "./artifact-loaders.ts";
 export { createRetryPolicy, type RetryOptions, type RetryPolicy } from "./retry-policy.ts";
 export { DIRECTORY_ENTRY_CLASS, type RestoreDirOptions, type SaveDirOptions } from "./directory-artifacts.ts";
 export {
+  DEFAULT_DIRECTORY_LIMITS,
   DIRECTORY_MANIFEST_FORMAT,
   DIRECTORY_MANIFEST_MIME,
   DirectoryManifestError,
   type DirectoryEntry,
+  type DirectoryLimits,
   type DirectoryManifest,
 } from "./directory-manifest.ts";
 export { ArtifactIntegrityError, createBlake3Verifier, type Blake3Verifier } from "./blake3-verifier.ts";

@@ -10,12 +10,15 @@ import { startCuttingProxy, type CuttingProxy } from "../../../test/support/cutt
 import { BACKENDS, startTestApp, type TestApp } from "../../../test/support/test-app.ts";
 import {
   createArtifactClient,
+  DEFAULT_DIRECTORY_LIMITS,
   DIRECTORY_ENTRY_CLASS,
   DIRECTORY_MANIFEST_FORMAT,
   DIRECTORY_MANIFEST_MIME,
   DirectoryManifestError,
   type ArtifactClient,
   type DirectoryRef,
+  type RestoreDirOptions,
+  type SaveDirOptions,
   type TransferProgress,
 } from "../src/index.ts";
 
@@ -157,6 +160,39 @@ describe.each(BACKENDS)("directory artifacts on %s", (backend) => {
     await expect(client.saveDir(path.join(work, "nope"), { kind: "model" })).rejects.toThrow(/is not a directory/);
   });
 
+  it("saveDir refuses a folder past its limits before uploading anything, and what it stores at a limit restores under it", async () => {
+    const folder = path.join(work, "limited");
+    mkdirSync(path.join(folder, "sub"), { recursive: true });
+    for (const name of ["a.bin", "b.bin", "sub/c.bin"]) writeFileSync(path.join(folder, name), randomBytes(100_000));
+    // 4 entries (sub, sub/c.bin, a.bin, b.bin), 300,000 bytes.
+    const stored = await client.saveDir(folder, { kind: "limits" });
+    const manifestBytes = Number(stored.sizeBytes);
+    const refusals: [SaveDirOptions, RegExp][] = [
+      [{ maxEntries: 3 }, /more than 3 entries, over the limit maxEntries \(3\)/],
+      [{ maxManifestBytes: manifestBytes - 1 }, new RegExp(`manifest is ${manifestBytes} bytes, over the limit maxManifestBytes \\(${manifestBytes - 1}\\)`)],
+      [{ maxTotalBytes: 299_999 }, /files add up to 300000 bytes, over the limit maxTotalBytes \(299999\)/],
+    ];
+    for (const [limits, message] of refusals) {
+      proxy.resetCounts();
+      const error = await client.saveDir(folder, { kind: "limits-refused" }, limits).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toMatch(message);
+      expect(proxy.bytes.up).toBe(0); // not a file, not a call
+    }
+    await expect(client.saveDir(folder, { kind: "limits" }, { maxEntries: 0 })).rejects.toThrow(/maxEntries must be a whole number >= 1/);
+    const refusedSaves: string[] = [];
+    for await (const a of client.list({ kind: "limits-refused", includeDeleted: true })) refusedSaves.push(a.id);
+    expect(refusedSaves).toEqual([]);
+
+    // Exactly at every limit: stored, and restored with the same limits (the manifest's size was measured before the upload).
+    const atLimits = { maxEntries: 4, maxManifestBytes: manifestBytes, maxTotalBytes: 300_000 };
+    const again = await client.saveDir(folder, { kind: "limits" }, atLimits);
+    expect(Number(again.sizeBytes)).toBe(manifestBytes);
+    const target = path.join(work, "limited-restored");
+    await client.restoreDir(again.id, target, atLimits);
+    expect(snapshot(target)).toEqual(snapshot(folder));
+  });
+
   it("restores into an empty folder and refuses one that is not empty", async () => {
     const dir = await client.saveDir(source, { kind: "model" });
     const empty = path.join(work, "empty-target");
@@ -243,6 +279,40 @@ describe.each(BACKENDS)("directory artifacts on %s", (backend) => {
         expect(existsSync(target)).toBe(false);
         expect(readdirSync(work).filter((n) => n.includes(".restore-"))).toEqual([]);
       }
+    });
+
+    it("refuses a manifest past maxEntries, maxManifestBytes or maxTotalBytes before fetching or writing anything, naming the limit", async () => {
+      expect(DEFAULT_DIRECTORY_LIMITS).toEqual({ maxEntries: 100_000, maxManifestBytes: 64 * 1024 * 1024 });
+      const expectRefused = async (id: string, options: RestoreDirOptions, message: RegExp, fetchedBelow: number) => {
+        for (const restore of [(target: string) => client.restoreDir(id, target, options), () => client.asLocalDir(id, options)]) {
+          const target = path.join(work, `limit-${randomBytes(4).toString("hex")}`);
+          proxy.resetCounts();
+          const error = await restore(target).catch((e: unknown) => e);
+          expect(error).toBeInstanceOf(DirectoryManifestError);
+          expect((error as Error).message).toMatch(message);
+          expect(proxy.bytes.down).toBeLessThan(fetchedBelow);
+          expect(existsSync(target)).toBe(false);
+        }
+        expect(readdirSync(work).filter((n) => n.includes(".restore-"))).toEqual([]);
+      };
+
+      // By default: a manifest of 100,001 folders (about 3 MB) is refused whole, none of them made.
+      const folders = Array.from({ length: 100_001 }, (_, i) => ({ path: `d${i}`, type: "dir" }));
+      const many = await plant(folders);
+      await expectRefused(many, {}, /has 100001 entries, over the limit maxEntries \(100000\)/, 4 * 1024 * 1024);
+      // A file the manifest names at each of many paths counts once per path: the bytes that would be written.
+      const fanOut = await plant(Array.from({ length: 4 }, (_, i) => ({ path: `copy-${i}.txt`, type: "file", ...fileEntry })));
+      await expectRefused(fanOut, { maxEntries: 3 }, /has 4 entries, over the limit maxEntries \(3\)/, 64 * 1024);
+      await expectRefused(fanOut, { maxTotalBytes: 4 * fileEntry.size - 1 }, new RegExp(`add up to ${4 * fileEntry.size} bytes, over the limit maxTotalBytes \\(${4 * fileEntry.size - 1}\\)`), 64 * 1024);
+      // Too large a manifest is refused by its recorded size, before it is fetched: a 200 KB one, limited to 100 KB.
+      const padded = await plant(Array.from({ length: 2_000 }, (_, i) => ({ path: `${"p".repeat(80)}-${i}`, type: "dir" })));
+      await expectRefused(padded, { maxManifestBytes: 100_000 }, /manifest is \d+ bytes, over the limit maxManifestBytes \(100000\)/, 64 * 1024);
+
+      // The same manifests within their limits restore.
+      const target = path.join(work, `limit-ok-${randomBytes(4).toString("hex")}`);
+      await client.restoreDir(fanOut, target, { maxEntries: 4, maxTotalBytes: 4 * fileEntry.size });
+      expect(readdirSync(target).sort()).toEqual(["copy-0.txt", "copy-1.txt", "copy-2.txt", "copy-3.txt"]);
+      await expect(client.restoreDir(fanOut, path.join(work, "x"), { maxTotalBytes: 0.5 })).rejects.toThrow(/maxTotalBytes must be a whole number >= 1/);
     });
 
     it("never writes through a link planted in or as the target", async () => {
