@@ -326,6 +326,116 @@ describe("the web page in headless Chromium", () => {
     await close();
   });
 
+  it("keeps the token for the browser session only, unless it is remembered; unticking forgets it", async () => {
+    const TOKEN_KEY = "artifactd.token";
+    const stored = (page: Page) =>
+      page.evaluate<{ local: string | null; session: string | null }>(`({ local: localStorage.getItem("${TOKEN_KEY}"), session: sessionStorage.getItem("${TOKEN_KEY}") })`);
+    /** What a browser restart keeps (cookies and localStorage, not sessionStorage), opened in a new context. */
+    const restart = async (page: Page) => {
+      const context = await browser.newContext({ storageState: await page.context().storageState() });
+      const next = await context.newPage();
+      await next.goto(`${t.url}/`);
+      return { page: next, close: () => context.close() };
+    };
+    const signedIn = async (page: Page) => {
+      await page.locator("#artifact-table tbody tr").first().waitFor();
+      expect(await page.inputValue("#token")).toBe(t.tokens.alpha);
+    };
+    const signedOut = async (page: Page) => {
+      await page.locator("#message", { hasText: "Enter an API token" }).waitFor();
+      expect(await page.inputValue("#token")).toBe("");
+    };
+    // Something to list, so a working token shows rows.
+    await t.client().saveInline({ spec: { kind: "note", name: "token-check" }, content: { case: "text", value: "x" } });
+
+    // Not remembered (the default): this tab's session only.
+    const { page, problems, close } = await openPage();
+    expect(await page.isChecked("#token-remember")).toBe(false);
+    expect(await stored(page)).toEqual({ local: null, session: t.tokens.alpha });
+    await page.reload();
+    await signedIn(page);
+    const newTab = await page.context().newPage();
+    await newTab.goto(`${t.url}/`);
+    await signedOut(newTab);
+    await newTab.close();
+    const afterRestart = await restart(page);
+    await signedOut(afterRestart.page);
+    await afterRestart.close();
+
+    // Remembered: in localStorage only, and still there after a restart, with the box ticked.
+    await page.check("#token-remember");
+    expect(await stored(page)).toEqual({ local: t.tokens.alpha, session: null });
+    const remembered = await restart(page);
+    await signedIn(remembered.page);
+    expect(await remembered.page.isChecked("#token-remember")).toBe(true);
+
+    // Unticking forgets it from localStorage at once (no Save needed); this tab keeps it for its session.
+    await remembered.page.uncheck("#token-remember");
+    expect(await stored(remembered.page)).toEqual({ local: null, session: t.tokens.alpha });
+    await remembered.page.reload();
+    await signedIn(remembered.page);
+    expect(await remembered.page.isChecked("#token-remember")).toBe(false);
+    const forgotten = await restart(remembered.page);
+    await signedOut(forgotten.page);
+    await forgotten.close();
+    await remembered.close();
+
+    // Saving an empty token removes it from wherever it was.
+    await page.fill("#token", "");
+    await page.click("#token-form button[type=submit]");
+    expect(await stored(page)).toEqual({ local: null, session: null });
+    expect(problems).toEqual([]);
+    await close();
+  });
+
+  it("shows a malformed link as not valid, on load and on a hash change, and a malformed query as a named field", async () => {
+    /** A same-document navigation, as following an in-page link does. */
+    const setHash = (page: Page, hash: string) => page.evaluate(`location.hash = ${JSON.stringify(hash)}`);
+    const { page, problems, close } = await openPage();
+    const { artifact } = await t.client().saveInline({ spec: { kind: "note", name: "link-check" }, content: { case: "text", value: "x" } });
+    const invalid = async (why: RegExp) => {
+      await page.locator("#invalid-link-heading", { hasText: "Not a valid link" }).waitFor();
+      expect(await page.textContent("#invalid-link-reason")).toMatch(why);
+      expect(await page.isHidden("#browse")).toBe(true);
+      expect(await page.isHidden("#detail")).toBe(true);
+    };
+    const badLinks: [string, RegExp][] = [
+      ["#/artifacts/%E0", /percent-escape that does not decode/],
+      ["#/artifacts/%E0%A4%A", /percent-escape that does not decode/],
+      ["#/artifacts/%", /percent-escape that does not decode/],
+      ["#/artifacts/not-an-id", /does not name an artifact id/],
+      [`#/artifacts/${artifact!.id}%00`, /does not name an artifact id/],
+      ["#/artifacts/", /does not name an artifact id/],
+      ["#/nowhere", /is not a page of this site/],
+    ];
+    for (const [hash, why] of badLinks) {
+      // Opened as a new page load (the query string differs, so it is not a same-document navigation)…
+      await page.goto(`${t.url}/?load=${encodeURIComponent(hash)}${hash}`);
+      await invalid(why);
+      // …and reached by a hash change from a working view.
+      await setHash(page, "#/");
+      await page.locator("#browse").waitFor();
+      expect(await page.isHidden("#invalid-link")).toBe(true);
+      await setHash(page, hash);
+      await invalid(why);
+    }
+    // From the invalid view back to the list, and to a good link.
+    await page.click("#invalid-link a[href='#']");
+    await page.locator("#browse").waitFor();
+    expect(await page.isHidden("#invalid-link")).toBe(true);
+    await setHash(page, `#/artifacts/${encodeURIComponent(artifact!.id)}`);
+    await page.locator("#detail-heading", { hasText: "link-check" }).waitFor();
+    expect(await page.isHidden("#invalid-link")).toBe(true);
+
+    // A query string the form cannot hold: malformed escapes are decoded leniently, a field out of range is named.
+    await page.goto(`${t.url}/?q=%E0%A4&tags=%&createdTo=275760-09-13&status=%FF`);
+    await page.locator("#message", { hasText: '"Created to" (275760-09-13) is not a date this page can search by' }).waitFor();
+    await page.goto(`${t.url}/?labels=novalue`);
+    await page.locator("#message", { hasText: 'label "novalue" is not key=value' }).waitFor();
+    expect(problems).toEqual([]);
+    await close();
+  });
+
   it("shows uploaded HTML as text and never renders it", async () => {
     const { page, problems, close } = await openPage();
     const html = [

@@ -48,9 +48,9 @@ export function readBrowseQuery(form: HTMLFormElement): BrowseQuery {
 
   const from = text("createdFrom");
   const to = text("createdTo");
-  if (from) filter.createdAfter = timestampFromDate(startOfDay(from));
+  if (from) filter.createdAfter = timestampFromDate(startOfDay("Created from", from));
   // "To" is inclusive: before the start of the next day.
-  if (to) filter.createdBefore = timestampFromDate(startOfDay(to, 1));
+  if (to) filter.createdBefore = timestampFromDate(startOfDay("Created to", to, 1));
   if (from && to && from > to) throw new Error(`"Created from" (${from}) is after "Created to" (${to})`);
 
   const range = metricRange(text("metricName"), text("metricMin"), text("metricMax"));
@@ -68,10 +68,17 @@ function statusOf(choice: string): Status {
   return STATUS_BY_CHOICE[choice as keyof typeof STATUS_BY_CHOICE] ?? Status.UNSPECIFIED;
 }
 
-/** A `yyyy-mm-dd` date input's value as local midnight, `plusDays` later. */
-function startOfDay(value: string, plusDays = 0): Date {
+/**
+ * A `yyyy-mm-dd` date input's value as local midnight, `plusDays` later. A
+ * date input accepts years up to 275760, past what a Date (and a timestamp)
+ * holds: such a date, from a link say, is named rather than thrown about as
+ * a conversion error.
+ */
+function startOfDay(label: string, value: string, plusDays = 0): Date {
   const [year, month, day] = value.split("-").map(Number) as [number, number, number];
-  return new Date(year, month - 1, day + plusDays);
+  const date = new Date(year, month - 1, day + plusDays);
+  if (Number.isNaN(date.getTime())) throw new Error(`"${label}" (${value}) is not a date this page can search by`);
+  return date;
 }
 
 function metricRange(name: string, minText: string, maxText: string) {

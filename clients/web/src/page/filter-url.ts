@@ -3,7 +3,10 @@
  * so a filtered view survives a reload, can be bookmarked or shared, and is
  * still there when the user comes back from an artifact (whose view is the
  * `#/artifacts/<id>` hash; the query string is left as it is by that route).
- * The token never goes here: it is a secret and stays in localStorage.
+ * The token never goes here: it is a secret and stays in the browser's
+ * storage (token-bar.ts). Whatever the query string holds, restoring it never
+ * throws: URLSearchParams decodes leniently, and fields only take values
+ * their type allows (filter-form.ts then names a field that is still wrong).
  */
 
 /** Writes the form's non-empty fields into the URL, without a reload or a history entry per filter. */

@@ -2,12 +2,14 @@ import { createWebArtifactClient } from "../web-artifact-client.ts";
 import { createArtifactDetail } from "./artifact-detail.ts";
 import { createArtifactList } from "./artifact-list.ts";
 import { byId } from "./dom.ts";
+import { parsePageRoute } from "./page-route.ts";
 import { createTokenBar } from "./token-bar.ts";
 import { createUploadPanel } from "./upload-panel.ts";
 
 /**
  * The page: a token bar, an upload form, the artifact list, and one
- * artifact's view at `#/artifacts/<id>`. It talks to the service that
+ * artifact's view at `#/artifacts/<id>` (routes: page-route.ts; a link that
+ * is not one of them gets a "Not a valid link" view). It talks to the service that
  * served it (same origin), so the page's CSP can allow only 'self'.
  */
 const message = byId("message");
@@ -30,11 +32,19 @@ const list = createArtifactList(client, showError);
 const detail = createArtifactDetail(client, showError);
 createUploadPanel(client, () => void list.refresh());
 
+const invalidLink = byId("invalid-link");
+const invalidLinkReason = byId("invalid-link-reason");
+
 function route(): void {
-  const match = /^#\/artifacts\/([^/]+)$/.exec(location.hash);
-  if (match) {
+  const current = parsePageRoute(location.hash);
+  invalidLink.hidden = current.view !== "invalid";
+  if (current.view === "artifact") {
     list.show(false);
-    void detail.show(decodeURIComponent(match[1]!));
+    void detail.show(current.id);
+  } else if (current.view === "invalid") {
+    detail.hide();
+    list.show(false);
+    invalidLinkReason.textContent = `This link cannot be opened: ${current.reason}.`;
   } else {
     detail.hide();
     list.show(true);
