@@ -333,7 +333,7 @@ describe("artifactd client commands", () => {
     expect(readFileSync(path.join(work, folder.id, "inside.txt"), "utf8")).toBe("inside");
     expect(existsSync(path.join(work, ".hidden"))).toBe(false);
     expect((await inWork(["get", folder.id, "--force"])).code).toBe(2);
-  });
+  }, 180_000);
 
   it("says what is wrong, with exit codes that mean something and nothing on standard output", async () => {
     const expectFailure = async (run: Promise<Run>, code: number, message: RegExp) => {
