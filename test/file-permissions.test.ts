@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { createServiceProcess } from "./support/service-process.ts";
+import { startTestApp } from "./support/test-app.ts";
 
 /**
  * The data folder holds the embedded database, local blobs and an admin
@@ -27,6 +28,7 @@ describe("the data folder's permissions", () => {
     expect(mode(path.join(dataDir, "blobs")).toString(8)).toBe("700");
     expect(mode(path.join(dataDir, "blobs", "blobs")).toString(8)).toBe("700");
     expect(mode(tokenFile).toString(8)).toBe("600");
+    expect(mode(path.join(dataDir, "url-signing-keys")).toString(8)).toBe("600");
   };
 
   it("are 0700 for folders and 0600 for the bootstrap token after start, whatever existed before", async () => {
@@ -47,6 +49,7 @@ describe("the data folder's permissions", () => {
     // A later start, with tokens already made (so none is written), narrows what was widened in between.
     widen();
     chmodSync(tokenFile, 0o644);
+    chmodSync(path.join(dataDir, "url-signing-keys"), 0o644);
     const token = readFileSync(tokenFile, "utf8");
     await service.start();
     try {
@@ -54,6 +57,19 @@ describe("the data folder's permissions", () => {
       expect(readFileSync(tokenFile, "utf8")).toBe(token);
     } finally {
       await service.stop();
+    }
+  });
+
+  it("are 0700 for the folder and 0600 for the key file on Postgres and S3 too, where the folder holds only the download-link keys", async () => {
+    const keysOnly = path.join(root, "keys-only");
+    mkdirSync(keysOnly, { mode: 0o755 });
+    chmodSync(keysOnly, 0o755);
+    const t = await startTestApp("postgres+minio", { ARTIFACTD_DATA_DIR: keysOnly });
+    try {
+      expect(mode(keysOnly).toString(8)).toBe("700");
+      expect(mode(path.join(keysOnly, "url-signing-keys")).toString(8)).toBe("600");
+    } finally {
+      await t.close();
     }
   });
 });
