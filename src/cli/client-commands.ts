@@ -55,11 +55,12 @@ export const CLIENT_USAGE = `  put <file|dir|-> --kind K [options]     upload a 
       --name N  --title T  --class C  --mime M  --label k=v…  --tag T…
       --metric k=n…  --input <id>[:role]…  --status draft|review|approved|rejected
       --pin  --ttl-seconds N | --expires-at TIME  --type-prefix P  [scope flags]
-  get <id> [-o path] [-f|--force]        download, verified, to ./<name or id>
-                                          (never over an existing file without
-                                          --force; a name that is a path, a
-                                          dotfile or only dots becomes the id);
-                                          a directory artifact becomes a folder
+  get <id> [-o path] [-f|--force]        download, verified, to ./<name or id>:
+                                          the name's last segment, or the id
+                                          when that is a dotfile, only dots or
+                                          empty; never over an existing file
+                                          without --force; a directory
+                                          artifact becomes a folder
   cat <id>                                content to standard output
   ls [filters] [--limit N]                newest first (100 unless --limit)
   search <text> [filters] [--limit N]     full-text search of names, titles and
