@@ -1,6 +1,7 @@
-import { chmod, mkdir, open, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { ConfigError } from "../../config.ts";
+import { PRIVATE_FILE_MODE, restrictFileToOwner, writePrivateFile } from "../../private-files.ts";
 import { formatUrlSigningKeys, newUrlSigningKey, parseUrlSigningKeys, type UrlSigningKey } from "../../url-signing-keys.ts";
 
 /**
@@ -19,8 +20,6 @@ export function urlSigningKeyFile(dataDir: string): string {
   return path.join(dataDir, "url-signing-keys");
 }
 
-const OWNER_ONLY = 0o600;
-
 /** The keys in `file`, or, when it does not exist, a new one written there. */
 export async function loadOrCreateUrlSigningKeyFile(file: string): Promise<{ keys: UrlSigningKey[]; created: boolean }> {
   const existing = await readUrlSigningKeyFile(file);
@@ -29,7 +28,7 @@ export async function loadOrCreateUrlSigningKeyFile(file: string): Promise<{ key
   await mkdir(path.dirname(file), { recursive: true });
   try {
     // "wx": of two processes starting on one data folder, the second reads what the first wrote.
-    await writeFile(file, formatUrlSigningKeys(keys), { mode: OWNER_ONLY, flag: "wx" });
+    await writeFile(file, formatUrlSigningKeys(keys), { mode: PRIVATE_FILE_MODE, flag: "wx" });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
     const written = await readUrlSigningKeyFile(file);
@@ -48,7 +47,7 @@ export async function readUrlSigningKeyFile(file: string): Promise<UrlSigningKey
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw error;
   }
-  if ((mode & 0o777) !== OWNER_ONLY) await chmod(file, OWNER_ONLY);
+  if ((mode & 0o777) !== PRIVATE_FILE_MODE) await restrictFileToOwner(file);
   const text = await readFile(file, "utf8");
   try {
     return parseUrlSigningKeys(text);
@@ -62,15 +61,5 @@ export async function readUrlSigningKeyFile(file: string): Promise<UrlSigningKey
  * over it, so a reader sees the old keys or the new ones, never half.
  */
 export async function writeUrlSigningKeyFile(file: string, keys: readonly UrlSigningKey[]): Promise<void> {
-  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  const handle = await open(temporary, "w", OWNER_ONLY);
-  try {
-    await handle.writeFile(formatUrlSigningKeys(keys));
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  // open()'s mode is subject to the umask and ignored for an existing file: make sure.
-  await chmod(temporary, OWNER_ONLY);
-  await rename(temporary, file);
+  await writePrivateFile(file, formatUrlSigningKeys(keys));
 }
