@@ -190,6 +190,28 @@ describe("tenant quotas", () => {
     for (let i = 0; i < 10; i++) await t.client(token).listArtifacts({});
   });
 
+  it("counts signed-link requests toward the tenant's calls per second: 429 with Retry-After past the quota", async () => {
+    const token = await tenantWith("q-link-calls", {});
+    const { artifact } = await upload(token, randomBytes(1024));
+    const { url } = await t.client(token).createDownloadUrl({ id: artifact!.id });
+    await t.app.metadata.tenantQuotas.set("q-link-calls", { callsPerSecond: 1, burst: 2 });
+    await sleep(CACHE_MS + 50);
+    const statuses: number[] = [];
+    let refused: Response | undefined;
+    for (let i = 0; i < 4 && !refused; i++) {
+      const response = await fetch(url);
+      statuses.push(response.status);
+      if (response.status === 429) refused = response;
+      else await response.arrayBuffer();
+    }
+    // The burst lets at most two through at once (one more may have refilled meanwhile); then the link is refused.
+    expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(1);
+    expect(refused?.status).toBe(429);
+    expect(Number(refused!.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(await refused!.text()).toMatch(/calls per second/);
+    await t.app.metadata.tenantQuotas.clear("q-link-calls");
+  });
+
   it("concurrent uploads: refused while the tenant's places are taken; success, failure and cancel each give theirs back", async () => {
     const token = await tenantWith("q-uploads", { concurrentUploads: 1 });
     const first = heldUpload(token);

@@ -61,6 +61,14 @@ export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCa
       return true;
     }
     const caller: Caller = { tenantId: link.tenantId, principal: "signed-url", tokenId: link.tokenId, scope: "read-only" };
+    // A link's requests count toward its tenant's calls per second like the tenant's RPCs do.
+    try {
+      await service.admitCall(caller);
+    } catch (error) {
+      if (!(error instanceof ArtifactError && error.code === "resource_exhausted")) throw error;
+      tooManyRequests(response, error);
+      return true;
+    }
     const abort = new AbortController();
     const revocation = watchCaller?.(caller);
     revocation?.signal.addEventListener("abort", () => abort.abort(), { once: true });
@@ -112,9 +120,8 @@ export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCa
       try {
         ({ content } = await service.download(caller, { id: link.artifactId, offset: range.offset, length: range.length }, abort.signal));
       } catch (error) {
-        if (error instanceof ArtifactError && error.code === "resource_exhausted") {
-          plain(response, 429, error.message, error.retryAfterMs === undefined ? {} : { "Retry-After": String(Math.ceil(error.retryAfterMs / 1000)) });
-        } else destroy(response); // as when the content fails after the head: the client sees no complete body
+        if (error instanceof ArtifactError && error.code === "resource_exhausted") tooManyRequests(response, error);
+        else destroy(response); // as when the content fails after the head: the client sees no complete body
         return true;
       }
     }
@@ -139,6 +146,11 @@ export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCa
 function plain(response: Response, status: number, text: string, extra: Record<string, string> = {}): void {
   response.writeHead(status, { "Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", ...extra });
   response.end(text + "\n");
+}
+
+/** 429 with the quota's message and, when waiting helps, Retry-After in whole seconds. */
+function tooManyRequests(response: Response, error: ArtifactError): void {
+  plain(response, 429, error.message, error.retryAfterMs === undefined ? {} : { "Retry-After": String(Math.ceil(error.retryAfterMs / 1000)) });
 }
 
 function destroy(response: Response): void {
