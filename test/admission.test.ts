@@ -417,7 +417,7 @@ describe("tokens: scope, expiry and revocation that reaches open calls", () => {
     await expectCode(t.client(created.token).listArtifacts({}), Code.Unauthenticated, /expired at/);
   });
 
-  it("ends an open Watch and a download in progress of a revoked token, and refuses its next call, within the cache bound", async () => {
+  it("ends an open Watch, a download and an upload in progress of a revoked token, and refuses its next call, within the cache bound", async () => {
     const created = await createApiToken(t.app.metadata, "alpha", "to-revoke", { scope: "read-write" });
     const client = t.client(created.token);
     const blob = randomBytes(8 * MiB);
@@ -444,12 +444,30 @@ describe("tokens: scope, expiry and revocation that reaches open calls", () => {
         return error as ConnectError;
       }
     })();
+    // And an upload still sending.
+    let sending = true;
+    const uploadEnded = client
+      .upload(
+        (async function* () {
+          yield { message: { case: "header" as const, value: { spec: { name: "cut-by-revocation", kind: "log" } } } };
+          while (sending) {
+            yield { message: { case: "chunk" as const, value: new Uint8Array(64 * 1024) } };
+            await sleep(50);
+          }
+        })(),
+      )
+      .then(
+        () => "recorded",
+        (error: unknown) => error as ConnectError,
+      )
+      .finally(() => (sending = false));
     await sleep(300);
     const revokedAt = Date.now();
     await t.app.metadata.revokeToken(created.id, new Date());
-    const [watchError, downloadError] = await Promise.all([watchEnded, downloadEnded]);
+    const [watchError, downloadError, uploadError] = await Promise.all([watchEnded, downloadEnded, uploadEnded]);
     const reachedWithin = Date.now() - revokedAt;
-    for (const error of [watchError, downloadError]) {
+    expect((await t.client().listArtifacts({ filter: { namePrefix: "cut-by-revocation" } })).artifacts).toEqual([]);
+    for (const error of [watchError, downloadError, uploadError]) {
       expect(error).toBeInstanceOf(ConnectError);
       expect(Code[(error as ConnectError).code]).toBe("Unauthenticated");
       expect((error as ConnectError).rawMessage).toMatch(/revoked while the call was open/);
