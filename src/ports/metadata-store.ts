@@ -105,12 +105,6 @@ export interface MetadataStore {
   /** Whether a blob row names this storage key. */
   blobHoldsKey(storageKey: string): Promise<boolean>;
 
-  /**
-   * A setting shared by all replicas: returns the stored value, or stores
-   * `proposed` if there is none yet (the first replica wins).
-   */
-  sharedSetting(name: string, proposed: string): Promise<string>;
-
   createToken(token: { id: string; tenantId: string; name: string; sha256: string; scope: TokenScope; expiresAt: Date | undefined }): Promise<void>;
   findTokenBySha256(sha256: string): Promise<ApiToken | undefined>;
   findTokenById(id: string): Promise<ApiToken | undefined>;

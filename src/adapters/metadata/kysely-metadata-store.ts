@@ -463,12 +463,6 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
       return (await db.selectFrom("blobs").select("digest").where("storage_key", "=", storageKey).executeTakeFirst()) !== undefined;
     },
 
-    async sharedSetting(name, proposed) {
-      await db.insertInto("server_settings").values({ name, value: proposed }).onConflict((oc) => oc.column("name").doNothing()).execute();
-      const row = await db.selectFrom("server_settings").select("value").where("name", "=", name).executeTakeFirstOrThrow();
-      return row.value;
-    },
-
     async createToken(token) {
       await db
         .insertInto("api_tokens")
