@@ -2,9 +2,11 @@ import { Code, ConnectError } from "@connectrpc/connect";
 
 /**
  * Retries a call that failed for a reason that may pass (the connection
- * dropped, the server restarted, a complete is still running elsewhere),
- * with exponential backoff and jitter. Anything else — bad input, a session
- * that is gone — fails at once, as does an aborted signal.
+ * dropped, the server restarted, a complete is still running elsewhere, a
+ * tenant quota that says when to come back), with exponential backoff and
+ * jitter, or after the server's `retry-after-ms`. Anything else — bad input,
+ * a session that is gone, a quota without a hint — fails at once, as does an
+ * aborted signal.
  */
 export interface RetryPolicy {
   /** Retries after the first try. */
@@ -23,7 +25,16 @@ export const DEFAULT_RETRY: RetryPolicy = { retries: 4, baseDelayMs: 300, maxDel
 const TRANSIENT = new Set<Code>([Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Aborted]);
 
 export function isTransient(error: unknown): boolean {
-  return TRANSIENT.has(ConnectError.from(error).code);
+  const connectError = ConnectError.from(error);
+  if (connectError.code === Code.ResourceExhausted) return retryAfterMs(connectError) !== undefined;
+  return TRANSIENT.has(connectError.code);
+}
+
+/** The server's `retry-after-ms` (a tenant quota's hint: a response header or trailer), when it sent one. */
+export function retryAfterMs(error: ConnectError): number | undefined {
+  const raw = error.metadata.get("retry-after-ms");
+  const ms = raw === null ? Number.NaN : Number(raw);
+  return Number.isFinite(ms) && ms >= 0 ? ms : undefined;
 }
 
 export async function withRetry<T>(
@@ -40,8 +51,10 @@ export async function withRetry<T>(
       signal?.throwIfAborted();
       if (attempt >= policy.retries || !isTransient(error)) throw error;
       onRetry?.(error, attempt + 1);
+      const hint = retryAfterMs(ConnectError.from(error));
       const delay = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
-      await sleep(delay / 2 + Math.random() * (delay / 2), signal);
+      // The server's hint, plus up to a quarter more so refused callers do not all come back at once.
+      await sleep(hint === undefined ? delay / 2 + Math.random() * (delay / 2) : hint * (1 + Math.random() / 4), signal);
     }
   }
 }
