@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ArtifactService, UploadPartRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../src/gen/grpc/health/v1/health_pb.js";
 import { createApiToken } from "../src/service/api-tokens.ts";
+import { MAX_REFUSED_AUTHENTICATIONS_PER_CONNECTION } from "../src/transport/admission.ts";
 import { expectCode } from "./support/expect-code.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
 
@@ -152,11 +153,35 @@ describe("admission before work", () => {
     const outcome = await raw.settle(10_000);
     raw.close();
     console.log(`1,000 token-less streams on one connection: ${JSON.stringify(outcome)}`);
-    // Every stream the server accepted was answered at once, never left open; the rest were refused outright.
-    expect(outcome.maxConcurrentStreams).toBe(100);
+    // Each stream was answered at once, never left open; after MAX_REFUSED_AUTHENTICATIONS_PER_CONNECTION
+    // refusals the connection got GOAWAY (NO_ERROR), and the streams past it were never processed.
     expect(outcome.open).toBe(0);
+    expect(outcome.goawayCode).toBe(0);
+    expect(outcome.answered).toBe(MAX_REFUSED_AUTHENTICATIONS_PER_CONNECTION);
     expect(outcome.answered + outcome.refused + outcome.beyondGoaway).toBe(streams);
-    expect(outcome.answered).toBeGreaterThan(0);
+    await healthy();
+  });
+
+  it("refuses streams past SETTINGS_MAX_CONCURRENT_STREAMS on one connection, whatever the client ignores", async () => {
+    const raw = await RawHttp2.connect(port);
+    // Authenticated calls whose bodies never come: each holds its stream open (until the idle timeout).
+    for (let i = 0; i < 150; i++) {
+      raw.headers(1 + 2 * i, [
+        [":method", "POST"],
+        [":scheme", "http"],
+        [":authority", "x"],
+        [":path", "/artifacts.v1.ArtifactService/GetArtifact"],
+        ["content-type", "application/grpc"],
+        ["authorization", `Bearer ${t.tokens.alpha}`],
+      ]);
+    }
+    await sleep(500);
+    const counts = raw.counts();
+    raw.close();
+    console.log(`150 held streams on one connection: ${JSON.stringify(counts)}`);
+    expect(counts.maxConcurrentStreams).toBe(100);
+    expect(counts.open).toBe(100);
+    expect(counts.refused).toBe(50);
     await healthy();
   });
 
@@ -562,6 +587,12 @@ class RawHttp2 {
     }
   }
 
+  /** The streams by state now. */
+  counts() {
+    const count = (state: string) => [...this.streams.values()].filter((s) => s === state).length;
+    return { maxConcurrentStreams: this.maxConcurrentStreams, open: count("open"), answered: count("answered"), refused: count("refused") };
+  }
+
   /** Waits until no stream is left without an outcome (or the connection closed), then counts. */
   async settle(timeoutMs: number) {
     const deadline = Date.now() + timeoutMs;
@@ -570,6 +601,7 @@ class RawHttp2 {
     await sleep(100);
     const count = (state: string) => [...this.streams].filter(([id, s]) => s === state && id <= this.lastGoawayStream).length;
     return {
+      goawayCode: this.goawayCode,
       maxConcurrentStreams: this.maxConcurrentStreams,
       answered: count("answered"),
       refused: count("refused"),

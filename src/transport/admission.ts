@@ -3,6 +3,7 @@ import { codeToHttpStatus, endStreamFlag, errorToJson } from "@connectrpc/connec
 import type http from "node:http";
 import http2 from "node:http2";
 import type { Caller } from "../artifact.ts";
+import { ArtifactError } from "../artifact-error.ts";
 import { ArtifactService } from "../gen/artifacts/v1/artifact_service_pb.js";
 import { toConnectError } from "./connect-error-mapping.ts";
 
@@ -26,6 +27,17 @@ type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
 
 const callerKey = createContextKey<Caller | undefined>(undefined, { description: "authenticated caller" });
 const admitted = new WeakMap<NodeRequest, Caller>();
+
+/**
+ * A connection that has sent this many calls without a valid token is
+ * closed: each well-formed unknown token costs a database lookup, and a
+ * client guessing (or one misconfigured in a retry loop) should not get to
+ * make them without end on one connection. A client that reconnects starts
+ * over, paying a TCP handshake each time and counted by the connection cap.
+ */
+export const MAX_REFUSED_AUTHENTICATIONS_PER_CONNECTION = 100;
+const refusedAuthentications = new WeakMap<object, number>();
+
 
 /**
  * Authenticates an ArtifactService request from its headers. Resolves the
@@ -58,8 +70,20 @@ export async function admit(
     return caller;
   } catch (error) {
     refuse(request, response, toConnectError(error, (e) => log("admitting a call failed", e)));
+    if (error instanceof ArtifactError && error.code === "unauthenticated") countRefusal(request);
     return undefined;
   }
+}
+
+function countRefusal(request: NodeRequest): void {
+  // HTTP/1.1 refusals already close their connection (see refuse); HTTP/2 sessions carry many calls.
+  if (!("stream" in request)) return;
+  const session = request.stream.session;
+  if (!session) return;
+  const refused = (refusedAuthentications.get(session) ?? 0) + 1;
+  refusedAuthentications.set(session, refused);
+  // GOAWAY: streams already open finish, new ones go elsewhere.
+  if (refused >= MAX_REFUSED_AUTHENTICATIONS_PER_CONNECTION && !session.closed) session.close();
 }
 
 /**
