@@ -213,6 +213,26 @@ describe("admission before work", () => {
     await healthy();
   });
 
+  it.each([
+    ["SETTINGS", 0x4, Buffer.alloc(0)],
+    ["PING", 0x6, Buffer.alloc(8)],
+  ] as const)("closes a connection that floods %s frames without reading the acknowledgements, and stays healthy", async (name, type, payload) => {
+    const raw = await RawHttp2.connect(port);
+    await sleep(100);
+    raw.stopReading();
+    let sent = 0;
+    for (; sent < 100_000 && !raw.isClosed; sent++) {
+      raw.control(type, payload);
+      if (sent % 1_000 === 999) await sleep(5);
+    }
+    for (let i = 0; i < 100 && !raw.isClosed; i++) await sleep(50);
+    console.log(`${name} flood: ${sent} frames sent; connection closed: ${raw.isClosed}`);
+    expect(raw.isClosed).toBe(true);
+    expect(sent).toBeLessThan(100_000);
+    raw.close();
+    await healthy();
+  });
+
   it("cuts HTTP/1.1 headers that trickle in, and a body that trickles, at their timeouts", async () => {
     const trickle = async (request: string, delayMs: number) => {
       const socket = net.connect(port, "127.0.0.1");
@@ -540,6 +560,16 @@ class RawHttp2 {
     const block = Buffer.concat(fields.map(([name, value]) => Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)])));
     this.streams.set(streamId, "open");
     this.frame(0x1, 0x4, streamId, block); // HEADERS, END_HEADERS, no END_STREAM
+  }
+
+  /** A frame of the given type on the connection (stream 0): SETTINGS, PING, … */
+  control(type: number, payload: Buffer): void {
+    this.frame(type, 0, 0, payload);
+  }
+
+  /** Stops reading what the server sends, as a flooding client does, so its acknowledgements pile up. */
+  stopReading(): void {
+    this.socket.pause();
   }
 
   /** RST_STREAM with CANCEL: what a client sends to cancel a call (and a rapid-reset attack sends in bulk). */
