@@ -3,7 +3,6 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { Client as MinioClient } from "minio";
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -16,6 +15,7 @@ import { createArtifactService } from "../src/service/artifact-service.ts";
 import { createTenantQuotas } from "../src/service/tenant-quotas.ts";
 import { createUrlSigner } from "../src/service/download-urls.ts";
 import { expectCode } from "./support/expect-code.ts";
+import { blobStoreState } from "./support/blob-store-state.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 
 /**
@@ -218,40 +218,7 @@ describe.each(BACKENDS)("request limits on %s", (backend) => {
     }
   });
 
-  /** The blob store's objects, files and unfinished uploads, with the bytes uploads in progress hold. */
-  async function storeState(): Promise<{ entries: string[]; inProgressBytes: number[] }> {
-    if (minio) {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          const entries: string[] = [];
-          const inProgressBytes: number[] = [];
-          for await (const u of minio.listIncompleteUploads(t.bucket!, "", true)) {
-            entries.push(`multipart:${(u as { key: string }).key}`);
-            inProgressBytes.push((u as { size: number }).size);
-          }
-          for await (const o of minio.listObjectsV2(t.bucket!, "", true)) entries.push(`object:${(o as { name: string }).name}`);
-          return { entries, inProgressBytes };
-        } catch (error) {
-          // Listing an upload's parts races with its abort: look again.
-          if ((error as { code?: string }).code !== "NoSuchUpload" || attempt > 20) throw error;
-        }
-      }
-    }
-    const root = path.join(t.dataDir, "blobs");
-    const files = existsSync(root)
-      ? readdirSync(root, { recursive: true, withFileTypes: true })
-          .filter((e) => e.isFile())
-          .map((e) => path.join(e.parentPath, e.name))
-      : [];
-    const sizes = files.flatMap((file) => {
-      try {
-        return [statSync(file).size];
-      } catch {
-        return []; // removed between listing and stat
-      }
-    });
-    return { entries: files.map((f) => path.relative(root, f)), inProgressBytes: sizes };
-  }
+  const storeState = () => blobStoreState(t, minio);
 
   /** Polls until the store holds an upload in progress of at least `bytes` (true), or the call it belongs to ended (false). */
   async function sawStoring(bytes: number, ended: () => boolean): Promise<boolean> {

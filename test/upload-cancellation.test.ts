@@ -2,11 +2,12 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { Client } from "minio";
 import { randomBytes } from "node:crypto";
-import { readdirSync, statSync, watch } from "node:fs";
+import { watch } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { expectCode } from "./support/expect-code.ts";
+import { blobStoreState, type BlobStoreState } from "./support/blob-store-state.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 
 /**
@@ -20,12 +21,6 @@ const MiB = 1024 * 1024;
 const PART_SIZE = 5 * MiB;
 type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
 
-/** What the blob store holds: entries for comparison, and the bytes of uploads still in progress. */
-interface StoreState {
-  readonly entries: string[];
-  readonly inProgressBytes: number[];
-}
-
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, ms);
@@ -36,7 +31,7 @@ describe.each(BACKENDS)("interrupted uploads on %s", (backend) => {
   let t: TestApp;
   let minio: Client | undefined;
   /** The store with one committed multipart artifact: what every interrupted upload must leave it as. */
-  let committed: StoreState;
+  let committed: BlobStoreState;
   beforeAll(async () => {
     t = await startTestApp(backend, { ARTIFACTD_S3_PART_SIZE: "5MiB", ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
     if (backend === "postgres+minio") {
@@ -60,42 +55,7 @@ describe.each(BACKENDS)("interrupted uploads on %s", (backend) => {
     await t?.close();
   });
 
-  async function storeState(): Promise<StoreState> {
-    if (minio) {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          const entries: string[] = [];
-          const inProgressBytes: number[] = [];
-          for await (const u of minio.listIncompleteUploads(t.bucket!, "", true)) {
-            const upload = u as { key: string; size: number };
-            entries.push(`multipart:${upload.key}`);
-            inProgressBytes.push(upload.size);
-          }
-          for await (const o of minio.listObjectsV2(t.bucket!, "", true)) entries.push(`object:${(o as { name: string }).name}`);
-          return { entries: entries.sort(), inProgressBytes };
-        } catch (error) {
-          // Listing an upload's parts races with its abort: look again.
-          if ((error as { code?: string }).code !== "NoSuchUpload" || attempt > 20) throw error;
-        }
-      }
-    }
-    const root = path.join(t.dataDir, "blobs");
-    const files = (dir: string) =>
-      readdirSync(path.join(root, dir), { recursive: true, withFileTypes: true })
-        .filter((e) => e.isFile())
-        .map((e) => path.join(e.parentPath, e.name));
-    const incoming = files("incoming").flatMap((file) => {
-      try {
-        return [statSync(file).size];
-      } catch {
-        return []; // removed between listing and stat
-      }
-    });
-    return {
-      entries: [...files("incoming").map((f) => `incoming:${path.basename(f)}`), ...files("blobs").map((f) => `blobs:${path.relative(root, f)}`)].sort(),
-      inProgressBytes: incoming,
-    };
-  }
+  const storeState = () => blobStoreState(t, minio);
 
   /** Waits until the server holds at least `bytes` of an unfinished upload; fails the test if it never does. */
   async function untilStoring(bytes: number): Promise<void> {
