@@ -1,5 +1,4 @@
 import path from "node:path";
-import type { TransportLimits } from "./transport/server.ts";
 import { parseUrlSigningKeys, type UrlSigningKey } from "./url-signing-keys.ts";
 
 /**
@@ -58,7 +57,7 @@ export interface Config {
   readonly eventRetentionMs: number;
   /** How long a token lookup is trusted: revocation and expiry reach every call, open ones included, within this. */
   readonly tokenCacheMs: number;
-  /** Bounds on connections, streams and requests (transport/server.ts TransportLimits). */
+  /** Bounds on connections, streams and requests; see TransportLimits. */
   readonly transport: TransportLimits;
   /** Caps on what one request may make the server do; see RequestLimits. */
   readonly limits: RequestLimits;
@@ -104,6 +103,29 @@ export interface TenantQuotaLimits {
   /** Token bucket: refilled at this rate, holding at most `burst` calls. */
   readonly callsPerSecond: number;
   readonly burst: number;
+}
+
+/**
+ * What one peer may hold of the server, whatever it sends (enforced by
+ * transport/server.ts). Each is a setting in the README's configuration table.
+ */
+export interface TransportLimits {
+  /** Open connections, all protocols; more are closed as they arrive. */
+  readonly maxConnections: number;
+  /** HTTP/2 streams open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused. */
+  readonly http2MaxConcurrentStreams: number;
+  /** Largest request header block (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE, HTTP/1.1 header size). */
+  readonly maxHeaderBytes: number;
+  /** A connection with no call open for this long is closed (HTTP/2 GOAWAY; HTTP/1.1 keep-alive timeout). */
+  readonly idleConnectionTimeoutMs: number;
+  /** A new connection must send its request headers within this (HTTP/1.1 headersTimeout; the protocol sniff). */
+  readonly headersTimeoutMs: number;
+  /** A unary request's whole body must arrive within this (HTTP/1.1 requestTimeout; HTTP/2 unary calls). */
+  readonly requestBodyTimeoutMs: number;
+  /** A request stream that sends nothing for this long is cut (HTTP/2; upload streams included). */
+  readonly streamIdleTimeoutMs: number;
+  /** Largest deadline a call may ask for (grpc-timeout, connect-timeout-ms); larger ones are refused with INVALID_ARGUMENT. */
+  readonly maxCallTimeoutMs: number;
 }
 
 export interface S3Config {

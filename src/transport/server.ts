@@ -5,6 +5,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import type { Caller } from "../artifact.ts";
+import type { TransportLimits } from "../config.ts";
 import { ArtifactService } from "../gen/artifacts/v1/artifact_service_pb.js";
 import { file_artifacts_v1_artifact_service } from "../gen/artifacts/v1/artifact_service_pb.js";
 import { Health, file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.js";
@@ -39,29 +40,6 @@ export interface ServerOptions {
   readonly log?: (message: string, error?: unknown) => void;
   /** Resolves when the stores answer; health reports NOT_SERVING while it fails (checked every STORE_CHECK_MS). */
   readonly checkStores?: () => Promise<void>;
-}
-
-/**
- * What one peer may hold of the server, whatever it sends. Each is a
- * setting (config.ts, the README's configuration table).
- */
-export interface TransportLimits {
-  /** Open connections, all protocols; more are closed as they arrive. */
-  readonly maxConnections: number;
-  /** HTTP/2 streams open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused. */
-  readonly http2MaxConcurrentStreams: number;
-  /** Largest request header block (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE, HTTP/1.1 header size). */
-  readonly maxHeaderBytes: number;
-  /** A connection with no call open for this long is closed (HTTP/2 GOAWAY; HTTP/1.1 keep-alive timeout). */
-  readonly idleConnectionTimeoutMs: number;
-  /** A new connection must send its request headers within this (HTTP/1.1 headersTimeout; the protocol sniff). */
-  readonly headersTimeoutMs: number;
-  /** A unary request's whole body must arrive within this (HTTP/1.1 requestTimeout; HTTP/2 unary calls). */
-  readonly requestBodyTimeoutMs: number;
-  /** A request stream that sends nothing for this long is cut (HTTP/2; upload streams included). */
-  readonly streamIdleTimeoutMs: number;
-  /** Largest deadline a call may ask for (grpc-timeout, connect-timeout-ms); larger ones are refused with INVALID_ARGUMENT. */
-  readonly maxCallTimeoutMs: number;
 }
 
 /**
