@@ -94,20 +94,28 @@ function countRefusal(request: NodeRequest): void {
  * would fire at once.
  */
 function deadlineOverMaximum(request: NodeRequest, maxMs: number): ConnectError | undefined {
-  const grpc = request.headers["grpc-timeout"];
   const connect = request.headers["connect-timeout-ms"];
   let askedMs: number | undefined;
-  if (typeof grpc === "string") {
-    const match = /^(\d{1,8})([HMSmun])$/.exec(grpc);
-    if (match) askedMs = Number(match[1]) * { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 }[match[2] as "H"];
-  } else if (typeof connect === "string" && /^\d{1,10}$/.test(connect)) {
-    askedMs = Number(connect);
+  try {
+    askedMs = parseGrpcTimeout(request.headers["grpc-timeout"]);
+  } catch (error) {
+    return error as ConnectError;
   }
+  if (askedMs === undefined && typeof connect === "string" && /^\d{1,10}$/.test(connect)) askedMs = Number(connect);
   if (askedMs === undefined || askedMs <= maxMs) return undefined;
   return new ConnectError(
     `the call asks for a deadline of ${askedMs} ms, over this server's maximum of ${maxMs} ms (ARTIFACTD_MAX_CALL_TIMEOUT_MS): ask for a shorter one, and for longer work resume (Watch resume_after, upload sessions)`,
     Code.InvalidArgument,
   );
+}
+
+/** grpc-timeout: up to 8 digits and a unit (H, M, S, m, u, n), in milliseconds; undefined when absent. */
+export function parseGrpcTimeout(value: string | string[] | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const match = /^(\d{1,8})([HMSmun])$/.exec(Array.isArray(value) ? (value[0] ?? "") : value);
+  if (!match) throw new ConnectError(`grpc-timeout ${JSON.stringify(value)} is not valid: give up to 8 digits and a unit (H, M, S, m, u, n)`, Code.InvalidArgument);
+  const unitMs = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 }[match[2] as "H" | "M" | "S" | "m" | "u" | "n"];
+  return Number(match[1]) * unitMs;
 }
 
 /** The caller admit() resolved for this request, for connect-node's context values. */

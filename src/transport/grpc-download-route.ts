@@ -4,7 +4,7 @@ import type http2 from "node:http2";
 import type { Caller } from "../artifact.ts";
 import { DownloadRequestSchema, DownloadResponseSchema } from "../gen/artifacts/v1/artifact_service_pb.js";
 import type { ArtifactService } from "../service/artifact-service.ts";
-import { encodeGrpcMessage } from "./admission.ts";
+import { encodeGrpcMessage, parseGrpcTimeout } from "./admission.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
 import { artifactToProto, int64FromProto } from "./proto-conversion.ts";
 
@@ -191,11 +191,3 @@ function finish(stream: http2.ServerHttp2Stream, trailers: Record<string, string
   });
 }
 
-/** grpc-timeout: up to 8 digits and a unit (H, M, S, m, u, n); undefined when absent. */
-function parseGrpcTimeout(value: string | string[] | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const match = /^(\d{1,8})([HMSmun])$/.exec(Array.isArray(value) ? (value[0] ?? "") : value);
-  if (!match) throw new ConnectError(`grpc-timeout ${JSON.stringify(value)} is not valid: give up to 8 digits and a unit (H, M, S, m, u, n)`, Code.InvalidArgument);
-  const unitMs = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 }[match[2] as "H" | "M" | "S" | "m" | "u" | "n"];
-  return Number(match[1]) * unitMs;
-}

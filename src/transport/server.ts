@@ -50,6 +50,11 @@ export interface ServerOptions {
 const STREAM_RESET_BURST = 1_000;
 const STREAM_RESET_RATE = 33;
 
+/** Calls whose request is a stream (uploads): their bodies may take as long as they send; every other body is one message. */
+const STREAMED_REQUEST_PATHS = new Set(
+  ArtifactService.methods.filter((m) => m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming").map((m) => `${ARTIFACT_SERVICE_PREFIX}${m.name}`),
+);
+
 export interface RunningServer {
   /** The address actually bound (port 0 resolves to a free port). */
   readonly host: string;
@@ -268,9 +273,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
     };
     stream.setTimeout(limits.streamIdleTimeoutMs, cut);
-    const method = ArtifactService.methods.find((m) => request.url === `${ARTIFACT_SERVICE_PREFIX}${m.name}`);
-    const unary = method === undefined || method.methodKind === "unary" || method.methodKind === "server_streaming";
-    const bodyDeadline = unary ? setTimeout(cut, limits.requestBodyTimeoutMs) : undefined;
+    const bodyDeadline = STREAMED_REQUEST_PATHS.has(request.url) ? undefined : setTimeout(cut, limits.requestBodyTimeoutMs);
     bodyDeadline?.unref();
     const ended = () => {
       stream.setTimeout(0);
