@@ -46,7 +46,6 @@ export function createArtifactServiceHandler(
   publicUrl?: string,
   watchCaller?: (caller: Caller) => { readonly signal: AbortSignal; release(): void },
 ): Partial<ServiceImpl<typeof ArtifactServiceDesc>> {
-  const caller = async (ctx: HandlerContext) => callerOf(ctx);
   /** The call's signal, also aborted when its token stops being valid; `end` when the call ends. */
   const openCall = (ctx: HandlerContext) => {
     const who = callerOf(ctx);
@@ -98,12 +97,12 @@ export function createArtifactServiceHandler(
     },
 
     async getArtifact(request, ctx) {
-      const artifact = await service.getArtifact(await caller(ctx), request.id, request.includeContent);
+      const artifact = await service.getArtifact(callerOf(ctx), request.id, request.includeContent);
       return { artifact: artifactToProto(artifact) };
     },
 
     async listArtifacts(request, ctx) {
-      const who = await caller(ctx);
+      const who = callerOf(ctx);
       const page = await service.listArtifacts(who, filterFromProto(request.filter), request.pageSize, request.pageToken, request.includeTotalCount);
       return {
         artifacts: page.items.map(artifactToProto),
@@ -113,19 +112,19 @@ export function createArtifactServiceHandler(
     },
 
     async searchArtifacts(request, ctx) {
-      const who = await caller(ctx);
+      const who = callerOf(ctx);
       const page = await service.searchArtifacts(who, request.query, filterFromProto(request.filter), request.pageSize, request.pageToken);
       return { artifacts: page.items.map(artifactToProto), nextPageToken: page.nextPageToken };
     },
 
     async getBestArtifact(request, ctx) {
-      const who = await caller(ctx);
+      const who = callerOf(ctx);
       const artifact = await service.bestArtifact(who, request.kind, request.metric, request.minimize, filterFromProto(request.filter));
       return { artifact: artifactToProto(artifact) };
     },
 
     async getLineage(request, ctx) {
-      const lineage = await service.lineage(await caller(ctx), request.id, request.depth);
+      const lineage = await service.lineage(callerOf(ctx), request.id, request.depth);
       return {
         ancestors: lineage.ancestors.map(artifactToProto),
         descendants: lineage.descendants.map(artifactToProto),
@@ -134,22 +133,22 @@ export function createArtifactServiceHandler(
     },
 
     async setPinned(request, ctx) {
-      const artifact = await service.setPinned(await caller(ctx), request.id, request.pinned);
+      const artifact = await service.setPinned(callerOf(ctx), request.id, request.pinned);
       return { artifact: artifactToProto(artifact) };
     },
 
     async setStatus(request, ctx) {
-      const artifact = await service.setStatus(await caller(ctx), request.id, statusFromProto("status", request.status));
+      const artifact = await service.setStatus(callerOf(ctx), request.id, statusFromProto("status", request.status));
       return { artifact: artifactToProto(artifact) };
     },
 
     async archiveRun(request, ctx) {
-      const deletedCount = await service.archiveRun(await caller(ctx), request.runId);
+      const deletedCount = await service.archiveRun(callerOf(ctx), request.runId);
       return { deletedCount: BigInt(deletedCount) };
     },
 
     async createUploadSession(request, ctx) {
-      const view = await service.createUploadSession(await caller(ctx), {
+      const view = await service.createUploadSession(callerOf(ctx), {
         spec: specFromProto(request.spec),
         expectedSize: request.expectedSize === undefined ? undefined : int64FromProto("expected_size", request.expectedSize),
         expectedBlake3: request.expectedBlake3,
@@ -160,7 +159,7 @@ export function createArtifactServiceHandler(
     },
 
     async uploadPart(request, ctx) {
-      const view = await service.uploadPart(await caller(ctx), {
+      const view = await service.uploadPart(callerOf(ctx), {
         sessionId: request.sessionId,
         partNumber: request.partNumber,
         data: request.data,
@@ -170,21 +169,21 @@ export function createArtifactServiceHandler(
     },
 
     async getUploadSession(request, ctx) {
-      return { session: sessionToProto(await service.getUploadSession(await caller(ctx), request.sessionId)) };
+      return { session: sessionToProto(await service.getUploadSession(callerOf(ctx), request.sessionId)) };
     },
 
     async completeUploadSession(request, ctx) {
-      const result = await service.completeUploadSession(await caller(ctx), request.sessionId);
+      const result = await service.completeUploadSession(callerOf(ctx), request.sessionId);
       return { artifact: artifactToProto(result.artifact), deduplicated: result.deduplicated };
     },
 
     async abortUploadSession(request, ctx) {
-      await service.abortUploadSession(await caller(ctx), request.sessionId);
+      await service.abortUploadSession(callerOf(ctx), request.sessionId);
       return {};
     },
 
     async createDownloadUrl(request, ctx) {
-      const who = await caller(ctx);
+      const who = callerOf(ctx);
       // Links point where this client reached us, unless ARTIFACTD_PUBLIC_URL says otherwise.
       const { url, expiresAt } = await service.createDownloadUrl(who, request.id, request.ttlSeconds, publicUrl ?? new URL(ctx.url).origin);
       return { url, expiresAt: timestampFromDate(expiresAt) };
@@ -206,13 +205,13 @@ export function createArtifactServiceHandler(
     },
 
     async saveInline(request, ctx) {
-      const who = await caller(ctx);
+      const who = callerOf(ctx);
       const artifact = await service.saveInline(who, specFromProto(request.spec), inlineContentFromProto(request.content));
       return { artifact: artifactToProto(artifact) };
     },
 
     async deleteArtifact(request, ctx) {
-      const artifact = await service.deleteArtifact(await caller(ctx), request.id);
+      const artifact = await service.deleteArtifact(callerOf(ctx), request.id);
       return { artifact: artifactToProto(artifact) };
     },
   };
@@ -223,7 +222,7 @@ export function createArtifactServiceHandler(
   for (const method of ArtifactServiceDesc.methods) {
     if (handlers[method.localName]) continue;
     const fail = async (_request: unknown, ctx: HandlerContext) => {
-      await caller(ctx);
+      callerOf(ctx);
       throw new ConnectError(`${ArtifactServiceDesc.typeName}.${method.name} is not implemented by this server version yet`, Code.Unimplemented);
     };
     handlers[method.localName] =
