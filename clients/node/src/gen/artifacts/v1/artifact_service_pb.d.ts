@@ -1338,9 +1338,22 @@ export declare const EventTypeSchema: GenEnum<EventType>;
 /**
  * ArtifactService stores artifacts and their content.
  *
- * Every call needs `authorization: Bearer <token>` metadata; a token belongs to
- * one tenant and every call sees only that tenant's artifacts (another
- * tenant's id answers NOT_FOUND). Missing or unknown token: UNAUTHENTICATED.
+ * Every call needs `authorization: Bearer <token>` metadata, checked before
+ * any of the request body is read; a token belongs to one tenant and every
+ * call sees only that tenant's artifacts (another tenant's id answers
+ * NOT_FOUND). Missing, unknown, revoked or expired token: UNAUTHENTICATED,
+ * also for a call still open when its token is revoked or expires (within
+ * the server's token cache time, ARTIFACTD_TOKEN_CACHE_MS). A token's scope
+ * decides what it may do: read-only tokens read, download, make download
+ * links and watch; read-write tokens also upload, save, change and delete;
+ * admin tokens also archive runs. Beyond its scope: PERMISSION_DENIED.
+ *
+ * Each tenant has quotas (stored bytes, concurrent uploads and downloads,
+ * open upload sessions, calls per second): past one, RESOURCE_EXHAUSTED with
+ * the trailers `quota-exceeded` (which one) and, when waiting helps,
+ * `retry-after-ms`. A deadline (grpc-timeout, connect-timeout-ms) above the
+ * server's maximum (ARTIFACTD_MAX_CALL_TIMEOUT_MS, 7 days by default) is
+ * INVALID_ARGUMENT.
  *
  * Errors use the standard gRPC codes with a message that says what to fix:
  * INVALID_ARGUMENT for malformed requests, NOT_FOUND for unknown or deleted
@@ -1452,7 +1465,10 @@ export declare const ArtifactService: GenService<{
   },
   /**
    * Starts a resumable upload. A retried create with the same idempotency_key
-   * returns the same session.
+   * returns the same session. An expected_size over the server's upload
+   * limit (ARTIFACTD_UPLOAD_MAX_BYTES) or the tenant's stored-bytes quota,
+   * or one session more than the tenant's open-sessions quota:
+   * RESOURCE_EXHAUSTED.
    *
    * @generated from rpc artifacts.v1.ArtifactService.CreateUploadSession
    */
@@ -1465,6 +1481,9 @@ export declare const ArtifactService: GenService<{
    * Uploads one part of a session, by number, in any order; re-sending a part
    * replaces it. While a streaming Upload is bound to the session (its one
    * writer), parts from anyone else answer ABORTED: bytes never interleave.
+   * A part that would end past the server's upload limit
+   * (ARTIFACTD_UPLOAD_MAX_BYTES), or take the tenant over its stored-bytes
+   * quota, is refused with RESOURCE_EXHAUSTED and nothing of it is stored.
    *
    * @generated from rpc artifacts.v1.ArtifactService.UploadPart
    */

@@ -347,9 +347,22 @@ export const EventType = /*@__PURE__*/
 /**
  * ArtifactService stores artifacts and their content.
  *
- * Every call needs `authorization: Bearer <token>` metadata; a token belongs to
- * one tenant and every call sees only that tenant's artifacts (another
- * tenant's id answers NOT_FOUND). Missing or unknown token: UNAUTHENTICATED.
+ * Every call needs `authorization: Bearer <token>` metadata, checked before
+ * any of the request body is read; a token belongs to one tenant and every
+ * call sees only that tenant's artifacts (another tenant's id answers
+ * NOT_FOUND). Missing, unknown, revoked or expired token: UNAUTHENTICATED,
+ * also for a call still open when its token is revoked or expires (within
+ * the server's token cache time, ARTIFACTD_TOKEN_CACHE_MS). A token's scope
+ * decides what it may do: read-only tokens read, download, make download
+ * links and watch; read-write tokens also upload, save, change and delete;
+ * admin tokens also archive runs. Beyond its scope: PERMISSION_DENIED.
+ *
+ * Each tenant has quotas (stored bytes, concurrent uploads and downloads,
+ * open upload sessions, calls per second): past one, RESOURCE_EXHAUSTED with
+ * the trailers `quota-exceeded` (which one) and, when waiting helps,
+ * `retry-after-ms`. A deadline (grpc-timeout, connect-timeout-ms) above the
+ * server's maximum (ARTIFACTD_MAX_CALL_TIMEOUT_MS, 7 days by default) is
+ * INVALID_ARGUMENT.
  *
  * Errors use the standard gRPC codes with a message that says what to fix:
  * INVALID_ARGUMENT for malformed requests, NOT_FOUND for unknown or deleted
