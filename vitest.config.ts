@@ -4,6 +4,8 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts", "clients/node/test/**/*.test.ts"],
     globalSetup: ["test/support/global-setup.ts"],
+    // An unexpected internal error logged by an in-process server fails the test.
+    setupFiles: ["test/support/fail-on-server-errors.ts"],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Two cores: files run in parallel, but not more than the machine holds.

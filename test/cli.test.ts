@@ -4,7 +4,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
 
@@ -540,8 +540,8 @@ describe("artifactd client commands", () => {
 
       // Ctrl-C during a transfer: exit 130, and no partial file is left behind.
       const interrupted = start(["get", id, "-o", "interrupted.bin"], { env: slow });
-      await new Promise((resolve) => setTimeout(resolve, 1500));
-      expect(readdirSync(dir).some((name) => name.startsWith("interrupted.bin.partial-"))).toBe(true);
+      // Interrupted once its partial file exists, i.e. mid-transfer (the relay is slow).
+      await vi.waitFor(() => expect(readdirSync(dir).some((name) => name.startsWith("interrupted.bin.partial-"))).toBe(true), { timeout: 20_000, interval: 50 });
       interrupted.child.kill("SIGINT");
       const stopped = await interrupted.done;
       expect(stopped).toMatchObject({ code: 130, stderr: "artifactd: interrupted\n" });

@@ -65,12 +65,14 @@ describe("store error classification", () => {
     expect(logged).toEqual([error]);
   });
 
-  it("keeps an ArtifactError's code and message, and logs its cause", () => {
+  it("keeps an ArtifactError's code and message, and logs it with its cause", () => {
     const logged: unknown[] = [];
     const cause = new Error("invalid byte sequence for encoding UTF8: 0x00");
-    const answer = toConnectError(new ArtifactError("invalid_argument", "the database refused a value", { cause }), (e) => logged.push(e));
+    const refused = new ArtifactError("invalid_argument", "the database refused a value", { cause });
+    const answer = toConnectError(refused, (e) => logged.push(e));
     expect(answer.code).toBe(Code.InvalidArgument);
     expect(answer.rawMessage).toBe("the database refused a value");
-    expect(logged).toEqual([cause]);
+    expect(logged).toEqual([refused]);
+    expect((logged[0] as Error).cause).toBe(cause);
   });
 });

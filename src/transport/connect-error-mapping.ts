@@ -110,7 +110,8 @@ export const QUOTA_EXCEEDED = "quota-exceeded";
 export function toConnectError(error: unknown, log: (error: unknown) => void = () => {}): ConnectError {
   if (error instanceof ConnectError) return error;
   if (error instanceof ArtifactError) {
-    if (error.cause !== undefined) log(error.cause);
+    // The error itself, not only its cause: the log then shows the code the caller was answered.
+    if (error.cause !== undefined) log(error);
     return new ConnectError(error.message, CODES[error.code], errorMetadata(error));
   }
   log(error);

@@ -5,6 +5,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import type { Caller } from "../artifact.ts";
+import { ArtifactError } from "../artifact-error.ts";
 import type { TransportLimits } from "../config.ts";
 import { ArtifactService } from "../gen/artifacts/v1/artifact_service_pb.js";
 import { file_artifacts_v1_artifact_service } from "../gen/artifacts/v1/artifact_service_pb.js";
@@ -119,22 +120,37 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const response = await next(request);
       if (!response.stream) return response;
       streaming = true;
-      return { ...response, message: mapStreamErrors(response.message, finished) };
+      return { ...response, message: mapStreamErrors(request, response.message, finished) };
     } catch (error) {
-      throw toConnectError(error, (e) => log(`${request.method.name} failed`, e));
+      throw answerFailure(request, error, `${request.method.name} failed`);
     } finally {
       if (!streaming) finished();
     }
+  };
+  /**
+   * A call that was aborted — its client went away (cancelled, reset its
+   * stream, closed the connection), its deadline passed, the server is
+   * shutting down — fails wherever its handler was: often reading the
+   * request, as "Premature close". That is the abort, not a fault of the
+   * server: it is answered with the abort's own status, and not logged as an
+   * internal error.
+   */
+  const answerFailure = (request: { readonly signal: AbortSignal }, error: unknown, context: string) => {
+    if (request.signal.aborted && !(error instanceof ConnectError) && !(error instanceof ArtifactError)) {
+      const reason: unknown = request.signal.reason;
+      return reason instanceof ConnectError ? reason : new ConnectError("the client cancelled the call or closed its stream", Code.Canceled);
+    }
+    return toConnectError(error, (e) => log(context, e));
   };
   const done = () => {
     inFlight--;
     if (inFlight === 0) idle?.();
   };
-  async function* mapStreamErrors<T>(messages: AsyncIterable<T>, finished: () => void): AsyncIterable<T> {
+  async function* mapStreamErrors<T>(request: { readonly signal: AbortSignal }, messages: AsyncIterable<T>, finished: () => void): AsyncIterable<T> {
     try {
       yield* messages;
     } catch (error) {
-      throw toConnectError(error, (e) => log("stream failed", e));
+      throw answerFailure(request, error, "stream failed");
     } finally {
       finished();
     }

@@ -9,6 +9,7 @@ import { readConfig } from "../../src/config.ts";
 import { ArtifactService } from "../../src/gen/artifacts/v1/artifact_service_pb.js";
 import { createApiToken } from "../../src/service/api-tokens.ts";
 import { createTestDatabase } from "./postgres.ts";
+import { ServerLog } from "./server-log.ts";
 
 /**
  * A running artifactd on a free loopback port for one test file, on either
@@ -31,6 +32,8 @@ export interface TestApp {
   readonly bucket: string | undefined;
   readonly databaseUrl: string | undefined;
   readonly dataDir: string;
+  /** What the server logged; an unexpected internal error fails the test (./fail-on-server-errors.ts). */
+  readonly serverLog: ServerLog;
   /** Stops the server and closes its stores, keeping the database and data folder (to start another app on them). */
   closeApp(): Promise<void>;
   /** closeApp, then drops the database and removes the data folder. */
@@ -65,13 +68,13 @@ export async function startTestApp(backend: Backend, env: Record<string, string>
     });
   }
   const config = readConfig(settings);
-  // ARTIFACTD_TEST_LOG=1 shows what the server logs (internal errors).
-  const app = await startApp(config, process.env.ARTIFACTD_TEST_LOG ? (message, error) => console.error(`[server] ${message}`, error ?? "") : undefined);
+  const serverLog = new ServerLog(`server ${backend}`);
+  const app = await startApp(config, serverLog.record);
   const alpha = (await createApiToken(app.metadata, "alpha", "alpha-ci", { scope: "admin" })).token;
   const beta = (await createApiToken(app.metadata, "beta", "beta-ci", { scope: "admin" })).token;
   const clients = new Map<string, Client<typeof ArtifactService>>();
   let appClosed: Promise<void> | undefined;
-  const closeApp = () => (appClosed ??= app.close(1_000));
+  const closeApp = () => (appClosed ??= app.close(1_000).finally(() => serverLog.retire()));
   return {
     app,
     url: app.server.url,
@@ -80,6 +83,7 @@ export async function startTestApp(backend: Backend, env: Record<string, string>
     bucket,
     databaseUrl,
     dataDir,
+    serverLog,
     client(token = alpha) {
       let client = clients.get(token);
       if (!client) {

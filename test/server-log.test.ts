@@ -1,0 +1,75 @@
+import { Code } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectCode } from "./support/expect-code.ts";
+import { unexpectedServerErrors } from "./support/server-log.ts";
+import { startTestApp, type TestApp } from "./support/test-app.ts";
+
+/** A well-formed id no artifact has. */
+const MISSING_ID = "art_01m924avw0xnt9skm3tzvy7ra8";
+
+/**
+ * The in-process test server's log is collected, and an error it could only
+ * answer INTERNAL is what fails a test (./support/fail-on-server-errors.ts
+ * reads the same `unexpectedServerErrors`): errors a test causes on purpose,
+ * like a refused call or a store taken down, do not.
+ */
+describe("the test server's log", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp("pglite+fs");
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it("reports a bug's INTERNAL answer as unexpected, once, and no longer when the test allows it", async () => {
+    const metadata = t.app.metadata;
+    const getArtifact = metadata.getArtifact;
+    metadata.getArtifact = async () => {
+      throw new TypeError("a bug in the metadata store");
+    };
+    try {
+      await expectCode(t.client().getArtifact({ id: MISSING_ID }), Code.Internal);
+    } finally {
+      metadata.getArtifact = getArtifact;
+    }
+    expect(t.serverLog.entries.at(-1)).toMatchObject({ message: "GetArtifact failed", internal: true });
+    const found = unexpectedServerErrors();
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatch(/GetArtifact failed: TypeError: a bug in the metadata store/);
+    expect(unexpectedServerErrors(), "each error is reported once").toEqual([]);
+
+    // The same bug again, this time declared by the test: not reported, so not a failure.
+    t.serverLog.allowInternal(/a bug in the metadata store/);
+    metadata.getArtifact = async () => {
+      throw new TypeError("a bug in the metadata store");
+    };
+    try {
+      await expectCode(t.client().getArtifact({ id: MISSING_ID }), Code.Internal);
+    } finally {
+      metadata.getArtifact = getArtifact;
+    }
+    expect(t.serverLog.entries.at(-1)?.internal).toBe(true);
+    expect(unexpectedServerErrors()).toEqual([]);
+  });
+
+  it("does not count refusals and unreachable stores, which are answered with their own codes", async () => {
+    const before = t.serverLog.entries.length;
+    await expectCode(t.client("not-a-token").getArtifact({ id: MISSING_ID }), Code.Unauthenticated);
+    await expectCode(t.client().getArtifact({ id: MISSING_ID }), Code.NotFound);
+    const metadata = t.app.metadata;
+    const getArtifact = metadata.getArtifact;
+    metadata.getArtifact = async () => {
+      throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+    };
+    try {
+      await expectCode(t.client().getArtifact({ id: MISSING_ID }), Code.Unavailable);
+    } finally {
+      metadata.getArtifact = getArtifact;
+    }
+    const logged = t.serverLog.entries.slice(before);
+    expect(logged.map((entry) => entry.message)).toEqual(["GetArtifact failed"]);
+    expect(logged[0]!.internal).toBe(false);
+    expect(unexpectedServerErrors()).toEqual([]);
+  });
+});
