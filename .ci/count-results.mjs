@@ -5,7 +5,7 @@
 // anything failed, else 0.
 //
 //   node .ci/count-results.mjs --report <vitest json report>
-//     --supplement <json-report-supplement output> [--exit-status <vitest's>]
+//     --supplement <json-report-supplement output> [--exit-status <the test command's>]
 //
 // The json report alone under-counts: it lists tests under a failed
 // beforeAll as skipped, keeps only a file's first error and drops unhandled
