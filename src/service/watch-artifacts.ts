@@ -6,9 +6,6 @@ import type { ArtifactEvents } from "./artifact-events.ts";
 import type { EventArtifactLoader } from "./event-artifact-loader.ts";
 import type { WatcherSlots } from "./watcher-slots.ts";
 
-/** Events a watcher may have waiting before it is stopped as too slow. */
-export const WATCH_QUEUE_LIMIT = 10_000;
-
 /** Log rows read per query while a resumed watcher catches up: its memory stays bounded whatever the backlog. */
 const BACKLOG_PAGE_SIZE = 500;
 
@@ -63,6 +60,8 @@ export function watchArtifacts(
     readonly metadata: MetadataStore;
     readonly loadArtifact: EventArtifactLoader;
     readonly slots: WatcherSlots;
+    /** Events the watcher may have waiting before it is stopped as too slow (ARTIFACTD_MAX_WATCH_BACKLOG). */
+    readonly backlogLimit: number;
   },
   tenantId: string,
   filter: ArtifactFilter,
@@ -80,7 +79,7 @@ export function watchArtifacts(
   const goLive = () => {
     unsubscribe = events.subscribe(tenantId, (event) => {
       // A watcher that stops reading must not hold the server's memory: past the limit it is cut off, and told so.
-      if (queue.length >= WATCH_QUEUE_LIMIT) fellBehind = true;
+      if (queue.length >= deps.backlogLimit) fellBehind = true;
       else queue.push(event);
       wake?.();
     });
@@ -137,7 +136,7 @@ export function watchArtifacts(
         if (fellBehind) {
           throw new ArtifactError(
             "resource_exhausted",
-            `this watcher fell more than ${WATCH_QUEUE_LIMIT} events behind and was stopped: watch again with resume_after set to the cursor of the last event received, and nothing is missed`,
+            `this watcher fell more than ${deps.backlogLimit} events behind and was stopped (ARTIFACTD_MAX_WATCH_BACKLOG): watch again with resume_after set to the cursor of the last event received, and nothing is missed`,
           );
         }
         const event = queue.shift();
