@@ -76,11 +76,19 @@ export function watchArtifacts(
   let wake: (() => void) | undefined;
   let fellBehind = false;
   let unsubscribe: (() => void) | undefined;
+  let releaseSlot: (() => void) | undefined;
   const goLive = () => {
     unsubscribe = events.subscribe(tenantId, (event) => {
-      // A watcher that stops reading must not hold the server's memory: past the limit it is cut off, and told so.
-      if (queue.length >= deps.backlogLimit) fellBehind = true;
-      else queue.push(event);
+      if (queue.length < deps.backlogLimit) queue.push(event);
+      else if (!fellBehind) {
+        // A watcher that stops reading must not hold the server: past the limit it is let go at once — its
+        // queue, subscription and slot — not when it next reads, which a stalled client may never do. It is
+        // told why when it reads again (flow control holds even the stream's end behind what it has not read).
+        fellBehind = true;
+        queue.length = 0;
+        unsubscribe?.();
+        releaseSlot?.();
+      }
       wake?.();
     });
   };
@@ -102,7 +110,6 @@ export function watchArtifacts(
   };
 
   return (async function* () {
-    let releaseSlot: (() => void) | undefined;
     try {
       releaseSlot = deps.slots.acquire(tenantId);
       let cursor = resumeAfter ?? 0;
