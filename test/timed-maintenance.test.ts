@@ -1,9 +1,9 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
-import type { MessageInitShape } from "@bufbuild/protobuf";
 import { blobStoreState } from "./support/blob-store-state.ts";
 import { openEventWatcher, type EventWatcher } from "./support/event-watcher.ts";
 import { expectCode } from "./support/expect-code.ts";
@@ -11,8 +11,8 @@ import { minioClient } from "./support/minio-client.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 
 const GC_GRACE_MS = 1_500;
-const SESSION_TTL_MS = 2_000;
-const EVENT_RETENTION_MS = 3_000;
+const SESSION_TTL_MS = 3_000;
+const EVENT_RETENTION_MS = 5_000;
 
 /**
  * The server's own maintenance timer, configured short, seen only from
@@ -47,8 +47,9 @@ describe.each(BACKENDS)("timed maintenance on %s", (backend) => {
   };
 
   it("soft-deletes an unpinned artifact once its expiry passes, keeps a pinned one, and tells the watcher", async () => {
-    // The same expiry for both: whichever pass deletes one had the other due too.
-    const expiresAt = timestampFromDate(new Date(Date.now() + 1_000));
+    // The same expiry for both: whichever pass deletes one had the other due too. Far enough ahead to still be
+    // in the future when both are saved (a past expiry is refused).
+    const expiresAt = timestampFromDate(new Date(Date.now() + 2_000));
     const save = async (name: string, pinned: boolean) =>
       (await t.client().saveInline({ spec: { kind: "expiring", name, pinned, expiresAt, provenance: { runId: run } }, content: { case: "text", value: name } })).artifact!;
     const pinned = await save("pinned", true);
