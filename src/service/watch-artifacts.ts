@@ -52,7 +52,8 @@ export function decodeEventCursor(field: string, cursor: string): number | undef
  * is news of the deletion itself.
  *
  * The stream holds one of `slots` (per tenant and per server) from its first
- * read until it ends, however it ends; none free: resource_exhausted.
+ * read until it ends, however it ends, or until it falls more than
+ * `backlogLimit` events behind; none free: resource_exhausted.
  */
 export function watchArtifacts(
   deps: {
