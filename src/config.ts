@@ -85,6 +85,8 @@ export interface RequestLimits {
   readonly maxWatchersPerTenant: number;
   /** Open Watch streams on this server, all tenants together. */
   readonly maxWatchers: number;
+  /** Events one Watch stream may have waiting to be sent; a watcher further behind is cut off (RESOURCE_EXHAUSTED). */
+  readonly maxWatchBacklog: number;
   /** A streaming upload that receives no message for this long is failed and leaves nothing behind. */
   readonly uploadIdleTimeoutMs: number;
 }
@@ -183,6 +185,7 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_MAX_LINEAGE_NODES",
   "ARTIFACTD_MAX_WATCHERS_PER_TENANT",
   "ARTIFACTD_MAX_WATCHERS",
+  "ARTIFACTD_MAX_WATCH_BACKLOG",
   "ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS",
   "ARTIFACTD_QUOTA_STORED_BYTES",
   "ARTIFACTD_QUOTA_CONCURRENT_UPLOADS",
@@ -351,6 +354,7 @@ export function readConfig(env: Env = process.env): Config {
       maxLineageNodes: integer("ARTIFACTD_MAX_LINEAGE_NODES", 1000, 1, 100_000),
       maxWatchersPerTenant: integer("ARTIFACTD_MAX_WATCHERS_PER_TENANT", 100, 1, 100_000),
       maxWatchers: integer("ARTIFACTD_MAX_WATCHERS", 1000, 1, 100_000),
+      maxWatchBacklog: integer("ARTIFACTD_MAX_WATCH_BACKLOG", 10_000, 1, 1_000_000),
       uploadIdleTimeoutMs: integer("ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS", 60_000, 100, 3_600_000),
     }),
     quotaDefaults,

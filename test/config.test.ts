@@ -34,6 +34,7 @@ describe("configuration from the environment", () => {
     expect(config.downloadChunkBytes).toBe(256 * 1024);
     expect(config.publicUrl).toBeUndefined();
     expect(config.urlSigningKeys).toBeUndefined();
+    expect(config.limits.maxWatchBacklog).toBe(10_000);
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.listen)).toBe(true);
   });
@@ -92,6 +93,7 @@ describe("configuration from the environment", () => {
     ["ARTIFACTD_GC_GRACE_MS", { ARTIFACTD_GC_GRACE_MS: "1.5" }],
     ["ARTIFACTD_UPLOAD_SESSION_TTL_MS", { ARTIFACTD_UPLOAD_SESSION_TTL_MS: String(24 * 3_600_000) }],
     ["ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS", { ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS: "0" }],
+    ["ARTIFACTD_MAX_WATCH_BACKLOG", { ARTIFACTD_MAX_WATCH_BACKLOG: "0" }],
   ])("refuses a bad %s with a message naming it", (variable, env) => {
     expect(() => readConfig(env)).toThrow(ConfigError);
     expect(() => readConfig(env)).toThrow(variable);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Status } from "../src/gen/artifacts/v1/artifact_pb.js";
 import { EventType } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { openEventWatcher } from "./support/event-watcher.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 
 /**
@@ -50,5 +51,28 @@ describe.each(BACKENDS)("WatchArtifacts on %s", (backend) => {
     clearTimeout(timeout);
     expect(seen.map((e) => e.id).sort()).toEqual([...ids].sort());
     expect(new Set(seen.map((e) => `${EventType[e.type]} ${Status[e.status]}`))).toEqual(new Set(["STATUS_CHANGED REVIEW"]));
+  });
+
+  it("tells a watcher of a DeleteArtifact with the artifact's id and kind, once, without include_deleted", async () => {
+    const run = `d-${Math.random().toString(36).slice(2)}`;
+    const watcher = await openEventWatcher(t.client(), run);
+    try {
+      const save = async (kind: string) =>
+        (await t.client().saveInline({ spec: { kind, provenance: { runId: run } }, content: { case: "text", value: kind } })).artifact!;
+      const doomed = await save("doomed");
+      const kept = await save("kept");
+      await t.client().deleteArtifact({ id: doomed.id });
+      expect(await watcher.waitFor("DELETED", doomed.id)).toMatchObject({ kind: "doomed" });
+      // Deleting it again answers the artifact unchanged: nothing happened, so there is no news.
+      await t.client().deleteArtifact({ id: doomed.id });
+      await watcher.sync();
+      expect(watcher.events).toEqual([
+        { type: "CREATED", id: doomed.id, kind: "doomed" },
+        { type: "CREATED", id: kept.id, kind: "kept" },
+        { type: "DELETED", id: doomed.id, kind: "doomed" },
+      ]);
+    } finally {
+      await watcher.close();
+    }
   });
 });

@@ -233,7 +233,7 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
 
     watch(caller, filter, resumeAfter, signal) {
       checkFilter(filter);
-      const deps = { events, metadata, loadArtifact: loadEventArtifact, slots: watcherSlots };
+      const deps = { events, metadata, loadArtifact: loadEventArtifact, slots: watcherSlots, backlogLimit: limits.maxWatchBacklog };
       return watchArtifacts(deps, caller.tenantId, filter, decodeEventCursor("resume_after", resumeAfter), signal);
     },
 

@@ -6,9 +6,6 @@ import type { ArtifactEvents } from "./artifact-events.ts";
 import type { EventArtifactLoader } from "./event-artifact-loader.ts";
 import type { WatcherSlots } from "./watcher-slots.ts";
 
-/** Events a watcher may have waiting before it is stopped as too slow. */
-export const WATCH_QUEUE_LIMIT = 10_000;
-
 /** Log rows read per query while a resumed watcher catches up: its memory stays bounded whatever the backlog. */
 const BACKLOG_PAGE_SIZE = 500;
 
@@ -55,7 +52,8 @@ export function decodeEventCursor(field: string, cursor: string): number | undef
  * is news of the deletion itself.
  *
  * The stream holds one of `slots` (per tenant and per server) from its first
- * read until it ends, however it ends; none free: resource_exhausted.
+ * read until it ends, however it ends, or until it falls more than
+ * `backlogLimit` events behind; none free: resource_exhausted.
  */
 export function watchArtifacts(
   deps: {
@@ -63,6 +61,8 @@ export function watchArtifacts(
     readonly metadata: MetadataStore;
     readonly loadArtifact: EventArtifactLoader;
     readonly slots: WatcherSlots;
+    /** Events the watcher may have waiting before it is stopped as too slow (ARTIFACTD_MAX_WATCH_BACKLOG). */
+    readonly backlogLimit: number;
   },
   tenantId: string,
   filter: ArtifactFilter,
@@ -77,11 +77,19 @@ export function watchArtifacts(
   let wake: (() => void) | undefined;
   let fellBehind = false;
   let unsubscribe: (() => void) | undefined;
+  let releaseSlot: (() => void) | undefined;
   const goLive = () => {
     unsubscribe = events.subscribe(tenantId, (event) => {
-      // A watcher that stops reading must not hold the server's memory: past the limit it is cut off, and told so.
-      if (queue.length >= WATCH_QUEUE_LIMIT) fellBehind = true;
-      else queue.push(event);
+      if (queue.length < deps.backlogLimit) queue.push(event);
+      else if (!fellBehind) {
+        // A watcher that stops reading must not hold the server: past the limit it is let go at once — its
+        // queue, subscription and slot — not when it next reads, which a stalled client may never do. It is
+        // told why when it reads again (flow control holds even the stream's end behind what it has not read).
+        fellBehind = true;
+        queue.length = 0;
+        unsubscribe?.();
+        releaseSlot?.();
+      }
       wake?.();
     });
   };
@@ -103,7 +111,6 @@ export function watchArtifacts(
   };
 
   return (async function* () {
-    let releaseSlot: (() => void) | undefined;
     try {
       releaseSlot = deps.slots.acquire(tenantId);
       let cursor = resumeAfter ?? 0;
@@ -137,7 +144,7 @@ export function watchArtifacts(
         if (fellBehind) {
           throw new ArtifactError(
             "resource_exhausted",
-            `this watcher fell more than ${WATCH_QUEUE_LIMIT} events behind and was stopped: watch again with resume_after set to the cursor of the last event received, and nothing is missed`,
+            `this watcher fell more than ${deps.backlogLimit} events behind and was stopped (ARTIFACTD_MAX_WATCH_BACKLOG): watch again with resume_after set to the cursor of the last event received, and nothing is missed`,
           );
         }
         const event = queue.shift();

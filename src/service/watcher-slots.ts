@@ -3,7 +3,7 @@ import { ArtifactError } from "../artifact-error.ts";
 /**
  * Counts the Watch streams open on this server, per tenant and in all, and
  * refuses one more past either cap. Each open watcher holds a subscription
- * and a queue of up to WATCH_QUEUE_LIMIT events, and costs work on every
+ * and a queue of up to ARTIFACTD_MAX_WATCH_BACKLOG events, and costs work on every
  * event of its tenant: without a cap, one tenant could open watchers until
  * the server runs out of memory or falls behind for everyone.
  *
