@@ -4,20 +4,25 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { hasSessions } from "../src/ports/blob-store.ts";
+import { BLOB_RECLAIMED } from "../src/ports/metadata-store.ts";
 import { collectGarbage } from "../src/service/maintenance.ts";
+import { gate, interpose } from "./support/interpose.ts";
+import { storedObjects } from "./support/stored-objects.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 
 type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
 
 /**
  * Garbage collection at the worst moment of an upload, forced rather than
- * hoped for: the upload is held mid-stream while the collector runs.
- * (test/query-and-lifecycle.test.ts races them freely as well.)
+ * hoped for: the upload is held mid-stream, or one side is stopped inside
+ * the store (at a gate on the app's own store instance) while the other
+ * runs, in each order.
  */
 describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (backend) => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp(backend);
+    // The tests run the collector themselves, at the moments they choose.
+    t = await startTestApp(backend, { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
   });
   afterAll(async () => {
     await t?.close();
@@ -68,6 +73,104 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
     const done = await second;
     expect(done.deduplicated).toBe(true);
     expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+  });
+
+  /** Uploads `data` and deletes the artifact: its blob is unreferenced, reclaimable once the grace has passed. */
+  const uploadAndDelete = async (data: Uint8Array) => {
+    const first = await upload(data);
+    await t.client().deleteArtifact({ id: first.artifact!.id });
+    const blob = await t.app.metadata.findBlob("alpha", blake3Hex(data));
+    expect(blob, "the deleted artifact's blob is still recorded").toBeDefined();
+    return blob!;
+  };
+  const upload = (data: Uint8Array) =>
+    t.client().upload(
+      (async function* (): AsyncIterable<UploadInit> {
+        yield { message: { case: "header", value: { spec: { kind: "raced" } } } };
+        yield { message: { case: "chunk", value: data } };
+      })(),
+    );
+
+  it("keeps a blob a deduplicating upload referenced first: the collector's reclaim, decided before, then fails", async () => {
+    const objects = storedObjects(t);
+    const before = await objects.keys();
+    const data = randomBytes(40_000);
+    const digest = blake3Hex(data);
+    const old = await uploadAndDelete(data);
+
+    // The collector has found the blob unreferenced; stop it just before it reclaims the row.
+    const atReclaim = gate();
+    const reclaimed: boolean[] = [];
+    const restore = interpose(t.app.metadata, "reclaimBlob", async (reclaimBlob, tenantId, blobDigest, cutoff) => {
+      if (blobDigest !== digest) return reclaimBlob(tenantId, blobDigest, cutoff);
+      await atReclaim.wait();
+      const outcome = await reclaimBlob(tenantId, blobDigest, cutoff);
+      reclaimed.push(outcome);
+      return outcome;
+    });
+    try {
+      const collecting = collect(false);
+      await atReclaim.reached;
+      // Meanwhile an upload of the same content deduplicates: its artifact references the blob.
+      const again = await upload(data);
+      expect(again.deduplicated, "the upload referenced the existing blob").toBe(true);
+      atReclaim.open();
+      const report = await collecting;
+      expect(reclaimed, "the reclaim ran, after the reference, and was refused").toEqual([false]);
+      expect(report.blobs).toBe(0);
+      expect((await t.app.metadata.findBlob("alpha", digest))?.storageKey).toBe(old.storageKey);
+      expect((await download(again.artifact!.id)).equals(data)).toBe(true);
+      expect(await objects.keysSince(before), "the one stored copy is kept, and the upload stored none").toEqual([old.storageKey]);
+    } finally {
+      restore();
+      atReclaim.open();
+    }
+  });
+
+  it("makes an upload whose blob the collector reclaimed first store its own copy (BLOB_RECLAIMED), and keeps only that", async () => {
+    const objects = storedObjects(t);
+    const before = await objects.keys();
+    const data = randomBytes(40_000);
+    const digest = blake3Hex(data);
+    const old = await uploadAndDelete(data);
+
+    // The upload has found the blob and will reference it; stop it there.
+    const afterFind = gate();
+    const restoreFind = interpose(t.app.metadata, "findBlob", async (findBlob, tenantId, blobDigest) => {
+      const found = await findBlob(tenantId, blobDigest);
+      if (blobDigest === digest && found) await afterFind.wait();
+      return found;
+    });
+    const refused: unknown[] = [];
+    const restoreCreate = interpose(t.app.metadata, "createArtifact", async (createArtifact, record) => {
+      try {
+        return await createArtifact(record);
+      } catch (error) {
+        refused.push(error);
+        throw error;
+      }
+    });
+    try {
+      const again = upload(data);
+      await afterFind.reached;
+      // Meanwhile the collector reclaims the row and removes the stored object.
+      const report = await collect(false);
+      expect(report.blobs).toBe(1);
+      expect(await t.app.metadata.findBlob("alpha", digest)).toBeUndefined();
+      expect(await t.app.blobs.stat(old.storageKey), "the reclaimed object is gone").toBeUndefined();
+      afterFind.open();
+      const done = await again;
+      expect(refused.map((error) => (error as Error).message), "the reference was refused once: the blob was reclaimed").toEqual([BLOB_RECLAIMED]);
+      expect(done.deduplicated, "the upload stored its own copy").toBe(false);
+      const blob = await t.app.metadata.findBlob("alpha", digest);
+      expect(blob?.storageKey).not.toBe(old.storageKey);
+      expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+      expect(await objects.keysSince(before), "exactly the live object is stored").toEqual([blob!.storageKey]);
+    } finally {
+      restoreCreate();
+      restoreFind();
+      afterFind.open();
+    }
   });
 
   it("aborts uploads nobody finished and no session holds, past the grace, and leaves sessions alone", async () => {
