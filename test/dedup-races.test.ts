@@ -95,7 +95,7 @@ describe.each(BACKENDS)("deduplication races on %s", (backend) => {
   });
 
   it("logs a surplus copy it could not remove and leaves it to garbage collection, which reclaims it", async () => {
-    logged = await startLoggedApp(t);
+    logged ??= await startLoggedApp(t);
     const { app, client, lines } = logged;
     const objects = storedObjects(t);
     const before = await objects.keys();
@@ -132,6 +132,41 @@ describe.each(BACKENDS)("deduplication races on %s", (backend) => {
     } finally {
       restoreDiscard();
       race.restore();
+    }
+  });
+
+  it("logs a failure to forget the key of an upload that deduplicated, and garbage collection forgets it", async () => {
+    logged ??= await startLoggedApp(t);
+    const { app, client, lines } = logged;
+    const data = randomBytes(50_000);
+    await upload(client, data);
+    const keys: string[] = [];
+    const restoreBegin = interpose(app.metadata.uploadsInFlight, "begin", (begin, tenantId, storageKey) => {
+      keys.push(storageKey);
+      return begin(tenantId, storageKey);
+    });
+    const restoreForget = interpose(app.metadata.uploadsInFlight, "forget", async (forget, storageKey) => {
+      if (keys.includes(storageKey)) throw new Error("the database refused the delete");
+      return forget(storageKey);
+    });
+    try {
+      const again = await upload(client, data);
+      expect(again.deduplicated).toBe(true);
+      expect(keys).toHaveLength(1);
+      const [key] = keys;
+      expect(
+        lines.filter((line) => line.message.includes(key!)).map((line) => (line.error as Error).message),
+        "the failure is in the server's log, naming the key",
+      ).toEqual(["the database refused the delete"]);
+      expect([...(await app.metadata.knownStorageKeys([key!]))], "the key's record is left").toEqual([key]);
+      restoreForget();
+      const report = await collectGarbage({ metadata: app.metadata, blobs: app.blobs, uploadStaleMs: 300_000 }, { graceMs: 0, dryRun: false, now: new Date(Date.now() + 60_000) });
+      expect(report.releasedKeys).toBeGreaterThanOrEqual(1);
+      expect([...(await app.metadata.knownStorageKeys([key!]))], "garbage collection forgot it").toEqual([]);
+      expect((await download(client, again.artifact!.id)).equals(data)).toBe(true);
+    } finally {
+      restoreForget();
+      restoreBegin();
     }
   });
 });
