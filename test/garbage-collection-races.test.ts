@@ -173,6 +173,36 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
     }
   });
 
+  it("lets only one of two collectors running at once reclaim a blob, and removes its object", async () => {
+    const objects = storedObjects(t);
+    const before = await objects.keys();
+    const data = randomBytes(30_000);
+    const digest = blake3Hex(data);
+    const old = await uploadAndDelete(data);
+    // Both collectors have found the blob reclaimable before either reclaims it.
+    const bothFound = gate(2);
+    void bothFound.reached.then(() => bothFound.open());
+    const reclaimed: boolean[] = [];
+    const restore = interpose(t.app.metadata, "reclaimBlob", async (reclaimBlob, tenantId, blobDigest, cutoff) => {
+      if (blobDigest !== digest) return reclaimBlob(tenantId, blobDigest, cutoff);
+      await bothFound.wait();
+      const outcome = await reclaimBlob(tenantId, blobDigest, cutoff);
+      reclaimed.push(outcome);
+      return outcome;
+    });
+    try {
+      const reports = await Promise.all([collect(false), collect(false)]);
+      expect(reclaimed.sort(), "one reclaim won, the other found nothing left to take").toEqual([false, true]);
+      expect(reports[0]!.blobs + reports[1]!.blobs).toBe(1);
+      expect(await t.app.metadata.findBlob("alpha", digest)).toBeUndefined();
+      expect(await objects.keysSince(before), "the object went with its row").toEqual([]);
+      expect(await t.app.blobs.stat(old.storageKey)).toBeUndefined();
+    } finally {
+      restore();
+      bothFound.open();
+    }
+  });
+
   it("aborts uploads nobody finished and no session holds, past the grace, and leaves sessions alone", async () => {
     const blobs = t.app.blobs;
     if (!hasSessions(blobs)) throw new Error("the blob store has no upload sessions");
