@@ -1,5 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { randomBytes } from "node:crypto";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
@@ -170,6 +171,58 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
       restoreCreate();
       restoreFind();
       afterFind.open();
+    }
+  });
+
+  // Postgres only: there the two transactions can overlap (the embedded database runs one at a time), and the
+  // collector's row lock waits for the upload's reference, which the foreign key then holds against it.
+  it.runIf(backend === "postgres+minio")("keeps a blob whose deduplicating reference is still committing while the collector reclaims it", async () => {
+    const data = randomBytes(40_000);
+    const digest = blake3Hex(data);
+    const old = await uploadAndDelete(data);
+    const reclaimed: boolean[] = [];
+    const restore = interpose(t.app.metadata, "reclaimBlob", async (reclaimBlob, tenantId, blobDigest, cutoff) => {
+      const outcome = await reclaimBlob(tenantId, blobDigest, cutoff);
+      if (blobDigest === digest) reclaimed.push(outcome);
+      return outcome;
+    });
+    const admin = new pg.Client({ connectionString: t.databaseUrl });
+    await admin.connect();
+    const backendsWaitingOnLocks = async () =>
+      Number(
+        (
+          await admin.query(
+            "select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()",
+          )
+        ).rows[0].n,
+      );
+    const untilWaiting = async (count: number) => {
+      for (const deadline = Date.now() + 10_000; (await backendsWaitingOnLocks()) < count; ) {
+        if (Date.now() > deadline) throw new Error(`${count} backends never waited on locks at once`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+    try {
+      // Artifact rows cannot be inserted until this transaction ends: the upload's recording transaction stops
+      // after it took its share lock on the blob row, before its artifact row.
+      await admin.query("begin");
+      await admin.query("lock table artifacts in share mode");
+      const again = upload(data);
+      await untilWaiting(1);
+      // The collector still sees the blob unreferenced, and its reclaim waits on the upload's lock.
+      const collecting = collect(false);
+      await untilWaiting(2);
+      await admin.query("rollback");
+      const [done, report] = await Promise.all([again, collecting]);
+      expect(done.deduplicated).toBe(true);
+      expect(reclaimed, "the reclaim, waiting on the reference, was refused").toEqual([false]);
+      expect(report.blobs).toBe(0);
+      expect((await t.app.metadata.findBlob("alpha", digest))?.storageKey).toBe(old.storageKey);
+      expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+    } finally {
+      await admin.query("rollback").catch(() => {});
+      await admin.end();
+      restore();
     }
   });
 
