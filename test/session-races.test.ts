@@ -11,11 +11,12 @@ import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 const MiB = 1024 * 1024;
 
 /**
- * An Abort and a Complete of one upload session never both answer OK. Each
- * order is forced: one call is stopped inside the store, at the moment its
- * compare-and-set has committed, while the other runs to its answer.
+ * Upload session calls racing each other, each order forced: one call is
+ * stopped inside the store (at a gate on the app's own store instance) while
+ * the other runs to its answer. An Abort and a Complete never both answer
+ * OK; two creates with one idempotency key make one session.
  */
-describe.each(BACKENDS)("an Abort racing a Complete on %s", (backend) => {
+describe.each(BACKENDS)("upload session races on %s", (backend) => {
   let t: TestApp;
   beforeAll(async () => {
     t = await startTestApp(backend, { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
@@ -34,6 +35,44 @@ describe.each(BACKENDS)("an Abort racing a Complete on %s", (backend) => {
     await t.client().uploadPart({ sessionId: session!.sessionId, partNumber: 1, data });
     return session!.sessionId;
   };
+
+  it("gives two creates racing with one idempotency key one session, and removes the loser's upload", async () => {
+    const earlier = new Set(await storedObjects(t).unfinishedUploads());
+    const keys: string[] = [];
+    const restoreBegin = interpose(t.app.metadata.uploadsInFlight, "begin", (begin, tenantId, storageKey) => {
+      keys.push(storageKey);
+      return begin(tenantId, storageKey);
+    });
+    // Both creates have found no session for the key and begun an upload before either records its session.
+    const bothBegun = gate(2);
+    void bothBegun.reached.then(() => bothBegun.open());
+    const restoreCreate = interpose(t.app.metadata.uploadSessions, "create", async (create, ...args) => {
+      await bothBegun.wait();
+      return create(...args);
+    });
+    try {
+      const request = { spec: { kind: "idempotent-race" }, partSize: BigInt(5 * MiB), idempotencyKey: `k-${Math.random().toString(36).slice(2)}` };
+      const [a, b] = await Promise.all([t.client().createUploadSession(request), t.client().createUploadSession(request)]);
+      expect(a.session!.sessionId, "both creates answer the one session").toBe(b.session!.sessionId);
+      expect(keys).toHaveLength(2);
+      const winner = (await t.app.metadata.uploadSessions.get("alpha", a.session!.sessionId))!.storageKey;
+      const loser = keys.find((key) => key !== winner)!;
+      expect(keys).toContain(winner);
+      // Entries name the key (S3) or the uuid that ends it (the folder store's session folder).
+      const left = (await storedObjects(t).unfinishedUploads()).filter((entry) => !earlier.has(entry));
+      expect(left.length, "the session's upload is there").toBeGreaterThan(0);
+      expect(left.filter((entry) => !entry.includes(winner.slice(-36))), "and nothing of the loser's").toEqual([]);
+      expect([...(await t.app.metadata.knownStorageKeys([loser]))], "whose key is no longer held").toEqual([]);
+      const data = randomBytes(2000);
+      await t.client().uploadPart({ sessionId: a.session!.sessionId, partNumber: 1, data });
+      const done = await t.client().completeUploadSession({ sessionId: a.session!.sessionId });
+      expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+    } finally {
+      restoreCreate();
+      restoreBegin();
+      bothBegun.open();
+    }
+  });
 
   it("answers ABORTED to an Abort while a Complete holds the session, and the Complete's artifact stands", async () => {
     const data = randomBytes(3000);
