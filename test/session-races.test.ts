@@ -101,6 +101,59 @@ describe.each(BACKENDS)("upload session races on %s", (backend) => {
     }
   });
 
+  it("answers ABORTED to a second Complete while the first holds the session, and a retry returns the first's artifact", async () => {
+    const data = randomBytes(3000);
+    const id = await sessionWithOnePart(data);
+    const blobs = t.app.blobs;
+    if (!hasSessions(blobs)) throw new Error("the blob store has no upload sessions");
+    // Only the first complete is stopped: a second one reaching the assembly would be the bug.
+    const assembling = gate();
+    let calls = 0;
+    const restore = interpose(blobs, "completeSession", async (completeSession, ...args) => {
+      if (calls++ === 0) await assembling.wait();
+      return completeSession(...args);
+    });
+    try {
+      const first = t.client().completeUploadSession({ sessionId: id });
+      await assembling.reached;
+      await expectCode(t.client().completeUploadSession({ sessionId: id }), Code.Aborted, /being completed by another call/);
+      assembling.open();
+      const done = await first;
+      expect((await t.client().completeUploadSession({ sessionId: id })).artifact!.id).toBe(done.artifact!.id);
+      expect((await t.client().listArtifacts({ filter: { kind: "abort-race" } })).artifacts.filter((a) => a.blake3 === blake3Hex(data))).toHaveLength(1);
+      expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+    } finally {
+      restore();
+      assembling.open();
+    }
+  });
+
+  it("refuses a part stored while a Complete claimed the session (FAILED_PRECONDITION): the artifact is what was there before", async () => {
+    const data = randomBytes(3000);
+    const id = await sessionWithOnePart(data);
+    const blobs = t.app.blobs;
+    if (!hasSessions(blobs)) throw new Error("the blob store has no upload sessions");
+    // The part call found the session open and stored its part; stop it before it records the part.
+    const stored = gate();
+    const restore = interpose(blobs, "putPart", async (putPart, ...args) => {
+      const result = await putPart(...args);
+      await stored.wait();
+      return result;
+    });
+    try {
+      const late = t.client().uploadPart({ sessionId: id, partNumber: 2, data: randomBytes(1000) });
+      await stored.reached;
+      const done = await t.client().completeUploadSession({ sessionId: id });
+      stored.open();
+      await expectCode(late, Code.FailedPrecondition, /began completing/);
+      expect(done.artifact!.sizeBytes).toBe(BigInt(data.length));
+      expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+    } finally {
+      restore();
+      stored.open();
+    }
+  });
+
   it("answers NOT_FOUND to a Complete after an Abort dropped the session, and leaves nothing stored", async () => {
     const objects = storedObjects(t);
     const before = await objects.keys();
