@@ -174,6 +174,45 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
     }
   });
 
+  it("makes an upload that declares a digest the collector reclaimed before its hold store the bytes itself", async () => {
+    const objects = storedObjects(t);
+    const before = await objects.keys();
+    const data = randomBytes(40_000);
+    const digest = blake3Hex(data);
+    const old = await uploadAndDelete(data);
+    // The upload is about to hold the blob it will reference instead of storing the bytes; stop it there.
+    const beforeHold = gate();
+    const held: boolean[] = [];
+    const restore = interpose(t.app.metadata, "holdBlob", async (holdBlob, tenantId, blobDigest, holdMs) => {
+      if (blobDigest !== digest) return holdBlob(tenantId, blobDigest, holdMs);
+      await beforeHold.wait();
+      const outcome = await holdBlob(tenantId, blobDigest, holdMs);
+      held.push(outcome);
+      return outcome;
+    });
+    try {
+      const again = t.client().upload(
+        (async function* (): AsyncIterable<UploadInit> {
+          yield { message: { case: "header", value: { spec: { kind: "raced" }, expectedBlake3: digest, expectedSize: BigInt(data.length) } } };
+          yield { message: { case: "chunk", value: data } };
+        })(),
+      );
+      await beforeHold.reached;
+      expect((await collect(false)).blobs).toBe(1);
+      beforeHold.open();
+      const done = await again;
+      expect(held[0], "the hold found no blob").toBe(false);
+      expect(done.deduplicated, "the upload stored the bytes").toBe(false);
+      expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+      const blob = (await t.app.metadata.findBlob("alpha", digest))!;
+      expect(blob.storageKey).not.toBe(old.storageKey);
+      expect(await objects.keysSince(before), "exactly the live object is stored").toEqual([blob.storageKey]);
+    } finally {
+      restore();
+      beforeHold.open();
+    }
+  });
+
   // Postgres only: there the two transactions can overlap (the embedded database runs one at a time), and the
   // collector's row lock waits for the upload's reference, which the foreign key then holds against it.
   it.runIf(backend === "postgres+minio")("keeps a blob whose deduplicating reference is still committing while the collector reclaims it", async () => {
