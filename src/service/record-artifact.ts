@@ -54,8 +54,10 @@ export async function recordArtifact(
       if (content.hold) {
         const key = storageKeyOf(content.hold);
         // A writer aborted before it committed left nothing under its key: only the record is left to drop.
-        if (dropped && "inFlight" in content.hold) await metadata.uploadsInFlight.forget(key).catch(() => {});
-        else await discardReleased(deps, key);
+        if (dropped && "inFlight" in content.hold) {
+          // The key was released by the commit: a record left behind is garbage collection's.
+          await metadata.uploadsInFlight.forget(key).catch((error: unknown) => deps.log?.(`forgetting the released storage key ${key} failed; garbage collection will retry`, error));
+        } else await discardReleased(deps, key);
       }
       return { artifact, deduplicated: true };
     } catch (error) {
