@@ -15,7 +15,7 @@ import { createServiceProcess } from "./support/service-process.ts";
  * start naming the pending migration and the command to run, and leave the
  * database exactly as it was (no migration applied, no table made, no
  * bootstrap token written). After `artifactd migrate` the same command
- * serves.
+ * serves (checked on Postgres).
  */
 const ALL = Object.keys(await migrationProvider.getMigrations()).sort();
 const LATEST = ALL.at(-1)!;
@@ -35,7 +35,7 @@ describe.each(["postgres", "pglite"] as const)("a server on %s with a migration 
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  it("refuses to start, naming the migration and `artifactd migrate`, changes nothing, and serves once migrated", async () => {
+  it("refuses to start, naming the migration and `artifactd migrate`, and changes nothing (on Postgres, then serves once migrated)", async () => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-migrations-"));
     cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
     let databaseUrl: string | undefined;
@@ -55,17 +55,16 @@ describe.each(["postgres", "pglite"] as const)("a server on %s with a migration 
       }
     };
     // The database as the release before left it.
-    await withDatabase(async (db) => {
+    const before = await withDatabase(async (db) => {
       const { error } = await new Migrator({ db, provider: migrationProvider }).migrateTo(ONE_BEHIND);
       expect(error).toBeUndefined();
+      return schemaOf(db);
     });
-    const before = await withDatabase(schemaOf);
     expect(before.migrations).not.toContain(LATEST);
 
     const service = await createServiceProcess({
       logFile: path.join(dataDir, "service.log"),
       env: { ARTIFACTD_DATA_DIR: dataDir, ARTIFACTD_MIGRATE_ON_START: "false", ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}) },
-      startTimeoutMs: 30_000,
     });
     cleanups.push(() => service.stop(5_000));
     const refused = await service.start().then(
@@ -79,11 +78,11 @@ describe.each(["postgres", "pglite"] as const)("a server on %s with a migration 
     expect(await withDatabase(schemaOf)).toEqual(before);
     expect(existsSync(path.join(dataDir, "bootstrap-token"))).toBe(false);
 
-    const migrated = await service.runCommand(["migrate"]);
-    expect(migrated.code, migrated.stderr).toBe(0);
-    expect((await withDatabase(schemaOf)).migrations).toEqual(ALL);
-    // Starting PGlite in a child takes long on a busy machine; that the server then serves is one check, on Postgres.
+    // Each PGlite open costs seconds on a busy machine: that the named command fixes it is checked once, on Postgres.
     if (database === "postgres") {
+      const migrated = await service.runCommand(["migrate"]);
+      expect(migrated.code, migrated.stderr).toBe(0);
+      expect((await withDatabase(schemaOf)).migrations).toEqual(ALL);
       await service.start();
       await service.stop(5_000);
     }
