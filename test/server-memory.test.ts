@@ -1,6 +1,6 @@
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -52,6 +52,17 @@ async function* generatedContent() {
   }
 }
 
+/** The token a first start on the embedded default writes, just after it starts serving: polled for with a deadline. */
+async function bootstrapToken(dataDir: string): Promise<string> {
+  const file = path.join(dataDir, "bootstrap-token");
+  const deadline = Date.now() + 30_000;
+  while (!existsSync(file) || readFileSync(file, "utf8").trim() === "") {
+    if (Date.now() > deadline) throw new Error(`${file} was not written within 30 s of the server serving`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return readFileSync(file, "utf8").trim();
+}
+
 describe.each<Backend>(["postgres+minio", "pglite+fs"])("server memory for a 512 MiB transfer on %s", (backend) => {
   let service: ServiceProcess;
   let workDir: string;
@@ -75,8 +86,7 @@ describe.each<Backend>(["postgres+minio", "pglite+fs"])("server memory for a 512
     service = await createServiceProcess({ env, logFile: path.join(workDir, "service.log") });
     await service.start();
     // PGlite allows one process in its folder, so the token comes from the server's own bootstrap file there.
-    const token =
-      backend === "pglite+fs" ? readFileSync(path.join(workDir, "service", "bootstrap-token"), "utf8").trim() : await service.createToken("memory");
+    const token = backend === "pglite+fs" ? await bootstrapToken(path.join(workDir, "service")) : await service.createToken("memory");
     client = createClient(
       ArtifactService,
       createGrpcTransport({ baseUrl: service.url, interceptors: [(next) => (request) => (request.header.set("authorization", `Bearer ${token}`), next(request))] }),
