@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createFsBlobStore } from "../src/adapters/blob/fs-blob-store.ts";
-import { createS3BlobStore } from "../src/adapters/blob/s3-blob-store.ts";
+import { createS3BlobStore, UPLOAD_JOURNAL_PREFIX } from "../src/adapters/blob/s3-blob-store.ts";
 import { blake3Hex } from "../src/blake3.ts";
 import { canListBlobs, hasSessions, type BlobStore } from "../src/ports/blob-store.ts";
 import { bucketState } from "./support/blob-store-state.ts";
@@ -216,6 +216,33 @@ describe("S3 blob store: parts that grow", () => {
     expect(await store.stat(key)).toEqual({ size: data.length });
     expect((await readAll(store, key, 0, data.length)).equals(data)).toBe(true);
     await store.discard(key);
+    await store.close();
+  });
+});
+
+describe("S3 blob store: the journal of unfinished uploads", () => {
+  it("drops a leftover entry (no upload under its key) when listing, and keeps the entry of an upload still there", async () => {
+    const minio = inject("minio");
+    const bucket = `journal-${Math.random().toString(36).slice(2, 10)}`;
+    const endpoint = new URL(minio.endpoint);
+    // Every entry counts as old enough to be a leftover, so only having an upload under its key keeps it.
+    const store = await createS3BlobStore(
+      { endpoint, region: "us-east-1", accessKey: minio.accessKey, secretKey: minio.secretKey, bucket, partSize: 5 * MiB, partConcurrency: 2 },
+      { journalLeftoverMs: 0 },
+    );
+    const client = new Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, accessKey: minio.accessKey, secretKey: minio.secretKey });
+    const live = await store.beginSession("tenant-a", store.newKey("tenant-a"));
+    // What a crash between writing an entry and initiating its upload leaves, or MinIO's own clean-up of the upload.
+    const leftoverKey = store.newKey("tenant-a");
+    await client.putObject(bucket, UPLOAD_JOURNAL_PREFIX + leftoverKey, Buffer.alloc(0), 0);
+
+    const listed: string[] = [];
+    for await (const upload of store.listUnfinishedUploads()) listed.push(upload.key);
+    expect(listed).toEqual([live.key]);
+    expect((await bucketState(client, bucket)).entries).toEqual([`journal:${live.key}`, `multipart:${live.key}`]);
+
+    await store.abortSession(live.key, live.ref);
+    expect((await bucketState(client, bucket)).entries).toEqual([]);
     await store.close();
   });
 });

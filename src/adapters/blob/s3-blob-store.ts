@@ -46,6 +46,8 @@ export async function createS3BlobStore(
   options: {
     /** Part sizes for one upload; tests choose a small schedule to see parts of several sizes. */
     readonly planParts?: (expectedSize: number | undefined) => PartPlan;
+    /** Age after which a journal entry with no upload under its key is a leftover (see UploadJournal); tests shorten it. */
+    readonly journalLeftoverMs?: number;
   } = {},
 ): Promise<BlobStore & BlobLister & BlobSessions> {
   const planParts = options.planParts ?? ((expectedSize) => partPlan(config.partSize, config.partConcurrency, expectedSize));
@@ -127,6 +129,7 @@ export async function createS3BlobStore(
   }
 
   const journal = new UploadJournal(client, bucket);
+  const leftoverMs = options.journalLeftoverMs ?? UploadJournal.LEFTOVER_MS;
 
   return {
     newKey: (tenantId) => `${tenantId}/${randomUUID()}`,
@@ -213,7 +216,7 @@ export async function createS3BlobStore(
           listed.add(uploadId);
           yield { key: entry.key, ref: uploadId, startedAt: initiated };
         }
-        if (!found && entry.writtenAt.getTime() < Date.now() - UploadJournal.LEFTOVER_MS) await journal.remove(entry.key);
+        if (!found && entry.writtenAt.getTime() <= Date.now() - leftoverMs) await journal.remove(entry.key);
       }
       for await (const upload of bucketListingOfUploads()) {
         if (!listed.has(upload.uploadId)) yield { key: upload.key, ref: upload.uploadId, startedAt: upload.initiated };
