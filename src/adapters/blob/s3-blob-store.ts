@@ -33,7 +33,7 @@ import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from 
  *
  * Unfinished multipart uploads are journaled: an empty object
  * `_unfinished/<key>` is stored before an upload to `<key>` is initiated and
- * removed once the upload is completed or aborted (see UploadJournal). The
+ * removed as it is completed or aborted (see UploadJournal). The
  * journal is what listUnfinishedUploads reads, because MinIO cannot list such
  * uploads itself after a restart.
  *
@@ -151,10 +151,11 @@ export async function createS3BlobStore(
       if (parts.length === 0) {
         // S3 cannot complete a multipart upload without parts: store the empty blob directly.
         await client.abortMultipartUpload(bucket, key, ref).catch(ignoreNoSuchUpload);
-        await client.putObject(bucket, key, Buffer.alloc(0), 0);
         await journal.remove(key);
+        await client.putObject(bucket, key, Buffer.alloc(0), 0);
         return { key, size: 0, digest: createBlake3().digestHex() };
       }
+      await journal.remove(key);
       try {
         await client.completeMultipartUpload(
           bucket,
@@ -167,7 +168,6 @@ export async function createS3BlobStore(
         // the upload is gone and the object is there. Read it back as if this try had assembled it.
         if ((error as { code?: string }).code !== "NoSuchUpload" || !(await statKey(key))) throw error;
       }
-      await journal.remove(key);
       // On a failure from here the object stays: the session (its row) still holds the key.
       const hasher = createBlake3();
       let size = 0;
@@ -289,8 +289,12 @@ function ignoreNoSuchUpload(error: { code?: string }): void {
  * The keys of the multipart uploads this store began and has not yet seen
  * completed or aborted, as empty objects under `_unfinished/`: no blob key
  * starts with `_` (tenant ids start with a letter or digit). An entry is
- * written before its upload is initiated, so a crash leaves at worst an entry
- * without an upload, never an upload without an entry.
+ * written before its upload is initiated and removed after it is aborted, so
+ * an abandoned upload always has one. It is removed just *before* an upload
+ * is completed: the service recorded the key before the upload began and
+ * still holds it then (an upload in flight, a session), so an upload left by
+ * a failed completion is found by that record; and a store that dies at that
+ * moment leaves no entry behind for a completed blob.
  */
 export const UPLOAD_JOURNAL_PREFIX = "_unfinished/";
 
@@ -383,8 +387,8 @@ class S3BlobWriter implements BlobWriter {
         this.#throwIfFailed();
         const uploadId = await this.#uploadId;
         this.#etags.sort((a, b) => a.part - b.part);
-        await this.#client.completeMultipartUpload(this.#bucket, this.#key, uploadId, this.#etags);
         await this.#journal.remove(this.#key);
+        await this.#client.completeMultipartUpload(this.#bucket, this.#key, uploadId, this.#etags);
       }
       this.#state = "committed";
       return this.#key;
