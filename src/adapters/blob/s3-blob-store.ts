@@ -285,6 +285,9 @@ function ignoreNoSuchUpload(error: { code?: string }): void {
   if (error.code !== "NoSuchUpload") throw error;
 }
 
+/** Where the S3 store journals its unfinished uploads (see UploadJournal); tests read the bucket with it. */
+export const UPLOAD_JOURNAL_PREFIX = "_unfinished/";
+
 /**
  * The keys of the multipart uploads this store began and has not yet seen
  * completed or aborted, as empty objects under `_unfinished/`: no blob key
@@ -296,13 +299,12 @@ function ignoreNoSuchUpload(error: { code?: string }): void {
  * a failed completion is found by that record; and a store that dies at that
  * moment leaves no entry behind for a completed blob.
  */
-export const UPLOAD_JOURNAL_PREFIX = "_unfinished/";
-
 class UploadJournal {
   /**
    * An entry this old with no upload under its key is a leftover: its upload ended but removing the entry failed,
-   * or the process died before initiating it. An hour is far beyond the moment between writing an entry and
-   * initiating its upload.
+   * or the process died before initiating it, or MinIO dropped the stale upload by itself. An hour is far beyond the
+   * moment between writing an entry and initiating its upload. listUnfinishedUploads removes such entries as it
+   * meets them, in a dry run of garbage collection too: they are this store's bookkeeping, not anyone's content.
    */
   static readonly LEFTOVER_MS = 3_600_000;
   readonly #client: Client;
