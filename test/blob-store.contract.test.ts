@@ -5,9 +5,10 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createFsBlobStore } from "../src/adapters/blob/fs-blob-store.ts";
-import { createS3BlobStore } from "../src/adapters/blob/s3-blob-store.ts";
+import { createS3BlobStore, UPLOAD_JOURNAL_PREFIX } from "../src/adapters/blob/s3-blob-store.ts";
 import { blake3Hex } from "../src/blake3.ts";
-import { hasSessions, type BlobStore } from "../src/ports/blob-store.ts";
+import { canListBlobs, hasSessions, type BlobStore } from "../src/ports/blob-store.ts";
+import { bucketState } from "./support/blob-store-state.ts";
 
 /**
  * One suite for the BlobStore port, run against every adapter: a real MinIO
@@ -19,6 +20,8 @@ interface Subject {
   store: BlobStore;
   /** Whatever the adapter still holds that is not a committed blob: must be empty after abort. */
   leftovers(): Promise<string[]>;
+  /** A second store on the same bucket or folder, as a restarted server opens it. */
+  reopen(): Promise<BlobStore>;
   close(): Promise<void>;
 }
 
@@ -27,23 +30,15 @@ const adapters: Record<string, () => Promise<Subject>> = {
     const minio = inject("minio");
     const bucket = `contract-${Math.random().toString(36).slice(2, 10)}`;
     const endpoint = new URL(minio.endpoint);
-    const store = await createS3BlobStore({
-      endpoint,
-      region: "us-east-1",
-      accessKey: minio.accessKey,
-      secretKey: minio.secretKey,
-      bucket,
-      partSize: 5 * MiB,
-      partConcurrency: 2,
-    });
+    const config = { endpoint, region: "us-east-1", accessKey: minio.accessKey, secretKey: minio.secretKey, bucket, partSize: 5 * MiB, partConcurrency: 2 };
+    const store = await createS3BlobStore(config);
     const client = new Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, accessKey: minio.accessKey, secretKey: minio.secretKey });
     return {
       store,
       async leftovers() {
-        const uploads: string[] = [];
-        for await (const upload of client.listIncompleteUploads(bucket, "", true)) uploads.push(`multipart:${(upload as { key: string }).key}`);
-        return uploads;
+        return (await bucketState(client, bucket)).entries.filter((entry) => !entry.startsWith("object:"));
       },
+      reopen: () => createS3BlobStore(config),
       close: () => store.close(),
     };
   },
@@ -55,6 +50,7 @@ const adapters: Record<string, () => Promise<Subject>> = {
       async leftovers() {
         return [...readdirSync(path.join(root, "incoming")).map((f) => `incoming:${f}`), ...readdirSync(path.join(root, "sessions")).map((f) => `session:${f}`)];
       },
+      reopen: () => createFsBlobStore(root),
       async close() {
         await store.close();
         rmSync(root, { recursive: true, force: true });
@@ -146,6 +142,44 @@ describe.each(Object.keys(adapters))("BlobStore contract: %s", (name) => {
     await unfinished.abort();
   });
 
+  it("lists unfinished uploads and sessions, also from a store opened anew, and neither them nor its bookkeeping as blobs", async () => {
+    const store = subject.store;
+    if (!hasSessions(store) || !canListBlobs(store)) throw new Error("the store cannot list or has no upload sessions");
+    const session = await store.beginSession("tenant-a", store.newKey("tenant-a"));
+    await store.putPart(session.key, session.ref, 1, randomBytes(1000));
+    const streamKey = store.newKey("tenant-a");
+    const stream = await store.createWriter("tenant-a", streamKey);
+    for (let i = 0; i < 6; i++) await stream.write(randomBytes(MiB));
+    const committed = await store.createWriter("tenant-a", store.newKey("tenant-a"));
+    for (let i = 0; i < 6; i++) await committed.write(randomBytes(MiB));
+    const committedKey = await committed.commit("unused");
+
+    const reopened = await subject.reopen();
+    if (!canListBlobs(reopened)) throw new Error("the reopened store cannot list");
+    const unfinished = async () => {
+      const keys: string[] = [];
+      for await (const upload of reopened.listUnfinishedUploads()) keys.push(upload.key);
+      return keys.sort();
+    };
+    // The streaming writer's folder-store file is not an upload session; on S3 it is a multipart upload like any.
+    const expected = name === "s3" ? [session.key, streamKey].sort() : [session.key];
+    for (const deadline = Date.now() + 10_000; JSON.stringify(await unfinished()) !== JSON.stringify(expected) && Date.now() < deadline; ) {
+      await new Promise((r) => setTimeout(r, 20)); // the writer's first part may still be on its way
+    }
+    expect(await unfinished()).toEqual(expected);
+    const blobs: string[] = [];
+    for await (const blob of reopened.listBlobs()) blobs.push(blob.key);
+    expect(blobs).toContain(committedKey);
+    // Only keys as newKey makes them (tenant, then a uuid), none of an unfinished upload.
+    expect(blobs.filter((key) => [session.key, streamKey].includes(key) || !/^(blobs\/)?tenant-a\/([0-9a-f]{2}\/)?[0-9a-f-]{36}$/.test(key))).toEqual([]);
+
+    await store.abortSession(session.key, session.ref);
+    await stream.abort();
+    expect(await unfinished()).toEqual([]);
+    expect(await subject.leftovers()).toEqual([]);
+    await reopened.close();
+  });
+
   it("deleting a missing key is not an error", async () => {
     const writer = await subject.store.createWriter("tenant-a", subject.store.newKey("tenant-a"));
     const key = await writer.commit(blake3Hex(new Uint8Array(0)));
@@ -182,6 +216,33 @@ describe("S3 blob store: parts that grow", () => {
     expect(await store.stat(key)).toEqual({ size: data.length });
     expect((await readAll(store, key, 0, data.length)).equals(data)).toBe(true);
     await store.discard(key);
+    await store.close();
+  });
+});
+
+describe("S3 blob store: the journal of unfinished uploads", () => {
+  it("drops a leftover entry (no upload under its key) when listing, and keeps the entry of an upload still there", async () => {
+    const minio = inject("minio");
+    const bucket = `journal-${Math.random().toString(36).slice(2, 10)}`;
+    const endpoint = new URL(minio.endpoint);
+    // Every entry counts as old enough to be a leftover, so only having an upload under its key keeps it.
+    const store = await createS3BlobStore(
+      { endpoint, region: "us-east-1", accessKey: minio.accessKey, secretKey: minio.secretKey, bucket, partSize: 5 * MiB, partConcurrency: 2 },
+      { journalLeftoverMs: 0 },
+    );
+    const client = new Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, accessKey: minio.accessKey, secretKey: minio.secretKey });
+    const live = await store.beginSession("tenant-a", store.newKey("tenant-a"));
+    // What a crash between writing an entry and initiating its upload leaves, or MinIO's own clean-up of the upload.
+    const leftoverKey = store.newKey("tenant-a");
+    await client.putObject(bucket, UPLOAD_JOURNAL_PREFIX + leftoverKey, Buffer.alloc(0), 0);
+
+    const listed: string[] = [];
+    for await (const upload of store.listUnfinishedUploads()) listed.push(upload.key);
+    expect(listed).toEqual([live.key]);
+    expect((await bucketState(client, bucket)).entries).toEqual([`journal:${live.key}`, `multipart:${live.key}`]);
+
+    await store.abortSession(live.key, live.ref);
+    expect((await bucketState(client, bucket)).entries).toEqual([]);
     await store.close();
   });
 });

@@ -72,11 +72,18 @@ export interface BlobWriter {
  * and recording it).
  */
 export interface BlobLister {
+  /** Committed blobs only: whatever the adapter keeps for its own bookkeeping is not listed. */
   listBlobs(): AsyncIterable<{ readonly key: string; readonly size: number; readonly lastModified: Date }>;
   /**
    * Uploads started and never finished (S3: incomplete multipart uploads;
    * folder: session folders), with the `ref` abortSession takes. Real S3
    * keeps these, and bills for their parts, until someone aborts them.
+   *
+   * Complete across restarts of the store: every unfinished upload begun
+   * through this adapter is listed, whether or not its key is recorded
+   * anywhere else, also after the store's server restarted. (MinIO's own
+   * listing forgets them when it restarts, and answers any prefix but a
+   * whole key with nothing: the S3 adapter journals its uploads' keys.)
    */
   listUnfinishedUploads(): AsyncIterable<{ readonly key: string; readonly ref: string; readonly startedAt: Date }>;
 }

@@ -83,7 +83,10 @@ export interface GarbageReport {
  * 4. Uploads started and never finished (multipart uploads, session
  *    folders) whose key no record holds, older than the same grace. MinIO
  *    drops such parts after 24 h by itself; S3 keeps them, billed, until
- *    they are aborted.
+ *    they are aborted. The store's listing must find them after its server
+ *    restarted too (see BlobLister.listUnfinishedUploads): MinIO's own
+ *    bucket-wide listing forgets them then, so the S3 store finds them by
+ *    the keys it journaled.
  *
  * Several replicas may collect at once: only one wins each blob row.
  */

@@ -1,10 +1,14 @@
 import type { Client as MinioClient } from "minio";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
+import { UPLOAD_JOURNAL_PREFIX } from "../../src/adapters/blob/s3-blob-store.ts";
 import type { TestApp } from "./test-app.ts";
 
 export interface BlobStoreState {
-  /** Sorted: `object:<key>` and `multipart:<key>` on S3; `blobs:<path>`, `incoming:<name>` and `sessions:<path>` in the folder store. */
+  /**
+   * Sorted: `object:<key>`, `multipart:<key>` and `journal:<key>` (the S3 adapter's record of an upload it began)
+   * on S3; `blobs:<path>`, `incoming:<name>` and `sessions:<path>` in the folder store.
+   */
   readonly entries: string[];
   /** The bytes each unfinished upload (or upload session part) holds so far. */
   readonly inProgressBytes: number[];
@@ -14,27 +18,55 @@ export interface BlobStoreState {
  * What a test app's blob store holds, read from the store itself (the
  * bucket, or the data folder), not from the service's records: the check
  * that a failed upload left nothing behind.
+ *
+ * MinIO lists unfinished uploads by an empty prefix only since it last
+ * started, and by any other prefix only for one whole key (see
+ * listUnfinishedUploads in src/adapters/blob/s3-blob-store.ts). So uploads
+ * are looked up key by key: the keys of the adapter's journal, of every
+ * object, of what the empty-prefix listing still shows, and `keys` the
+ * caller knows; that holds across a MinIO restart.
  */
-export async function blobStoreState(t: TestApp, minio: MinioClient | undefined): Promise<BlobStoreState> {
-  if (minio) {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const entries: string[] = [];
-        const inProgressBytes: number[] = [];
-        for await (const u of minio.listIncompleteUploads(t.bucket!, "", true)) {
+export async function blobStoreState(t: TestApp, minio: MinioClient | undefined, keys: Iterable<string> = []): Promise<BlobStoreState> {
+  return minio ? bucketState(minio, t.bucket!, keys) : folderState(t.dataDir);
+}
+
+/** What a bucket holds (see blobStoreState). */
+export async function bucketState(minio: MinioClient, bucket: string, keys: Iterable<string> = []): Promise<BlobStoreState> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const entries: string[] = [];
+      const candidates = new Set(keys);
+      for await (const o of minio.listObjectsV2(bucket, "", true)) {
+        const name = (o as { name: string }).name;
+        if (name.startsWith(UPLOAD_JOURNAL_PREFIX)) {
+          const key = name.slice(UPLOAD_JOURNAL_PREFIX.length);
+          entries.push(`journal:${key}`);
+          candidates.add(key);
+        } else {
+          entries.push(`object:${name}`);
+          candidates.add(name);
+        }
+      }
+      for await (const u of minio.listIncompleteUploads(bucket, "", true)) candidates.add((u as { key: string }).key);
+      const inProgressBytes: number[] = [];
+      for (const key of candidates) {
+        for await (const u of minio.listIncompleteUploads(bucket, key, true)) {
           const upload = u as { key: string; size: number };
+          if (upload.key !== key) continue;
           entries.push(`multipart:${upload.key}`);
           inProgressBytes.push(upload.size);
         }
-        for await (const o of minio.listObjectsV2(t.bucket!, "", true)) entries.push(`object:${(o as { name: string }).name}`);
-        return { entries: entries.sort(), inProgressBytes };
-      } catch (error) {
-        // Listing an upload's parts races with its abort: look again.
-        if ((error as { code?: string }).code !== "NoSuchUpload" || attempt > 20) throw error;
       }
+      return { entries: entries.sort(), inProgressBytes };
+    } catch (error) {
+      // Listing an upload's parts races with its abort: look again.
+      if ((error as { code?: string }).code !== "NoSuchUpload" || attempt > 20) throw error;
     }
   }
-  const root = path.join(t.dataDir, "blobs");
+}
+
+function folderState(dataDir: string): BlobStoreState {
+  const root = path.join(dataDir, "blobs");
   const files = (dir: string) =>
     existsSync(path.join(root, dir))
       ? readdirSync(path.join(root, dir), { recursive: true, withFileTypes: true })

@@ -31,6 +31,12 @@ import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from 
  * assembled object back once to compute its BLAKE3: parts arrive in any order
  * and BLAKE3 cannot be combined from per-part digests.
  *
+ * Unfinished multipart uploads are journaled: an empty object
+ * `_unfinished/<key>` is stored before an upload to `<key>` is initiated and
+ * removed as it is completed or aborted (see UploadJournal). The
+ * journal is what listUnfinishedUploads reads, because MinIO cannot list such
+ * uploads itself after a restart.
+ *
  * Permissions needed: s3:PutObject, s3:GetObject, s3:DeleteObject,
  * s3:AbortMultipartUpload, s3:ListBucket, s3:ListBucketMultipartUploads, and
  * s3:CreateBucket when the bucket does not exist yet.
@@ -40,6 +46,8 @@ export async function createS3BlobStore(
   options: {
     /** Part sizes for one upload; tests choose a small schedule to see parts of several sizes. */
     readonly planParts?: (expectedSize: number | undefined) => PartPlan;
+    /** Age after which a journal entry with no upload under its key is a leftover (see UploadJournal); tests shorten it. */
+    readonly journalLeftoverMs?: number;
   } = {},
 ): Promise<BlobStore & BlobLister & BlobSessions> {
   const planParts = options.planParts ?? ((expectedSize) => partPlan(config.partSize, config.partConcurrency, expectedSize));
@@ -95,19 +103,42 @@ export async function createS3BlobStore(
   }
 
   /** Unfinished multipart uploads to exactly this key: listed by the key as prefix, which MinIO answers from disk. */
-  async function* unfinishedUploadsOf(key: string): AsyncIterable<string> {
-    for await (const item of client.listIncompleteUploads(bucket, key, false) as AsyncIterable<{ key?: string; uploadId?: string }>) {
-      if (item.key === key && item.uploadId) yield item.uploadId;
+  async function* unfinishedUploadsOf(key: string): AsyncIterable<{ uploadId: string; initiated: Date }> {
+    // One upload per key is all this store makes: a single page holds them.
+    const { uploads } = await client.listIncompleteUploadsQuery(bucket, key, "", "", "");
+    for (const upload of uploads) if (upload.key === key && upload.uploadId) yield { uploadId: upload.uploadId, initiated: upload.initiated };
+  }
+
+  /**
+   * Every unfinished upload in the bucket by an empty prefix: complete on S3, but on MinIO only those begun since
+   * it last started (see listUnfinishedUploads). Paged by hand: minio-js also lists each upload's parts, which fails
+   * the whole listing when an upload is aborted meanwhile.
+   */
+  async function* bucketListingOfUploads(): AsyncIterable<{ key: string; uploadId: string; initiated: Date }> {
+    let keyMarker = "";
+    let uploadIdMarker = "";
+    for (;;) {
+      const page = await client.listIncompleteUploadsQuery(bucket, "", keyMarker, uploadIdMarker, "");
+      for (const upload of page.uploads) if (upload.key && upload.uploadId) yield upload;
+      const last = page.uploads.at(-1);
+      if (!page.isTruncated || !last || (last.key === keyMarker && last.uploadId === uploadIdMarker)) return;
+      // minio-js drops NextUploadIdMarker; the last upload of the page is that marker by definition.
+      keyMarker = last.key;
+      uploadIdMarker = last.uploadId;
     }
   }
+
+  const journal = new UploadJournal(client, bucket);
+  const leftoverMs = options.journalLeftoverMs ?? UploadJournal.LEFTOVER_MS;
 
   return {
     newKey: (tenantId) => `${tenantId}/${randomUUID()}`,
     async createWriter(_tenantId, key, expectedSize) {
-      return new S3BlobWriter(client, bucket, key, planParts(expectedSize));
+      return new S3BlobWriter(client, bucket, key, planParts(expectedSize), journal);
     },
     read,
     async beginSession(_tenantId, key) {
+      await journal.add(key);
       const ref = await client.initiateNewMultipartUpload(bucket, key, {});
       return { key, ref };
     },
@@ -120,9 +151,11 @@ export async function createS3BlobStore(
       if (parts.length === 0) {
         // S3 cannot complete a multipart upload without parts: store the empty blob directly.
         await client.abortMultipartUpload(bucket, key, ref).catch(ignoreNoSuchUpload);
+        await journal.remove(key);
         await client.putObject(bucket, key, Buffer.alloc(0), 0);
         return { key, size: 0, digest: createBlake3().digestHex() };
       }
+      await journal.remove(key);
       try {
         await client.completeMultipartUpload(
           bucket,
@@ -147,10 +180,12 @@ export async function createS3BlobStore(
     },
     async abortSession(key, ref) {
       await client.abortMultipartUpload(bucket, key, ref).catch(ignoreNoSuchUpload);
+      await journal.remove(key);
     },
     async discard(key) {
-      for await (const uploadId of unfinishedUploadsOf(key)) await client.abortMultipartUpload(bucket, key, uploadId).catch(ignoreNoSuchUpload);
+      for await (const { uploadId } of unfinishedUploadsOf(key)) await client.abortMultipartUpload(bucket, key, uploadId).catch(ignoreNoSuchUpload);
       await client.removeObject(bucket, key);
+      await journal.remove(key);
     },
     stat: statKey,
     async delete(key) {
@@ -161,12 +196,30 @@ export async function createS3BlobStore(
     },
     async *listBlobs() {
       for await (const item of client.listObjectsV2(bucket, "", true) as AsyncIterable<{ name?: string; size: number; lastModified: Date }>) {
-        if (item.name) yield { key: item.name, size: item.size, lastModified: item.lastModified };
+        if (item.name && !UploadJournal.holds(item.name)) yield { key: item.name, size: item.size, lastModified: item.lastModified };
       }
     },
+    /**
+     * MinIO (the build the tests use; measured by starting multipart uploads, SIGKILLing and restarting it) answers
+     * ListMultipartUploads with an empty prefix from memory: only uploads begun since it started, with or without a
+     * delimiter or key-marker. Any other prefix it takes as one exact object key: the full key finds its uploads
+     * before and after a restart, but a tenant prefix (`alpha/`, `alpha`) or part of a key finds nothing, even
+     * before. So the uploads are found by their keys, from the journal (objects, which MinIO lists from disk), and
+     * the bucket-wide listing adds those begun without a journal entry (by an earlier version) that it still shows.
+     */
     async *listUnfinishedUploads() {
-      for await (const item of client.listIncompleteUploads(bucket, "", true) as AsyncIterable<{ key?: string; uploadId?: string; initiated?: Date }>) {
-        if (item.key && item.uploadId && item.initiated) yield { key: item.key, ref: item.uploadId, startedAt: item.initiated };
+      const listed = new Set<string>();
+      for await (const entry of journal.entries()) {
+        let found = false;
+        for await (const { uploadId, initiated } of unfinishedUploadsOf(entry.key)) {
+          found = true;
+          listed.add(uploadId);
+          yield { key: entry.key, ref: uploadId, startedAt: initiated };
+        }
+        if (!found && entry.writtenAt.getTime() <= Date.now() - leftoverMs) await journal.remove(entry.key);
+      }
+      for await (const upload of bucketListingOfUploads()) {
+        if (!listed.has(upload.uploadId)) yield { key: upload.key, ref: upload.uploadId, startedAt: upload.initiated };
       }
     },
     async close() {},
@@ -232,11 +285,63 @@ function ignoreNoSuchUpload(error: { code?: string }): void {
   if (error.code !== "NoSuchUpload") throw error;
 }
 
+/** Where the S3 store journals its unfinished uploads (see UploadJournal); tests read the bucket with it. */
+export const UPLOAD_JOURNAL_PREFIX = "_unfinished/";
+
+/**
+ * The keys of the multipart uploads this store began and has not yet seen
+ * completed or aborted, as empty objects under `_unfinished/`: no blob key
+ * starts with `_` (tenant ids start with a letter or digit). An entry is
+ * written before its upload is initiated and removed after it is aborted, so
+ * an abandoned upload always has one. It is removed just *before* an upload
+ * is completed: the service recorded the key before the upload began and
+ * still holds it then (an upload in flight, a session), so an upload left by
+ * a failed completion is found by that record; and a store that dies at that
+ * moment leaves no entry behind for a completed blob.
+ */
+class UploadJournal {
+  /**
+   * An entry this old with no upload under its key is a leftover: its upload ended but removing the entry failed,
+   * or the process died before initiating it, or MinIO dropped the stale upload by itself. An hour is far beyond the
+   * moment between writing an entry and initiating its upload. listUnfinishedUploads removes such entries as it
+   * meets them, in a dry run of garbage collection too: they are this store's bookkeeping, not anyone's content.
+   */
+  static readonly LEFTOVER_MS = 3_600_000;
+  readonly #client: Client;
+  readonly #bucket: string;
+
+  constructor(client: Client, bucket: string) {
+    this.#client = client;
+    this.#bucket = bucket;
+  }
+
+  static holds(objectName: string): boolean {
+    return objectName.startsWith(UPLOAD_JOURNAL_PREFIX);
+  }
+
+  async add(key: string): Promise<void> {
+    await this.#client.putObject(this.#bucket, UPLOAD_JOURNAL_PREFIX + key, Buffer.alloc(0), 0);
+  }
+
+  /** Never fails: the upload itself is done either way, and a leftover entry is removed by a later listing. */
+  async remove(key: string): Promise<void> {
+    await this.#client.removeObject(this.#bucket, UPLOAD_JOURNAL_PREFIX + key).catch(() => {});
+  }
+
+  async *entries(): AsyncIterable<{ key: string; writtenAt: Date }> {
+    const objects = this.#client.listObjectsV2(this.#bucket, UPLOAD_JOURNAL_PREFIX, true) as AsyncIterable<{ name?: string; lastModified: Date }>;
+    for await (const item of objects) {
+      if (item.name) yield { key: item.name.slice(UPLOAD_JOURNAL_PREFIX.length), writtenAt: item.lastModified };
+    }
+  }
+}
+
 class S3BlobWriter implements BlobWriter {
   readonly #client: Client;
   readonly #bucket: string;
   readonly #key: string;
   readonly #plan: PartPlan;
+  readonly #journal: UploadJournal;
 
   /** The part being filled; grows from 256 KiB so small blobs stay small. */
   #buffer: Buffer = Buffer.alloc(0);
@@ -250,11 +355,12 @@ class S3BlobWriter implements BlobWriter {
   #failure: unknown;
   #state: "open" | "committed" | "aborted" = "open";
 
-  constructor(client: Client, bucket: string, key: string, plan: PartPlan) {
+  constructor(client: Client, bucket: string, key: string, plan: PartPlan, journal: UploadJournal) {
     this.#client = client;
     this.#bucket = bucket;
     this.#key = key;
     this.#plan = plan;
+    this.#journal = journal;
   }
 
   async write(chunk: Uint8Array): Promise<void> {
@@ -283,6 +389,7 @@ class S3BlobWriter implements BlobWriter {
         this.#throwIfFailed();
         const uploadId = await this.#uploadId;
         this.#etags.sort((a, b) => a.part - b.part);
+        await this.#journal.remove(this.#key);
         await this.#client.completeMultipartUpload(this.#bucket, this.#key, uploadId, this.#etags);
       }
       this.#state = "committed";
@@ -300,6 +407,7 @@ class S3BlobWriter implements BlobWriter {
     if (this.#uploadId !== undefined) {
       const uploadId = await this.#uploadId.catch(() => undefined);
       if (uploadId !== undefined) await this.#client.abortMultipartUpload(this.#bucket, this.#key, uploadId);
+      await this.#journal.remove(this.#key);
     }
   }
 
@@ -308,7 +416,7 @@ class S3BlobWriter implements BlobWriter {
       await Promise.race(this.#inFlight);
       this.#throwIfFailed();
     }
-    this.#uploadId ??= this.#client.initiateNewMultipartUpload(this.#bucket, this.#key, {});
+    this.#uploadId ??= this.#journal.add(this.#key).then(() => this.#client.initiateNewMultipartUpload(this.#bucket, this.#key, {}));
     const part = this.#nextPart++;
     const full = this.#buffer;
     const payload = this.#filled === full.length ? full : full.subarray(0, this.#filled);
