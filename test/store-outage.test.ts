@@ -98,12 +98,19 @@ describe("calls while a store is down (postgres+minio)", () => {
     expect((await t.client().listArtifacts({ filter: { kind: "outage-refused" } })).artifacts.map((a) => a.id)).toEqual([after.id]);
   });
 
-  it("Postgres stopped: SaveInline, GetArtifact, Upload and Download answer UNAVAILABLE, health says NOT_SERVING; all work once it is back", async () => {
+  it("Postgres stopped: SaveInline, GetArtifact, Upload and Download answer UNAVAILABLE, a signed link 503, health says NOT_SERVING; all work once it is back", async () => {
     const stored = randomBytes(300 * KiB);
     const before = (await upload("outage-stored", stored)).artifact!;
+    const { url: link } = await t.client().createDownloadUrl({ id: before.id });
+    // The link's token check is cached by now, so the outage meets the artifact lookup.
+    expect((await fetch(link)).status).toBe(200);
 
     await postgres!.stop("fast");
     try {
+      // A valid link is not refused (403) for the store's silence: the client is asked to retry.
+      const during = await fetch(link);
+      expect(during.status).toBe(503);
+      expect(during.headers.get("retry-after")).toBe("1");
       await expectCode(t.client().saveInline({ spec: { kind: "outage-inline" }, content: { case: "text", value: "meanwhile" } }), Code.Unavailable, UNAVAILABLE);
       await expectCode(t.client().getArtifact({ id: before.id }), Code.Unavailable, UNAVAILABLE);
       await expectCode(upload("outage-upload", randomBytes(100 * KiB)), Code.Unavailable, UNAVAILABLE);
@@ -116,6 +123,7 @@ describe("calls while a store is down (postgres+minio)", () => {
     const saved = (await t.client().saveInline({ spec: { kind: "outage-inline" }, content: { case: "text", value: "meanwhile" } })).artifact!;
     expect((await t.client().getArtifact({ id: saved.id, includeContent: true })).artifact!.id).toBe(saved.id);
     expect((await download(before.id)).equals(stored)).toBe(true);
+    expect(Buffer.from(await (await fetch(link)).arrayBuffer()).equals(stored)).toBe(true);
     expect((await upload("outage-upload", randomBytes(100 * KiB))).artifact!.sizeBytes).toBe(BigInt(100 * KiB));
     // Nothing of the refused calls was recorded.
     expect((await t.client().listArtifacts({ filter: { kind: "outage-inline" } })).artifacts.map((a) => a.id)).toEqual([saved.id]);

@@ -4,6 +4,7 @@ import type { Caller } from "../artifact.ts";
 import { ArtifactError } from "../artifact-error.ts";
 import type { ArtifactService } from "../service/artifact-service.ts";
 import { DOWNLOAD_PATH_PREFIX, type UrlSigner } from "../service/download-urls.ts";
+import { classifyStoreError } from "./connect-error-mapping.ts";
 import type { HttpRequest, HttpResponse, HttpRoute } from "./http-route.ts";
 
 type Request = HttpRequest;
@@ -18,7 +19,8 @@ type Response = HttpResponse;
  * (`Range: bytes=…`, 206 / 416); the ETag is the BLAKE3 digest. A bad,
  * tampered, non-canonical or expired link, one whose token is revoked or
  * expired, or an artifact that is gone, answers a bare 403 that tells
- * nothing more.
+ * nothing more. While a store does not answer, a link is answered 503 with
+ * Retry-After: that says nothing about the link.
  */
 export interface DownloadUrlRouteOptions {
   readonly service: ArtifactService;
@@ -53,7 +55,7 @@ export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCa
       active = await isTokenActive(link.tokenId);
     } catch {
       // The token store did not answer: that says nothing about the link, so ask the client to retry.
-      plain(response, 503, "service unavailable", { "Retry-After": "1" });
+      unavailable(response);
       return true;
     }
     if (!active) {
@@ -79,8 +81,11 @@ export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCa
     let head;
     try {
       head = await service.getArtifact(caller, link.artifactId, false);
-    } catch {
-      plain(response, 403, "forbidden");
+    } catch (error) {
+      // A store that did not answer says nothing about the link: retry, as for the token check above.
+      if (classifyStoreError(error) === "unavailable") unavailable(response);
+      else if (error instanceof ArtifactError) plain(response, 403, "forbidden");
+      else throw error;
       return true;
     }
     if (head.deletedAt) {
@@ -121,6 +126,7 @@ export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCa
         ({ content } = await service.download(caller, { id: link.artifactId, offset: range.offset, length: range.length }, abort.signal));
       } catch (error) {
         if (error instanceof ArtifactError && error.code === "resource_exhausted") tooManyRequests(response, error);
+        else if (classifyStoreError(error) === "unavailable") unavailable(response);
         else destroy(response); // as when the content fails after the head: the client sees no complete body
         return true;
       }
@@ -141,6 +147,10 @@ export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCa
     }
     return true;
   };
+}
+
+function unavailable(response: Response): void {
+  plain(response, 503, "service unavailable", { "Retry-After": "1" });
 }
 
 function plain(response: Response, status: number, text: string, extra: Record<string, string> = {}): void {
