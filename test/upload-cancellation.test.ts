@@ -6,7 +6,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { expectCode } from "./support/expect-code.ts";
-import { captureStorageKeys, expectNothingStored, storedUnder } from "./support/nothing-stored.ts";
+import { captureStorageKeys, expectNothingStored, untilStored } from "./support/nothing-stored.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 
 /**
@@ -37,16 +37,7 @@ describe.each(BACKENDS)("interrupted uploads on %s", (backend) => {
     await t?.close();
   });
 
-  /** Waits until the store holds at least `bytes` of the upload under its one key; fails the test if it never does. */
-  async function untilStoring(keys: readonly string[], bytes: number): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const held = keys.length === 1 ? (await storedUnder(t, keys[0]!)).reduce((sum, s) => sum + s.bytes, 0) : 0;
-      if (held >= bytes) return;
-      if (Date.now() > deadline) throw new Error(`the server never held ${bytes} bytes of the upload (keys ${JSON.stringify(keys)}, held ${held})`);
-      await sleep(25);
-    }
-  }
+  const untilStoring = (keys: readonly string[], bytes: number) => untilStored(t, keys, bytes);
   const interruptedArtifacts = async () => (await t.client().listArtifacts({ filter: { kind: "interrupted", includeDeleted: true } })).artifacts;
 
   /** A header, `bytes` of content, then (unless `beforeEnd` says otherwise) the stream is held open until `release` aborts. */

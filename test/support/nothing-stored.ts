@@ -81,6 +81,20 @@ export async function storedUnder(t: TestApp, key: string): Promise<{ readonly w
   return found;
 }
 
+/**
+ * Waits until the store holds at least `bytes` of an upload under its one
+ * key (the failure then has something to undo); fails if it never does.
+ */
+export async function untilStored(t: TestApp, keys: readonly string[], bytes: number, deadlineMs = 10_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    const held = keys.length === 1 ? (await storedUnder(t, keys[0]!)).reduce((sum, s) => sum + s.bytes, 0) : 0;
+    if (held >= bytes) return;
+    if (Date.now() > deadline) throw new Error(`the server never held ${bytes} bytes of the upload (keys ${JSON.stringify(keys)}, held ${held})`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
 async function storageLeft(t: TestApp, keys: readonly string[]): Promise<string[]> {
   const left: string[] = [];
   for (const key of keys) for (const { what } of await storedUnder(t, key)) left.push(`stored: ${what}`);
