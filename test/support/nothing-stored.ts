@@ -1,5 +1,5 @@
 import { Client as MinioClient } from "minio";
-import { existsSync, statSync } from "node:fs";
+import { readdirSync, statSync, type Dirent } from "node:fs";
 import path from "node:path";
 import pg from "pg";
 import { inject } from "vitest";
@@ -77,7 +77,12 @@ export async function storedUnder(t: TestApp, key: string): Promise<{ readonly w
     if (info) found.push({ what: `${what} ${path.relative(root, file)} (${info.size} bytes)`, bytes: info.size });
   }
   const session = path.join(root, "sessions", uuid);
-  if (existsSync(session)) found.push({ what: `session folder ${path.relative(root, session)}`, bytes: 0 });
+  const entries = readdirSyncIfAny(session);
+  if (entries) {
+    const parts = entries.filter((e) => e.isFile() && /^\d+$/.test(e.name));
+    const bytes = parts.reduce((sum, e) => sum + (statSync(path.join(session, e.name), { throwIfNoEntry: false })?.size ?? 0), 0);
+    found.push({ what: `session folder ${path.relative(root, session)} (${parts.length} parts, ${bytes} bytes)`, bytes });
+  }
   return found;
 }
 
@@ -92,6 +97,15 @@ export async function untilStored(t: TestApp, keys: readonly string[], bytes: nu
     if (held >= bytes) return;
     if (Date.now() > deadline) throw new Error(`the server never held ${bytes} bytes of the upload (keys ${JSON.stringify(keys)}, held ${held})`);
     await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+function readdirSyncIfAny(dir: string): Dirent[] | undefined {
+  try {
+    return readdirSync(dir, { withFileTypes: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
   }
 }
 
