@@ -9,7 +9,8 @@ import { describe, expect, inject, it } from "vitest";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../src/gen/grpc/health/v1/health_pb.js";
 import { expectCode } from "./support/expect-code.ts";
-import { startTestApp, type TestApp } from "./support/test-app.ts";
+import { captureStorageKeys, expectNothingStored, untilStored } from "./support/nothing-stored.ts";
+import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 
 /**
  * SIGTERM's path: stop accepting, tell health watchers, let transfers finish
@@ -64,11 +65,6 @@ function bucketOf(t: TestApp) {
   const url = new URL(endpoint);
   const minio = new Client({ endPoint: url.hostname, port: Number(url.port), useSSL: false, accessKey, secretKey });
   return {
-    async multipartBytes(): Promise<number[]> {
-      const sizes: number[] = [];
-      for await (const u of minio.listIncompleteUploads(t.bucket!, "", true)) sizes.push((u as { size: number }).size);
-      return sizes;
-    },
     async objects(): Promise<string[]> {
       const names: string[] = [];
       for await (const o of minio.listObjectsV2(t.bucket!, "", true)) names.push((o as { name: string }).name);
@@ -82,14 +78,17 @@ describe("graceful shutdown", () => {
     const t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
     const events: string[] = [];
     const health = watchHealth(t);
-    for (let i = 0; i < 100 && health.statuses.length === 0; i++) await sleep(10);
+    for (const deadline = Date.now() + 10_000; health.statuses.length === 0 && Date.now() < deadline; ) await sleep(10);
     expect(health.statuses).toEqual(["SERVING"]);
 
+    using storage = captureStorageKeys(t);
     const upload = t.client().upload(slowUpload("graceful", 0, 8, 100));
     upload.then(() => events.push("upload recorded"), () => {}); // awaited below; never an unhandled rejection meanwhile
-    await sleep(250);
+    // The server has taken the upload on once it asks the store for a key (after the header, before the first byte).
+    for (const deadline = Date.now() + 10_000; storage.keys.length === 0 && Date.now() < deadline; ) await sleep(10);
+    expect(storage.keys, "the upload never reached the server").toHaveLength(1);
+    // The listener is closed before shutdown first waits, so connections are refused from this moment on.
     const stopping = t.app.server.shutdown(20_000).then(() => events.push("shutdown done"));
-    await sleep(50);
     expect(await refusesConnections(t.app.server.port)).toBe(true);
     expect(events, "the upload was still in flight when new connections were refused").toEqual([]);
 
@@ -160,22 +159,65 @@ describe("graceful shutdown", () => {
     await t.close();
   });
 
-  it("cancels an upload that does not finish in time: no artifact, no object, no multipart upload once shutdown resolves", async () => {
+  it("cancels an upload that does not finish in time: no artifact, record, object or multipart upload under its key once shutdown resolves", async () => {
     const t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0", ARTIFACTD_S3_PART_SIZE: "5MiB" });
-    const bucket = bucketOf(t);
+    using storage = captureStorageKeys(t);
     // Observed from the start: the call fails while shutdown runs.
     const outcome = expectCode(t.client().upload(slowUpload("too-slow", 12, 50, 100)), Code.Unavailable, /shutting down/);
     // Two parts in S3 already: the cancel has a multipart upload to abort.
-    for (let i = 0; i < 200 && !(await bucket.multipartBytes()).some((b) => b >= 10 * MiB); i++) await sleep(25);
-    expect((await bucket.multipartBytes()).some((b) => b >= 10 * MiB)).toBe(true);
+    await untilStored(t, storage.keys, 10 * MiB);
 
     await t.app.server.shutdown(300);
     await outcome;
     // No polling: the process exits once shutdown resolves, so clean-up must be done by then.
-    expect(await bucket.multipartBytes()).toEqual([]);
-    expect(await bucket.objects()).toEqual([]);
+    await expectNothingStored(t, { keys: storage.keys }, { deadlineMs: 0 });
     const page = await t.app.metadata.listArtifacts("alpha", { kind: "too-slow", includeDeleted: true }, { pageSize: 10, pageToken: "" });
     expect(page.items).toEqual([]);
+    await t.close();
+  });
+});
+
+describe.each(BACKENDS)("graceful shutdown with WatchArtifacts subscribers on %s", (backend) => {
+  it("ends an open Watch stream with UNAVAILABLE at once instead of waiting the grace period for it", async () => {
+    const t = await startTestApp(backend, { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
+    const received: string[] = [];
+    let delivered!: () => void;
+    const firstEvent = new Promise<void>((resolve) => (delivered = resolve));
+    const reading = (async () => {
+      try {
+        for await (const event of t.client().watchArtifacts({ filter: { kind: "watched" } })) {
+          received.push(event.artifact!.id);
+          delivered();
+        }
+        return "ended with OK";
+      } catch (error) {
+        const { code, rawMessage } = ConnectError.from(error);
+        return `${Code[code]}: ${rawMessage}`;
+      }
+    })();
+    // The stream is open and subscribed once it delivers an event; it starts from "now", so an artifact saved
+    // before it subscribed is not delivered: save another until one is.
+    const saved: string[] = [];
+    for (const deadline = Date.now() + 10_000; received.length === 0; ) {
+      if (Date.now() > deadline) throw new Error(`the Watch stream delivered none of ${saved.length} saved artifacts within 10 s`);
+      saved.push((await t.client().saveInline({ spec: { kind: "watched" }, content: { case: "text", value: "x" } })).artifact!.id);
+      await Promise.race([firstEvent, sleep(200)]);
+    }
+    expect(saved).toContain(received[0]);
+    const stillOpen = await Promise.race([reading.then(() => false), sleep(0).then(() => true)]);
+    expect(stillOpen, "the Watch stream ended before shutdown began").toBe(true);
+
+    // A grace far longer than the test may take: shutdown must end the stream, not wait for it.
+    const started = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      t.app.server.shutdown(60_000).then(() => "shut down"),
+      new Promise((resolve) => (timer = setTimeout(() => resolve("still waiting after 10 s"), 10_000))),
+    ]);
+    clearTimeout(timer);
+    expect(outcome).toBe("shut down");
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(await reading).toBe("Unavailable: the server is shutting down: retry the call");
     await t.close();
   });
 });

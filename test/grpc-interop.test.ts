@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
+import { captureStorageKeys, expectNothingStored, untilStored } from "./support/nothing-stored.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
 
 /**
@@ -54,7 +55,8 @@ describe("interop with grpc-js + proto-loader", () => {
   let health: AnyClient;
   let metadata: grpc.Metadata;
   beforeAll(async () => {
-    t = await startTestApp("postgres+minio");
+    // 5 MiB parts, so an interrupted upload has one in MinIO; no maintenance, so only the upload itself removes it.
+    t = await startTestApp("postgres+minio", { ARTIFACTD_S3_PART_SIZE: "5MiB", ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
     address = t.url.replace("http://", "");
     artifacts = connect("artifacts/v1/artifact_service.proto", "artifacts.v1.ArtifactService", address);
     health = connect("grpc/health/v1/health.proto", "grpc.health.v1.Health", address);
@@ -179,26 +181,34 @@ describe("interop with grpc-js + proto-loader", () => {
     expect(await statusOf(unknown)).toBe("UNIMPLEMENTED");
   });
 
-  it("records nothing for an upload that grpc-js cancels or lets run past its deadline", async () => {
+  it("records and stores nothing for an upload that grpc-js cancels or lets run past its deadline", async () => {
     const header = { header: { spec: { kind: "grpc-js-interrupted" } } };
     const chunk = { chunk: randomBytes(1024 * 1024) };
+    /** Until the server has taken on the `n`th upload (it asks the store for a key after the header). */
+    const untilBegun = async (keys: readonly string[], n: number) => {
+      for (const deadline = Date.now() + 10_000; keys.length < n && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 10));
+      expect(keys, "the upload never reached the server").toHaveLength(n);
+    };
 
     // A cancel sends RST_STREAM(CANCEL): the server must not take it for the end of the stream.
+    using cancelledStorage = captureStorageKeys(t);
     const cancelled = startUpload(metadata);
     cancelled.call.write(header);
-    for (let i = 0; i < 4; i++) cancelled.call.write(chunk);
-    await new Promise((r) => setTimeout(r, 300));
+    for (let i = 0; i < 6; i++) cancelled.call.write(chunk);
+    // A 5 MiB part is in MinIO: the cancel has a multipart upload to abort.
+    await untilStored(t, cancelledStorage.keys, 5 * 1024 * 1024);
     cancelled.call.cancel();
     expect(await statusOf(cancelled.response)).toBe("CANCELLED");
+    await expectNothingStored(t, { keys: cancelledStorage.keys });
 
     // grpc-timeout: the server ends the call itself, with DEADLINE_EXCEEDED.
-    const late = startUpload(metadata, { deadline: Date.now() + 800 });
+    using lateStorage = captureStorageKeys(t);
+    const late = startUpload(metadata, { deadline: Date.now() + 2_000 });
     late.call.write(header);
     for (let i = 0; i < 4; i++) late.call.write(chunk);
+    await untilBegun(lateStorage.keys, 1);
     expect(await statusOf(late.response)).toBe("DEADLINE_EXCEEDED");
-
-    // Give the server's clean-up a moment; then nothing is there, now or later.
-    await new Promise((r) => setTimeout(r, 300));
+    await expectNothingStored(t, { keys: lateStorage.keys });
     expect(await countOfKind("grpc-js-interrupted")).toBe("0");
   });
 

@@ -12,6 +12,7 @@ import { UploadSessionState } from "../../src/gen/artifacts/v1/artifact_service_
 import { WEB_PAGE_CSP } from "../../src/transport/web-page-route.ts";
 import { CHROMIUM_ARGS, ensureChromium } from "../support/ensure-chromium.ts";
 import { expectCode } from "../support/expect-code.ts";
+import { captureStorageKeys, expectNothingStored, untilStored } from "../support/nothing-stored.ts";
 import { startTestApp, type TestApp } from "../support/test-app.ts";
 import { ensureWebBuild } from "./web-build.ts";
 
@@ -183,8 +184,9 @@ describe("the web page in headless Chromium", () => {
     await close();
   });
 
-  it("cancels an upload: the session and its parts are discarded", async () => {
+  it("cancels an upload: the session and its parts are discarded, in Postgres and in the bucket", async () => {
     const { page, problems, close } = await openPage();
+    using storage = captureStorageKeys(t);
     await page.locator("#upload-form details summary").click();
     await page.fill("#upload-part-size", "5");
     await page.fill("#upload-concurrency", "1");
@@ -200,9 +202,14 @@ describe("the web page in headless Chromium", () => {
     await page.click("#upload-start");
     await secondPartSent;
     const [sessionId] = await sessionIdsIn(page);
+    expect(sessionId).toMatch(/^ups_/);
+    // The first part is stored under the session's key: the cancel has something to discard.
+    await untilStored(t, storage.keys, 5 * MiB);
     await page.click("#upload-cancel");
     await expect.poll(() => page.textContent("#upload-status")).toMatch(/^Cancelled/);
     await expectCode(t.client().getUploadSession({ sessionId: sessionId! }), Code.NotFound);
+    // No maintenance runs here: only the cancel's AbortUploadSession can have removed them.
+    await expectNothingStored(t, { keys: storage.keys, sessionIds: [sessionId!] });
     expect(await sessionIdsIn(page)).toEqual([]);
     expect(await page.getAttribute("#upload-start", "disabled")).toBeNull();
     await page.unrouteAll({ behavior: "ignoreErrors" });

@@ -7,6 +7,7 @@ import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { blake3Hex } from "../../../src/blake3.ts";
 import { startCuttingProxy, type CuttingProxy } from "../../../test/support/cutting-proxy.ts";
+import { captureStorageKeys, expectNothingStored, untilStored } from "../../../test/support/nothing-stored.ts";
 import { BACKENDS, startTestApp, type TestApp } from "../../../test/support/test-app.ts";
 import { createArtifactClient, createRetryPolicy, type ArtifactClient } from "../src/index.ts";
 
@@ -20,7 +21,8 @@ describe.each(BACKENDS)("retries and resumed transfers on %s", (backend) => {
   let work: string;
   let retries: string[];
   beforeAll(async () => {
-    t = await startTestApp(backend, { ARTIFACTD_S3_PART_SIZE: "5MiB" });
+    // No maintenance pass: an aborted upload's session and parts must be gone by its own doing, not collected.
+    t = await startTestApp(backend, { ARTIFACTD_S3_PART_SIZE: "5MiB", ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
     proxy = await startCuttingProxy(t.url);
     work = mkdtempSync(path.join(os.tmpdir(), "artifactd-resume-test-"));
     client = createArtifactClient({
@@ -117,31 +119,57 @@ describe.each(BACKENDS)("retries and resumed transfers on %s", (backend) => {
     expect(sessions.map((s) => [s.state, s.artifactId])).toEqual([["completed", artifact!.id]]);
   });
 
-  it("an aborted resumable writer records nothing and leaves no session", async () => {
+  it("an aborted resumable writer records nothing and leaves no session, nor any of its stored parts", async () => {
     const kind = "aborted-resumable-writer";
+    using storage = captureStorageKeys(t);
     const writer = client.openWriter({ kind }, { resumable: true });
     await writer.write(randomBytes(12 * MiB));
+    const sessionIds = await liveSessions(kind);
+    expect(sessionIds).toHaveLength(1);
+    // Parts stored under the session's key, so the abort has something to remove.
+    await untilStored(t, storage.keys, 5 * MiB);
     await writer.abort();
+    // Sessions live 6 hours and no maintenance runs: only AbortUploadSession can remove it, and its parts.
+    await expectNothingStored(t, { keys: storage.keys, sessionIds });
     expect((await client.listPage({ kind, includeDeleted: true })).artifacts).toEqual([]);
-    expect(await liveSessions(kind)).toEqual([]);
   });
 
-  it("an aborted resumable upload records nothing and ends at once", async () => {
+  it("an aborted resumable upload records nothing, leaves no session nor stored part, and ends at once", async () => {
+    const kind = "aborted-upload";
+    using storage = captureStorageKeys(t);
     const file = path.join(work, "aborted.bin");
     writeFileSync(file, randomBytes(24 * MiB));
     const controller = new AbortController();
+    let sessionIds: string[] | undefined;
     const error = await client
-      .uploadFile(file, { kind: "aborted-upload" }, { signal: controller.signal, onProgress: (p) => p.bytes > 10 * MiB && controller.abort(new Error("stop")) })
+      .uploadFile(
+        file,
+        { kind },
+        {
+          signal: controller.signal,
+          onProgress: (p) => {
+            if (p.bytes <= 10 * MiB || sessionIds) return;
+            sessionIds = [];
+            // The session is known once bytes flow; its id is read before the abort removes it.
+            void liveSessions(kind).then((ids) => {
+              sessionIds!.push(...ids);
+              controller.abort(new Error("stop"));
+            });
+          },
+        },
+      )
       .catch((e: unknown) => e);
     expect(codeOf(error)).toBe(Code.Canceled);
     expect(retries).toEqual([]);
-    expect((await client.listPage({ kind: "aborted-upload", includeDeleted: true })).artifacts).toEqual([]);
-    // Sessions live 6 hours: only AbortUploadSession can have removed it by now.
-    expect(await liveSessions("aborted-upload")).toEqual([]);
+    expect(sessionIds).toHaveLength(1);
+    expect(storage.keys).toHaveLength(1);
+    await expectNothingStored(t, { keys: storage.keys, sessionIds: sessionIds! });
+    expect((await client.listPage({ kind, includeDeleted: true })).artifacts).toEqual([]);
   });
 
-  it("an abort during the backoff after a cut ends at once and aborts the upload session", async () => {
+  it("an abort during the backoff after a cut ends at once and aborts the upload session, its stored parts removed", async () => {
     const kind = "aborted-in-backoff";
+    using storage = captureStorageKeys(t);
     const file = path.join(work, "aborted-in-backoff.bin");
     writeFileSync(file, randomBytes(24 * MiB));
     const controller = new AbortController();
@@ -179,6 +207,7 @@ describe.each(BACKENDS)("retries and resumed transfers on %s", (backend) => {
       expect(backoffs).toEqual([1]);
       expect(Date.now() - abortedAt).toBeLessThan(1_000);
       expect(codeOf(await t.client().getUploadSession({ sessionId: sessionId! }).catch((e: unknown) => e))).toBe(Code.NotFound);
+      await expectNothingStored(t, { keys: storage.keys, sessionIds: [sessionId!] });
       expect((await client.listPage({ kind, includeDeleted: true })).artifacts).toEqual([]);
     } finally {
       await patient.close();
