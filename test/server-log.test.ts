@@ -21,18 +21,22 @@ describe("the test server's log", () => {
   afterAll(async () => {
     await t?.close();
   });
-
-  it("reports a bug's INTERNAL answer as unexpected, once, and no longer when the test allows it", async () => {
+  /** A GetArtifact call during which the metadata store fails with `error`. */
+  const getArtifactFailingWith = async (error: Error) => {
     const metadata = t.app.metadata;
     const getArtifact = metadata.getArtifact;
     metadata.getArtifact = async () => {
-      throw new TypeError("a bug in the metadata store");
+      throw error;
     };
     try {
-      await expectCode(t.client().getArtifact({ id: MISSING_ID }), Code.Internal);
+      return await t.client().getArtifact({ id: MISSING_ID });
     } finally {
       metadata.getArtifact = getArtifact;
     }
+  };
+
+  it("reports a bug's INTERNAL answer as unexpected, once, and no longer when the test allows it", async () => {
+    await expectCode(getArtifactFailingWith(new TypeError("a bug in the metadata store")), Code.Internal);
     expect(t.serverLog.entries.at(-1)).toMatchObject({ message: "GetArtifact failed", internal: true });
     const found = unexpectedServerErrors();
     expect(found).toHaveLength(1);
@@ -41,14 +45,7 @@ describe("the test server's log", () => {
 
     // The same bug again, this time declared by the test: not reported, so not a failure.
     t.serverLog.allowInternal(/a bug in the metadata store/);
-    metadata.getArtifact = async () => {
-      throw new TypeError("a bug in the metadata store");
-    };
-    try {
-      await expectCode(t.client().getArtifact({ id: MISSING_ID }), Code.Internal);
-    } finally {
-      metadata.getArtifact = getArtifact;
-    }
+    await expectCode(getArtifactFailingWith(new TypeError("a bug in the metadata store")), Code.Internal);
     expect(t.serverLog.entries.at(-1)?.internal).toBe(true);
     expect(unexpectedServerErrors()).toEqual([]);
   });
@@ -57,16 +54,7 @@ describe("the test server's log", () => {
     const before = t.serverLog.entries.length;
     await expectCode(t.client("not-a-token").getArtifact({ id: MISSING_ID }), Code.Unauthenticated);
     await expectCode(t.client().getArtifact({ id: MISSING_ID }), Code.NotFound);
-    const metadata = t.app.metadata;
-    const getArtifact = metadata.getArtifact;
-    metadata.getArtifact = async () => {
-      throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
-    };
-    try {
-      await expectCode(t.client().getArtifact({ id: MISSING_ID }), Code.Unavailable);
-    } finally {
-      metadata.getArtifact = getArtifact;
-    }
+    await expectCode(getArtifactFailingWith(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" })), Code.Unavailable);
     const logged = t.serverLog.entries.slice(before);
     expect(logged.map((entry) => entry.message)).toEqual(["GetArtifact failed"]);
     expect(logged[0]!.internal).toBe(false);
