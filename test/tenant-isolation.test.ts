@@ -272,15 +272,16 @@ const otherRoutes: Record<string, Row> = {
 };
 
 /**
- * Beta's watches, one live from now (no filter) and one resumed from the
- * log's start (a filter on the row's kind, which alpha's events match too),
- * while alpha creates, changes and deletes an artifact: each watch gets
- * beta's marker after alpha's events, and nothing of alpha's before it.
+ * Beta's watches while alpha creates, changes and deletes an artifact: one
+ * live from now, one resumed after beta's first live event (read back from
+ * the event log), one resumed from the log's start with a filter on the
+ * row's kind (which alpha's events match too). Each gets beta's marker after
+ * alpha's events, and nothing of alpha's before it.
  */
 async function watchSeesOnlyItsTenant(beta: ArtifactClient, alpha: ArtifactClient, r: AlphaResources): Promise<void> {
   const abort = new AbortController();
-  const live = beta.watchArtifacts({}, { signal: abort.signal })[Symbol.asyncIterator]();
-  const resumed = beta.watchArtifacts({ filter: { kind: r.tag }, resumeAfter: "0" }, { signal: abort.signal })[Symbol.asyncIterator]();
+  const watch = (request: Parameters<ArtifactClient["watchArtifacts"]>[0]) => beta.watchArtifacts(request, { signal: abort.signal })[Symbol.asyncIterator]();
+  const live = watch({});
   try {
     // A from-now watch is live once it delivers anything: until then, beta saves markers (a watch that never goes live fails at the deadline).
     const firstLive = live.next();
@@ -294,7 +295,8 @@ async function watchSeesOnlyItsTenant(beta: ArtifactClient, alpha: ArtifactClien
       early.push((await saveText(beta, specIn(r, { name: "beta-early-marker" }))).id);
       await Promise.race([firstLive, sleep(100)]);
     }
-    const liveSeen: WatchArtifactsResponse[] = [(await firstLive).value];
+    const first = (await firstLive).value as WatchArtifactsResponse;
+    const afterFirst = early.slice(early.indexOf(first.artifact!.id) + 1);
 
     // Outside alpha's run, which the row checks stays as it was.
     const made = await saveText(alpha, specIn({ tag: r.tag, runId: `${r.runId}-events` }, { name: "alpha-event" }));
@@ -304,20 +306,21 @@ async function watchSeesOnlyItsTenant(beta: ArtifactClient, alpha: ArtifactClien
     await alpha.deleteArtifact({ id: made.id });
     const marker = await saveText(beta, specIn(r, { name: "beta-marker" }));
 
-    const watches: [string, AsyncIterator<WatchArtifactsResponse>, WatchArtifactsResponse[]][] = [
-      ["live", live, liveSeen],
-      ["resumed", resumed, []],
+    const watches: [string, AsyncIterator<WatchArtifactsResponse>, WatchArtifactsResponse[], string[] | undefined][] = [
+      ["live", live, [first], undefined],
+      ["resumed after its first event", watch({ resumeAfter: first.cursor }), [], [...afterFirst, marker.id]],
+      ["resumed from the start, by kind", watch({ filter: { kind: r.tag }, resumeAfter: "0" }), [], [...early, marker.id]],
     ];
-    for (const [name, events, seen] of watches) {
+    for (const [name, events, seen, expected] of watches) {
       while (seen.at(-1)?.artifact?.id !== marker.id) {
         const next = await events.next();
-        if (next.done) throw new Error(`beta's ${name} watch ended before beta's marker`);
+        if (next.done) throw new Error(`beta's watch (${name}) ended before beta's marker`);
         seen.push(next.value);
       }
       const ids = seen.map((event) => event.artifact?.id);
-      expect(seen.filter((event) => event.artifact?.tenantId !== "beta"), `alpha's events in beta's ${name} watch`).toEqual([]);
-      expect(ids, `beta's ${name} watch`).not.toContain(made.id);
-      if (name === "resumed") expect(ids).toEqual([...early, marker.id]);
+      expect(seen.filter((event) => event.artifact?.tenantId !== "beta"), `alpha's events in beta's watch (${name})`).toEqual([]);
+      expect(ids, `beta's watch (${name})`).not.toContain(made.id);
+      if (expected) expect(ids, `beta's watch (${name})`).toEqual(expected);
     }
   } finally {
     abort.abort();
