@@ -306,12 +306,14 @@ async function watchSeesOnlyItsTenant(beta: ArtifactClient, alpha: ArtifactClien
     await alpha.deleteArtifact({ id: made.id });
     const marker = await saveText(beta, specIn(r, { name: "beta-marker" }));
 
-    const watches: [string, AsyncIterator<WatchArtifactsResponse>, WatchArtifactsResponse[], string[] | undefined][] = [
-      ["live", live, [first], undefined],
-      ["resumed after its first event", watch({ resumeAfter: first.cursor }), [], [...afterFirst, marker.id]],
-      ["resumed from the start, by kind", watch({ filter: { kind: r.tag }, resumeAfter: "0" }), [], [...early, marker.id]],
+    // Each resumed watch opens only when its turn comes, so none is left unread when an earlier one fails.
+    const watches: [string, () => AsyncIterator<WatchArtifactsResponse>, WatchArtifactsResponse[], string[] | undefined][] = [
+      ["live", () => live, [first], undefined],
+      ["resumed after its first event", () => watch({ resumeAfter: first.cursor }), [], [...afterFirst, marker.id]],
+      ["resumed from the start, by kind", () => watch({ filter: { kind: r.tag }, resumeAfter: "0" }), [], [...early, marker.id]],
     ];
-    for (const [name, events, seen, expected] of watches) {
+    for (const [name, open, seen, expected] of watches) {
+      const events = open();
       while (seen.at(-1)?.artifact?.id !== marker.id) {
         const next = await events.next();
         if (next.done) throw new Error(`beta's watch (${name}) ended before beta's marker`);
