@@ -5,13 +5,14 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { openDatabase } from "../src/adapters/metadata/open-metadata-store.ts";
 import { blake3Hex } from "../src/blake3.ts";
 import { hasSessions } from "../src/ports/blob-store.ts";
 import { Status, type ArtifactSpecSchema } from "../src/gen/artifacts/v1/artifact_pb.js";
 import { EventType, type ArtifactFilterSchema, type UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { collectGarbage, expireArtifacts } from "../src/service/maintenance.ts";
+import { untilLive } from "./support/event-watcher.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 import { expectCode } from "./support/expect-code.ts";
 
@@ -274,26 +275,28 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
   it("watches events filtered like List", async () => {
     const run = scope();
     const controller = new AbortController();
-    const seen: { type: EventType; id: string }[] = [];
+    const received: { type: EventType; id: string }[] = [];
+    const markers = new Set<string>();
+    const seen = () => received.filter((event) => !markers.has(event.id));
     const stream = t.client().watchArtifacts({ filter: { kind: "watched", provenance: { runId: run } } }, { signal: controller.signal });
     const reading = (async () => {
       try {
         for await (const event of stream) {
-          seen.push({ type: event.type, id: event.artifact!.id });
-          if (seen.length === 4) controller.abort();
+          received.push({ type: event.type, id: event.artifact!.id });
+          if (seen().length === 4) controller.abort();
         }
       } catch (error) {
         if (!controller.signal.aborted) throw error;
       }
     })();
-    await new Promise((r) => setTimeout(r, 300));
+    await untilLive(markers, async () => (await save({ kind: "watched", provenance: { runId: run } })).id, () => received.map((event) => event.id));
     const a = await save({ kind: "watched", provenance: { runId: run } });
     await save({ kind: "other", provenance: { runId: run } });
     await t.client().setStatus({ id: a.id, status: Status.REVIEW });
     await t.client().setPinned({ id: a.id, pinned: true });
     await t.client().setPinned({ id: a.id, pinned: false });
     await reading;
-    expect(seen).toEqual([
+    expect(seen()).toEqual([
       { type: EventType.CREATED, id: a.id },
       { type: EventType.STATUS_CHANGED, id: a.id },
       { type: EventType.PINNED, id: a.id },
@@ -443,16 +446,19 @@ describe("Watch across replicas", () => {
     try {
       const controller = new AbortController();
       const stream = first.client().watchArtifacts({ filter: { kind: "cross" } }, { signal: controller.signal });
-      const received = (async () => {
-        for await (const event of stream) {
-          controller.abort();
-          return event.artifact!.id;
-        }
-        return undefined;
+      const received: string[] = [];
+      const reading = (async () => {
+        for await (const event of stream) received.push(event.artifact!.id);
       })().catch((error: unknown) => (controller.signal.aborted ? undefined : Promise.reject(error)));
-      await new Promise((r) => setTimeout(r, 300));
-      const { artifact } = await second.client(first.tokens.alpha).saveInline({ spec: { kind: "cross" }, content: { case: "text", value: "hi" } });
-      expect(await received).toBe(artifact!.id);
+      // Live on its own replica first, so what the other replica saves next can only arrive through the database.
+      const markers = new Set<string>();
+      const saveCross = async (replica: TestApp) =>
+        (await replica.client(first.tokens.alpha).saveInline({ spec: { kind: "cross" }, content: { case: "text", value: "hi" } })).artifact!.id;
+      await untilLive(markers, () => saveCross(first), () => received);
+      const id = await saveCross(second);
+      await vi.waitFor(() => expect(received.filter((r) => !markers.has(r))).toEqual([id]), { timeout: 10_000, interval: 20 });
+      controller.abort();
+      await reading;
     } finally {
       await second.close();
       await first.close();

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Status } from "../src/gen/artifacts/v1/artifact_pb.js";
 import { EventType } from "../src/gen/artifacts/v1/artifact_service_pb.js";
-import { openEventWatcher } from "./support/event-watcher.ts";
+import { openEventWatcher, untilLive } from "./support/event-watcher.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 
 /**
@@ -24,33 +24,39 @@ describe.each(BACKENDS)("WatchArtifacts on %s", (backend) => {
     const run = `w-${Math.random().toString(36).slice(2)}`;
     const count = 20;
     const controller = new AbortController();
-    const seen: { type: EventType; id: string; status: Status }[] = [];
+    const received: { type: EventType; id: string; status: Status }[] = [];
+    const markers = new Set<string>();
+    const seen = () => received.filter((event) => !markers.has(event.id));
     const stream = t.client().watchArtifacts({ filter: { kind: "reviewed", status: Status.REVIEW, provenance: { runId: run } } }, { signal: controller.signal });
     const reading = (async () => {
       try {
         for await (const event of stream) {
-          seen.push({ type: event.type, id: event.artifact!.id, status: event.artifact!.status });
-          if (seen.length === count) controller.abort();
+          received.push({ type: event.type, id: event.artifact!.id, status: event.artifact!.status });
+          if (seen().length === count) controller.abort();
         }
       } catch (error) {
         if (!controller.signal.aborted) throw error;
       }
     })();
-    await new Promise((r) => setTimeout(r, 300));
+    const inReview = async (name: string) => {
+      const { artifact } = await t.client().saveInline({ spec: { kind: "reviewed", name, provenance: { runId: run } }, content: { case: "text", value: name } });
+      await t.client().setStatus({ id: artifact!.id, status: Status.REVIEW });
+      return artifact!.id;
+    };
+    await untilLive(markers, () => inReview("marker"), () => received.map((event) => event.id));
     const ids = await Promise.all(
       Array.from({ length: count }, async (_, i) => {
-        const { artifact } = await t.client().saveInline({ spec: { kind: "reviewed", name: `r${i}`, provenance: { runId: run } }, content: { case: "text", value: String(i) } });
-        await t.client().setStatus({ id: artifact!.id, status: Status.REVIEW });
+        const id = await inReview(`r${i}`);
         // Approved at once: by the time the review event is delivered, the artifact is no longer in review.
-        await t.client().setStatus({ id: artifact!.id, status: Status.APPROVED });
-        return artifact!.id;
+        await t.client().setStatus({ id, status: Status.APPROVED });
+        return id;
       }),
     );
     const timeout = setTimeout(() => controller.abort(), 15_000);
     await reading;
     clearTimeout(timeout);
-    expect(seen.map((e) => e.id).sort()).toEqual([...ids].sort());
-    expect(new Set(seen.map((e) => `${EventType[e.type]} ${Status[e.status]}`))).toEqual(new Set(["STATUS_CHANGED REVIEW"]));
+    expect(seen().map((e) => e.id).sort()).toEqual([...ids].sort());
+    expect(new Set(seen().map((e) => `${EventType[e.type]} ${Status[e.status]}`))).toEqual(new Set(["STATUS_CHANGED REVIEW"]));
   });
 
   it("tells a watcher of a DeleteArtifact with the artifact's id and kind, once, without include_deleted", async () => {

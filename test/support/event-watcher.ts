@@ -100,3 +100,22 @@ export async function openEventWatcher(client: Client<typeof ArtifactService>, r
     },
   };
 }
+
+/**
+ * Waits until a watch stream with any filter is live, for tests that read
+ * the stream themselves: saves markers (`saveMarker` makes one the filter
+ * matches, and returns its id) until one's event has arrived. The markers'
+ * ids go into `markers`, for the test to leave out of what it compares.
+ */
+export async function untilLive(markers: Set<string>, saveMarker: () => Promise<string>, receivedIds: () => readonly string[]): Promise<void> {
+  const liveBy = Date.now() + 10_000;
+  for (;;) {
+    const id = await saveMarker();
+    markers.add(id);
+    for (const deadline = Date.now() + 500; Date.now() < deadline; ) {
+      if (receivedIds().includes(id)) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    if (Date.now() > liveBy) throw new Error("the watcher did not go live within 10 s");
+  }
+}
