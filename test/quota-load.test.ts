@@ -1,7 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Client as MinioClient } from "minio";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -12,6 +11,7 @@ import { blake3Hex } from "../src/blake3.ts";
 import { ArtifactService, type UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import type { MetadataStore } from "../src/ports/metadata-store.ts";
 import { createApiToken } from "../src/service/api-tokens.ts";
+import { minioClient } from "./support/minio-client.ts";
 import { createTestDatabase } from "./support/postgres.ts";
 import { createServiceProcess, ROOT, type ServiceProcess } from "./support/service-process.ts";
 
@@ -46,8 +46,7 @@ describe("quotas under load", () => {
   let workDir: string;
   const bucketName = `q-${Math.random().toString(36).slice(2, 12)}`;
   const minioSettings = inject("minio");
-  const minioUrl = new URL(minioSettings.endpoint);
-  const bucket = new MinioClient({ endPoint: minioUrl.hostname, port: Number(minioUrl.port), useSSL: false, accessKey: minioSettings.accessKey, secretKey: minioSettings.secretKey });
+  const bucket = minioClient();
 
   beforeAll(async () => {
     workDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-quota-load-"));
