@@ -12,8 +12,7 @@ import { ArtifactService, type UploadRequestSchema } from "../src/gen/artifacts/
 import type { MetadataStore } from "../src/ports/metadata-store.ts";
 import { createApiToken } from "../src/service/api-tokens.ts";
 import { minioClient } from "./support/minio-client.ts";
-import { createTestDatabase } from "./support/postgres.ts";
-import { createServiceProcess, ROOT, type ServiceProcess } from "./support/service-process.ts";
+import { ROOT, startServiceOnTestDatabase, type ServiceProcess } from "./support/service-process.ts";
 
 const MiB = 1024 * 1024;
 const TENANTS = 10;
@@ -53,12 +52,10 @@ describe("quotas under load", () => {
     const logDir = path.join(ROOT, ".artifactd", "quota-load");
     rmSync(logDir, { recursive: true, force: true });
     mkdirSync(logDir, { recursive: true });
-    const database = await createTestDatabase();
-    dropDatabase = database.drop;
-    service = await createServiceProcess({
+    let databaseUrl: string;
+    ({ service, databaseUrl, dropDatabase } = await startServiceOnTestDatabase({
       logFile: path.join(logDir, "service.log"),
       env: {
-        DATABASE_URL: database.url,
         ARTIFACTD_S3_ENDPOINT: minioSettings.endpoint,
         ARTIFACTD_S3_ACCESS_KEY: minioSettings.accessKey,
         ARTIFACTD_S3_SECRET_KEY: minioSettings.secretKey,
@@ -69,9 +66,8 @@ describe("quotas under load", () => {
         ARTIFACTD_QUOTA_CONCURRENT_DOWNLOADS: "2",
         ARTIFACTD_QUOTA_CACHE_MS: String(CACHE_MS),
       },
-    });
-    await service.start();
-    metadata = await openMetadataStore({ databaseUrl: database.url, pgliteDir: path.join(workDir, "unused"), poolSize: 2, migrate: false });
+    }));
+    metadata = await openMetadataStore({ databaseUrl, pgliteDir: path.join(workDir, "unused"), poolSize: 2, migrate: false });
   });
   afterAll(async () => {
     await service?.stop(5_000).catch(() => {});
