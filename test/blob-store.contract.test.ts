@@ -1,4 +1,3 @@
-import { Client } from "minio";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -9,6 +8,7 @@ import { createS3BlobStore, UPLOAD_JOURNAL_PREFIX } from "../src/adapters/blob/s
 import { blake3Hex } from "../src/blake3.ts";
 import { canListBlobs, hasSessions, type BlobStore } from "../src/ports/blob-store.ts";
 import { bucketState } from "./support/blob-store-state.ts";
+import { minioClient } from "./support/minio-client.ts";
 
 /**
  * One suite for the BlobStore port, run against every adapter: a real MinIO
@@ -32,7 +32,7 @@ const adapters: Record<string, () => Promise<Subject>> = {
     const endpoint = new URL(minio.endpoint);
     const config = { endpoint, region: "us-east-1", accessKey: minio.accessKey, secretKey: minio.secretKey, bucket, partSize: 5 * MiB, partConcurrency: 2 };
     const store = await createS3BlobStore(config);
-    const client = new Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, accessKey: minio.accessKey, secretKey: minio.secretKey });
+    const client = minioClient();
     return {
       store,
       async leftovers() {
@@ -230,7 +230,7 @@ describe("S3 blob store: the journal of unfinished uploads", () => {
       { endpoint, region: "us-east-1", accessKey: minio.accessKey, secretKey: minio.secretKey, bucket, partSize: 5 * MiB, partConcurrency: 2 },
       { journalLeftoverMs: 0 },
     );
-    const client = new Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, accessKey: minio.accessKey, secretKey: minio.secretKey });
+    const client = minioClient();
     const live = await store.beginSession("tenant-a", store.newKey("tenant-a"));
     // What a crash between writing an entry and initiating its upload leaves, or MinIO's own clean-up of the upload.
     const leftoverKey = store.newKey("tenant-a");

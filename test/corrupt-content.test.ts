@@ -1,12 +1,13 @@
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { Client as MinioClient } from "minio";
+import type { Client as MinioClient } from "minio";
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ArtifactService } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { expectCode } from "./support/expect-code.ts";
+import { minioClient } from "./support/minio-client.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 
 /**
@@ -25,11 +26,7 @@ describe.each(BACKENDS)("corrupt stored content on %s", (backend) => {
   let minio: MinioClient | undefined;
   beforeAll(async () => {
     t = await startTestApp(backend, { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0", ARTIFACTD_DOWNLOAD_CHUNK_BYTES: String(CHUNK_BYTES) });
-    if (backend === "postgres+minio") {
-      const { endpoint, accessKey, secretKey } = inject("minio");
-      const url = new URL(endpoint);
-      minio = new MinioClient({ endPoint: url.hostname, port: Number(url.port), useSSL: false, accessKey, secretKey });
-    }
+    minio = backend === "postgres+minio" ? minioClient() : undefined;
   });
   afterAll(async () => {
     await t?.close();

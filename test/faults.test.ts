@@ -1,12 +1,12 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { Client as MinioClient } from "minio";
+import type { Client as MinioClient } from "minio";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync } from "node:fs";
 import path from "node:path";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { partPlan } from "../src/adapters/blob/s3-blob-store.ts";
 import { hasSessions } from "../src/ports/blob-store.ts";
 import { blake3Hex } from "../src/blake3.ts";
@@ -14,6 +14,7 @@ import { Status } from "../src/gen/artifacts/v1/artifact_pb.js";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { collectGarbage } from "../src/service/maintenance.ts";
 import { expectCode } from "./support/expect-code.ts";
+import { minioClient } from "./support/minio-client.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
 
 /**
@@ -52,8 +53,7 @@ describe("faults on postgres+minio", () => {
     t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
     admin = new pg.Client({ connectionString: t.databaseUrl });
     await admin.connect();
-    const endpoint = new URL(inject("minio").endpoint);
-    minio = new MinioClient({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, accessKey: inject("minio").accessKey, secretKey: inject("minio").secretKey });
+    minio = minioClient();
   });
   afterAll(async () => {
     await admin?.end();

@@ -1,14 +1,14 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Client } from "minio";
 import { randomBytes } from "node:crypto";
 import http from "node:http";
 import net from "node:net";
-import { describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../src/gen/grpc/health/v1/health_pb.js";
 import { expectCode } from "./support/expect-code.ts";
+import { minioClient } from "./support/minio-client.ts";
 import { captureStorageKeys, expectNothingStored, untilStored } from "./support/nothing-stored.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 
@@ -61,9 +61,7 @@ function watchHealth(t: TestApp) {
 }
 
 function bucketOf(t: TestApp) {
-  const { endpoint, accessKey, secretKey } = inject("minio");
-  const url = new URL(endpoint);
-  const minio = new Client({ endPoint: url.hostname, port: Number(url.port), useSSL: false, accessKey, secretKey });
+  const minio = minioClient();
   return {
     async objects(): Promise<string[]> {
       const names: string[] = [];

@@ -1,11 +1,12 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Client } from "minio";
+import type { Client } from "minio";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { hasSessions } from "../src/ports/blob-store.ts";
 import { collectGarbage } from "../src/service/maintenance.ts";
 import { blobStoreState } from "./support/blob-store-state.ts";
+import { minioClient } from "./support/minio-client.ts";
 import { ensureMinioBinary, startMinio, type MinioServer } from "./support/minio-server.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
 
@@ -32,7 +33,7 @@ describe("unfinished uploads across a MinIO restart", () => {
       ARTIFACTD_S3_PART_SIZE: String(5 * MiB),
       ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",
     });
-    s3 = new Client({ endPoint: "127.0.0.1", port: minio.port, useSSL: false, accessKey: minio.accessKey, secretKey: minio.secretKey });
+    s3 = minioClient(minio);
   }, 90_000);
   afterAll(async () => {
     await t?.close();

@@ -1,6 +1,6 @@
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Client as MinioClient } from "minio";
+import type { Client as MinioClient } from "minio";
 import { createHash, randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -13,6 +13,7 @@ import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../s
 import { reconcile } from "./soak/soak-reconcile.ts";
 import { content, createSoakState, verifyDownload, type Ack } from "./soak/soak-workload.ts";
 import { expectCode } from "./support/expect-code.ts";
+import { minioClient } from "./support/minio-client.ts";
 import { ensureMinioBinary, startMinio, type MinioServer } from "./support/minio-server.ts";
 import { startPrivatePostgres, type PrivatePostgres } from "./support/private-postgres.ts";
 import { createServiceProcess, ROOT, type ServiceProcess } from "./support/service-process.ts";
@@ -233,7 +234,7 @@ describe("process faults: Postgres, MinIO and the service stopped under load", (
     const transport = createGrpcTransport({ baseUrl: service.url, interceptors: [auth] });
     client = createClient(ArtifactService, transport);
     health = createClient(Health, transport);
-    bucket = new MinioClient({ endPoint: "127.0.0.1", port: minio!.port, useSSL: false, accessKey: minio!.accessKey, secretKey: minio!.secretKey });
+    bucket = minioClient(minio!);
   });
 
   afterAll(async () => {

@@ -1,7 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Client as MinioClient } from "minio";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -12,8 +11,8 @@ import { blake3Hex } from "../src/blake3.ts";
 import { ArtifactService, type UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import type { MetadataStore } from "../src/ports/metadata-store.ts";
 import { createApiToken } from "../src/service/api-tokens.ts";
-import { createTestDatabase } from "./support/postgres.ts";
-import { createServiceProcess, ROOT, type ServiceProcess } from "./support/service-process.ts";
+import { minioClient } from "./support/minio-client.ts";
+import { ROOT, startServiceOnTestDatabase, type ServiceProcess } from "./support/service-process.ts";
 
 const MiB = 1024 * 1024;
 const TENANTS = 10;
@@ -46,20 +45,17 @@ describe("quotas under load", () => {
   let workDir: string;
   const bucketName = `q-${Math.random().toString(36).slice(2, 12)}`;
   const minioSettings = inject("minio");
-  const minioUrl = new URL(minioSettings.endpoint);
-  const bucket = new MinioClient({ endPoint: minioUrl.hostname, port: Number(minioUrl.port), useSSL: false, accessKey: minioSettings.accessKey, secretKey: minioSettings.secretKey });
+  const bucket = minioClient();
 
   beforeAll(async () => {
     workDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-quota-load-"));
     const logDir = path.join(ROOT, ".artifactd", "quota-load");
     rmSync(logDir, { recursive: true, force: true });
     mkdirSync(logDir, { recursive: true });
-    const database = await createTestDatabase();
-    dropDatabase = database.drop;
-    service = await createServiceProcess({
+    let databaseUrl: string;
+    ({ service, databaseUrl, dropDatabase } = await startServiceOnTestDatabase({
       logFile: path.join(logDir, "service.log"),
       env: {
-        DATABASE_URL: database.url,
         ARTIFACTD_S3_ENDPOINT: minioSettings.endpoint,
         ARTIFACTD_S3_ACCESS_KEY: minioSettings.accessKey,
         ARTIFACTD_S3_SECRET_KEY: minioSettings.secretKey,
@@ -70,9 +66,8 @@ describe("quotas under load", () => {
         ARTIFACTD_QUOTA_CONCURRENT_DOWNLOADS: "2",
         ARTIFACTD_QUOTA_CACHE_MS: String(CACHE_MS),
       },
-    });
-    await service.start();
-    metadata = await openMetadataStore({ databaseUrl: database.url, pgliteDir: path.join(workDir, "unused"), poolSize: 2, migrate: false });
+    }));
+    metadata = await openMetadataStore({ databaseUrl, pgliteDir: path.join(workDir, "unused"), poolSize: 2, migrate: false });
   });
   afterAll(async () => {
     await service?.stop(5_000).catch(() => {});

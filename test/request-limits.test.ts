@@ -1,11 +1,11 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { Client as MinioClient } from "minio";
+import type { Client as MinioClient } from "minio";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WatchArtifactsResponse } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import type { Caller } from "../src/artifact.ts";
 import { ConfigError, readConfig } from "../src/config.ts";
@@ -16,6 +16,7 @@ import { createTenantQuotas } from "../src/service/tenant-quotas.ts";
 import { createUrlSigner } from "../src/service/download-urls.ts";
 import { expectCode } from "./support/expect-code.ts";
 import { blobStoreState } from "./support/blob-store-state.ts";
+import { minioClient } from "./support/minio-client.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 
 /**
@@ -80,11 +81,7 @@ describe.each(BACKENDS)("request limits on %s", (backend) => {
     grpcClient = grpcArtifactClient(t.url.replace("http://", ""));
     grpcMetadata = new grpc.Metadata();
     grpcMetadata.set("authorization", `Bearer ${t.tokens.alpha}`);
-    if (backend === "postgres+minio") {
-      const { endpoint, accessKey, secretKey } = inject("minio");
-      const url = new URL(endpoint);
-      minio = new MinioClient({ endPoint: url.hostname, port: Number(url.port), useSSL: false, accessKey, secretKey });
-    }
+    minio = backend === "postgres+minio" ? minioClient() : undefined;
   });
   afterAll(async () => {
     grpcClient?.close();

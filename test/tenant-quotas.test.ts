@@ -1,9 +1,8 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { Client as MinioClient } from "minio";
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createArtifactClient } from "../clients/node/src/index.ts";
 import { blake3Hex } from "../src/blake3.ts";
 import { ArtifactService, type UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
@@ -12,6 +11,7 @@ import type { TenantQuotaOverrides, TenantQuotaStore } from "../src/ports/tenant
 import { createApiToken } from "../src/service/api-tokens.ts";
 import { createTenantQuotas } from "../src/service/tenant-quotas.ts";
 import { expectCode } from "./support/expect-code.ts";
+import { minioClient } from "./support/minio-client.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
 
 const MiB = 1024 * 1024;
@@ -83,17 +83,12 @@ describe("tenant quotas", () => {
     expect(error.metadata.get("quota-exceeded")).toBe(quota);
     return error;
   };
-  const minio = () => {
-    const { endpoint, accessKey, secretKey } = inject("minio");
-    const url = new URL(endpoint);
-    return new MinioClient({ endPoint: url.hostname, port: Number(url.port), useSSL: false, accessKey, secretKey });
-  };
   /** Objects and unfinished multipart uploads in the bucket under a tenant's prefix. */
   const storedUnder = async (tenant: string) => {
     const objects: string[] = [];
-    for await (const o of minio().listObjectsV2(t.bucket!, "", true)) if ((o as { name?: string }).name?.includes(tenant)) objects.push((o as { name: string }).name);
+    for await (const o of minioClient().listObjectsV2(t.bucket!, "", true)) if ((o as { name?: string }).name?.includes(tenant)) objects.push((o as { name: string }).name);
     const unfinished: string[] = [];
-    for await (const u of minio().listIncompleteUploads(t.bucket!, "", true)) if ((u as { key: string }).key.includes(tenant)) unfinished.push((u as { key: string }).key);
+    for await (const u of minioClient().listIncompleteUploads(t.bucket!, "", true)) if ((u as { key: string }).key.includes(tenant)) unfinished.push((u as { key: string }).key);
     return { objects: objects.length, unfinished: unfinished.length };
   };
 

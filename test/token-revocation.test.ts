@@ -6,8 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ArtifactService } from "../src/gen/artifacts/v1/artifact_service_pb.js";
-import { createTestDatabase } from "./support/postgres.ts";
-import { createServiceProcess, type ServiceProcess } from "./support/service-process.ts";
+import { startServiceOnTestDatabase, type ServiceProcess } from "./support/service-process.ts";
 
 /**
  * Revocation the way an operator does it: `artifactd token revoke` run as
@@ -30,18 +29,14 @@ describe("revoking a token on a running server with the CLI", () => {
   let dropDatabase = async () => {};
   beforeAll(async () => {
     dataDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-revocation-"));
-    const database = await createTestDatabase();
-    dropDatabase = database.drop;
-    service = await createServiceProcess({
+    ({ service, dropDatabase } = await startServiceOnTestDatabase({
       logFile: path.join(dataDir, "service.log"),
       env: {
-        DATABASE_URL: database.url,
         ARTIFACTD_DATA_DIR: path.join(dataDir, "service"),
         ARTIFACTD_TOKEN_CACHE_MS: String(TOKEN_CACHE_MS),
         ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",
       },
-    });
-    await service.start();
+    }));
   });
   afterAll(async () => {
     await service?.stop(5_000);

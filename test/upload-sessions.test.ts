@@ -1,14 +1,14 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
-import { Client } from "minio";
 import { randomBytes } from "node:crypto";
 import { readdirSync } from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
 import { UploadSessionState, type UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { expireUploadSessions } from "../src/service/upload-sessions.ts";
+import { minioClient } from "./support/minio-client.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 import { expectCode } from "./support/expect-code.ts";
 
@@ -31,9 +31,7 @@ describe.each(BACKENDS)("upload sessions on %s", (backend) => {
   /** What the blob store still holds for sessions: S3 multipart uploads, or session folders. */
   const leftovers = async (): Promise<string[]> => {
     if (backend === "pglite+fs") return readdirSync(path.join(t.dataDir, "blobs", "sessions"));
-    const minio = inject("minio");
-    const endpoint = new URL(minio.endpoint);
-    const client = new Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, accessKey: minio.accessKey, secretKey: minio.secretKey });
+    const client = minioClient();
     const uploads: string[] = [];
     for await (const u of client.listIncompleteUploads(t.bucket!, "", true)) uploads.push((u as { key: string }).key);
     return uploads;

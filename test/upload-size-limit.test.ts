@@ -1,11 +1,12 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { Client as MinioClient } from "minio";
+import type { Client as MinioClient } from "minio";
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { blobStoreState, type BlobStoreState } from "./support/blob-store-state.ts";
 import { expectCode } from "./support/expect-code.ts";
+import { minioClient } from "./support/minio-client.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 
 /**
@@ -27,11 +28,7 @@ describe.each(BACKENDS)("the upload size limit on %s", (backend) => {
   let minio: MinioClient | undefined;
   beforeAll(async () => {
     t = await startTestApp(backend, { ARTIFACTD_UPLOAD_MAX_BYTES: String(LIMIT), ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
-    if (backend === "postgres+minio") {
-      const { endpoint, accessKey, secretKey } = inject("minio");
-      const url = new URL(endpoint);
-      minio = new MinioClient({ endPoint: url.hostname, port: Number(url.port), useSSL: false, accessKey, secretKey });
-    }
+    minio = backend === "postgres+minio" ? minioClient() : undefined;
   });
   afterAll(async () => {
     await t?.close();

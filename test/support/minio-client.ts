@@ -1,9 +1,16 @@
 import { Client } from "minio";
 import { inject } from "vitest";
 
-/** A client of the run's MinIO server (test/support/global-setup.ts), to read a bucket directly rather than through the service. */
-export function minioClient(): Client {
-  const minio = inject("minio");
-  const endpoint = new URL(minio.endpoint);
-  return new Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, accessKey: minio.accessKey, secretKey: minio.secretKey });
+/** Where a MinIO server answers and the credentials it takes: the run's (test/support/global-setup.ts) or a private one (a MinioServer from test/support/minio-server.ts). */
+export interface MinioAddress {
+  /** http://<host>:<port> */
+  readonly endpoint: string;
+  readonly accessKey: string;
+  readonly secretKey: string;
+}
+
+/** A client of a MinIO server, by default the run's, to read or change a bucket directly rather than through the service. */
+export function minioClient(server: MinioAddress = inject("minio")): Client {
+  const endpoint = new URL(server.endpoint);
+  return new Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, accessKey: server.accessKey, secretKey: server.secretKey });
 }

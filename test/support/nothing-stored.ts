@@ -1,8 +1,8 @@
-import { Client as MinioClient } from "minio";
+import type { Client as MinioClient } from "minio";
 import { readdirSync, statSync, type Dirent } from "node:fs";
 import path from "node:path";
 import pg from "pg";
-import { inject } from "vitest";
+import { minioClient } from "./minio-client.ts";
 import type { TestApp } from "./test-app.ts";
 
 /**
@@ -116,17 +116,11 @@ async function storageLeft(t: TestApp, keys: readonly string[]): Promise<string[
 }
 
 let minio: MinioClient | undefined;
-function minioClient(): MinioClient {
-  if (!minio) {
-    const { endpoint, accessKey, secretKey } = inject("minio");
-    const url = new URL(endpoint);
-    minio = new MinioClient({ endPoint: url.hostname, port: Number(url.port), useSSL: false, accessKey, secretKey });
-  }
-  return minio;
-}
+/** One client of the run's MinIO for the whole file. */
+const bucketClient = (): MinioClient => (minio ??= minioClient());
 
 async function s3StoredUnder(t: TestApp, key: string): Promise<{ what: string; bytes: number }[]> {
-  const client = minioClient();
+  const client = bucketClient();
   const found: { what: string; bytes: number }[] = [];
   try {
     const { size } = await client.statObject(t.bucket!, key);

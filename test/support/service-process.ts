@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { appendFileSync, closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { freePort } from "./minio-server.ts";
+import { createTestDatabase } from "./postgres.ts";
 
 /**
  * The real service as a child process (`node src/main.ts serve`), for tests
@@ -161,6 +162,33 @@ export async function createServiceProcess(options: ServiceProcessOptions): Prom
     },
   };
   return service;
+}
+
+export interface ServiceOnTestDatabase {
+  readonly service: ServiceProcess;
+  /** The database's URL, as the service's DATABASE_URL. */
+  readonly databaseUrl: string;
+  /** Drops the database; for after the service has stopped. */
+  readonly dropDatabase: () => Promise<void>;
+}
+
+/**
+ * The service as a child process on a fresh Postgres database of its own
+ * (createTestDatabase; DATABASE_URL is set for it), started. If it does not
+ * start, it is stopped and the database dropped before this throws.
+ */
+export async function startServiceOnTestDatabase(options: ServiceProcessOptions): Promise<ServiceOnTestDatabase> {
+  const database = await createTestDatabase();
+  let service: ServiceProcess | undefined;
+  try {
+    service = await createServiceProcess({ ...options, env: { DATABASE_URL: database.url, ...options.env } });
+    await service.start();
+  } catch (error) {
+    await service?.stop(5_000).catch(() => {});
+    await database.drop().catch(() => {});
+    throw error;
+  }
+  return { service, databaseUrl: database.url, dropDatabase: database.drop };
 }
 
 function tail(file: string, lines = 30): string {

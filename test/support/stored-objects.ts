@@ -1,6 +1,5 @@
-import { Client as MinioClient } from "minio";
-import { inject } from "vitest";
 import { blobStoreState } from "./blob-store-state.ts";
+import { minioClient } from "./minio-client.ts";
 import type { TestApp } from "./test-app.ts";
 
 /**
@@ -18,12 +17,7 @@ export interface StoredObjects {
 }
 
 export function storedObjects(t: TestApp): StoredObjects {
-  let minio: MinioClient | undefined;
-  if (t.backend === "postgres+minio") {
-    const { endpoint, accessKey, secretKey } = inject("minio");
-    const url = new URL(endpoint);
-    minio = new MinioClient({ endPoint: url.hostname, port: Number(url.port), useSSL: false, accessKey, secretKey });
-  }
+  const minio = t.backend === "postgres+minio" ? minioClient() : undefined;
   // Entries are `object:<key>` on S3 and `blobs:<key>` in the folder store, whose keys begin with "blobs/".
   const committed = /^(object|blobs):/;
   const entries = async () => (await blobStoreState(t, minio)).entries;
