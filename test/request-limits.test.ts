@@ -49,6 +49,7 @@ describe("request limit settings", () => {
       maxLineageNodes: 1000,
       maxWatchersPerTenant: 100,
       maxWatchers: 1000,
+      maxWatchBacklog: 10_000,
       uploadIdleTimeoutMs: 60_000,
     });
     expect(Object.isFrozen(config.limits)).toBe(true);
