@@ -43,3 +43,17 @@ export async function assertRequestCompleted(ctx: HandlerContext): Promise<void>
   }
   if (cancelled) throw new ConnectError("the client cancelled the request before finishing it; nothing was recorded", Code.Canceled);
 }
+
+/**
+ * Whether the call's request broke off: the HTTP/2 stream was reset or
+ * closed with an error code (by the client, or by this server's own idle and
+ * body timeouts), or the HTTP/1.1 request was aborted before it was complete.
+ * A handler then fails wherever it was reading, often as "Premature close".
+ */
+export function requestBrokeOff(values: ContextValues): boolean {
+  const request = values.get(nodeRequestKey);
+  if (!request) return false;
+  if ((request as { aborted?: boolean }).aborted === true) return true;
+  if ("stream" in request) return request.stream.destroyed && request.stream.rstCode !== undefined && request.stream.rstCode !== 0;
+  return request.destroyed && !request.complete;
+}

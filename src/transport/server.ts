@@ -1,5 +1,5 @@
 import type { DescFile } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import http from "node:http";
 import http2 from "node:http2";
@@ -20,7 +20,7 @@ import { toConnectError } from "./connect-error-mapping.ts";
 import { createHealthState } from "./health-service.ts";
 import { createReflectionHandler } from "./reflection-service.ts";
 import type { HttpResponse, HttpRoute } from "./http-route.ts";
-import { requestContextValues } from "./request-ended.ts";
+import { requestBrokeOff, requestContextValues } from "./request-ended.ts";
 
 export interface ServerOptions {
   readonly host: string;
@@ -130,15 +130,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   /**
    * A call that was aborted — its client went away (cancelled, reset its
    * stream, closed the connection), its deadline passed, the server is
-   * shutting down — fails wherever its handler was: often reading the
-   * request, as "Premature close". That is the abort, not a fault of the
-   * server: it is answered with the abort's own status, and not logged as an
-   * internal error.
+   * shutting down or cut a stream that sent nothing for too long — fails
+   * wherever its handler was: often reading the request, as "Premature
+   * close". That is the abort, not a fault of the server: it is answered
+   * with the abort's own status, and not logged as an internal error.
    */
-  const answerFailure = (request: { readonly signal: AbortSignal }, error: unknown, context: string) => {
-    if (request.signal.aborted && !(error instanceof ConnectError) && !(error instanceof ArtifactError)) {
-      const reason: unknown = request.signal.reason;
-      return reason instanceof ConnectError ? reason : new ConnectError("the client cancelled the call or closed its stream", Code.Canceled);
+  const answerFailure = (request: { readonly signal: AbortSignal; readonly contextValues: ContextValues }, error: unknown, context: string) => {
+    if (!(error instanceof ConnectError) && !(error instanceof ArtifactError)) {
+      const reason: unknown = request.signal.aborted ? request.signal.reason : undefined;
+      if (reason instanceof ConnectError) return reason;
+      if (request.signal.aborted || requestBrokeOff(request.contextValues)) {
+        return new ConnectError("the call's stream closed before its request was complete (cancelled by the client, or cut for sending nothing)", Code.Canceled);
+      }
     }
     return toConnectError(error, (e) => log(context, e));
   };
@@ -146,7 +149,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     inFlight--;
     if (inFlight === 0) idle?.();
   };
-  async function* mapStreamErrors<T>(request: { readonly signal: AbortSignal }, messages: AsyncIterable<T>, finished: () => void): AsyncIterable<T> {
+  async function* mapStreamErrors<T>(request: { readonly signal: AbortSignal; readonly contextValues: ContextValues }, messages: AsyncIterable<T>, finished: () => void): AsyncIterable<T> {
     try {
       yield* messages;
     } catch (error) {
