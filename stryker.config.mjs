@@ -9,7 +9,7 @@ export default {
   testRunner: "vitest",
   vitest: { configFile: "vitest.mutation.config.ts" },
   checkers: ["typescript"],
-  tsconfigFile: "tsconfig.json",
+  tsconfigFile: "tsconfig.mutation.json",
   // Only the mutated files are type-checked against each mutant; a mutant that does not compile is not run.
   typescriptChecker: { prioritizePerformanceOverAccuracy: true },
   mutate: [
