@@ -1,6 +1,6 @@
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, DEFAULT_LISTEN, parseHostPort, parseSize, readConfig, type Config } from "../../src/config.ts";
+import { CONFIG_VARIABLES, ConfigError, DEFAULT_LISTEN, parseHostPort, parseSize, readConfig, type Config } from "../../src/config.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -58,6 +58,29 @@ const refusal = (env: Record<string, string>): string => {
   throw new Error(`readConfig accepted ${JSON.stringify(env)}`);
 };
 
+/** The settings that are not whole numbers, each exercised below. */
+const OTHER_SETTINGS = [
+  "ARTIFACTD_LISTEN",
+  "ARTIFACTD_DATA_DIR",
+  "DATABASE_URL",
+  "ARTIFACTD_MIGRATE_ON_START",
+  "ARTIFACTD_S3_ENDPOINT",
+  "ARTIFACTD_S3_ACCESS_KEY",
+  "ARTIFACTD_S3_SECRET_KEY",
+  "ARTIFACTD_S3_BUCKET",
+  "ARTIFACTD_S3_REGION",
+  "ARTIFACTD_PUBLIC_URL",
+  "ARTIFACTD_URL_SIGNING_KEYS",
+  "ARTIFACTD_URL_SIGNING_KEY",
+  "ARTIFACTD_QUOTA_STORED_BYTES",
+];
+
+describe("the list of settings", () => {
+  it("names exactly the variables readConfig reads", () => {
+    expect([...CONFIG_VARIABLES].sort()).toStrictEqual([...WHOLE_NUMBERS.map(([name]) => name), ...OTHER_SETTINGS].sort());
+  });
+});
+
 describe("whole-number settings", () => {
   it.each(WHOLE_NUMBERS)("%s has its default and takes values from its minimum to its maximum only", (name, read, fallback, min, max) => {
     const base = name.startsWith("ARTIFACTD_S3_") ? S3 : {};
@@ -112,7 +135,7 @@ describe("readConfig", () => {
     for (const url of ["postgres://db/x", "postgresql://u:p@db:5432/x"]) expect(readConfig({ DATABASE_URL: url }).databaseUrl).toBe(url);
     expect(refusal({ DATABASE_URL: "postgresx://db" })).toBe('DATABASE_URL must be a postgres:// or postgresql:// URL, got "postgresx://db"');
     expect(refusal({ DATABASE_URL: "x postgres://db" })).toMatch(/^DATABASE_URL must be/);
-    expect(refusal({ DATABASE_URL: "http://u:pw@db/x" })).toBe('DATABASE_URL must be a postgres:// or postgresql:// URL, got "http://u:***@db/x"');
+    expect(refusal({ DATABASE_URL: "http://app:pw@db/x" })).toBe('DATABASE_URL must be a postgres:// or postgresql:// URL, got "http://app:***@db/x"');
     for (const url of ["https://artifacts.example.com", "http://host:8080/base/path"]) expect(readConfig({ ARTIFACTD_PUBLIC_URL: url }).publicUrl).toBe(url);
     for (const bad of ["ftp://host", "https://", "https:// host", "https://host/a b", "xhttps://host"]) {
       expect(refusal({ ARTIFACTD_PUBLIC_URL: bad })).toBe(`ARTIFACTD_PUBLIC_URL=${JSON.stringify(bad)} is not valid: give the base URL clients use, e.g. https://artifacts.example.com`);
@@ -122,7 +145,8 @@ describe("readConfig", () => {
   it("reads booleans in their usual spellings only", () => {
     for (const yes of ["1", "true", "YES", "on"]) expect(readConfig({ ARTIFACTD_MIGRATE_ON_START: yes }).migrateOnStart).toBe(true);
     for (const no of ["0", "False", "no", "OFF"]) expect(readConfig({ ARTIFACTD_MIGRATE_ON_START: no }).migrateOnStart).toBe(false);
-    for (const bad of ["2", "yes please", "xtrue", "nope"]) {
+    expect(readConfig({}).migrateOnStart).toBe(true);
+    for (const bad of ["2", "yes please", "xtrue", "10", "nope"]) {
       expect(refusal({ ARTIFACTD_MIGRATE_ON_START: bad })).toBe(`ARTIFACTD_MIGRATE_ON_START=${JSON.stringify(bad)} is not valid: use true or false`);
     }
   });
@@ -139,7 +163,7 @@ describe("readConfig", () => {
       partConcurrency: 3,
     });
     expect(Object.isFrozen(config.s3)).toBe(true);
-    expect(readConfig({ ...S3, ARTIFACTD_S3_ENDPOINT: "https://s3.example.com" }).s3?.bucket).toBe("artifacts");
+    expect(readConfig({ ...S3, ARTIFACTD_S3_ENDPOINT: "https://s3.example.com" }).s3).toMatchObject({ bucket: "artifacts", region: "us-east-1" });
     expect(readConfig({ ARTIFACTD_S3_BUCKET: " " }).s3).toBeUndefined();
     expect(refusal({ ARTIFACTD_S3_REGION: "x", ARTIFACTD_S3_BUCKET: "b" })).toBe(
       "ARTIFACTD_S3_REGION, ARTIFACTD_S3_BUCKET set without ARTIFACTD_S3_ENDPOINT: set the endpoint too, or unset them to use the local folder",
@@ -162,7 +186,7 @@ describe("readConfig", () => {
     expect(readConfig({ ARTIFACTD_QUOTA_STORED_BYTES: "UNLIMITED" }).quotaDefaults.storedBytes).toBe(Infinity);
     expect(readConfig({ ARTIFACTD_QUOTA_STORED_BYTES: "2GiB" }).quotaDefaults.storedBytes).toBe(2 * GiB);
     expect(readConfig({ ARTIFACTD_QUOTA_STORED_BYTES: "0" }).quotaDefaults.storedBytes).toBe(0);
-    for (const bad of ["unlimitedx", "lots", "9007199254740992"]) {
+    for (const bad of ["unlimitedx", "xunlimited", "lots", "9007199254740992"]) {
       expect(refusal({ ARTIFACTD_QUOTA_STORED_BYTES: bad })).toBe(
         `ARTIFACTD_QUOTA_STORED_BYTES=${JSON.stringify(bad)} is not valid: give bytes per tenant (suffixes KiB, MiB, GiB allowed), or unlimited`,
       );

@@ -3,6 +3,7 @@ import {
   checkEntryPath,
   DEFAULT_DIRECTORY_LIMITS,
   DIRECTORY_MANIFEST_FORMAT,
+  DIRECTORY_MANIFEST_MIME,
   DirectoryManifestError,
   exceededDirectoryLimit,
   parseDirectoryManifest,
@@ -44,12 +45,16 @@ describe("directory manifests", () => {
     expect(serializeDirectoryManifest([entries[0]!, entries[0]!]).toString()).toContain(`[${JSON.stringify(entries[0])},${JSON.stringify(entries[0])}]`);
     expect(parseDirectoryManifest(bytes, "dir_x", UNLIMITED)).toStrictEqual({ format: DIRECTORY_MANIFEST_FORMAT, entries: [entries[2], entries[1], entries[0]] });
     expect(parse([file("x", 1, { executable: "yes" })]).entries[0]).toMatchObject({ executable: false });
+    expect(DIRECTORY_MANIFEST_MIME).toBe("application/vnd.artifactd.directory+json");
   });
 
   it("refuse what is not a manifest: bad UTF-8, bad JSON, another format, entries not a list", () => {
     expect(manifestError(() => parseDirectoryManifest(new Uint8Array([0xff]), "dir_x", UNLIMITED)).message).toMatch(/^artifact dir_x is not a directory manifest: /);
     expect(manifestError(() => parseDirectoryManifest(bytesOf("{"), "dir_x", UNLIMITED)).message).toMatch(/^artifact dir_x is not a directory manifest: .*JSON/);
     const shape = /^artifact dir_x is not a directory manifest: expected \{"format": "artifactd\.directory\/v1", "entries": \[…\]\}$/;
+    const notUtf8 = Buffer.concat([Buffer.from(`{"format":"${DIRECTORY_MANIFEST_FORMAT}","entries":[{"path":"`), Buffer.from([0xff]), Buffer.from('","type":"dir"}]}')]);
+    expect(manifestError(() => parseDirectoryManifest(notUtf8, "dir_x", UNLIMITED)).message).toMatch(/^artifact dir_x is not a directory manifest: .*encoded data was not valid/);
+    expect(manifestError(() => parse([null])).message).toBe("an entry has no path");
     for (const value of ["null", { format: "artifactd.directory/v2", entries: [] }, { format: DIRECTORY_MANIFEST_FORMAT, entries: {} }, { entries: [] }]) {
       expect(manifestError(() => parseDirectoryManifest(bytesOf(value), "dir_x", UNLIMITED)).message).toMatch(shape);
     }
@@ -124,7 +129,7 @@ describe("directory manifests", () => {
 
 describe("entry paths", () => {
   it("are relative paths of safe segments", () => {
-    for (const ok of ["a", "a/b.c", "..a/b..", ".hidden", "a".repeat(255), `${"a/".repeat(2047)}b`]) expect(checkEntryPath(ok)).toBe(ok);
+    for (const ok of ["a", "a/b.c", "..a/b..", ".hidden", "a".repeat(255), `${"a/".repeat(2047)}bc`]) expect(checkEntryPath(ok)).toBe(ok);
   });
 
   it("refuse what could leave the folder, naming why", () => {

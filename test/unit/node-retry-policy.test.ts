@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { getEventListeners } from "node:events";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createRetryPolicy, retryAfterMs } from "../../clients/node/src/retry-policy.ts";
 
@@ -41,6 +42,7 @@ describe("the Node client's retry policy", () => {
       new ConnectError("the caller gave up", Code.Canceled),
       new ConnectError("too slow", Code.DeadlineExceeded),
       new ConnectError("conflict", Code.Aborted),
+      new ConnectError("session x is being completed by another call", Code.FailedPrecondition),
       new ConnectError("a bug", Code.Internal),
       new ConnectError("a bug", Code.Unknown, undefined, undefined, "not an error"),
     ];
@@ -95,7 +97,29 @@ describe("the Node client's retry policy", () => {
     const reason = new ConnectError("mine", Code.DeadlineExceeded);
     await expect(createRetryPolicy().wait(1, error, AbortSignal.abort(reason))).rejects.toBe(reason);
     await expect(createRetryPolicy().wait(1, error, AbortSignal.abort("plain"))).rejects.toMatchObject({ code: Code.Canceled, rawMessage: "the call was aborted: plain" });
+    const nullReason = new AbortController();
+    const waitingOnNull = createRetryPolicy().wait(1, error, nullReason.signal);
+    nullReason.abort(null);
+    await expect(waitingOnNull).rejects.toMatchObject({ code: Code.Canceled, rawMessage: "the call was aborted: null" });
     expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("leaves no listener on the caller's signal, whether the wait ends or is aborted", async () => {
+    vi.useFakeTimers();
+    const error = new ConnectError("down", Code.Unavailable);
+    const controller = new AbortController();
+    const policy = createRetryPolicy({ initialDelayMs: 10 });
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const waited = policy.wait(1, error, controller.signal);
+      expect(getEventListeners(controller.signal, "abort")).toHaveLength(1);
+      await vi.advanceTimersByTimeAsync(10);
+      await waited;
+      expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
+    }
+    const aborted = policy.wait(1, error, controller.signal);
+    controller.abort();
+    await expect(aborted).rejects.toMatchObject({ code: Code.Canceled });
+    expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
   });
 
   it("does not abort a wait that already ended", async () => {

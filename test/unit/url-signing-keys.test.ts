@@ -37,6 +37,8 @@ describe("URL signing keys", () => {
     expect(error?.message).not.toContain(short);
     expect(() => parseUrlSigningKeys(`k1:${"p".repeat(16)}\t${"p".repeat(16)}`)).toThrow(/the secret of key k1/);
     expect(() => parseUrlSigningKeys("k1:")).toThrow(/the secret of key k1/);
+    expect(() => parseUrlSigningKeys(`k1:x ${"p".repeat(32)}`)).toThrow(/the secret of key k1/);
+    expect(() => parseUrlSigningKeys(`k1:${"p".repeat(32)} x`)).toThrow(/the secret of key k1/);
   });
 
   it("refuse an id given twice, and an empty list", () => {

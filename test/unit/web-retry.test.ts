@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { getEventListeners } from "node:events";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { DEFAULT_RETRY, isTransient, retryAfterMs, sleep, withRetry } from "../../clients/web/src/retry.ts";
 
@@ -106,5 +107,21 @@ describe("the web client's retries", () => {
     const removed = vi.spyOn(controller.signal, "removeEventListener");
     controller.abort();
     expect(removed).not.toHaveBeenCalled();
+  });
+
+  it("leave no listener on the caller's signal, whether a sleep ends or is aborted", async () => {
+    vi.useFakeTimers();
+    const controller = new AbortController();
+    for (let i = 0; i < 3; i++) {
+      const sleeping = sleep(10, controller.signal);
+      expect(getEventListeners(controller.signal, "abort")).toHaveLength(1);
+      await vi.advanceTimersByTimeAsync(10);
+      await sleeping;
+      expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
+    }
+    const sleeping = sleep(10, controller.signal);
+    controller.abort(new Error("stop"));
+    await expect(sleeping).rejects.toThrow("stop");
+    expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
   });
 });
