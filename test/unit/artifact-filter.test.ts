@@ -34,12 +34,12 @@ describe("the filter as SQL", () => {
   });
 
   it("compares each plain field for equality, as a bound parameter", () => {
-    expect(whereTerms({ includeDeleted: true, kind: "model", artifactClass: "ckpt", mimeType: "text/plain", status: "approved", storage: "blob" })).toStrictEqual([
+    expect(whereTerms({ includeDeleted: true, kind: "model", artifactClass: "ckpt", mimeType: "text/plain", status: "approved", storage: "inline" })).toStrictEqual([
       '"artifacts"."kind" = "model"',
       '"artifacts"."artifact_class" = "ckpt"',
       '"artifacts"."mime_type" = "text/plain"',
       '"artifacts"."status" = "approved"',
-      '"artifacts"."storage" = "blob"',
+      '"artifacts"."storage" = "inline"',
     ]);
   });
 
