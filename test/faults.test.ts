@@ -14,6 +14,7 @@ import { Status } from "../src/gen/artifacts/v1/artifact_pb.js";
 import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
 import { collectGarbage } from "../src/service/maintenance.ts";
 import { expectCode } from "./support/expect-code.ts";
+import { captureStorageKeys, expectNothingStored } from "./support/nothing-stored.ts";
 import { minioClient } from "./support/minio-client.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
 
@@ -448,9 +449,11 @@ describe.runIf(canMount)("a full blob folder (a real 8 MiB tmpfs)", () => {
 
   it("answers RESOURCE_EXHAUSTED on ENOSPC, leaves nothing behind, and keeps serving", async () => {
     const big = randomBytes(12 * MiB);
+    using storage = captureStorageKeys(t);
     await expectCode(t.client().upload(uploadMessages({ case: "header", value: { spec: { kind: "too-big" } } }, [big.subarray(0, 6 * MiB), big.subarray(6 * MiB)])), Code.ResourceExhausted, /storage is full/);
     expect(readdirSync(path.join(blobsDir, "incoming"))).toEqual([]);
     expect((await t.client().listArtifacts({ filter: { kind: "too-big" } })).artifacts).toEqual([]);
+    await expectNothingStored(t, { keys: storage.keys });
     const small = randomBytes(1000);
     const saved = await t.client().upload(uploadMessages({ case: "header", value: { spec: { kind: "fits" } } }, [small]));
     const parts: Uint8Array[] = [];

@@ -207,6 +207,7 @@ describe.each(BACKENDS)("Node client on %s", (backend) => {
   });
 
   it("ends a writer, an upload and a download past their timeoutMs with DEADLINE_EXCEEDED, recording nothing", async () => {
+    using storage = captureStorageKeys(t);
     const writer = client.openWriter({ kind: "too-slow" }, { timeoutMs: 400 });
     await writer.write(randomBytes(1000));
     await new Promise((resolve) => setTimeout(resolve, 800));
@@ -220,6 +221,8 @@ describe.each(BACKENDS)("Node client on %s", (backend) => {
     const upload = await client.uploadStream(slowSource, { kind: "too-slow" }, { timeoutMs: 400 }).catch((e: unknown) => e);
     expect(ConnectError.from(upload).code).toBe(Code.DeadlineExceeded);
     expect(await count("too-slow")).toBe(0);
+    expect(storage.keys, "both uploads reached the server").toHaveLength(2);
+    await expectNothingStored(t, { keys: storage.keys });
 
     const data = randomBytes(8 * MiB);
     const { artifact } = await client.uploadStream([data], { kind: "deadline-download" });
