@@ -1620,9 +1620,10 @@ export declare const ArtifactService: GenService<{
    * include_deleted. A filter refused by ListArtifacts is refused here
    * (INVALID_ARGUMENT). Events are kept in a log written with the change
    * they describe: each carries a cursor, and a watcher cut off (network,
-   * restart, outage, or more than 10,000 events behind: RESOURCE_EXHAUSTED)
-   * resumes with resume_after and misses nothing. A server takes a limited
-   * number of open watch streams per tenant and in all
+   * restart, outage, or more events behind than ARTIFACTD_MAX_WATCH_BACKLOG,
+   * 10,000 by default: RESOURCE_EXHAUSTED, and its place on the server is
+   * freed at once) resumes with resume_after and misses nothing. A server
+   * takes a limited number of open watch streams per tenant and in all
    * (ARTIFACTD_MAX_WATCHERS_PER_TENANT, 100, and ARTIFACTD_MAX_WATCHERS,
    * 1,000, by default): one more is RESOURCE_EXHAUSTED until one ends.
    *
