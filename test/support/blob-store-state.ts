@@ -50,17 +50,35 @@ export async function bucketState(minio: MinioClient, bucket: string, keys: Iter
       for await (const u of minio.listIncompleteUploads(bucket, "", true)) candidates.add((u as { key: string }).key);
       const inProgressBytes: number[] = [];
       for (const key of candidates) {
-        for await (const u of minio.listIncompleteUploads(bucket, key, true)) {
-          const upload = u as { key: string; size: number };
-          if (upload.key !== key) continue;
-          entries.push(`multipart:${upload.key}`);
-          inProgressBytes.push(upload.size);
+        for (const upload of await unfinishedUploadsOf(minio, bucket, key)) {
+          entries.push(`multipart:${key}`);
+          inProgressBytes.push(upload.bytes);
         }
       }
       return { entries: entries.sort(), inProgressBytes };
     } catch (error) {
       // Listing an upload's parts races with its abort: look again.
       if ((error as { code?: string }).code !== "NoSuchUpload" || attempt > 20) throw error;
+    }
+  }
+}
+
+/**
+ * The unfinished multipart uploads to exactly `key`, with the bytes their
+ * parts hold: listed with the key as prefix, which MinIO answers from disk,
+ * also after a restart.
+ */
+export async function unfinishedUploadsOf(minio: MinioClient, bucket: string, key: string): Promise<{ uploadId: string; bytes: number }[]> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const found: { uploadId: string; bytes: number }[] = [];
+      for await (const u of minio.listIncompleteUploads(bucket, key, true) as AsyncIterable<{ key?: string; uploadId: string; size?: number }>) {
+        if (u.key === key) found.push({ uploadId: u.uploadId, bytes: u.size ?? 0 });
+      }
+      return found;
+    } catch (error) {
+      // The client lists each upload's parts after listing the uploads: one aborted in between is gone, so look again.
+      if ((error as { code?: string }).code !== "NoSuchUpload" || attempt >= 20) throw error;
     }
   }
 }

@@ -2,6 +2,8 @@ import type { Client as MinioClient } from "minio";
 import { readdirSync, statSync, type Dirent } from "node:fs";
 import path from "node:path";
 import pg from "pg";
+import { UPLOAD_JOURNAL_PREFIX } from "../../src/adapters/blob/s3-blob-store.ts";
+import { unfinishedUploadsOf } from "./blob-store-state.ts";
 import { minioClient } from "./minio-client.ts";
 import type { TestApp } from "./test-app.ts";
 
@@ -122,25 +124,19 @@ const bucketClient = (): MinioClient => (minio ??= minioClient());
 async function s3StoredUnder(t: TestApp, key: string): Promise<{ what: string; bytes: number }[]> {
   const client = bucketClient();
   const found: { what: string; bytes: number }[] = [];
-  try {
-    const { size } = await client.statObject(t.bucket!, key);
-    found.push({ what: `object ${key} (${size} bytes)`, bytes: size });
-  } catch (error) {
-    if ((error as { code?: string }).code !== "NotFound") throw error;
+  const sizeOf = (name: string) =>
+    client.statObject(t.bucket!, name).then(
+      ({ size }) => size,
+      (error: { code?: string }) => (error.code === "NotFound" ? undefined : Promise.reject(error)),
+    );
+  const size = await sizeOf(key);
+  if (size !== undefined) found.push({ what: `object ${key} (${size} bytes)`, bytes: size });
+  // The S3 store's journal entry for the key goes with its upload (see UploadJournal in the S3 adapter).
+  if ((await sizeOf(UPLOAD_JOURNAL_PREFIX + key)) !== undefined) found.push({ what: `upload journal entry ${UPLOAD_JOURNAL_PREFIX}${key}`, bytes: 0 });
+  for (const { uploadId, bytes } of await unfinishedUploadsOf(client, t.bucket!, key)) {
+    found.push({ what: `unfinished multipart upload ${key} ${uploadId} (${bytes} bytes in parts)`, bytes });
   }
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const uploads: { what: string; bytes: number }[] = [];
-      // The key as prefix, not recursive: MinIO answers this from disk, even after a restart.
-      for await (const item of client.listIncompleteUploads(t.bucket!, key, false) as AsyncIterable<{ key?: string; uploadId?: string; size?: number }>) {
-        if (item.key === key) uploads.push({ what: `unfinished multipart upload ${key} ${item.uploadId} (${item.size} bytes in parts)`, bytes: item.size ?? 0 });
-      }
-      return [...found, ...uploads];
-    } catch (error) {
-      // The client lists each upload's parts after listing the uploads: one aborted in between is gone, so look again.
-      if ((error as { code?: string }).code !== "NoSuchUpload" || attempt >= 20) throw error;
-    }
-  }
+  return found;
 }
 
 async function recordsLeft(t: TestApp, trail: UploadTrail): Promise<string[]> {
