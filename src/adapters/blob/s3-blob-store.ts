@@ -139,8 +139,13 @@ export async function createS3BlobStore(
     read,
     async beginSession(_tenantId, key) {
       await journal.add(key);
-      const ref = await client.initiateNewMultipartUpload(bucket, key, {});
-      return { key, ref };
+      try {
+        const ref = await client.initiateNewMultipartUpload(bucket, key, {});
+        return { key, ref };
+      } catch (error) {
+        await journal.remove(key);
+        throw error;
+      }
     },
     async putPart(key, ref, partNumber, data) {
       const payload = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
