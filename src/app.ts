@@ -3,7 +3,7 @@ import { loadOrCreateUrlSigningKeyFile, urlSigningKeyFile } from "./adapters/key
 import { createFsBlobStore } from "./adapters/blob/fs-blob-store.ts";
 import { createS3BlobStore } from "./adapters/blob/s3-blob-store.ts";
 import { openMetadataStore } from "./adapters/metadata/open-metadata-store.ts";
-import { listenForArtifactEvents } from "./adapters/metadata/postgres-event-listener.ts";
+import { listenForArtifactEvents } from "./adapters/events/postgres-event-listener.ts";
 import type { Config } from "./config.ts";
 import type { BlobStore } from "./ports/blob-store.ts";
 import type { MetadataStore } from "./ports/metadata-store.ts";

@@ -7,7 +7,7 @@ import type { ArtifactEventLog, LoggedEvent } from "../ports/artifact-event-log.
  *
  * The tailer reads when woken — after this process commits events
  * (eventLog.onAppended), when another replica's commit is heard (Postgres
- * NOTIFY, see adapters/metadata/postgres-event-listener.ts) — and on a slow
+ * NOTIFY, see adapters/events/postgres-event-listener.ts) — and on a slow
  * poll as a safety net for a wake-up lost with a dropped connection. The log
  * makes rows visible in seq order, so reading on from the last seq misses
  * nothing, whatever happened in between (outage, reconnect, restart of the

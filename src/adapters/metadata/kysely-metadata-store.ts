@@ -16,7 +16,7 @@ import { bestQuery, listQuery, searchQuery, selectArtifacts } from "./artifact-q
 import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type ArtifactRow, type Queryable } from "./artifact-rows.ts";
 import { decodeKeysetToken, decodeOffsetToken, encodeKeysetToken, encodeOffsetToken } from "./page-token.ts";
 import { createKyselyInFlightUploads, releaseStorageKey } from "./kysely-in-flight-uploads.ts";
-import { createKyselyArtifactEventLog, type PendingEvent } from "./kysely-artifact-event-log.ts";
+import { createKyselyArtifactEventLog, type PendingEvent } from "../events/kysely-artifact-event-log.ts";
 import { createKyselyUploadSessionStore } from "./kysely-upload-session-store.ts";
 import { createKyselyTenantQuotas } from "./kysely-tenant-quotas.ts";
 import type { ApiTokenTable, Database } from "./schema.ts";
@@ -33,7 +33,7 @@ import type { Selectable, Transaction } from "kysely";
  * garbage collection safe against concurrent deduplicating uploads.
  *
  * Every write that changes an artifact records its event in the event log
- * (./kysely-artifact-event-log.ts) within its own transaction: the change
+ * (../events/kysely-artifact-event-log.ts) within its own transaction: the change
  * and its event commit together or not at all.
  */
 /** A blob an upload has taken a hold on (holdBlob), by the database's clock. */

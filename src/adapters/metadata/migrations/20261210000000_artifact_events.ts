@@ -2,7 +2,7 @@ import { sql, type Kysely } from "kysely";
 
 /**
  * artifact_events: the event log (outbox) Watch reads, one row per change,
- * written in the change's own transaction (see ../kysely-artifact-event-log.ts
+ * written in the change's own transaction (see ../../events/kysely-artifact-event-log.ts
  * for how seq order is made to match commit order). No foreign key to
  * artifacts: appending must take no lock on the artifact beyond the
  * change's own.

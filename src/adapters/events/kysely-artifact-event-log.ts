@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Transaction } from "kysely";
 import type { Artifact, ArtifactEventType } from "../../artifact.ts";
 import type { ArtifactEventLog, LoggedEvent } from "../../ports/artifact-event-log.ts";
-import type { Database } from "./schema.ts";
+import type { Database } from "../metadata/schema.ts";
 
 /**
  * The artifact event log on kysely (Postgres and PGlite), table
