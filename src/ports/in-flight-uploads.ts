@@ -5,7 +5,7 @@
  * Reached as MetadataStore.uploadsInFlight.
  *
  * A key is held from `begin` until the transaction that records the artifact
- * removes it (MetadataStore.createArtifact with `hold`), or until `release`.
+ * removes it (ArtifactRecords.createArtifact with `hold`), or until `release`.
  * Garbage collection `claim`s released keys and keys whose heartbeat went
  * stale; a claimed key can no longer be renewed or recorded, so reclaiming
  * its storage never races the upload's own commit.

@@ -12,7 +12,7 @@
 import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import type { ArtifactFilter } from "../../src/artifact.ts";
-import { bestQuery, listQuery, searchQuery } from "../../src/adapters/metadata/artifact-queries.ts";
+import { bestQuery, listQuery, searchQuery } from "../../src/adapters/metadata/artifact-query-builders.ts";
 import { createKyselyMetadataStore } from "../../src/adapters/metadata/kysely-metadata-store.ts";
 import { migrateToLatest } from "../../src/adapters/metadata/open-metadata-store.ts";
 import type { Database } from "../../src/adapters/metadata/schema.ts";

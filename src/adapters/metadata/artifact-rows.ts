@@ -1,6 +1,6 @@
 import type { Kysely, Selectable, Transaction } from "kysely";
 import { PROVENANCE_FIELDS, type Artifact, type Provenance } from "../../artifact.ts";
-import type { StoredBlob } from "../../ports/metadata-store.ts";
+import type { StoredBlob } from "../../ports/tenant-blob-index.ts";
 import type { ArtifactTable, Database } from "./schema.ts";
 
 /** Rows of the artifacts table ⇄ domain artifacts. */

@@ -5,7 +5,7 @@ import { ARTIFACT_COLUMNS, type Queryable } from "./artifact-rows.ts";
 import type { Database } from "./schema.ts";
 
 /**
- * The store's read queries, built but not run: the metadata store executes
+ * The store's read queries, built but not run: ./kysely-artifact-queries.ts executes
  * them, and `npm run bench:query` explains exactly these, so the plans it
  * reports are the ones production runs.
  */

@@ -1,0 +1,317 @@
+import { sql, type Kysely, type Transaction } from "kysely";
+import { STATUS_TRANSITIONS, type Artifact, type ArtifactInput } from "../../artifact.ts";
+import { ArtifactError, failedPrecondition, notFound } from "../../artifact-error.ts";
+import {
+  BLOB_RECLAIMED,
+  storageKeyOf,
+  UPLOAD_HOLD_LOST,
+  type ArtifactExpiry,
+  type ArtifactRecords,
+  type NewArtifact,
+} from "../../ports/artifact-records.ts";
+import type { StoredBlob } from "../../ports/tenant-blob-index.ts";
+import type { PendingEvent, WithEvents } from "../events/kysely-artifact-event-log.ts";
+import { selectArtifacts } from "./artifact-query-builders.ts";
+import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type ArtifactRow, type Queryable } from "./artifact-rows.ts";
+import { releaseStorageKey } from "./kysely-in-flight-uploads.ts";
+import type { Database } from "./schema.ts";
+
+/**
+ * Changing artifacts on kysely (Postgres and PGlite).
+ *
+ * Every write runs in `withEvents` (../events/kysely-artifact-event-log.ts):
+ * the change and its events commit together or not at all. Every value from
+ * a request reaches SQL as a bound parameter. Recording an artifact that
+ * stores content writes its blob row in the same transaction; one blob row
+ * per (tenant, digest) is the schema's invariant, so of two uploads of the
+ * same content the second finds the first's row and points at it.
+ */
+export function createKyselyArtifactRecords(db: Kysely<Database>, withEvents: WithEvents): ArtifactRecords & ArtifactExpiry {
+  return {
+    async createArtifact(record) {
+      return translateDatabaseError(() =>
+        withEvents(async (tx, recordEvent) => {
+          let blob: StoredBlob | undefined;
+          let blobCreated = false;
+          if (record.blob && "reuseExisting" in record.blob) {
+            // KEY SHARE: garbage collection cannot delete the row until we commit.
+            const row = await tx
+              .selectFrom("blobs")
+              .select(["digest", "size_bytes", "storage_key"])
+              .where("tenant_id", "=", record.tenantId)
+              .where("digest", "=", record.blake3)
+              .where("corrupt_at", "is", null)
+              .forKeyShare()
+              .executeTakeFirst();
+            if (!row) {
+              throw new ArtifactError("aborted", BLOB_RECLAIMED);
+            }
+            blob = toStoredBlob(row);
+          } else if (record.blob) {
+            const inserted = await tx
+              .insertInto("blobs")
+              .values({ tenant_id: record.tenantId, digest: record.blake3, size_bytes: record.sizeBytes, storage_key: record.blob.storageKey })
+              .onConflict((oc) => oc.columns(["tenant_id", "digest"]).doNothing())
+              .returning(["digest", "size_bytes", "storage_key"])
+              .executeTakeFirst();
+            blobCreated = inserted !== undefined;
+            const existing = inserted
+              ? undefined
+              : await tx
+                  .selectFrom("blobs")
+                  .select(["digest", "size_bytes", "storage_key", "corrupt_at"])
+                  .where("tenant_id", "=", record.tenantId)
+                  .where("digest", "=", record.blake3)
+                  .forUpdate()
+                  .executeTakeFirstOrThrow();
+            let row = inserted ?? existing!;
+            if (existing && existing.corrupt_at !== null) {
+              // Fresh bytes for content known to be corrupt heal it: the blob row takes our copy, the bad one is garbage.
+              await tx
+                .updateTable("blobs")
+                .set({ storage_key: record.blob.storageKey, corrupt_at: null })
+                .where("tenant_id", "=", record.tenantId)
+                .where("digest", "=", record.blake3)
+                .execute();
+              await releaseStorageKey(tx, record.tenantId, existing.storage_key);
+              row = { ...existing, storage_key: record.blob.storageKey };
+            }
+            blob = toStoredBlob(row);
+          }
+          await checkInputs(tx, record.tenantId, record.spec.inputs);
+
+          const { spec } = record;
+          const row = await tx
+            .insertInto("artifacts")
+            .values({
+              id: record.id,
+              tenant_id: record.tenantId,
+              kind: spec.kind,
+              artifact_class: spec.artifactClass,
+              name: spec.name,
+              title: spec.title,
+              mime_type: record.mimeType,
+              size_bytes: record.sizeBytes,
+              blake3: record.blake3,
+              storage: record.blob ? "blob" : "inline",
+              blob_digest: record.blob ? record.blake3 : null,
+              // JSON is kept byte-for-byte as sent (inline_text: what downloads
+              // return and the digest covers) and as JSONB for queries.
+              inline_text: record.inline ? (record.inline.type === "text" ? record.inline.text : record.inline.json) : null,
+              inline_json: record.inline?.type === "json" ? record.inline.json : null,
+              labels: JSON.stringify(spec.labels),
+              tags: [...spec.tags],
+              metrics: JSON.stringify(spec.metrics),
+              pinned: spec.pinned,
+              status: spec.status,
+              ...provenanceColumns(spec.provenance),
+              created_at: record.createdAt,
+              created_by: record.createdBy,
+              deleted_at: null,
+              expires_at: spec.expiresAt ?? null,
+            })
+            .returning(ARTIFACT_COLUMNS)
+            .executeTakeFirstOrThrow();
+          if (spec.inputs.length > 0) {
+            await tx
+              .insertInto("artifact_inputs")
+              .values(
+                spec.inputs.map((input, position) => ({
+                  tenant_id: record.tenantId,
+                  artifact_id: record.id,
+                  input_id: input.artifactId,
+                  role: input.role,
+                  position,
+                })),
+              )
+              .execute();
+          }
+          const artifact = toArtifact(row, spec.inputs, false);
+          if (record.hold) await endHold(tx, record, blob);
+          recordEvent({ type: "created", artifact });
+          return { artifact, blobCreated, blob };
+        }),
+      );
+    },
+
+    async checkInputs(tenantId, inputs) {
+      await checkInputs(db, tenantId, inputs);
+    },
+
+    async softDeleteArtifact(tenantId, id, now) {
+      return withEvents(async (tx, recordEvent) => {
+        const row = await selectArtifacts(tx, tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
+        if (!row) return undefined;
+        if (row.deleted_at === null) {
+          if (row.pinned) throw failedPrecondition(`artifact ${id} is pinned: unpin it before deleting it`);
+          const updated = await tx.updateTable("artifacts").set({ deleted_at: now }).where("id", "=", id).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
+          const artifact = (await toArtifacts(tx, [updated]))[0]!;
+          recordEvent({ type: "deleted", artifact });
+          return artifact;
+        }
+        return (await toArtifacts(tx, [row]))[0];
+      });
+    },
+
+    async setPinned(tenantId, id, pinned) {
+      return withEvents(async (tx, recordEvent) => {
+        const row = await selectArtifacts(tx, tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
+        if (!row) return undefined;
+        if (row.deleted_at !== null && pinned) throw failedPrecondition(`artifact ${id} is deleted and cannot be pinned`);
+        if (row.pinned === pinned) return (await toArtifacts(tx, [row]))[0]!;
+        const updated = await tx.updateTable("artifacts").set({ pinned }).where("id", "=", id).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
+        const artifact = (await toArtifacts(tx, [updated]))[0]!;
+        recordEvent({ type: pinned ? "pinned" : "unpinned", artifact });
+        return artifact;
+      });
+    },
+
+    async setStatus(tenantId, id, status) {
+      return withEvents(async (tx, recordEvent) => {
+        const row = await selectArtifacts(tx, tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
+        if (!row) return undefined;
+        if (row.status === status) return (await toArtifacts(tx, [row]))[0]!;
+        if (row.deleted_at !== null) throw failedPrecondition(`artifact ${id} is deleted; its status can no longer change`);
+        const allowed = STATUS_TRANSITIONS[row.status];
+        if (!allowed.includes(status)) {
+          throw failedPrecondition(
+            `artifact ${id} is ${row.status}; it can go to ${allowed.length ? allowed.join(" or ") : "no other status (approved is final)"}, not ${status}`,
+          );
+        }
+        const updated = await tx.updateTable("artifacts").set({ status }).where("id", "=", id).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
+        const artifact = (await toArtifacts(tx, [updated]))[0]!;
+        recordEvent({ type: "status_changed", artifact });
+        return artifact;
+      });
+    },
+
+    async archiveRun(tenantId, runId, now) {
+      return withEvents(async (tx, recordEvent) => {
+        const rows = await tx
+          .updateTable("artifacts")
+          .set({ deleted_at: now })
+          .where("tenant_id", "=", tenantId)
+          .where("run_id", "=", runId)
+          .where("pinned", "=", false)
+          .where("deleted_at", "is", null)
+          .returning(ARTIFACT_COLUMNS)
+          .execute();
+        return recordDeleted(tx, rows, recordEvent);
+      });
+    },
+
+    async expireArtifacts(now, limit) {
+      return withEvents(async (tx, recordEvent) => {
+        const rows = await tx
+          .updateTable("artifacts")
+          .set({ deleted_at: now })
+          .where("id", "in", (eb) =>
+            eb
+              .selectFrom("artifacts")
+              .select("id")
+              .where("expires_at", "<=", now)
+              .where("deleted_at", "is", null)
+              .where("pinned", "=", false)
+              .limit(limit),
+          )
+          .where("pinned", "=", false)
+          .where("deleted_at", "is", null)
+          .returning(ARTIFACT_COLUMNS)
+          .execute();
+        return recordDeleted(tx, rows, recordEvent);
+      });
+    },
+  };
+}
+
+/**
+ * Ends what held an upload's storage key, inside the transaction that records
+ * its artifact: so the artifact and the end of the hold commit together, or
+ * neither does. A key the artifact does not use (another upload of the same
+ * content won) is released to garbage collection in the same breath.
+ */
+async function endHold(tx: Transaction<Database>, record: NewArtifact, blob: StoredBlob | undefined): Promise<void> {
+  const hold = record.hold!;
+  const key = storageKeyOf(hold);
+  const used = blob?.storageKey === key;
+  if ("session" in hold) {
+    const completed = await tx
+      .updateTable("upload_sessions")
+      .set({ state: "completed", artifact_id: record.id, complete_claim: null, updated_at: sql`now()` })
+      .where("id", "=", hold.session.id)
+      .where("state", "=", "completing")
+      .where("complete_claim", "=", hold.session.claim)
+      .executeTakeFirst();
+    if (completed.numUpdatedRows === 0n) {
+      throw new ArtifactError("aborted", `upload session ${hold.session.id} was taken over by another complete: complete it again to get its artifact`);
+    }
+    if (!used) await releaseStorageKey(tx, record.tenantId, key);
+    return;
+  }
+  if (!used) {
+    await releaseStorageKey(tx, record.tenantId, key);
+    return;
+  }
+  const ended = await tx.deleteFrom("uploads_in_flight").where("storage_key", "=", key).where("released_at", "is", null).executeTakeFirst();
+  if (ended.numDeletedRows === 0n) {
+    throw new ArtifactError("aborted", UPLOAD_HOLD_LOST);
+  }
+}
+
+/** Soft-deleted rows → artifacts, each with its deleted event recorded. */
+async function recordDeleted(tx: Queryable, rows: readonly ArtifactRow[], recordEvent: (event: PendingEvent) => void): Promise<Artifact[]> {
+  const artifacts = await toArtifacts(tx, rows);
+  for (const artifact of artifacts) recordEvent({ type: "deleted", artifact });
+  return artifacts;
+}
+
+async function checkInputs(db: Queryable, tenantId: string, inputs: readonly ArtifactInput[]): Promise<void> {
+  if (inputs.length === 0) return;
+  const rows = await db
+    .selectFrom("artifacts")
+    .select(["id", "kind", "artifact_class", "deleted_at"])
+    .where("tenant_id", "=", tenantId)
+    .where(
+      "id",
+      "in",
+      inputs.map((i) => i.artifactId),
+    )
+    .forShare()
+    .execute();
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  for (const input of inputs) {
+    const row = byId.get(input.artifactId);
+    if (!row) throw notFound(`input artifact ${input.artifactId} does not exist: name an existing artifact of your tenant`);
+    if (row.deleted_at !== null) throw failedPrecondition(`input artifact ${input.artifactId} is deleted and cannot be used as an input`);
+    if (input.requiredClass !== "" && row.artifact_class !== input.requiredClass) {
+      throw failedPrecondition(
+        `input artifact ${input.artifactId} has class ${JSON.stringify(row.artifact_class)}, but the input requires class ${JSON.stringify(input.requiredClass)}`,
+      );
+    }
+    if (input.requiredKind !== "" && row.kind !== input.requiredKind) {
+      throw failedPrecondition(
+        `input artifact ${input.artifactId} has kind ${JSON.stringify(row.kind)}, but the input requires kind ${JSON.stringify(input.requiredKind)}`,
+      );
+    }
+  }
+}
+
+/**
+ * Postgres refuses some values that pass validation — JSON holding \u0000,
+ * text it cannot convert. Those are the client's to fix, so they become
+ * invalid_argument here, where the driver's codes are known.
+ */
+async function translateDatabaseError<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === "22P05" || code === "22021" || code === "22P02") {
+      // The driver's own words stay in the server's log (the error's cause), not in the answer.
+      throw new ArtifactError("invalid_argument", "the database refused a value of the request (text it cannot store, such as a NUL character or invalid Unicode): remove it", {
+        cause: error,
+      });
+    }
+    throw error;
+  }
+}
