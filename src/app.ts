@@ -175,7 +175,7 @@ export async function ensureBootstrapToken(app: App, dataDir: string): Promise<s
  */
 function startMaintenance(
   config: Config,
-  deps: MaintenanceDeps,
+  deps: MaintenanceDeps & { readonly metadata: MetadataStore },
   log: (message: string, error?: unknown) => void,
 ): { stop(): Promise<void> } {
   if (config.maintenanceIntervalMs === 0) return { stop: async () => {} };

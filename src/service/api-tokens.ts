@@ -3,7 +3,7 @@ import type { Caller, TokenScope } from "../artifact.ts";
 import { TOKEN_SCOPES } from "../artifact.ts";
 import { ArtifactError, invalidArgument } from "../artifact-error.ts";
 import { newArtifactId } from "../artifact-id.ts";
-import type { ApiToken, MetadataStore } from "../ports/metadata-store.ts";
+import type { ApiToken, TokenStore } from "../ports/token-store.ts";
 
 /**
  * API tokens: `adt_` + 32 random bytes in base64url. Only their SHA-256 is
@@ -14,7 +14,7 @@ const TENANT_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const TOKEN_PATTERN = /^adt_[A-Za-z0-9_-]{43}$/;
 
 export async function createApiToken(
-  metadata: MetadataStore,
+  metadata: TokenStore,
   tenantId: string,
   name: string,
   options: { scope?: TokenScope; expiresAt?: Date | undefined } = {},
@@ -43,7 +43,7 @@ export function tokenIsActive(token: ApiToken | undefined, now: number = Date.no
  * Resolves `authorization: Bearer <token>` to the caller, or throws
  * unauthenticated with what to do about it. Uncached: see ./token-authenticator.ts.
  */
-export async function authenticate(metadata: MetadataStore, authorization: string | null | undefined): Promise<Caller> {
+export async function authenticate(metadata: TokenStore, authorization: string | null | undefined): Promise<Caller> {
   return callerOf(await metadata.findTokenBySha256(tokenSha256(authorization)));
 }
 

@@ -2,7 +2,8 @@ import type { Artifact, Caller } from "../artifact.ts";
 import { ArtifactError, invalidArgument, notFound } from "../artifact-error.ts";
 import { createBlake3 } from "../blake3.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
-import type { MetadataStore } from "../ports/metadata-store.ts";
+import type { ArtifactQueries } from "../ports/artifact-queries.ts";
+import type { TenantBlobIndex } from "../ports/tenant-blob-index.ts";
 import { readAhead } from "./read-ahead.ts";
 import { requireArtifactId } from "./validate-spec.ts";
 
@@ -10,7 +11,7 @@ import { requireArtifactId } from "./validate-spec.ts";
 const READ_AHEAD_BYTES = 8 * 1024 * 1024;
 
 export interface DownloadDeps {
-  readonly metadata: MetadataStore;
+  readonly metadata: ArtifactQueries & TenantBlobIndex;
   readonly blobs: BlobStore;
   /** Size of the messages content is re-chunked into. */
   readonly chunkBytes: number;

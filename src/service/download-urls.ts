@@ -2,7 +2,7 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Caller } from "../artifact.ts";
 import { ArtifactError, invalidArgument, notFound } from "../artifact-error.ts";
 import { isArtifactId } from "../artifact-id.ts";
-import type { MetadataStore } from "../ports/metadata-store.ts";
+import type { ArtifactQueries } from "../ports/artifact-queries.ts";
 import { URL_SIGNING_KEY_ID_PATTERN, type UrlSigningKey } from "../url-signing-keys.ts";
 import { requireArtifactId } from "./validate-spec.ts";
 
@@ -133,7 +133,7 @@ function parseTarget(target: string): { link: DownloadLink; keyId: string; signa
 
 /** The CreateDownloadUrl use case. */
 export async function createDownloadUrl(
-  deps: { metadata: MetadataStore; signer: UrlSigner; maxTtlSeconds: number },
+  deps: { metadata: ArtifactQueries; signer: UrlSigner; maxTtlSeconds: number },
   caller: Caller,
   request: { id: string; ttlSeconds: number; baseUrl: string },
 ): Promise<{ url: string; expiresAt: Date }> {

@@ -1,6 +1,6 @@
 import type { Artifact } from "../artifact.ts";
 import type { LoggedEvent } from "../ports/artifact-event-log.ts";
-import type { MetadataStore } from "../ports/metadata-store.ts";
+import type { ArtifactQueries } from "../ports/artifact-queries.ts";
 
 /**
  * Loads the artifact an event is about once for all the watchers that
@@ -13,7 +13,7 @@ import type { MetadataStore } from "../ports/metadata-store.ts";
  */
 export type EventArtifactLoader = (event: LoggedEvent) => Promise<Artifact | undefined>;
 
-export function createEventArtifactLoader(metadata: MetadataStore, capacity = 1024): EventArtifactLoader {
+export function createEventArtifactLoader(metadata: ArtifactQueries, capacity = 1024): EventArtifactLoader {
   const loads = new Map<number, Promise<Artifact | undefined>>();
   return (event) => {
     let load = loads.get(event.seq);

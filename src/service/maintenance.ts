@@ -1,8 +1,12 @@
 import { canListBlobs, hasSessions, type BlobStore } from "../ports/blob-store.ts";
-import type { MetadataStore } from "../ports/metadata-store.ts";
+import type { AllTenantsBlobIndex } from "../ports/all-tenants-blob-index.ts";
+import type { ArtifactEventLog } from "../ports/artifact-event-log.ts";
+import type { ArtifactExpiry } from "../ports/artifact-records.ts";
+import type { InFlightUploads } from "../ports/in-flight-uploads.ts";
 
 export interface MaintenanceDeps {
-  readonly metadata: MetadataStore;
+  /** Every tenant at once: what expires, what is reclaimable, and the storage keys still held. */
+  readonly metadata: ArtifactExpiry & AllTenantsBlobIndex & { readonly uploadsInFlight: InFlightUploads; readonly eventLog: ArtifactEventLog };
   readonly blobs: BlobStore;
   /** Uploads in flight whose heartbeat is older than this are reclaimed. */
   readonly uploadStaleMs: number;
@@ -58,7 +62,7 @@ export interface GarbageReport {
  *    removes the object (and a later collection, should that fail). The schema's
  *    foreign key makes this safe against a deduplicating upload that takes
  *    a reference at the same moment: the delete fails and the blob stays
- *    (see MetadataStore.reclaimBlob).
+ *    (see AllTenantsBlobIndex.reclaimBlob).
  * 2. Uploads in flight (uploads_in_flight) that were released, or whose
  *    heartbeat is older than `uploadStaleMs`: their server died, or their
  *    recording failed. Each key is claimed first (no upload can record or

@@ -1,6 +1,6 @@
 import type { Caller } from "../artifact.ts";
 import { ArtifactError } from "../artifact-error.ts";
-import type { ApiToken, MetadataStore } from "../ports/metadata-store.ts";
+import type { ApiToken, TokenStore } from "../ports/token-store.ts";
 import { callerOf, tokenIsActive, tokenSha256 } from "./api-tokens.ts";
 
 /**
@@ -41,7 +41,7 @@ interface CacheEntry {
   readonly token: Promise<ApiToken | undefined>;
 }
 
-export function createTokenAuthenticator(metadata: MetadataStore, options: TokenAuthenticatorOptions): TokenAuthenticator {
+export function createTokenAuthenticator(metadata: TokenStore, options: TokenAuthenticatorOptions): TokenAuthenticator {
   const maxEntries = options.maxEntries ?? 10_000;
   const bySha256 = new Map<string, CacheEntry>();
   const byId = new Map<string, CacheEntry>();

@@ -1,7 +1,7 @@
 import type { ArtifactEvent, ArtifactFilter } from "../artifact.ts";
 import { ArtifactError, invalidArgument } from "../artifact-error.ts";
-import type { LoggedEvent } from "../ports/artifact-event-log.ts";
-import type { MetadataStore } from "../ports/metadata-store.ts";
+import type { ArtifactEventLog, LoggedEvent } from "../ports/artifact-event-log.ts";
+import type { ArtifactQueries } from "../ports/artifact-queries.ts";
 import type { ArtifactEvents } from "./artifact-events.ts";
 import type { EventArtifactLoader } from "./event-artifact-loader.ts";
 import type { WatcherSlots } from "./watcher-slots.ts";
@@ -58,7 +58,7 @@ export function decodeEventCursor(field: string, cursor: string): number | undef
 export function watchArtifacts(
   deps: {
     readonly events: ArtifactEvents;
-    readonly metadata: MetadataStore;
+    readonly metadata: ArtifactQueries & { readonly eventLog: ArtifactEventLog };
     readonly loadArtifact: EventArtifactLoader;
     readonly slots: WatcherSlots;
     /** Events the watcher may have waiting before it is stopped as too slow (ARTIFACTD_MAX_WATCH_BACKLOG). */
