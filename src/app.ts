@@ -41,7 +41,18 @@ export async function openStores(config: Config): Promise<{ metadata: MetadataSt
     migrate: config.migrateOnStart,
   });
   try {
-    const blobs = config.s3 ? await createS3BlobStore(config.s3) : await createFsBlobStore(path.join(config.dataDir, "blobs"));
+    const { s3 } = config;
+    const blobs = s3
+      ? await createS3BlobStore({
+          endpoint: s3.endpoint,
+          region: s3.region,
+          accessKey: s3.accessKey,
+          secretKey: s3.secretKey,
+          bucket: s3.bucket,
+          partSize: s3.partSize,
+          partConcurrency: s3.partConcurrency,
+        })
+      : await createFsBlobStore(path.join(config.dataDir, "blobs"));
     return { metadata, blobs };
   } catch (error) {
     await metadata.close();

@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import { Client } from "minio";
-import type { S3Config } from "../../config.ts";
 import { createBlake3 } from "../../blake3.ts";
 import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
 
@@ -41,8 +40,31 @@ import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from 
  * s3:AbortMultipartUpload, s3:ListBucket, s3:ListBucketMultipartUploads, and
  * s3:CreateBucket when the bucket does not exist yet.
  */
+export interface S3BlobStoreOptions {
+  /** The S3 service, http: or https: (which decides TLS); path-style addressing, so MinIO needs no DNS per bucket. */
+  readonly endpoint: URL;
+  /** The region requests are signed for, and a bucket this store creates is made in. Default "us-east-1". */
+  readonly region?: string;
+  readonly accessKey: string;
+  readonly secretKey: string;
+  /** Created when missing (by whichever replica gets there first). */
+  readonly bucket: string;
+  /**
+   * Bytes per multipart part, and the size at and below which a blob is one
+   * PUT. S3 allows 5 MiB – 5 GiB. Parts grow from this for uploads of
+   * unknown length (see partPlan). Default 8 MiB.
+   */
+  readonly partSize?: number;
+  /** Parts uploaded at once per upload; memory per upload is about partSize × (this + 1). Default 3. */
+  readonly partConcurrency?: number;
+}
+
+/** What S3BlobStoreOptions leaves unset. */
+const S3_BLOB_STORE_DEFAULTS = { region: "us-east-1", partSize: 8 * 1024 * 1024, partConcurrency: 3 };
+
+/** Opens the store on its bucket, creating the bucket when it does not exist. */
 export async function createS3BlobStore(
-  config: S3Config,
+  s3: S3BlobStoreOptions,
   options: {
     /** Part sizes for one upload; tests choose a small schedule to see parts of several sizes. */
     readonly planParts?: (expectedSize: number | undefined) => PartPlan;
@@ -50,6 +72,7 @@ export async function createS3BlobStore(
     readonly journalLeftoverMs?: number;
   } = {},
 ): Promise<BlobStore & BlobLister & BlobSessions> {
+  const config = { ...S3_BLOB_STORE_DEFAULTS, ...s3 };
   const planParts = options.planParts ?? ((expectedSize) => partPlan(config.partSize, config.partConcurrency, expectedSize));
   const useSSL = config.endpoint.protocol === "https:";
   const agentOptions = { keepAlive: true, maxSockets: 256 };
