@@ -1,10 +1,10 @@
 import path from "node:path";
-import { loadOrCreateUrlSigningKeyFile, urlSigningKeyFile } from "./adapters/keys/url-signing-key-file.ts";
+import { InvalidUrlSigningKeyFileError, loadOrCreateUrlSigningKeyFile, urlSigningKeyFile } from "./adapters/keys/url-signing-key-file.ts";
 import { createFsBlobStore } from "./adapters/blob/fs-blob-store.ts";
 import { createS3BlobStore } from "./adapters/blob/s3-blob-store.ts";
 import { openMetadataStore } from "./adapters/metadata/open-metadata-store.ts";
 import { listenForArtifactEvents } from "./adapters/events/postgres-event-listener.ts";
-import type { Config } from "./config.ts";
+import { ConfigError, type Config } from "./config.ts";
 import type { BlobStore } from "./ports/blob-store.ts";
 import type { MetadataStore } from "./ports/metadata-store.ts";
 import { ensurePrivateDir, restrictFileToOwner, writePrivateFile } from "./private-files.ts";
@@ -150,7 +150,7 @@ async function urlSigningKeys(config: Config, log: (message: string) => void): P
   // The folder then holds a secret whatever the stores are: owner-only, as with the embedded default.
   await ensurePrivateDir(config.dataDir);
   const file = urlSigningKeyFile(config.dataDir);
-  const { keys, created } = await loadOrCreateUrlSigningKeyFile(file);
+  const { keys, created } = await loadOrCreateUrlSigningKeyFile(file).catch(asConfigError);
   if (created) log(`made a download-link signing key in ${file}`);
   if (config.databaseUrl !== undefined) {
     log(
@@ -159,6 +159,16 @@ async function urlSigningKeys(config: Config, log: (message: string) => void): P
     );
   }
   return keys;
+}
+
+/**
+ * A key file that cannot be read is configuration gone wrong to the
+ * operator: rethrown as a ConfigError, it is reported in one line with exit
+ * status 2, like a bad environment variable. Other errors pass unchanged.
+ */
+export function asConfigError(error: unknown): never {
+  if (error instanceof InvalidUrlSigningKeyFileError) throw new ConfigError(error.message, { cause: error });
+  throw error;
 }
 
 /**

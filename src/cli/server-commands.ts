@@ -1,5 +1,5 @@
 import { loadOrCreateUrlSigningKeyFile, readUrlSigningKeyFile, urlSigningKeyFile, writeUrlSigningKeyFile } from "../adapters/keys/url-signing-key-file.ts";
-import { ensureBootstrapToken, openStores, startApp } from "../app.ts";
+import { asConfigError, ensureBootstrapToken, openStores, startApp } from "../app.ts";
 import { ArtifactError } from "../artifact-error.ts";
 import { TOKEN_SCOPES, type TokenScope } from "../artifact.ts";
 import { createApiToken } from "../service/api-tokens.ts";
@@ -176,7 +176,7 @@ async function urlKeysCommand(args: string[]): Promise<number> {
   const file = urlSigningKeyFile(config.dataDir);
   if (action === "list") {
     const configured = config.urlSigningKeys !== undefined;
-    const keys = config.urlSigningKeys ?? (await readUrlSigningKeyFile(file)) ?? [];
+    const keys = config.urlSigningKeys ?? (await readUrlSigningKeyFile(file).catch(asConfigError)) ?? [];
     const source = configured ? "configuration (ARTIFACTD_URL_SIGNING_KEYS or ARTIFACTD_URL_SIGNING_KEY)" : file;
     if (values.json) console.log(JSON.stringify({ source, keys: keys.map((key, index) => ({ id: key.id, signs: index === 0 })) }));
     else if (keys.length === 0) console.log(`no keys yet: the server makes ${file} on its first start (or run \`artifactd url-keys rotate\`)`);
@@ -195,7 +195,7 @@ async function urlKeysCommand(args: string[]): Promise<number> {
   }
   if (action === "rotate") {
     if (id !== undefined) throw new UsageError("url-keys rotate takes no arguments: it names the new key itself");
-    const { keys, created } = await loadOrCreateUrlSigningKeyFile(file);
+    const { keys, created } = await loadOrCreateUrlSigningKeyFile(file).catch(asConfigError);
     if (created) {
       // The file's first key is as new as one rotated in.
       if (values.json) console.log(JSON.stringify({ id: keys[0]!.id }));
@@ -209,7 +209,7 @@ async function urlKeysCommand(args: string[]): Promise<number> {
     return 0;
   }
   if (!id) throw new ArtifactError("invalid_argument", "url-keys retire needs the key id (see `artifactd url-keys list`)");
-  const keys = (await readUrlSigningKeyFile(file)) ?? [];
+  const keys = (await readUrlSigningKeyFile(file).catch(asConfigError)) ?? [];
   const index = keys.findIndex((key) => key.id === id);
   if (index < 0) throw new ArtifactError("not_found", `no key ${id} in ${file}`);
   if (index === 0) throw new ArtifactError("failed_precondition", `${id} is the key that signs: rotate in a new one first, then retire ${id}`);

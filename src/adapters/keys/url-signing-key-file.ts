@@ -1,6 +1,5 @@
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { ConfigError } from "../../config.ts";
 import { PRIVATE_FILE_MODE, restrictFileToOwner, writePrivateFile } from "../../private-files.ts";
 import { formatUrlSigningKeys, newUrlSigningKey, parseUrlSigningKeys, type UrlSigningKey } from "../../url-signing-keys.ts";
 
@@ -18,6 +17,11 @@ import { formatUrlSigningKeys, newUrlSigningKey, parseUrlSigningKeys, type UrlSi
  */
 export function urlSigningKeyFile(dataDir: string): string {
   return path.join(dataDir, "url-signing-keys");
+}
+
+/** The key file exists but does not hold a valid key list: the message names the file and what is wrong with it. */
+export class InvalidUrlSigningKeyFileError extends Error {
+  override readonly name = "InvalidUrlSigningKeyFileError";
 }
 
 /** The keys in `file`, or, when it does not exist, a new one written there. */
@@ -52,7 +56,7 @@ export async function readUrlSigningKeyFile(file: string): Promise<UrlSigningKey
   try {
     return parseUrlSigningKeys(text);
   } catch (error) {
-    throw new ConfigError(`the download-link key file ${file} is not valid: ${(error as Error).message}`);
+    throw new InvalidUrlSigningKeyFileError(`the download-link key file ${file} is not valid: ${(error as Error).message}`);
   }
 }
 
