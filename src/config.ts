@@ -1,5 +1,9 @@
 import path from "node:path";
 import { parseUrlSigningKeys, type UrlSigningKey } from "./url-signing-keys.ts";
+import type { TenantQuotaLimits } from "./ports/tenant-quota-store.ts";
+
+/** quotaDefaults' type, defined with the quota port, whose per-tenant overrides replace its limits one by one. */
+export type { TenantQuotaLimits };
 
 /**
  * Service configuration, read once from the environment into a frozen object
@@ -89,22 +93,6 @@ export interface RequestLimits {
   readonly maxWatchBacklog: number;
   /** A streaming upload that receives no message for this long is failed and leaves nothing behind. */
   readonly uploadIdleTimeoutMs: number;
-}
-
-/**
- * What one tenant may use. Concurrency and calls per second are counted per
- * server process; stored bytes and open sessions in the database.
- */
-export interface TenantQuotaLimits {
-  /** Blobs, inline content and parts of unfinished upload sessions; Infinity: unlimited. */
-  readonly storedBytes: number;
-  readonly concurrentUploads: number;
-  readonly concurrentDownloads: number;
-  /** Upload sessions neither completed nor expired. */
-  readonly openSessions: number;
-  /** Token bucket: refilled at this rate, holding at most `burst` calls. */
-  readonly callsPerSecond: number;
-  readonly burst: number;
 }
 
 /**

@@ -1,4 +1,18 @@
-import type { TenantQuotaLimits } from "../config.ts";
+/**
+ * What one tenant may use. Concurrency and calls per second are counted per
+ * server process; stored bytes and open sessions in the database.
+ */
+export interface TenantQuotaLimits {
+  /** Blobs, inline content and parts of unfinished upload sessions; Infinity: unlimited. */
+  readonly storedBytes: number;
+  readonly concurrentUploads: number;
+  readonly concurrentDownloads: number;
+  /** Upload sessions neither completed nor expired. */
+  readonly openSessions: number;
+  /** Token bucket: refilled at this rate, holding at most `burst` calls. */
+  readonly callsPerSecond: number;
+  readonly burst: number;
+}
 
 /**
  * A tenant's quota overrides: only the quotas set for it; the others keep the
