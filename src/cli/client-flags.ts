@@ -1,7 +1,7 @@
 import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { parseArgs } from "node:util";
 import { isArtifactRef, Status, Storage, type ArtifactFilterInit, type ArtifactSpecInit } from "../../clients/node/src/index.ts";
-import { ProvenanceSchema } from "../../clients/node/src/gen/artifacts/v1/artifact_pb.js";
+import { ProvenanceSchema } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import { UsageError } from "./client-errors.ts";
 
 /**

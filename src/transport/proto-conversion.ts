@@ -10,13 +10,13 @@ import {
   type Artifact as ArtifactMessage,
   type ArtifactSpec as ArtifactSpecMessage,
   type Provenance as ProvenanceMessage,
-} from "../gen/artifacts/v1/artifact_pb.js";
+} from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import {
   UploadSessionSchema,
   UploadSessionState,
   type ArtifactFilter as ArtifactFilterMessage,
   type UploadSession as UploadSessionMessage,
-} from "../gen/artifacts/v1/artifact_service_pb.js";
+} from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { SessionView } from "../service/upload-sessions.ts";
 import type { RawSpec } from "../service/validate-spec.ts";
 

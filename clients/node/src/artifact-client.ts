@@ -20,13 +20,13 @@ import { ArtifactIntegrityError, createBlake3Verifier } from "./blake3-verifier.
 import { createDirectoryArtifacts, type RestoreDirOptions, type SaveDirOptions } from "./directory-artifacts.ts";
 import type { DirectoryManifest } from "./directory-manifest.ts";
 import { createLocalArtifactCache } from "./local-artifact-cache.ts";
-import type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
+import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import {
   ArtifactService,
   type ArtifactFilterSchema,
   type UploadResponse,
   UploadSessionState,
-} from "./gen/artifacts/v1/artifact_service_pb.js";
+} from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { messageSizedChunks } from "./message-sized-chunks.ts";
 import { startDeadline, type Deadline } from "./deadline.ts";
 import { abortStreamSession, createResumableWriter, createStreamSession } from "./resumable-writer.ts";

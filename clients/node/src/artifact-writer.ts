@@ -1,6 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ArtifactSpecSchema } from "./gen/artifacts/v1/artifact_pb.js";
-import type { UploadRequestSchema, UploadResponse } from "./gen/artifacts/v1/artifact_service_pb.js";
+import type { ArtifactSpecSchema } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+import type { UploadRequestSchema, UploadResponse } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { TypedArtifact } from "./artifact-ref.ts";
 import { MESSAGE_BYTES } from "./message-sized-chunks.ts";
 

@@ -1,8 +1,8 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
-import type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
-import type { ArtifactService } from "./gen/artifacts/v1/artifact_service_pb.js";
-import { UploadSessionState } from "./gen/artifacts/v1/artifact_service_pb.js";
+import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+import type { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { UploadSessionState } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import {
   createArtifactWriter,
   createTrailerMetadata,

@@ -1,7 +1,7 @@
 import { create, toJsonString, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type CallOptions, type Client } from "@connectrpc/connect";
-import { ArtifactSpecSchema, type Artifact } from "./gen/artifacts/v1/artifact_pb.ts";
-import { ArtifactService, UploadSessionState, type UploadSession } from "./gen/artifacts/v1/artifact_service_pb.ts";
+import { ArtifactSpecSchema, type Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+import { ArtifactService, UploadSessionState, type UploadSession } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { hashFile } from "./hash-file.ts";
 import { DEFAULT_RETRY, withRetry, type RetryPolicy } from "./retry.ts";
 import { createLocalUploadMemory, type UploadMemory } from "./upload-memory.ts";

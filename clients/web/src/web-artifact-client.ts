@@ -1,8 +1,8 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import type { Artifact } from "./gen/artifacts/v1/artifact_pb.ts";
-import { ArtifactService, type ArtifactFilterSchema, type GetLineageResponse } from "./gen/artifacts/v1/artifact_service_pb.ts";
+import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+import { ArtifactService, type ArtifactFilterSchema, type GetLineageResponse } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { uploadFile, type ArtifactSpecInit, type UploadFileOptions, type UploadFileResult } from "./upload-file.ts";
 
 export type ArtifactFilterInit = Exclude<MessageInitShape<typeof ArtifactFilterSchema>, { $typeName: string }>;

@@ -1,5 +1,5 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Status } from "../gen/artifacts/v1/artifact_pb.ts";
+import { Status } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import type { ArtifactFilterInit } from "../web-artifact-client.ts";
 import { PROVENANCE_FILTERS, STATUS_CHOICES } from "./filter-fields.ts";
 import { parseLabels } from "./format.ts";
