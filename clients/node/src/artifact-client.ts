@@ -1,4 +1,3 @@
-import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type http2 from "node:http2";
@@ -23,7 +22,6 @@ import { createLocalArtifactCache } from "./local-artifact-cache.ts";
 import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import {
   ArtifactService,
-  type ArtifactFilterSchema,
   type UploadResponse,
   UploadSessionState,
 } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
@@ -31,8 +29,9 @@ import { messageSizedChunks } from "./message-sized-chunks.ts";
 import { startDeadline, type Deadline } from "./deadline.ts";
 import { abortStreamSession, createResumableWriter, createStreamSession } from "./resumable-writer.ts";
 import { createRetryPolicy, type RetryOptions } from "./retry-policy.ts";
+import type { ArtifactFilterInit } from "@artifactd/api";
 
-export type ArtifactFilterInit = Exclude<MessageInitShape<typeof ArtifactFilterSchema>, { $typeName: string }>;
+export type { ArtifactFilterInit };
 
 export interface ArtifactClientOptions {
   /** Where the service listens, e.g. http://127.0.0.1:8080. */
