@@ -23,6 +23,7 @@ export default {
     "clients/node/src/directory-manifest.ts",
     "clients/node/src/retry-policy.ts",
     "clients/web/src/retry.ts",
+    "clients/api/src/transient-failure.ts",
     // uploadArtifact's reading of the stream's first message, up to where storage is first touched
     // (the session hand-off in between is I/O): keep these line ranges in step with the file.
     "src/service/upload-artifact.ts:84-93",

@@ -1,11 +1,11 @@
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
-import { Storage } from "../src/gen/artifacts/v1/artifact_pb.js";
+import { Storage } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 import { randomBytes } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import type { UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { expectCode } from "./support/expect-code.ts";
 import { captureStorageKeys, expectNothingStored } from "./support/nothing-stored.ts";
 

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ArtifactService } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { expectCode } from "./support/expect-code.ts";
 import { minioClient } from "./support/minio-client.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../src/app.ts";
 import { blake3Hex } from "../src/blake3.ts";
-import { ArtifactService, type UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { ArtifactService, type UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { collectGarbage } from "../src/service/maintenance.ts";
 import { gate, interpose } from "./support/interpose.ts";
 import { storedObjects } from "./support/stored-objects.ts";

@@ -14,7 +14,7 @@ import { migrationProvider } from "../src/adapters/metadata/migrations/index.ts"
 import { startApp } from "../src/app.ts";
 import { blake3Hex } from "../src/blake3.ts";
 import { readConfig } from "../src/config.ts";
-import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import type { UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { createApiToken } from "../src/service/api-tokens.ts";
 import { createUrlSigner } from "../src/service/download-urls.ts";
 import { parseRange } from "../src/transport/download-url-route.ts";

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
-import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import type { UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { hasSessions } from "../src/ports/blob-store.ts";
 import { BLOB_RECLAIMED } from "../src/ports/metadata-store.ts";
 import { collectGarbage } from "../src/service/maintenance.ts";

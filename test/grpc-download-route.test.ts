@@ -2,7 +2,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { randomBytes } from "node:crypto";
 import http2 from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DownloadResponseSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { DownloadResponseSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 
 interface RawCall {

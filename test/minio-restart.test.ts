@@ -2,7 +2,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Client } from "minio";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import type { UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { hasSessions } from "../src/ports/blob-store.ts";
 import { collectGarbage } from "../src/service/maintenance.ts";
 import { blobStoreState } from "./support/blob-store-state.ts";

@@ -6,7 +6,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
-import { ArtifactService, DownloadRequestSchema, DownloadResponseSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { ArtifactService, DownloadRequestSchema, DownloadResponseSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
 
 /** One port, three protocols: Connect and gRPC-Web over HTTP/1.1 (as browsers speak them), gRPC over HTTP/2. */

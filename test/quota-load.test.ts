@@ -8,7 +8,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { openMetadataStore } from "../src/adapters/metadata/open-metadata-store.ts";
 import { blake3Hex } from "../src/blake3.ts";
-import { ArtifactService, type UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { ArtifactService, type UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { MetadataStore } from "../src/ports/metadata-store.ts";
 import { createApiToken } from "../src/service/api-tokens.ts";
 import { minioClient } from "./support/minio-client.ts";

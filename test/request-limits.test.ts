@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { WatchArtifactsResponse } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import type { WatchArtifactsResponse } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { Caller } from "../src/artifact.ts";
 import { ConfigError, readConfig } from "../src/config.ts";
 import type { MetadataStore } from "../src/ports/metadata-store.ts";

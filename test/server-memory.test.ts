@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { ArtifactService } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { createTestDatabase } from "./support/postgres.ts";
 import { createServiceProcess, type ServiceProcess } from "./support/service-process.ts";
 import type { Backend } from "./support/test-app.ts";

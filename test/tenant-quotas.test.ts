@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createArtifactClient } from "../clients/node/src/index.ts";
 import { blake3Hex } from "../src/blake3.ts";
-import { ArtifactService, type UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { ArtifactService, type UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { ArtifactError } from "../src/artifact-error.ts";
 import type { TenantQuotaOverrides, TenantQuotaStore } from "../src/ports/tenant-quota-store.ts";
 import { createApiToken } from "../src/service/api-tokens.ts";

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ArtifactService } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { startServiceOnTestDatabase, type ServiceProcess } from "./support/service-process.ts";
 
 /**

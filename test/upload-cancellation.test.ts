@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { watch } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import type { UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { expectCode } from "./support/expect-code.ts";
 import { captureStorageKeys, expectNothingStored, untilStored } from "./support/nothing-stored.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";

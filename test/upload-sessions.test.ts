@@ -6,7 +6,7 @@ import { readdirSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
-import { UploadSessionState, type UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { UploadSessionState, type UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { expireUploadSessions } from "../src/service/upload-sessions.ts";
 import { minioClient } from "./support/minio-client.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";

@@ -3,7 +3,7 @@ import { Code } from "@connectrpc/connect";
 import type { Client as MinioClient } from "minio";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { UploadRequestSchema } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import type { UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { blobStoreState, type BlobStoreState } from "./support/blob-store-state.ts";
 import { expectCode } from "./support/expect-code.ts";
 import { minioClient } from "./support/minio-client.ts";

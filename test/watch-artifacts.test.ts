@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Status } from "../src/gen/artifacts/v1/artifact_pb.js";
-import { EventType } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { Status } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+import { EventType } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { openEventWatcher, untilLive } from "./support/event-watcher.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 

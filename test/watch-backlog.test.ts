@@ -2,7 +2,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import http2 from "node:http2";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { WatchArtifactsRequestSchema, WatchArtifactsResponseSchema, type WatchArtifactsResponse } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { WatchArtifactsRequestSchema, WatchArtifactsResponseSchema, type WatchArtifactsResponse } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { openEventWatcher, type EventWatcher } from "./support/event-watcher.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 

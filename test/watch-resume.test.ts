@@ -2,8 +2,8 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LISTENER_APPLICATION_NAME } from "../src/adapters/events/postgres-event-listener.ts";
-import { Status } from "../src/gen/artifacts/v1/artifact_pb.js";
-import { EventType, type ArtifactService } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { Status } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+import { EventType, type ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { pruneArtifactEvents } from "../src/service/maintenance.ts";
 import { BACKENDS, startTestApp, type Backend, type TestApp } from "./support/test-app.ts";
 

@@ -1,7 +1,8 @@
 import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { parseArgs } from "node:util";
 import { isArtifactRef, Status, Storage, type ArtifactFilterInit, type ArtifactSpecInit } from "../../clients/node/src/index.ts";
-import { ProvenanceSchema } from "../../clients/node/src/gen/artifacts/v1/artifact_pb.js";
+import { ProvenanceSchema } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+import { STATUS_NAMES, statusFromName } from "@artifactd/api";
 import { UsageError } from "./client-errors.ts";
 
 /**
@@ -237,12 +238,11 @@ function metricRanges(flags: ClientFlags): { name: string; min?: number; max?: n
   return [...ranges.values()];
 }
 
-const STATUSES: Record<string, Status> = { draft: Status.DRAFT, review: Status.REVIEW, approved: Status.APPROVED, rejected: Status.REJECTED };
 const STORAGES: Record<string, Storage> = { inline: Storage.INLINE, blob: Storage.BLOB };
 
 function parseStatus(raw: string): Status {
-  const status = STATUSES[raw.toLowerCase()];
-  if (status === undefined) throw new UsageError(`--status takes ${Object.keys(STATUSES).join(", ")}; got ${JSON.stringify(raw)}`);
+  const status = statusFromName(raw.toLowerCase());
+  if (status === undefined) throw new UsageError(`--status takes ${STATUS_NAMES.join(", ")}; got ${JSON.stringify(raw)}`);
   return status;
 }
 

@@ -4,7 +4,7 @@ import type http from "node:http";
 import http2 from "node:http2";
 import type { Caller } from "../artifact.ts";
 import { ArtifactError } from "../artifact-error.ts";
-import { ArtifactService } from "../gen/artifacts/v1/artifact_service_pb.js";
+import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { toConnectError } from "./connect-error-mapping.ts";
 
 /**

@@ -9,7 +9,7 @@ import {
   DownloadResponseSchema,
   EventType,
   type UploadRequest,
-} from "../gen/artifacts/v1/artifact_service_pb.js";
+} from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { ArtifactService } from "../service/artifact-service.ts";
 import type { UploadMessage } from "../service/upload-artifact.ts";
 import {

@@ -2,7 +2,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type http2 from "node:http2";
 import type { Caller } from "../artifact.ts";
-import { DownloadRequestSchema, DownloadResponseSchema } from "../gen/artifacts/v1/artifact_service_pb.js";
+import { DownloadRequestSchema, DownloadResponseSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { ArtifactService } from "../service/artifact-service.ts";
 import { encodeGrpcMessage, parseGrpcTimeout } from "./admission.ts";
 import { toConnectError } from "./connect-error-mapping.ts";

@@ -3,6 +3,7 @@ import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/prot
 import type { Artifact, ArtifactFilter, ArtifactStatus, ArtifactStorage, InlineContent, Provenance } from "../artifact.ts";
 import { PROVENANCE_FIELDS } from "../artifact.ts";
 import { invalidArgument } from "../artifact-error.ts";
+import { STATUS_BY_NAME, statusName } from "@artifactd/api";
 import {
   ArtifactSchema,
   Status,
@@ -10,35 +11,26 @@ import {
   type Artifact as ArtifactMessage,
   type ArtifactSpec as ArtifactSpecMessage,
   type Provenance as ProvenanceMessage,
-} from "../gen/artifacts/v1/artifact_pb.js";
+} from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import {
   UploadSessionSchema,
   UploadSessionState,
   type ArtifactFilter as ArtifactFilterMessage,
   type UploadSession as UploadSessionMessage,
-} from "../gen/artifacts/v1/artifact_service_pb.js";
+} from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { SessionView } from "../service/upload-sessions.ts";
 import type { RawSpec } from "../service/validate-spec.ts";
 
 /** Protobuf messages ⇄ domain shapes. No rules here: validation is the service's. */
 
-const STATUS_TO_DOMAIN: Record<number, ArtifactStatus | undefined> = {
-  [Status.UNSPECIFIED]: undefined,
-  [Status.DRAFT]: "draft",
-  [Status.REVIEW]: "review",
-  [Status.APPROVED]: "approved",
-  [Status.REJECTED]: "rejected",
-};
-const STATUS_TO_PROTO: Record<ArtifactStatus, Status> = {
-  draft: Status.DRAFT,
-  review: Status.REVIEW,
-  approved: Status.APPROVED,
-  rejected: Status.REJECTED,
-};
+/** The domain's statuses are the proto's by their names (STATUS_BY_NAME); the compiler holds the two lists together. */
+const STATUS_TO_PROTO: Readonly<Record<ArtifactStatus, Status>> = STATUS_BY_NAME;
 
 export function statusFromProto(field: string, status: Status): ArtifactStatus | undefined {
-  if (!(status in STATUS_TO_DOMAIN)) throw invalidArgument(`${field} ${status} is not a known Status value`);
-  return STATUS_TO_DOMAIN[status];
+  if (status === Status.UNSPECIFIED) return undefined;
+  const name: ArtifactStatus | undefined = statusName(status);
+  if (name === undefined) throw invalidArgument(`${field} ${status} is not a known Status value`);
+  return name;
 }
 
 function storageFromProto(field: string, storage: Storage): ArtifactStorage | undefined {

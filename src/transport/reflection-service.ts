@@ -5,7 +5,7 @@ import {
   ServerReflection,
   type ServerReflectionRequest,
   type ServerReflectionResponseSchema,
-} from "../gen/grpc/reflection/v1/reflection_pb.js";
+} from "@artifactd/api/grpc/reflection/v1/reflection_pb.js";
 
 /**
  * gRPC server reflection (grpc.reflection.v1, and the same messages under

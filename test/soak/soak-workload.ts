@@ -4,7 +4,7 @@ import { createCipheriv, randomBytes, randomInt } from "node:crypto";
 import { appendFileSync } from "node:fs";
 import { blake3Hex, createBlake3 } from "../../src/blake3.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { ArtifactService, EventType, UploadSessionState, type CreateUploadSessionRequestSchema } from "../../src/gen/artifacts/v1/artifact_service_pb.js";
+import { ArtifactService, EventType, UploadSessionState, type CreateUploadSessionRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 
 type CreateSessionRequest = MessageInitShape<typeof CreateUploadSessionRequestSchema>;
 

@@ -1,6 +1,6 @@
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { ArtifactService } from "../../src/gen/artifacts/v1/artifact_service_pb.js";
+import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 
 /**
  * gRPC is what Node clients speak, and its Download takes the server's fast

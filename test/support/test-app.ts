@@ -6,7 +6,7 @@ import path from "node:path";
 import { inject } from "vitest";
 import { startApp, type App } from "../../src/app.ts";
 import { readConfig } from "../../src/config.ts";
-import { ArtifactService } from "../../src/gen/artifacts/v1/artifact_service_pb.js";
+import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { createApiToken } from "../../src/service/api-tokens.ts";
 import { createTestDatabase } from "./postgres.ts";
 import { ServerLog } from "./server-log.ts";

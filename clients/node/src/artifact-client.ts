@@ -1,4 +1,3 @@
-import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type http2 from "node:http2";
@@ -20,19 +19,19 @@ import { ArtifactIntegrityError, createBlake3Verifier } from "./blake3-verifier.
 import { createDirectoryArtifacts, type RestoreDirOptions, type SaveDirOptions } from "./directory-artifacts.ts";
 import type { DirectoryManifest } from "./directory-manifest.ts";
 import { createLocalArtifactCache } from "./local-artifact-cache.ts";
-import type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
+import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import {
   ArtifactService,
-  type ArtifactFilterSchema,
   type UploadResponse,
   UploadSessionState,
-} from "./gen/artifacts/v1/artifact_service_pb.js";
+} from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { messageSizedChunks } from "./message-sized-chunks.ts";
 import { startDeadline, type Deadline } from "./deadline.ts";
 import { abortStreamSession, createResumableWriter, createStreamSession } from "./resumable-writer.ts";
 import { createRetryPolicy, type RetryOptions } from "./retry-policy.ts";
+import type { ArtifactFilterInit } from "@artifactd/api";
 
-export type ArtifactFilterInit = Exclude<MessageInitShape<typeof ArtifactFilterSchema>, { $typeName: string }>;
+export type { ArtifactFilterInit };
 
 export interface ArtifactClientOptions {
   /** Where the service listens, e.g. http://127.0.0.1:8080. */

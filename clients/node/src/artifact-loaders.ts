@@ -6,7 +6,7 @@ import type { ArtifactClient } from "./artifact-client.ts";
 import { parseArtifactRef, type ArtifactLocator } from "./artifact-ref.ts";
 import type { ArtifactSpecInit, TransferProgress } from "./artifact-writer.ts";
 import { ArtifactIntegrityError } from "./blake3-verifier.ts";
-import type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
+import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import type { LocalArtifactCache } from "./local-artifact-cache.ts";
 
 /** What the loaders need of the client: its transfer calls. */

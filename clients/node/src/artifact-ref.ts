@@ -1,4 +1,4 @@
-import type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
+import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 
 /**
  * Typed artifact references. An artifact id is `<prefix>_<26 characters>`;

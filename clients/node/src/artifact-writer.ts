@@ -1,12 +1,11 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ArtifactSpecSchema } from "./gen/artifacts/v1/artifact_pb.js";
-import type { UploadRequestSchema, UploadResponse } from "./gen/artifacts/v1/artifact_service_pb.js";
+import type { ArtifactSpecInit } from "@artifactd/api";
+import type { UploadRequestSchema, UploadResponse } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { TypedArtifact } from "./artifact-ref.ts";
 import { MESSAGE_BYTES } from "./message-sized-chunks.ts";
 
 export type UploadMessage = MessageInitShape<typeof UploadRequestSchema>;
-/** An ArtifactSpec as a plain object: `{ kind: "model", labels: { … }, provenance: { runId } }`. */
-export type ArtifactSpecInit = Exclude<MessageInitShape<typeof ArtifactSpecSchema>, { $typeName: string }>;
+export type { ArtifactSpecInit };
 /** Starts the client-streaming Upload call; cancelling `signal` cancels it. */
 /** An UploadResponse whose artifact id carries the spec's typePrefix in its type. */
 export type TypedUploadResponse<Prefix extends string = string> = UploadResponse & { artifact?: TypedArtifact<Prefix> | undefined };

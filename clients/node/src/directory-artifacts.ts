@@ -6,7 +6,7 @@ import type { ArtifactClient } from "./artifact-client.ts";
 import type { ArtifactLoaders } from "./artifact-loaders.ts";
 import { parseArtifactRef, type ArtifactLocator, type TypedArtifact } from "./artifact-ref.ts";
 import type { ArtifactSpecInit, TransferProgress } from "./artifact-writer.ts";
-import type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
+import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import {
   checkEntryPath,
   DIRECTORY_MANIFEST_MIME,

@@ -47,6 +47,6 @@ export {
   type DirectoryManifest,
 } from "./directory-manifest.ts";
 export { ArtifactIntegrityError, createBlake3Verifier, type Blake3Verifier } from "./blake3-verifier.ts";
-export type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
-export { Status, Storage } from "./gen/artifacts/v1/artifact_pb.js";
-export type { UploadResponse } from "./gen/artifacts/v1/artifact_service_pb.js";
+export type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+export { Status, Storage } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+export type { UploadResponse } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";

@@ -1,8 +1,9 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
-import type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
-import type { ArtifactService } from "./gen/artifacts/v1/artifact_service_pb.js";
-import { UploadSessionState } from "./gen/artifacts/v1/artifact_service_pb.js";
+import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+import type { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { UploadSessionState } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { DEFAULT_PART_SIZE } from "@artifactd/api";
 import {
   createArtifactWriter,
   createTrailerMetadata,
@@ -16,7 +17,7 @@ import { startDeadline } from "./deadline.ts";
 import type { RetryPolicy } from "./retry-policy.ts";
 
 /** Part size of resumable uploads: a resumed stream restarts at a part boundary, so a drop costs at most this much. */
-const RESUMABLE_PART_BYTES = 8 * 1024 * 1024;
+const RESUMABLE_PART_BYTES = DEFAULT_PART_SIZE;
 /** Past this many bytes not yet known to be stored, the writer asks the server how far it is and forgets what it has. */
 const REPLAY_TRIM_BYTES = 32 * 1024 * 1024;
 /** Past this many, `write` waits for the server to store more before it takes another byte. */

@@ -1,27 +1,16 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { isTransientFailure, retryAfterMs } from "@artifactd/api";
+
+export { retryAfterMs };
 
 /**
- * When and how the client tries a call again. Only failures that say
- * nothing about the request itself are retried: UNAVAILABLE (the server
- * could not be reached, restarted, or the connection dropped) and a stream
- * that broke off in transit (connect-node reports an HTTP/2 stream or
- * socket reset as INTERNAL / UNKNOWN / ABORTED with the transport's error
- * text, e.g. "read ECONNRESET"; the server's own ABORTED never carries it), and
- * a connection that died under a stream as CANCELED "http/2 stream closed
- * with error code CANCEL" — retried only while the caller's own signal has
- * not aborted, which every caller here checks first), and the server's
- * ABORTED for an upload session that is busy for a moment — still held by
- * the stream a dropped connection left (its server lets go once that
- * stream's last part has landed), or being completed by another call.
- * RESOURCE_EXHAUSTED is retried only when the server said when to come
- * back (a tenant quota's `retry-after-ms`: calls per second, concurrent
- * transfers, open sessions), which it says only for refusals made before
- * anything was done; the wait is then that hint plus up to a quarter more,
- * at random, so clients refused together do not return together.
- * Everything else the server decided — INVALID_ARGUMENT, NOT_FOUND,
- * FAILED_PRECONDITION, RESOURCE_EXHAUSTED without a hint (stored bytes, the
- * upload limit), … — is final, and so are CANCELED and DEADLINE_EXCEEDED,
- * which are the caller's own limits.
+ * When and how the client tries a call again. Which failures are worth
+ * another try is @artifactd/api's isTransientFailure, the rule the web
+ * client follows too (transport failures, UNAVAILABLE, ABORTED, a quota
+ * refusal that says when to come back; see its comment, code by code).
+ * When the server said when to come back (a tenant quota's
+ * `retry-after-ms`), the wait is that hint plus up to a quarter more, at
+ * random, so clients refused together do not return together.
  *
  * Other waits grow exponentially with full jitter (a random wait between 0
  * and the current cap), so many clients cut off together do not return
@@ -40,17 +29,13 @@ export interface RetryOptions {
 
 export interface RetryPolicy {
   readonly maxAttempts: number;
-  /** True for failures worth another try (see the module comment). */
+  /** True for failures worth another try: @artifactd/api's isTransientFailure. */
   isTransient(error: unknown): boolean;
   /** Waits before retry number `attempt` (1 = the first retry); rejects with CANCELED if `signal` aborts. */
   wait(attempt: number, error: ConnectError, signal?: AbortSignal): Promise<void>;
   /** Runs `call` until it succeeds, fails for good, or the attempts run out. */
   run<T>(call: () => Promise<T>, signal?: AbortSignal): Promise<T>;
 }
-
-const TRANSPORT_FAILURE = /RST_STREAM|ECONNRESET|EPIPE|ECONNREFUSED|socket hang up|stream closed|session closed|GOAWAY|ERR_HTTP2|premature close|other side closed/i;
-/** The server's ABORTED for a session busy for a moment (see the module comment). */
-const SESSION_BUSY = /is held by a streaming upload bound to it|is being completed by another call/;
 
 export function createRetryPolicy(options: RetryOptions | false = {}): RetryPolicy {
   const settings = options === false ? { maxAttempts: 1 } : options;
@@ -64,17 +49,7 @@ export function createRetryPolicy(options: RetryOptions | false = {}): RetryPoli
   const policy: RetryPolicy = {
     maxAttempts,
 
-    isTransient(error) {
-      const connectError = ConnectError.from(error);
-      if (connectError.code === Code.Unavailable) return true;
-      if (connectError.code === Code.ResourceExhausted) return retryAfterMs(connectError) !== undefined;
-      if (connectError.code === Code.Canceled) return /stream closed with error code/.test(connectError.rawMessage);
-      if (connectError.code === Code.Aborted && SESSION_BUSY.test(connectError.rawMessage)) return true;
-      if (connectError.code === Code.Internal || connectError.code === Code.Unknown || connectError.code === Code.Aborted) {
-        return TRANSPORT_FAILURE.test(connectError.rawMessage) || TRANSPORT_FAILURE.test(String((connectError.cause as Error | undefined)?.message ?? ""));
-      }
-      return false;
-    },
+    isTransient: isTransientFailure,
 
     wait(attempt, error, signal) {
       const cap = Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1));
@@ -107,13 +82,6 @@ export function createRetryPolicy(options: RetryOptions | false = {}): RetryPoli
     },
   };
   return policy;
-}
-
-/** The server's `retry-after-ms` (a response trailer or header), when it sent one. */
-export function retryAfterMs(error: ConnectError): number | undefined {
-  const raw = error.metadata.get("retry-after-ms");
-  const ms = raw === null ? Number.NaN : Number(raw);
-  return Number.isFinite(ms) && ms >= 0 ? ms : undefined;
 }
 
 function canceled(signal: AbortSignal): ConnectError {

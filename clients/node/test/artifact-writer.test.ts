@@ -6,8 +6,8 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../../../src/blake3.ts";
-import { ArtifactSchema } from "../src/gen/artifacts/v1/artifact_pb.js";
-import { ArtifactService, type UploadRequest } from "../src/gen/artifacts/v1/artifact_service_pb.js";
+import { ArtifactSchema } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+import { ArtifactService, type UploadRequest } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { ArtifactIntegrityError, createArtifactClient } from "../src/index.ts";
 
 /**

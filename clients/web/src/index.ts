@@ -24,5 +24,5 @@ export {
 export { createLocalUploadMemory, type UploadMemory } from "./upload-memory.ts";
 export { hashFile, type FileDigests } from "./hash-file.ts";
 export { DEFAULT_RETRY, type RetryPolicy } from "./retry.ts";
-export type { Artifact } from "./gen/artifacts/v1/artifact_pb.ts";
-export { Status, Storage } from "./gen/artifacts/v1/artifact_pb.ts";
+export type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+export { Status, Storage } from "@artifactd/api/artifacts/v1/artifact_pb.js";

@@ -1,12 +1,16 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
+import { isTransientFailure as isTransient, retryAfterMs } from "@artifactd/api";
+
+/** The rule for which failures pass is @artifactd/api's, shared with the Node SDK. */
+export { isTransient, retryAfterMs };
 
 /**
- * Retries a call that failed for a reason that may pass (the connection
- * dropped, the server restarted, a complete is still running elsewhere, a
- * tenant quota that says when to come back), with exponential backoff and
- * jitter, or after the server's `retry-after-ms`. Anything else — bad input,
- * a session that is gone, a quota without a hint — fails at once, as does an
- * aborted signal.
+ * Retries a call that failed for a reason that may pass (@artifactd/api's
+ * isTransientFailure: the connection dropped, the server restarted, a
+ * complete is still running elsewhere, a tenant quota that says when to come
+ * back), with exponential backoff and jitter, or after the server's
+ * `retry-after-ms`. Anything else — bad input, a session that is gone, a
+ * quota without a hint — fails at once, as does an aborted signal.
  */
 export interface RetryPolicy {
   /** Retries after the first try. */
@@ -17,25 +21,6 @@ export interface RetryPolicy {
 }
 
 export const DEFAULT_RETRY: RetryPolicy = { retries: 4, baseDelayMs: 300, maxDelayMs: 5_000 };
-
-/**
- * Codes worth another try. Unknown is what a fetch that failed on the
- * network becomes; Aborted is a concurrent CompleteUploadSession.
- */
-const TRANSIENT = new Set<Code>([Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Aborted]);
-
-export function isTransient(error: unknown): boolean {
-  const connectError = ConnectError.from(error);
-  if (connectError.code === Code.ResourceExhausted) return retryAfterMs(connectError) !== undefined;
-  return TRANSIENT.has(connectError.code);
-}
-
-/** The server's `retry-after-ms` (a tenant quota's hint: a response header or trailer), when it sent one. */
-export function retryAfterMs(error: ConnectError): number | undefined {
-  const raw = error.metadata.get("retry-after-ms");
-  const ms = raw === null ? Number.NaN : Number(raw);
-  return Number.isFinite(ms) && ms >= 0 ? ms : undefined;
-}
 
 export async function withRetry<T>(
   call: () => Promise<T>,

@@ -1,17 +1,14 @@
-import { create, toJsonString, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, toJsonString } from "@bufbuild/protobuf";
+import { DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE, type ArtifactSpecInit } from "@artifactd/api";
 import { Code, ConnectError, type CallOptions, type Client } from "@connectrpc/connect";
-import { ArtifactSpecSchema, type Artifact } from "./gen/artifacts/v1/artifact_pb.ts";
-import { ArtifactService, UploadSessionState, type UploadSession } from "./gen/artifacts/v1/artifact_service_pb.ts";
+import { ArtifactSpecSchema, type Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+import { ArtifactService, UploadSessionState, type UploadSession } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { hashFile } from "./hash-file.ts";
 import { DEFAULT_RETRY, withRetry, type RetryPolicy } from "./retry.ts";
 import { createLocalUploadMemory, type UploadMemory } from "./upload-memory.ts";
 
-export type ArtifactSpecInit = Exclude<MessageInitShape<typeof ArtifactSpecSchema>, { $typeName: string }>;
+export { DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE, type ArtifactSpecInit };
 
-const MiB = 1024 * 1024;
-export const MIN_PART_SIZE = 5 * MiB;
-export const MAX_PART_SIZE = 64 * MiB;
-export const DEFAULT_PART_SIZE = 8 * MiB;
 export const DEFAULT_CONCURRENCY = 4;
 
 export interface UploadFileOptions {

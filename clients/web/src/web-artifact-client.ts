@@ -1,11 +1,11 @@
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ArtifactFilterInit } from "@artifactd/api";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import type { Artifact } from "./gen/artifacts/v1/artifact_pb.ts";
-import { ArtifactService, type ArtifactFilterSchema, type GetLineageResponse } from "./gen/artifacts/v1/artifact_service_pb.ts";
+import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+import { ArtifactService, type GetLineageResponse } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { uploadFile, type ArtifactSpecInit, type UploadFileOptions, type UploadFileResult } from "./upload-file.ts";
 
-export type ArtifactFilterInit = Exclude<MessageInitShape<typeof ArtifactFilterSchema>, { $typeName: string }>;
+export type { ArtifactFilterInit };
 
 export interface WebArtifactClientOptions {
   /** Where the service listens; `location.origin` for the page the service serves. */

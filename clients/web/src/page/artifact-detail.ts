@@ -1,5 +1,5 @@
-import type { Artifact, Provenance } from "../gen/artifacts/v1/artifact_pb.ts";
-import type { GetLineageResponse } from "../gen/artifacts/v1/artifact_service_pb.ts";
+import type { Artifact, Provenance } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+import type { GetLineageResponse } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { WebArtifactClient } from "../web-artifact-client.ts";
 import { renderPreview } from "./content-preview.ts";
 import { artifactHref, byId, definitionList, h } from "./dom.ts";

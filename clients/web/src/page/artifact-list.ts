@@ -1,4 +1,4 @@
-import type { Artifact } from "../gen/artifacts/v1/artifact_pb.ts";
+import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import type { ListPage, WebArtifactClient } from "../web-artifact-client.ts";
 import { artifactHref, byId, h } from "./dom.ts";
 import { addFilterFields } from "./filter-fields.ts";

@@ -1,3 +1,4 @@
+import { STATUS_NAMES } from "@artifactd/api";
 import { h } from "./dom.ts";
 
 /**
@@ -15,8 +16,6 @@ export const PROVENANCE_FILTERS = [
   ["userId", "User id"],
   ["appId", "App id"],
 ] as const;
-
-export const STATUS_CHOICES = ["draft", "review", "approved", "rejected"] as const;
 
 /** SearchArtifacts takes 1–512 characters. */
 const MAX_QUERY_LENGTH = 512;
@@ -69,7 +68,7 @@ function fields(): HTMLElement[] {
   return [
     text("artifactClass", "Class"),
     text("mimeType", "MIME type", { placeholder: "text/csv" }),
-    select("status", "Status", [["", "any"], ...STATUS_CHOICES.map((status) => [status, status] as const)]),
+    select("status", "Status", [["", "any"], ...STATUS_NAMES.map((status) => [status, status] as const)]),
     select("pinned", "Pinned", [
       ["", "any"],
       ["yes", "yes"],

@@ -1,7 +1,8 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Status } from "../gen/artifacts/v1/artifact_pb.ts";
+import { statusFromName } from "@artifactd/api";
+import { Status } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import type { ArtifactFilterInit } from "../web-artifact-client.ts";
-import { PROVENANCE_FILTERS, STATUS_CHOICES } from "./filter-fields.ts";
+import { PROVENANCE_FILTERS } from "./filter-fields.ts";
 import { parseLabels } from "./format.ts";
 
 /** What the browse view shows: a filtered list, or ranked search results when `text` is set. */
@@ -9,13 +10,6 @@ export interface BrowseQuery {
   readonly text: string;
   readonly filter: ArtifactFilterInit;
 }
-
-const STATUS_BY_CHOICE: Readonly<Record<(typeof STATUS_CHOICES)[number], Status>> = {
-  draft: Status.DRAFT,
-  review: Status.REVIEW,
-  approved: Status.APPROVED,
-  rejected: Status.REJECTED,
-};
 
 /**
  * The filter form's fields as a query. Throws an Error that names the field
@@ -65,7 +59,7 @@ function parseList(text: string): string[] {
 }
 
 function statusOf(choice: string): Status {
-  return STATUS_BY_CHOICE[choice as keyof typeof STATUS_BY_CHOICE] ?? Status.UNSPECIFIED;
+  return statusFromName(choice) ?? Status.UNSPECIFIED;
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { Status, Storage } from "../gen/artifacts/v1/artifact_pb.ts";
+import { Status, Storage } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 
 export function formatBytes(bytes: number | bigint): string {
   let value = Number(bytes);
