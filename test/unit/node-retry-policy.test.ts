@@ -28,6 +28,8 @@ describe("the Node client's retry policy", () => {
       new ConnectError("http/2 stream closed with error code CANCEL", Code.Canceled),
       new ConnectError("session x is held by a streaming upload bound to it", Code.Aborted),
       new ConnectError("session x is being completed by another call", Code.Aborted),
+      // One rule for both clients (@artifactd/api isTransientFailure): every ABORTED the service sends asks for the call again.
+      new ConnectError("conflict", Code.Aborted),
       withHint(Code.ResourceExhausted, "250"),
       new Error("Premature close"),
     ];
@@ -41,7 +43,6 @@ describe("the Node client's retry policy", () => {
       withHint(Code.ResourceExhausted, "-1"),
       new ConnectError("the caller gave up", Code.Canceled),
       new ConnectError("too slow", Code.DeadlineExceeded),
-      new ConnectError("conflict", Code.Aborted),
       new ConnectError("session x is being completed by another call", Code.FailedPrecondition),
       new ConnectError("a bug", Code.Internal),
       new ConnectError("a bug", Code.Unknown, undefined, undefined, "not an error"),

@@ -27,7 +27,13 @@ afterEach(() => {
 
 describe("the web client's retries", () => {
   it("treat dropped connections, restarts, concurrent completes and hinted quota refusals as transient", () => {
-    for (const code of [Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Aborted]) expect(isTransient(new ConnectError("x", code)), Code[code]).toBe(true);
+    for (const code of [Code.Unavailable, Code.Aborted]) expect(isTransient(new ConnectError("x", code)), Code[code]).toBe(true);
+    // One rule for both clients (@artifactd/api isTransientFailure): UNKNOWN and INTERNAL pass only as a failed fetch or a
+    // dropped connection, never as the service's own answer; DEADLINE_EXCEEDED is the caller's spent budget.
+    for (const message of ["Failed to fetch", "NetworkError when attempting to fetch resource.", "Load failed", "read ECONNRESET"]) {
+      for (const code of [Code.Unknown, Code.Internal]) expect(isTransient(new ConnectError(message, code)), `${Code[code]} ${message}`).toBe(true);
+    }
+    for (const code of [Code.Unknown, Code.Internal, Code.DeadlineExceeded]) expect(isTransient(new ConnectError("x", code)), Code[code]).toBe(false);
     expect(isTransient(quota("10"))).toBe(true);
     for (const code of [Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition, Code.PermissionDenied, Code.Canceled]) {
       expect(isTransient(new ConnectError("x", code)), Code[code]).toBe(false);
