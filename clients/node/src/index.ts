@@ -49,5 +49,6 @@ export {
 } from "./directory-manifest.ts";
 export { ArtifactIntegrityError, createBlake3Verifier, type Blake3Verifier } from "./blake3-verifier.ts";
 export type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
-export { Status, Storage } from "./gen/artifacts/v1/artifact_pb.js";
+// The message schemas serialise artifacts the way the service's JSON does (toJson from @bufbuild/protobuf) and list a message's fields.
+export { ArtifactSchema, ProvenanceSchema, Status, Storage } from "./gen/artifacts/v1/artifact_pb.js";
 export type { UploadResponse } from "./gen/artifacts/v1/artifact_service_pb.js";

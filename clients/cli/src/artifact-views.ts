@@ -1,7 +1,6 @@
 import { toJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { Status, Storage, type Artifact } from "../../clients/node/src/index.ts";
-import { ArtifactSchema } from "../../clients/node/src/gen/artifacts/v1/artifact_pb.js";
+import { ArtifactSchema, Status, Storage, type Artifact } from "@artifactd/client";
 import { formatBytes } from "./human-units.ts";
 
 /**

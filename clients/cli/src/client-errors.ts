@@ -1,5 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
-import { ArtifactIntegrityError, DirectoryManifestError } from "../../clients/node/src/index.ts";
+import { ArtifactIntegrityError, Code, ConnectError, DirectoryManifestError } from "@artifactd/client";
 
 /**
  * Exit codes of the client commands, and the one place that turns a failure

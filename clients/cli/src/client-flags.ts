@@ -1,7 +1,6 @@
 import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { parseArgs } from "node:util";
-import { isArtifactRef, Status, Storage, type ArtifactFilterInit, type ArtifactSpecInit } from "../../clients/node/src/index.ts";
-import { ProvenanceSchema } from "../../clients/node/src/gen/artifacts/v1/artifact_pb.js";
+import { isArtifactRef, ProvenanceSchema, Status, Storage, type ArtifactFilterInit, type ArtifactSpecInit } from "@artifactd/client";
 import { UsageError } from "./client-errors.ts";
 
 /**
