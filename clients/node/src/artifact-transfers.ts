@@ -1,6 +1,5 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { createReadStream } from "node:fs";
 import { link, open, rename, rm, stat } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
@@ -17,42 +16,20 @@ import type { TypedArtifact } from "./artifact-ref.ts";
 import { ArtifactIntegrityError, createBlake3Verifier } from "./blake3-verifier.ts";
 import type { Artifact } from "./gen/artifacts/v1/artifact_pb.js";
 import {
-  ArtifactService,
+  type ArtifactService,
   type ArtifactFilterSchema,
   type UploadResponse,
   UploadSessionState,
 } from "./gen/artifacts/v1/artifact_service_pb.js";
+import { createArtifactConnection, type ConnectionOptions } from "./artifact-connection.ts";
 import { messageSizedChunks } from "./message-sized-chunks.ts";
 import { startDeadline, type Deadline } from "./deadline.ts";
 import { abortStreamSession, createResumableWriter, createStreamSession } from "./resumable-writer.ts";
-import { createRetryPolicy, type RetryOptions } from "./retry-policy.ts";
-import { WideWindowSessionManager } from "./wide-window-session-manager.ts";
 
 export type ArtifactFilterInit = Exclude<MessageInitShape<typeof ArtifactFilterSchema>, { $typeName: string }>;
 
-/** How the transfer core connects: the service, the token, deadlines and retries. */
-export interface TransferOptions {
-  /** Where the service listens, e.g. http://127.0.0.1:8080. */
-  readonly baseUrl: string;
-  /** API token (`adt_…`), sent as `authorization: Bearer`. */
-  readonly token: string;
-  /**
-   * Deadline of each unary call (get, list pages, saveJson, delete, …); unset:
-   * none. Transfers (writers, uploads, downloads) do not get it, since their
-   * length depends on the content: give each its own `timeoutMs` (or a
-   * `signal`).
-   */
-  readonly timeoutMs?: number;
-  /** A transport of your own (tests, proxies): baseUrl and token are then ignored, so it must send the authorization header itself. */
-  readonly transport?: Transport;
-  /**
-   * Retries of transient failures (see retry-policy.ts): unary calls that are
-   * safe to repeat, download streams (resumed from the last byte received)
-   * and large file uploads (resumed from the last stored part). `false`: none.
-   * Default: 5 attempts, waits from 100 ms up to 5 s. Not applied to a
-   * `transport` of your own.
-   */
-  readonly retry?: RetryOptions | false;
+/** The connection, and how the transfers use it. */
+export interface TransferOptions extends ConnectionOptions {
   /** uploadFile sends files this large or larger through a resumable upload session; default 16 MiB. */
   readonly resumableAboveBytes?: number;
   /**
@@ -79,33 +56,9 @@ export interface DownloadOptions {
 const MiB = 1024 * 1024;
 
 /**
- * Unary calls that may be sent again after a transient failure: reads, and
- * writes that are idempotent on the server (setting a pin, soft delete,
- * session calls keyed by session and part). SaveInline, SetStatus and
- * CreateUploadSession without a key are not: a repeat could record twice or
- * be refused for the first attempt's effect.
- */
-const RETRYABLE_METHODS = new Set([
-  "GetArtifact",
-  "ListArtifacts",
-  "SearchArtifacts",
-  "GetBestArtifact",
-  "GetLineage",
-  "SetPinned",
-  "DeleteArtifact",
-  "ArchiveRun",
-  "CreateDownloadUrl",
-  "GetUploadSession",
-  "UploadPart",
-  "CompleteUploadSession",
-  "AbortUploadSession",
-]);
-
-/**
- * The transfer core of the Node client: one connection to the service
- * (authorization, retries of the calls that are safe to repeat, wide HTTP/2
- * windows), the unary calls, streaming writers and uploads (resumed through
- * upload sessions), and verified downloads. Loaders, the local cache and
+ * The transfer core of the Node client, over one connection to the service
+ * (artifact-connection.ts): the unary calls, streaming writers and uploads
+ * (resumed through upload sessions), and verified downloads. Loaders, the local cache and
  * directory artifacts are built on it; ArtifactClient composes them all.
  *
  * Errors: a refusal from the service is passed through as the ConnectError
@@ -184,29 +137,10 @@ export interface ArtifactTransfers {
 }
 
 export function createArtifactTransfers(options: TransferOptions): ArtifactTransfers {
-  const auth: Interceptor = (next) => (request) => {
-    request.header.set("authorization", `Bearer ${options.token}`);
-    return next(request);
-  };
-  const retry = createRetryPolicy(options.transport ? false : (options.retry ?? {}));
-  const retryUnary: Interceptor = (next) => (request) => {
-    if (request.stream) return next(request);
-    const keyed = request.method.name === "CreateUploadSession" && (request.message as { idempotencyKey?: string }).idempotencyKey;
-    if (!RETRYABLE_METHODS.has(request.method.name) && !keyed) return next(request);
-    return retry.run(() => next(request), request.signal);
-  };
+  const connection = createArtifactConnection(options);
+  const { rpc, retry, unary } = connection;
   const resumableAboveBytes = options.resumableAboveBytes ?? 16 * MiB;
   const inlineMaxBytes = options.inlineMaxBytes ?? 256 * 1024;
-  const sessionManager = options.transport ? undefined : new WideWindowSessionManager(options.baseUrl);
-  const transport =
-    options.transport ??
-    createGrpcTransport({
-      baseUrl: options.baseUrl,
-      interceptors: [auth, retryUnary],
-      ...(sessionManager ? { sessionManager } : {}),
-    });
-  const rpc = createClient(ArtifactService, transport);
-  const unary = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
 
   const startUpload: StartUpload = (messages, signal, timeoutMs) => rpc.upload(messages, { signal, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
   const openWriter = <Prefix extends string>(spec: ArtifactSpecInit & { typePrefix?: Prefix }, writerOptions: WriterOptions = {}) =>
@@ -450,8 +384,7 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
     },
 
     async close() {
-      // Without this the idle connection would linger (unreferenced) until connect-node's 15-minute idle timeout.
-      sessionManager?.abort(new ConnectError("the artifactd client was closed", Code.Canceled));
+      connection.close();
     },
   };
   return transfers;
