@@ -5,7 +5,8 @@ import { ArtifactIntegrityError, Code, ConnectError, DirectoryManifestError } fr
  * into a message and a code. Scripts branch on the code; people read the
  * message, which says what was wrong and what to do. Nothing is written to
  * standard output on failure, so `id=$(artifactd put …)` never captures an
- * error.
+ * error. The server commands of `artifactd` throw CliError and UsageError
+ * too, so a bad flag fails the same way (exit 2) in either half.
  */
 export const EXIT = {
   ok: 0,
