@@ -1,11 +1,13 @@
 #!/usr/bin/env node
+import { CLIENT_COMMANDS, CLIENT_USAGE, CliError, runClientCommand, type EmbeddedService } from "@artifactd/cli";
 import { ArtifactError } from "./artifact-error.ts";
-import { CLIENT_COMMANDS, CLIENT_USAGE, runClientCommand } from "./cli/client-commands.ts";
-import { ConfigError } from "./config.ts";
-import { CliError } from "./cli/client-errors.ts";
+import { ConfigError, DEFAULT_LISTEN, parseHostPort } from "./config.ts";
 import { SERVER_SETTINGS_USAGE } from "./cli/server-settings.ts";
 
 const SERVER_COMMANDS = ["serve", "migrate", "token", "tenant", "gc", "url-keys"] as const;
+
+/** The client commands send the bootstrap token only to the service `serve` runs here, which they find by its listen setting. */
+const EMBEDDED_SERVICE: EmbeddedService = { defaultListen: DEFAULT_LISTEN, parseListen: parseHostPort };
 
 const USAGE = `usage: artifactd <command> [flags]
 
@@ -38,7 +40,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if ((CLIENT_COMMANDS as readonly string[]).includes(command)) return runClientCommand(command, rest);
+  if ((CLIENT_COMMANDS as readonly string[]).includes(command)) return runClientCommand(command, rest, EMBEDDED_SERVICE);
   if (!(SERVER_COMMANDS as readonly string[]).includes(command)) {
     console.error(`artifactd: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
     return 2;

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { formatBytes, formatClock, formatElapsed } from "../src/cli/human-units.ts";
-import { createProgressBar } from "../src/cli/progress-bar.ts";
+import { formatBytes, formatClock, formatElapsed } from "../clients/cli/src/human-units.ts";
+import { createProgressBar } from "../clients/cli/src/progress-bar.ts";
 
 /** The progress bar on a fake terminal and a fake clock. */
 const MiB = 1024 * 1024;

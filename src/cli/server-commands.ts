@@ -5,7 +5,7 @@ import { TOKEN_SCOPES, type TokenScope } from "../artifact.ts";
 import { createApiToken } from "../service/api-tokens.ts";
 import { collectGarbage, expireArtifacts, pruneArtifactEvents } from "../service/maintenance.ts";
 import { expireUploadSessions } from "../service/upload-sessions.ts";
-import { UsageError } from "./client-errors.ts";
+import { UsageError } from "@artifactd/cli";
 import { newUrlSigningKey } from "../url-signing-keys.ts";
 import { parseServerArgs } from "./server-settings.ts";
 import { tenantCommand } from "./tenant-command.ts";

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { CONFIG_VARIABLES, ConfigError, readConfig, type Config } from "../config.ts";
-import { UsageError } from "./client-errors.ts";
+import { UsageError } from "@artifactd/cli";
 
 /**
  * The server commands' settings, each taken from the first place that has

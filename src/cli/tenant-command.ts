@@ -2,7 +2,7 @@ import { openStores } from "../app.ts";
 import { ArtifactError } from "../artifact-error.ts";
 import { parseSize, type TenantQuotaLimits } from "../config.ts";
 import { applyOverrides } from "../service/tenant-quotas.ts";
-import { UsageError } from "./client-errors.ts";
+import { UsageError } from "@artifactd/cli";
 import { parseServerArgs } from "./server-settings.ts";
 
 /** The quota flags of `tenant set-quota`, by the limit each sets. */

@@ -1,159 +1,25 @@
-import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import type http2 from "node:http2";
-import { createReadStream } from "node:fs";
-import { link, open, rename, rm, stat } from "node:fs/promises";
-import { randomBytes } from "node:crypto";
-import {
-  createArtifactWriter,
-  type ArtifactSpecInit,
-  type StartUpload,
-  type ArtifactWriter,
-  type TransferProgress,
-  type TypedUploadResponse,
-  type WriterOptions,
-} from "./artifact-writer.ts";
+import type { ArtifactSpecInit } from "./artifact-writer.ts";
 import { createArtifactLoaders, type LoadOptions, type LocalFileOptions } from "./artifact-loaders.ts";
 import type { ArtifactLocator, TypedArtifact } from "./artifact-ref.ts";
-import { ArtifactIntegrityError, createBlake3Verifier } from "./blake3-verifier.ts";
+import { createArtifactTransfers, type ArtifactTransfers, type TransferOptions } from "./artifact-transfers.ts";
 import { createDirectoryArtifacts, type RestoreDirOptions, type SaveDirOptions } from "./directory-artifacts.ts";
 import type { DirectoryManifest } from "./directory-manifest.ts";
 import { createLocalArtifactCache } from "./local-artifact-cache.ts";
-import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
-import {
-  ArtifactService,
-  type UploadResponse,
-  UploadSessionState,
-} from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
-import { messageSizedChunks } from "./message-sized-chunks.ts";
-import { startDeadline, type Deadline } from "./deadline.ts";
-import { abortStreamSession, createResumableWriter, createStreamSession } from "./resumable-writer.ts";
-import { createRetryPolicy, type RetryOptions } from "./retry-policy.ts";
-import type { ArtifactFilterInit } from "@artifactd/api";
 
-export type { ArtifactFilterInit };
-
-export interface ArtifactClientOptions {
-  /** Where the service listens, e.g. http://127.0.0.1:8080. */
-  readonly baseUrl: string;
-  /** API token (`adt_…`), sent as `authorization: Bearer`. */
-  readonly token: string;
-  /**
-   * Deadline of each unary call (get, list pages, saveJson, delete, …); unset:
-   * none. Transfers (writers, uploads, downloads) do not get it, since their
-   * length depends on the content: give each its own `timeoutMs` (or a
-   * `signal`).
-   */
-  readonly timeoutMs?: number;
-  /** A transport of your own (tests, proxies): baseUrl and token are then ignored, so it must send the authorization header itself. */
-  readonly transport?: Transport;
+export interface ArtifactClientOptions extends TransferOptions {
   /** Folder of the local verified cache (asLocalFile, asLocalDir, staging). Default: `$XDG_CACHE_HOME/artifactd/artifacts`, else `~/.cache/artifactd/artifacts`. */
   readonly cacheDir?: string;
   /** Size cap of that cache; least recently used entries are removed past it. Default 10 GiB. */
   readonly cacheMaxBytes?: number;
-  /**
-   * Retries of transient failures (see retry-policy.ts): unary calls that are
-   * safe to repeat, download streams (resumed from the last byte received)
-   * and large file uploads (resumed from the last stored part). `false`: none.
-   * Default: 5 attempts, waits from 100 ms up to 5 s. Not applied to a
-   * `transport` of your own.
-   */
-  readonly retry?: RetryOptions | false;
-  /** uploadFile sends files this large or larger through a resumable upload session; default 16 MiB. */
-  readonly resumableAboveBytes?: number;
-  /**
-   * saveJson / saveText store content up to this size inline (in the
-   * database) and larger content as a blob; default 256 KiB, the server's
-   * default limit. A server with a lower limit is handled too: content it
-   * refuses inline is stored as a blob.
-   */
-  readonly inlineMaxBytes?: number;
 }
 
-export interface DownloadOptions {
-  /** First byte; a ranged download is not verified against the whole-content digest. */
-  readonly offset?: number;
-  /** Bytes from offset; unset: to the end. */
-  readonly length?: number;
-  readonly signal?: AbortSignal;
-  /** Deadline of the whole download, resumed attempts included: DEADLINE_EXCEEDED past it. Unset: none. */
-  readonly timeoutMs?: number;
-  /** Called as content arrives (progress bars); totalBytes is what this download will send. */
-  readonly onProgress?: (progress: TransferProgress) => void;
-}
-
-const MiB = 1024 * 1024;
-
 /**
- * Unary calls that may be sent again after a transient failure: reads, and
- * writes that are idempotent on the server (setting a pin, soft delete,
- * session calls keyed by session and part). SaveInline, SetStatus and
- * CreateUploadSession without a key are not: a repeat could record twice or
- * be refused for the first attempt's effect.
+ * The typed Node client of artifactd, over gRPC (HTTP/2): the transfer core
+ * (calls, writers, uploads, verified downloads — see ArtifactTransfers, which
+ * also says which errors to expect), and on top of it loaders, the local
+ * verified cache, staging and directory artifacts.
  */
-const RETRYABLE_METHODS = new Set([
-  "GetArtifact",
-  "ListArtifacts",
-  "SearchArtifacts",
-  "GetBestArtifact",
-  "GetLineage",
-  "SetPinned",
-  "DeleteArtifact",
-  "ArchiveRun",
-  "CreateDownloadUrl",
-  "GetUploadSession",
-  "UploadPart",
-  "CompleteUploadSession",
-  "AbortUploadSession",
-]);
-
-/**
- * The typed Node client of artifactd, over gRPC (HTTP/2).
- *
- * Errors: a refusal from the service is passed through as the ConnectError
- * that carries its gRPC code (`error.code`, e.g. `Code.NotFound`,
- * `Code.InvalidArgument`, `Code.DataLoss`) and the server's message saying
- * what to fix; a lost connection, a cancel or a deadline are ConnectErrors
- * too (UNAVAILABLE, CANCELED, DEADLINE_EXCEEDED). Downloaded content that
- * does not match its size or BLAKE3 throws ArtifactIntegrityError. Nothing
- * else is wrapped, so `ConnectError.from(error).code` is always meaningful.
- */
-export interface ArtifactClient {
-  /** The generated client, for calls this wrapper does not cover. */
-  readonly rpc: Client<typeof ArtifactService>;
-  /** A streaming writer; see ArtifactWriter. */
-  openWriter<Prefix extends string = string>(spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: WriterOptions): ArtifactWriter<Prefix>;
-  /** Runs `write` with a writer: commits when it returns, aborts (and rethrows) when it throws. */
-  withWriter<Prefix extends string = string>(
-    spec: ArtifactSpecInit & { typePrefix?: Prefix },
-    write: (writer: ArtifactWriter<Prefix>) => Promise<void>,
-    options?: WriterOptions,
-  ): Promise<TypedUploadResponse<Prefix>>;
-  /**
-   * Streams a file up (read 1 MiB at a time, sent as 256 KiB messages) and
-   * declares its size, so a file that grows or shrinks while it is read is refused.
-   */
-  uploadFile<Prefix extends string = string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: Omit<WriterOptions, "expectedSize">): Promise<TypedUploadResponse<Prefix>>;
-  /**
-   * Streams any byte source up (a Node Readable, an async generator, …),
-   * regrouped into 256 KiB messages. The source may reuse its buffer: each
-   * piece is sent before the next is asked for.
-   */
-  uploadStream<Prefix extends string = string>(
-    source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>,
-    spec: ArtifactSpecInit & { typePrefix?: Prefix },
-    options?: WriterOptions,
-  ): Promise<TypedUploadResponse<Prefix>>;
-  /**
-   * Saves a JSON value: inline (SaveInline, queryable as JSONB) up to
-   * `inlineMaxBytes`, as a blob (mime application/json) above it; loadJson
-   * reads either. Id prefix `json` unless the spec names one.
-   */
-  saveJson<Prefix extends string = "json">(value: unknown, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: { signal?: AbortSignal }): Promise<TypedArtifact<Prefix>>;
-  /** Saves UTF-8 text, inline or as a blob (mime text/plain; charset=utf-8) as saveJson does. Id prefix `txt` unless the spec names one. */
-  saveText<Prefix extends string = "txt">(text: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: { signal?: AbortSignal }): Promise<TypedArtifact<Prefix>>;
-  /** uploadFile, answering the artifact; its id's type follows `spec.typePrefix`. */
-  saveFile<Prefix extends string = string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: Omit<WriterOptions, "expectedSize">): Promise<TypedArtifact<Prefix>>;
+export interface ArtifactClient extends ArtifactTransfers {
   /**
    * Saves a folder as a directory artifact (prefix `dir`): every regular file
    * and folder, nested folders, empty files and empty folders included. Each
@@ -196,352 +62,30 @@ export interface ArtifactClient {
   ingestFile<Prefix extends string = string>(stagedPath: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: LocalFileOptions): Promise<TypedArtifact<Prefix>>;
   /** saveDir of a staged folder, which is removed once saved. */
   ingestDir<Prefix extends string = "dir">(stagedDir: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: SaveDirOptions): Promise<TypedArtifact<Prefix>>;
-  /** One artifact's metadata; `includeContent` adds inline content (artifact.inlineContent). Deleted ones are returned with deletedAt set. */
-  get(id: string, options?: { includeContent?: boolean; signal?: AbortSignal }): Promise<Artifact>;
-  /** One page, newest first; pass `nextPageToken` back (with the same filter) for the next one. Empty token: last page. */
-  listPage(filter?: ArtifactFilterInit, page?: { pageSize?: number; pageToken?: string; signal?: AbortSignal }): Promise<{ artifacts: Artifact[]; nextPageToken: string }>;
-  /** Every artifact matching the filter, page by page. */
-  list(filter?: ArtifactFilterInit, options?: { pageSize?: number; signal?: AbortSignal }): AsyncIterable<Artifact>;
-  /** Soft-deletes; FAILED_PRECONDITION for a pinned artifact. Repeating it is harmless. */
-  delete(id: string, options?: { signal?: AbortSignal }): Promise<Artifact>;
-  /**
-   * The artifact and its content. A whole-content download is checked against
-   * the artifact's size and BLAKE3 as the last bytes arrive: the iterator
-   * throws ArtifactIntegrityError instead of ending on corrupt content, so
-   * never act on the bytes before the iterator has ended. A ranged download
-   * (a non-zero offset, or a length) cannot be checked. Consume or break out of
-   * `content`: an unread download holds its HTTP/2 stream open.
-   */
-  download(id: string, options?: DownloadOptions): Promise<{ artifact: Artifact; content: AsyncIterable<Uint8Array> }>;
-  /**
-   * Downloads to `path`: written to `${path}.partial-<random>` beside it and
-   * renamed into place only once size and BLAKE3 are verified; on any
-   * failure the partial file is removed and `path` is left untouched.
-   * With `overwrite: false` (default true) the verified file is put in place
-   * only if nothing exists at `path` by then — checked and placed in one step
-   * (a hard link), so a file that appears during the download is never
-   * replaced: the call fails with the file system's EEXIST error instead.
-   */
-  downloadToFile(id: string, path: string, options?: Pick<DownloadOptions, "signal" | "timeoutMs" | "onProgress"> & { overwrite?: boolean }): Promise<Artifact>;
-  /** Closes the HTTP/2 connection this client opened (calls still running fail with CANCELED); a `transport` of your own is left alone. */
-  close(): Promise<void>;
 }
 
-/**
- * HTTP/2 receive windows start at 64 KiB, which caps a download at one
- * window per round trip. Streams get 8 MiB through SETTINGS; the connection
- * window can only be raised once the session exists, so it is raised on the
- * first request of each session.
- */
-class WideWindowSessionManager extends Http2SessionManager {
-  readonly #widened = new WeakSet<http2.Http2Session>();
-
-  constructor(url: string) {
-    // maxSessionMemory: parallel session parts (UploadPart) are tens of MiB in flight; Node refuses past 10 MiB by default.
-    super(url, {}, { settings: { initialWindowSize: 8 * MiB, maxFrameSize: 1024 * 1024 }, maxSessionMemory: 256 });
-  }
-
-  override async request(...args: Parameters<Http2SessionManager["request"]>): Promise<http2.ClientHttp2Stream> {
-    const stream = await super.request(...args);
-    const session = stream.session;
-    if (session && !this.#widened.has(session)) {
-      this.#widened.add(session);
-      session.setLocalWindowSize(32 * MiB);
-    }
-    return stream;
-  }
-}
-
+/** Composes the client: every part is built on the transfer core, none on the client itself. */
 export function createArtifactClient(options: ArtifactClientOptions): ArtifactClient {
-  const auth: Interceptor = (next) => (request) => {
-    request.header.set("authorization", `Bearer ${options.token}`);
-    return next(request);
-  };
-  const retry = createRetryPolicy(options.transport ? false : (options.retry ?? {}));
-  const retryUnary: Interceptor = (next) => (request) => {
-    if (request.stream) return next(request);
-    const keyed = request.method.name === "CreateUploadSession" && (request.message as { idempotencyKey?: string }).idempotencyKey;
-    if (!RETRYABLE_METHODS.has(request.method.name) && !keyed) return next(request);
-    return retry.run(() => next(request), request.signal);
-  };
-  const resumableAboveBytes = options.resumableAboveBytes ?? 16 * MiB;
-  const inlineMaxBytes = options.inlineMaxBytes ?? 256 * 1024;
-  const sessionManager = options.transport ? undefined : new WideWindowSessionManager(options.baseUrl);
-  const transport =
-    options.transport ??
-    createGrpcTransport({
-      baseUrl: options.baseUrl,
-      interceptors: [auth, retryUnary],
-      ...(sessionManager ? { sessionManager } : {}),
-    });
-  const rpc = createClient(ArtifactService, transport);
-  const unary = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
-
-  const startUpload: StartUpload = (messages, signal, timeoutMs) => rpc.upload(messages, { signal, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
-  const openWriter = <Prefix extends string>(spec: ArtifactSpecInit & { typePrefix?: Prefix }, writerOptions: WriterOptions = {}) =>
-    writerOptions.resumable && !writerOptions.session
-      ? createResumableWriter<Prefix>(
-          { rpc, startUpload, retry, unary, getArtifact: (id, signal) => client.get(id, signal ? { signal } : {}) },
-          spec,
-          writerOptions,
-        )
-      : createArtifactWriter<Prefix>(startUpload, spec, writerOptions);
-
-  const withWriter = async <Prefix extends string>(
-    spec: ArtifactSpecInit & { typePrefix?: Prefix },
-    write: (writer: ArtifactWriter<Prefix>) => Promise<void>,
-    writerOptions?: WriterOptions,
-  ) => {
-    const writer = openWriter(spec, writerOptions);
-    try {
-      await write(writer);
-    } catch (error) {
-      await writer.abort(error);
-      throw error;
-    }
-    return writer.commit();
-  };
-
-  const uploadStream = <Prefix extends string>(
-    source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>,
-    spec: ArtifactSpecInit & { typePrefix?: Prefix },
-    writerOptions?: WriterOptions,
-  ) =>
-    withWriter<Prefix>(
-      spec,
-      async (writer) => {
-        for await (const chunk of messageSizedChunks(source)) await writer.write(chunk);
-      },
-      writerOptions,
-    );
-
-  /** Opens a Download call from `offset` and reads its first message, the artifact. */
-  const openDownload = async (id: string, offset: number, length: number | undefined, signal: AbortSignal | undefined, deadline: Deadline) => {
-    const stream = rpc.download(
-      { id, offset: BigInt(offset), ...(length !== undefined ? { length: BigInt(length) } : {}) },
-      { ...(signal ? { signal } : {}), ...deadline.callOptions() },
-    );
-    const iterator = stream[Symbol.asyncIterator]();
-    const first = await iterator.next();
-    if (first.done || first.value.message.case !== "artifact") throw new Error(`download of ${id}: the server sent no artifact header`);
-    return { artifact: first.value.message.value, iterator };
-  };
-
-  const download = async (id: string, downloadOptions: DownloadOptions = {}) => {
-    const offset = downloadOptions.offset ?? 0;
-    const signal = downloadOptions.signal;
-    const deadline = startDeadline(downloadOptions.timeoutMs);
-    const opened = await retry.run(() => openDownload(id, offset, downloadOptions.length, signal, deadline), signal);
-    const artifact = opened.artifact;
-    const whole = offset === 0 && downloadOptions.length === undefined;
-    const remaining = Math.max(0, Number(artifact.sizeBytes) - offset);
-    const totalBytes = downloadOptions.length === undefined ? remaining : Math.min(remaining, downloadOptions.length);
-    async function* content(): AsyncIterable<Uint8Array> {
-      const verifier = whole ? createBlake3Verifier() : undefined;
-      let iterator = opened.iterator;
-      let received = 0;
-      let retries = 0;
-      try {
-        for (;;) {
-          let next;
-          try {
-            next = await iterator.next();
-          } catch (error) {
-            // A dropped stream resumes where it broke off: the verifier has hashed every byte so far, in order, so it simply goes on.
-            if (++retries >= retry.maxAttempts || signal?.aborted || !retry.isTransient(error)) throw error;
-            await retry.wait(retries, ConnectError.from(error), signal);
-            const resumed = await retry.run(() => openDownload(id, offset + received, totalBytes - received, signal, deadline), signal);
-            if (resumed.artifact.blake3 !== artifact.blake3 || resumed.artifact.sizeBytes !== artifact.sizeBytes) {
-              throw new ArtifactIntegrityError(`artifact ${id} changed while it was being downloaded; download it again`);
-            }
-            iterator = resumed.iterator;
-            continue;
-          }
-          if (next.done) break;
-          if (next.value.message.case !== "chunk") continue;
-          verifier?.update(next.value.message.value);
-          received += next.value.message.value.byteLength;
-          downloadOptions.onProgress?.({ bytes: received, totalBytes });
-          yield next.value.message.value;
-        }
-      } finally {
-        await iterator.return?.();
-      }
-      verifier?.verify({ size: Number(artifact.sizeBytes), blake3: artifact.blake3, id });
-    }
-    return { artifact, content: content() };
-  };
-
-  /**
-   * A large file goes up through an upload session so that a dropped
-   * connection costs at most the part in flight: the stream is bound to the
-   * session, and after a transient failure the client asks where to continue
-   * (resume_offset) and sends the rest from there.
-   */
-  const uploadFileResumably = async (path: string, size: number, spec: ArtifactSpecInit, writerOptions: Omit<WriterOptions, "expectedSize">) => {
-    const signal = writerOptions.signal;
-    const deadline = startDeadline(writerOptions.timeoutMs);
-    const call = () => ({ ...(signal ? { signal } : {}), ...deadline.callOptions(unary.timeoutMs) });
-    const sessionId = await createStreamSession(rpc, spec, { ...writerOptions, expectedSize: size }, call());
-    let offset = 0;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const stream = createReadStream(path, { start: offset, highWaterMark: MiB });
-        const base = offset;
-        const timeoutMs = deadline.remainingMs();
-        return await uploadStream(stream, spec, {
-          ...(signal ? { signal } : {}),
-          ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-          session: { sessionId, offset },
-          ...(writerOptions.onProgress ? { onProgress: (p: TransferProgress) => writerOptions.onProgress!({ bytes: base + p.bytes, totalBytes: size }) } : {}),
-        });
-      } catch (error) {
-        if (attempt >= retry.maxAttempts || signal?.aborted || !retry.isTransient(error)) {
-          await abortStreamSession(rpc, retry, sessionId, unary);
-          throw error;
-        }
-        let now;
-        try {
-          await retry.wait(attempt, ConnectError.from(error), signal);
-          ({ session: now } = await rpc.getUploadSession({ sessionId }, call()));
-        } catch (recoveryError) {
-          // Aborted during the backoff, or the session cannot be asked about any more: free its stored parts now
-          // rather than leave them until the session expires hours later.
-          await abortStreamSession(rpc, retry, sessionId, unary);
-          throw recoveryError;
-        }
-        if (now!.state === UploadSessionState.COMPLETED) {
-          // The stream's end reached the server but its answer was lost.
-          return { artifact: await client.get(now!.artifactId, signal ? { signal } : {}), deduplicated: false } as UploadResponse;
-        }
-        offset = Number(now!.resumeOffset);
-      }
-    }
-  };
-
-  /**
-   * JSON or text: inline when small (the database keeps it, JSON as JSONB), a
-   * blob with the same id prefix otherwise, so callers need not know the
-   * server's inline limit.
-   */
-  const saveSmallContent = async (type: "json" | "text", content: string, spec: ArtifactSpecInit, signal: AbortSignal | undefined) => {
-    const bytes = Buffer.from(content, "utf8");
-    if (bytes.byteLength <= inlineMaxBytes) {
-      try {
-        const call = { ...unary, ...(signal ? { signal } : {}) };
-        return (await rpc.saveInline({ spec, content: { case: type, value: content } }, call)).artifact!;
-      } catch (error) {
-        // A server whose inline limit is lower than ours: store it as a blob instead.
-        if (ConnectError.from(error).code !== Code.ResourceExhausted) throw error;
-      }
-    }
-    const blobSpec: ArtifactSpecInit = {
-      ...spec,
-      mimeType: spec.mimeType || (type === "json" ? "application/json" : "text/plain; charset=utf-8"),
-      typePrefix: spec.typePrefix || (type === "json" ? "json" : "txt"),
-    };
-    return (await uploadStream([bytes], blobSpec, { expectedSize: bytes.byteLength, ...(signal ? { signal } : {}) })).artifact!;
-  };
-
-  const client: ArtifactClient = {
-    rpc,
-    openWriter,
-    withWriter,
-    uploadStream,
-
-    async uploadFile<Prefix extends string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, writerOptions: Omit<WriterOptions, "expectedSize"> = {}) {
-      const { size } = await stat(path);
-      if (size >= resumableAboveBytes) return (await uploadFileResumably(path, size, spec, writerOptions)) as TypedUploadResponse<Prefix>;
-      return uploadStream(createReadStream(path, { highWaterMark: MiB }), spec, { ...writerOptions, expectedSize: size });
-    },
-
-    async saveJson<Prefix extends string>(value: unknown, spec: ArtifactSpecInit & { typePrefix?: Prefix }, saveOptions: { signal?: AbortSignal } = {}) {
-      const json = JSON.stringify(value);
-      if (json === undefined) throw new TypeError("saveJson: the value cannot be serialised as JSON");
-      return (await saveSmallContent("json", json, spec, saveOptions.signal)) as TypedArtifact<Prefix>;
-    },
-
-    async saveText<Prefix extends string>(text: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, saveOptions: { signal?: AbortSignal } = {}) {
-      return (await saveSmallContent("text", text, spec, saveOptions.signal)) as TypedArtifact<Prefix>;
-    },
-
-    async saveFile<Prefix extends string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, fileOptions?: Omit<WriterOptions, "expectedSize">) {
-      return (await client.uploadFile(path, spec, fileOptions)).artifact as TypedArtifact<Prefix>;
-    },
-
-    // Loaders, the local cache, staging and directories live in their own modules, over the calls above.
-    loadBytes: (locator, loadOptions) => loaders.loadBytes(locator, loadOptions),
-    loadText: (locator, loadOptions) => loaders.loadText(locator, loadOptions),
-    loadJson: (locator, loadOptions) => loaders.loadJson(locator, loadOptions),
-    asLocalFile: (locator, fileOptions) => loaders.asLocalFile(locator, fileOptions),
-    stagePath: (extension) => loaders.stagePath(extension),
-    stageDir: (suffix) => loaders.stageDir(suffix),
-    ingestFile: async <Prefix extends string>(stagedPath: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, fileOptions?: LocalFileOptions) =>
-      (await loaders.ingestFile(stagedPath, spec, fileOptions)) as TypedArtifact<Prefix>,
-    saveDir: (dirPath, spec, dirOptions) => directories.saveDir(dirPath, spec, dirOptions),
-    restoreDir: (locator, targetDir, restoreOptions) => directories.restoreDir(locator, targetDir, restoreOptions),
-    asLocalDir: (locator, dirOptions) => directories.asLocalDir(locator, dirOptions),
-    ingestDir: (stagedDir, spec, dirOptions) => directories.ingestDir(stagedDir, spec, dirOptions),
-
-    async get(id, getOptions = {}) {
-      const call = { ...unary, ...(getOptions.signal ? { signal: getOptions.signal } : {}) };
-      return (await rpc.getArtifact({ id, includeContent: getOptions.includeContent ?? false }, call)).artifact!;
-    },
-
-    async listPage(filter = {}, page = {}) {
-      const call = { ...unary, ...(page.signal ? { signal: page.signal } : {}) };
-      const response = await rpc.listArtifacts({ filter, pageSize: page.pageSize ?? 0, pageToken: page.pageToken ?? "" }, call);
-      return { artifacts: response.artifacts, nextPageToken: response.nextPageToken };
-    },
-
-    async *list(filter = {}, listOptions = {}) {
-      let pageToken = "";
-      do {
-        const response = await rpc.listArtifacts({ filter, pageSize: listOptions.pageSize ?? 0, pageToken }, { ...unary, ...(listOptions.signal ? { signal: listOptions.signal } : {}) });
-        yield* response.artifacts;
-        pageToken = response.nextPageToken;
-      } while (pageToken);
-    },
-
-    async delete(id, deleteOptions = {}) {
-      return (await rpc.deleteArtifact({ id }, { ...unary, ...(deleteOptions.signal ? { signal: deleteOptions.signal } : {}) })).artifact!;
-    },
-
-    download,
-
-    async downloadToFile(id, path, fileOptions = {}) {
-      const partial = `${path}.partial-${randomBytes(6).toString("hex")}`;
-      const file = await open(partial, "wx");
-      try {
-        const { artifact, content } = await download(id, fileOptions);
-        for await (const chunk of content) {
-          let written = 0;
-          while (written < chunk.byteLength) written += (await file.write(chunk, written, chunk.byteLength - written)).bytesWritten;
-        }
-        await file.sync();
-        await file.close();
-        if (fileOptions.overwrite === false) {
-          await link(partial, path); // EEXIST if anything is there: rename would replace it
-          await rm(partial);
-        } else await rename(partial, path);
-        return artifact;
-      } catch (error) {
-        await file.close().catch(() => {});
-        await rm(partial, { force: true });
-        throw error;
-      }
-    },
-
-    async close() {
-      // Without this the idle connection would linger (unreferenced) until connect-node's 15-minute idle timeout.
-      sessionManager?.abort(new ConnectError("the artifactd client was closed", Code.Canceled));
-    },
-  };
+  const transfers = createArtifactTransfers(options);
   const cache = createLocalArtifactCache({
     ...(options.cacheDir !== undefined ? { root: options.cacheDir } : {}),
     ...(options.cacheMaxBytes !== undefined ? { maxBytes: options.cacheMaxBytes } : {}),
   });
-  const loaders = createArtifactLoaders(client, cache);
-  const directories = createDirectoryArtifacts(client, loaders, cache);
-  return client;
+  const loaders = createArtifactLoaders(transfers, cache);
+  const directories = createDirectoryArtifacts(transfers, loaders, cache);
+  return {
+    ...transfers,
+    loadBytes: loaders.loadBytes,
+    loadText: loaders.loadText,
+    loadJson: loaders.loadJson,
+    asLocalFile: loaders.asLocalFile,
+    stagePath: loaders.stagePath,
+    stageDir: loaders.stageDir,
+    ingestFile: async <Prefix extends string>(stagedPath: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, fileOptions?: LocalFileOptions) =>
+      (await loaders.ingestFile(stagedPath, spec, fileOptions)) as TypedArtifact<Prefix>,
+    saveDir: directories.saveDir,
+    restoreDir: directories.restoreDir,
+    asLocalDir: directories.asLocalDir,
+    ingestDir: directories.ingestDir,
+  };
 }

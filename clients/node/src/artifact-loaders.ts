@@ -2,15 +2,15 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, rm } from "node:fs/promises";
 import path from "node:path";
-import type { ArtifactClient } from "./artifact-client.ts";
 import { parseArtifactRef, type ArtifactLocator } from "./artifact-ref.ts";
+import type { ArtifactTransfers } from "./artifact-transfers.ts";
 import type { ArtifactSpecInit, TransferProgress } from "./artifact-writer.ts";
 import { ArtifactIntegrityError } from "./blake3-verifier.ts";
 import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import type { LocalArtifactCache } from "./local-artifact-cache.ts";
 
-/** What the loaders need of the client: its transfer calls. */
-export type LoaderTransport = Pick<ArtifactClient, "get" | "download" | "downloadToFile" | "uploadFile">;
+/** What the loaders need of the transfer core. */
+export type LoaderTransport = Pick<ArtifactTransfers, "get" | "download" | "downloadToFile" | "uploadFile">;
 
 export interface LoadOptions {
   readonly signal?: AbortSignal;
@@ -27,8 +27,8 @@ export interface LocalFileOptions {
 
 /**
  * Reading artifacts into memory or onto local disk, and staging files for
- * tools that must write to a path first. See ArtifactClient for the
- * contract of each function.
+ * tools that must write to a path first, over the transfer core. See
+ * ArtifactClient for the contract of each function.
  *
  * loadBytes / loadText / loadJson read inline and blob artifacts alike
  * through one Download call: the service serves inline content on the same
@@ -59,11 +59,11 @@ export interface ArtifactLoaders {
 const DEFAULT_MAX_LOAD_BYTES = 256 * 1024 * 1024;
 const SAFE_SUFFIX = /^[A-Za-z0-9._-]{0,64}$/;
 
-export function createArtifactLoaders(client: LoaderTransport, cache: LocalArtifactCache): ArtifactLoaders {
+export function createArtifactLoaders(transfers: LoaderTransport, cache: LocalArtifactCache): ArtifactLoaders {
   const tempName = (what: string) => `${what}-${Date.now().toString(36)}-${randomBytes(6).toString("hex")}`;
 
   const getLive = async (id: string, signal?: AbortSignal) => {
-    const artifact = await client.get(id, signal ? { signal } : {});
+    const artifact = await transfers.get(id, signal ? { signal } : {});
     // get shows deleted artifacts for audit; their content is gone, as Download says.
     if (artifact.deletedAt) throw new ConnectError(`artifact ${id} was deleted; its content cannot be read`, Code.NotFound);
     return artifact;
@@ -73,7 +73,7 @@ export function createArtifactLoaders(client: LoaderTransport, cache: LocalArtif
     const { id } = parseArtifactRef(locator);
     const maxBytes = options.maxBytes ?? DEFAULT_MAX_LOAD_BYTES;
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new TypeError(`loadBytes: maxBytes must be a whole number of bytes >= 0, got ${maxBytes}`);
-    const { artifact, content } = await client.download(id, {
+    const { artifact, content } = await transfers.download(id, {
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
     });
@@ -97,7 +97,7 @@ export function createArtifactLoaders(client: LoaderTransport, cache: LocalArtif
     // Missing, or damaged since it was stored: fetch it again.
     await rm(entry, { force: true });
     const temp = path.join(await cache.stagingDir(), tempName("download"));
-    const downloaded = await client.downloadToFile(id, temp, {
+    const downloaded = await transfers.downloadToFile(id, temp, {
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
@@ -156,7 +156,7 @@ export function createArtifactLoaders(client: LoaderTransport, cache: LocalArtif
     },
 
     async ingestFile(stagedPath, spec, options = {}) {
-      const { artifact } = await client.uploadFile(stagedPath, spec, options);
+      const { artifact } = await transfers.uploadFile(stagedPath, spec, options);
       const staging = await cache.stagingDir();
       // A file staged by stagePath moves into the cache, so reading the new artifact back is a cache hit;
       // a file elsewhere belongs to the caller and is left where it is.

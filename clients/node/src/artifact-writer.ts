@@ -88,6 +88,49 @@ export interface ArtifactWriter<Prefix extends string = string> extends AsyncDis
 
 type WriterState = "open" | "committing" | "committed" | "aborted";
 
+/** What createTrailerMetadata makes. */
+export type TrailerMetadata = ReturnType<typeof createTrailerMetadata>;
+
+/** How a writer moves bytes and ends its upload: what differs between the plain and the resumable writer. */
+export interface WriterTransfer<Prefix extends string> {
+  write(chunk: Uint8Array | string): Promise<void>;
+  commit(): Promise<TypedUploadResponse<Prefix>>;
+  abort(reason?: unknown): Promise<void>;
+  isCommitted(): boolean;
+}
+
+/**
+ * A writer from its transfer and its trailer metadata: the metadata calls
+ * (chained), `committed`, and an abort when an `await using` scope is left
+ * without commit are the same for every writer.
+ */
+export function assembleWriter<Prefix extends string>(metadata: TrailerMetadata, transfer: WriterTransfer<Prefix>): ArtifactWriter<Prefix> {
+  const writer: ArtifactWriter<Prefix> = {
+    write: transfer.write,
+    addLabels(more) {
+      metadata.addLabels(more);
+      return writer;
+    },
+    addMetrics(more) {
+      metadata.addMetrics(more);
+      return writer;
+    },
+    addTags(...more) {
+      metadata.addTags(more);
+      return writer;
+    },
+    commit: transfer.commit,
+    abort: transfer.abort,
+    get committed() {
+      return transfer.isCommitted();
+    },
+    async [Symbol.asyncDispose]() {
+      if (!transfer.isCommitted()) await transfer.abort(new Error("the writer left its scope without commit"));
+    },
+  };
+  return writer;
+}
+
 /** Labels, metrics and tags gathered while writing, for the trailer sent at commit: later values win. */
 export function createTrailerMetadata() {
   const labels: Record<string, string> = {};
@@ -175,7 +218,7 @@ export function createArtifactWriter<Prefix extends string = string>(
     wake?.();
   }
 
-  const writer: ArtifactWriter<Prefix> = {
+  return assembleWriter(metadata, {
     async write(chunk) {
       if (state !== "open") throw new Error(`cannot write: the writer is ${state}`);
       const bytes = typeof chunk === "string" ? Buffer.from(chunk, "utf8") : chunk;
@@ -187,21 +230,6 @@ export function createArtifactWriter<Prefix extends string = string>(
           options.onProgress?.({ bytes: sentBytes, totalBytes: options.expectedSize });
         }
       });
-    },
-
-    addLabels(more) {
-      metadata.addLabels(more);
-      return writer;
-    },
-
-    addMetrics(more) {
-      metadata.addMetrics(more);
-      return writer;
-    },
-
-    addTags(...more) {
-      metadata.addTags(more);
-      return writer;
     },
 
     commit(): Promise<TypedUploadResponse<Prefix>> {
@@ -239,13 +267,6 @@ export function createArtifactWriter<Prefix extends string = string>(
       await response.catch(() => {});
     },
 
-    get committed() {
-      return state === "committed";
-    },
-
-    async [Symbol.asyncDispose]() {
-      if (state !== "committed") await writer.abort(new Error("the writer left its scope without commit"));
-    },
-  };
-  return writer;
+    isCommitted: () => state === "committed",
+  });
 }

@@ -2,9 +2,9 @@ import { constants } from "node:fs";
 import { chmod, copyFile, lstat, mkdir, readdir, readFile, rename, rm, rmdir, stat, utimes } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
-import type { ArtifactClient } from "./artifact-client.ts";
 import type { ArtifactLoaders } from "./artifact-loaders.ts";
 import { parseArtifactRef, type ArtifactLocator, type TypedArtifact } from "./artifact-ref.ts";
+import type { ArtifactTransfers } from "./artifact-transfers.ts";
 import type { ArtifactSpecInit, TransferProgress } from "./artifact-writer.ts";
 import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import {
@@ -91,7 +91,7 @@ function folderProgress(totalBytes: number, report: ((progress: TransferProgress
 export const DIRECTORY_ENTRY_CLASS = "directory-entry";
 
 export function createDirectoryArtifacts(
-  client: Pick<ArtifactClient, "uploadFile" | "uploadStream" | "delete" | "rpc">,
+  transfers: Pick<ArtifactTransfers, "uploadFile" | "uploadStream" | "delete" | "rpc">,
   loaders: ArtifactLoaders,
   cache: LocalArtifactCache,
 ): DirectoryArtifacts {
@@ -138,7 +138,7 @@ export function createDirectoryArtifacts(
     try {
       await mapLimit(distinct, concurrency, async (f) => {
         options.signal?.throwIfAborted();
-        const { artifact } = await client.uploadFile(f.absolute, entrySpec(f.relative), {
+        const { artifact } = await transfers.uploadFile(f.absolute, entrySpec(f.relative), {
           expectedBlake3: f.blake3,
           ...(options.signal ? { signal: options.signal } : {}),
           onProgress: (p) => progress(f.blake3, p.bytes),
@@ -156,7 +156,7 @@ export function createDirectoryArtifacts(
       });
       const manifestBytes = serializeDirectoryManifest(entries);
       refuse(exceededDirectoryLimit({ entries: entries.length, manifestBytes: manifestBytes.byteLength, totalBytes: sumOfFileSizes(entries) }, limits));
-      const { artifact } = await client.uploadStream([manifestBytes], {
+      const { artifact } = await transfers.uploadStream([manifestBytes], {
         ...spec,
         mimeType: DIRECTORY_MANIFEST_MIME,
         typePrefix: spec.typePrefix || "dir",
@@ -168,8 +168,8 @@ export function createDirectoryArtifacts(
       // them), so a failed save leaves no live entries and their content is reclaimed by garbage collection.
       await Promise.all(
         [...uploaded.values()].map(async ({ id }) => {
-          if (spec.pinned) await client.rpc.setPinned({ id, pinned: false }).catch(() => {});
-          await client.delete(id).catch(() => {});
+          if (spec.pinned) await transfers.rpc.setPinned({ id, pinned: false }).catch(() => {});
+          await transfers.delete(id).catch(() => {});
         }),
       );
       throw error;

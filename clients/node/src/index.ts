@@ -14,7 +14,8 @@
  * here with Code); corrupt downloads throw ArtifactIntegrityError.
  */
 export { Code, ConnectError } from "@connectrpc/connect";
-export { createArtifactClient, type ArtifactClient, type ArtifactClientOptions, type ArtifactFilterInit, type DownloadOptions } from "./artifact-client.ts";
+export { createArtifactClient, type ArtifactClient, type ArtifactClientOptions } from "./artifact-client.ts";
+export type { ArtifactFilterInit, ArtifactTransfers, DownloadOptions, TransferOptions } from "./artifact-transfers.ts";
 export type { ArtifactSpecInit, ArtifactWriter, TransferProgress, WriterOptions } from "./artifact-writer.ts";
 export {
   artifactUri,

@@ -5,6 +5,7 @@ import type { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_servi
 import { UploadSessionState } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { DEFAULT_PART_SIZE } from "@artifactd/api";
 import {
+  assembleWriter,
   createArtifactWriter,
   createTrailerMetadata,
   type ArtifactSpecInit,
@@ -150,7 +151,7 @@ export function createResumableWriter<Prefix extends string>(
     await (await inner.catch(() => undefined))?.abort(error).catch(() => {});
   };
 
-  const writer: ArtifactWriter<Prefix> = {
+  return assembleWriter(metadata, {
     async write(chunk) {
       if (state !== "open") throw new Error(`cannot write: the writer is ${state}`);
       // A copy: the caller may reuse its buffer once write resolves, and these bytes may have to be sent again.
@@ -176,18 +177,6 @@ export function createResumableWriter<Prefix extends string>(
         await failed(error);
         throw error;
       }
-    },
-    addLabels(more) {
-      metadata.addLabels(more);
-      return writer;
-    },
-    addMetrics(more) {
-      metadata.addMetrics(more);
-      return writer;
-    },
-    addTags(...more) {
-      metadata.addTags(more);
-      return writer;
     },
     commit() {
       if (committing) return committing;
@@ -216,14 +205,8 @@ export function createResumableWriter<Prefix extends string>(
       if (state === "committed" || state === "aborted") return;
       await failed(reason);
     },
-    get committed() {
-      return state === "committed";
-    },
-    async [Symbol.asyncDispose]() {
-      if (state !== "committed") await writer.abort(new Error("the writer left its scope without commit"));
-    },
-  };
-  return writer;
+    isCommitted: () => state === "committed",
+  });
 }
 
 /** Opens the upload session a resumable stream is bound to; its idempotency key makes a retried create return the same one. */

@@ -7,9 +7,9 @@ import {
   type ArtifactClient,
   type TransferProgress,
   type UploadResponse,
-} from "../../clients/node/src/index.ts";
+} from "@artifactd/client";
 import { artifactJson, artifactLine, describeArtifact, isoTime } from "./artifact-views.ts";
-import { resolveConnection, type ConnectionSettings } from "./client-connection.ts";
+import { resolveConnection, type ConnectionSettings, type EmbeddedService } from "./client-connection.ts";
 import { CliError, EXIT, reportFailure, UsageError } from "./client-errors.ts";
 import { existsError, resolveDownloadTarget } from "./download-target.ts";
 import {
@@ -86,7 +86,8 @@ ${wrap(scopeFlags, "      ")}
   or not allowed, 5 service unreachable, 6 refused by the artifact's state,
   130 interrupted.`;
 
-export async function runClientCommand(command: string, args: string[]): Promise<number> {
+/** Runs one client command to its end, reporting any failure on standard error; answers the exit code (EXIT). */
+export async function runClientCommand(command: string, args: string[], embedded: EmbeddedService): Promise<number> {
   let connection: ConnectionSettings | undefined;
   let client: ArtifactClient | undefined;
   // Ctrl-C during a transfer cancels it cleanly (the service drops a partial upload, a partial download file is
@@ -100,7 +101,7 @@ export async function runClientCommand(command: string, args: string[]): Promise
   try {
     if (!(CLIENT_COMMANDS as readonly string[]).includes(command)) throw new UsageError(`unknown command ${command}`);
     const { flags, positionals } = parseClientArgs(command as ClientCommand, args);
-    connection = resolveConnection({ url: flags.string("url"), token: flags.string("token"), config: flags.string("config") });
+    connection = resolveConnection({ url: flags.string("url"), token: flags.string("token"), config: flags.string("config") }, embedded);
     client = createArtifactClient({ baseUrl: connection.baseUrl, token: connection.token, timeoutMs: 60_000 });
     return await COMMANDS[command as ClientCommand]({ client, flags, positionals, signal: interrupt.signal, out: output(flags) });
   } catch (error) {

@@ -1,12 +1,12 @@
-import { Code, ConnectError } from "@connectrpc/connect";
-import { ArtifactIntegrityError, DirectoryManifestError } from "../../clients/node/src/index.ts";
+import { ArtifactIntegrityError, Code, ConnectError, DirectoryManifestError } from "@artifactd/client";
 
 /**
  * Exit codes of the client commands, and the one place that turns a failure
  * into a message and a code. Scripts branch on the code; people read the
  * message, which says what was wrong and what to do. Nothing is written to
  * standard output on failure, so `id=$(artifactd put …)` never captures an
- * error.
+ * error. The server commands of `artifactd` throw CliError and UsageError
+ * too, so a bad flag fails the same way (exit 2) in either half.
  */
 export const EXIT = {
   ok: 0,

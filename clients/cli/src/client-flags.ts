@@ -1,8 +1,8 @@
 import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { parseArgs } from "node:util";
-import { isArtifactRef, Status, Storage, type ArtifactFilterInit, type ArtifactSpecInit } from "../../clients/node/src/index.ts";
-import { ProvenanceSchema } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import { STATUS_NAMES, statusFromName } from "@artifactd/api";
+import { ProvenanceSchema } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+import { isArtifactRef, Status, Storage, type ArtifactFilterInit, type ArtifactSpecInit } from "@artifactd/client";
 import { UsageError } from "./client-errors.ts";
 
 /**

@@ -2,7 +2,6 @@ import { existsSync, readFileSync } from "node:fs";
 import { isIPv4 } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { DEFAULT_LISTEN, parseHostPort } from "../config.ts";
 import { CliError, EXIT, UsageError, type ConnectionContext } from "./client-errors.ts";
 
 /**
@@ -41,9 +40,21 @@ export interface ConnectionFlags {
   readonly config?: string | undefined;
 }
 
-export const DEFAULT_URL = `http://${DEFAULT_LISTEN}`;
+/**
+ * What the client commands must know of the service an `artifactd` serve on
+ * this machine runs: where it listens by default, and how its ARTIFACTD_LISTEN
+ * setting reads. It is the server's configuration, so the `artifactd` command
+ * passes it in rather than this package importing the server.
+ */
+export interface EmbeddedService {
+  /** `host:port` it listens on when ARTIFACTD_LISTEN is unset: also the client's default URL. */
+  readonly defaultListen: string;
+  /** An ARTIFACTD_LISTEN value read as the server reads it; undefined when malformed. */
+  readonly parseListen: (raw: string) => { readonly port: number } | undefined;
+}
 
-export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv = process.env): ConnectionSettings {
+export function resolveConnection(flags: ConnectionFlags, embedded: EmbeddedService, env: NodeJS.ProcessEnv = process.env): ConnectionSettings {
+  const defaultUrl = `http://${embedded.defaultListen}`;
   let file: { path: string; url?: string; token?: string } | undefined;
   const fromFile = () => (file ??= readConfigFile(flags.config, env));
 
@@ -51,7 +62,7 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
     [flags.url, "--url"],
     [env.ARTIFACTD_URL, "ARTIFACTD_URL"],
     () => [fromFile().url, `"url" in the config file ${fromFile().path}`],
-  ) ?? [DEFAULT_URL, `the default, as neither --url, ARTIFACTD_URL nor the config file ${fromFile().path} names one`];
+  ) ?? [defaultUrl, `the default, as neither --url, ARTIFACTD_URL nor the config file ${fromFile().path} names one`];
   const [baseUrl, urlSource] = url;
   let parsed: URL | undefined;
   try {
@@ -60,7 +71,7 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
     parsed = undefined;
   }
   if (!parsed || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) {
-    throw new UsageError(`the service URL ${JSON.stringify(baseUrl)} from ${urlSource} is not an http:// or https:// URL, e.g. ${DEFAULT_URL}`);
+    throw new UsageError(`the service URL ${JSON.stringify(baseUrl)} from ${urlSource} is not an http:// or https:// URL, e.g. ${defaultUrl}`);
   }
 
   const bootstrapFile = path.resolve(env.ARTIFACTD_DATA_DIR || ".artifactd", "bootstrap-token");
@@ -72,7 +83,7 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
     () => [existsSync(bootstrapFile) ? readFileSync(bootstrapFile, "utf8").trim() : undefined, bootstrapSource],
   );
   if (token?.[1] === bootstrapSource) {
-    const refusal = bootstrapTokenRefusal(parsed, env);
+    const refusal = bootstrapTokenRefusal(parsed, embedded, env);
     if (refusal) {
       throw new CliError(
         `not sending the bootstrap token from ${bootstrapFile} to ${parsed.origin} (from ${urlSource}): it goes only to the embedded service ` +
@@ -92,12 +103,12 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
 }
 
 /** Why `url` is not the embedded service's own loopback address, or undefined when it is. */
-function bootstrapTokenRefusal(url: URL, env: NodeJS.ProcessEnv): string | undefined {
+function bootstrapTokenRefusal(url: URL, embedded: EmbeddedService, env: NodeJS.ProcessEnv): string | undefined {
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1"); // URL keeps IPv6 hosts in brackets, and has already normalised 127.1 and the like
   const loopback = host === "localhost" || host === "::1" || (isIPv4(host) && host.startsWith("127."));
   if (!loopback) return "and this host is not loopback (127.0.0.0/8, ::1, localhost)";
-  const listenRaw = env.ARTIFACTD_LISTEN || DEFAULT_LISTEN;
-  const port = parseHostPort(listenRaw)?.port;
+  const listenRaw = env.ARTIFACTD_LISTEN || embedded.defaultListen;
+  const port = embedded.parseListen(listenRaw)?.port;
   // Port 0 (any free port) or a setting we cannot read: the host is all we can check.
   if (port === undefined || port === 0) return undefined;
   const urlPort = Number(url.port || (url.protocol === "https:" ? 443 : 80));

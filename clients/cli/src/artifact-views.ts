@@ -1,7 +1,7 @@
 import { toJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { Status, Storage, type Artifact } from "../../clients/node/src/index.ts";
 import { ArtifactSchema } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+import { Status, Storage, type Artifact } from "@artifactd/client";
 import { formatBytes } from "./human-units.ts";
 
 /**

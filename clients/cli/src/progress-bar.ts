@@ -1,4 +1,4 @@
-import type { TransferProgress } from "../../clients/node/src/index.ts";
+import type { TransferProgress } from "@artifactd/client";
 import { formatBytes, formatClock, formatElapsed } from "./human-units.ts";
 
 /**

@@ -1,0 +1,101 @@
+import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { createRetryPolicy, type RetryOptions, type RetryPolicy } from "./retry-policy.ts";
+import { WideWindowSessionManager } from "./wide-window-session-manager.ts";
+
+/** How the client connects: the service, the token, deadlines and retries. */
+export interface ConnectionOptions {
+  /** Where the service listens, e.g. http://127.0.0.1:8080. */
+  readonly baseUrl: string;
+  /** API token (`adt_…`), sent as `authorization: Bearer`. */
+  readonly token: string;
+  /**
+   * Deadline of each unary call (get, list pages, saveJson, delete, …); unset:
+   * none. Transfers (writers, uploads, downloads) do not get it, since their
+   * length depends on the content: give each its own `timeoutMs` (or a
+   * `signal`).
+   */
+  readonly timeoutMs?: number;
+  /** A transport of your own (tests, proxies): baseUrl and token are then ignored, so it must send the authorization header itself. */
+  readonly transport?: Transport;
+  /**
+   * Retries of transient failures (see retry-policy.ts): unary calls that are
+   * safe to repeat, download streams (resumed from the last byte received)
+   * and large file uploads (resumed from the last stored part). `false`: none.
+   * Default: 5 attempts, waits from 100 ms up to 5 s. Not applied to a
+   * `transport` of your own.
+   */
+  readonly retry?: RetryOptions | false;
+}
+
+/**
+ * The one HTTP/2 connection a client talks over: the token on every call,
+ * unary calls that are safe to repeat retried by the policy, and receive
+ * windows wide enough for fast downloads. Streams are not retried here:
+ * the transfers resume them, from where they broke off.
+ */
+export interface ArtifactConnection {
+  /** The generated client over this connection. */
+  readonly rpc: Client<typeof ArtifactService>;
+  /** The retry policy, for the transfers that resume streams. */
+  readonly retry: RetryPolicy;
+  /** Options of every unary call: its deadline, when one is set. */
+  readonly unary: { timeoutMs?: number };
+  /** Closes the connection this opened (calls still running fail with CANCELED); a `transport` of your own is left alone. */
+  close(): void;
+}
+
+/**
+ * Unary calls that may be sent again after a transient failure: reads, and
+ * writes that are idempotent on the server (setting a pin, soft delete,
+ * session calls keyed by session and part). SaveInline, SetStatus and
+ * CreateUploadSession without a key are not: a repeat could record twice or
+ * be refused for the first attempt's effect.
+ */
+const RETRYABLE_METHODS = new Set([
+  "GetArtifact",
+  "ListArtifacts",
+  "SearchArtifacts",
+  "GetBestArtifact",
+  "GetLineage",
+  "SetPinned",
+  "DeleteArtifact",
+  "ArchiveRun",
+  "CreateDownloadUrl",
+  "GetUploadSession",
+  "UploadPart",
+  "CompleteUploadSession",
+  "AbortUploadSession",
+]);
+
+export function createArtifactConnection(options: ConnectionOptions): ArtifactConnection {
+  const auth: Interceptor = (next) => (request) => {
+    request.header.set("authorization", `Bearer ${options.token}`);
+    return next(request);
+  };
+  const retry = createRetryPolicy(options.transport ? false : (options.retry ?? {}));
+  const retryUnary: Interceptor = (next) => (request) => {
+    if (request.stream) return next(request);
+    const keyed = request.method.name === "CreateUploadSession" && (request.message as { idempotencyKey?: string }).idempotencyKey;
+    if (!RETRYABLE_METHODS.has(request.method.name) && !keyed) return next(request);
+    return retry.run(() => next(request), request.signal);
+  };
+  const sessionManager = options.transport ? undefined : new WideWindowSessionManager(options.baseUrl);
+  const transport =
+    options.transport ??
+    createGrpcTransport({
+      baseUrl: options.baseUrl,
+      interceptors: [auth, retryUnary],
+      ...(sessionManager ? { sessionManager } : {}),
+    });
+  return {
+    rpc: createClient(ArtifactService, transport),
+    retry,
+    unary: options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs },
+    close() {
+      // Without this the idle connection would linger (unreferenced) until connect-node's 15-minute idle timeout.
+      sessionManager?.abort(new ConnectError("the artifactd client was closed", Code.Canceled));
+    },
+  };
+}
