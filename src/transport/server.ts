@@ -13,7 +13,7 @@ import { Health, file_grpc_health_v1_health } from "../gen/grpc/health/v1/health
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1Alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import type { ArtifactService as ArtifactUseCases } from "../service/artifact-service.ts";
-import { admit, admittedCaller, ARTIFACT_SERVICE_PREFIX, callerKey, refuse } from "./admission.ts";
+import { admit, admittedCaller, ARTIFACT_SERVICE_PREFIX, callerKey, refuse, requireAdmittedCaller } from "./admission.ts";
 import { createArtifactServiceHandler } from "./artifact-service-handler.ts";
 import { createGrpcDownloadRoute } from "./grpc-download-route.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
@@ -170,6 +170,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
   const artifactHandler = connectNodeAdapter({
     ...common,
+    interceptors: [errorMapping, requireAdmittedCaller],
     routes: (router: ConnectRouter) => {
       router.service(ArtifactService, createArtifactServiceHandler(options.service, options.publicUrl, options.watchCaller));
     },
