@@ -133,10 +133,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
    * shutting down or cut a stream that sent nothing for too long — fails
    * wherever its handler was: often reading the request, as "Premature
    * close". That is the abort, not a fault of the server: it is answered
-   * with the abort's own status, and not logged as an internal error.
+   * with the abort's own status, and not logged as an internal error. A
+   * store that failed under an aborted call (its connection cut with it)
+   * counts as the abort too.
    */
   const answerFailure = (request: { readonly signal: AbortSignal; readonly contextValues: ContextValues }, error: unknown, context: string) => {
-    if (!(error instanceof ConnectError) && !(error instanceof ArtifactError)) {
+    const decided = error instanceof ConnectError || (error instanceof ArtifactError && error.code !== "unavailable");
+    if (!decided) {
       const reason: unknown = request.signal.aborted ? request.signal.reason : undefined;
       if (reason instanceof ConnectError) return reason;
       if (request.signal.aborted || requestBrokeOff(request.contextValues)) {

@@ -5,6 +5,8 @@ import { Client } from "minio";
 import type { S3Config } from "../../config.ts";
 import { createBlake3 } from "../../blake3.ts";
 import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
+import { fromS3Error } from "./s3-errors.ts";
+import { translateBlobStoreErrors } from "./translate-blob-store-errors.ts";
 
 /**
  * A blob store on S3 / MinIO.
@@ -131,7 +133,8 @@ export async function createS3BlobStore(
   const journal = new UploadJournal(client, bucket);
   const leftoverMs = options.journalLeftoverMs ?? UploadJournal.LEFTOVER_MS;
 
-  return {
+  // What callers see of S3's failures: ./s3-errors.ts.
+  return translateBlobStoreErrors<BlobStore & BlobLister & BlobSessions>({
     newKey: (tenantId) => `${tenantId}/${randomUUID()}`,
     async createWriter(_tenantId, key, expectedSize) {
       return new S3BlobWriter(client, bucket, key, planParts(expectedSize), journal);
@@ -228,7 +231,7 @@ export async function createS3BlobStore(
       }
     },
     async close() {},
-  };
+  }, fromS3Error);
 }
 
 /** S3's limits on one multipart upload. */
