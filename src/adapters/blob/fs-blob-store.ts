@@ -4,7 +4,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileH
 import path from "node:path";
 import { createBlake3 } from "../../blake3.ts";
 import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
-import { fromFsError } from "./fs-errors.ts";
+import { fromFsError, isMissingFile } from "./fs-errors.ts";
 import { translateBlobStoreErrors } from "./translate-blob-store-errors.ts";
 import { ensurePrivateDir } from "../../private-files.ts";
 
@@ -167,7 +167,7 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
       }
     },
     async close() {},
-  }, fromFsError);
+  }, { translate: fromFsError, isMissing: isMissingFile });
 }
 
 class FsBlobWriter implements BlobWriter {

@@ -19,3 +19,8 @@ export function fromFsError(error: unknown): unknown {
   if (error instanceof ArtifactError) return error;
   return classifyFsError(error) === "full" ? storageFull(error) : error;
 }
+
+/** No file under the key. */
+export function isMissingFile(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === "ENOENT";
+}

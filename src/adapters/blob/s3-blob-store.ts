@@ -5,7 +5,7 @@ import { Client } from "minio";
 import type { S3Config } from "../../config.ts";
 import { createBlake3 } from "../../blake3.ts";
 import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
-import { fromS3Error } from "./s3-errors.ts";
+import { fromS3Error, isMissingS3Object } from "./s3-errors.ts";
 import { translateBlobStoreErrors } from "./translate-blob-store-errors.ts";
 
 /**
@@ -231,7 +231,7 @@ export async function createS3BlobStore(
       }
     },
     async close() {},
-  }, fromS3Error);
+  }, { translate: fromS3Error, isMissing: isMissingS3Object });
 }
 
 /** S3's limits on one multipart upload. */

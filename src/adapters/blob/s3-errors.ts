@@ -49,3 +49,9 @@ export function fromS3Error(error: unknown): unknown {
       return error;
   }
 }
+
+/** No object under the key: S3's NoSuchKey, or NotFound for an answer without a body (HEAD). */
+export function isMissingS3Object(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === "NoSuchKey" || code === "NotFound";
+}

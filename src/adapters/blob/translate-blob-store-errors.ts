@@ -1,3 +1,4 @@
+import { ArtifactError } from "../../artifact-error.ts";
 import { canListBlobs, hasSessions, type BlobLister, type BlobSessions, type BlobStore, type BlobWriter } from "../../ports/blob-store.ts";
 
 /**
@@ -10,7 +11,15 @@ import { canListBlobs, hasSessions, type BlobLister, type BlobSessions, type Blo
  *
  * Anything else the store object carries is kept as it is.
  */
-export function translateBlobStoreErrors<S extends BlobStore>(store: S, translate: (error: unknown) => unknown): S {
+export interface BlobStoreErrors {
+  /** The ArtifactError a driver error means to a caller, or the error itself. */
+  readonly translate: (error: unknown) => unknown;
+  /** True for the driver's "nothing under this key", which `read` raises as not_found (the port's contract). */
+  readonly isMissing: (error: unknown) => boolean;
+}
+
+export function translateBlobStoreErrors<S extends BlobStore>(store: S, errors: BlobStoreErrors): S {
+  const { translate } = errors;
   const rethrow = (error: unknown): never => {
     throw translate(error);
   };
@@ -22,20 +31,24 @@ export function translateBlobStoreErrors<S extends BlobStore>(store: S, translat
       return rethrow(error);
     }
   };
-  const stream = <T>(open: () => AsyncIterable<T>): AsyncIterable<T> => ({
+  const stream = <T>(open: () => AsyncIterable<T>, fail: (error: unknown) => never = rethrow): AsyncIterable<T> => ({
     [Symbol.asyncIterator]() {
       let iterator: AsyncIterator<T>;
       try {
         iterator = open()[Symbol.asyncIterator]();
       } catch (error) {
-        return rethrow(error);
+        return fail(error);
       }
       return {
-        next: () => guard(() => iterator.next()),
+        next: () => iterator.next().catch(fail),
         return: (value?: unknown) => guard(async () => (iterator.return ? iterator.return(value) : { done: true as const, value: undefined })),
       };
     },
   });
+  const failRead = (key: string) => (error: unknown): never => {
+    if (errors.isMissing(error)) throw new ArtifactError("not_found", `no blob is stored under the key ${key}`, { cause: error });
+    return rethrow(error);
+  };
   const writer = (inner: BlobWriter): BlobWriter => ({
     key: inner.key,
     write: (chunk) => guard(() => inner.write(chunk)),
@@ -46,7 +59,7 @@ export function translateBlobStoreErrors<S extends BlobStore>(store: S, translat
   const translated: BlobStore = {
     ...store,
     createWriter: async (tenantId, key, expectedSize) => writer(await guard(() => store.createWriter(tenantId, key, expectedSize))),
-    read: (key, range, signal) => stream(() => store.read(key, range, signal)),
+    read: (key, range, signal) => stream(() => store.read(key, range, signal), failRead(key)),
     stat: (key) => guard(() => store.stat(key)),
     delete: (key) => guard(() => store.delete(key)),
     discard: (key) => guard(() => store.discard(key)),
