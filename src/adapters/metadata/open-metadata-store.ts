@@ -6,7 +6,7 @@ import { migrationProvider } from "./migrations/index.ts";
 import { ensurePrivateDir } from "../../private-files.ts";
 import { PGliteDialect } from "./pglite-dialect.ts";
 import { translateDialectErrors } from "./translate-dialect-errors.ts";
-import { fromPostgresError } from "./postgres-errors.ts";
+import { fromPostgresError, untranslatedPostgresError } from "./postgres-errors.ts";
 import type { Database } from "./schema.ts";
 
 export interface MetadataStoreOptions {
@@ -34,7 +34,7 @@ export async function openMetadataStore(options: MetadataStoreOptions): Promise<
   } catch (error) {
     await db.destroy();
     await close();
-    throw error;
+    throw untranslatedPostgresError(error);
   }
   return createKyselyMetadataStore(db, { onClose: close });
 }
@@ -87,7 +87,8 @@ export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
   });
   if (error) {
     const failed = results?.find((r) => r.status === "Error");
-    throw new Error(`database migration ${failed?.migrationName ?? ""} failed: ${(error as Error).message ?? String(error)}`, { cause: error });
+    const detail = untranslatedPostgresError(error);
+    throw new Error(`database migration ${failed?.migrationName ?? ""} failed: ${(detail as Error).message ?? String(detail)}`, { cause: detail });
   }
   return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
 }

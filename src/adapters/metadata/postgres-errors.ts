@@ -64,3 +64,12 @@ export function fromPostgresError(error: unknown): unknown {
       return error;
   }
 }
+
+/**
+ * The driver's own error behind one fromPostgresError translated, else the
+ * error itself: for whoever starts the server, who needs the driver's words
+ * (which host refused, what failed) rather than a caller's retry advice.
+ */
+export function untranslatedPostgresError(error: unknown): unknown {
+  return error instanceof ArtifactError && classifyPostgresError(error.cause) !== undefined ? error.cause : error;
+}
