@@ -131,7 +131,7 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
         const info = await stat(keyPath(key));
         return { size: info.size };
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+        if (isMissingFile(error)) return undefined;
         throw error;
       }
     },

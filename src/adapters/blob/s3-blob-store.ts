@@ -99,7 +99,7 @@ export async function createS3BlobStore(
       const info = await client.statObject(bucket, key);
       return { size: info.size };
     } catch (error) {
-      if ((error as { code?: string }).code === "NotFound" || (error as { code?: string }).code === "NoSuchKey") return undefined;
+      if (isMissingS3Object(error)) return undefined;
       throw error;
     }
   }
