@@ -13,7 +13,7 @@ import { toConnectError as answerFor } from "../src/transport/connect-error-mapp
  * Node's system errors); the real-process tests (faults, process-faults, the
  * chaos soak) produce the common ones for real.
  */
-/** Each driver's error as its adapter raises it (adapters/*-errors.ts), then as the transport answers it. */
+// Each driver's error as its adapter raises it (src/adapters/**/*-errors.ts), then as the transport answers it.
 const classifyStoreError = (error: unknown) => classifyPostgresError(error) ?? classifyS3Error(error) ?? classifyFsError(error);
 const toConnectError = (error: unknown, log?: (error: unknown) => void) => answerFor(fromFsError(fromS3Error(fromPostgresError(error))), log);
 
