@@ -2,7 +2,10 @@
  * The one error type of the domain. Code where a failure arises picks the
  * code and writes a message that says what was wrong and what to do; the
  * transport maps codes to gRPC / Connect codes in one place
- * (transport/connect-error-mapping.ts).
+ * (transport/connect-error-mapping.ts). That includes the stores: each
+ * adapter translates what its driver throws (adapters/metadata/postgres-errors.ts,
+ * adapters/blob/s3-errors.ts, adapters/blob/fs-errors.ts), so the transport
+ * knows no SQLSTATE, errno or S3 code.
  */
 export type ArtifactErrorCode =
   | "invalid_argument"
@@ -40,3 +43,16 @@ export class ArtifactError extends Error {
 export const invalidArgument = (message: string) => new ArtifactError("invalid_argument", message);
 export const notFound = (message: string) => new ArtifactError("not_found", message);
 export const failedPrecondition = (message: string) => new ArtifactError("failed_precondition", message);
+
+/**
+ * A store could not be reached, dropped the connection or asked us to slow
+ * down: the caller should retry. Raised by the adapters that meet the
+ * drivers, with the driver's error as the cause: its words go to the log,
+ * never to the caller.
+ */
+export const storeUnavailable = (cause: unknown) =>
+  new ArtifactError("unavailable", "a backing store (database or blob store) is unreachable or busy: retry later", { cause });
+
+/** The storage under a store is full (a file system, Postgres' disk, MinIO's drives); raised like storeUnavailable. */
+export const storageFull = (cause: unknown) =>
+  new ArtifactError("resource_exhausted", "the server's storage is full: nothing was stored; retry later or ask the operator to free space", { cause });

@@ -1,5 +1,6 @@
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fromPostgresError } from "../src/adapters/metadata/postgres-errors.ts";
 import { expectCode } from "./support/expect-code.ts";
 import { unexpectedServerErrors } from "./support/server-log.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
@@ -54,7 +55,7 @@ describe("the test server's log", () => {
     const before = t.serverLog.entries.length;
     await expectCode(t.client("not-a-token").getArtifact({ id: MISSING_ID }), Code.Unauthenticated);
     await expectCode(t.client().getArtifact({ id: MISSING_ID }), Code.NotFound);
-    await expectCode(getArtifactFailingWith(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" })), Code.Unavailable);
+    await expectCode(getArtifactFailingWith(fromPostgresError(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" })) as Error), Code.Unavailable);
     const logged = t.serverLog.entries.slice(before);
     expect(logged.map((entry) => entry.message)).toEqual(["GetArtifact failed"]);
     expect(logged[0]!.internal).toBe(false);

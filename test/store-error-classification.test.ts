@@ -1,7 +1,10 @@
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { ArtifactError } from "../src/artifact-error.ts";
-import { classifyStoreError, toConnectError } from "../src/transport/connect-error-mapping.ts";
+import { classifyFsError, fromFsError } from "../src/adapters/blob/fs-errors.ts";
+import { classifyS3Error, fromS3Error } from "../src/adapters/blob/s3-errors.ts";
+import { classifyPostgresError, fromPostgresError } from "../src/adapters/metadata/postgres-errors.ts";
+import { toConnectError as answerFor } from "../src/transport/connect-error-mapping.ts";
 
 /**
  * What a client is told when a store fails: retry (UNAVAILABLE), storage full
@@ -10,6 +13,10 @@ import { classifyStoreError, toConnectError } from "../src/transport/connect-err
  * Node's system errors); the real-process tests (faults, process-faults, the
  * chaos soak) produce the common ones for real.
  */
+// Each driver's error as its adapter raises it (src/adapters/**/*-errors.ts), then as the transport answers it.
+const classifyStoreError = (error: unknown) => classifyPostgresError(error) ?? classifyS3Error(error) ?? classifyFsError(error);
+const toConnectError = (error: unknown, log?: (error: unknown) => void) => answerFor(fromFsError(fromS3Error(fromPostgresError(error))), log);
+
 const errorWith = (props: Record<string, unknown>, message = "driver detail: secret host db-7.internal") => Object.assign(new Error(message), props);
 
 describe("store error classification", () => {

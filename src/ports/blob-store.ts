@@ -24,7 +24,8 @@ export interface BlobStore {
   createWriter(tenantId: string, key: string, expectedSize?: number): Promise<BlobWriter>;
   /**
    * Streams `length` bytes from `offset`. The caller has checked the range
-   * against the blob's recorded size.
+   * against the blob's recorded size. Nothing stored under the key (any
+   * more) fails the stream with an ArtifactError `not_found`.
    */
   read(key: string, range: ByteRange, signal?: AbortSignal): AsyncIterable<Uint8Array>;
   /** Size of a stored blob, or undefined if there is none under the key. */

@@ -87,8 +87,8 @@ async function* missingIsDataLoss(source: AsyncIterable<Uint8Array>, id: string)
   try {
     yield* source;
   } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    if (code === "NoSuchKey" || code === "NotFound" || code === "ENOENT") {
+    // The blob store's "nothing under this key" (ports/blob-store.ts).
+    if (error instanceof ArtifactError && error.code === "not_found") {
       throw new ArtifactError("data_loss", `the stored content of artifact ${id} is missing from the blob store`, { cause: error });
     }
     throw error;

@@ -1,4 +1,4 @@
-import { Code, ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { codeToHttpStatus, endStreamFlag, errorToJson } from "@connectrpc/connect/protocol-connect";
 import type http from "node:http";
 import http2 from "node:http2";
@@ -19,13 +19,46 @@ import { toConnectError } from "./connect-error-mapping.ts";
  * So a caller without a valid token costs a header parse and a cached token
  * lookup (service/token-authenticator.ts), never a 64 MiB body buffered for
  * connect-node to decode.
+ *
+ * That is also why authentication is not itself a Connect interceptor:
+ * connect-node reads and decodes a unary call's whole request before the
+ * first interceptor runs. Handlers get the admitted caller the way
+ * connect-es documents it, as a context value: the adapter's
+ * `contextValues` puts it under `callerKey` (./server.ts), and the
+ * `requireAdmittedCaller` interceptor lets no ArtifactService call reach its
+ * handler without one.
  */
 export const ARTIFACT_SERVICE_PREFIX = `/${ArtifactService.typeName}/`;
 
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
 
-const callerKey = createContextKey<Caller | undefined>(undefined, { description: "authenticated caller" });
+/**
+ * No caller: what `callerKey` holds for a request admit() did not admit. Any
+ * use of it throws unauthenticated, so even a handler that were reached
+ * without admission could do nothing as anybody.
+ */
+const NO_CALLER: Caller = Object.freeze({
+  get tenantId(): string {
+    return notAdmitted();
+  },
+  get principal(): string {
+    return notAdmitted();
+  },
+  get tokenId(): string {
+    return notAdmitted();
+  },
+  get scope(): Caller["scope"] {
+    return notAdmitted();
+  },
+});
+
+function notAdmitted(): never {
+  throw new ConnectError("the call was not authenticated", Code.Unauthenticated);
+}
+
+/** The caller of an ArtifactService call, admitted from its headers: `ctx.values.get(callerKey)` in a handler. */
+export const callerKey = createContextKey<Caller>(NO_CALLER, { description: "authenticated caller" });
 const admitted = new WeakMap<NodeRequest, Caller>();
 
 /**
@@ -41,7 +74,7 @@ const refusedAuthentications = new WeakMap<object, number>();
 
 /**
  * Authenticates an ArtifactService request from its headers. Resolves the
- * caller, remembered for the handler (see callerOf); or answers the request
+ * caller, remembered for the handler (see callerKey); or answers the request
  * with the refusal and resolves undefined. Other paths need no token and
  * resolve null.
  */
@@ -118,20 +151,21 @@ export function parseGrpcTimeout(value: string | string[] | undefined): number |
   return Number(match[1]) * unitMs;
 }
 
-/** The caller admit() resolved for this request, for connect-node's context values. */
-export function admittedCaller(request: NodeRequest): Caller | undefined {
-  return admitted.get(request);
+/** The caller admit() resolved for this request, or NO_CALLER: for connect-node's context values. */
+export function admittedCaller(request: NodeRequest): Caller {
+  return admitted.get(request) ?? NO_CALLER;
 }
 
-export { callerKey };
-
-/** The caller of an ArtifactService call (admitted before its body was read). */
-export function callerOf(ctx: HandlerContext): Caller {
-  const caller = ctx.values.get(callerKey);
-  // Unreachable: every ArtifactService request passes admit() first; refuse rather than run unauthenticated.
-  if (!caller) throw new ConnectError("the call was not authenticated", Code.Unauthenticated);
-  return caller;
-}
+/**
+ * The one gate in front of every ArtifactService handler, a method added
+ * later included: a call admit() did not admit is refused before its handler
+ * runs. (Unreachable while every request passes admit() first; it keeps a
+ * new route into the adapter from running handlers unauthenticated.)
+ */
+export const requireAdmittedCaller: Interceptor = (next) => async (request) => {
+  if (request.contextValues.get(callerKey) === NO_CALLER) notAdmitted();
+  return next(request);
+};
 
 /**
  * Answers a request with an error in the protocol it speaks, without reading

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Caller } from "../artifact.ts";
 import { invalidArgument } from "../artifact-error.ts";
 import type { ArtifactEventType } from "../artifact.ts";
@@ -21,7 +21,7 @@ import {
   specFromProto,
   statusFromProto,
 } from "./proto-conversion.ts";
-import { callerOf } from "./admission.ts";
+import { callerKey } from "./admission.ts";
 import { assertRequestCompleted } from "./request-ended.ts";
 
 const EVENT_TYPES: Record<ArtifactEventType, EventType> = {
@@ -34,9 +34,11 @@ const EVENT_TYPES: Record<ArtifactEventType, EventType> = {
 
 /**
  * ArtifactService RPCs → use cases. Each handler takes the caller admitted
- * before the request body was read (./admission.ts), converts the request,
- * calls the service and converts the answer; errors are mapped to status
- * codes by the interceptor in ./server.ts, not here.
+ * before the request body was read (`ctx.values.get(callerKey)`, see
+ * ./admission.ts), converts the request, calls the service and converts the
+ * answer; errors are mapped to status codes by the interceptor in
+ * ./server.ts, not here. The whole service is implemented: the compiler
+ * refuses this function until a method added to the proto has its handler.
  *
  * Calls that stay open (Upload, Download, WatchArtifacts) also end when the
  * caller's token is revoked or expires while they run (`watchCaller`).
@@ -45,10 +47,10 @@ export function createArtifactServiceHandler(
   service: ArtifactService,
   publicUrl?: string,
   watchCaller?: (caller: Caller) => { readonly signal: AbortSignal; release(): void },
-): Partial<ServiceImpl<typeof ArtifactServiceDesc>> {
+): ServiceImpl<typeof ArtifactServiceDesc> {
   /** The call's signal, also aborted when its token stops being valid; `end` when the call ends. */
   const openCall = (ctx: HandlerContext) => {
-    const who = callerOf(ctx);
+    const who = ctx.values.get(callerKey);
     const watched = watchCaller?.(who);
     const signal = watched ? AbortSignal.any([ctx.signal, watched.signal]) : ctx.signal;
     return {
@@ -60,7 +62,7 @@ export function createArtifactServiceHandler(
     };
   };
 
-  const implemented: Partial<ServiceImpl<typeof ArtifactServiceDesc>> = {
+  return {
     async upload(requests, ctx) {
       const call = openCall(ctx);
       try {
@@ -97,12 +99,12 @@ export function createArtifactServiceHandler(
     },
 
     async getArtifact(request, ctx) {
-      const artifact = await service.getArtifact(callerOf(ctx), request.id, request.includeContent);
+      const artifact = await service.getArtifact(ctx.values.get(callerKey), request.id, request.includeContent);
       return { artifact: artifactToProto(artifact) };
     },
 
     async listArtifacts(request, ctx) {
-      const who = callerOf(ctx);
+      const who = ctx.values.get(callerKey);
       const page = await service.listArtifacts(who, filterFromProto(request.filter), request.pageSize, request.pageToken, request.includeTotalCount);
       return {
         artifacts: page.items.map(artifactToProto),
@@ -112,19 +114,19 @@ export function createArtifactServiceHandler(
     },
 
     async searchArtifacts(request, ctx) {
-      const who = callerOf(ctx);
+      const who = ctx.values.get(callerKey);
       const page = await service.searchArtifacts(who, request.query, filterFromProto(request.filter), request.pageSize, request.pageToken);
       return { artifacts: page.items.map(artifactToProto), nextPageToken: page.nextPageToken };
     },
 
     async getBestArtifact(request, ctx) {
-      const who = callerOf(ctx);
+      const who = ctx.values.get(callerKey);
       const artifact = await service.bestArtifact(who, request.kind, request.metric, request.minimize, filterFromProto(request.filter));
       return { artifact: artifactToProto(artifact) };
     },
 
     async getLineage(request, ctx) {
-      const lineage = await service.lineage(callerOf(ctx), request.id, request.depth);
+      const lineage = await service.lineage(ctx.values.get(callerKey), request.id, request.depth);
       return {
         ancestors: lineage.ancestors.map(artifactToProto),
         descendants: lineage.descendants.map(artifactToProto),
@@ -133,22 +135,22 @@ export function createArtifactServiceHandler(
     },
 
     async setPinned(request, ctx) {
-      const artifact = await service.setPinned(callerOf(ctx), request.id, request.pinned);
+      const artifact = await service.setPinned(ctx.values.get(callerKey), request.id, request.pinned);
       return { artifact: artifactToProto(artifact) };
     },
 
     async setStatus(request, ctx) {
-      const artifact = await service.setStatus(callerOf(ctx), request.id, statusFromProto("status", request.status));
+      const artifact = await service.setStatus(ctx.values.get(callerKey), request.id, statusFromProto("status", request.status));
       return { artifact: artifactToProto(artifact) };
     },
 
     async archiveRun(request, ctx) {
-      const deletedCount = await service.archiveRun(callerOf(ctx), request.runId);
+      const deletedCount = await service.archiveRun(ctx.values.get(callerKey), request.runId);
       return { deletedCount: BigInt(deletedCount) };
     },
 
     async createUploadSession(request, ctx) {
-      const view = await service.createUploadSession(callerOf(ctx), {
+      const view = await service.createUploadSession(ctx.values.get(callerKey), {
         spec: specFromProto(request.spec),
         expectedSize: request.expectedSize === undefined ? undefined : int64FromProto("expected_size", request.expectedSize),
         expectedBlake3: request.expectedBlake3,
@@ -159,7 +161,7 @@ export function createArtifactServiceHandler(
     },
 
     async uploadPart(request, ctx) {
-      const view = await service.uploadPart(callerOf(ctx), {
+      const view = await service.uploadPart(ctx.values.get(callerKey), {
         sessionId: request.sessionId,
         partNumber: request.partNumber,
         data: request.data,
@@ -169,21 +171,21 @@ export function createArtifactServiceHandler(
     },
 
     async getUploadSession(request, ctx) {
-      return { session: sessionToProto(await service.getUploadSession(callerOf(ctx), request.sessionId)) };
+      return { session: sessionToProto(await service.getUploadSession(ctx.values.get(callerKey), request.sessionId)) };
     },
 
     async completeUploadSession(request, ctx) {
-      const result = await service.completeUploadSession(callerOf(ctx), request.sessionId);
+      const result = await service.completeUploadSession(ctx.values.get(callerKey), request.sessionId);
       return { artifact: artifactToProto(result.artifact), deduplicated: result.deduplicated };
     },
 
     async abortUploadSession(request, ctx) {
-      await service.abortUploadSession(callerOf(ctx), request.sessionId);
+      await service.abortUploadSession(ctx.values.get(callerKey), request.sessionId);
       return {};
     },
 
     async createDownloadUrl(request, ctx) {
-      const who = callerOf(ctx);
+      const who = ctx.values.get(callerKey);
       // Links point where this client reached us, unless ARTIFACTD_PUBLIC_URL says otherwise.
       const { url, expiresAt } = await service.createDownloadUrl(who, request.id, request.ttlSeconds, publicUrl ?? new URL(ctx.url).origin);
       return { url, expiresAt: timestampFromDate(expiresAt) };
@@ -205,34 +207,16 @@ export function createArtifactServiceHandler(
     },
 
     async saveInline(request, ctx) {
-      const who = callerOf(ctx);
+      const who = ctx.values.get(callerKey);
       const artifact = await service.saveInline(who, specFromProto(request.spec), inlineContentFromProto(request.content));
       return { artifact: artifactToProto(artifact) };
     },
 
     async deleteArtifact(request, ctx) {
-      const artifact = await service.deleteArtifact(callerOf(ctx), request.id);
+      const artifact = await service.deleteArtifact(ctx.values.get(callerKey), request.id);
       return { artifact: artifactToProto(artifact) };
     },
   };
-
-  // The rest of the contract answers UNIMPLEMENTED, by name, until its issue
-  // lands; still behind authentication so it reveals nothing to strangers.
-  const handlers: Record<string, unknown> = { ...implemented };
-  for (const method of ArtifactServiceDesc.methods) {
-    if (handlers[method.localName]) continue;
-    const fail = async (_request: unknown, ctx: HandlerContext) => {
-      callerOf(ctx);
-      throw new ConnectError(`${ArtifactServiceDesc.typeName}.${method.name} is not implemented by this server version yet`, Code.Unimplemented);
-    };
-    handlers[method.localName] =
-      method.methodKind === "server_streaming"
-        ? async function* (request: unknown, ctx: HandlerContext) {
-            yield await fail(request, ctx);
-          }
-        : fail;
-  }
-  return handlers as Partial<ServiceImpl<typeof ArtifactServiceDesc>>;
 }
 
 /** The proto upload stream as the use case's tagged messages. */

@@ -4,7 +4,6 @@ import type { Caller } from "../artifact.ts";
 import { ArtifactError } from "../artifact-error.ts";
 import type { ArtifactService } from "../service/artifact-service.ts";
 import { DOWNLOAD_PATH_PREFIX, type UrlSigner } from "../service/download-urls.ts";
-import { classifyStoreError } from "./connect-error-mapping.ts";
 import type { HttpRequest, HttpResponse, HttpRoute } from "./http-route.ts";
 
 type Request = HttpRequest;
@@ -83,7 +82,7 @@ export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCa
       head = await service.getArtifact(caller, link.artifactId, false);
     } catch (error) {
       // A store that did not answer says nothing about the link: retry, as for the token check above.
-      if (classifyStoreError(error) === "unavailable") unavailable(response);
+      if (isStoreUnavailable(error)) unavailable(response);
       else if (error instanceof ArtifactError) plain(response, 403, "forbidden");
       else throw error;
       return true;
@@ -126,7 +125,7 @@ export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCa
         ({ content } = await service.download(caller, { id: link.artifactId, offset: range.offset, length: range.length }, abort.signal));
       } catch (error) {
         if (error instanceof ArtifactError && error.code === "resource_exhausted") tooManyRequests(response, error);
-        else if (classifyStoreError(error) === "unavailable") unavailable(response);
+        else if (isStoreUnavailable(error)) unavailable(response);
         else destroy(response); // as when the content fails after the head: the client sees no complete body
         return true;
       }
@@ -193,4 +192,9 @@ export function parseRange(header: string, size: number): { offset: number; leng
   if (start >= size) return "unsatisfiable";
   if (end < start) return undefined;
   return { offset: start, length: end - start + 1 };
+}
+
+/** A store that did not answer (adapters raise it from their drivers' errors): worth a retry. */
+function isStoreUnavailable(error: unknown): boolean {
+  return error instanceof ArtifactError && error.code === "unavailable";
 }

@@ -13,7 +13,7 @@ import { Health, file_grpc_health_v1_health } from "@artifactd/api/grpc/health/v
 import { ServerReflection } from "@artifactd/api/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1Alpha } from "@artifactd/api/grpc/reflection/v1alpha/reflection_pb.js";
 import type { ArtifactService as ArtifactUseCases } from "../service/artifact-service.ts";
-import { admit, admittedCaller, ARTIFACT_SERVICE_PREFIX, callerKey, refuse } from "./admission.ts";
+import { admit, admittedCaller, ARTIFACT_SERVICE_PREFIX, callerKey, refuse, requireAdmittedCaller } from "./admission.ts";
 import { createArtifactServiceHandler } from "./artifact-service-handler.ts";
 import { createGrpcDownloadRoute } from "./grpc-download-route.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
@@ -133,10 +133,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
    * shutting down or cut a stream that sent nothing for too long — fails
    * wherever its handler was: often reading the request, as "Premature
    * close". That is the abort, not a fault of the server: it is answered
-   * with the abort's own status, and not logged as an internal error.
+   * with the abort's own status, and not logged as an internal error. A
+   * store that failed under an aborted call (its connection cut with it)
+   * counts as the abort too.
    */
   const answerFailure = (request: { readonly signal: AbortSignal; readonly contextValues: ContextValues }, error: unknown, context: string) => {
-    if (!(error instanceof ConnectError) && !(error instanceof ArtifactError)) {
+    const decided = error instanceof ConnectError || (error instanceof ArtifactError && error.code !== "unavailable");
+    if (!decided) {
       const reason: unknown = request.signal.aborted ? request.signal.reason : undefined;
       if (reason instanceof ConnectError) return reason;
       if (request.signal.aborted || requestBrokeOff(request.contextValues)) {
@@ -170,6 +173,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
   const artifactHandler = connectNodeAdapter({
     ...common,
+    interceptors: [errorMapping, requireAdmittedCaller],
     routes: (router: ConnectRouter) => {
       router.service(ArtifactService, createArtifactServiceHandler(options.service, options.publicUrl, options.watchCaller));
     },

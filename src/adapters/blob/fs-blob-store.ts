@@ -4,6 +4,8 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileH
 import path from "node:path";
 import { createBlake3 } from "../../blake3.ts";
 import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
+import { fromFsError, isMissingFile } from "./fs-errors.ts";
+import { translateBlobStoreErrors } from "./translate-blob-store-errors.ts";
 import { ensurePrivateDir } from "../../private-files.ts";
 
 /**
@@ -59,7 +61,8 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
     return new FsBlobWriter(key, keyPath(key), tempPath, file);
   };
 
-  return {
+  // What callers see of a full disk: ./fs-errors.ts.
+  return translateBlobStoreErrors<BlobStore & BlobLister & BlobSessions>({
     newKey(tenantId) {
       const id = randomUUID();
       return `blobs/${encodeURIComponent(tenantId)}/${id.slice(0, 2)}/${id}`;
@@ -128,7 +131,7 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
         const info = await stat(keyPath(key));
         return { size: info.size };
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+        if (isMissingFile(error)) return undefined;
         throw error;
       }
     },
@@ -164,7 +167,7 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
       }
     },
     async close() {},
-  };
+  }, { translate: fromFsError, isMissing: isMissingFile });
 }
 
 class FsBlobWriter implements BlobWriter {

@@ -4,6 +4,8 @@ import https from "node:https";
 import { Client } from "minio";
 import { createBlake3 } from "../../blake3.ts";
 import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
+import { fromS3Error, isMissingS3Object } from "./s3-errors.ts";
+import { translateBlobStoreErrors } from "./translate-blob-store-errors.ts";
 
 /**
  * A blob store on S3 / MinIO.
@@ -120,7 +122,7 @@ export async function createS3BlobStore(
       const info = await client.statObject(bucket, key);
       return { size: info.size };
     } catch (error) {
-      if ((error as { code?: string }).code === "NotFound" || (error as { code?: string }).code === "NoSuchKey") return undefined;
+      if (isMissingS3Object(error)) return undefined;
       throw error;
     }
   }
@@ -154,7 +156,8 @@ export async function createS3BlobStore(
   const journal = new UploadJournal(client, bucket);
   const leftoverMs = options.journalLeftoverMs ?? UploadJournal.LEFTOVER_MS;
 
-  return {
+  // What callers see of S3's failures: ./s3-errors.ts.
+  return translateBlobStoreErrors<BlobStore & BlobLister & BlobSessions>({
     newKey: (tenantId) => `${tenantId}/${randomUUID()}`,
     async createWriter(_tenantId, key, expectedSize) {
       return new S3BlobWriter(client, bucket, key, planParts(expectedSize), journal);
@@ -251,7 +254,7 @@ export async function createS3BlobStore(
       }
     },
     async close() {},
-  };
+  }, { translate: fromS3Error, isMissing: isMissingS3Object });
 }
 
 /** S3's limits on one multipart upload. */

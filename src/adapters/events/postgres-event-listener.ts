@@ -1,5 +1,6 @@
 import pg from "pg";
 import { EVENTS_CHANNEL } from "./kysely-artifact-event-log.ts";
+import { fromPostgresError } from "./postgres-errors.ts";
 
 /**
  * Hears, over Postgres LISTEN, that some replica (this one included)
@@ -45,7 +46,7 @@ export function listenForArtifactEvents(databaseUrl: string, onWake: () => void,
       // Jittered (half to full delay), so replicas that lost the same server do not all come back in step.
       const delay = Math.round(Math.min(maxBackoffMs, minBackoffMs * 2 ** failedAttempts) * (0.5 + Math.random() / 2));
       failedAttempts++;
-      log(`event listener connection lost (attempt ${failedAttempts}); reconnecting in ${delay} ms`, error);
+      log(`event listener connection lost (attempt ${failedAttempts}); reconnecting in ${delay} ms`, fromPostgresError(error));
       retry = setTimeout(() => void connect(), delay);
       retry.unref();
     };

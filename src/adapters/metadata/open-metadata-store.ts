@@ -5,6 +5,8 @@ import { createKyselyMetadataStore } from "./kysely-metadata-store.ts";
 import { migrationProvider } from "./migrations/index.ts";
 import { ensurePrivateDir } from "../../private-files.ts";
 import { PGliteDialect } from "./pglite-dialect.ts";
+import { translateDialectErrors } from "./translate-dialect-errors.ts";
+import { fromPostgresError, untranslatedPostgresError } from "./postgres-errors.ts";
 import type { Database } from "./schema.ts";
 
 export interface MetadataStoreOptions {
@@ -14,7 +16,7 @@ export interface MetadataStoreOptions {
   readonly poolSize: number;
   /**
    * Postgres cancels a statement running longer than this (SQLSTATE 57014,
-   * which the transport answers as RESOURCE_EXHAUSTED); the connection stays
+   * raised as RESOURCE_EXHAUSTED: ./postgres-errors.ts); the connection stays
    * usable. 0 or unset: no limit. Migrations run without it. PGlite cannot
    * cancel a statement and ignores it.
    */
@@ -32,7 +34,7 @@ export async function openMetadataStore(options: MetadataStoreOptions): Promise<
   } catch (error) {
     await db.destroy();
     await close();
-    throw error;
+    throw untranslatedPostgresError(error);
   }
   return createKyselyMetadataStore(db, { onClose: close });
 }
@@ -68,7 +70,8 @@ export async function openDatabase(options: MetadataStoreOptions): Promise<{ db:
     dialect = new PGliteDialect(pglite);
     close = () => pglite.close();
   }
-  return { db: new Kysely<Database>({ dialect }), close };
+  // Every statement's failure, on either database, becomes the ArtifactError it means to a caller here.
+  return { db: new Kysely<Database>({ dialect: translateDialectErrors(dialect, fromPostgresError) }), close };
 }
 
 export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
@@ -84,7 +87,8 @@ export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
   });
   if (error) {
     const failed = results?.find((r) => r.status === "Error");
-    throw new Error(`database migration ${failed?.migrationName ?? ""} failed: ${(error as Error).message ?? String(error)}`, { cause: error });
+    const detail = untranslatedPostgresError(error);
+    throw new Error(`database migration ${failed?.migrationName ?? ""} failed: ${(detail as Error).message ?? String(detail)}`, { cause: detail });
   }
   return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
 }
