@@ -1,6 +1,6 @@
 import pg from "pg";
 import { EVENTS_CHANNEL } from "./kysely-artifact-event-log.ts";
-import { fromPostgresError } from "./postgres-errors.ts";
+import { fromPostgresError } from "../metadata/postgres-errors.ts";
 
 /**
  * Hears, over Postgres LISTEN, that some replica (this one included)
