@@ -3,26 +3,10 @@ import type { ArtifactSpec } from "../src/artifact.ts";
 import { ArtifactError } from "../src/artifact-error.ts";
 import { newArtifactId } from "../src/artifact-id.ts";
 import type { MetadataStore, NewArtifact } from "../src/ports/metadata-store.ts";
-import { METADATA_STORE_ADAPTERS } from "./support/metadata-store-adapters.ts";
+import { BASE_SPEC, METADATA_STORE_ADAPTERS } from "./support/metadata-store-adapters.ts";
 import { describeEachAdapter } from "./support/test-backends.ts";
 
 /** One suite for the MetadataStore port, on the Postgres server and on embedded PGlite (./support/metadata-store-adapters.ts). */
-const baseSpec: ArtifactSpec = {
-  kind: "model",
-  artifactClass: "",
-  name: "",
-  title: "",
-  mimeType: "",
-  labels: {},
-  tags: [],
-  metrics: {},
-  provenance: {},
-  inputs: [],
-  pinned: false,
-  status: "draft",
-  expiresAt: undefined,
-  typePrefix: "",
-};
 
 let clock = Date.parse("2026-01-01T00:00:00Z");
 function record(tenantId: string, spec: Partial<ArtifactSpec>, content: { digest: string; key?: string } = { digest: "a".repeat(64) }): NewArtifact {
@@ -30,7 +14,7 @@ function record(tenantId: string, spec: Partial<ArtifactSpec>, content: { digest
   return {
     id: newArtifactId("art", createdAt.getTime()),
     tenantId,
-    spec: { ...baseSpec, ...spec },
+    spec: { ...BASE_SPEC, ...spec },
     mimeType: "application/octet-stream",
     sizeBytes: 10,
     blake3: content.digest,

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { openMetadataStore } from "../../src/adapters/metadata/open-metadata-store.ts";
+import type { ArtifactSpec } from "../../src/artifact.ts";
 import type { MetadataStore } from "../../src/ports/metadata-store.ts";
 import { createTestDatabase } from "./postgres.ts";
 import type { Backend } from "./test-backends.ts";
@@ -40,4 +41,22 @@ export const METADATA_STORE_ADAPTERS: Record<string, { readonly backend: Backend
       };
     },
   },
+};
+
+/** A spec with every field at its empty value, for records the suites make. */
+export const BASE_SPEC: ArtifactSpec = {
+  kind: "model",
+  artifactClass: "",
+  name: "",
+  title: "",
+  mimeType: "",
+  labels: {},
+  tags: [],
+  metrics: {},
+  provenance: {},
+  inputs: [],
+  pinned: false,
+  status: "draft",
+  expiresAt: undefined,
+  typePrefix: "",
 };
