@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createTestDatabase } from "./support/postgres.ts";
+import { testsBackend } from "./support/test-backends.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const NODE = path.join(ROOT, "node_modules/.bin/node");
@@ -110,7 +111,7 @@ describe("artifactd server commands", () => {
     expect(wrong.stderr).toMatch(/gc: Unknown option '--bogus'/);
   });
 
-  it("tenant set-quota overrides a tenant's quotas (on Postgres), show-quota shows them with their usage, --clear drops them", async () => {
+  it.skipIf(!testsBackend("postgres+minio"))("tenant set-quota overrides a tenant's quotas (on Postgres), show-quota shows them with their usage, --clear drops them", async () => {
     const database = await createTestDatabase();
     try {
       const env = { DATABASE_URL: database.url, ARTIFACTD_QUOTA_OPEN_SESSIONS: "7" };
