@@ -9,8 +9,9 @@ import { describeEachAdapter } from "./support/test-backends.ts";
 /**
  * One suite for the UploadSessionStore port (src/ports/upload-session-store.ts),
  * reached as MetadataStore.uploadSessions, on the Postgres server and on
- * embedded PGlite: what its doc comments promise. The writer lease lapsing
- * after WRITER_LEASE_MS (30 s) is left to test/session-races.test.ts.
+ * embedded PGlite: what its doc comments promise. One promise is not
+ * checked here: a writer's lease lapsing after WRITER_LEASE_MS (30 s by the
+ * database's clock, which the port gives no way to move).
  */
 const HOUR = 3_600_000;
 
