@@ -12,9 +12,8 @@ import { createApiToken } from "./service/api-tokens.ts";
 import { createTokenAuthenticator } from "./service/token-authenticator.ts";
 import { startArtifactEventFeed } from "./service/artifact-events.ts";
 import { createArtifactService } from "./service/artifact-service.ts";
-import { collectGarbage, expireArtifacts, pruneArtifactEvents, type MaintenanceDeps } from "./service/maintenance.ts";
+import { runMaintenancePass, type MaintenanceDeps } from "./service/maintenance.ts";
 import { createTenantQuotas } from "./service/tenant-quotas.ts";
-import { expireUploadSessions } from "./service/upload-sessions.ts";
 import { createDownloadUrlRoute } from "./transport/download-url-route.ts";
 import { createWebPageRoute } from "./transport/web-page-route.ts";
 import { startServer, type RunningServer } from "./transport/server.ts";
@@ -191,8 +190,9 @@ export async function ensureBootstrapToken(app: App, dataDir: string): Promise<s
 }
 
 /**
- * Expiry, garbage collection and event pruning on a timer. Runs one pass at
- * a time; a pass that fails is logged and retried at the next tick.
+ * The maintenance pass (expiry, garbage collection, event pruning) on a
+ * timer. Runs one pass at a time; a pass that fails is logged and retried at
+ * the next tick.
  */
 function startMaintenance(
   config: Config,
@@ -205,10 +205,7 @@ function startMaintenance(
   const tick = () => {
     running ??= (async () => {
       try {
-        await expireArtifacts(deps);
-        await expireUploadSessions(deps);
-        await collectGarbage(deps, { graceMs: config.gcGraceMs, dryRun: false, signal: stopped.signal });
-        await pruneArtifactEvents(deps, config.eventRetentionMs);
+        await runMaintenancePass(deps, { graceMs: config.gcGraceMs, eventRetentionMs: config.eventRetentionMs, signal: stopped.signal });
       } catch (error) {
         if (!stopped.signal.aborted) log("maintenance pass failed", error);
       } finally {

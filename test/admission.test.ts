@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import http2 from "node:http2";
 import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { ArtifactService, UploadPartRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "@artifactd/api/grpc/health/v1/health_pb.js";
 import { createApiToken } from "../src/service/api-tokens.ts";
@@ -14,6 +14,7 @@ import { MAX_REFUSED_AUTHENTICATIONS_PER_CONNECTION } from "../src/transport/adm
 import { expectCode } from "./support/expect-code.ts";
 import { captureStorageKeys, expectNothingStored } from "./support/nothing-stored.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 /**
  * Admission before work and the transport's limits, through raw HTTP/1.1
@@ -63,7 +64,7 @@ async function healthy(): Promise<void> {
   expect(saved.artifact?.name).toBe("still-serving");
 }
 
-describe("admission before work", () => {
+describeOn("pglite+fs")("admission before work", () => {
   it("refuses a 60 MiB unauthenticated HTTP/1.1 body with 401 before reading it", async () => {
     const socket = net.connect(port, "127.0.0.1");
     await new Promise((resolve) => socket.once("connect", resolve));
@@ -421,7 +422,7 @@ describe("admission before work", () => {
   });
 });
 
-describe("deadlines", () => {
+describeOn("pglite+fs")("deadlines", () => {
   it("refuses a deadline above ARTIFACTD_MAX_CALL_TIMEOUT_MS with INVALID_ARGUMENT, on Watch and on the fast download path", async () => {
     const saved = await t.client().saveInline({ spec: { name: "deadline", kind: "log" }, content: { case: "text", value: "x" } });
     const session = http2.connect(t.url);
@@ -473,7 +474,7 @@ describe("deadlines", () => {
   });
 });
 
-describe("tokens: scope, expiry and revocation that reaches open calls", () => {
+describeOn("pglite+fs")("tokens: scope, expiry and revocation that reaches open calls", () => {
   it("lets a read-only token read but not write, and a read-write token not archive a run", async () => {
     const readOnly = (await createApiToken(t.app.metadata, "alpha", "reader", { scope: "read-only" })).token;
     const readWrite = (await createApiToken(t.app.metadata, "alpha", "writer", { scope: "read-write" })).token;

@@ -1,74 +1,28 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createFsBlobStore } from "../src/adapters/blob/fs-blob-store.ts";
+import { afterAll, beforeAll, expect, inject, it } from "vitest";
 import { createS3BlobStore, UPLOAD_JOURNAL_PREFIX } from "../src/adapters/blob/s3-blob-store.ts";
 import { blake3Hex } from "../src/blake3.ts";
 import { canListBlobs, hasSessions, type BlobStore } from "../src/ports/blob-store.ts";
+import { BLOB_STORE_ADAPTERS, MiB, type BlobStoreSubject as Subject } from "./support/blob-store-adapters.ts";
 import { bucketState } from "./support/blob-store-state.ts";
 import { minioClient } from "./support/minio-client.ts";
+import { describeEachAdapter, describeOn } from "./support/test-backends.ts";
 
 /**
  * One suite for the BlobStore port, run against every adapter: a real MinIO
- * (small parts, so multipart is exercised) and a real temporary folder.
+ * (small parts, so multipart is exercised) and a real temporary folder
+ * (./support/blob-store-adapters.ts).
  */
-const MiB = 1024 * 1024;
-
-interface Subject {
-  store: BlobStore;
-  /** Whatever the adapter still holds that is not a committed blob: must be empty after abort. */
-  leftovers(): Promise<string[]>;
-  /** A second store on the same bucket or folder, as a restarted server opens it. */
-  reopen(): Promise<BlobStore>;
-  close(): Promise<void>;
-}
-
-const adapters: Record<string, () => Promise<Subject>> = {
-  async s3() {
-    const minio = inject("minio");
-    const bucket = `contract-${Math.random().toString(36).slice(2, 10)}`;
-    const endpoint = new URL(minio.endpoint);
-    const config = { endpoint, region: "us-east-1", accessKey: minio.accessKey, secretKey: minio.secretKey, bucket, partSize: 5 * MiB, partConcurrency: 2 };
-    const store = await createS3BlobStore(config);
-    const client = minioClient();
-    return {
-      store,
-      async leftovers() {
-        return (await bucketState(client, bucket)).entries.filter((entry) => !entry.startsWith("object:"));
-      },
-      reopen: () => createS3BlobStore(config),
-      close: () => store.close(),
-    };
-  },
-  async fs() {
-    const root = mkdtempSync(path.join(os.tmpdir(), "artifactd-fs-contract-"));
-    const store = await createFsBlobStore(root);
-    return {
-      store,
-      async leftovers() {
-        return [...readdirSync(path.join(root, "incoming")).map((f) => `incoming:${f}`), ...readdirSync(path.join(root, "sessions")).map((f) => `session:${f}`)];
-      },
-      reopen: () => createFsBlobStore(root),
-      async close() {
-        await store.close();
-        rmSync(root, { recursive: true, force: true });
-      },
-    };
-  },
-};
-
 async function readAll(store: BlobStore, key: string, offset: number, length: number): Promise<Buffer> {
   const parts: Uint8Array[] = [];
   for await (const chunk of store.read(key, { offset, length })) parts.push(chunk);
   return Buffer.concat(parts);
 }
 
-describe.each(Object.keys(adapters))("BlobStore contract: %s", (name) => {
+describeEachAdapter("BlobStore contract: %s", BLOB_STORE_ADAPTERS, (name, open) => {
   let subject: Subject;
   beforeAll(async () => {
-    subject = await adapters[name]!();
+    subject = await open();
   });
   afterAll(async () => {
     await subject?.close();
@@ -189,7 +143,7 @@ describe.each(Object.keys(adapters))("BlobStore contract: %s", (name) => {
   });
 });
 
-describe("S3 blob store: parts that grow", () => {
+describeOn("postgres+minio")("S3 blob store: parts that grow", () => {
   it("stores and reads back an upload whose parts grow along its plan", async () => {
     const minio = inject("minio");
     const bucket = `growing-${Math.random().toString(36).slice(2, 10)}`;
@@ -220,7 +174,7 @@ describe("S3 blob store: parts that grow", () => {
   });
 });
 
-describe("S3 blob store: the journal of unfinished uploads", () => {
+describeOn("postgres+minio")("S3 blob store: the journal of unfinished uploads", () => {
   it("drops a leftover entry (no upload under its key) when listing, and keeps the entry of an upload still there", async () => {
     const minio = inject("minio");
     const bucket = `journal-${Math.random().toString(36).slice(2, 10)}`;

@@ -1,7 +1,8 @@
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { NODE, ROOT } from "./support/service-process.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 /**
  * The chaos soak (test/soak/chaos-soak.ts) for 45 seconds: the service,
@@ -31,7 +32,7 @@ interface SoakReport {
   error?: string;
 }
 
-describe("chaos soak", () => {
+describeOn("postgres+minio")("chaos soak", () => {
   it(`loses nothing acknowledged while the service, MinIO and Postgres are killed (${SECONDS} s)`, { timeout: 5 * 60_000 }, async () => {
     const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
       const child = spawn(NODE, [path.join(ROOT, "test/soak/chaos-soak.ts"), "--seconds", String(SECONDS), "--json"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });

@@ -4,9 +4,10 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 /** The real `artifactd` command, run as a child process, against a real server. */
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -42,7 +43,7 @@ interface ArtifactJson {
   deletedAt?: string;
 }
 
-describe("artifactd client commands", () => {
+describeOn("postgres+minio")("artifactd client commands", () => {
   let t: TestApp;
   let dir: string;
   /** A loopback port nothing listens on. */

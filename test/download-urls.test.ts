@@ -22,6 +22,7 @@ import { formatUrlSigningKeys, newUrlSigningKey, parseUrlSigningKeys } from "../
 import { createTestDatabase } from "./support/postgres.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 import { expectCode } from "./support/expect-code.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
 
@@ -280,7 +281,7 @@ describe.each(BACKENDS)("what a download link is bound to, on %s", (backend) => 
   });
 });
 
-describe("download-link keys", () => {
+describeOn("postgres+minio")("download-link keys", () => {
   const key = (id: string) => `${id}:${randomBytes(32).toString("base64url")}`;
 
   it("verifies a link signed with an older key while that key is listed, and refuses it once removed", async () => {

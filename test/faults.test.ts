@@ -17,6 +17,7 @@ import { expectCode } from "./support/expect-code.ts";
 import { captureStorageKeys, expectNothingStored } from "./support/nothing-stored.ts";
 import { minioClient } from "./support/minio-client.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
+import { describeOn, testsBackend } from "./support/test-backends.ts";
 
 /**
  * Faults with real parts: Postgres backends terminated in the middle of calls
@@ -46,7 +47,7 @@ function pausedAfter(first: Uint8Array, rest: Uint8Array): { chunks: AsyncIterab
   return { chunks: chunks(), release };
 }
 
-describe("faults on postgres+minio", () => {
+describeOn("postgres+minio")("faults on postgres+minio", () => {
   let t: TestApp;
   let admin: pg.Client;
   let minio: MinioClient;
@@ -432,7 +433,7 @@ describe("faults on postgres+minio", () => {
 // A real full file system needs a mount: root on Linux, as CI runs.
 const canMount = process.platform === "linux" && process.getuid?.() === 0;
 
-describe.runIf(canMount)("a full blob folder (a real 8 MiB tmpfs)", () => {
+describe.runIf(canMount && testsBackend("pglite+fs"))("a full blob folder (a real 8 MiB tmpfs)", () => {
   let t: TestApp;
   let blobsDir: string;
   beforeAll(async () => {

@@ -11,6 +11,7 @@ import { expectCode } from "./support/expect-code.ts";
 import { minioClient } from "./support/minio-client.ts";
 import { captureStorageKeys, expectNothingStored, untilStored } from "./support/nothing-stored.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 /**
  * SIGTERM's path: stop accepting, tell health watchers, let transfers finish
@@ -71,7 +72,7 @@ function bucketOf(t: TestApp) {
   };
 }
 
-describe("graceful shutdown", () => {
+describeOn("postgres+minio")("graceful shutdown", () => {
   it("lets an upload in flight finish within the grace period, refuses new connections, tells health watchers", async () => {
     const t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
     const events: string[] = [];

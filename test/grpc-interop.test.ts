@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
 import { captureStorageKeys, expectNothingStored, untilStored } from "./support/nothing-stored.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 /**
  * The server driven by a client built independently of our generated code:
@@ -48,7 +49,7 @@ interface WireArtifact {
   metrics: Record<string, number>;
 }
 
-describe("interop with grpc-js + proto-loader", () => {
+describeOn("postgres+minio")("interop with grpc-js + proto-loader", () => {
   let t: TestApp;
   let address: string;
   let artifacts: AnyClient;

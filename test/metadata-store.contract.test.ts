@@ -1,56 +1,12 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import type { ArtifactSpec } from "../src/artifact.ts";
 import { ArtifactError } from "../src/artifact-error.ts";
 import { newArtifactId } from "../src/artifact-id.ts";
-import { openMetadataStore } from "../src/adapters/metadata/open-metadata-store.ts";
 import type { MetadataStore, NewArtifact } from "../src/ports/metadata-store.ts";
-import { createTestDatabase } from "./support/postgres.ts";
+import { BASE_SPEC, METADATA_STORE_ADAPTERS } from "./support/metadata-store-adapters.ts";
+import { describeEachAdapter } from "./support/test-backends.ts";
 
-/** One suite for the MetadataStore port, on the Postgres server and on embedded PGlite. */
-const adapters: Record<string, () => Promise<{ store: MetadataStore; close(): Promise<void> }>> = {
-  async postgres() {
-    const database = await createTestDatabase();
-    const store = await openMetadataStore({ databaseUrl: database.url, pgliteDir: "", poolSize: 4, migrate: true });
-    return {
-      store,
-      async close() {
-        await store.close();
-        await database.drop();
-      },
-    };
-  },
-  async pglite() {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "artifactd-pglite-contract-"));
-    const store = await openMetadataStore({ databaseUrl: undefined, pgliteDir: dir, poolSize: 1, migrate: true });
-    return {
-      store,
-      async close() {
-        await store.close();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
-  },
-};
-
-const baseSpec: ArtifactSpec = {
-  kind: "model",
-  artifactClass: "",
-  name: "",
-  title: "",
-  mimeType: "",
-  labels: {},
-  tags: [],
-  metrics: {},
-  provenance: {},
-  inputs: [],
-  pinned: false,
-  status: "draft",
-  expiresAt: undefined,
-  typePrefix: "",
-};
+/** One suite for the MetadataStore port, on the Postgres server and on embedded PGlite (./support/metadata-store-adapters.ts). */
 
 let clock = Date.parse("2026-01-01T00:00:00Z");
 function record(tenantId: string, spec: Partial<ArtifactSpec>, content: { digest: string; key?: string } = { digest: "a".repeat(64) }): NewArtifact {
@@ -58,7 +14,7 @@ function record(tenantId: string, spec: Partial<ArtifactSpec>, content: { digest
   return {
     id: newArtifactId("art", createdAt.getTime()),
     tenantId,
-    spec: { ...baseSpec, ...spec },
+    spec: { ...BASE_SPEC, ...spec },
     mimeType: "application/octet-stream",
     sizeBytes: 10,
     blake3: content.digest,
@@ -68,11 +24,11 @@ function record(tenantId: string, spec: Partial<ArtifactSpec>, content: { digest
   };
 }
 
-describe.each(Object.keys(adapters))("MetadataStore contract: %s", (name) => {
+describeEachAdapter("MetadataStore contract: %s", METADATA_STORE_ADAPTERS, (_name, open) => {
   let store: MetadataStore;
   let close: () => Promise<void>;
   beforeAll(async () => {
-    ({ store, close } = await adapters[name]!());
+    ({ store, close } = await open());
   });
   afterAll(async () => {
     await close?.();

@@ -2,12 +2,13 @@ import { Kysely, Migrator, sql } from "kysely";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, expect, it } from "vitest";
 import { openDatabase } from "../src/adapters/metadata/open-metadata-store.ts";
 import { migrationProvider } from "../src/adapters/metadata/migrations/index.ts";
 import type { Database } from "../src/adapters/metadata/schema.ts";
 import { createTestDatabase } from "./support/postgres.ts";
 import { createServiceProcess } from "./support/service-process.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 /**
  * `artifactd serve` with ARTIFACTD_MIGRATE_ON_START=false on a database one
@@ -29,7 +30,7 @@ async function schemaOf(db: Kysely<Database>) {
   return { migrations: migrations.rows.map((r) => r.name), columns: columns.rows.map((r) => `${r.table_name}.${r.column_name}`) };
 }
 
-describe.each(["postgres", "pglite"] as const)("a server on %s with a migration pending", (database) => {
+for (const database of ["postgres", "pglite"] as const) describeOn(database === "postgres" ? "postgres+minio" : "pglite+fs")(`a server on ${database} with a migration pending`, () => {
   const cleanups: Array<() => Promise<void>> = [];
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();

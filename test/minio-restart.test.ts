@@ -1,7 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Client } from "minio";
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import type { UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { hasSessions } from "../src/ports/blob-store.ts";
 import { collectGarbage } from "../src/service/maintenance.ts";
@@ -9,6 +9,7 @@ import { blobStoreState } from "./support/blob-store-state.ts";
 import { minioClient } from "./support/minio-client.ts";
 import { ensureMinioBinary, startMinio, type MinioServer } from "./support/minio-server.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 const MiB = 1024 * 1024;
 const HOUR = 3_600_000;
@@ -20,7 +21,7 @@ const HOUR = 3_600_000;
  * record holds. A private MinIO (its own folder and port) is SIGKILLed and
  * started again under an app that uses it.
  */
-describe("unfinished uploads across a MinIO restart", () => {
+describeOn("postgres+minio")("unfinished uploads across a MinIO restart", () => {
   let minio: MinioServer;
   let t: TestApp;
   let s3: Client;

@@ -6,7 +6,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync }
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { blake3Hex, createBlake3 } from "../src/blake3.ts";
 import { ArtifactService, EventType } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "@artifactd/api/grpc/health/v1/health_pb.js";
@@ -17,6 +17,7 @@ import { minioClient } from "./support/minio-client.ts";
 import { ensureMinioBinary, startMinio, type MinioServer } from "./support/minio-server.ts";
 import { startPrivatePostgres, type PrivatePostgres } from "./support/private-postgres.ts";
 import { createServiceProcess, ROOT, type ServiceProcess } from "./support/service-process.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 /**
  * Faults with real processes: the service runs as a child process on its own
@@ -188,7 +189,7 @@ function startWatcher(client: ArtifactClient) {
   };
 }
 
-describe("process faults: Postgres, MinIO and the service stopped under load", () => {
+describeOn("postgres+minio")("process faults: Postgres, MinIO and the service stopped under load", () => {
   const logDir = path.join(ROOT, ".artifactd", "process-faults");
   let workDir: string;
   let postgres: PrivatePostgres | undefined;

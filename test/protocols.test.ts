@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../src/blake3.ts";
 import { ArtifactService, DownloadRequestSchema, DownloadResponseSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 /** One port, three protocols: Connect and gRPC-Web over HTTP/1.1 (as browsers speak them), gRPC over HTTP/2. */
 
@@ -40,7 +41,7 @@ const chunksOf = (messages: { payload: Buffer }[]) =>
     }),
   );
 
-describe("protocols on one port", () => {
+describeOn("pglite+fs")("protocols on one port", () => {
   let t: TestApp;
   let blobId: string;
   let blob: Buffer;

@@ -15,6 +15,7 @@ import { collectGarbage, expireArtifacts } from "../src/service/maintenance.ts";
 import { untilLive } from "./support/event-watcher.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
 import { expectCode } from "./support/expect-code.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
 /** A spec as a plain object (not a message instance), kind optional. */
@@ -435,7 +436,7 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
   });
 });
 
-describe("Watch across replicas", () => {
+describeOn("postgres+minio")("Watch across replicas", () => {
   it("delivers an event made through one replica to a subscriber of another", async () => {
     const first = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
     const second = await startTestApp("postgres+minio", {

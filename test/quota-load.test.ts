@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, expect, inject, it } from "vitest";
 import { openMetadataStore } from "../src/adapters/metadata/open-metadata-store.ts";
 import { blake3Hex } from "../src/blake3.ts";
 import { ArtifactService, type UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
@@ -13,6 +13,7 @@ import type { MetadataStore } from "../src/ports/metadata-store.ts";
 import { createApiToken } from "../src/service/api-tokens.ts";
 import { minioClient } from "./support/minio-client.ts";
 import { ROOT, startServiceOnTestDatabase, type ServiceProcess } from "./support/service-process.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 const MiB = 1024 * 1024;
 const TENANTS = 10;
@@ -38,16 +39,17 @@ type Outcome = Success | { tenant: number; kind: "upload" | "download"; ok: fals
  * upload records nothing and leaves nothing stored; and the server's
  * memory stays bounded.
  */
-describe("quotas under load", () => {
+describeOn("postgres+minio")("quotas under load", () => {
   let service: ServiceProcess;
   let metadata: MetadataStore;
   let dropDatabase = async () => {};
   let workDir: string;
   const bucketName = `q-${Math.random().toString(36).slice(2, 12)}`;
   const minioSettings = inject("minio");
-  const bucket = minioClient();
+  let bucket: ReturnType<typeof minioClient>;
 
   beforeAll(async () => {
+    bucket = minioClient();
     workDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-quota-load-"));
     const logDir = path.join(ROOT, ".artifactd", "quota-load");
     rmSync(logDir, { recursive: true, force: true });

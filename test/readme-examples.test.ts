@@ -3,8 +3,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 /**
  * The README's Node client examples are the files in clients/node/examples,
@@ -20,7 +21,7 @@ const shown = [...readme.matchAll(/<!-- example: (\S+) -->\s*```ts\n([\s\S]*?)``
 const examples = readdirSync(examplesDir).filter((name) => name.endsWith(".ts")).sort();
 const run = promisify(execFile);
 
-describe("README examples", () => {
+describeOn("postgres+minio")("README examples", () => {
   let t: TestApp;
   let cacheHome: string;
   beforeAll(async () => {

@@ -18,6 +18,7 @@ import { expectCode } from "./support/expect-code.ts";
 import { blobStoreState } from "./support/blob-store-state.ts";
 import { minioClient } from "./support/minio-client.ts";
 import { BACKENDS, startTestApp, type TestApp } from "./support/test-app.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 /**
  * Every cap on what one request can make the server do, through real
@@ -307,7 +308,7 @@ describe.each(BACKENDS)("request limits on %s", (backend) => {
   });
 });
 
-describe("Postgres statement timeout", () => {
+describeOn("postgres+minio")("Postgres statement timeout", () => {
   let t: TestApp;
   beforeAll(async () => {
     // One connection: the call after the timeout runs on the very connection whose statement was cancelled.
@@ -339,7 +340,7 @@ describe("Postgres statement timeout", () => {
   });
 });
 
-describe("the cost of an event to its watchers", () => {
+describeOn("postgres+minio")("the cost of an event to its watchers", () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });

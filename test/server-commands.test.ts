@@ -2,8 +2,12 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { openEventWatcher } from "./support/event-watcher.ts";
 import { createTestDatabase } from "./support/postgres.ts";
+import { startTestApp } from "./support/test-app.ts";
+import { testsBackend } from "./support/test-backends.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const NODE = path.join(ROOT, "node_modules/.bin/node");
@@ -110,7 +114,7 @@ describe("artifactd server commands", () => {
     expect(wrong.stderr).toMatch(/gc: Unknown option '--bogus'/);
   });
 
-  it("tenant set-quota overrides a tenant's quotas (on Postgres), show-quota shows them with their usage, --clear drops them", async () => {
+  it.skipIf(!testsBackend("postgres+minio"))("tenant set-quota overrides a tenant's quotas (on Postgres), show-quota shows them with their usage, --clear drops them", async () => {
     const database = await createTestDatabase();
     try {
       const env = { DATABASE_URL: database.url, ARTIFACTD_QUOTA_OPEN_SESSIONS: "7" };
@@ -150,6 +154,33 @@ describe("artifactd server commands", () => {
   it("gc --dry-run --json reports what it would reclaim", async () => {
     const report = JSON.parse(ok(await cli(["gc", "--dry-run", "--json", "--data-dir", folder("gc")]))) as Record<string, number>;
     expect(report).toMatchObject({ expired: 0, blobs: 0, bytes: 0 });
+  });
+
+  it.skipIf(!testsBackend("postgres+minio"))("gc beside a running server expires what is due, and the server's watchers hear it as from its own timer", async () => {
+    // The server's own timer is off: only the command's pass can expire the artifact.
+    const t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
+    const runId = `gc-${Math.random().toString(36).slice(2)}`;
+    const watcher = await openEventWatcher(t.client(), runId);
+    try {
+      const expiresAt = timestampFromDate(new Date(Date.now() + 1_500));
+      const { artifact } = await t.client().saveInline({ spec: { kind: "expiring", expiresAt, provenance: { runId } }, content: { case: "text", value: "due" } });
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      const minio = inject("minio");
+      const stores = {
+        DATABASE_URL: t.databaseUrl!,
+        ARTIFACTD_S3_ENDPOINT: minio.endpoint,
+        ARTIFACTD_S3_ACCESS_KEY: minio.accessKey,
+        ARTIFACTD_S3_SECRET_KEY: minio.secretKey,
+        ARTIFACTD_S3_BUCKET: t.bucket!,
+        ARTIFACTD_DATA_DIR: folder("gc-beside-a-server"),
+      };
+      const report = JSON.parse(ok(await cli(["gc", "--json"], stores))) as Record<string, number>;
+      expect(report).toMatchObject({ expired: 1 });
+      expect(await watcher.waitFor("DELETED", artifact!.id)).toMatchObject({ kind: "expiring" });
+    } finally {
+      await watcher.close();
+      await t.close();
+    }
   });
 
   it("says what is wrong with a call, with exit code 2, before opening any store", async () => {

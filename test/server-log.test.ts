@@ -1,9 +1,10 @@
 import { Code } from "@connectrpc/connect";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { fromPostgresError } from "../src/adapters/metadata/postgres-errors.ts";
 import { expectCode } from "./support/expect-code.ts";
 import { unexpectedServerErrors } from "./support/server-log.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 /** A well-formed id no artifact has. */
 const MISSING_ID = "art_01m924avw0xnt9skm3tzvy7ra8";
@@ -14,7 +15,7 @@ const MISSING_ID = "art_01m924avw0xnt9skm3tzvy7ra8";
  * reads the same `unexpectedServerErrors`): errors a test causes on purpose,
  * like a refused call or a store taken down, do not.
  */
-describe("the test server's log", () => {
+describeOn("pglite+fs")("the test server's log", () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await startTestApp("pglite+fs");

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { createTestDatabase } from "./support/postgres.ts";
 import { createServiceProcess, type ServiceProcess } from "./support/service-process.ts";
-import type { Backend } from "./support/test-app.ts";
+import { BACKENDS } from "./support/test-app.ts";
 
 /**
  * The server's memory does not grow with the size of what passes through
@@ -63,7 +63,7 @@ async function bootstrapToken(dataDir: string): Promise<string> {
   return readFileSync(file, "utf8").trim();
 }
 
-describe.each<Backend>(["postgres+minio", "pglite+fs"])("server memory for a 512 MiB transfer on %s", (backend) => {
+describe.each(BACKENDS)("server memory for a 512 MiB transfer on %s", (backend) => {
   let service: ServiceProcess;
   let workDir: string;
   let dropDatabase = async () => {};

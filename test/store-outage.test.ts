@@ -1,12 +1,13 @@
 import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "@artifactd/api/grpc/health/v1/health_pb.js";
 import { expectCode } from "./support/expect-code.ts";
 import { ensureMinioBinary, startMinio, type MinioServer } from "./support/minio-server.ts";
 import { startPrivatePostgres, type PrivatePostgres } from "./support/private-postgres.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 /**
  * A store that is down, not just one call's connection: the server runs on
@@ -22,7 +23,7 @@ const UNAVAILABLE = /^a backing store \(database or blob store\) is unreachable 
 const HEALTH_FOLLOWS_MS = 10_000;
 const KiB = 1024;
 
-describe("calls while a store is down (postgres+minio)", () => {
+describeOn("postgres+minio")("calls while a store is down (postgres+minio)", () => {
   let postgres: PrivatePostgres | undefined;
   let minio: MinioServer | undefined;
   let t: TestApp;

@@ -13,6 +13,7 @@ import { createTenantQuotas } from "../src/service/tenant-quotas.ts";
 import { expectCode } from "./support/expect-code.ts";
 import { minioClient } from "./support/minio-client.ts";
 import { startTestApp, type TestApp } from "./support/test-app.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 const MiB = 1024 * 1024;
 const PART = 5 * MiB;
@@ -30,7 +31,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * Each test uses tenants of its own, with overrides set in the database as
  * `artifactd tenant set-quota` sets them.
  */
-describe("tenant quotas", () => {
+describeOn("postgres+minio")("tenant quotas", () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await startTestApp("postgres+minio", {

@@ -4,9 +4,10 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { startServiceOnTestDatabase, type ServiceProcess } from "./support/service-process.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 /**
  * Revocation the way an operator does it: `artifactd token revoke` run as
@@ -23,7 +24,7 @@ const TOKEN_CACHE_MS = 1_000;
 /** One period for the cached lookup to lapse, one for the sweep of open calls to run, and slack for a loaded machine. */
 const REVOCATION_BOUND_MS = 2 * TOKEN_CACHE_MS + 3_000;
 
-describe("revoking a token on a running server with the CLI", () => {
+describeOn("postgres+minio")("revoking a token on a running server with the CLI", () => {
   let service: ServiceProcess;
   let dataDir: string;
   let dropDatabase = async () => {};

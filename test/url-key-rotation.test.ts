@@ -4,6 +4,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createServiceProcess, type ServiceProcess } from "./support/service-process.ts";
 import { BACKENDS, startTestApp, type Backend, type TestApp } from "./support/test-app.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 /**
  * Download-link keys as an operator rotates them: the server makes its key
@@ -24,7 +25,7 @@ async function follow(baseUrl: string, link: string): Promise<{ status: number; 
 const keyIdOf = (link: string) => new URL(link).searchParams.get("key_id");
 
 // The key file lives in the data folder whatever the stores are: one backend is enough, and the quicker to restart.
-describe.each<Backend>(["postgres+minio"])("rotating download-link keys with artifactd url-keys, on %s", (backend) => {
+describeOn("postgres+minio").each<Backend>(["postgres+minio"])("rotating download-link keys with artifactd url-keys, on %s", (backend) => {
   let dataDir: string;
   /** The CLI on the server's data folder (never started as a server here). */
   let cli: ServiceProcess;

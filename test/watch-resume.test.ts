@@ -6,6 +6,7 @@ import { Status } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import { EventType, type ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { pruneArtifactEvents } from "../src/service/maintenance.ts";
 import { BACKENDS, startTestApp, type Backend, type TestApp } from "./support/test-app.ts";
+import { describeOn } from "./support/test-backends.ts";
 
 /**
  * WatchArtifacts over the event log: every event carries a cursor, and a
@@ -224,7 +225,7 @@ describe.each(BACKENDS)("WatchArtifacts resume_after on %s", (backend: Backend) 
   });
 });
 
-describe("WatchArtifacts across replicas", () => {
+describeOn("postgres+minio")("WatchArtifacts across replicas", () => {
   let first: TestApp;
   let second: TestApp;
   beforeAll(async () => {

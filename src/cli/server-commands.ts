@@ -3,8 +3,7 @@ import { asConfigError, ensureBootstrapToken, openStores, startApp } from "../ap
 import { ArtifactError } from "../artifact-error.ts";
 import { TOKEN_SCOPES, type TokenScope } from "../artifact.ts";
 import { createApiToken } from "../service/api-tokens.ts";
-import { collectGarbage, expireArtifacts, pruneArtifactEvents } from "../service/maintenance.ts";
-import { expireUploadSessions } from "../service/upload-sessions.ts";
+import { runMaintenancePass } from "../service/maintenance.ts";
 import { UsageError } from "@artifactd/cli";
 import { newUrlSigningKey } from "../url-signing-keys.ts";
 import { parseServerArgs } from "./server-settings.ts";
@@ -137,11 +136,7 @@ async function gcCommand(args: string[]): Promise<number> {
     const log = (message: string, error?: unknown) => console.error(`artifactd: ${message}`, error ?? "");
     const deps = { metadata, blobs, uploadStaleMs: config.uploadStaleMs, log };
     const dryRun = values["dry-run"] === true;
-    const expired = dryRun ? 0 : await expireArtifacts(deps);
-    if (!dryRun) await expireUploadSessions(deps);
-    const report = await collectGarbage(deps, { graceMs: graceSeconds * 1000, dryRun });
-    // Where the server's maintenance timer is off, this is what keeps the event log from growing without end.
-    if (!dryRun) await pruneArtifactEvents(deps, config.eventRetentionMs);
+    const { expired, garbage: report } = await runMaintenancePass(deps, { graceMs: graceSeconds * 1000, eventRetentionMs: config.eventRetentionMs, dryRun });
     if (values.json) console.log(JSON.stringify({ expired, ...report }));
     else {
       const verb = dryRun ? "would reclaim" : "reclaimed";

@@ -3,14 +3,65 @@ import type { AllTenantsBlobIndex } from "../ports/all-tenants-blob-index.ts";
 import type { ArtifactEventLog } from "../ports/artifact-event-log.ts";
 import type { ArtifactExpiry } from "../ports/artifact-records.ts";
 import type { InFlightUploads } from "../ports/in-flight-uploads.ts";
+import type { UploadSessionStore } from "../ports/upload-session-store.ts";
+import { expireUploadSessions } from "./upload-sessions.ts";
 
 export interface MaintenanceDeps {
   /** Every tenant at once: what expires, what is reclaimable, and the storage keys still held. */
-  readonly metadata: ArtifactExpiry & AllTenantsBlobIndex & { readonly uploadsInFlight: InFlightUploads; readonly eventLog: ArtifactEventLog };
+  readonly metadata: ArtifactExpiry &
+    AllTenantsBlobIndex & { readonly uploadsInFlight: InFlightUploads; readonly eventLog: ArtifactEventLog; readonly uploadSessions: UploadSessionStore };
   readonly blobs: BlobStore;
   /** Uploads in flight whose heartbeat is older than this are reclaimed. */
   readonly uploadStaleMs: number;
   readonly log?: (message: string, error?: unknown) => void;
+}
+
+export interface MaintenancePassOptions {
+  /** Content unreferenced (or deleted) for less than this is kept (ARTIFACTD_GC_GRACE_MS, or `gc --grace-seconds`). */
+  readonly graceMs: number;
+  /** Artifact events older than this are pruned (ARTIFACTD_EVENT_RETENTION_MS). */
+  readonly eventRetentionMs: number;
+  /** Report what garbage collection would reclaim and change nothing: no expiry and no pruning either. Default false. */
+  readonly dryRun?: boolean;
+  /** Stops the pass at its next step (the server is stopping); every step leaves the stores consistent. */
+  readonly signal?: AbortSignal;
+}
+
+export interface MaintenanceReport {
+  /** Artifacts soft-deleted because their expires_at passed (0 in a dry run). */
+  readonly expired: number;
+  /** Upload sessions past their expiry, dropped with their parts (0 in a dry run). */
+  readonly expiredSessions: number;
+  readonly garbage: GarbageReport;
+  /** Artifact events pruned (0 in a dry run). */
+  readonly prunedEvents: number;
+}
+
+/**
+ * One maintenance pass, the same whoever runs it: the server's timer
+ * (ARTIFACTD_MAINTENANCE_INTERVAL_MS) and `artifactd gc`. Expiry first, so
+ * what it frees is collected in the same pass; then expired upload sessions,
+ * garbage collection and event pruning.
+ *
+ * Watchers hear the pass the same way whichever process ran it: expiry
+ * soft-deletes through the metadata store, which appends each DELETED event
+ * to the event log in the same transaction (and, on Postgres, notifies
+ * every replica's event feed); nothing here talks to a feed directly.
+ */
+export async function runMaintenancePass(deps: MaintenanceDeps, options: MaintenancePassOptions): Promise<MaintenanceReport> {
+  const { dryRun = false, signal } = options;
+  const checkCancelled = () => {
+    if (signal?.aborted) throw signal.reason;
+  };
+  const expired = dryRun ? 0 : await expireArtifacts(deps);
+  checkCancelled();
+  const expiredSessions = dryRun ? 0 : await expireUploadSessions(deps);
+  checkCancelled();
+  const garbage = await collectGarbage(deps, { graceMs: options.graceMs, dryRun, ...(signal ? { signal } : {}) });
+  checkCancelled();
+  // Where the server's maintenance timer is off, `artifactd gc` is what keeps the event log from growing without end.
+  const prunedEvents = dryRun ? 0 : await pruneArtifactEvents(deps, options.eventRetentionMs);
+  return { expired, expiredSessions, garbage, prunedEvents };
 }
 
 /** Soft-deletes unpinned artifacts whose expires_at has passed (the store logs their deleted events). */
@@ -155,35 +206,43 @@ export async function collectGarbage(
   let orphans = 0;
   let orphanBytes = 0;
   if (canListBlobs(deps.blobs)) {
-    const old = (item: { lastModified: Date }) => item.lastModified < orphanCutoff;
-    for await (const batch of batches(deps.blobs.listBlobs(), old)) {
-      checkCancelled();
-      const known = await deps.metadata.knownStorageKeys(batch.map((b) => b.key));
-      for (const item of batch) {
-        if (known.has(item.key)) continue;
-        if (!options.dryRun) await deps.blobs.delete(item.key);
-        orphans++;
-        orphanBytes += item.size;
-      }
-    }
+    const store = deps.blobs;
+    await sweepUnrecorded(deps.metadata, store.listBlobs(), (item) => item.lastModified < orphanCutoff, checkCancelled, async (item) => {
+      if (!options.dryRun) await store.delete(item.key);
+      orphans++;
+      orphanBytes += item.size;
+    });
   }
 
   let abandonedUploads = 0;
   if (canListBlobs(deps.blobs) && hasSessions(deps.blobs)) {
-    const sessionsStore = deps.blobs;
-    const old = (upload: { startedAt: Date }) => upload.startedAt < orphanCutoff;
-    for await (const batch of batches(deps.blobs.listUnfinishedUploads(), old)) {
-      checkCancelled();
-      const held = await deps.metadata.knownStorageKeys(batch.map((u) => u.key));
-      for (const upload of batch) {
-        if (held.has(upload.key)) continue;
-        if (!options.dryRun) await sessionsStore.abortSession(upload.key, upload.ref);
-        abandonedUploads++;
-      }
-    }
+    const store = deps.blobs;
+    await sweepUnrecorded(deps.metadata, store.listUnfinishedUploads(), (upload) => upload.startedAt < orphanCutoff, checkCancelled, async (upload) => {
+      if (!options.dryRun) await store.abortSession(upload.key, upload.ref);
+      abandonedUploads++;
+    });
   }
   const corruptBlobs = (await deps.metadata.listCorruptBlobs(100)).map(({ tenantId, digest, storageKey, corruptAt }) => ({ tenantId, digest, storageKey, corruptAt }));
   return { blobs, bytes, orphans, orphanBytes, abandonedUploads, releasedKeys, corruptBlobs, dryRun: options.dryRun };
+}
+
+/**
+ * Hands `sweep` each item of a store's listing that is old enough and whose
+ * key no record holds (no blob row, upload in flight or unfinished session
+ * names it): what only a crash, or an older version, can have left.
+ */
+async function sweepUnrecorded<T extends { readonly key: string }>(
+  metadata: AllTenantsBlobIndex,
+  listing: AsyncIterable<T>,
+  isOld: (item: T) => boolean,
+  checkCancelled: () => void,
+  sweep: (item: T) => Promise<void>,
+): Promise<void> {
+  for await (const batch of batches(listing, isOld)) {
+    checkCancelled();
+    const recorded = await metadata.knownStorageKeys(batch.map((item) => item.key));
+    for (const item of batch) if (!recorded.has(item.key)) await sweep(item);
+  }
 }
 
 /** The items a listing yields that pass `keep`, in batches of up to 500: one metadata query per batch, not per item. */

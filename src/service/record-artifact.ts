@@ -84,7 +84,10 @@ export async function recordArtifact(
  * Removes what is stored under a key released to garbage collection, and then
  * the key's record. A failure leaves both for the next collection (logged).
  */
-export async function discardReleased(deps: { readonly metadata: MetadataStore; readonly blobs: BlobStore; readonly log?: (message: string, error?: unknown) => void }, key: string): Promise<void> {
+export async function discardReleased(
+  deps: { readonly metadata: Pick<MetadataStore, "blobHoldsKey" | "uploadsInFlight">; readonly blobs: BlobStore; readonly log?: (message: string, error?: unknown) => void },
+  key: string,
+): Promise<void> {
   try {
     if (await deps.metadata.blobHoldsKey(key)) return;
     await deps.blobs.discard(key);

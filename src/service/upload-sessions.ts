@@ -140,7 +140,12 @@ export async function createUploadSession(deps: UploadSessionDeps, caller: Calle
   return viewOf(session);
 }
 
-async function releaseAndDiscard(deps: Pick<UploadSessionDeps, "metadata" | "blobs" | "log">, key: string): Promise<void> {
+/** What dropping a session's storage touches (the maintenance pass has no more): the session records, the keys in flight and the blob index that may hold a key. */
+interface SessionCleanupDeps extends Pick<UploadSessionDeps, "blobs" | "log"> {
+  readonly metadata: Pick<MetadataStore, "uploadSessions" | "uploadsInFlight" | "blobHoldsKey">;
+}
+
+async function releaseAndDiscard(deps: SessionCleanupDeps, key: string): Promise<void> {
   try {
     await deps.metadata.uploadsInFlight.release(key);
   } catch (error) {
@@ -165,7 +170,7 @@ async function findByIdempotencyKey(deps: UploadSessionDeps, caller: Caller, key
  * completed only once its claim is stale (its replica died) and taken over.
  * Its storage key is released in the same transaction, then discarded.
  */
-async function dropSession(deps: Pick<UploadSessionDeps, "metadata" | "blobs" | "log" | "uploadStaleMs">, session: UploadSessionRecord): Promise<boolean> {
+async function dropSession(deps: SessionCleanupDeps & Pick<UploadSessionDeps, "uploadStaleMs">, session: UploadSessionRecord): Promise<boolean> {
   let claim: string | undefined;
   if (session.state === "completing") {
     claim = randomUUID();
@@ -416,7 +421,7 @@ export async function abortUploadSession(deps: UploadSessionDeps, caller: Caller
 }
 
 /** Removes expired sessions and their stored parts. Returns how many. */
-export async function expireUploadSessions(deps: Pick<UploadSessionDeps, "metadata" | "blobs" | "log" | "uploadStaleMs">, now = new Date()): Promise<number> {
+export async function expireUploadSessions(deps: SessionCleanupDeps & Pick<UploadSessionDeps, "uploadStaleMs">, now = new Date()): Promise<number> {
   if (!hasSessions(deps.blobs)) return 0;
   let count = 0;
   for (;;) {

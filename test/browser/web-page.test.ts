@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import zlib from "node:zlib";
 import { chromium, type Browser, type Page, type Route } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { blake3Hex } from "../../src/blake3.ts";
 import { Status } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import { UploadSessionState } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
@@ -15,6 +15,7 @@ import { expectCode } from "../support/expect-code.ts";
 import { captureStorageKeys, expectNothingStored, untilStored } from "../support/nothing-stored.ts";
 import { startTestApp, type TestApp } from "../support/test-app.ts";
 import { ensureWebBuild } from "./web-build.ts";
+import { describeOn } from "../support/test-backends.ts";
 
 const MiB = 1024 * 1024;
 const UPLOAD_PART = "**/artifacts.v1.ArtifactService/UploadPart";
@@ -26,7 +27,7 @@ const SESSION_KEY_PREFIX = "artifactd.upload-session.";
  * after a reload, cancel), listing, filtering and search, the artifact view,
  * signed downloads, and that uploaded HTML is shown as text and never rendered.
  */
-describe("the web page in headless Chromium", () => {
+describeOn("postgres+minio")("the web page in headless Chromium", () => {
   let t: TestApp;
   let browser: Browser;
   let dir: string;

@@ -10,6 +10,9 @@ import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb
 import { createApiToken } from "../../src/service/api-tokens.ts";
 import { createTestDatabase } from "./postgres.ts";
 import { ServerLog } from "./server-log.ts";
+import { BACKENDS, testsBackend, type Backend } from "./test-backends.ts";
+
+export { BACKENDS, type Backend };
 
 /**
  * A running artifactd on a free loopback port for one test file, on either
@@ -17,9 +20,8 @@ import { ServerLog } from "./server-log.ts";
  * - "postgres+minio": the machine's Postgres (a fresh database) and the run's
  *   MinIO server (a fresh bucket);
  * - "pglite+fs": the embedded default, in a temporary folder.
+ * BACKENDS holds those this run covers (ARTIFACTD_TEST_BACKENDS, ./test-backends.ts).
  */
-export type Backend = "postgres+minio" | "pglite+fs";
-export const BACKENDS: Backend[] = ["postgres+minio", "pglite+fs"];
 
 export interface TestApp {
   readonly app: App;
@@ -41,6 +43,9 @@ export interface TestApp {
 }
 
 export async function startTestApp(backend: Backend, env: Record<string, string> = {}): Promise<TestApp> {
+  if (!testsBackend(backend)) {
+    throw new Error(`this run covers ${BACKENDS.join(", ")} alone (ARTIFACTD_TEST_BACKENDS): a block that starts ${backend} must be skipped, with describeOn("${backend}")`);
+  }
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-test-"));
   let dropDatabase = async () => {};
   // S3 settings only mean something with an S3 endpoint; the folder backend drops them.
