@@ -1,5 +1,6 @@
-import type { Artifact } from "../artifact.ts";
+import type { Artifact, ArtifactSpec, InlineContent } from "../artifact.ts";
 import { ArtifactError } from "../artifact-error.ts";
+import { defaultPrefix, newArtifactId } from "../artifact-id.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
 import { BLOB_RECLAIMED, storageKeyOf, type MetadataStore, type NewArtifact, type UploadHold } from "../ports/metadata-store.ts";
 
@@ -11,6 +12,39 @@ export interface UploadedContent {
   store(): Promise<void>;
   /** Drops our copy before it was made durable (nothing can reference it yet). */
   discard(): Promise<void>;
+}
+
+/** An artifact's record, without its content: what recordArtifact (a blob) and SaveInline (inline content) store. */
+export type ArtifactRecord = Omit<NewArtifact, "blob" | "inline" | "hold">;
+
+/**
+ * The record of a new artifact: the spec's media type, or the default for
+ * its content (application/octet-stream for a blob; JSON or UTF-8 text for
+ * inline content), and an id with the spec's type prefix, or the one its
+ * media type suggests.
+ */
+export function newArtifactRecord(fields: {
+  readonly tenantId: string;
+  readonly spec: ArtifactSpec;
+  readonly sizeBytes: number;
+  readonly blake3: string;
+  readonly createdBy: string;
+  readonly createdAt?: Date;
+  /** Set for inline content: its type sets the default media type and id prefix. */
+  readonly inline?: InlineContent["type"];
+}): ArtifactRecord {
+  const { spec, inline } = fields;
+  const mimeType = spec.mimeType || (inline === "json" ? "application/json" : inline === "text" ? "text/plain; charset=utf-8" : "application/octet-stream");
+  return {
+    id: newArtifactId(spec.typePrefix || defaultPrefix(mimeType, inline)),
+    tenantId: fields.tenantId,
+    spec,
+    mimeType,
+    sizeBytes: fields.sizeBytes,
+    blake3: fields.blake3,
+    createdAt: fields.createdAt ?? new Date(),
+    createdBy: fields.createdBy,
+  };
 }
 
 /**
@@ -29,7 +63,7 @@ export interface UploadedContent {
  */
 export async function recordArtifact(
   deps: { readonly metadata: MetadataStore; readonly blobs: BlobStore; readonly log?: (message: string, error?: unknown) => void },
-  record: Omit<NewArtifact, "blob" | "inline" | "hold">,
+  record: ArtifactRecord,
   content: UploadedContent,
   signal?: AbortSignal,
 ): Promise<{ artifact: Artifact; deduplicated: boolean }> {
