@@ -23,10 +23,12 @@ export default {
     "clients/node/src/directory-manifest.ts",
     "clients/node/src/retry-policy.ts",
     "clients/web/src/retry.ts",
-    // checkUploadHeader's checks of the stream's first message, which run before storage is first touched
-    // (its two returns, what the sinks then do with the target, are I/O): keep these line ranges in step with the file.
+    // checkUploadHeader's checks of the stream's first message (with checkExpectedSize and checkExpectedBlake3),
+    // which run before storage is first touched; not its two returns, the target whose use by the sinks is I/O.
+    // Keep these line ranges in step with the file.
     "src/service/upload-stream-reader.ts:124-131",
-    "src/service/upload-stream-reader.ts:134-145",
+    "src/service/upload-stream-reader.ts:134-137",
+    "src/service/upload-stream-reader.ts:141-158",
   ],
   coverageAnalysis: "perTest",
   // Two cores shared with everything else on the machine.

@@ -9,7 +9,7 @@ import { WRITER_LEASE_MS, type UploadSessionRecord } from "../ports/upload-sessi
 import { keepAlive } from "./keep-alive.ts";
 import type { TenantQuotas } from "./tenant-quotas.ts";
 import { discardReleased, newArtifactRecord, recordArtifact } from "./record-artifact.ts";
-import type { UploadMetadata } from "./upload-stream-reader.ts";
+import { checkExpectedBlake3, checkExpectedSize, type UploadMetadata } from "./upload-stream-reader.ts";
 import { checkNoNul, validateSpec, type RawSpec } from "./validate-spec.ts";
 
 /**
@@ -82,19 +82,11 @@ export async function createUploadSession(deps: UploadSessionDeps, caller: Calle
   if (!Number.isSafeInteger(partSize) || partSize < MIN_PART_SIZE || partSize > MAX_PART_SIZE) {
     throw invalidArgument(`part_size ${request.partSize} is not valid: give ${MIN_PART_SIZE}–${MAX_PART_SIZE} bytes (5–64 MiB), or 0 for ${DEFAULT_PART_SIZE}`);
   }
-  const { expectedSize } = request;
-  if (expectedSize !== undefined) {
-    if (!Number.isSafeInteger(expectedSize) || expectedSize < 0) throw invalidArgument(`expected_size ${expectedSize} is not valid: give the content length in bytes (>= 0)`);
-    if (expectedSize > deps.uploadMaxBytes) {
-      throw new ArtifactError("resource_exhausted", `expected_size ${expectedSize} exceeds this server's upload limit of ${deps.uploadMaxBytes} bytes`);
-    }
-    if (Math.ceil(expectedSize / partSize) > MAX_PARTS) {
-      throw invalidArgument(`expected_size ${expectedSize} needs more than ${MAX_PARTS} parts of ${partSize} bytes: choose a larger part_size`);
-    }
+  const expectedSize = checkExpectedSize("expected_size", request.expectedSize, deps.uploadMaxBytes);
+  if (expectedSize !== undefined && Math.ceil(expectedSize / partSize) > MAX_PARTS) {
+    throw invalidArgument(`expected_size ${expectedSize} needs more than ${MAX_PARTS} parts of ${partSize} bytes: choose a larger part_size`);
   }
-  if (request.expectedBlake3 !== "" && !BLAKE3_HEX_PATTERN.test(request.expectedBlake3)) {
-    throw invalidArgument("expected_blake3 must be 64 lowercase hex characters (a BLAKE3-256 digest)");
-  }
+  const expectedBlake3 = checkExpectedBlake3("expected_blake3", request.expectedBlake3);
   await deps.metadata.checkInputs(caller.tenantId, spec.inputs);
   await deps.quotas.checkNewSession(caller.tenantId, expectedSize);
 
@@ -116,7 +108,7 @@ export async function createUploadSession(deps: UploadSessionDeps, caller: Calle
       idempotencyKey: request.idempotencyKey || undefined,
       spec,
       expectedSize,
-      expectedBlake3: request.expectedBlake3 || undefined,
+      expectedBlake3,
       partSize,
       storageKey: key,
       multipartId: ref,

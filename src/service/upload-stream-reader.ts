@@ -133,17 +133,28 @@ export function checkUploadHeader(header: UploadMessage | undefined, uploadMaxBy
   }
   if (header.offset !== 0) throw invalidArgument("header.offset is only meaningful with header.session_id");
   const spec = validateSpec(header.spec, new Date());
-  const { expectedSize, expectedBlake3 } = header;
-  if (expectedSize !== undefined && (!Number.isSafeInteger(expectedSize) || expectedSize < 0)) {
-    throw invalidArgument(`header.expected_size ${expectedSize} is not valid: give the content length in bytes (>= 0)`);
+  const expectedSize = checkExpectedSize("header.expected_size", header.expectedSize, uploadMaxBytes);
+  const expectedBlake3 = checkExpectedBlake3("header.expected_blake3", header.expectedBlake3);
+  return { type: "artifact", spec, expectedSize, expectedBlake3 };
+}
+
+/** A declared content length (a header's, or a session's): whole bytes, within the server's upload limit. */
+export function checkExpectedSize(field: string, expectedSize: number | undefined, uploadMaxBytes: number): number | undefined {
+  if (expectedSize === undefined) return undefined;
+  if (!Number.isSafeInteger(expectedSize) || expectedSize < 0) {
+    throw invalidArgument(`${field} ${expectedSize} is not valid: give the content length in bytes (>= 0)`);
   }
-  if (expectedSize !== undefined && expectedSize > uploadMaxBytes) {
-    throw new ArtifactError("resource_exhausted", `header.expected_size ${expectedSize} exceeds this server's upload limit of ${uploadMaxBytes} bytes`);
+  if (expectedSize > uploadMaxBytes) {
+    throw new ArtifactError("resource_exhausted", `${field} ${expectedSize} exceeds this server's upload limit of ${uploadMaxBytes} bytes`);
   }
-  if (expectedBlake3 !== "" && !BLAKE3_HEX_PATTERN.test(expectedBlake3)) {
-    throw invalidArgument("header.expected_blake3 must be 64 lowercase hex characters (a BLAKE3-256 digest)");
-  }
-  return { type: "artifact", spec, expectedSize, expectedBlake3: expectedBlake3 || undefined };
+  return expectedSize;
+}
+
+/** A declared content digest (a header's, or a session's): empty for none, else a BLAKE3-256 in lowercase hex. */
+export function checkExpectedBlake3(field: string, expectedBlake3: string): string | undefined {
+  if (expectedBlake3 === "") return undefined;
+  if (!BLAKE3_HEX_PATTERN.test(expectedBlake3)) throw invalidArgument(`${field} must be 64 lowercase hex characters (a BLAKE3-256 digest)`);
+  return expectedBlake3;
 }
 
 /** The messages after the header, into the sink, which is finished once the stream ended normally with what was declared. */
