@@ -129,7 +129,7 @@ export async function openBlobWriterSink(
     try {
       writer = await deps.blobs.createWriter(caller.tenantId, key, expectedSize);
     } catch (error) {
-      await sink.fail(error);
+      await sink.fail();
       await sink.close();
       throw error;
     }

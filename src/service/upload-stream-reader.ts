@@ -52,8 +52,8 @@ interface SinkBase {
   readonly metadata: UploadMetadata;
   /** Takes the next bytes; awaiting it is the stream's backpressure. */
   write(data: Uint8Array): Promise<void>;
-  /** The stream failed or was cancelled, before or during finish. */
-  fail(error: unknown): Promise<void>;
+  /** The stream failed or was cancelled, before or during finish: the sink gives up what it stored, or keeps it for a resume. */
+  fail(): Promise<void>;
   /** Called once, after finish or fail: ends whatever the sink holds (heartbeats, leases, reservations). */
   close(): Promise<void>;
 }
@@ -72,8 +72,7 @@ export interface WholeContentSink extends SinkBase {
 /**
  * A sink whose stream carries the rest of a session's content, from its
  * offset: the bytes before it are not the stream's to hash, so the session
- * checks the assembled whole, its size and digest, when it completes (a
- * size still short is FAILED_PRECONDITION there: the session stays usable).
+ * checks the assembled whole, its size and digest, when it completes.
  */
 export interface RestOfContentSink extends SinkBase {
   readonly carries: "rest of a session";
@@ -109,7 +108,7 @@ export async function readUploadStream(
     try {
       return await readIntoSink(limits, iterator, signal, sink);
     } catch (error) {
-      await sink.fail(error);
+      await sink.fail();
       throw error;
     } finally {
       await sink.close();
