@@ -1,9 +1,14 @@
 import type { Artifact, ArtifactEvent, ArtifactFilter, ArtifactStatus, Caller, InlineContent, Lineage } from "../artifact.ts";
 import { ArtifactError, invalidArgument, notFound } from "../artifact-error.ts";
-import { defaultPrefix, newArtifactId } from "../artifact-id.ts";
 import { blake3Hex } from "../blake3.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
-import type { MetadataStore, Page } from "../ports/metadata-store.ts";
+import type { AllTenantsBlobIndex } from "../ports/all-tenants-blob-index.ts";
+import type { ArtifactEventLog } from "../ports/artifact-event-log.ts";
+import type { ArtifactQueries, Page } from "../ports/artifact-queries.ts";
+import type { ArtifactRecords } from "../ports/artifact-records.ts";
+import type { InFlightUploads } from "../ports/in-flight-uploads.ts";
+import type { TenantBlobIndex } from "../ports/tenant-blob-index.ts";
+import type { UploadSessionStore } from "../ports/upload-session-store.ts";
 import type { RequestLimits } from "../config.ts";
 import type { ArtifactEvents } from "./artifact-events.ts";
 import { createEventArtifactLoader } from "./event-artifact-loader.ts";
@@ -13,7 +18,10 @@ import { decodeEventCursor, watchArtifacts } from "./watch-artifacts.ts";
 import { requireScope } from "./api-tokens.ts";
 import { createDownloadUrl, type UrlSigner } from "./download-urls.ts";
 import { downloadArtifact, type DownloadRequest } from "./download-artifact.ts";
-import { uploadArtifact, type UploadMessage, type UploadResult } from "./upload-artifact.ts";
+import { openBlobWriterSink, type BlobWriterSinkDeps } from "./blob-writer-sink.ts";
+import { newArtifactRecord } from "./record-artifact.ts";
+import { openSessionPartsSink } from "./session-parts-sink.ts";
+import { readUploadStream, type UploadMessage, type UploadResult } from "./upload-stream-reader.ts";
 import {
   abortUploadSession,
   completeUploadSession,
@@ -22,12 +30,20 @@ import {
   uploadSessionPart,
   type CreateSessionRequest,
   type SessionView,
+  type UploadSessionDeps,
 } from "./upload-sessions.ts";
 import type { TenantQuotas } from "./tenant-quotas.ts";
 import { checkNoNul, requireArtifactId, validateFilter, validateSpec, type RawSpec } from "./validate-spec.ts";
 
 export interface ArtifactServiceOptions {
-  readonly metadata: MetadataStore;
+  /**
+   * One tenant's artifacts, blobs and upload sessions, and the event log Watch resumes from; of the index across tenants only
+   * whether a key is a blob's (an upload's clean-up asks).
+   */
+  readonly metadata: ArtifactQueries &
+    ArtifactRecords &
+    TenantBlobIndex &
+    Pick<AllTenantsBlobIndex, "blobHoldsKey"> & { readonly uploadsInFlight: InFlightUploads; readonly uploadSessions: UploadSessionStore; readonly eventLog: ArtifactEventLog };
   readonly blobs: BlobStore;
   readonly inlineMaxBytes: number;
   readonly uploadMaxBytes: number;
@@ -83,6 +99,20 @@ export interface ArtifactService {
   abortUploadSession(caller: Caller, id: string): Promise<void>;
   /** `baseUrl`: where clients reach this service, e.g. http://host:8080. */
   createDownloadUrl(caller: Caller, id: string, ttlSeconds: number, baseUrl: string): Promise<{ url: string; expiresAt: Date }>;
+}
+
+/** What an upload stream needs: a new blob, or an upload session's parts. */
+export type UploadDeps = BlobWriterSinkDeps & UploadSessionDeps;
+
+/**
+ * The Upload use case: the stream's one reader (./upload-stream-reader.ts),
+ * feeding the sink its header asks for: a new blob, or the parts of the
+ * upload session the stream continues.
+ */
+export function uploadArtifact(deps: UploadDeps, caller: Caller, messages: AsyncIterable<UploadMessage>, signal: AbortSignal): Promise<UploadResult> {
+  return readUploadStream(deps, messages, signal, (target) =>
+    target.type === "session" ? openSessionPartsSink(deps, caller, target) : openBlobWriterSink(deps, caller, target, signal),
+  );
 }
 
 export const MAX_LINEAGE_DEPTH = 32;
@@ -278,22 +308,20 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
           throw invalidArgument(`json is not a valid JSON document: ${(error as Error).message}`);
         }
       }
-      const mimeType = spec.mimeType || (content.type === "json" ? "application/json" : "text/plain; charset=utf-8");
       const storage = quotas.reserveStorage(caller.tenantId);
       let stored = false;
       try {
         await storage.add(bytes.byteLength);
-        const { artifact } = await metadata.createArtifact({
-          id: newArtifactId(spec.typePrefix || defaultPrefix(mimeType, content.type)),
+        const record = newArtifactRecord({
           tenantId: caller.tenantId,
           spec,
-          mimeType,
           sizeBytes: bytes.byteLength,
           blake3: blake3Hex(bytes),
           createdAt: now,
           createdBy: caller.principal,
-          inline: content,
+          inline: content.type,
         });
+        const { artifact } = await metadata.createArtifact({ ...record, inline: content });
         stored = true;
         return artifact;
       } finally {

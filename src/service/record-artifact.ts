@@ -1,7 +1,11 @@
-import type { Artifact } from "../artifact.ts";
+import type { Artifact, ArtifactSpec, InlineContent } from "../artifact.ts";
 import { ArtifactError } from "../artifact-error.ts";
+import { defaultPrefix, newArtifactId } from "../artifact-id.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
-import { BLOB_RECLAIMED, storageKeyOf, type MetadataStore, type NewArtifact, type UploadHold } from "../ports/metadata-store.ts";
+import type { AllTenantsBlobIndex } from "../ports/all-tenants-blob-index.ts";
+import { BLOB_RECLAIMED, storageKeyOf, type ArtifactRecords, type NewArtifact, type UploadHold } from "../ports/artifact-records.ts";
+import type { InFlightUploads } from "../ports/in-flight-uploads.ts";
+import type { TenantBlobIndex } from "../ports/tenant-blob-index.ts";
 
 /** What an upload hands over to be recorded: its copy of the content, if any, and what holds the copy's key. */
 export interface UploadedContent {
@@ -13,13 +17,46 @@ export interface UploadedContent {
   discard(): Promise<void>;
 }
 
+/** An artifact's record, without its content: what recordArtifact (a blob) and SaveInline (inline content) store. */
+export type ArtifactRecord = Omit<NewArtifact, "blob" | "inline" | "hold">;
+
+/**
+ * The record of a new artifact: the spec's media type, or the default for
+ * its content (application/octet-stream for a blob; JSON or UTF-8 text for
+ * inline content), and an id with the spec's type prefix, or the one its
+ * media type suggests.
+ */
+export function newArtifactRecord(fields: {
+  readonly tenantId: string;
+  readonly spec: ArtifactSpec;
+  readonly sizeBytes: number;
+  readonly blake3: string;
+  readonly createdBy: string;
+  readonly createdAt?: Date;
+  /** Set for inline content: its type sets the default media type and id prefix. */
+  readonly inline?: InlineContent["type"];
+}): ArtifactRecord {
+  const { spec, inline } = fields;
+  const mimeType = spec.mimeType || (inline === "json" ? "application/json" : inline === "text" ? "text/plain; charset=utf-8" : "application/octet-stream");
+  return {
+    id: newArtifactId(spec.typePrefix || defaultPrefix(mimeType, inline)),
+    tenantId: fields.tenantId,
+    spec,
+    mimeType,
+    sizeBytes: fields.sizeBytes,
+    blake3: fields.blake3,
+    createdAt: fields.createdAt ?? new Date(),
+    createdBy: fields.createdBy,
+  };
+}
+
 /**
  * Records an artifact whose content has been received and verified,
  * deduplicating against what the tenant already has. Shared by streaming
  * uploads and upload sessions.
  *
  * The artifact row and the end of the upload's hold on its storage key commit
- * in one transaction (MetadataStore.createArtifact with `hold`). So no error
+ * in one transaction (ArtifactRecords.createArtifact with `hold`). So no error
  * path here ever deletes stored content: after a commit whose outcome is
  * unknown, our copy may be what the artifact references. Content that turns
  * out to be unreferenced — a copy that lost a deduplication race, a copy
@@ -27,9 +64,14 @@ export interface UploadedContent {
  * it by key; a surplus copy known to be unreferenced (the commit succeeded
  * and names another key) is discarded at once.
  */
+/** What recording an uploaded artifact reads and writes: the row and its blob, and the key in flight it ends. */
+export type ArtifactRecording = Pick<ArtifactRecords, "createArtifact"> &
+  Pick<TenantBlobIndex, "findBlob"> &
+  Pick<AllTenantsBlobIndex, "blobHoldsKey"> & { readonly uploadsInFlight: InFlightUploads };
+
 export async function recordArtifact(
-  deps: { readonly metadata: MetadataStore; readonly blobs: BlobStore; readonly log?: (message: string, error?: unknown) => void },
-  record: Omit<NewArtifact, "blob" | "inline" | "hold">,
+  deps: { readonly metadata: ArtifactRecording; readonly blobs: BlobStore; readonly log?: (message: string, error?: unknown) => void },
+  record: ArtifactRecord,
   content: UploadedContent,
   signal?: AbortSignal,
 ): Promise<{ artifact: Artifact; deduplicated: boolean }> {
@@ -85,7 +127,7 @@ export async function recordArtifact(
  * the key's record. A failure leaves both for the next collection (logged).
  */
 export async function discardReleased(
-  deps: { readonly metadata: Pick<MetadataStore, "blobHoldsKey" | "uploadsInFlight">; readonly blobs: BlobStore; readonly log?: (message: string, error?: unknown) => void },
+  deps: { readonly metadata: Pick<AllTenantsBlobIndex, "blobHoldsKey"> & { readonly uploadsInFlight: InFlightUploads }; readonly blobs: BlobStore; readonly log?: (message: string, error?: unknown) => void },
   key: string,
 ): Promise<void> {
   try {

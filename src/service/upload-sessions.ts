@@ -1,15 +1,18 @@
 import { randomUUID } from "node:crypto";
 import type { Artifact, ArtifactSpec, Caller } from "../artifact.ts";
 import { ArtifactError, failedPrecondition, invalidArgument, notFound } from "../artifact-error.ts";
-import { defaultPrefix, isArtifactId, newArtifactId } from "../artifact-id.ts";
+import { isArtifactId, newArtifactId } from "../artifact-id.ts";
 import { BLAKE3_HEX_PATTERN, blake3Hex } from "../blake3.ts";
 import { hasSessions, type BlobSessions, type BlobStore } from "../ports/blob-store.ts";
-import type { MetadataStore } from "../ports/metadata-store.ts";
-import { WRITER_LEASE_MS, type UploadSessionRecord } from "../ports/upload-session-store.ts";
+import type { ArtifactQueries } from "../ports/artifact-queries.ts";
+import type { ArtifactRecords } from "../ports/artifact-records.ts";
+import { WRITER_LEASE_MS, type UploadSessionRecord, type UploadSessionStore } from "../ports/upload-session-store.ts";
 import { keepAlive } from "./keep-alive.ts";
 import type { TenantQuotas } from "./tenant-quotas.ts";
-import { discardReleased, recordArtifact } from "./record-artifact.ts";
-import { checkNoNul, validateLabels, validateMetrics, validateSpec, validateTags, type RawSpec } from "./validate-spec.ts";
+import { discardReleased, newArtifactRecord, recordArtifact, type ArtifactRecording } from "./record-artifact.ts";
+import { checkExpectedBlake3, checkExpectedSize, type UploadMetadata } from "./upload-stream-reader.ts";
+import { checkNoNul, validateSpec, type RawSpec } from "./validate-spec.ts";
+import { DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE } from "@artifactd/api";
 
 /**
  * Resumable upload sessions (the pattern of tus, OCI chunked uploads and
@@ -21,7 +24,9 @@ import { checkNoNul, validateLabels, validateMetrics, validateSpec, validateTags
  * upload, so any replica can take any call of a session.
  */
 export interface UploadSessionDeps {
-  readonly metadata: MetadataStore;
+  readonly metadata: ArtifactRecording &
+    Pick<ArtifactRecords, "checkInputs"> &
+    Pick<ArtifactQueries, "getArtifact"> & { readonly uploadSessions: UploadSessionStore };
   readonly blobs: BlobStore;
   readonly sessionTtlMs: number;
   readonly uploadMaxBytes: number;
@@ -32,9 +37,6 @@ export interface UploadSessionDeps {
   readonly log?: (message: string, error?: unknown) => void;
 }
 
-export const MIN_PART_SIZE = 5 * 1024 * 1024;
-export const MAX_PART_SIZE = 64 * 1024 * 1024;
-export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 export const MAX_PARTS = 10_000;
 
 export interface SessionView {
@@ -49,12 +51,6 @@ export interface CreateSessionRequest {
   readonly expectedBlake3: string;
   readonly partSize: number;
   readonly idempotencyKey: string;
-}
-
-export interface TrailerMetadata {
-  readonly labels: Readonly<Record<string, string>>;
-  readonly tags: readonly string[];
-  readonly metrics: Readonly<Record<string, number>>;
 }
 
 export function viewOf(session: UploadSessionRecord): SessionView {
@@ -87,19 +83,11 @@ export async function createUploadSession(deps: UploadSessionDeps, caller: Calle
   if (!Number.isSafeInteger(partSize) || partSize < MIN_PART_SIZE || partSize > MAX_PART_SIZE) {
     throw invalidArgument(`part_size ${request.partSize} is not valid: give ${MIN_PART_SIZE}–${MAX_PART_SIZE} bytes (5–64 MiB), or 0 for ${DEFAULT_PART_SIZE}`);
   }
-  const { expectedSize } = request;
-  if (expectedSize !== undefined) {
-    if (!Number.isSafeInteger(expectedSize) || expectedSize < 0) throw invalidArgument(`expected_size ${expectedSize} is not valid: give the content length in bytes (>= 0)`);
-    if (expectedSize > deps.uploadMaxBytes) {
-      throw new ArtifactError("resource_exhausted", `expected_size ${expectedSize} exceeds this server's upload limit of ${deps.uploadMaxBytes} bytes`);
-    }
-    if (Math.ceil(expectedSize / partSize) > MAX_PARTS) {
-      throw invalidArgument(`expected_size ${expectedSize} needs more than ${MAX_PARTS} parts of ${partSize} bytes: choose a larger part_size`);
-    }
+  const expectedSize = checkExpectedSize("expected_size", request.expectedSize, deps.uploadMaxBytes);
+  if (expectedSize !== undefined && Math.ceil(expectedSize / partSize) > MAX_PARTS) {
+    throw invalidArgument(`expected_size ${expectedSize} needs more than ${MAX_PARTS} parts of ${partSize} bytes: choose a larger part_size`);
   }
-  if (request.expectedBlake3 !== "" && !BLAKE3_HEX_PATTERN.test(request.expectedBlake3)) {
-    throw invalidArgument("expected_blake3 must be 64 lowercase hex characters (a BLAKE3-256 digest)");
-  }
+  const expectedBlake3 = checkExpectedBlake3("expected_blake3", request.expectedBlake3);
   await deps.metadata.checkInputs(caller.tenantId, spec.inputs);
   await deps.quotas.checkNewSession(caller.tenantId, expectedSize);
 
@@ -121,7 +109,7 @@ export async function createUploadSession(deps: UploadSessionDeps, caller: Calle
       idempotencyKey: request.idempotencyKey || undefined,
       spec,
       expectedSize,
-      expectedBlake3: request.expectedBlake3 || undefined,
+      expectedBlake3,
       partSize,
       storageKey: key,
       multipartId: ref,
@@ -142,7 +130,7 @@ export async function createUploadSession(deps: UploadSessionDeps, caller: Calle
 
 /** What dropping a session's storage touches (the maintenance pass has no more): the session records, the keys in flight and the blob index that may hold a key. */
 interface SessionCleanupDeps extends Pick<UploadSessionDeps, "blobs" | "log"> {
-  readonly metadata: Pick<MetadataStore, "uploadSessions" | "uploadsInFlight" | "blobHoldsKey">;
+  readonly metadata: Pick<UploadSessionDeps["metadata"], "uploadSessions" | "uploadsInFlight" | "blobHoldsKey">;
 }
 
 async function releaseAndDiscard(deps: SessionCleanupDeps, key: string): Promise<void> {
@@ -190,37 +178,33 @@ export async function getUploadSession(deps: UploadSessionDeps, caller: Caller, 
   return viewOf(await liveSession(deps, caller, id));
 }
 
-async function liveSession(deps: UploadSessionDeps, caller: Caller, id: string): Promise<UploadSessionRecord> {
+/** The caller's session, unless it does not exist or has expired (the sweeper may not have removed it yet). */
+export async function liveSession(deps: Pick<UploadSessionDeps, "metadata">, caller: Caller, id: string): Promise<UploadSessionRecord> {
   if (!id) throw invalidArgument("session_id is required");
   if (!isArtifactId(id) || !id.startsWith("ups_")) throw invalidArgument(`session_id ${JSON.stringify(id.slice(0, 80))} is not an upload session id (ups_…)`);
   const session = await deps.metadata.uploadSessions.get(caller.tenantId, id);
-  if (!session || session.expiresAt.getTime() <= Date.now()) {
-    throw notFound(`upload session ${id} does not exist or has expired: create a new one`);
-  }
+  if (!session) throw gone(id);
+  checkNotExpired(session);
   return session;
+}
+
+/** Expiry is decided on each call against the session's expires_at; the sweeper only reclaims space. */
+export function checkNotExpired(session: UploadSessionRecord): void {
+  if (session.expiresAt.getTime() <= Date.now()) throw gone(session.id);
+}
+
+function gone(id: string): ArtifactError {
+  return notFound(`upload session ${id} does not exist or has expired: create a new one`);
 }
 
 export async function uploadSessionPart(
   deps: UploadSessionDeps,
   caller: Caller,
   request: { sessionId: string; partNumber: number; data: Uint8Array; partBlake3: string },
-  /** The streaming writer holding the session; undefined for an UploadPart call. */
-  writerId?: string,
 ): Promise<SessionView> {
   const session = await liveSession(deps, caller, request.sessionId);
   const { partNumber, data } = request;
-  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MAX_PARTS) {
-    throw invalidArgument(`part_number ${partNumber} is out of range: parts are numbered 1–${MAX_PARTS}`);
-  }
-  checkPartSize(session, partNumber, data.byteLength);
-  // Undeclared sizes too: no part may reach past the server's upload limit (the declared size was checked at create).
-  const partEnd = (partNumber - 1) * session.partSize + data.byteLength;
-  if (partEnd > deps.uploadMaxBytes) {
-    throw new ArtifactError(
-      "resource_exhausted",
-      `part ${partNumber} ends at byte ${partEnd}, past this server's upload limit of ${deps.uploadMaxBytes} bytes (ARTIFACTD_UPLOAD_MAX_BYTES): nothing was stored`,
-    );
-  }
+  checkPart(deps, session, partNumber, data.byteLength);
   if (request.partBlake3 !== "") {
     if (!BLAKE3_HEX_PATTERN.test(request.partBlake3)) throw invalidArgument("part_blake3 must be 64 lowercase hex characters");
     const actual = blake3Hex(data);
@@ -228,7 +212,48 @@ export async function uploadSessionPart(
   }
   if (session.state !== "open") throw failedPrecondition(`upload session ${session.id} is ${session.state} and takes no more parts`);
   if (session.assembled) throw assembledAlready(session.id);
-  if (writerId === undefined && session.writerId !== undefined) throw heldByWriter(session.id);
+  if (session.writerId !== undefined) throw heldByWriter(session.id);
+  await storePart(deps, caller, session, partNumber, data, undefined);
+  const now = await deps.metadata.uploadSessions.get(caller.tenantId, session.id);
+  if (!now) throw notFound(`upload session ${session.id} was aborted while part ${partNumber} arrived`);
+  return viewOf(now);
+}
+
+/**
+ * Checks a part before anything of it is stored: its number, its size for
+ * the session's part size and declared size, and that it ends within the
+ * server's upload limit.
+ */
+export function checkPart(deps: Pick<UploadSessionDeps, "uploadMaxBytes">, session: UploadSessionRecord, partNumber: number, size: number): void {
+  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MAX_PARTS) {
+    throw invalidArgument(`part_number ${partNumber} is out of range: parts are numbered 1–${MAX_PARTS}`);
+  }
+  checkPartSize(session, partNumber, size);
+  // Undeclared sizes too: no part may reach past the server's upload limit (the declared size was checked at create).
+  const partEnd = (partNumber - 1) * session.partSize + size;
+  if (partEnd > deps.uploadMaxBytes) {
+    throw new ArtifactError(
+      "resource_exhausted",
+      `part ${partNumber} ends at byte ${partEnd}, past this server's upload limit of ${deps.uploadMaxBytes} bytes (ARTIFACTD_UPLOAD_MAX_BYTES): nothing was stored`,
+    );
+  }
+}
+
+/**
+ * Stores a checked part and records it in the session, counted against the
+ * tenant's stored-bytes quota. `writerId`: the streaming writer holding the
+ * session; undefined for an UploadPart call, which lands only while no
+ * writer holds it. The record is a compare-and-set: a session no longer
+ * open, or held by another writer, refuses it.
+ */
+export async function storePart(
+  deps: UploadSessionDeps,
+  caller: Caller,
+  session: UploadSessionRecord,
+  partNumber: number,
+  data: Uint8Array,
+  writerId: string | undefined,
+): Promise<void> {
   const storage = deps.quotas.reserveStorage(caller.tenantId);
   let recorded: "recorded" | "closed" | "held" | undefined;
   try {
@@ -242,12 +267,9 @@ export async function uploadSessionPart(
   // assembling checks every part against it, so refused bytes never reach the blob.
   if (recorded === "held") throw heldByWriter(session.id);
   if (recorded === "closed") throw failedPrecondition(`upload session ${session.id} began completing (or was aborted) while part ${partNumber} arrived; the part was not added`);
-  const now = await deps.metadata.uploadSessions.get(caller.tenantId, session.id);
-  if (!now) throw notFound(`upload session ${session.id} was aborted while part ${partNumber} arrived`);
-  return viewOf(now);
 }
 
-function heldByWriter(id: string): ArtifactError {
+export function heldByWriter(id: string): ArtifactError {
   return new ArtifactError(
     "aborted",
     `upload session ${id} is held by a streaming upload bound to it (its one writer): wait for it to end, or for its lease to lapse (${WRITER_LEASE_MS / 1000} s after its server stopped renewing it), then resume`,
@@ -292,7 +314,8 @@ export async function completeUploadSession(
   deps: UploadSessionDeps,
   caller: Caller,
   id: string,
-  trailer?: TrailerMetadata,
+  /** A session stream's labels, tags and metrics: the spec's with its trailer merged in, checked (./upload-stream-reader.ts). */
+  metadata?: UploadMetadata,
 ): Promise<{ artifact: Artifact; deduplicated: boolean }> {
   let session = await liveSession(deps, caller, id);
   const store = deps.metadata.uploadSessions;
@@ -324,28 +347,11 @@ export async function completeUploadSession(
       if (dropped) await discardReleased(deps, claimed.storageKey);
       throw invalidArgument(`the uploaded content's BLAKE3 is ${stored.digest} but the session declared ${claimed.expectedBlake3}: nothing was stored; create a new session`);
     }
-    const spec: ArtifactSpec = trailer
-      ? {
-          ...claimed.spec,
-          labels: validateLabels("labels", { ...claimed.spec.labels, ...validateLabels("trailer.labels", trailer.labels) }),
-          tags: validateTags("tags", [...claimed.spec.tags, ...trailer.tags]),
-          metrics: validateMetrics("metrics", { ...claimed.spec.metrics, ...validateMetrics("trailer.metrics", trailer.metrics) }),
-        }
-      : claimed.spec;
-    const mimeType = spec.mimeType || "application/octet-stream";
+    const spec: ArtifactSpec = metadata ? { ...claimed.spec, ...metadata } : claimed.spec;
     if (heartbeat.lost) throw new ArtifactError("aborted", `upload session ${id} was taken over by another complete: complete it again to get its artifact`);
     const result = await recordArtifact(
       deps,
-      {
-        id: newArtifactId(spec.typePrefix || defaultPrefix(mimeType)),
-        tenantId: caller.tenantId,
-        spec,
-        mimeType,
-        sizeBytes: stored.size,
-        blake3: stored.digest,
-        createdAt: new Date(),
-        createdBy: claimed.createdBy,
-      },
+      newArtifactRecord({ tenantId: caller.tenantId, spec, sizeBytes: stored.size, blake3: stored.digest, createdBy: claimed.createdBy }),
       {
         hold: { session: { id, claim, storageKey: claimed.storageKey } },
         store: async () => {},
@@ -432,104 +438,4 @@ export async function expireUploadSessions(deps: SessionCleanupDeps & Pick<Uploa
     // A batch that dropped nothing holds only sessions still being completed: the next pass looks again.
     if (expired.length < 100 || dropped === 0) return count;
   }
-}
-
-/**
- * A streaming upload bound to a session: the stream's bytes become the
- * session's parts as they arrive (one part stored while the next fills), and
- * the stream's normal end completes the session. If the stream breaks, the
- * parts stored so far stay; the client resumes from resume_offset.
- */
-export async function streamIntoSession(
-  deps: UploadSessionDeps,
-  caller: Caller,
-  start: { sessionId: string; offset: number },
-  messages: AsyncIterator<
-    { type: "chunk"; data: Uint8Array } | ({ type: "trailer" } & TrailerMetadata) | { type: "header" } | { type: "empty" }
-  >,
-  signal: AbortSignal,
-): Promise<{ artifact: Artifact; deduplicated: boolean }> {
-  const session = await liveSession(deps, caller, start.sessionId);
-  if (session.state !== "open") throw failedPrecondition(`upload session ${session.id} is ${session.state} and takes no more bytes`);
-  const { resumeOffset } = viewOf(session);
-  // Any part boundary up to resume_offset will do: parts sent again replace the stored ones. A client that read
-  // resume_offset while its dropped stream's last part was still being stored is then one part behind, not refused.
-  if (start.offset > resumeOffset || start.offset % session.partSize !== 0) {
-    throw failedPrecondition(
-      `upload session ${session.id} cannot continue at byte ${start.offset}: give a multiple of its part size (${session.partSize}) ` +
-        `no greater than resume_offset (${resumeOffset}), as GetUploadSession reports`,
-    );
-  }
-  // One writer per session: a second stream (or a part call) while this one holds it answers ABORTED.
-  const writerId = randomUUID();
-  const acquired = await deps.metadata.uploadSessions.acquireWriter(session.id, writerId);
-  if (acquired === "held") throw heldByWriter(session.id);
-  if (acquired === "closed") throw failedPrecondition(`upload session ${session.id} is no longer open and takes no more bytes`);
-  const lease = keepAlive(() => deps.metadata.uploadSessions.renewWriter(session.id, writerId), WRITER_LEASE_MS / 3);
-  try {
-    return await streamParts(deps, caller, session, start.offset, messages, signal, writerId, () => lease.lost);
-  } finally {
-    lease.stop();
-    await deps.metadata.uploadSessions.releaseWriter(session.id, writerId).catch(() => {});
-  }
-}
-
-async function streamParts(
-  deps: UploadSessionDeps,
-  caller: Caller,
-  session: UploadSessionRecord,
-  startOffset: number,
-  messages: AsyncIterator<
-    { type: "chunk"; data: Uint8Array } | ({ type: "trailer" } & TrailerMetadata) | { type: "header" } | { type: "empty" }
-  >,
-  signal: AbortSignal,
-  writerId: string,
-  leaseLost: () => boolean,
-): Promise<{ artifact: Artifact; deduplicated: boolean }> {
-  let partNumber = startOffset / session.partSize + 1;
-  let buffer = Buffer.allocUnsafe(session.partSize);
-  let filled = 0;
-  let pending: Promise<unknown> | undefined;
-  let trailer: TrailerMetadata | undefined;
-  const flush = async () => {
-    // One part in flight while the next one fills: memory is two parts.
-    await pending;
-    const data = buffer.subarray(0, filled);
-    const number = partNumber++;
-    buffer = Buffer.allocUnsafe(session.partSize);
-    filled = 0;
-    if (leaseLost()) throw heldByWriter(session.id);
-    pending = uploadSessionPart(deps, caller, { sessionId: session.id, partNumber: number, data, partBlake3: "" }, writerId);
-    // Awaited by the next flush or at the end; until then a failure (the session aborted meanwhile, say) must
-    // not count as an unhandled rejection, which would stop the whole server.
-    pending.catch(() => {});
-  };
-  try {
-    for (;;) {
-      const next = await messages.next();
-      if (next.done) break;
-      if (signal.aborted) throw signal.reason;
-      const message = next.value;
-      if (trailer && message.type !== "empty") throw invalidArgument(`a ${message.type} arrived after the trailer: the trailer must be the last message`);
-      if (message.type === "header") throw invalidArgument("a second header arrived: send exactly one header, first");
-      if (message.type === "trailer") trailer = message;
-      if (message.type !== "chunk") continue;
-      let offset = 0;
-      while (offset < message.data.byteLength) {
-        const take = Math.min(message.data.byteLength - offset, session.partSize - filled);
-        buffer.set(message.data.subarray(offset, offset + take), filled);
-        filled += take;
-        offset += take;
-        if (filled === session.partSize) await flush();
-      }
-    }
-    if (signal.aborted) throw signal.reason;
-    if (filled > 0) await flush();
-    await pending;
-  } catch (error) {
-    // Keep what was stored: the part in flight is recorded if it lands.
-    await pending?.catch(() => {});
-    throw error;
-  }
-  return completeUploadSession(deps, caller, session.id, trailer);
 }

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { Caller } from "../../src/artifact.ts";
 import { newArtifactId } from "../../src/artifact-id.ts";
-import { uploadArtifact, type UploadDeps, type UploadMessage } from "../../src/service/upload-artifact.ts";
+import { uploadArtifact, type UploadDeps } from "../../src/service/artifact-service.ts";
+import type { UploadMessage } from "../../src/service/upload-stream-reader.ts";
 import type { RawSpec } from "../../src/service/validate-spec.ts";
 import { expectArtifactErrorAsync } from "../support/expect-artifact-error.ts";
 
