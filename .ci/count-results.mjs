@@ -57,8 +57,11 @@ const shown = (file) => (file ? path.relative(process.cwd(), file) || file : "(n
 const testName = (file, result) => `${shown(file)} > ${[...(result.ancestorTitles ?? []), result.title].join(" > ")}`;
 
 const report = readJson(args.report, "vitest json report", (r) => Array.isArray(r?.testResults));
-const supplement = readJson(args.supplement, "json report supplement", (s) =>
-  Array.isArray(s?.errorsOutsideTests) && Array.isArray(s?.testsNotRunBecauseAHookFailed));
+const supplement = readJson(
+  args.supplement,
+  "json report supplement",
+  (s) => Array.isArray(s?.errorsOutsideTests) && Array.isArray(s?.testsNotRunBecauseAHookFailed),
+);
 
 if (report) {
   if (report.testResults.length === 0) fail(shown(args.report), "the report lists no test files");
@@ -117,7 +120,15 @@ function describeKind(kind) {
   return "outside any test";
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the escape character is what a colour code starts with.
+const COLOUR_CODE = /\u001b\[[0-9;]*m/g;
+
 function firstLine(text) {
   // Strip colour codes: vitest's messages carry them, a CI log may not render them.
-  return String(text).replace(/\u001b\[[0-9;]*m/g, "").split("\n").find((line) => line.trim() !== "") ?? "";
+  return (
+    String(text)
+      .replace(COLOUR_CODE, "")
+      .split("\n")
+      .find((line) => line.trim() !== "") ?? ""
+  );
 }

@@ -185,7 +185,7 @@ export async function ensureBootstrapToken(app: App, dataDir: string): Promise<s
     return undefined;
   }
   const { token } = await createApiToken(app.metadata, "default", "bootstrap", { scope: "admin" });
-  await writePrivateFile(file, token + "\n");
+  await writePrivateFile(file, `${token}\n`);
   return file;
 }
 

@@ -236,7 +236,9 @@ export function readConfig(env: Env = process.env): Config {
   const listenRaw = get("ARTIFACTD_LISTEN") ?? DEFAULT_LISTEN;
   const listen = parseHostPort(listenRaw);
   if (!listen) {
-    throw new ConfigError(`ARTIFACTD_LISTEN=${JSON.stringify(listenRaw)} is not valid: use host:port, e.g. 127.0.0.1:8080 or [::]:8080 (port 0 picks a free one)`);
+    throw new ConfigError(
+      `ARTIFACTD_LISTEN=${JSON.stringify(listenRaw)} is not valid: use host:port, e.g. 127.0.0.1:8080 or [::]:8080 (port 0 picks a free one)`,
+    );
   }
 
   const databaseUrl = get("DATABASE_URL");
@@ -290,7 +292,9 @@ export function readConfig(env: Env = process.env): Config {
   const storedBytesRaw = get("ARTIFACTD_QUOTA_STORED_BYTES") ?? "unlimited";
   const storedBytes = /^unlimited$/i.test(storedBytesRaw) ? Infinity : parseSize(storedBytesRaw);
   if (storedBytes === undefined || (storedBytes !== Infinity && !Number.isSafeInteger(storedBytes))) {
-    throw new ConfigError(`ARTIFACTD_QUOTA_STORED_BYTES=${JSON.stringify(storedBytesRaw)} is not valid: give bytes per tenant (suffixes KiB, MiB, GiB allowed), or unlimited`);
+    throw new ConfigError(
+      `ARTIFACTD_QUOTA_STORED_BYTES=${JSON.stringify(storedBytesRaw)} is not valid: give bytes per tenant (suffixes KiB, MiB, GiB allowed), or unlimited`,
+    );
   }
   const quotaDefaults = Object.freeze({
     storedBytes,
@@ -358,7 +362,9 @@ export function readConfig(env: Env = process.env): Config {
  */
 function readUrlSigningKeys(list: string | undefined, single: string | undefined): readonly UrlSigningKey[] | undefined {
   if (list !== undefined && single !== undefined) {
-    throw new ConfigError("ARTIFACTD_URL_SIGNING_KEYS and ARTIFACTD_URL_SIGNING_KEY are both set: keep ARTIFACTD_URL_SIGNING_KEYS, listing the old key in it as default:<secret>");
+    throw new ConfigError(
+      "ARTIFACTD_URL_SIGNING_KEYS and ARTIFACTD_URL_SIGNING_KEY are both set: keep ARTIFACTD_URL_SIGNING_KEYS, listing the old key in it as default:<secret>",
+    );
   }
   if (single !== undefined) {
     if (single.length < 32) {

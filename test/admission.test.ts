@@ -72,10 +72,13 @@ describeOn("pglite+fs")("admission before work", () => {
     socket.on("data", (d: Buffer) => response.push(d));
     socket.on("error", () => {});
     const closed = new Promise((resolve) => socket.once("close", resolve));
-    socket.write(
-      `POST /artifacts.v1.ArtifactService/UploadPart HTTP/1.1\r\nHost: x\r\nContent-Type: application/proto\r\nContent-Length: ${60 * MiB}\r\n\r\n`,
+    socket.write(`POST /artifacts.v1.ArtifactService/UploadPart HTTP/1.1\r\nHost: x\r\nContent-Type: application/proto\r\nContent-Length: ${60 * MiB}\r\n\r\n`);
+    const accepted = await pushUntilRefused(
+      (p) => socket.write(p),
+      (f) => socket.once("drain", f),
+      closed,
+      60 * MiB,
     );
-    const accepted = await pushUntilRefused((p) => socket.write(p), (f) => socket.once("drain", f), closed, 60 * MiB);
     await Promise.race([closed, sleep(5_000)]);
     const text = Buffer.concat(response).toString("latin1");
     expect(text).toMatch(/^HTTP\/1\.1 401 /);
@@ -100,7 +103,12 @@ describeOn("pglite+fs")("admission before work", () => {
     stream.resume();
     const headers = new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once("response", resolve));
     const closed = new Promise((resolve) => stream.once("close", resolve));
-    const accepted = await pushUntilRefused((p) => stream.write(p), (f) => stream.once("drain", f), closed, 60 * MiB);
+    const accepted = await pushUntilRefused(
+      (p) => stream.write(p),
+      (f) => stream.once("drain", f),
+      closed,
+      60 * MiB,
+    );
     const answer = await headers;
     await closed;
     expect(answer["grpc-status"]).toBe(String(Code.Unauthenticated));
@@ -116,7 +124,11 @@ describeOn("pglite+fs")("admission before work", () => {
     const body = toBinary(UploadPartRequestSchema, create(UploadPartRequestSchema, { sessionId: "upl_x", partNumber: 1 }));
     const framed = Buffer.concat([Buffer.from([0, 0, 0, 0, body.byteLength]), body]);
     const call = (contentType: string, payload: Uint8Array, path = "UploadPart") =>
-      fetch(`${t.url}/artifacts.v1.ArtifactService/${path}`, { method: "POST", headers: { "content-type": contentType, authorization: "Bearer adt_nope" }, body: payload });
+      fetch(`${t.url}/artifacts.v1.ArtifactService/${path}`, {
+        method: "POST",
+        headers: { "content-type": contentType, authorization: "Bearer adt_nope" },
+        body: payload,
+      });
 
     const grpcWeb = await call("application/grpc-web+proto", framed);
     expect(grpcWeb.status).toBe(200);
@@ -254,7 +266,7 @@ describeOn("pglite+fs")("admission before work", () => {
       socket.destroy();
       return elapsed;
     };
-    const headers = "POST /artifacts.v1.ArtifactService/GetArtifact HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Slow: " + "a".repeat(200);
+    const headers = `POST /artifacts.v1.ArtifactService/GetArtifact HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Slow: ${"a".repeat(200)}`;
     const headersCut = await trickle(headers, 50);
     expect(headersCut).toBeGreaterThanOrEqual(900);
     expect(headersCut).toBeLessThan(4_000);
@@ -290,7 +302,9 @@ describeOn("pglite+fs")("admission before work", () => {
       });
       stream.on("error", () => {});
       const started = Date.now();
-      const closed = new Promise<{ ms: number; rst: number }>((resolve) => stream.once("close", () => resolve({ ms: Date.now() - started, rst: stream.rstCode ?? -1 })));
+      const closed = new Promise<{ ms: number; rst: number }>((resolve) =>
+        stream.once("close", () => resolve({ ms: Date.now() - started, rst: stream.rstCode ?? -1 })),
+      );
       return { stream, closed };
     };
     // Silent: an upload stream that sends its headers and then nothing.
@@ -372,7 +386,12 @@ describeOn("pglite+fs")("admission before work", () => {
     // The limit is a setting the client must first acknowledge; until then HTTP/2's own default (64 KiB) holds.
     await new Promise((resolve) => session.once("remoteSettings", resolve));
     await sleep(100);
-    const stream = session.request({ ":method": "POST", ":path": "/artifacts.v1.ArtifactService/GetArtifact", "content-type": "application/grpc", "x-big": big });
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/artifacts.v1.ArtifactService/GetArtifact",
+      "content-type": "application/grpc",
+      "x-big": big,
+    });
     stream.on("error", () => {});
     stream.resume();
     await new Promise((resolve) => stream.once("close", resolve));
@@ -386,7 +405,9 @@ describeOn("pglite+fs")("admission before work", () => {
     let answer = "";
     socket.on("data", (d: Buffer) => (answer += d.toString("latin1")));
     const closed = new Promise<number>((resolve) => socket.once("close", () => resolve(Date.now())));
-    socket.write(`POST /artifacts.v1.ArtifactService/ListArtifacts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${t.tokens.alpha}\r\nContent-Length: 2\r\n\r\n{}`);
+    socket.write(
+      `POST /artifacts.v1.ArtifactService/ListArtifacts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${t.tokens.alpha}\r\nContent-Length: 2\r\n\r\n{}`,
+    );
     while (!/\r\n\r\n/.test(answer)) await sleep(10);
     const answeredAt = Date.now();
     expect(answer).toMatch(/^HTTP\/1\.1 200 /);
@@ -448,7 +469,9 @@ describeOn("pglite+fs")("deadlines", () => {
     const idField = (id: string) => Buffer.concat([Buffer.from([0x0a, id.length]), Buffer.from(id)]);
     const watch = await call("WatchArtifacts", frame(new Uint8Array()));
     expect(watch["grpc-status"]).toBe(String(Code.InvalidArgument));
-    expect(decodeURIComponent(String(watch["grpc-message"]))).toMatch(/deadline of 2592000000 ms, over this server's maximum of 86400000 ms \(ARTIFACTD_MAX_CALL_TIMEOUT_MS\)/);
+    expect(decodeURIComponent(String(watch["grpc-message"]))).toMatch(
+      /deadline of 2592000000 ms, over this server's maximum of 86400000 ms \(ARTIFACTD_MAX_CALL_TIMEOUT_MS\)/,
+    );
     const download = await call("Download", frame(idField(saved.artifact!.id)));
     expect(download["grpc-status"]).toBe(String(Code.InvalidArgument));
     expect(decodeURIComponent(String(download["grpc-message"]))).toMatch(/ARTIFACTD_MAX_CALL_TIMEOUT_MS/);
@@ -478,7 +501,9 @@ describeOn("pglite+fs")("tokens: scope, expiry and revocation that reaches open 
   it("lets a read-only token read but not write, and a read-write token not archive a run", async () => {
     const readOnly = (await createApiToken(t.app.metadata, "alpha", "reader", { scope: "read-only" })).token;
     const readWrite = (await createApiToken(t.app.metadata, "alpha", "writer", { scope: "read-write" })).token;
-    const saved = (await t.client().saveInline({ spec: { name: "scoped", kind: "log", provenance: { runId: "run-scoped" } }, content: { case: "text", value: "x" } })).artifact!;
+    const saved = (
+      await t.client().saveInline({ spec: { name: "scoped", kind: "log", provenance: { runId: "run-scoped" } }, content: { case: "text", value: "x" } })
+    ).artifact!;
     const reader = t.client(readOnly);
     expect((await reader.getArtifact({ id: saved.id })).artifact?.id).toBe(saved.id);
     expect((await reader.listArtifacts({})).artifacts.length).toBeGreaterThan(0);
@@ -489,9 +514,11 @@ describeOn("pglite+fs")("tokens: scope, expiry and revocation that reaches open 
     await expectCode(reader.setStatus({ id: saved.id, status: 2 }), Code.PermissionDenied, denied);
     await expectCode(reader.createUploadSession({ spec: { name: "no", kind: "log" }, partSize: BigInt(8 * MiB) }), Code.PermissionDenied, denied);
     await expectCode(
-      reader.upload((async function* () {
-        yield { message: { case: "header" as const, value: { spec: { name: "no", kind: "log" } } } };
-      })()),
+      reader.upload(
+        (async function* () {
+          yield { message: { case: "header" as const, value: { spec: { name: "no", kind: "log" } } } };
+        })(),
+      ),
       Code.PermissionDenied,
       denied,
     );
@@ -629,7 +656,9 @@ class RawHttp2 {
   }
 
   headers(streamId: number, fields: Array<[string, string]>): void {
-    const block = Buffer.concat(fields.map(([name, value]) => Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)])));
+    const block = Buffer.concat(
+      fields.map(([name, value]) => Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)])),
+    );
     this.streams.set(streamId, "open");
     this.frame(0x1, 0x4, streamId, block); // HEADERS, END_HEADERS, no END_STREAM
   }

@@ -21,7 +21,6 @@ function chunks(data: Uint8Array, size: number): UploadInit[] {
   return out;
 }
 
-
 async function downloadAll(t: TestApp, id: string, range: { offset?: bigint; length?: bigint } = {}) {
   let artifact;
   const parts: Uint8Array[] = [];
@@ -47,7 +46,12 @@ describe.each(BACKENDS)("ArtifactService on %s", (backend) => {
     const digest = blake3Hex(data);
     const response = await t.client().upload(
       uploadStream([
-        { message: { case: "header", value: { spec: { kind: "dataset", name: "big.bin", labels: { split: "train" } }, expectedSize: BigInt(data.length), expectedBlake3: digest } } },
+        {
+          message: {
+            case: "header",
+            value: { spec: { kind: "dataset", name: "big.bin", labels: { split: "train" } }, expectedSize: BigInt(data.length), expectedBlake3: digest },
+          },
+        },
         ...chunks(data, 256 * 1024),
         { message: { case: "trailer", value: { metrics: { rows: 42 }, tags: ["late"] } } },
       ]),
@@ -70,8 +74,7 @@ describe.each(BACKENDS)("ArtifactService on %s", (backend) => {
 
   it("stores identical content once per tenant", async () => {
     const data = randomBytes(300_000);
-    const up = () =>
-      t.client().upload(uploadStream([{ message: { case: "header", value: { spec: { kind: "log" } } } }, ...chunks(data, 65536)]));
+    const up = () => t.client().upload(uploadStream([{ message: { case: "header", value: { spec: { kind: "log" } } } }, ...chunks(data, 65536)]));
     const first = await up();
     const second = await up();
     expect(first.deduplicated).toBe(false);
@@ -179,14 +182,30 @@ describe.each(BACKENDS)("ArtifactService on %s", (backend) => {
     it("missing header, chunk before header: an upload refused after its header removes what it began itself", async () => {
       using storage = captureStorageKeys(t);
       await expectCode(t.client().upload(uploadStream([])), Code.InvalidArgument, /empty.*header/);
-      await expectCode(t.client().upload(uploadStream([{ message: { case: "chunk", value: new Uint8Array(10) } }])), Code.InvalidArgument, /first upload message was a chunk/);
       await expectCode(
-        t.client().upload(uploadStream([{ message: { case: "header", value: { spec: { kind: "x" } } } }, { message: { case: "header", value: { spec: { kind: "x" } } } }])),
+        t.client().upload(uploadStream([{ message: { case: "chunk", value: new Uint8Array(10) } }])),
+        Code.InvalidArgument,
+        /first upload message was a chunk/,
+      );
+      await expectCode(
+        t
+          .client()
+          .upload(
+            uploadStream([{ message: { case: "header", value: { spec: { kind: "x" } } } }, { message: { case: "header", value: { spec: { kind: "x" } } } }]),
+          ),
         Code.InvalidArgument,
         /second header/,
       );
       await expectCode(
-        t.client().upload(uploadStream([{ message: { case: "header", value: { spec: { kind: "x" } } } }, { message: { case: "trailer", value: {} } }, { message: { case: "chunk", value: new Uint8Array(1) } }])),
+        t
+          .client()
+          .upload(
+            uploadStream([
+              { message: { case: "header", value: { spec: { kind: "x" } } } },
+              { message: { case: "trailer", value: {} } },
+              { message: { case: "chunk", value: new Uint8Array(1) } },
+            ]),
+          ),
         Code.InvalidArgument,
         /after the trailer/,
       );
@@ -200,7 +219,9 @@ describe.each(BACKENDS)("ArtifactService on %s", (backend) => {
       using storage = captureStorageKeys(t);
       const data = randomBytes(10_000);
       await expectCode(
-        t.client().upload(uploadStream([{ message: { case: "header", value: { spec: { kind: "x" }, expectedBlake3: "0".repeat(64) } } }, ...chunks(data, 4096)])),
+        t
+          .client()
+          .upload(uploadStream([{ message: { case: "header", value: { spec: { kind: "x" }, expectedBlake3: "0".repeat(64) } } }, ...chunks(data, 4096)])),
         Code.InvalidArgument,
         /BLAKE3 is [0-9a-f]{64} but the header declared/,
       );
@@ -236,11 +257,23 @@ describe.each(BACKENDS)("ArtifactService on %s", (backend) => {
     it("bad spec fields", async () => {
       await expectCode(t.client().saveInline({ spec: { kind: "" }, content: { case: "text", value: "x" } }), Code.InvalidArgument, /spec.kind is required/);
       await expectCode(t.client().saveInline({ spec: { kind: "a b" }, content: { case: "text", value: "x" } }), Code.InvalidArgument, /spec.kind/);
-      await expectCode(t.client().saveInline({ spec: { kind: "k", metrics: { loss: Number.NaN } }, content: { case: "text", value: "x" } }), Code.InvalidArgument, /finite/);
-      await expectCode(t.client().saveInline({ spec: { kind: "k", mimeType: "not a type" }, content: { case: "text", value: "x" } }), Code.InvalidArgument, /mime_type/);
+      await expectCode(
+        t.client().saveInline({ spec: { kind: "k", metrics: { loss: Number.NaN } }, content: { case: "text", value: "x" } }),
+        Code.InvalidArgument,
+        /finite/,
+      );
+      await expectCode(
+        t.client().saveInline({ spec: { kind: "k", mimeType: "not a type" }, content: { case: "text", value: "x" } }),
+        Code.InvalidArgument,
+        /mime_type/,
+      );
       await expectCode(t.client().saveInline({ spec: { kind: "k" }, content: { case: "json", value: "{nope" } }), Code.InvalidArgument, /not a valid JSON/);
       await expectCode(t.client().saveInline({ spec: { kind: "k" } }), Code.InvalidArgument, /content is required/);
-      await expectCode(t.client().saveInline({ spec: { kind: "k" }, content: { case: "json", value: '{"a": "\\u0000"}' } }), Code.InvalidArgument, /database refused/);
+      await expectCode(
+        t.client().saveInline({ spec: { kind: "k" }, content: { case: "json", value: '{"a": "\\u0000"}' } }),
+        Code.InvalidArgument,
+        /database refused/,
+      );
       await expectCode(
         t.client().saveInline({ spec: { kind: "k", inputs: [{ artifactId: "art_00000000000000000000000000" }] }, content: { case: "text", value: "x" } }),
         Code.NotFound,
@@ -257,7 +290,7 @@ describe.each(BACKENDS)("ArtifactService on %s", (backend) => {
     });
 
     it("missing or wrong token", async () => {
-      await expectCode(t.client("adt_" + "A".repeat(43)).listArtifacts({}), Code.Unauthenticated, /unknown or revoked/);
+      await expectCode(t.client(`adt_${"A".repeat(43)}`).listArtifacts({}), Code.Unauthenticated, /unknown or revoked/);
       await expectCode(t.client("nonsense").listArtifacts({}), Code.Unauthenticated, /malformed/);
     });
   });

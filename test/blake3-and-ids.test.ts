@@ -41,7 +41,16 @@ describe("artifact ids", () => {
   });
 
   it("refuses malformed ids", () => {
-    for (const bad of ["", "art_", "ART_01jf3k8z9q4v6w2x7y5t0r1s3m", "a_01jf3k8z9q4v6w2x7y5t0r1s3m", "art_01jf3k8z9q4v6w2x7y5t0r1s3", "art_01jf3k8z9q4v6w2x7y5t0r1s3mx", "art_01jf3k8z9q4v6w2x7y5t0r1s3u", "../../etc/passwd"]) {
+    for (const bad of [
+      "",
+      "art_",
+      "ART_01jf3k8z9q4v6w2x7y5t0r1s3m",
+      "a_01jf3k8z9q4v6w2x7y5t0r1s3m",
+      "art_01jf3k8z9q4v6w2x7y5t0r1s3",
+      "art_01jf3k8z9q4v6w2x7y5t0r1s3mx",
+      "art_01jf3k8z9q4v6w2x7y5t0r1s3u",
+      "../../etc/passwd",
+    ]) {
       expect(isArtifactId(bad), bad).toBe(false);
     }
   });

@@ -48,7 +48,12 @@ describeEachAdapter("BlobSessions contract: %s", BLOB_STORE_ADAPTERS, (_name, op
     for (const partNumber of [3, 1, 2]) etags.set(partNumber, (await subject.store.putPart(key, ref, partNumber, parts[partNumber - 1]!)).etag);
     const whole = Buffer.concat(parts);
 
-    const completed = await subject.store.completeSession("tenant-a", key, ref, [1, 2, 3].map((partNumber) => ({ partNumber, etag: etags.get(partNumber)! })));
+    const completed = await subject.store.completeSession(
+      "tenant-a",
+      key,
+      ref,
+      [1, 2, 3].map((partNumber) => ({ partNumber, etag: etags.get(partNumber)! })),
+    );
     expect(completed).toEqual({ key, size: whole.length, digest: blake3Hex(whole) });
     expect(await subject.store.stat(key)).toEqual({ size: whole.length });
     expect((await readAll(subject.store, key)).equals(whole)).toBe(true);

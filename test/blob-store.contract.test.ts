@@ -150,7 +150,15 @@ describeOn("postgres+minio")("S3 blob store: parts that grow", () => {
     // 5, 5, 10, 10, 20 MiB…: the schedule partPlan follows, compressed so a test can see several sizes.
     const sizes: number[] = [];
     const store = await createS3BlobStore(
-      { endpoint: new URL(minio.endpoint), region: "us-east-1", accessKey: minio.accessKey, secretKey: minio.secretKey, bucket, partSize: 5 * MiB, partConcurrency: 2 },
+      {
+        endpoint: new URL(minio.endpoint),
+        region: "us-east-1",
+        accessKey: minio.accessKey,
+        secretKey: minio.secretKey,
+        bucket,
+        partSize: 5 * MiB,
+        partConcurrency: 2,
+      },
       {
         planParts: () => ({
           sizeOf: (n) => {

@@ -35,7 +35,10 @@ interface SoakReport {
 describeOn("postgres+minio")("chaos soak", () => {
   it(`loses nothing acknowledged while the service, MinIO and Postgres are killed (${SECONDS} s)`, { timeout: 5 * 60_000 }, async () => {
     const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(NODE, [path.join(ROOT, "test/soak/chaos-soak.ts"), "--seconds", String(SECONDS), "--json"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(NODE, [path.join(ROOT, "test/soak/chaos-soak.ts"), "--seconds", String(SECONDS), "--json"], {
+        cwd: ROOT,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
       let out = "";
       let err = "";
       child.stdout.on("data", (d: Buffer) => (out += d));
@@ -60,9 +63,20 @@ describeOn("postgres+minio")("chaos soak", () => {
       watch_missed: report.watch_missed,
       watch_duplicates: report.watch_duplicates,
     };
-    expect(failures, `the soak's report:\n${lines[0]}`).toEqual({ lost: 0, corrupt: 0, missing_content: 0, orphan_objects: 0, unfinished_uploads: 0, watch_missed: 0, watch_duplicates: 0 });
+    expect(failures, `the soak's report:\n${lines[0]}`).toEqual({
+      lost: 0,
+      corrupt: 0,
+      missing_content: 0,
+      orphan_objects: 0,
+      unfinished_uploads: 0,
+      watch_missed: 0,
+      watch_duplicates: 0,
+    });
     // Every failure the service answered during the faults said what to do: retry (UNAVAILABLE), never INTERNAL.
-    expect(Object.keys(report.failures).filter((key) => / (Internal|Unknown)$/.test(key)), `the soak's report:\n${lines[0]}`).toEqual([]);
+    expect(
+      Object.keys(report.failures).filter((key) => / (Internal|Unknown)$/.test(key)),
+      `the soak's report:\n${lines[0]}`,
+    ).toEqual([]);
     expect(code).toBe(0);
   });
 });

@@ -28,10 +28,7 @@ let cleanRun: FixtureRun;
 
 beforeAll(async () => {
   work = mkdtempSync(path.join(os.tmpdir(), "artifactd-ci-count-"));
-  [brokenRun, cleanRun] = await Promise.all([
-    runFixtures(path.join(work, "broken"), []),
-    runFixtures(path.join(work, "clean"), ["passing.fixture.ts"]),
-  ]);
+  [brokenRun, cleanRun] = await Promise.all([runFixtures(path.join(work, "broken"), []), runFixtures(path.join(work, "clean"), ["passing.fixture.ts"])]);
 }, RUN_TIMEOUT_MS + 10_000);
 
 afterAll(() => {

@@ -69,7 +69,7 @@ describe("progress bar", () => {
     expect(afterBurst).toBeLessThan(4);
     // A stall: the timer keeps drawing, the rate falls and the ETA grows.
     vi.advanceTimersByTime(5000);
-    const stalled = / ([\d.]+ [KM]?i?B)\/s  ETA (\d+:\d\d)/.exec(terminal.screen)!;
+    const stalled = / ([\d.]+ [KM]?i?B)\/s {2}ETA (\d+:\d\d)/.exec(terminal.screen)!;
     expect(stalled[1]).toMatch(/KiB|B$/);
     expect(Number(stalled[2]!.split(":")[0])).toBeGreaterThan(1);
     bar.stop();
@@ -85,7 +85,7 @@ describe("progress bar", () => {
     expect(terminal.screen).toBe("put -  950.0 KiB  500.0 KiB/s");
     expect(terminal.screen).not.toMatch(/%|ETA|\[/);
     bar.finish();
-    expect(terminal.writes.at(-1)).toMatch(/^\rput -  1000\.0 KiB in 2\.0 s \(500\.0 KiB\/s\)\x1b\[K\n$/);
+    expect(terminal.writes.at(-1)).toMatch(/^\rput - {2}1000\.0 KiB in 2\.0 s \(500\.0 KiB\/s\)\x1b\[K\n$/);
   });
 
   it("ends with the whole time and the mean rate, then draws nothing more", () => {
@@ -138,7 +138,10 @@ describe("progress bar", () => {
       bar.update({ bytes: MiB, totalBytes: 10 * MiB });
       vi.advanceTimersByTime(100);
       bar.finish();
-      for (const line of terminal.writes.join("").replace(/\x1b\[K/g, "").split(/[\r\n]/)) {
+      for (const line of terminal.writes
+        .join("")
+        .replace(/\x1b\[K/g, "")
+        .split(/[\r\n]/)) {
         expect(line.length).toBeLessThan(columns || 80);
       }
       if (columns === 160) expect(terminal.writes[0]).toMatch(/^\rput \/very\/long\/.*weights-final\.bin \[/);
@@ -149,7 +152,16 @@ describe("progress bar", () => {
 
 describe("human units", () => {
   it("formats sizes, clocks and elapsed times", () => {
-    expect([0, 512, 1023.6, 1024, 1536, MiB - 10, 12 * MiB, 3 * 1024 * MiB].map(formatBytes)).toEqual(["0 B", "512 B", "1.0 KiB", "1.0 KiB", "1.5 KiB", "1.0 MiB", "12.0 MiB", "3.0 GiB"]);
+    expect([0, 512, 1023.6, 1024, 1536, MiB - 10, 12 * MiB, 3 * 1024 * MiB].map(formatBytes)).toEqual([
+      "0 B",
+      "512 B",
+      "1.0 KiB",
+      "1.0 KiB",
+      "1.5 KiB",
+      "1.0 MiB",
+      "12.0 MiB",
+      "3.0 GiB",
+    ]);
     expect([0, 7, 61, 750, 3723].map(formatClock)).toEqual(["0:00", "0:07", "1:01", "12:30", "1:02:03"]);
     expect([0.42, 12.34, 75].map(formatElapsed)).toEqual(["0.4 s", "12.3 s", "1:15"]);
   });

@@ -95,7 +95,21 @@ describeOn("postgres+minio")("artifactd client commands", () => {
   it("puts a file larger than several parts and gets it back byte for byte; --json of put, show, get and ls parses", async () => {
     const data = randomBytes(12 * MiB + 99);
     writeFileSync(path.join(dir, "weights.bin"), data);
-    const put = await cli(["put", "weights.bin", "--kind", "model", "--label", "stage=prod", "--tag", "best", "--metric", "acc=0.93", "--run-id", "run-cli", "--json"]);
+    const put = await cli([
+      "put",
+      "weights.bin",
+      "--kind",
+      "model",
+      "--label",
+      "stage=prod",
+      "--tag",
+      "best",
+      "--metric",
+      "acc=0.93",
+      "--run-id",
+      "run-cli",
+      "--json",
+    ]);
     const { artifact, deduplicated } = json<{ artifact: ArtifactJson; deduplicated: boolean }>(put);
     expect(deduplicated).toBe(false);
     expect(artifact.blake3).toBe(blake3Hex(data));
@@ -109,7 +123,9 @@ describeOn("postgres+minio")("artifactd client commands", () => {
     expect(get).toMatchObject({ code: 0, stderr: "" });
     expect(get.stdout.toString()).toBe("copy.bin\n");
     expect(readFileSync(path.join(dir, "copy.bin")).equals(data)).toBe(true);
-    const getJson = json<{ id: string; path: string; bytes: number; blake3: string; directory: boolean }>(await cli(["get", artifact.id, "-o", "copy2.bin", "--json"]));
+    const getJson = json<{ id: string; path: string; bytes: number; blake3: string; directory: boolean }>(
+      await cli(["get", artifact.id, "-o", "copy2.bin", "--json"]),
+    );
     expect(getJson).toEqual({ id: artifact.id, path: path.join(dir, "copy2.bin"), directory: false, bytes: data.length, blake3: artifact.blake3 });
     // An existing folder given with -o receives the file under its own name.
     mkdirSync(path.join(dir, "into"));
@@ -157,9 +173,22 @@ describeOn("postgres+minio")("artifactd client commands", () => {
   });
 
   it("put records title, class, scope, lineage, status and expiry; ls and search filter by them", async () => {
-    const scope = (graph: string, node: string, session: string) => ["--graph-id", graph, "--node-id", node, "--session-id", session, "--user-id", "u-7", "--app-id", "studio"];
+    const scope = (graph: string, node: string, session: string) => [
+      "--graph-id",
+      graph,
+      "--node-id",
+      node,
+      "--session-id",
+      session,
+      "--user-id",
+      "u-7",
+      "--app-id",
+      "studio",
+    ];
     const put = async (name: string, ...flags: string[]) => {
-      const result = await cli(["put", "-", "--kind", "report", "--name", name, "--json", ...flags], { input: Buffer.from(`${name} ${randomBytes(8).toString("hex")}`) });
+      const result = await cli(["put", "-", "--kind", "report", "--name", name, "--json", ...flags], {
+        input: Buffer.from(`${name} ${randomBytes(8).toString("hex")}`),
+      });
       return json<{ artifact: ArtifactJson }>(result).artifact;
     };
     const source = await put("source.csv", ...scope("g-cli", "n-1", "s-1"), "--class", "table", "--tag", "raw");
@@ -183,7 +212,10 @@ describeOn("postgres+minio")("artifactd client commands", () => {
     const ttl = new Date(shown.expiresAt!).getTime() - new Date(shown.createdAt).getTime();
     expect(Math.abs(ttl - 86_400_000)).toBeLessThan(5_000);
 
-    const ids = async (...flags: string[]) => json<ArtifactJson[]>(await cli(["ls", "--json", ...flags])).map((a) => a.id).sort();
+    const ids = async (...flags: string[]) =>
+      json<ArtifactJson[]>(await cli(["ls", "--json", ...flags]))
+        .map((a) => a.id)
+        .sort();
     expect(await ids("--graph-id", "g-cli")).toEqual([source.id, report.id].sort());
     expect(await ids("--graph-id", "g-cli", "--node-id", "n-1")).toEqual([source.id]);
     expect(await ids("--session-id", "s-1", "--user-id", "u-7", "--app-id", "studio")).toEqual([source.id, report.id].sort());
@@ -204,7 +236,13 @@ describeOn("postgres+minio")("artifactd client commands", () => {
     expect(found.map((a) => a.id)).toEqual([report.id]);
     expect(json<ArtifactJson[]>(await cli(["search", "revenue forecast", "--graph-id", "g-other", "--json"]))).toEqual([]);
     const human = await cli(["ls", "--graph-id", "g-cli"]);
-    expect(human.stdout.toString().trim().split("\n").map((row) => row.split("\t")[0])).toEqual([report.id, source.id]);
+    expect(
+      human.stdout
+        .toString()
+        .trim()
+        .split("\n")
+        .map((row) => row.split("\t")[0]),
+    ).toEqual([report.id, source.id]);
   });
 
   it("stores a folder as a directory artifact and restores it: nested folders, empty files, empty folders", async () => {
@@ -235,7 +273,9 @@ describeOn("postgres+minio")("artifactd client commands", () => {
     expect(again.stdout.toString()).toBe("");
     expect(again.stderr).toMatch(/project already exists.*new or empty folder.*-o/);
 
-    const restored = json<{ id: string; path: string; directory: boolean; files: number; folders: number; bytes: number }>(await cli(["get", artifact.id, "-o", "restored", "--json"]));
+    const restored = json<{ id: string; path: string; directory: boolean; files: number; folders: number; bytes: number }>(
+      await cli(["get", artifact.id, "-o", "restored", "--json"]),
+    );
     expect(restored).toEqual({ id: artifact.id, path: path.join(dir, "restored"), directory: true, files: 6, folders: 5, bytes: 3 * MiB + 10 + 8 + 8 + 18 });
     expect(snapshot(path.join(dir, "restored"))).toEqual(snapshot(tree));
 
@@ -284,7 +324,14 @@ describeOn("postgres+minio")("artifactd client commands", () => {
     expect(readdirSync(parent).sort()).toEqual(["work"]);
 
     // Names that are not plain file names fall back to the id, and say so on standard error.
-    for (const [name, why] of [[".bashrc", /hidden file/], ["config/.profile", /hidden file/], ["..", /only dots/], ["...", /only dots/], ["sub/", /empty/], ["line\nbreak", /control characters/]] as const) {
+    for (const [name, why] of [
+      [".bashrc", /hidden file/],
+      ["config/.profile", /hidden file/],
+      ["..", /only dots/],
+      ["...", /only dots/],
+      ["sub/", /empty/],
+      ["line\nbreak", /control characters/],
+    ] as const) {
       const id = await put(name, `content of ${JSON.stringify(name)}`);
       const result = await got(["get", id]);
       expect(result.stdout.toString()).toBe(`${id}\n`);
@@ -303,7 +350,11 @@ describeOn("postgres+minio")("artifactd client commands", () => {
     const replacement = await put("escaped.txt", "replacement");
     mkdirSync(path.join(work, "into"));
     writeFileSync(path.join(work, "into", "escaped.txt"), "kept in the folder");
-    for (const args of [["get", replacement], ["get", replacement, "-o", "escaped.txt"], ["get", replacement, "-o", "into"]]) {
+    for (const args of [
+      ["get", replacement],
+      ["get", replacement, "-o", "escaped.txt"],
+      ["get", replacement, "-o", "into"],
+    ]) {
       const refused = await inWork(args);
       expect(refused.code).toBe(2);
       expect(refused.stdout.toString()).toBe("");
@@ -345,13 +396,21 @@ describeOn("postgres+minio")("artifactd client commands", () => {
       return result;
     };
     writeFileSync(path.join(dir, "small.txt"), "small");
-    const wrongToken = await expectFailure(cli(["ls"], { env: { ARTIFACTD_TOKEN: "adt_" + "x".repeat(43) } }), 4, /refused the API token from ARTIFACTD_TOKEN: .*unknown or revoked/);
+    const wrongToken = await expectFailure(
+      cli(["ls"], { env: { ARTIFACTD_TOKEN: `adt_${"x".repeat(43)}` } }),
+      4,
+      /refused the API token from ARTIFACTD_TOKEN: .*unknown or revoked/,
+    );
     expect(wrongToken.stderr).toMatch(/artifactd token create/);
     expect(wrongToken.stderr).toMatch(/--token, ARTIFACTD_TOKEN or "token" in the config file/);
-    await expectFailure(cli(["ls", "--token", "adt_" + "y".repeat(43)]), 4, /refused the API token from --token/);
+    await expectFailure(cli(["ls", "--token", `adt_${"y".repeat(43)}`]), 4, /refused the API token from --token/);
     await expectFailure(cli(["ls"], { env: { ARTIFACTD_TOKEN: undefined } }), 4, /no API token: pass --token, set ARTIFACTD_TOKEN.*artifactd token create/);
 
-    const unreachable = await expectFailure(cli(["ls"], { env: { ARTIFACTD_URL: deadUrl } }), 5, new RegExp(`cannot reach the service at ${deadUrl} \\(from ARTIFACTD_URL\\)`));
+    const unreachable = await expectFailure(
+      cli(["ls"], { env: { ARTIFACTD_URL: deadUrl } }),
+      5,
+      new RegExp(`cannot reach the service at ${deadUrl} \\(from ARTIFACTD_URL\\)`),
+    );
     expect(unreachable.stderr).toMatch(/Is it running \(`artifactd serve`\)\? Otherwise point --url, ARTIFACTD_URL or "url" in the config file at it/);
     await expectFailure(cli(["ls", "--url", "ftp://example.org"]), 2, /not an http:\/\/ or https:\/\/ URL/);
 
@@ -376,7 +435,7 @@ describeOn("postgres+minio")("artifactd client commands", () => {
 
   it("takes the URL and the token from flags, then the environment, then the config file", async () => {
     const good = { url: t.url, token: t.tokens.alpha };
-    const badTokens = ["adt_" + "a".repeat(43), "adt_" + "b".repeat(43)];
+    const badTokens = [`adt_${"a".repeat(43)}`, `adt_${"b".repeat(43)}`];
     const configFile = (name: string, contents: object) => {
       const home = path.join(dir, name);
       mkdirSync(path.join(home, "artifactd"), { recursive: true });
@@ -412,7 +471,9 @@ describeOn("postgres+minio")("artifactd client commands", () => {
     // --config, then ARTIFACTD_CONFIG, name the file instead of $XDG_CONFIG_HOME/artifactd/config.json.
     const named = path.join(configFile("config-named", { url: good.url, token: good.token }), "artifactd", "config.json");
     expect((await ls({}, {}, { url: deadUrl, token: badTokens[0] }, { ARTIFACTD_CONFIG: named })).code).toBe(0);
-    const flagConfig = await cli(["ls", "--config", named], { env: { ARTIFACTD_URL: undefined, ARTIFACTD_TOKEN: undefined, ARTIFACTD_CONFIG: path.join(dir, "missing.json") } });
+    const flagConfig = await cli(["ls", "--config", named], {
+      env: { ARTIFACTD_URL: undefined, ARTIFACTD_TOKEN: undefined, ARTIFACTD_CONFIG: path.join(dir, "missing.json") },
+    });
     expect(flagConfig.code).toBe(0);
     const missing = await cli(["ls", "--config", path.join(dir, "missing.json")], { env: { ARTIFACTD_URL: undefined } });
     expect(missing.code).toBe(2);
@@ -424,7 +485,14 @@ describeOn("postgres+minio")("artifactd client commands", () => {
     // The embedded service listens where ARTIFACTD_LISTEN says; the token goes to that loopback address only.
     const listen = new URL(good.url).host;
     expect((await cli(["ls"], { env: { ARTIFACTD_TOKEN: undefined, ARTIFACTD_DATA_DIR: dataDir, ARTIFACTD_LISTEN: listen } })).code).toBe(0);
-    const bootstrapRefused = await cli(["ls"], { env: { ARTIFACTD_TOKEN: undefined, ARTIFACTD_DATA_DIR: dataDir, ARTIFACTD_URL: undefined, XDG_CONFIG_HOME: configFile("config-bad-token", { url: good.url, token: badTokens[0] }) } });
+    const bootstrapRefused = await cli(["ls"], {
+      env: {
+        ARTIFACTD_TOKEN: undefined,
+        ARTIFACTD_DATA_DIR: dataDir,
+        ARTIFACTD_URL: undefined,
+        XDG_CONFIG_HOME: configFile("config-bad-token", { url: good.url, token: badTokens[0] }),
+      },
+    });
     expect(bootstrapRefused.stderr).toMatch(/token from "token" in the config file/);
 
     // The file is read only when a setting is still missing, and then a broken one stops the command.
@@ -460,10 +528,20 @@ describeOn("postgres+minio")("artifactd client commands", () => {
     };
     try {
       const strangerPort = await listenOn("127.0.0.1");
-      const outside = Object.values(os.networkInterfaces()).flat().find((a) => a && a.family === "IPv4" && !a.internal)?.address;
+      const outside = Object.values(os.networkInterfaces())
+        .flat()
+        .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
       const refusals: [url: string, listen: string | undefined, why: RegExp][] = [
-        [`http://127.0.0.1:${strangerPort}`, `127.0.0.1:${port}`, new RegExp(`listens on port ${port} \\(ARTIFACTD_LISTEN=127\\.0\\.0\\.1:${port}\\), not ${strangerPort}`)],
-        [`http://127.0.0.1:${strangerPort}`, undefined, new RegExp(`listens on port 8080 \\(ARTIFACTD_LISTEN=127\\.0\\.0\\.1:8080, the default\\), not ${strangerPort}`)],
+        [
+          `http://127.0.0.1:${strangerPort}`,
+          `127.0.0.1:${port}`,
+          new RegExp(`listens on port ${port} \\(ARTIFACTD_LISTEN=127\\.0\\.0\\.1:${port}\\), not ${strangerPort}`),
+        ],
+        [
+          `http://127.0.0.1:${strangerPort}`,
+          undefined,
+          new RegExp(`listens on port 8080 \\(ARTIFACTD_LISTEN=127\\.0\\.0\\.1:8080, the default\\), not ${strangerPort}`),
+        ],
         ["http://artifacts.example.invalid", "0.0.0.0:80", /this host is not loopback/],
         ...(outside ? [[`http://${outside}:${await listenOn(outside)}`, "0.0.0.0:0", /this host is not loopback/] as [string, string, RegExp]] : []),
       ];
@@ -477,14 +555,18 @@ describeOn("postgres+minio")("artifactd client commands", () => {
       }
       expect(connections).toEqual([]);
       // Given explicitly, a token goes wherever the URL says: the listener records the connections (the client retries).
-      await cli(["ls", "--url", `http://127.0.0.1:${strangerPort}`, "--token", "adt_" + "z".repeat(43)]);
+      await cli(["ls", "--url", `http://127.0.0.1:${strangerPort}`, "--token", `adt_${"z".repeat(43)}`]);
       expect(connections).toContain("127.0.0.1");
     } finally {
       for (const server of listeners) server.close();
     }
 
     // The embedded service's own address works, by any loopback name; with ARTIFACTD_LISTEN's port 0, any loopback port.
-    for (const [url, listen] of [[`http://127.0.0.1:${port}`, `127.0.0.1:${port}`], [`http://localhost:${port}`, `[::]:${port}`], [`http://127.1:${port}`, "127.0.0.1:0"]] as const) {
+    for (const [url, listen] of [
+      [`http://127.0.0.1:${port}`, `127.0.0.1:${port}`],
+      [`http://localhost:${port}`, `[::]:${port}`],
+      [`http://127.1:${port}`, "127.0.0.1:0"],
+    ] as const) {
       const run = await bootstrapOnly(url, listen);
       expect(run.stderr, url).toBe("");
       expect(run.code).toBe(0);
@@ -542,7 +624,10 @@ describeOn("postgres+minio")("artifactd client commands", () => {
       // Ctrl-C during a transfer: exit 130, and no partial file is left behind.
       const interrupted = start(["get", id, "-o", "interrupted.bin"], { env: slow });
       // Interrupted once its partial file exists, i.e. mid-transfer (the relay is slow).
-      await vi.waitFor(() => expect(readdirSync(dir).some((name) => name.startsWith("interrupted.bin.partial-"))).toBe(true), { timeout: 20_000, interval: 50 });
+      await vi.waitFor(() => expect(readdirSync(dir).some((name) => name.startsWith("interrupted.bin.partial-"))).toBe(true), {
+        timeout: 20_000,
+        interval: 50,
+      });
       interrupted.child.kill("SIGINT");
       const stopped = await interrupted.done;
       expect(stopped).toMatchObject({ code: 130, stderr: "artifactd: interrupted\n" });
@@ -564,7 +649,6 @@ describeOn("postgres+minio")("artifactd client commands", () => {
     expect(plain).toMatchObject({ code: 0, stderr: "" });
   });
 });
-
 
 /** Every path under root with its type and content, to compare two trees. */
 function snapshot(root: string): Record<string, string> {
@@ -600,7 +684,10 @@ async function startThrottledRelay(targetUrl: string, bytesPerSecond: number): P
       client.destroy();
       upstream.destroy();
     };
-    for (const [from, to] of [[client, upstream], [upstream, client]] as const) {
+    for (const [from, to] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
       sockets.add(from);
       from.on("data", (data: Buffer) => {
         from.pause();

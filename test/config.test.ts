@@ -66,11 +66,17 @@ describe("configuration from the environment", () => {
   it.each([
     ["ARTIFACTD_LISTEN", { ARTIFACTD_LISTEN: "nonsense" }],
     ["ARTIFACTD_LISTEN", { ARTIFACTD_LISTEN: "127.0.0.1:99999" }],
-    ["ARTIFACTD_S3_PART_SIZE", { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_PART_SIZE: "1MiB" }],
+    [
+      "ARTIFACTD_S3_PART_SIZE",
+      { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_PART_SIZE: "1MiB" },
+    ],
     ["ARTIFACTD_S3_ACCESS_KEY", { ARTIFACTD_S3_ENDPOINT: "http://x:9000" }],
     ["ARTIFACTD_S3_ENDPOINT", { ARTIFACTD_S3_BUCKET: "artifacts" }],
     ["ARTIFACTD_S3_ENDPOINT", { ARTIFACTD_S3_ENDPOINT: "ftp://x" }],
-    ["ARTIFACTD_S3_BUCKET", { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_BUCKET: "Bad_Bucket" }],
+    [
+      "ARTIFACTD_S3_BUCKET",
+      { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_BUCKET: "Bad_Bucket" },
+    ],
     ["DATABASE_URL", { DATABASE_URL: "mysql://x" }],
     ["ARTIFACTD_MIGRATE_ON_START", { ARTIFACTD_MIGRATE_ON_START: "maybe" }],
     ["ARTIFACTD_INLINE_MAX_BYTES", { ARTIFACTD_INLINE_MAX_BYTES: "-1" }],
@@ -82,9 +88,18 @@ describe("configuration from the environment", () => {
     ["ARTIFACTD_URL_SIGNING_KEYS", { ARTIFACTD_URL_SIGNING_KEYS: `k1:${"x".repeat(40)}`, ARTIFACTD_URL_SIGNING_KEY: "y".repeat(40) }],
     ["ARTIFACTD_PUBLIC_URL", { ARTIFACTD_PUBLIC_URL: "not a url" }],
     ["ARTIFACTD_S3_SECRET_KEY", { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a" }],
-    ["ARTIFACTD_S3_PART_SIZE", { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_PART_SIZE: "8 MB" }],
-    ["ARTIFACTD_S3_PART_SIZE", { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_PART_SIZE: "6GiB" }],
-    ["ARTIFACTD_S3_PART_CONCURRENCY", { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_PART_CONCURRENCY: "0" }],
+    [
+      "ARTIFACTD_S3_PART_SIZE",
+      { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_PART_SIZE: "8 MB" },
+    ],
+    [
+      "ARTIFACTD_S3_PART_SIZE",
+      { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_PART_SIZE: "6GiB" },
+    ],
+    [
+      "ARTIFACTD_S3_PART_CONCURRENCY",
+      { ARTIFACTD_S3_ENDPOINT: "http://x:9000", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_PART_CONCURRENCY: "0" },
+    ],
     ["ARTIFACTD_DATABASE_POOL_SIZE", { ARTIFACTD_DATABASE_POOL_SIZE: "0" }],
     ["ARTIFACTD_UPLOAD_MAX_BYTES", { ARTIFACTD_UPLOAD_MAX_BYTES: "lots" }],
     ["ARTIFACTD_DOWNLOAD_CHUNK_BYTES", { ARTIFACTD_DOWNLOAD_CHUNK_BYTES: "4MiB" }],
@@ -100,9 +115,21 @@ describe("configuration from the environment", () => {
   });
 
   it("reads the tenant quota defaults: generous unless set, stored bytes unlimited or a size", () => {
-    expect(readConfig({}).quotaDefaults).toEqual({ storedBytes: Infinity, concurrentUploads: 16, concurrentDownloads: 32, openSessions: 100, callsPerSecond: 500, burst: 1000 });
+    expect(readConfig({}).quotaDefaults).toEqual({
+      storedBytes: Infinity,
+      concurrentUploads: 16,
+      concurrentDownloads: 32,
+      openSessions: 100,
+      callsPerSecond: 500,
+      burst: 1000,
+    });
     expect(readConfig({}).quotaCacheMs).toBe(5_000);
-    const set = readConfig({ ARTIFACTD_QUOTA_STORED_BYTES: "10GiB", ARTIFACTD_QUOTA_CONCURRENT_UPLOADS: "2", ARTIFACTD_QUOTA_BURST: "20", ARTIFACTD_QUOTA_CACHE_MS: "0" });
+    const set = readConfig({
+      ARTIFACTD_QUOTA_STORED_BYTES: "10GiB",
+      ARTIFACTD_QUOTA_CONCURRENT_UPLOADS: "2",
+      ARTIFACTD_QUOTA_BURST: "20",
+      ARTIFACTD_QUOTA_CACHE_MS: "0",
+    });
     expect(set.quotaDefaults).toMatchObject({ storedBytes: 10 * 1024 ** 3, concurrentUploads: 2, burst: 20 });
     expect(set.quotaCacheMs).toBe(0);
     expect(Object.isFrozen(set.quotaDefaults)).toBe(true);
@@ -137,7 +164,12 @@ describe("the artifactd process", () => {
     const { code, output } = await run(["serve"], { ARTIFACTD_LISTEN: "not-an-address" });
     expect(code).toBe(2);
     expect(output).toMatch(/ARTIFACTD_LISTEN/);
-    const s3 = await run(["serve"], { ARTIFACTD_S3_ENDPOINT: "http://127.0.0.1:9", ARTIFACTD_S3_ACCESS_KEY: "a", ARTIFACTD_S3_SECRET_KEY: "b", ARTIFACTD_S3_PART_SIZE: "1MiB" });
+    const s3 = await run(["serve"], {
+      ARTIFACTD_S3_ENDPOINT: "http://127.0.0.1:9",
+      ARTIFACTD_S3_ACCESS_KEY: "a",
+      ARTIFACTD_S3_SECRET_KEY: "b",
+      ARTIFACTD_S3_PART_SIZE: "1MiB",
+    });
     expect(s3.code).toBe(2);
     expect(s3.output).toMatch(/^artifactd: ARTIFACTD_S3_PART_SIZE="1MiB" is not valid/m);
   });
@@ -158,7 +190,11 @@ describe("the artifactd process", () => {
       expect(output).toMatch(/serving gRPC, gRPC-Web and Connect/);
       const token = readFileSync(path.join(dataDir, "bootstrap-token"), "utf8").trim();
       expect(token).toMatch(/^adt_/);
-      const health = await fetch(`http://127.0.0.1:${port}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+      const health = await fetch(`http://127.0.0.1:${port}/grpc.health.v1.Health/Check`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      });
       expect(await health.json()).toEqual({ status: "SERVING" });
       const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
       child.kill("SIGTERM");

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../src/app.ts";
 import { blake3Hex } from "../src/blake3.ts";
-import { ArtifactService, type UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import type { ArtifactService, UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { collectGarbage } from "../src/service/maintenance.ts";
 import { gate, interpose } from "./support/interpose.ts";
 import { storedObjects } from "./support/stored-objects.ts";
@@ -74,7 +74,10 @@ describe.each(BACKENDS)("deduplication races on %s", (backend) => {
       const done = await Promise.all(Array.from({ length: 8 }, () => upload(t.client(), data)));
       expect(race.found, "every racer looked before any was recorded").toEqual(Array(8).fill(false));
       expect(new Set(keys).size, "every racer stored under a key of its own").toBe(8);
-      expect(done.filter((d) => !d.deduplicated), "one upload recorded the blob, the others lost the race to it").toHaveLength(1);
+      expect(
+        done.filter((d) => !d.deduplicated),
+        "one upload recorded the blob, the others lost the race to it",
+      ).toHaveLength(1);
       const blob = await t.app.metadata.findBlob("alpha", digest);
       expect(blob).toBeDefined();
       expect(await objects.keysSince(before), "one object in the store: the recorded blob's").toEqual([blob!.storageKey]);
@@ -121,7 +124,10 @@ describe.each(BACKENDS)("deduplication races on %s", (backend) => {
         "the failure is in the server's log, naming the key",
       ).toEqual(["the blob store refused the delete"]);
 
-      const report = await collectGarbage({ metadata: app.metadata, blobs: app.blobs, uploadStaleMs: 300_000 }, { graceMs: 0, dryRun: false, now: new Date(Date.now() + 60_000) });
+      const report = await collectGarbage(
+        { metadata: app.metadata, blobs: app.blobs, uploadStaleMs: 300_000 },
+        { graceMs: 0, dryRun: false, now: new Date(Date.now() + 60_000) },
+      );
       expect(report.releasedKeys).toBeGreaterThanOrEqual(1);
       expect(await objects.keysSince(before), "garbage collection removed the surplus copy, and only it").toEqual([blob.storageKey]);
       expect([...(await app.metadata.knownStorageKeys([surplus!]))], "and forgot its key").toEqual([]);
@@ -158,7 +164,10 @@ describe.each(BACKENDS)("deduplication races on %s", (backend) => {
       ).toEqual(["the database refused the delete"]);
       expect([...(await app.metadata.knownStorageKeys([key!]))], "the key's record is left").toEqual([key]);
       restoreForget();
-      const report = await collectGarbage({ metadata: app.metadata, blobs: app.blobs, uploadStaleMs: 300_000 }, { graceMs: 0, dryRun: false, now: new Date(Date.now() + 60_000) });
+      const report = await collectGarbage(
+        { metadata: app.metadata, blobs: app.blobs, uploadStaleMs: 300_000 },
+        { graceMs: 0, dryRun: false, now: new Date(Date.now() + 60_000) },
+      );
       expect(report.releasedKeys).toBeGreaterThanOrEqual(1);
       expect([...(await app.metadata.knownStorageKeys([key!]))], "garbage collection forgot it").toEqual([]);
       expect((await download(client, again.artifact!.id)).equals(data)).toBe(true);

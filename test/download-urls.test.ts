@@ -26,7 +26,6 @@ import { describeOn } from "./support/test-backends.ts";
 
 type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
 
-
 describe("Range header parsing", () => {
   it("handles the single-range forms", () => {
     expect(parseRange("bytes=0-9", 100)).toEqual({ offset: 0, length: 10 });
@@ -70,7 +69,9 @@ describe.each(BACKENDS)("signed download URLs on %s", (backend) => {
     expect(response.status).toBe(200);
     expect(response.headers.get("content-length")).toBe(String(data.length));
     expect(response.headers.get("etag")).toBe(`"${blake3Hex(data)}"`);
-    expect(response.headers.get("content-disposition")).toMatch(/^attachment; filename="r_sum_ _script_.html"; filename\*=UTF-8''r%C3%A9sum%C3%A9%20%3Cscript%3E\.html$/);
+    expect(response.headers.get("content-disposition")).toMatch(
+      /^attachment; filename="r_sum_ _script_.html"; filename\*=UTF-8''r%C3%A9sum%C3%A9%20%3Cscript%3E\.html$/,
+    );
     expect(response.headers.get("x-content-type-options")).toBe("nosniff");
     expect(response.headers.get("content-security-policy")).toContain("sandbox");
     expect(Buffer.from(await response.arrayBuffer()).equals(data)).toBe(true);
@@ -363,7 +364,13 @@ describeOn("postgres+minio")("download-link keys", () => {
     const logged = async (env: Record<string, string>) => {
       const messages: string[] = [];
       const app = await startApp(
-        readConfig({ DATABASE_URL: database.url, ARTIFACTD_DATA_DIR: dataDir, ARTIFACTD_LISTEN: "127.0.0.1:0", ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0", ...env }),
+        readConfig({
+          DATABASE_URL: database.url,
+          ARTIFACTD_DATA_DIR: dataDir,
+          ARTIFACTD_LISTEN: "127.0.0.1:0",
+          ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",
+          ...env,
+        }),
         (message) => messages.push(message),
       );
       await app.close(1_000);
@@ -461,7 +468,13 @@ describe("artifactd url-keys", () => {
       expect(statSync(file).mode & 0o777).toBe(0o600);
 
       const listed = await cli(["list", "--json"], env);
-      expect(JSON.parse(listed.stdout)).toEqual({ source: file, keys: [{ id: secondId, signs: true }, { id: firstId, signs: false }] });
+      expect(JSON.parse(listed.stdout)).toEqual({
+        source: file,
+        keys: [
+          { id: secondId, signs: true },
+          { id: firstId, signs: false },
+        ],
+      });
       const printed = listed.stdout + (await cli(["list"], env)).stdout + first.stdout + second.stdout;
       expect(printed).toContain(secondId);
       for (const key of (await readUrlSigningKeyFile(file))!) expect(printed).not.toContain(key.secret);

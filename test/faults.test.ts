@@ -135,7 +135,12 @@ describeOn("postgres+minio")("faults on postgres+minio", () => {
     [
       "Upload (its inputs checked in the recording transaction)",
       "row",
-      (id) => t.client().upload(uploadMessages({ case: "header", value: { spec: { kind: "cut-upload", inputs: [{ artifactId: id, role: "source" }] } } }, [randomBytes(9 * MiB)])),
+      (id) =>
+        t
+          .client()
+          .upload(
+            uploadMessages({ case: "header", value: { spec: { kind: "cut-upload", inputs: [{ artifactId: id, role: "source" }] } } }, [randomBytes(9 * MiB)]),
+          ),
     ],
     ["GetArtifact", "artifacts", (id) => t.client().getArtifact({ id })],
     ["ListArtifacts", "artifacts", () => t.client().listArtifacts({ filter: { kind: "cut-target" } })],
@@ -159,8 +164,15 @@ describeOn("postgres+minio")("faults on postgres+minio", () => {
   it.each(cutCalls)("fails only a %s whose connection is terminated mid-transaction, then works again", async (_, lock, call, prepare) => {
     const target = prepare
       ? await prepare()
-      : (await t.client().upload(uploadMessages({ case: "header", value: { spec: { kind: "cut-target", provenance: { runId: "cut-run" } } } }, [randomBytes(500)]))).artifact!.id;
-    const release = lock === "row" ? await lockRows("select id from artifacts where id = $1 for update", [target]) : await lockRows(`lock table ${lock} in access exclusive mode`, []);
+      : (
+          await t
+            .client()
+            .upload(uploadMessages({ case: "header", value: { spec: { kind: "cut-target", provenance: { runId: "cut-run" } } } }, [randomBytes(500)]))
+        ).artifact!.id;
+    const release =
+      lock === "row"
+        ? await lockRows("select id from artifacts where id = $1 for update", [target])
+        : await lockRows(`lock table ${lock} in access exclusive mode`, []);
     try {
       const calling = expectCode(call(target), Code.Unavailable, /unreachable or busy: retry later/);
       await terminateWaitingBackend();
@@ -253,8 +265,13 @@ describeOn("postgres+minio")("faults on postgres+minio", () => {
     const writing = t.client().upload(slowWriter());
     await stored;
     // Wait until the first writer holds the session (its first part recorded).
-    for (let i = 0; i < 100 && (await t.client().getUploadSession({ sessionId: id })).session!.committedParts.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
-    await expectCode(t.client().upload(uploadMessages({ case: "header", value: { sessionId: id, offset: 0n } }, [second])), Code.Aborted, /held by a streaming upload/);
+    for (let i = 0; i < 100 && (await t.client().getUploadSession({ sessionId: id })).session!.committedParts.length === 0; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    await expectCode(
+      t.client().upload(uploadMessages({ case: "header", value: { sessionId: id, offset: 0n } }, [second])),
+      Code.Aborted,
+      /held by a streaming upload/,
+    );
     await expectCode(t.client().uploadPart({ sessionId: id, partNumber: 1, data: second }), Code.Aborted, /held by a streaming upload/);
     finish();
     const done = await writing;
@@ -368,7 +385,9 @@ describeOn("postgres+minio")("faults on postgres+minio", () => {
     try {
       const paused = pausedAfter(randomBytes(2 * MiB), randomBytes(MiB));
       const before = new Set((await admin.query("select storage_key from uploads_in_flight")).rows.map((r) => r.storage_key as string));
-      const uploading = slowBeat.client(t.tokens.alpha).upload(uploadMessages({ case: "header", value: { spec: { kind: "claimed-mid-commit" } } }, paused.chunks));
+      const uploading = slowBeat
+        .client(t.tokens.alpha)
+        .upload(uploadMessages({ case: "header", value: { spec: { kind: "claimed-mid-commit" } } }, paused.chunks));
       let key: string | undefined;
       for (let i = 0; i < 200 && !key; i++) {
         key = (await admin.query("select storage_key from uploads_in_flight")).rows.map((r) => r.storage_key as string).find((k) => !before.has(k));
@@ -401,9 +420,12 @@ describeOn("postgres+minio")("faults on postgres+minio", () => {
     stop.abort(new Error("the server is stopping"));
     const deleted = await save("gc-cancelled", randomBytes(3000));
     await t.client().deleteArtifact({ id: deleted.id });
-    await expect(collectGarbage({ metadata: t.app.metadata, blobs: t.app.blobs, uploadStaleMs: 300_000 }, { graceMs: 0, dryRun: false, now: new Date(Date.now() + 60_000), signal: stop.signal })).rejects.toThrow(
-      "the server is stopping",
-    );
+    await expect(
+      collectGarbage(
+        { metadata: t.app.metadata, blobs: t.app.blobs, uploadStaleMs: 300_000 },
+        { graceMs: 0, dryRun: false, now: new Date(Date.now() + 60_000), signal: stop.signal },
+      ),
+    ).rejects.toThrow("the server is stopping");
     // Nothing was taken: the pass stopped before its first step.
     expect(await t.app.metadata.findBlob("alpha", deleted.blake3)).toBeDefined();
   });
@@ -451,7 +473,11 @@ describe.runIf(canMount && testsBackend("pglite+fs"))("a full blob folder (a rea
   it("answers RESOURCE_EXHAUSTED on ENOSPC, leaves nothing behind, and keeps serving", async () => {
     const big = randomBytes(12 * MiB);
     using storage = captureStorageKeys(t);
-    await expectCode(t.client().upload(uploadMessages({ case: "header", value: { spec: { kind: "too-big" } } }, [big.subarray(0, 6 * MiB), big.subarray(6 * MiB)])), Code.ResourceExhausted, /storage is full/);
+    await expectCode(
+      t.client().upload(uploadMessages({ case: "header", value: { spec: { kind: "too-big" } } }, [big.subarray(0, 6 * MiB), big.subarray(6 * MiB)])),
+      Code.ResourceExhausted,
+      /storage is full/,
+    );
     expect(readdirSync(path.join(blobsDir, "incoming"))).toEqual([]);
     expect((await t.client().listArtifacts({ filter: { kind: "too-big" } })).artifacts).toEqual([]);
     await expectNothingStored(t, { keys: storage.keys });

@@ -61,16 +61,19 @@ describe("the data folder's permissions", () => {
     }
   });
 
-  it.skipIf(!testsBackend("postgres+minio"))("are 0700 for the folder and 0600 for the key file on Postgres and S3 too, where the folder holds only the download-link keys", async () => {
-    const keysOnly = path.join(root, "keys-only");
-    mkdirSync(keysOnly, { mode: 0o755 });
-    chmodSync(keysOnly, 0o755);
-    const t = await startTestApp("postgres+minio", { ARTIFACTD_DATA_DIR: keysOnly });
-    try {
-      expect(mode(keysOnly).toString(8)).toBe("700");
-      expect(mode(path.join(keysOnly, "url-signing-keys")).toString(8)).toBe("600");
-    } finally {
-      await t.close();
-    }
-  });
+  it.skipIf(!testsBackend("postgres+minio"))(
+    "are 0700 for the folder and 0600 for the key file on Postgres and S3 too, where the folder holds only the download-link keys",
+    async () => {
+      const keysOnly = path.join(root, "keys-only");
+      mkdirSync(keysOnly, { mode: 0o755 });
+      chmodSync(keysOnly, 0o755);
+      const t = await startTestApp("postgres+minio", { ARTIFACTD_DATA_DIR: keysOnly });
+      try {
+        expect(mode(keysOnly).toString(8)).toBe("700");
+        expect(mode(path.join(keysOnly, "url-signing-keys")).toString(8)).toBe("600");
+      } finally {
+        await t.close();
+      }
+    },
+  );
 });

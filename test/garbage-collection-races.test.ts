@@ -161,7 +161,10 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
       expect(await t.app.blobs.stat(old.storageKey), "the reclaimed object is gone").toBeUndefined();
       afterFind.open();
       const done = await again;
-      expect(refused.map((error) => (error as Error).message), "the reference was refused once: the blob was reclaimed").toEqual([BLOB_RECLAIMED]);
+      expect(
+        refused.map((error) => (error as Error).message),
+        "the reference was refused once: the blob was reclaimed",
+      ).toEqual([BLOB_RECLAIMED]);
       expect(done.deduplicated, "the upload stored its own copy").toBe(false);
       const blob = await t.app.metadata.findBlob("alpha", digest);
       expect(blob?.storageKey).not.toBe(old.storageKey);

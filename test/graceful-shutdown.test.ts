@@ -52,7 +52,8 @@ function watchHealth(t: TestApp) {
   const statuses: string[] = [];
   const ended = (async () => {
     try {
-      for await (const answer of createClient(Health, createGrpcTransport({ baseUrl: t.url })).watch({ service: "" })) statuses.push(ServingStatus[answer.status]);
+      for await (const answer of createClient(Health, createGrpcTransport({ baseUrl: t.url })).watch({ service: "" }))
+        statuses.push(ServingStatus[answer.status]);
       return "ended";
     } catch (error) {
       return Code[ConnectError.from(error).code];
@@ -82,7 +83,10 @@ describeOn("postgres+minio")("graceful shutdown", () => {
 
     using storage = captureStorageKeys(t);
     const upload = t.client().upload(slowUpload("graceful", 0, 8, 100));
-    upload.then(() => events.push("upload recorded"), () => {}); // awaited below; never an unhandled rejection meanwhile
+    upload.then(
+      () => events.push("upload recorded"),
+      () => {},
+    ); // awaited below; never an unhandled rejection meanwhile
     // The server has taken the upload on once it asks the store for a key (after the header, before the first byte).
     for (const deadline = Date.now() + 10_000; storage.keys.length === 0 && Date.now() < deadline; ) await sleep(10);
     expect(storage.keys, "the upload never reached the server").toHaveLength(1);

@@ -157,7 +157,11 @@ describeOn("postgres+minio")("interop with grpc-js + proto-loader", () => {
   it("sees the gRPC status codes a grpc-js client expects", async () => {
     // A declared digest that the content does not have, found after the last of 2 MiB.
     const bytes = randomBytes(2 * 1024 * 1024);
-    const wrongDigest = upload([{ header: { spec: { kind: "wrong-digest" }, expected_blake3: "0".repeat(64) } }, { chunk: bytes.subarray(0, 1 << 20) }, { chunk: bytes.subarray(1 << 20) }]);
+    const wrongDigest = upload([
+      { header: { spec: { kind: "wrong-digest" }, expected_blake3: "0".repeat(64) } },
+      { chunk: bytes.subarray(0, 1 << 20) },
+      { chunk: bytes.subarray(1 << 20) },
+    ]);
     expect(await statusOf(wrongDigest)).toBe("INVALID_ARGUMENT");
     expect(await countOfKind("wrong-digest")).toBe("0");
     expect(await statusOf(upload([{ chunk: Buffer.from("no header") }]))).toBe("INVALID_ARGUMENT");
@@ -267,7 +271,9 @@ describeOn("postgres+minio")("interop with grpc-js + proto-loader", () => {
       );
 
       const files = decode(bySymbol);
-      expect(files.map((f) => f.name)).toEqual(expect.arrayContaining(["artifacts/v1/artifact_service.proto", "artifacts/v1/artifact.proto", "google/protobuf/timestamp.proto"]));
+      expect(files.map((f) => f.name)).toEqual(
+        expect.arrayContaining(["artifacts/v1/artifact_service.proto", "artifacts/v1/artifact.proto", "google/protobuf/timestamp.proto"]),
+      );
       expectSelfContained(files);
       const serviceFile = files.find((f) => f.name === "artifacts/v1/artifact_service.proto")!;
       expect(serviceFile.package).toBe("artifacts.v1");

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { ArtifactSpec } from "../src/artifact.ts";
-import { ArtifactError } from "../src/artifact-error.ts";
+import type { ArtifactError } from "../src/artifact-error.ts";
 import { newArtifactId } from "../src/artifact-id.ts";
 import type { MetadataStore, NewArtifact } from "../src/ports/metadata-store.ts";
 import { BASE_SPEC, METADATA_STORE_ADAPTERS } from "./support/metadata-store-adapters.ts";
@@ -57,13 +57,27 @@ describeEachAdapter("MetadataStore contract: %s", METADATA_STORE_ADAPTERS, (_nam
 
   it("checks inputs: unknown, deleted, wrong class, other tenant", async () => {
     const input = await store.createArtifact(record("t1", { artifactClass: "visual" }));
-    const ok = await store.createArtifact(record("t1", { inputs: [{ artifactId: input.artifact.id, role: "source", requiredClass: "visual", requiredKind: "" }] }));
+    const ok = await store.createArtifact(
+      record("t1", { inputs: [{ artifactId: input.artifact.id, role: "source", requiredClass: "visual", requiredKind: "" }] }),
+    );
     expect(ok.artifact.inputs).toEqual([{ artifactId: input.artifact.id, role: "source" }]);
-    const code = async (p: Promise<unknown>) => ((await p.then(() => undefined, (e: unknown) => e)) as ArtifactError | undefined)?.code;
-    expect(await code(store.createArtifact(record("t1", { inputs: [{ artifactId: input.artifact.id, role: "", requiredClass: "video", requiredKind: "" }] })))).toBe("failed_precondition");
-    expect(await code(store.createArtifact(record("t2", { inputs: [{ artifactId: input.artifact.id, role: "", requiredClass: "", requiredKind: "" }] })))).toBe("not_found");
+    const code = async (p: Promise<unknown>) =>
+      (
+        (await p.then(
+          () => undefined,
+          (e: unknown) => e,
+        )) as ArtifactError | undefined
+      )?.code;
+    expect(
+      await code(store.createArtifact(record("t1", { inputs: [{ artifactId: input.artifact.id, role: "", requiredClass: "video", requiredKind: "" }] }))),
+    ).toBe("failed_precondition");
+    expect(await code(store.createArtifact(record("t2", { inputs: [{ artifactId: input.artifact.id, role: "", requiredClass: "", requiredKind: "" }] })))).toBe(
+      "not_found",
+    );
     await store.softDeleteArtifact("t1", input.artifact.id, new Date());
-    expect(await code(store.createArtifact(record("t1", { inputs: [{ artifactId: input.artifact.id, role: "", requiredClass: "", requiredKind: "" }] })))).toBe("failed_precondition");
+    expect(await code(store.createArtifact(record("t1", { inputs: [{ artifactId: input.artifact.id, role: "", requiredClass: "", requiredKind: "" }] })))).toBe(
+      "failed_precondition",
+    );
   });
 
   it("matches label filters literally, whatever the keys and values hold", async () => {

@@ -102,7 +102,10 @@ describeOn("postgres+minio")("unfinished uploads across a MinIO restart", () => 
     await expect(blobs.putPart(abandonedSession.key, abandonedSession.ref, 2, randomBytes(1000))).rejects.toThrow();
     const after = await bucketNow();
     expect(after.entries).toEqual(before.entries.filter((entry) => !abandonedKeys.some((key) => entry.endsWith(key))));
-    expect(after.entries.filter((entry) => entry.startsWith("multipart:")), "the open session's upload").toHaveLength(1);
+    expect(
+      after.entries.filter((entry) => entry.startsWith("multipart:")),
+      "the open session's upload",
+    ).toHaveLength(1);
 
     // Nothing live was touched: the artifact reads back, the session completes with its part.
     expect((await download(stored.artifact!.id)).equals(kept)).toBe(true);

@@ -284,7 +284,8 @@ describeOn("postgres+minio")("process faults: Postgres, MinIO and the service st
     const answer = await client.upload(
       (async function* () {
         yield { message: { case: "header" as const, value: { spec: { kind }, expectedSize: BigInt(bytes.byteLength) } } };
-        for (let offset = 0; offset < bytes.byteLength; offset += CHUNK) yield { message: { case: "chunk" as const, value: bytes.subarray(offset, offset + CHUNK) } };
+        for (let offset = 0; offset < bytes.byteLength; offset += CHUNK)
+          yield { message: { case: "chunk" as const, value: bytes.subarray(offset, offset + CHUNK) } };
       })(),
       { timeoutMs: 60_000 },
     );
@@ -342,12 +343,28 @@ describeOn("postgres+minio")("process faults: Postgres, MinIO and the service st
   const expectNoLeftovers = async (killedKeys: readonly string[]) => {
     const state = createSoakState(undefined);
     state.acks.push(...acks);
-    const result = await reconcile({ client, state, databaseUrl: postgres!.url, minio: bucket, bucket: BUCKET, minioDataDir: minio!.dataDir, seenKeys: new Set(killedKeys) });
+    const result = await reconcile({
+      client,
+      state,
+      databaseUrl: postgres!.url,
+      minio: bucket,
+      bucket: BUCKET,
+      minioDataDir: minio!.dataDir,
+      seenKeys: new Set(killedKeys),
+    });
     const { lost, corrupt, missing_content, orphan_objects, unfinished_uploads, unfinished_uploads_listed, unfinished_uploads_on_disk } = result;
     expect(
       { lost, corrupt, missing_content, orphan_objects, unfinished_uploads, unfinished_uploads_listed, unfinished_uploads_on_disk },
       JSON.stringify(result.examples),
-    ).toEqual({ lost: 0, corrupt: 0, missing_content: 0, orphan_objects: 0, unfinished_uploads: 0, unfinished_uploads_listed: 0, unfinished_uploads_on_disk: 0 });
+    ).toEqual({
+      lost: 0,
+      corrupt: 0,
+      missing_content: 0,
+      orphan_objects: 0,
+      unfinished_uploads: 0,
+      unfinished_uploads_listed: 0,
+      unfinished_uploads_on_disk: 0,
+    });
     expect(await query("select * from uploads_in_flight")).toEqual([]);
   };
 
@@ -385,7 +402,10 @@ describeOn("postgres+minio")("process faults: Postgres, MinIO and the service st
       const read = await downloading.outcome;
       if ("error" in read) expect(codeOf(read.error)).toBe(Code[Code.Unavailable]);
       else expect(read).toEqual({ blake3: large.blake3, size: 16 * MiB });
-      await expectCode(client.saveInline({ spec: { kind: "fault-inline" }, content: { case: "text", value: "during the outage" } }, { timeoutMs: 30_000 }), Code.Unavailable);
+      await expectCode(
+        client.saveInline({ spec: { kind: "fault-inline" }, content: { case: "text", value: "during the outage" } }, { timeoutMs: 30_000 }),
+        Code.Unavailable,
+      );
       // The watcher's stream may outlive the outage; cut it, and its tries to resume meanwhile must fail as UNAVAILABLE.
       watcher.disconnect();
       watcher.reconnect();
@@ -409,7 +429,9 @@ describeOn("postgres+minio")("process faults: Postgres, MinIO and the service st
 
       const expected = acks.slice(acks.findIndex((a) => a.id === marker.id)).map((a) => a.id);
       const createdIds = () => watcher.events.filter((e) => e.type === "CREATED").map((e) => e.id);
-      await waitFor("the watcher to see every acknowledged creation", 15_000, async () => (expected.every((id) => createdIds().includes(id)) ? true : undefined));
+      await waitFor("the watcher to see every acknowledged creation", 15_000, async () =>
+        expected.every((id) => createdIds().includes(id)) ? true : undefined,
+      );
       expect(watcher.resumedAfter).toContain(lastCursor);
       const seen = createdIds();
       expect(expected.map((id) => [id, seen.filter((s) => s === id).length])).toEqual(expected.map((id) => [id, 1]));

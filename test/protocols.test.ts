@@ -80,7 +80,9 @@ describeOn("pglite+fs")("protocols on one port", () => {
       const request = http.request(`${t.url}${pathname}`, { method: "POST", headers, agent: false }, (response) => {
         const parts: Buffer[] = [];
         response.on("data", (part: Buffer) => parts.push(part));
-        response.on("end", () => resolve({ status: response.statusCode!, version: response.httpVersion, headers: response.headers, body: Buffer.concat(parts) }));
+        response.on("end", () =>
+          resolve({ status: response.statusCode!, version: response.httpVersion, headers: response.headers, body: Buffer.concat(parts) }),
+        );
         response.on("error", reject);
       });
       request.on("error", reject);

@@ -21,7 +21,6 @@ type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
 /** A spec as a plain object (not a message instance), kind optional. */
 type SpecInit = Omit<Exclude<MessageInitShape<typeof ArtifactSpecSchema>, { $typeName: string }>, "kind"> & { kind?: string };
 
-
 describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
   let t: TestApp;
   const scope = () => `s-${Math.random().toString(36).slice(2)}`;
@@ -55,7 +54,10 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
       const hit = await save({ provenance: { [field]: value } });
       await save({ provenance: { [field]: `${value}-other` } });
       const page = await t.client().listArtifacts({ filter: { provenance: { [field]: value } } });
-      expect(page.artifacts.map((a) => a.id), field).toEqual([hit.id]);
+      expect(
+        page.artifacts.map((a) => a.id),
+        field,
+      ).toEqual([hit.id]);
     }
   });
 
@@ -66,7 +68,7 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
     const b = await save({ artifactClass: "research", metrics: { acc: 0.5 }, status: Status.REVIEW, provenance: { runId: run } });
     await save({ provenance: { runId: run } });
     const list = async (filter: Exclude<MessageInitShape<typeof ArtifactFilterSchema>, { $typeName: string }>) =>
-      (await t.client().listArtifacts({ filter: { provenance: { runId: run }, ...filter }, includeTotalCount: true }));
+      await t.client().listArtifacts({ filter: { provenance: { runId: run }, ...filter }, includeTotalCount: true });
     expect((await list({ artifactClass: "visual" })).artifacts.map((x) => x.id)).toEqual([a.id]);
     expect((await list({ status: Status.REVIEW })).artifacts.map((x) => x.id)).toEqual([b.id]);
     expect((await list({ pinned: true })).artifacts.map((x) => x.id)).toEqual([a.id]);
@@ -80,12 +82,15 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
 
   it("matches label filters literally, injection attempts included", async () => {
     const run = scope();
-    const labels = { "a'b": "x\"y", "$.path": "$[0]", "k) or (1=1": "' or '1'='1", "@>": "{}" };
+    const labels = { "a'b": 'x"y', "$.path": "$[0]", "k) or (1=1": "' or '1'='1", "@>": "{}" };
     const hit = await save({ labels, provenance: { runId: run } });
     await save({ labels: { "a'b": "other" }, provenance: { runId: run } });
     for (const [k, v] of Object.entries(labels)) {
       const page = await t.client().listArtifacts({ filter: { provenance: { runId: run }, labels: { [k]: v } } });
-      expect(page.artifacts.map((x) => x.id), k).toEqual([hit.id]);
+      expect(
+        page.artifacts.map((x) => x.id),
+        k,
+      ).toEqual([hit.id]);
     }
     const none = await t.client().listArtifacts({ filter: { provenance: { runId: run }, labels: { "k) or (1=1": "anything" } } });
     expect(none.artifacts).toEqual([]);
@@ -131,8 +136,17 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
 
   it("records lineage, validates inputs and walks ancestors and descendants to a depth", async () => {
     const report = await save({ kind: "research-report", artifactClass: "research" });
-    const chart = await save({ kind: "chart", inputs: [{ artifactId: report.id, role: "source-report", requiredClass: "research", requiredKind: "research-report" }] });
-    const deck = await save({ kind: "deck", inputs: [{ artifactId: chart.id, role: "figure" }, { artifactId: report.id, role: "appendix" }] });
+    const chart = await save({
+      kind: "chart",
+      inputs: [{ artifactId: report.id, role: "source-report", requiredClass: "research", requiredKind: "research-report" }],
+    });
+    const deck = await save({
+      kind: "deck",
+      inputs: [
+        { artifactId: chart.id, role: "figure" },
+        { artifactId: report.id, role: "appendix" },
+      ],
+    });
     expect(chart.inputs).toEqual([expect.objectContaining({ artifactId: report.id, role: "source-report" })]);
 
     const one = await t.client().getLineage({ id: deck.id, depth: 1 });
@@ -290,7 +304,11 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
         if (!controller.signal.aborted) throw error;
       }
     })();
-    await untilLive(markers, async () => (await save({ kind: "watched", provenance: { runId: run } })).id, () => received.map((event) => event.id));
+    await untilLive(
+      markers,
+      async () => (await save({ kind: "watched", provenance: { runId: run } })).id,
+      () => received.map((event) => event.id),
+    );
     const a = await save({ kind: "watched", provenance: { runId: run } });
     await save({ kind: "other", provenance: { runId: run } });
     await t.client().setStatus({ id: a.id, status: Status.REVIEW });
@@ -383,9 +401,17 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
     expect(await ids({ createdAfter: b.createdAt })).toEqual([c.id, b.id]);
     expect(await ids({ createdBefore: b.createdAt })).toEqual([a.id]);
     expect(await ids({ createdAfter: b.createdAt, createdBefore: c.createdAt })).toEqual([b.id]);
-    expect(await ids({ createdAfter: a.createdAt, createdBefore: timestampFromDate(new Date(timestampDate(c.createdAt!).getTime() + 1)) })).toEqual([c.id, b.id, a.id]);
+    expect(await ids({ createdAfter: a.createdAt, createdBefore: timestampFromDate(new Date(timestampDate(c.createdAt!).getTime() + 1)) })).toEqual([
+      c.id,
+      b.id,
+      a.id,
+    ]);
     expect(await ids({ createdAfter: timestampFromDate(new Date(timestampDate(c.createdAt!).getTime() + 1)) })).toEqual([]);
-    await expectCode(t.client().listArtifacts({ filter: { createdAfter: c.createdAt, createdBefore: b.createdAt } }), Code.InvalidArgument, /created_after must be earlier/);
+    await expectCode(
+      t.client().listArtifacts({ filter: { createdAfter: c.createdAt, createdBefore: b.createdAt } }),
+      Code.InvalidArgument,
+      /created_after must be earlier/,
+    );
   });
 
   it("walks a lineage cycle written straight into the database once, and stops", async () => {
@@ -396,7 +422,8 @@ describe.each(BACKENDS)("query and life cycle on %s", (backend) => {
     // Embedded PGlite has one owner: a server of its own, stopped while the edge is written.
     let app = dir ? await startTestApp(backend, env) : t;
     try {
-      const make = async (spec: SpecInit) => (await app.client().saveInline({ spec: { kind: "step", ...spec }, content: { case: "text", value: "x" } })).artifact!;
+      const make = async (spec: SpecInit) =>
+        (await app.client().saveInline({ spec: { kind: "step", ...spec }, content: { case: "text", value: "x" } })).artifact!;
       const a = await make({});
       const b = await make({ inputs: [{ artifactId: a.id, role: "from-a" }] });
       const c = await make({ inputs: [{ artifactId: b.id, role: "from-b" }] });
@@ -455,7 +482,11 @@ describeOn("postgres+minio")("Watch across replicas", () => {
       const markers = new Set<string>();
       const saveCross = async (replica: TestApp) =>
         (await replica.client(first.tokens.alpha).saveInline({ spec: { kind: "cross" }, content: { case: "text", value: "hi" } })).artifact!.id;
-      await untilLive(markers, () => saveCross(first), () => received);
+      await untilLive(
+        markers,
+        () => saveCross(first),
+        () => received,
+      );
       const id = await saveCross(second);
       await vi.waitFor(() => expect(received.filter((r) => !markers.has(r))).toEqual([id]), { timeout: 10_000, interval: 20 });
       controller.abort();

@@ -81,7 +81,10 @@ describeOn("postgres+minio")("quotas under load", () => {
   const clientFor = (token: string): Client<typeof ArtifactService> =>
     createClient(
       ArtifactService,
-      createGrpcTransport({ baseUrl: service.url, interceptors: [(next) => (request) => (request.header.set("authorization", `Bearer ${token}`), next(request))] }),
+      createGrpcTransport({
+        baseUrl: service.url,
+        interceptors: [(next) => (request) => (request.header.set("authorization", `Bearer ${token}`), next(request))],
+      }),
     );
   const upload = async (client: Client<typeof ArtifactService>, name: string, data: Buffer, declare: boolean) => {
     const { artifact } = await client.upload(
@@ -102,7 +105,9 @@ describeOn("postgres+minio")("quotas under load", () => {
   it("refuses only what exceeds each tenant's share, with RESOURCE_EXHAUSTED; everything else succeeds, verified; memory stays bounded", async () => {
     // Tenants, their seed artifacts (what the downloads read), and tenant 0's stored-bytes cap.
     const tenants = Array.from({ length: TENANTS }, (_, tenant) => tenant);
-    const clients = await Promise.all(tenants.map(async (tenant) => clientFor((await createApiToken(metadata, `load-${tenant}`, "load", { scope: "admin" })).token)));
+    const clients = await Promise.all(
+      tenants.map(async (tenant) => clientFor((await createApiToken(metadata, `load-${tenant}`, "load", { scope: "admin" })).token)),
+    );
     const seeds = await Promise.all(
       tenants.map(async (tenant) => {
         const data = randomBytes(SEED_BYTES);
@@ -163,7 +168,12 @@ describeOn("postgres+minio")("quotas under load", () => {
 
     // Only quota refusals, and only by quotas the tenant has: every tenant its two concurrency quotas, tenant 0 also
     // its stored bytes, tenant 1 its calls per second.
-    const allowed = (tenant: number) => ["concurrent-uploads", "concurrent-downloads", ...(tenant === 0 ? ["stored-bytes"] : []), ...(tenant === 1 ? ["calls-per-second"] : [])];
+    const allowed = (tenant: number) => [
+      "concurrent-uploads",
+      "concurrent-downloads",
+      ...(tenant === 0 ? ["stored-bytes"] : []),
+      ...(tenant === 1 ? ["calls-per-second"] : []),
+    ];
     for (const o of outcomes) {
       if (o.ok) continue;
       expect(o.code, o.message).toBe("ResourceExhausted");
@@ -177,8 +187,15 @@ describeOn("postgres+minio")("quotas under load", () => {
     // Tenant 1's 10 calls against a bucket of 5 (refilled at 5 per second while the calls go out).
     expect(refusedBy("calls-per-second")).toBeGreaterThanOrEqual(3);
     for (let tenant = 0; tenant < TENANTS; tenant++) {
-      expect(outcomes.some((o) => o.tenant === tenant && o.ok && o.kind === "download"), `tenant ${tenant} downloaded`).toBe(true);
-      if (tenant !== 0) expect(outcomes.some((o) => o.tenant === tenant && o.ok && o.kind === "upload"), `tenant ${tenant} uploaded`).toBe(true);
+      expect(
+        outcomes.some((o) => o.tenant === tenant && o.ok && o.kind === "download"),
+        `tenant ${tenant} downloaded`,
+      ).toBe(true);
+      if (tenant !== 0)
+        expect(
+          outcomes.some((o) => o.tenant === tenant && o.ok && o.kind === "upload"),
+          `tenant ${tenant} uploaded`,
+        ).toBe(true);
     }
     expect(outcomes.some((o) => o.tenant === 0 && o.ok && o.kind === "upload")).toBe(false);
 

@@ -18,7 +18,9 @@ const root = path.resolve(import.meta.dirname, "..");
 const examplesDir = path.join(root, "clients/node/examples");
 const readme = readFileSync(path.join(root, "README.md"), "utf8");
 const shown = [...readme.matchAll(/<!-- example: (\S+) -->\s*```ts\n([\s\S]*?)```/g)].map(([, file, code]) => ({ file: file!, code: code! }));
-const examples = readdirSync(examplesDir).filter((name) => name.endsWith(".ts")).sort();
+const examples = readdirSync(examplesDir)
+  .filter((name) => name.endsWith(".ts"))
+  .sort();
 const run = promisify(execFile);
 
 describeOn("postgres+minio")("README examples", () => {

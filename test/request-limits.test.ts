@@ -35,7 +35,14 @@ const manyMetricRanges = Array.from({ length: 25_000 }, (_, i) => ({ name: `m${i
 type GrpcClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 function grpcArtifactClient(address: string): GrpcClient {
   const loaded = grpc.loadPackageDefinition(
-    protoLoader.loadSync("artifacts/v1/artifact_service.proto", { includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true }),
+    protoLoader.loadSync("artifacts/v1/artifact_service.proto", {
+      includeDirs: [PROTO_DIR],
+      keepCase: true,
+      longs: String,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+    }),
   ) as unknown as { artifacts: { v1: { ArtifactService: new (address: string, credentials: grpc.ChannelCredentials) => GrpcClient } } };
   return new loaded.artifacts.v1.ArtifactService(address, grpc.credentials.createInsecure());
 }
@@ -125,9 +132,21 @@ describe.each(BACKENDS)("request limits on %s", (backend) => {
   it("caps labels, tags_all and tags_any at the setting too, and takes a filter right at the limit", async () => {
     const hundred = Array.from({ length: 100 }, (_, i) => `t${i}`);
     const labels = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, "v"]));
-    await expectCode(t.client().listArtifacts({ filter: { labels: labels(101) } }), Code.InvalidArgument, /filter\.labels has 101 entries.*ARTIFACTD_MAX_FILTER_TERMS/);
-    await expectCode(t.client().listArtifacts({ filter: { tagsAll: [...hundred, "x"] } }), Code.InvalidArgument, /filter\.tags_all has 101 .*ARTIFACTD_MAX_FILTER_TERMS/);
-    await expectCode(t.client().listArtifacts({ filter: { tagsAny: [...hundred, "x"] } }), Code.InvalidArgument, /filter\.tags_any has 101 .*ARTIFACTD_MAX_FILTER_TERMS/);
+    await expectCode(
+      t.client().listArtifacts({ filter: { labels: labels(101) } }),
+      Code.InvalidArgument,
+      /filter\.labels has 101 entries.*ARTIFACTD_MAX_FILTER_TERMS/,
+    );
+    await expectCode(
+      t.client().listArtifacts({ filter: { tagsAll: [...hundred, "x"] } }),
+      Code.InvalidArgument,
+      /filter\.tags_all has 101 .*ARTIFACTD_MAX_FILTER_TERMS/,
+    );
+    await expectCode(
+      t.client().listArtifacts({ filter: { tagsAny: [...hundred, "x"] } }),
+      Code.InvalidArgument,
+      /filter\.tags_any has 101 .*ARTIFACTD_MAX_FILTER_TERMS/,
+    );
     // 100 of each (above the spec's own 64-label limit: the filter's setting rules here) is a valid query.
     const atLimit = await t.client().listArtifacts({
       filter: { labels: labels(100), tagsAny: hundred, metricRanges: manyMetricRanges.slice(0, 100) },
@@ -139,7 +158,11 @@ describe.each(BACKENDS)("request limits on %s", (backend) => {
     await expectCode(t.client().listArtifacts({ pageSize: 51 }), Code.InvalidArgument, /page_size 51 .*1–50 \(ARTIFACTD_MAX_PAGE_SIZE\)/);
     await expectCode(t.client().searchArtifacts({ query: "x", pageSize: 51 }), Code.InvalidArgument, /ARTIFACTD_MAX_PAGE_SIZE/);
     await t.client().listArtifacts({ pageSize: 50 });
-    await expectCode(t.client().searchArtifacts({ query: "a".repeat(101) }), Code.InvalidArgument, /101 characters long; at most 100 .*ARTIFACTD_MAX_SEARCH_QUERY_CHARS/);
+    await expectCode(
+      t.client().searchArtifacts({ query: "a".repeat(101) }),
+      Code.InvalidArgument,
+      /101 characters long; at most 100 .*ARTIFACTD_MAX_SEARCH_QUERY_CHARS/,
+    );
     await t.client().searchArtifacts({ query: "a".repeat(100) });
   });
 
@@ -172,7 +195,10 @@ describe.each(BACKENDS)("request limits on %s", (backend) => {
    */
   async function openWatcher(token: string, runId: string) {
     const controller = new AbortController();
-    const iterator = t.client(token).watchArtifacts({ filter: { provenance: { runId } } }, { signal: controller.signal })[Symbol.asyncIterator]();
+    const iterator = t
+      .client(token)
+      .watchArtifacts({ filter: { provenance: { runId } } }, { signal: controller.signal })
+      [Symbol.asyncIterator]();
     const first = iterator.next();
     first.catch(() => {});
     let settled = false;
@@ -243,10 +269,14 @@ describe.each(BACKENDS)("request limits on %s", (backend) => {
     const started = Date.now();
     let call!: grpc.ClientWritableStream<object>;
     const outcome = new Promise<grpc.ServiceError | null>((resolve) => {
-      call = (grpcClient.Upload as (m: grpc.Metadata, cb: (e: grpc.ServiceError | null) => void) => grpc.ClientWritableStream<object>).call(grpcClient, grpcMetadata, (error) => {
-        ended = true;
-        resolve(error);
-      });
+      call = (grpcClient.Upload as (m: grpc.Metadata, cb: (e: grpc.ServiceError | null) => void) => grpc.ClientWritableStream<object>).call(
+        grpcClient,
+        grpcMetadata,
+        (error) => {
+          ended = true;
+          resolve(error);
+        },
+      );
     });
     call.write({ header: { spec: { kind: "stalled" } } });
     call.write({ chunk: randomBytes(6 * MiB) }); // one whole 5 MiB part, stored while the rest waits: then nothing more
@@ -275,7 +305,9 @@ describe.each(BACKENDS)("request limits on %s", (backend) => {
 
   it("cuts a session-bound upload stream that stalls, releasing the session to the next stream", async () => {
     const data = randomBytes(6 * MiB);
-    const { session } = await t.client().createUploadSession({ spec: { kind: "stalled-session" }, expectedSize: BigInt(data.length), partSize: BigInt(5 * MiB) });
+    const { session } = await t
+      .client()
+      .createUploadSession({ spec: { kind: "stalled-session" }, expectedSize: BigInt(data.length), partSize: BigInt(5 * MiB) });
     const sessionId = session!.sessionId;
     const release = new AbortController();
     const started = Date.now();
@@ -312,7 +344,11 @@ describeOn("postgres+minio")("Postgres statement timeout", () => {
   let t: TestApp;
   beforeAll(async () => {
     // One connection: the call after the timeout runs on the very connection whose statement was cancelled.
-    t = await startTestApp("postgres+minio", { ARTIFACTD_DATABASE_STATEMENT_TIMEOUT_MS: "500", ARTIFACTD_DATABASE_POOL_SIZE: "1", ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
+    t = await startTestApp("postgres+minio", {
+      ARTIFACTD_DATABASE_STATEMENT_TIMEOUT_MS: "500",
+      ARTIFACTD_DATABASE_POOL_SIZE: "1",
+      ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",
+    });
   });
   afterAll(async () => {
     await t?.close();

@@ -52,7 +52,11 @@ describe("artifactd server commands", () => {
   it("takes each setting from the flag, else the environment, else the config file", async () => {
     const file = configFile("server.json", { ARTIFACTD_DATA_DIR: folder("from-file") });
     // Flag over environment over file.
-    ok(await cli(["token", "create", "--tenant", "acme", "--json", "--config", file, "--data-dir", folder("from-flag")], { ARTIFACTD_DATA_DIR: folder("from-env") }));
+    ok(
+      await cli(["token", "create", "--tenant", "acme", "--json", "--config", file, "--data-dir", folder("from-flag")], {
+        ARTIFACTD_DATA_DIR: folder("from-env"),
+      }),
+    );
     expect([existsSync(folder("from-flag/pglite")), existsSync(folder("from-env")), existsSync(folder("from-file"))]).toEqual([true, false, false]);
     // Environment over file.
     ok(await cli(["token", "create", "--tenant", "acme", "--config", file], { ARTIFACTD_DATA_DIR: folder("from-env") }));
@@ -64,7 +68,11 @@ describe("artifactd server commands", () => {
 
   it("creates, lists and revokes tokens; the secret is shown once and never listed", async () => {
     const dataDir = ["--data-dir", folder("tokens")];
-    const created = JSON.parse(ok(await cli(["token", "create", "--tenant", "acme", "--name", "ci", "--json", ...dataDir]))) as { id: string; tenant: string; token: string };
+    const created = JSON.parse(ok(await cli(["token", "create", "--tenant", "acme", "--name", "ci", "--json", ...dataDir]))) as {
+      id: string;
+      tenant: string;
+      token: string;
+    };
     expect(created.tenant).toBe("acme");
     expect(created.token.length).toBeGreaterThan(20);
     ok(await cli(["token", "revoke", created.id, ...dataDir]));
@@ -114,74 +122,102 @@ describe("artifactd server commands", () => {
     expect(wrong.stderr).toMatch(/gc: Unknown option '--bogus'/);
   });
 
-  it.skipIf(!testsBackend("postgres+minio"))("tenant set-quota overrides a tenant's quotas (on Postgres), show-quota shows them with their usage, --clear drops them", async () => {
-    const database = await createTestDatabase();
-    try {
-      const env = { DATABASE_URL: database.url, ARTIFACTD_QUOTA_OPEN_SESSIONS: "7" };
-      type Shown = { tenant: string; limits: Record<string, number | null>; overrides: Record<string, number>; usage: Record<string, number> };
-      const args = ["tenant", "set-quota", "acme", "--stored-bytes", "10GiB", "--concurrent-uploads", "2", "--calls-per-second", "50", "--burst", "80", "--json"];
-      const set = JSON.parse(ok(await cli(args, env))) as Shown;
-      expect(set.overrides).toEqual({ storedBytes: 10 * 1024 ** 3, concurrentUploads: 2, callsPerSecond: 50, burst: 80 });
-      // The others keep the configured defaults, the environment's included.
-      expect(set.limits).toEqual({ storedBytes: 10 * 1024 ** 3, concurrentUploads: 2, concurrentDownloads: 32, openSessions: 7, callsPerSecond: 50, burst: 80 });
-      expect(set.usage).toEqual({ storedBytes: 0, openSessions: 0 });
-      // One override back to its default, another added; then the readable form.
-      ok(await cli(["tenant", "set-quota", "acme", "--burst", "default", "--open-sessions", "3"], env));
-      const text = ok(await cli(["tenant", "show-quota", "acme"], env));
-      expect(text).toMatch(/stored-bytes\s+10737418240\s+\(override\)/);
-      expect(text).toMatch(/burst\s+1000\s+\(default\)/);
-      expect(text).toMatch(/open-sessions\s+3\s+\(override\)/);
-      expect(text).toContain("usage: 0 bytes stored, 0 open upload session(s)");
-      const cleared = JSON.parse(ok(await cli(["tenant", "set-quota", "acme", "--clear", "--json"], env))) as Shown;
-      expect(cleared.overrides).toEqual({});
-      expect(cleared.limits.storedBytes).toBeNull(); // unlimited
-    } finally {
-      await database.drop();
-    }
-    // Wrong calls say what is wrong, with exit code 2, before opening any store.
-    const never = ["--data-dir", folder("never")];
-    const badValue = await cli(["tenant", "set-quota", "acme", "--concurrent-uploads", "0", ...never]);
-    expect([badValue.code, badValue.stderr]).toEqual([2, expect.stringContaining('--concurrent-uploads "0" is not valid')]);
-    const badSize = await cli(["tenant", "set-quota", "acme", "--stored-bytes", "lots", ...never]);
-    expect([badSize.code, badSize.stderr]).toEqual([2, expect.stringContaining('--stored-bytes "lots" is not valid')]);
-    const nothing = await cli(["tenant", "set-quota", "acme", ...never]);
-    expect([nothing.code, nothing.stderr]).toEqual([2, expect.stringContaining("needs either quota flags")]);
-    const noTenant = await cli(["tenant", "show-quota", ...never]);
-    expect([noTenant.code, noTenant.stderr]).toEqual([2, expect.stringContaining("needs the tenant id")]);
-    expect(existsSync(folder("never"))).toBe(false);
-  });
+  it.skipIf(!testsBackend("postgres+minio"))(
+    "tenant set-quota overrides a tenant's quotas (on Postgres), show-quota shows them with their usage, --clear drops them",
+    async () => {
+      const database = await createTestDatabase();
+      try {
+        const env = { DATABASE_URL: database.url, ARTIFACTD_QUOTA_OPEN_SESSIONS: "7" };
+        type Shown = { tenant: string; limits: Record<string, number | null>; overrides: Record<string, number>; usage: Record<string, number> };
+        const args = [
+          "tenant",
+          "set-quota",
+          "acme",
+          "--stored-bytes",
+          "10GiB",
+          "--concurrent-uploads",
+          "2",
+          "--calls-per-second",
+          "50",
+          "--burst",
+          "80",
+          "--json",
+        ];
+        const set = JSON.parse(ok(await cli(args, env))) as Shown;
+        expect(set.overrides).toEqual({ storedBytes: 10 * 1024 ** 3, concurrentUploads: 2, callsPerSecond: 50, burst: 80 });
+        // The others keep the configured defaults, the environment's included.
+        expect(set.limits).toEqual({
+          storedBytes: 10 * 1024 ** 3,
+          concurrentUploads: 2,
+          concurrentDownloads: 32,
+          openSessions: 7,
+          callsPerSecond: 50,
+          burst: 80,
+        });
+        expect(set.usage).toEqual({ storedBytes: 0, openSessions: 0 });
+        // One override back to its default, another added; then the readable form.
+        ok(await cli(["tenant", "set-quota", "acme", "--burst", "default", "--open-sessions", "3"], env));
+        const text = ok(await cli(["tenant", "show-quota", "acme"], env));
+        expect(text).toMatch(/stored-bytes\s+10737418240\s+\(override\)/);
+        expect(text).toMatch(/burst\s+1000\s+\(default\)/);
+        expect(text).toMatch(/open-sessions\s+3\s+\(override\)/);
+        expect(text).toContain("usage: 0 bytes stored, 0 open upload session(s)");
+        const cleared = JSON.parse(ok(await cli(["tenant", "set-quota", "acme", "--clear", "--json"], env))) as Shown;
+        expect(cleared.overrides).toEqual({});
+        expect(cleared.limits.storedBytes).toBeNull(); // unlimited
+      } finally {
+        await database.drop();
+      }
+      // Wrong calls say what is wrong, with exit code 2, before opening any store.
+      const never = ["--data-dir", folder("never")];
+      const badValue = await cli(["tenant", "set-quota", "acme", "--concurrent-uploads", "0", ...never]);
+      expect([badValue.code, badValue.stderr]).toEqual([2, expect.stringContaining('--concurrent-uploads "0" is not valid')]);
+      const badSize = await cli(["tenant", "set-quota", "acme", "--stored-bytes", "lots", ...never]);
+      expect([badSize.code, badSize.stderr]).toEqual([2, expect.stringContaining('--stored-bytes "lots" is not valid')]);
+      const nothing = await cli(["tenant", "set-quota", "acme", ...never]);
+      expect([nothing.code, nothing.stderr]).toEqual([2, expect.stringContaining("needs either quota flags")]);
+      const noTenant = await cli(["tenant", "show-quota", ...never]);
+      expect([noTenant.code, noTenant.stderr]).toEqual([2, expect.stringContaining("needs the tenant id")]);
+      expect(existsSync(folder("never"))).toBe(false);
+    },
+  );
 
   it("gc --dry-run --json reports what it would reclaim", async () => {
     const report = JSON.parse(ok(await cli(["gc", "--dry-run", "--json", "--data-dir", folder("gc")]))) as Record<string, number>;
     expect(report).toMatchObject({ expired: 0, blobs: 0, bytes: 0 });
   });
 
-  it.skipIf(!testsBackend("postgres+minio"))("gc beside a running server expires what is due, and the server's watchers hear it as from its own timer", async () => {
-    // The server's own timer is off: only the command's pass can expire the artifact.
-    const t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
-    const runId = `gc-${Math.random().toString(36).slice(2)}`;
-    const watcher = await openEventWatcher(t.client(), runId);
-    try {
-      const expiresAt = timestampFromDate(new Date(Date.now() + 1_500));
-      const { artifact } = await t.client().saveInline({ spec: { kind: "expiring", expiresAt, provenance: { runId } }, content: { case: "text", value: "due" } });
-      await new Promise((resolve) => setTimeout(resolve, 2_000));
-      const minio = inject("minio");
-      const stores = {
-        DATABASE_URL: t.databaseUrl!,
-        ARTIFACTD_S3_ENDPOINT: minio.endpoint,
-        ARTIFACTD_S3_ACCESS_KEY: minio.accessKey,
-        ARTIFACTD_S3_SECRET_KEY: minio.secretKey,
-        ARTIFACTD_S3_BUCKET: t.bucket!,
-        ARTIFACTD_DATA_DIR: folder("gc-beside-a-server"),
-      };
-      const report = JSON.parse(ok(await cli(["gc", "--json"], stores))) as Record<string, number>;
-      expect(report).toMatchObject({ expired: 1 });
-      expect(await watcher.waitFor("DELETED", artifact!.id)).toMatchObject({ kind: "expiring" });
-    } finally {
-      await watcher.close();
-      await t.close();
-    }
-  });
+  it.skipIf(!testsBackend("postgres+minio"))(
+    "gc beside a running server expires what is due, and the server's watchers hear it as from its own timer",
+    async () => {
+      // The server's own timer is off: only the command's pass can expire the artifact.
+      const t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
+      const runId = `gc-${Math.random().toString(36).slice(2)}`;
+      const watcher = await openEventWatcher(t.client(), runId);
+      try {
+        const expiresAt = timestampFromDate(new Date(Date.now() + 1_500));
+        const { artifact } = await t
+          .client()
+          .saveInline({ spec: { kind: "expiring", expiresAt, provenance: { runId } }, content: { case: "text", value: "due" } });
+        await new Promise((resolve) => setTimeout(resolve, 2_000));
+        const minio = inject("minio");
+        const stores = {
+          DATABASE_URL: t.databaseUrl!,
+          ARTIFACTD_S3_ENDPOINT: minio.endpoint,
+          ARTIFACTD_S3_ACCESS_KEY: minio.accessKey,
+          ARTIFACTD_S3_SECRET_KEY: minio.secretKey,
+          ARTIFACTD_S3_BUCKET: t.bucket!,
+          ARTIFACTD_DATA_DIR: folder("gc-beside-a-server"),
+        };
+        const report = JSON.parse(ok(await cli(["gc", "--json"], stores))) as Record<string, number>;
+        expect(report).toMatchObject({ expired: 1 });
+        expect(await watcher.waitFor("DELETED", artifact!.id)).toMatchObject({ kind: "expiring" });
+      } finally {
+        await watcher.close();
+        await t.close();
+      }
+    },
+  );
 
   it("says what is wrong with a call, with exit code 2, before opening any store", async () => {
     const unknown = await cli(["token", "list", "--bogus", "--data-dir", folder("never")]);

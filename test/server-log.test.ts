@@ -56,7 +56,10 @@ describeOn("pglite+fs")("the test server's log", () => {
     const before = t.serverLog.entries.length;
     await expectCode(t.client("not-a-token").getArtifact({ id: MISSING_ID }), Code.Unauthenticated);
     await expectCode(t.client().getArtifact({ id: MISSING_ID }), Code.NotFound);
-    await expectCode(getArtifactFailingWith(fromPostgresError(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" })) as Error), Code.Unavailable);
+    await expectCode(
+      getArtifactFailingWith(fromPostgresError(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" })) as Error),
+      Code.Unavailable,
+    );
     const logged = t.serverLog.entries.slice(before);
     expect(logged.map((entry) => entry.message)).toEqual(["GetArtifact failed"]);
     expect(logged[0]!.internal).toBe(false);

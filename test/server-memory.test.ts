@@ -89,7 +89,10 @@ describe.each(BACKENDS)("server memory for a 512 MiB transfer on %s", (backend) 
     const token = backend === "pglite+fs" ? await bootstrapToken(path.join(workDir, "service")) : await service.createToken("memory");
     client = createClient(
       ArtifactService,
-      createGrpcTransport({ baseUrl: service.url, interceptors: [(next) => (request) => (request.header.set("authorization", `Bearer ${token}`), next(request))] }),
+      createGrpcTransport({
+        baseUrl: service.url,
+        interceptors: [(next) => (request) => (request.header.set("authorization", `Bearer ${token}`), next(request))],
+      }),
     );
   });
   afterAll(async () => {

@@ -61,7 +61,10 @@ describe.each(BACKENDS)("upload session races on %s", (backend) => {
       // Entries name the key (S3) or the uuid that ends it (the folder store's session folder).
       const left = (await storedObjects(t).unfinishedUploads()).filter((entry) => !earlier.has(entry));
       expect(left.length, "the session's upload is there").toBeGreaterThan(0);
-      expect(left.filter((entry) => !entry.includes(winner.slice(-36))), "and nothing of the loser's").toEqual([]);
+      expect(
+        left.filter((entry) => !entry.includes(winner.slice(-36))),
+        "and nothing of the loser's",
+      ).toEqual([]);
       expect([...(await t.app.metadata.knownStorageKeys([loser]))], "whose key is no longer held").toEqual([]);
       const data = randomBytes(2000);
       await t.client().uploadPart({ sessionId: a.session!.sessionId, partNumber: 1, data });

@@ -112,7 +112,11 @@ describeOn("postgres+minio")("calls while a store is down (postgres+minio)", () 
       const during = await fetch(link);
       expect(during.status).toBe(503);
       expect(during.headers.get("retry-after")).toBe("1");
-      await expectCode(t.client().saveInline({ spec: { kind: "outage-inline" }, content: { case: "text", value: "meanwhile" } }), Code.Unavailable, UNAVAILABLE);
+      await expectCode(
+        t.client().saveInline({ spec: { kind: "outage-inline" }, content: { case: "text", value: "meanwhile" } }),
+        Code.Unavailable,
+        UNAVAILABLE,
+      );
       await expectCode(t.client().getArtifact({ id: before.id }), Code.Unavailable, UNAVAILABLE);
       await expectCode(upload("outage-upload", randomBytes(100 * KiB)), Code.Unavailable, UNAVAILABLE);
       await expectCode(download(before.id), Code.Unavailable, UNAVAILABLE);

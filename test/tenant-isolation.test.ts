@@ -321,7 +321,10 @@ async function watchSeesOnlyItsTenant(beta: ArtifactClient, alpha: ArtifactClien
         seen.push(next.value);
       }
       const ids = seen.map((event) => event.artifact?.id);
-      expect(seen.filter((event) => event.artifact?.tenantId !== "beta"), `alpha's events in beta's watch (${name})`).toEqual([]);
+      expect(
+        seen.filter((event) => event.artifact?.tenantId !== "beta"),
+        `alpha's events in beta's watch (${name})`,
+      ).toEqual([]);
       expect(ids, `beta's watch (${name})`).not.toContain(made.id);
       if (expected) expect(ids, `beta's watch (${name})`).toEqual(expected);
     }
@@ -365,7 +368,11 @@ describe.each(BACKENDS)("tenant isolation and authentication of every RPC (%s)",
       "no authorization header": { authorization: undefined, message: /missing credentials/ },
       "a header that is not Bearer": { authorization: `Basic ${Buffer.from("alpha:secret").toString("base64")}`, message: /must read `Bearer <token>`/ },
       "a malformed token": { authorization: "Bearer adt_short", message: /malformed/ },
-      "an unknown token": { authorization: bearer(`adt_${randomBytes(32).toString("base64url")}`), message: /unknown or revoked/, tokenId: newArtifactId("tok") },
+      "an unknown token": {
+        authorization: bearer(`adt_${randomBytes(32).toString("base64url")}`),
+        message: /unknown or revoked/,
+        tokenId: newArtifactId("tok"),
+      },
       "a revoked token": { authorization: bearer(revoked.token), message: /unknown or revoked/, tokenId: revoked.id },
       "an expired token": { authorization: bearer(expired.token), message: /expired at/, tokenId: expired.id },
     });
@@ -423,8 +430,14 @@ describe.each(BACKENDS)("tenant isolation and authentication of every RPC (%s)",
 
   it("has a row for every ArtifactService method, and no row for a method it lacks", () => {
     const methods = ArtifactService.methods.map((method) => method.name);
-    expect(methods.filter((name) => !(name in rows)), "methods without a row").toEqual([]);
-    expect(Object.keys(rows).filter((name) => !methods.includes(name)), "rows without a method").toEqual([]);
+    expect(
+      methods.filter((name) => !(name in rows)),
+      "methods without a row",
+    ).toEqual([]);
+    expect(
+      Object.keys(rows).filter((name) => !methods.includes(name)),
+      "rows without a method",
+    ).toEqual([]);
   });
 
   const SCOPES: TokenScope[] = ["read-only", "read-write", "admin"];
@@ -451,7 +464,9 @@ describe.each(BACKENDS)("tenant isolation and authentication of every RPC (%s)",
     // The same call with a token of the row's scope goes through: what was refused above would have been done.
     await row.asOwner(client(bearer(alphaTokens[row.scope]), protocol), r);
     if (row.changes) expect(await alphaState(r), "alpha's state after its own call").not.toEqual(before);
-    await client(bearer(t.tokens.alpha)).abortUploadSession({ sessionId: r.sessionId }).catch(() => undefined);
+    await client(bearer(t.tokens.alpha))
+      .abortUploadSession({ sessionId: r.sessionId })
+      .catch(() => undefined);
   });
 
   it("signed download links: only the signing tenant's artifact, only while the link's token is active", async () => {
@@ -484,7 +499,10 @@ describe.each(BACKENDS)("tenant isolation and authentication of every RPC (%s)",
     // Signed with the server's own key: the very link the token made, or would have, before it stopped being valid.
     for (const [credential, { tokenId }] of Object.entries(refused)) {
       if (!tokenId) continue;
-      expect({ credential, ...(await get(signer.sign({ tenantId: "alpha", artifactId: r.childId, tokenId, expiresAtSeconds }))) }).toEqual({ credential, ...forbidden });
+      expect({ credential, ...(await get(signer.sign({ tenantId: "alpha", artifactId: r.childId, tokenId, expiresAtSeconds }))) }).toEqual({
+        credential,
+        ...forbidden,
+      });
     }
     // A read-only token's link is enough, and alpha's own link still works.
     const readerLink = signer.sign({ tenantId: "alpha", artifactId: r.childId, tokenId: await tokenIdOf("alpha", "alpha-reader"), expiresAtSeconds });

@@ -87,9 +87,11 @@ describeOn("postgres+minio")("tenant quotas", () => {
   /** Objects and unfinished multipart uploads in the bucket under a tenant's prefix. */
   const storedUnder = async (tenant: string) => {
     const objects: string[] = [];
-    for await (const o of minioClient().listObjectsV2(t.bucket!, "", true)) if ((o as { name?: string }).name?.includes(tenant)) objects.push((o as { name: string }).name);
+    for await (const o of minioClient().listObjectsV2(t.bucket!, "", true))
+      if ((o as { name?: string }).name?.includes(tenant)) objects.push((o as { name: string }).name);
     const unfinished: string[] = [];
-    for await (const u of minioClient().listIncompleteUploads(t.bucket!, "", true)) if ((u as { key: string }).key.includes(tenant)) unfinished.push((u as { key: string }).key);
+    for await (const u of minioClient().listIncompleteUploads(t.bucket!, "", true))
+      if ((u as { key: string }).key.includes(tenant)) unfinished.push((u as { key: string }).key);
     return { objects: objects.length, unfinished: unfinished.length };
   };
 
@@ -212,7 +214,11 @@ describeOn("postgres+minio")("tenant quotas", () => {
     const token = await tenantWith("q-uploads", { concurrentUploads: 1 });
     const first = heldUpload(token);
     await sleep(100);
-    const refused = await expectQuota(upload(token, randomBytes(10)), "concurrent-uploads", /is running 1 uploads on this server, as many as its concurrent-uploads quota allows/);
+    const refused = await expectQuota(
+      upload(token, randomBytes(10)),
+      "concurrent-uploads",
+      /is running 1 uploads on this server, as many as its concurrent-uploads quota allows/,
+    );
     expect(Number(refused.metadata.get("retry-after-ms"))).toBe(1000);
     // Session parts take the same places.
     const { session } = await t.client(token).createUploadSession({ spec: { kind: "quota-test" }, partSize: BigInt(PART) });
@@ -406,7 +412,10 @@ describe("tenant quota service", () => {
     return { quotas, overrides, usage, advance: (ms: number) => (clock += ms), failReads: (fail: boolean) => (failReads = fail) };
   };
   const refusal = async (call: Promise<unknown>) => {
-    const error = await call.then(() => undefined, (e: unknown) => e);
+    const error = await call.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(ArtifactError);
     return error as ArtifactError;
   };

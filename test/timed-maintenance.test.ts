@@ -51,7 +51,8 @@ describe.each(BACKENDS)("timed maintenance on %s", (backend) => {
     // in the future when both are saved (a past expiry is refused).
     const expiresAt = timestampFromDate(new Date(Date.now() + 2_000));
     const save = async (name: string, pinned: boolean) =>
-      (await t.client().saveInline({ spec: { kind: "expiring", name, pinned, expiresAt, provenance: { runId: run } }, content: { case: "text", value: name } })).artifact!;
+      (await t.client().saveInline({ spec: { kind: "expiring", name, pinned, expiresAt, provenance: { runId: run } }, content: { case: "text", value: name } }))
+        .artifact!;
     const pinned = await save("pinned", true);
     const unpinned = await save("unpinned", false);
 
@@ -65,7 +66,10 @@ describe.each(BACKENDS)("timed maintenance on %s", (backend) => {
     );
     expect(timestampDate(deleted.deletedAt!).getTime()).toBeGreaterThanOrEqual(timestampDate(expiresAt).getTime());
     const listed = async (includeDeleted: boolean) =>
-      (await t.client().listArtifacts({ filter: { kind: "expiring", includeDeleted, provenance: { runId: run } } })).artifacts.map((a) => [a.name, !!a.deletedAt]);
+      (await t.client().listArtifacts({ filter: { kind: "expiring", includeDeleted, provenance: { runId: run } } })).artifacts.map((a) => [
+        a.name,
+        !!a.deletedAt,
+      ]);
     expect(await listed(false)).toEqual([["pinned", false]]);
     expect((await listed(true)).sort()).toEqual([
       ["pinned", false],

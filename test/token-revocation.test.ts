@@ -48,7 +48,10 @@ describeOn("postgres+minio")("revoking a token on a running server with the CLI"
   const clientWith = (token: string) =>
     createClient(
       ArtifactService,
-      createGrpcTransport({ baseUrl: service.url, interceptors: [(next) => (request) => (request.header.set("authorization", `Bearer ${token}`), next(request))] }),
+      createGrpcTransport({
+        baseUrl: service.url,
+        interceptors: [(next) => (request) => (request.header.set("authorization", `Bearer ${token}`), next(request))],
+      }),
     );
   /** Resolves with the error the call ended with, or fails the test if it does not end within `withinMs`. */
   const endsWithin = (what: string, call: Promise<unknown>, withinMs: number) =>

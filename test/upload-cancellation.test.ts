@@ -41,8 +41,15 @@ describe.each(BACKENDS)("interrupted uploads on %s", (backend) => {
   const interruptedArtifacts = async () => (await t.client().listArtifacts({ filter: { kind: "interrupted", includeDeleted: true } })).artifacts;
 
   /** A header, `bytes` of content, then (unless `beforeEnd` says otherwise) the stream is held open until `release` aborts. */
-  async function* upload(bytes: number, options: { expectedBlake3?: string; expectedSize?: bigint; beforeEnd?: () => Promise<void>; release?: AbortSignal }): AsyncIterable<UploadInit> {
-    const header = { spec: { kind: "interrupted" }, expectedBlake3: options.expectedBlake3 ?? "", ...(options.expectedSize === undefined ? {} : { expectedSize: options.expectedSize }) };
+  async function* upload(
+    bytes: number,
+    options: { expectedBlake3?: string; expectedSize?: bigint; beforeEnd?: () => Promise<void>; release?: AbortSignal },
+  ): AsyncIterable<UploadInit> {
+    const header = {
+      spec: { kind: "interrupted" },
+      expectedBlake3: options.expectedBlake3 ?? "",
+      ...(options.expectedSize === undefined ? {} : { expectedSize: options.expectedSize }),
+    };
     yield { message: { case: "header", value: header } };
     for (let sent = 0; sent < bytes; sent += MiB) yield { message: { case: "chunk", value: randomBytes(MiB) } };
     if (options.beforeEnd) await options.beforeEnd();
@@ -53,7 +60,10 @@ describe.each(BACKENDS)("interrupted uploads on %s", (backend) => {
     // On the folder store, watch committed blobs: a cancelled upload is
     // never stored, not even for a moment before it is deleted again.
     const committedFiles: string[] = [];
-    const watcher = backend === "pglite+fs" ? watch(path.join(t.dataDir, "blobs", "blobs"), { recursive: true }, (_event, name) => committedFiles.push(String(name))) : undefined;
+    const watcher =
+      backend === "pglite+fs"
+        ? watch(path.join(t.dataDir, "blobs", "blobs"), { recursive: true }, (_event, name) => committedFiles.push(String(name)))
+        : undefined;
     using storage = captureStorageKeys(t);
     try {
       const controller = new AbortController();

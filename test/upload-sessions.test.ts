@@ -16,7 +16,6 @@ const MiB = 1024 * 1024;
 const PART = 5 * MiB;
 type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
 
-
 describe.each(BACKENDS)("upload sessions on %s", (backend) => {
   let t: TestApp;
   let other: TestApp | undefined;
@@ -54,7 +53,9 @@ describe.each(BACKENDS)("upload sessions on %s", (backend) => {
     expect(session!.state).toBe(UploadSessionState.OPEN);
     const parts = partsOf(data);
     await Promise.all(
-      [3, 1, 4, 2].map((n) => t.client().uploadPart({ sessionId: session!.sessionId, partNumber: n, data: parts[n - 1]!, partBlake3: blake3Hex(parts[n - 1]!) })),
+      [3, 1, 4, 2].map((n) =>
+        t.client().uploadPart({ sessionId: session!.sessionId, partNumber: n, data: parts[n - 1]!, partBlake3: blake3Hex(parts[n - 1]!) }),
+      ),
     );
     // A duplicate part replaces the earlier one.
     await t.client().uploadPart({ sessionId: session!.sessionId, partNumber: 2, data: parts[1]! });
@@ -111,9 +112,15 @@ describe.each(BACKENDS)("upload sessions on %s", (backend) => {
   it("refuses a wrong whole-content digest and stores nothing", async () => {
     const data = randomBytes(PART + 5);
     const parts = partsOf(data);
-    const { session } = await t.client().createUploadSession({ spec: { kind: "x", name: "wrong-digest" }, expectedBlake3: "a".repeat(64), partSize: BigInt(PART) });
+    const { session } = await t
+      .client()
+      .createUploadSession({ spec: { kind: "x", name: "wrong-digest" }, expectedBlake3: "a".repeat(64), partSize: BigInt(PART) });
     for (const [i, part] of parts.entries()) await t.client().uploadPart({ sessionId: session!.sessionId, partNumber: i + 1, data: part });
-    await expectCode(t.client().completeUploadSession({ sessionId: session!.sessionId }), Code.InvalidArgument, /BLAKE3 is [0-9a-f]{64} but the session declared/);
+    await expectCode(
+      t.client().completeUploadSession({ sessionId: session!.sessionId }),
+      Code.InvalidArgument,
+      /BLAKE3 is [0-9a-f]{64} but the session declared/,
+    );
     expect((await t.client().listArtifacts({ filter: { namePrefix: "wrong-digest" } })).artifacts).toEqual([]);
     expect(await t.app.metadata.findBlob("alpha", blake3Hex(data))).toBeUndefined();
     expect(await leftovers()).toEqual([]);
@@ -150,7 +157,9 @@ describe.each(BACKENDS)("upload sessions on %s", (backend) => {
 
   it("resumes a streaming upload after the stream drops", async () => {
     const data = randomBytes(3 * PART + 777);
-    const { session } = await t.client().createUploadSession({ spec: { kind: "model", name: "resumed" }, expectedBlake3: blake3Hex(data), partSize: BigInt(PART) });
+    const { session } = await t
+      .client()
+      .createUploadSession({ spec: { kind: "model", name: "resumed" }, expectedBlake3: blake3Hex(data), partSize: BigInt(PART) });
     const sessionId = session!.sessionId;
     // First stream: 2.5 parts, then the client goes away.
     const controller = new AbortController();
@@ -213,7 +222,11 @@ describe.each(BACKENDS)("upload sessions on %s", (backend) => {
 
   it("returns the same session for a retried create after an input was deleted or spec.expires_at passed", async () => {
     const input = (await t.client().saveInline({ spec: { kind: "source" }, content: { case: "text", value: "in" } })).artifact!;
-    const withInput = { spec: { kind: "derived", inputs: [{ artifactId: input.id, role: "source" }] }, idempotencyKey: `input-${Math.random()}`, partSize: BigInt(PART) };
+    const withInput = {
+      spec: { kind: "derived", inputs: [{ artifactId: input.id, role: "source" }] },
+      idempotencyKey: `input-${Math.random()}`,
+      partSize: BigInt(PART),
+    };
     const expiry = new Date(Date.now() + 1500);
     const withExpiry = { spec: { kind: "derived", expiresAt: timestampFromDate(expiry) }, idempotencyKey: `expiry-${Math.random()}`, partSize: BigInt(PART) };
     const a = (await t.client().createUploadSession(withInput)).session!;
@@ -224,8 +237,16 @@ describe.each(BACKENDS)("upload sessions on %s", (backend) => {
     expect((await t.client().createUploadSession(withExpiry)).session!.sessionId).toBe(b.sessionId);
     // A new key is a new create, checked afresh.
     await expectCode(t.client().createUploadSession({ ...withInput, idempotencyKey: `new-${Math.random()}` }), Code.FailedPrecondition, /deleted/);
-    await expectCode(t.client().createUploadSession({ ...withExpiry, idempotencyKey: `new-${Math.random()}` }), Code.InvalidArgument, /expires_at is in the past/);
-    await expectCode(t.client().createUploadSession({ ...withExpiry, idempotencyKey: "k".repeat(129) }), Code.InvalidArgument, /idempotency_key is longer than 128/);
+    await expectCode(
+      t.client().createUploadSession({ ...withExpiry, idempotencyKey: `new-${Math.random()}` }),
+      Code.InvalidArgument,
+      /expires_at is in the past/,
+    );
+    await expectCode(
+      t.client().createUploadSession({ ...withExpiry, idempotencyKey: "k".repeat(129) }),
+      Code.InvalidArgument,
+      /idempotency_key is longer than 128/,
+    );
     await expectCode(t.client().createUploadSession({ ...withExpiry, idempotencyKey: "k\u0000" }), Code.InvalidArgument, /idempotency_key contains a NUL/);
     for (const session of [a, b]) await t.client().abortUploadSession({ sessionId: session.sessionId });
     expect(await leftovers()).toEqual([]);

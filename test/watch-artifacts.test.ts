@@ -27,7 +27,9 @@ describe.each(BACKENDS)("WatchArtifacts on %s", (backend) => {
     const received: { type: EventType; id: string; status: Status }[] = [];
     const markers = new Set<string>();
     const seen = () => received.filter((event) => !markers.has(event.id));
-    const stream = t.client().watchArtifacts({ filter: { kind: "reviewed", status: Status.REVIEW, provenance: { runId: run } } }, { signal: controller.signal });
+    const stream = t
+      .client()
+      .watchArtifacts({ filter: { kind: "reviewed", status: Status.REVIEW, provenance: { runId: run } } }, { signal: controller.signal });
     const reading = (async () => {
       try {
         for await (const event of stream) {
@@ -39,11 +41,17 @@ describe.each(BACKENDS)("WatchArtifacts on %s", (backend) => {
       }
     })();
     const inReview = async (name: string) => {
-      const { artifact } = await t.client().saveInline({ spec: { kind: "reviewed", name, provenance: { runId: run } }, content: { case: "text", value: name } });
+      const { artifact } = await t
+        .client()
+        .saveInline({ spec: { kind: "reviewed", name, provenance: { runId: run } }, content: { case: "text", value: name } });
       await t.client().setStatus({ id: artifact!.id, status: Status.REVIEW });
       return artifact!.id;
     };
-    await untilLive(markers, () => inReview("marker"), () => received.map((event) => event.id));
+    await untilLive(
+      markers,
+      () => inReview("marker"),
+      () => received.map((event) => event.id),
+    );
     const ids = await Promise.all(
       Array.from({ length: count }, async (_, i) => {
         const id = await inReview(`r${i}`);
@@ -55,7 +63,11 @@ describe.each(BACKENDS)("WatchArtifacts on %s", (backend) => {
     const timeout = setTimeout(() => controller.abort(), 15_000);
     await reading;
     clearTimeout(timeout);
-    expect(seen().map((e) => e.id).sort()).toEqual([...ids].sort());
+    expect(
+      seen()
+        .map((e) => e.id)
+        .sort(),
+    ).toEqual([...ids].sort());
     expect(new Set(seen().map((e) => `${EventType[e.type]} ${Status[e.status]}`))).toEqual(new Set(["STATUS_CHANGED REVIEW"]));
   });
 

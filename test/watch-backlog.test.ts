@@ -42,7 +42,8 @@ function openPausableWatch(url: string, token: string, runId: string) {
   });
   const status = new Promise<{ code: number; message: string }>((resolve) => {
     const settle = (headers: http2.IncomingHttpHeaders) => {
-      if (headers["grpc-status"] !== undefined) resolve({ code: Number(headers["grpc-status"]), message: decodeURIComponent(String(headers["grpc-message"] ?? "")) });
+      if (headers["grpc-status"] !== undefined)
+        resolve({ code: Number(headers["grpc-status"]), message: decodeURIComponent(String(headers["grpc-message"] ?? "")) });
     };
     stream.on("response", settle);
     stream.on("trailers", settle);
@@ -137,7 +138,9 @@ describe.each(BACKENDS)("a Watch stream that stops reading, on %s", (backend) =>
       const resumed: string[] = [];
       const controller = new AbortController();
       const lastCursor = stalled.events.at(-1)!.cursor;
-      for await (const event of t.client().watchArtifacts({ filter: { provenance: { runId: run }, kind: "burst" }, resumeAfter: lastCursor }, { signal: controller.signal, timeoutMs: 10_000 })) {
+      for await (const event of t
+        .client()
+        .watchArtifacts({ filter: { provenance: { runId: run }, kind: "burst" }, resumeAfter: lastCursor }, { signal: controller.signal, timeoutMs: 10_000 })) {
         resumed.push(event.artifact!.id);
         if (stalledIds.length + resumed.length === readingIds.length) break;
       }

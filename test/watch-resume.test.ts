@@ -148,12 +148,15 @@ describe.each(BACKENDS)("WatchArtifacts resume_after on %s", (backend: Backend) 
     const run = newRun();
     const live = startWatch(t.client(), run);
     await sleep(300);
-    const marker = (await t.client().saveInline({ spec: { kind: "resumed", provenance: { runId: run } }, content: { case: "text", value: "start" } })).artifact!;
+    const marker = (await t.client().saveInline({ spec: { kind: "resumed", provenance: { runId: run } }, content: { case: "text", value: "start" } }))
+      .artifact!;
     const [start] = await live.until(1);
     const count = 30;
     await Promise.all(
       Array.from({ length: count }, async (_, i) => {
-        const { artifact } = await t.client().saveInline({ spec: { kind: "resumed", name: `c${i}`, provenance: { runId: run } }, content: { case: "text", value: String(i) } });
+        const { artifact } = await t
+          .client()
+          .saveInline({ spec: { kind: "resumed", name: `c${i}`, provenance: { runId: run } }, content: { case: "text", value: String(i) } });
         await t.client().setStatus({ id: artifact!.id, status: Status.REVIEW });
       }),
     );
@@ -254,11 +257,16 @@ describeOn("postgres+minio")("WatchArtifacts across replicas", () => {
     await admin.connect();
     // Only this test's database: other test runs share the server.
     const killListeners = () =>
-      admin.query("select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1 and datname = current_database()", [LISTENER_APPLICATION_NAME]);
+      admin.query("select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1 and datname = current_database()", [
+        LISTENER_APPLICATION_NAME,
+      ]);
     const listeners = async () =>
       Number(
-        (await admin.query<{ n: string }>("select count(*) as n from pg_stat_activity where application_name = $1 and datname = current_database()", [LISTENER_APPLICATION_NAME]))
-          .rows[0]!.n,
+        (
+          await admin.query<{ n: string }>("select count(*) as n from pg_stat_activity where application_name = $1 and datname = current_database()", [
+            LISTENER_APPLICATION_NAME,
+          ])
+        ).rows[0]!.n,
       );
     // Each replica's listener connects in the background: wait for both.
     const bothListening = async () => {

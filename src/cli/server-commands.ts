@@ -90,7 +90,10 @@ async function tokenCommand(args: string[]): Promise<number> {
         });
         const expires = created.expiresAt?.toISOString();
         if (values.json) console.log(JSON.stringify({ id: created.id, tenant, token: created.token, scope: created.scope, expiresAt: expires ?? null }));
-        else console.log(`${created.token}\n(id ${created.id}, tenant ${tenant}, ${created.scope}${expires ? `, expires ${expires}` : ""}; shown once, store it now)`);
+        else
+          console.log(
+            `${created.token}\n(id ${created.id}, tenant ${tenant}, ${created.scope}${expires ? `, expires ${expires}` : ""}; shown once, store it now)`,
+          );
         return 0;
       }
       case "list": {
@@ -99,7 +102,9 @@ async function tokenCommand(args: string[]): Promise<number> {
         else {
           for (const t of tokens) {
             const state = t.revokedAt ? "\trevoked" : t.expiresAt && t.expiresAt.getTime() <= Date.now() ? "\texpired" : "";
-            console.log(`${t.id}\t${t.tenantId}\t${t.name}\t${t.scope}\t${t.createdAt.toISOString()}\t${t.expiresAt ? `expires ${t.expiresAt.toISOString()}` : "no expiry"}${state}`);
+            console.log(
+              `${t.id}\t${t.tenantId}\t${t.name}\t${t.scope}\t${t.createdAt.toISOString()}\t${t.expiresAt ? `expires ${t.expiresAt.toISOString()}` : "no expiry"}${state}`,
+            );
           }
         }
         return 0;
@@ -146,7 +151,9 @@ async function gcCommand(args: string[]): Promise<number> {
           `${dryRun ? "would abort" : "aborted"} ${report.abandonedUploads} abandoned upload(s)`,
       );
       for (const blob of report.corruptBlobs) {
-        console.log(`corrupt: tenant ${blob.tenantId} blob ${blob.digest} (${blob.storageKey}) since ${blob.corruptAt.toISOString()}: upload the content again to heal it`);
+        console.log(
+          `corrupt: tenant ${blob.tenantId} blob ${blob.digest} (${blob.storageKey}) since ${blob.corruptAt.toISOString()}: upload the content again to heal it`,
+        );
       }
     }
     return 0;
@@ -155,7 +162,6 @@ async function gcCommand(args: string[]): Promise<number> {
     await metadata.close();
   }
 }
-
 
 /**
  * The download-link keys of the key file in the data folder: list (ids only,
@@ -208,7 +214,10 @@ async function urlKeysCommand(args: string[]): Promise<number> {
   const index = keys.findIndex((key) => key.id === id);
   if (index < 0) throw new ArtifactError("not_found", `no key ${id} in ${file}`);
   if (index === 0) throw new ArtifactError("failed_precondition", `${id} is the key that signs: rotate in a new one first, then retire ${id}`);
-  await writeUrlSigningKeyFile(file, keys.filter((key) => key.id !== id));
+  await writeUrlSigningKeyFile(
+    file,
+    keys.filter((key) => key.id !== id),
+  );
   if (values.json) console.log(JSON.stringify({ id }));
   else console.log(`retired ${id}: links signed with it stop working once the server restarts`);
   return 0;

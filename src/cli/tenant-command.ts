@@ -45,7 +45,7 @@ export async function tenantCommand(args: string[]): Promise<number> {
     changes[limit] = quotaValue(flag, raw);
   }
   const clear = values.clear === true;
-  if (action === "set-quota" && clear === (Object.keys(changes).length > 0)) {
+  if (action === "set-quota" && clear === Object.keys(changes).length > 0) {
     throw new UsageError(`tenant set-quota needs either quota flags (--${Object.keys(QUOTA_FLAGS).join(", --")}) or --clear, not both or neither`);
   }
 
@@ -87,7 +87,10 @@ function quotaValue(flag: string, raw: string): number | null {
     if (raw === "unlimited") return UNLIMITED_BYTES;
     const bytes = parseSize(raw);
     if (bytes === undefined || !Number.isSafeInteger(bytes)) {
-      throw new ArtifactError("invalid_argument", `--stored-bytes ${JSON.stringify(raw)} is not valid: give bytes with an optional KiB, MiB or GiB suffix (e.g. 10GiB), unlimited, or default`);
+      throw new ArtifactError(
+        "invalid_argument",
+        `--stored-bytes ${JSON.stringify(raw)} is not valid: give bytes with an optional KiB, MiB or GiB suffix (e.g. 10GiB), unlimited, or default`,
+      );
     }
     return bytes;
   }

@@ -81,9 +81,7 @@ export const UPLOAD_HOLD_LOST =
   "this upload was taken for dead (its heartbeat lapsed, as when the database was unreachable for longer than ARTIFACTD_UPLOAD_STALE_MS) and its storage reclaimed: upload again";
 
 /** What holds an upload's storage key until its artifact is recorded. */
-export type UploadHold =
-  | { readonly inFlight: string }
-  | { readonly session: { readonly id: string; readonly claim: string; readonly storageKey: string } };
+export type UploadHold = { readonly inFlight: string } | { readonly session: { readonly id: string; readonly claim: string; readonly storageKey: string } };
 
 /** The storage key a hold holds. */
 export function storageKeyOf(hold: UploadHold): string {

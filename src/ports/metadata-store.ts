@@ -10,7 +10,15 @@ import type { UploadSessionStore } from "./upload-session-store.ts";
 
 export type { AllTenantsBlobIndex } from "./all-tenants-blob-index.ts";
 export type { ArtifactQueries, LineageLimits, LineageTooLarge, Page, PageRequest } from "./artifact-queries.ts";
-export { BLOB_RECLAIMED, storageKeyOf, UPLOAD_HOLD_LOST, type ArtifactExpiry, type ArtifactRecords, type NewArtifact, type UploadHold } from "./artifact-records.ts";
+export {
+  BLOB_RECLAIMED,
+  storageKeyOf,
+  UPLOAD_HOLD_LOST,
+  type ArtifactExpiry,
+  type ArtifactRecords,
+  type NewArtifact,
+  type UploadHold,
+} from "./artifact-records.ts";
 export type { StoredBlob, TenantBlobIndex } from "./tenant-blob-index.ts";
 export type { ApiToken, TokenStore } from "./token-store.ts";
 

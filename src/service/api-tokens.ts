@@ -50,7 +50,10 @@ export async function authenticate(metadata: TokenStore, authorization: string |
 /** The SHA-256 a well-formed `Bearer <token>` header names; throws unauthenticated for anything else. */
 export function tokenSha256(authorization: string | null | undefined): string {
   if (!authorization) {
-    throw new ArtifactError("unauthenticated", "missing credentials: send the metadata header `authorization: Bearer <token>` (create a token with `artifactd token create`)");
+    throw new ArtifactError(
+      "unauthenticated",
+      "missing credentials: send the metadata header `authorization: Bearer <token>` (create a token with `artifactd token create`)",
+    );
   }
   const match = /^Bearer\s+(\S+)$/i.exec(authorization.trim());
   if (!match) throw new ArtifactError("unauthenticated", "the authorization header must read `Bearer <token>`");

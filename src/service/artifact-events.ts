@@ -97,7 +97,10 @@ export async function startArtifactEventFeed(options: ArtifactEventFeedOptions):
   return {
     subscribe(tenantId, listener) {
       let set = listeners.get(tenantId);
-      if (!set) listeners.set(tenantId, (set = new Set()));
+      if (!set) {
+        set = new Set();
+        listeners.set(tenantId, set);
+      }
       set.add(listener);
       return () => {
         set.delete(listener);

@@ -43,7 +43,11 @@ export interface ArtifactServiceOptions {
   readonly metadata: ArtifactQueries &
     ArtifactRecords &
     TenantBlobIndex &
-    Pick<AllTenantsBlobIndex, "blobHoldsKey"> & { readonly uploadsInFlight: InFlightUploads; readonly uploadSessions: UploadSessionStore; readonly eventLog: ArtifactEventLog };
+    Pick<AllTenantsBlobIndex, "blobHoldsKey"> & {
+      readonly uploadsInFlight: InFlightUploads;
+      readonly uploadSessions: UploadSessionStore;
+      readonly eventLog: ArtifactEventLog;
+    };
   readonly blobs: BlobStore;
   readonly inlineMaxBytes: number;
   readonly uploadMaxBytes: number;
@@ -65,11 +69,7 @@ export interface ArtifactService {
   /** Admits one call of the caller's tenant under its calls-per-second quota; every RPC asks it once. */
   admitCall(caller: Caller): Promise<void>;
   upload(caller: Caller, messages: AsyncIterable<UploadMessage>, signal: AbortSignal): Promise<UploadResult>;
-  download(
-    caller: Caller,
-    request: DownloadRequest,
-    signal: AbortSignal,
-  ): Promise<{ artifact: Artifact; content: AsyncIterable<Uint8Array> }>;
+  download(caller: Caller, request: DownloadRequest, signal: AbortSignal): Promise<{ artifact: Artifact; content: AsyncIterable<Uint8Array> }>;
   getArtifact(caller: Caller, id: string, includeContent: boolean): Promise<Artifact>;
   listArtifacts(
     caller: Caller,

@@ -66,7 +66,10 @@ export async function downloadArtifact(
     const blob = await deps.metadata.findBlob(caller.tenantId, artifact.blake3);
     if (!blob) throw new ArtifactError("data_loss", `the content of artifact ${id} is missing from the blob index`);
     if (blob.corrupt) {
-      throw new ArtifactError("data_loss", `the stored content of artifact ${id} is corrupt (it no longer matches its BLAKE3): upload the same content again to restore it`);
+      throw new ArtifactError(
+        "data_loss",
+        `the stored content of artifact ${id} is corrupt (it no longer matches its BLAKE3): upload the same content again to restore it`,
+      );
     }
     source = missingIsDataLoss(deps.blobs.read(blob.storageKey, { offset: request.offset, length }, signal), id);
   }
@@ -139,7 +142,10 @@ async function* rechunk(
   }
   if (hasher && hasher.digestHex() !== digest) {
     await markCorrupt();
-    throw new ArtifactError("data_loss", `artifact ${id}: the stored content no longer matches its BLAKE3 digest; it is marked corrupt: upload the same content again to restore it`);
+    throw new ArtifactError(
+      "data_loss",
+      `artifact ${id}: the stored content no longer matches its BLAKE3 digest; it is marked corrupt: upload the same content again to restore it`,
+    );
   }
   if (held) yield held;
   if (pendingBytes > 0) yield pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);

@@ -207,22 +207,39 @@ export async function collectGarbage(
   let orphanBytes = 0;
   if (canListBlobs(deps.blobs)) {
     const store = deps.blobs;
-    await sweepUnrecorded(deps.metadata, store.listBlobs(), (item) => item.lastModified < orphanCutoff, checkCancelled, async (item) => {
-      if (!options.dryRun) await store.delete(item.key);
-      orphans++;
-      orphanBytes += item.size;
-    });
+    await sweepUnrecorded(
+      deps.metadata,
+      store.listBlobs(),
+      (item) => item.lastModified < orphanCutoff,
+      checkCancelled,
+      async (item) => {
+        if (!options.dryRun) await store.delete(item.key);
+        orphans++;
+        orphanBytes += item.size;
+      },
+    );
   }
 
   let abandonedUploads = 0;
   if (canListBlobs(deps.blobs) && hasSessions(deps.blobs)) {
     const store = deps.blobs;
-    await sweepUnrecorded(deps.metadata, store.listUnfinishedUploads(), (upload) => upload.startedAt < orphanCutoff, checkCancelled, async (upload) => {
-      if (!options.dryRun) await store.abortSession(upload.key, upload.ref);
-      abandonedUploads++;
-    });
+    await sweepUnrecorded(
+      deps.metadata,
+      store.listUnfinishedUploads(),
+      (upload) => upload.startedAt < orphanCutoff,
+      checkCancelled,
+      async (upload) => {
+        if (!options.dryRun) await store.abortSession(upload.key, upload.ref);
+        abandonedUploads++;
+      },
+    );
   }
-  const corruptBlobs = (await deps.metadata.listCorruptBlobs(100)).map(({ tenantId, digest, storageKey, corruptAt }) => ({ tenantId, digest, storageKey, corruptAt }));
+  const corruptBlobs = (await deps.metadata.listCorruptBlobs(100)).map(({ tenantId, digest, storageKey, corruptAt }) => ({
+    tenantId,
+    digest,
+    storageKey,
+    corruptAt,
+  }));
   return { blobs, bytes, orphans, orphanBytes, abandonedUploads, releasedKeys, corruptBlobs, dryRun: options.dryRun };
 }
 

@@ -98,7 +98,9 @@ export async function recordArtifact(
         // A writer aborted before it committed left nothing under its key: only the record is left to drop.
         if (dropped && "inFlight" in content.hold) {
           // The key was released by the commit: a record left behind is garbage collection's.
-          await metadata.uploadsInFlight.forget(key).catch((error: unknown) => deps.log?.(`forgetting the released storage key ${key} failed; garbage collection will retry`, error));
+          await metadata.uploadsInFlight
+            .forget(key)
+            .catch((error: unknown) => deps.log?.(`forgetting the released storage key ${key} failed; garbage collection will retry`, error));
         } else await discardReleased(deps, key);
       }
       return { artifact, deduplicated: true };
@@ -127,7 +129,11 @@ export async function recordArtifact(
  * the key's record. A failure leaves both for the next collection (logged).
  */
 export async function discardReleased(
-  deps: { readonly metadata: Pick<AllTenantsBlobIndex, "blobHoldsKey"> & { readonly uploadsInFlight: InFlightUploads }; readonly blobs: BlobStore; readonly log?: (message: string, error?: unknown) => void },
+  deps: {
+    readonly metadata: Pick<AllTenantsBlobIndex, "blobHoldsKey"> & { readonly uploadsInFlight: InFlightUploads };
+    readonly blobs: BlobStore;
+    readonly log?: (message: string, error?: unknown) => void;
+  },
   key: string,
 ): Promise<void> {
   try {

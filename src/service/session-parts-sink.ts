@@ -4,16 +4,7 @@ import { failedPrecondition } from "../artifact-error.ts";
 import { WRITER_LEASE_MS } from "../ports/upload-session-store.ts";
 import { keepAlive } from "./keep-alive.ts";
 import type { RestOfContentSink } from "./upload-stream-reader.ts";
-import {
-  checkNotExpired,
-  checkPart,
-  completeUploadSession,
-  heldByWriter,
-  liveSession,
-  storePart,
-  viewOf,
-  type UploadSessionDeps,
-} from "./upload-sessions.ts";
+import { checkNotExpired, checkPart, completeUploadSession, heldByWriter, liveSession, storePart, viewOf, type UploadSessionDeps } from "./upload-sessions.ts";
 
 /**
  * Where a streaming upload bound to a session puts its bytes: the session's

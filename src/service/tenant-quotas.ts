@@ -193,7 +193,9 @@ export function createTenantQuotas(options: TenantQuotasOptions): TenantQuotas {
       const state = stateOf(tenantId);
       const at = now();
       // A new bucket starts full; a changed burst caps what it holds.
-      state.tokens = Number.isNaN(state.tokens) ? limits.burst : Math.min(limits.burst, state.tokens + ((at - state.refilledAt) / 1000) * limits.callsPerSecond);
+      state.tokens = Number.isNaN(state.tokens)
+        ? limits.burst
+        : Math.min(limits.burst, state.tokens + ((at - state.refilledAt) / 1000) * limits.callsPerSecond);
       state.refilledAt = at;
       if (state.tokens >= 1) {
         state.tokens -= 1;

@@ -67,7 +67,10 @@ export function createTokenAuthenticator(metadata: TokenStore, options: TokenAut
 
   function revocationReason(token: ApiToken | undefined): ArtifactError {
     return token?.revokedAt === undefined && token?.expiresAt
-      ? new ArtifactError("unauthenticated", `the API token expired at ${token.expiresAt.toISOString()} while the call was open: create a new token and call again`)
+      ? new ArtifactError(
+          "unauthenticated",
+          `the API token expired at ${token.expiresAt.toISOString()} while the call was open: create a new token and call again`,
+        )
       : new ArtifactError("unauthenticated", "the API token was revoked while the call was open");
   }
 
@@ -115,7 +118,10 @@ export function createTokenAuthenticator(metadata: TokenStore, options: TokenAut
     watch(caller) {
       const controller = new AbortController();
       let calls = openCalls.get(caller.tokenId);
-      if (!calls) openCalls.set(caller.tokenId, (calls = new Set()));
+      if (!calls) {
+        calls = new Set();
+        openCalls.set(caller.tokenId, calls);
+      }
       calls.add(controller);
       startSweep();
       return {

@@ -208,7 +208,8 @@ export async function uploadSessionPart(
   if (request.partBlake3 !== "") {
     if (!BLAKE3_HEX_PATTERN.test(request.partBlake3)) throw invalidArgument("part_blake3 must be 64 lowercase hex characters");
     const actual = blake3Hex(data);
-    if (actual !== request.partBlake3) throw invalidArgument(`part ${partNumber}'s BLAKE3 is ${actual}, not the declared ${request.partBlake3}: send the part again`);
+    if (actual !== request.partBlake3)
+      throw invalidArgument(`part ${partNumber}'s BLAKE3 is ${actual}, not the declared ${request.partBlake3}: send the part again`);
   }
   if (session.state !== "open") throw failedPrecondition(`upload session ${session.id} is ${session.state} and takes no more parts`);
   if (session.assembled) throw assembledAlready(session.id);
@@ -266,7 +267,8 @@ export async function storePart(
   // A part refused here may have replaced the stored one; the recorded etag still names the accepted bytes, and
   // assembling checks every part against it, so refused bytes never reach the blob.
   if (recorded === "held") throw heldByWriter(session.id);
-  if (recorded === "closed") throw failedPrecondition(`upload session ${session.id} began completing (or was aborted) while part ${partNumber} arrived; the part was not added`);
+  if (recorded === "closed")
+    throw failedPrecondition(`upload session ${session.id} began completing (or was aborted) while part ${partNumber} arrived; the part was not added`);
 }
 
 export function heldByWriter(id: string): ArtifactError {
@@ -292,9 +294,7 @@ function checkPartSize(session: UploadSessionRecord, partNumber: number, size: n
   }
   const wanted = partNumber < lastPart ? session.partSize : session.expectedSize - (lastPart - 1) * session.partSize;
   if (size !== wanted) {
-    throw invalidArgument(
-      `part ${partNumber} has ${size} bytes but must have ${wanted}: every part but the last has part_size (${session.partSize}) bytes`,
-    );
+    throw invalidArgument(`part ${partNumber} has ${size} bytes but must have ${wanted}: every part but the last has part_size (${session.partSize}) bytes`);
   }
 }
 
@@ -345,7 +345,9 @@ export async function completeUploadSession(
       const result = await store.abandon(caller.tenantId, id, { states: ["completing"], claim });
       dropped = "deleted" in result;
       if (dropped) await discardReleased(deps, claimed.storageKey);
-      throw invalidArgument(`the uploaded content's BLAKE3 is ${stored.digest} but the session declared ${claimed.expectedBlake3}: nothing was stored; create a new session`);
+      throw invalidArgument(
+        `the uploaded content's BLAKE3 is ${stored.digest} but the session declared ${claimed.expectedBlake3}: nothing was stored; create a new session`,
+      );
     }
     const spec: ArtifactSpec = metadata ? { ...claimed.spec, ...metadata } : claimed.spec;
     if (heartbeat.lost) throw new ArtifactError("aborted", `upload session ${id} was taken over by another complete: complete it again to get its artifact`);
@@ -378,15 +380,21 @@ function checkComplete(session: UploadSessionRecord): void {
   const present = new Set(session.parts.map((p) => p.partNumber));
   for (let n = 1; n <= last; n++) if (!present.has(n)) missing.push(n);
   if (missing.length > 0) {
-    throw failedPrecondition(`upload session ${id} is missing part(s) ${missing.slice(0, 20).join(", ")}${missing.length > 20 ? ", …" : ""}: upload them, then complete again`);
+    throw failedPrecondition(
+      `upload session ${id} is missing part(s) ${missing.slice(0, 20).join(", ")}${missing.length > 20 ? ", …" : ""}: upload them, then complete again`,
+    );
   }
   const short = session.parts.find((p, i) => i < session.parts.length - 1 && p.sizeBytes !== session.partSize);
   if (short) {
-    throw failedPrecondition(`part ${short.partNumber} has ${short.sizeBytes} bytes; every part but the last must have part_size (${session.partSize}) bytes: upload it again`);
+    throw failedPrecondition(
+      `part ${short.partNumber} has ${short.sizeBytes} bytes; every part but the last must have part_size (${session.partSize}) bytes: upload it again`,
+    );
   }
   const total = session.parts.reduce((sum, p) => sum + p.sizeBytes, 0);
   if (session.expectedSize !== undefined && total !== session.expectedSize) {
-    throw failedPrecondition(`upload session ${id} holds ${total} bytes but expected_size is ${session.expectedSize}: upload the missing parts, then complete again`);
+    throw failedPrecondition(
+      `upload session ${id} holds ${total} bytes but expected_size is ${session.expectedSize}: upload the missing parts, then complete again`,
+    );
   }
 }
 

@@ -107,7 +107,8 @@ export function validateTags(field: string, tags: readonly string[], maxTags: nu
   const unique = [...new Set(tags)].sort();
   if (unique.length > maxTags) throw invalidArgument(`${field} has ${unique.length} tags; at most ${maxTags} are allowed`);
   for (const tag of unique) {
-    if (tag.length === 0 || tag.length > LIMITS.maxTag) throw invalidArgument(`${field} entry ${JSON.stringify(tag.slice(0, 40))} must be 1–${LIMITS.maxTag} characters`);
+    if (tag.length === 0 || tag.length > LIMITS.maxTag)
+      throw invalidArgument(`${field} entry ${JSON.stringify(tag.slice(0, 40))} must be 1–${LIMITS.maxTag} characters`);
     checkNoNul(`${field} entry ${JSON.stringify(tag.slice(0, 40))}`, tag);
   }
   return unique;
@@ -141,7 +142,9 @@ function validateInputs(inputs: readonly ArtifactInput[]): ArtifactInput[] {
   const seen = new Set<string>();
   return inputs.map((input, i) => {
     if (!isArtifactId(input.artifactId)) {
-      throw invalidArgument(`spec.inputs[${i}].artifact_id ${JSON.stringify(input.artifactId.slice(0, 80))} is not an artifact id (expected e.g. art_01jf3k8z9q4v6w2x7y5t0r1s3m)`);
+      throw invalidArgument(
+        `spec.inputs[${i}].artifact_id ${JSON.stringify(input.artifactId.slice(0, 80))} is not an artifact id (expected e.g. art_01jf3k8z9q4v6w2x7y5t0r1s3m)`,
+      );
     }
     if (seen.has(input.artifactId)) throw invalidArgument(`spec.inputs names ${input.artifactId} twice`);
     seen.add(input.artifactId);
@@ -222,7 +225,9 @@ function checkFilterText(filter: ArtifactFilter): void {
 export function requireArtifactId(field: string, value: string): string {
   if (!value) throw invalidArgument(`${field} is required`);
   if (!isArtifactId(value)) {
-    throw invalidArgument(`${field} ${JSON.stringify(value.slice(0, 80))} is not an artifact id: expected <prefix>_<26 characters>, e.g. art_01jf3k8z9q4v6w2x7y5t0r1s3m`);
+    throw invalidArgument(
+      `${field} ${JSON.stringify(value.slice(0, 80))} is not an artifact id: expected <prefix>_<26 characters>, e.g. art_01jf3k8z9q4v6w2x7y5t0r1s3m`,
+    );
   }
   return value;
 }

@@ -71,7 +71,6 @@ const admitted = new WeakMap<NodeRequest, Caller>();
 export const MAX_REFUSED_AUTHENTICATIONS_PER_CONNECTION = 100;
 const refusedAuthentications = new WeakMap<object, number>();
 
-
 /**
  * Authenticates an ArtifactService request from its headers. Resolves the
  * caller, remembered for the handler (see callerKey); or answers the request
@@ -102,7 +101,11 @@ export async function admit(
     admitted.set(request, caller);
     return caller;
   } catch (error) {
-    refuse(request, response, toConnectError(error, (e) => log("admitting a call failed", e)));
+    refuse(
+      request,
+      response,
+      toConnectError(error, (e) => log("admitting a call failed", e)),
+    );
     if (error instanceof ArtifactError && error.code === "unauthenticated") countRefusal(request);
     return undefined;
   }
@@ -146,7 +149,8 @@ function deadlineOverMaximum(request: NodeRequest, maxMs: number): ConnectError 
 export function parseGrpcTimeout(value: string | string[] | undefined): number | undefined {
   if (value === undefined) return undefined;
   const match = /^(\d{1,8})([HMSmun])$/.exec(Array.isArray(value) ? (value[0] ?? "") : value);
-  if (!match) throw new ConnectError(`grpc-timeout ${JSON.stringify(value)} is not valid: give up to 8 digits and a unit (H, M, S, m, u, n)`, Code.InvalidArgument);
+  if (!match)
+    throw new ConnectError(`grpc-timeout ${JSON.stringify(value)} is not valid: give up to 8 digits and a unit (H, M, S, m, u, n)`, Code.InvalidArgument);
   const unitMs = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 }[match[2] as "H" | "M" | "S" | "m" | "u" | "n"];
   return Number(match[1]) * unitMs;
 }

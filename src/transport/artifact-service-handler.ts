@@ -5,7 +5,7 @@ import type { Caller } from "../artifact.ts";
 import { invalidArgument } from "../artifact-error.ts";
 import type { ArtifactEventType } from "../artifact.ts";
 import {
-  ArtifactService as ArtifactServiceDesc,
+  type ArtifactService as ArtifactServiceDesc,
   DownloadResponseSchema,
   EventType,
   type UploadRequest,

@@ -154,7 +154,7 @@ function unavailable(response: Response): void {
 
 function plain(response: Response, status: number, text: string, extra: Record<string, string> = {}): void {
   response.writeHead(status, { "Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", ...extra });
-  response.end(text + "\n");
+  response.end(`${text}\n`);
 }
 
 /** 429 with the quota's message and, when waiting helps, Retry-After in whole seconds. */

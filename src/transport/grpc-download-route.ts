@@ -100,7 +100,11 @@ async function serve(options: GrpcDownloadRouteOptions, request: http2.Http2Serv
   } catch (error) {
     const status = toConnectError(controller.signal.aborted ? controller.signal.reason : error, (e) => options.log("Download failed", e));
     // The refusal's metadata (a quota's retry-after-ms) travels with the status, as connect-node sends it.
-    const trailers: Record<string, string> = { ...Object.fromEntries(status.metadata), "grpc-status": String(status.code), "grpc-message": encodeGrpcMessage(status.rawMessage) };
+    const trailers: Record<string, string> = {
+      ...Object.fromEntries(status.metadata),
+      "grpc-status": String(status.code),
+      "grpc-message": encodeGrpcMessage(status.rawMessage),
+    };
     if (stream.destroyed || stream.closed) return;
     if (headersSent) await finish(stream, trailers);
     else {
@@ -190,4 +194,3 @@ function finish(stream: http2.ServerHttp2Stream, trailers: Record<string, string
     stream.end();
   });
 }
-

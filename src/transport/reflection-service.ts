@@ -1,11 +1,7 @@
 import { createRegistry, toBinary, type DescFile, type MessageInitShape } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import {
-  ServerReflection,
-  type ServerReflectionRequest,
-  type ServerReflectionResponseSchema,
-} from "@artifactd/api/grpc/reflection/v1/reflection_pb.js";
+import type { ServerReflection, ServerReflectionRequest, ServerReflectionResponseSchema } from "@artifactd/api/grpc/reflection/v1/reflection_pb.js";
 
 /**
  * gRPC server reflection (grpc.reflection.v1, and the same messages under
@@ -17,8 +13,8 @@ export function createReflectionHandler(files: readonly DescFile[], serviceNames
   const registry = createRegistry(...files);
   const allFiles = new Map<string, DescFile>();
   const collect = (file: DescFile) => {
-    if (allFiles.has(file.name + ".proto")) return;
-    allFiles.set(file.name + ".proto", file);
+    if (allFiles.has(`${file.name}.proto`)) return;
+    allFiles.set(`${file.name}.proto`, file);
     file.dependencies.forEach(collect);
   };
   files.forEach(collect);
@@ -51,11 +47,15 @@ export function createReflectionHandler(files: readonly DescFile[], serviceNames
         return { case: "listServicesResponse", value: { service: serviceNames.map((name) => ({ name })) } };
       case "fileByFilename": {
         const file = allFiles.get(request.messageRequest.value);
-        return file ? { case: "fileDescriptorResponse", value: { fileDescriptorProto: fileWithDependencies(file) } } : notFound(`file ${request.messageRequest.value}`);
+        return file
+          ? { case: "fileDescriptorResponse", value: { fileDescriptorProto: fileWithDependencies(file) } }
+          : notFound(`file ${request.messageRequest.value}`);
       }
       case "fileContainingSymbol": {
         const file = fileOfSymbol(request.messageRequest.value);
-        return file ? { case: "fileDescriptorResponse", value: { fileDescriptorProto: fileWithDependencies(file) } } : notFound(`symbol ${request.messageRequest.value}`);
+        return file
+          ? { case: "fileDescriptorResponse", value: { fileDescriptorProto: fileWithDependencies(file) } }
+          : notFound(`symbol ${request.messageRequest.value}`);
       }
       case "fileContainingExtension":
         return notFound(`extension ${request.messageRequest.value.containingType}(${request.messageRequest.value.extensionNumber})`);

@@ -53,7 +53,9 @@ const STREAM_RESET_RATE = 33;
 
 /** Calls whose request is a stream (uploads): their bodies may take as long as they send; every other body is one message. */
 const STREAMED_REQUEST_PATHS = new Set(
-  ArtifactService.methods.filter((m) => m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming").map((m) => `${ARTIFACT_SERVICE_PREFIX}${m.name}`),
+  ArtifactService.methods
+    .filter((m) => m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming")
+    .map((m) => `${ARTIFACT_SERVICE_PREFIX}${m.name}`),
 );
 
 export interface RunningServer {
@@ -97,10 +99,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const limits = options.limits;
   const serviceNames = [ArtifactService.typeName, Health.typeName, ServerReflection.typeName, ServerReflectionV1Alpha.typeName];
   const health = createHealthState(serviceNames);
-  const reflection = createReflectionHandler(
-    [file_artifacts_v1_artifact_service, file_grpc_health_v1_health] as DescFile[],
-    serviceNames,
-  );
+  const reflection = createReflectionHandler([file_artifacts_v1_artifact_service, file_grpc_health_v1_health] as DescFile[], serviceNames);
   const shutdownController = new AbortController();
   let shuttingDown = false;
   let inFlight = 0;
@@ -143,7 +142,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const reason: unknown = request.signal.aborted ? request.signal.reason : undefined;
       if (reason instanceof ConnectError) return reason;
       if (request.signal.aborted || requestBrokeOff(request.contextValues)) {
-        return new ConnectError("the call's stream closed before its request was complete (cancelled by the client, or cut for sending nothing)", Code.Canceled);
+        return new ConnectError(
+          "the call's stream closed before its request was complete (cancelled by the client, or cut for sending nothing)",
+          Code.Canceled,
+        );
       }
     }
     return toConnectError(error, (e) => log(context, e));
@@ -152,7 +154,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     inFlight--;
     if (inFlight === 0) idle?.();
   };
-  async function* mapStreamErrors<T>(request: { readonly signal: AbortSignal; readonly contextValues: ContextValues }, messages: AsyncIterable<T>, finished: () => void): AsyncIterable<T> {
+  async function* mapStreamErrors<T>(
+    request: { readonly signal: AbortSignal; readonly contextValues: ContextValues },
+    messages: AsyncIterable<T>,
+    finished: () => void,
+  ): AsyncIterable<T> {
     try {
       yield* messages;
     } catch (error) {

@@ -121,7 +121,7 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 
 function plain(response: HttpResponse, status: number, text: string, extra: Record<string, string> = {}): void {
   response.writeHead(status, { ...SECURITY_HEADERS, "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store", ...extra });
-  response.end(text + "\n");
+  response.end(`${text}\n`);
 }
 
 function isMissing(error: unknown): boolean {

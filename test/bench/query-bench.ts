@@ -105,9 +105,11 @@ try {
     }
     times.sort((a, b) => a - b);
     const plan = await c.explain();
-    const indexes = [...new Set(plan.flatMap((line) => [...line.matchAll(/(?:Index(?: Only)? Scan|Bitmap Index Scan)(?: Backward)? (?:using|on) (\w+)/g)].map((m) => m[1]!)))];
+    const indexes = [
+      ...new Set(plan.flatMap((line) => [...line.matchAll(/(?:Index(?: Only)? Scan|Bitmap Index Scan)(?: Backward)? (?:using|on) (\w+)/g)].map((m) => m[1]!))),
+    ];
     results[c.name] = { median_ms: Number(times[3]!.toFixed(2)), indexes };
-    console.log(`\n== ${c.name}: median ${times[3]!.toFixed(2)} ms (7 runs)\n${plan.map((l) => "   " + l).join("\n")}`);
+    console.log(`\n== ${c.name}: median ${times[3]!.toFixed(2)} ms (7 runs)\n${plan.map((l) => `   ${l}`).join("\n")}`);
   }
   console.log("\n| query | median ms | indexes used |\n|---|---|---|");
   for (const [name, r] of Object.entries(results)) console.log(`| ${name} | ${r.median_ms} | ${r.indexes.join(", ") || "(sequential scan)"} |`);

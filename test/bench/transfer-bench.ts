@@ -92,7 +92,9 @@ try {
   };
   const server = await startServer(env);
   cleanups.push(() => stopProcess(server));
-  const token = JSON.parse(spawnSync(NODE, ["src/main.ts", "token", "create", "--tenant", "bench", "--json"], { cwd: ROOT, env, encoding: "utf8" }).stdout) as { token: string };
+  const token = JSON.parse(spawnSync(NODE, ["src/main.ts", "token", "create", "--tenant", "bench", "--json"], { cwd: ROOT, env, encoding: "utf8" }).stdout) as {
+    token: string;
+  };
   const client = createArtifactClient({ baseUrl: `http://127.0.0.1:${port}`, token: token.token });
   cleanups.push(() => client.close());
   const endpoint = new URL(minio.endpoint);
@@ -134,7 +136,11 @@ try {
   let sessionPeakRss = sessionRss;
   const sessionSampler = setInterval(() => (sessionPeakRss = Math.max(sessionPeakRss, rssMiB(server.pid))), 50);
   started = performance.now();
-  const { session } = await client.rpc.createUploadSession({ spec: { kind: "bench", name: "big-session.bin" }, expectedSize: BigInt(size), partSize: BigInt(sessionPartSize) });
+  const { session } = await client.rpc.createUploadSession({
+    spec: { kind: "bench", name: "big-session.bin" },
+    expectedSize: BigInt(size),
+    partSize: BigInt(sessionPartSize),
+  });
   const source = chunks();
   let nextPart = 1;
   const takePart = (): { number: number; data: Buffer } | undefined => {
@@ -156,7 +162,9 @@ try {
   await client.rpc.completeUploadSession({ sessionId: session!.sessionId }, { timeoutMs: 600_000 });
   const sessionMibS = sizeMiB / ((performance.now() - started) / 1000);
   clearInterval(sessionSampler);
-  console.log(`  session upload (${sessionParallel} × ${sessionPartSize / MiB} MiB parts, complete included): ${sessionMibS.toFixed(0)} MiB/s (server RSS peak ${sessionPeakRss.toFixed(0)} MiB)`);
+  console.log(
+    `  session upload (${sessionParallel} × ${sessionPartSize / MiB} MiB parts, complete included): ${sessionMibS.toFixed(0)} MiB/s (server RSS peak ${sessionPeakRss.toFixed(0)} MiB)`,
+  );
 
   const pids = { server: server.pid, minio: minio.pid };
   let meter = cpuMeter(pids);
@@ -166,12 +174,15 @@ try {
   const downloadMibS = sizeMiB / ((performance.now() - started) / 1000);
   const downloadCpu = meter();
   if (received !== size) throw new Error(`downloaded ${received} bytes, expected ${size}`);
-  console.log(`  service download (verified): ${downloadMibS.toFixed(0)} MiB/s (CPU: server ${downloadCpu.server} %, client ${downloadCpu.client} %, MinIO ${downloadCpu.minio} %)`);
+  console.log(
+    `  service download (verified): ${downloadMibS.toFixed(0)} MiB/s (CPU: server ${downloadCpu.server} %, client ${downloadCpu.client} %, MinIO ${downloadCpu.minio} %)`,
+  );
 
   meter = cpuMeter(pids);
   started = performance.now();
   let directReceived = 0;
-  for await (const chunk of (await direct(directPut.partSize).getObject("bench", `direct-${directPut.partSize}`)) as AsyncIterable<Buffer>) directReceived += chunk.byteLength;
+  for await (const chunk of (await direct(directPut.partSize).getObject("bench", `direct-${directPut.partSize}`)) as AsyncIterable<Buffer>)
+    directReceived += chunk.byteLength;
   const directGetMibS = sizeMiB / ((performance.now() - started) / 1000);
   const directGetCpu = meter();
   if (directReceived !== size) throw new Error(`direct get returned ${directReceived} bytes`);
@@ -283,11 +294,11 @@ async function startProcess(args: string[], env: NodeJS.ProcessEnv): Promise<Chi
   }
   if (!output.includes("serving")) throw new Error(`${args.join(" ")} did not start: ${output}`);
   child.once("exit", (code, signal) => {
-    if (!stopping.has(child)) console.error(`benchmark: ${args.at(-1) === "serve" ? "the server" : args[0]} exited (${code ?? signal}):\n${output.slice(-4000)}`);
+    if (!stopping.has(child))
+      console.error(`benchmark: ${args.at(-1) === "serve" ? "the server" : args[0]} exited (${code ?? signal}):\n${output.slice(-4000)}`);
   });
   return child as ChildProcess & { pid: number };
 }
-
 
 async function stopProcess(child: ChildProcess): Promise<void> {
   stopping.add(child);

@@ -17,7 +17,13 @@ const api = path.join(repo, "clients/api");
  */
 export async function ensureWebBuild(): Promise<void> {
   const built = mtime(path.join(web, "dist/index.html"));
-  const sources = [path.join(web, "index.html"), path.join(web, "vite.config.ts"), ...files(path.join(web, "src")), ...files(path.join(api, "gen")), ...files(path.join(api, "src"))];
+  const sources = [
+    path.join(web, "index.html"),
+    path.join(web, "vite.config.ts"),
+    ...files(path.join(web, "src")),
+    ...files(path.join(api, "gen")),
+    ...files(path.join(api, "src")),
+  ];
   if (built !== undefined && sources.every((file) => (mtime(file) ?? 0) <= built)) return;
   const vite = path.join(repo, "node_modules/vite/bin/vite.js");
   await run(process.execPath, [vite, "build", "--config", path.join(web, "vite.config.ts")], { cwd: repo, maxBuffer: 16 * 1024 * 1024 });

@@ -251,8 +251,10 @@ describeOn("postgres+minio")("the web page in headless Chromium", () => {
   it("filters by status, tags, a metric range and provenance, searches in rank order, and keeps the filter in the URL", async () => {
     // Other tests share the tenant: a graph id of this test's own scopes every view.
     const graphId = `graph-${randomBytes(4).toString("hex")}`;
-    const save = async (name: string, spec: { title?: string; status: Status; tags: string[]; metrics?: Record<string, number>; labels?: Record<string, string>; pinned?: boolean }) =>
-      (await t.client().saveInline({ spec: { kind: "model", name, provenance: { graphId }, ...spec }, content: { case: "text", value: name } })).artifact!;
+    const save = async (
+      name: string,
+      spec: { title?: string; status: Status; tags: string[]; metrics?: Record<string, number>; labels?: Record<string, string>; pinned?: boolean },
+    ) => (await t.client().saveInline({ spec: { kind: "model", name, provenance: { graphId }, ...spec }, content: { case: "text", value: name } })).artifact!;
     // Created one after another, so the plain list (newest first) is delta, gamma, beta, alpha.
     await save("alpha-model", { title: "Zeppelin detector", status: Status.APPROVED, tags: ["vision", "prod"], metrics: { accuracy: 0.91 } });
     // "zeppelin" only in a label value: it ranks below alpha, where it is in the title.
@@ -337,7 +339,9 @@ describeOn("postgres+minio")("the web page in headless Chromium", () => {
   it("keeps the token for the browser session only, unless it is remembered; unticking forgets it", async () => {
     const TOKEN_KEY = "artifactd.token";
     const stored = (page: Page) =>
-      page.evaluate<{ local: string | null; session: string | null }>(`({ local: localStorage.getItem("${TOKEN_KEY}"), session: sessionStorage.getItem("${TOKEN_KEY}") })`);
+      page.evaluate<{ local: string | null; session: string | null }>(
+        `({ local: localStorage.getItem("${TOKEN_KEY}"), session: sessionStorage.getItem("${TOKEN_KEY}") })`,
+      );
     /** What a browser restart keeps (cookies and localStorage, not sessionStorage), opened in a new context. */
     const restart = async (page: Page) => {
       const context = await browser.newContext({ storageState: await page.context().storageState() });

@@ -5,7 +5,8 @@ import { withRetry } from "../../clients/web/src/retry.ts";
 /** The browser client's retry rule for quota refusals (RESOURCE_EXHAUSTED), as the server sends them. */
 describe("web client retries", () => {
   const policy = { retries: 3, baseDelayMs: 10, maxDelayMs: 20 };
-  const quota = (hint?: string) => new ConnectError("over the calls-per-second quota", Code.ResourceExhausted, hint === undefined ? undefined : { "retry-after-ms": hint });
+  const quota = (hint?: string) =>
+    new ConnectError("over the calls-per-second quota", Code.ResourceExhausted, hint === undefined ? undefined : { "retry-after-ms": hint });
 
   it("waits out retry-after-ms, then calls again", async () => {
     let calls = 0;

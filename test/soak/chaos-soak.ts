@@ -107,13 +107,16 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   });
 }
 // The whole run is bounded: the soak, then at most two minutes to recover, collect and reconcile.
-const hardStop = setTimeout(() => {
-  log("out of time: cleaning up");
-  void cleanUp().finally(() => {
-    if (values.json) console.log(JSON.stringify({ seconds, error: "timed out" }));
-    process.exit(1);
-  });
-}, (seconds + 150) * 1000);
+const hardStop = setTimeout(
+  () => {
+    log("out of time: cleaning up");
+    void cleanUp().finally(() => {
+      if (values.json) console.log(JSON.stringify({ seconds, error: "timed out" }));
+      process.exit(1);
+    });
+  },
+  (seconds + 150) * 1000,
+);
 hardStop.unref();
 
 try {
@@ -158,7 +161,13 @@ async function run(): Promise<{ report: Record<string, unknown>; pass: boolean }
   await svc.start();
   const token = await svc.createToken(TENANT);
   const client = createArtifactClient(svc.url, token);
-  const minioClient = new MinioClient({ endPoint: "127.0.0.1", port: minioServer.port, useSSL: false, accessKey: minioServer.accessKey, secretKey: minioServer.secretKey });
+  const minioClient = new MinioClient({
+    endPoint: "127.0.0.1",
+    port: minioServer.port,
+    useSSL: false,
+    accessKey: minioServer.accessKey,
+    secretKey: minioServer.secretKey,
+  });
   const state = createSoakState(path.join(logDir, "acks.jsonl"), BYTES_PER_SECOND);
   const kills: Record<string, number> = {};
 
@@ -231,7 +240,11 @@ async function run(): Promise<{ report: Record<string, unknown>; pass: boolean }
     inlineWriter(client, state, workStop.signal),
     reader(client, state, workStop.signal),
   ];
-  const progress = setInterval(() => log(`acked ${state.acks.length}, failed calls ${state.counters.failed_calls ?? 0}, watch events ${state.events.length}, kills ${JSON.stringify(kills)}`), 10_000);
+  const progress = setInterval(
+    () =>
+      log(`acked ${state.acks.length}, failed calls ${state.counters.failed_calls ?? 0}, watch events ${state.events.length}, kills ${JSON.stringify(kills)}`),
+    10_000,
+  );
   const faults = injectFaults(targets, { until, log, signal: workStop.signal }, kills);
   await new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())));
   workStop.abort();
@@ -269,7 +282,15 @@ async function run(): Promise<{ report: Record<string, unknown>; pass: boolean }
   }
 
   log(`reconciling ${state.acks.length} acknowledgements against the service, Postgres and MinIO`);
-  const result: Reconciliation = await reconcile({ client, state, databaseUrl: pgServer.url, minio: minioClient, bucket: BUCKET, minioDataDir: minioServer.dataDir, seenKeys: spotter.keys });
+  const result: Reconciliation = await reconcile({
+    client,
+    state,
+    databaseUrl: pgServer.url,
+    minio: minioClient,
+    bucket: BUCKET,
+    minioDataDir: minioServer.dataDir,
+    seenKeys: spotter.keys,
+  });
   const { examples, ...figures } = result;
   const report = {
     seconds: Math.round(soakedSeconds),
@@ -290,7 +311,15 @@ async function run(): Promise<{ report: Record<string, unknown>; pass: boolean }
     examples,
     logs: path.relative(ROOT, logDir),
   };
-  const pass = [result.lost, result.corrupt, result.missing_content, result.orphan_objects, result.unfinished_uploads, result.watch_missed, result.watch_duplicates].every((n) => n === 0);
+  const pass = [
+    result.lost,
+    result.corrupt,
+    result.missing_content,
+    result.orphan_objects,
+    result.unfinished_uploads,
+    result.watch_missed,
+    result.watch_duplicates,
+  ].every((n) => n === 0);
   writeFileSync(path.join(logDir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
   log(pass ? "PASS" : "FAIL: see the report's examples and .artifactd/soak/service.log");
   return { report, pass };

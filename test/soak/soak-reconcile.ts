@@ -156,7 +156,8 @@ export async function reconcile(inputs: ReconcileInputs): Promise<Reconciliation
     result.unfinished_uploads_listed = listedUploads.size;
     result.unfinished_uploads_on_disk = onDisk.length;
     const all = new Map(listedUploads);
-    for (const { objectHash, upload } of onDisk) if (!all.has(upload)) all.set(upload, keyByHash.get(objectHash) ?? `unknown key (object hash ${objectHash.slice(0, 12)}…)`);
+    for (const { objectHash, upload } of onDisk)
+      if (!all.has(upload)) all.set(upload, keyByHash.get(objectHash) ?? `unknown key (object hash ${objectHash.slice(0, 12)}…)`);
     result.unfinished_uploads = all.size;
     for (const [upload, key] of all) note("unfinished_uploads", `${key} upload ${upload}${startedAt(upload)}`);
     // An entry left by a kill between an upload's end and the entry's removal holds no storage, and the
@@ -216,7 +217,9 @@ async function downloadWithRetries(client: ArtifactClient, ack: Ack): Promise<"o
 export async function uploadsInFlightKeys(db: pg.Client): Promise<string[] | undefined> {
   try {
     const rows = (await db.query<{ row: Record<string, unknown> }>("select to_jsonb(u) as row from uploads_in_flight u")).rows;
-    return rows.flatMap(({ row }) => (typeof row.storage_key === "string" ? [row.storage_key] : Object.values(row).filter((v): v is string => typeof v === "string" && STORAGE_KEY.test(v))));
+    return rows.flatMap(({ row }) =>
+      typeof row.storage_key === "string" ? [row.storage_key] : Object.values(row).filter((v): v is string => typeof v === "string" && STORAGE_KEY.test(v)),
+    );
   } catch (error) {
     if ((error as { code?: string }).code === "42P01") return undefined;
     throw error;
@@ -255,7 +258,13 @@ function sha256(text: string): string {
  * unfinished uploads (complete only for uploads since its last start). Any
  * of them may be down: a failed look is skipped.
  */
-export function spotKeys(databaseUrl: string, minio: MinioClient, bucket: string, signal: AbortSignal, intervalMs = 1_000): { keys: Set<string>; done: Promise<void> } {
+export function spotKeys(
+  databaseUrl: string,
+  minio: MinioClient,
+  bucket: string,
+  signal: AbortSignal,
+  intervalMs = 1_000,
+): { keys: Set<string>; done: Promise<void> } {
   const keys = new Set<string>();
   const look = async () => {
     const db = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 1_000, query_timeout: 2_000 });

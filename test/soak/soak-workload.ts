@@ -60,7 +60,20 @@ export interface SoakState {
 }
 
 export function createSoakState(ackLog: string | undefined, bytesPerSecond = Infinity): SoakState {
-  return { acks: [], acked: new Set(), counters: {}, failures: {}, failureExamples: {}, events: [], openSessions: new Set(), unconfirmedCreates: new Map(), ackLog, startedAt: Date.now(), bytesPerSecond, ackedBytes: 0 };
+  return {
+    acks: [],
+    acked: new Set(),
+    counters: {},
+    failures: {},
+    failureExamples: {},
+    events: [],
+    openSessions: new Set(),
+    unconfirmedCreates: new Map(),
+    ackLog,
+    startedAt: Date.now(),
+    bytesPerSecond,
+    ackedBytes: 0,
+  };
 }
 
 export function count(state: SoakState, name: string, by = 1): void {
@@ -107,7 +120,7 @@ function record(state: SoakState, ack: Ack): void {
 }
 
 function failed(state: SoakState, rpc: string, error: unknown): void {
-  const code = error instanceof ConnectError ? Code[error.code] : (error as Error)?.name ?? "Error";
+  const code = error instanceof ConnectError ? Code[error.code] : ((error as Error)?.name ?? "Error");
   const key = `${rpc} ${code}`;
   state.failures[key] = (state.failures[key] ?? 0) + 1;
   const examples = (state.failureExamples[key] ??= []);
@@ -134,7 +147,8 @@ async function* uploadMessages(spec: { kind: string; name: string }, bytes: Buff
   for (let offset = 0; offset < bytes.byteLength; offset += CHUNK) {
     yield { message: { case: "chunk" as const, value: bytes.subarray(offset, Math.min(offset + CHUNK, bytes.byteLength)) } };
   }
-  if (Math.random() < 0.5) yield { message: { case: "trailer" as const, value: { labels: { soak: "yes" }, tags: ["soak"], metrics: { bytes: bytes.byteLength } } } };
+  if (Math.random() < 0.5)
+    yield { message: { case: "trailer" as const, value: { labels: { soak: "yes" }, tags: ["soak"], metrics: { bytes: bytes.byteLength } } } };
 }
 
 /** Streaming uploads: new content, or (one in five) content already acknowledged, declared by expected_blake3 so it deduplicates. */
@@ -147,7 +161,10 @@ export async function streamingWriter(client: ArtifactClient, state: SoakState, 
     const bytes = content(seed, dedupOf?.size ?? randomSize());
     const digest = dedupOf?.blake3 ?? blake3Hex(bytes);
     try {
-      const answer = await client.upload(uploadMessages({ kind: "soak-upload", name: `soak/${seed}` }, bytes, dedupOf ? { blake3: digest } : undefined), callOptions(signal));
+      const answer = await client.upload(
+        uploadMessages({ kind: "soak-upload", name: `soak/${seed}` }, bytes, dedupOf ? { blake3: digest } : undefined),
+        callOptions(signal),
+      );
       checkAnswer(state, { blake3: digest, size: bytes.byteLength }, answer.artifact);
       if (dedupOf && answer.deduplicated) count(state, "deduplicated");
       record(state, { id: answer.artifact!.id, blake3: digest, size: bytes.byteLength, via: dedupOf ? "dedup" : "upload", seed });
@@ -170,7 +187,13 @@ export async function sessionWriter(client: ArtifactClient, state: SoakState, si
     let sessionId: string | undefined;
     let rpc = "CreateUploadSession";
     try {
-      const request: CreateSessionRequest = { spec: { kind: "soak-session", name: `soak/${seed}` }, expectedSize: BigInt(size), expectedBlake3: digest, partSize: BigInt(SESSION_PART), idempotencyKey: seed };
+      const request: CreateSessionRequest = {
+        spec: { kind: "soak-session", name: `soak/${seed}` },
+        expectedSize: BigInt(size),
+        expectedBlake3: digest,
+        partSize: BigInt(SESSION_PART),
+        idempotencyKey: seed,
+      };
       state.unconfirmedCreates.set(seed, request);
       const created = await client.createUploadSession(request, callOptions(signal));
       state.unconfirmedCreates.delete(seed);
@@ -231,7 +254,9 @@ export async function abortSession(client: ArtifactClient, state: SoakState, ses
 export async function inlineWriter(client: ArtifactClient, state: SoakState, signal: AbortSignal): Promise<void> {
   while (!signal.aborted) {
     const asJson = Math.random() < 0.5;
-    const value = asJson ? JSON.stringify({ soak: randomBytes(8).toString("hex"), n: randomInt(1_000_000) }) : `soak ${randomBytes(randomInt(1, 2048)).toString("base64")}`;
+    const value = asJson
+      ? JSON.stringify({ soak: randomBytes(8).toString("hex"), n: randomInt(1_000_000) })
+      : `soak ${randomBytes(randomInt(1, 2048)).toString("base64")}`;
     try {
       const answer = await client.saveInline(
         { spec: { kind: "soak-inline" }, content: asJson ? { case: "json", value } : { case: "text", value } },

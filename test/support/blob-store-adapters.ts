@@ -58,7 +58,10 @@ export const BLOB_STORE_ADAPTERS: Record<string, { readonly backend: Backend; re
       return {
         store,
         async leftovers() {
-          return [...readdirSync(path.join(root, "incoming")).map((f) => `incoming:${f}`), ...readdirSync(path.join(root, "sessions")).map((f) => `session:${f}`)];
+          return [
+            ...readdirSync(path.join(root, "incoming")).map((f) => `incoming:${f}`),
+            ...readdirSync(path.join(root, "sessions")).map((f) => `session:${f}`),
+          ];
         },
         reopen: () => createFsBlobStore(root),
         async close() {

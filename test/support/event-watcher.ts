@@ -1,6 +1,6 @@
 import type { Client } from "@connectrpc/connect";
 import { vi } from "vitest";
-import { ArtifactService, EventType } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { type ArtifactService, EventType } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 
 /** One event as a test compares it: what happened, to which artifact, of which kind. */
 export interface SeenEvent {

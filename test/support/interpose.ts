@@ -43,7 +43,7 @@ export function interpose<T extends object, K extends keyof T>(
   name: K,
   wrapper: (original: Method<T, K>, ...args: Parameters<Method<T, K>>) => ReturnType<Method<T, K>>,
 ): () => void {
-  const had = Object.prototype.hasOwnProperty.call(target, name);
+  const had = Object.hasOwn(target, name);
   const previous = target[name];
   const original = (previous as (...args: unknown[]) => unknown).bind(target) as Method<T, K>;
   target[name] = ((...args: Parameters<Method<T, K>>) => wrapper(original, ...args)) as T[K];

@@ -60,7 +60,8 @@ export default class JsonReportSupplementReporter implements Reporter {
     for (const module of modules) {
       for (const error of module.errors()) supplement.errorsOutsideTests.push({ kind: "file", file: module.moduleId, where: null, message: summarize(error) });
       for (const suite of module.children.allSuites()) {
-        for (const error of suite.errors()) supplement.errorsOutsideTests.push({ kind: "suite", file: module.moduleId, where: suite.fullName, message: summarize(error) });
+        for (const error of suite.errors())
+          supplement.errorsOutsideTests.push({ kind: "suite", file: module.moduleId, where: suite.fullName, message: summarize(error) });
       }
       for (const test of module.children.allTests()) {
         if (!this.started.has(test.id) && skippedInAFailedBlock(test)) {

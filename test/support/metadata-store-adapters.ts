@@ -12,7 +12,10 @@ import type { Backend } from "./test-backends.ts";
  * (metadata-store, upload-session-store): the machine's Postgres (a fresh
  * database) and embedded PGlite (a temporary folder), both migrated.
  */
-export const METADATA_STORE_ADAPTERS: Record<string, { readonly backend: Backend; readonly open: () => Promise<{ store: MetadataStore; close(): Promise<void> }> }> = {
+export const METADATA_STORE_ADAPTERS: Record<
+  string,
+  { readonly backend: Backend; readonly open: () => Promise<{ store: MetadataStore; close(): Promise<void> }> }
+> = {
   postgres: {
     backend: "postgres+minio",
     async open() {

@@ -95,7 +95,8 @@ export async function startMinio(bin: string): Promise<MinioServer> {
     started.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
     const deadline = Date.now() + 60_000;
     for (;;) {
-      if (started.exitCode !== null || started.signalCode !== null) throw new Error(`MinIO exited at start (${started.exitCode ?? started.signalCode}): ${stderr}`);
+      if (started.exitCode !== null || started.signalCode !== null)
+        throw new Error(`MinIO exited at start (${started.exitCode ?? started.signalCode}): ${stderr}`);
       try {
         const response = await fetch(`${endpoint}/minio/health/ready`);
         if (response.ok) return;

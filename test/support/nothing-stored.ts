@@ -168,11 +168,14 @@ async function postgresRecordsLeft(databaseUrl: string, trail: UploadTrail): Pro
         "select storage_key || case when released_at is null then ' (held)' else ' (released)' end as row from uploads_in_flight where storage_key = any($1)",
         [keys],
       )),
-      ...(await rows("upload session", "select id || ' (' || state || ', key ' || storage_key || ')' as row from upload_sessions where id = any($1) or storage_key = any($2)", [
+      ...(await rows(
+        "upload session",
+        "select id || ' (' || state || ', key ' || storage_key || ')' as row from upload_sessions where id = any($1) or storage_key = any($2)",
+        [sessionIds, keys],
+      )),
+      ...(await rows("upload session part", "select session_id || ' part ' || part_number as row from upload_session_parts where session_id = any($1)", [
         sessionIds,
-        keys,
       ])),
-      ...(await rows("upload session part", "select session_id || ' part ' || part_number as row from upload_session_parts where session_id = any($1)", [sessionIds])),
     ];
   } finally {
     await client.end();

@@ -63,7 +63,7 @@ export async function startPrivatePostgres(options: PrivatePostgresOptions = {})
     chownSync(socketDir, uid, gid);
   }
   const run = (tool: string, args: string[], timeoutMs = 120_000) => {
-    const command = asRoot ? ["runuser", ["-u", "postgres", "--", path.join(bin, tool), ...args]] as const : [path.join(bin, tool), args] as const;
+    const command = asRoot ? (["runuser", ["-u", "postgres", "--", path.join(bin, tool), ...args]] as const) : ([path.join(bin, tool), args] as const);
     const result = spawnSync(command[0], command[1], { cwd: dir, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: timeoutMs });
     return { ok: result.status === 0, output: `${result.stdout ?? ""}${result.stderr ?? ""}${result.error ? String(result.error) : ""}`.trim() };
   };
@@ -160,7 +160,9 @@ export function postgresBinDir(): string {
 }
 
 function postgresUser(): { uid: number; gid: number } {
-  const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("postgres:"));
+  const line = readFileSync("/etc/passwd", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("postgres:"));
   if (!line) throw new Error("running as root needs a `postgres` user to own the private cluster (initdb refuses root)");
   const fields = line.split(":");
   return { uid: Number(fields[2]), gid: Number(fields[3]) };

@@ -44,7 +44,9 @@ export interface TestApp {
 
 export async function startTestApp(backend: Backend, env: Record<string, string> = {}): Promise<TestApp> {
   if (!testsBackend(backend)) {
-    throw new Error(`this run covers ${BACKENDS.join(", ")} alone (ARTIFACTD_TEST_BACKENDS): a block that starts ${backend} must be skipped, with describeOn("${backend}")`);
+    throw new Error(
+      `this run covers ${BACKENDS.join(", ")} alone (ARTIFACTD_TEST_BACKENDS): a block that starts ${backend} must be skipped, with describeOn("${backend}")`,
+    );
   }
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-test-"));
   let dropDatabase = async () => {};

@@ -22,7 +22,9 @@ export function parseTestBackends(raw: string | undefined): Backend[] {
   if (names.length === 0) return [...ALL_BACKENDS];
   for (const name of names) {
     if (!(ALL_BACKENDS as readonly string[]).includes(name)) {
-      throw new Error(`ARTIFACTD_TEST_BACKENDS=${JSON.stringify(raw)}: ${JSON.stringify(name)} is not a backend; use ${ALL_BACKENDS.join(" or ")} (or both, comma-separated)`);
+      throw new Error(
+        `ARTIFACTD_TEST_BACKENDS=${JSON.stringify(raw)}: ${JSON.stringify(name)} is not a backend; use ${ALL_BACKENDS.join(" or ")} (or both, comma-separated)`,
+      );
     }
   }
   // In the usual order, whatever order they were given in.

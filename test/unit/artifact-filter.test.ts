@@ -34,7 +34,9 @@ describe("the filter as SQL", () => {
   });
 
   it("compares each plain field for equality, as a bound parameter", () => {
-    expect(whereTerms({ includeDeleted: true, kind: "model", artifactClass: "ckpt", mimeType: "text/plain", status: "approved", storage: "inline" })).toStrictEqual([
+    expect(
+      whereTerms({ includeDeleted: true, kind: "model", artifactClass: "ckpt", mimeType: "text/plain", status: "approved", storage: "inline" }),
+    ).toStrictEqual([
       '"artifacts"."kind" = "model"',
       '"artifacts"."artifact_class" = "ckpt"',
       '"artifacts"."mime_type" = "text/plain"',
@@ -44,7 +46,19 @@ describe("the filter as SQL", () => {
   });
 
   it("ignores empty strings, as unset fields", () => {
-    expect(whereTerms({ includeDeleted: true, kind: "", artifactClass: "", mimeType: "", namePrefix: "", provenance: { run_id: "" }, labels: {}, tagsAll: [], tagsAny: [] })).toStrictEqual([]);
+    expect(
+      whereTerms({
+        includeDeleted: true,
+        kind: "",
+        artifactClass: "",
+        mimeType: "",
+        namePrefix: "",
+        provenance: { run_id: "" },
+        labels: {},
+        tagsAll: [],
+        tagsAny: [],
+      }),
+    ).toStrictEqual([]);
   });
 
   it("matches a name prefix with LIKE, its own %, _ and backslash escaped", () => {

@@ -24,7 +24,18 @@ describe("artifact ids", () => {
   it("are recognised only in the exact shape <3–5 lowercase letters>_<26 base32 digits>", () => {
     const body = "01jf3k8z9q4v6w2x7y5t0r1s3m";
     for (const id of [`art_${body}`, `imgs_${body}`, `video_${body}`, newArtifactId("doc")]) expect(isArtifactId(id)).toBe(true);
-    for (const id of [`ar_${body}`, `images_${body}`, `Art_${body}`, `art_${body}x`, `art_${body.slice(1)}`, `art_${body.slice(1)}i`, `art_${body.slice(1)}L`, ` art_${body}`, `art-${body}`, ""]) {
+    for (const id of [
+      `ar_${body}`,
+      `images_${body}`,
+      `Art_${body}`,
+      `art_${body}x`,
+      `art_${body.slice(1)}`,
+      `art_${body.slice(1)}i`,
+      `art_${body.slice(1)}L`,
+      ` art_${body}`,
+      `art-${body}`,
+      "",
+    ]) {
       expect(isArtifactId(id), id).toBe(false);
     }
   });

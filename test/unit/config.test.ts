@@ -121,7 +121,9 @@ describe("listen addresses", () => {
       expect(parseHostPort(bad), bad).toBeUndefined();
     }
     expect(readConfig({ ARTIFACTD_LISTEN: "[::1]:9" }).listen).toStrictEqual({ host: "::1", port: 9 });
-    expect(refusal({ ARTIFACTD_LISTEN: "host" })).toBe('ARTIFACTD_LISTEN="host" is not valid: use host:port, e.g. 127.0.0.1:8080 or [::]:8080 (port 0 picks a free one)');
+    expect(refusal({ ARTIFACTD_LISTEN: "host" })).toBe(
+      'ARTIFACTD_LISTEN="host" is not valid: use host:port, e.g. 127.0.0.1:8080 or [::]:8080 (port 0 picks a free one)',
+    );
   });
 });
 
@@ -135,7 +137,9 @@ describe("readConfig", () => {
     expect(refusal({ DATABASE_URL: "http://app:pw@db/x" })).toBe('DATABASE_URL must be a postgres:// or postgresql:// URL, got "http://app:***@db/x"');
     for (const url of ["https://artifacts.example.com", "http://host:8080/base/path"]) expect(readConfig({ ARTIFACTD_PUBLIC_URL: url }).publicUrl).toBe(url);
     for (const bad of ["ftp://host", "https://", "https:// host", "https://host/a b", "xhttps://host"]) {
-      expect(refusal({ ARTIFACTD_PUBLIC_URL: bad })).toBe(`ARTIFACTD_PUBLIC_URL=${JSON.stringify(bad)} is not valid: give the base URL clients use, e.g. https://artifacts.example.com`);
+      expect(refusal({ ARTIFACTD_PUBLIC_URL: bad })).toBe(
+        `ARTIFACTD_PUBLIC_URL=${JSON.stringify(bad)} is not valid: give the base URL clients use, e.g. https://artifacts.example.com`,
+      );
     }
   });
 

@@ -43,17 +43,30 @@ describe("directory manifests", () => {
     const bytes = serializeDirectoryManifest(entries);
     expect(JSON.parse(bytes.toString("utf8"))).toStrictEqual({ format: "artifactd.directory/v1", entries: [entries[2], entries[1], entries[0]] });
     expect(serializeDirectoryManifest([entries[0]!, entries[0]!]).toString()).toContain(`[${JSON.stringify(entries[0])},${JSON.stringify(entries[0])}]`);
-    expect(parseDirectoryManifest(bytes, "dir_x", UNLIMITED)).toStrictEqual({ format: DIRECTORY_MANIFEST_FORMAT, entries: [entries[2], entries[1], entries[0]] });
+    expect(parseDirectoryManifest(bytes, "dir_x", UNLIMITED)).toStrictEqual({
+      format: DIRECTORY_MANIFEST_FORMAT,
+      entries: [entries[2], entries[1], entries[0]],
+    });
     expect(parse([file("x", 1, { executable: "yes" })]).entries[0]).toMatchObject({ executable: false });
     expect(DIRECTORY_MANIFEST_MIME).toBe("application/vnd.artifactd.directory+json");
   });
 
   it("refuse what is not a manifest: bad UTF-8, bad JSON, another format, entries not a list", () => {
-    expect(manifestError(() => parseDirectoryManifest(new Uint8Array([0xff]), "dir_x", UNLIMITED)).message).toMatch(/^artifact dir_x is not a directory manifest: /);
-    expect(manifestError(() => parseDirectoryManifest(bytesOf("{"), "dir_x", UNLIMITED)).message).toMatch(/^artifact dir_x is not a directory manifest: .*JSON/);
+    expect(manifestError(() => parseDirectoryManifest(new Uint8Array([0xff]), "dir_x", UNLIMITED)).message).toMatch(
+      /^artifact dir_x is not a directory manifest: /,
+    );
+    expect(manifestError(() => parseDirectoryManifest(bytesOf("{"), "dir_x", UNLIMITED)).message).toMatch(
+      /^artifact dir_x is not a directory manifest: .*JSON/,
+    );
     const shape = /^artifact dir_x is not a directory manifest: expected \{"format": "artifactd\.directory\/v1", "entries": \[…\]\}$/;
-    const notUtf8 = Buffer.concat([Buffer.from(`{"format":"${DIRECTORY_MANIFEST_FORMAT}","entries":[{"path":"`), Buffer.from([0xff]), Buffer.from('","type":"dir"}]}')]);
-    expect(manifestError(() => parseDirectoryManifest(notUtf8, "dir_x", UNLIMITED)).message).toMatch(/^artifact dir_x is not a directory manifest: .*encoded data was not valid/);
+    const notUtf8 = Buffer.concat([
+      Buffer.from(`{"format":"${DIRECTORY_MANIFEST_FORMAT}","entries":[{"path":"`),
+      Buffer.from([0xff]),
+      Buffer.from('","type":"dir"}]}'),
+    ]);
+    expect(manifestError(() => parseDirectoryManifest(notUtf8, "dir_x", UNLIMITED)).message).toMatch(
+      /^artifact dir_x is not a directory manifest: .*encoded data was not valid/,
+    );
     expect(manifestError(() => parse([null])).message).toBe("an entry has no path");
     for (const value of ["null", { format: "artifactd.directory/v2", entries: [] }, { format: DIRECTORY_MANIFEST_FORMAT, entries: {} }, { entries: [] }]) {
       expect(manifestError(() => parseDirectoryManifest(bytesOf(value), "dir_x", UNLIMITED)).message).toMatch(shape);
@@ -101,7 +114,9 @@ describe("directory manifests", () => {
     expect(manifestError(() => at({ maxManifestBytes: bytes.byteLength - 1 })).message).toBe(
       `directory artifact dir_x is refused: its manifest is ${bytes.byteLength} bytes, over the limit maxManifestBytes (${bytes.byteLength - 1}); raise the option if you trust it`,
     );
-    expect(manifestError(() => at({ maxEntries: 1 })).message).toBe("directory artifact dir_x is refused: it has 2 entries, over the limit maxEntries (1); raise the option if you trust it");
+    expect(manifestError(() => at({ maxEntries: 1 })).message).toBe(
+      "directory artifact dir_x is refused: it has 2 entries, over the limit maxEntries (1); raise the option if you trust it",
+    );
     expect(manifestError(() => at({ maxTotalBytes: 9 })).message).toBe(
       "directory artifact dir_x is refused: its files add up to 10 bytes, over the limit maxTotalBytes (9); raise the option if you trust it",
     );
@@ -119,9 +134,15 @@ describe("directory manifests", () => {
   it("resolve limits to the defaults, refusing any that is not a whole number >= 1", () => {
     expect(resolveDirectoryLimits({}, "saveDir")).toStrictEqual({ maxEntries: 100_000, maxManifestBytes: 64 * 1024 * 1024, maxTotalBytes: undefined });
     expect(DEFAULT_DIRECTORY_LIMITS).toStrictEqual({ maxEntries: 100_000, maxManifestBytes: 64 * 1024 * 1024 });
-    expect(resolveDirectoryLimits({ maxEntries: 1, maxManifestBytes: 2, maxTotalBytes: 3 }, "saveDir")).toStrictEqual({ maxEntries: 1, maxManifestBytes: 2, maxTotalBytes: 3 });
+    expect(resolveDirectoryLimits({ maxEntries: 1, maxManifestBytes: 2, maxTotalBytes: 3 }, "saveDir")).toStrictEqual({
+      maxEntries: 1,
+      maxManifestBytes: 2,
+      maxTotalBytes: 3,
+    });
     for (const bad of [0, 1.5, Number.NaN]) {
-      expect(() => resolveDirectoryLimits({ maxTotalBytes: bad }, "restoreDir")).toThrow(new TypeError(`restoreDir: maxTotalBytes must be a whole number >= 1, got ${bad}`));
+      expect(() => resolveDirectoryLimits({ maxTotalBytes: bad }, "restoreDir")).toThrow(
+        new TypeError(`restoreDir: maxTotalBytes must be a whole number >= 1, got ${bad}`),
+      );
     }
     expect(() => resolveDirectoryLimits({ maxEntries: 0 }, "saveDir")).toThrow(/^saveDir: maxEntries must be/);
   });

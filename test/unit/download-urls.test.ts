@@ -126,7 +126,11 @@ describe("createDownloadUrl", () => {
     expect((await make({ ttlSeconds: 1 })).expiresAt).toStrictEqual(new Date((NOW + 1) * 1000));
     expect((await make({ ttlSeconds: 7200 })).expiresAt).toStrictEqual(new Date((NOW + 7200) * 1000));
     for (const ttlSeconds of [-1, 7201, 1.5]) {
-      await expectArtifactErrorAsync(make({ ttlSeconds }), "invalid_argument", new RegExp(`^ttl_seconds ${ttlSeconds} is not valid: give 1–7200 seconds, or 0 for 900$`));
+      await expectArtifactErrorAsync(
+        make({ ttlSeconds }),
+        "invalid_argument",
+        new RegExp(`^ttl_seconds ${ttlSeconds} is not valid: give 1–7200 seconds, or 0 for 900$`),
+      );
     }
   });
 
@@ -134,6 +138,10 @@ describe("createDownloadUrl", () => {
     await expectArtifactErrorAsync(make({ id: "nope" }), "invalid_argument", /^id "nope" is not an artifact id/);
     await expectArtifactErrorAsync(make({}, { ...CALLER, tenantId: "beta" }), "not_found", new RegExp(`^artifact ${live.id} does not exist$`));
     await expectArtifactErrorAsync(make({ id: deleted.id }), "not_found", new RegExp(`^artifact ${deleted.id} does not exist any more \\(it was deleted\\)$`));
-    await expectArtifactErrorAsync(make({}, { ...CALLER, tokenId: "" }), "permission_denied", /^download links are made on behalf of an API token, and this call carries none$/);
+    await expectArtifactErrorAsync(
+      make({}, { ...CALLER, tokenId: "" }),
+      "permission_denied",
+      /^download links are made on behalf of an API token, and this call carries none$/,
+    );
   });
 });

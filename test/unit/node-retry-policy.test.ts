@@ -97,7 +97,10 @@ describe("the Node client's retry policy", () => {
     await expect(aborted).rejects.toMatchObject({ code: Code.Canceled, rawMessage: "the call was aborted: stop" });
     const reason = new ConnectError("mine", Code.DeadlineExceeded);
     await expect(createRetryPolicy().wait(1, error, AbortSignal.abort(reason))).rejects.toBe(reason);
-    await expect(createRetryPolicy().wait(1, error, AbortSignal.abort("plain"))).rejects.toMatchObject({ code: Code.Canceled, rawMessage: "the call was aborted: plain" });
+    await expect(createRetryPolicy().wait(1, error, AbortSignal.abort("plain"))).rejects.toMatchObject({
+      code: Code.Canceled,
+      rawMessage: "the call was aborted: plain",
+    });
     const nullReason = new AbortController();
     const waitingOnNull = createRetryPolicy().wait(1, error, nullReason.signal);
     nullReason.abort(null);
@@ -151,7 +154,8 @@ describe("the Node client's retry policy", () => {
     let calls = 0;
     await expect(off.run(async () => (calls++, Promise.reject(new ConnectError("down", Code.Unavailable))))).rejects.toThrow("down");
     expect(calls).toBe(1);
-    for (const maxAttempts of [0, 1.5]) expect(() => createRetryPolicy({ maxAttempts })).toThrow(new TypeError(`retry.maxAttempts must be a whole number >= 1, got ${maxAttempts}`));
+    for (const maxAttempts of [0, 1.5])
+      expect(() => createRetryPolicy({ maxAttempts })).toThrow(new TypeError(`retry.maxAttempts must be a whole number >= 1, got ${maxAttempts}`));
     const delaysMessage = "retry delays must satisfy 0 <= initialDelayMs <= maxDelayMs";
     expect(() => createRetryPolicy({ initialDelayMs: -1 })).toThrow(new TypeError(delaysMessage));
     expect(() => createRetryPolicy({ initialDelayMs: Number.NaN })).toThrow(delaysMessage);

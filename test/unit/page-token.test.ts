@@ -38,7 +38,16 @@ describe("page tokens", () => {
   });
 
   it("refuse offset tokens that are not a whole number >= 0", () => {
-    for (const token of [tokenOf("null"), tokenOf("7"), tokenOf({ o: "5" }), tokenOf({ o: -1 }), tokenOf({ o: 1.5 }), tokenOf({ o: 2 ** 53 }), tokenOf({}), "%%%"]) {
+    for (const token of [
+      tokenOf("null"),
+      tokenOf("7"),
+      tokenOf({ o: "5" }),
+      tokenOf({ o: -1 }),
+      tokenOf({ o: 1.5 }),
+      tokenOf({ o: 2 ** 53 }),
+      tokenOf({}),
+      "%%%",
+    ]) {
       refused(() => decodeOffsetToken(token));
     }
   });

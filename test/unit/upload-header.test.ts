@@ -32,12 +32,36 @@ const deps = {
   uploadStaleMs: 60_000,
 } as unknown as UploadDeps;
 const CALLER: Caller = { tenantId: "alpha", principal: "ci", tokenId: "", scope: "read-write" };
-const SPEC = { kind: "model", artifactClass: "", name: "", title: "", mimeType: "", labels: {}, tags: [], metrics: {}, provenance: undefined, inputs: [], pinned: false, status: undefined, expiresAt: undefined, ttlSeconds: 0, typePrefix: "" } satisfies RawSpec;
+const SPEC = {
+  kind: "model",
+  artifactClass: "",
+  name: "",
+  title: "",
+  mimeType: "",
+  labels: {},
+  tags: [],
+  metrics: {},
+  provenance: undefined,
+  inputs: [],
+  pinned: false,
+  status: undefined,
+  expiresAt: undefined,
+  ttlSeconds: 0,
+  typePrefix: "",
+} satisfies RawSpec;
 const DIGEST = "0123456789abcdef".repeat(4);
 const SESSION = newArtifactId("ups");
 
 type Header = Extract<UploadMessage, { type: "header" }>;
-const header = (changes: Partial<Header> = {}): Header => ({ type: "header", spec: SPEC, expectedSize: undefined, expectedBlake3: "", sessionId: "", offset: 0, ...changes });
+const header = (changes: Partial<Header> = {}): Header => ({
+  type: "header",
+  spec: SPEC,
+  expectedSize: undefined,
+  expectedBlake3: "",
+  sessionId: "",
+  offset: 0,
+  ...changes,
+});
 const upload = (...messages: UploadMessage[]) =>
   uploadArtifact(
     deps,
@@ -52,7 +76,11 @@ const reachesStorage = (...messages: UploadMessage[]) => expect(upload(...messag
 describe("an upload stream's header", () => {
   it("must come first, in a stream that is not empty", async () => {
     await expectArtifactErrorAsync(upload(), "invalid_argument", /^the upload stream was empty: send a header message first, then chunks$/);
-    await expectArtifactErrorAsync(upload({ type: "chunk", data: new Uint8Array(1) }, header()), "invalid_argument", /^the first upload message was a chunk: send the header first, then chunks$/);
+    await expectArtifactErrorAsync(
+      upload({ type: "chunk", data: new Uint8Array(1) }, header()),
+      "invalid_argument",
+      /^the first upload message was a chunk: send the header first, then chunks$/,
+    );
     await expectArtifactErrorAsync(upload({ type: "empty" }), "invalid_argument", /^the first upload message was a empty/);
   });
 
@@ -77,7 +105,11 @@ describe("an upload stream's header", () => {
     await reachesStorage(header({ expectedSize: UPLOAD_MAX_BYTES }));
     await reachesStorage(header());
     for (const bad of [-1, 1.5]) {
-      await expectArtifactErrorAsync(upload(header({ expectedSize: bad })), "invalid_argument", new RegExp(`^header\\.expected_size ${bad} is not valid: give the content length in bytes \\(>= 0\\)$`));
+      await expectArtifactErrorAsync(
+        upload(header({ expectedSize: bad })),
+        "invalid_argument",
+        new RegExp(`^header\\.expected_size ${bad} is not valid: give the content length in bytes \\(>= 0\\)$`),
+      );
     }
     await expectArtifactErrorAsync(
       upload(header({ expectedSize: UPLOAD_MAX_BYTES + 1 })),
@@ -89,7 +121,11 @@ describe("an upload stream's header", () => {
   it("takes an expected digest of 64 lowercase hex characters", async () => {
     await reachesStorage(header({ expectedBlake3: DIGEST }));
     for (const bad of [DIGEST.toUpperCase(), DIGEST.slice(1), `${DIGEST}0`]) {
-      await expectArtifactErrorAsync(upload(header({ expectedBlake3: bad })), "invalid_argument", /^header\.expected_blake3 must be 64 lowercase hex characters \(a BLAKE3-256 digest\)$/);
+      await expectArtifactErrorAsync(
+        upload(header({ expectedBlake3: bad })),
+        "invalid_argument",
+        /^header\.expected_blake3 must be 64 lowercase hex characters \(a BLAKE3-256 digest\)$/,
+      );
     }
   });
 });

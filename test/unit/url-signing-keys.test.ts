@@ -18,7 +18,9 @@ describe("URL signing keys", () => {
   it("take ids of 1–32 characters of A-Z a-z 0-9 _ -", () => {
     expect(parseUrlSigningKeys(`${"A_z-9".padEnd(32, "x")}:${SECRET}`)[0]!.id).toHaveLength(32);
     for (const id of ["", "x".repeat(33), "a.b", "a b", "ä"]) {
-      expect(() => parseUrlSigningKeys(`k0:${SECRET},${id}:${SECRET}`), id).toThrow(/^key 2 must read <id>:<secret> with an id of 1–32 characters of A-Z a-z 0-9 _ -$/);
+      expect(() => parseUrlSigningKeys(`k0:${SECRET},${id}:${SECRET}`), id).toThrow(
+        /^key 2 must read <id>:<secret> with an id of 1–32 characters of A-Z a-z 0-9 _ -$/,
+      );
     }
     expect(() => parseUrlSigningKeys(SECRET)).toThrow(/^key 1 must read <id>:<secret>/);
     for (const id of ["k", "K-1_b"]) expect(URL_SIGNING_KEY_ID_PATTERN.test(id)).toBe(true);

@@ -1,7 +1,17 @@
 import { describe, expect, it } from "vitest";
 import type { ArtifactFilter } from "../../src/artifact.ts";
 import { newArtifactId } from "../../src/artifact-id.ts";
-import { LIMITS, checkNoNul, requireArtifactId, validateFilter, validateLabels, validateMetrics, validateSpec, validateTags, type RawSpec } from "../../src/service/validate-spec.ts";
+import {
+  LIMITS,
+  checkNoNul,
+  requireArtifactId,
+  validateFilter,
+  validateLabels,
+  validateMetrics,
+  validateSpec,
+  validateTags,
+  type RawSpec,
+} from "../../src/service/validate-spec.ts";
 import { expectArtifactError } from "../support/expect-artifact-error.ts";
 
 const NOW = new Date("2026-01-01T00:00:00Z");
@@ -97,7 +107,15 @@ describe("validateSpec", () => {
   });
 
   it("takes media types as type/subtype with optional parameters, up to 255 characters", () => {
-    for (const type of ["text/plain", "text/plain; charset=utf-8", "text/plain;q", "text/plain ;q", "application/vnd.a+json", "x-a_b/c-d.e", `a/${"b".repeat(253)}`]) {
+    for (const type of [
+      "text/plain",
+      "text/plain; charset=utf-8",
+      "text/plain;q",
+      "text/plain ;q",
+      "application/vnd.a+json",
+      "x-a_b/c-d.e",
+      `a/${"b".repeat(253)}`,
+    ]) {
       expect(valid({ mimeType: type }).mimeType).toBe(type);
     }
     for (const bad of ["textplain", "text/", "/plain", " text/plain", "text/plain x", "te xt/plain", "text/pl ain", `a/${"b".repeat(254)}`]) {
@@ -156,7 +174,11 @@ describe("labels, tags and metrics", () => {
   it("takes up to the label limit, with keys of 1–128 and values up to 1024 characters", () => {
     const labels = Object.fromEntries(many(64, (i) => `k${i}`).map((k) => [k, "v"]));
     expect(validateLabels("spec.labels", labels)).toStrictEqual(labels);
-    expectArtifactError(() => validateLabels("spec.labels", { ...labels, extra: "v" }), "invalid_argument", /^spec\.labels has 65 labels; at most 64 are allowed$/);
+    expectArtifactError(
+      () => validateLabels("spec.labels", { ...labels, extra: "v" }),
+      "invalid_argument",
+      /^spec\.labels has 65 labels; at most 64 are allowed$/,
+    );
     expectArtifactError(() => validateLabels("f", { a: "", b: "" }, 1), "invalid_argument", /^f has 2 labels; at most 1 are allowed$/);
     expect(validateLabels("f", { ["k".repeat(128)]: "v".repeat(1024) })).toStrictEqual({ ["k".repeat(128)]: "v".repeat(1024) });
     expectArtifactError(() => validateLabels("f", { "": "v" }), "invalid_argument", /^f key "" must be 1–128 characters$/);
@@ -164,7 +186,11 @@ describe("labels, tags and metrics", () => {
     expectArtifactError(() => validateLabels("f", { a: "v".repeat(1025) }), "invalid_argument", /^f\["a"\] is longer than 1024 characters$/);
     expectArtifactError(() => validateLabels("f", { "a\u0000": "v" }), "invalid_argument", /^f key "a\\u0000" contains a NUL/);
     expectArtifactError(() => validateLabels("f", { a: "\u0000" }), "invalid_argument", /^f\["a"\] contains a NUL/);
-    expectArtifactError(() => validateLabels("f", { [`${"k".repeat(50)}\u0000`]: "v" }), "invalid_argument", new RegExp(`^f key "${"k".repeat(40)}" contains a NUL`));
+    expectArtifactError(
+      () => validateLabels("f", { [`${"k".repeat(50)}\u0000`]: "v" }),
+      "invalid_argument",
+      new RegExp(`^f key "${"k".repeat(40)}" contains a NUL`),
+    );
   });
 
   it("sorts tags and counts them once each; each is 1–128 characters without NUL", () => {
@@ -197,13 +223,18 @@ describe("labels, tags and metrics", () => {
 });
 
 describe("validateFilter", () => {
-  const refused = (filter: ArtifactFilter, maxTerms: number, message: RegExp) => expectArtifactError(() => validateFilter(filter, maxTerms), "invalid_argument", message);
+  const refused = (filter: ArtifactFilter, maxTerms: number, message: RegExp) =>
+    expectArtifactError(() => validateFilter(filter, maxTerms), "invalid_argument", message);
   const range = (name: string, min?: number, max?: number) => ({ name, min, max });
 
   it("caps each list at maxTerms entries, naming the list and the variable", () => {
     const two = ["a", "b"];
     expect(() => validateFilter({ tagsAll: two, tagsAny: two, labels: { a: "1", b: "2" }, metricRanges: [range("a"), range("b")] }, 2)).not.toThrow();
-    refused({ metricRanges: [range("a"), range("b"), range("c")] }, 2, /^filter\.metric_ranges has 3 entries; at most 2 are allowed \(ARTIFACTD_MAX_FILTER_TERMS\): narrow/);
+    refused(
+      { metricRanges: [range("a"), range("b"), range("c")] },
+      2,
+      /^filter\.metric_ranges has 3 entries; at most 2 are allowed \(ARTIFACTD_MAX_FILTER_TERMS\): narrow/,
+    );
     refused({ labels: { a: "", b: "", c: "" } }, 2, /^filter\.labels has 3 entries; at most 2/);
     refused({ tagsAll: ["a", "b", "c"] }, 2, /^filter\.tags_all has 3 entries/);
     refused({ tagsAny: ["a", "a", "a"] }, 2, /^filter\.tags_any has 3 entries/);
@@ -253,7 +284,11 @@ describe("requireArtifactId", () => {
     const id = newArtifactId("img");
     expect(requireArtifactId("id", id)).toBe(id);
     expectArtifactError(() => requireArtifactId("id", ""), "invalid_argument", /^id is required$/);
-    const error = expectArtifactError(() => requireArtifactId("input", "z".repeat(100)), "invalid_argument", /^input "z+" is not an artifact id: expected <prefix>_<26 characters>/);
+    const error = expectArtifactError(
+      () => requireArtifactId("input", "z".repeat(100)),
+      "invalid_argument",
+      /^input "z+" is not an artifact id: expected <prefix>_<26 characters>/,
+    );
     expect(error.message).toContain(`"${"z".repeat(80)}"`);
   });
 });

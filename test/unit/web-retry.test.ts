@@ -10,11 +10,15 @@ const quota = (hint?: string) => new ConnectError("over quota", Code.ResourceExh
 async function waitsBetweenCalls(errors: unknown[], policy = POLICY): Promise<number[]> {
   vi.useFakeTimers();
   const times: number[] = [];
-  const result = withRetry(async () => {
-    times.push(Date.now());
-    if (times.length <= errors.length) throw errors[times.length - 1];
-    return "done";
-  }, policy, undefined);
+  const result = withRetry(
+    async () => {
+      times.push(Date.now());
+      if (times.length <= errors.length) throw errors[times.length - 1];
+      return "done";
+    },
+    policy,
+    undefined,
+  );
   await vi.runAllTimersAsync();
   await expect(result).resolves.toBe("done");
   return times.slice(1).map((time, i) => time - times[i]!);
@@ -68,7 +72,14 @@ describe("the web client's retries", () => {
     const seen: [string, number][] = [];
     const down = new ConnectError("down", Code.Unavailable);
     let calls = 0;
-    await expect(withRetry(async () => (calls++, Promise.reject(down)), { retries: 2, baseDelayMs: 0, maxDelayMs: 0 }, undefined, (e, n) => seen.push([(e as ConnectError).rawMessage, n]))).rejects.toBe(down);
+    await expect(
+      withRetry(
+        async () => (calls++, Promise.reject(down)),
+        { retries: 2, baseDelayMs: 0, maxDelayMs: 0 },
+        undefined,
+        (e, n) => seen.push([(e as ConnectError).rawMessage, n]),
+      ),
+    ).rejects.toBe(down);
     expect(calls).toBe(3);
     expect(seen).toStrictEqual([
       ["down", 1],
@@ -76,7 +87,14 @@ describe("the web client's retries", () => {
     ]);
     calls = 0;
     const bad = new ConnectError("bad", Code.InvalidArgument);
-    await expect(withRetry(async () => (calls++, Promise.reject(bad)), POLICY, undefined, () => seen.push(["bad", 0]))).rejects.toBe(bad);
+    await expect(
+      withRetry(
+        async () => (calls++, Promise.reject(bad)),
+        POLICY,
+        undefined,
+        () => seen.push(["bad", 0]),
+      ),
+    ).rejects.toBe(bad);
     expect(calls).toBe(1);
     expect(seen).toHaveLength(2);
   });
@@ -87,7 +105,9 @@ describe("the web client's retries", () => {
     await expect(withRetry(async () => ++calls, POLICY, AbortSignal.abort(reason))).rejects.toBe(reason);
     expect(calls).toBe(0);
     const controller = new AbortController();
-    await expect(withRetry(async () => (calls++, controller.abort(reason), Promise.reject(new ConnectError("down", Code.Unavailable))), POLICY, controller.signal)).rejects.toBe(reason);
+    await expect(
+      withRetry(async () => (calls++, controller.abort(reason), Promise.reject(new ConnectError("down", Code.Unavailable))), POLICY, controller.signal),
+    ).rejects.toBe(reason);
     expect(calls).toBe(1);
 
     vi.useFakeTimers();

@@ -130,7 +130,9 @@ const COMMANDS: Record<ClientCommand, (context: CommandContext) => Promise<numbe
     if (!target) throw new UsageError("put needs a file or folder path, or - for standard input");
     if (target === "-") {
       const spec = specFromFlags(flags, "");
-      const result = await withProgress(progressBar(flags, "put -", undefined), (onProgress) => client.uploadStream(process.stdin, spec, { signal, onProgress, resumable: true }));
+      const result = await withProgress(progressBar(flags, "put -", undefined), (onProgress) =>
+        client.uploadStream(process.stdin, spec, { signal, onProgress, resumable: true }),
+      );
       return putResult(flags, out, result);
     }
     const info = statSync(target, { throwIfNoEntry: false });
@@ -167,7 +169,9 @@ const COMMANDS: Record<ClientCommand, (context: CommandContext) => Promise<numbe
     if (directory) {
       let manifest;
       try {
-        manifest = await withProgress(progressBar(flags, `get ${target.path}/`, undefined), (onProgress) => client.restoreDir(id, target.path, { signal, onProgress }));
+        manifest = await withProgress(progressBar(flags, `get ${target.path}/`, undefined), (onProgress) =>
+          client.restoreDir(id, target.path, { signal, onProgress }),
+        );
       } catch (error) {
         // restoreDir refuses a target that exists and is not an empty folder with a TypeError, before any transfer.
         if (error instanceof TypeError) throw new UsageError(`${error.message} (with -o)`);
@@ -182,7 +186,9 @@ const COMMANDS: Record<ClientCommand, (context: CommandContext) => Promise<numbe
     const size = Number(artifact.sizeBytes);
     try {
       // Without --force the verified file is put in place only if the name is still free then.
-      await withProgress(progressBar(flags, `get ${path.basename(file)}`, size), (onProgress) => client.downloadToFile(id, file, { signal, onProgress, overwrite: force }));
+      await withProgress(progressBar(flags, `get ${path.basename(file)}`, size), (onProgress) =>
+        client.downloadToFile(id, file, { signal, onProgress, overwrite: force }),
+      );
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "EEXIST") throw existsError(file);
       throw error;
@@ -226,7 +232,12 @@ const COMMANDS: Record<ClientCommand, (context: CommandContext) => Promise<numbe
     const artifacts: Artifact[] = [];
     let pageToken = "";
     do {
-      const response = await client.rpc.searchArtifacts({ query: positionals.join(" "), filter, pageSize: Math.min(limit - artifacts.length, 1000), pageToken });
+      const response = await client.rpc.searchArtifacts({
+        query: positionals.join(" "),
+        filter,
+        pageSize: Math.min(limit - artifacts.length, 1000),
+        pageToken,
+      });
       artifacts.push(...response.artifacts.slice(0, limit - artifacts.length));
       pageToken = response.nextPageToken;
     } while (pageToken && artifacts.length < limit);
@@ -278,7 +289,8 @@ function printError(message: string): void {
 /** The new id alone on standard output, so `id=$(artifactd put …)` works; a note on a terminal when the content was already stored. */
 function putResult(flags: ClientFlags, out: CommandContext["out"], result: UploadResponse): number {
   const artifact = result.artifact!;
-  if (result.deduplicated && chatty(flags)) printError(`artifactd: the content was already stored (BLAKE3 ${artifact.blake3.slice(0, 16)}…); ${artifact.id} shares it`);
+  if (result.deduplicated && chatty(flags))
+    printError(`artifactd: the content was already stored (BLAKE3 ${artifact.blake3.slice(0, 16)}…); ${artifact.id} shares it`);
   out(artifact.id, { artifact: artifactJson(artifact), deduplicated: result.deduplicated });
   return EXIT.ok;
 }

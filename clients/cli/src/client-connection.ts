@@ -58,11 +58,10 @@ export function resolveConnection(flags: ConnectionFlags, embedded: EmbeddedServ
   let file: { path: string; url?: string; token?: string } | undefined;
   const fromFile = () => (file ??= readConfigFile(flags.config, env));
 
-  const url = pick(
-    [flags.url, "--url"],
-    [env.ARTIFACTD_URL, "ARTIFACTD_URL"],
-    () => [fromFile().url, `"url" in the config file ${fromFile().path}`],
-  ) ?? [defaultUrl, `the default, as neither --url, ARTIFACTD_URL nor the config file ${fromFile().path} names one`];
+  const url = pick([flags.url, "--url"], [env.ARTIFACTD_URL, "ARTIFACTD_URL"], () => [fromFile().url, `"url" in the config file ${fromFile().path}`]) ?? [
+    defaultUrl,
+    `the default, as neither --url, ARTIFACTD_URL nor the config file ${fromFile().path} names one`,
+  ];
   const [baseUrl, urlSource] = url;
   let parsed: URL | undefined;
   try {
@@ -140,7 +139,8 @@ function readConfigFile(flag: string | undefined, env: NodeJS.ProcessEnv): { pat
   } catch (error) {
     throw new UsageError(`the config file ${file} is not valid JSON (${(error as Error).message}); it should read {"url": "…", "token": "…"}`);
   }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new UsageError(`the config file ${file} must hold a JSON object: {"url": "…", "token": "…"}`);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+    throw new UsageError(`the config file ${file} must hold a JSON object: {"url": "…", "token": "…"}`);
   const { url, token } = raw as Record<string, unknown>;
   for (const [key, value] of Object.entries({ url, token })) {
     if (value !== undefined && typeof value !== "string") throw new UsageError(`"${key}" in the config file ${file} must be a string`);

@@ -80,7 +80,10 @@ function describeFailure(error: unknown, connection: ConnectionContext | undefin
         exitCode: EXIT.auth,
       };
     case Code.PermissionDenied:
-      return { message: `${error.rawMessage} (the API token${connection ? ` from ${connection.tokenSource}` : ""} is not allowed to do this; use one of the tenant that owns it)`, exitCode: EXIT.auth };
+      return {
+        message: `${error.rawMessage} (the API token${connection ? ` from ${connection.tokenSource}` : ""} is not allowed to do this; use one of the tenant that owns it)`,
+        exitCode: EXIT.auth,
+      };
     case Code.Unavailable:
       return {
         message:
@@ -89,7 +92,10 @@ function describeFailure(error: unknown, connection: ConnectionContext | undefin
         exitCode: EXIT.unavailable,
       };
     case Code.DeadlineExceeded:
-      return { message: `${where} did not answer in time: ${error.rawMessage}. Try again; if it persists, check the service's load and logs.`, exitCode: EXIT.unavailable };
+      return {
+        message: `${where} did not answer in time: ${error.rawMessage}. Try again; if it persists, check the service's load and logs.`,
+        exitCode: EXIT.unavailable,
+      };
     case Code.FailedPrecondition:
     case Code.Aborted:
     case Code.AlreadyExists:

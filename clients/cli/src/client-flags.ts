@@ -2,7 +2,7 @@ import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { parseArgs } from "node:util";
 import { STATUS_NAMES, statusFromName } from "@artifactd/api";
 import { ProvenanceSchema } from "@artifactd/api/artifacts/v1/artifact_pb.js";
-import { isArtifactRef, Status, Storage, type ArtifactFilterInit, type ArtifactSpecInit } from "@artifactd/client";
+import { isArtifactRef, type Status, Storage, type ArtifactFilterInit, type ArtifactSpecInit } from "@artifactd/client";
 import { UsageError } from "./client-errors.ts";
 
 /**
@@ -69,7 +69,23 @@ const OPTIONS: Record<string, OptionSpec> = {
 
 const CONNECTION = ["url", "token", "config", "json", "quiet"];
 const SCOPE = SCOPE_FLAGS.map(({ flag }) => flag);
-const SPEC = ["kind", "class", "name", "title", "mime", "label", "tag", "metric", "input", "pin", "status", "ttl-seconds", "expires-at", "type-prefix", ...SCOPE];
+const SPEC = [
+  "kind",
+  "class",
+  "name",
+  "title",
+  "mime",
+  "label",
+  "tag",
+  "metric",
+  "input",
+  "pin",
+  "status",
+  "ttl-seconds",
+  "expires-at",
+  "type-prefix",
+  ...SCOPE,
+];
 const FILTER = [
   ...["kind", "class", "name-prefix", "mime", "label", "tag", "tag-any", "status", "pinned", "include-deleted"],
   ...["created-after", "created-before", "metric-min", "metric-max", "storage", "limit", ...SCOPE],
@@ -205,15 +221,18 @@ export function wholeNumber(flag: string, raw: string | undefined, min = 0, fall
 export function artifactId(what: string, raw: string | undefined): string {
   if (raw === undefined) throw new UsageError(`${what} needs an artifact id (like art_01jd…, or artifact://art_01jd…)`);
   const id = raw.startsWith("artifact://") ? raw.slice("artifact://".length) : raw;
-  if (!isArtifactRef(id)) throw new UsageError(`${JSON.stringify(raw)} is not an artifact id: expected <prefix>_<26 characters> (like art_01jd…) or artifact://<that id>`);
+  if (!isArtifactRef(id))
+    throw new UsageError(`${JSON.stringify(raw)} is not an artifact id: expected <prefix>_<26 characters> (like art_01jd…) or artifact://<that id>`);
   return id;
 }
 
 function provenanceFromFlags(flags: ClientFlags): Record<string, string> | undefined {
-  const scope = Object.fromEntries(SCOPE_FLAGS.flatMap(({ flag, field }) => {
-    const value = flags.string(flag);
-    return value === undefined ? [] : [[field, value]];
-  }));
+  const scope = Object.fromEntries(
+    SCOPE_FLAGS.flatMap(({ flag, field }) => {
+      const value = flags.string(flag);
+      return value === undefined ? [] : [[field, value]];
+    }),
+  );
   return Object.keys(scope).length > 0 ? scope : undefined;
 }
 
@@ -228,7 +247,10 @@ function parseInput(raw: string): { artifactId: string; role: string } {
 
 function metricRanges(flags: ClientFlags): { name: string; min?: number; max?: number }[] {
   const ranges = new Map<string, { name: string; min?: number; max?: number }>();
-  for (const [bound, flag] of [["min", "metric-min"], ["max", "metric-max"]] as const) {
+  for (const [bound, flag] of [
+    ["min", "metric-min"],
+    ["max", "metric-max"],
+  ] as const) {
     for (const [name, value] of Object.entries(pairs(`--${flag}`, flags.strings(flag), (v) => finiteNumber(`--${flag}`, v)))) {
       const range = ranges.get(name) ?? { name };
       range[bound] = value;

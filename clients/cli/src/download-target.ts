@@ -27,6 +27,7 @@ export function unsafeFileNameReason(name: string): string | undefined {
   if (name === "") return "it is empty";
   if (/^\.+$/.test(name)) return "it is only dots";
   if (name.startsWith(".")) return "it would be a hidden file (give it with -o to write one)";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this refuses in a file name.
   if (/[\u0000-\u001f\u007f]/.test(name)) return "it holds control characters";
   if (Buffer.byteLength(name, "utf8") > MAX_NAME_BYTES) return `it is longer than ${MAX_NAME_BYTES} bytes`;
   return undefined;

@@ -112,7 +112,7 @@ export function createProgressBar(options: ProgressBarOptions): ProgressBar {
     const label = shorten(options.label, labelRoom);
     const barWidth = Math.min(MAX_BAR_WIDTH, room - label.length - 3);
     const filled = Math.floor(fraction * barWidth);
-    const bar = filled >= barWidth ? "=".repeat(barWidth) : "=".repeat(filled) + ">" + " ".repeat(barWidth - filled - 1);
+    const bar = filled >= barWidth ? "=".repeat(barWidth) : `${"=".repeat(filled)}>${" ".repeat(barWidth - filled - 1)}`;
     return `${label} [${bar}] ${tail}`;
   };
 

@@ -17,10 +17,14 @@ await writeFile(file, randomBytes(20 * 1024 * 1024));
 
 // 16 MiB and more go through a resumable upload session: after a drop it continues from the last stored part.
 let sent = 0;
-const { artifact } = await client.uploadFile(file, { kind: "dataset", name: "shard-0001.bin" }, {
-  onProgress: ({ bytes }) => (sent = bytes),
-  signal: AbortSignal.timeout(10 * 60_000), // give up after ten minutes
-});
+const { artifact } = await client.uploadFile(
+  file,
+  { kind: "dataset", name: "shard-0001.bin" },
+  {
+    onProgress: ({ bytes }) => (sent = bytes),
+    signal: AbortSignal.timeout(10 * 60_000), // give up after ten minutes
+  },
+);
 assert.equal(sent, 20 * 1024 * 1024);
 
 // Downloads resume from the last byte received and are verified before the file is renamed into place.

@@ -27,7 +27,11 @@ export interface ArtifactClient extends ArtifactTransfers {
    * "directory-entry"; symbolic links, sockets and devices are refused by
    * name rather than skipped. See directory-artifacts.ts.
    */
-  saveDir<Prefix extends string = "dir">(dirPath: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: SaveDirOptions): Promise<TypedArtifact<Prefix>>;
+  saveDir<Prefix extends string = "dir">(
+    dirPath: string,
+    spec: ArtifactSpecInit & { typePrefix?: Prefix },
+    options?: SaveDirOptions,
+  ): Promise<TypedArtifact<Prefix>>;
   /**
    * Restores a directory artifact into `targetDir` (new, or an empty folder).
    * The manifest is checked whole first — a path that is absolute, holds
@@ -59,9 +63,17 @@ export interface ArtifactClient extends ArtifactTransfers {
   /** A fresh, empty, created folder in the staging folder. */
   stageDir(suffix?: string): Promise<string>;
   /** Uploads a staged file; one made by stagePath then moves into the cache, so reading it back is a hit. A file elsewhere is left alone. */
-  ingestFile<Prefix extends string = string>(stagedPath: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: LocalFileOptions): Promise<TypedArtifact<Prefix>>;
+  ingestFile<Prefix extends string = string>(
+    stagedPath: string,
+    spec: ArtifactSpecInit & { typePrefix?: Prefix },
+    options?: LocalFileOptions,
+  ): Promise<TypedArtifact<Prefix>>;
   /** saveDir of a staged folder, which is removed once saved. */
-  ingestDir<Prefix extends string = "dir">(stagedDir: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: SaveDirOptions): Promise<TypedArtifact<Prefix>>;
+  ingestDir<Prefix extends string = "dir">(
+    stagedDir: string,
+    spec: ArtifactSpecInit & { typePrefix?: Prefix },
+    options?: SaveDirOptions,
+  ): Promise<TypedArtifact<Prefix>>;
 }
 
 /** Composes the client: every part is built on the transfer core, none on the client itself. */

@@ -144,7 +144,8 @@ export function createArtifactLoaders(transfers: LoaderTransport, cache: LocalAr
     localFileOf,
 
     async stagePath(extension = "") {
-      if (!SAFE_SUFFIX.test(extension)) throw new TypeError(`stagePath: the extension ${JSON.stringify(extension)} may only hold letters, digits, ".", "_" and "-"`);
+      if (!SAFE_SUFFIX.test(extension))
+        throw new TypeError(`stagePath: the extension ${JSON.stringify(extension)} may only hold letters, digits, ".", "_" and "-"`);
       return path.join(await cache.stagingDir(), tempName("stage") + extension);
     },
 

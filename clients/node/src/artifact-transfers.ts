@@ -14,11 +14,7 @@ import {
 import type { TypedArtifact } from "./artifact-ref.ts";
 import { ArtifactIntegrityError, createBlake3Verifier } from "./blake3-verifier.ts";
 import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
-import {
-  type ArtifactService,
-  type UploadResponse,
-  UploadSessionState,
-} from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { type ArtifactService, type UploadResponse, UploadSessionState } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { createArtifactConnection, type ConnectionOptions } from "./artifact-connection.ts";
 import { messageSizedChunks } from "./message-sized-chunks.ts";
 import { startDeadline, type Deadline } from "./deadline.ts";
@@ -84,7 +80,11 @@ export interface ArtifactTransfers {
    * Streams a file up (read 1 MiB at a time, sent as 256 KiB messages) and
    * declares its size, so a file that grows or shrinks while it is read is refused.
    */
-  uploadFile<Prefix extends string = string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: Omit<WriterOptions, "expectedSize">): Promise<TypedUploadResponse<Prefix>>;
+  uploadFile<Prefix extends string = string>(
+    path: string,
+    spec: ArtifactSpecInit & { typePrefix?: Prefix },
+    options?: Omit<WriterOptions, "expectedSize">,
+  ): Promise<TypedUploadResponse<Prefix>>;
   /**
    * Streams any byte source up (a Node Readable, an async generator, …),
    * regrouped into 256 KiB messages. The source may reuse its buffer: each
@@ -100,15 +100,30 @@ export interface ArtifactTransfers {
    * `inlineMaxBytes`, as a blob (mime application/json) above it; loadJson
    * reads either. Id prefix `json` unless the spec names one.
    */
-  saveJson<Prefix extends string = "json">(value: unknown, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: { signal?: AbortSignal }): Promise<TypedArtifact<Prefix>>;
+  saveJson<Prefix extends string = "json">(
+    value: unknown,
+    spec: ArtifactSpecInit & { typePrefix?: Prefix },
+    options?: { signal?: AbortSignal },
+  ): Promise<TypedArtifact<Prefix>>;
   /** Saves UTF-8 text, inline or as a blob (mime text/plain; charset=utf-8) as saveJson does. Id prefix `txt` unless the spec names one. */
-  saveText<Prefix extends string = "txt">(text: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: { signal?: AbortSignal }): Promise<TypedArtifact<Prefix>>;
+  saveText<Prefix extends string = "txt">(
+    text: string,
+    spec: ArtifactSpecInit & { typePrefix?: Prefix },
+    options?: { signal?: AbortSignal },
+  ): Promise<TypedArtifact<Prefix>>;
   /** uploadFile, answering the artifact; its id's type follows `spec.typePrefix`. */
-  saveFile<Prefix extends string = string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: Omit<WriterOptions, "expectedSize">): Promise<TypedArtifact<Prefix>>;
+  saveFile<Prefix extends string = string>(
+    path: string,
+    spec: ArtifactSpecInit & { typePrefix?: Prefix },
+    options?: Omit<WriterOptions, "expectedSize">,
+  ): Promise<TypedArtifact<Prefix>>;
   /** One artifact's metadata; `includeContent` adds inline content (artifact.inlineContent). Deleted ones are returned with deletedAt set. */
   get(id: string, options?: { includeContent?: boolean; signal?: AbortSignal }): Promise<Artifact>;
   /** One page, newest first; pass `nextPageToken` back (with the same filter) for the next one. Empty token: last page. */
-  listPage(filter?: ArtifactFilterInit, page?: { pageSize?: number; pageToken?: string; signal?: AbortSignal }): Promise<{ artifacts: Artifact[]; nextPageToken: string }>;
+  listPage(
+    filter?: ArtifactFilterInit,
+    page?: { pageSize?: number; pageToken?: string; signal?: AbortSignal },
+  ): Promise<{ artifacts: Artifact[]; nextPageToken: string }>;
   /** Every artifact matching the filter, page by page. */
   list(filter?: ArtifactFilterInit, options?: { pageSize?: number; signal?: AbortSignal }): AsyncIterable<Artifact>;
   /** Soft-deletes; FAILED_PRECONDITION for a pinned artifact. Repeating it is harmless. */
@@ -314,7 +329,11 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
     withWriter,
     uploadStream,
 
-    async uploadFile<Prefix extends string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, writerOptions: Omit<WriterOptions, "expectedSize"> = {}) {
+    async uploadFile<Prefix extends string>(
+      path: string,
+      spec: ArtifactSpecInit & { typePrefix?: Prefix },
+      writerOptions: Omit<WriterOptions, "expectedSize"> = {},
+    ) {
       const { size } = await stat(path);
       if (size >= resumableAboveBytes) return (await uploadFileResumably(path, size, spec, writerOptions)) as TypedUploadResponse<Prefix>;
       return uploadStream(createReadStream(path, { highWaterMark: MiB }), spec, { ...writerOptions, expectedSize: size });
@@ -348,7 +367,10 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
     async *list(filter = {}, listOptions = {}) {
       let pageToken = "";
       do {
-        const response = await rpc.listArtifacts({ filter, pageSize: listOptions.pageSize ?? 0, pageToken }, { ...unary, ...(listOptions.signal ? { signal: listOptions.signal } : {}) });
+        const response = await rpc.listArtifacts(
+          { filter, pageSize: listOptions.pageSize ?? 0, pageToken },
+          { ...unary, ...(listOptions.signal ? { signal: listOptions.signal } : {}) },
+        );
         yield* response.artifacts;
         pageToken = response.nextPageToken;
       } while (pageToken);

@@ -37,11 +37,15 @@ export function createBlake3Verifier(): Blake3Verifier {
     },
     verify(expected) {
       if (size !== expected.size) {
-        throw new ArtifactIntegrityError(`artifact ${expected.id}: received ${size} bytes, expected ${expected.size}; the content is damaged, download it again`);
+        throw new ArtifactIntegrityError(
+          `artifact ${expected.id}: received ${size} bytes, expected ${expected.size}; the content is damaged, download it again`,
+        );
       }
       const digest = verifier.digestHex();
       if (digest !== expected.blake3) {
-        throw new ArtifactIntegrityError(`artifact ${expected.id}: received content has BLAKE3 ${digest}, expected ${expected.blake3}; the content is damaged, download it again`);
+        throw new ArtifactIntegrityError(
+          `artifact ${expected.id}: received content has BLAKE3 ${digest}, expected ${expected.blake3}; the content is damaged, download it again`,
+        );
       }
     },
   };

@@ -54,10 +54,18 @@ import { hashFile, type LocalArtifactCache } from "./local-artifact-cache.ts";
  * deleting one of them breaks restores of every directory that names it.
  */
 export interface DirectoryArtifacts {
-  saveDir<Prefix extends string = "dir">(dirPath: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: SaveDirOptions): Promise<TypedArtifact<Prefix>>;
+  saveDir<Prefix extends string = "dir">(
+    dirPath: string,
+    spec: ArtifactSpecInit & { typePrefix?: Prefix },
+    options?: SaveDirOptions,
+  ): Promise<TypedArtifact<Prefix>>;
   restoreDir(locator: ArtifactLocator | string, targetDir: string, options?: RestoreDirOptions): Promise<DirectoryManifest>;
   asLocalDir(locator: ArtifactLocator | string, options?: RestoreDirOptions): Promise<string>;
-  ingestDir<Prefix extends string = "dir">(stagedDir: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: SaveDirOptions): Promise<TypedArtifact<Prefix>>;
+  ingestDir<Prefix extends string = "dir">(
+    stagedDir: string,
+    spec: ArtifactSpecInit & { typePrefix?: Prefix },
+    options?: SaveDirOptions,
+  ): Promise<TypedArtifact<Prefix>>;
 }
 
 export interface SaveDirOptions extends DirectoryLimits {
@@ -156,12 +164,16 @@ export function createDirectoryArtifacts(
       });
       const manifestBytes = serializeDirectoryManifest(entries);
       refuse(exceededDirectoryLimit({ entries: entries.length, manifestBytes: manifestBytes.byteLength, totalBytes: sumOfFileSizes(entries) }, limits));
-      const { artifact } = await transfers.uploadStream([manifestBytes], {
-        ...spec,
-        mimeType: DIRECTORY_MANIFEST_MIME,
-        typePrefix: spec.typePrefix || "dir",
-        name: spec.name || path.basename(root),
-      }, options.signal ? { signal: options.signal } : {});
+      const { artifact } = await transfers.uploadStream(
+        [manifestBytes],
+        {
+          ...spec,
+          mimeType: DIRECTORY_MANIFEST_MIME,
+          typePrefix: spec.typePrefix || "dir",
+          name: spec.name || path.basename(root),
+        },
+        options.signal ? { signal: options.signal } : {},
+      );
       return artifact as TypedArtifact<Prefix>;
     } catch (error) {
       // No directory artifact names the files stored so far: soft-delete them (unpinned first when the spec pinned
@@ -200,7 +212,10 @@ export function createDirectoryArtifacts(
       if (file.type !== "file") continue;
       const seen = firstByArtifact.get(file.artifactId);
       if (seen && (seen.blake3 !== file.blake3 || seen.size !== file.size)) {
-        throw new DirectoryManifestError(`file ${JSON.stringify(file.path)} names artifact ${file.artifactId} with other content than ${JSON.stringify(seen.path)} does`, file.path);
+        throw new DirectoryManifestError(
+          `file ${JSON.stringify(file.path)} names artifact ${file.artifactId} with other content than ${JSON.stringify(seen.path)} does`,
+          file.path,
+        );
       }
       firstByArtifact.set(file.artifactId, seen ?? file);
     }
@@ -224,7 +239,9 @@ export function createDirectoryArtifacts(
   const checkTarget = async (target: string, shown: string) => {
     const existing = await lstat(target).catch(() => undefined);
     if (existing && !(existing.isDirectory() && (await readdir(target)).length === 0)) {
-      throw new TypeError(`restoreDir: ${shown} already exists${existing.isDirectory() ? " and is not empty" : existing.isSymbolicLink() ? " as a link" : ""}; give a new or empty folder`);
+      throw new TypeError(
+        `restoreDir: ${shown} already exists${existing.isDirectory() ? " and is not empty" : existing.isSymbolicLink() ? " as a link" : ""}; give a new or empty folder`,
+      );
     }
     return existing !== undefined;
   };
@@ -379,7 +396,8 @@ async function walk(root: string, maxEntries: number, refuse: (exceeded: string 
         throw new TypeError(`saveDir: ${absolute} cannot be stored: ${(error as Error).message}`);
       }
       const info = await lstat(absolute);
-      if (info.isSymbolicLink()) throw new TypeError(`saveDir: ${absolute} is a symbolic link; directory artifacts hold files and folders only (copy what it points to, or remove it)`);
+      if (info.isSymbolicLink())
+        throw new TypeError(`saveDir: ${absolute} is a symbolic link; directory artifacts hold files and folders only (copy what it points to, or remove it)`);
       if (info.isDirectory()) {
         add({ relative, absolute, type: "dir", executable: false, size: 0 });
         await visit(absolute);

@@ -127,7 +127,10 @@ export function checkEntryPath(relativePath: unknown): string {
   }
   for (const segment of relativePath.split("/")) {
     if (segment === "" || segment === "." || segment === "..") {
-      throw new DirectoryManifestError(`entry path ${shown} has a ${segment === "" ? "empty" : JSON.stringify(segment)} segment; it could point outside the directory`, relativePath);
+      throw new DirectoryManifestError(
+        `entry path ${shown} has a ${segment === "" ? "empty" : JSON.stringify(segment)} segment; it could point outside the directory`,
+        relativePath,
+      );
     }
     if (segment.length > MAX_SEGMENT) throw new DirectoryManifestError(`entry path ${shown} has a name longer than ${MAX_SEGMENT} characters`, relativePath);
   }
@@ -162,17 +165,29 @@ export function parseDirectoryManifest(bytes: Uint8Array, artifactId: string, li
       types.set(entryPath, "dir");
       entries.push({ path: entryPath, type: "dir" });
     } else if (entry.type === "file") {
-      if (!Number.isSafeInteger(entry.size) || entry.size! < 0) throw new DirectoryManifestError(`file ${JSON.stringify(entryPath)} has no valid size`, entryPath);
-      if (typeof entry.blake3 !== "string" || !HEX_DIGEST.test(entry.blake3)) throw new DirectoryManifestError(`file ${JSON.stringify(entryPath)} has no valid BLAKE3 digest`, entryPath);
+      if (!Number.isSafeInteger(entry.size) || entry.size! < 0)
+        throw new DirectoryManifestError(`file ${JSON.stringify(entryPath)} has no valid size`, entryPath);
+      if (typeof entry.blake3 !== "string" || !HEX_DIGEST.test(entry.blake3))
+        throw new DirectoryManifestError(`file ${JSON.stringify(entryPath)} has no valid BLAKE3 digest`, entryPath);
       if (typeof entry.artifactId !== "string" || !ARTIFACT_ID.test(entry.artifactId)) {
         throw new DirectoryManifestError(`file ${JSON.stringify(entryPath)} has no valid artifact id`, entryPath);
       }
       totalBytes += entry.size!;
       refuse(exceededDirectoryLimit({ entries: entries.length, totalBytes }, limits));
       types.set(entryPath, "file");
-      entries.push({ path: entryPath, type: "file", size: entry.size!, blake3: entry.blake3, artifactId: entry.artifactId, executable: entry.executable === true });
+      entries.push({
+        path: entryPath,
+        type: "file",
+        size: entry.size!,
+        blake3: entry.blake3,
+        artifactId: entry.artifactId,
+        executable: entry.executable === true,
+      });
     } else {
-      throw new DirectoryManifestError(`entry ${JSON.stringify(entryPath)} has type ${JSON.stringify(entry.type)}; only "file" and "dir" can be restored`, entryPath);
+      throw new DirectoryManifestError(
+        `entry ${JSON.stringify(entryPath)} has type ${JSON.stringify(entry.type)}; only "file" and "dir" can be restored`,
+        entryPath,
+      );
     }
   }
   // A path under a file would need that file to be a folder as well.
@@ -180,7 +195,8 @@ export function parseDirectoryManifest(bytes: Uint8Array, artifactId: string, li
     const segments = entryPath.split("/");
     for (let i = 1; i < segments.length; i++) {
       const parent = segments.slice(0, i).join("/");
-      if (types.get(parent) === "file") throw new DirectoryManifestError(`entry ${JSON.stringify(entryPath)} lies under the file ${JSON.stringify(parent)}`, entryPath);
+      if (types.get(parent) === "file")
+        throw new DirectoryManifestError(`entry ${JSON.stringify(entryPath)} lies under the file ${JSON.stringify(parent)}`, entryPath);
     }
   }
   return { format: DIRECTORY_MANIFEST_FORMAT, entries };

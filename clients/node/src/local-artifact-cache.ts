@@ -60,7 +60,8 @@ export function createLocalArtifactCache(options: LocalArtifactCacheOptions = {}
 
   // Tenant ids and digests come from the server; they still must not be able to name a path outside the cache.
   const tenantDir = (tenantId: string) => {
-    if (!SAFE_TENANT.test(tenantId) || tenantId === "." || tenantId === "..") throw new Error(`the server sent a tenant id the cache cannot use as a folder name: ${JSON.stringify(tenantId)}`);
+    if (!SAFE_TENANT.test(tenantId) || tenantId === "." || tenantId === "..")
+      throw new Error(`the server sent a tenant id the cache cannot use as a folder name: ${JSON.stringify(tenantId)}`);
     return path.join(root, tenantId);
   };
   const checkDigest = (blake3: string) => {

@@ -102,7 +102,8 @@ export function createResumableWriter<Prefix extends string>(
     const { session: status } = await rpc.getUploadSession({ sessionId: await session }, call());
     if (status!.state === UploadSessionState.COMPLETED) return status!.artifactId;
     const offset = Number(status!.resumeOffset);
-    if (offset < keptFrom) throw new ConnectError(`the upload session resumes at byte ${offset}, before the ${keptFrom} this writer still holds`, Code.DataLoss);
+    if (offset < keptFrom)
+      throw new ConnectError(`the upload session resumes at byte ${offset}, before the ${keptFrom} this writer still holds`, Code.DataLoss);
     forgetBefore(offset);
     (await inner.catch(() => undefined))?.abort().catch(() => {});
     const next = openInner(await session, offset);
@@ -235,7 +236,12 @@ export async function createStreamSession(
  * the dead one, so a transient failure gets one more try at once (no
  * backoff: the caller is giving up, and must not wait). Never throws.
  */
-export async function abortStreamSession(rpc: Client<typeof ArtifactService>, retry: RetryPolicy, sessionId: string, unary: { timeoutMs?: number }): Promise<void> {
+export async function abortStreamSession(
+  rpc: Client<typeof ArtifactService>,
+  retry: RetryPolicy,
+  sessionId: string,
+  unary: { timeoutMs?: number },
+): Promise<void> {
   for (let attempt = 1; attempt <= 2; attempt++) {
     try {
       await rpc.abortUploadSession({ sessionId }, unary);

@@ -85,5 +85,7 @@ export function createRetryPolicy(options: RetryOptions | false = {}): RetryPoli
 }
 
 function canceled(signal: AbortSignal): ConnectError {
-  return signal.reason instanceof ConnectError ? signal.reason : new ConnectError(`the call was aborted: ${String(signal.reason?.message ?? signal.reason)}`, Code.Canceled, undefined, undefined, signal.reason);
+  return signal.reason instanceof ConnectError
+    ? signal.reason
+    : new ConnectError(`the call was aborted: ${String(signal.reason?.message ?? signal.reason)}`, Code.Canceled, undefined, undefined, signal.reason);
 }

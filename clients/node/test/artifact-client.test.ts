@@ -211,7 +211,10 @@ describe.each(BACKENDS)("Node client on %s", (backend) => {
     const writer = client.openWriter({ kind: "too-slow" }, { timeoutMs: 400 });
     await writer.write(randomBytes(1000));
     await new Promise((resolve) => setTimeout(resolve, 800));
-    const late = await writer.write(randomBytes(1000)).then(() => writer.commit()).catch((e: unknown) => e);
+    const late = await writer
+      .write(randomBytes(1000))
+      .then(() => writer.commit())
+      .catch((e: unknown) => e);
     expect(ConnectError.from(late).code).toBe(Code.DeadlineExceeded);
     const slowSource = (async function* () {
       yield randomBytes(1000);

@@ -26,7 +26,17 @@ describe("typed artifact references", () => {
   });
 
   it("refuses what is not an id, saying what an id looks like", () => {
-    for (const bad of ["", "img", "img_123", "IMG_" + image.slice(4), "toolong_" + image.slice(4), "artifact://", "s3://bucket/x", `${image} `, `artifact:/${image}`]) {
+    for (const bad of [
+      "",
+      "img",
+      "img_123",
+      `IMG_${image.slice(4)}`,
+      `toolong_${image.slice(4)}`,
+      "artifact://",
+      "s3://bucket/x",
+      `${image} `,
+      `artifact:/${image}`,
+    ]) {
       expect(() => parseArtifactRef(bad), bad).toThrow(/is not an artifact reference: expected <prefix>_<26 characters>/);
     }
     expect(() => parseArtifactRef(42 as unknown as string)).toThrow(TypeError);

@@ -56,7 +56,9 @@ function lyingDownloadServer(announced: Buffer, sent: Buffer) {
   return createRouterTransport((router) =>
     router.service(ArtifactService, {
       async *download() {
-        yield { message: { case: "artifact", value: create(ArtifactSchema, { id: "art_lie", sizeBytes: BigInt(announced.length), blake3: blake3Hex(announced) }) } };
+        yield {
+          message: { case: "artifact", value: create(ArtifactSchema, { id: "art_lie", sizeBytes: BigInt(announced.length), blake3: blake3Hex(announced) }) },
+        };
         for (let offset = 0; offset < sent.length; offset += 64 * KiB) yield { message: { case: "chunk", value: sent.subarray(offset, offset + 64 * KiB) } };
       },
     }),

@@ -74,7 +74,11 @@ describe.each(BACKENDS)("directory artifacts on %s", (backend) => {
   it("round-trips nested folders, empty files and empty folders; identical files are sent once", async () => {
     const entriesBefore = await entryCount();
     const saving: TransferProgress[] = [];
-    const dir = await client.saveDir(source, { kind: "model", labels: { stage: "prod" }, provenance: { runId: "run-dir" } }, { onProgress: (p) => saving.push(p) });
+    const dir = await client.saveDir(
+      source,
+      { kind: "model", labels: { stage: "prod" }, provenance: { runId: "run-dir" } },
+      { onProgress: (p) => saving.push(p) },
+    );
     const typed: DirectoryRef = dir.id;
     expect(typed.startsWith("dir_")).toBe(true);
     expect(dir.mimeType).toBe(DIRECTORY_MANIFEST_MIME);
@@ -88,7 +92,10 @@ describe.each(BACKENDS)("directory artifacts on %s", (backend) => {
     const manifest = await client.restoreDir(dir.id, target, { onProgress: (p) => restoring.push(p) });
     expect(manifest.format).toBe(DIRECTORY_MANIFEST_FORMAT);
     // Progress over the whole folder, each distinct content counted once, ending at the total.
-    const distinctBytes = [...new Map(manifest.entries.flatMap((e) => (e.type === "file" ? [[e.blake3, e.size] as const] : []))).values()].reduce((a, b) => a + b, 0);
+    const distinctBytes = [...new Map(manifest.entries.flatMap((e) => (e.type === "file" ? [[e.blake3, e.size] as const] : []))).values()].reduce(
+      (a, b) => a + b,
+      0,
+    );
     for (const progress of [saving, restoring]) {
       expect(progress.length).toBeGreaterThan(1);
       expect(progress.every((p) => p.totalBytes === distinctBytes)).toBe(true);
@@ -215,7 +222,8 @@ describe.each(BACKENDS)("directory artifacts on %s", (backend) => {
       fileEntry = { size: content.byteLength, blake3: blake3Hex(content), artifactId: artifact!.id };
     });
     const plant = async (entries: unknown[]) =>
-      (await client.uploadStream([JSON.stringify({ format: DIRECTORY_MANIFEST_FORMAT, entries })], { kind: "model", mimeType: DIRECTORY_MANIFEST_MIME })).artifact!.id;
+      (await client.uploadStream([JSON.stringify({ format: DIRECTORY_MANIFEST_FORMAT, entries })], { kind: "model", mimeType: DIRECTORY_MANIFEST_MIME }))
+        .artifact!.id;
 
     it.each([
       ["../escaped.txt", /"\.\." segment/],
@@ -227,7 +235,10 @@ describe.each(BACKENDS)("directory artifacts on %s", (backend) => {
       ["./a.txt", /"\." segment/],
       ["a\u0000b", /NUL/],
     ])("refuses %j and writes nothing", async (bad, message) => {
-      const id = await plant([{ path: "fine.txt", type: "file", ...fileEntry }, { path: bad, type: "file", ...fileEntry }]);
+      const id = await plant([
+        { path: "fine.txt", type: "file", ...fileEntry },
+        { path: bad, type: "file", ...fileEntry },
+      ]);
       const target = path.join(work, `escape-${randomBytes(4).toString("hex")}`);
       const error = await client.restoreDir(id, target).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(DirectoryManifestError);
@@ -240,8 +251,20 @@ describe.each(BACKENDS)("directory artifacts on %s", (backend) => {
 
     it("refuses duplicates, paths under a file, links and unknown types", async () => {
       const cases: [unknown[], RegExp][] = [
-        [[{ path: "a.txt", type: "file", ...fileEntry }, { path: "a.txt", type: "file", ...fileEntry }], /appears twice/],
-        [[{ path: "a.txt", type: "file", ...fileEntry }, { path: "a.txt/b.txt", type: "file", ...fileEntry }], /lies under the file "a.txt"/],
+        [
+          [
+            { path: "a.txt", type: "file", ...fileEntry },
+            { path: "a.txt", type: "file", ...fileEntry },
+          ],
+          /appears twice/,
+        ],
+        [
+          [
+            { path: "a.txt", type: "file", ...fileEntry },
+            { path: "a.txt/b.txt", type: "file", ...fileEntry },
+          ],
+          /lies under the file "a.txt"/,
+        ],
         [[{ path: "link", type: "symlink", target: "/etc/passwd" }], /only "file" and "dir" can be restored/],
         [[{ path: "a.txt", type: "file", ...fileEntry, blake3: "zz" }], /no valid BLAKE3/],
       ];
@@ -259,17 +282,27 @@ describe.each(BACKENDS)("directory artifacts on %s", (backend) => {
       // Each manifest names a good file first, content not yet in the cache, then the bad one.
       const twinOf = async (content: Buffer) => (await client.uploadStream([content], { kind: "raw" })).artifact!.id;
       const cases: [(good: typeof fileEntry, content: Buffer) => Promise<unknown[]>, (error: unknown) => boolean][] = [
-        [async (good) => [{ path: "b.txt", type: "file", ...good, artifactId: other }], (e) => e instanceof DirectoryManifestError && /does not hold the content the manifest names/.test(e.message)],
+        [
+          async (good) => [{ path: "b.txt", type: "file", ...good, artifactId: other }],
+          (e) => e instanceof DirectoryManifestError && /does not hold the content the manifest names/.test(e.message),
+        ],
         // Right digest, wrong size: another artifact holding the same content.
         [
           async (good, content) => [{ path: "b.txt", type: "file", ...good, size: good.size + 1, artifactId: await twinOf(content) }],
           (e) => e instanceof DirectoryManifestError && e.path === "b.txt" && /holds 1048576 bytes/.test(e.message),
         ],
-        [async () => [{ path: "b.bin", type: "file", size: Number(deleted.sizeBytes), blake3: deleted.blake3, artifactId: deleted.id }], (e) => ConnectError.from(e).code === Code.NotFound],
+        [
+          async () => [{ path: "b.bin", type: "file", size: Number(deleted.sizeBytes), blake3: deleted.blake3, artifactId: deleted.id }],
+          (e) => ConnectError.from(e).code === Code.NotFound,
+        ],
       ];
       for (const [badEntries, expected] of cases) {
         const goodContent = randomBytes(1024 * 1024);
-        const good = { size: goodContent.byteLength, blake3: blake3Hex(goodContent), artifactId: (await client.uploadStream([goodContent], { kind: "raw" })).artifact!.id };
+        const good = {
+          size: goodContent.byteLength,
+          blake3: blake3Hex(goodContent),
+          artifactId: (await client.uploadStream([goodContent], { kind: "raw" })).artifact!.id,
+        };
         const id = await plant([{ path: "a-good.bin", type: "file", ...good }, ...(await badEntries(good, goodContent))]);
         const target = path.join(work, `mismatch-${randomBytes(4).toString("hex")}`);
         proxy.resetCounts();
@@ -303,7 +336,12 @@ describe.each(BACKENDS)("directory artifacts on %s", (backend) => {
       // A file the manifest names at each of many paths counts once per path: the bytes that would be written.
       const fanOut = await plant(Array.from({ length: 4 }, (_, i) => ({ path: `copy-${i}.txt`, type: "file", ...fileEntry })));
       await expectRefused(fanOut, { maxEntries: 3 }, /has 4 entries, over the limit maxEntries \(3\)/, 64 * 1024);
-      await expectRefused(fanOut, { maxTotalBytes: 4 * fileEntry.size - 1 }, new RegExp(`add up to ${4 * fileEntry.size} bytes, over the limit maxTotalBytes \\(${4 * fileEntry.size - 1}\\)`), 64 * 1024);
+      await expectRefused(
+        fanOut,
+        { maxTotalBytes: 4 * fileEntry.size - 1 },
+        new RegExp(`add up to ${4 * fileEntry.size} bytes, over the limit maxTotalBytes \\(${4 * fileEntry.size - 1}\\)`),
+        64 * 1024,
+      );
       // Too large a manifest is refused by its recorded size, before it is fetched: a 200 KB one, limited to 100 KB.
       const padded = await plant(Array.from({ length: 2_000 }, (_, i) => ({ path: `${"p".repeat(80)}-${i}`, type: "dir" })));
       await expectRefused(padded, { maxManifestBytes: 100_000 }, /manifest is \d+ bytes, over the limit maxManifestBytes \(100000\)/, 64 * 1024);

@@ -53,7 +53,7 @@ describe.each(BACKENDS)("loaders and the local cache on %s", (backend) => {
     const before = proxy.connections + proxy.bytes.up;
     await expect(client.loadBytes("not-an-id")).rejects.toThrow(TypeError);
     await expect(client.asLocalFile("artifact://img_123")).rejects.toThrow(/is not an artifact reference/);
-    await expect(client.loadJson("art_" + "0".repeat(26), { maxBytes: -1 })).rejects.toThrow(TypeError);
+    await expect(client.loadJson(`art_${"0".repeat(26)}`, { maxBytes: -1 })).rejects.toThrow(TypeError);
     expect(proxy.connections + proxy.bytes.up).toBe(before);
     const text = await client.saveText("not json {", { kind: "note" });
     await expect(client.loadJson(text.id)).rejects.toThrow(new RegExp(`artifact ${text.id} is not JSON`));
@@ -61,7 +61,7 @@ describe.each(BACKENDS)("loaders and the local cache on %s", (backend) => {
     await expect(client.loadText(binary.id)).rejects.toThrow(/is not UTF-8 text/);
     const big = (await client.uploadStream([randomBytes(2 * MiB)], { kind: "raw" })).artifact!;
     await expect(client.loadBytes(big.id, { maxBytes: MiB })).rejects.toThrow(/use asLocalFile or downloadToFile/);
-    const missing = "art_" + "0".repeat(26);
+    const missing = `art_${"0".repeat(26)}`;
     await expect(client.loadBytes(missing)).rejects.toSatisfy((e) => ConnectError.from(e).code === Code.NotFound);
   });
 

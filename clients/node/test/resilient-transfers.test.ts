@@ -45,7 +45,9 @@ describe.each(BACKENDS)("retries and resumed transfers on %s", (backend) => {
   });
   /** Ids of the open upload sessions of tenant alpha for artifacts of `kind`, read from the server's own store (no RPC lists sessions). */
   const liveSessions = async (kind: string) =>
-    (await t.app.metadata.uploadSessions.listExpired(new Date("9999-12-31T00:00:00Z"), 1_000)).filter((s) => s.tenantId === "alpha" && s.spec.kind === kind).map((s) => s.id);
+    (await t.app.metadata.uploadSessions.listExpired(new Date("9999-12-31T00:00:00Z"), 1_000))
+      .filter((s) => s.tenantId === "alpha" && s.spec.kind === kind)
+      .map((s) => s.id);
 
   /**
    * With the upload of `kind` held by the proxy, waits until the server has stored at least 16 MiB of it, then
@@ -206,7 +208,14 @@ describe.each(BACKENDS)("retries and resumed transfers on %s", (backend) => {
       expect(codeOf(error)).toBe(Code.Canceled);
       expect(backoffs).toEqual([1]);
       expect(Date.now() - abortedAt).toBeLessThan(1_000);
-      expect(codeOf(await t.client().getUploadSession({ sessionId: sessionId! }).catch((e: unknown) => e))).toBe(Code.NotFound);
+      expect(
+        codeOf(
+          await t
+            .client()
+            .getUploadSession({ sessionId: sessionId! })
+            .catch((e: unknown) => e),
+        ),
+      ).toBe(Code.NotFound);
       await expectNothingStored(t, { keys: storage.keys, sessionIds: [sessionId!] });
       expect((await client.listPage({ kind, includeDeleted: true })).artifacts).toEqual([]);
     } finally {
@@ -242,7 +251,7 @@ describe.each(BACKENDS)("retries and resumed transfers on %s", (backend) => {
     await client.listPage({}, { pageSize: 1 }); // an open connection, so a retry would show as a second call, not a reconnect
     retries = [];
     const before = proxy.connections;
-    const error = await client.get("art_" + "0".repeat(26)).catch((e: unknown) => e);
+    const error = await client.get(`art_${"0".repeat(26)}`).catch((e: unknown) => e);
     expect(codeOf(error)).toBe(Code.NotFound);
     expect(retries).toEqual([]);
     expect(proxy.connections).toBe(before);
@@ -266,7 +275,7 @@ describe("retries against a service that is down", () => {
       retry: { maxAttempts: 4, initialDelayMs: 20, maxDelayMs: 100, onRetry: (e) => attempts.push(e.attempt) },
     });
     const started = Date.now();
-    const error = await client.get("art_" + "0".repeat(26)).catch((e: unknown) => e);
+    const error = await client.get(`art_${"0".repeat(26)}`).catch((e: unknown) => e);
     expect(codeOf(error)).toBe(Code.Unavailable);
     expect(attempts).toEqual([1, 2, 3]);
     expect(Date.now() - started).toBeLessThan(5_000);
@@ -282,7 +291,7 @@ describe("retries against a service that is down", () => {
     const controller = new AbortController();
     setTimeout(() => controller.abort(new Error("user pressed stop")), 200);
     const started = Date.now();
-    const error = await client.get("art_" + "0".repeat(26), { signal: controller.signal }).catch((e: unknown) => e);
+    const error = await client.get(`art_${"0".repeat(26)}`, { signal: controller.signal }).catch((e: unknown) => e);
     expect(codeOf(error)).toBe(Code.Canceled);
     expect(Date.now() - started).toBeLessThan(2_000);
     await client.close();

@@ -9,7 +9,14 @@
  *   });
  *   img.src = (await client.downloadUrl(artifact.id)).url;
  */
-export { createWebArtifactClient, type ArtifactFilterInit, type ContentOptions, type ListPage, type WebArtifactClient, type WebArtifactClientOptions } from "./web-artifact-client.ts";
+export {
+  createWebArtifactClient,
+  type ArtifactFilterInit,
+  type ContentOptions,
+  type ListPage,
+  type WebArtifactClient,
+  type WebArtifactClientOptions,
+} from "./web-artifact-client.ts";
 export {
   DEFAULT_CONCURRENCY,
   DEFAULT_PART_SIZE,

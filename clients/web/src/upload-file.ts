@@ -2,7 +2,7 @@ import { create, toJsonString } from "@bufbuild/protobuf";
 import { DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE, type ArtifactSpecInit } from "@artifactd/api";
 import { Code, ConnectError, type CallOptions, type Client } from "@connectrpc/connect";
 import { ArtifactSpecSchema, type Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
-import { ArtifactService, UploadSessionState, type UploadSession } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { type ArtifactService, UploadSessionState, type UploadSession } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { hashFile } from "./hash-file.ts";
 import { DEFAULT_RETRY, withRetry, type RetryPolicy } from "./retry.ts";
 import { createLocalUploadMemory, type UploadMemory } from "./upload-memory.ts";
@@ -144,7 +144,14 @@ export async function uploadFile(
     const done = await call((o) => rpc.completeUploadSession({ sessionId }, o));
     memory.forget(idempotencyKey);
     if (!done.artifact) throw new Error("the server completed the upload without returning the artifact");
-    return { artifact: done.artifact, deduplicated: done.deduplicated, resumed, partsSent: missing.length, partsSkipped: partCount - missing.length, sessionId };
+    return {
+      artifact: done.artifact,
+      deduplicated: done.deduplicated,
+      resumed,
+      partsSent: missing.length,
+      partsSkipped: partCount - missing.length,
+      sessionId,
+    };
   } catch (error) {
     if (signal?.aborted) {
       // Cancelled: free the parts. Best effort; the server expires the session otherwise.

@@ -62,112 +62,115 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
   };
 
   // What callers see of a full disk: ./fs-errors.ts.
-  return translateBlobStoreErrors<BlobStore & BlobLister & BlobSessions>({
-    newKey(tenantId) {
-      const id = randomUUID();
-      return `blobs/${encodeURIComponent(tenantId)}/${id.slice(0, 2)}/${id}`;
-    },
-    createWriter,
-    async beginSession(_tenantId, key) {
-      const ref = uuidOf(key);
-      await mkdir(sessionDir(ref));
-      // The folder is named by the key's uuid; the key itself (with its tenant) is kept beside the parts.
-      await writeFile(path.join(sessionDir(ref), SESSION_KEY_FILE), key);
-      return { key, ref };
-    },
-    async putPart(_key, ref, partNumber, data) {
-      const dir = sessionDir(ref);
-      const temp = path.join(dir, `${partNumber}.${randomUUID()}.tmp`);
-      const file = await open(temp, "wx");
-      try {
-        await file.writeFile(data);
-        await file.sync();
-      } finally {
-        await file.close();
-      }
-      await rename(temp, path.join(dir, String(partNumber)));
-      const hasher = createBlake3();
-      hasher.update(data);
-      return { etag: hasher.digestHex() };
-    },
-    async completeSession(tenantId, key, ref, parts) {
-      const dir = sessionDir(ref);
-      const writer = await createWriter(tenantId, key);
-      const hasher = createBlake3();
-      let size = 0;
-      try {
-        for (const part of parts) {
-          for await (const chunk of createReadStream(path.join(dir, String(part.partNumber)), { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) {
-            hasher.update(chunk);
-            size += chunk.byteLength;
-            await writer.write(chunk);
-          }
+  return translateBlobStoreErrors<BlobStore & BlobLister & BlobSessions>(
+    {
+      newKey(tenantId) {
+        const id = randomUUID();
+        return `blobs/${encodeURIComponent(tenantId)}/${id.slice(0, 2)}/${id}`;
+      },
+      createWriter,
+      async beginSession(_tenantId, key) {
+        const ref = uuidOf(key);
+        await mkdir(sessionDir(ref));
+        // The folder is named by the key's uuid; the key itself (with its tenant) is kept beside the parts.
+        await writeFile(path.join(sessionDir(ref), SESSION_KEY_FILE), key);
+        return { key, ref };
+      },
+      async putPart(_key, ref, partNumber, data) {
+        const dir = sessionDir(ref);
+        const temp = path.join(dir, `${partNumber}.${randomUUID()}.tmp`);
+        const file = await open(temp, "wx");
+        try {
+          await file.writeFile(data);
+          await file.sync();
+        } finally {
+          await file.close();
         }
-        const digest = hasher.digestHex();
-        const key = await writer.commit(digest);
-        await rm(dir, { recursive: true, force: true });
-        return { key, size, digest };
-      } catch (error) {
-        await writer.abort();
-        throw error;
-      }
+        await rename(temp, path.join(dir, String(partNumber)));
+        const hasher = createBlake3();
+        hasher.update(data);
+        return { etag: hasher.digestHex() };
+      },
+      async completeSession(tenantId, key, ref, parts) {
+        const dir = sessionDir(ref);
+        const writer = await createWriter(tenantId, key);
+        const hasher = createBlake3();
+        let size = 0;
+        try {
+          for (const part of parts) {
+            for await (const chunk of createReadStream(path.join(dir, String(part.partNumber)), { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) {
+              hasher.update(chunk);
+              size += chunk.byteLength;
+              await writer.write(chunk);
+            }
+          }
+          const digest = hasher.digestHex();
+          const key = await writer.commit(digest);
+          await rm(dir, { recursive: true, force: true });
+          return { key, size, digest };
+        } catch (error) {
+          await writer.abort();
+          throw error;
+        }
+      },
+      async abortSession(_key, ref) {
+        // A part being written into the folder meanwhile makes a recursive rm fail with ENOTEMPTY: try again.
+        await rm(sessionDir(ref), { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
+      },
+      async *read(key, range: ByteRange, signal) {
+        if (range.length === 0) return;
+        const stream = createReadStream(keyPath(key), {
+          start: range.offset,
+          end: range.offset + range.length - 1,
+          highWaterMark: 256 * 1024,
+          ...(signal ? { signal } : {}),
+        });
+        yield* stream as AsyncIterable<Uint8Array>;
+      },
+      async stat(key) {
+        try {
+          const info = await stat(keyPath(key));
+          return { size: info.size };
+        } catch (error) {
+          if (isMissingFile(error)) return undefined;
+          throw error;
+        }
+      },
+      async delete(key) {
+        await rm(keyPath(key), { force: true });
+      },
+      async discard(key) {
+        const id = uuidOf(key);
+        await rm(path.join(incoming, id), { force: true });
+        await rm(sessionDir(id), { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
+        await rm(keyPath(key), { force: true });
+      },
+      async ping() {
+        await stat(root);
+      },
+      async *listBlobs() {
+        for (const entry of await readdir(path.join(root, "blobs"), { recursive: true, withFileTypes: true })) {
+          if (!entry.isFile()) continue;
+          const full = path.join(entry.parentPath, entry.name);
+          const key = path.relative(root, full).split(path.sep).join("/");
+          const info = await stat(full).catch(() => undefined);
+          if (info) yield { key, size: info.size, lastModified: info.mtime };
+        }
+      },
+      async *listUnfinishedUploads() {
+        for (const entry of await readdir(sessions, { withFileTypes: true })) {
+          if (!entry.isDirectory()) continue;
+          // The folder's mtime moves with every part stored: the last sign of life, a conservative start time.
+          const info = await stat(path.join(sessions, entry.name)).catch(() => undefined);
+          if (!info) continue;
+          const key = await readFile(path.join(sessions, entry.name, SESSION_KEY_FILE), "utf8").catch(() => "");
+          yield { key, ref: entry.name, startedAt: info.mtime };
+        }
+      },
+      async close() {},
     },
-    async abortSession(_key, ref) {
-      // A part being written into the folder meanwhile makes a recursive rm fail with ENOTEMPTY: try again.
-      await rm(sessionDir(ref), { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
-    },
-    async *read(key, range: ByteRange, signal) {
-      if (range.length === 0) return;
-      const stream = createReadStream(keyPath(key), {
-        start: range.offset,
-        end: range.offset + range.length - 1,
-        highWaterMark: 256 * 1024,
-        ...(signal ? { signal } : {}),
-      });
-      yield* stream as AsyncIterable<Uint8Array>;
-    },
-    async stat(key) {
-      try {
-        const info = await stat(keyPath(key));
-        return { size: info.size };
-      } catch (error) {
-        if (isMissingFile(error)) return undefined;
-        throw error;
-      }
-    },
-    async delete(key) {
-      await rm(keyPath(key), { force: true });
-    },
-    async discard(key) {
-      const id = uuidOf(key);
-      await rm(path.join(incoming, id), { force: true });
-      await rm(sessionDir(id), { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
-      await rm(keyPath(key), { force: true });
-    },
-    async ping() {
-      await stat(root);
-    },
-    async *listBlobs() {
-      for (const entry of await readdir(path.join(root, "blobs"), { recursive: true, withFileTypes: true })) {
-        if (!entry.isFile()) continue;
-        const full = path.join(entry.parentPath, entry.name);
-        const key = path.relative(root, full).split(path.sep).join("/");
-        const info = await stat(full).catch(() => undefined);
-        if (info) yield { key, size: info.size, lastModified: info.mtime };
-      }
-    },
-    async *listUnfinishedUploads() {
-      for (const entry of await readdir(sessions, { withFileTypes: true })) {
-        if (!entry.isDirectory()) continue;
-        // The folder's mtime moves with every part stored: the last sign of life, a conservative start time.
-        const info = await stat(path.join(sessions, entry.name)).catch(() => undefined);
-        if (!info) continue;
-        const key = await readFile(path.join(sessions, entry.name, SESSION_KEY_FILE), "utf8").catch(() => "");
-        yield { key, ref: entry.name, startedAt: info.mtime };
-      }
-    },
-    async close() {},
-  }, { translate: fromFsError, isMissing: isMissingFile });
+    { translate: fromFsError, isMissing: isMissingFile },
+  );
 }
 
 class FsBlobWriter implements BlobWriter {

@@ -157,104 +157,107 @@ export async function createS3BlobStore(
   const leftoverMs = options.journalLeftoverMs ?? UploadJournal.LEFTOVER_MS;
 
   // What callers see of S3's failures: ./s3-errors.ts.
-  return translateBlobStoreErrors<BlobStore & BlobLister & BlobSessions>({
-    newKey: (tenantId) => `${tenantId}/${randomUUID()}`,
-    async createWriter(_tenantId, key, expectedSize) {
-      return new S3BlobWriter(client, bucket, key, planParts(expectedSize), journal);
-    },
-    read,
-    async beginSession(_tenantId, key) {
-      await journal.add(key);
-      try {
-        const ref = await client.initiateNewMultipartUpload(bucket, key, {});
-        return { key, ref };
-      } catch (error) {
+  return translateBlobStoreErrors<BlobStore & BlobLister & BlobSessions>(
+    {
+      newKey: (tenantId) => `${tenantId}/${randomUUID()}`,
+      async createWriter(_tenantId, key, expectedSize) {
+        return new S3BlobWriter(client, bucket, key, planParts(expectedSize), journal);
+      },
+      read,
+      async beginSession(_tenantId, key) {
+        await journal.add(key);
+        try {
+          const ref = await client.initiateNewMultipartUpload(bucket, key, {});
+          return { key, ref };
+        } catch (error) {
+          await journal.remove(key);
+          throw error;
+        }
+      },
+      async putPart(key, ref, partNumber, data) {
+        const payload = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+        const { etag } = await client.uploadPart({ bucketName: bucket, objectName: key, uploadID: ref, partNumber, headers: {} }, payload);
+        return { etag };
+      },
+      async completeSession(_tenantId, key, ref, parts) {
+        if (parts.length === 0) {
+          // S3 cannot complete a multipart upload without parts: store the empty blob directly.
+          await client.abortMultipartUpload(bucket, key, ref).catch(ignoreNoSuchUpload);
+          await journal.remove(key);
+          await client.putObject(bucket, key, Buffer.alloc(0), 0);
+          return { key, size: 0, digest: createBlake3().digestHex() };
+        }
         await journal.remove(key);
-        throw error;
-      }
-    },
-    async putPart(key, ref, partNumber, data) {
-      const payload = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-      const { etag } = await client.uploadPart({ bucketName: bucket, objectName: key, uploadID: ref, partNumber, headers: {} }, payload);
-      return { etag };
-    },
-    async completeSession(_tenantId, key, ref, parts) {
-      if (parts.length === 0) {
-        // S3 cannot complete a multipart upload without parts: store the empty blob directly.
+        try {
+          await client.completeMultipartUpload(
+            bucket,
+            key,
+            ref,
+            parts.map((p) => ({ part: p.partNumber, etag: p.etag })),
+          );
+        } catch (error) {
+          // An earlier try assembled it and failed afterwards (its answer lost, or the read-back below cut off):
+          // the upload is gone and the object is there. Read it back as if this try had assembled it.
+          if ((error as { code?: string }).code !== "NoSuchUpload" || !(await statKey(key))) throw error;
+        }
+        // On a failure from here the object stays: the session (its row) still holds the key.
+        const hasher = createBlake3();
+        let size = 0;
+        const info = await client.statObject(bucket, key);
+        for await (const chunk of read(key, { offset: 0, length: info.size })) {
+          hasher.update(chunk);
+          size += chunk.byteLength;
+        }
+        return { key, size, digest: hasher.digestHex() };
+      },
+      async abortSession(key, ref) {
         await client.abortMultipartUpload(bucket, key, ref).catch(ignoreNoSuchUpload);
         await journal.remove(key);
-        await client.putObject(bucket, key, Buffer.alloc(0), 0);
-        return { key, size: 0, digest: createBlake3().digestHex() };
-      }
-      await journal.remove(key);
-      try {
-        await client.completeMultipartUpload(
-          bucket,
-          key,
-          ref,
-          parts.map((p) => ({ part: p.partNumber, etag: p.etag })),
-        );
-      } catch (error) {
-        // An earlier try assembled it and failed afterwards (its answer lost, or the read-back below cut off):
-        // the upload is gone and the object is there. Read it back as if this try had assembled it.
-        if ((error as { code?: string }).code !== "NoSuchUpload" || !(await statKey(key))) throw error;
-      }
-      // On a failure from here the object stays: the session (its row) still holds the key.
-      const hasher = createBlake3();
-      let size = 0;
-      const info = await client.statObject(bucket, key);
-      for await (const chunk of read(key, { offset: 0, length: info.size })) {
-        hasher.update(chunk);
-        size += chunk.byteLength;
-      }
-      return { key, size, digest: hasher.digestHex() };
-    },
-    async abortSession(key, ref) {
-      await client.abortMultipartUpload(bucket, key, ref).catch(ignoreNoSuchUpload);
-      await journal.remove(key);
-    },
-    async discard(key) {
-      for await (const { uploadId } of unfinishedUploadsOf(key)) await client.abortMultipartUpload(bucket, key, uploadId).catch(ignoreNoSuchUpload);
-      await client.removeObject(bucket, key);
-      await journal.remove(key);
-    },
-    stat: statKey,
-    async delete(key) {
-      await client.removeObject(bucket, key);
-    },
-    async ping() {
-      await client.bucketExists(bucket);
-    },
-    async *listBlobs() {
-      for await (const item of client.listObjectsV2(bucket, "", true) as AsyncIterable<{ name?: string; size: number; lastModified: Date }>) {
-        if (item.name && !UploadJournal.holds(item.name)) yield { key: item.name, size: item.size, lastModified: item.lastModified };
-      }
-    },
-    /**
-     * MinIO (the build the tests use; measured by starting multipart uploads, SIGKILLing and restarting it) answers
-     * ListMultipartUploads with an empty prefix from memory: only uploads begun since it started, with or without a
-     * delimiter or key-marker. Any other prefix it takes as one exact object key: the full key finds its uploads
-     * before and after a restart, but a tenant prefix (`alpha/`, `alpha`) or part of a key finds nothing, even
-     * before. So the uploads are found by their keys, from the journal (objects, which MinIO lists from disk), and
-     * the bucket-wide listing adds those begun without a journal entry (by an earlier version) that it still shows.
-     */
-    async *listUnfinishedUploads() {
-      const listed = new Set<string>();
-      for await (const entry of journal.entries()) {
-        let found = false;
-        for await (const { uploadId, initiated } of unfinishedUploadsOf(entry.key)) {
-          found = true;
-          listed.add(uploadId);
-          yield { key: entry.key, ref: uploadId, startedAt: initiated };
+      },
+      async discard(key) {
+        for await (const { uploadId } of unfinishedUploadsOf(key)) await client.abortMultipartUpload(bucket, key, uploadId).catch(ignoreNoSuchUpload);
+        await client.removeObject(bucket, key);
+        await journal.remove(key);
+      },
+      stat: statKey,
+      async delete(key) {
+        await client.removeObject(bucket, key);
+      },
+      async ping() {
+        await client.bucketExists(bucket);
+      },
+      async *listBlobs() {
+        for await (const item of client.listObjectsV2(bucket, "", true) as AsyncIterable<{ name?: string; size: number; lastModified: Date }>) {
+          if (item.name && !UploadJournal.holds(item.name)) yield { key: item.name, size: item.size, lastModified: item.lastModified };
         }
-        if (!found && entry.writtenAt.getTime() <= Date.now() - leftoverMs) await journal.remove(entry.key);
-      }
-      for await (const upload of bucketListingOfUploads()) {
-        if (!listed.has(upload.uploadId)) yield { key: upload.key, ref: upload.uploadId, startedAt: upload.initiated };
-      }
+      },
+      /**
+       * MinIO (the build the tests use; measured by starting multipart uploads, SIGKILLing and restarting it) answers
+       * ListMultipartUploads with an empty prefix from memory: only uploads begun since it started, with or without a
+       * delimiter or key-marker. Any other prefix it takes as one exact object key: the full key finds its uploads
+       * before and after a restart, but a tenant prefix (`alpha/`, `alpha`) or part of a key finds nothing, even
+       * before. So the uploads are found by their keys, from the journal (objects, which MinIO lists from disk), and
+       * the bucket-wide listing adds those begun without a journal entry (by an earlier version) that it still shows.
+       */
+      async *listUnfinishedUploads() {
+        const listed = new Set<string>();
+        for await (const entry of journal.entries()) {
+          let found = false;
+          for await (const { uploadId, initiated } of unfinishedUploadsOf(entry.key)) {
+            found = true;
+            listed.add(uploadId);
+            yield { key: entry.key, ref: uploadId, startedAt: initiated };
+          }
+          if (!found && entry.writtenAt.getTime() <= Date.now() - leftoverMs) await journal.remove(entry.key);
+        }
+        for await (const upload of bucketListingOfUploads()) {
+          if (!listed.has(upload.uploadId)) yield { key: upload.key, ref: upload.uploadId, startedAt: upload.initiated };
+        }
+      },
+      async close() {},
     },
-    async close() {},
-  }, { translate: fromS3Error, isMissing: isMissingS3Object });
+    { translate: fromS3Error, isMissing: isMissingS3Object },
+  );
 }
 
 /** S3's limits on one multipart upload. */
@@ -471,10 +474,7 @@ class S3BlobWriter implements BlobWriter {
   async #uploadPart(part: number, payload: Buffer): Promise<void> {
     const uploadID = await this.#uploadId!;
     if (this.#state === "aborted") return;
-    const { etag } = await this.#client.uploadPart(
-      { bucketName: this.#bucket, objectName: this.#key, uploadID, partNumber: part, headers: {} },
-      payload,
-    );
+    const { etag } = await this.#client.uploadPart({ bucketName: this.#bucket, objectName: this.#key, uploadID, partNumber: part, headers: {} }, payload);
     this.#etags.push({ part, etag });
   }
 

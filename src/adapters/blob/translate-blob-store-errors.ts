@@ -45,10 +45,12 @@ export function translateBlobStoreErrors<S extends BlobStore>(store: S, errors: 
       };
     },
   });
-  const failRead = (key: string) => (error: unknown): never => {
-    if (errors.isMissing(error)) throw new ArtifactError("not_found", `no blob is stored under the key ${key}`, { cause: error });
-    return rethrow(error);
-  };
+  const failRead =
+    (key: string) =>
+    (error: unknown): never => {
+      if (errors.isMissing(error)) throw new ArtifactError("not_found", `no blob is stored under the key ${key}`, { cause: error });
+      return rethrow(error);
+    };
   const writer = (inner: BlobWriter): BlobWriter => ({
     key: inner.key,
     write: (chunk) => guard(() => inner.write(chunk)),

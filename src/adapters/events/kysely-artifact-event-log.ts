@@ -83,7 +83,14 @@ export function createKyselyArtifactEventLog(db: Kysely<Database>): ArtifactEven
     async bounds() {
       const row = await db
         .selectFrom("artifact_events_pruned")
-        .select(["through_seq", (eb) => eb.selectFrom("artifact_events").select((e) => e.fn.max("seq").as("m")).as("last_seq")])
+        .select([
+          "through_seq",
+          (eb) =>
+            eb
+              .selectFrom("artifact_events")
+              .select((e) => e.fn.max("seq").as("m"))
+              .as("last_seq"),
+        ])
         .executeTakeFirstOrThrow();
       const prunedThrough = Number(row.through_seq);
       return { prunedThrough, lastSeq: Math.max(prunedThrough, Number(row.last_seq ?? 0)) };

@@ -95,9 +95,22 @@ export function createKyselyAllTenantsBlobIndex(db: Kysely<Database>): AllTenant
       // session's start time, which may be hours old) and reads it back before any blob row names it. So does an
       // upload in flight, released or not: its own pass reclaims it, by key.
       const [blobRows, sessionRows, inFlightRows] = await Promise.all([
-        db.selectFrom("blobs").select("storage_key").where("storage_key", "in", [...keys]).execute(),
-        db.selectFrom("upload_sessions").select("storage_key").where("storage_key", "in", [...keys]).where("state", "!=", "completed").execute(),
-        db.selectFrom("uploads_in_flight").select("storage_key").where("storage_key", "in", [...keys]).execute(),
+        db
+          .selectFrom("blobs")
+          .select("storage_key")
+          .where("storage_key", "in", [...keys])
+          .execute(),
+        db
+          .selectFrom("upload_sessions")
+          .select("storage_key")
+          .where("storage_key", "in", [...keys])
+          .where("state", "!=", "completed")
+          .execute(),
+        db
+          .selectFrom("uploads_in_flight")
+          .select("storage_key")
+          .where("storage_key", "in", [...keys])
+          .execute(),
       ]);
       return new Set([...blobRows, ...sessionRows, ...inFlightRows].map((r) => r.storage_key));
     },

@@ -1,14 +1,7 @@
 import { sql, type Kysely, type Transaction } from "kysely";
 import { STATUS_TRANSITIONS, type Artifact, type ArtifactInput } from "../../artifact.ts";
 import { ArtifactError, failedPrecondition, notFound } from "../../artifact-error.ts";
-import {
-  BLOB_RECLAIMED,
-  storageKeyOf,
-  UPLOAD_HOLD_LOST,
-  type ArtifactExpiry,
-  type ArtifactRecords,
-  type NewArtifact,
-} from "../../ports/artifact-records.ts";
+import { BLOB_RECLAIMED, storageKeyOf, UPLOAD_HOLD_LOST, type ArtifactExpiry, type ArtifactRecords, type NewArtifact } from "../../ports/artifact-records.ts";
 import type { StoredBlob } from "../../ports/tenant-blob-index.ts";
 import type { PendingEvent, WithEvents } from "../events/kysely-artifact-event-log.ts";
 import { selectArtifacts } from "./artifact-query-builders.ts";
@@ -206,13 +199,7 @@ export function createKyselyArtifactRecords(db: Kysely<Database>, withEvents: Wi
           .updateTable("artifacts")
           .set({ deleted_at: now })
           .where("id", "in", (eb) =>
-            eb
-              .selectFrom("artifacts")
-              .select("id")
-              .where("expires_at", "<=", now)
-              .where("deleted_at", "is", null)
-              .where("pinned", "=", false)
-              .limit(limit),
+            eb.selectFrom("artifacts").select("id").where("expires_at", "<=", now).where("deleted_at", "is", null).where("pinned", "=", false).limit(limit),
           )
           .where("pinned", "=", false)
           .where("deleted_at", "is", null)
@@ -308,9 +295,13 @@ async function translateDatabaseError<T>(run: () => Promise<T>): Promise<T> {
     const code = (error as { code?: unknown }).code;
     if (code === "22P05" || code === "22021" || code === "22P02") {
       // The driver's own words stay in the server's log (the error's cause), not in the answer.
-      throw new ArtifactError("invalid_argument", "the database refused a value of the request (text it cannot store, such as a NUL character or invalid Unicode): remove it", {
-        cause: error,
-      });
+      throw new ArtifactError(
+        "invalid_argument",
+        "the database refused a value of the request (text it cannot store, such as a NUL character or invalid Unicode): remove it",
+        {
+          cause: error,
+        },
+      );
     }
     throw error;
   }

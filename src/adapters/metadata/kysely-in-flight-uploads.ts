@@ -35,7 +35,12 @@ export function createKyselyInFlightUploads(db: Kysely<Database>): InFlightUploa
     },
 
     async release(storageKey) {
-      await db.updateTable("uploads_in_flight").set({ released_at: sql`now()` }).where("storage_key", "=", storageKey).where("released_at", "is", null).execute();
+      await db
+        .updateTable("uploads_in_flight")
+        .set({ released_at: sql`now()` })
+        .where("storage_key", "=", storageKey)
+        .where("released_at", "is", null)
+        .execute();
     },
 
     async claimReclaimable(staleMs, limit) {

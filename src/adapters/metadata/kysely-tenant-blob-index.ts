@@ -24,7 +24,13 @@ export function createKyselyTenantBlobIndex(db: Kysely<Database>): TenantBlobInd
     },
 
     async markBlobCorrupt(tenantId, digest) {
-      await db.updateTable("blobs").set({ corrupt_at: sql`now()` }).where("tenant_id", "=", tenantId).where("digest", "=", digest).where("corrupt_at", "is", null).execute();
+      await db
+        .updateTable("blobs")
+        .set({ corrupt_at: sql`now()` })
+        .where("tenant_id", "=", tenantId)
+        .where("digest", "=", digest)
+        .where("corrupt_at", "is", null)
+        .execute();
     },
 
     async holdBlob(tenantId, digest, holdMs) {
@@ -42,8 +48,13 @@ export function createKyselyTenantBlobIndex(db: Kysely<Database>): TenantBlobInd
         .executeTakeFirst();
       if (held.numUpdatedRows > 0n) return true;
       return (
-        (await db.selectFrom("blobs").select("digest").where("tenant_id", "=", tenantId).where("digest", "=", digest).where("corrupt_at", "is", null).executeTakeFirst()) !==
-        undefined
+        (await db
+          .selectFrom("blobs")
+          .select("digest")
+          .where("tenant_id", "=", tenantId)
+          .where("digest", "=", digest)
+          .where("corrupt_at", "is", null)
+          .executeTakeFirst()) !== undefined
       );
     },
   };

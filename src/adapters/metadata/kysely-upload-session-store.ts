@@ -98,9 +98,7 @@ export function createKyselyUploadSessionStore(db: Kysely<Database>): UploadSess
         await tx
           .insertInto("upload_session_parts")
           .values({ session_id: id, part_number: part.partNumber, size_bytes: part.sizeBytes, etag: part.etag })
-          .onConflict((oc) =>
-            oc.columns(["session_id", "part_number"]).doUpdateSet({ size_bytes: part.sizeBytes, etag: part.etag, uploaded_at: new Date() }),
-          )
+          .onConflict((oc) => oc.columns(["session_id", "part_number"]).doUpdateSet({ size_bytes: part.sizeBytes, etag: part.etag, uploaded_at: new Date() }))
           .execute();
         return "recorded";
       });
@@ -121,12 +119,22 @@ export function createKyselyUploadSessionStore(db: Kysely<Database>): UploadSess
     },
 
     async renewWriter(id, writerId) {
-      const renewed = await db.updateTable("upload_sessions").set({ writer_renewed_at: sql`now()` }).where("id", "=", id).where("writer_id", "=", writerId).executeTakeFirst();
+      const renewed = await db
+        .updateTable("upload_sessions")
+        .set({ writer_renewed_at: sql`now()` })
+        .where("id", "=", id)
+        .where("writer_id", "=", writerId)
+        .executeTakeFirst();
       return renewed.numUpdatedRows > 0n;
     },
 
     async releaseWriter(id, writerId) {
-      await db.updateTable("upload_sessions").set({ writer_id: null, writer_renewed_at: null }).where("id", "=", id).where("writer_id", "=", writerId).execute();
+      await db
+        .updateTable("upload_sessions")
+        .set({ writer_id: null, writer_renewed_at: null })
+        .where("id", "=", id)
+        .where("writer_id", "=", writerId)
+        .execute();
     },
 
     async beginCompleting(tenantId, id, claim, staleMs) {

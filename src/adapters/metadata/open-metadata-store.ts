@@ -117,11 +117,11 @@ function endOnFatalError(client: pg.PoolClient): void {
     if (result instanceof Promise) {
       result.catch((error: unknown) => {
         const code = (error as { code?: unknown }).code;
-        const lost = (typeof code === "string" && (code.startsWith("57P") || code.startsWith("08"))) || /Connection terminated/.test(String((error as Error)?.message));
+        const lost =
+          (typeof code === "string" && (code.startsWith("57P") || code.startsWith("08"))) || /Connection terminated/.test(String((error as Error)?.message));
         if (lost) client.end().catch(() => {});
       });
     }
     return result;
   };
 }
-

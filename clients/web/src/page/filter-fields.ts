@@ -39,12 +39,7 @@ export function addFilterFields(form: HTMLFormElement): FilterFields {
   form.prepend(h("label", { class: "search" }, "Search", search));
 
   const summary = h("summary", {}, "More filters");
-  const details = h(
-    "details",
-    { id: "more-filters", class: "options more-filters" },
-    summary,
-    h("div", { class: "grid" }, ...fields()),
-  );
+  const details = h("details", { id: "more-filters", class: "options more-filters" }, summary, h("div", { class: "grid" }, ...fields()));
   // Before the buttons, so the form reads top to bottom.
   const actions = form.querySelector(":scope > .actions");
   form.insertBefore(details, actions);

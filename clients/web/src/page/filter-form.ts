@@ -55,7 +55,14 @@ export function readBrowseQuery(form: HTMLFormElement): BrowseQuery {
 
 /** `a, b, a` → ["a", "b"]. */
 function parseList(text: string): string[] {
-  return [...new Set(text.split(",").map((item) => item.trim()).filter((item) => item !== ""))];
+  return [
+    ...new Set(
+      text
+        .split(",")
+        .map((item) => item.trim())
+        .filter((item) => item !== ""),
+    ),
+  ];
 }
 
 function statusOf(choice: string): Status {

@@ -10,10 +10,7 @@
  * page shows as such, rather than an exception in the router or a request
  * the server can only refuse.
  */
-export type PageRoute =
-  | { readonly view: "list" }
-  | { readonly view: "artifact"; readonly id: string }
-  | { readonly view: "invalid"; readonly reason: string };
+export type PageRoute = { readonly view: "list" } | { readonly view: "artifact"; readonly id: string } | { readonly view: "invalid"; readonly reason: string };
 
 /** An artifact id: a 3–5 letter type prefix, `_`, 26 base-32 characters (as the service makes them). */
 const ARTIFACT_ID = /^[a-z]{3,5}_[0-9abcdefghjkmnpqrstvwxyz]{26}$/;

@@ -76,7 +76,12 @@ export function createUploadPanel(client: WebArtifactClient, onUploaded: (artifa
           bar.value = 1;
           bar.dataset.phase = "done";
           const artifact = result.artifact;
-          const note = result.partsSkipped > 0 ? ` (resumed: ${result.partsSkipped} part(s) were already stored)` : result.deduplicated ? " (the content was already stored)" : "";
+          const note =
+            result.partsSkipped > 0
+              ? ` (resumed: ${result.partsSkipped} part(s) were already stored)`
+              : result.deduplicated
+                ? " (the content was already stored)"
+                : "";
           setStatus("Uploaded ", h("a", { id: "upload-result", href: artifactHref(artifact.id) }, artifact.name || artifact.id), note);
           onUploaded(artifact);
         },

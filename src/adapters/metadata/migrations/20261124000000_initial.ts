@@ -59,9 +59,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("deleted_at", "timestamptz")
     .addColumn("expires_at", "timestamptz")
     // A blob can never be removed while an artifact row points at it.
-    .addForeignKeyConstraint("artifacts_blob_fkey", ["tenant_id", "blob_digest"], "blobs", ["tenant_id", "digest"], (c) =>
-      c.onDelete("restrict"),
-    )
+    .addForeignKeyConstraint("artifacts_blob_fkey", ["tenant_id", "blob_digest"], "blobs", ["tenant_id", "digest"], (c) => c.onDelete("restrict"))
     .addCheckConstraint("artifacts_storage_content", sql`(storage = 'blob') = (blob_digest is not null)`)
     .execute();
 

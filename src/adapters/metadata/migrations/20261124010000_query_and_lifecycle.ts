@@ -18,7 +18,9 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`create index artifacts_search on artifacts using gin (search)`.execute(db);
 
   for (const field of ["graph_id", "node_id", "tool_name", "workflow_id", "template_id", "session_id", "user_id", "client_id", "app_id"]) {
-    await sql`create index ${sql.raw(`artifacts_tenant_${field}`)} on artifacts (tenant_id, ${sql.ref(field)}, created_at desc) where ${sql.ref(field)} is not null`.execute(db);
+    await sql`create index ${sql.raw(`artifacts_tenant_${field}`)} on artifacts (tenant_id, ${sql.ref(field)}, created_at desc) where ${sql.ref(field)} is not null`.execute(
+      db,
+    );
   }
   await sql`drop index artifacts_tenant_run`.execute(db);
   await sql`create index artifacts_tenant_run_id on artifacts (tenant_id, run_id, created_at desc) where run_id is not null`.execute(db);
