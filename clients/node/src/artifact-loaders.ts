@@ -38,9 +38,19 @@ export interface LocalFileOptions {
  * a second call and leave inline content unchecked.
  */
 export interface ArtifactLoaders {
+  /** The content as bytes, BLAKE3-verified; RangeError above `maxBytes` (256 MiB) before any content is read. By id or `artifact://` URI. */
   loadBytes(locator: ArtifactLocator | string, options?: LoadOptions): Promise<Buffer>;
+  /** The content as UTF-8 text (TypeError if it is not UTF-8). */
   loadText(locator: ArtifactLocator | string, options?: LoadOptions): Promise<string>;
+  /** The content parsed as JSON (SyntaxError naming the artifact if it is not). */
   loadJson<T = unknown>(locator: ArtifactLocator | string, options?: LoadOptions): Promise<T>;
+  /**
+   * A local path holding the content, from the verified cache (keyed by tenant
+   * and BLAKE3): a hit is re-hashed and reused without transferring content; a
+   * miss or a damaged entry is downloaded to disk (never held in memory),
+   * verified and kept. Treat the file as read-only. A deleted artifact is
+   * NOT_FOUND even when cached.
+   */
   asLocalFile(locator: ArtifactLocator | string, options?: LocalFileOptions): Promise<string>;
   /**
    * asLocalFile for an artifact the caller has already fetched and checked
@@ -49,8 +59,11 @@ export interface ArtifactLoaders {
    * it has been copied out.
    */
   localFileOf(artifact: Artifact, options?: LocalFileOptions & { deferEviction?: boolean }): Promise<string>;
+  /** A fresh path (not created) in the cache's staging folder, for a tool that writes a file before it is saved. */
   stagePath(extension?: string): Promise<string>;
+  /** A fresh, empty, created folder in the staging folder. */
   stageDir(suffix?: string): Promise<string>;
+  /** Uploads a staged file; one made by stagePath then moves into the cache, so reading it back is a hit. A file elsewhere is left alone. */
   ingestFile(stagedPath: string, spec: ArtifactSpecInit, options?: LocalFileOptions): Promise<Artifact>;
   /** The live (not deleted) artifact, or NOT_FOUND as a download would answer. */
   getLive(id: string, signal?: AbortSignal): Promise<Artifact>;

@@ -54,13 +54,31 @@ import { hashFile, type LocalArtifactCache } from "./local-artifact-cache.ts";
  * deleting one of them breaks restores of every directory that names it.
  */
 export interface DirectoryArtifacts {
+  /**
+   * Saves a folder as a directory artifact (prefix `dir`): every regular file
+   * and folder, nested folders, empty files and empty folders included. Each
+   * distinct file is uploaded once as an artifact of class
+   * "directory-entry"; symbolic links, sockets and devices are refused by
+   * name rather than skipped.
+   */
   saveDir<Prefix extends string = "dir">(
     dirPath: string,
     spec: ArtifactSpecInit & { typePrefix?: Prefix },
     options?: SaveDirOptions,
   ): Promise<TypedArtifact<Prefix>>;
+  /**
+   * Restores a directory artifact into `targetDir` (new, or an empty folder).
+   * The manifest is checked whole first — a path that is absolute, holds
+   * `..`, a backslash or NUL, repeats, or lies under a file throws
+   * DirectoryManifestError and nothing is written, as does a file whose
+   * artifact holds other content than the manifest names (a deleted one is
+   * NOT_FOUND); files are verified (BLAKE3), `concurrency` (4) at a time, and
+   * the tree is built beside the target and renamed into place.
+   */
   restoreDir(locator: ArtifactLocator | string, targetDir: string, options?: RestoreDirOptions): Promise<DirectoryManifest>;
+  /** asLocalFile for directory artifacts: a restored folder in the cache, reused while every file and folder still matches (each hit re-hashes the files); treat it as read-only. */
   asLocalDir(locator: ArtifactLocator | string, options?: RestoreDirOptions): Promise<string>;
+  /** saveDir of a staged folder, which is removed once saved. */
   ingestDir<Prefix extends string = "dir">(
     stagedDir: string,
     spec: ArtifactSpecInit & { typePrefix?: Prefix },
