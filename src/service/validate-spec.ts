@@ -7,23 +7,13 @@ import { isArtifactId, PREFIX_PATTERN } from "../artifact-id.ts";
  * spec, or throws invalid_argument naming the field and the rule. The limits
  * are the ones the proto comments document; keep both in step.
  */
-export interface RawSpec {
-  readonly kind: string;
-  readonly artifactClass: string;
-  readonly name: string;
-  readonly title: string;
-  readonly mimeType: string;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly tags: readonly string[];
-  readonly metrics: Readonly<Record<string, number>>;
+export interface RawSpec extends Omit<ArtifactSpec, "provenance" | "status"> {
+  /** As sent: any keys, checked against PROVENANCE_FIELDS here. */
   readonly provenance: Readonly<Record<string, string>> | undefined;
-  readonly inputs: readonly ArtifactInput[];
-  readonly pinned: boolean;
+  /** Unset: the default for a new artifact. */
   readonly status: ArtifactStatus | undefined;
-  readonly expiresAt: Date | undefined;
   /** 0 when unset. */
   readonly ttlSeconds: number;
-  readonly typePrefix: string;
 }
 
 export const LIMITS = Object.freeze({
