@@ -3,8 +3,8 @@ import type { Caller } from "../../src/artifact.ts";
 import { newArtifactId } from "../../src/artifact-id.ts";
 import { uploadArtifact, type UploadDeps } from "../../src/service/artifact-service.ts";
 import type { UploadMessage } from "../../src/service/upload-stream-reader.ts";
-import type { RawSpec } from "../../src/service/validate-spec.ts";
 import { expectArtifactErrorAsync } from "../support/expect-artifact-error.ts";
+import { EMPTY_RAW_SPEC } from "../support/raw-spec.ts";
 
 /**
  * The checks uploadArtifact makes on the stream's first message, before it
@@ -32,23 +32,7 @@ const deps = {
   uploadStaleMs: 60_000,
 } as unknown as UploadDeps;
 const CALLER: Caller = { tenantId: "alpha", principal: "ci", tokenId: "", scope: "read-write" };
-const SPEC = {
-  kind: "model",
-  artifactClass: "",
-  name: "",
-  title: "",
-  mimeType: "",
-  labels: {},
-  tags: [],
-  metrics: {},
-  provenance: undefined,
-  inputs: [],
-  pinned: false,
-  status: undefined,
-  expiresAt: undefined,
-  ttlSeconds: 0,
-  typePrefix: "",
-} satisfies RawSpec;
+const SPEC = EMPTY_RAW_SPEC;
 const DIGEST = "0123456789abcdef".repeat(4);
 const SESSION = newArtifactId("ups");
 

@@ -13,25 +13,10 @@ import {
   type RawSpec,
 } from "../../src/service/validate-spec.ts";
 import { expectArtifactError } from "../support/expect-artifact-error.ts";
+import { EMPTY_RAW_SPEC } from "../support/raw-spec.ts";
 
 const NOW = new Date("2026-01-01T00:00:00Z");
-const EMPTY: RawSpec = {
-  kind: "model",
-  artifactClass: "",
-  name: "",
-  title: "",
-  mimeType: "",
-  labels: {},
-  tags: [],
-  metrics: {},
-  provenance: undefined,
-  inputs: [],
-  pinned: false,
-  status: undefined,
-  expiresAt: undefined,
-  ttlSeconds: 0,
-  typePrefix: "",
-};
+const EMPTY = EMPTY_RAW_SPEC;
 const raw = (changes: Partial<RawSpec>): RawSpec => ({ ...EMPTY, ...changes });
 const valid = (changes: Partial<RawSpec>) => validateSpec(raw(changes), NOW);
 const invalid = (changes: Partial<RawSpec>, message: RegExp) => expectArtifactError(() => valid(changes), "invalid_argument", message);
