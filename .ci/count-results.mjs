@@ -120,14 +120,13 @@ function describeKind(kind) {
   return "outside any test";
 }
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: the escape character is what a colour code starts with.
-const COLOUR_CODE = /\u001b\[[0-9;]*m/g;
-
 function firstLine(text) {
   // Strip colour codes: vitest's messages carry them, a CI log may not render them.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the escape character is what a colour code starts with.
+  const colourCode = /\u001b\[[0-9;]*m/g;
   return (
     String(text)
-      .replace(COLOUR_CODE, "")
+      .replace(colourCode, "")
       .split("\n")
       .find((line) => line.trim() !== "") ?? ""
   );
