@@ -69,6 +69,12 @@ export interface RunningServer {
    * aborted signal, so uploads abort their multipart uploads) and close.
    */
   shutdown(graceMs: number): Promise<void>;
+  /**
+   * Calls whose handlers have not returned yet (subscriptions, which never
+   * finish by themselves, are not counted). A handler returns only after its
+   * clean-up, so at 0 nothing a call began is still being stored or undone.
+   */
+  readonly callsInFlight: number;
 }
 
 const MiB = 1024 * 1024;
@@ -401,6 +407,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     host: address.address,
     port: address.port,
     url: `http://${hostForUrl}:${address.port}`,
+    get callsInFlight() {
+      return inFlight;
+    },
     shutdown(graceMs) {
       stopping ??= (async () => {
         shuttingDown = true;

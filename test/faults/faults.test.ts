@@ -186,6 +186,7 @@ describeOn("postgres+minio")("faults on postgres+minio", () => {
 
   it("fails only a SaveInline whose connection is terminated mid-transaction, and records nothing", async () => {
     const input = await save("inline-input", randomBytes(100));
+    const lastEvent = (await admin.query("select coalesce(max(seq), 0)::int8 as seq from artifact_events")).rows[0].seq as string;
     const release = await lockRows("select id from artifacts where id = $1 for update", [input.id]);
     try {
       const saving = expectCode(
@@ -197,7 +198,14 @@ describeOn("postgres+minio")("faults on postgres+minio", () => {
     } finally {
       await release();
     }
-    expect((await t.client().listArtifacts({ filter: { kind: "inline-cut" } })).artifacts).toEqual([]);
+    // Read from the tables themselves, soft-deleted rows included: no artifact, no lineage edge to the input, no event.
+    const { rows } = await admin.query(
+      `select (select count(*)::int from artifacts where kind = 'inline-cut') as artifacts,
+              (select count(*)::int from artifact_inputs where input_id = $1) as inputs,
+              (select count(*)::int from artifact_events where seq > $2) as events`,
+      [input.id, lastEvent],
+    );
+    expect(rows[0]).toEqual({ artifacts: 0, inputs: 0, events: 0 });
     await serverStillServes();
   });
 

@@ -211,7 +211,6 @@ describe.each(BACKENDS)("graceful shutdown with WatchArtifacts subscribers on %s
     expect(stillOpen, "the Watch stream ended before shutdown began").toBe(true);
 
     // A grace far longer than the test may take: shutdown must end the stream, not wait for it.
-    const started = Date.now();
     let timer: NodeJS.Timeout | undefined;
     const outcome = await Promise.race([
       t.app.server.shutdown(60_000).then(() => "shut down"),
@@ -219,7 +218,6 @@ describe.each(BACKENDS)("graceful shutdown with WatchArtifacts subscribers on %s
     ]);
     clearTimeout(timer);
     expect(outcome).toBe("shut down");
-    expect(Date.now() - started).toBeLessThan(10_000);
     expect(await reading).toBe("Unavailable: the server is shutting down: retry the call");
     await t.close();
   });
