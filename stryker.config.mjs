@@ -24,12 +24,8 @@ export default {
     "clients/node/src/retry-policy.ts",
     "clients/web/src/retry.ts",
     "clients/api/src/transient-failure.ts",
-    // checkUploadHeader's checks of the stream's first message (with checkExpectedSize and checkExpectedBlake3),
-    // which run before storage is first touched; not its two returns, the target whose use by the sinks is I/O.
-    // Keep these line ranges in step with the file.
-    "src/service/upload-stream-reader.ts:123-130",
-    "src/service/upload-stream-reader.ts:133-136",
-    "src/service/upload-stream-reader.ts:140-157",
+    // The checks of an upload stream's first message, made before storage is first touched.
+    "src/service/upload-header.ts",
   ],
   coverageAnalysis: "perTest",
   // Two cores shared with everything else on the machine.

@@ -21,7 +21,8 @@ import { downloadArtifact, type DownloadRequest } from "./download-artifact.ts";
 import { openBlobWriterSink, type BlobWriterSinkDeps } from "./blob-writer-sink.ts";
 import { newArtifactRecord } from "./record-artifact.ts";
 import { openSessionPartsSink } from "./session-parts-sink.ts";
-import { readUploadStream, type UploadMessage, type UploadResult } from "./upload-stream-reader.ts";
+import type { UploadMessage } from "./upload-header.ts";
+import { readUploadStream, type UploadResult } from "./upload-stream-reader.ts";
 import {
   abortUploadSession,
   completeUploadSession,

@@ -11,7 +11,7 @@ import {
   type UploadRequest,
 } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { ArtifactService } from "../service/artifact-service.ts";
-import type { UploadMessage } from "../service/upload-stream-reader.ts";
+import type { UploadMessage } from "../service/upload-header.ts";
 import {
   artifactToProto,
   filterFromProto,

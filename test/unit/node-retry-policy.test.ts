@@ -42,6 +42,8 @@ describe("the Node client's retry policy", () => {
       withHint(Code.ResourceExhausted, "soon"),
       withHint(Code.ResourceExhausted, "-1"),
       new ConnectError("the caller gave up", Code.Canceled),
+      // A CANCELED is retried only as a connection that died under its stream, not for any transport text.
+      new ConnectError("read ECONNRESET", Code.Canceled),
       new ConnectError("too slow", Code.DeadlineExceeded),
       new ConnectError("session x is being completed by another call", Code.FailedPrecondition),
       new ConnectError("a bug", Code.Internal),

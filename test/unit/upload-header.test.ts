@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { Caller } from "../../src/artifact.ts";
 import { newArtifactId } from "../../src/artifact-id.ts";
 import { uploadArtifact, type UploadDeps } from "../../src/service/artifact-service.ts";
-import type { UploadMessage } from "../../src/service/upload-stream-reader.ts";
+import type { UploadMessage } from "../../src/service/upload-header.ts";
 import { expectArtifactErrorAsync } from "../support/expect-artifact-error.ts";
 import { EMPTY_RAW_SPEC } from "../support/raw-spec.ts";
 
