@@ -17,7 +17,7 @@ import { NODE, ROOT } from "../support/service-process.ts";
 const FIXTURE_CONFIG = path.join(ROOT, "test/fixtures/server-log/vitest.config.ts");
 const VITEST = path.join(ROOT, "node_modules/vitest/vitest.mjs");
 // A few seconds on an idle machine (two PGlite starts, one of them in the child); this only bounds a hung run.
-const RUN_TIMEOUT_MS = 120_000;
+const RUN_TIMEOUT_MS = 240_000;
 
 interface AssertionResult {
   title: string;
