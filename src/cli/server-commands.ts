@@ -4,10 +4,21 @@ import { ArtifactError } from "../artifact-error.ts";
 import { TOKEN_SCOPES, type TokenScope } from "../artifact.ts";
 import { createApiToken } from "../service/api-tokens.ts";
 import { runMaintenancePass } from "../service/maintenance.ts";
+import { answersInternal } from "../transport/connect-error-mapping.ts";
 import { UsageError } from "@artifactd/cli";
 import { newUrlSigningKey } from "../url-signing-keys.ts";
 import { parseServerArgs } from "./server-settings.ts";
 import { tenantCommand } from "./tenant-command.ts";
+
+/**
+ * What serve and gc log goes to stderr. An error that would be answered
+ * INTERNAL — a bug, not a refusal or a store that is down — is marked
+ * `internal error:`, so it can be told from the rest (a test during which
+ * the service logs one fails: test/support/service-process.ts).
+ */
+function logToStderr(message: string, error?: unknown): void {
+  console.error(`artifactd: ${error !== undefined && answersInternal(error) ? "internal error: " : ""}${message}`, error ?? "");
+}
 
 /**
  * The server half of the `artifactd` command: serve, migrate, token, tenant, gc, url-keys.
@@ -19,8 +30,7 @@ export async function runServerCommand(command: string, rest: string[]): Promise
     case "serve": {
       const { config, positionals } = parseServerArgs("serve", rest, {});
       if (positionals.length) throw new UsageError(`serve takes no arguments, only flags (got ${positionals.join(" ")})`);
-      const log = (message: string, error?: unknown) => console.error(`artifactd: ${message}`, error ?? "");
-      const app = await startApp(config, log);
+      const app = await startApp(config, logToStderr);
       const embedded = config.databaseUrl === undefined;
       if (embedded) {
         const tokenFile = await ensureBootstrapToken(app, config.dataDir);
@@ -138,8 +148,7 @@ async function gcCommand(args: string[]): Promise<number> {
   if (!Number.isFinite(graceSeconds) || graceSeconds < 0) throw new ArtifactError("invalid_argument", "--grace-seconds must be a number of seconds >= 0");
   const { metadata, blobs } = await openStores(config);
   try {
-    const log = (message: string, error?: unknown) => console.error(`artifactd: ${message}`, error ?? "");
-    const deps = { metadata, blobs, uploadStaleMs: config.uploadStaleMs, log };
+    const deps = { metadata, blobs, uploadStaleMs: config.uploadStaleMs, log: logToStderr };
     const dryRun = values["dry-run"] === true;
     const { expired, garbage: report } = await runMaintenancePass(deps, { graceMs: graceSeconds * 1000, eventRetentionMs: config.eventRetentionMs, dryRun });
     if (values.json) console.log(JSON.stringify({ expired, ...report }));

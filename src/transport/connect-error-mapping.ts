@@ -46,6 +46,15 @@ function errorMetadata(error: ArtifactError): Headers | undefined {
 export const RETRY_AFTER_MS = "retry-after-ms";
 export const QUOTA_EXCEEDED = "quota-exceeded";
 
+/**
+ * Whether `error` is one toConnectError answers INTERNAL: a bug, not a
+ * refusal or a store that could not be reached. (A ConnectError was
+ * answered as it is, by whoever decided it.)
+ */
+export function answersInternal(error: unknown): boolean {
+  return !(error instanceof ConnectError) && toConnectError(error).code === Code.Internal;
+}
+
 export function toConnectError(error: unknown, log: (error: unknown) => void = () => {}): ConnectError {
   if (error instanceof ConnectError) return error;
   if (error instanceof ArtifactError) {

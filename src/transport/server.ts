@@ -5,7 +5,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import type { Caller } from "../artifact.ts";
-import { ArtifactError } from "../artifact-error.ts";
+import { ArtifactError, storeUnavailable } from "../artifact-error.ts";
 import type { TransportLimits } from "../config.ts";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { file_artifacts_v1_artifact_service } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
@@ -385,7 +385,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     checking = true;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${STORE_CHECK_MS} ms`)), STORE_CHECK_MS);
+      // A store too busy to answer in time is unavailable, as one that refuses is: not a bug of ours.
+      timer = setTimeout(() => reject(storeUnavailable(new Error(`no answer within ${STORE_CHECK_MS} ms`))), STORE_CHECK_MS);
     });
     Promise.race([options.checkStores(), timeout])
       .then(

@@ -27,6 +27,7 @@ interface SoakReport {
   unfinished_uploads: number;
   watch_missed: number;
   watch_duplicates: number;
+  internal_errors: number;
   /** Failed calls by "<rpc> <code>". */
   failures: Record<string, number>;
   error?: string;
@@ -62,6 +63,7 @@ describeOn("postgres+minio")("chaos soak", () => {
       unfinished_uploads: report.unfinished_uploads,
       watch_missed: report.watch_missed,
       watch_duplicates: report.watch_duplicates,
+      internal_errors: report.internal_errors,
     };
     expect(failures, `the soak's report:\n${lines[0]}`).toEqual({
       lost: 0,
@@ -71,6 +73,7 @@ describeOn("postgres+minio")("chaos soak", () => {
       unfinished_uploads: 0,
       watch_missed: 0,
       watch_duplicates: 0,
+      internal_errors: 0,
     });
     // Every failure the service answered during the faults said what to do: retry (UNAVAILABLE), never INTERNAL.
     expect(

@@ -28,6 +28,7 @@ import { Client as MinioClient } from "minio";
 import { CONFIG_VARIABLES } from "../../src/config.ts";
 import { ensureMinioBinary, startMinio, type MinioServer } from "../support/minio-server.ts";
 import { startPrivatePostgres, type PrivatePostgres } from "../support/private-postgres.ts";
+import { describeEntry } from "../support/server-log.ts";
 import { createServiceProcess, ROOT, type ServiceProcess } from "../support/service-process.ts";
 import { bringUp, injectFaults, type FaultTarget } from "./fault-injector.ts";
 import { reconcile, spotKeys, type Reconciliation } from "./soak-reconcile.ts";
@@ -292,6 +293,8 @@ async function run(): Promise<{ report: Record<string, unknown>; pass: boolean }
     seenKeys: spotter.keys,
   });
   const { examples, ...figures } = result;
+  // What the service logged as an internal error (a bug: the faults are answered UNAVAILABLE), and its crashes; each by its first line.
+  const internalErrors = svc.serverLog.takeUnexpected().map((entry) => describeEntry(entry).split("\n", 1)[0]!);
   const report = {
     seconds: Math.round(soakedSeconds),
     acked: state.acks.length,
@@ -301,6 +304,7 @@ async function run(): Promise<{ report: Record<string, unknown>; pass: boolean }
     minio_kills: kills.minio ?? 0,
     postgres_kills: kills.postgres ?? 0,
     service_crashes: state.counters.service_crashes ?? 0,
+    internal_errors: internalErrors.length,
     ...figures,
     upload_stale_ms: UPLOAD_STALE_MS,
     upload_stale_setting_known: (CONFIG_VARIABLES as readonly string[]).includes("ARTIFACTD_UPLOAD_STALE_MS"),
@@ -309,6 +313,7 @@ async function run(): Promise<{ report: Record<string, unknown>; pass: boolean }
     failure_examples: state.failureExamples,
     gc,
     examples,
+    internal_error_examples: internalErrors.slice(0, 5),
     logs: path.relative(ROOT, logDir),
   };
   const pass = [
@@ -319,6 +324,7 @@ async function run(): Promise<{ report: Record<string, unknown>; pass: boolean }
     result.unfinished_uploads,
     result.watch_missed,
     result.watch_duplicates,
+    internalErrors.length,
   ].every((n) => n === 0);
   writeFileSync(path.join(logDir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
   log(pass ? "PASS" : "FAIL: see the report's examples and .artifactd/soak/service.log");

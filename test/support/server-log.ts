@@ -1,6 +1,7 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
+import { StringDecoder } from "node:string_decoder";
 import { onTestFinished } from "vitest";
-import { toConnectError } from "../../src/transport/connect-error-mapping.ts";
+import { answersInternal } from "../../src/transport/connect-error-mapping.ts";
 
 export interface ServerLogEntry {
   readonly message: string;
@@ -13,11 +14,15 @@ export interface ServerLogEntry {
  * What an in-process test server logs, kept so a test can read it and so an
  * unexpected internal error fails the test that caused it
  * (./fail-on-server-errors.ts), instead of vanishing into a no-op logger.
+ * (What a service run as a child process writes is read the same way:
+ * ServiceLogFile below.)
  *
  * Expected failures — a store taken down on purpose, a refused call — are
  * classified by the same mapping the server answers with, so they never
  * count: only what would be answered INTERNAL does. A test that provokes one
- * on purpose says so with `allowInternal`.
+ * on purpose says so with `allowInternal`. A line logged without an error
+ * never counts: the server logs no failure that way (only notices, such as
+ * a key file made or a listener reconnected).
  */
 export class ServerLog {
   readonly entries: ServerLogEntry[] = [];
@@ -33,8 +38,7 @@ export class ServerLog {
   }
 
   readonly record = (message: string, error?: unknown): void => {
-    const internal = error !== undefined && !(error instanceof ConnectError) && toConnectError(error).code === Code.Internal;
-    this.entries.push({ message, error, internal });
+    this.entries.push({ message, error, internal: error !== undefined && answersInternal(error) });
     // ARTIFACTD_TEST_LOG=1 shows everything as it happens.
     if (process.env.ARTIFACTD_TEST_LOG) console.error(`[${this.label}] ${message}`, error ?? "");
   };
@@ -74,6 +78,7 @@ export class ServerLog {
 const LOGS = new Set<ServerLog>();
 
 export function describeEntry(entry: ServerLogEntry): string {
+  if (entry.error === undefined) return entry.message;
   const error = entry.error instanceof Error ? `${entry.error.name}: ${entry.error.message}` : String(entry.error);
   return `${entry.message}: ${error}`;
 }
@@ -86,4 +91,82 @@ export function unexpectedServerErrors(): string[] {
     if (log.retired) LOGS.delete(log);
   }
   return found;
+}
+
+/** How the service marks an error it would answer INTERNAL (logToStderr in src/cli/server-commands.ts). */
+const INTERNAL_ERROR_LINE = /^artifactd: internal error: /;
+/** Where an entry of a service's output starts: its own lines, and the marks ./service-process.ts writes; the rest (stack traces, an error's fields) continues the entry before. */
+const ENTRY_START = /^(artifactd: |--- )/;
+/** The mark ./service-process.ts writes when a service that was serving exits by itself: a crash, as much a bug as an internal error. */
+const CRASH_MARK = /^--- \S+ exited by itself \([^)]*\)$/;
+
+/**
+ * What a service run as a child process writes to its log file
+ * (./service-process.ts), read into entries each time it is checked, so an
+ * unexpected internal error fails the test during which it was written, as
+ * an in-process server's does. An entry is one line of the service's with
+ * whatever follows it up to the next (an error's stack and fields); it is
+ * internal when the service marked it so, or when it is the harness's mark
+ * of a crash. Its message is that whole text, which `allowInternal`
+ * patterns are matched against.
+ */
+export class ServiceLogFile extends ServerLog {
+  readonly file: string;
+  private offset = 0;
+  private readonly decoder = new StringDecoder("utf8");
+  /** Text after the last complete line read. */
+  private partial = "";
+
+  /** Reads from the end of `file` as it is now: what it already holds was written before this service. */
+  constructor(label: string, file: string) {
+    super(label);
+    this.file = file;
+    try {
+      this.offset = statSync(file).size;
+    } catch {
+      // Not there yet: read from its start once it is.
+    }
+  }
+
+  /** Adds what the service wrote since the last read to `entries`; a file not there (not yet, or removed) adds nothing. */
+  read(): void {
+    let fd: number;
+    try {
+      fd = openSync(this.file, "r");
+    } catch {
+      return;
+    }
+    let text = this.partial;
+    try {
+      const size = fstatSync(fd).size;
+      const buffer = Buffer.alloc(64 * 1024);
+      while (this.offset < size) {
+        const read = readSync(fd, buffer, 0, Math.min(buffer.length, size - this.offset), this.offset);
+        if (read === 0) break;
+        this.offset += read;
+        text += this.decoder.write(buffer.subarray(0, read));
+      }
+    } finally {
+      closeSync(fd);
+    }
+    const lines = text.split("\n");
+    this.partial = lines.pop() ?? "";
+    let block: string[] = [];
+    const finish = () => {
+      if (block.length === 0) return;
+      const first = block[0]!;
+      this.entries.push({ message: block.join("\n"), error: undefined, internal: INTERNAL_ERROR_LINE.test(first) || CRASH_MARK.test(first) });
+      block = [];
+    };
+    for (const line of lines) {
+      if (ENTRY_START.test(line)) finish();
+      block.push(line);
+    }
+    finish();
+  }
+
+  override takeUnexpected(): ServerLogEntry[] {
+    this.read();
+    return super.takeUnexpected();
+  }
 }

@@ -3,19 +3,25 @@ import { appendFileSync, closeSync, existsSync, openSync, readFileSync } from "n
 import path from "node:path";
 import { freePort } from "./minio-server.ts";
 import { createTestDatabase } from "./postgres.ts";
+import { ServiceLogFile } from "./server-log.ts";
 
 /**
  * The real service as a child process (`node src/main.ts serve`), for tests
  * that kill it. It listens on a port chosen once, so a restart keeps the
  * address and clients reconnect to the same URL. Its stdout and stderr are
  * appended to `logFile` (written by the child directly, so the log survives
- * us); each start and kill is marked in it.
+ * us); each start and kill is marked in it. That log is read like an
+ * in-process server's (`serverLog`): an internal error the service logs, or
+ * its crash while serving, fails the test during which it was written
+ * (./fail-on-server-errors.ts) unless the test allows it.
  */
 export interface ServiceProcess {
   /** http://127.0.0.1:<port> */
   readonly url: string;
   readonly port: number;
   readonly logFile: string;
+  /** The service's log, checked at the end of each test: `serverLog.allowInternal(/…/)` declares internal errors a test causes on purpose. */
+  readonly serverLog: ServiceLogFile;
   /** The environment the service runs with (the CLI commands get the same). */
   readonly env: Readonly<Record<string, string>>;
   /** undefined while it is down. */
@@ -67,6 +73,7 @@ export async function createServiceProcess(options: ServiceProcessOptions): Prom
   const expected = new WeakSet<ChildProcess>();
   const listeners: Array<(how: string, served: boolean) => void> = [];
   const served = new WeakSet<ChildProcess>();
+  const serverLog = new ServiceLogFile(`service on port ${port}`, options.logFile);
   const mark = (line: string) => appendFileSync(options.logFile, `--- ${new Date().toISOString()} ${line}\n`);
   const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
 
@@ -96,12 +103,15 @@ export async function createServiceProcess(options: ServiceProcessOptions): Prom
       await exited;
       clearTimeout(timer);
     } else await exited;
+    // Everything it wrote, kept now: a test's afterAll may remove the file before the last check.
+    serverLog.read();
   };
 
   const service: ServiceProcess = {
     url,
     port,
     logFile: options.logFile,
+    serverLog,
     env,
     get pid() {
       return running() ? child?.pid : undefined;
@@ -117,6 +127,7 @@ export async function createServiceProcess(options: ServiceProcessOptions): Prom
         const how = signal ?? `exit code ${code}`;
         if (expected.has(started)) return;
         mark(`exited by itself (${how})${served.has(started) ? "" : " while starting"}`);
+        serverLog.read();
         for (const listener of listeners) listener(how, served.has(started));
       });
       const deadline = Date.now() + (options.startTimeoutMs ?? 60_000);

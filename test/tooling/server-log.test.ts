@@ -1,8 +1,9 @@
 import { Code } from "@connectrpc/connect";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { fromPostgresError } from "../../src/adapters/metadata/postgres-errors.ts";
+import { ArtifactError } from "../../src/artifact-error.ts";
 import { expectCode } from "../support/expect-code.ts";
-import { unexpectedServerErrors } from "../support/server-log.ts";
+import { describeEntry, unexpectedServerErrors } from "../support/server-log.ts";
 import { startTestApp, type TestApp } from "../support/test-app.ts";
 import { describeOn } from "../support/test-backends.ts";
 
@@ -63,6 +64,31 @@ describeOn("pglite+fs")("the test server's log", () => {
     const logged = t.serverLog.entries.slice(before);
     expect(logged.map((entry) => entry.message)).toEqual(["GetArtifact failed"]);
     expect(logged[0]!.internal).toBe(false);
+    expect(unexpectedServerErrors()).toEqual([]);
+  });
+
+  it("does not count a store too slow to answer the health probe, which is unavailable, not a bug", async () => {
+    const metadata = t.app.metadata;
+    const ping = metadata.ping;
+    let answer = () => {};
+    metadata.ping = () => new Promise<void>((resolve) => (answer = resolve));
+    try {
+      // The probe runs every 2 s and waits 2 s for an answer.
+      await vi.waitFor(
+        () => expect(t.serverLog.entries.map((entry) => entry.message)).toContain("a store is unreachable: health is NOT_SERVING until it answers"),
+        {
+          timeout: 10_000,
+          interval: 100,
+        },
+      );
+    } finally {
+      metadata.ping = ping;
+      answer();
+    }
+    const unreachable = t.serverLog.entries.find((entry) => entry.message.startsWith("a store is unreachable"))!;
+    const cause = unreachable.error instanceof ArtifactError ? unreachable.error.cause : unreachable.error;
+    expect(describeEntry({ ...unreachable, error: cause })).toMatch(/no answer within 2000 ms/);
+    expect(unreachable.internal).toBe(false);
     expect(unexpectedServerErrors()).toEqual([]);
   });
 });
