@@ -106,11 +106,17 @@ export async function startApp(config: Config, log: (message: string, error?: un
       watchCaller: (caller) => tokens.watch(caller),
       limits: config.transport,
       publicUrl: config.publicUrl,
-      // Signed downloads first; then the web page at "/" (clients/web, built by `npm run build:web`).
-      httpRoutes: [
-        createDownloadUrlRoute({ service, signer: urlSigner, isTokenActive: (id) => tokens.isActive(id), watchCaller: (caller) => tokens.watch(caller) }),
-        createWebPageRoute(),
-      ],
+      // Tried in the order of HTTP_ROUTES (src/transport/routes.ts): signed downloads, then the web page at "/"
+      // (clients/web, built by `npm run build:web`).
+      httpRoutes: {
+        "signed download links": createDownloadUrlRoute({
+          service,
+          signer: urlSigner,
+          isTokenActive: (id) => tokens.isActive(id),
+          watchCaller: (caller) => tokens.watch(caller),
+        }),
+        "web page": createWebPageRoute(),
+      },
       // Health follows the stores: NOT_SERVING while either is unreachable, so balancers route around us.
       checkStores: () => Promise.all([metadata.ping(), blobs.ping()]).then(() => {}),
       log,
