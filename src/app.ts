@@ -13,7 +13,7 @@ import { createTokenAuthenticator } from "./service/token-authenticator.ts";
 import { startArtifactEventFeed } from "./service/artifact-events.ts";
 import { createArtifactService } from "./service/artifact-service.ts";
 import { runMaintenancePass, type MaintenanceDeps } from "./service/maintenance.ts";
-import { createTenantQuotas } from "./service/tenant-quotas.ts";
+import { createTenantQuotas, type TenantQuotas } from "./service/tenant-quotas.ts";
 import { createDownloadUrlRoute } from "./transport/download-url-route.ts";
 import { createWebPageRoute } from "./transport/web-page-route.ts";
 import { startServer, type RunningServer } from "./transport/server.ts";
@@ -25,6 +25,8 @@ export interface App {
   readonly server: RunningServer;
   readonly metadata: MetadataStore;
   readonly blobs: BlobStore;
+  /** The tenant quotas this process enforces (its own counts of uploads, downloads and bytes in flight). */
+  readonly quotas: TenantQuotas;
   /** Graceful stop of the server, then the stores. */
   close(graceMs?: number): Promise<void>;
 }
@@ -77,6 +79,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
     await blobs.close();
     throw error;
   }
+  const quotas = createTenantQuotas({ store: metadata.tenantQuotas, defaults: config.quotaDefaults, cacheMs: config.quotaCacheMs });
   const service = createArtifactService({
     metadata,
     blobs,
@@ -89,7 +92,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
     downloadUrlMaxTtlSeconds: config.downloadUrlMaxTtlSeconds,
     uploadStaleMs: config.uploadStaleMs,
     limits: config.limits,
-    quotas: createTenantQuotas({ store: metadata.tenantQuotas, defaults: config.quotaDefaults, cacheMs: config.quotaCacheMs }),
+    quotas,
     log,
   });
   const tokens = createTokenAuthenticator(metadata, { cacheMs: config.tokenCacheMs, log });
@@ -103,11 +106,17 @@ export async function startApp(config: Config, log: (message: string, error?: un
       watchCaller: (caller) => tokens.watch(caller),
       limits: config.transport,
       publicUrl: config.publicUrl,
-      // Signed downloads first; then the web page at "/" (clients/web, built by `npm run build:web`).
-      httpRoutes: [
-        createDownloadUrlRoute({ service, signer: urlSigner, isTokenActive: (id) => tokens.isActive(id), watchCaller: (caller) => tokens.watch(caller) }),
-        createWebPageRoute(),
-      ],
+      // Tried in the order of HTTP_ROUTES (src/transport/routes.ts): signed downloads, then the web page at "/"
+      // (clients/web, built by `npm run build:web`).
+      httpRoutes: {
+        "signed download links": createDownloadUrlRoute({
+          service,
+          signer: urlSigner,
+          isTokenActive: (id) => tokens.isActive(id),
+          watchCaller: (caller) => tokens.watch(caller),
+        }),
+        "web page": createWebPageRoute(),
+      },
       // Health follows the stores: NOT_SERVING while either is unreachable, so balancers route around us.
       checkStores: () => Promise.all([metadata.ping(), blobs.ping()]).then(() => {}),
       log,
@@ -124,6 +133,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
     server,
     metadata,
     blobs,
+    quotas,
     async close(graceMs = config.shutdownGraceMs) {
       // The server first: health answers NOT_SERVING at once and new calls are refused, while a running
       // maintenance pass is cancelled rather than waited for.

@@ -146,9 +146,15 @@ export function createTenantQuotas(options: TenantQuotasOptions): TenantQuotas {
     return state.usage!.value;
   };
 
-  const checkStored = async (tenantId: string, state: TenantState, adding: number, what: string) => {
+  /**
+   * Refuses `adding` more bytes over the tenant's stored-bytes quota; else
+   * calls `admit`, in the same synchronous step as the check: a second caller
+   * that awaited the same reads must see these bytes counted, or uploads
+   * racing for the last room would both pass.
+   */
+  const checkStored = async (tenantId: string, state: TenantState, adding: number, what: string, admit: () => void = () => {}) => {
     const limits = await limitsOf(tenantId);
-    if (limits.storedBytes === Infinity) return;
+    if (limits.storedBytes === Infinity) return admit();
     const { storedBytes } = await usageOf(state, tenantId);
     const total = storedBytes + state.reservedBytes + adding;
     if (total > limits.storedBytes) {
@@ -160,6 +166,7 @@ export function createTenantQuotas(options: TenantQuotasOptions): TenantQuotas {
         { quota: "stored-bytes" },
       );
     }
+    admit();
   };
 
   const concurrencySlot = async (tenantId: string, kind: "uploads" | "downloads"): Promise<QuotaSlot> => {
@@ -220,9 +227,10 @@ export function createTenantQuotas(options: TenantQuotasOptions): TenantQuotas {
       return {
         async add(bytes) {
           if (released) throw new Error("the storage reservation was already released");
-          await checkStored(tenantId, state, bytes, reserved === 0 ? `storing ${bytes} bytes` : `storing ${reserved + bytes} bytes`);
-          reserved += bytes;
-          state.reservedBytes += bytes;
+          await checkStored(tenantId, state, bytes, reserved === 0 ? `storing ${bytes} bytes` : `storing ${reserved + bytes} bytes`, () => {
+            reserved += bytes;
+            state.reservedBytes += bytes;
+          });
         },
         release(stored) {
           if (released) return;

@@ -1,4 +1,4 @@
-import type { DescFile } from "@bufbuild/protobuf";
+import type { DescFile, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import http from "node:http";
@@ -20,6 +20,7 @@ import { toConnectError } from "./connect-error-mapping.ts";
 import { createHealthState } from "./health-service.ts";
 import { createReflectionHandler } from "./reflection-service.ts";
 import type { HttpResponse, HttpRoute } from "./http-route.ts";
+import { FAST_RPC_ROUTES, HTTP_ROUTES, PUBLIC_SERVICES, type FastRpcRouteName, type HttpRouteName } from "./routes.ts";
 import { requestBrokeOff, requestContextValues } from "./request-ended.ts";
 
 export interface ServerOptions {
@@ -36,8 +37,11 @@ export interface ServerOptions {
   readonly publicUrl?: string | undefined;
   /** Largest request message accepted (an upload chunk or session part). */
   readonly readMaxBytes?: number;
-  /** Plain HTTP routes tried, in order, for requests that are not RPCs; each answers true if it handled the request. */
-  readonly httpRoutes?: readonly HttpRoute[];
+  /**
+   * Plain HTTP routes for requests that are not RPCs, tried in the order of
+   * HTTP_ROUTES (./routes.ts); each answers true if it handled the request.
+   */
+  readonly httpRoutes?: { readonly [name in HttpRouteName]?: HttpRoute };
   readonly log?: (message: string, error?: unknown) => void;
   /** Resolves when the stores answer; health reports NOT_SERVING while it fails (checked every STORE_CHECK_MS). */
   readonly checkStores?: () => Promise<void>;
@@ -103,7 +107,7 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const log = options.log ?? (() => {});
   const limits = options.limits;
-  const serviceNames = [ArtifactService.typeName, Health.typeName, ServerReflection.typeName, ServerReflectionV1Alpha.typeName];
+  const serviceNames = [ArtifactService.typeName, ...PUBLIC_SERVICES.map((service) => service.typeName)];
   const health = createHealthState(serviceNames);
   const reflection = createReflectionHandler([file_artifacts_v1_artifact_service, file_grpc_health_v1_health] as DescFile[], serviceNames);
   const shutdownController = new AbortController();
@@ -195,15 +199,25 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const publicHandler = connectNodeAdapter({
     ...common,
     routes: (router: ConnectRouter) => {
-      router.service(Health, health.handler);
-      router.service(ServerReflection, reflection);
-      router.service(ServerReflectionV1Alpha, reflection as never);
+      const implementations = new Map<DescService, unknown>([
+        [Health, health.handler],
+        [ServerReflection, reflection],
+        [ServerReflectionV1Alpha, reflection],
+      ]);
+      for (const service of PUBLIC_SERVICES) {
+        const implementation = implementations.get(service);
+        if (implementation === undefined) throw new Error(`public service ${service.typeName} has no implementation`);
+        router.service(service, implementation as never);
+      }
     },
     readMaxBytes: 64 * 1024,
     fallback: (request, nodeResponse) => {
       const response = nodeResponse as unknown as HttpResponse;
       void (async () => {
-        for (const route of options.httpRoutes ?? []) if (await route(request, response)) return;
+        for (const name of HTTP_ROUTES) {
+          const route = options.httpRoutes?.[name];
+          if (route && (await route(request, response))) return;
+        }
         response.writeHead(404, { "Content-Type": "text/plain; charset=utf-8" });
         response.end("not found\n");
       })().catch((error: unknown) => {
@@ -220,7 +234,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       .then((caller) => {
         if (caller === undefined) return; // refused and answered
         if (caller === null) return publicHandler(request as http.IncomingMessage, response as http.ServerResponse);
-        if ("stream" in request && grpcDownload(request, response as http2.Http2ServerResponse, caller)) return;
+        if ("stream" in request && FAST_RPC_ROUTES.some((name) => fastRoutes[name](request, response as http2.Http2ServerResponse, caller))) return;
         artifactHandler(request as http.IncomingMessage, response as http.ServerResponse);
       })
       .catch((error: unknown) => {
@@ -230,16 +244,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
 
   // Plain-gRPC downloads skip the generic machinery (./grpc-download-route.ts); every other call goes to connect-node.
-  const grpcDownload = createGrpcDownloadRoute({
-    service: options.service,
-    watchCaller: options.watchCaller,
-    shutdownSignal: shutdownController.signal,
-    track: () => {
-      inFlight++;
-      return done;
-    },
-    log,
-  });
+  const fastRoutes: Record<FastRpcRouteName, (request: http2.Http2ServerRequest, response: http2.Http2ServerResponse, caller: Caller) => boolean> = {
+    "plain-gRPC Download": createGrpcDownloadRoute({
+      service: options.service,
+      watchCaller: options.watchCaller,
+      shutdownSignal: shutdownController.signal,
+      track: () => {
+        inFlight++;
+        return done;
+      },
+      log,
+    }),
+  };
   const h2 = http2.createServer(
     {
       settings: {

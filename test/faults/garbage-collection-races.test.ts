@@ -230,16 +230,19 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
     });
     const admin = new pg.Client({ connectionString: t.databaseUrl });
     await admin.connect();
-    const backendsWaitingOnLocks = async () =>
-      Number(
-        (
-          await admin.query(
-            "select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()",
-          )
-        ).rows[0].n,
-      );
+    const adminPid = Number((await admin.query("select pg_backend_pid() as pid")).rows[0].pid);
+    /** The other backends of the test's database waiting on a lock, each with the backends it waits for. */
+    const lockWaiters = async () =>
+      (
+        await admin.query<{ pid: number; blockers: number[] }>(
+          `select pid, pg_blocking_pids(pid) as blockers from pg_stat_activity
+            where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`,
+        )
+      ).rows;
     const untilWaiting = async (count: number) => {
-      for (const deadline = Date.now() + 10_000; (await backendsWaitingOnLocks()) < count; ) {
+      for (const deadline = Date.now() + 10_000; ; ) {
+        const waiters = await lockWaiters();
+        if (waiters.length >= count) return waiters;
         if (Date.now() > deadline) throw new Error(`${count} backends never waited on locks at once`);
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
@@ -250,10 +253,14 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
       await admin.query("begin");
       await admin.query("lock table artifacts in share mode");
       const again = upload(data);
-      await untilWaiting(1);
+      const [uploadWaiter] = await untilWaiting(1);
+      expect(uploadWaiter!.blockers, "the upload's recording waits on this transaction's lock alone").toEqual([adminPid]);
       // The collector still sees the blob unreferenced, and its reclaim waits on the upload's lock.
       const collecting = collect(false);
-      await untilWaiting(2);
+      const waiters = await untilWaiting(2);
+      const collectorWaiter = waiters.find((w) => w.pid !== uploadWaiter!.pid);
+      expect(waiters.find((w) => w.pid === uploadWaiter!.pid)?.blockers, "the upload still waits on this transaction").toEqual([adminPid]);
+      expect(collectorWaiter?.blockers, "the collector waits on the upload's lock on the blob row, and on nothing else").toEqual([uploadWaiter!.pid]);
       await admin.query("rollback");
       const [done, report] = await Promise.all([again, collecting]);
       expect(done.deduplicated).toBe(true);

@@ -1,4 +1,6 @@
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -8,15 +10,20 @@ import type { TokenScope } from "../../src/artifact.ts";
 import { newArtifactId } from "../../src/artifact-id.ts";
 import { Status } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import { ArtifactService, type WatchArtifactsResponse } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { Health, HealthCheckResponse_ServingStatus } from "@artifactd/api/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "@artifactd/api/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionV1Alpha } from "@artifactd/api/grpc/reflection/v1alpha/reflection_pb.js";
 import { createApiToken } from "../../src/service/api-tokens.ts";
 import { createUrlSigner, type UrlSigner } from "../../src/service/download-urls.ts";
+import { SERVER_ROUTES } from "../../src/transport/routes.ts";
 import { expectCode } from "../support/expect-code.ts";
 import { clientWithAuthorization, type WireProtocol } from "../support/raw-credential-client.ts";
 import { BACKENDS, startTestApp, type TestApp } from "../support/test-app.ts";
 
 /**
- * Every ArtifactService method, one row each (and the routes that serve the
- * same content another way), checked for what the proto promises:
+ * Every ArtifactService method, one row each, made through every route the
+ * server mounts for it; the server's other routes each checked as their
+ * kind requires (routeChecks). The method rows check what the proto promises:
  * - tenant beta naming tenant alpha's artifacts, sessions or run gets
  *   NOT_FOUND (never PERMISSION_DENIED, which would tell they exist), what
  *   beta finds never holds alpha's, and alpha's state is as it was;
@@ -266,11 +273,73 @@ const rows: Record<string, Row> = {
   },
 };
 
-/** Routes that serve a method another way than its row's; each also gets the whole row. */
-const otherRoutes: Record<string, Row> = {
-  // gRPC Download is served by the fast route; Connect's by the generic handler.
-  "Download over Connect": { ...rows.Download!, protocol: "connect" },
+const { Download: grpcDownload, ...notDownload } = rows;
+
+/** The signed-link route's test below: links are a credential of their own, not a token, so they get their own checks. */
+const SIGNED_LINKS_TEST = "signed download links: only the signing tenant's artifact, only while the link's token is active";
+
+/**
+ * How this file checks each route the server mounts (src/transport/routes.ts):
+ * - rows: method rows, each made through that route;
+ * - publicAnswer: a route that needs no token must give every caller the
+ *   same answer (with no credentials, alpha's or beta's), so it serves
+ *   nothing of a tenant's; the answer is what a caller sees of it;
+ * - checkedBy: a test of its own in this file.
+ */
+type RouteCheck =
+  | { readonly rows: Record<string, Row> }
+  | { readonly publicAnswer: (t: TestApp, authorization: string | undefined) => Promise<unknown> }
+  | { readonly checkedBy: string };
+
+const routeChecks: Record<string, RouteCheck> = {
+  // Every method through connect-node; gRPC Download takes the fast route instead, Connect's comes here.
+  [ArtifactService.typeName]: { rows: { ...notDownload, "Download over Connect": { ...grpcDownload!, protocol: "connect" } } },
+  "plain-gRPC Download": { rows: { Download: grpcDownload! } },
+  [Health.typeName]: {
+    publicAnswer: async (t, authorization) => HealthCheckResponse_ServingStatus[(await publicClient(Health, t, authorization).check({})).status],
+  },
+  [ServerReflection.typeName]: { publicAnswer: (t, authorization) => listedServices(publicClient(ServerReflection, t, authorization)) },
+  [ServerReflectionV1Alpha.typeName]: { publicAnswer: (t, authorization) => listedServices(publicClient(ServerReflectionV1Alpha, t, authorization)) },
+  "signed download links": { checkedBy: SIGNED_LINKS_TEST },
+  "web page": {
+    async publicAnswer(t, authorization) {
+      const answers = [];
+      for (const target of ["/", "/assets/index.js"]) {
+        const response = await fetch(new URL(target, t.url), { headers: authorization === undefined ? {} : { authorization } });
+        answers.push({ target, status: response.status, type: response.headers.get("content-type"), body: await response.text() });
+      }
+      return answers;
+    },
+  },
 };
+
+/** A client of a public service over gRPC, sending exactly this `authorization` header (or none). */
+function publicClient<S extends DescService>(service: S, t: TestApp, authorization: string | undefined): Client<S> {
+  return createClient(
+    service,
+    createGrpcTransport({
+      baseUrl: t.url,
+      interceptors: [
+        (next) => (request) => {
+          if (authorization !== undefined) request.header.set("authorization", authorization);
+          return next(request);
+        },
+      ],
+    }),
+  );
+}
+
+/** The services a reflection endpoint lists (v1 and v1alpha share the message shapes). */
+async function listedServices(reflection: Client<typeof ServerReflection> | Client<typeof ServerReflectionV1Alpha>): Promise<string[]> {
+  const requests = (async function* () {
+    yield { messageRequest: { case: "listServices" as const, value: "" } };
+  })();
+  for await (const answer of (reflection as Client<typeof ServerReflection>).serverReflectionInfo(requests)) {
+    if (answer.messageResponse.case !== "listServicesResponse") throw new Error(`reflection answered ${answer.messageResponse.case}`);
+    return answer.messageResponse.value.service.map((service) => service.name).sort();
+  }
+  throw new Error("reflection answered nothing");
+}
 
 /**
  * Beta's watches while alpha creates, changes and deletes an artifact: one
@@ -440,8 +509,25 @@ describe.each(BACKENDS)("tenant isolation and authentication of every RPC (%s)",
     ).toEqual([]);
   });
 
+  it("has a check for every route the server mounts, and none for a route it lacks", () => {
+    expect(
+      SERVER_ROUTES.filter((route) => !(route in routeChecks)),
+      "routes without a check",
+    ).toEqual([]);
+    expect(
+      Object.keys(routeChecks).filter((route) => !SERVER_ROUTES.includes(route)),
+      "checks of no route",
+    ).toEqual([]);
+    const rowsOfRoutes = Object.values(routeChecks).flatMap((check) => ("rows" in check ? Object.values(check.rows) : []));
+    expect(
+      Object.entries(rows).filter(([, row]) => !rowsOfRoutes.includes(row)),
+      "method rows made through no route",
+    ).toEqual([]);
+  });
+
+  const rowsByRoute = Object.values(routeChecks).flatMap((check) => ("rows" in check ? Object.entries(check.rows) : []));
   const SCOPES: TokenScope[] = ["read-only", "read-write", "admin"];
-  it.each(Object.entries({ ...rows, ...otherRoutes }))("%s", async (_name, row) => {
+  it.each(rowsByRoute)("%s", async (_name, row) => {
     const protocol = row.protocol ?? "grpc";
     const r = await givenAlpha();
     const before = await alphaState(r);
@@ -469,7 +555,14 @@ describe.each(BACKENDS)("tenant isolation and authentication of every RPC (%s)",
       .catch(() => undefined);
   });
 
-  it("signed download links: only the signing tenant's artifact, only while the link's token is active", async () => {
+  const publicRoutes = Object.entries(routeChecks).flatMap(([route, check]) => ("publicAnswer" in check ? [[route, check.publicAnswer] as const] : []));
+  it.each(publicRoutes)("%s needs no token and answers every caller alike", async (_route, publicAnswer) => {
+    const anonymous = await publicAnswer(t, undefined);
+    expect(await publicAnswer(t, bearer(t.tokens.alpha)), "alpha's answer").toEqual(anonymous);
+    expect(await publicAnswer(t, bearer(t.tokens.beta)), "beta's answer").toEqual(anonymous);
+  });
+
+  it(SIGNED_LINKS_TEST, async () => {
     const r = await givenAlpha();
     const get = async (target: string) => {
       const response = await fetch(new URL(target, t.url));

@@ -1,0 +1,33 @@
+import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { Health } from "@artifactd/api/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "@artifactd/api/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionV1Alpha } from "@artifactd/api/grpc/reflection/v1alpha/reflection_pb.js";
+
+/**
+ * Every route the server mounts on its one port, named. server.ts mounts
+ * these lists and nothing else, so a route added to the server is added
+ * here, where the tenant-isolation test finds it (and fails until the route
+ * has a check there).
+ *
+ * - ArtifactService: every method, over gRPC, gRPC-Web and Connect, through
+ *   connect-node; admitted with a token (./admission.ts).
+ * - Its fast routes: methods also served by a route of their own, tried
+ *   first for the requests they take (plain-gRPC Download).
+ * - Public services, which need no token: health and reflection.
+ * - Plain HTTP routes, tried in this order for every other request.
+ */
+export const FAST_RPC_ROUTES = ["plain-gRPC Download"] as const;
+export type FastRpcRouteName = (typeof FAST_RPC_ROUTES)[number];
+
+export const PUBLIC_SERVICES = [Health, ServerReflection, ServerReflectionV1Alpha] as const;
+
+export const HTTP_ROUTES = ["signed download links", "web page"] as const;
+export type HttpRouteName = (typeof HTTP_ROUTES)[number];
+
+/** The names of all of them, in the order above. */
+export const SERVER_ROUTES: readonly string[] = [
+  ArtifactService.typeName,
+  ...FAST_RPC_ROUTES,
+  ...PUBLIC_SERVICES.map((service) => service.typeName),
+  ...HTTP_ROUTES,
+];
