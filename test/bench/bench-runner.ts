@@ -28,6 +28,8 @@ export interface TransferCase {
   readonly prepare?: () => Promise<void>;
   /** One run; answers the bytes moved. `round` counts from 1 (uploads use it to send different content each time). */
   readonly run: (round: number) => Promise<number>;
+  /** After each run, not measured (e.g. removing what it stored, so disk use stays bounded at 2 GiB × rounds). */
+  readonly afterRun?: (round: number) => Promise<void>;
 }
 
 export interface SmallCase {
@@ -134,6 +136,7 @@ async function runTransfer(benchCase: TransferCase, roundNumber: number): Promis
   const seconds = (performance.now() - started) / 1000;
   const cpu = cpuSince(cpuStart, processes);
   if (rssPid !== undefined) peak = Math.max(peak, rssMiB(rssPid));
+  await benchCase.afterRun?.(roundNumber);
   return {
     mibS: bytes / MiB / seconds,
     cpuSPerGiB: Object.fromEntries(Object.entries(cpu).map(([name, s]) => [name, s / (bytes / GiB)])),

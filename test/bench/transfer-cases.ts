@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import type { Client } from "minio";
 import { request } from "undici";
-import type { ArtifactClient } from "../../clients/node/src/index.ts";
+import type { ArtifactClient, DownloadOptions } from "../../clients/node/src/index.ts";
 import { createBlake3 } from "../../src/blake3.ts";
 import type { BenchProcess } from "./bench-processes.ts";
 import type { TransferCase } from "./bench-runner.ts";
@@ -104,6 +104,7 @@ export function transferCases(context: TransferContext): TransferCase[] {
       processes: directOnly,
       run: async (roundNumber) =>
         expectBytes("multipart upload", await multipart.upload(bucket, `multipart-${roundNumber}.bin`, chunks(sizeMiB, salt(2, roundNumber)))),
+      afterRun: (roundNumber) => context.minioClient().removeObject(bucket, `multipart-${roundNumber}.bin`),
     },
     {
       key: "direct_put_object",
@@ -113,6 +114,7 @@ export function transferCases(context: TransferContext): TransferCase[] {
         await context.minioClient(16 * MiB).putObject(bucket, `put-${roundNumber}.bin`, Readable.from(chunks(sizeMiB, salt(3, roundNumber))), size);
         return size;
       },
+      afterRun: (roundNumber) => context.minioClient().removeObject(bucket, `put-${roundNumber}.bin`),
     },
     {
       key: "session_upload",
@@ -127,23 +129,25 @@ export function transferCases(context: TransferContext): TransferCase[] {
     },
   ];
 
-  const downloads: TransferCase[] = [
-    {
-      key: "service_download",
-      label: "service download (Node SDK, verified)",
-      processes: withMinio,
-      prepare: async () => void (await serviceArtifact()),
-      run: async () => {
-        let received = 0;
-        for await (const chunk of (await client.download(await serviceArtifact())).content) received += chunk.byteLength;
-        return expectBytes("service download", received);
-      },
+  /** A download through the service by the Node SDK (BLAKE3-verified by it), with these download options. */
+  const serviceDownload = (key: string, label: string, options: DownloadOptions = {}): TransferCase => ({
+    key,
+    label,
+    processes: withMinio,
+    prepare: async () => void (await serviceArtifact()),
+    run: async () => {
+      let received = 0;
+      for await (const chunk of (await client.download(await serviceArtifact(), options)).content) received += chunk.byteLength;
+      return expectBytes(label, received);
     },
-    // The direct-to-storage download (the SDK fetching a presigned S3 GET the
-    // service hands it, verifying BLAKE3 itself) goes here once the SDK offers
-    // it, as { key: "service_download_direct_mode", label, processes: withMinio,
-    // prepare: …serviceArtifact, run: …client.download(id, { <its option> }) };
-    // transfer-bench.ts then reports download_direct_mode_vs_direct_verified.
+  });
+
+  const downloads: TransferCase[] = [
+    serviceDownload("service_download", "service download (Node SDK, verified)"),
+    // The direct-to-storage download (the service hands the SDK a presigned
+    // S3 GET; the SDK fetches it and verifies BLAKE3 itself), once the SDK
+    // offers it; transfer-bench.ts then reports download_direct_mode_vs_direct_verified:
+    // serviceDownload("service_download_direct_mode", "service download, direct from storage (Node SDK, verified)", { <its option> }),
     {
       key: "direct_get_verified",
       label: "direct getObject + BLAKE3",
