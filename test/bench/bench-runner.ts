@@ -68,6 +68,8 @@ export interface TransferFigures {
   readonly cpu_s_per_gib: Record<string, number>;
   readonly cpu_pct: Record<string, number>;
   readonly rss_growth_mib?: number;
+  /** Per round; the first is from a server that had done nothing else yet, the later ones start from memory earlier cases grew. */
+  readonly rss_growth_runs_mib?: number[];
   readonly rss_baseline_mib?: number;
   readonly rss_peak_mib?: number;
 }
@@ -209,6 +211,7 @@ function summarizeTransfer(benchCase: TransferCase, samples: TransferSample[]): 
     ...(rss
       ? {
           rss_growth_mib: round(median(withRss.map((s) => s.rss!.peak - s.rss!.baseline))),
+          rss_growth_runs_mib: withRss.map((s) => round(s.rss!.peak - s.rss!.baseline)),
           rss_baseline_mib: round(rss.baseline),
           rss_peak_mib: round(rss.peak),
         }

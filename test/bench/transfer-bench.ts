@@ -192,6 +192,9 @@ function report(transfers: Record<string, TransferFigures>, small: Record<string
     server_cpu_s_per_gib_upload: orNull(transfers.service_upload?.cpu_s_per_gib.server),
     server_cpu_s_per_gib_download: orNull(transfers.service_download?.cpu_s_per_gib.server),
     server_rss_growth_mib: orNull(transfers.service_upload?.rss_growth_mib),
+    // Round 1's upload is the first thing the server does (as the single run of earlier versions measured it).
+    server_rss_growth_first_round_mib: orNull(transfers.service_upload?.rss_growth_runs_mib?.[0]),
+    // The most any round read back; null when the server does not say.
     session_bytes_read_back: readBack.length ? Math.max(...readBack) : null,
     inline_saves_per_s_c1: orNull(perS("inline_save_c1")),
     inline_saves_per_s_c8: orNull(perS("inline_save_c8")),
@@ -249,6 +252,7 @@ function report(transfers: Record<string, TransferFigures>, small: Record<string
   const targets: [string, number | null, string, (v: number) => boolean][] = [
     ["upload_vs_direct_multipart", figures.upload_vs_direct_multipart, "≥ 0.9", (v) => v >= 0.9],
     ["server_rss_growth_mib", figures.server_rss_growth_mib, "< 128", (v) => v < 128],
+    ["server_rss_growth_first_round_mib", figures.server_rss_growth_first_round_mib, "< 128", (v) => v < 128],
     ["download_vs_direct_verified", figures.download_vs_direct_verified, "≥ 0.85", (v) => v >= 0.85],
     ["server_cpu_s_per_gib_download", figures.server_cpu_s_per_gib_download, "≤ 2.5", (v) => v <= 2.5],
     ["download_direct_mode_vs_direct_verified", figures.download_direct_mode_vs_direct_verified, "≥ 0.95", (v) => v >= 0.95],
