@@ -1,60 +1,64 @@
 /**
- * Transfer benchmark: `npm run bench` (`-- --size-mib N`, default 1024;
- * `-- --json` ends with one JSON line holding every figure).
+ * Transfer and small-artifact benchmark: `npm run bench`, with options
+ *   --size-mib N     blob size of the transfer cases (default 2048: the targets are at 2 GiB)
+ *   --rounds N       interleaved rounds (default 3); figures are medians over them
+ *   --only a,b       only the cases whose key is or starts with one of these (e.g. service_download,inline_save)
+ *   --timeout-min N  give up after this long (default: 20 minutes plus 4 per GiB per round)
+ *   --json           end with one JSON line holding every figure
  *
  * In one run, against one MinIO (built and started like the tests do) and a
- * fresh Postgres database, it compares
- * - upload of one large blob through the service (the @artifactd/client
- *   writer: gRPC client streaming, BLAKE3 on the server, S3 multipart behind)
- *   with minio-js `putObject` straight to MinIO, size known and part size
- *   tuned (the best of 16 and 64 MiB parts);
- * - download through the service (BLAKE3-verified by the client, as users
- *   get it) with minio-js `getObject`;
- * - the upload-session path browsers use (CreateUploadSession, UploadPart in
- *   parallel, CompleteUploadSession — which reads the assembled object back
- *   once to compute its BLAKE3) with both;
- * - the server's resident memory: it runs as a separate process, sampled
- *   every 50 ms from /proc during the uploads;
- * - a plain relay (plain-relay.ts: a Node process piping the MinIO object to
- *   an HTTP/1.1 response, nothing else), read and BLAKE3-hashed by the bench
- *   as the client does: the most any download through a Node process can
- *   reach here, the yardstick for the service's own download figure.
- * Content is generated in memory (no disk in the path) and differs per MiB.
+ * fresh Postgres database, with the service as a separate process (as
+ * `npm start` runs it), each round runs every case once, in this order
+ * (transfer-cases.ts, small-cases.ts):
+ * - service upload (the Node SDK writer: gRPC client streaming, BLAKE3 on
+ *   the server, S3 multipart behind; the server's RSS sampled every 50 ms),
+ *   a hand-driven direct multipart upload (16 MiB parts, 4 in flight,
+ *   UNSIGNED-PAYLOAD: what the service itself sends, the fair baseline), and
+ *   minio-js putObject (a second, labelled figure: it hashes every part with
+ *   MD5 and SHA-256 and sends one part at a time);
+ * - the upload-session path browsers use (UploadPart calls in parallel, then
+ *   CompleteUploadSession);
+ * - service download (the Node SDK, BLAKE3-verified), direct getObject
+ *   verified with the same BLAKE3 (the baseline), and a plain Node relay
+ *   (plain-relay.ts: undici GET from MinIO piped to an HTTP/1.1 response,
+ *   read and hashed by the bench): what a lean Node relay reaches here;
+ * - SaveInline at 1, 8 and 32 concurrent against a prepared direct Postgres
+ *   insert of the equivalent row, and a 4 KiB Upload against a 4 KiB
+ *   putObject at 8 concurrent, each for ~3 s or 20,000 calls.
+ *
+ * Per transfer case: the median, min and max MiB/s and the CPU-seconds per
+ * GiB of each process on the path (client = this process; server, minio,
+ * relay from /proc/<pid>/stat). Ratios compare medians of the same run;
+ * other load on the machine moves absolute figures, far less the ratios.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import http from "node:http";
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Readable } from "node:stream";
 import { Client } from "minio";
 import { createArtifactClient } from "../../clients/node/src/index.ts";
-import { createBlake3 } from "../../src/blake3.ts";
 import { createTestDatabase } from "../support/postgres.ts";
 import { ensureMinioBinary, freePort, startMinio } from "../support/minio-server.ts";
+import { NODE, ROOT, startProcess, type BenchProcess } from "./bench-processes.ts";
+import { round, runRounds, type SmallFigures, type TransferFigures } from "./bench-runner.ts";
+import { smallCases } from "./small-cases.ts";
+import { sessionReadBack, transferCases } from "./transfer-cases.ts";
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: number) => {
   const at = args.indexOf(name);
-  return at >= 0 ? Number(args[at + 1]) : fallback;
+  const value = at >= 0 ? Number(args[at + 1]) : fallback;
+  if (!(value > 0)) throw new Error(`${name} wants a positive number`);
+  return value;
 };
-const sizeMiB = option("--size-mib", 1024);
+const sizeMiB = option("--size-mib", 2048);
+const rounds = option("--rounds", 3);
+const timeoutMinutes = option("--timeout-min", 20 + 4 * (sizeMiB / 1024) * rounds);
 const json = args.includes("--json");
-const MiB = 1024 * 1024;
-const size = sizeMiB * MiB;
-const ROOT = path.resolve(import.meta.dirname, "../..");
-const NODE = path.join(ROOT, "node_modules/.bin/node");
-
-/** sizeMiB chunks of 1 MiB, each a different window into 16 MiB of random bytes. */
-const pool = randomBytes(17 * MiB);
-function* chunks(): Generator<Buffer> {
-  for (let i = 0; i < sizeMiB; i++) yield pool.subarray(((i * 7919) % 1024) * 16384, ((i * 7919) % 1024) * 16384 + MiB);
-}
+const only = args.includes("--only") ? args[args.indexOf("--only") + 1]!.split(",").filter(Boolean) : undefined;
+const BUCKET = "bench";
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
-/** Child processes being stopped on purpose (their exit is not reported as a failure). Declared before the top-level code that uses it. */
-const stopping = new WeakSet<ChildProcess>();
 const cleanup = async () => {
   for (const step of cleanups.reverse()) await Promise.resolve(step()).catch(() => {});
 };
@@ -64,9 +68,9 @@ process.once("unhandledRejection", (error) => {
   void cleanup().then(() => process.exit(1));
 });
 const deadline = setTimeout(() => {
-  console.error("benchmark: gave up after 20 minutes");
+  console.error(`benchmark: gave up after ${timeoutMinutes} minutes`);
   void cleanup().then(() => process.exit(1));
-}, 20 * 60_000);
+}, timeoutMinutes * 60_000);
 deadline.unref();
 
 try {
@@ -74,6 +78,8 @@ try {
   cleanups.push(() => minio.stop());
   const database = await createTestDatabase();
   cleanups.push(() => database.drop());
+  const scratch = await createTestDatabase();
+  cleanups.push(() => scratch.drop());
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "artifactd-bench-"));
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
   const port = await freePort();
@@ -83,228 +89,186 @@ try {
     ARTIFACTD_S3_ENDPOINT: minio.endpoint,
     ARTIFACTD_S3_ACCESS_KEY: minio.accessKey,
     ARTIFACTD_S3_SECRET_KEY: minio.secretKey,
-    ARTIFACTD_S3_BUCKET: "bench",
+    ARTIFACTD_S3_BUCKET: BUCKET,
     ARTIFACTD_LISTEN: `127.0.0.1:${port}`,
     ARTIFACTD_DATA_DIR: dataDir,
     ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",
-    // Stopped within stopProcess's 10 s, so a CPU profile (BENCH_PROFILE_DIR) gets written.
+    // Stopped within stop()'s 10 s, so a CPU profile (BENCH_PROFILE_DIR) gets written.
     ARTIFACTD_SHUTDOWN_GRACE_MS: "2000",
   };
-  const server = await startServer(env);
-  cleanups.push(() => stopProcess(server));
+  // As `npm start` runs it (see the note on --max-semi-space-size in the README).
+  // BENCH_PROFILE_DIR=<dir> writes the server's CPU profile there (open it in Chrome DevTools).
+  const profile = process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
+  const server = await startProcess([...profile, "--max-semi-space-size=2", "src/main.ts", "serve"], env, "the server");
+  cleanups.push(() => server.stop());
   const token = JSON.parse(spawnSync(NODE, ["src/main.ts", "token", "create", "--tenant", "bench", "--json"], { cwd: ROOT, env, encoding: "utf8" }).stdout) as {
     token: string;
   };
   const client = createArtifactClient({ baseUrl: `http://127.0.0.1:${port}`, token: token.token });
   cleanups.push(() => client.close());
   const endpoint = new URL(minio.endpoint);
-  const direct = (partSize: number) =>
-    new Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, accessKey: minio.accessKey, secretKey: minio.secretKey, partSize });
+  const minioClients = new Map<number, Client>();
+  const minioClient = (partSize = 16 * 1024 * 1024) => {
+    let made = minioClients.get(partSize);
+    if (!made) {
+      made = new Client({
+        endPoint: endpoint.hostname,
+        port: Number(endpoint.port),
+        useSSL: false,
+        accessKey: minio.accessKey,
+        secretKey: minio.secretKey,
+        partSize,
+      });
+      minioClients.set(partSize, made);
+    }
+    return made;
+  };
+  let relay: Promise<BenchProcess> | undefined;
+  const relayPort = await freePort();
+  const startRelay = async () => {
+    relay ??= startProcess(["test/bench/plain-relay.ts", String(relayPort), minio.endpoint, minio.accessKey, minio.secretKey], process.env, "the plain relay");
+    const started = await relay;
+    return { url: `http://127.0.0.1:${relayPort}`, pid: started.pid };
+  };
+  cleanups.push(() => relay?.then((r) => r.stop()));
 
-  console.log(`benchmark: ${sizeMiB} MiB, Node ${process.version}, ${os.cpus().length} cores`);
-
-  // Direct to MinIO, size known: the better of two part sizes.
-  let directPut = { mibS: 0, partSize: 0 };
-  for (const partSize of [16 * MiB, 64 * MiB]) {
-    const started = performance.now();
-    await direct(partSize).putObject("bench", `direct-${partSize}`, Readable.from(chunks()), size);
-    const mibS = sizeMiB / ((performance.now() - started) / 1000);
-    console.log(`  direct putObject, ${partSize / MiB} MiB parts: ${mibS.toFixed(0)} MiB/s`);
-    if (mibS > directPut.mibS) directPut = { mibS, partSize };
+  const transfers = transferCases({
+    sizeMiB,
+    bucket: BUCKET,
+    client,
+    credentials: { endpoint: minio.endpoint, accessKey: minio.accessKey, secretKey: minio.secretKey },
+    minioClient,
+    server,
+    minioPid: () => minio.pid,
+    relay: startRelay,
+  });
+  const small = smallCases({
+    bucket: BUCKET,
+    client,
+    minioClient: () => minioClient(),
+    serverPid: server.pid,
+    minioPid: () => minio.pid,
+    scratchDatabaseUrl: scratch.url,
+    onClose: (close) => cleanups.push(close),
+  });
+  const selected = <T extends { key: string }>(cases: T[]) => cases.filter((c) => !only || only.some((name) => c.key.startsWith(name)));
+  if (only) {
+    const known = [...transfers, ...small].map((c) => c.key);
+    const unknown = only.filter((name) => !known.some((key) => key.startsWith(name)));
+    if (unknown.length) throw new Error(`--only: no case ${unknown.join(", ")}; the cases are ${known.join(", ")}`);
   }
 
-  // Through the service, while sampling its memory.
-  const baselineRss = rssMiB(server.pid);
-  let peakRss = baselineRss;
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMiB(server.pid))), 50);
-  const uploadMeter = cpuMeter({ server: server.pid, minio: minio.pid });
-  let started = performance.now();
-  const uploaded = await client.uploadStream(chunks(), { kind: "bench", name: "big.bin" }, { expectedSize: size });
-  const uploadMibS = sizeMiB / ((performance.now() - started) / 1000);
-  const uploadCpu = uploadMeter();
-  clearInterval(sampler);
-  const id = uploaded.artifact!.id;
-  console.log(
-    `  service upload: ${uploadMibS.toFixed(0)} MiB/s (server RSS ${baselineRss.toFixed(0)} → peak ${peakRss.toFixed(0)} MiB; ` +
-      `CPU: server ${uploadCpu.server} %, client ${uploadCpu.client} %, MinIO ${uploadCpu.minio} %)`,
-  );
-
-  // The session path (what browsers use): unary UploadPart calls, parts in parallel.
-  const sessionPartSize = 8 * MiB;
-  const sessionParallel = 4;
-  const sessionRss = rssMiB(server.pid);
-  let sessionPeakRss = sessionRss;
-  const sessionSampler = setInterval(() => (sessionPeakRss = Math.max(sessionPeakRss, rssMiB(server.pid))), 50);
-  started = performance.now();
-  const { session } = await client.rpc.createUploadSession({
-    spec: { kind: "bench", name: "big-session.bin" },
-    expectedSize: BigInt(size),
-    partSize: BigInt(sessionPartSize),
+  console.log(`benchmark: ${sizeMiB} MiB, ${rounds} rounds, Node ${process.version}, ${os.cpus().length} cores`);
+  const results = await runRounds(selected(transfers), selected(small), {
+    rounds,
+    limits: { seconds: 3, maxCalls: 20_000, warmupSeconds: 0.5 },
+    log: (line) => console.log(line),
   });
-  const source = chunks();
-  let nextPart = 1;
-  const takePart = (): { number: number; data: Buffer } | undefined => {
-    const pieces: Buffer[] = [];
-    for (let i = 0; i < sessionPartSize / MiB; i++) {
-      const next = source.next();
-      if (next.done) break;
-      pieces.push(next.value);
-    }
-    return pieces.length ? { number: nextPart++, data: Buffer.concat(pieces) } : undefined;
-  };
-  await Promise.all(
-    Array.from({ length: sessionParallel }, async () => {
-      for (let part = takePart(); part; part = takePart()) {
-        await client.rpc.uploadPart({ sessionId: session!.sessionId, partNumber: part.number, data: part.data });
-      }
-    }),
-  );
-  await client.rpc.completeUploadSession({ sessionId: session!.sessionId }, { timeoutMs: 600_000 });
-  const sessionMibS = sizeMiB / ((performance.now() - started) / 1000);
-  clearInterval(sessionSampler);
-  console.log(
-    `  session upload (${sessionParallel} × ${sessionPartSize / MiB} MiB parts, complete included): ${sessionMibS.toFixed(0)} MiB/s (server RSS peak ${sessionPeakRss.toFixed(0)} MiB)`,
-  );
 
-  const pids = { server: server.pid, minio: minio.pid };
-  let meter = cpuMeter(pids);
-  started = performance.now();
-  let received = 0;
-  for await (const chunk of (await client.download(id)).content) received += chunk.byteLength;
-  const downloadMibS = sizeMiB / ((performance.now() - started) / 1000);
-  const downloadCpu = meter();
-  if (received !== size) throw new Error(`downloaded ${received} bytes, expected ${size}`);
-  console.log(
-    `  service download (verified): ${downloadMibS.toFixed(0)} MiB/s (CPU: server ${downloadCpu.server} %, client ${downloadCpu.client} %, MinIO ${downloadCpu.minio} %)`,
-  );
-
-  meter = cpuMeter(pids);
-  started = performance.now();
-  let directReceived = 0;
-  for await (const chunk of (await direct(directPut.partSize).getObject("bench", `direct-${directPut.partSize}`)) as AsyncIterable<Buffer>)
-    directReceived += chunk.byteLength;
-  const directGetMibS = sizeMiB / ((performance.now() - started) / 1000);
-  const directGetCpu = meter();
-  if (directReceived !== size) throw new Error(`direct get returned ${directReceived} bytes`);
-  console.log(`  direct getObject: ${directGetMibS.toFixed(0)} MiB/s (CPU: client ${directGetCpu.client} %, MinIO ${directGetCpu.minio} %)`);
-
-  const relayPort = await freePort();
-  const relay = await startProcess(["test/bench/plain-relay.ts", String(relayPort), minio.endpoint, minio.accessKey, minio.secretKey], process.env);
-  cleanups.push(() => stopProcess(relay));
-  started = performance.now();
-  const relayReceived = await new Promise<number>((resolve, reject) => {
-    http
-      .get(`http://127.0.0.1:${relayPort}/bench/direct-${directPut.partSize}`, (response) => {
-        const hasher = createBlake3();
-        let n = 0;
-        response.on("data", (chunk: Buffer) => {
-          hasher.update(chunk);
-          n += chunk.byteLength;
-        });
-        response.on("end", () => (hasher.digestHex(), resolve(n)));
-        response.on("error", reject);
-      })
-      .on("error", reject);
-  });
-  const relayMibS = sizeMiB / ((performance.now() - started) / 1000);
-  if (relayReceived !== size) throw new Error(`the plain relay returned ${relayReceived} bytes`);
-  console.log(`  plain Node relay (HTTP/1.1 pipe, client hashes): ${relayMibS.toFixed(0)} MiB/s`);
-
-  const figures = {
-    blob_mib: sizeMiB,
-    upload_mib_s: round(uploadMibS),
-    direct_put_mib_s: round(directPut.mibS),
-    upload_vs_direct: round(uploadMibS / directPut.mibS, 2),
-    download_mib_s: round(downloadMibS),
-    direct_get_mib_s: round(directGetMibS),
-    download_vs_direct: round(downloadMibS / directGetMibS, 2),
-    upload_cpu_pct: uploadCpu,
-    download_cpu_pct: downloadCpu,
-    direct_get_cpu_pct: directGetCpu,
-    plain_relay_mib_s: round(relayMibS),
-    download_vs_plain_relay: round(downloadMibS / relayMibS, 2),
-    server_rss_baseline_mib: round(baselineRss),
-    server_rss_peak_mib: round(peakRss),
-    server_rss_growth_mib: round(peakRss - baselineRss),
-    session_upload_mib_s: round(sessionMibS),
-    session_vs_direct: round(sessionMibS / directPut.mibS, 2),
-    session_rss_growth_mib: round(sessionPeakRss - sessionRss),
-    direct_part_size_mib: directPut.partSize / MiB,
-    client: "@artifactd/client (connect-node gRPC, HTTP/2)",
-    node: process.version,
-  };
-  console.log("\n| figure | value |\n|---|---|");
-  for (const [key, value] of Object.entries(figures)) console.log(`| ${key} | ${typeof value === "object" ? JSON.stringify(value) : value} |`);
+  const figures = report(results.transfers, results.small);
   if (json) console.log(JSON.stringify(figures));
 } finally {
   await cleanup();
 }
-// Keep-alive sockets (the relay's HTTP agent, minio-js's) would hold the process open: done is done.
+// Keep-alive sockets (undici pools, minio-js's agent) would hold the process open: done is done.
 process.exit(0);
 
-function round(value: number, digits = 1): number {
-  return Number(value.toFixed(digits));
-}
+function report(transfers: Record<string, TransferFigures>, small: Record<string, SmallFigures>) {
+  const rate = (key: string) => transfers[key]?.median_mib_s;
+  const perS = (key: string) => small[key]?.median_per_s;
+  const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? null : round(a / b, 2));
+  const orNull = <T>(value: T | undefined) => value ?? null;
+  const readBack = sessionReadBack.filter((n): n is number => n !== null);
 
-/** CPU seconds (user + system) a process has used so far, from /proc. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/**
- * Where the CPU went during one phase, as a share of one core for each of the
- * three processes (the bench is the client): on two cores, 200 % is all there is.
- */
-function cpuMeter(pids: { server: number; minio: number | undefined }) {
-  const start = { at: performance.now(), server: cpuSeconds(pids.server), minio: pids.minio ? cpuSeconds(pids.minio) : 0, client: process.cpuUsage() };
-  return () => {
-    const seconds = (performance.now() - start.at) / 1000;
-    const client = process.cpuUsage(start.client);
-    const share = (cpu: number) => Math.round((100 * cpu) / seconds);
-    return {
-      server: share(cpuSeconds(pids.server) - start.server),
-      client: share((client.user + client.system) / 1e6),
-      minio: pids.minio ? share(cpuSeconds(pids.minio) - start.minio) : 0,
-    };
+  const figures = {
+    blob_mib: sizeMiB,
+    rounds,
+    // Ratios of medians, against the fair baselines.
+    upload_vs_direct_multipart: ratio(rate("service_upload"), rate("direct_multipart_upload")),
+    download_vs_direct_verified: ratio(rate("service_download"), rate("direct_get_verified")),
+    download_direct_mode_vs_direct_verified: ratio(rate("service_download_direct_mode"), rate("direct_get_verified")),
+    session_upload_vs_direct_multipart: ratio(rate("session_upload"), rate("direct_multipart_upload")),
+    relay_vs_direct_verified: ratio(rate("relay_download"), rate("direct_get_verified")),
+    server_cpu_s_per_gib_upload: orNull(transfers.service_upload?.cpu_s_per_gib.server),
+    server_cpu_s_per_gib_download: orNull(transfers.service_download?.cpu_s_per_gib.server),
+    server_rss_growth_mib: orNull(transfers.service_upload?.rss_growth_mib),
+    // Round 1's upload is the first thing the server does (as the single run of earlier versions measured it).
+    server_rss_growth_first_round_mib: orNull(transfers.service_upload?.rss_growth_runs_mib?.[0]),
+    // The most any round read back; null when the server does not say.
+    session_bytes_read_back: readBack.length ? Math.max(...readBack) : null,
+    inline_saves_per_s_c1: orNull(perS("inline_save_c1")),
+    inline_saves_per_s_c8: orNull(perS("inline_save_c8")),
+    inline_saves_per_s_c32: orNull(perS("inline_save_c32")),
+    direct_pg_inserts_per_s_c1: orNull(perS("direct_pg_insert_c1")),
+    direct_pg_inserts_per_s_c8: orNull(perS("direct_pg_insert_c8")),
+    direct_pg_inserts_per_s_c32: orNull(perS("direct_pg_insert_c32")),
+    inline_vs_direct_pg_c8: ratio(perS("inline_save_c8"), perS("direct_pg_insert_c8")),
+    inline_vs_direct_pg_c32: ratio(perS("inline_save_c32"), perS("direct_pg_insert_c32")),
+    inline_save_p50_ms_c1: orNull(small.inline_save_c1?.p50_ms),
+    small_uploads_per_s_c8: orNull(perS("small_upload_c8")),
+    direct_small_puts_per_s_c8: orNull(perS("direct_small_put_c8")),
+    small_upload_vs_direct_put_c8: ratio(perS("small_upload_c8"), perS("direct_small_put_c8")),
+    // The fields earlier versions of this benchmark wrote, medians now. The
+    // direct figures they compare with are minio-js's: putObject (16 MiB
+    // parts) for uploads, getObject now verified with BLAKE3 for downloads.
+    upload_mib_s: orNull(rate("service_upload")),
+    direct_put_mib_s: orNull(rate("direct_put_object")),
+    direct_multipart_mib_s: orNull(rate("direct_multipart_upload")),
+    upload_vs_direct: ratio(rate("service_upload"), rate("direct_put_object")),
+    download_mib_s: orNull(rate("service_download")),
+    direct_get_mib_s: orNull(rate("direct_get_verified")),
+    download_vs_direct: ratio(rate("service_download"), rate("direct_get_verified")),
+    upload_cpu_pct: orNull(transfers.service_upload?.cpu_pct),
+    download_cpu_pct: orNull(transfers.service_download?.cpu_pct),
+    direct_get_cpu_pct: orNull(transfers.direct_get_verified?.cpu_pct),
+    plain_relay_mib_s: orNull(rate("relay_download")),
+    download_vs_plain_relay: ratio(rate("service_download"), rate("relay_download")),
+    server_rss_baseline_mib: orNull(transfers.service_upload?.rss_baseline_mib),
+    server_rss_peak_mib: orNull(transfers.service_upload?.rss_peak_mib),
+    session_upload_mib_s: orNull(rate("session_upload")),
+    session_vs_direct: ratio(rate("session_upload"), rate("direct_put_object")),
+    direct_part_size_mib: 16,
+    client: "@artifactd/client (connect-node gRPC, HTTP/2)",
+    node: process.version,
+    cases: { ...transfers, ...small },
   };
-}
 
-function rssMiB(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return match ? Number(match[1]) / 1024 : 0;
-}
-
-function startServer(env: NodeJS.ProcessEnv): Promise<ChildProcess & { pid: number }> {
-  // As `npm start` runs it (see the note on --max-semi-space-size in the README).
-  // BENCH_PROFILE_DIR=<dir> writes the server's CPU profile there (open it in Chrome DevTools).
-  const profile = process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
-  return startProcess([...profile, "--max-semi-space-size=2", "src/main.ts", "serve"], env);
-}
-
-/** Starts a Node program of the repository and waits for it to print "serving". */
-async function startProcess(args: string[], env: NodeJS.ProcessEnv): Promise<ChildProcess & { pid: number }> {
-  const child = spawn(NODE, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout!.on("data", (d: Buffer) => (output += d));
-  child.stderr!.on("data", (d: Buffer) => (output += d));
-  for (let i = 0; i < 300 && !output.includes("serving"); i++) {
-    if (child.exitCode !== null) throw new Error(`${args.join(" ")} exited: ${output}`);
-    await new Promise((r) => setTimeout(r, 100));
+  const processes = [...new Set(Object.values(transfers).flatMap((f) => Object.keys(f.cpu_s_per_gib)))];
+  if (Object.keys(transfers).length) {
+    console.log(`\n| transfer (${sizeMiB} MiB) | MiB/s median | min–max | CPU s/GiB: ${processes.join(" / ")} |\n|---|---|---|---|`);
+    for (const f of Object.values(transfers)) {
+      const cpu = processes.map((p) => (p in f.cpu_s_per_gib ? f.cpu_s_per_gib[p]!.toFixed(2) : "–")).join(" / ");
+      console.log(`| ${f.label} | ${f.median_mib_s.toFixed(0)} | ${f.min_mib_s.toFixed(0)}–${f.max_mib_s.toFixed(0)} | ${cpu} |`);
+    }
   }
-  if (!output.includes("serving")) throw new Error(`${args.join(" ")} did not start: ${output}`);
-  child.once("exit", (code, signal) => {
-    if (!stopping.has(child))
-      console.error(`benchmark: ${args.at(-1) === "serve" ? "the server" : args[0]} exited (${code ?? signal}):\n${output.slice(-4000)}`);
-  });
-  return child as ChildProcess & { pid: number };
-}
-
-async function stopProcess(child: ChildProcess): Promise<void> {
-  stopping.add(child);
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-  if (child.exitCode === null) child.kill("SIGKILL");
+  const smallProcesses = [...new Set(Object.values(small).flatMap((f) => Object.keys(f.cpu_ms_per_call)))];
+  if (Object.keys(small).length) {
+    console.log(`\n| small artifacts | calls/s median | min–max | CPU ms/call: ${smallProcesses.join(" / ")} | p50 ms |\n|---|---|---|---|---|`);
+    for (const f of Object.values(small)) {
+      const cpu = smallProcesses.map((p) => (p in f.cpu_ms_per_call ? f.cpu_ms_per_call[p]!.toFixed(2) : "–")).join(" / ");
+      console.log(`| ${f.label} | ${f.median_per_s} | ${f.min_per_s}–${f.max_per_s} | ${cpu} | ${f.p50_ms ?? ""} |`);
+    }
+  }
+  const targets: [string, number | null, string, (v: number) => boolean][] = [
+    ["upload_vs_direct_multipart", figures.upload_vs_direct_multipart, "≥ 0.9", (v) => v >= 0.9],
+    ["server_rss_growth_mib", figures.server_rss_growth_mib, "< 128", (v) => v < 128],
+    ["server_rss_growth_first_round_mib", figures.server_rss_growth_first_round_mib, "< 128", (v) => v < 128],
+    ["download_vs_direct_verified", figures.download_vs_direct_verified, "≥ 0.85", (v) => v >= 0.85],
+    ["server_cpu_s_per_gib_download", figures.server_cpu_s_per_gib_download, "≤ 2.5", (v) => v <= 2.5],
+    ["download_direct_mode_vs_direct_verified", figures.download_direct_mode_vs_direct_verified, "≥ 0.95", (v) => v >= 0.95],
+    ["session_upload_vs_direct_multipart", figures.session_upload_vs_direct_multipart, "≥ 0.85", (v) => v >= 0.85],
+    ["session_bytes_read_back", figures.session_bytes_read_back, "0 in the common case", (v) => v === 0],
+    ["inline_vs_direct_pg_c8", figures.inline_vs_direct_pg_c8, "≥ 0.5", (v) => v >= 0.5],
+    ["inline_vs_direct_pg_c32", figures.inline_vs_direct_pg_c32, "≥ 0.5", (v) => v >= 0.5],
+    ["inline_save_p50_ms_c1", figures.inline_save_p50_ms_c1, "< 2", (v) => v < 2],
+    ["small_upload_vs_direct_put_c8", figures.small_upload_vs_direct_put_c8, "≥ 1", (v) => v >= 1],
+  ];
+  console.log("\n| figure | value | target | met |\n|---|---|---|---|");
+  for (const [name, value, target, met] of targets) {
+    console.log(`| ${name} | ${value ?? "–"} | ${target} | ${value === null ? "–" : met(value) ? "yes" : "no"} |`);
+  }
+  console.log(
+    `(also: relay / direct verified ${figures.relay_vs_direct_verified ?? "–"}, upload / putObject ${figures.upload_vs_direct ?? "–"}, server CPU s/GiB upload ${figures.server_cpu_s_per_gib_upload ?? "–"})`,
+  );
+  return figures;
 }

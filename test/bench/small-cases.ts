@@ -1,0 +1,131 @@
+/**
+ * Small-artifact cases: many short calls at a fixed concurrency, through the
+ * service and straight to its stores.
+ * - SaveInline of a ~200-byte text, against a direct Postgres insert of the
+ *   equivalent row: one prepared single-row INSERT … RETURNING into the real
+ *   `artifacts` table (every migration applied, so every index the service
+ *   maintains) in a scratch database, a pg Pool sized to the concurrency.
+ * - A 4 KiB Upload, against minio-js putObject of 4 KiB.
+ * Every call stores different content under a different name.
+ */
+import { randomBytes } from "node:crypto";
+import { Kysely, PostgresDialect } from "kysely";
+import type { Client } from "minio";
+import pg from "pg";
+import type { ArtifactClient } from "../../clients/node/src/index.ts";
+import { migrateToLatest } from "../../src/adapters/metadata/open-metadata-store.ts";
+import type { Database } from "../../src/adapters/metadata/schema.ts";
+import { blake3Hex } from "../../src/blake3.ts";
+import type { SmallCase } from "./bench-runner.ts";
+
+export interface SmallContext {
+  readonly bucket: string;
+  readonly client: ArtifactClient;
+  readonly minioClient: () => Client;
+  readonly serverPid: number;
+  readonly minioPid: () => number | undefined;
+  /** A scratch database of its own (not the service's). */
+  readonly scratchDatabaseUrl: string;
+  /** Registers what to close when the bench ends. */
+  readonly onClose: (close: () => Promise<unknown>) => void;
+}
+
+const SMALL_BYTES = 4096;
+const smallPool = randomBytes(64 * 1024);
+
+/** 4 KiB, different for every n (a window into random bytes with n written over its start). */
+function smallContent(n: number): Buffer {
+  const content = Buffer.from(smallPool.subarray((n * 61) % (smallPool.length - SMALL_BYTES), ((n * 61) % (smallPool.length - SMALL_BYTES)) + SMALL_BYTES));
+  content.writeDoubleLE(n, 0);
+  return content;
+}
+
+/** ~200 bytes of text, different for every n. */
+const inlineText = (n: number) =>
+  `{"step":${n},"loss":${(1 / (n + 1)).toFixed(6)},"note":"a small inline artifact of the size configs, metrics and short logs have; ${"x".repeat(60)}"}`;
+
+const INSERT_ARTIFACT = `insert into artifacts (id, tenant_id, kind, name, mime_type, size_bytes, blake3, storage, inline_text, status, created_at, created_by)
+  values ($1, $2, $3, $4, $5, $6, $7, 'inline', $8, 'draft', now(), $9) returning id`;
+
+export function smallCases(context: SmallContext): SmallCase[] {
+  const service = () => ({ server: context.serverPid, minio: context.minioPid() });
+  const direct = () => ({ minio: context.minioPid() });
+  let migrated: Promise<unknown> | undefined;
+  const migrate = () =>
+    (migrated ??= (async () => {
+      const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: context.scratchDatabaseUrl, max: 1 }) }) });
+      try {
+        await migrateToLatest(db);
+      } finally {
+        await db.destroy();
+      }
+    })());
+
+  const inline = (concurrency: number): SmallCase => ({
+    key: `inline_save_c${concurrency}`,
+    label: `SaveInline, ${concurrency} concurrent`,
+    concurrency,
+    processes: service,
+    latency: concurrency === 1,
+    call: async (n) => {
+      await context.client.rpc.saveInline({ spec: { kind: "bench-inline", name: `inline-${n}` }, content: { case: "text", value: inlineText(n) } });
+    },
+  });
+
+  const pgInsert = (concurrency: number): SmallCase => {
+    const pool = new pg.Pool({ connectionString: context.scratchDatabaseUrl, max: concurrency });
+    context.onClose(() => pool.end());
+    return {
+      key: `direct_pg_insert_c${concurrency}`,
+      label: `direct Postgres insert, ${concurrency} concurrent`,
+      concurrency,
+      processes: () => ({}),
+      prepare: async () => void (await migrate()),
+      call: async (n) => {
+        const text = inlineText(n);
+        await pool.query({
+          name: "bench-insert-artifact",
+          text: INSERT_ARTIFACT,
+          values: [
+            `art_bench${n.toString(36).padStart(12, "0")}`,
+            "bench",
+            "bench-inline",
+            `inline-${n}`,
+            "text/plain; charset=utf-8",
+            Buffer.byteLength(text),
+            blake3Hex(Buffer.from(text)),
+            text,
+            "bench",
+          ],
+        });
+      },
+    };
+  };
+
+  return [
+    inline(1),
+    inline(8),
+    inline(32),
+    pgInsert(1),
+    pgInsert(8),
+    pgInsert(32),
+    {
+      key: "small_upload_c8",
+      label: "4 KiB Upload, 8 concurrent",
+      concurrency: 8,
+      processes: service,
+      call: async (n) => {
+        await context.client.uploadStream([smallContent(n)], { kind: "bench-small", name: `small-${n}` }, { expectedSize: SMALL_BYTES });
+      },
+    },
+    {
+      key: "direct_small_put_c8",
+      label: "direct putObject 4 KiB, 8 concurrent",
+      concurrency: 8,
+      processes: direct,
+      call: async (n) => {
+        await context.minioClient().putObject(context.bucket, `small-${n}`, smallContent(n), SMALL_BYTES);
+      },
+    },
+  ];
+}
