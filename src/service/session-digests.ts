@@ -20,7 +20,10 @@ import type { SessionPart } from "../ports/upload-session-store.ts";
  * the session record gives it (number, size and the store's etag, which the
  * store checks against the stored part when it assembles); the complete uses
  * only what matches the record and reads everything else back
- * (digestOfAssembled).
+ * (digestOfAssembled). On S3 that etag is the part's MD5 (unencrypted
+ * buckets): a client that crafted two colliding versions of one part could
+ * make its own artifact's digest disagree with its bytes, which every full
+ * read then reports as DATA_LOSS; it can reach no other tenant's content.
  */
 export interface SessionDigests {
   /** A part this server stored and recorded in the session: hashed now if it extends the prefix, else held if the budget allows. */

@@ -50,6 +50,91 @@ describe("session digests", () => {
     expect(digests.take("a")).toBeUndefined();
   });
 
+  it("uses no prefix the record does not match, and reads back trailing parts it lacks", async () => {
+    const digests = createSessionDigests({ perSessionBytes: 10 * PART, perServerBytes: 10 * PART });
+    const data = parts(4);
+    for (const [i, d] of data.entries()) digests.partStored(live("a"), identity(i + 1, d), d);
+    // Part 2 was replaced elsewhere after this server hashed it: none of the prefix can be used.
+    const recorded = [data[0]!, randomBytes(PART), data[2]!, data[3]!];
+    const store = assembledStore(Buffer.concat(recorded));
+    const result = await digestOfAssembled(
+      digests.take("a"),
+      recorded.map((d, i) => identity(i + 1, d)),
+      PART,
+      (range) => store.read(range),
+    );
+    expect(result).toEqual({ digest: blake3Hex(Buffer.concat(recorded)), size: 4 * PART, readBackBytes: 4 * PART });
+    expect(store.ranges).toEqual([{ offset: 0, length: 4 * PART }]);
+  });
+
+  it("with nothing known reads back everything, a short last part included, and fails on a short read", async () => {
+    const data = [randomBytes(PART), randomBytes(PART), randomBytes(10)];
+    const record = data.map((d, i) => identity(i + 1, d));
+    const store = assembledStore(Buffer.concat(data));
+    expect(await digestOfAssembled(undefined, record, PART, (range) => store.read(range))).toEqual({
+      digest: blake3Hex(Buffer.concat(data)),
+      size: 2 * PART + 10,
+      readBackBytes: 2 * PART + 10,
+    });
+    const truncated = assembledStore(Buffer.concat(data).subarray(0, 2 * PART));
+    await expect(digestOfAssembled(undefined, record, PART, (range) => truncated.read(range))).rejects.toThrow(
+      /bytes 0–2010 of an assembled upload gave 2000 bytes, not 2010/,
+    );
+  });
+
+  it("hashes held parts as soon as the parts before them arrive, and then reads nothing back", async () => {
+    const digests = createSessionDigests({ perSessionBytes: 10 * PART, perServerBytes: 10 * PART });
+    const data = parts(4);
+    for (const n of [4, 3, 2]) digests.partStored(live("a"), identity(n, data[n - 1]!), data[n - 1]!);
+    expect(digests.heldBytes()).toBe(3 * PART);
+    digests.partStored(live("a"), identity(1, data[0]!), data[0]!);
+    expect(digests.heldBytes()).toBe(0);
+    const head = digests.take("a")!;
+    expect(head.hashed.map((p) => p.partNumber)).toEqual([1, 2, 3, 4]);
+    const store = assembledStore(Buffer.concat(data));
+    const result = await digestOfAssembled(
+      head,
+      data.map((d, i) => identity(i + 1, d)),
+      PART,
+      (range) => store.read(range),
+    );
+    expect(result).toEqual({ digest: blake3Hex(Buffer.concat(data)), size: 4 * PART, readBackBytes: 0 });
+    expect(store.ranges).toEqual([]);
+  });
+
+  it("holds nothing with a budget of 0, or a part larger than the budget", () => {
+    const none = createSessionDigests({ perSessionBytes: 0, perServerBytes: 0 });
+    const small = createSessionDigests({ perSessionBytes: PART - 1, perServerBytes: 10 * PART });
+    const data = parts(2);
+    for (const digests of [none, small]) {
+      digests.partStored(live("a"), identity(2, data[1]!), data[1]!);
+      expect(digests.heldBytes()).toBe(0);
+      expect([...digests.take("a")!.held.keys()]).toEqual([]);
+    }
+  });
+
+  it("makes room on a full server from the least recently active of the other sessions", () => {
+    const digests = createSessionDigests({ perSessionBytes: 10 * PART, perServerBytes: 3 * PART });
+    const data = parts(3);
+    // Least recently active of all, but holding nothing to give.
+    digests.partStored(live("nothing-held"), identity(1, data[0]!), data[0]!);
+    for (const id of ["oldest", "older", "newest"]) digests.partStored(live(id), identity(3, data[2]!), data[2]!);
+    // The oldest session stores another part (hashed, not held): now "older" is the least recently active.
+    digests.partStored(live("oldest"), identity(1, data[0]!), data[0]!);
+    digests.partStored(live("newest"), identity(2, data[1]!), data[1]!);
+    expect(digests.heldBytes()).toBe(3 * PART);
+    expect([...digests.take("older")!.held.keys()]).toEqual([]);
+    expect([...digests.take("oldest")!.held.keys()]).toEqual([3]);
+    expect([...digests.take("newest")!.held.keys()].sort()).toEqual([2, 3]);
+  });
+
+  it("on a full server with no other session to take from, lets go of its own farthest part for a nearer one", () => {
+    const digests = createSessionDigests({ perSessionBytes: 10 * PART, perServerBytes: 2 * PART });
+    const data = parts(4);
+    for (const n of [4, 3, 2]) digests.partStored(live("a"), identity(n, data[n - 1]!), data[n - 1]!);
+    expect([...digests.take("a")!.held.keys()].sort()).toEqual([2, 3]);
+  });
+
   it("makes room on a full server from the least recently active session's farthest parts", () => {
     const digests = createSessionDigests({ perSessionBytes: 10 * PART, perServerBytes: 3 * PART });
     const data = parts(5);
@@ -93,5 +178,17 @@ describe("session digests", () => {
     digests.partStored({ id: "new", expiresAt: new Date(60_000) }, identity(1, data[0]!), data[0]!);
     expect(digests.heldBytes()).toBe(0);
     expect(digests.take("old")).toBeUndefined();
+    expect(digests.take("new")!.hashed).toHaveLength(1);
+  });
+
+  it("keeps live sessions when it sweeps", () => {
+    let now = 0;
+    const digests = createSessionDigests({ perSessionBytes: 10 * PART, perServerBytes: 10 * PART }, () => now);
+    const data = parts(2);
+    digests.partStored({ id: "live", expiresAt: new Date(60_000) }, identity(2, data[1]!), data[1]!);
+    now = 20_000;
+    digests.partStored({ id: "other", expiresAt: new Date(60_000) }, identity(1, data[0]!), data[0]!);
+    expect(digests.heldBytes()).toBe(PART);
+    expect([...digests.take("live")!.held.keys()]).toEqual([2]);
   });
 });
