@@ -88,6 +88,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
     uploadMaxBytes: config.uploadMaxBytes,
     downloadChunkBytes: config.downloadChunkBytes,
     sessionTtlMs: config.uploadSessionTtlMs,
+    sessionHashAhead: config.sessionHashAhead,
     urlSigner,
     downloadUrlMaxTtlSeconds: config.downloadUrlMaxTtlSeconds,
     uploadStaleMs: config.uploadStaleMs,

@@ -48,6 +48,12 @@ export interface Config {
   readonly uploadStaleMs: number;
   /** Lifetime of a resumable upload session; well under MinIO's 24 h clean-up of stale multipart uploads. */
   readonly uploadSessionTtlMs: number;
+  /**
+   * Bytes of upload-session parts held in memory ahead of the part their
+   * content digest has reached: per session, and all sessions of the server
+   * together. Parts beyond are read back from the store at complete.
+   */
+  readonly sessionHashAhead: { readonly perSessionBytes: number; readonly perServerBytes: number };
   /** Base URL clients reach the service at, for signed download URLs; undefined: the request's host. */
   readonly publicUrl: string | undefined;
   /**
@@ -151,6 +157,8 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_SHUTDOWN_GRACE_MS",
   "ARTIFACTD_MAINTENANCE_INTERVAL_MS",
   "ARTIFACTD_UPLOAD_SESSION_TTL_MS",
+  "ARTIFACTD_SESSION_HASH_AHEAD_BYTES",
+  "ARTIFACTD_SESSION_HASH_AHEAD_TOTAL_BYTES",
   "ARTIFACTD_PUBLIC_URL",
   "ARTIFACTD_URL_SIGNING_KEYS",
   "ARTIFACTD_URL_SIGNING_KEY",
@@ -321,6 +329,10 @@ export function readConfig(env: Env = process.env): Config {
     gcGraceMs: integer("ARTIFACTD_GC_GRACE_MS", 3_600_000, 0, 30 * 86_400_000),
     uploadStaleMs: integer("ARTIFACTD_UPLOAD_STALE_MS", 300_000, 1_000, 86_400_000),
     uploadSessionTtlMs: integer("ARTIFACTD_UPLOAD_SESSION_TTL_MS", 6 * 3_600_000, 1_000, 23 * 3_600_000),
+    sessionHashAhead: Object.freeze({
+      perSessionBytes: integer("ARTIFACTD_SESSION_HASH_AHEAD_BYTES", 64 * MiB, 0, 64 * 1024 * MiB),
+      perServerBytes: integer("ARTIFACTD_SESSION_HASH_AHEAD_TOTAL_BYTES", 256 * MiB, 0, 64 * 1024 * MiB),
+    }),
     publicUrl,
     urlSigningKeys,
     downloadUrlMaxTtlSeconds: integer("ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS", 86_400, 1, 7 * 86_400),

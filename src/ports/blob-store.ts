@@ -105,16 +105,13 @@ export interface BlobSessions {
   putPart(key: string, ref: string, partNumber: number, data: Uint8Array): Promise<{ etag: string }>;
   /**
    * Assembles parts 1..N (in order) into the blob under the session's key and
-   * returns its key, size and the BLAKE3 of exactly the stored bytes
-   * (adapters hash while assembling, or read the assembled object back). No
-   * parts: the empty blob. The session is gone afterwards.
+   * returns its key and size. Each part is exactly the bytes its etag (from
+   * putPart) names, or the assembly fails: that is what lets the caller hash
+   * the content from the parts it stored itself, reading back from the blob
+   * only those it no longer has (src/service/session-digests.ts). No parts:
+   * the empty blob. The session is gone afterwards.
    */
-  completeSession(
-    tenantId: string,
-    key: string,
-    ref: string,
-    parts: readonly { partNumber: number; etag: string }[],
-  ): Promise<{ key: string; size: number; digest: string }>;
+  completeSession(tenantId: string, key: string, ref: string, parts: readonly { partNumber: number; etag: string }[]): Promise<{ key: string; size: number }>;
   /** Drops the session and its parts; safe on an unknown or finished session. */
   abortSession(key: string, ref: string): Promise<void>;
 }

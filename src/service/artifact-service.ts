@@ -33,6 +33,7 @@ import {
   type SessionView,
   type UploadSessionDeps,
 } from "./upload-sessions.ts";
+import { createSessionDigests, type SessionDigestBudgets } from "./session-digests.ts";
 import type { TenantQuotas } from "./tenant-quotas.ts";
 import { checkNoNul, requireArtifactId, validateFilter, validateSpec, type RawSpec } from "./validate-spec.ts";
 
@@ -55,6 +56,8 @@ export interface ArtifactServiceOptions {
   readonly downloadChunkBytes: number;
   readonly events: ArtifactEvents;
   readonly sessionTtlMs: number;
+  /** Memory for session parts that arrive ahead of their digest's prefix (./session-digests.ts). */
+  readonly sessionHashAhead: SessionDigestBudgets;
   readonly urlSigner: UrlSigner;
   readonly downloadUrlMaxTtlSeconds: number;
   readonly uploadStaleMs: number;
@@ -96,7 +99,8 @@ export interface ArtifactService {
   createUploadSession(caller: Caller, request: CreateSessionRequest): Promise<SessionView>;
   uploadPart(caller: Caller, request: { sessionId: string; partNumber: number; data: Uint8Array; partBlake3: string }): Promise<SessionView>;
   getUploadSession(caller: Caller, id: string): Promise<SessionView>;
-  completeUploadSession(caller: Caller, id: string): Promise<UploadResult>;
+  /** `readBackBytes`: how much of the assembled content was read back from the store to compute its digest. */
+  completeUploadSession(caller: Caller, id: string): Promise<UploadResult & { readonly readBackBytes: number }>;
   abortUploadSession(caller: Caller, id: string): Promise<void>;
   /** `baseUrl`: where clients reach this service, e.g. http://host:8080. */
   createDownloadUrl(caller: Caller, id: string, ttlSeconds: number, baseUrl: string): Promise<{ url: string; expiresAt: Date }>;
@@ -129,6 +133,7 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     metadata,
     blobs,
     quotas,
+    digests: createSessionDigests(options.sessionHashAhead),
     sessionTtlMs: options.sessionTtlMs,
     uploadMaxBytes: options.uploadMaxBytes,
     uploadStaleMs: options.uploadStaleMs,

@@ -6,8 +6,9 @@ import { BLAKE3_HEX_PATTERN, blake3Hex } from "../blake3.ts";
 import { hasSessions, type BlobSessions, type BlobStore } from "../ports/blob-store.ts";
 import type { ArtifactQueries } from "../ports/artifact-queries.ts";
 import type { ArtifactRecords } from "../ports/artifact-records.ts";
-import { WRITER_LEASE_MS, type UploadSessionRecord, type UploadSessionStore } from "../ports/upload-session-store.ts";
+import { WRITER_LEASE_MS, type SessionPart, type UploadSessionRecord, type UploadSessionStore } from "../ports/upload-session-store.ts";
 import { keepAlive } from "./keep-alive.ts";
+import { digestOfAssembled, type SessionDigests } from "./session-digests.ts";
 import type { TenantQuotas } from "./tenant-quotas.ts";
 import { discardReleased, newArtifactRecord, recordArtifact, type ArtifactRecording } from "./record-artifact.ts";
 import { checkExpectedBlake3, checkExpectedSize } from "./upload-header.ts";
@@ -35,6 +36,8 @@ export interface UploadSessionDeps {
   readonly uploadStaleMs: number;
   /** Open sessions and stored bytes: checked at create (the declared size) and at every part. */
   readonly quotas: TenantQuotas;
+  /** The content digests this server computes as parts arrive, so a complete reads back only what it lacks. */
+  readonly digests: SessionDigests;
   readonly log?: (message: string, error?: unknown) => void;
 }
 
@@ -258,13 +261,17 @@ export async function storePart(
 ): Promise<void> {
   const storage = deps.quotas.reserveStorage(caller.tenantId);
   let recorded: "recorded" | "closed" | "held" | undefined;
+  let part: SessionPart | undefined;
   try {
     await storage.add(data.byteLength);
     const { etag } = await sessionBlobs(deps.blobs).putPart(session.storageKey, session.multipartId, partNumber, data);
-    recorded = await deps.metadata.uploadSessions.recordPart(session.id, { partNumber, sizeBytes: data.byteLength, etag }, writerId);
+    part = { partNumber, sizeBytes: data.byteLength, etag };
+    recorded = await deps.metadata.uploadSessions.recordPart(session.id, part, writerId);
   } finally {
     storage.release(recorded === "recorded");
   }
+  // Its bytes are in memory now: towards the content's digest, so the complete need not read them back.
+  if (recorded === "recorded") deps.digests.partStored(session, part!, data);
   // A part refused here may have replaced the stored one; the recorded etag still names the accepted bytes, and
   // assembling checks every part against it, so refused bytes never reach the blob.
   if (recorded === "held") throw heldByWriter(session.id);
@@ -302,7 +309,9 @@ function checkPartSize(session: UploadSessionRecord, partNumber: number, size: n
 /**
  * Completes a session. The session is claimed first (one compare-and-set): a
  * concurrent Abort answers ABORTED, a concurrent Complete ABORTED. The claim
- * is renewed while the content is assembled and read back, and the artifact
+ * is renewed while the content is assembled and its digest finished (from
+ * the parts this server hashed or holds; the rest read back from the
+ * assembled object: `readBackBytes`, logged with the session), and the artifact
  * row commits together with the session's completion (createArtifact with a
  * session hold): either both are recorded or neither. On a failure the claim
  * is given back (state open; an assembly that finished is remembered), so a
@@ -317,16 +326,16 @@ export async function completeUploadSession(
   id: string,
   /** A session stream's labels, tags and metrics: the spec's with its trailer merged in, checked (./upload-stream-reader.ts). */
   metadata?: UploadMetadata,
-): Promise<{ artifact: Artifact; deduplicated: boolean }> {
+): Promise<{ artifact: Artifact; deduplicated: boolean; readBackBytes: number }> {
   let session = await liveSession(deps, caller, id);
   const store = deps.metadata.uploadSessions;
   // A retry after a lost response: the same artifact again.
-  if (session.state === "completed") return { artifact: await completedArtifact(deps, caller, session), deduplicated: false };
+  if (session.state === "completed") return { artifact: await completedArtifact(deps, caller, session), deduplicated: false, readBackBytes: 0 };
   const claim = randomUUID();
   const begun = await store.beginCompleting(caller.tenantId, id, claim, deps.uploadStaleMs);
   if (!begun) throw notFound(`upload session ${id} does not exist or has expired: create a new one`);
   if (!begun.acquired) {
-    if (begun.session.state === "completed") return { artifact: await completedArtifact(deps, caller, begun.session), deduplicated: false };
+    if (begun.session.state === "completed") return { artifact: await completedArtifact(deps, caller, begun.session), deduplicated: false, readBackBytes: 0 };
     throw new ArtifactError("aborted", `upload session ${id} is being completed by another call: retry in a moment to get its artifact`);
   }
   session = begun.session;
@@ -336,10 +345,22 @@ export async function completeUploadSession(
   let dropped = false;
   try {
     checkComplete(claimed);
-    const stored = claimed.assembled
-      ? { key: claimed.storageKey, ...claimed.assembled }
-      : await blobs.completeSession(caller.tenantId, claimed.storageKey, claimed.multipartId, claimed.parts);
-    if (!claimed.assembled) await store.markAssembled(id, claim, stored.size, stored.digest);
+    let readBackBytes = 0;
+    let stored: { key: string; size: number; digest: string };
+    if (claimed.assembled) {
+      deps.digests.forget(id);
+      stored = { key: claimed.storageKey, ...claimed.assembled };
+    } else {
+      const assembled = await blobs.completeSession(caller.tenantId, claimed.storageKey, claimed.multipartId, claimed.parts);
+      const hashed = await digestOfAssembled(deps.digests.take(id), claimed.parts, claimed.partSize, (range) => blobs.read(assembled.key, range));
+      if (hashed.size !== assembled.size) {
+        throw new Error(`upload session ${id} was assembled into ${assembled.size} bytes, but its parts hold ${hashed.size}`);
+      }
+      stored = { key: assembled.key, size: assembled.size, digest: hashed.digest };
+      readBackBytes = hashed.readBackBytes;
+      deps.log?.(`upload session ${id} assembled: ${stored.size} bytes, ${readBackBytes} of them read back from the store for its BLAKE3`);
+      await store.markAssembled(id, claim, stored.size, stored.digest);
+    }
 
     if (claimed.expectedBlake3 !== undefined && stored.digest !== claimed.expectedBlake3) {
       // The content is wrong for good: drop the session, releasing its storage to garbage collection.
@@ -361,7 +382,7 @@ export async function completeUploadSession(
         discard: async () => {},
       },
     );
-    return result;
+    return { ...result, readBackBytes };
   } catch (error) {
     // Give the claim back: the session stays usable (its parts, or its assembled object) for a retry. If the
     // artifact's commit did happen after all, the session is completed and this changes nothing.
@@ -422,6 +443,7 @@ export async function abortUploadSession(deps: UploadSessionDeps, caller: Caller
     if (taken?.acquired) result = await deps.metadata.uploadSessions.abandon(caller.tenantId, id, { states: ["completing"], claim });
   }
   if ("deleted" in result) {
+    deps.digests.forget(id);
     await discardReleased(deps, result.deleted.storageKey);
     return;
   }

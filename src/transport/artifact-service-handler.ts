@@ -176,7 +176,7 @@ export function createArtifactServiceHandler(
 
     async completeUploadSession(request, ctx) {
       const result = await service.completeUploadSession(ctx.values.get(callerKey), request.sessionId);
-      return { artifact: artifactToProto(result.artifact), deduplicated: result.deduplicated };
+      return { artifact: artifactToProto(result.artifact), deduplicated: result.deduplicated, readBackBytes: BigInt(result.readBackBytes) };
     },
 
     async abortUploadSession(request, ctx) {

@@ -403,6 +403,7 @@ describeOn("postgres+minio")("the cost of an event to its watchers", () => {
       inlineMaxBytes: config.inlineMaxBytes,
       uploadMaxBytes: config.uploadMaxBytes,
       downloadChunkBytes: config.downloadChunkBytes,
+      sessionHashAhead: config.sessionHashAhead,
       sessionTtlMs: config.uploadSessionTtlMs,
       urlSigner: createUrlSigner([{ id: "test", secret: "s".repeat(32) }], { maxTtlSeconds: 900 }),
       downloadUrlMaxTtlSeconds: config.downloadUrlMaxTtlSeconds,

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { createBlake3 } from "../../blake3.ts";
+import { blake3Hex, createBlake3 } from "../../blake3.ts";
 import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
 import { fromFsError, isMissingFile } from "./fs-errors.ts";
 import { translateBlobStoreErrors } from "./translate-blob-store-errors.ts";
@@ -27,12 +27,20 @@ import { ensurePrivateDir } from "../../private-files.ts";
  * its three folders are 0700 (made so at start-up whatever they were).
  *
  * Upload sessions keep their parts in sessions/<uuid of the key>/<part
- * number>, each written to a temporary name and renamed, so a part is whole
- * or absent and survives restarts. Completing streams the parts in order
- * through an ordinary writer (hashing on the way) into the session's key and
- * removes the session folder.
+ * number>.<etag>, each written to a temporary name and renamed, so a part is
+ * whole or absent and survives restarts. The etag is the part's BLAKE3: a
+ * part sent again with other bytes lands beside the earlier one, and the
+ * complete takes exactly the version the session recorded. Completing
+ * streams those parts in order through an ordinary writer into the session's
+ * key and removes the session folder (with any versions not taken). Folders
+ * of earlier versions named parts by number alone: such a part is taken if
+ * its BLAKE3 is the recorded etag.
  */
 const SESSION_KEY_FILE = "key";
+const partFileName = (partNumber: number, etag: string): string => {
+  if (!/^[0-9a-f]{64}$/.test(etag)) throw new Error(`not an etag of this blob store: ${etag.slice(0, 80)}`);
+  return `${partNumber}.${etag}`;
+};
 
 export async function createFsBlobStore(root: string): Promise<BlobStore & BlobLister & BlobSessions> {
   const incoming = path.join(root, "incoming");
@@ -78,6 +86,7 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
       },
       async putPart(_key, ref, partNumber, data) {
         const dir = sessionDir(ref);
+        const etag = blake3Hex(data);
         const temp = path.join(dir, `${partNumber}.${randomUUID()}.tmp`);
         const file = await open(temp, "wx");
         try {
@@ -86,28 +95,31 @@ export async function createFsBlobStore(root: string): Promise<BlobStore & BlobL
         } finally {
           await file.close();
         }
-        await rename(temp, path.join(dir, String(partNumber)));
-        const hasher = createBlake3();
-        hasher.update(data);
-        return { etag: hasher.digestHex() };
+        await rename(temp, path.join(dir, partFileName(partNumber, etag)));
+        return { etag };
       },
       async completeSession(tenantId, key, ref, parts) {
         const dir = sessionDir(ref);
         const writer = await createWriter(tenantId, key);
-        const hasher = createBlake3();
         let size = 0;
         try {
           for (const part of parts) {
-            for await (const chunk of createReadStream(path.join(dir, String(part.partNumber)), { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) {
-              hasher.update(chunk);
+            let file = path.join(dir, partFileName(part.partNumber, part.etag));
+            // An earlier version's part, named by its number alone: hashed on the way, taken only if it is the recorded one.
+            const legacy = !(await stat(file).catch(() => undefined));
+            if (legacy) file = path.join(dir, String(part.partNumber));
+            const hasher = legacy ? createBlake3() : undefined;
+            for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) {
+              hasher?.update(chunk);
               size += chunk.byteLength;
               await writer.write(chunk);
             }
+            if (hasher && hasher.digestHex() !== part.etag) throw new Error(`part ${part.partNumber} of upload session ${ref} is not the one recorded`);
           }
-          const digest = hasher.digestHex();
-          const key = await writer.commit(digest);
+          // The service verifies the content's digest itself (src/service/session-digests.ts); the writer ignores it.
+          const key = await writer.commit("");
           await rm(dir, { recursive: true, force: true });
-          return { key, size, digest };
+          return { key, size };
         } catch (error) {
           await writer.abort();
           throw error;

@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import { Client } from "minio";
-import { createBlake3 } from "../../blake3.ts";
 import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
 import { fromS3Error, isMissingS3Object } from "./s3-errors.ts";
 import { translateBlobStoreErrors } from "./translate-blob-store-errors.ts";
@@ -28,9 +27,10 @@ import { translateBlobStoreErrors } from "./translate-blob-store-errors.ts";
  * stale.) Part sizes follow `partPlan`, so any upload fits in 10,000 parts.
  *
  * Upload sessions are S3 multipart uploads whose id the metadata store
- * keeps, so any replica can add parts or complete them. Completing reads the
- * assembled object back once to compute its BLAKE3: parts arrive in any order
- * and BLAKE3 cannot be combined from per-part digests.
+ * keeps, so any replica can add parts or complete them. Completing only
+ * assembles: S3 checks every part against the etag recorded for it, and the
+ * service hashes the parts it stored itself, reading back from the assembled
+ * object only those it no longer holds (src/service/session-digests.ts).
  *
  * Unfinished multipart uploads are journaled: an empty object
  * `_unfinished/<key>` is stored before an upload to `<key>` is initiated and
@@ -185,7 +185,7 @@ export async function createS3BlobStore(
           await client.abortMultipartUpload(bucket, key, ref).catch(ignoreNoSuchUpload);
           await journal.remove(key);
           await client.putObject(bucket, key, Buffer.alloc(0), 0);
-          return { key, size: 0, digest: createBlake3().digestHex() };
+          return { key, size: 0 };
         }
         await journal.remove(key);
         try {
@@ -196,19 +196,13 @@ export async function createS3BlobStore(
             parts.map((p) => ({ part: p.partNumber, etag: p.etag })),
           );
         } catch (error) {
-          // An earlier try assembled it and failed afterwards (its answer lost, or the read-back below cut off):
-          // the upload is gone and the object is there. Read it back as if this try had assembled it.
+          // An earlier try assembled it and failed afterwards (its answer lost): the upload is gone and the
+          // object is there, assembled from the same parts (the session took none since). Answer it as if this try had.
           if ((error as { code?: string }).code !== "NoSuchUpload" || !(await statKey(key))) throw error;
         }
         // On a failure from here the object stays: the session (its row) still holds the key.
-        const hasher = createBlake3();
-        let size = 0;
         const info = await client.statObject(bucket, key);
-        for await (const chunk of read(key, { offset: 0, length: info.size })) {
-          hasher.update(chunk);
-          size += chunk.byteLength;
-        }
-        return { key, size, digest: hasher.digestHex() };
+        return { key, size: info.size };
       },
       async abortSession(key, ref) {
         await client.abortMultipartUpload(bucket, key, ref).catch(ignoreNoSuchUpload);

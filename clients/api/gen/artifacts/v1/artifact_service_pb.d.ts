@@ -828,6 +828,19 @@ export declare type CompleteUploadSessionResponse = Message<"artifacts.v1.Comple
    * @generated from field: bool deduplicated = 2;
    */
   deduplicated: boolean;
+
+  /**
+   * Bytes of the content this complete read back from the blob store to
+   * compute its BLAKE3. The server hashes parts as they arrive, holding
+   * those ahead of the contiguous prefix in memory up to a budget: 0 when
+   * every part came to this server and none arrived too far out of order;
+   * the parts it lacks otherwise (all of them when they went to another
+   * replica, or this one restarted). 0 on a retry that finds the session
+   * already assembled or completed.
+   *
+   * @generated from field: int64 read_back_bytes = 3;
+   */
+  readBackBytes: bigint;
 };
 
 /**
