@@ -4,7 +4,7 @@ import { Code } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
 import { readdirSync } from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { blake3Hex } from "../../src/blake3.ts";
 import { UploadSessionState, type UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { expireUploadSessions } from "../../src/service/upload-sessions.ts";
@@ -175,6 +175,9 @@ describe.each(BACKENDS)("upload sessions on %s", (backend) => {
       controller.abort();
     }
     await expectCode(t.client().upload(firstStream(), { signal: controller.signal }), Code.Canceled);
+    // The client sees its cancel at once; the server lets go of the session only when the dropped stream's handler
+    // has ended. A raw client (no retries) that resumed before then would be told ABORTED: the session is held.
+    await vi.waitFor(() => expect(t.app.server.callsInFlight, "the dropped stream's handler is still running").toBe(0), { timeout: 10_000, interval: 20 });
     const status = await t.client().getUploadSession({ sessionId });
     const resumeOffset = Number(status.session!.resumeOffset);
     expect(resumeOffset).toBe(2 * PART);
