@@ -178,7 +178,7 @@ function report(transfers: Record<string, TransferFigures>, small: Record<string
   const perS = (key: string) => small[key]?.median_per_s;
   const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? null : round(a / b, 2));
   const orNull = <T>(value: T | undefined) => value ?? null;
-  const readBack = sessionReadBack.filter((n): n is number => n !== null);
+  const readBack = sessionReadBack;
 
   const figures = {
     blob_mib: sizeMiB,
@@ -194,7 +194,7 @@ function report(transfers: Record<string, TransferFigures>, small: Record<string
     server_rss_growth_mib: orNull(transfers.service_upload?.rss_growth_mib),
     // Round 1's upload is the first thing the server does (as the single run of earlier versions measured it).
     server_rss_growth_first_round_mib: orNull(transfers.service_upload?.rss_growth_runs_mib?.[0]),
-    // The most any round read back; null when the server does not say.
+    // The most any round read back (null when the session case did not run).
     session_bytes_read_back: readBack.length ? Math.max(...readBack) : null,
     inline_saves_per_s_c1: orNull(perS("inline_save_c1")),
     inline_saves_per_s_c8: orNull(perS("inline_save_c8")),

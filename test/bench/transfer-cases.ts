@@ -29,8 +29,8 @@ export interface TransferContext {
   readonly relay: () => Promise<{ url: string; pid: number }>;
 }
 
-/** Per session upload: the bytes the server says it read back from the store to hash the object (null: it did not say). */
-export const sessionReadBack: (number | null)[] = [];
+/** Per session upload: the bytes CompleteUploadSession read back from the store to hash the object (read_back_bytes). */
+export const sessionReadBack: number[] = [];
 
 const pool = randomBytes(17 * MiB);
 
@@ -121,9 +121,8 @@ export function transferCases(context: TransferContext): TransferCase[] {
       label: "session upload (4 × 8 MiB parts, complete)",
       processes: withMinio,
       run: async (roundNumber) => {
-        const outputBefore = server.output().length;
         const response = await sessionUpload(client, chunks(sizeMiB, salt(4, roundNumber)), size, roundNumber);
-        sessionReadBack.push(readBackBytes(response, server.output().slice(outputBefore)));
+        sessionReadBack.push(Number(response.readBackBytes));
         return size;
       },
     },
@@ -199,23 +198,6 @@ async function sessionUpload(client: ArtifactClient, source: Iterator<Buffer>, s
     }),
   );
   return client.rpc.completeUploadSession({ sessionId: session!.sessionId }, { timeoutMs: 600_000 });
-}
-
-/**
- * How many bytes CompleteUploadSession read back from the store, if the
- * server says: a numeric response field whose name mentions reading back,
- * else a log line such as "… read back 1234 bytes" or `"bytesReadBack":1234`.
- * Null when neither says (a server that does not report it).
- */
-export function readBackBytes(response: object, serverOutput: string): number | null {
-  for (const [name, value] of Object.entries(response)) {
-    if (/read_?back/i.test(name) && (typeof value === "number" || typeof value === "bigint")) return Number(value);
-  }
-  for (const line of serverOutput.split("\n").filter((l) => /read[ _-]?back/i.test(l))) {
-    const match = /read[ _-]?back[a-z_]*["']?\s*[:=]?\s*(\d+)/i.exec(line) ?? /(\d+)\s*bytes?\s+(?:were\s+)?read\s+back/i.exec(line);
-    if (match) return Number(match[1]);
-  }
-  return null;
 }
 
 /** GET over HTTP/1.1 (undici: the reading side as lean as the relay), every chunk through BLAKE3, checked against the expected digest. */
