@@ -92,9 +92,10 @@ export async function storedUnder(t: TestApp, key: string): Promise<{ readonly w
   const session = path.join(root, "sessions", uuid);
   const entries = readdirSyncIfAny(session);
   if (entries) {
-    const parts = entries.filter((e) => e.isFile() && /^\d+$/.test(e.name));
-    const bytes = parts.reduce((sum, e) => sum + (statSync(path.join(session, e.name), { throwIfNoEntry: false })?.size ?? 0), 0);
-    found.push({ what: `session folder ${path.relative(root, session)} (${parts.length} parts, ${bytes} bytes)`, bytes });
+    // Parts are `<number>.<etag>` (older ones `<number>`), written as `<number>.<uuid>.tmp` first: every file is stored bytes.
+    const files = entries.filter((e) => e.isFile());
+    const bytes = files.reduce((sum, e) => sum + (statSync(path.join(session, e.name), { throwIfNoEntry: false })?.size ?? 0), 0);
+    found.push({ what: `session folder ${path.relative(root, session)} (${files.length} part files, ${bytes} bytes)`, bytes });
   }
   return found;
 }
