@@ -1,6 +1,7 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, createNodeHttpClient } from "@connectrpc/connect-node";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { withLeanUploads } from "./lean-upload-transport.ts";
 import { createRetryPolicy, type RetryOptions, type RetryPolicy } from "./retry-policy.ts";
 import { WideWindowSessionManager } from "./wide-window-session-manager.ts";
 
@@ -81,14 +82,10 @@ export function createArtifactConnection(options: ConnectionOptions): ArtifactCo
     if (!RETRYABLE_METHODS.has(request.method.name) && !keyed) return next(request);
     return retry.run(() => next(request), request.signal);
   };
-  const sessionManager = options.transport ? undefined : new WideWindowSessionManager(options.baseUrl);
-  const transport =
-    options.transport ??
-    createGrpcTransport({
-      baseUrl: options.baseUrl,
-      interceptors: [auth, retryUnary],
-      ...(sessionManager ? { sessionManager } : {}),
-    });
+  // The session manager is ours to close; a transport the caller brought is not.
+  const { transport, sessionManager } = options.transport
+    ? { transport: options.transport, sessionManager: undefined }
+    : grpcConnection(options.baseUrl, auth, retryUnary);
   return {
     rpc: createClient(ArtifactService, transport),
     retry,
@@ -98,4 +95,16 @@ export function createArtifactConnection(options: ConnectionOptions): ArtifactCo
       sessionManager?.abort(new ConnectError("the artifactd client was closed", Code.Canceled));
     },
   };
+}
+
+/** gRPC over one HTTP/2 connection (the session manager's), uploads framed by hand (./lean-upload-transport.ts). */
+function grpcConnection(baseUrl: string, auth: Interceptor, retryUnary: Interceptor): { transport: Transport; sessionManager: WideWindowSessionManager } {
+  const sessionManager = new WideWindowSessionManager(baseUrl);
+  const transport = withLeanUploads(createGrpcTransport({ baseUrl, interceptors: [auth, retryUnary], sessionManager }), {
+    baseUrl,
+    httpClient: createNodeHttpClient({ httpVersion: "2", sessionProvider: () => sessionManager }),
+    // Streams are never retried by the connection (retryUnary passes them through).
+    interceptors: [auth],
+  });
+  return { transport, sessionManager };
 }
