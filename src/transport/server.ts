@@ -220,7 +220,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       .then((caller) => {
         if (caller === undefined) return; // refused and answered
         if (caller === null) return publicHandler(request as http.IncomingMessage, response as http.ServerResponse);
-        if ("stream" in request && grpcDownload(request, response as http2.Http2ServerResponse, caller)) return;
+        if (fastDownload(request, response, caller)) return;
         artifactHandler(request as http.IncomingMessage, response as http.ServerResponse);
       })
       .catch((error: unknown) => {
@@ -229,8 +229,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       });
   };
 
-  // Plain-gRPC downloads skip the generic machinery (./grpc-download-route.ts); every other call goes to connect-node.
-  const grpcDownload = createGrpcDownloadRoute({
+  // Binary, uncompressed downloads (plain gRPC, Connect, gRPC-Web) skip the generic machinery
+  // (./grpc-download-route.ts); every other call goes to connect-node.
+  const fastDownload = createGrpcDownloadRoute({
     service: options.service,
     watchCaller: options.watchCaller,
     shutdownSignal: shutdownController.signal,
