@@ -29,8 +29,8 @@ import { artifactToProto, int64FromProto } from "./proto-conversion.ts";
  * (service.download, toConnectError); the wire format is the one protoc-gen-es
  * would produce, which the interop and protocol tests read with independent
  * clients. Everything else — JSON, gRPC-Web text, compressed requests,
- * clients that accept compressed responses, timeout headers that are not
- * valid — falls through to connect-node (`handle` answers false).
+ * timeout headers that are not valid — falls through to connect-node
+ * (`handle` answers false).
  */
 export const DOWNLOAD_PATH = "/artifacts.v1.ArtifactService/Download";
 
@@ -97,8 +97,9 @@ interface ResponseFraming {
 
 /**
  * The protocol of a request this route serves, or undefined for connect-node: JSON and gRPC-Web text, compressed
- * requests, clients that accept compressed responses (connect-node compresses them), and timeout headers that are
- * not valid (connect-node answers them as the protocol says).
+ * requests, and timeout headers that are not valid (connect-node answers them as the protocol says). Which
+ * response encodings a client accepts does not matter: the server never compresses (see server.ts), so
+ * connect-node would answer uncompressed as well.
  */
 function protocolOf(request: NodeRequest): DownloadProtocol | undefined {
   const contentType = (request.headers["content-type"] ?? "").toLowerCase();
@@ -112,11 +113,11 @@ function protocolOf(request: NodeRequest): DownloadProtocol | undefined {
     return GRPC;
   }
   if (/^application\/grpc-web(\+proto)?(;|$)/.test(contentType)) {
-    if (!identity(header("grpc-encoding")) || !identity(header("grpc-accept-encoding")) || !validGrpcTimeout(request)) return undefined;
+    if (!identity(header("grpc-encoding")) || !validGrpcTimeout(request)) return undefined;
     return GRPC_WEB;
   }
   if (/^application\/connect\+proto(;|$)/.test(contentType)) {
-    if (!identity(header("connect-content-encoding")) || !identity(header("connect-accept-encoding"))) return undefined;
+    if (!identity(header("connect-content-encoding"))) return undefined;
     const timeout = header("connect-timeout-ms");
     if (timeout !== undefined && !/^\d{1,10}$/.test(timeout)) return undefined;
     return CONNECT;
