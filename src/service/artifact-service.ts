@@ -17,7 +17,7 @@ import { createWatcherSlots } from "./watcher-slots.ts";
 import { decodeEventCursor, watchArtifacts } from "./watch-artifacts.ts";
 import { requireScope } from "./api-tokens.ts";
 import { createDownloadUrl, type UrlSigner } from "./download-urls.ts";
-import { downloadArtifact, type DownloadRequest } from "./download-artifact.ts";
+import { type ContentMessage, downloadArtifact, type DownloadRequest } from "./download-artifact.ts";
 import { openBlobWriterSink, type BlobWriterSinkDeps } from "./blob-writer-sink.ts";
 import { newArtifactRecord } from "./record-artifact.ts";
 import { openSessionPartsSink } from "./session-parts-sink.ts";
@@ -73,7 +73,7 @@ export interface ArtifactService {
   /** Admits one call of the caller's tenant under its calls-per-second quota; every RPC asks it once. */
   admitCall(caller: Caller): Promise<void>;
   upload(caller: Caller, messages: AsyncIterable<UploadMessage>, signal: AbortSignal): Promise<UploadResult>;
-  download(caller: Caller, request: DownloadRequest, signal: AbortSignal): Promise<{ artifact: Artifact; content: AsyncIterable<Uint8Array> }>;
+  download(caller: Caller, request: DownloadRequest, signal: AbortSignal): Promise<{ artifact: Artifact; content: AsyncIterable<ContentMessage> }>;
   getArtifact(caller: Caller, id: string, includeContent: boolean): Promise<Artifact>;
   listArtifacts(
     caller: Caller,
@@ -344,7 +344,7 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
 }
 
 /** The content, calling `release` once it has been read to the end or failed (or its reader stopped early). */
-async function* releasedAtEnd(content: AsyncIterable<Uint8Array>, release: () => void): AsyncIterable<Uint8Array> {
+async function* releasedAtEnd<T>(content: AsyncIterable<T>, release: () => void): AsyncIterable<T> {
   try {
     yield* content;
   } finally {

@@ -11,6 +11,7 @@ import {
   type UploadRequest,
 } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { ArtifactService } from "../service/artifact-service.ts";
+import { joinMessage } from "../service/download-artifact.ts";
 import type { UploadMessage } from "../service/upload-header.ts";
 import {
   artifactToProto,
@@ -88,8 +89,9 @@ export function createArtifactServiceHandler(
           call.signal,
         );
         yield create(DownloadResponseSchema, { message: { case: "artifact", value: artifactToProto(artifact) } });
-        for await (const chunk of content) {
-          yield create(DownloadResponseSchema, { message: { case: "chunk", value: chunk } });
+        // connect-node encodes each message into a buffer of its own anyway: the pieces are joined for it.
+        for await (const message of content) {
+          yield create(DownloadResponseSchema, { message: { case: "chunk", value: joinMessage(message) } });
         }
       } catch (error) {
         throw call.reason(error);

@@ -3,6 +3,7 @@ import { Readable } from "node:stream";
 import type { Caller } from "../artifact.ts";
 import { ArtifactError } from "../artifact-error.ts";
 import type { ArtifactService } from "../service/artifact-service.ts";
+import type { ContentMessage } from "../service/download-artifact.ts";
 import { DOWNLOAD_PATH_PREFIX, type UrlSigner } from "../service/download-urls.ts";
 import type { HttpRequest, HttpResponse, HttpRoute } from "./http-route.ts";
 
@@ -118,7 +119,7 @@ export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCa
       }
       if (parsed) range = { ...parsed, partial: true };
     }
-    let content: AsyncIterable<Uint8Array> | undefined;
+    let content: AsyncIterable<ContentMessage> | undefined;
     if (request.method === "GET" && range.length > 0) {
       // Started before the head goes out, so a refusal by the tenant's download quota can still say so.
       try {
@@ -138,7 +139,7 @@ export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCa
       return true;
     }
     try {
-      await pipeline(Readable.from(content), response as unknown as NodeJS.WritableStream, { signal: abort.signal });
+      await pipeline(Readable.from(piecesOf(content)), response as unknown as NodeJS.WritableStream, { signal: abort.signal });
     } catch {
       // Headers are gone: cut the connection so the client sees a short body,
       // never a "complete" corrupt one (a digest mismatch ends up here too).
@@ -197,4 +198,9 @@ export function parseRange(header: string, size: number): { offset: number; leng
 /** A store that did not answer (adapters raise it from their drivers' errors): worth a retry. */
 function isStoreUnavailable(error: unknown): boolean {
   return error instanceof ArtifactError && error.code === "unavailable";
+}
+
+/** An HTTP body has no messages: their pieces go out one by one, as read. */
+async function* piecesOf(content: AsyncIterable<ContentMessage>): AsyncIterable<Uint8Array> {
+  for await (const message of content) yield* message;
 }

@@ -1,6 +1,8 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import type http from "node:http";
 import type http2 from "node:http2";
+import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-connect";
 import type { Caller } from "../artifact.ts";
 import { DownloadRequestSchema, DownloadResponseSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { ArtifactService } from "../service/artifact-service.ts";
@@ -9,20 +11,26 @@ import { toConnectError } from "./connect-error-mapping.ts";
 import { artifactToProto, int64FromProto } from "./proto-conversion.ts";
 
 /**
- * Download over plain gRPC (HTTP/2, binary protobuf, no compression), the
- * path Node and grpc-js clients take, written to the HTTP/2 stream without
- * the generic RPC machinery: each content chunk goes out as a 7–10 byte
- * frame head (gRPC envelope + the protobuf tag and length of
- * DownloadResponse.chunk) followed by the chunk's own buffer, so the bytes
- * are never copied by the server. The benchmark showed the server bound by
- * CPU on downloads, a quarter of it spent encoding and re-framing chunks and
- * collecting the garbage that made.
+ * Download written without the generic RPC machinery, for the binary,
+ * uncompressed protocols: plain gRPC over HTTP/2 (what Node and grpc-js
+ * clients take), and Connect and gRPC-Web over HTTP/1.1 or HTTP/2 (what
+ * browsers take). Each content message goes out as a 7–10 byte frame head
+ * (the envelope + the protobuf tag and length of DownloadResponse.chunk)
+ * followed by the pieces the blob store read it in
+ * (service/download-artifact.ts, ContentMessage), all in one corked write,
+ * so the bytes are never copied by the server. The benchmark showed the
+ * server bound by CPU on downloads, a quarter of it spent encoding and
+ * re-framing chunks and collecting the garbage that made. The protocols
+ * differ only in how the call ends: gRPC's trailers (or trailers-only),
+ * gRPC-Web's trailer frame (flag 0x80), Connect's end-of-stream JSON frame
+ * (flag 0x02, written by connect's own endStreamToJson).
  *
  * Same use case, same validation, same errors as every other path
  * (service.download, toConnectError); the wire format is the one protoc-gen-es
  * would produce, which the interop and protocol tests read with independent
- * clients. Everything else — gRPC-Web, Connect, JSON, compressed requests —
- * falls through to connect-node (`handle` answers false).
+ * clients. Everything else — JSON, gRPC-Web text, compressed requests,
+ * timeout headers that are not valid — falls through to connect-node
+ * (`handle` answers false).
  */
 export const DOWNLOAD_PATH = "/artifacts.v1.ArtifactService/Download";
 
@@ -41,17 +49,16 @@ export interface GrpcDownloadRouteOptions {
 }
 
 export function createGrpcDownloadRoute(options: GrpcDownloadRouteOptions) {
-  /** Serves the request if it is a plain-gRPC Download (answering true); `caller` was admitted from its headers. */
-  return function handle(request: http2.Http2ServerRequest, response: http2.Http2ServerResponse, caller: Caller): boolean {
+  /**
+   * Serves the request if it is a Download this route takes (answering true): plain gRPC over HTTP/2, or binary
+   * Connect or gRPC-Web over either HTTP version, uncompressed both ways. `caller` was admitted from its headers.
+   */
+  return function handle(request: NodeRequest, response: NodeResponse, caller: Caller): boolean {
     if (request.method !== "POST" || request.url !== DOWNLOAD_PATH) return false;
-    if (!/^application\/grpc(\+proto)?(;|$)/i.test(request.headers["content-type"] ?? "")) return false;
-    const encoding = request.headers["grpc-encoding"];
-    if (encoding !== undefined && encoding !== "identity") return false;
+    const protocol = protocolOf(request);
+    if (!protocol) return false;
     const done = options.track();
-    // The stream is answered here, not through the compatibility response, which would send its own (empty)
-    // trailers first and leave no room for grpc-status.
-    response.stream.removeAllListeners("wantTrailers");
-    serve(options, request, response.stream, caller).then(done, (error: unknown) => {
+    serve(options, request, protocol.open(response), protocol.timeoutMs(request), caller).then(done, (error: unknown) => {
       options.log("Download failed", error);
       done();
     });
@@ -59,7 +66,203 @@ export function createGrpcDownloadRoute(options: GrpcDownloadRouteOptions) {
   };
 }
 
-async function serve(options: GrpcDownloadRouteOptions, request: http2.Http2ServerRequest, stream: http2.ServerHttp2Stream, caller: Caller): Promise<void> {
+type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
+/** What the framings write to: an HTTP/2 stream, or a response. */
+interface Writable {
+  write(chunk: Uint8Array, callback?: (error?: Error | null) => void): boolean;
+  once(event: "drain" | "close", listener: () => void): unknown;
+  off(event: "drain" | "close", listener: () => void): unknown;
+}
+type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
+
+/** How one protocol frames a Download response. */
+interface DownloadProtocol {
+  /** The call's deadline from its headers (the header itself was checked by protocolOf). */
+  timeoutMs(request: NodeRequest): number | undefined;
+  open(response: NodeResponse): ResponseFraming;
+}
+
+interface ResponseFraming {
+  /** Sends the response headers: messages follow. */
+  start(): void;
+  readonly started: boolean;
+  /** The client went away, or the response is complete. */
+  readonly closed: boolean;
+  onClose(listener: () => void): void;
+  /** Writes the bytes (message heads and content) in one corked batch, with backpressure. */
+  write(pieces: readonly Uint8Array[], signal: AbortSignal): Promise<void>;
+  /** Ends the response with the call's status: trailers, or the protocol's end-of-stream message. */
+  finish(status: ConnectError | undefined): Promise<void>;
+}
+
+/**
+ * The protocol of a request this route serves, or undefined for connect-node: JSON and gRPC-Web text, compressed
+ * requests, and timeout headers that are not valid (connect-node answers them as the protocol says). Which
+ * response encodings a client accepts does not matter: the server never compresses (see server.ts), so
+ * connect-node would answer uncompressed as well.
+ */
+function protocolOf(request: NodeRequest): DownloadProtocol | undefined {
+  const contentType = (request.headers["content-type"] ?? "").toLowerCase();
+  const header = (name: string) => {
+    const value = request.headers[name];
+    return Array.isArray(value) ? value.join(",") : value;
+  };
+  const identity = (value: string | undefined) => value === undefined || value.trim() === "identity";
+  if ("stream" in request && /^application\/grpc(\+proto)?(;|$)/.test(contentType)) {
+    if (!identity(header("grpc-encoding")) || !validGrpcTimeout(request)) return undefined;
+    return GRPC;
+  }
+  if (/^application\/grpc-web(\+proto)?(;|$)/.test(contentType)) {
+    if (!identity(header("grpc-encoding")) || !validGrpcTimeout(request)) return undefined;
+    return GRPC_WEB;
+  }
+  if (/^application\/connect\+proto(;|$)/.test(contentType)) {
+    if (!identity(header("connect-content-encoding"))) return undefined;
+    const timeout = header("connect-timeout-ms");
+    if (timeout !== undefined && !/^\d{1,10}$/.test(timeout)) return undefined;
+    return CONNECT;
+  }
+  return undefined;
+}
+
+function validGrpcTimeout(request: NodeRequest): boolean {
+  try {
+    parseGrpcTimeout(request.headers["grpc-timeout"]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Plain gRPC: HTTP/2 only, the status in trailers (or, before any message, in the headers: trailers-only). */
+const GRPC: DownloadProtocol = {
+  timeoutMs: (request) => parseGrpcTimeout(request.headers["grpc-timeout"]),
+  open(response) {
+    const stream = (response as http2.Http2ServerResponse).stream;
+    // The stream is answered here, not through the compatibility response, which would send its own (empty)
+    // trailers first and leave no room for grpc-status.
+    stream.removeAllListeners("wantTrailers");
+    let started = false;
+    return {
+      start() {
+        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+        started = true;
+      },
+      get started() {
+        return started;
+      },
+      get closed() {
+        return stream.destroyed || stream.closed;
+      },
+      onClose: (listener) => stream.once("close", listener),
+      write: (pieces, signal) => writeCorked(stream, stream, pieces, signal),
+      finish(status) {
+        const trailers = grpcStatusHeaders(status);
+        if (stream.destroyed || stream.closed) return Promise.resolve();
+        if (!started) {
+          stream.respond({ ":status": 200, "content-type": "application/grpc", ...trailers }, { endStream: true });
+          return Promise.resolve();
+        }
+        return new Promise<void>((resolve) => {
+          stream.once("wantTrailers", () => {
+            try {
+              stream.sendTrailers(trailers);
+            } catch {
+              // The stream closed under us: nothing more to tell.
+            }
+          });
+          stream.once("close", () => resolve());
+          stream.end();
+        });
+      },
+    };
+  },
+};
+
+/** gRPC-Web: the status in a last message flagged 0x80 that holds the trailers as HTTP/1 header lines. */
+const GRPC_WEB: DownloadProtocol = {
+  timeoutMs: GRPC.timeoutMs,
+  open: (response) =>
+    bodyFraming(response, "application/grpc-web+proto", (status) => {
+      const lines = Object.entries(grpcStatusHeaders(status))
+        .map(([name, value]) => `${name}: ${value}\r\n`)
+        .join("");
+      return envelope(0x80, Buffer.from(lines, "utf8"));
+    }),
+};
+
+/** Connect streaming: the status in a last message flagged 0x02 that holds JSON (the error, and metadata). */
+const CONNECT: DownloadProtocol = {
+  timeoutMs(request) {
+    const value = request.headers["connect-timeout-ms"];
+    return typeof value === "string" ? Number(value) : undefined;
+  },
+  open: (response) =>
+    bodyFraming(response, "application/connect+proto", (status) => {
+      const json = endStreamToJson(new Headers(), status, undefined);
+      return envelope(endStreamFlag, Buffer.from(JSON.stringify(json), "utf8"));
+    }),
+};
+
+/** The protocols that end the body with a status message, over HTTP/1.1 or HTTP/2: headers first, always 200. */
+function bodyFraming(response: NodeResponse, contentType: string, endMessage: (status: ConnectError | undefined) => Uint8Array): ResponseFraming {
+  // Writes go through the response (it frames HTTP/1.1 chunks); corking is on what it writes to.
+  const corkable: { cork(): void; uncork(): void } = "stream" in response ? response.stream : response;
+  const writable = response as unknown as Writable;
+  let started = false;
+  let closed = false;
+  response.once("close", () => {
+    closed = true;
+  });
+  return {
+    start() {
+      (response as http.ServerResponse).writeHead(200, { "content-type": contentType });
+      started = true;
+    },
+    get started() {
+      return started;
+    },
+    get closed() {
+      return closed || response.destroyed;
+    },
+    onClose: (listener) => response.once("close", listener),
+    write: (pieces, signal) => writeCorked(corkable, writable, pieces, signal),
+    finish(status) {
+      if (closed || response.destroyed) return Promise.resolve();
+      if (!started) this.start();
+      return new Promise<void>((resolve) => {
+        response.once("close", () => resolve());
+        response.end(endMessage(status), () => resolve());
+      });
+    },
+  };
+}
+
+/** grpc-status, grpc-message and the error's metadata (a quota's retry-after-ms), as connect-node sends them. */
+function grpcStatusHeaders(status: ConnectError | undefined): Record<string, string> {
+  if (!status) return { "grpc-status": "0" };
+  return {
+    ...Object.fromEntries(status.metadata),
+    "grpc-status": String(status.code),
+    "grpc-message": encodeGrpcMessage(status.rawMessage),
+  };
+}
+
+function envelope(flags: number, data: Uint8Array): Uint8Array {
+  const bytes = Buffer.allocUnsafe(5 + data.byteLength);
+  bytes[0] = flags;
+  bytes.writeUInt32BE(data.byteLength, 1);
+  bytes.set(data, 5);
+  return bytes;
+}
+
+async function serve(
+  options: GrpcDownloadRouteOptions,
+  request: NodeRequest,
+  framing: ResponseFraming,
+  timeoutMs: number | undefined,
+  caller: Caller,
+): Promise<void> {
   const controller = new AbortController();
   const abort = (reason: unknown) => controller.abort(reason);
   const onShutdown = () => abort(options.shutdownSignal.reason);
@@ -67,11 +270,9 @@ async function serve(options: GrpcDownloadRouteOptions, request: http2.Http2Serv
   const revocation = options.watchCaller?.(caller);
   const onRevoked = () => abort(revocation!.signal.reason);
   revocation?.signal.addEventListener("abort", onRevoked, { once: true });
-  stream.once("close", () => abort(new ConnectError("the client cancelled the download", Code.Canceled)));
+  framing.onClose(() => abort(new ConnectError("the client cancelled the download", Code.Canceled)));
   let deadline: NodeJS.Timeout | undefined;
-  let headersSent = false;
   try {
-    const timeoutMs = parseGrpcTimeout(request.headers["grpc-timeout"]);
     if (timeoutMs !== undefined) {
       deadline = setTimeout(() => abort(new ConnectError("the call's deadline passed", Code.DeadlineExceeded)), timeoutMs);
     }
@@ -86,31 +287,20 @@ async function serve(options: GrpcDownloadRouteOptions, request: http2.Http2Serv
       controller.signal,
     );
     if (controller.signal.aborted) throw controller.signal.reason;
-    stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
-    headersSent = true;
+    framing.start();
     const first = toBinary(DownloadResponseSchema, create(DownloadResponseSchema, { message: { case: "artifact", value: artifactToProto(artifact) } }));
-    await write(stream, Buffer.concat([envelopeHead(first.byteLength), first]), controller.signal);
-    for await (const chunk of content) {
+    await framing.write([envelopeHead(first.byteLength), first], controller.signal);
+    for await (const message of content) {
       if (controller.signal.aborted) throw controller.signal.reason;
-      await write(stream, chunkHead(chunk.byteLength), controller.signal);
-      await write(stream, chunk, controller.signal);
+      let bytes = 0;
+      for (const piece of message) bytes += piece.byteLength;
+      await framing.write([chunkHead(bytes), ...message], controller.signal);
     }
     if (controller.signal.aborted) throw controller.signal.reason;
-    await finish(stream, { "grpc-status": "0" });
+    await framing.finish(undefined);
   } catch (error) {
     const status = toConnectError(controller.signal.aborted ? controller.signal.reason : error, (e) => options.log("Download failed", e));
-    // The refusal's metadata (a quota's retry-after-ms) travels with the status, as connect-node sends it.
-    const trailers: Record<string, string> = {
-      ...Object.fromEntries(status.metadata),
-      "grpc-status": String(status.code),
-      "grpc-message": encodeGrpcMessage(status.rawMessage),
-    };
-    if (stream.destroyed || stream.closed) return;
-    if (headersSent) await finish(stream, trailers);
-    else {
-      // Trailers-only: the status travels in the response headers.
-      stream.respond({ ":status": 200, "content-type": "application/grpc", ...trailers }, { endStream: true });
-    }
+    if (!framing.closed) await framing.finish(status);
   } finally {
     if (deadline) clearTimeout(deadline);
     options.shutdownSignal.removeEventListener("abort", onShutdown);
@@ -120,7 +310,7 @@ async function serve(options: GrpcDownloadRouteOptions, request: http2.Http2Serv
 }
 
 /** Reads the request body: exactly one uncompressed gRPC message. */
-async function readSingleMessage(request: http2.Http2ServerRequest): Promise<Uint8Array> {
+async function readSingleMessage(request: NodeRequest): Promise<Uint8Array> {
   const pieces: Buffer[] = [];
   let size = 0;
   for await (const piece of request as AsyncIterable<Buffer>) {
@@ -162,35 +352,37 @@ function chunkHead(chunkBytes: number): Buffer {
   return head;
 }
 
-/** Writes with backpressure: waits for the stream to drain (or to end, or the call to be aborted). */
-async function write(stream: http2.ServerHttp2Stream, data: Uint8Array, signal: AbortSignal): Promise<void> {
-  if (stream.write(data)) return;
+/**
+ * Writes a message's head and its pieces as they are, in one corked batch
+ * (one writev, not a write per piece). When the stream asks to wait, waits
+ * until it drains or has written the last piece (an HTTP/1.1 response that
+ * buffered the writes before its socket took them emits no drain of its
+ * own), or ends, or the call is aborted.
+ */
+async function writeCorked(corkable: { cork(): void; uncork(): void }, writable: Writable, pieces: readonly Uint8Array[], signal: AbortSignal): Promise<void> {
+  let written: (() => void) | undefined;
+  let isWritten = false;
+  const onWritten = () => {
+    isWritten = true;
+    written?.();
+  };
+  corkable.cork();
+  let flowing = true;
+  for (let i = 0; i < pieces.length; i++) flowing = i === pieces.length - 1 ? writable.write(pieces[i]!, onWritten) : writable.write(pieces[i]!);
+  corkable.uncork();
+  if (flowing || isWritten) return;
   await new Promise<void>((resolve) => {
     const settle = () => {
-      stream.off("drain", settle);
-      stream.off("close", settle);
+      written = undefined;
+      writable.off("drain", settle);
+      writable.off("close", settle);
       signal.removeEventListener("abort", settle);
       resolve();
     };
-    stream.once("drain", settle);
-    stream.once("close", settle);
+    written = settle;
+    writable.once("drain", settle);
+    writable.once("close", settle);
     signal.addEventListener("abort", settle, { once: true });
   });
   if (signal.aborted) throw signal.reason;
-}
-
-/** Ends the response with these trailers, once everything before them is written. */
-function finish(stream: http2.ServerHttp2Stream, trailers: Record<string, string>): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (stream.destroyed || stream.closed) return resolve();
-    stream.once("wantTrailers", () => {
-      try {
-        stream.sendTrailers(trailers);
-      } catch {
-        // The stream closed under us: nothing more to tell.
-      }
-    });
-    stream.once("close", () => resolve());
-    stream.end();
-  });
 }

@@ -234,7 +234,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       .then((caller) => {
         if (caller === undefined) return; // refused and answered
         if (caller === null) return publicHandler(request as http.IncomingMessage, response as http.ServerResponse);
-        if ("stream" in request && FAST_RPC_ROUTES.some((name) => fastRoutes[name](request, response as http2.Http2ServerResponse, caller))) return;
+        if (FAST_RPC_ROUTES.some((name) => fastRoutes[name](request, response, caller))) return;
         artifactHandler(request as http.IncomingMessage, response as http.ServerResponse);
       })
       .catch((error: unknown) => {
@@ -243,9 +243,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       });
   };
 
-  // Plain-gRPC downloads skip the generic machinery (./grpc-download-route.ts); every other call goes to connect-node.
-  const fastRoutes: Record<FastRpcRouteName, (request: http2.Http2ServerRequest, response: http2.Http2ServerResponse, caller: Caller) => boolean> = {
-    "plain-gRPC Download": createGrpcDownloadRoute({
+  // Binary, uncompressed downloads (plain gRPC, Connect, gRPC-Web) skip the generic machinery
+  // (./grpc-download-route.ts); every other call goes to connect-node.
+  const fastRoutes: Record<FastRpcRouteName, ReturnType<typeof createGrpcDownloadRoute>> = {
+    "binary Download": createGrpcDownloadRoute({
       service: options.service,
       watchCaller: options.watchCaller,
       shutdownSignal: shutdownController.signal,

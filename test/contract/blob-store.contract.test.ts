@@ -141,6 +141,33 @@ describeEachAdapter("BlobStore contract: %s", BLOB_STORE_ADAPTERS, (name, open) 
     await subject.store.delete(key);
     expect(await subject.store.stat(key)).toBeUndefined();
   });
+
+  it("reading a key with nothing under it fails with not_found", async () => {
+    const writer = await subject.store.createWriter("tenant-a", subject.store.newKey("tenant-a"));
+    await writer.write(randomBytes(1000));
+    const key = await writer.commit("unused");
+    await subject.store.delete(key);
+    await expect(readAll(subject.store, key, 0, 1000)).rejects.toMatchObject({ code: "not_found" });
+    await expect(readAll(subject.store, subject.store.newKey("tenant-a"), 10, 5)).rejects.toMatchObject({ code: "not_found" });
+  });
+
+  it("an aborted read ends with the abort, before the rest of the content", async () => {
+    const data = randomBytes(8 * MiB);
+    const writer = await subject.store.createWriter("tenant-a", subject.store.newKey("tenant-a"));
+    await writer.write(data);
+    const key = await writer.commit(blake3Hex(data));
+    const controller = new AbortController();
+    let received = 0;
+    const reading = (async () => {
+      for await (const chunk of subject.store.read(key, { offset: 0, length: data.length }, controller.signal)) {
+        received += chunk.byteLength;
+        controller.abort(new Error("stopped by the reader"));
+      }
+    })();
+    await expect(reading).rejects.toThrow();
+    expect(received).toBeGreaterThan(0);
+    expect(received).toBeLessThan(data.length);
+  });
 });
 
 describeOn("postgres+minio")("S3 blob store: parts that grow", () => {

@@ -112,6 +112,71 @@ describe.each(BACKENDS)("gRPC Download on the wire on %s", (backend) => {
     expect(twoMessages.headers["grpc-status"]).toBe("3");
   });
 
+  /** A Download in Connect or gRPC-Web (binary) over HTTP/1.1, as browsers send it; its frames with their flags. */
+  const webCall = async (contentType: string, body: Buffer, headers: Record<string, string> = {}) => {
+    const response = await fetch(`${t.url}/artifacts.v1.ArtifactService/Download`, {
+      method: "POST",
+      headers: { "content-type": contentType, authorization: `Bearer ${t.tokens.alpha}`, ...headers },
+      body,
+    });
+    const bytes = Buffer.from(await response.arrayBuffer());
+    const frames: { flags: number; data: Buffer }[] = [];
+    for (let at = 0; at < bytes.length; ) {
+      const length = bytes.readUInt32BE(at + 1);
+      frames.push({ flags: bytes[at]!, data: bytes.subarray(at + 5, at + 5 + length) });
+      at += 5 + length;
+    }
+    return { status: response.status, contentType: response.headers.get("content-type"), frames };
+  };
+  const contentOf = (frames: { flags: number; data: Buffer }[]) => {
+    const [first, ...rest] = frames.filter((f) => f.flags === 0).map((f) => fromBinary(DownloadResponseSchema, f.data));
+    expect(first!.message.case).toBe("artifact");
+    expect(rest.every((m) => m.message.case === "chunk" && m.message.value.byteLength <= 256 * 1024)).toBe(true);
+    return Buffer.concat(rest.map((m) => m.message.value as Uint8Array));
+  };
+
+  it("serves Connect and gRPC-Web downloads in the same messages, ended by each protocol's status frame", async () => {
+    const data = randomBytes(2 * 1024 * 1024 + 5);
+    const artifact = await upload(data);
+    const connect = await webCall("application/connect+proto", request(artifact.id, 3));
+    expect(connect.status).toBe(200);
+    expect(connect.contentType).toBe("application/connect+proto");
+    expect(contentOf(connect.frames).equals(data.subarray(3))).toBe(true);
+    expect(connect.frames.at(-1)!.flags).toBe(0x02);
+    expect(JSON.parse(connect.frames.at(-1)!.data.toString())).toEqual({});
+
+    const grpcWeb = await webCall("application/grpc-web+proto", request(artifact.id), { "x-grpc-web": "1" });
+    expect(grpcWeb.status).toBe(200);
+    expect(grpcWeb.contentType).toBe("application/grpc-web+proto");
+    expect(contentOf(grpcWeb.frames).equals(data)).toBe(true);
+    expect(grpcWeb.frames.at(-1)!.flags).toBe(0x80);
+    expect(grpcWeb.frames.at(-1)!.data.toString()).toMatch(/^grpc-status: 0\r\n$/);
+
+    // Connect over HTTP/2 too (the compatibility response under the same route).
+    const overHttp2 = await call(request(artifact.id), { "content-type": "application/connect+proto" });
+    expect(overHttp2.headers["content-type"]).toBe("application/connect+proto");
+    const frames: { flags: number; data: Buffer }[] = [];
+    for (let at = 0; at < overHttp2.body.length; at += 5 + overHttp2.body.readUInt32BE(at + 1)) {
+      frames.push({ flags: overHttp2.body[at]!, data: overHttp2.body.subarray(at + 5, at + 5 + overHttp2.body.readUInt32BE(at + 1)) });
+    }
+    expect(contentOf(frames).equals(data)).toBe(true);
+    expect(frames.at(-1)!.flags).toBe(0x02);
+  });
+
+  it("answers a Connect or gRPC-Web download that fails with the code in the status frame", async () => {
+    const unknown = request(`art_${"0".repeat(26)}`);
+    const connect = await webCall("application/connect+proto", unknown);
+    expect(connect.frames).toHaveLength(1);
+    expect(connect.frames[0]!.flags).toBe(0x02);
+    expect(JSON.parse(connect.frames[0]!.data.toString()).error).toMatchObject({ code: "not_found", message: expect.stringMatching(/does not exist/) });
+    const grpcWeb = await webCall("application/grpc-web+proto", unknown, { "x-grpc-web": "1" });
+    expect(grpcWeb.frames).toHaveLength(1);
+    expect(grpcWeb.frames[0]!.flags).toBe(0x80);
+    expect(grpcWeb.frames[0]!.data.toString()).toMatch(/grpc-status: 5\r\n/);
+    const twoMessages = await webCall("application/connect+proto", Buffer.concat([unknown, unknown]));
+    expect(JSON.parse(twoMessages.frames.at(-1)!.data.toString()).error.code).toBe("invalid_argument");
+  });
+
   it("ends a download whose deadline passes with DEADLINE_EXCEEDED in the trailers", async () => {
     const artifact = await upload(randomBytes(32 * 1024 * 1024));
     const stream = session.request({

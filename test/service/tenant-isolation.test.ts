@@ -292,9 +292,9 @@ type RouteCheck =
   | { readonly checkedBy: string };
 
 const routeChecks: Record<string, RouteCheck> = {
-  // Every method through connect-node; gRPC Download takes the fast route instead, Connect's comes here.
-  [ArtifactService.typeName]: { rows: { ...notDownload, "Download over Connect": { ...grpcDownload!, protocol: "connect" } } },
-  "plain-gRPC Download": { rows: { Download: grpcDownload! } },
+  // Every method through connect-node; a binary Download takes the fast route instead, Connect's JSON one comes here.
+  [ArtifactService.typeName]: { rows: { ...notDownload, "Download over Connect JSON": { ...grpcDownload!, protocol: "connect-json" } } },
+  "binary Download": { rows: { Download: grpcDownload!, "Download over Connect": { ...grpcDownload!, protocol: "connect" } } },
   [Health.typeName]: {
     publicAnswer: async (t, authorization) => HealthCheckResponse_ServingStatus[(await publicClient(Health, t, authorization).check({})).status],
   },

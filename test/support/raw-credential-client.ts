@@ -3,11 +3,12 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 
 /**
- * gRPC is what Node clients speak, and its Download takes the server's fast
- * route (src/transport/grpc-download-route.ts); Connect goes through the
- * generic connect-node handlers for every method.
+ * gRPC is what Node clients speak. A binary Download, over gRPC or Connect,
+ * takes the server's fast route (src/transport/grpc-download-route.ts);
+ * Connect with JSON goes through the generic connect-node handlers for
+ * every method, Download included.
  */
-export type WireProtocol = "grpc" | "connect";
+export type WireProtocol = "grpc" | "connect" | "connect-json";
 
 /**
  * An ArtifactService client that sends exactly this `authorization` header,
@@ -25,6 +26,6 @@ export function clientWithAuthorization(baseUrl: string, authorization: string |
   const transport =
     protocol === "grpc"
       ? createGrpcTransport({ baseUrl, interceptors: [setAuthorization] })
-      : createConnectTransport({ baseUrl, httpVersion: "2", interceptors: [setAuthorization] });
+      : createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: protocol === "connect", interceptors: [setAuthorization] });
   return createClient(ArtifactService, transport);
 }

@@ -1,6 +1,7 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, createNodeHttpClient } from "@connectrpc/connect-node";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { createGrpcDownloadReader, type DownloadReader } from "./grpc-download-reader.ts";
 import { withLeanUploads } from "./lean-upload-transport.ts";
 import { createRetryPolicy, type RetryOptions, type RetryPolicy } from "./retry-policy.ts";
 import { WideWindowSessionManager } from "./wide-window-session-manager.ts";
@@ -39,6 +40,8 @@ export interface ConnectionOptions {
 export interface ArtifactConnection {
   /** The generated client over this connection. */
   readonly rpc: Client<typeof ArtifactService>;
+  /** Download calls read with fewer copies than `rpc.download` (grpc-download-reader.ts); absent over a `transport` of your own. */
+  readonly readDownload: DownloadReader | undefined;
   /** The retry policy, for the transfers that resume streams. */
   readonly retry: RetryPolicy;
   /** Options of every unary call: its deadline, when one is set. */
@@ -88,6 +91,7 @@ export function createArtifactConnection(options: ConnectionOptions): ArtifactCo
     : grpcConnection(options.baseUrl, auth, retryUnary);
   return {
     rpc: createClient(ArtifactService, transport),
+    readDownload: sessionManager ? createGrpcDownloadReader(options.baseUrl, sessionManager, () => ({ authorization: `Bearer ${options.token}` })) : undefined,
     retry,
     unary: options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs },
     close() {

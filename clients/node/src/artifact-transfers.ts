@@ -1,3 +1,4 @@
+import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { createReadStream } from "node:fs";
 import { link, open, rename, rm, stat } from "node:fs/promises";
@@ -14,7 +15,7 @@ import {
 import type { TypedArtifact } from "./artifact-ref.ts";
 import { ArtifactIntegrityError, createBlake3Verifier } from "./blake3-verifier.ts";
 import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
-import { type ArtifactService, type UploadResponse, UploadSessionState } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { type ArtifactService, DownloadRequestSchema, type UploadResponse, UploadSessionState } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { createArtifactConnection, type ConnectionOptions } from "./artifact-connection.ts";
 import { messageSizedChunks } from "./message-sized-chunks.ts";
 import { startDeadline, type Deadline } from "./deadline.ts";
@@ -153,7 +154,7 @@ export interface ArtifactTransfers {
 
 export function createArtifactTransfers(options: TransferOptions): ArtifactTransfers {
   const connection = createArtifactConnection(options);
-  const { rpc, retry, unary } = connection;
+  const { rpc, retry, unary, readDownload } = connection;
   const resumableAboveBytes = options.resumableAboveBytes ?? 16 * MiB;
   const inlineMaxBytes = options.inlineMaxBytes ?? 256 * 1024;
 
@@ -197,10 +198,9 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
 
   /** Opens a Download call from `offset` and reads its first message, the artifact. */
   const openDownload = async (id: string, offset: number, length: number | undefined, signal: AbortSignal | undefined, deadline: Deadline) => {
-    const stream = rpc.download(
-      { id, offset: BigInt(offset), ...(length !== undefined ? { length: BigInt(length) } : {}) },
-      { ...(signal ? { signal } : {}), ...deadline.callOptions() },
-    );
+    const request = { id, offset: BigInt(offset), ...(length !== undefined ? { length: BigInt(length) } : {}) };
+    const callOptions = { ...(signal ? { signal } : {}), ...deadline.callOptions() };
+    const stream = readDownload ? readDownload(create(DownloadRequestSchema, request), callOptions) : rpc.download(request, callOptions);
     const iterator = stream[Symbol.asyncIterator]();
     const first = await iterator.next();
     if (first.done || first.value.message.case !== "artifact") throw new Error(`download of ${id}: the server sent no artifact header`);

@@ -4,6 +4,7 @@ import https from "node:https";
 import { Client } from "minio";
 import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
 import { fromS3Error, isMissingS3Object } from "./s3-errors.ts";
+import { createS3ObjectReader } from "./s3-object-reader.ts";
 import { translateBlobStoreErrors } from "./translate-blob-store-errors.ts";
 
 /**
@@ -31,6 +32,11 @@ import { translateBlobStoreErrors } from "./translate-blob-store-errors.ts";
  * assembles: S3 checks every part against the etag recorded for it, and the
  * service hashes the parts it stored itself, reading back from the assembled
  * object only those it no longer holds (src/service/session-digests.ts).
+ *
+ * Reading: ranged GETs over undici (./s3-object-reader.ts), a pool of
+ * keep-alive connections to the endpoint, signed per request; every other
+ * call goes through minio-js. Reads are what downloads relay, and node:http
+ * under minio-js cost more server CPU per byte than the rest of the relay.
  *
  * Unfinished multipart uploads are journaled: an empty object
  * `_unfinished/<key>` is stored before an upload to `<key>` is initiated and
@@ -89,6 +95,7 @@ export async function createS3BlobStore(
     transportAgent: useSSL ? new https.Agent(agentOptions) : new http.Agent(agentOptions),
   });
   const bucket = config.bucket;
+  const reader = createS3ObjectReader({ ...config, connections: agentOptions.maxSockets });
   // minio-js signs plain-HTTP bodies with their SHA-256, computed on the event
   // loop: a quarter of the server's CPU during uploads in the bench. Content
   // integrity is ours already (BLAKE3 over every byte, checked on every full
@@ -106,15 +113,7 @@ export async function createS3BlobStore(
 
   async function* read(key: string, range: ByteRange, signal?: AbortSignal): AsyncIterable<Uint8Array> {
     if (range.length === 0) return;
-    const stream = await client.getPartialObject(bucket, key, range.offset, range.length);
-    const onAbort = () => stream.destroy();
-    signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      yield* stream as AsyncIterable<Uint8Array>;
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-      stream.destroy();
-    }
+    yield* reader.read(bucket, key, range.offset, range.length, signal);
   }
 
   async function statKey(key: string): Promise<{ size: number } | undefined> {
@@ -248,7 +247,9 @@ export async function createS3BlobStore(
           if (!listed.has(upload.uploadId)) yield { key: upload.key, ref: upload.uploadId, startedAt: upload.initiated };
         }
       },
-      async close() {},
+      async close() {
+        await reader.close();
+      },
     },
     { translate: fromS3Error, isMissing: isMissingS3Object },
   );
