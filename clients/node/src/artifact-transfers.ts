@@ -54,6 +54,8 @@ export interface DownloadOptions {
   readonly timeoutMs?: number;
   /** Called as content arrives (progress bars); totalBytes is what this download will send. */
   readonly onProgress?: (progress: TransferProgress) => void;
+  /** Overrides the client's `directDownloads` for this download. */
+  readonly directDownloads?: DirectDownloadMode;
 }
 
 const MiB = 1024 * 1024;
@@ -156,7 +158,11 @@ export interface ArtifactTransfers {
    * (a hard link), so a file that appears during the download is never
    * replaced: the call fails with the file system's EEXIST error instead.
    */
-  downloadToFile(id: string, path: string, options?: Pick<DownloadOptions, "signal" | "timeoutMs" | "onProgress"> & { overwrite?: boolean }): Promise<Artifact>;
+  downloadToFile(
+    id: string,
+    path: string,
+    options?: Pick<DownloadOptions, "signal" | "timeoutMs" | "onProgress" | "directDownloads"> & { overwrite?: boolean },
+  ): Promise<Artifact>;
   /** Closes the HTTP/2 connection this client opened (calls still running fail with CANCELED); a `transport` of your own is left alone. */
   close(): Promise<void>;
 }
@@ -223,6 +229,7 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
     const signal = downloadOptions.signal;
     const deadline = startDeadline(downloadOptions.timeoutMs);
     const directly = await direct.open({
+      mode: downloadOptions.directDownloads,
       id,
       offset,
       length: downloadOptions.length,

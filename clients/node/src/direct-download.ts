@@ -32,10 +32,14 @@ export type DirectDownloadMode = boolean | "always";
 export const NOT_OFFERED_MEMORY_MS = 60_000;
 /** The first GET of a download must have its answer's head within this, or the store counts as unreachable. */
 export const DIRECT_CONNECT_TIMEOUT_MS = 10_000;
+/** A store connection that brings no byte for this long is taken as broken (the download resumes with a new link). */
+export const DIRECT_IDLE_TIMEOUT_MS = 30_000;
 /** The trailer of a refused direct link (src/service/direct-downloads.ts). */
 const UNAVAILABLE_TRAILER = "direct-download-unavailable";
 
 export interface DirectDownloadRequest {
+  /** This download's mode, when it overrides the client's. */
+  readonly mode: DirectDownloadMode | undefined;
   readonly id: string;
   readonly offset: number;
   readonly length: number | undefined;
@@ -63,13 +67,14 @@ class StoreUnreachable extends Error {
   override readonly name = "StoreUnreachable";
 }
 
-export function createDirectDownloads(rpc: Client<typeof ArtifactService>, retry: RetryPolicy, mode: DirectDownloadMode): DirectDownloads {
+export function createDirectDownloads(rpc: Client<typeof ArtifactService>, retry: RetryPolicy, clientMode: DirectDownloadMode): DirectDownloads {
   let notOfferedUntil = 0;
-  const always = mode === "always";
   // One pool per client for the store's connections, kept alive between downloads and resumed GETs.
   const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
 
+  /** `always`: a refusal is the caller's error rather than "use the service instead". */
   const askLink = async (
+    always: boolean,
     id: string,
     offset: number,
     length: number | undefined,
@@ -106,14 +111,23 @@ export function createDirectDownloads(rpc: Client<typeof ArtifactService>, retry
     new Promise((resolve, reject) => {
       const url = new URL(link.url);
       const secure = url.protocol === "https:";
-      const request = (secure ? https : http).get(url, { headers: link.headers, agent: secure ? agents.https : agents.http, ...(signal ? { signal } : {}) });
+      const request = (secure ? https : http).get(url, {
+        headers: link.headers,
+        agent: secure ? agents.https : agents.http,
+        timeout: DIRECT_IDLE_TIMEOUT_MS,
+        ...(signal ? { signal } : {}),
+      });
+      request.on("timeout", () => request.destroy(new StoreUnreachable(`the blob store at ${url.host} sent nothing for ${DIRECT_IDLE_TIMEOUT_MS} ms`)));
       const timer = setTimeout(
         () => request.destroy(new StoreUnreachable(`the blob store at ${url.host} did not answer within ${DIRECT_CONNECT_TIMEOUT_MS} ms`)),
         DIRECT_CONNECT_TIMEOUT_MS,
       );
       request.once("response", (response) => {
         clearTimeout(timer);
-        if (response.statusCode === 206 || (response.statusCode === 200 && link.offset === 0)) return resolve(response);
+        // 200 is the whole object: right only when the link asks for all of it.
+        if (response.statusCode === 206 || (response.statusCode === 200 && link.offset === 0 && link.length === Number(link.artifact.sizeBytes))) {
+          return resolve(response);
+        }
         response.resume();
         reject(new ConnectError(`the blob store refused the direct link to ${link.artifact.id} (HTTP ${response.statusCode})`, Code.Unavailable));
       });
@@ -126,17 +140,27 @@ export function createDirectDownloads(rpc: Client<typeof ArtifactService>, retry
 
   return {
     async open(request) {
+      const mode = request.mode ?? clientMode;
+      const always = mode === "always";
       if (mode === false || (!always && Date.now() < notOfferedUntil)) return undefined;
-      const { id, signal, deadline } = request;
-      const call = () => ({ ...(signal ? { signal } : {}), ...deadline.callOptions(request.unary.timeoutMs) });
-      const first = await askLink(id, request.offset, request.length, call());
+      const { id, deadline } = request;
+      // The download's deadline covers the store's GETs too: DEADLINE_EXCEEDED past it, as on the relayed path.
+      const remainingMs = deadline.remainingMs();
+      const deadlineSignal = remainingMs === undefined ? undefined : AbortSignal.timeout(remainingMs);
+      const signal = deadlineSignal ? (request.signal ? AbortSignal.any([request.signal, deadlineSignal]) : deadlineSignal) : request.signal;
+      const call = () => ({ ...(request.signal ? { signal: request.signal } : {}), ...deadline.callOptions(request.unary.timeoutMs) });
+      const stopped = (error: unknown) =>
+        deadlineSignal?.aborted && !request.signal?.aborted
+          ? new ConnectError(`the download of ${id} ran past its deadline`, Code.DeadlineExceeded)
+          : ConnectError.from(signal?.reason ?? error, Code.Canceled);
+      const first = await askLink(always, id, request.offset, request.length, call());
       if (!first) return undefined;
       let body: http.IncomingMessage | undefined;
       if (first.length > 0) {
         try {
           body = await get(first, signal);
         } catch (error) {
-          if (signal?.aborted) throw error;
+          if (signal?.aborted) throw stopped(error);
           if (always) throw ConnectError.from(error, Code.Unavailable);
           // The store is out of this client's reach (or refuses it): the service can still relay it.
           if (error instanceof StoreUnreachable) notOfferedUntil = Date.now() + NOT_OFFERED_MEMORY_MS;
@@ -167,7 +191,7 @@ export function createDirectDownloads(rpc: Client<typeof ArtifactService>, retry
             } catch (error) {
               body?.destroy();
               body = undefined;
-              if (signal?.aborted) throw ConnectError.from(signal.reason ?? error, Code.Canceled);
+              if (signal?.aborted) throw stopped(error);
               // A broken body resumes from the next byte, with a fresh link (the last may have expired): the verifier has
               // hashed every byte so far, in order, so it goes on.
               if (error instanceof ArtifactIntegrityError) throw error;
@@ -185,7 +209,7 @@ export function createDirectDownloads(rpc: Client<typeof ArtifactService>, retry
 
         /** A link for what is left; the same content, or the download fails. */
         async function relink(): Promise<Link> {
-          const link = await askLink(id, first!.offset + received, totalBytes - received, call());
+          const link = await askLink(true, id, first!.offset + received, totalBytes - received, call());
           if (!link) throw new ConnectError(`artifact ${id} can no longer be downloaded directly from the store`, Code.FailedPrecondition);
           if (link.artifact.blake3 !== artifact.blake3 || link.artifact.sizeBytes !== artifact.sizeBytes) {
             throw new ArtifactIntegrityError(`artifact ${id} changed while it was being downloaded; download it again`);
