@@ -95,6 +95,24 @@ describeOn("postgres+minio")("Node client: direct-to-storage downloads", () => {
     expect(storeProxy.bytes.down).toBeLessThan(data.length + 3 * MiB);
   });
 
+  it("ends a direct download past its timeoutMs with DEADLINE_EXCEEDED", async () => {
+    // The store never hears the GET: only the download's deadline can end it.
+    storeProxy.pauseUp();
+    try {
+      const started = Date.now();
+      const error = await clientOf(t, "always")
+        .download(id, { timeoutMs: 1_500 })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect(ConnectError.from(error).code).toBe(Code.DeadlineExceeded);
+      expect(Date.now() - started).toBeLessThan(8_000);
+    } finally {
+      storeProxy.resumeUp();
+    }
+  });
+
   it("checks the store's bytes against the digest", async () => {
     const damaged = randomBytes(400_000);
     const damagedId = (await clientOf(t).uploadStream([damaged], { kind: "model", name: "damaged.bin" })).artifact!;
