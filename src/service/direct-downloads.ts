@@ -86,8 +86,7 @@ export async function createDirectDownloadUrl(deps: DirectDownloadDeps, caller: 
     });
   }
   const length = Math.min(request.length ?? Infinity, artifact.sizeBytes - request.offset);
-  const { inlineContent: _inline, ...metadataOnly } = artifact;
-  const answer = { artifact: { ...metadataOnly, inlineContent: undefined }, offset: request.offset, length };
+  const answer = { artifact: { ...artifact, inlineContent: undefined }, offset: request.offset, length };
   if (length === 0) return { ...answer, url: "", headers: {}, expiresAt: new Date(Date.now() + ttl * 1000) };
   const blob = await deps.metadata.findBlob(caller.tenantId, artifact.blake3);
   if (!blob) throw new ArtifactError("data_loss", `the content of artifact ${id} is missing from the blob index`);
