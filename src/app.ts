@@ -52,6 +52,7 @@ export async function openStores(config: Config): Promise<{ metadata: MetadataSt
           bucket: s3.bucket,
           partSize: s3.partSize,
           partConcurrency: s3.partConcurrency,
+          ...(s3.directDownloadEndpoint ? { directReadEndpoint: s3.directDownloadEndpoint } : {}),
         })
       : await createFsBlobStore(path.join(config.dataDir, "blobs"));
     return { metadata, blobs };

@@ -31,12 +31,19 @@ export class ArtifactError extends Error {
   readonly retryAfterMs: number | undefined;
   /** For resource_exhausted from a tenant quota: which one (sent as the `quota-exceeded` trailer), e.g. "stored-bytes". */
   readonly quota: string | undefined;
+  /** Any other machine-readable part of the refusal, sent as trailers beside the message (e.g. `direct-download-unavailable`). */
+  readonly trailers: Readonly<Record<string, string>> | undefined;
 
-  constructor(code: ArtifactErrorCode, message: string, options?: { cause?: unknown; retryAfterMs?: number; quota?: string }) {
+  constructor(
+    code: ArtifactErrorCode,
+    message: string,
+    options?: { cause?: unknown; retryAfterMs?: number; quota?: string; trailers?: Readonly<Record<string, string>> },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.retryAfterMs = options?.retryAfterMs;
     this.quota = options?.quota;
+    this.trailers = options?.trailers;
   }
 }
 

@@ -134,6 +134,12 @@ export interface S3Config {
   readonly partSize: number;
   /** Parts uploaded at once per upload; memory per upload is about partSize × (this + 1). */
   readonly partConcurrency: number;
+  /**
+   * The S3 address clients can reach, for direct-to-storage downloads
+   * (presigned GETs); undefined: the service offers none, and every download
+   * passes through it.
+   */
+  readonly directDownloadEndpoint: URL | undefined;
 }
 
 /** Every variable readConfig reads: the rows of the README's configuration table (a test keeps them in step). */
@@ -151,6 +157,7 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_S3_REGION",
   "ARTIFACTD_S3_PART_SIZE",
   "ARTIFACTD_S3_PART_CONCURRENCY",
+  "ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT",
   "ARTIFACTD_INLINE_MAX_BYTES",
   "ARTIFACTD_UPLOAD_MAX_BYTES",
   "ARTIFACTD_DOWNLOAD_CHUNK_BYTES",
@@ -261,15 +268,33 @@ export function readConfig(env: Env = process.env): Config {
     // Otherwise blobs would quietly go to the local folder.
     throw new ConfigError(`${strayS3.join(", ")} set without ARTIFACTD_S3_ENDPOINT: set the endpoint too, or unset them to use the local folder`);
   }
-  if (endpointRaw !== undefined) {
-    let endpoint: URL;
+  const directDownloadRaw = get("ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT");
+  if (endpointRaw === undefined && directDownloadRaw !== undefined) {
+    // Refused rather than ignored: whoever set it expects downloads to bypass the server, and the folder store has
+    // nothing a client could be sent to.
+    throw new ConfigError(
+      "ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT is set without ARTIFACTD_S3_ENDPOINT: direct-to-storage downloads need the S3 blob store; unset it to use the local folder",
+    );
+  }
+  const s3Url = (name: string, raw: string): URL => {
+    let url: URL;
     try {
-      endpoint = new URL(endpointRaw);
+      url = new URL(raw);
     } catch {
-      throw new ConfigError(`ARTIFACTD_S3_ENDPOINT=${JSON.stringify(endpointRaw)} is not a URL: use e.g. http://127.0.0.1:9000`);
+      throw new ConfigError(`${name}=${JSON.stringify(raw)} is not a URL: use e.g. http://127.0.0.1:9000`);
     }
-    if (endpoint.protocol !== "http:" && endpoint.protocol !== "https:") {
-      throw new ConfigError(`ARTIFACTD_S3_ENDPOINT must start with http:// or https://, got ${JSON.stringify(endpointRaw)}`);
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw new ConfigError(`${name} must start with http:// or https://, got ${JSON.stringify(raw)}`);
+    }
+    return url;
+  };
+  if (endpointRaw !== undefined) {
+    const endpoint = s3Url("ARTIFACTD_S3_ENDPOINT", endpointRaw);
+    const directDownloadEndpoint = directDownloadRaw === undefined ? undefined : s3Url("ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT", directDownloadRaw);
+    if (directDownloadEndpoint && (directDownloadEndpoint.search !== "" || directDownloadEndpoint.hash !== "" || directDownloadEndpoint.username !== "")) {
+      throw new ConfigError(
+        `ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT=${JSON.stringify(directDownloadRaw)} is not valid: give the store's address alone, e.g. https://s3.example.com`,
+      );
     }
     const accessKey = get("ARTIFACTD_S3_ACCESS_KEY");
     const secretKey = get("ARTIFACTD_S3_SECRET_KEY");
@@ -288,6 +313,7 @@ export function readConfig(env: Env = process.env): Config {
       bucket,
       partSize: integer("ARTIFACTD_S3_PART_SIZE", 8 * MiB, 5 * MiB, 5 * 1024 * MiB),
       partConcurrency: integer("ARTIFACTD_S3_PART_CONCURRENCY", 3, 1, 64),
+      directDownloadEndpoint,
     });
   }
 

@@ -119,3 +119,23 @@ export interface BlobSessions {
 export function hasSessions(store: BlobStore): store is BlobStore & BlobSessions {
   return typeof (store as Partial<BlobSessions>).beginSession === "function";
 }
+
+/**
+ * Optional capability: links that read a blob straight from the store, so
+ * content need not pass through the service (direct-to-storage downloads).
+ * Only a store configured with an address its clients can reach offers it
+ * (S3 with ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT).
+ */
+export interface DirectReads {
+  /**
+   * A URL that GETs exactly `range` (length > 0) of the blob under `key` for
+   * `expiresSeconds` from now, and the headers the GET must carry (signed
+   * in: the store refuses any other range, or none). Nothing is checked
+   * against the store: the caller has found the blob in its index.
+   */
+  presignRead(key: string, range: ByteRange, expiresSeconds: number): Promise<{ url: string; headers: Readonly<Record<string, string>>; expiresAt: Date }>;
+}
+
+export function hasDirectReads(store: BlobStore): store is BlobStore & DirectReads {
+  return typeof (store as Partial<DirectReads>).presignRead === "function";
+}

@@ -17,6 +17,7 @@ import { createWatcherSlots } from "./watcher-slots.ts";
 import { decodeEventCursor, watchArtifacts } from "./watch-artifacts.ts";
 import { requireScope } from "./api-tokens.ts";
 import { createDownloadUrl, type UrlSigner } from "./download-urls.ts";
+import { createDirectDownloadUrl, type DirectDownloadLink, type DirectDownloadRequest } from "./direct-downloads.ts";
 import { type ContentMessage, downloadArtifact, type DownloadRequest } from "./download-artifact.ts";
 import { openBlobWriterSink, type BlobWriterSinkDeps } from "./blob-writer-sink.ts";
 import { newArtifactRecord } from "./record-artifact.ts";
@@ -104,6 +105,8 @@ export interface ArtifactService {
   abortUploadSession(caller: Caller, id: string): Promise<void>;
   /** `baseUrl`: where clients reach this service, e.g. http://host:8080. */
   createDownloadUrl(caller: Caller, id: string, ttlSeconds: number, baseUrl: string): Promise<{ url: string; expiresAt: Date }>;
+  /** A presigned GET of the blob store for one range of an artifact's content (./direct-downloads.ts). */
+  createDirectDownloadUrl(caller: Caller, request: DirectDownloadRequest): Promise<DirectDownloadLink>;
 }
 
 /** What an upload stream needs: a new blob, or an upload session's parts. */
@@ -292,6 +295,7 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     },
     createDownloadUrl: (caller, id, ttlSeconds, baseUrl) =>
       createDownloadUrl({ metadata, signer: options.urlSigner, maxTtlSeconds: options.downloadUrlMaxTtlSeconds }, caller, { id, ttlSeconds, baseUrl }),
+    createDirectDownloadUrl: (caller, request) => createDirectDownloadUrl({ metadata, blobs }, caller, request),
 
     async saveInline(caller, rawSpec, content) {
       requireScope(caller, "read-write", "save artifacts");

@@ -188,6 +188,29 @@ export function createArtifactServiceHandler(
 
     async createDownloadUrl(request, ctx) {
       const who = ctx.values.get(callerKey);
+      if (request.directToStorage) {
+        const link = await service.createDirectDownloadUrl(who, {
+          id: request.id,
+          ttlSeconds: request.ttlSeconds,
+          offset: Number(request.offset),
+          length: request.length === undefined ? undefined : Number(request.length),
+        });
+        return {
+          url: link.url,
+          expiresAt: timestampFromDate(link.expiresAt),
+          directToStorage: true,
+          headers: { ...link.headers },
+          blake3: link.artifact.blake3,
+          sizeBytes: BigInt(link.artifact.sizeBytes),
+          offset: BigInt(link.offset),
+          length: BigInt(link.length),
+          artifact: artifactToProto(link.artifact),
+        };
+      }
+      // A link to this service always reads the whole content (the route takes a Range header instead).
+      if (request.offset !== 0n || request.length !== undefined) {
+        throw invalidArgument("offset and length are for direct_to_storage links: a link to the service serves the whole content (send a Range header)");
+      }
       // Links point where this client reached us, unless ARTIFACTD_PUBLIC_URL says otherwise.
       const { url, expiresAt } = await service.createDownloadUrl(who, request.id, request.ttlSeconds, publicUrl ?? new URL(ctx.url).origin);
       return { url, expiresAt: timestampFromDate(expiresAt) };

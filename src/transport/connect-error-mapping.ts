@@ -33,11 +33,12 @@ const CODES: Record<ArtifactErrorCode, Code> = {
 /**
  * The machine-readable part of a refusal, sent as response trailers (gRPC) or
  * headers (Connect unary): `retry-after-ms` when waiting is expected to help,
- * `quota-exceeded` naming the tenant quota that refused the call.
+ * `quota-exceeded` naming the tenant quota that refused the call, and any
+ * other the error carries.
  */
 function errorMetadata(error: ArtifactError): Headers | undefined {
-  if (error.retryAfterMs === undefined && error.quota === undefined) return undefined;
-  const metadata = new Headers();
+  if (error.retryAfterMs === undefined && error.quota === undefined && error.trailers === undefined) return undefined;
+  const metadata = new Headers(error.trailers);
   if (error.retryAfterMs !== undefined) metadata.set(RETRY_AFTER_MS, String(Math.max(0, Math.ceil(error.retryAfterMs))));
   if (error.quota !== undefined) metadata.set(QUOTA_EXCEEDED, error.quota);
   return metadata;

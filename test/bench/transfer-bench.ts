@@ -90,6 +90,8 @@ try {
     ARTIFACTD_S3_ACCESS_KEY: minio.accessKey,
     ARTIFACTD_S3_SECRET_KEY: minio.secretKey,
     ARTIFACTD_S3_BUCKET: BUCKET,
+    // Direct-to-storage links (service_download_direct_mode); the relayed case asks the SDK not to use them.
+    ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT: minio.endpoint,
     ARTIFACTD_LISTEN: `127.0.0.1:${port}`,
     ARTIFACTD_DATA_DIR: dataDir,
     ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",

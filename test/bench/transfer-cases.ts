@@ -142,11 +142,11 @@ export function transferCases(context: TransferContext): TransferCase[] {
   });
 
   const downloads: TransferCase[] = [
-    serviceDownload("service_download", "service download (Node SDK, verified)"),
-    // The direct-to-storage download (the service hands the SDK a presigned
-    // S3 GET; the SDK fetches it and verifies BLAKE3 itself), once the SDK
-    // offers it; transfer-bench.ts then reports download_direct_mode_vs_direct_verified:
-    // serviceDownload("service_download_direct_mode", "service download, direct from storage (Node SDK, verified)", { <its option> }),
+    // Relayed through the service: the bench's server offers direct links, so the SDK is told not to use them here.
+    serviceDownload("service_download", "service download (Node SDK, verified)", { directDownloads: false }),
+    // The direct-to-storage download: the service hands the SDK a presigned S3 GET; the SDK fetches it and verifies
+    // BLAKE3 itself ("always": a refusal fails the case rather than quietly measuring the relay).
+    serviceDownload("service_download_direct_mode", "service download, direct from storage (Node SDK, verified)", { directDownloads: "always" }),
     {
       key: "direct_get_verified",
       label: "direct getObject + BLAKE3",

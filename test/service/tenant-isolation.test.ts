@@ -247,9 +247,20 @@ const rows: Record<string, Row> = {
   CreateDownloadUrl: {
     scope: "read-only",
     changes: false,
-    asOwner: (client, r) => client.createDownloadUrl({ id: r.childId }),
+    async asOwner(client, r) {
+      // The direct_to_storage variant first, so the refused credentials are checked on it too. Let through, its only
+      // refusal is that the content is inline (the row's artifacts are), or that the server offers no direct links.
+      const direct = await client.createDownloadUrl({ id: r.childId, directToStorage: true }).then(
+        () => new Error("a direct link to content stored inline"),
+        (error: unknown) => error,
+      );
+      if (!(direct instanceof ConnectError && direct.code === Code.FailedPrecondition)) throw direct;
+      return client.createDownloadUrl({ id: r.childId });
+    },
     async asOtherTenant({ beta }, r) {
       await expectCode(beta.createDownloadUrl({ id: r.childId }), Code.NotFound, notFound);
+      await expectCode(beta.createDownloadUrl({ id: r.childId, directToStorage: true }), Code.NotFound, notFound);
+      await expectCode(beta.createDownloadUrl({ id: r.parentId, directToStorage: true, offset: 1n, length: 1n }), Code.NotFound, notFound);
     },
   },
   ArchiveRun: {

@@ -72,6 +72,7 @@ const OTHER_SETTINGS = [
   "ARTIFACTD_S3_SECRET_KEY",
   "ARTIFACTD_S3_BUCKET",
   "ARTIFACTD_S3_REGION",
+  "ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT",
   "ARTIFACTD_PUBLIC_URL",
   "ARTIFACTD_URL_SIGNING_KEYS",
   "ARTIFACTD_URL_SIGNING_KEY",
@@ -164,6 +165,7 @@ describe("readConfig", () => {
       bucket: "my.bucket-1",
       partSize: 8 * MiB,
       partConcurrency: 3,
+      directDownloadEndpoint: undefined,
     });
     expect(Object.isFrozen(config.s3)).toBe(true);
     expect(readConfig({ ...S3, ARTIFACTD_S3_ENDPOINT: "https://s3.example.com" }).s3).toMatchObject({ bucket: "artifacts", region: "us-east-1" });
@@ -180,6 +182,27 @@ describe("readConfig", () => {
     for (const bad of ["ab", "a".repeat(64), "Abc", "-abc", "abc-", "a_c", "xabc!"]) {
       expect(refusal({ ...S3, ARTIFACTD_S3_BUCKET: bad })).toBe(
         `ARTIFACTD_S3_BUCKET=${JSON.stringify(bad)} is not a valid bucket name: 3–63 lowercase letters, digits, dots and hyphens`,
+      );
+    }
+  });
+
+  it("reads the direct-download endpoint only beside an S3 endpoint, as a bare http(s) address", () => {
+    expect(readConfig({ ...S3, ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT: "https://s3.example.com:8443" }).s3?.directDownloadEndpoint).toStrictEqual(
+      new URL("https://s3.example.com:8443"),
+    );
+    expect(readConfig({ ...S3, ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT: " " }).s3?.directDownloadEndpoint).toBeUndefined();
+    expect(refusal({ ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT: "http://127.0.0.1:9000" })).toBe(
+      "ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT is set without ARTIFACTD_S3_ENDPOINT: direct-to-storage downloads need the S3 blob store; unset it to use the local folder",
+    );
+    expect(refusal({ ...S3, ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT: "nope" })).toBe(
+      'ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT="nope" is not a URL: use e.g. http://127.0.0.1:9000',
+    );
+    expect(refusal({ ...S3, ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT: "ftp://host" })).toBe(
+      'ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT must start with http:// or https://, got "ftp://host"',
+    );
+    for (const bad of ["http://h:9000/?x=1", "http://user:pw@h:9000", "http://h#f"]) {
+      expect(refusal({ ...S3, ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT: bad })).toBe(
+        `ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT=${JSON.stringify(bad)} is not valid: give the store's address alone, e.g. https://s3.example.com`,
       );
     }
   });

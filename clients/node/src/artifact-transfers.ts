@@ -20,6 +20,7 @@ import { createArtifactConnection, type ConnectionOptions } from "./artifact-con
 import { messageSizedChunks } from "./message-sized-chunks.ts";
 import { startDeadline, type Deadline } from "./deadline.ts";
 import { abortStreamSession, createResumableWriter, createStreamSession } from "./resumable-writer.ts";
+import { createDirectDownloads, type DirectDownloadMode } from "./direct-download.ts";
 
 import type { ArtifactFilterInit } from "@artifactd/api";
 
@@ -36,6 +37,12 @@ export interface TransferOptions extends ConnectionOptions {
    * refuses inline is stored as a blob.
    */
   readonly inlineMaxBytes?: number;
+  /**
+   * Downloads straight from the blob store when the server offers it
+   * (presigned links; see direct-download.ts): `true` (default) when offered,
+   * falling back to the service; `false` never; `"always"` only that way.
+   */
+  readonly directDownloads?: DirectDownloadMode;
 }
 
 export interface DownloadOptions {
@@ -48,6 +55,8 @@ export interface DownloadOptions {
   readonly timeoutMs?: number;
   /** Called as content arrives (progress bars); totalBytes is what this download will send. */
   readonly onProgress?: (progress: TransferProgress) => void;
+  /** Overrides the client's `directDownloads` for this download. */
+  readonly directDownloads?: DirectDownloadMode;
 }
 
 const MiB = 1024 * 1024;
@@ -135,7 +144,10 @@ export interface ArtifactTransfers {
    * throws ArtifactIntegrityError instead of ending on corrupt content, so
    * never act on the bytes before the iterator has ended. A ranged download
    * (a non-zero offset, or a length) cannot be checked. Consume or break out of
-   * `content`: an unread download holds its HTTP/2 stream open.
+   * `content`: an unread download holds its HTTP/2 stream open (or, from the
+   * store, its HTTP connection). Where the server offers it, the content
+   * comes straight from the blob store (`directDownloads`), checked the same
+   * way and resumed the same way.
    */
   download(id: string, options?: DownloadOptions): Promise<{ artifact: Artifact; content: AsyncIterable<Uint8Array> }>;
   /**
@@ -147,7 +159,11 @@ export interface ArtifactTransfers {
    * (a hard link), so a file that appears during the download is never
    * replaced: the call fails with the file system's EEXIST error instead.
    */
-  downloadToFile(id: string, path: string, options?: Pick<DownloadOptions, "signal" | "timeoutMs" | "onProgress"> & { overwrite?: boolean }): Promise<Artifact>;
+  downloadToFile(
+    id: string,
+    path: string,
+    options?: Pick<DownloadOptions, "signal" | "timeoutMs" | "onProgress" | "directDownloads"> & { overwrite?: boolean },
+  ): Promise<Artifact>;
   /** Closes the HTTP/2 connection this client opened (calls still running fail with CANCELED); a `transport` of your own is left alone. */
   close(): Promise<void>;
 }
@@ -157,6 +173,7 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
   const { rpc, retry, unary, readDownload } = connection;
   const resumableAboveBytes = options.resumableAboveBytes ?? 16 * MiB;
   const inlineMaxBytes = options.inlineMaxBytes ?? 256 * 1024;
+  const direct = createDirectDownloads(rpc, retry, options.directDownloads ?? true);
 
   const startUpload: StartUpload = (messages, signal, timeoutMs) => rpc.upload(messages, { signal, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
   const openWriter = <Prefix extends string>(spec: ArtifactSpecInit & { typePrefix?: Prefix }, writerOptions: WriterOptions = {}) =>
@@ -211,6 +228,17 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
     const offset = downloadOptions.offset ?? 0;
     const signal = downloadOptions.signal;
     const deadline = startDeadline(downloadOptions.timeoutMs);
+    const directly = await direct.open({
+      mode: downloadOptions.directDownloads,
+      id,
+      offset,
+      length: downloadOptions.length,
+      signal,
+      deadline,
+      unary,
+      onProgress: downloadOptions.onProgress,
+    });
+    if (directly) return directly;
     const opened = await retry.run(() => openDownload(id, offset, downloadOptions.length, signal, deadline), signal);
     const artifact = opened.artifact;
     const whole = offset === 0 && downloadOptions.length === undefined;

@@ -48,6 +48,7 @@ export {
   type DirectoryManifest,
 } from "./directory-manifest.ts";
 export { ArtifactIntegrityError, createBlake3Verifier, type Blake3Verifier } from "./blake3-verifier.ts";
+export type { DirectDownloadMode } from "./direct-download.ts";
 export type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 export { Status, Storage } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 export type { UploadResponse } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";

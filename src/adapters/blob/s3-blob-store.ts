@@ -5,6 +5,7 @@ import { Client } from "minio";
 import type { BlobLister, BlobSessions, BlobStore, BlobWriter, ByteRange } from "../../ports/blob-store.ts";
 import { fromS3Error, isMissingS3Object } from "./s3-errors.ts";
 import { createS3ObjectReader } from "./s3-object-reader.ts";
+import { s3DirectReads } from "./s3-presign.ts";
 import { translateBlobStoreErrors } from "./translate-blob-store-errors.ts";
 
 /**
@@ -65,6 +66,8 @@ export interface S3BlobStoreOptions {
   readonly partSize?: number;
   /** Parts uploaded at once per upload; memory per upload is about partSize × (this + 1). Default 3. */
   readonly partConcurrency?: number;
+  /** Where clients reach the store: set, the store offers DirectReads (presigned ranged GETs, ./s3-presign.ts) for that address. */
+  readonly directReadEndpoint?: URL;
 }
 
 /** What S3BlobStoreOptions leaves unset. */
@@ -158,6 +161,7 @@ export async function createS3BlobStore(
   // What callers see of S3's failures: ./s3-errors.ts.
   return translateBlobStoreErrors<BlobStore & BlobLister & BlobSessions>(
     {
+      ...(config.directReadEndpoint ? s3DirectReads({ ...config, endpoint: config.directReadEndpoint }) : {}),
       newKey: (tenantId) => `${tenantId}/${randomUUID()}`,
       async createWriter(_tenantId, key, expectedSize) {
         return new S3BlobWriter(client, bucket, key, planParts(expectedSize), journal);

@@ -1,5 +1,14 @@
 import { ArtifactError } from "../../artifact-error.ts";
-import { canListBlobs, hasSessions, type BlobLister, type BlobSessions, type BlobStore, type BlobWriter } from "../../ports/blob-store.ts";
+import {
+  canListBlobs,
+  hasDirectReads,
+  hasSessions,
+  type BlobLister,
+  type BlobSessions,
+  type BlobStore,
+  type BlobWriter,
+  type DirectReads,
+} from "../../ports/blob-store.ts";
 
 /**
  * The blob store with every failure of every port method — the writers it
@@ -83,6 +92,10 @@ export function translateBlobStoreErrors<S extends BlobStore>(store: S, errors: 
       listUnfinishedUploads: () => stream(() => store.listUnfinishedUploads()),
     };
     Object.assign(translated, lister);
+  }
+  if (hasDirectReads(store)) {
+    const direct: DirectReads = { presignRead: (key, range, expiresSeconds) => guard(() => store.presignRead(key, range, expiresSeconds)) };
+    Object.assign(translated, direct);
   }
   return translated as S;
 }

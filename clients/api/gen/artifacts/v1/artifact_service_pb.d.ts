@@ -1146,11 +1146,45 @@ export declare type CreateDownloadUrlRequest = Message<"artifacts.v1.CreateDownl
 
   /**
    * Seconds the URL stays valid; 900 (15 minutes) when unset, capped by the
-   * server.
+   * server. With direct_to_storage: 60 when unset, and at most 60.
    *
    * @generated from field: int32 ttl_seconds = 2;
    */
   ttlSeconds: number;
+
+  /**
+   * Ask for a link to the blob store itself (a presigned S3 GET) rather than
+   * to this service, so the content does not pass through the server. Needs
+   * a server with ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT set and an artifact
+   * whose content is a blob: otherwise FAILED_PRECONDITION, whose message
+   * names the reason (download through the service instead). The token, its
+   * scope, the tenant and deletion are checked as Download checks them; the
+   * link then works until it expires whatever happens to the artifact (a
+   * soft delete stops new links at once, not one already handed out). The
+   * client must verify the content itself: BLAKE3 of the whole content is
+   * blake3 below.
+   *
+   * @generated from field: bool direct_to_storage = 3;
+   */
+  directToStorage: boolean;
+
+  /**
+   * With direct_to_storage: the first byte the link reads, as in
+   * DownloadRequest (<= size_bytes; larger answers OUT_OF_RANGE). Must be 0
+   * without direct_to_storage.
+   *
+   * @generated from field: int64 offset = 4;
+   */
+  offset: bigint;
+
+  /**
+   * With direct_to_storage: how many bytes the link reads from offset, as in
+   * DownloadRequest (unset: to the end; cut at the end; >= 0). Must be unset
+   * without direct_to_storage.
+   *
+   * @generated from field: optional int64 length = 5;
+   */
+  length?: bigint | undefined;
 };
 
 /**
@@ -1164,14 +1198,78 @@ export declare const CreateDownloadUrlRequestSchema: GenMessage<CreateDownloadUr
  */
 export declare type CreateDownloadUrlResponse = Message<"artifacts.v1.CreateDownloadUrlResponse"> & {
   /**
+   * Where to GET the content. Without direct_to_storage, a link to this
+   * service (see CreateDownloadUrl); with it, a presigned URL of the blob
+   * store, to be fetched with exactly the headers below (empty when length
+   * is 0: there is nothing to read).
+   *
    * @generated from field: string url = 1;
    */
   url: string;
 
   /**
+   * When the link stops working.
+   *
    * @generated from field: google.protobuf.Timestamp expires_at = 2;
    */
   expiresAt?: Timestamp | undefined;
+
+  /**
+   * True when url is the blob store's (the request asked for
+   * direct_to_storage and got it).
+   *
+   * @generated from field: bool direct_to_storage = 3;
+   */
+  directToStorage: boolean;
+
+  /**
+   * Headers the GET must carry, with these exact values: they are signed
+   * into the link (the store refuses the request without them, or with any
+   * other value). For a direct link: `range`, so the link reads only the
+   * bytes [offset, offset + length) and nothing else.
+   *
+   * @generated from field: map<string, string> headers = 4;
+   */
+  headers: { [key: string]: string };
+
+  /**
+   * BLAKE3 of the artifact's whole content (64 lowercase hex characters):
+   * check it after reading the whole content. A range cannot be checked
+   * against it. Set for direct links.
+   *
+   * @generated from field: string blake3 = 5;
+   */
+  blake3: string;
+
+  /**
+   * Size of the artifact's whole content in bytes. Set for direct links.
+   *
+   * @generated from field: int64 size_bytes = 6;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * The first byte the link reads. Set for direct links.
+   *
+   * @generated from field: int64 offset = 7;
+   */
+  offset: bigint;
+
+  /**
+   * How many bytes the link reads (the request's length cut at the end of
+   * the content): expect exactly this many. Set for direct links.
+   *
+   * @generated from field: int64 length = 8;
+   */
+  length: bigint;
+
+  /**
+   * The artifact, without inline content, as Download's first message
+   * carries it. Set for direct links.
+   *
+   * @generated from field: artifacts.v1.Artifact artifact = 9;
+   */
+  artifact?: Artifact | undefined;
 };
 
 /**
@@ -1606,6 +1704,19 @@ export declare const ArtifactService: GenService<{
    * when its signing key is removed from the server, or when the artifact is
    * deleted (403). Use it exactly as returned: any other spelling of it
    * (re-encoded, reordered or extra query parameters) is refused.
+   *
+   * With direct_to_storage: a presigned GET of the blob store (S3), valid
+   * for at most 60 seconds, with the byte range signed in, so the content
+   * goes from the store to the client without passing through this server.
+   * Checked as Download is (token and scope, tenant, deletion: NOT_FOUND;
+   * range: OUT_OF_RANGE, INVALID_ARGUMENT). A server without
+   * ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT, or an artifact stored inline, answers
+   * FAILED_PRECONDITION with the trailer `direct-download-unavailable`:
+   * `server` (this server offers none: no need to ask again soon) or
+   * `inline` (this artifact's content is in the database): download through
+   * the service. A blob marked corrupt answers DATA_LOSS. The store's
+   * credentials never leave the server; the link is the only thing handed
+   * out, and it reads one range of one object until it expires.
    *
    * @generated from rpc artifacts.v1.ArtifactService.CreateDownloadUrl
    */
