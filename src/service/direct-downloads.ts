@@ -3,6 +3,7 @@ import { ArtifactError, invalidArgument, notFound } from "../artifact-error.ts";
 import { hasDirectReads, type BlobStore } from "../ports/blob-store.ts";
 import type { ArtifactQueries } from "../ports/artifact-queries.ts";
 import type { TenantBlobIndex } from "../ports/tenant-blob-index.ts";
+import { readableBlobOf } from "./download-artifact.ts";
 import { requireArtifactId } from "./validate-spec.ts";
 
 /**
@@ -88,14 +89,7 @@ export async function createDirectDownloadUrl(deps: DirectDownloadDeps, caller: 
   const length = Math.min(request.length ?? Infinity, artifact.sizeBytes - request.offset);
   const answer = { artifact: { ...artifact, inlineContent: undefined }, offset: request.offset, length };
   if (length === 0) return { ...answer, url: "", headers: {}, expiresAt: new Date(Date.now() + ttl * 1000) };
-  const blob = await deps.metadata.findBlob(caller.tenantId, artifact.blake3);
-  if (!blob) throw new ArtifactError("data_loss", `the content of artifact ${id} is missing from the blob index`);
-  if (blob.corrupt) {
-    throw new ArtifactError(
-      "data_loss",
-      `the stored content of artifact ${id} is corrupt (it no longer matches its BLAKE3): upload the same content again to restore it`,
-    );
-  }
-  const link = await deps.blobs.presignRead(blob.storageKey, { offset: request.offset, length }, ttl);
+  const storageKey = await readableBlobOf(deps.metadata, caller, artifact);
+  const link = await deps.blobs.presignRead(storageKey, { offset: request.offset, length }, ttl);
   return { ...answer, ...link };
 }

@@ -77,15 +77,8 @@ export async function downloadArtifact(
     const text = inlineContent?.type === "json" ? inlineContent.json : (inlineContent?.text ?? "");
     source = once(Buffer.from(text, "utf8").subarray(request.offset, request.offset + length));
   } else {
-    const blob = await deps.metadata.findBlob(caller.tenantId, artifact.blake3);
-    if (!blob) throw new ArtifactError("data_loss", `the content of artifact ${id} is missing from the blob index`);
-    if (blob.corrupt) {
-      throw new ArtifactError(
-        "data_loss",
-        `the stored content of artifact ${id} is corrupt (it no longer matches its BLAKE3): upload the same content again to restore it`,
-      );
-    }
-    source = missingIsDataLoss(deps.blobs.read(blob.storageKey, { offset: request.offset, length }, signal), id);
+    const storageKey = await readableBlobOf(deps.metadata, caller, artifact);
+    source = missingIsDataLoss(deps.blobs.read(storageKey, { offset: request.offset, length }, signal), id);
   }
   const markCorrupt = () =>
     deps.metadata.markBlobCorrupt(caller.tenantId, artifact.blake3).catch(() => {
@@ -93,6 +86,23 @@ export async function downloadArtifact(
     });
   const content = groupIntoMessages(readAhead(source, READ_AHEAD_BYTES), deps.chunkBytes, whole ? artifact.blake3 : undefined, length, id, markCorrupt);
   return { artifact: { ...metadataOnly, inlineContent: undefined }, content };
+}
+
+/**
+ * Where an artifact's content is stored, when it may be read: its blob is in
+ * the index (else DATA_LOSS) and not marked corrupt by an earlier full read
+ * (DATA_LOSS, saying how to restore it).
+ */
+export async function readableBlobOf(metadata: TenantBlobIndex, caller: Caller, artifact: Pick<Artifact, "id" | "blake3">): Promise<string> {
+  const blob = await metadata.findBlob(caller.tenantId, artifact.blake3);
+  if (!blob) throw new ArtifactError("data_loss", `the content of artifact ${artifact.id} is missing from the blob index`);
+  if (blob.corrupt) {
+    throw new ArtifactError(
+      "data_loss",
+      `the stored content of artifact ${artifact.id} is corrupt (it no longer matches its BLAKE3): upload the same content again to restore it`,
+    );
+  }
+  return blob.storageKey;
 }
 
 async function* once(data: Uint8Array): AsyncIterable<Uint8Array> {

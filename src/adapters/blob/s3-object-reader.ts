@@ -1,5 +1,5 @@
-import { createHash, createHmac } from "node:crypto";
 import { Pool } from "undici";
+import { amzDateOf, credentialScope, SIGV4_ALGORITHM, signatureOf, signingKeyOf, uriEncode } from "./s3-sigv4.ts";
 
 /**
  * Ranged object reads from S3 / MinIO over undici, the download path's one
@@ -82,18 +82,14 @@ export function createS3ObjectReader(options: {
 function createSigner(region: string, accessKey: string, secretKey: string) {
   let keyDay = "";
   let signingKey: Buffer = Buffer.alloc(0);
-  const hmac = (key: string | Buffer, data: string) => createHmac("sha256", key).update(data).digest();
   return (path: string, host: string): Record<string, string> => {
-    const amzDate = new Date()
-      .toISOString()
-      .replace(/[-:]/g, "")
-      .replace(/\.\d{3}/, "");
+    const amzDate = amzDateOf(new Date());
     const day = amzDate.slice(0, 8);
     if (day !== keyDay) {
-      signingKey = hmac(hmac(hmac(hmac(`AWS4${secretKey}`, day), region), "s3"), "aws4_request");
+      signingKey = signingKeyOf(secretKey, day, region);
       keyDay = day;
     }
-    const scope = `${day}/${region}/s3/aws4_request`;
+    const scope = credentialScope(day, region);
     const signedHeaders = "host;x-amz-content-sha256;x-amz-date";
     const canonicalRequest = [
       "GET",
@@ -106,19 +102,12 @@ function createSigner(region: string, accessKey: string, secretKey: string) {
       signedHeaders,
       "UNSIGNED-PAYLOAD",
     ].join("\n");
-    const stringToSign = ["AWS4-HMAC-SHA256", amzDate, scope, createHash("sha256").update(canonicalRequest).digest("hex")].join("\n");
-    const signature = createHmac("sha256", signingKey).update(stringToSign).digest("hex");
     return {
       "x-amz-date": amzDate,
       "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
-      authorization: `AWS4-HMAC-SHA256 Credential=${accessKey}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`,
+      authorization: `${SIGV4_ALGORITHM} Credential=${accessKey}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signatureOf(signingKey, amzDate, scope, canonicalRequest)}`,
     };
   };
-}
-
-/** SigV4's URI encoding of one path segment: everything but A–Z a–z 0–9 - _ . ~ as %XX of its UTF-8 bytes. */
-function uriEncode(segment: string): string {
-  return encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 /**

@@ -1,5 +1,5 @@
-import { createHash, createHmac } from "node:crypto";
 import type { DirectReads } from "../../ports/blob-store.ts";
+import { amzDateOf, credentialScope, SIGV4_ALGORITHM, signatureOf, signingKeyOf, uriEncode } from "./s3-sigv4.ts";
 
 /**
  * Presigned S3 GETs: AWS Signature Version 4 in the query string
@@ -31,19 +31,14 @@ export interface PresignGetRequest {
   readonly now?: Date;
 }
 
-const ALGORITHM = "AWS4-HMAC-SHA256";
-
 /** The presigned URL; the GET must carry `request.headers` exactly. */
 export function presignGet(request: PresignGetRequest): string {
   if (!Number.isInteger(request.expiresSeconds) || request.expiresSeconds < 1 || request.expiresSeconds > 604_800) {
     throw new RangeError(`a presigned URL lives 1–604800 seconds, not ${request.expiresSeconds}`);
   }
-  const amzDate = (request.now ?? new Date())
-    .toISOString()
-    .replace(/[-:]/g, "")
-    .replace(/\.\d{3}/, "");
+  const amzDate = amzDateOf(request.now ?? new Date());
   const day = amzDate.slice(0, 8);
-  const scope = `${day}/${request.region}/s3/aws4_request`;
+  const scope = credentialScope(day, request.region);
   // URL.host leaves out the scheme's default port, as HTTP clients do in the Host header they send.
   const headers = new Map<string, string>([["host", request.endpoint.host]]);
   for (const [name, value] of Object.entries(request.headers ?? {})) headers.set(name.toLowerCase(), value.trim());
@@ -51,7 +46,7 @@ export function presignGet(request: PresignGetRequest): string {
   const segments = [...(request.bucket === undefined ? [] : [request.bucket]), ...request.key.split("/")];
   const path = `${request.endpoint.pathname.replace(/\/+$/, "")}/${segments.map(uriEncode).join("/")}`;
   const query = [
-    ["X-Amz-Algorithm", ALGORITHM],
+    ["X-Amz-Algorithm", SIGV4_ALGORITHM],
     ["X-Amz-Credential", `${request.accessKey}/${scope}`],
     ["X-Amz-Date", amzDate],
     ["X-Amz-Expires", String(request.expiresSeconds)],
@@ -69,16 +64,8 @@ export function presignGet(request: PresignGetRequest): string {
     signedHeaders.join(";"),
     "UNSIGNED-PAYLOAD",
   ].join("\n");
-  const stringToSign = [ALGORITHM, amzDate, scope, createHash("sha256").update(canonicalRequest).digest("hex")].join("\n");
-  const hmac = (key: string | Buffer, data: string) => createHmac("sha256", key).update(data).digest();
-  const signingKey = hmac(hmac(hmac(hmac(`AWS4${request.secretKey}`, day), request.region), "s3"), "aws4_request");
-  const signature = createHmac("sha256", signingKey).update(stringToSign).digest("hex");
+  const signature = signatureOf(signingKeyOf(request.secretKey, day, request.region), amzDate, scope, canonicalRequest);
   return `${request.endpoint.protocol}//${request.endpoint.host}${path}?${query}&X-Amz-Signature=${signature}`;
-}
-
-/** SigV4's URI encoding: everything but A–Z a–z 0–9 - . _ ~ percent-encoded, in upper-case hex. */
-function uriEncode(value: string): string {
-  return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 /**
