@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from "kysely";
+import { sql, type Kysely, type RawBuilder, type Transaction } from "kysely";
 import type { Artifact, ArtifactEventType } from "../../artifact.ts";
 import type { ArtifactEventLog, LoggedEvent } from "../../ports/artifact-event-log.ts";
 import type { Database } from "../metadata/schema.ts";
@@ -42,10 +42,28 @@ export interface PendingEvent {
  */
 export type WithEvents = <T>(change: (tx: Transaction<Database>, record: (event: PendingEvent) => void) => Promise<T>) => Promise<T>;
 
-export function createKyselyArtifactEventLog(db: Kysely<Database>): ArtifactEventLog & { withEvents: WithEvents } {
+/**
+ * For a change made by a single statement (its own transaction, one round
+ * trip): `eventsOf` gives the statement's last common table expressions,
+ * which append an event for each row of one of its earlier ones, in the
+ * order and with the wake-ups appendEvents gives a transaction. Run the
+ * statement in `change`; this process's listeners are woken after it, when
+ * it says it appended.
+ */
+export type WithStatementEvents = <T>(
+  change: (eventsOf: (source: string, type: ArtifactEventType) => RawBuilder<unknown>) => Promise<{ value: T; appended: boolean }>,
+) => Promise<T>;
+
+export function createKyselyArtifactEventLog(db: Kysely<Database>): ArtifactEventLog & { withEvents: WithEvents; withStatementEvents: WithStatementEvents } {
   const listeners = new Set<() => void>();
 
   return {
+    async withStatementEvents(change) {
+      const { value, appended } = await change(statementEvents);
+      if (appended) for (const listener of listeners) listener();
+      return value;
+    },
+
     async withEvents(change) {
       let appended = false;
       const result = await db.transaction().execute(async (tx) => {
@@ -120,6 +138,26 @@ export function createKyselyArtifactEventLog(db: Kysely<Database>): ArtifactEven
       return () => listeners.delete(listener);
     },
   };
+}
+
+/**
+ * appendEvents as common table expressions, `, appended_events as (…)`, for
+ * a statement that already defines `source` (artifact rows: id, tenant_id,
+ * status, pinned, deleted_at): the lock is taken only once `source` has its
+ * rows (the events' seq numbers depend on it), and so as late in the
+ * statement as it can be; Postgres holds it through the commit that follows
+ * the statement. The statement reads `appended_events` (the number of events
+ * appended) for the CTEs to run at all.
+ */
+function statementEvents(source: string, type: ArtifactEventType): RawBuilder<unknown> {
+  const from = sql.table(source);
+  return sql`, append_lock as (select pg_advisory_xact_lock(${sql.lit(APPEND_LOCK_KEY)}) from (select 1 from ${from} limit 1) as any_row),
+  appended as (
+    insert into artifact_events (tenant_id, type, artifact_id, status, pinned, deleted_at)
+    select changed.tenant_id, ${sql.lit(type)}, changed.id, changed.status, changed.pinned, changed.deleted_at from ${from} as changed, append_lock
+    returning seq
+  ),
+  appended_events as (select count(*) as appended, (select count(*) from (select pg_notify(${sql.lit(EVENTS_CHANNEL)}, '') from appended limit 1) as woken) as woken from appended)`;
 }
 
 /** Appends in the caller's transaction, as its last step (see the head of this file); false when there is nothing to append. */
