@@ -3,7 +3,7 @@ import { STATUS_TRANSITIONS, type Artifact, type ArtifactInput } from "../../art
 import { ArtifactError, failedPrecondition, notFound } from "../../artifact-error.ts";
 import { BLOB_RECLAIMED, storageKeyOf, UPLOAD_HOLD_LOST, type ArtifactExpiry, type ArtifactRecords, type NewArtifact } from "../../ports/artifact-records.ts";
 import type { StoredBlob } from "../../ports/tenant-blob-index.ts";
-import type { PendingEvent, WithEvents, WithStatementEvents } from "../events/kysely-artifact-event-log.ts";
+import { statementEventOf, type PendingEvent, type WithEvents, type WithStatementEvents } from "../events/kysely-artifact-event-log.ts";
 import { selectArtifacts } from "./artifact-query-builders.ts";
 import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type ArtifactRow, type Queryable } from "./artifact-rows.ts";
 import { releaseStorageKey } from "./kysely-in-flight-uploads.ts";
@@ -240,7 +240,7 @@ async function createInlineArtifact(db: Kysely<Database>, withStatementEvents: W
   const columns = Object.keys(values) as (keyof typeof values)[];
   const { inputs } = record.spec;
   return withStatementEvents(async (eventsOf) => {
-    const { rows } = await sql<ArtifactRow & { appended: string | number | bigint }>`with wanted as (
+    const { rows } = await sql<ArtifactRow & { event_seq: string | number | bigint }>`with wanted as (
     select * from unnest(
       ${inputs.map((i) => i.artifactId)}::text[], ${inputs.map((i) => i.role)}::text[],
       ${inputs.map((i) => i.requiredClass)}::text[], ${inputs.map((i) => i.requiredKind)}::text[]
@@ -264,9 +264,9 @@ async function createInlineArtifact(db: Kysely<Database>, withStatementEvents: W
     select created.tenant_id, created.id, wanted.input_id, wanted.role, wanted.position - 1 from created, wanted
   )
   ${eventsOf("created", "created")}
-  select created.*, appended_events.appended from created, appended_events`.execute(db);
+  select created.*, appended_events.event_seq from created join appended_events on appended_events.artifact_id = created.id`.execute(db);
     const row = rows[0];
-    return { value: row && toArtifact(row, record.spec.inputs, false), appended: row !== undefined && Number(row.appended) > 0 };
+    return { value: row && toArtifact(row, record.spec.inputs, false), appended: row ? [statementEventOf("created", row)] : [] };
   });
 }
 
