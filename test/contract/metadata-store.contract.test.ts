@@ -173,6 +173,20 @@ describeEachAdapter("MetadataStore contract: %s", METADATA_STORE_ADAPTERS, (_nam
     expect((await store.eventLog.bounds()).lastSeq).toBe(events.at(-1)!.seq);
   });
 
+  it("appends the events of one change in the order it recorded them, with consecutive seqs", async () => {
+    for (let i = 0; i < 3; i++) await store.createArtifact(record("ev3", { provenance: { run_id: "ev3-run" } }));
+    const { lastSeq: start } = await store.eventLog.bounds();
+    const told: LoggedEvent[] = [];
+    const stopListening = store.eventLog.onAppended((appended) => told.push(...appended));
+    const archived = await store.archiveRun("ev3", "ev3-run", new Date(clock++));
+    stopListening();
+    const events = await store.eventLog.readAfter(start, 10, "ev3");
+    expect(archived).toHaveLength(3);
+    expect(events.map((e) => [e.type, e.artifactId])).toEqual(archived.map((a) => ["deleted", a.id]));
+    expect(events.map((e) => e.seq)).toEqual([events[0]!.seq, events[0]!.seq + 1, events[0]!.seq + 2]);
+    expect(told).toEqual(events);
+  });
+
   it("prunes the events before a cutoff and remembers the highest seq pruned", async () => {
     await store.createArtifact(record("ev2", {}));
     const { lastSeq } = await store.eventLog.bounds();

@@ -176,27 +176,29 @@ export function statementEventOf(
   };
 }
 
-/** Appends in the caller's transaction, as its last step (see the head of this file); false when there is nothing to append. */
+/**
+ * Appends in the caller's transaction, as its last step (see the head of
+ * this file), in one statement: the lock, then the rows (their seq numbers
+ * wait for the lock: the insert reads from it), in the order given, and the
+ * NOTIFY. Nothing when there is nothing to append.
+ */
 async function appendEvents(tx: Transaction<Database>, events: readonly PendingEvent[]): Promise<LoggedEvent[]> {
   if (events.length === 0) return [];
-  await sql`select pg_advisory_xact_lock(${sql.lit(APPEND_LOCK_KEY)})`.execute(tx);
-  const rows = await tx
-    .insertInto("artifact_events")
-    .values(
-      events.map(({ type, artifact }) => ({
-        tenant_id: artifact.tenantId,
-        type,
-        artifact_id: artifact.id,
-        status: artifact.status,
-        pinned: artifact.pinned,
-        deleted_at: artifact.deletedAt ?? null,
-      })),
-    )
-    .returning(["seq", "tenant_id", "type", "artifact_id", "status", "pinned", "deleted_at"])
-    .execute();
-  const logged = rows.map(toLoggedEvent).sort((a, b) => a.seq - b.seq);
-  await sql`select pg_notify(${EVENTS_CHANNEL}, ${String(logged.at(-1)!.seq)})`.execute(tx);
-  return logged;
+  const column = <T>(of: (event: PendingEvent) => T) => events.map(of);
+  const { rows } = await sql<Selectable<ArtifactEventTable>>`with append_lock as (select pg_advisory_xact_lock(${sql.lit(APPEND_LOCK_KEY)})),
+  appended as (
+    insert into artifact_events (tenant_id, type, artifact_id, status, pinned, deleted_at)
+    select pending.tenant_id, pending.type, pending.artifact_id, pending.status, pending.pinned, pending.deleted_at
+    from append_lock, unnest(
+      ${column((e) => e.artifact.tenantId)}::text[], ${column((e) => e.type)}::text[], ${column((e) => e.artifact.id)}::text[],
+      ${column((e) => e.artifact.status)}::text[], ${column((e) => e.artifact.pinned)}::bool[], ${column((e) => e.artifact.deletedAt ?? null)}::timestamptz[]
+    ) with ordinality as pending(tenant_id, type, artifact_id, status, pinned, deleted_at, position)
+    order by pending.position
+    returning seq, tenant_id, type, artifact_id, status, pinned, deleted_at, created_at
+  ),
+  woken as (select pg_notify(${sql.lit(EVENTS_CHANNEL)}, max(seq)::text) from appended)
+  select appended.* from appended, (select count(*) from woken) as notified`.execute(tx);
+  return rows.map(toLoggedEvent).sort((a, b) => a.seq - b.seq);
 }
 
 function toLoggedEvent(
