@@ -21,11 +21,12 @@ export interface ArtifactEventLog {
   /** Deletes the events recorded before `cutoff`, and every event below them; returns how many. */
   prune(cutoff: Date): Promise<number>;
   /**
-   * Calls `listener` after this process commits a change that wrote events:
-   * the in-process wake-up of the log's readers (other processes hear of it
+   * Calls `listener` after this process commits a change that wrote events,
+   * with those events (as readAfter would return them, in seq order): the
+   * in-process wake-up of the log's readers (other processes hear of it
    * through Postgres NOTIFY, sent in the same transaction).
    */
-  onAppended(listener: () => void): () => void;
+  onAppended(listener: (appended: readonly LoggedEvent[]) => void): () => void;
 }
 
 /** One change to an artifact, with its life-cycle fields as they were when it happened. */

@@ -5,13 +5,20 @@ import type { ArtifactEventLog, LoggedEvent } from "../ports/artifact-event-log.
  * log (new rows, seq > the last it read) and hands each event to this
  * process's subscribers of its tenant. Watch subscribes here.
  *
- * The tailer reads when woken — after this process commits events
- * (eventLog.onAppended), when another replica's commit is heard (Postgres
- * NOTIFY, see adapters/events/postgres-event-listener.ts) — and on a slow
- * poll as a safety net for a wake-up lost with a dropped connection. The log
- * makes rows visible in seq order, so reading on from the last seq misses
- * nothing, whatever happened in between (outage, reconnect, restart of the
- * listener).
+ * The tailer reads when woken — when another replica's commit is heard
+ * (Postgres NOTIFY, see adapters/events/postgres-event-listener.ts) — and on
+ * a slow poll as a safety net for a wake-up lost with a dropped connection.
+ * The log makes rows visible in seq order, so reading on from the last seq
+ * misses nothing, whatever happened in between (outage, reconnect, restart
+ * of the listener).
+ *
+ * This process's own commits (eventLog.onAppended) come with their events:
+ * when they follow on from the last seq delivered, they are delivered as they
+ * are, with no read (the log gave them the next seqs, and has shown every
+ * lower one by the time their commit returns); when they do not (a commit of
+ * another process in between, a gap a rolled-back append left, commits
+ * answered out of order), the tailer reads. So a server saving artifacts does
+ * not read the log back once per save.
  */
 export interface ArtifactEvents {
   /**
@@ -23,8 +30,12 @@ export interface ArtifactEvents {
 }
 
 export interface ArtifactEventFeed extends ArtifactEvents {
-  /** Read the log now (coalesced with a read under way). */
-  wake(): void;
+  /**
+   * Read the log now (coalesced with a read under way); `throughSeq`: the
+   * wake-up is for events up to this seq, and needs no read when they were
+   * all delivered already (this process's own, see onAppended).
+   */
+  wake(throughSeq?: number): void;
   /** Stops the tailer; subscribers receive nothing more. */
   close(): Promise<void>;
 }
@@ -61,6 +72,8 @@ export async function startArtifactEventFeed(options: ArtifactEventFeedOptions):
         // after the position it saw.
         for (const event of page) {
           if (closed) return;
+          // Delivered meanwhile, as this process's own commit (see appended).
+          if (event.seq <= position) continue;
           position = event.seq;
           deliver(event);
         }
@@ -69,8 +82,8 @@ export async function startArtifactEventFeed(options: ArtifactEventFeedOptions):
     } while (readAgain && !closed);
   };
 
-  const wake = () => {
-    if (closed) return;
+  const wake = (throughSeq?: number) => {
+    if (closed || (throughSeq !== undefined && throughSeq <= position)) return;
     if (reading) {
       readAgain = true;
       return;
@@ -90,8 +103,22 @@ export async function startArtifactEventFeed(options: ArtifactEventFeedOptions):
       .finally(() => (reading = undefined));
   };
 
-  const stopWakeups = eventLog.onAppended(wake);
-  const poll = setInterval(wake, pollIntervalMs);
+  /** This process committed these events (in seq order): delivered at once if they are the next ones, else read. */
+  const appended = (events: readonly LoggedEvent[]) => {
+    if (closed) return;
+    for (const event of events) {
+      if (event.seq <= position) continue;
+      if (event.seq !== position + 1) {
+        wake();
+        return;
+      }
+      position = event.seq;
+      deliver(event);
+    }
+  };
+
+  const stopWakeups = eventLog.onAppended(appended);
+  const poll = setInterval(() => wake(), pollIntervalMs);
   poll.unref();
 
   return {

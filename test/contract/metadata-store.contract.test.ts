@@ -2,6 +2,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import type { ArtifactSpec } from "../../src/artifact.ts";
 import type { ArtifactError } from "../../src/artifact-error.ts";
 import { newArtifactId } from "../../src/artifact-id.ts";
+import type { LoggedEvent } from "../../src/ports/artifact-event-log.ts";
 import type { MetadataStore, NewArtifact } from "../../src/ports/metadata-store.ts";
 import { BASE_SPEC, METADATA_STORE_ADAPTERS } from "../support/metadata-store-adapters.ts";
 import { describeEachAdapter } from "../support/test-backends.ts";
@@ -126,7 +127,11 @@ describeEachAdapter("MetadataStore contract: %s", METADATA_STORE_ADAPTERS, (_nam
   it("logs each change with its life-cycle fields as at the event, in its own transaction; nothing for a refused or no-op change", async () => {
     const { lastSeq: start } = await store.eventLog.bounds();
     let woken = 0;
-    const stopListening = store.eventLog.onAppended(() => woken++);
+    const told: LoggedEvent[] = [];
+    const stopListening = store.eventLog.onAppended((appended) => {
+      woken++;
+      told.push(...appended);
+    });
     const a = (await store.createArtifact(record("ev1", { provenance: { run_id: "ev-run" } }))).artifact;
     const b = (await store.createArtifact(record("ev1", { provenance: { run_id: "ev-run" } }))).artifact;
     const c = (await store.createArtifact(record("ev1", { expiresAt: new Date(clock - 1) }))).artifact;
@@ -161,9 +166,25 @@ describeEachAdapter("MetadataStore contract: %s", METADATA_STORE_ADAPTERS, (_nam
     expect(events[7]!.deletedAt?.getTime()).toBe(deletedAt.getTime());
     expect(events.every((e, i) => e.tenantId === "ev1" && (i === 0 || e.seq > events[i - 1]!.seq))).toBe(true);
     expect(woken).toBe(events.length);
+    // Listeners are told each commit's events as the log holds them.
+    expect(told).toEqual(events);
     // Every tenant's events when no tenant is named; paged by seq.
     expect((await store.eventLog.readAfter(events[3]!.seq, 2)).map((e) => e.seq)).toEqual([events[4]!.seq, events[5]!.seq]);
     expect((await store.eventLog.bounds()).lastSeq).toBe(events.at(-1)!.seq);
+  });
+
+  it("appends the events of one change in the order it recorded them, with consecutive seqs", async () => {
+    for (let i = 0; i < 3; i++) await store.createArtifact(record("ev3", { provenance: { run_id: "ev3-run" } }));
+    const { lastSeq: start } = await store.eventLog.bounds();
+    const told: LoggedEvent[] = [];
+    const stopListening = store.eventLog.onAppended((appended) => told.push(...appended));
+    const archived = await store.archiveRun("ev3", "ev3-run", new Date(clock++));
+    stopListening();
+    const events = await store.eventLog.readAfter(start, 10, "ev3");
+    expect(archived).toHaveLength(3);
+    expect(events.map((e) => [e.type, e.artifactId])).toEqual(archived.map((a) => ["deleted", a.id]));
+    expect(events.map((e) => e.seq)).toEqual([events[0]!.seq, events[0]!.seq + 1, events[0]!.seq + 2]);
+    expect(told).toEqual(events);
   });
 
   it("prunes the events before a cutoff and remembers the highest seq pruned", async () => {

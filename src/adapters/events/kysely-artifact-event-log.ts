@@ -1,7 +1,8 @@
-import { sql, type Kysely, type Transaction } from "kysely";
+import { sql, type Kysely, type RawBuilder, type Selectable, type Transaction } from "kysely";
 import type { Artifact, ArtifactEventType } from "../../artifact.ts";
 import type { ArtifactEventLog, LoggedEvent } from "../../ports/artifact-event-log.ts";
-import type { Database } from "../metadata/schema.ts";
+import type { ArtifactRow } from "../metadata/artifact-rows.ts";
+import type { ArtifactEventTable, Database } from "../metadata/schema.ts";
 
 /**
  * The artifact event log on kysely (Postgres and PGlite), table
@@ -18,11 +19,12 @@ import type { Database } from "../metadata/schema.ts";
  * is commit order; only the short tail of writing transactions is serialised.
  *
  * Wake-ups. The appending transaction also sends NOTIFY on EVENTS_CHANNEL
- * (delivered at commit, never for a rollback) for other processes; within
- * this process, onAppended listeners are called after the commit.
+ * (delivered at commit, never for a rollback), its payload the highest seq
+ * appended, for other processes; within this process, onAppended listeners
+ * are called after the commit, with the events.
  */
 
-/** The NOTIFY channel of appended events: a wake-up without payload, readers read the log. */
+/** The NOTIFY channel of appended events: a wake-up whose payload is the highest seq appended; readers read the log. */
 export const EVENTS_CHANNEL = "artifactd_events";
 
 /** The advisory lock key that orders appends (any constant no other user of the database takes). */
@@ -42,19 +44,40 @@ export interface PendingEvent {
  */
 export type WithEvents = <T>(change: (tx: Transaction<Database>, record: (event: PendingEvent) => void) => Promise<T>) => Promise<T>;
 
-export function createKyselyArtifactEventLog(db: Kysely<Database>): ArtifactEventLog & { withEvents: WithEvents } {
-  const listeners = new Set<() => void>();
+/**
+ * For a change made by a single statement (its own transaction, one round
+ * trip): `eventsOf` gives the statement's last common table expressions,
+ * which append an event for each row of one of its earlier ones, with the
+ * order and the wake-ups appendEvents gives a transaction. Run the statement
+ * in `change` and return the events it appended (statementEventOf each
+ * returned row); this process's listeners get them after it.
+ */
+export type WithStatementEvents = <T>(
+  change: (eventsOf: (source: string, type: ArtifactEventType) => RawBuilder<unknown>) => Promise<{ value: T; appended: readonly LoggedEvent[] }>,
+) => Promise<T>;
+
+export function createKyselyArtifactEventLog(db: Kysely<Database>): ArtifactEventLog & { withEvents: WithEvents; withStatementEvents: WithStatementEvents } {
+  const listeners = new Set<(appended: readonly LoggedEvent[]) => void>();
+  const tell = (appended: readonly LoggedEvent[]) => {
+    if (appended.length > 0) for (const listener of listeners) listener(appended);
+  };
 
   return {
+    async withStatementEvents(change) {
+      const { value, appended } = await change(statementEvents);
+      tell(appended);
+      return value;
+    },
+
     async withEvents(change) {
-      let appended = false;
+      let appended: readonly LoggedEvent[] = [];
       const result = await db.transaction().execute(async (tx) => {
         const pending: PendingEvent[] = [];
         const value = await change(tx, (event) => pending.push(event));
         appended = await appendEvents(tx, pending);
         return value;
       });
-      if (appended) for (const listener of listeners) listener();
+      tell(appended);
       return result;
     },
 
@@ -67,17 +90,7 @@ export function createKyselyArtifactEventLog(db: Kysely<Database>): ArtifactEven
         .orderBy("seq")
         .limit(limit)
         .execute();
-      return rows.map(
-        (row): LoggedEvent => ({
-          seq: Number(row.seq),
-          tenantId: row.tenant_id,
-          type: row.type,
-          artifactId: row.artifact_id,
-          status: row.status,
-          pinned: row.pinned,
-          deletedAt: row.deleted_at === null ? undefined : new Date(row.deleted_at),
-        }),
-      );
+      return rows.map(toLoggedEvent);
     },
 
     async bounds() {
@@ -122,23 +135,82 @@ export function createKyselyArtifactEventLog(db: Kysely<Database>): ArtifactEven
   };
 }
 
-/** Appends in the caller's transaction, as its last step (see the head of this file); false when there is nothing to append. */
-async function appendEvents(tx: Transaction<Database>, events: readonly PendingEvent[]): Promise<boolean> {
-  if (events.length === 0) return false;
-  await sql`select pg_advisory_xact_lock(${sql.lit(APPEND_LOCK_KEY)})`.execute(tx);
-  await tx
-    .insertInto("artifact_events")
-    .values(
-      events.map(({ type, artifact }) => ({
-        tenant_id: artifact.tenantId,
-        type,
-        artifact_id: artifact.id,
-        status: artifact.status,
-        pinned: artifact.pinned,
-        deleted_at: artifact.deletedAt ?? null,
-      })),
-    )
-    .execute();
-  await sql`select pg_notify(${EVENTS_CHANNEL}, '')`.execute(tx);
-  return true;
+/**
+ * appendEvents as common table expressions, `, append_lock as (…), … ,
+ * appended_events as (…)`, for a statement that already defines `source`
+ * (artifact rows: id, tenant_id, status, pinned, deleted_at). The lock is
+ * taken only once `source` has its rows (the events' seq numbers wait for
+ * it), so as late in the statement as it can be; Postgres holds it through
+ * the commit that follows the statement. The statement must read
+ * `appended_events` (artifact_id, event_seq: one row per event) for the
+ * expressions to run at all.
+ */
+function statementEvents(source: string, type: ArtifactEventType): RawBuilder<unknown> {
+  const from = sql.table(source);
+  return sql`, append_lock as (select pg_advisory_xact_lock(${sql.lit(APPEND_LOCK_KEY)}) from (select from ${from} limit 1) as any_row),
+  appended as (
+    insert into artifact_events (tenant_id, type, artifact_id, status, pinned, deleted_at)
+    select changed.tenant_id, ${sql.lit(type)}, changed.id, changed.status, changed.pinned, changed.deleted_at from ${from} as changed, append_lock
+    returning artifact_id, seq
+  ),
+  woken as (select pg_notify(${sql.lit(EVENTS_CHANNEL)}, max(seq)::text) from appended having count(*) > 0),
+  appended_events as (select appended.artifact_id, appended.seq as event_seq from appended, (select count(*) from woken) as notified)`;
+}
+
+/** The event a statement of withStatementEvents appended for one of its artifact rows (read with its `event_seq`). */
+export function statementEventOf(
+  type: ArtifactEventType,
+  row: { readonly event_seq: string | number | bigint; readonly id: string; readonly tenant_id: string } & Pick<
+    ArtifactRow,
+    "status" | "pinned" | "deleted_at"
+  >,
+): LoggedEvent {
+  return {
+    seq: Number(row.event_seq),
+    tenantId: row.tenant_id,
+    type,
+    artifactId: row.id,
+    status: row.status,
+    pinned: row.pinned,
+    deletedAt: row.deleted_at === null ? undefined : new Date(row.deleted_at),
+  };
+}
+
+/**
+ * Appends in the caller's transaction, as its last step (see the head of
+ * this file), in one statement: the lock, then the rows (their seq numbers
+ * wait for the lock: the insert reads from it), in the order given, and the
+ * NOTIFY. Nothing when there is nothing to append.
+ */
+async function appendEvents(tx: Transaction<Database>, events: readonly PendingEvent[]): Promise<LoggedEvent[]> {
+  if (events.length === 0) return [];
+  const column = <T>(of: (event: PendingEvent) => T) => events.map(of);
+  const { rows } = await sql<Selectable<ArtifactEventTable>>`with append_lock as (select pg_advisory_xact_lock(${sql.lit(APPEND_LOCK_KEY)})),
+  appended as (
+    insert into artifact_events (tenant_id, type, artifact_id, status, pinned, deleted_at)
+    select pending.tenant_id, pending.type, pending.artifact_id, pending.status, pending.pinned, pending.deleted_at
+    from append_lock, unnest(
+      ${column((e) => e.artifact.tenantId)}::text[], ${column((e) => e.type)}::text[], ${column((e) => e.artifact.id)}::text[],
+      ${column((e) => e.artifact.status)}::text[], ${column((e) => e.artifact.pinned)}::bool[], ${column((e) => e.artifact.deletedAt ?? null)}::timestamptz[]
+    ) with ordinality as pending(tenant_id, type, artifact_id, status, pinned, deleted_at, position)
+    order by pending.position
+    returning seq, tenant_id, type, artifact_id, status, pinned, deleted_at, created_at
+  ),
+  woken as (select pg_notify(${sql.lit(EVENTS_CHANNEL)}, max(seq)::text) from appended)
+  select appended.* from appended, (select count(*) from woken) as notified`.execute(tx);
+  return rows.map(toLoggedEvent).sort((a, b) => a.seq - b.seq);
+}
+
+function toLoggedEvent(
+  row: Pick<Selectable<ArtifactEventTable>, "seq" | "tenant_id" | "type" | "artifact_id" | "status" | "pinned" | "deleted_at">,
+): LoggedEvent {
+  return {
+    seq: Number(row.seq),
+    tenantId: row.tenant_id,
+    type: row.type,
+    artifactId: row.artifact_id,
+    status: row.status,
+    pinned: row.pinned,
+    deletedAt: row.deleted_at === null ? undefined : new Date(row.deleted_at),
+  };
 }

@@ -6,7 +6,8 @@ import { fromPostgresError } from "../metadata/postgres-errors.ts";
  * Hears, over Postgres LISTEN, that some replica (this one included)
  * committed artifact events, and says so through `onWake`: the event feed
  * then reads the log (service/artifact-events.ts). The notification carries
- * nothing; the log is the truth.
+ * the highest seq the commit appended (empty from versions before it), so
+ * the feed can skip a read for events it already has; the log is the truth.
  *
  * The listening connection is one dedicated client, named
  * LISTENER_APPLICATION_NAME in pg_stat_activity. When it drops (server
@@ -25,7 +26,11 @@ export interface PostgresEventListenerOptions {
   readonly log?: (message: string, error?: unknown) => void;
 }
 
-export function listenForArtifactEvents(databaseUrl: string, onWake: () => void, options: PostgresEventListenerOptions = {}): { close(): Promise<void> } {
+export function listenForArtifactEvents(
+  databaseUrl: string,
+  onWake: (throughSeq?: number) => void,
+  options: PostgresEventListenerOptions = {},
+): { close(): Promise<void> } {
   const { minBackoffMs = 100, maxBackoffMs = 10_000, log = () => {} } = options;
   let closed = false;
   let failedAttempts = 0;
@@ -53,7 +58,8 @@ export function listenForArtifactEvents(databaseUrl: string, onWake: () => void,
     client.on("error", onLost);
     client.on("end", () => onLost(new Error("the listening connection ended")));
     client.on("notification", (message) => {
-      if (message.channel === EVENTS_CHANNEL) onWake();
+      if (message.channel !== EVENTS_CHANNEL) return;
+      onWake(/^\d{1,15}$/.test(message.payload ?? "") ? Number(message.payload) : undefined);
     });
     try {
       await client.connect();

@@ -1,13 +1,14 @@
-import { sql, type Kysely, type Transaction } from "kysely";
-import { STATUS_TRANSITIONS, type Artifact, type ArtifactInput } from "../../artifact.ts";
+import { CompiledQuery, sql, type Insertable, type Kysely, type RawBuilder, type Transaction } from "kysely";
+import { STATUS_TRANSITIONS, type Artifact, type ArtifactEventType, type ArtifactInput } from "../../artifact.ts";
 import { ArtifactError, failedPrecondition, notFound } from "../../artifact-error.ts";
 import { BLOB_RECLAIMED, storageKeyOf, UPLOAD_HOLD_LOST, type ArtifactExpiry, type ArtifactRecords, type NewArtifact } from "../../ports/artifact-records.ts";
 import type { StoredBlob } from "../../ports/tenant-blob-index.ts";
-import type { PendingEvent, WithEvents } from "../events/kysely-artifact-event-log.ts";
+import { statementEventOf, type PendingEvent, type WithEvents, type WithStatementEvents } from "../events/kysely-artifact-event-log.ts";
 import { selectArtifacts } from "./artifact-query-builders.ts";
 import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type ArtifactRow, type Queryable } from "./artifact-rows.ts";
 import { releaseStorageKey } from "./kysely-in-flight-uploads.ts";
-import type { Database } from "./schema.ts";
+import { PREPARED_STATEMENT_MARK } from "./prepared-statements.ts";
+import type { ArtifactTable, Database } from "./schema.ts";
 
 /**
  * Changing artifacts on kysely (Postgres and PGlite).
@@ -19,9 +20,21 @@ import type { Database } from "./schema.ts";
  * per (tenant, digest) is the schema's invariant, so of two uploads of the
  * same content the second finds the first's row and points at it.
  */
-export function createKyselyArtifactRecords(db: Kysely<Database>, withEvents: WithEvents): ArtifactRecords & ArtifactExpiry {
+export function createKyselyArtifactRecords(
+  db: Kysely<Database>,
+  withEvents: WithEvents,
+  withStatementEvents: WithStatementEvents,
+): ArtifactRecords & ArtifactExpiry {
+  const createInlineArtifact = inlineArtifactWriter(db, withStatementEvents);
   return {
     async createArtifact(record) {
+      if (!record.blob && !record.hold) {
+        // Inline content: one statement, one round trip, in the common case.
+        const artifact = await translateDatabaseError(() => createInlineArtifact(record));
+        if (artifact) return { artifact, blobCreated: false, blob: undefined };
+        // An input is missing, deleted or of the wrong class or kind: the transaction below says which (or, if that
+        // changed meanwhile, records the artifact after all).
+      }
       return translateDatabaseError(() =>
         withEvents(async (tx, recordEvent) => {
           let blob: StoredBlob | undefined;
@@ -74,37 +87,7 @@ export function createKyselyArtifactRecords(db: Kysely<Database>, withEvents: Wi
           await checkInputs(tx, record.tenantId, record.spec.inputs);
 
           const { spec } = record;
-          const row = await tx
-            .insertInto("artifacts")
-            .values({
-              id: record.id,
-              tenant_id: record.tenantId,
-              kind: spec.kind,
-              artifact_class: spec.artifactClass,
-              name: spec.name,
-              title: spec.title,
-              mime_type: record.mimeType,
-              size_bytes: record.sizeBytes,
-              blake3: record.blake3,
-              storage: record.blob ? "blob" : "inline",
-              blob_digest: record.blob ? record.blake3 : null,
-              // JSON is kept byte-for-byte as sent (inline_text: what downloads
-              // return and the digest covers) and as JSONB for queries.
-              inline_text: record.inline ? (record.inline.type === "text" ? record.inline.text : record.inline.json) : null,
-              inline_json: record.inline?.type === "json" ? record.inline.json : null,
-              labels: JSON.stringify(spec.labels),
-              tags: [...spec.tags],
-              metrics: JSON.stringify(spec.metrics),
-              pinned: spec.pinned,
-              status: spec.status,
-              ...provenanceColumns(spec.provenance),
-              created_at: record.createdAt,
-              created_by: record.createdBy,
-              deleted_at: null,
-              expires_at: spec.expiresAt ?? null,
-            })
-            .returning(ARTIFACT_COLUMNS)
-            .executeTakeFirstOrThrow();
+          const row = await tx.insertInto("artifacts").values(artifactValues(record)).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
           if (spec.inputs.length > 0) {
             await tx
               .insertInto("artifact_inputs")
@@ -209,6 +192,125 @@ export function createKyselyArtifactRecords(db: Kysely<Database>, withEvents: Wi
       });
     },
   };
+}
+
+/** The artifacts row of a new artifact. */
+function artifactValues(record: NewArtifact): Insertable<ArtifactTable> {
+  const { spec } = record;
+  return {
+    id: record.id,
+    tenant_id: record.tenantId,
+    kind: spec.kind,
+    artifact_class: spec.artifactClass,
+    name: spec.name,
+    title: spec.title,
+    mime_type: record.mimeType,
+    size_bytes: record.sizeBytes,
+    blake3: record.blake3,
+    storage: record.blob ? "blob" : "inline",
+    blob_digest: record.blob ? record.blake3 : null,
+    // JSON is kept byte-for-byte as sent (inline_text: what downloads
+    // return and the digest covers) and as JSONB for queries.
+    inline_text: record.inline ? (record.inline.type === "text" ? record.inline.text : record.inline.json) : null,
+    inline_json: record.inline?.type === "json" ? record.inline.json : null,
+    labels: JSON.stringify(spec.labels),
+    tags: [...spec.tags],
+    metrics: JSON.stringify(spec.metrics),
+    pinned: spec.pinned,
+    status: spec.status,
+    ...provenanceColumns(spec.provenance),
+    created_at: record.createdAt,
+    created_by: record.createdBy,
+    deleted_at: null,
+    expires_at: spec.expiresAt ?? null,
+  };
+}
+
+/**
+ * Records an artifact with inline content in one statement (so one round
+ * trip, and its own transaction): its inputs checked and share-locked as
+ * checkInputs does, the row, its input edges, and its created event
+ * (../events/kysely-artifact-event-log.ts). Undefined, having recorded
+ * nothing, when an input does not pass the check; the transaction of
+ * createArtifact then says why.
+ *
+ * The statement's text is the same for every artifact (the inputs go as
+ * arrays), so it is compiled once and prepared (./prepared-statements.ts);
+ * each call only binds its parameters. Postgres takes their types from the
+ * columns they are inserted into, so the values need no casts.
+ */
+function inlineArtifactWriter(db: Kysely<Database>, withStatementEvents: WithStatementEvents) {
+  let text: string | undefined;
+  return (record: NewArtifact): Promise<Artifact | undefined> =>
+    withStatementEvents(async (eventsOf) => {
+      const { parameters, columns } = inlineArtifactParameters(record);
+      text ??= compileOnce(inlineArtifactStatement(parameters, columns, eventsOf).compile(db), parameters);
+      const { rows } = await db.executeQuery<ArtifactRow & { event_seq: string | number | bigint }>(CompiledQuery.raw(text, parameters));
+      const row = rows[0];
+      return { value: row && toArtifact(row, record.spec.inputs, false), appended: row ? [statementEventOf("created", row)] : [] };
+    });
+}
+
+/** The marked text of a statement compiled once, having checked that it binds `parameters` as they are ordered. */
+function compileOnce(compiled: CompiledQuery, parameters: readonly unknown[]): string {
+  if (compiled.parameters.length !== parameters.length || compiled.parameters.some((p, i) => p !== parameters[i])) {
+    throw new Error("the statement binds its parameters in another order than they are listed");
+  }
+  return PREPARED_STATEMENT_MARK + compiled.sql;
+}
+
+/**
+ * inlineArtifactStatement's parameters, in the order it binds them (the
+ * order they appear in its text); the
+ * artifact's values last, in the order of `columns` (artifactValues' keys,
+ * the same for every artifact).
+ */
+function inlineArtifactParameters(record: NewArtifact): { parameters: unknown[]; columns: readonly (keyof Insertable<ArtifactTable>)[] } {
+  const { inputs } = record.spec;
+  const values = artifactValues(record);
+  const columns = Object.keys(values) as (keyof typeof values)[];
+  const parameters = [
+    inputs.map((i) => i.artifactId),
+    inputs.map((i) => i.role),
+    inputs.map((i) => i.requiredClass),
+    inputs.map((i) => i.requiredKind),
+    record.tenantId,
+    ...columns.map((c) => values[c]),
+    inputs.length,
+  ];
+  return { parameters, columns };
+}
+
+function inlineArtifactStatement(
+  parameters: readonly unknown[],
+  columns: readonly (keyof Insertable<ArtifactTable>)[],
+  eventsOf: (source: string, type: ArtifactEventType) => RawBuilder<unknown>,
+) {
+  const [ids, roles, classes, kinds, tenantId, ...values] = parameters.map((p) => sql.val(p));
+  const inputCount = values.pop();
+  return sql`with wanted as (
+    select * from unnest(${ids}::text[], ${roles}::text[], ${classes}::text[], ${kinds}::text[])
+      with ordinality as w(input_id, role, required_class, required_kind, position)
+  ),
+  usable as (
+    select input.id from artifacts as input join wanted on input.id = wanted.input_id
+    where input.tenant_id = ${tenantId} and input.deleted_at is null
+      and (wanted.required_class = '' or input.artifact_class = wanted.required_class)
+      and (wanted.required_kind = '' or input.kind = wanted.required_kind)
+    for share of input
+  ),
+  created as (
+    insert into artifacts (${sql.join(columns.map((c) => sql.ref(c)))})
+    select ${sql.join(values)}
+    where (select count(*) from usable) = ${inputCount}
+    returning ${sql.join(ARTIFACT_COLUMNS.map((c) => sql.ref(c)))}
+  ),
+  linked as (
+    insert into artifact_inputs (tenant_id, artifact_id, input_id, role, position)
+    select created.tenant_id, created.id, wanted.input_id, wanted.role, wanted.position - 1 from created, wanted
+  )
+  ${eventsOf("created", "created")}
+  select created.*, appended_events.event_seq from created join appended_events on appended_events.artifact_id = created.id`;
 }
 
 /**

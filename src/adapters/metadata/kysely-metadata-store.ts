@@ -21,7 +21,7 @@ import type { Database } from "./schema.ts";
  * change and its event commit together or not at all.
  */
 export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClose?: () => Promise<void> } = {}): MetadataStore {
-  const { withEvents, ...eventLog } = createKyselyArtifactEventLog(db);
+  const { withEvents, withStatementEvents, ...eventLog } = createKyselyArtifactEventLog(db);
 
   return {
     uploadSessions: createKyselyUploadSessionStore(db),
@@ -29,7 +29,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
     eventLog,
     tenantQuotas: createKyselyTenantQuotas(db),
     ...createKyselyArtifactQueries(db),
-    ...createKyselyArtifactRecords(db, withEvents),
+    ...createKyselyArtifactRecords(db, withEvents, withStatementEvents),
     ...createKyselyTenantBlobIndex(db),
     ...createKyselyAllTenantsBlobIndex(db),
     ...createKyselyTokenStore(db),

@@ -5,6 +5,7 @@ import { createKyselyMetadataStore } from "./kysely-metadata-store.ts";
 import { migrationProvider } from "./migrations/index.ts";
 import { ensurePrivateDir } from "../../private-files.ts";
 import { PGliteDialect } from "./pglite-dialect.ts";
+import { preparedStatementNamer } from "./prepared-statements.ts";
 import { translateDialectErrors } from "./translate-dialect-errors.ts";
 import { fromPostgresError, untranslatedPostgresError } from "./postgres-errors.ts";
 import type { Database } from "./schema.ts";
@@ -58,8 +59,10 @@ export async function openDatabase(options: MetadataStoreOptions): Promise<{ db:
     // 'error' on the client, which the pool no longer listens to: unheard, it would stop the whole process.
     // The query in flight fails on its own (UNAVAILABLE to its caller), and the client, no longer queryable,
     // is dropped when released.
+    const preparedName = preparedStatementNamer();
     pool.on("connect", (client) => {
       client.on("error", () => {});
+      sendMarkedAsPrepared(client, preparedName);
       endOnFatalError(client);
     });
     dialect = new PostgresDialect({ pool });
@@ -101,6 +104,16 @@ async function ensureMigrated(db: Kysely<Database>): Promise<void> {
       `the database is missing ${pending.length} migration(s) (${pending.map((m) => m.name).join(", ")}): run \`artifactd migrate\` or set ARTIFACTD_MIGRATE_ON_START=true`,
     );
   }
+}
+
+/** Queries whose text carries PREPARED_STATEMENT_MARK go as named statements: prepared on first use, then only bound. */
+function sendMarkedAsPrepared(client: pg.PoolClient, preparedName: (text: string) => string | undefined): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  (client as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+    const [text, values] = args;
+    const name = typeof text === "string" ? preparedName(text) : undefined;
+    return name === undefined ? query(...args) : query({ name, text, values });
+  };
 }
 
 /**
