@@ -330,13 +330,16 @@ describeOn("postgres+minio")("process faults: Postgres, MinIO and the service st
    */
   const waitOutStaleUploadsAndCollect = async () => {
     let releasedKeys = 0;
+    // What the passes said besides their report (a key they failed to reclaim is logged there): the message of an assertion on them.
+    const said: string[] = [];
     for (let pass = 0; pass < 2; pass++) {
       await sleep(UPLOAD_STALE_MS + 1_000);
       const gc = await service!.runCommand(["gc", "--grace-seconds", "0", "--json"]);
       expect(gc.code, `gc failed: ${gc.stderr}`).toBe(0);
       releasedKeys += (JSON.parse(gc.stdout.trim().split("\n").at(-1) ?? "") as { releasedKeys: number }).releasedKeys;
+      said.push(`gc pass ${pass + 1}: ${gc.stderr.trim() || "(nothing on stderr)"}`);
     }
-    return { releasedKeys };
+    return { releasedKeys, said: said.join("\n") };
   };
 
   /** Nothing is stored that the metadata does not hold, nothing it holds is missing (the soak's reconciliation). */
@@ -465,7 +468,7 @@ describeOn("postgres+minio")("process faults: Postgres, MinIO and the service st
     await expectAcknowledgedIntact();
 
     const gc = await waitOutStaleUploadsAndCollect();
-    expect(gc.releasedKeys).toBeGreaterThanOrEqual(1);
+    expect(gc.releasedKeys, gc.said).toBeGreaterThanOrEqual(1);
     expect(uploadsOnDisk(key)).toEqual([]);
     await expectNoLeftovers([key]);
   });
@@ -507,7 +510,7 @@ describeOn("postgres+minio")("process faults: Postgres, MinIO and the service st
     expect(await inFlightKeys()).toContain(key);
     expect(uploadsOnDisk(key)).not.toEqual([]);
     const gc = await waitOutStaleUploadsAndCollect();
-    expect(gc.releasedKeys).toBeGreaterThanOrEqual(1);
+    expect(gc.releasedKeys, gc.said).toBeGreaterThanOrEqual(1);
     const stat = await bucket.statObject(BUCKET, key).then(
       () => "exists",
       (error: { code?: string }) => error.code,
