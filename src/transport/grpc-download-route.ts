@@ -4,6 +4,7 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-connect";
 import type { Caller } from "../artifact.ts";
+import { chunkFrameHead } from "@artifactd/api";
 import { DownloadRequestSchema, DownloadResponseSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { ArtifactService } from "../service/artifact-service.ts";
 import { encodeGrpcMessage, parseGrpcTimeout } from "./admission.ts";
@@ -294,7 +295,7 @@ async function serve(
       if (controller.signal.aborted) throw controller.signal.reason;
       let bytes = 0;
       for (const piece of message) bytes += piece.byteLength;
-      await framing.write([chunkHead(bytes), ...message], controller.signal);
+      await framing.write([chunkFrameHead(bytes), ...message], controller.signal);
     }
     if (controller.signal.aborted) throw controller.signal.reason;
     await framing.finish(undefined);
@@ -331,24 +332,6 @@ function envelopeHead(messageBytes: number): Buffer {
   const head = Buffer.allocUnsafe(5);
   head[0] = 0;
   head.writeUInt32BE(messageBytes, 1);
-  return head;
-}
-
-/** Envelope head plus DownloadResponse's `bytes chunk = 2` tag and length: what precedes a chunk's bytes on the wire. */
-function chunkHead(chunkBytes: number): Buffer {
-  const varint: number[] = [];
-  for (let v = chunkBytes; ; v = Math.floor(v / 128)) {
-    if (v < 128) {
-      varint.push(v);
-      break;
-    }
-    varint.push((v % 128) | 128);
-  }
-  const head = Buffer.allocUnsafe(5 + 1 + varint.length);
-  head[0] = 0;
-  head.writeUInt32BE(1 + varint.length + chunkBytes, 1);
-  head[5] = (2 << 3) | 2; // field 2, length-delimited
-  head.set(varint, 6);
   return head;
 }
 

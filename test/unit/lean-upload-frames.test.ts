@@ -2,7 +2,8 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { describe, expect, it } from "vitest";
 import { UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
-import { chunkFrameHead, uploadFrames } from "../../clients/node/src/lean-upload-transport.ts";
+import { chunkFrameHead } from "@artifactd/api";
+import { uploadFrames } from "../../clients/node/src/lean-upload-transport.ts";
 
 /** What connect's generic path sends for these messages: each serialized by protobuf-es, in its gRPC envelope. */
 function genericFrames(messages: Parameters<typeof create<typeof UploadRequestSchema>>[1][]): Buffer {

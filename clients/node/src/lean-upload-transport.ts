@@ -3,6 +3,7 @@ import { createContextValues, type Interceptor, type StreamResponse, type Transp
 import {
   createMethodSerializationLookup,
   createMethodUrl,
+  encodeEnvelope,
   pipe,
   runStreamingCall,
   transformParseEnvelope,
@@ -10,6 +11,7 @@ import {
   type UniversalClientFn,
 } from "@connectrpc/connect/protocol";
 import { requestHeader, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc";
+import { chunkFrameHead } from "@artifactd/api";
 import { ArtifactService, type UploadRequest, UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 
 /**
@@ -91,9 +93,6 @@ export function withLeanUploads(inner: Transport, options: { baseUrl: string; ht
   };
 }
 
-/** UploadRequest field 2 (`bytes chunk`), length-delimited: (2 << 3) | 2. */
-const CHUNK_FIELD_TAG = 0x12;
-
 /**
  * The request body: each message as its gRPC frame. A chunk message is
  * yielded as two pieces, its head and the chunk itself (a view, never
@@ -111,33 +110,7 @@ export async function* uploadFrames(
       yield chunkFrameHead(chunk.byteLength);
       if (chunk.byteLength > 0) yield chunk;
     } else {
-      const data = serialize(message);
-      yield envelope(data);
+      yield encodeEnvelope(0, serialize(message));
     }
   }
-}
-
-/** The gRPC envelope head (uncompressed, length) and the field's tag and length of a chunk message of `length` bytes. */
-export function chunkFrameHead(length: number): Uint8Array {
-  const varint: number[] = [];
-  for (let rest = length; ; rest = Math.floor(rest / 128)) {
-    if (rest < 128) {
-      varint.push(rest);
-      break;
-    }
-    varint.push((rest % 128) | 128);
-  }
-  const messageLength = 1 + varint.length + length;
-  const head = new Uint8Array(5 + 1 + varint.length);
-  new DataView(head.buffer).setUint32(1, messageLength);
-  head[5] = CHUNK_FIELD_TAG;
-  head.set(varint, 6);
-  return head;
-}
-
-function envelope(data: Uint8Array): Uint8Array {
-  const frame = new Uint8Array(5 + data.byteLength);
-  new DataView(frame.buffer).setUint32(1, data.byteLength);
-  frame.set(data, 5);
-  return frame;
 }
