@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { openMetadataStore } from "../../src/adapters/metadata/open-metadata-store.ts";
 import type { ArtifactSpec } from "../../src/artifact.ts";
 import { newArtifactId } from "../../src/artifact-id.ts";
@@ -39,14 +39,6 @@ function countingReads(store: MetadataStore): { eventLog: MetadataStore["eventLo
     readAfter: (...args: Parameters<MetadataStore["eventLog"]["readAfter"]>) => (reads++, store.eventLog.readAfter(...args)),
   };
   return { eventLog, reads: () => reads };
-}
-
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describeEachAdapter("event feed: %s", METADATA_STORE_ADAPTERS, (_name, open) => {
@@ -110,7 +102,7 @@ describeOn("postgres+minio")("event feed: commits of another process", () => {
       const theirs = await elsewhere.createArtifact(record("mixed"));
       // Its wake-up (NOTIFY, not listened to here) is late: our next commit does not follow on from what we delivered.
       const ours = await here.createArtifact(record("mixed"));
-      await until(() => delivered.length === 3, "the three events");
+      await vi.waitFor(() => expect(delivered, "the three events").toHaveLength(3), { timeout: 10_000, interval: 10 });
       expect(delivered.map((e) => e.artifactId).slice(1)).toEqual([theirs.artifact.id, ours.artifact.id]);
       expect(reads()).toBeGreaterThan(0);
       // The late wake-up for their event finds it delivered already.
@@ -121,7 +113,7 @@ describeOn("postgres+minio")("event feed: commits of another process", () => {
       const later = await elsewhere.createArtifact(record("mixed"));
       const [event] = await elsewhere.eventLog.readAfter(delivered.at(-1)!.seq, 1, "mixed");
       feed.wake(event!.seq);
-      await until(() => delivered.length === 4, "the fourth event");
+      await vi.waitFor(() => expect(delivered, "the fourth event").toHaveLength(4), { timeout: 10_000, interval: 10 });
       expect(delivered[3]!.artifactId).toBe(later.artifact.id);
       expect(delivered.every((e, i) => i === 0 || e.seq > delivered[i - 1]!.seq)).toBe(true);
     } finally {
