@@ -86,6 +86,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
     blobs,
     events,
     inlineMaxBytes: config.inlineMaxBytes,
+    uploadInlineMaxBytes: config.uploadInlineMaxBytes,
     uploadMaxBytes: config.uploadMaxBytes,
     downloadChunkBytes: config.downloadChunkBytes,
     sessionTtlMs: config.uploadSessionTtlMs,

@@ -28,7 +28,7 @@ export function isArtifactId(value: string): boolean {
 }
 
 /** The prefix an artifact gets when the client names none. */
-export function defaultPrefix(mimeType: string, inline?: "json" | "text"): string {
+export function defaultPrefix(mimeType: string, inline?: "json" | "text" | "binary"): string {
   if (inline === "json") return "json";
   if (inline === "text") return "txt";
   const type = mimeType.toLowerCase();

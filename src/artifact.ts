@@ -64,7 +64,14 @@ export interface ArtifactSpec {
   readonly typePrefix: string;
 }
 
-export type InlineContent = { readonly type: "text"; readonly text: string } | { readonly type: "json"; readonly json: string };
+/** Content kept in the metadata database: text or JSON saved with SaveInline, or the bytes of a small Upload. */
+export type InlineContent =
+  | { readonly type: "text"; readonly text: string }
+  | { readonly type: "json"; readonly json: string }
+  | { readonly type: "binary"; readonly bytes: Uint8Array };
+
+/** What SaveInline saves: text or JSON (binary content comes with Upload). */
+export type SavedInlineContent = Exclude<InlineContent, { readonly type: "binary" }>;
 
 export interface Artifact {
   readonly id: string;

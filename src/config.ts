@@ -29,6 +29,8 @@ export interface Config {
   readonly s3: S3Config | undefined;
   /** Largest inline (JSON / text) content stored in the database. */
   readonly inlineMaxBytes: number;
+  /** An Upload declaring at most this many bytes is kept in the artifact's row, not the blob store (0: never). */
+  readonly uploadInlineMaxBytes: number;
   /** Largest blob one upload may carry. */
   readonly uploadMaxBytes: number;
   /** Bytes per message when streaming content out. */
@@ -159,6 +161,7 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_S3_PART_CONCURRENCY",
   "ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT",
   "ARTIFACTD_INLINE_MAX_BYTES",
+  "ARTIFACTD_UPLOAD_INLINE_MAX_BYTES",
   "ARTIFACTD_UPLOAD_MAX_BYTES",
   "ARTIFACTD_DOWNLOAD_CHUNK_BYTES",
   "ARTIFACTD_SHUTDOWN_GRACE_MS",
@@ -347,6 +350,7 @@ export function readConfig(env: Env = process.env): Config {
     databaseStatementTimeoutMs: integer("ARTIFACTD_DATABASE_STATEMENT_TIMEOUT_MS", 30_000, 0, 3_600_000),
     s3,
     inlineMaxBytes: integer("ARTIFACTD_INLINE_MAX_BYTES", 256 * 1024, 0, 64 * MiB),
+    uploadInlineMaxBytes: integer("ARTIFACTD_UPLOAD_INLINE_MAX_BYTES", 64 * 1024, 0, MiB),
     uploadMaxBytes: integer("ARTIFACTD_UPLOAD_MAX_BYTES", 5 * 1024 * 1024 * MiB, 0, Number.MAX_SAFE_INTEGER),
     downloadChunkBytes: integer("ARTIFACTD_DOWNLOAD_CHUNK_BYTES", 256 * 1024, 16 * 1024, 4 * MiB - 64 * 1024),
     shutdownGraceMs: integer("ARTIFACTD_SHUTDOWN_GRACE_MS", 30_000, 0, 3_600_000),

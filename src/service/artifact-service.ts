@@ -1,4 +1,4 @@
-import type { Artifact, ArtifactEvent, ArtifactFilter, ArtifactStatus, Caller, InlineContent, Lineage } from "../artifact.ts";
+import type { Artifact, ArtifactEvent, ArtifactFilter, ArtifactStatus, Caller, Lineage, SavedInlineContent } from "../artifact.ts";
 import { ArtifactError, invalidArgument, notFound } from "../artifact-error.ts";
 import { blake3Hex } from "../blake3.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
@@ -20,6 +20,7 @@ import { createDownloadUrl, type UrlSigner } from "./download-urls.ts";
 import { createDirectDownloadUrl, type DirectDownloadLink, type DirectDownloadRequest } from "./direct-downloads.ts";
 import { type ContentMessage, downloadArtifact, type DownloadRequest } from "./download-artifact.ts";
 import { openBlobWriterSink, type BlobWriterSinkDeps } from "./blob-writer-sink.ts";
+import { openInlineContentSink, type InlineContentSinkDeps } from "./inline-content-sink.ts";
 import { newArtifactRecord } from "./record-artifact.ts";
 import { openSessionPartsSink } from "./session-parts-sink.ts";
 import type { UploadMessage } from "./upload-header.ts";
@@ -53,6 +54,8 @@ export interface ArtifactServiceOptions {
     };
   readonly blobs: BlobStore;
   readonly inlineMaxBytes: number;
+  /** Uploads declaring at most this many bytes are kept in the database (ARTIFACTD_UPLOAD_INLINE_MAX_BYTES). */
+  readonly uploadInlineMaxBytes: number;
   readonly uploadMaxBytes: number;
   readonly downloadChunkBytes: number;
   readonly events: ArtifactEvents;
@@ -86,7 +89,7 @@ export interface ArtifactService {
   searchArtifacts(caller: Caller, query: string, filter: ArtifactFilter, pageSize: number, pageToken: string): Promise<Page<Artifact>>;
   bestArtifact(caller: Caller, kind: string, metric: string, minimize: boolean, filter: ArtifactFilter): Promise<Artifact>;
   lineage(caller: Caller, id: string, depth: number): Promise<Lineage>;
-  saveInline(caller: Caller, spec: RawSpec | undefined, content: InlineContent | undefined): Promise<Artifact>;
+  saveInline(caller: Caller, spec: RawSpec | undefined, content: SavedInlineContent | undefined): Promise<Artifact>;
   deleteArtifact(caller: Caller, id: string): Promise<Artifact>;
   setPinned(caller: Caller, id: string, pinned: boolean): Promise<Artifact>;
   setStatus(caller: Caller, id: string, status: ArtifactStatus | undefined): Promise<Artifact>;
@@ -109,18 +112,29 @@ export interface ArtifactService {
   createDirectDownloadUrl(caller: Caller, request: DirectDownloadRequest): Promise<DirectDownloadLink>;
 }
 
-/** What an upload stream needs: a new blob, or an upload session's parts. */
-export type UploadDeps = BlobWriterSinkDeps & UploadSessionDeps;
+/** What an upload stream needs: a new blob, its artifact's row for small content, or an upload session's parts. */
+export type UploadDeps = BlobWriterSinkDeps &
+  InlineContentSinkDeps &
+  UploadSessionDeps & {
+    /** A new artifact whose header declares at most this many bytes is kept in its row (ARTIFACTD_UPLOAD_INLINE_MAX_BYTES; 0: never). */
+    readonly uploadInlineMaxBytes: number;
+  };
 
 /**
  * The Upload use case: the stream's one reader (./upload-stream-reader.ts),
- * feeding the sink its header asks for: a new blob, or the parts of the
- * upload session the stream continues.
+ * feeding the sink its header asks for: the parts of the upload session the
+ * stream continues; for a new artifact whose declared size is small, its
+ * row (./inline-content-sink.ts); else a new blob.
  */
 export function uploadArtifact(deps: UploadDeps, caller: Caller, messages: AsyncIterable<UploadMessage>, signal: AbortSignal): Promise<UploadResult> {
-  return readUploadStream(deps, messages, signal, (target) =>
-    target.type === "session" ? openSessionPartsSink(deps, caller, target) : openBlobWriterSink(deps, caller, target, signal),
-  );
+  return readUploadStream(deps, messages, signal, (target) => {
+    if (target.type === "session") return openSessionPartsSink(deps, caller, target);
+    const { expectedSize } = target;
+    if (expectedSize !== undefined && expectedSize <= deps.uploadInlineMaxBytes) {
+      return openInlineContentSink(deps, caller, { ...target, expectedSize }, signal);
+    }
+    return openBlobWriterSink(deps, caller, target, signal);
+  });
 }
 
 export const MAX_LINEAGE_DEPTH = 32;
@@ -139,6 +153,7 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     digests: createSessionDigests(options.sessionHashAhead),
     sessionTtlMs: options.sessionTtlMs,
     uploadMaxBytes: options.uploadMaxBytes,
+    uploadInlineMaxBytes: options.uploadInlineMaxBytes,
     uploadStaleMs: options.uploadStaleMs,
     ...(options.log ? { log: options.log } : {}),
   };

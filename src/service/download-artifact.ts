@@ -1,4 +1,4 @@
-import type { Artifact, Caller } from "../artifact.ts";
+import type { Artifact, Caller, InlineContent } from "../artifact.ts";
 import { ArtifactError, invalidArgument, notFound } from "../artifact-error.ts";
 import { createBlake3 } from "../blake3.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
@@ -74,8 +74,7 @@ export async function downloadArtifact(
 
   let source: AsyncIterable<Uint8Array>;
   if (artifact.storage === "inline") {
-    const text = inlineContent?.type === "json" ? inlineContent.json : (inlineContent?.text ?? "");
-    source = once(Buffer.from(text, "utf8").subarray(request.offset, request.offset + length));
+    source = once(inlineBytesOf(inlineContent).subarray(request.offset, request.offset + length));
   } else {
     const storageKey = await readableBlobOf(deps.metadata, caller, artifact);
     source = missingIsDataLoss(deps.blobs.read(storageKey, { offset: request.offset, length }, signal), id);
@@ -86,6 +85,20 @@ export async function downloadArtifact(
     });
   const content = groupIntoMessages(readAhead(source, READ_AHEAD_BYTES), deps.chunkBytes, whole ? artifact.blake3 : undefined, length, id, markCorrupt);
   return { artifact: { ...metadataOnly, inlineContent: undefined }, content };
+}
+
+/** The bytes of inline content, as downloads return them and its digest covers (text and JSON as UTF-8). */
+function inlineBytesOf(content: InlineContent | undefined): Uint8Array {
+  switch (content?.type) {
+    case "binary":
+      return content.bytes;
+    case "json":
+      return Buffer.from(content.json, "utf8");
+    case "text":
+      return Buffer.from(content.text, "utf8");
+    case undefined:
+      return new Uint8Array(0);
+  }
 }
 
 /**

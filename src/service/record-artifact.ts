@@ -33,7 +33,7 @@ export function newArtifactRecord(fields: {
   readonly blake3: string;
   readonly createdBy: string;
   readonly createdAt?: Date;
-  /** Set for inline content: its type sets the default media type and id prefix. */
+  /** Set for inline content: its type sets the default media type and id prefix (binary: as for a blob). */
   readonly inline?: InlineContent["type"];
 }): ArtifactRecord {
   const { spec, inline } = fields;

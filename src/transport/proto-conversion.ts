@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import type { Artifact, ArtifactFilter, ArtifactStatus, ArtifactStorage, InlineContent, Provenance } from "../artifact.ts";
+import type { Artifact, ArtifactFilter, ArtifactStatus, ArtifactStorage, InlineContent, Provenance, SavedInlineContent } from "../artifact.ts";
 import { PROVENANCE_FIELDS } from "../artifact.ts";
 import { invalidArgument } from "../artifact-error.ts";
 import { STATUS_BY_NAME, statusName } from "@artifactd/api";
@@ -114,7 +114,7 @@ export function filterFromProto(message: ArtifactFilterMessage | undefined): Art
 
 export function inlineContentFromProto(
   content: { case: "text"; value: string } | { case: "json"; value: string } | { case: undefined; value?: undefined },
-): InlineContent | undefined {
+): SavedInlineContent | undefined {
   switch (content.case) {
     case "text":
       return { type: "text", text: content.value };
@@ -122,6 +122,17 @@ export function inlineContentFromProto(
       return { type: "json", json: content.value };
     default:
       return undefined;
+  }
+}
+
+function inlineContentToProto(content: InlineContent) {
+  switch (content.type) {
+    case "text":
+      return { case: "text", value: content.text } as const;
+    case "json":
+      return { case: "json", value: content.json } as const;
+    case "binary":
+      return { case: "binary", value: content.bytes } as const;
   }
 }
 
@@ -145,10 +156,7 @@ export function artifactToProto(artifact: Artifact): ArtifactMessage {
     ...(artifact.inlineContent
       ? {
           inlineContent: {
-            content:
-              artifact.inlineContent.type === "text"
-                ? { case: "text", value: artifact.inlineContent.text }
-                : { case: "json", value: artifact.inlineContent.json },
+            content: inlineContentToProto(artifact.inlineContent),
           },
         }
       : {}),

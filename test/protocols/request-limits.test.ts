@@ -401,6 +401,7 @@ describeOn("postgres+minio")("the cost of an event to its watchers", () => {
       blobs: t.app.blobs,
       events,
       inlineMaxBytes: config.inlineMaxBytes,
+      uploadInlineMaxBytes: config.uploadInlineMaxBytes,
       uploadMaxBytes: config.uploadMaxBytes,
       downloadChunkBytes: config.downloadChunkBytes,
       sessionHashAhead: config.sessionHashAhead,

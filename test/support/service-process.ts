@@ -66,6 +66,8 @@ export async function createServiceProcess(options: ServiceProcessOptions): Prom
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
     HOME: process.env.HOME ?? "/tmp",
+    // As in test apps (./test-app.ts): small uploads go to the blob store unless a test asks otherwise.
+    ARTIFACTD_UPLOAD_INLINE_MAX_BYTES: "0",
     ...options.env,
     ARTIFACTD_LISTEN: `127.0.0.1:${port}`,
   };

@@ -52,7 +52,14 @@ export async function startTestApp(backend: Backend, env: Record<string, string>
   let dropDatabase = async () => {};
   // S3 settings only mean something with an S3 endpoint; the folder backend drops them.
   const shared = backend === "pglite+fs" ? Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith("ARTIFACTD_S3_"))) : env;
-  const settings: Record<string, string> = { ARTIFACTD_LISTEN: "127.0.0.1:0", ARTIFACTD_DATA_DIR: dataDir, ...shared };
+  const settings: Record<string, string> = {
+    ARTIFACTD_LISTEN: "127.0.0.1:0",
+    ARTIFACTD_DATA_DIR: dataDir,
+    // Tests upload small contents and then look at their blobs (dedup, GC, corruption, faults): small uploads go to
+    // the blob store unless a test asks for the database (test/service/inline-uploads.test.ts).
+    ARTIFACTD_UPLOAD_INLINE_MAX_BYTES: "0",
+    ...shared,
+  };
   let bucket: string | undefined;
   let databaseUrl: string | undefined;
   if (backend === "postgres+minio") {

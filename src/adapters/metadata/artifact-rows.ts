@@ -32,9 +32,10 @@ export const ARTIFACT_COLUMNS = [
   "expires_at",
 ] as const satisfies readonly (keyof ArtifactTable)[];
 
-export type ArtifactRow = Omit<Selectable<ArtifactTable>, "inline_text" | "inline_json"> & {
+export type ArtifactRow = Omit<Selectable<ArtifactTable>, "inline_text" | "inline_json" | "inline_bytes"> & {
   inline_text?: string | null;
   inline_json?: unknown;
+  inline_bytes?: Uint8Array | null;
 };
 
 type InputsById = Map<string, { artifactId: string; role: string }[]>;
@@ -73,8 +74,12 @@ export function toArtifact(row: ArtifactRow, inputs: readonly { artifactId: stri
     if (value) provenance[field] = value;
   }
   let inlineContent: Artifact["inlineContent"];
-  if (includeContent && row.storage === "inline" && typeof row.inline_text === "string") {
-    inlineContent = row.inline_json != null ? { type: "json", json: row.inline_text } : { type: "text", text: row.inline_text };
+  if (includeContent && row.storage === "inline") {
+    if (typeof row.inline_text === "string") {
+      inlineContent = row.inline_json != null ? { type: "json", json: row.inline_text } : { type: "text", text: row.inline_text };
+    } else if (row.inline_bytes) {
+      inlineContent = { type: "binary", bytes: row.inline_bytes };
+    }
   }
   return {
     id: row.id,

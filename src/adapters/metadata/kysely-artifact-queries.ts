@@ -18,7 +18,7 @@ export function createKyselyArtifactQueries(db: Kysely<Database>): ArtifactQueri
   return {
     async getArtifact(tenantId, id, { includeContent = false } = {}) {
       const row = await selectArtifacts(db, tenantId)
-        .$if(includeContent, (q) => q.select(["inline_text", "inline_json"]))
+        .$if(includeContent, (q) => q.select(["inline_text", "inline_json", "inline_bytes"]))
         .where("id", "=", id)
         .executeTakeFirst();
       return row && (await toArtifacts(db, [row], includeContent))[0];

@@ -211,8 +211,9 @@ function artifactValues(record: NewArtifact): Insertable<ArtifactTable> {
     blob_digest: record.blob ? record.blake3 : null,
     // JSON is kept byte-for-byte as sent (inline_text: what downloads
     // return and the digest covers) and as JSONB for queries.
-    inline_text: record.inline ? (record.inline.type === "text" ? record.inline.text : record.inline.json) : null,
+    inline_text: record.inline?.type === "text" ? record.inline.text : record.inline?.type === "json" ? record.inline.json : null,
     inline_json: record.inline?.type === "json" ? record.inline.json : null,
+    inline_bytes: record.inline?.type === "binary" ? record.inline.bytes : null,
     labels: JSON.stringify(spec.labels),
     tags: [...spec.tags],
     metrics: JSON.stringify(spec.metrics),

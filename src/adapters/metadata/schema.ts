@@ -67,6 +67,8 @@ export interface ArtifactTable {
   blob_digest: string | null;
   inline_text: string | null;
   inline_json: ColumnType<unknown, string | null, string | null> | null;
+  /** The bytes of a small Upload kept inline (storage 'inline', inline_text NULL). */
+  inline_bytes: Uint8Array | null;
   labels: ColumnType<Record<string, string>, string, string>;
   tags: string[];
   metrics: ColumnType<Record<string, number>, string, string>;

@@ -221,6 +221,14 @@ export declare type InlineContent = Message<"artifacts.v1.InlineContent"> & {
      */
     value: string;
     case: "json";
+  } | {
+    /**
+     * Bytes of a small Upload kept in the database (any media type).
+     *
+     * @generated from field: bytes binary = 3;
+     */
+    value: Uint8Array;
+    case: "binary";
   } | { case: undefined; value?: undefined };
 };
 
@@ -465,7 +473,9 @@ export enum Storage {
   UNSPECIFIED = 0,
 
   /**
-   * Small JSON or text, kept in the metadata database (JSONB / text).
+   * Small content kept in the metadata database: JSON or text saved with
+   * SaveInline (JSONB / text), or the bytes of an Upload no larger than the
+   * server's ARTIFACTD_UPLOAD_INLINE_MAX_BYTES (bytea).
    *
    * @generated from enum value: STORAGE_INLINE = 1;
    */
