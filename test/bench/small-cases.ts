@@ -15,8 +15,8 @@ import pg from "pg";
 import type { ArtifactClient } from "../../clients/node/src/index.ts";
 import { migrateToLatest } from "../../src/adapters/metadata/open-metadata-store.ts";
 import type { Database } from "../../src/adapters/metadata/schema.ts";
-import { blake3Hex } from "../../src/blake3.ts";
 import type { SmallCase } from "./bench-runner.ts";
+import { inlineText, insertInlineArtifact } from "./inline-row.ts";
 
 export interface SmallContext {
   readonly bucket: string;
@@ -39,13 +39,6 @@ function smallContent(n: number): Buffer {
   content.writeDoubleLE(n, 0);
   return content;
 }
-
-/** ~200 bytes of text, different for every n. */
-const inlineText = (n: number) =>
-  `{"step":${n},"loss":${(1 / (n + 1)).toFixed(6)},"note":"a small inline artifact of the size configs, metrics and short logs have; ${"x".repeat(60)}"}`;
-
-const INSERT_ARTIFACT = `insert into artifacts (id, tenant_id, kind, name, mime_type, size_bytes, blake3, storage, inline_text, status, created_at, created_by)
-  values ($1, $2, $3, $4, $5, $6, $7, 'inline', $8, 'draft', now(), $9) returning id`;
 
 export function smallCases(context: SmallContext): SmallCase[] {
   const service = () => ({ server: context.serverPid, minio: context.minioPid() });
@@ -82,22 +75,7 @@ export function smallCases(context: SmallContext): SmallCase[] {
       processes: () => ({}),
       prepare: async () => void (await migrate()),
       call: async (n) => {
-        const text = inlineText(n);
-        await pool.query({
-          name: "bench-insert-artifact",
-          text: INSERT_ARTIFACT,
-          values: [
-            `art_bench${n.toString(36).padStart(12, "0")}`,
-            "bench",
-            "bench-inline",
-            `inline-${n}`,
-            "text/plain; charset=utf-8",
-            Buffer.byteLength(text),
-            blake3Hex(Buffer.from(text)),
-            text,
-            "bench",
-          ],
-        });
+        await insertInlineArtifact(pool, { id: `art_bench${n.toString(36).padStart(12, "0")}`, name: `inline-${n}`, content: Buffer.from(inlineText(n)) });
       },
     };
   };
