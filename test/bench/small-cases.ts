@@ -4,7 +4,11 @@
  * - SaveInline of a ~200-byte text, against a direct Postgres insert of the
  *   equivalent row: one prepared single-row INSERT … RETURNING into the real
  *   `artifacts` table (every migration applied, so every index the service
- *   maintains) in a scratch database, a pg Pool sized to the concurrency.
+ *   maintains) in a scratch database, a pg Pool sized to the concurrency;
+ *   and against the same insert behind a lean Node service (the inline relay
+ *   in plain-relay.ts: HTTP/1.1 POST, BLAKE3, a pg Pool of 10 as the
+ *   service's), driven from an undici Pool of one connection per call in
+ *   flight.
  * - A 4 KiB Upload, against minio-js putObject of 4 KiB.
  * Every call stores different content under a different name.
  */
@@ -12,6 +16,7 @@ import { randomBytes } from "node:crypto";
 import { Kysely, PostgresDialect } from "kysely";
 import type { Client } from "minio";
 import pg from "pg";
+import { Pool } from "undici";
 import type { ArtifactClient } from "../../clients/node/src/index.ts";
 import { migrateToLatest } from "../../src/adapters/metadata/open-metadata-store.ts";
 import type { Database } from "../../src/adapters/metadata/schema.ts";
@@ -24,8 +29,10 @@ export interface SmallContext {
   readonly minioClient: () => Client;
   readonly serverPid: number;
   readonly minioPid: () => number | undefined;
-  /** A scratch database of its own (not the service's). */
+  /** A scratch database of its own (not the service's); the inline relay inserts into it too. */
   readonly scratchDatabaseUrl: string;
+  /** Starts the plain relay (plain-relay.ts) on first use; answers its base URL. */
+  readonly relay: () => Promise<{ url: string; pid: number }>;
   /** Registers what to close when the bench ends. */
   readonly onClose: (close: () => Promise<unknown>) => void;
 }
@@ -80,6 +87,34 @@ export function smallCases(context: SmallContext): SmallCase[] {
     };
   };
 
+  const relayInline = (concurrency: number): SmallCase => {
+    let relayPid: number | undefined;
+    let relay: Pool | undefined;
+    return {
+      key: `relay_inline_c${concurrency}`,
+      label: `inline relay (HTTP/1.1 → pg insert), ${concurrency} concurrent`,
+      concurrency,
+      processes: () => ({ relay: relayPid }),
+      prepare: async () => {
+        await migrate();
+        const { url, pid } = await context.relay();
+        relayPid = pid;
+        relay = new Pool(url, { connections: concurrency });
+        context.onClose(() => relay!.close());
+      },
+      call: async (n) => {
+        const response = await relay!.request({
+          method: "POST",
+          path: `/inline?name=inline-${n}`,
+          headers: { "content-type": "text/plain; charset=utf-8" },
+          body: inlineText(n),
+        });
+        const answer = await response.body.text();
+        if (response.statusCode !== 200) throw new Error(`inline relay: ${response.statusCode} ${answer}`);
+      },
+    };
+  };
+
   return [
     inline(1),
     inline(8),
@@ -87,6 +122,8 @@ export function smallCases(context: SmallContext): SmallCase[] {
     pgInsert(1),
     pgInsert(8),
     pgInsert(32),
+    relayInline(8),
+    relayInline(32),
     {
       key: "small_upload_c8",
       label: "4 KiB Upload, 8 concurrent",
