@@ -124,6 +124,8 @@ export function transferCases(context: TransferContext): TransferCase[] {
       key: "relay_upload",
       label: "plain Node relay upload (HTTP/1.1 → undici multipart) + BLAKE3",
       processes: withRelay,
+      // Bounded by the parts it holds (4 in flight, 1 gathering): the request is paused, not buffered.
+      sampleRssOf: () => relayPid!,
       prepare: startRelay,
       run: async (roundNumber) => {
         const { url } = await context.relay();
