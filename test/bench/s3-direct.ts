@@ -73,7 +73,7 @@ export function signS3Request(
 
 export interface MultipartUploader {
   /** Uploads the bytes of `source` (any chunk sizes) as one object; answers the bytes sent. */
-  upload(bucket: string, key: string, source: Iterable<Uint8Array>): Promise<number>;
+  upload(bucket: string, key: string, source: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -81,7 +81,10 @@ export interface MultipartUploader {
  * A hand-driven S3 multipart upload: initiate, parts of `partSize` with at
  * most `inFlight` being sent, complete (abort on failure). A part is sent as
  * the pieces it was gathered from (no copy into one buffer), with its length
- * known, over keep-alive connections.
+ * known, over keep-alive connections. The source is not read while `inFlight`
+ * parts are being sent and the next one is gathered, so at most
+ * `inFlight + 1` parts are held; a stream source (an HTTP request) is paused
+ * meanwhile.
  */
 export function createMultipartUploader(credentials: S3Credentials, options: { partSize?: number; inFlight?: number } = {}): MultipartUploader {
   const partSize = options.partSize ?? 16 * 1024 * 1024;
@@ -127,7 +130,7 @@ export function createMultipartUploader(credentials: S3Credentials, options: { p
         let pieces: Uint8Array[] = [];
         let gathered = 0;
         let partNumber = 0;
-        for (const chunk of source) {
+        for await (const chunk of source) {
           for (let offset = 0; offset < chunk.byteLength; ) {
             const take = Math.min(chunk.byteLength - offset, partSize - gathered);
             pieces.push(offset === 0 && take === chunk.byteLength ? chunk : chunk.subarray(offset, offset + take));

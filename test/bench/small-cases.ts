@@ -4,7 +4,11 @@
  * - SaveInline of a ~200-byte text, against a direct Postgres insert of the
  *   equivalent row: one prepared single-row INSERT … RETURNING into the real
  *   `artifacts` table (every migration applied, so every index the service
- *   maintains) in a scratch database, a pg Pool sized to the concurrency.
+ *   maintains) in a scratch database, a pg Pool sized to the concurrency;
+ *   and against the same insert behind a lean Node service (the inline relay
+ *   in plain-relay.ts: HTTP/1.1 POST, BLAKE3, a pg Pool of 10 as the
+ *   service's), driven from an undici Pool of one connection per call in
+ *   flight.
  * - A 4 KiB Upload, against minio-js putObject of 4 KiB.
  * Every call stores different content under a different name.
  */
@@ -12,11 +16,12 @@ import { randomBytes } from "node:crypto";
 import { Kysely, PostgresDialect } from "kysely";
 import type { Client } from "minio";
 import pg from "pg";
+import { Pool } from "undici";
 import type { ArtifactClient } from "../../clients/node/src/index.ts";
 import { migrateToLatest } from "../../src/adapters/metadata/open-metadata-store.ts";
 import type { Database } from "../../src/adapters/metadata/schema.ts";
-import { blake3Hex } from "../../src/blake3.ts";
 import type { SmallCase } from "./bench-runner.ts";
+import { inlineText, insertInlineArtifact } from "./inline-row.ts";
 
 export interface SmallContext {
   readonly bucket: string;
@@ -24,8 +29,10 @@ export interface SmallContext {
   readonly minioClient: () => Client;
   readonly serverPid: number;
   readonly minioPid: () => number | undefined;
-  /** A scratch database of its own (not the service's). */
+  /** A scratch database of its own (not the service's); the inline relay inserts into it too. */
   readonly scratchDatabaseUrl: string;
+  /** Starts the plain relay (plain-relay.ts) on first use; answers its base URL. */
+  readonly relay: () => Promise<{ url: string; pid: number }>;
   /** Registers what to close when the bench ends. */
   readonly onClose: (close: () => Promise<unknown>) => void;
 }
@@ -39,13 +46,6 @@ function smallContent(n: number): Buffer {
   content.writeDoubleLE(n, 0);
   return content;
 }
-
-/** ~200 bytes of text, different for every n. */
-const inlineText = (n: number) =>
-  `{"step":${n},"loss":${(1 / (n + 1)).toFixed(6)},"note":"a small inline artifact of the size configs, metrics and short logs have; ${"x".repeat(60)}"}`;
-
-const INSERT_ARTIFACT = `insert into artifacts (id, tenant_id, kind, name, mime_type, size_bytes, blake3, storage, inline_text, status, created_at, created_by)
-  values ($1, $2, $3, $4, $5, $6, $7, 'inline', $8, 'draft', now(), $9) returning id`;
 
 export function smallCases(context: SmallContext): SmallCase[] {
   const service = () => ({ server: context.serverPid, minio: context.minioPid() });
@@ -82,22 +82,35 @@ export function smallCases(context: SmallContext): SmallCase[] {
       processes: () => ({}),
       prepare: async () => void (await migrate()),
       call: async (n) => {
-        const text = inlineText(n);
-        await pool.query({
-          name: "bench-insert-artifact",
-          text: INSERT_ARTIFACT,
-          values: [
-            `art_bench${n.toString(36).padStart(12, "0")}`,
-            "bench",
-            "bench-inline",
-            `inline-${n}`,
-            "text/plain; charset=utf-8",
-            Buffer.byteLength(text),
-            blake3Hex(Buffer.from(text)),
-            text,
-            "bench",
-          ],
+        await insertInlineArtifact(pool, { id: `art_bench${n.toString(36).padStart(12, "0")}`, name: `inline-${n}`, content: Buffer.from(inlineText(n)) });
+      },
+    };
+  };
+
+  const relayInline = (concurrency: number): SmallCase => {
+    let relayPid: number | undefined;
+    let relay: Pool | undefined;
+    return {
+      key: `relay_inline_c${concurrency}`,
+      label: `inline relay (HTTP/1.1 → pg insert), ${concurrency} concurrent`,
+      concurrency,
+      processes: () => ({ relay: relayPid }),
+      prepare: async () => {
+        await migrate();
+        const { url, pid } = await context.relay();
+        relayPid = pid;
+        relay = new Pool(url, { connections: concurrency });
+        context.onClose(() => relay!.close());
+      },
+      call: async (n) => {
+        const response = await relay!.request({
+          method: "POST",
+          path: `/inline?name=inline-${n}`,
+          headers: { "content-type": "text/plain; charset=utf-8" },
+          body: inlineText(n),
         });
+        const answer = await response.body.text();
+        if (response.statusCode !== 200) throw new Error(`inline relay: ${response.statusCode} ${answer}`);
       },
     };
   };
@@ -109,6 +122,8 @@ export function smallCases(context: SmallContext): SmallCase[] {
     pgInsert(1),
     pgInsert(8),
     pgInsert(32),
+    relayInline(8),
+    relayInline(32),
     {
       key: "small_upload_c8",
       label: "4 KiB Upload, 8 concurrent",

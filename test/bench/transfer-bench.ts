@@ -13,9 +13,12 @@
  * - service upload (the Node SDK writer: gRPC client streaming, BLAKE3 on
  *   the server, S3 multipart behind; the server's RSS sampled every 50 ms),
  *   a hand-driven direct multipart upload (16 MiB parts, 4 in flight,
- *   UNSIGNED-PAYLOAD: what the service itself sends, the fair baseline), and
+ *   UNSIGNED-PAYLOAD: what the service itself sends, the fair baseline),
  *   minio-js putObject (a second, labelled figure: it hashes every part with
- *   MD5 and SHA-256 and sends one part at a time);
+ *   MD5 and SHA-256 and sends one part at a time), and a plain Node relay
+ *   (plain-relay.ts: an HTTP/1.1 PUT hashed with BLAKE3 and sent on as that
+ *   same multipart upload through undici): what a lean Node service in the
+ *   middle reaches here;
  * - the upload-session path browsers use (UploadPart calls in parallel, then
  *   CompleteUploadSession);
  * - service download (the Node SDK, BLAKE3-verified), direct getObject
@@ -23,8 +26,10 @@
  *   (plain-relay.ts: undici GET from MinIO piped to an HTTP/1.1 response,
  *   read and hashed by the bench): what a lean Node relay reaches here;
  * - SaveInline at 1, 8 and 32 concurrent against a prepared direct Postgres
- *   insert of the equivalent row, and a 4 KiB Upload against a 4 KiB
- *   putObject at 8 concurrent, each for ~3 s or 20,000 calls.
+ *   insert of the equivalent row, and at 8 and 32 against the same insert
+ *   behind the plain relay (an HTTP/1.1 POST, BLAKE3, a pg Pool of 10), and a
+ *   4 KiB Upload against a 4 KiB putObject at 8 concurrent, each for ~3 s or
+ *   20,000 calls.
  *
  * Per transfer case: the median, min and max MiB/s and the CPU-seconds per
  * GiB of each process on the path (client = this process; server, minio,
@@ -131,7 +136,11 @@ try {
   let relay: Promise<BenchProcess> | undefined;
   const relayPort = await freePort();
   const startRelay = async () => {
-    relay ??= startProcess(["test/bench/plain-relay.ts", String(relayPort), minio.endpoint, minio.accessKey, minio.secretKey], process.env, "the plain relay");
+    relay ??= startProcess(
+      ["test/bench/plain-relay.ts", String(relayPort), minio.endpoint, minio.accessKey, minio.secretKey, scratch.url],
+      process.env,
+      "the plain relay",
+    );
     const started = await relay;
     return { url: `http://127.0.0.1:${relayPort}`, pid: started.pid };
   };
@@ -154,6 +163,7 @@ try {
     serverPid: server.pid,
     minioPid: () => minio.pid,
     scratchDatabaseUrl: scratch.url,
+    relay: startRelay,
     onClose: (close) => cleanups.push(close),
   });
   const selected = <T extends { key: string }>(cases: T[]) => cases.filter((c) => !only || only.some((name) => c.key.startsWith(name)));
@@ -194,6 +204,9 @@ function report(transfers: Record<string, TransferFigures>, small: Record<string
     download_direct_mode_vs_direct_verified: ratio(rate("service_download_direct_mode"), rate("direct_get_verified")),
     session_upload_vs_direct_multipart: ratio(rate("session_upload"), rate("direct_multipart_upload")),
     relay_vs_direct_verified: ratio(rate("relay_download"), rate("direct_get_verified")),
+    // What the best Node service in the middle reaches against the same baselines, and the service against it.
+    relay_upload_vs_direct_multipart: ratio(rate("relay_upload"), rate("direct_multipart_upload")),
+    upload_vs_relay_upload: ratio(rate("service_upload"), rate("relay_upload")),
     server_cpu_s_per_gib_upload: orNull(transfers.service_upload?.cpu_s_per_gib.server),
     server_cpu_s_per_gib_download: orNull(transfers.service_download?.cpu_s_per_gib.server),
     server_rss_growth_mib: orNull(transfers.service_upload?.rss_growth_mib),
@@ -209,6 +222,10 @@ function report(transfers: Record<string, TransferFigures>, small: Record<string
     direct_pg_inserts_per_s_c32: orNull(perS("direct_pg_insert_c32")),
     inline_vs_direct_pg_c8: ratio(perS("inline_save_c8"), perS("direct_pg_insert_c8")),
     inline_vs_direct_pg_c32: ratio(perS("inline_save_c32"), perS("direct_pg_insert_c32")),
+    inline_relay_vs_direct_pg_c8: ratio(perS("relay_inline_c8"), perS("direct_pg_insert_c8")),
+    inline_relay_vs_direct_pg_c32: ratio(perS("relay_inline_c32"), perS("direct_pg_insert_c32")),
+    inline_vs_inline_relay_c8: ratio(perS("inline_save_c8"), perS("relay_inline_c8")),
+    inline_vs_inline_relay_c32: ratio(perS("inline_save_c32"), perS("relay_inline_c32")),
     inline_save_p50_ms_c1: orNull(small.inline_save_c1?.p50_ms),
     small_uploads_per_s_c8: orNull(perS("small_upload_c8")),
     direct_small_puts_per_s_c8: orNull(perS("direct_small_put_c8")),
@@ -274,6 +291,12 @@ function report(transfers: Record<string, TransferFigures>, small: Record<string
   }
   console.log(
     `(also: relay / direct verified ${figures.relay_vs_direct_verified ?? "–"}, upload / putObject ${figures.upload_vs_direct ?? "–"}, server CPU s/GiB upload ${figures.server_cpu_s_per_gib_upload ?? "–"})`,
+  );
+  const pair = (c8: number | null, c32: number | null) => `${c8 ?? "–"} / ${c32 ?? "–"}`;
+  console.log(
+    `(plain relay: relay upload / direct multipart ${figures.relay_upload_vs_direct_multipart ?? "–"}, upload / relay upload ${figures.upload_vs_relay_upload ?? "–"}, ` +
+      `inline relay / direct pg c8 / c32 ${pair(figures.inline_relay_vs_direct_pg_c8, figures.inline_relay_vs_direct_pg_c32)}, ` +
+      `inline / inline relay c8 / c32 ${pair(figures.inline_vs_inline_relay_c8, figures.inline_vs_inline_relay_c32)})`,
   );
   return figures;
 }

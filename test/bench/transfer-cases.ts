@@ -71,6 +71,10 @@ export function transferCases(context: TransferContext): TransferCase[] {
   const salt = (caseNumber: number, roundNumber: number) => roundNumber * 16 + caseNumber;
   const multipart = createMultipartUploader(context.credentials, { partSize: 16 * MiB, inFlight: 4 });
   let relayPid: number | undefined;
+  const withRelay = () => ({ relay: relayPid, minio: context.minioPid() });
+  const startRelay = async () => void (relayPid = (await context.relay()).pid);
+  /** Per round, the digest the relay answered for its upload. */
+  const relayDigests = new Map<number, string>();
 
   // What the download cases read: the same content through the service and straight from MinIO.
   const downloadContent = once(async () => blake3Of(sizeMiB, 0));
@@ -117,6 +121,35 @@ export function transferCases(context: TransferContext): TransferCase[] {
       afterRun: (roundNumber) => context.minioClient().removeObject(bucket, `put-${roundNumber}.bin`),
     },
     {
+      key: "relay_upload",
+      label: "plain Node relay upload (HTTP/1.1 → undici multipart) + BLAKE3",
+      processes: withRelay,
+      // Bounded by the parts it holds (4 in flight, 1 gathering): the request is paused, not buffered.
+      sampleRssOf: () => relayPid!,
+      prepare: startRelay,
+      run: async (roundNumber) => {
+        const { url } = await context.relay();
+        const response = await request(`${url}/${bucket}/relay-upload-${roundNumber}.bin`, {
+          method: "PUT",
+          headers: { "content-length": String(size), "content-type": "application/octet-stream" },
+          // undici writes an iterable body piece by piece (its types list only Readable).
+          body: chunks(sizeMiB, salt(5, roundNumber)) as unknown as Readable,
+        });
+        const answer = await response.body.text();
+        if (response.statusCode !== 200) throw new Error(`relay upload: ${response.statusCode} ${answer}`);
+        relayDigests.set(roundNumber, answer);
+        return size;
+      },
+      // The digest is checked here, unmeasured: hashing the content again in the bench would charge the client.
+      afterRun: async (roundNumber) => {
+        const key = `relay-upload-${roundNumber}.bin`;
+        const expected = blake3Of(sizeMiB, salt(5, roundNumber));
+        if (relayDigests.get(roundNumber) !== expected) throw new Error(`relay upload: BLAKE3 ${relayDigests.get(roundNumber)}, expected ${expected}`);
+        expectBytes("relay upload", (await context.minioClient().statObject(bucket, key)).size);
+        await context.minioClient().removeObject(bucket, key);
+      },
+    },
+    {
       key: "session_upload",
       label: "session upload (4 × 8 MiB parts, complete)",
       processes: withMinio,
@@ -157,11 +190,8 @@ export function transferCases(context: TransferContext): TransferCase[] {
     {
       key: "relay_download",
       label: "plain Node relay (undici → HTTP/1.1) + BLAKE3",
-      processes: () => ({ relay: relayPid, minio: context.minioPid() }),
-      prepare: async () => {
-        await Promise.all([directObject(), downloadContent()]);
-        relayPid = (await context.relay()).pid;
-      },
+      processes: withRelay,
+      prepare: async () => void (await Promise.all([directObject(), downloadContent(), startRelay()])),
       run: async () => {
         const { url } = await context.relay();
         return expectBytes("plain relay", await hashedHttpGet(`${url}/${bucket}/${await directObject()}`, await downloadContent()));
