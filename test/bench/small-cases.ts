@@ -9,7 +9,9 @@
  *   in plain-relay.ts: HTTP/1.1 POST, BLAKE3, a pg Pool of 10 as the
  *   service's), driven from an undici Pool of one connection per call in
  *   flight.
- * - A 4 KiB Upload, against minio-js putObject of 4 KiB.
+ * - A 4 KiB Upload, against minio-js putObject of 4 KiB: with its size
+ *   declared (kept in the artifact's row, ARTIFACTD_UPLOAD_INLINE_MAX_BYTES),
+ *   and without (the blob store).
  * Every call stores different content under a different name.
  */
 import { randomBytes } from "node:crypto";
@@ -17,7 +19,7 @@ import { Kysely, PostgresDialect } from "kysely";
 import type { Client } from "minio";
 import pg from "pg";
 import { Pool } from "undici";
-import type { ArtifactClient } from "../../clients/node/src/index.ts";
+import { Storage, type ArtifactClient } from "../../clients/node/src/index.ts";
 import { migrateToLatest } from "../../src/adapters/metadata/open-metadata-store.ts";
 import type { Database } from "../../src/adapters/metadata/schema.ts";
 import type { SmallCase } from "./bench-runner.ts";
@@ -125,12 +127,25 @@ export function smallCases(context: SmallContext): SmallCase[] {
     relayInline(8),
     relayInline(32),
     {
+      // Declared 4 KiB, within ARTIFACTD_UPLOAD_INLINE_MAX_BYTES: kept in the artifact's row.
       key: "small_upload_c8",
-      label: "4 KiB Upload, 8 concurrent",
+      label: "4 KiB Upload, 8 concurrent (size declared: kept in the database)",
       concurrency: 8,
       processes: service,
       call: async (n) => {
-        await context.client.uploadStream([smallContent(n)], { kind: "bench-small", name: `small-${n}` }, { expectedSize: SMALL_BYTES });
+        const { artifact } = await context.client.uploadStream([smallContent(n)], { kind: "bench-small", name: `small-${n}` }, { expectedSize: SMALL_BYTES });
+        if (artifact?.storage !== Storage.INLINE) throw new Error("a declared 4 KiB upload was not kept in the database");
+      },
+    },
+    {
+      // The same without a declared size: the blob store, as every upload was before small ones were kept inline.
+      key: "small_upload_blob_c8",
+      label: "4 KiB Upload, 8 concurrent (size undeclared: blob store)",
+      concurrency: 8,
+      processes: service,
+      call: async (n) => {
+        const { artifact } = await context.client.uploadStream([smallContent(n)], { kind: "bench-small", name: `small-blob-${n}` });
+        if (artifact?.storage !== Storage.BLOB) throw new Error("an undeclared 4 KiB upload was not stored as a blob");
       },
     },
     {
