@@ -102,7 +102,7 @@ async function serve(options: GrpcUploadRouteOptions, request: http2.Http2Server
  * The request's frames as the use case's messages, one per UploadRequest;
  * ends only once the client finished its stream itself. A chunk message that
  * arrived in one buffer is handed on as a view of it; one split across
- * buffers (most are: HTTP/2 delivers 16 KiB at a time) is joined, once.
+ * buffers (most are: HTTP/2 delivers ~12 KiB at a time) is joined, once.
  * Handing on each piece instead would copy nothing, but costs the use case
  * a round of its per-message work (awaits, timers, the hasher's call) for
  * every ~12 KiB, which measured dearer than the copy.
