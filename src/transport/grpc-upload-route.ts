@@ -195,6 +195,8 @@ async function* bodyOf(request: http2.Http2ServerRequest, signal: AbortSignal): 
       });
     }
   } finally {
+    // Without a reader, a client still sending is held by flow control until the response ends the stream.
+    request.pause();
     request.off("data", onData);
     request.off("end", onEnd);
     request.off("close", onEnd);
