@@ -24,6 +24,7 @@ import {
 } from "./proto-conversion.ts";
 import { callerKey } from "./admission.ts";
 import { assertRequestCompleted } from "./request-ended.ts";
+import { uploadMessageFromProto } from "./upload-messages.ts";
 
 const EVENT_TYPES: Record<ArtifactEventType, EventType> = {
   created: EventType.CREATED,
@@ -246,35 +247,6 @@ export function createArtifactServiceHandler(
 
 /** The proto upload stream as the use case's tagged messages. */
 async function* uploadMessages(requests: AsyncIterable<UploadRequest>, ctx: HandlerContext): AsyncGenerator<UploadMessage> {
-  yield* parseUploadMessages(requests);
+  for await (const request of requests) yield uploadMessageFromProto(request);
   await assertRequestCompleted(ctx);
-}
-
-async function* parseUploadMessages(requests: AsyncIterable<UploadRequest>): AsyncGenerator<UploadMessage> {
-  for await (const request of requests) {
-    const message = request.message;
-    switch (message.case) {
-      case "header":
-        yield {
-          type: "header",
-          spec: specFromProto(message.value.spec),
-          expectedSize: message.value.expectedSize === undefined ? undefined : int64FromProto("header.expected_size", message.value.expectedSize),
-          expectedBlake3: message.value.expectedBlake3,
-          sessionId: message.value.sessionId,
-          offset: int64FromProto("header.offset", message.value.offset),
-        };
-        break;
-      case "chunk":
-        yield { type: "chunk", data: message.value };
-        break;
-      case "trailer":
-        yield { type: "trailer", labels: message.value.labels, tags: message.value.tags, metrics: message.value.metrics };
-        break;
-      case undefined:
-        yield { type: "empty" };
-        break;
-      default:
-        throw invalidArgument("unknown upload message: send header, chunk or trailer");
-    }
-  }
 }

@@ -1,14 +1,26 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type http from "node:http";
-import type http2 from "node:http2";
 import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-connect";
 import type { Caller } from "../artifact.ts";
 import { chunkFrameHead } from "@artifactd/api";
 import { DownloadRequestSchema, DownloadResponseSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { ArtifactService } from "../service/artifact-service.ts";
-import { encodeGrpcMessage, parseGrpcTimeout } from "./admission.ts";
+import { parseGrpcTimeout } from "./admission.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
+import {
+  envelopeHead,
+  grpcStatusHeaders,
+  isPlainGrpc,
+  type NodeRequest,
+  type NodeResponse,
+  openGrpcResponse,
+  type ResponseFraming,
+  uncompressed,
+  validGrpcTimeout,
+  type Writable,
+  writeCorked,
+} from "./grpc-response-framing.ts";
 import { artifactToProto, int64FromProto } from "./proto-conversion.ts";
 
 /**
@@ -67,15 +79,6 @@ export function createGrpcDownloadRoute(options: GrpcDownloadRouteOptions) {
   };
 }
 
-type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
-/** What the framings write to: an HTTP/2 stream, or a response. */
-interface Writable {
-  write(chunk: Uint8Array, callback?: (error?: Error | null) => void): boolean;
-  once(event: "drain" | "close", listener: () => void): unknown;
-  off(event: "drain" | "close", listener: () => void): unknown;
-}
-type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
-
 /** How one protocol frames a Download response. */
 interface DownloadProtocol {
   /** The call's deadline from its headers (the header itself was checked by protocolOf). */
@@ -83,101 +86,30 @@ interface DownloadProtocol {
   open(response: NodeResponse): ResponseFraming;
 }
 
-interface ResponseFraming {
-  /** Sends the response headers: messages follow. */
-  start(): void;
-  readonly started: boolean;
-  /** The client went away, or the response is complete. */
-  readonly closed: boolean;
-  onClose(listener: () => void): void;
-  /** Writes the bytes (message heads and content) in one corked batch, with backpressure. */
-  write(pieces: readonly Uint8Array[], signal: AbortSignal): Promise<void>;
-  /** Ends the response with the call's status: trailers, or the protocol's end-of-stream message. */
-  finish(status: ConnectError | undefined): Promise<void>;
-}
-
 /**
  * The protocol of a request this route serves, or undefined for connect-node: JSON and gRPC-Web text, compressed
- * requests, and timeout headers that are not valid (connect-node answers them as the protocol says). Which
- * response encodings a client accepts does not matter: the server never compresses (see server.ts), so
- * connect-node would answer uncompressed as well.
+ * requests, and timeout headers that are not valid (connect-node answers them as the protocol says).
  */
 function protocolOf(request: NodeRequest): DownloadProtocol | undefined {
+  if (isPlainGrpc(request)) return GRPC;
   const contentType = (request.headers["content-type"] ?? "").toLowerCase();
-  const header = (name: string) => {
-    const value = request.headers[name];
-    return Array.isArray(value) ? value.join(",") : value;
-  };
-  const identity = (value: string | undefined) => value === undefined || value.trim() === "identity";
-  if ("stream" in request && /^application\/grpc(\+proto)?(;|$)/.test(contentType)) {
-    if (!identity(header("grpc-encoding")) || !validGrpcTimeout(request)) return undefined;
-    return GRPC;
-  }
   if (/^application\/grpc-web(\+proto)?(;|$)/.test(contentType)) {
-    if (!identity(header("grpc-encoding")) || !validGrpcTimeout(request)) return undefined;
+    if (!uncompressed(request, "grpc-encoding") || !validGrpcTimeout(request)) return undefined;
     return GRPC_WEB;
   }
   if (/^application\/connect\+proto(;|$)/.test(contentType)) {
-    if (!identity(header("connect-content-encoding"))) return undefined;
-    const timeout = header("connect-timeout-ms");
-    if (timeout !== undefined && !/^\d{1,10}$/.test(timeout)) return undefined;
+    if (!uncompressed(request, "connect-content-encoding")) return undefined;
+    const timeout = request.headers["connect-timeout-ms"];
+    if (timeout !== undefined && !/^\d{1,10}$/.test(String(timeout))) return undefined;
     return CONNECT;
   }
   return undefined;
 }
 
-function validGrpcTimeout(request: NodeRequest): boolean {
-  try {
-    parseGrpcTimeout(request.headers["grpc-timeout"]);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Plain gRPC: HTTP/2 only, the status in trailers (or, before any message, in the headers: trailers-only). */
+/** Plain gRPC: HTTP/2 only, the status in trailers (./grpc-response-framing.ts). */
 const GRPC: DownloadProtocol = {
   timeoutMs: (request) => parseGrpcTimeout(request.headers["grpc-timeout"]),
-  open(response) {
-    const stream = (response as http2.Http2ServerResponse).stream;
-    // The stream is answered here, not through the compatibility response, which would send its own (empty)
-    // trailers first and leave no room for grpc-status.
-    stream.removeAllListeners("wantTrailers");
-    let started = false;
-    return {
-      start() {
-        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
-        started = true;
-      },
-      get started() {
-        return started;
-      },
-      get closed() {
-        return stream.destroyed || stream.closed;
-      },
-      onClose: (listener) => stream.once("close", listener),
-      write: (pieces, signal) => writeCorked(stream, stream, pieces, signal),
-      finish(status) {
-        const trailers = grpcStatusHeaders(status);
-        if (stream.destroyed || stream.closed) return Promise.resolve();
-        if (!started) {
-          stream.respond({ ":status": 200, "content-type": "application/grpc", ...trailers }, { endStream: true });
-          return Promise.resolve();
-        }
-        return new Promise<void>((resolve) => {
-          stream.once("wantTrailers", () => {
-            try {
-              stream.sendTrailers(trailers);
-            } catch {
-              // The stream closed under us: nothing more to tell.
-            }
-          });
-          stream.once("close", () => resolve());
-          stream.end();
-        });
-      },
-    };
-  },
+  open: openGrpcResponse,
 };
 
 /** gRPC-Web: the status in a last message flagged 0x80 that holds the trailers as HTTP/1 header lines. */
@@ -236,16 +168,6 @@ function bodyFraming(response: NodeResponse, contentType: string, endMessage: (s
         response.end(endMessage(status), () => resolve());
       });
     },
-  };
-}
-
-/** grpc-status, grpc-message and the error's metadata (a quota's retry-after-ms), as connect-node sends them. */
-function grpcStatusHeaders(status: ConnectError | undefined): Record<string, string> {
-  if (!status) return { "grpc-status": "0" };
-  return {
-    ...Object.fromEntries(status.metadata),
-    "grpc-status": String(status.code),
-    "grpc-message": encodeGrpcMessage(status.rawMessage),
   };
 }
 
@@ -325,47 +247,4 @@ async function readSingleMessage(request: NodeRequest): Promise<Uint8Array> {
   const length = body.readUInt32BE(1);
   if (body.byteLength !== 5 + length) throw new ConnectError("a Download call takes exactly one DownloadRequest message", Code.InvalidArgument);
   return body.subarray(5);
-}
-
-/** The 5-byte gRPC envelope head: flags (0: uncompressed) and the message length. */
-function envelopeHead(messageBytes: number): Buffer {
-  const head = Buffer.allocUnsafe(5);
-  head[0] = 0;
-  head.writeUInt32BE(messageBytes, 1);
-  return head;
-}
-
-/**
- * Writes a message's head and its pieces as they are, in one corked batch
- * (one writev, not a write per piece). When the stream asks to wait, waits
- * until it drains or has written the last piece (an HTTP/1.1 response that
- * buffered the writes before its socket took them emits no drain of its
- * own), or ends, or the call is aborted.
- */
-async function writeCorked(corkable: { cork(): void; uncork(): void }, writable: Writable, pieces: readonly Uint8Array[], signal: AbortSignal): Promise<void> {
-  let written: (() => void) | undefined;
-  let isWritten = false;
-  const onWritten = () => {
-    isWritten = true;
-    written?.();
-  };
-  corkable.cork();
-  let flowing = true;
-  for (let i = 0; i < pieces.length; i++) flowing = i === pieces.length - 1 ? writable.write(pieces[i]!, onWritten) : writable.write(pieces[i]!);
-  corkable.uncork();
-  if (flowing || isWritten) return;
-  await new Promise<void>((resolve) => {
-    const settle = () => {
-      written = undefined;
-      writable.off("drain", settle);
-      writable.off("close", settle);
-      signal.removeEventListener("abort", settle);
-      resolve();
-    };
-    written = settle;
-    writable.once("drain", settle);
-    writable.once("close", settle);
-    signal.addEventListener("abort", settle, { once: true });
-  });
-  if (signal.aborted) throw signal.reason;
 }

@@ -33,10 +33,14 @@ export function requestContextValues(request: NodeServerRequest): ContextValues 
 
 /** Throws CANCELLED unless the client finished the request stream itself. */
 export async function assertRequestCompleted(ctx: HandlerContext): Promise<void> {
+  await assertNodeRequestCompleted(ctx.values.get(nodeRequestKey), ctx.signal);
+}
+
+/** The same, for a route that reads the request itself (./grpc-upload-route.ts). */
+export async function assertNodeRequestCompleted(request: NodeServerRequest | undefined, signal: AbortSignal): Promise<void> {
   await nextTurn();
   await nextTurn();
-  const request = ctx.values.get(nodeRequestKey);
-  let cancelled = ctx.signal.aborted || (request as { aborted?: boolean } | undefined)?.aborted === true;
+  let cancelled = signal.aborted || (request as { aborted?: boolean } | undefined)?.aborted === true;
   if (request && "stream" in request) {
     const stream = request.stream;
     cancelled ||= stream.destroyed ? stream.rstCode !== 0 : stream.state.remoteClose !== 1;

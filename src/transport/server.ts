@@ -16,6 +16,7 @@ import type { ArtifactService as ArtifactUseCases } from "../service/artifact-se
 import { admit, admittedCaller, ARTIFACT_SERVICE_PREFIX, callerKey, refuse, requireAdmittedCaller } from "./admission.ts";
 import { createArtifactServiceHandler } from "./artifact-service-handler.ts";
 import { createGrpcDownloadRoute } from "./grpc-download-route.ts";
+import { createGrpcUploadRoute } from "./grpc-upload-route.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
 import { createHealthState } from "./health-service.ts";
 import { createReflectionHandler } from "./reflection-service.ts";
@@ -178,6 +179,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }
   }
 
+  // The largest session part (64 MiB) plus its message framing.
+  const readMaxBytes = options.readMaxBytes ?? 65 * MiB;
   // Two adapters: ArtifactService calls (admitted first, bodies up to a session part) and the public
   // services, Health and reflection, which need no token and so may only send small requests.
   const common = {
@@ -193,8 +196,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     routes: (router: ConnectRouter) => {
       router.service(ArtifactService, createArtifactServiceHandler(options.service, options.publicUrl, options.watchCaller));
     },
-    // The largest session part (64 MiB) plus its message framing.
-    readMaxBytes: options.readMaxBytes ?? 65 * MiB,
+    readMaxBytes,
   });
   const publicHandler = connectNodeAdapter({
     ...common,
@@ -228,7 +230,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
   });
 
-  /** Every request, HTTP/1.1 or HTTP/2: admission first, then the adapter (or the fast download route). */
+  /** Every request, HTTP/1.1 or HTTP/2: admission first, then the adapter (or a fast route that takes it). */
   const dispatch = (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => {
     admit(request, response, { authenticate: options.authenticate, admitCall: options.service.admitCall, maxCallTimeoutMs: limits.maxCallTimeoutMs, log })
       .then((caller) => {
@@ -243,17 +245,27 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       });
   };
 
-  // Binary, uncompressed downloads (plain gRPC, Connect, gRPC-Web) skip the generic machinery
-  // (./grpc-download-route.ts); every other call goes to connect-node.
+  // Binary, uncompressed downloads (plain gRPC, Connect, gRPC-Web) and plain gRPC uploads skip the generic
+  // machinery (./grpc-download-route.ts, ./grpc-upload-route.ts); every other call goes to connect-node.
+  const track = () => {
+    inFlight++;
+    return done;
+  };
   const fastRoutes: Record<FastRpcRouteName, ReturnType<typeof createGrpcDownloadRoute>> = {
     "binary Download": createGrpcDownloadRoute({
       service: options.service,
       watchCaller: options.watchCaller,
       shutdownSignal: shutdownController.signal,
-      track: () => {
-        inFlight++;
-        return done;
-      },
+      track,
+      log,
+    }),
+    "binary Upload": createGrpcUploadRoute({
+      service: options.service,
+      watchCaller: options.watchCaller,
+      shutdownSignal: shutdownController.signal,
+      track,
+      readMaxBytes,
+      answerFailure,
       log,
     }),
   };

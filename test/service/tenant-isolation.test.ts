@@ -284,7 +284,7 @@ const rows: Record<string, Row> = {
   },
 };
 
-const { Download: grpcDownload, ...notDownload } = rows;
+const { Download: grpcDownload, Upload: grpcUpload, ...notFastRoute } = rows;
 
 /** The signed-link route's test below: links are a credential of their own, not a token, so they get their own checks. */
 const SIGNED_LINKS_TEST = "signed download links: only the signing tenant's artifact, only while the link's token is active";
@@ -303,9 +303,17 @@ type RouteCheck =
   | { readonly checkedBy: string };
 
 const routeChecks: Record<string, RouteCheck> = {
-  // Every method through connect-node; a binary Download takes the fast route instead, Connect's JSON one comes here.
-  [ArtifactService.typeName]: { rows: { ...notDownload, "Download over Connect JSON": { ...grpcDownload!, protocol: "connect-json" } } },
+  // Every method through connect-node; a binary Download and a gRPC Upload take their fast routes instead, Connect's
+  // JSON Download and Connect's Upload come here.
+  [ArtifactService.typeName]: {
+    rows: {
+      ...notFastRoute,
+      "Download over Connect JSON": { ...grpcDownload!, protocol: "connect-json" },
+      "Upload over Connect": { ...grpcUpload!, protocol: "connect" },
+    },
+  },
   "binary Download": { rows: { Download: grpcDownload!, "Download over Connect": { ...grpcDownload!, protocol: "connect" } } },
+  "binary Upload": { rows: { Upload: grpcUpload! } },
   [Health.typeName]: {
     publicAnswer: async (t, authorization) => HealthCheckResponse_ServingStatus[(await publicClient(Health, t, authorization).check({})).status],
   },
