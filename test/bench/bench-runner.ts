@@ -9,6 +9,7 @@
  * per byte); small-artifact cases report calls per second, CPU milliseconds
  * per call, and optionally the latency of single calls.
  */
+import { spawnSync } from "node:child_process";
 import { cpuSeconds, rssMiB } from "./bench-processes.ts";
 
 const MiB = 1024 * 1024;
@@ -240,6 +241,15 @@ function summarizeSmall(benchCase: SmallCase, samples: SmallSample[]): SmallFigu
  * `rounds` rounds; each runs every transfer case, then every small case, in
  * the order given. Progress goes to `log` as runs finish.
  */
+/**
+ * Before each case, unmeasured: the dirty pages earlier cases left (an
+ * upload writes 2 GiB to MinIO's disk) are written out, so their writeback
+ * does not slow the next case's disk work (Postgres commits, MinIO writes).
+ */
+function flushWrites(): void {
+  spawnSync("sync");
+}
+
 export async function runRounds(
   transfers: TransferCase[],
   small: SmallCase[],
@@ -251,6 +261,7 @@ export async function runRounds(
   for (let roundNumber = 1; roundNumber <= options.rounds; roundNumber++) {
     options.log(`round ${roundNumber} of ${options.rounds}`);
     for (const benchCase of transfers) {
+      flushWrites();
       const sample = await runTransfer(benchCase, roundNumber);
       transferSamples.get(benchCase)!.push(sample);
       const cpu = Object.entries(sample.cpuSPerGiB)
@@ -260,6 +271,7 @@ export async function runRounds(
       options.log(`  ${benchCase.label}: ${sample.mibS.toFixed(0)} MiB/s (CPU s/GiB: ${cpu}${rss})`);
     }
     for (const benchCase of small) {
+      flushWrites();
       const sample = await runSmall(benchCase, options.limits);
       smallSamples.get(benchCase)!.push(sample);
       const latency = sample.p50Ms === undefined ? "" : `, p50 ${sample.p50Ms.toFixed(2)} ms`;

@@ -117,14 +117,15 @@ export function smallCases(context: SmallContext): SmallCase[] {
     };
   };
 
+  // Each service case next to its baselines, so that drift within a round touches them alike.
   return [
     inline(1),
-    inline(8),
-    inline(32),
     pgInsert(1),
+    inline(8),
     pgInsert(8),
-    pgInsert(32),
     relayInline(8),
+    inline(32),
+    pgInsert(32),
     relayInline(32),
     {
       // Declared 4 KiB, within ARTIFACTD_UPLOAD_INLINE_MAX_BYTES: kept in the artifact's row.
