@@ -74,11 +74,16 @@ export function openGrpcResponse(response: NodeResponse): ResponseFraming {
   // The stream is answered here, not through the compatibility response, which would send its own (empty)
   // trailers first and leave no room for grpc-status.
   stream.removeAllListeners("wantTrailers");
+  const request = (response as http2.Http2ServerResponse).req;
   let started = false;
-  const stopRequestBody = () =>
+  const stopRequestBody = () => {
+    // What the client sent that no one will read is dropped: a paused request holding the end of its body never
+    // lets the stream end, so it would never close (a client that finished sending just after the call failed).
+    request.resume();
     setImmediate(() => {
       if (!stream.destroyed && !stream.closed && stream.state.remoteClose !== 1) stream.close(http2.constants.NGHTTP2_NO_ERROR);
     });
+  };
   return {
     start() {
       stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });

@@ -157,6 +157,18 @@ describe.each(BACKENDS)("gRPC Upload on the wire on %s", (backend) => {
     await expectNothingStored(t, { keys: storage.keys });
   });
 
+  it("ends a call that failed with more of its body, and the body's end, still to read", async () => {
+    // The second header fails the call with 4 MiB behind it, more than the route reads ahead: the rest must be dropped,
+    // or the stream, holding data no one reads, would never close and the call would never end.
+    using storage = captureStorageKeys(t);
+    const stream = open();
+    const answer = answerOf(stream);
+    stream.end(Buffer.concat([headerFrame("failed-early"), chunkFrame(randomBytes(2000)), headerFrame("again"), chunkFrame(randomBytes(4 * MiB))]));
+    expect(statusOf(await answer)).toEqual({ code: "3", message: "a second header arrived: send exactly one header, first" });
+    // Also waits for the server to count no call in flight.
+    await expectNothingStored(t, { keys: storage.keys }, { deadlineMs: 3_000 });
+  });
+
   it("abandons an upload its client cancels midway: nothing stored, and the call is over", async () => {
     using storage = captureStorageKeys(t);
     const stream = open();

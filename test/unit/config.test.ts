@@ -14,6 +14,7 @@ const WHOLE_NUMBERS: [string, (config: Config) => number | undefined, number, nu
   ["ARTIFACTD_S3_PART_SIZE", (c) => c.s3?.partSize, 8 * MiB, 5 * MiB, 5 * GiB],
   ["ARTIFACTD_S3_PART_CONCURRENCY", (c) => c.s3?.partConcurrency, 3, 1, 64],
   ["ARTIFACTD_INLINE_MAX_BYTES", (c) => c.inlineMaxBytes, 256 * KiB, 0, 64 * MiB],
+  ["ARTIFACTD_UPLOAD_INLINE_MAX_BYTES", (c) => c.uploadInlineMaxBytes, 64 * KiB, 0, MiB],
   ["ARTIFACTD_UPLOAD_MAX_BYTES", (c) => c.uploadMaxBytes, 5120 * GiB, 0, Number.MAX_SAFE_INTEGER],
   ["ARTIFACTD_DOWNLOAD_CHUNK_BYTES", (c) => c.downloadChunkBytes, 256 * KiB, 16 * KiB, 4 * MiB - 64 * KiB],
   ["ARTIFACTD_SHUTDOWN_GRACE_MS", (c) => c.shutdownGraceMs, 30_000, 0, 3_600_000],
