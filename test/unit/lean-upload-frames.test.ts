@@ -1,8 +1,9 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { describe, expect, it } from "vitest";
-import { UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
-import { chunkFrameHead } from "@artifactd/api";
+import { UploadPartRequestSchema, UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { bytesFieldFrameHead, chunkFrameHead } from "@artifactd/api";
+import { uploadPartFrames } from "../../clients/node/src/lean-upload-part.ts";
 import { uploadFrames } from "../../clients/node/src/lean-upload-transport.ts";
 
 /** What connect's generic path sends for these messages: each serialized by protobuf-es, in its gRPC envelope. */
@@ -48,5 +49,46 @@ describe("upload frames written by hand", () => {
   it("frame a chunk's head with the envelope's length and the field's varint length", () => {
     // 300 bytes: message = tag (1) + varint 300 (2) + 300 = 303 = 0x12f.
     expect(Buffer.from(chunkFrameHead(300))).toEqual(Buffer.from([0, 0, 0, 0x01, 0x2f, 0x12, 0xac, 0x02]));
+  });
+});
+
+describe("UploadPart frames written by hand", () => {
+  async function partFrames(message: ReturnType<typeof create<typeof UploadPartRequestSchema>>): Promise<Uint8Array[]> {
+    const pieces: Uint8Array[] = [];
+    for await (const piece of uploadPartFrames(message, (part) => toBinary(UploadPartRequestSchema, part))) pieces.push(piece);
+    return pieces;
+  }
+  const genericFrame = (message: ReturnType<typeof create<typeof UploadPartRequestSchema>>) =>
+    Buffer.from(encodeEnvelope(0, toBinary(UploadPartRequestSchema, message)));
+  const data = (size: number) => new Uint8Array(size).fill(size & 255, size >> 1);
+
+  it.each([
+    ["with part_blake3", { sessionId: "ses_0123456789", partNumber: 3, data: data(1000), partBlake3: "ab".repeat(32) }],
+    ["without part_blake3", { sessionId: "ses_0123456789", partNumber: 10_000, data: data(128) }],
+    ["with empty data", { sessionId: "ses_0123456789", partNumber: 1, partBlake3: "cd".repeat(32) }],
+    ["with only data", { data: data(1) }],
+    ["of a large part", { sessionId: "ses_0123456789", partNumber: 2, data: data(64 * 1024 * 1024 + 5), partBlake3: "ef".repeat(32) }],
+  ])("are byte for byte what protobuf-es and connect would send, %s", async (_, init) => {
+    const message = create(UploadPartRequestSchema, init);
+    expect(Buffer.concat(await partFrames(message)).equals(genericFrame(message))).toBe(true);
+  });
+
+  it("keep unknown fields where protobuf-es writes them, last", async () => {
+    const message = create(UploadPartRequestSchema, { sessionId: "s", partNumber: 1, data: data(300), partBlake3: "0".repeat(64) });
+    message.$unknown = [{ no: 9, wireType: 2, data: new Uint8Array([2, 1, 1]) }];
+    expect(Buffer.concat(await partFrames(message)).equals(genericFrame(message))).toBe(true);
+  });
+
+  it("hand the caller's data over as it is, never a copy, and leave the message alone", async () => {
+    const message = create(UploadPartRequestSchema, { sessionId: "s", partNumber: 4, data: data(8 * 1024 * 1024), partBlake3: "1".repeat(64) });
+    const pieces = await partFrames(message);
+    expect(pieces).toHaveLength(3);
+    expect(pieces[1]).toBe(message.data);
+    expect(message).toMatchObject({ sessionId: "s", partNumber: 4, partBlake3: "1".repeat(64) });
+    expect(Buffer.from(message.data).equals(data(8 * 1024 * 1024))).toBe(true);
+  });
+
+  it("refuse a message longer than the envelope can state, as connect does", () => {
+    expect(() => bytesFieldFrameHead(3, 2 ** 32)).toThrow(/message size 4294967302 is larger than configured writeMaxBytes 4294967295/);
   });
 });

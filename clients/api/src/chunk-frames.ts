@@ -8,28 +8,53 @@ import { ByteQueue } from "./byte-queue.ts";
  * head followed by the chunk's own bytes. The service's download route and
  * the Node SDK's uploads write it this way, so content is never copied
  * into a protobuf buffer and then into an envelope.
- *
- * The head: the 5-byte gRPC envelope (uncompressed, the message's length),
- * the field's tag ((2 << 3) | 2) and the chunk's length as a varint.
  */
 export function chunkFrameHead(chunkBytes: number): Uint8Array {
-  const varint: number[] = [];
-  for (let rest = chunkBytes; ; rest = Math.floor(rest / 128)) {
-    if (rest < 128) {
-      varint.push(rest);
-      break;
-    }
-    varint.push((rest % 128) | 128);
+  return bytesFieldFrameHead(CHUNK_FIELD_NUMBER, chunkBytes);
+}
+
+/**
+ * The gRPC frame head of a message built around one large bytes field, for a
+ * writer that hands the field's bytes over as they are instead of copying
+ * them into the message: the 5-byte envelope (uncompressed, the length of the
+ * whole message), the message's bytes before the field (`before`, as
+ * protobuf-es encodes the fields numbered below it), the field's tag and its
+ * length as a varint. The field's bytes follow the head, then the remaining
+ * `afterBytes` of the message (the fields numbered above it).
+ */
+export function bytesFieldFrameHead(fieldNumber: number, fieldBytes: number, before: Uint8Array = new Uint8Array(0), afterBytes = 0): Uint8Array {
+  const tag = varint(fieldNumber * 8 + 2);
+  const length = varint(fieldBytes);
+  const messageBytes = before.byteLength + tag.length + length.length + fieldBytes + afterBytes;
+  // What connect answers a message too long for the envelope's 32-bit length with (its writeMaxBytes is at most that).
+  if (messageBytes > MAX_MESSAGE_BYTES) {
+    throw new ConnectError(`message size ${messageBytes} is larger than configured writeMaxBytes ${MAX_MESSAGE_BYTES}`, Code.ResourceExhausted);
   }
-  const head = new Uint8Array(5 + 1 + varint.length);
-  new DataView(head.buffer).setUint32(1, 1 + varint.length + chunkBytes);
-  head[5] = CHUNK_FIELD_TAG;
-  head.set(varint, 6);
+  const head = new Uint8Array(5 + before.byteLength + tag.length + length.length);
+  new DataView(head.buffer).setUint32(1, messageBytes);
+  head.set(before, 5);
+  head.set(tag, 5 + before.byteLength);
+  head.set(length, 5 + before.byteLength + tag.length);
   return head;
 }
 
+/** A non-negative integer as a protobuf varint (arithmetic rather than bit operations: lengths may pass 2^31). */
+function varint(value: number): number[] {
+  const bytes: number[] = [];
+  for (let rest = value; ; rest = Math.floor(rest / 128)) {
+    if (rest < 128) {
+      bytes.push(rest);
+      return bytes;
+    }
+    bytes.push((rest % 128) | 128);
+  }
+}
+
+const MAX_MESSAGE_BYTES = 0xffff_ffff;
+
+const CHUNK_FIELD_NUMBER = 2;
 /** `bytes chunk = 2`, length-delimited. */
-const CHUNK_FIELD_TAG = (2 << 3) | 2;
+const CHUNK_FIELD_TAG = (CHUNK_FIELD_NUMBER << 3) | 2;
 
 /**
  * What a stream of gRPC frames whose content messages are bare chunks holds:

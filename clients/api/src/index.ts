@@ -10,4 +10,4 @@ export type { ArtifactFilterInit, ArtifactSpecInit } from "./init-shapes.ts";
 export { STATUS_BY_NAME, STATUS_NAMES, statusFromName, statusName, type StatusName } from "./status-names.ts";
 export { DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE } from "./part-size-limits.ts";
 export { isTransientFailure, retryAfterMs } from "./transient-failure.ts";
-export { chunkFrameHead, readChunkFrames, type ChunkFrame } from "./chunk-frames.ts";
+export { bytesFieldFrameHead, chunkFrameHead, readChunkFrames, type ChunkFrame } from "./chunk-frames.ts";

@@ -1,5 +1,5 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport, createNodeHttpClient } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, createGrpcTransport, createNodeHttpClient } from "@connectrpc/connect-node";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { createGrpcDownloadReader, type DownloadReader } from "./grpc-download-reader.ts";
 import { withLeanUploads } from "./lean-upload-transport.ts";
@@ -104,11 +104,11 @@ export function createArtifactConnection(options: ConnectionOptions): ArtifactCo
 /** gRPC over one HTTP/2 connection (the session manager's), uploads framed by hand (./lean-upload-transport.ts). */
 function grpcConnection(baseUrl: string, auth: Interceptor, retryUnary: Interceptor): { transport: Transport; sessionManager: WideWindowSessionManager } {
   const sessionManager = new WideWindowSessionManager(baseUrl);
-  const transport = withLeanUploads(createGrpcTransport({ baseUrl, interceptors: [auth, retryUnary], sessionManager }), {
-    baseUrl,
+  // Shared by both, so that a call framed by hand is sent and answered as the generic one would be.
+  const common = { baseUrl, interceptors: [auth, retryUnary], acceptCompression: [compressionGzip, compressionBrotli] };
+  const transport = withLeanUploads(createGrpcTransport({ ...common, sessionManager }), {
+    ...common,
     httpClient: createNodeHttpClient({ httpVersion: "2", sessionProvider: () => sessionManager }),
-    // Streams are never retried by the connection (retryUnary passes them through).
-    interceptors: [auth],
   });
   return { transport, sessionManager };
 }

@@ -1,6 +1,7 @@
 import { create, isMessage, type DescMessage, type DescMethodStreaming, type MessageInitShape } from "@bufbuild/protobuf";
 import { createContextValues, type Interceptor, type StreamResponse, type Transport } from "@connectrpc/connect";
 import {
+  type Compression,
   createMethodSerializationLookup,
   createMethodUrl,
   encodeEnvelope,
@@ -13,10 +14,21 @@ import {
 import { requestHeader, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc";
 import { chunkFrameHead } from "@artifactd/api";
 import { ArtifactService, type UploadRequest, UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { leanUploadPart } from "./lean-upload-part.ts";
+
+/** What the calls framed by hand are sent with: the same as the transport they stand in for. */
+export interface LeanTransportOptions {
+  readonly baseUrl: string;
+  readonly httpClient: UniversalClientFn;
+  readonly interceptors: Interceptor[];
+  /** Response encodings accepted by unary calls (streams accept none). */
+  readonly acceptCompression: Compression[];
+}
 
 /**
- * The gRPC transport, except that Upload's chunk messages are framed by
- * hand around the caller's own bytes.
+ * The gRPC transport, except that Upload's chunk messages, and UploadPart's
+ * data (./lean-upload-part.ts), are framed by hand around the caller's own
+ * bytes.
  *
  * Connect's generic path encodes every message with protobuf-es: a 1 MiB
  * chunk is copied into a growing buffer, then again into its gRPC envelope.
@@ -31,11 +43,13 @@ import { ArtifactService, type UploadRequest, UploadRequestSchema } from "@artif
  * errors of all of them take connect's own code (its protocol helpers),
  * so statuses and transport failures read exactly as on the generic path.
  */
-export function withLeanUploads(inner: Transport, options: { baseUrl: string; httpClient: UniversalClientFn; interceptors: Interceptor[] }): Transport {
+export function withLeanUploads(inner: Transport, options: LeanTransportOptions): Transport {
   const upload = ArtifactService.method.upload;
+  const uploadPart = ArtifactService.method.uploadPart;
   const serialization = createMethodSerializationLookup(upload, undefined, undefined, { readMaxBytes: 0xffffffff, writeMaxBytes: 0xffffffff });
+  const leanUnary = leanUploadPart(options);
   return {
-    unary: (...args) => inner.unary(...args),
+    unary: (method, ...rest) => (method === (uploadPart as unknown) ? leanUnary(method, ...rest) : inner.unary(method, ...rest)),
     stream<I extends DescMessage, O extends DescMessage>(
       method: DescMethodStreaming<I, O>,
       signal: AbortSignal | undefined,

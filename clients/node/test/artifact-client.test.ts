@@ -101,6 +101,41 @@ describe.each(BACKENDS)("Node client on %s", (backend) => {
     }
   });
 
+  it("sends UploadPart through rpc, and reads its refusals and deadlines as the generic gRPC client does", async () => {
+    const parts = [randomBytes(5 * MiB), randomBytes(123)];
+    const data = Buffer.concat(parts);
+    const { session } = await client.rpc.createUploadSession({
+      spec: { kind: "parts", name: "parts.bin" },
+      expectedSize: BigInt(data.length),
+      expectedBlake3: blake3Hex(data),
+      partSize: BigInt(5 * MiB),
+    });
+    const sessionId = session!.sessionId;
+    const first = await client.rpc.uploadPart({ sessionId, partNumber: 1, data: parts[0]!, partBlake3: blake3Hex(parts[0]!) });
+    expect(first.session).toMatchObject({ committedParts: [1], committedBytes: BigInt(5 * MiB) });
+    await client.rpc.uploadPart({ sessionId, partNumber: 2, data: parts[1]! });
+    const { artifact } = await client.rpc.completeUploadSession({ sessionId });
+    expect(artifact!.blake3).toBe(blake3Hex(data));
+    expect((await client.loadBytes(artifact!.id)).equals(data)).toBe(true);
+
+    const { session: open } = await client.rpc.createUploadSession({ spec: { kind: "parts", name: "refused.bin" }, partSize: BigInt(5 * MiB) });
+    const refused = [
+      { request: { sessionId: `ups_${"0".repeat(26)}`, partNumber: 1, data: parts[1]! }, code: Code.NotFound },
+      { request: { sessionId: open!.sessionId, partNumber: 10_001, data: parts[1]! }, code: Code.InvalidArgument },
+      { request: { sessionId: open!.sessionId, partNumber: 1, data: parts[0]!, partBlake3: "0".repeat(64) }, code: Code.InvalidArgument },
+    ];
+    /** The error a call ends with (an OK answer shows as one too, so the comparisons below fail). */
+    const refusal = (call: Promise<unknown>) => call.then(() => new ConnectError("answered OK"), ConnectError.from);
+    for (const { request, code } of refused) {
+      const lean = await refusal(client.rpc.uploadPart(request));
+      const generic = await refusal(t.client().uploadPart(request));
+      expect(generic.code).toBe(code);
+      expect({ code: lean.code, message: lean.rawMessage }).toEqual({ code: generic.code, message: generic.rawMessage });
+    }
+    const late = await refusal(client.rpc.uploadPart({ sessionId: open!.sessionId, partNumber: 1, data: parts[0]! }, { timeoutMs: 1 }));
+    expect(late.code).toBe(Code.DeadlineExceeded);
+  });
+
   it("surfaces server refusals through write or commit", async () => {
     const writer = client.openWriter({ kind: "" });
     const error = await (async () => {

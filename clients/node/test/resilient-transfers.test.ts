@@ -247,6 +247,18 @@ describe.each(BACKENDS)("retries and resumed transfers on %s", (backend) => {
     expect(retries.length).toBeGreaterThan(0);
   });
 
+  it("retries an UploadPart cut off while its data was going up, sending the whole part again", async () => {
+    const part = randomBytes(5 * MiB);
+    const { session } = await client.rpc.createUploadSession({ spec: { kind: "cut-part" }, expectedSize: BigInt(part.length), partSize: BigInt(5 * MiB) });
+    const cut = proxy.cutAfter("up", 2 * MiB);
+    const { session: after } = await client.rpc.uploadPart({ sessionId: session!.sessionId, partNumber: 1, data: part, partBlake3: blake3Hex(part) });
+    await cut;
+    expect(retries.length).toBeGreaterThan(0);
+    expect(after).toMatchObject({ committedParts: [1], committedBytes: BigInt(part.length) });
+    const { artifact } = await client.rpc.completeUploadSession({ sessionId: session!.sessionId });
+    expect((await client.loadBytes(artifact!.id)).equals(part)).toBe(true);
+  });
+
   it("does not retry what the server refused", async () => {
     await client.listPage({}, { pageSize: 1 }); // an open connection, so a retry would show as a second call, not a reconnect
     retries = [];
