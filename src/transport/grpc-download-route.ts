@@ -14,6 +14,7 @@ import {
   isPlainGrpc,
   type NodeRequest,
   type NodeResponse,
+  openCallSignal,
   openGrpcResponse,
   type ResponseFraming,
   uncompressed,
@@ -186,19 +187,15 @@ async function serve(
   timeoutMs: number | undefined,
   caller: Caller,
 ): Promise<void> {
-  const controller = new AbortController();
-  const abort = (reason: unknown) => controller.abort(reason);
-  const onShutdown = () => abort(options.shutdownSignal.reason);
-  options.shutdownSignal.addEventListener("abort", onShutdown, { once: true });
-  const revocation = options.watchCaller?.(caller);
-  const onRevoked = () => abort(revocation!.signal.reason);
-  revocation?.signal.addEventListener("abort", onRevoked, { once: true });
-  framing.onClose(() => abort(new ConnectError("the client cancelled the download", Code.Canceled)));
-  let deadline: NodeJS.Timeout | undefined;
+  const call = openCallSignal({
+    shutdownSignal: options.shutdownSignal,
+    revocation: options.watchCaller?.(caller),
+    framing,
+    timeoutMs,
+    what: "download",
+  });
+  const { signal } = call;
   try {
-    if (timeoutMs !== undefined) {
-      deadline = setTimeout(() => abort(new ConnectError("the call's deadline passed", Code.DeadlineExceeded)), timeoutMs);
-    }
     const message = fromBinary(DownloadRequestSchema, await readSingleMessage(request));
     const { artifact, content } = await options.service.download(
       caller,
@@ -207,28 +204,25 @@ async function serve(
         offset: int64FromProto("offset", message.offset),
         length: message.length === undefined ? undefined : int64FromProto("length", message.length),
       },
-      controller.signal,
+      signal,
     );
-    if (controller.signal.aborted) throw controller.signal.reason;
+    if (signal.aborted) throw signal.reason;
     framing.start();
     const first = toBinary(DownloadResponseSchema, create(DownloadResponseSchema, { message: { case: "artifact", value: artifactToProto(artifact) } }));
-    await framing.write([envelopeHead(first.byteLength), first], controller.signal);
+    await framing.write([envelopeHead(first.byteLength), first], signal);
     for await (const message of content) {
-      if (controller.signal.aborted) throw controller.signal.reason;
+      if (signal.aborted) throw signal.reason;
       let bytes = 0;
       for (const piece of message) bytes += piece.byteLength;
-      await framing.write([chunkFrameHead(bytes), ...message], controller.signal);
+      await framing.write([chunkFrameHead(bytes), ...message], signal);
     }
-    if (controller.signal.aborted) throw controller.signal.reason;
+    if (signal.aborted) throw signal.reason;
     await framing.finish(undefined);
   } catch (error) {
-    const status = toConnectError(controller.signal.aborted ? controller.signal.reason : error, (e) => options.log("Download failed", e));
+    const status = toConnectError(signal.aborted ? signal.reason : error, (e) => options.log("Download failed", e));
     if (!framing.closed) await framing.finish(status);
   } finally {
-    if (deadline) clearTimeout(deadline);
-    options.shutdownSignal.removeEventListener("abort", onShutdown);
-    revocation?.signal.removeEventListener("abort", onRevoked);
-    revocation?.release();
+    call.end();
   }
 }
 

@@ -1,4 +1,4 @@
-import type { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type http from "node:http";
 import http2 from "node:http2";
 import { encodeGrpcMessage, parseGrpcTimeout } from "./admission.ts";
@@ -117,6 +117,42 @@ export function openGrpcResponse(response: NodeResponse): ResponseFraming {
         });
         stream.end();
       });
+    },
+  };
+}
+
+/**
+ * What ends a call on a fast route, as connect-node's calls end: the server's
+ * shutdown, the caller's token revoked while the call is open, the client
+ * gone (`what`: "upload" or "download"), or the call's deadline, each with
+ * its reason. `end` lets go of them all once the call is over.
+ */
+export function openCallSignal(options: {
+  readonly shutdownSignal: AbortSignal;
+  readonly revocation: { readonly signal: AbortSignal; release(): void } | undefined;
+  readonly framing: Pick<ResponseFraming, "onClose">;
+  readonly timeoutMs: number | undefined;
+  readonly what: string;
+}): { readonly signal: AbortSignal; end(): void } {
+  const { shutdownSignal, revocation } = options;
+  const controller = new AbortController();
+  const onShutdown = () => controller.abort(shutdownSignal.reason);
+  const onRevoked = () => controller.abort(revocation!.signal.reason);
+  shutdownSignal.addEventListener("abort", onShutdown, { once: true });
+  revocation?.signal.addEventListener("abort", onRevoked, { once: true });
+  options.framing.onClose(() => controller.abort(new ConnectError(`the client cancelled the ${options.what}`, Code.Canceled)));
+  // connect-node's words for a passed deadline.
+  const deadline =
+    options.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => controller.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), options.timeoutMs);
+  return {
+    signal: controller.signal,
+    end() {
+      clearTimeout(deadline);
+      shutdownSignal.removeEventListener("abort", onShutdown);
+      revocation?.signal.removeEventListener("abort", onRevoked);
+      revocation?.release();
     },
   };
 }

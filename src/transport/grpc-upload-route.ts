@@ -7,7 +7,7 @@ import type { Caller } from "../artifact.ts";
 import type { ArtifactService } from "../service/artifact-service.ts";
 import type { UploadMessage } from "../service/upload-header.ts";
 import { parseGrpcTimeout } from "./admission.ts";
-import { envelopeHead, isPlainGrpc, type NodeRequest, type NodeResponse, openGrpcResponse } from "./grpc-response-framing.ts";
+import { envelopeHead, isPlainGrpc, type NodeRequest, type NodeResponse, openCallSignal, openGrpcResponse } from "./grpc-response-framing.ts";
 import { artifactToProto } from "./proto-conversion.ts";
 import { assertNodeRequestCompleted, requestContextValues } from "./request-ended.ts";
 import { uploadMessageFromProto } from "./upload-messages.ts";
@@ -65,36 +65,31 @@ export function createGrpcUploadRoute(options: GrpcUploadRouteOptions) {
 
 async function serve(options: GrpcUploadRouteOptions, request: http2.Http2ServerRequest, response: NodeResponse, caller: Caller): Promise<void> {
   const framing = openGrpcResponse(response);
-  const controller = new AbortController();
-  const abort = (reason: unknown) => controller.abort(reason);
-  const onShutdown = () => abort(options.shutdownSignal.reason);
-  options.shutdownSignal.addEventListener("abort", onShutdown, { once: true });
   const revocation = options.watchCaller?.(caller);
-  const onRevoked = () => abort(revocation!.signal.reason);
-  revocation?.signal.addEventListener("abort", onRevoked, { once: true });
-  framing.onClose(() => abort(new ConnectError("the client cancelled the upload", Code.Canceled)));
-  const timeoutMs = parseGrpcTimeout(request.headers["grpc-timeout"]);
-  // connect-node's words for a passed deadline.
-  const deadline = timeoutMs === undefined ? undefined : setTimeout(() => abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeoutMs);
+  const call = openCallSignal({
+    shutdownSignal: options.shutdownSignal,
+    revocation,
+    framing,
+    timeoutMs: parseGrpcTimeout(request.headers["grpc-timeout"]),
+    what: "upload",
+  });
+  const { signal } = call;
   try {
-    const messages = uploadMessagesOf(request, options.readMaxBytes, controller.signal);
-    const result = await options.service.upload(caller, messages, controller.signal);
+    const messages = uploadMessagesOf(request, options.readMaxBytes, signal);
+    const result = await options.service.upload(caller, messages, signal);
     const answer = toBinary(
       UploadResponseSchema,
       create(UploadResponseSchema, { artifact: artifactToProto(result.artifact), deduplicated: result.deduplicated }),
     );
     framing.start();
-    await framing.write([envelopeHead(answer.byteLength), answer], controller.signal);
+    await framing.write([envelopeHead(answer.byteLength), answer], signal);
     await framing.finish(undefined);
   } catch (error) {
-    const call = { signal: controller.signal, contextValues: requestContextValues(request) };
-    const status = options.answerFailure(call, revocation?.signal.aborted ? revocation.signal.reason : error, "Upload failed");
+    const failed = { signal, contextValues: requestContextValues(request) };
+    const status = options.answerFailure(failed, revocation?.signal.aborted ? revocation.signal.reason : error, "Upload failed");
     if (!framing.closed) await framing.finish(status);
   } finally {
-    clearTimeout(deadline);
-    options.shutdownSignal.removeEventListener("abort", onShutdown);
-    revocation?.signal.removeEventListener("abort", onRevoked);
-    revocation?.release();
+    call.end();
   }
 }
 
