@@ -1,6 +1,7 @@
 import { clearField, type DescField, type DescMessage, type DescMethodUnary, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, createContextValues, type UnaryResponse } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, type Interceptor, type UnaryResponse } from "@connectrpc/connect";
 import {
+  type Compression,
   createMethodSerializationLookup,
   createMethodUrl,
   encodeEnvelope,
@@ -9,14 +10,23 @@ import {
   transformDecompressEnvelope,
   transformParseEnvelope,
   transformSplitEnvelope,
+  type UniversalClientFn,
 } from "@connectrpc/connect/protocol";
 import { headerGrpcStatus, requestHeaderWithCompression, validateResponseWithCompression, validateTrailer } from "@connectrpc/connect/protocol-grpc";
 import { bytesFieldFrameHead } from "@artifactd/api";
 import { ArtifactService, type UploadPartRequest, UploadPartRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
-import type { LeanTransportOptions } from "./lean-upload-transport.ts";
 
 /** connect-node's default limits, which the transport this stands in for keeps. */
 const MAX_MESSAGE_BYTES = 0xffff_ffff;
+
+/** What the calls framed by hand are sent with: the same as the transport they stand in for. */
+export interface LeanTransportOptions {
+  readonly baseUrl: string;
+  readonly httpClient: UniversalClientFn;
+  readonly interceptors: Interceptor[];
+  /** Response encodings accepted by unary calls (streams accept none). */
+  readonly acceptCompression: Compression[];
+}
 
 /**
  * UploadPart as connect's gRPC transport calls it (its protocol helpers:

@@ -1,7 +1,6 @@
 import { create, isMessage, type DescMessage, type DescMethodStreaming, type MessageInitShape } from "@bufbuild/protobuf";
-import { createContextValues, type Interceptor, type StreamResponse, type Transport } from "@connectrpc/connect";
+import { createContextValues, type StreamResponse, type Transport } from "@connectrpc/connect";
 import {
-  type Compression,
   createMethodSerializationLookup,
   createMethodUrl,
   encodeEnvelope,
@@ -9,21 +8,11 @@ import {
   runStreamingCall,
   transformParseEnvelope,
   transformSplitEnvelope,
-  type UniversalClientFn,
 } from "@connectrpc/connect/protocol";
 import { requestHeader, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc";
 import { chunkFrameHead } from "@artifactd/api";
 import { ArtifactService, type UploadRequest, UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
-import { leanUploadPart } from "./lean-upload-part.ts";
-
-/** What the calls framed by hand are sent with: the same as the transport they stand in for. */
-export interface LeanTransportOptions {
-  readonly baseUrl: string;
-  readonly httpClient: UniversalClientFn;
-  readonly interceptors: Interceptor[];
-  /** Response encodings accepted by unary calls (streams accept none). */
-  readonly acceptCompression: Compression[];
-}
+import { type LeanTransportOptions, leanUploadPart } from "./lean-upload-part.ts";
 
 /**
  * The gRPC transport, except that Upload's chunk messages, and UploadPart's
