@@ -65,7 +65,8 @@ export declare type UploadHeader = Message<"artifacts.v1.UploadHeader"> & {
 
   /**
    * When set, the upload fails with INVALID_ARGUMENT unless exactly this many
-   * bytes arrive. Must be >= 0. Lets the server refuse oversize uploads early.
+   * bytes arrive. Must be >= 0. Lets the server refuse oversize uploads early,
+   * and keep small ones in the database (see Upload).
    *
    * @generated from field: optional int64 expected_size = 2;
    */
@@ -1499,7 +1500,11 @@ export declare const ArtifactService: GenService<{
    * and what was stored is removed (a session keeps the parts it stored).
    *
    * Identical content is stored once per tenant: the second upload of the same
-   * bytes creates a new artifact pointing at the existing blob.
+   * bytes creates a new artifact pointing at the existing blob. An upload
+   * whose header declares an expected_size of at most the server's
+   * ARTIFACTD_UPLOAD_INLINE_MAX_BYTES (64 KiB by default) is kept in its
+   * artifact's database row instead (storage STORAGE_INLINE, not
+   * deduplicated): one write instead of a blob and its bookkeeping.
    *
    * @generated from rpc artifacts.v1.ArtifactService.Upload
    */
