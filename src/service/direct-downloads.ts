@@ -1,3 +1,4 @@
+import { DIRECT_DOWNLOAD_UNAVAILABLE, type DirectDownloadUnavailableReason } from "@artifactd/api";
 import type { Artifact, Caller } from "../artifact.ts";
 import { ArtifactError, invalidArgument, notFound } from "../artifact-error.ts";
 import { hasDirectReads, type BlobStore } from "../ports/blob-store.ts";
@@ -28,8 +29,6 @@ import { requireArtifactId } from "./validate-spec.ts";
  * content stored inline in the database.
  */
 export const DIRECT_URL_MAX_TTL_SECONDS = 60;
-/** The trailer of a refused direct link: `server` (this server offers none) or `inline` (this artifact's content is in the database). */
-export const DIRECT_DOWNLOAD_UNAVAILABLE = "direct-download-unavailable";
 
 export interface DirectDownloadDeps {
   readonly metadata: ArtifactQueries & TenantBlobIndex;
@@ -78,12 +77,12 @@ export async function createDirectDownloadUrl(deps: DirectDownloadDeps, caller: 
     throw new ArtifactError(
       "failed_precondition",
       "this server does not offer direct-to-storage downloads (ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT is not set): download through the service",
-      { trailers: { [DIRECT_DOWNLOAD_UNAVAILABLE]: "server" } },
+      { trailers: { [DIRECT_DOWNLOAD_UNAVAILABLE]: "server" satisfies DirectDownloadUnavailableReason } },
     );
   }
   if (artifact.storage === "inline") {
     throw new ArtifactError("failed_precondition", `artifact ${id} is stored inline in the database, not in the blob store: download it through the service`, {
-      trailers: { [DIRECT_DOWNLOAD_UNAVAILABLE]: "inline" },
+      trailers: { [DIRECT_DOWNLOAD_UNAVAILABLE]: "inline" satisfies DirectDownloadUnavailableReason },
     });
   }
   const length = Math.min(request.length ?? Infinity, artifact.sizeBytes - request.offset);

@@ -33,7 +33,7 @@ import { uploadMessageFromProto } from "./upload-messages.ts";
  * requests, Connect, gRPC-Web and JSON fall through to connect-node
  * (`handle` answers false).
  */
-export const UPLOAD_PATH = "/artifacts.v1.ArtifactService/Upload";
+const UPLOAD_PATH = "/artifacts.v1.ArtifactService/Upload";
 
 export interface GrpcUploadRouteOptions {
   readonly service: ArtifactService;

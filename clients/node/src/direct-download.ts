@@ -1,3 +1,4 @@
+import { DIRECT_DOWNLOAD_UNAVAILABLE } from "@artifactd/api";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import http from "node:http";
 import https from "node:https";
@@ -34,8 +35,6 @@ export const NOT_OFFERED_MEMORY_MS = 60_000;
 export const DIRECT_CONNECT_TIMEOUT_MS = 10_000;
 /** A store connection that brings no byte for this long is taken as broken (the download resumes with a new link). */
 export const DIRECT_IDLE_TIMEOUT_MS = 30_000;
-/** The trailer of a refused direct link (src/service/direct-downloads.ts). */
-const UNAVAILABLE_TRAILER = "direct-download-unavailable";
 
 export interface DirectDownloadRequest {
   /** This download's mode, when it overrides the client's. */
@@ -95,7 +94,7 @@ export function createDirectDownloads(rpc: Client<typeof ArtifactService>, retry
         return undefined;
       }
       if (refusal.code !== Code.FailedPrecondition) throw error;
-      const reason = refusal.metadata.get(UNAVAILABLE_TRAILER);
+      const reason = refusal.metadata.get(DIRECT_DOWNLOAD_UNAVAILABLE);
       if (reason === "inline") return undefined;
       if (reason === "server") {
         notOfferedUntil = Date.now() + NOT_OFFERED_MEMORY_MS;
