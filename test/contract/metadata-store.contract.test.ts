@@ -187,6 +187,36 @@ describeEachAdapter("MetadataStore contract: %s", METADATA_STORE_ADAPTERS, (_nam
     expect(told).toEqual(events);
   });
 
+  it("records inline artifacts written at once many to a statement, each call answered with its own artifact and event", async () => {
+    const { lastSeq: start } = await store.eventLog.bounds();
+    const told: (readonly LoggedEvent[])[] = [];
+    const stopListening = store.eventLog.onAppended((appended) => told.push(appended));
+    const records = Array.from({ length: 24 }, (_, i) => ({ ...record("batch1", { name: `batch-${i}` }), inline: { type: "text" as const, text: `text ${i}` } }));
+    const created = await Promise.all(records.map((r) => store.createArtifact(r)));
+    stopListening();
+    expect(created.map(({ artifact }) => [artifact.id, artifact.name])).toEqual(records.map((r) => [r.id, r.spec.name]));
+    for (const r of records) expect((await store.getArtifact("batch1", r.id, { includeContent: true }))?.inlineContent).toEqual(r.inline);
+    const events = await store.eventLog.readAfter(start, 100, "batch1");
+    expect(events.map((e) => e.artifactId).sort()).toEqual(records.map((r) => r.id).sort());
+    expect(events.every((e) => e.type === "created")).toBe(true);
+    // Fewer commits than artifacts: listeners are told once per statement, with all of its events.
+    expect(told.length).toBeLessThan(records.length);
+    expect(told.flat().sort((a, b) => a.seq - b.seq)).toEqual(events);
+  });
+
+  it("a row Postgres refuses for its values fails its own call only, when written at once with others", async () => {
+    const good = Array.from({ length: 12 }, (_, i) => ({ ...record("batch2", { name: `good-${i}` }), inline: { type: "text" as const, text: `text ${i}` } }));
+    // JSON that parses but that jsonb cannot hold (\u0000): refused by Postgres, not by validation.
+    const bad = { ...record("batch2", { name: "bad" }), inline: { type: "json" as const, json: '{"a":"\\u0000"}' } };
+    const settled = await Promise.allSettled([...good.slice(0, 6), bad, ...good.slice(6)].map((r) => store.createArtifact(r)));
+    expect(settled[6]).toMatchObject({ status: "rejected", reason: { code: "invalid_argument" } });
+    const answered = settled.filter((_, i) => i !== 6);
+    expect(answered.map((s) => (s.status === "fulfilled" ? s.value.artifact.id : s.reason))).toEqual(good.map((r) => r.id));
+    expect(await store.getArtifact("batch2", bad.id)).toBeUndefined();
+    const { items } = await store.listArtifacts("batch2", {}, { pageSize: 100, pageToken: "" });
+    expect(items.map((a) => a.id).sort()).toEqual(good.map((r) => r.id).sort());
+  });
+
   it("prunes the events before a cutoff and remembers the highest seq pruned", async () => {
     await store.createArtifact(record("ev2", {}));
     const { lastSeq } = await store.eventLog.bounds();

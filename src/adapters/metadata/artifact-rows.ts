@@ -1,5 +1,6 @@
-import type { Kysely, Selectable, Transaction } from "kysely";
+import type { Insertable, Kysely, Selectable, Transaction } from "kysely";
 import { PROVENANCE_FIELDS, type Artifact, type Provenance } from "../../artifact.ts";
+import type { NewArtifact } from "../../ports/artifact-records.ts";
 import type { StoredBlob } from "../../ports/tenant-blob-index.ts";
 import type { ArtifactTable, Database } from "./schema.ts";
 
@@ -113,4 +114,37 @@ export function provenanceColumns(provenance: Provenance): Record<(typeof PROVEN
 
 export function toStoredBlob(row: { digest: string; size_bytes: string | number | bigint; storage_key: string }): StoredBlob {
   return { digest: row.digest, sizeBytes: Number(row.size_bytes), storageKey: row.storage_key };
+}
+
+/** The artifacts row of a new artifact. */
+export function artifactValues(record: NewArtifact): Insertable<ArtifactTable> {
+  const { spec } = record;
+  return {
+    id: record.id,
+    tenant_id: record.tenantId,
+    kind: spec.kind,
+    artifact_class: spec.artifactClass,
+    name: spec.name,
+    title: spec.title,
+    mime_type: record.mimeType,
+    size_bytes: record.sizeBytes,
+    blake3: record.blake3,
+    storage: record.blob ? "blob" : "inline",
+    blob_digest: record.blob ? record.blake3 : null,
+    // JSON is kept byte-for-byte as sent (inline_text: what downloads
+    // return and the digest covers) and as JSONB for queries.
+    inline_text: record.inline?.type === "text" ? record.inline.text : record.inline?.type === "json" ? record.inline.json : null,
+    inline_json: record.inline?.type === "json" ? record.inline.json : null,
+    inline_bytes: record.inline?.type === "binary" ? record.inline.bytes : null,
+    labels: JSON.stringify(spec.labels),
+    tags: [...spec.tags],
+    metrics: JSON.stringify(spec.metrics),
+    pinned: spec.pinned,
+    status: spec.status,
+    ...provenanceColumns(spec.provenance),
+    created_at: record.createdAt,
+    created_by: record.createdBy,
+    deleted_at: null,
+    expires_at: spec.expiresAt ?? null,
+  };
 }

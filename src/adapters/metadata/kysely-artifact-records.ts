@@ -5,8 +5,9 @@ import { BLOB_RECLAIMED, storageKeyOf, UPLOAD_HOLD_LOST, type ArtifactExpiry, ty
 import type { StoredBlob } from "../../ports/tenant-blob-index.ts";
 import { statementEventOf, type PendingEvent, type WithEvents, type WithStatementEvents } from "../events/kysely-artifact-event-log.ts";
 import { selectArtifacts } from "./artifact-query-builders.ts";
-import { ARTIFACT_COLUMNS, provenanceColumns, toArtifact, toArtifacts, toStoredBlob, type ArtifactRow, type Queryable } from "./artifact-rows.ts";
+import { ARTIFACT_COLUMNS, artifactValues, toArtifact, toArtifacts, toStoredBlob, type ArtifactRow, type Queryable } from "./artifact-rows.ts";
 import { releaseStorageKey } from "./kysely-in-flight-uploads.ts";
+import { inlineArtifactBatches } from "./inline-artifact-batches.ts";
 import { PREPARED_STATEMENT_MARK } from "./prepared-statements.ts";
 import type { ArtifactTable, Database } from "./schema.ts";
 
@@ -25,7 +26,7 @@ export function createKyselyArtifactRecords(
   withEvents: WithEvents,
   withStatementEvents: WithStatementEvents,
 ): ArtifactRecords & ArtifactExpiry {
-  const createInlineArtifact = inlineArtifactWriter(db, withStatementEvents);
+  const createInlineArtifact = inlineArtifactBatches(db, withStatementEvents, inlineArtifactWriter(db, withStatementEvents));
   return {
     async createArtifact(record) {
       if (!record.blob && !record.hold) {
@@ -191,39 +192,6 @@ export function createKyselyArtifactRecords(
         return recordDeleted(tx, rows, recordEvent);
       });
     },
-  };
-}
-
-/** The artifacts row of a new artifact. */
-function artifactValues(record: NewArtifact): Insertable<ArtifactTable> {
-  const { spec } = record;
-  return {
-    id: record.id,
-    tenant_id: record.tenantId,
-    kind: spec.kind,
-    artifact_class: spec.artifactClass,
-    name: spec.name,
-    title: spec.title,
-    mime_type: record.mimeType,
-    size_bytes: record.sizeBytes,
-    blake3: record.blake3,
-    storage: record.blob ? "blob" : "inline",
-    blob_digest: record.blob ? record.blake3 : null,
-    // JSON is kept byte-for-byte as sent (inline_text: what downloads
-    // return and the digest covers) and as JSONB for queries.
-    inline_text: record.inline?.type === "text" ? record.inline.text : record.inline?.type === "json" ? record.inline.json : null,
-    inline_json: record.inline?.type === "json" ? record.inline.json : null,
-    inline_bytes: record.inline?.type === "binary" ? record.inline.bytes : null,
-    labels: JSON.stringify(spec.labels),
-    tags: [...spec.tags],
-    metrics: JSON.stringify(spec.metrics),
-    pinned: spec.pinned,
-    status: spec.status,
-    ...provenanceColumns(spec.provenance),
-    created_at: record.createdAt,
-    created_by: record.createdBy,
-    deleted_at: null,
-    expires_at: spec.expiresAt ?? null,
   };
 }
 
