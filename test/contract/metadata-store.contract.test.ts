@@ -191,7 +191,10 @@ describeEachAdapter("MetadataStore contract: %s", METADATA_STORE_ADAPTERS, (_nam
     const { lastSeq: start } = await store.eventLog.bounds();
     const told: (readonly LoggedEvent[])[] = [];
     const stopListening = store.eventLog.onAppended((appended) => told.push(appended));
-    const records = Array.from({ length: 24 }, (_, i) => ({ ...record("batch1", { name: `batch-${i}` }), inline: { type: "text" as const, text: `text ${i}` } }));
+    const records = Array.from({ length: 24 }, (_, i) => ({
+      ...record("batch1", { name: `batch-${i}` }),
+      inline: { type: "text" as const, text: `text ${i}` },
+    }));
     const created = await Promise.all(records.map((r) => store.createArtifact(r)));
     stopListening();
     expect(created.map(({ artifact }) => [artifact.id, artifact.name])).toEqual(records.map((r) => [r.id, r.spec.name]));

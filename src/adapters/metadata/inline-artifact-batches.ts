@@ -56,9 +56,14 @@ export function inlineArtifactBatches(
     let artifacts: Artifact[];
     try {
       artifacts = await withStatementEvents(async (eventsOf) => {
-        const { text, parameters } = statementOf(batch.map((w) => w.record), eventsOf);
+        const { text, parameters } = statementOf(
+          batch.map((w) => w.record),
+          eventsOf,
+        );
         const { rows } = await db.executeQuery<ArtifactRow & { event_seq: string | number | bigint }>(CompiledQuery.raw(text, parameters));
-        return { value: rows.map((row) => toArtifact(row, [], false)), appended: rows.map((row) => statementEventOf("created", row)) };
+        // In seq order, as the log's listeners expect (the event feed delivers a run of seqs without reading the log).
+        const appended = rows.map((row) => statementEventOf("created", row)).sort((a, b) => a.seq - b.seq);
+        return { value: rows.map((row) => toArtifact(row, [], false)), appended };
       });
     } catch (error) {
       if (!refusedForItsValues(error)) {
