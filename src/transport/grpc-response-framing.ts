@@ -125,7 +125,8 @@ export function openGrpcResponse(response: NodeResponse): ResponseFraming {
  * What ends a call on a fast route, as connect-node's calls end: the server's
  * shutdown, the caller's token revoked while the call is open, the client
  * gone (`what`: "upload" or "download"), or the call's deadline, each with
- * its reason. `end` lets go of them all once the call is over.
+ * its reason. `end` lets go of them all once the call is over (it may be
+ * called again).
  */
 export function openCallSignal(options: {
   readonly shutdownSignal: AbortSignal;
@@ -140,7 +141,12 @@ export function openCallSignal(options: {
   const onRevoked = () => controller.abort(revocation!.signal.reason);
   shutdownSignal.addEventListener("abort", onShutdown, { once: true });
   revocation?.signal.addEventListener("abort", onRevoked, { once: true });
-  options.framing.onClose(() => controller.abort(new ConnectError(`the client cancelled the ${options.what}`, Code.Canceled)));
+  let ended = false;
+  // Once the call has ended, the stream closing is its own end, not the client going away: nothing to abort (an
+  // abort builds an error with its stack, and wakes every listener of the signal, on every call).
+  options.framing.onClose(() => {
+    if (!ended) controller.abort(new ConnectError(`the client cancelled the ${options.what}`, Code.Canceled));
+  });
   // connect-node's words for a passed deadline.
   const deadline =
     options.timeoutMs === undefined
@@ -149,6 +155,7 @@ export function openCallSignal(options: {
   return {
     signal: controller.signal,
     end() {
+      ended = true;
       clearTimeout(deadline);
       shutdownSignal.removeEventListener("abort", onShutdown);
       revocation?.signal.removeEventListener("abort", onRevoked);

@@ -13,12 +13,12 @@ import { ServerReflection as ServerReflectionV1Alpha } from "@artifactd/api/grpc
  *   connect-node; admitted with a token (./admission.ts).
  * - Its fast routes: methods also served by a route of their own, tried
  *   first for the requests they take (binary Download: gRPC, and Connect
- *   and gRPC-Web with the binary format, uncompressed; binary Upload: plain
- *   gRPC, uncompressed).
+ *   and gRPC-Web with the binary format, uncompressed; binary Upload and
+ *   every unary method: plain gRPC, uncompressed).
  * - Public services, which need no token: health and reflection.
  * - Plain HTTP routes, tried in this order for every other request.
  */
-export const FAST_RPC_ROUTES = ["binary Download", "binary Upload"] as const;
+export const FAST_RPC_ROUTES = ["binary Download", "binary Upload", "gRPC unary"] as const;
 export type FastRpcRouteName = (typeof FAST_RPC_ROUTES)[number];
 
 export const PUBLIC_SERVICES = [Health, ServerReflection, ServerReflectionV1Alpha] as const;

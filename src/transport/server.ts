@@ -16,6 +16,7 @@ import type { ArtifactService as ArtifactUseCases } from "../service/artifact-se
 import { admit, admittedCaller, ARTIFACT_SERVICE_PREFIX, callerKey, refuse, requireAdmittedCaller } from "./admission.ts";
 import { createArtifactServiceHandler } from "./artifact-service-handler.ts";
 import { createGrpcDownloadRoute } from "./grpc-download-route.ts";
+import { createGrpcUnaryRoute } from "./grpc-unary-route.ts";
 import { createGrpcUploadRoute } from "./grpc-upload-route.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
 import { createHealthState } from "./health-service.ts";
@@ -190,11 +191,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     maxTimeoutMs: limits.maxCallTimeoutMs,
     contextValues: (request: http.IncomingMessage | http2.Http2ServerRequest) => requestContextValues(request).set(callerKey, admittedCaller(request)),
   };
+  const artifactHandlers = createArtifactServiceHandler(options.service, options.publicUrl, options.watchCaller);
   const artifactHandler = connectNodeAdapter({
     ...common,
     interceptors: [errorMapping, requireAdmittedCaller],
     routes: (router: ConnectRouter) => {
-      router.service(ArtifactService, createArtifactServiceHandler(options.service, options.publicUrl, options.watchCaller));
+      router.service(ArtifactService, artifactHandlers);
     },
     readMaxBytes,
   });
@@ -245,8 +247,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       });
   };
 
-  // Binary, uncompressed downloads (plain gRPC, Connect, gRPC-Web) and plain gRPC uploads skip the generic
-  // machinery (./grpc-download-route.ts, ./grpc-upload-route.ts); every other call goes to connect-node.
+  // Binary, uncompressed downloads (plain gRPC, Connect, gRPC-Web), and plain gRPC uploads and unary calls, skip the
+  // generic machinery (./grpc-download-route.ts, ./grpc-upload-route.ts, ./grpc-unary-route.ts); every other call
+  // goes to connect-node.
   const track = () => {
     inFlight++;
     return done;
@@ -262,6 +265,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     "binary Upload": createGrpcUploadRoute({
       service: options.service,
       watchCaller: options.watchCaller,
+      shutdownSignal: shutdownController.signal,
+      track,
+      readMaxBytes,
+      answerFailure,
+      log,
+    }),
+    "gRPC unary": createGrpcUnaryRoute({
+      handlers: artifactHandlers,
       shutdownSignal: shutdownController.signal,
       track,
       readMaxBytes,

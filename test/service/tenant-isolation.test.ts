@@ -284,7 +284,7 @@ const rows: Record<string, Row> = {
   },
 };
 
-const { Download: grpcDownload, Upload: grpcUpload, ...notFastRoute } = rows;
+const { Download: grpcDownload, Upload: grpcUpload, WatchArtifacts: grpcWatch, ...unaryRows } = rows;
 
 /** The signed-link route's test below: links are a credential of their own, not a token, so they get their own checks. */
 const SIGNED_LINKS_TEST = "signed download links: only the signing tenant's artifact, only while the link's token is active";
@@ -303,17 +303,19 @@ type RouteCheck =
   | { readonly checkedBy: string };
 
 const routeChecks: Record<string, RouteCheck> = {
-  // Every method through connect-node; a binary Download and a gRPC Upload take their fast routes instead, Connect's
-  // JSON Download and Connect's Upload come here.
+  // Every method through connect-node; over plain gRPC a binary Download, an Upload and the unary methods take their
+  // fast routes instead, so here they come over Connect (a Download as JSON).
   [ArtifactService.typeName]: {
     rows: {
-      ...notFastRoute,
+      WatchArtifacts: grpcWatch!,
+      ...Object.fromEntries(Object.entries(unaryRows).map(([name, row]) => [`${name} over Connect`, { ...row, protocol: "connect" }])),
       "Download over Connect JSON": { ...grpcDownload!, protocol: "connect-json" },
       "Upload over Connect": { ...grpcUpload!, protocol: "connect" },
     },
   },
   "binary Download": { rows: { Download: grpcDownload!, "Download over Connect": { ...grpcDownload!, protocol: "connect" } } },
   "binary Upload": { rows: { Upload: grpcUpload! } },
+  "gRPC unary": { rows: unaryRows },
   [Health.typeName]: {
     publicAnswer: async (t, authorization) => HealthCheckResponse_ServingStatus[(await publicClient(Health, t, authorization).check({})).status],
   },
