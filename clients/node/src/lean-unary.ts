@@ -202,23 +202,22 @@ function exchange(sessionManager: Http2SessionManager, acceptCompression: Compre
       opened.on("trailers", (received) => {
         trailers = received;
       });
-      opened.on("end", () => {
-        if (settled) return;
-        if (responseHeaders === undefined) return fail(new ConnectError("protocol error: missing status", Code.Internal));
-        settled = true;
-        signal.removeEventListener("abort", onAbort);
-        readResponse(acceptCompression, target, request, responseHeaders, trailers ?? {}, chunks).then(resolve, reject);
-      });
       opened.on("error", (error) => {
         // connect-node's exception: the server answered and closed before the request was all written; its answer counts.
         if (opened.writableEnded && nodeErrorCodes(error).includes("ERR_STREAM_WRITE_AFTER_END")) return;
         fail(error);
       });
+      // The answer is judged once the stream is closed, not at its end: a stream reset under it (the connection
+      // dropped) fails the call even after its headers, as on the generic path, whose body only ends at 'close'.
       opened.on("close", () => {
         const reset = resetError(opened.rstCode);
-        if (reset !== undefined) fail(reset);
-        // Closed cleanly without an end: connect's generic path would wait for good; fail as a response without status does.
-        else if (!settled) fail(new ConnectError("protocol error: missing status", Code.Internal));
+        if (reset !== undefined) return fail(reset);
+        if (settled) return;
+        // Closed cleanly before any answer: connect's generic path would wait for good; fail as an answer without status does.
+        if (responseHeaders === undefined) return fail(new ConnectError("protocol error: missing status", Code.Internal));
+        settled = true;
+        signal.removeEventListener("abort", onAbort);
+        readResponse(acceptCompression, target, request, responseHeaders, trailers ?? {}, chunks).then(resolve, reject);
       });
       opened.end(frame);
     }, fail);

@@ -242,6 +242,15 @@ describe("lean unary calls against a scripted gRPC server", () => {
     ["a message that does not parse", answerWith(Buffer.from([0, 0, 0, 0, 2, 0xff, 0xff])), Code.Internal],
     ["a stream reset with INTERNAL_ERROR", (stream) => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR), Code.Internal],
     ["a stream reset with REFUSED_STREAM", (stream) => stream.close(http2.constants.NGHTTP2_REFUSED_STREAM), Code.Internal],
+    ["the connection dropped before an answer", (stream) => stream.session?.socket.destroy(), Code.Canceled],
+    [
+      "the connection dropped after the headers",
+      (stream) => {
+        stream.respond(grpcHeaders);
+        setTimeout(() => stream.session?.socket.destroy(), 20);
+      },
+      Code.Canceled,
+    ],
   ];
   it.each(answers)("fails on %s exactly as the generic transport does", async (_, answer, code) => {
     server.answer(answer);
