@@ -175,6 +175,23 @@ describe("lean unary calls against a scripted gRPC server", () => {
     }
   });
 
+  it("leaves a transport of the caller's own alone: its unary calls go through it, without the SDK's token", async () => {
+    const own = createGrpcTransport({ baseUrl });
+    const unaryCalls: string[] = [];
+    const counting: Transport = {
+      unary: (method, ...rest) => {
+        unaryCalls.push(method.name);
+        return own.unary(method, ...rest);
+      },
+      stream: (...args) => own.stream(...args),
+    };
+    const connection = createArtifactConnection({ baseUrl: "http://127.0.0.1:9", token: TOKEN, transport: counting });
+    connections.push(connection);
+    expect((await connection.rpc.getArtifact({ id: "txt_0123" })).artifact?.id).toBe("txt_0123");
+    expect(unaryCalls).toEqual(["GetArtifact"]);
+    expect(server.seen[0]!.headers.authorization).toBeUndefined();
+  });
+
   it("sends the request as protobuf-es encodes it, with the token, the deadline and the accepted encodings", async () => {
     const rpc = connect();
     const { artifact } = await rpc.getArtifact({ id: "txt_0123", includeContent: true }, { timeoutMs: 4_000 });
