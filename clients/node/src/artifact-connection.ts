@@ -101,13 +101,14 @@ export function createArtifactConnection(options: ConnectionOptions): ArtifactCo
   };
 }
 
-/** gRPC over one HTTP/2 connection (the session manager's), uploads framed by hand (./lean-upload-transport.ts). */
+/** gRPC over one HTTP/2 connection (the session manager's), uploads framed by hand and unary calls sent lean (./lean-upload-transport.ts). */
 function grpcConnection(baseUrl: string, auth: Interceptor, retryUnary: Interceptor): { transport: Transport; sessionManager: WideWindowSessionManager } {
   const sessionManager = new WideWindowSessionManager(baseUrl);
   // Shared by both, so that a call framed by hand is sent and answered as the generic one would be.
   const common = { baseUrl, interceptors: [auth, retryUnary], acceptCompression: [compressionGzip, compressionBrotli] };
   const transport = withLeanUploads(createGrpcTransport({ ...common, sessionManager }), {
     ...common,
+    sessionManager,
     httpClient: createNodeHttpClient({ httpVersion: "2", sessionProvider: () => sessionManager }),
   });
   return { transport, sessionManager };

@@ -10,14 +10,20 @@ import {
   transformSplitEnvelope,
 } from "@connectrpc/connect/protocol";
 import { requestHeader, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc";
+import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { chunkFrameHead } from "@artifactd/api";
 import { ArtifactService, type UploadRequest, UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { type LeanTransportOptions, leanUploadPart } from "./lean-upload-part.ts";
+import { leanUnaryCalls } from "./lean-unary.ts";
 
 /**
  * The gRPC transport, except that Upload's chunk messages, and UploadPart's
  * data (./lean-upload-part.ts), are framed by hand around the caller's own
  * bytes.
+ *
+ * Every other unary call takes the lean unary path (./lean-unary.ts): one
+ * frame on one HTTP/2 stream of the same session manager, without connect's
+ * generic per-call machinery.
  *
  * Connect's generic path encodes every message with protobuf-es: a 1 MiB
  * chunk is copied into a growing buffer, then again into its gRPC envelope.
@@ -28,17 +34,18 @@ import { type LeanTransportOptions, leanUploadPart } from "./lean-upload-part.ts
  * the 5-byte envelope, the field's tag and the chunk's length — followed
  * by the chunk unchanged: both are handed to the HTTP/2 stream as they
  * are. The bytes on the wire are the same as protobuf-es would write.
- * Header and trailer messages, the response, every other call, and the
+ * Header and trailer messages, the response, the streaming calls, and the
  * errors of all of them take connect's own code (its protocol helpers),
  * so statuses and transport failures read exactly as on the generic path.
  */
-export function withLeanUploads(inner: Transport, options: LeanTransportOptions): Transport {
+export function withLeanUploads(inner: Transport, options: LeanTransportOptions & { readonly sessionManager: Http2SessionManager }): Transport {
   const upload = ArtifactService.method.upload;
   const uploadPart = ArtifactService.method.uploadPart;
   const serialization = createMethodSerializationLookup(upload, undefined, undefined, { readMaxBytes: 0xffffffff, writeMaxBytes: 0xffffffff });
-  const leanUnary = leanUploadPart(options);
+  const leanPart = leanUploadPart(options);
+  const leanUnary = leanUnaryCalls(options);
   return {
-    unary: (method, ...rest) => (method === (uploadPart as unknown) ? leanUnary(method, ...rest) : inner.unary(method, ...rest)),
+    unary: (method, ...rest) => (method === (uploadPart as unknown) ? leanPart(method, ...rest) : leanUnary(method, ...rest)),
     stream<I extends DescMessage, O extends DescMessage>(
       method: DescMethodStreaming<I, O>,
       signal: AbortSignal | undefined,
