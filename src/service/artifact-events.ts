@@ -33,7 +33,8 @@ export interface ArtifactEventFeed extends ArtifactEvents {
   /**
    * Read the log now (coalesced with a read under way); `throughSeq`: the
    * wake-up is for events up to this seq, and needs no read when they were
-   * all delivered already (this process's own, see onAppended).
+   * all delivered already (this process's own, see onAppended), nor when
+   * they are within a few milliseconds (OWN_COMMIT_GRACE_MS).
    */
   wake(throughSeq?: number): void;
   /** Stops the tailer; subscribers receive nothing more. */
@@ -48,6 +49,9 @@ export interface ArtifactEventFeedOptions {
   readonly pageSize?: number;
   readonly log?: (message: string, error?: unknown) => void;
 }
+
+/** How long a wake-up for undelivered events waits for this process's own commit to deliver them (see wake). */
+const OWN_COMMIT_GRACE_MS = 5;
 
 /** Starts the tailer at the end of the log: subscribers get what happens from now on. */
 export async function startArtifactEventFeed(options: ArtifactEventFeedOptions): Promise<ArtifactEventFeed> {
@@ -82,8 +86,31 @@ export async function startArtifactEventFeed(options: ArtifactEventFeedOptions):
     } while (readAgain && !closed);
   };
 
+  /**
+   * A wake-up for events not delivered yet may be for this process's own
+   * commit: Postgres sends NOTIFY at commit, and the listening connection
+   * often hears it before the committing one has read its answer, which
+   * delivers the events (appended, below). Read at once, that was a read of
+   * the log for ~15 % of SaveInlines measured at 1 and 8 in flight; so such a
+   * wake-up waits OWN_COMMIT_GRACE_MS, then reads only if the events are
+   * still not delivered (another replica's, at most that much later).
+   */
+  let notifiedThrough = 0;
+  let grace: NodeJS.Timeout | undefined;
   const wake = (throughSeq?: number) => {
     if (closed || (throughSeq !== undefined && throughSeq <= position)) return;
+    if (throughSeq !== undefined) {
+      notifiedThrough = Math.max(notifiedThrough, throughSeq);
+      grace ??= setTimeout(() => {
+        grace = undefined;
+        if (notifiedThrough > position) read();
+      }, OWN_COMMIT_GRACE_MS);
+      return;
+    }
+    read();
+  };
+  const read = () => {
+    if (closed) return;
     if (reading) {
       readAgain = true;
       return;
@@ -138,6 +165,7 @@ export async function startArtifactEventFeed(options: ArtifactEventFeedOptions):
     async close() {
       closed = true;
       clearInterval(poll);
+      clearTimeout(grace);
       stopWakeups();
       await reading;
       listeners.clear();

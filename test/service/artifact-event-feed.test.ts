@@ -75,6 +75,33 @@ describeEachAdapter("event feed: %s", METADATA_STORE_ADAPTERS, (_name, open) => 
       await feed.close();
     }
   });
+
+  it("a wake-up heard before its own commit's answer reads nothing once the commit delivers its events", async () => {
+    const { eventLog, reads } = countingReads(store);
+    const feed = await startArtifactEventFeed({ eventLog, pollIntervalMs: 3_600_000 });
+    // Only the feed's timers are faked: the grace it gives a wake-up passes when the test says.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      const delivered: LoggedEvent[] = [];
+      feed.subscribe("early", (event) => delivered.push(event));
+      // The NOTIFY of the commit below, heard first: its seq is past the last one (or is it, with a gap).
+      feed.wake((await store.eventLog.bounds()).lastSeq + 1);
+      const made = (await store.createArtifact(record("early"))).artifact;
+      expect(delivered.map((e) => e.artifactId)).toEqual([made.id]);
+      vi.advanceTimersByTime(60_000);
+      expect(reads(), "reads of the log").toBe(0);
+
+      // A wake-up for events no commit here delivers reads them once the grace is over, not before.
+      const elsewhere = (await store.eventLog.bounds()).lastSeq + 1;
+      feed.wake(elsewhere);
+      expect(reads()).toBe(0);
+      vi.advanceTimersByTime(60_000);
+      expect(reads()).toBe(1);
+    } finally {
+      vi.useRealTimers();
+      await feed.close();
+    }
+  });
 });
 
 describeOn("postgres+minio")("event feed: commits of another process", () => {
