@@ -2,7 +2,8 @@ import { Code, ConnectError, createClient, type Client, type Interceptor, type T
 import { compressionBrotli, compressionGzip, createGrpcTransport, createNodeHttpClient } from "@connectrpc/connect-node";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { createGrpcDownloadReader, type DownloadReader } from "./grpc-download-reader.ts";
-import { withLeanUploads } from "./lean-upload-transport.ts";
+import type { WholeUpload } from "./artifact-writer.ts";
+import { leanWholeUploads, withLeanUploads } from "./lean-upload-transport.ts";
 import { createRetryPolicy, type RetryOptions, type RetryPolicy } from "./retry-policy.ts";
 import { WideWindowSessionManager } from "./wide-window-session-manager.ts";
 
@@ -42,6 +43,8 @@ export interface ArtifactConnection {
   readonly rpc: Client<typeof ArtifactService>;
   /** Download calls read with fewer copies than `rpc.download` (grpc-download-reader.ts); absent over a `transport` of your own. */
   readonly readDownload: DownloadReader | undefined;
+  /** A whole small Upload as one lean call (lean-upload-transport.ts), for the writer; absent over a `transport` of your own. */
+  readonly uploadWhole: WholeUpload | undefined;
   /** The retry policy, for the transfers that resume streams. */
   readonly retry: RetryPolicy;
   /** Options of every unary call: its deadline, when one is set. */
@@ -86,11 +89,12 @@ export function createArtifactConnection(options: ConnectionOptions): ArtifactCo
     return retry.run(() => next(request), request.signal);
   };
   // The session manager is ours to close; a transport the caller brought is not.
-  const { transport, sessionManager } = options.transport
-    ? { transport: options.transport, sessionManager: undefined }
+  const { transport, sessionManager, uploadWhole } = options.transport
+    ? { transport: options.transport, sessionManager: undefined, uploadWhole: undefined }
     : grpcConnection(options.baseUrl, auth, retryUnary);
   return {
     rpc: createClient(ArtifactService, transport),
+    uploadWhole,
     readDownload: sessionManager ? createGrpcDownloadReader(options.baseUrl, sessionManager, () => ({ authorization: `Bearer ${options.token}` })) : undefined,
     retry,
     unary: options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs },
@@ -101,8 +105,15 @@ export function createArtifactConnection(options: ConnectionOptions): ArtifactCo
   };
 }
 
-/** gRPC over one HTTP/2 connection (the session manager's), uploads framed by hand and unary calls sent lean (./lean-upload-transport.ts). */
-function grpcConnection(baseUrl: string, auth: Interceptor, retryUnary: Interceptor): { transport: Transport; sessionManager: WideWindowSessionManager } {
+/**
+ * gRPC over one HTTP/2 connection (the session manager's), uploads framed by
+ * hand, unary calls and whole small uploads sent lean (./lean-upload-transport.ts).
+ */
+function grpcConnection(
+  baseUrl: string,
+  auth: Interceptor,
+  retryUnary: Interceptor,
+): { transport: Transport; sessionManager: WideWindowSessionManager; uploadWhole: WholeUpload } {
   const sessionManager = new WideWindowSessionManager(baseUrl);
   // Shared by both, so that a call framed by hand is sent and answered as the generic one would be.
   const common = { baseUrl, interceptors: [auth, retryUnary], acceptCompression: [compressionGzip, compressionBrotli] };
@@ -111,5 +122,5 @@ function grpcConnection(baseUrl: string, auth: Interceptor, retryUnary: Intercep
     sessionManager,
     httpClient: createNodeHttpClient({ httpVersion: "2", sessionProvider: () => sessionManager }),
   });
-  return { transport, sessionManager };
+  return { transport, sessionManager, uploadWhole: leanWholeUploads({ baseUrl, interceptors: common.interceptors, sessionManager }) };
 }

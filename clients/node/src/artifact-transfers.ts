@@ -170,7 +170,7 @@ export interface ArtifactTransfers {
 
 export function createArtifactTransfers(options: TransferOptions): ArtifactTransfers {
   const connection = createArtifactConnection(options);
-  const { rpc, retry, unary, readDownload } = connection;
+  const { rpc, retry, unary, readDownload, uploadWhole } = connection;
   const resumableAboveBytes = options.resumableAboveBytes ?? 16 * MiB;
   const inlineMaxBytes = options.inlineMaxBytes ?? 256 * 1024;
   const direct = createDirectDownloads(rpc, retry, options.directDownloads ?? true);
@@ -183,7 +183,7 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
           spec,
           writerOptions,
         )
-      : createArtifactWriter<Prefix>(startUpload, spec, writerOptions);
+      : createArtifactWriter<Prefix>(startUpload, spec, writerOptions, uploadWhole);
 
   const withWriter = async <Prefix extends string>(
     spec: ArtifactSpecInit & { typePrefix?: Prefix },

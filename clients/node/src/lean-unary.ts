@@ -18,7 +18,7 @@ import { headerGrpcStatus, requestHeaderWithCompression, validateResponseWithCom
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 
 /** connect-node's default limits, which the transport this stands in for keeps. */
-const MAX_MESSAGE_BYTES = 0xffff_ffff;
+export const MAX_MESSAGE_BYTES = 0xffff_ffff;
 
 /** What lean unary calls are sent with: the same as the generic transport they stand in for, and its HTTP/2 session manager. */
 export interface LeanUnaryOptions {
@@ -101,11 +101,16 @@ export function leanUnaryCalls(options: LeanUnaryOptions): UnaryCall {
     return target;
   };
 
-  const send: UnaryNext = (request) => exchange(sessionManager, acceptCompression, targetOf(request.method as DescMethodUnary), request);
+  const send: UnaryNext = (request) => {
+    const target = targetOf(request.method as DescMethodUnary);
+    return exchange(sessionManager, target, request, () => [envelope(target.serialization.getI(true).serialize(request.message))]).then((answer) =>
+      readResponse(acceptCompression, target, request, answer),
+    );
+  };
   // Built once: the interceptors are the connection's own and keep no state per call.
   const next = options.interceptors.reduceRight<UnaryNext>((inner, interceptor) => interceptor(inner as never) as unknown as UnaryNext, send);
 
-  return async function unary<I extends DescMessage, O extends DescMessage>(
+  return function unary<I extends DescMessage, O extends DescMessage>(
     method: DescMethodUnary<I, O>,
     signal: AbortSignal | undefined,
     timeoutMs: number | undefined,
@@ -113,18 +118,8 @@ export function leanUnaryCalls(options: LeanUnaryOptions): UnaryCall {
     input: MessageInitShape<I>,
     contextValues?: ReturnType<typeof createContextValues>,
   ): Promise<UnaryResponse<I, O>> {
-    const deadline = timeoutMs !== undefined && timeoutMs > 0 ? timeoutMs : undefined;
-    // The call's own signal, which interceptors and the stream see: aborted by the caller's signal or the deadline.
-    // It is not aborted when the call succeeds (connect does, for an AbortError that costs more than the rest of the
-    // bookkeeping): the listeners and the timer are removed instead.
-    const call = new AbortController();
-    const timer =
-      deadline === undefined ? undefined : setTimeout(() => call.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), deadline);
-    const onCallerAbort = () => call.abort(getAbortSignalReason(signal!));
-    if (signal?.aborted) onCallerAbort();
-    else signal?.addEventListener("abort", onCallerAbort);
-    try {
-      const response = await next({
+    return runLeanCall(signal, timeoutMs, (deadline, callSignal) =>
+      next({
         stream: false,
         service: method.parent,
         method,
@@ -133,32 +128,81 @@ export function leanUnaryCalls(options: LeanUnaryOptions): UnaryCall {
         header: requestHeaderWithCompression(true, deadline, header, acceptCompression, null),
         contextValues: contextValues ?? createContextValues(),
         message: isMessage(input, method.input) ? input : create(method.input, input),
-        signal: call.signal,
-      });
-      return response as unknown as UnaryResponse<I, O>;
-    } catch (reason) {
-      // As connect's runUnaryCall: once the call's signal is aborted, its reason is the error.
-      const error = call.signal.aborted ? ConnectError.from(getAbortSignalReason(call.signal), Code.Canceled) : ConnectError.from(reason);
-      call.abort(error);
-      throw error;
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onCallerAbort);
-    }
+        signal: callSignal,
+      }),
+    ) as Promise<UnaryResponse<I, O>>;
   };
 }
 
-interface MethodTarget {
+/**
+ * The call around the attempts, as connect's runUnaryCall / runStreamingCall
+ * run it: the call's own signal, which interceptors and the stream see,
+ * aborted by the caller's signal or the local deadline (DEADLINE_EXCEEDED,
+ * "the operation timed out"); once it is aborted, its reason is the error.
+ * It is not aborted when the call succeeds (connect does, for an AbortError
+ * that costs more than the rest of the bookkeeping): the listener and the
+ * timer are removed instead.
+ */
+export async function runLeanCall<T>(
+  signal: AbortSignal | undefined,
+  timeoutMs: number | undefined,
+  run: (deadline: number | undefined, callSignal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const deadline = timeoutMs !== undefined && timeoutMs > 0 ? timeoutMs : undefined;
+  const call = new AbortController();
+  const timer = deadline === undefined ? undefined : setTimeout(() => call.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), deadline);
+  const onCallerAbort = () => call.abort(getAbortSignalReason(signal!));
+  if (signal?.aborted) onCallerAbort();
+  else signal?.addEventListener("abort", onCallerAbort);
+  try {
+    return await run(deadline, call.signal);
+  } catch (reason) {
+    const error = call.signal.aborted ? ConnectError.from(getAbortSignalReason(call.signal), Code.Canceled) : ConnectError.from(reason);
+    call.abort(error);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onCallerAbort);
+  }
+}
+
+interface MethodTarget extends StreamTarget {
   readonly url: string;
-  readonly path: string;
-  readonly wrongOrigin: string | undefined;
   readonly serialization: MethodSerializationLookup<DescMessage, DescMessage>;
 }
 
-/** One attempt: one HTTP/2 stream, the request's one frame written with its headers, the response read from the stream's events. */
-function exchange(sessionManager: Http2SessionManager, acceptCompression: Compression[], target: MethodTarget, request: UnaryRequest): Promise<UnaryResponse> {
+/** Where a lean call goes: the path of its method, and why it cannot go there (a base URL the session is not connected to). */
+export interface StreamTarget {
+  readonly path: string;
+  readonly wrongOrigin: string | undefined;
+}
+
+/** What came back on the stream of one attempt: its response headers, its trailers (empty for a trailers-only answer), its body as received. */
+export interface RawAnswer {
+  readonly headers: http2.IncomingHttpHeaders;
+  readonly trailers: http2.IncomingHttpHeaders;
+  readonly chunks: Buffer[];
+}
+
+/**
+ * One attempt: one HTTP/2 stream, the whole request body — the frames of
+ * one message or of several (a client-streaming call whose messages are all
+ * known) — written with its headers in one go, the response collected from
+ * the stream's events. Shared by the unary calls here and the
+ * client-streaming calls of ./lean-client-streaming.ts. `body` is built once
+ * the call has passed its checks; a failure to build it fails the call
+ * (INTERNAL, as transportError maps it). `onSent` is called once the body
+ * is written.
+ */
+export function exchange(
+  sessionManager: Http2SessionManager,
+  target: StreamTarget,
+  request: { readonly header: Headers; readonly signal: AbortSignal },
+  body: () => readonly Uint8Array[],
+  onSent?: () => void,
+): Promise<RawAnswer> {
   const { signal } = request;
-  return new Promise<UnaryResponse>((resolve, reject) => {
+  return new Promise<RawAnswer>((resolve, reject) => {
     if (target.wrongOrigin !== undefined) return reject(new ConnectError(target.wrongOrigin, Code.Internal));
     if (signal.aborted) return reject(transportError(getAbortSignalReason(signal)));
     let stream: http2.ClientHttp2Stream | undefined;
@@ -175,9 +219,9 @@ function exchange(sessionManager: Http2SessionManager, acceptCompression: Compre
     const onAbort = () => fail(getAbortSignalReason(signal));
     signal.addEventListener("abort", onAbort);
 
-    let frame: Uint8Array;
+    let frames: readonly Uint8Array[];
     try {
-      frame = envelope(target.serialization.getI(true).serialize(request.message));
+      frames = body();
     } catch (error) {
       return fail(error);
     }
@@ -217,15 +261,29 @@ function exchange(sessionManager: Http2SessionManager, acceptCompression: Compre
         if (responseHeaders === undefined) return fail(new ConnectError("protocol error: missing status", Code.Internal));
         settled = true;
         signal.removeEventListener("abort", onAbort);
-        readResponse(acceptCompression, target, request, responseHeaders, trailers ?? {}, chunks).then(resolve, reject);
+        resolve({ headers: responseHeaders, trailers: trailers ?? {}, chunks });
       });
-      opened.end(frame);
+      writeBody(opened, frames, onSent);
     }, fail);
   });
 }
 
+/**
+ * The frames written and the stream ended: several frames are corked, so
+ * that end() hands them to HTTP/2 in one writev rather than one write each.
+ */
+function writeBody(stream: http2.ClientHttp2Stream, frames: readonly Uint8Array[], onSent: (() => void) | undefined): void {
+  const sent = onSent && ((error?: Error | null) => void (error ? undefined : onSent()));
+  if (frames.length > 1) {
+    stream.cork();
+    for (let i = 0; i < frames.length - 1; i++) stream.write(frames[i]!);
+  }
+  if (frames.length === 0) stream.end(sent);
+  else stream.end(frames[frames.length - 1]!, sent);
+}
+
 /** The gRPC envelope of one uncompressed message: a zero flag byte, the length, the message. */
-function envelope(message: Uint8Array): Uint8Array {
+export function envelope(message: Uint8Array): Uint8Array {
   const frame = new Uint8Array(5 + message.byteLength);
   new DataView(frame.buffer).setUint32(1, message.byteLength);
   frame.set(message, 5);
@@ -248,14 +306,16 @@ const GRPC_PROTO_CONTENT_TYPE = /^application\/grpc(?:\+proto)?$/i;
  * status details in the trailers — is decoded at once; every other answer is
  * judged as connect's gRPC transport judges it (judgeAsConnect).
  */
-async function readResponse(
-  acceptCompression: Compression[],
-  target: MethodTarget,
-  request: UnaryRequest,
-  headers: http2.IncomingHttpHeaders,
-  trailers: http2.IncomingHttpHeaders,
-  chunks: Buffer[],
-): Promise<UnaryResponse> {
+async function readResponse(acceptCompression: Compression[], target: MethodTarget, request: UnaryRequest, answer: RawAnswer): Promise<UnaryResponse> {
+  const { headers, trailers, chunks } = answer;
+  const body = plainAnswer(answer);
+  if (body === undefined) return judgeAsConnect(acceptCompression, target, request, headers, trailers, chunks);
+  const message = target.serialization.getO(true).parse(body);
+  return new LeanUnaryResponse(request, message, headers, trailers);
+}
+
+/** The one message of the common answer, undefined for any other (which connect's own code must judge). */
+export function plainAnswer({ headers, trailers, chunks }: RawAnswer): Uint8Array | undefined {
   const encoding = headers["grpc-encoding"] as string | undefined;
   const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
   const plain =
@@ -269,9 +329,7 @@ async function readResponse(
     body.byteLength >= 5 &&
     body[0] === 0 &&
     body.readUInt32BE(1) === body.byteLength - 5;
-  if (!plain) return judgeAsConnect(acceptCompression, target, request, headers, trailers, chunks);
-  const message = target.serialization.getO(true).parse(body.subarray(5));
-  return new LeanUnaryResponse(request, message, headers, trailers);
+  return plain ? body.subarray(5) : undefined;
 }
 
 /** connect's gRPC transport's own reading of a unary response (protocol-grpc/transport.ts), on the bytes already received. */
@@ -313,7 +371,7 @@ async function onlyMessage<T>(messages: AsyncIterable<T>): Promise<T | undefined
 }
 
 /** Response headers and trailers as Web Headers (pseudo-headers left out), as connect-node builds them. */
-function webHeaders(nodeHeaders: http2.IncomingHttpHeaders): Headers {
+export function webHeaders(nodeHeaders: http2.IncomingHttpHeaders): Headers {
   const headers = new Headers();
   for (const [key, value] of Object.entries(nodeHeaders)) {
     if (key.startsWith(":") || value === undefined) continue;

@@ -1,4 +1,4 @@
-import { create, isMessage, type DescMessage, type DescMethodStreaming, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, isMessage, type DescMessage, type DescMethodClientStreaming, type DescMethodStreaming, type MessageInitShape } from "@bufbuild/protobuf";
 import { createContextValues, type StreamResponse, type Transport } from "@connectrpc/connect";
 import {
   createMethodSerializationLookup,
@@ -14,7 +14,9 @@ import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { chunkFrameHead } from "@artifactd/api";
 import { ArtifactService, type UploadRequest, UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { type LeanTransportOptions, leanUploadPart } from "./lean-upload-part.ts";
-import { leanUnaryCalls } from "./lean-unary.ts";
+import type { WholeUpload } from "./artifact-writer.ts";
+import { leanClientStreamingCalls, type MessageFraming } from "./lean-client-streaming.ts";
+import { type LeanUnaryOptions, leanUnaryCalls } from "./lean-unary.ts";
 
 /**
  * The gRPC transport, except that Upload's chunk messages, and UploadPart's
@@ -114,13 +116,28 @@ export async function* uploadFrames(
 ): AsyncIterable<Uint8Array> {
   for await (const init of messages) {
     // The generated client hands over what the caller wrote: an init shape as often as a message.
-    const message = isMessage(init, UploadRequestSchema) ? init : create(UploadRequestSchema, init);
-    if (message.message.case === "chunk") {
-      const chunk = message.message.value;
-      yield chunkFrameHead(chunk.byteLength);
-      if (chunk.byteLength > 0) yield chunk;
-    } else {
-      yield encodeEnvelope(0, serialize(message));
-    }
+    yield* uploadMessageFrames(isMessage(init, UploadRequestSchema) ? init : create(UploadRequestSchema, init), serialize);
   }
+}
+
+/** One Upload message as its gRPC frame: a chunk as its head and the chunk itself (a view, never copied), any other serialized whole. */
+export function uploadMessageFrames(message: UploadRequest, serialize: (message: UploadRequest) => Uint8Array): Uint8Array[] {
+  if (message.message.case !== "chunk") return [encodeEnvelope(0, serialize(message))];
+  const chunk = message.message.value;
+  return chunk.byteLength > 0 ? [chunkFrameHead(chunk.byteLength), chunk] : [chunkFrameHead(0)];
+}
+
+/**
+ * A whole Upload — header, chunks, trailer — as one lean client-streaming
+ * call (./lean-client-streaming.ts): one request body on one HTTP/2 stream,
+ * chunks framed around the caller's bytes as above. For the writer's small
+ * contents (artifact-writer.ts), whose every message is known at commit.
+ */
+export function leanWholeUploads(options: Omit<LeanUnaryOptions, "acceptCompression">): WholeUpload {
+  const upload = ArtifactService.method.upload;
+  const serialization = createMethodSerializationLookup(upload, undefined, undefined, { readMaxBytes: 0xffffffff, writeMaxBytes: 0xffffffff });
+  const serialize = (message: UploadRequest) => serialization.getI(true).serialize(message);
+  const framing = new Map<DescMethodClientStreaming, MessageFraming>([[upload, (message: UploadRequest) => uploadMessageFrames(message, serialize)]]);
+  const call = leanClientStreamingCalls({ ...options, framing });
+  return (messages, signal, timeoutMs, onSent) => call(upload, signal, timeoutMs, undefined, messages, onSent ? { onSent } : {});
 }

@@ -11,7 +11,11 @@ export const MESSAGE_BYTES = 256 * 1024;
  * does not become thousands of tiny messages.
  *
  * Whole multiples of `size` are passed through without copying; smaller
- * pieces are copied into one staging buffer that is reused. Each yielded
+ * pieces are copied into one staging buffer that is reused, allocated at
+ * the first such piece and grown (doubling) up to `size` as needed: a
+ * small content costs a buffer of its own size, not of `size` (a 256 KiB
+ * buffer per 4 KiB upload made Node's external-memory accounting start a
+ * full garbage collection every 50 or so small uploads). Each yielded
  * piece is therefore valid only until the next one is asked for — which is
  * how ArtifactWriter.write consumes it: it resolves only after the message
  * has been serialised. Never collect the pieces without copying them.
@@ -20,7 +24,7 @@ export async function* messageSizedChunks(
   source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>,
   size: number = MESSAGE_BYTES,
 ): AsyncGenerator<Uint8Array, void, undefined> {
-  const staging = Buffer.allocUnsafe(size);
+  let staging: Buffer | undefined;
   let held = 0;
   for await (const item of source) {
     let chunk: Uint8Array = typeof item === "string" ? Buffer.from(item, "utf8") : item;
@@ -32,6 +36,11 @@ export async function* messageSizedChunks(
         continue;
       }
       const taken = Math.min(size - held, chunk.byteLength);
+      if (staging === undefined || held + taken > staging.byteLength) {
+        const grown = Buffer.allocUnsafe(Math.min(size, Math.max(held + taken, 2 * (staging?.byteLength ?? 0))));
+        if (staging !== undefined) staging.copy(grown, 0, 0, held);
+        staging = grown;
+      }
       staging.set(chunk.subarray(0, taken), held);
       held += taken;
       chunk = chunk.subarray(taken);
@@ -41,5 +50,5 @@ export async function* messageSizedChunks(
       }
     }
   }
-  if (held > 0) yield staging.subarray(0, held);
+  if (held > 0) yield staging!.subarray(0, held);
 }

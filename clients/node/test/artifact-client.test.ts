@@ -70,9 +70,11 @@ describe.each(BACKENDS)("Node client on %s", (backend) => {
     await expect(aborted.write(Buffer.from("more"))).rejects.toThrow(/aborted/);
     await expect(aborted.commit()).rejects.toThrow(/aborted/);
 
+    // Past HELD_UPLOAD_MAX_BYTES, so that the writers stream and the server has begun something (a smaller content is
+    // held by the writer until commit, and abandoning it sends nothing: small-uploads.test.ts).
     await expect(
       client.withWriter({ kind }, async (writer) => {
-        await writer.write(randomBytes(MiB));
+        await writer.write(randomBytes(2 * MiB));
         await untilUploadsBegun(storage.keys, 2);
         throw new Error("the job failed half-way");
       }),
@@ -80,7 +82,7 @@ describe.each(BACKENDS)("Node client on %s", (backend) => {
 
     {
       await using scoped = client.openWriter({ kind });
-      await scoped.write(randomBytes(MiB));
+      await scoped.write(randomBytes(2 * MiB));
       await untilUploadsBegun(storage.keys, 3);
     }
     await expectNothingStored(t, { keys: storage.keys });
@@ -243,8 +245,10 @@ describe.each(BACKENDS)("Node client on %s", (backend) => {
 
   it("ends a writer, an upload and a download past their timeoutMs with DEADLINE_EXCEEDED, recording nothing", async () => {
     using storage = captureStorageKeys(t);
+    // Past HELD_UPLOAD_MAX_BYTES, so that both stream and reach the server before their deadline (a smaller content
+    // is held until commit: small-uploads.test.ts checks its deadline).
     const writer = client.openWriter({ kind: "too-slow" }, { timeoutMs: 400 });
-    await writer.write(randomBytes(1000));
+    await writer.write(randomBytes(2 * MiB));
     await new Promise((resolve) => setTimeout(resolve, 800));
     const late = await writer
       .write(randomBytes(1000))
@@ -252,7 +256,7 @@ describe.each(BACKENDS)("Node client on %s", (backend) => {
       .catch((e: unknown) => e);
     expect(ConnectError.from(late).code).toBe(Code.DeadlineExceeded);
     const slowSource = (async function* () {
-      yield randomBytes(1000);
+      yield randomBytes(2 * MiB);
       await new Promise((resolve) => setTimeout(resolve, 800));
       yield randomBytes(1000);
     })();
