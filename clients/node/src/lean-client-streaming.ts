@@ -8,15 +8,7 @@ import {
   type MessageShape,
 } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type StreamRequest, type StreamResponse } from "@connectrpc/connect";
-import {
-  createAsyncIterable,
-  createMethodSerializationLookup,
-  createMethodUrl,
-  type MethodSerializationLookup,
-  pipe,
-  transformParseEnvelope,
-  transformSplitEnvelope,
-} from "@connectrpc/connect/protocol";
+import { createAsyncIterable, pipe, transformParseEnvelope, transformSplitEnvelope } from "@connectrpc/connect/protocol";
 import { requestHeader, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc";
 import type http2 from "node:http2";
 import {
@@ -24,10 +16,12 @@ import {
   exchange,
   type LeanUnaryOptions,
   MAX_MESSAGE_BYTES,
+  LazyAnswerHeaders,
+  type MethodTarget,
+  methodTarget,
   plainAnswer,
   type RawAnswer,
   runLeanCall,
-  type StreamTarget,
   webHeaders,
 } from "./lean-unary.ts";
 
@@ -89,22 +83,10 @@ export function leanClientStreamingCalls(options: LeanClientStreamingOptions): C
   const targetOf = (method: DescMethodClientStreaming): StreamingTarget => {
     let target = targets.get(method);
     if (target === undefined) {
-      const url = createMethodUrl(options.baseUrl, method);
-      const parsed = new URL(url);
-      const serialization = createMethodSerializationLookup(method, undefined, undefined, {
-        readMaxBytes: MAX_MESSAGE_BYTES,
-        writeMaxBytes: MAX_MESSAGE_BYTES,
-      });
-      const serialize = serialization.getI(true);
+      const common = methodTarget(options.baseUrl, sessionManager, method);
+      const serialize = common.serialization.getI(true);
       target = {
-        url,
-        path: parsed.pathname + parsed.search,
-        // connect-node's check, so a base URL the session is not connected to fails as on the generic path.
-        wrongOrigin:
-          parsed.origin === sessionManager.authority
-            ? undefined
-            : `cannot make a request to ${parsed.origin}: the http2 session is connected to ${sessionManager.authority}`,
-        serialization,
+        ...common,
         frame:
           (options.framing?.get(method) as ((message: Message) => readonly Uint8Array[]) | undefined) ??
           ((message) => [envelope(serialize.serialize(message))]),
@@ -152,9 +134,7 @@ export function leanClientStreamingCalls(options: LeanClientStreamingOptions): C
   };
 }
 
-interface StreamingTarget extends StreamTarget {
-  readonly url: string;
-  readonly serialization: MethodSerializationLookup<DescMessage, DescMessage>;
+interface StreamingTarget extends MethodTarget {
   readonly frame: (message: Message) => readonly Uint8Array[];
 }
 
@@ -218,36 +198,21 @@ async function onlyMessage(response: StreamResponse): Promise<unknown> {
   return only;
 }
 
-/** A successful response of one message, its header and trailer made Web Headers only when read (as LeanUnaryResponse). */
-class LeanStreamResponse implements StreamResponse {
+/** A successful response of one message (its headers as LazyAnswerHeaders). */
+class LeanStreamResponse extends LazyAnswerHeaders implements StreamResponse {
   readonly stream = true as const;
   readonly service: StreamResponse["service"];
   readonly method: StreamResponse["method"];
   readonly only: unknown;
-  #nodeHeaders: http2.IncomingHttpHeaders;
-  #nodeTrailers: http2.IncomingHttpHeaders;
-  #header: Headers | undefined;
-  #trailer: Headers | undefined;
 
   constructor(request: StreamRequest, message: unknown, headers: http2.IncomingHttpHeaders, trailers: http2.IncomingHttpHeaders) {
+    super(headers, trailers);
     this.service = request.service;
     this.method = request.method;
     this.only = message;
-    this.#nodeHeaders = headers;
-    this.#nodeTrailers = trailers;
   }
 
   get message(): StreamResponse["message"] {
     return createAsyncIterable([this.only as never]);
-  }
-
-  get header(): Headers {
-    this.#header ??= webHeaders(this.#nodeHeaders);
-    return this.#header;
-  }
-
-  get trailer(): Headers {
-    this.#trailer ??= webHeaders(this.#nodeTrailers);
-    return this.#trailer;
   }
 }

@@ -1,6 +1,6 @@
 import type http2 from "node:http2";
 import { constants as http2constants } from "node:http2";
-import { create, type DescMessage, type DescMethodUnary, isMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type DescMethod, type DescMethodUnary, isMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type Interceptor, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
 import {
   type Compression,
@@ -81,21 +81,7 @@ export function leanUnaryCalls(options: LeanUnaryOptions): UnaryCall {
   const targetOf = (method: DescMethodUnary): MethodTarget => {
     let target = targets.get(method);
     if (target === undefined) {
-      const url = createMethodUrl(options.baseUrl, method);
-      const parsed = new URL(url);
-      target = {
-        url,
-        path: parsed.pathname + parsed.search,
-        // connect-node's check, so a base URL the session is not connected to fails as on the generic path.
-        wrongOrigin:
-          parsed.origin === sessionManager.authority
-            ? undefined
-            : `cannot make a request to ${parsed.origin}: the http2 session is connected to ${sessionManager.authority}`,
-        serialization: createMethodSerializationLookup(method, undefined, undefined, {
-          readMaxBytes: MAX_MESSAGE_BYTES,
-          writeMaxBytes: MAX_MESSAGE_BYTES,
-        }),
-      };
+      target = methodTarget(options.baseUrl, sessionManager, method);
       targets.set(method, target);
     }
     return target;
@@ -166,9 +152,29 @@ export async function runLeanCall<T>(
   }
 }
 
-interface MethodTarget extends StreamTarget {
+/** Where a lean call of a method goes, and how its messages are encoded and decoded. */
+export interface MethodTarget extends StreamTarget {
   readonly url: string;
   readonly serialization: MethodSerializationLookup<DescMessage, DescMessage>;
+}
+
+/** The target of `method` on `baseUrl`, over the session manager's connection (worked out once per method by its callers). */
+export function methodTarget(baseUrl: string, sessionManager: Http2SessionManager, method: DescMethod): MethodTarget {
+  const url = createMethodUrl(baseUrl, method);
+  const parsed = new URL(url);
+  return {
+    url,
+    path: parsed.pathname + parsed.search,
+    // connect-node's check, so a base URL the session is not connected to fails as on the generic path.
+    wrongOrigin:
+      parsed.origin === sessionManager.authority
+        ? undefined
+        : `cannot make a request to ${parsed.origin}: the http2 session is connected to ${sessionManager.authority}`,
+    serialization: createMethodSerializationLookup(method, undefined, undefined, {
+      readMaxBytes: MAX_MESSAGE_BYTES,
+      writeMaxBytes: MAX_MESSAGE_BYTES,
+    }),
+  };
 }
 
 /** Where a lean call goes: the path of its method, and why it cannot go there (a base URL the session is not connected to). */
@@ -361,7 +367,8 @@ async function judgeAsConnect(
   return { stream: false, service: request.service, method: request.method, header, message, trailer };
 }
 
-async function onlyMessage<T>(messages: AsyncIterable<T>): Promise<T | undefined> {
+/** The one message of a unary answer; a second is a protocol error, as on connect's unary transport. */
+export async function onlyMessage<T>(messages: AsyncIterable<T>): Promise<T | undefined> {
   let only: T | undefined;
   for await (const message of messages) {
     if (only !== undefined) throw new ConnectError("protocol error: received extra output message for unary method", Code.Unimplemented);
@@ -382,25 +389,18 @@ export function webHeaders(nodeHeaders: http2.IncomingHttpHeaders): Headers {
 }
 
 /**
- * A successful response whose header and trailer become Web Headers only
- * when read: the generated client reads them only for a caller's onHeader /
- * onTrailer, and building them for every call was a visible part of the
- * generic path's cost.
+ * A successful answer's header and trailer, made Web Headers only when read:
+ * the generated client reads them only for a caller's onHeader / onTrailer,
+ * and building them for every call was a visible part of the generic path's
+ * cost. Shared with ./lean-client-streaming.ts.
  */
-class LeanUnaryResponse implements UnaryResponse {
-  readonly stream = false as const;
-  readonly service: UnaryResponse["service"];
-  readonly method: UnaryResponse["method"];
-  readonly message: UnaryResponse["message"];
+export class LazyAnswerHeaders {
   #nodeHeaders: http2.IncomingHttpHeaders;
   #nodeTrailers: http2.IncomingHttpHeaders;
   #header: Headers | undefined;
   #trailer: Headers | undefined;
 
-  constructor(request: UnaryRequest, message: UnaryResponse["message"], headers: http2.IncomingHttpHeaders, trailers: http2.IncomingHttpHeaders) {
-    this.service = request.service;
-    this.method = request.method;
-    this.message = message;
+  constructor(headers: http2.IncomingHttpHeaders, trailers: http2.IncomingHttpHeaders) {
     this.#nodeHeaders = headers;
     this.#nodeTrailers = trailers;
   }
@@ -413,6 +413,21 @@ class LeanUnaryResponse implements UnaryResponse {
   get trailer(): Headers {
     this.#trailer ??= webHeaders(this.#nodeTrailers);
     return this.#trailer;
+  }
+}
+
+/** A successful unary response (its headers as LazyAnswerHeaders). */
+class LeanUnaryResponse extends LazyAnswerHeaders implements UnaryResponse {
+  readonly stream = false as const;
+  readonly service: UnaryResponse["service"];
+  readonly method: UnaryResponse["method"];
+  readonly message: UnaryResponse["message"];
+
+  constructor(request: UnaryRequest, message: UnaryResponse["message"], headers: http2.IncomingHttpHeaders, trailers: http2.IncomingHttpHeaders) {
+    super(headers, trailers);
+    this.service = request.service;
+    this.method = request.method;
+    this.message = message;
   }
 }
 

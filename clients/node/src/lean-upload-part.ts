@@ -15,9 +15,7 @@ import {
 import { headerGrpcStatus, requestHeaderWithCompression, validateResponseWithCompression, validateTrailer } from "@connectrpc/connect/protocol-grpc";
 import { bytesFieldFrameHead } from "@artifactd/api";
 import { ArtifactService, type UploadPartRequest, UploadPartRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
-
-/** connect-node's default limits, which the transport this stands in for keeps. */
-const MAX_MESSAGE_BYTES = 0xffff_ffff;
+import { MAX_MESSAGE_BYTES, onlyMessage } from "./lean-unary.ts";
 
 /** What the calls framed by hand are sent with: the same as the transport they stand in for. */
 export interface LeanTransportOptions {
@@ -97,15 +95,6 @@ export function leanUploadPart(options: LeanTransportOptions) {
       },
     });
   };
-}
-
-async function onlyMessage<T>(messages: AsyncIterable<T>): Promise<T | undefined> {
-  let only: T | undefined;
-  for await (const message of messages) {
-    if (only !== undefined) throw new ConnectError("protocol error: received extra output message for unary method", Code.Unimplemented);
-    only = message;
-  }
-  return only;
 }
 
 const dataField = UploadPartRequestSchema.field.data;

@@ -17,6 +17,7 @@ import {
   UploadSessionSchema,
 } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { createArtifactConnection } from "../src/artifact-connection.ts";
+import { failureOf } from "./connect-failure.ts";
 import { withLeanUploads } from "../src/lean-upload-transport.ts";
 import { WideWindowSessionManager } from "../src/wide-window-session-manager.ts";
 
@@ -101,16 +102,6 @@ function scriptedServer() {
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
-}
-
-async function failureOf(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConnectError);
-    return error as ConnectError;
-  }
-  throw new Error("the call succeeded");
 }
 
 /** What a caller can read of an error (the date header aside, which differs between two answers). */

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vites
 import { blake3Hex } from "../../../src/blake3.ts";
 import { BACKENDS, startTestApp, type TestApp } from "../../../test/support/test-app.ts";
 import { createArtifactConnection } from "../src/artifact-connection.ts";
+import { failureOf } from "./connect-failure.ts";
 import {
   createArtifactWriter,
   HELD_UPLOAD_MAX_BYTES,
@@ -43,16 +44,6 @@ vi.mock("../src/artifact-writer.ts", async (importOriginal) => {
 });
 
 const KiB = 1024;
-
-async function failureOf(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConnectError);
-    return error as ConnectError;
-  }
-  throw new Error("the call succeeded");
-}
 
 describe.each(BACKENDS)("small uploads from the Node SDK on %s", (backend) => {
   let t: TestApp;
