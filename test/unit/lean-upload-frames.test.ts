@@ -53,11 +53,8 @@ describe("upload frames written by hand", () => {
 });
 
 describe("UploadPart frames written by hand", () => {
-  async function partFrames(message: ReturnType<typeof create<typeof UploadPartRequestSchema>>): Promise<Uint8Array[]> {
-    const pieces: Uint8Array[] = [];
-    for await (const piece of uploadPartFrames(message, (part) => toBinary(UploadPartRequestSchema, part))) pieces.push(piece);
-    return pieces;
-  }
+  const partFrames = (message: ReturnType<typeof create<typeof UploadPartRequestSchema>>) =>
+    uploadPartFrames(message, (part) => toBinary(UploadPartRequestSchema, part));
   const genericFrame = (message: ReturnType<typeof create<typeof UploadPartRequestSchema>>) =>
     Buffer.from(encodeEnvelope(0, toBinary(UploadPartRequestSchema, message)));
   const data = (size: number) => new Uint8Array(size).fill(size & 255, size >> 1);

@@ -12,7 +12,6 @@ import { createAsyncIterable, pipe, transformParseEnvelope, transformSplitEnvelo
 import { requestHeader, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc";
 import type http2 from "node:http2";
 import {
-  envelope,
   exchange,
   type LeanUnaryOptions,
   MAX_MESSAGE_BYTES,
@@ -25,13 +24,7 @@ import {
   webHeaders,
 } from "./lean-unary.ts";
 
-/** How the messages of a method are framed, when not each as protobuf-es encodes it in its envelope (chunks handed over as they are). */
-export type MessageFraming = (message: never) => readonly Uint8Array[];
-
-export interface LeanClientStreamingOptions extends Omit<LeanUnaryOptions, "acceptCompression"> {
-  /** Framing of the methods that have their own; the same bytes on the wire as protobuf-es would write. */
-  readonly framing?: ReadonlyMap<DescMethodClientStreaming, MessageFraming>;
-}
+export type LeanClientStreamingOptions = Omit<LeanUnaryOptions, "acceptCompression">;
 
 /** What one call sends besides its messages. */
 export interface ClientStreamingSend {
@@ -79,18 +72,11 @@ type StreamNext = (request: StreamRequest) => Promise<StreamResponse>;
  */
 export function leanClientStreamingCalls(options: LeanClientStreamingOptions): ClientStreamingCall {
   const { sessionManager } = options;
-  const targets = new Map<DescMethodClientStreaming, StreamingTarget>();
-  const targetOf = (method: DescMethodClientStreaming): StreamingTarget => {
+  const targets = new Map<DescMethodClientStreaming, MethodTarget>();
+  const targetOf = (method: DescMethodClientStreaming): MethodTarget => {
     let target = targets.get(method);
     if (target === undefined) {
-      const common = methodTarget(options.baseUrl, sessionManager, method);
-      const serialize = common.serialization.getI(true);
-      target = {
-        ...common,
-        frame:
-          (options.framing?.get(method) as ((message: Message) => readonly Uint8Array[]) | undefined) ??
-          ((message) => [envelope(serialize.serialize(message))]),
-      };
+      target = methodTarget(options.baseUrl, sessionManager, method, options.framing?.get(method));
       targets.set(method, target);
     }
     return target;
@@ -134,10 +120,6 @@ export function leanClientStreamingCalls(options: LeanClientStreamingOptions): C
   };
 }
 
-interface StreamingTarget extends MethodTarget {
-  readonly frame: (message: Message) => readonly Uint8Array[];
-}
-
 /** The request's messages, as interceptors see them (an async iterable), kept at hand for the exchange. */
 class HeldMessages implements AsyncIterable<Message> {
   readonly messages: readonly Message[];
@@ -160,14 +142,14 @@ async function collect(messages: AsyncIterable<Message>): Promise<Message[]> {
 }
 
 /** The common answer decoded at once; any other judged as connect's gRPC transport judges a streaming response. */
-async function readResponse(target: StreamingTarget, request: StreamRequest, answer: RawAnswer): Promise<StreamResponse> {
+async function readResponse(target: MethodTarget, request: StreamRequest, answer: RawAnswer): Promise<StreamResponse> {
   const body = plainAnswer(answer);
   if (body === undefined) return judgeAsConnect(target, request, answer);
   return new LeanStreamResponse(request, target.serialization.getO(true).parse(body), answer.headers, answer.trailers);
 }
 
 /** connect's gRPC transport's reading of a streaming response (as lean-upload-transport.ts runs it), on the bytes already received. */
-async function judgeAsConnect(target: StreamingTarget, request: StreamRequest, answer: RawAnswer): Promise<StreamResponse> {
+async function judgeAsConnect(target: MethodTarget, request: StreamRequest, answer: RawAnswer): Promise<StreamResponse> {
   const header = webHeaders(answer.headers);
   const trailer = webHeaders(answer.trailers);
   const { foundStatus, headerError } = validateResponse(Number(answer.headers[":status"] ?? 0), header);

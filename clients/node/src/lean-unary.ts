@@ -1,6 +1,6 @@
 import type http2 from "node:http2";
 import { constants as http2constants } from "node:http2";
-import { create, type DescMessage, type DescMethod, type DescMethodUnary, isMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type DescMethod, type DescMethodUnary, isMessage, type Message, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type Interceptor, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
 import {
   type Compression,
@@ -27,7 +27,12 @@ export interface LeanUnaryOptions {
   readonly interceptors: Interceptor[];
   /** Response encodings accepted (advertised in grpc-accept-encoding, decoded when a response uses one). */
   readonly acceptCompression: Compression[];
+  /** Framing of the methods that have their own (UploadPart's data around the caller's bytes); the same bytes as protobuf-es would write. */
+  readonly framing?: ReadonlyMap<DescMethod, MessageFraming>;
 }
+
+/** How a method's request message becomes its gRPC frame, in pieces written as they are. */
+export type MessageFraming = (message: never) => readonly Uint8Array[];
 
 export type UnaryCall = <I extends DescMessage, O extends DescMessage>(
   method: DescMethodUnary<I, O>,
@@ -81,7 +86,7 @@ export function leanUnaryCalls(options: LeanUnaryOptions): UnaryCall {
   const targetOf = (method: DescMethodUnary): MethodTarget => {
     let target = targets.get(method);
     if (target === undefined) {
-      target = methodTarget(options.baseUrl, sessionManager, method);
+      target = methodTarget(options.baseUrl, sessionManager, method, options.framing?.get(method));
       targets.set(method, target);
     }
     return target;
@@ -89,7 +94,7 @@ export function leanUnaryCalls(options: LeanUnaryOptions): UnaryCall {
 
   const send: UnaryNext = (request) => {
     const target = targetOf(request.method as DescMethodUnary);
-    return exchange(sessionManager, target, request, () => [envelope(target.serialization.getI(true).serialize(request.message))]).then((answer) =>
+    return exchange(sessionManager, target, request, () => target.frame(request.message)).then((answer) =>
       readResponse(acceptCompression, target, request, answer),
     );
   };
@@ -156,12 +161,19 @@ export async function runLeanCall<T>(
 export interface MethodTarget extends StreamTarget {
   readonly url: string;
   readonly serialization: MethodSerializationLookup<DescMessage, DescMessage>;
+  /** A request message as its frame: `framing`'s, or protobuf-es's encoding in one envelope. */
+  readonly frame: (message: Message) => readonly Uint8Array[];
 }
 
 /** The target of `method` on `baseUrl`, over the session manager's connection (worked out once per method by its callers). */
-export function methodTarget(baseUrl: string, sessionManager: Http2SessionManager, method: DescMethod): MethodTarget {
+export function methodTarget(baseUrl: string, sessionManager: Http2SessionManager, method: DescMethod, framing?: MessageFraming): MethodTarget {
   const url = createMethodUrl(baseUrl, method);
   const parsed = new URL(url);
+  const serialization = createMethodSerializationLookup(method, undefined, undefined, {
+    readMaxBytes: MAX_MESSAGE_BYTES,
+    writeMaxBytes: MAX_MESSAGE_BYTES,
+  });
+  const serialize = serialization.getI(true);
   return {
     url,
     path: parsed.pathname + parsed.search,
@@ -170,10 +182,8 @@ export function methodTarget(baseUrl: string, sessionManager: Http2SessionManage
       parsed.origin === sessionManager.authority
         ? undefined
         : `cannot make a request to ${parsed.origin}: the http2 session is connected to ${sessionManager.authority}`,
-    serialization: createMethodSerializationLookup(method, undefined, undefined, {
-      readMaxBytes: MAX_MESSAGE_BYTES,
-      writeMaxBytes: MAX_MESSAGE_BYTES,
-    }),
+    serialization,
+    frame: (framing as ((message: Message) => readonly Uint8Array[]) | undefined) ?? ((message) => [envelope(serialize.serialize(message))]),
   };
 }
 

@@ -6,26 +6,32 @@ import {
   encodeEnvelope,
   pipe,
   runStreamingCall,
+  type UniversalClientFn,
   transformParseEnvelope,
   transformSplitEnvelope,
 } from "@connectrpc/connect/protocol";
 import { requestHeader, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc";
-import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { chunkFrameHead } from "@artifactd/api";
-import { ArtifactService, type UploadRequest, UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
-import { type LeanTransportOptions, leanUploadPart } from "./lean-upload-part.ts";
+import { ArtifactService, type UploadPartRequest, type UploadRequest, UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { uploadPartFrames } from "./lean-upload-part.ts";
 import type { WholeUpload } from "./artifact-writer.ts";
-import { leanClientStreamingCalls, type MessageFraming } from "./lean-client-streaming.ts";
-import { type LeanUnaryOptions, leanUnaryCalls } from "./lean-unary.ts";
+import { leanClientStreamingCalls } from "./lean-client-streaming.ts";
+import { type LeanUnaryOptions, leanUnaryCalls, type MessageFraming } from "./lean-unary.ts";
+
+/** What the calls framed by hand are sent with: the same as the transport they stand in for, and its HTTP/2 session manager. */
+export interface LeanTransportOptions extends Omit<LeanUnaryOptions, "framing"> {
+  /** Upload's streaming calls go through connect's HTTP client over the same session manager. */
+  readonly httpClient: UniversalClientFn;
+}
 
 /**
  * The gRPC transport, except that Upload's chunk messages, and UploadPart's
  * data (./lean-upload-part.ts), are framed by hand around the caller's own
  * bytes.
  *
- * Every other unary call takes the lean unary path (./lean-unary.ts): one
- * frame on one HTTP/2 stream of the same session manager, without connect's
- * generic per-call machinery.
+ * Every unary call, UploadPart included, takes the lean unary path
+ * (./lean-unary.ts): one frame on one HTTP/2 stream of the same session
+ * manager, without connect's generic per-call machinery.
  *
  * Connect's generic path encodes every message with protobuf-es: a 1 MiB
  * chunk is copied into a growing buffer, then again into its gRPC envelope.
@@ -40,14 +46,15 @@ import { type LeanUnaryOptions, leanUnaryCalls } from "./lean-unary.ts";
  * errors of all of them take connect's own code (its protocol helpers),
  * so statuses and transport failures read exactly as on the generic path.
  */
-export function withLeanUploads(inner: Transport, options: LeanTransportOptions & { readonly sessionManager: Http2SessionManager }): Transport {
+export function withLeanUploads(inner: Transport, options: LeanTransportOptions): Transport {
   const upload = ArtifactService.method.upload;
   const uploadPart = ArtifactService.method.uploadPart;
   const serialization = createMethodSerializationLookup(upload, undefined, undefined, { readMaxBytes: 0xffffffff, writeMaxBytes: 0xffffffff });
-  const leanPart = leanUploadPart(options);
-  const leanUnary = leanUnaryCalls(options);
+  const partSerialization = createMethodSerializationLookup(uploadPart, undefined, undefined, { readMaxBytes: 0xffffffff, writeMaxBytes: 0xffffffff });
+  const partFraming: MessageFraming = (message: UploadPartRequest) => uploadPartFrames(message, (part) => partSerialization.getI(true).serialize(part));
+  const unary = leanUnaryCalls({ ...options, framing: new Map([[uploadPart, partFraming]]) });
   return {
-    unary: (method, ...rest) => (method === (uploadPart as unknown) ? leanPart(method, ...rest) : leanUnary(method, ...rest)),
+    unary,
     stream<I extends DescMessage, O extends DescMessage>(
       method: DescMethodStreaming<I, O>,
       signal: AbortSignal | undefined,
