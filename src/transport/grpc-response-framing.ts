@@ -1,3 +1,4 @@
+import { type DescMessage, fromBinary, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type http from "node:http";
 import http2 from "node:http2";
@@ -220,4 +221,13 @@ export async function writeCorked(
     signal.addEventListener("abort", settle, { once: true });
   });
   if (signal.aborted) throw signal.reason;
+}
+
+/** A request message decoded with its schema, refused as connect-node refuses one its schema cannot read. */
+export function parseRequestMessage<S extends DescMessage>(schema: S, bytes: Uint8Array): MessageShape<S> {
+  try {
+    return fromBinary(schema, bytes);
+  } catch (error) {
+    throw new ConnectError(`parse binary: ${error instanceof Error ? error.message : String(error)}`, Code.Internal);
+  }
 }

@@ -1,10 +1,18 @@
-import { create, type DescMethodUnary, fromBinary, isMessage, toBinary } from "@bufbuild/protobuf";
+import { create, type DescMethodUnary, isMessage, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ContextValues, createHandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type http2 from "node:http2";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { Caller } from "../artifact.ts";
 import { ARTIFACT_SERVICE_PREFIX, callerKey, parseGrpcTimeout } from "./admission.ts";
-import { envelopeHead, isPlainGrpc, type NodeRequest, type NodeResponse, openCallSignal, openGrpcResponse } from "./grpc-response-framing.ts";
+import {
+  envelopeHead,
+  isPlainGrpc,
+  type NodeRequest,
+  type NodeResponse,
+  openCallSignal,
+  openGrpcResponse,
+  parseRequestMessage,
+} from "./grpc-response-framing.ts";
 import { requestContextValues } from "./request-ended.ts";
 
 /**
@@ -78,7 +86,7 @@ async function serve(
   const call = openCallSignal({ shutdownSignal: options.shutdownSignal, revocation: undefined, framing, timeoutMs, what: "call" });
   const contextValues = requestContextValues(request).set(callerKey, caller);
   try {
-    const input = parseRequest(method, await onlyMessageOf(request, options.readMaxBytes, call.signal));
+    const input = parseRequestMessage(method.input, await onlyMessageOf(request, options.readMaxBytes, call.signal));
     const context = createHandlerContext({
       service: ArtifactService,
       method,
@@ -101,15 +109,6 @@ async function serve(
     if (!framing.closed) await framing.finish(status);
   } finally {
     call.end();
-  }
-}
-
-/** As connect-node answers a message its schema cannot read. */
-function parseRequest(method: UnaryMethod, bytes: Uint8Array): unknown {
-  try {
-    return fromBinary(method.input, bytes);
-  } catch (error) {
-    throw new ConnectError(`parse binary: ${error instanceof Error ? error.message : String(error)}`, Code.Internal);
   }
 }
 

@@ -1,5 +1,5 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
+import { create, toBinary } from "@bufbuild/protobuf";
+import type { ConnectError, ContextValues } from "@connectrpc/connect";
 import type http2 from "node:http2";
 import { readChunkFrames } from "@artifactd/api";
 import { UploadRequestSchema, UploadResponseSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
@@ -7,7 +7,15 @@ import type { Caller } from "../artifact.ts";
 import type { ArtifactService } from "../service/artifact-service.ts";
 import type { UploadMessage } from "../service/upload-header.ts";
 import { parseGrpcTimeout } from "./admission.ts";
-import { envelopeHead, isPlainGrpc, type NodeRequest, type NodeResponse, openCallSignal, openGrpcResponse } from "./grpc-response-framing.ts";
+import {
+  envelopeHead,
+  isPlainGrpc,
+  type NodeRequest,
+  type NodeResponse,
+  openCallSignal,
+  openGrpcResponse,
+  parseRequestMessage,
+} from "./grpc-response-framing.ts";
 import { artifactToProto } from "./proto-conversion.ts";
 import { assertNodeRequestCompleted, requestContextValues } from "./request-ended.ts";
 import { uploadMessageFromProto } from "./upload-messages.ts";
@@ -107,7 +115,7 @@ async function* uploadMessagesOf(request: http2.Http2ServerRequest, readMaxBytes
   let bytes = 0;
   for await (const frame of readChunkFrames(bodyOf(request, signal), readMaxBytes)) {
     if (frame.message !== undefined) {
-      yield uploadMessageFromProto(parseUploadRequest(frame.message));
+      yield uploadMessageFromProto(parseRequestMessage(UploadRequestSchema, frame.message));
       continue;
     }
     pieces.push(frame.chunk);
@@ -118,15 +126,6 @@ async function* uploadMessagesOf(request: http2.Http2ServerRequest, readMaxBytes
     bytes = 0;
   }
   await assertNodeRequestCompleted(request, signal);
-}
-
-/** As connect-node answers a message its schema cannot read. */
-function parseUploadRequest(bytes: Uint8Array) {
-  try {
-    return fromBinary(UploadRequestSchema, bytes);
-  } catch (error) {
-    throw new ConnectError(`parse binary: ${error instanceof Error ? error.message : String(error)}`, Code.Internal);
-  }
 }
 
 /** Bytes read ahead of the use case before the request is paused (HTTP/2 flow control then holds the client). */
