@@ -1,6 +1,7 @@
 import path from "node:path";
 import { parseUrlSigningKeys, type UrlSigningKey } from "./url-signing-keys.ts";
 import type { TenantQuotaLimits } from "./ports/tenant-quota-store.ts";
+import { readTracingSettings, type TracingSettings } from "./observability/tracing-settings.ts";
 
 /** quotaDefaults' type, defined with the quota port, whose per-tenant overrides replace its limits one by one. */
 export type { TenantQuotaLimits };
@@ -77,6 +78,8 @@ export interface Config {
   readonly quotaDefaults: TenantQuotaLimits;
   /** How long a server keeps a tenant's quota overrides and stored usage before reading them again. */
   readonly quotaCacheMs: number;
+  /** OpenTelemetry traces, from the standard OTEL_* variables; undefined: off (./observability/tracing-settings.ts). */
+  readonly tracing: TracingSettings | undefined;
 }
 
 /**
@@ -393,6 +396,7 @@ export function readConfig(env: Env = process.env): Config {
     }),
     quotaDefaults,
     quotaCacheMs: integer("ARTIFACTD_QUOTA_CACHE_MS", 5_000, 0, 300_000),
+    tracing: readTracingSettings(env),
   });
 }
 
