@@ -159,7 +159,14 @@ function callSpans(tracer: Tracer): CallObserver {
  * The codes OpenTelemetry's gRPC conventions count as a server's error; the
  * others (NOT_FOUND, INVALID_ARGUMENT, …) are answers to the caller's request.
  */
-const SERVER_ERROR_CODES: ReadonlySet<Code | 0> = new Set([Code.Unknown, Code.DeadlineExceeded, Code.Unimplemented, Code.Internal, Code.Unavailable, Code.DataLoss]);
+const SERVER_ERROR_CODES: ReadonlySet<Code | 0> = new Set([
+  Code.Unknown,
+  Code.DeadlineExceeded,
+  Code.Unimplemented,
+  Code.Internal,
+  Code.Unavailable,
+  Code.DataLoss,
+]);
 
 const GRPC_CODE_NAMES = [
   "OK",

@@ -49,7 +49,9 @@ describe("traces of calls", () => {
         const end = tracing.stores.started({ system: "postgresql", operation: "INSERT", collection: "artifacts" });
         await new Promise((resolve) => setTimeout(resolve, 1));
         end();
-        tracing.stores.started({ system: "s3", operation: "get", collection: undefined })(Object.assign(new Error("boom: secret value"), { code: "ECONNRESET" }));
+        tracing.stores.started({ system: "s3", operation: "get", collection: undefined })(
+          Object.assign(new Error("boom: secret value"), { code: "ECONNRESET" }),
+        );
       });
       call.tenantId = "acme";
       call.code = Code.NotFound;
