@@ -6,6 +6,7 @@ import type { Caller } from "../artifact.ts";
 import { ArtifactError } from "../artifact-error.ts";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { toConnectError } from "./connect-error-mapping.ts";
+import { encodeGrpcMessage } from "./grpc-message-encoding.ts";
 
 /**
  * Admission before work: every ArtifactService call is authenticated from
@@ -223,13 +224,4 @@ export function refuse(request: NodeRequest, response: NodeResponse, error: Conn
     socket?.end();
     setTimeout(() => socket?.destroy(), 1_000).unref();
   });
-}
-
-/** grpc-message is percent-encoded UTF-8: bytes outside printable ASCII, and % itself. */
-export function encodeGrpcMessage(message: string): string {
-  let encoded = "";
-  for (const byte of Buffer.from(message, "utf8")) {
-    encoded += byte < 0x20 || byte > 0x7e || byte === 0x25 ? `%${byte.toString(16).toUpperCase().padStart(2, "0")}` : String.fromCharCode(byte);
-  }
-  return encoded;
 }

@@ -19,6 +19,7 @@ import { createGrpcDownloadRoute } from "./grpc-download-route.ts";
 import { createGrpcUnaryRoute } from "./grpc-unary-route.ts";
 import { createGrpcUploadRoute } from "./grpc-upload-route.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
+import { sendGrpcMessagesAsSpecified } from "./grpc-message-encoding.ts";
 import { createHealthState } from "./health-service.ts";
 import { createReflectionHandler } from "./reflection-service.ts";
 import type { HttpResponse, HttpRoute } from "./http-route.ts";
@@ -192,15 +193,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     contextValues: (request: http.IncomingMessage | http2.Http2ServerRequest) => requestContextValues(request).set(callerKey, admittedCaller(request)),
   };
   const artifactHandlers = createArtifactServiceHandler(options.service, options.publicUrl, options.watchCaller);
-  const artifactHandler = connectNodeAdapter({
+  const artifactHandler = sendGrpcMessagesAsSpecified(
+    connectNodeAdapter({
     ...common,
     interceptors: [errorMapping, requireAdmittedCaller],
     routes: (router: ConnectRouter) => {
       router.service(ArtifactService, artifactHandlers);
     },
     readMaxBytes,
-  });
-  const publicHandler = connectNodeAdapter({
+    }),
+  );
+  const publicHandler = sendGrpcMessagesAsSpecified(
+    connectNodeAdapter({
     ...common,
     routes: (router: ConnectRouter) => {
       const implementations = new Map<DescService, unknown>([
@@ -230,16 +234,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         response.end();
       });
     },
-  });
+    }),
+  );
 
   /** Every request, HTTP/1.1 or HTTP/2: admission first, then the adapter (or a fast route that takes it). */
   const dispatch = (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => {
     admit(request, response, { authenticate: options.authenticate, admitCall: options.service.admitCall, maxCallTimeoutMs: limits.maxCallTimeoutMs, log })
       .then((caller) => {
         if (caller === undefined) return; // refused and answered
-        if (caller === null) return publicHandler(request as http.IncomingMessage, response as http.ServerResponse);
+        if (caller === null) return publicHandler(request, response);
         if (FAST_RPC_ROUTES.some((name) => fastRoutes[name](request, response, caller))) return;
-        artifactHandler(request as http.IncomingMessage, response as http.ServerResponse);
+        artifactHandler(request, response);
       })
       .catch((error: unknown) => {
         log("dispatching a request failed", error);
