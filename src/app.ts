@@ -120,8 +120,16 @@ export async function startApp(config: Config, log: (message: string, error?: un
         }),
         "web page": createWebPageRoute(),
       },
-      // Health follows the stores: NOT_SERVING while either is unreachable, so balancers route around us.
-      checkStores: () => Promise.all([metadata.ping(), blobs.ping()]).then(() => {}),
+      // Health follows the stores: NOT_SERVING (and /readyz 503) while either is unreachable, or the database
+      // lacks a migration this build needs, so balancers route around us.
+      readinessChecks: {
+        database: async () => {
+          const missing = await metadata.missingMigrations();
+          if (missing.length === 0) return undefined;
+          return `${missing.length} migration(s) not applied (${missing.join(", ")}): run \`artifactd migrate\``;
+        },
+        "blob store": () => blobs.ping().then(() => undefined),
+      },
       log,
     });
   } catch (error) {

@@ -5,7 +5,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import type { Caller } from "../artifact.ts";
-import { ArtifactError, storeUnavailable } from "../artifact-error.ts";
+import { ArtifactError } from "../artifact-error.ts";
 import type { TransportLimits } from "../config.ts";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { file_artifacts_v1_artifact_service } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
@@ -20,7 +20,9 @@ import { createGrpcUnaryRoute } from "./grpc-unary-route.ts";
 import { createGrpcUploadRoute } from "./grpc-upload-route.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
 import { sendGrpcMessagesAsSpecified } from "./grpc-message-encoding.ts";
+import { createHealthProbeRoute, isHealthProbe } from "./health-probe-route.ts";
 import { createHealthState } from "./health-service.ts";
+import { startReadinessChecks, type ReadinessCheck } from "./readiness-checks.ts";
 import { createReflectionHandler } from "./reflection-service.ts";
 import type { HttpResponse, HttpRoute } from "./http-route.ts";
 import { FAST_RPC_ROUTES, HTTP_ROUTES, PUBLIC_SERVICES, type FastRpcRouteName, type HttpRouteName } from "./routes.ts";
@@ -43,11 +45,15 @@ export interface ServerOptions {
   /**
    * Plain HTTP routes for requests that are not RPCs, tried in the order of
    * HTTP_ROUTES (./routes.ts); each answers true if it handled the request.
+   * The health probes are the server's own.
    */
-  readonly httpRoutes?: { readonly [name in HttpRouteName]?: HttpRoute };
+  readonly httpRoutes?: { readonly [name in Exclude<HttpRouteName, "health probes">]?: HttpRoute };
   readonly log?: (message: string, error?: unknown) => void;
-  /** Resolves when the stores answer; health reports NOT_SERVING while it fails (checked every STORE_CHECK_MS). */
-  readonly checkStores?: () => Promise<void>;
+  /**
+   * What the server needs to do its work, by name (the database, the blob store): gRPC health says NOT_SERVING
+   * and /readyz 503 while any of them is lacking (checked every READINESS_CHECK_MS).
+   */
+  readonly readinessChecks?: Readonly<Record<string, ReadinessCheck>>;
 }
 
 /**
@@ -85,8 +91,10 @@ export interface RunningServer {
 }
 
 const MiB = 1024 * 1024;
-/** How often health asks the stores, and how long an answer may take before they count as unreachable. */
-const STORE_CHECK_MS = 2_000;
+/** How often readiness asks the stores, and how long an answer may take before they count as unreachable. */
+const READINESS_CHECK_MS = 2_000;
+/** UNAVAILABLE: clients may retry against another instance. */
+const shuttingDownError = () => new ConnectError("the server is shutting down: retry the call", Code.Unavailable);
 /** Start of every HTTP/2 connection without TLS (RFC 9113 §3.4). */
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
@@ -113,6 +121,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const serviceNames = [ArtifactService.typeName, ...PUBLIC_SERVICES.map((service) => service.typeName)];
   const health = createHealthState(serviceNames);
   const reflection = createReflectionHandler([file_artifacts_v1_artifact_service, file_grpc_health_v1_health] as DescFile[], serviceNames);
+  const httpRoutes = { ...options.httpRoutes, "health probes": createHealthProbeRoute(() => health.unready) };
   const shutdownController = new AbortController();
   let shuttingDown = false;
   let inFlight = 0;
@@ -223,7 +232,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const response = nodeResponse as unknown as HttpResponse;
       void (async () => {
         for (const name of HTTP_ROUTES) {
-          const route = options.httpRoutes?.[name];
+          const route = httpRoutes[name];
           if (route && (await route(request, response))) return;
         }
         response.writeHead(404, { "Content-Type": "text/plain; charset=utf-8" });
@@ -303,6 +312,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     (request, response) => {
       limitRequestBody(request);
+      // New connections are still taken during shutdown, for probes alone (see shutdown below).
+      if (shuttingDown && !isHealthProbe(request.url)) return refuse(request, response, shuttingDownError());
       dispatch(request, response);
     },
   );
@@ -375,7 +386,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
     },
     (request, response) => {
-      if (shuttingDown) {
+      if (shuttingDown) response.shouldKeepAlive = false;
+      if (shuttingDown && !isHealthProbe(request.url)) {
         response.writeHead(503, { "Content-Type": "application/json", Connection: "close" });
         response.end(JSON.stringify({ code: "unavailable", message: "the server is shutting down: retry the call" }));
         return;
@@ -423,30 +435,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const address = listener.address() as net.AddressInfo;
   const hostForUrl = address.family === "IPv6" ? `[${address.address}]` : address.address;
 
-  // Health follows the stores: a probe every STORE_CHECK_MS, one at a time, each bounded by the same time.
-  let checking = false;
-  const storeCheck = setInterval(() => {
-    if (!options.checkStores || checking) return;
-    checking = true;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      // A store too busy to answer in time is unavailable, as one that refuses is: not a bug of ours.
-      timer = setTimeout(() => reject(storeUnavailable(new Error(`no answer within ${STORE_CHECK_MS} ms`))), STORE_CHECK_MS);
-    });
-    Promise.race([options.checkStores(), timeout])
-      .then(
-        () => health.setStoresReachable(true),
-        (error: unknown) => {
-          log("a store is unreachable: health is NOT_SERVING until it answers", error);
-          health.setStoresReachable(false);
-        },
-      )
-      .finally(() => {
-        clearTimeout(timer);
-        checking = false;
-      });
-  }, STORE_CHECK_MS);
-  storeCheck.unref();
+  // Health and readiness follow the stores.
+  const readiness = startReadinessChecks({
+    checks: options.readinessChecks ?? {},
+    intervalMs: READINESS_CHECK_MS,
+    onResult: (unready) => health.setUnready(unready),
+    log,
+  });
 
   let stopping: Promise<void> | undefined;
   return {
@@ -460,11 +455,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       stopping ??= (async () => {
         shuttingDown = true;
         health.setServing(false);
-        clearInterval(storeCheck);
+        readiness.stop();
         for (const response of h1Responses) if (!response.headersSent) response.shouldKeepAlive = false;
-        listener.close();
         // HTTP/2 clients get GOAWAY and finish their streams; idle HTTP/1.1
-        // connections are closed.
+        // connections are closed. The listener stays open until the end, for
+        // probes: Kubernetes keeps probing a pod while it drains, and should
+        // read liveness 200 and readiness 503 there, not a refused
+        // connection; every other request on a new connection is refused
+        // with UNAVAILABLE, so clients go elsewhere.
         h2.close();
         h1.close();
         h1.closeIdleConnections();
@@ -475,7 +473,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           });
         }
         // UNAVAILABLE: clients may retry against another instance.
-        shutdownController.abort(new ConnectError("the server is shutting down: retry the call", Code.Unavailable));
+        shutdownController.abort(shuttingDownError());
         if (inFlight > 0) {
           // Give cancelled handlers a moment to clean up (abort multipart uploads).
           await new Promise<void>((resolve) => {
@@ -486,6 +484,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         // Handlers are done, but their last responses may still be on the
         // way out: close sessions gracefully (each closes once its streams
         // have ended) and give the sockets a moment before cutting them.
+        listener.close();
         for (const session of sessions) session.close();
         h1.closeIdleConnections();
         const deadline = Date.now() + 2_000;
