@@ -159,9 +159,7 @@ describeOn("pglite+fs")("grpc-message as the gRPC spec encodes it", () => {
   });
 
   it("connect-node's gRPC on the public services (Health.Check of an unknown service)", async () => {
-    const written = await connectMessage(
-      createClient(Health, createConnectTransport({ baseUrl: t.url, httpVersion: "1.1" })).check({ service: ECHOED }),
-    );
+    const written = await connectMessage(createClient(Health, createConnectTransport({ baseUrl: t.url, httpVersion: "1.1" })).check({ service: ECHOED }));
     expect(written).toContain(ECHOED);
     const check = new Promise((resolve, reject) =>
       (health.Check as (r: object, cb: (e: unknown, v: unknown) => void) => void).call(health, { service: ECHOED }, (error, value) =>

@@ -61,7 +61,8 @@ describeOn("pglite+fs")("server reflection, asked by grpcurl", () => {
         yield { messageRequest: request } as MessageInitShape<typeof ServerReflectionRequestSchema> & Partial<ServerReflectionRequest>;
       }
       for await (const answer of reflection.serverReflectionInfo(one())) {
-        if (answer.messageResponse.case !== "fileDescriptorResponse") throw new Error(`no descriptor for ${JSON.stringify(request)}: ${answer.messageResponse.case}`);
+        if (answer.messageResponse.case !== "fileDescriptorResponse")
+          throw new Error(`no descriptor for ${JSON.stringify(request)}: ${answer.messageResponse.case}`);
         return answer.messageResponse.value.fileDescriptorProto.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes).name);
       }
       throw new Error("no answer");
