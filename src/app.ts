@@ -109,6 +109,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
       watchCaller: (caller) => tokens.watch(caller),
       limits: config.transport,
       publicUrl: config.publicUrl,
+      corsAllowedOrigins: config.corsAllowedOrigins,
       // Tried in the order of HTTP_ROUTES (src/transport/routes.ts): signed downloads, then the web page at "/"
       // (clients/web, built by `npm run build:web`).
       httpRoutes: {

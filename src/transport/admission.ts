@@ -209,7 +209,8 @@ export function refuse(request: NodeRequest, response: NodeResponse, error: Conn
     const stopBody = () => {
       if (!stream.destroyed && !stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
     };
-    stream.respond({ ":status": head.status, ...head.headers }, { endStream: head.body === undefined });
+    // Headers already set on the response (CORS) go too, as writeHead would send them.
+    stream.respond({ ...response.getHeaders(), ":status": head.status, ...head.headers }, { endStream: head.body === undefined });
     if (head.body) stream.end(head.body, stopBody);
     else setImmediate(stopBody);
     return;

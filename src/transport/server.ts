@@ -20,6 +20,7 @@ import { createGrpcUnaryRoute } from "./grpc-unary-route.ts";
 import { createGrpcUploadRoute } from "./grpc-upload-route.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
 import { sendGrpcMessagesAsSpecified } from "./grpc-message-encoding.ts";
+import { createCors } from "./cors.ts";
 import { createHealthProbeRoute, isHealthProbe } from "./health-probe-route.ts";
 import { createHealthState } from "./health-service.ts";
 import { startReadinessChecks, type ReadinessCheck } from "./readiness-checks.ts";
@@ -38,6 +39,8 @@ export interface ServerOptions {
   readonly watchCaller?: (caller: Caller) => { readonly signal: AbortSignal; release(): void };
   /** Bounds on connections, streams and requests. */
   readonly limits: TransportLimits;
+  /** Origins whose web pages may call the service (./cors.ts); none by default. */
+  readonly corsAllowedOrigins?: readonly string[];
   /** Base URL for links the server hands out; undefined: taken from each request's host. */
   readonly publicUrl?: string | undefined;
   /** Largest request message accepted (an upload chunk or session part). */
@@ -121,6 +124,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const serviceNames = [ArtifactService.typeName, ...PUBLIC_SERVICES.map((service) => service.typeName)];
   const health = createHealthState(serviceNames);
   const reflection = createReflectionHandler([file_artifacts_v1_artifact_service, file_grpc_health_v1_health] as DescFile[], serviceNames);
+  const cors = createCors({ allowedOrigins: options.corsAllowedOrigins ?? [] });
   const httpRoutes = { ...options.httpRoutes, "health probes": createHealthProbeRoute(() => health.unready) };
   const shutdownController = new AbortController();
   let shuttingDown = false;
@@ -202,18 +206,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     contextValues: (request: http.IncomingMessage | http2.Http2ServerRequest) => requestContextValues(request).set(callerKey, admittedCaller(request)),
   };
   const artifactHandlers = createArtifactServiceHandler(options.service, options.publicUrl, options.watchCaller);
-  const artifactHandler = sendGrpcMessagesAsSpecified(
-    connectNodeAdapter({
+  const artifactAdapter = connectNodeAdapter({
     ...common,
     interceptors: [errorMapping, requireAdmittedCaller],
     routes: (router: ConnectRouter) => {
       router.service(ArtifactService, artifactHandlers);
     },
     readMaxBytes,
-    }),
-  );
-  const publicHandler = sendGrpcMessagesAsSpecified(
-    connectNodeAdapter({
+  });
+  const publicAdapter = connectNodeAdapter({
     ...common,
     routes: (router: ConnectRouter) => {
       const implementations = new Map<DescService, unknown>([
@@ -243,17 +244,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         response.end();
       });
     },
-    }),
-  );
+  });
+  // grpc-message as the gRPC spec encodes it, not as connect-node does (./grpc-message-encoding.ts).
+  const artifactHandler = sendGrpcMessagesAsSpecified(artifactAdapter);
+  const publicHandler = sendGrpcMessagesAsSpecified(publicAdapter);
 
   /** Every request, HTTP/1.1 or HTTP/2: admission first, then the adapter (or a fast route that takes it). */
   const dispatch = (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (cors.answer(request, response)) return; // a preflight: answered before admission, as it carries no token
     admit(request, response, { authenticate: options.authenticate, admitCall: options.service.admitCall, maxCallTimeoutMs: limits.maxCallTimeoutMs, log })
       .then((caller) => {
         if (caller === undefined) return; // refused and answered
-        if (caller === null) return publicHandler(request, response);
+        if (caller === null) return publicHandler(request as http.IncomingMessage, response as http.ServerResponse);
         if (FAST_RPC_ROUTES.some((name) => fastRoutes[name](request, response, caller))) return;
-        artifactHandler(request, response);
+        artifactHandler(request as http.IncomingMessage, response as http.ServerResponse);
       })
       .catch((error: unknown) => {
         log("dispatching a request failed", error);
