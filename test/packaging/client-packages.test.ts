@@ -136,7 +136,9 @@ describeOn("postgres+minio")("the client packages, installed from their tarballs
     mkdirSync(app);
     writeFileSync(path.join(app, "package.json"), JSON.stringify({ name: "packaged-client-app", private: true, type: "module" }));
     // The machine's npm cache serves what it holds (--prefer-offline); bounded, so a stuck registry fails the test.
-    await run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", ...tarballs], { cwd: app, timeout: 240_000 });
+    // Without the npm_* variables an `npm test` run passes down: npm_config_local_prefix would install into this repository.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.toLowerCase().startsWith("npm_")));
+    await run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", ...tarballs], { cwd: app, env, timeout: 240_000 });
     // 5 MiB parts, as test/protocols/readme-examples.test.ts: the large-transfer example's 20 MiB go as several.
     [executablePath, t] = await Promise.all([ensureChromium(), startTestApp("postgres+minio", { ARTIFACTD_S3_PART_SIZE: "5MiB" })]);
   }, 600_000);
