@@ -7,7 +7,8 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { chromium, type Browser } from "playwright-core";
 import ts from "typescript";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { createServer as createViteServer } from "vite";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { packClientPackages } from "../../clients/packaging/build-client-packages.ts";
 import { blake3Hex } from "../../src/blake3.ts";
 import { CHROMIUM_ARGS, ensureChromium } from "../support/ensure-chromium.ts";
@@ -26,10 +27,11 @@ import { describeOn } from "../support/test-backends.ts";
  *   (files, folders, the cache, resumable transfers), compiled to JavaScript
  *   as a user on Node 20 would have to, on both;
  * - its declarations, type-checked as a TypeScript user's code would be;
- * - @artifactd/web-client bundled by Vite into a tiny app, opened in headless
- *   Chromium from a static server that hands the API's paths to the service
- *   (one origin, as the service's own page has): an upload (BLAKE3 in the
- *   package's worker), a list and a download.
+ * - @artifactd/web-client in a tiny app in headless Chromium: an upload
+ *   (BLAKE3 in the package's worker), a list and a download, the app and the
+ *   API on one origin (as the service's own page has) — built by `vite build`
+ *   and served by a static server that passes the README's paths to the
+ *   service, then from Vite's dev server with the README's proxy settings.
  */
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const NODE_20 = "/usr/bin/node";
@@ -112,11 +114,11 @@ export const web: WebArtifactClient = createWebArtifactClient({ baseUrl: "http:/
 const WEB_APP_MAIN = `
 import { createWebArtifactClient } from "@artifactd/web-client";
 
-window.runArtifactdDemo = async (token, text) => {
+window.runArtifactdDemo = async (token, text, app) => {
   const client = createWebArtifactClient({ baseUrl: location.origin, token });
   const file = new File([text], "hello.txt", { type: "text/plain", lastModified: 1 });
-  const { artifact } = await client.uploadFile(file, { kind: "note", labels: { app: "packaged" } });
-  const { artifacts } = await client.list({ kind: "note", labels: { app: "packaged" } });
+  const { artifact } = await client.uploadFile(file, { kind: "note", labels: { app } });
+  const { artifacts } = await client.list({ kind: "note", labels: { app } });
   const downloaded = await (await client.download(artifact.id)).text();
   return { id: artifact.id, blake3: artifact.blake3, listed: artifacts.map((a) => a.id), downloaded };
 };
@@ -239,66 +241,106 @@ describeOn("postgres+minio")("the client packages, installed from their tarballs
     expect(`${checked.stdout ?? ""}${checked.stderr ?? ""}`).toBe("");
   });
 
-  it("the web client, bundled by Vite, uploads, lists and downloads in Chromium", async () => {
-    const web = path.join(project, "app", "web");
-    mkdirSync(web);
-    writeFileSync(path.join(web, "index.html"), `<!doctype html><title>packaged</title><script type="module" src="./main.js"></script>\n`);
-    writeFileSync(path.join(web, "main.js"), WEB_APP_MAIN);
-    // The app's own build, by a Vite the app would install; this repository's copy stands in for it (no config file).
-    const vite = path.join(ROOT, "node_modules/vite/bin/vite.js");
-    await run(process.execPath, [vite, "build", "--logLevel", "warn", "--outDir", "dist"], { cwd: web, timeout: 120_000 });
-
-    const server = await serveWithApi(path.join(web, "dist"), t.url);
-    try {
+  describe("the web client in Chromium", () => {
+    let web: string;
+    beforeAll(async () => {
+      web = path.join(project, "app", "web");
+      mkdirSync(web);
+      writeFileSync(path.join(web, "index.html"), `<!doctype html><title>packaged</title><script type="module" src="./main.js"></script>\n`);
+      writeFileSync(path.join(web, "main.js"), WEB_APP_MAIN);
       browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS, timeout: 30_000 });
-      const page = await browser.newPage();
-      const problems: string[] = [];
-      page.on("pageerror", (error) => problems.push(error.message));
-      await page.goto(`${server.url}/`);
-      const text = `hello from a packaged web client ${Date.now()}\n`;
-      const result = await page.evaluate(
-        ([token, content]) =>
-          (
-            globalThis as unknown as {
-              runArtifactdDemo(token: string, text: string): Promise<{ id: string; blake3: string; listed: string[]; downloaded: string }>;
-            }
-          ).runArtifactdDemo(token!, content!),
-        [t.tokens.alpha, text],
-      );
-      expect(problems).toEqual([]);
-      expect(result.downloaded).toBe(text);
-      expect(result.listed).toEqual([result.id]);
-      expect(result.blake3).toBe(blake3Hex(Buffer.from(text)));
-      const { artifact } = await t.client().getArtifact({ id: result.id });
-      expect(artifact?.blake3).toBe(blake3Hex(Buffer.from(text)));
-      // The page's calls went through the one origin: its API paths reached the service.
-      expect(server.proxied.some((url) => url.startsWith("/artifacts.v1.ArtifactService/CreateUploadSession"))).toBe(true);
-    } finally {
-      await server.close();
+    });
+
+    /** Opens the app at `url`, runs it with a token of tenant alpha, and checks what it did against the service. */
+    async function runApp(url: string, app: string): Promise<void> {
+      const page = await browser!.newPage();
+      try {
+        const problems: string[] = [];
+        page.on("pageerror", (error) => problems.push(error.message));
+        await page.goto(`${url}/`);
+        const text = `hello from a packaged web client, ${app}\n`;
+        const result = await page.evaluate(
+          ([token, content, label]) =>
+            (
+              globalThis as unknown as {
+                runArtifactdDemo(token: string, text: string, app: string): Promise<{ id: string; blake3: string; listed: string[]; downloaded: string }>;
+              }
+            ).runArtifactdDemo(token!, content!, label!),
+          [t.tokens.alpha, text, app],
+        );
+        expect(problems).toEqual([]);
+        expect(result.downloaded).toBe(text);
+        expect(result.listed).toEqual([result.id]);
+        const { artifact } = await t.client().getArtifact({ id: result.id });
+        expect(artifact?.blake3).toBe(blake3Hex(Buffer.from(text)));
+        // BLAKE3 computed in the page by the package's worker, as sent with the upload session.
+        expect(result.blake3).toBe(artifact?.blake3);
+      } finally {
+        await page.close();
+      }
     }
+
+    it("bundled by `vite build`: uploads, lists and downloads", async () => {
+      // The app's own build, by a Vite the app would install; this repository's copy stands in for it (no config file).
+      const vite = path.join(ROOT, "node_modules/vite/bin/vite.js");
+      await run(process.execPath, [vite, "build", "--logLevel", "warn", "--outDir", "dist"], { cwd: web, timeout: 120_000 });
+      const server = await serveWithApi(path.join(web, "dist"), t.url);
+      try {
+        await runApp(server.url, "built");
+        // The page's calls and its download went through the one origin.
+        expect(server.proxied).toContain("/artifacts.v1.ArtifactService/CreateUploadSession");
+        expect(server.proxied.some((pathname) => pathname.startsWith("/download/v1/"))).toBe(true);
+      } finally {
+        await server.close();
+      }
+    });
+
+    it("served by Vite's dev server (the package pre-bundled, its worker still found), the API proxied as the README shows", async () => {
+      const server = await createViteServer({
+        root: web,
+        configFile: false,
+        logLevel: "warn",
+        // changeOrigin false: the service sees the page's Host and makes its download links on the page's origin.
+        server: {
+          host: "127.0.0.1",
+          port: 0,
+          proxy: { "/artifacts.v1.ArtifactService": { target: t.url, changeOrigin: false }, "/download/v1": { target: t.url, changeOrigin: false } },
+        },
+      });
+      try {
+        await server.listen();
+        await runApp(server.resolvedUrls!.local[0]!.replace(/\/$/, ""), "dev-server");
+      } finally {
+        await server.close();
+      }
+    });
   });
 });
 
-/** A static server for the built app that passes every path it has no file for to the service (API calls, download links). */
+/** The paths the README says to pass to the service: the RPCs and the signed download links. */
+const SERVICE_PATHS = ["/artifacts.v1.ArtifactService/", "/download/v1/"];
+
+/** A static server for the built app that passes SERVICE_PATHS to the service, keeping the Host header, as the README's reverse proxy. */
 async function serveWithApi(dir: string, serviceUrl: string): Promise<{ url: string; proxied: string[]; close(): Promise<void> }> {
   const proxied: string[] = [];
   const types: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css" };
   const server = http.createServer((request, response) => {
     const pathname = new URL(request.url ?? "/", "http://x").pathname;
-    const file = path.join(dir, pathname === "/" ? "index.html" : pathname);
-    if (request.method === "GET" && file.startsWith(dir)) {
+    if (!SERVICE_PATHS.some((prefix) => pathname.startsWith(prefix))) {
+      const file = path.join(dir, pathname === "/" ? "index.html" : pathname);
+      let body: Buffer | undefined;
       try {
-        const body = readFileSync(file);
-        response.writeHead(200, { "content-type": types[path.extname(file)] ?? "application/octet-stream" }).end(body);
-        return;
+        body = request.method === "GET" && file.startsWith(dir) ? readFileSync(file) : undefined;
       } catch {
-        // Not one of the app's files: the service's.
+        // Not one of the app's files.
       }
+      if (body === undefined) response.writeHead(404).end();
+      else response.writeHead(200, { "content-type": types[path.extname(file)] ?? "application/octet-stream" }).end(body);
+      return;
     }
-    proxied.push(request.url ?? "");
-    const target = new URL(request.url ?? "/", serviceUrl);
+    proxied.push(pathname);
     // The Host header is passed on as it came: the service makes its download links on the origin it was reached at.
-    const upstream = http.request(target, { method: request.method, headers: request.headers }, (answer) => {
+    const upstream = http.request(new URL(request.url ?? "/", serviceUrl), { method: request.method, headers: request.headers }, (answer) => {
       response.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(response);
     });
