@@ -216,16 +216,20 @@ describeOn("postgres+minio")("the client packages, installed from their tarballs
     120_000,
   );
 
-  it("its declarations type-check a TypeScript user's code", async () => {
+  it.each([
+    ["NodeNext", "NodeNext"],
+    ["ESNext", "Bundler"],
+  ])("its declarations type-check a TypeScript user's code (module %s, moduleResolution %s)", async (module, moduleResolution) => {
     const app = path.join(project, "app");
     writeFileSync(path.join(app, "typed.ts"), TYPESCRIPT_EXAMPLE);
+    const config = path.join(app, `tsconfig.${moduleResolution}.json`);
     writeFileSync(
-      path.join(app, "tsconfig.json"),
+      config,
       JSON.stringify({
         compilerOptions: {
           target: "ES2022",
-          module: "NodeNext",
-          moduleResolution: "NodeNext",
+          module,
+          moduleResolution,
           strict: true,
           noEmit: true,
           lib: ["ES2022", "DOM"],
@@ -237,7 +241,7 @@ describeOn("postgres+minio")("the client packages, installed from their tarballs
       }),
     );
     const tsc = path.join(ROOT, "node_modules/typescript/bin/tsc");
-    const checked = await run(process.execPath, [tsc, "-p", path.join(app, "tsconfig.json")], { cwd: app, timeout: 120_000 }).catch((error) => error);
+    const checked = await run(process.execPath, [tsc, "-p", config], { cwd: app, timeout: 120_000 }).catch((error) => error);
     expect(`${checked.stdout ?? ""}${checked.stderr ?? ""}`).toBe("");
   });
 
