@@ -109,6 +109,7 @@ export async function startApp(config: Config, log: (message: string, error?: un
       watchCaller: (caller) => tokens.watch(caller),
       limits: config.transport,
       publicUrl: config.publicUrl,
+      corsAllowedOrigins: config.corsAllowedOrigins,
       // Tried in the order of HTTP_ROUTES (src/transport/routes.ts): signed downloads, then the web page at "/"
       // (clients/web, built by `npm run build:web`).
       httpRoutes: {
@@ -120,8 +121,16 @@ export async function startApp(config: Config, log: (message: string, error?: un
         }),
         "web page": createWebPageRoute(),
       },
-      // Health follows the stores: NOT_SERVING while either is unreachable, so balancers route around us.
-      checkStores: () => Promise.all([metadata.ping(), blobs.ping()]).then(() => {}),
+      // Health follows the stores: NOT_SERVING (and /readyz 503) while either is unreachable, or the database
+      // lacks a migration this build needs, so balancers route around us.
+      readinessChecks: {
+        database: async () => {
+          const missing = await metadata.missingMigrations();
+          if (missing.length === 0) return undefined;
+          return `${missing.length} migration(s) not applied (${missing.join(", ")}): run \`artifactd migrate\``;
+        },
+        "blob store": () => blobs.ping().then(() => undefined),
+      },
       log,
     });
   } catch (error) {

@@ -59,6 +59,8 @@ export interface Config {
   readonly sessionHashAhead: { readonly perSessionBytes: number; readonly perServerBytes: number };
   /** Base URL clients reach the service at, for signed download URLs; undefined: the request's host. */
   readonly publicUrl: string | undefined;
+  /** Origins (`scheme://host[:port]`) whose web pages may call the service across origins (CORS); empty: none. */
+  readonly corsAllowedOrigins: readonly string[];
   /**
    * Keys that sign and verify download links, newest (the signing one) first;
    * undefined: the key file in dataDir (generated on first start).
@@ -173,6 +175,7 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_SESSION_HASH_AHEAD_BYTES",
   "ARTIFACTD_SESSION_HASH_AHEAD_TOTAL_BYTES",
   "ARTIFACTD_PUBLIC_URL",
+  "ARTIFACTD_CORS_ALLOWED_ORIGINS",
   "ARTIFACTD_URL_SIGNING_KEYS",
   "ARTIFACTD_URL_SIGNING_KEY",
   "ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS",
@@ -327,6 +330,7 @@ export function readConfig(env: Env = process.env): Config {
   if (publicUrl !== undefined && !/^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(publicUrl)) {
     throw new ConfigError(`ARTIFACTD_PUBLIC_URL=${JSON.stringify(publicUrl)} is not valid: give the base URL clients use, e.g. https://artifacts.example.com`);
   }
+  const corsAllowedOrigins = readCorsAllowedOrigins(get("ARTIFACTD_CORS_ALLOWED_ORIGINS"));
   const urlSigningKeys = readUrlSigningKeys(get("ARTIFACTD_URL_SIGNING_KEYS"), get("ARTIFACTD_URL_SIGNING_KEY"));
 
   const storedBytesRaw = get("ARTIFACTD_QUOTA_STORED_BYTES") ?? "unlimited";
@@ -367,6 +371,7 @@ export function readConfig(env: Env = process.env): Config {
       perServerBytes: integer("ARTIFACTD_SESSION_HASH_AHEAD_TOTAL_BYTES", 256 * MiB, 0, 64 * 1024 * MiB),
     }),
     publicUrl,
+    corsAllowedOrigins,
     urlSigningKeys,
     downloadUrlMaxTtlSeconds: integer("ARTIFACTD_DOWNLOAD_URL_MAX_TTL_SECONDS", 86_400, 1, 7 * 86_400),
     eventRetentionMs: integer("ARTIFACTD_EVENT_RETENTION_MS", 86_400_000, 0, 90 * 86_400_000),
@@ -398,6 +403,42 @@ export function readConfig(env: Env = process.env): Config {
     quotaCacheMs: integer("ARTIFACTD_QUOTA_CACHE_MS", 5_000, 0, 300_000),
     tracing: readTracingSettings(env),
   });
+}
+
+/**
+ * ARTIFACTD_CORS_ALLOWED_ORIGINS: exact origins, comma-separated, each as a
+ * browser sends it in `Origin` (so a path, a trailing slash or an upper-case
+ * host, which would never match, is refused rather than ignored). `*` is
+ * refused: the list names the web apps trusted with their users' tokens and
+ * links; a wildcard would let every page on the web use a token or link it
+ * gets hold of from its users' browsers, and read health and reflection on
+ * a server that is only reachable from inside a network.
+ */
+function readCorsAllowedOrigins(raw: string | undefined): readonly string[] {
+  if (raw === undefined) return Object.freeze([]);
+  const origins = raw
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== "");
+  for (const origin of origins) {
+    if (origin === "*") {
+      throw new ConfigError(
+        "ARTIFACTD_CORS_ALLOWED_ORIGINS may not be *: list the origins of the web apps that call the service, e.g. https://app.example.com,https://admin.example.com",
+      );
+    }
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || (parsed.protocol !== "http:" && parsed.protocol !== "https:") || parsed.origin !== origin) {
+      throw new ConfigError(
+        `ARTIFACTD_CORS_ALLOWED_ORIGINS entry ${JSON.stringify(origin)} is not an origin as browsers send it: give scheme://host[:port], lower case, no path or trailing slash, e.g. https://app.example.com`,
+      );
+    }
+  }
+  return Object.freeze(origins);
 }
 
 /**

@@ -43,5 +43,12 @@ export interface MetadataStore extends ArtifactQueries, ArtifactRecords, Artifac
 
   /** Fails when the database cannot be reached: the health check's probe. */
   ping(): Promise<void>;
+  /**
+   * The migrations this build knows that the database has not applied, by
+   * name (none: the schema is what the code expects). Readiness asks it, so
+   * a database restored from an older backup, or migrated down, takes the
+   * server out of service instead of failing calls one by one.
+   */
+  missingMigrations(): Promise<string[]>;
   close(): Promise<void>;
 }

@@ -6,6 +6,7 @@ import type { Caller } from "../artifact.ts";
 import { ArtifactError } from "../artifact-error.ts";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { toConnectError } from "./connect-error-mapping.ts";
+import { encodeGrpcMessage } from "./grpc-message-encoding.ts";
 
 /**
  * Admission before work: every ArtifactService call is authenticated from
@@ -208,7 +209,8 @@ export function refuse(request: NodeRequest, response: NodeResponse, error: Conn
     const stopBody = () => {
       if (!stream.destroyed && !stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
     };
-    stream.respond({ ":status": head.status, ...head.headers }, { endStream: head.body === undefined });
+    // Headers already set on the response (CORS) go too, as writeHead would send them.
+    stream.respond({ ...response.getHeaders(), ":status": head.status, ...head.headers }, { endStream: head.body === undefined });
     if (head.body) stream.end(head.body, stopBody);
     else setImmediate(stopBody);
     return;
@@ -223,13 +225,4 @@ export function refuse(request: NodeRequest, response: NodeResponse, error: Conn
     socket?.end();
     setTimeout(() => socket?.destroy(), 1_000).unref();
   });
-}
-
-/** grpc-message is percent-encoded UTF-8: bytes outside printable ASCII, and % itself. */
-export function encodeGrpcMessage(message: string): string {
-  let encoded = "";
-  for (const byte of Buffer.from(message, "utf8")) {
-    encoded += byte < 0x20 || byte > 0x7e || byte === 0x25 ? `%${byte.toString(16).toUpperCase().padStart(2, "0")}` : String.fromCharCode(byte);
-  }
-  return encoded;
 }

@@ -2,7 +2,8 @@ import { type DescMessage, fromBinary, type MessageShape } from "@bufbuild/proto
 import { Code, ConnectError } from "@connectrpc/connect";
 import type http from "node:http";
 import http2 from "node:http2";
-import { encodeGrpcMessage, parseGrpcTimeout } from "./admission.ts";
+import { parseGrpcTimeout } from "./admission.ts";
+import { encodeGrpcMessage } from "./grpc-message-encoding.ts";
 
 /**
  * How the fast routes (./grpc-download-route.ts, ./grpc-upload-route.ts)

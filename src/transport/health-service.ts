@@ -3,35 +3,40 @@ import { type Health, HealthCheckResponse_ServingStatus as ServingStatus } from 
 
 /**
  * grpc.health.v1, so load balancers, Kubernetes probes and grpc_health_probe
- * can ask. "" is the whole server; each served service is known by its full
- * name. `setServing(false)` is called at shutdown so balancers stop sending
- * work before connections close.
+ * can ask, and the state the HTTP probes read (./health-probe-route.ts). ""
+ * is the whole server; each served service is known by its full name.
+ * `setServing(false)` is called at shutdown so balancers stop sending work
+ * before connections close.
  */
 export interface HealthState {
   /** false from shutdown on. */
   setServing(serving: boolean): void;
-  /** Whether the stores the service needs answer (checked periodically). */
-  setStoresReachable(reachable: boolean): void;
+  /** What the server needs and lacks now (./readiness-checks.ts), by name with a short reason; {} when nothing. */
+  setUnready(unready: Readonly<Record<string, string>>): void;
+  /** Why the server should get no work now, by what is missing ("shutting down" among them); {} when it is ready. */
+  readonly unready: Readonly<Record<string, string>>;
   readonly handler: ServiceImpl<typeof Health>;
 }
 
 export function createHealthState(serviceNames: readonly string[]): HealthState {
   let serving = true;
-  let storesReachable = true;
+  let unready: Readonly<Record<string, string>> = {};
   const listeners = new Set<() => void>();
   const statusOf = (service: string): ServingStatus => {
     if (service !== "" && !serviceNames.includes(service)) return ServingStatus.SERVICE_UNKNOWN;
-    return serving && storesReachable ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+    return serving && Object.keys(unready).length === 0 ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
   };
   return {
     setServing(value) {
       serving = value;
       for (const notify of listeners) notify();
     },
-    setStoresReachable(value) {
-      if (value === storesReachable) return;
-      storesReachable = value;
+    setUnready(value) {
+      unready = Object.freeze({ ...value });
       for (const notify of listeners) notify();
+    },
+    get unready() {
+      return serving ? unready : Object.freeze({ ...unready, server: "shutting down" });
     },
     handler: {
       async check(request) {

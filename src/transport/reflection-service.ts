@@ -7,10 +7,10 @@ import type { ServerReflection, ServerReflectionRequest, ServerReflectionRespons
  * gRPC server reflection (grpc.reflection.v1, and the same messages under
  * v1alpha for older tools), so grpcurl, `buf curl` and Postman can call the
  * server without the .proto files. Answers come from the descriptors
- * embedded in the generated code.
+ * embedded in the generated code: the served files and every file they
+ * import, found by file name or by any symbol they define.
  */
 export function createReflectionHandler(files: readonly DescFile[], serviceNames: readonly string[]): ServiceImpl<typeof ServerReflection> {
-  const registry = createRegistry(...files);
   const allFiles = new Map<string, DescFile>();
   const collect = (file: DescFile) => {
     if (allFiles.has(`${file.name}.proto`)) return;
@@ -18,6 +18,9 @@ export function createReflectionHandler(files: readonly DescFile[], serviceNames
     file.dependencies.forEach(collect);
   };
   files.forEach(collect);
+  // Every file the served ones import, not only those: a client describing a request's field type
+  // (artifacts.v1.Artifact, google.protobuf.Timestamp) asks for its symbol by name.
+  const registry = createRegistry(...allFiles.values());
 
   const fileWithDependencies = (file: DescFile): Uint8Array[] => {
     const seen = new Set<string>();

@@ -16,14 +16,16 @@ import { ServerReflection as ServerReflectionV1Alpha } from "@artifactd/api/grpc
  *   and gRPC-Web with the binary format, uncompressed; binary Upload and
  *   every unary method: plain gRPC, uncompressed).
  * - Public services, which need no token: health and reflection.
- * - Plain HTTP routes, tried in this order for every other request.
+ * - Plain HTTP routes, tried in this order for every other request: the
+ *   health probes (/healthz, /readyz; the server's own), signed download
+ *   links and the web page (passed in from app.ts).
  */
 export const FAST_RPC_ROUTES = ["binary Download", "binary Upload", "gRPC unary"] as const;
 export type FastRpcRouteName = (typeof FAST_RPC_ROUTES)[number];
 
 export const PUBLIC_SERVICES = [Health, ServerReflection, ServerReflectionV1Alpha] as const;
 
-export const HTTP_ROUTES = ["signed download links", "web page"] as const;
+export const HTTP_ROUTES = ["health probes", "signed download links", "web page"] as const;
 export type HttpRouteName = (typeof HTTP_ROUTES)[number];
 
 /** The names of all of them, in the order above. */

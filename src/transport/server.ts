@@ -5,7 +5,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import type { Caller } from "../artifact.ts";
-import { ArtifactError, storeUnavailable } from "../artifact-error.ts";
+import { ArtifactError } from "../artifact-error.ts";
 import type { TransportLimits } from "../config.ts";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { file_artifacts_v1_artifact_service } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
@@ -19,7 +19,11 @@ import { createGrpcDownloadRoute } from "./grpc-download-route.ts";
 import { createGrpcUnaryRoute } from "./grpc-unary-route.ts";
 import { createGrpcUploadRoute } from "./grpc-upload-route.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
+import { sendGrpcMessagesAsSpecified } from "./grpc-message-encoding.ts";
+import { createCors } from "./cors.ts";
+import { createHealthProbeRoute, isHealthProbe } from "./health-probe-route.ts";
 import { createHealthState } from "./health-service.ts";
+import { startReadinessChecks, type ReadinessCheck } from "./readiness-checks.ts";
 import { createReflectionHandler } from "./reflection-service.ts";
 import type { HttpResponse, HttpRoute } from "./http-route.ts";
 import { FAST_RPC_ROUTES, HTTP_ROUTES, PUBLIC_SERVICES, type FastRpcRouteName, type HttpRouteName } from "./routes.ts";
@@ -35,6 +39,8 @@ export interface ServerOptions {
   readonly watchCaller?: (caller: Caller) => { readonly signal: AbortSignal; release(): void };
   /** Bounds on connections, streams and requests. */
   readonly limits: TransportLimits;
+  /** Origins whose web pages may call the service (./cors.ts); none by default. */
+  readonly corsAllowedOrigins?: readonly string[];
   /** Base URL for links the server hands out; undefined: taken from each request's host. */
   readonly publicUrl?: string | undefined;
   /** Largest request message accepted (an upload chunk or session part). */
@@ -42,11 +48,15 @@ export interface ServerOptions {
   /**
    * Plain HTTP routes for requests that are not RPCs, tried in the order of
    * HTTP_ROUTES (./routes.ts); each answers true if it handled the request.
+   * The health probes are the server's own.
    */
-  readonly httpRoutes?: { readonly [name in HttpRouteName]?: HttpRoute };
+  readonly httpRoutes?: { readonly [name in Exclude<HttpRouteName, "health probes">]?: HttpRoute };
   readonly log?: (message: string, error?: unknown) => void;
-  /** Resolves when the stores answer; health reports NOT_SERVING while it fails (checked every STORE_CHECK_MS). */
-  readonly checkStores?: () => Promise<void>;
+  /**
+   * What the server needs to do its work, by name (the database, the blob store): gRPC health says NOT_SERVING
+   * and /readyz 503 while any of them is lacking (checked every READINESS_CHECK_MS).
+   */
+  readonly readinessChecks?: Readonly<Record<string, ReadinessCheck>>;
 }
 
 /**
@@ -84,8 +94,10 @@ export interface RunningServer {
 }
 
 const MiB = 1024 * 1024;
-/** How often health asks the stores, and how long an answer may take before they count as unreachable. */
-const STORE_CHECK_MS = 2_000;
+/** How often readiness asks the stores, and how long an answer may take before they count as unreachable. */
+const READINESS_CHECK_MS = 2_000;
+/** UNAVAILABLE: clients may retry against another instance. */
+const shuttingDownError = () => new ConnectError("the server is shutting down: retry the call", Code.Unavailable);
 /** Start of every HTTP/2 connection without TLS (RFC 9113 §3.4). */
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
@@ -112,6 +124,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const serviceNames = [ArtifactService.typeName, ...PUBLIC_SERVICES.map((service) => service.typeName)];
   const health = createHealthState(serviceNames);
   const reflection = createReflectionHandler([file_artifacts_v1_artifact_service, file_grpc_health_v1_health] as DescFile[], serviceNames);
+  const cors = createCors({ allowedOrigins: options.corsAllowedOrigins ?? [] });
+  const httpRoutes = { ...options.httpRoutes, "health probes": createHealthProbeRoute(() => health.unready) };
   const shutdownController = new AbortController();
   let shuttingDown = false;
   let inFlight = 0;
@@ -192,7 +206,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     contextValues: (request: http.IncomingMessage | http2.Http2ServerRequest) => requestContextValues(request).set(callerKey, admittedCaller(request)),
   };
   const artifactHandlers = createArtifactServiceHandler(options.service, options.publicUrl, options.watchCaller);
-  const artifactHandler = connectNodeAdapter({
+  const artifactAdapter = connectNodeAdapter({
     ...common,
     interceptors: [errorMapping, requireAdmittedCaller],
     routes: (router: ConnectRouter) => {
@@ -200,7 +214,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     readMaxBytes,
   });
-  const publicHandler = connectNodeAdapter({
+  const publicAdapter = connectNodeAdapter({
     ...common,
     routes: (router: ConnectRouter) => {
       const implementations = new Map<DescService, unknown>([
@@ -219,7 +233,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const response = nodeResponse as unknown as HttpResponse;
       void (async () => {
         for (const name of HTTP_ROUTES) {
-          const route = options.httpRoutes?.[name];
+          const route = httpRoutes[name];
           if (route && (await route(request, response))) return;
         }
         response.writeHead(404, { "Content-Type": "text/plain; charset=utf-8" });
@@ -231,9 +245,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       });
     },
   });
+  // grpc-message as the gRPC spec encodes it, not as connect-node does (./grpc-message-encoding.ts).
+  const artifactHandler = sendGrpcMessagesAsSpecified(artifactAdapter);
+  const publicHandler = sendGrpcMessagesAsSpecified(publicAdapter);
 
   /** Every request, HTTP/1.1 or HTTP/2: admission first, then the adapter (or a fast route that takes it). */
   const dispatch = (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (cors.answer(request, response)) return; // a preflight: answered before admission, as it carries no token
     admit(request, response, { authenticate: options.authenticate, admitCall: options.service.admitCall, maxCallTimeoutMs: limits.maxCallTimeoutMs, log })
       .then((caller) => {
         if (caller === undefined) return; // refused and answered
@@ -298,6 +316,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     (request, response) => {
       limitRequestBody(request);
+      // New connections are still taken during shutdown, for probes alone (see shutdown below).
+      if (shuttingDown && !isHealthProbe(request.url)) return refuse(request, response, shuttingDownError());
       dispatch(request, response);
     },
   );
@@ -370,7 +390,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
     },
     (request, response) => {
-      if (shuttingDown) {
+      if (shuttingDown) response.shouldKeepAlive = false;
+      if (shuttingDown && !isHealthProbe(request.url)) {
         response.writeHead(503, { "Content-Type": "application/json", Connection: "close" });
         response.end(JSON.stringify({ code: "unavailable", message: "the server is shutting down: retry the call" }));
         return;
@@ -418,30 +439,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const address = listener.address() as net.AddressInfo;
   const hostForUrl = address.family === "IPv6" ? `[${address.address}]` : address.address;
 
-  // Health follows the stores: a probe every STORE_CHECK_MS, one at a time, each bounded by the same time.
-  let checking = false;
-  const storeCheck = setInterval(() => {
-    if (!options.checkStores || checking) return;
-    checking = true;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      // A store too busy to answer in time is unavailable, as one that refuses is: not a bug of ours.
-      timer = setTimeout(() => reject(storeUnavailable(new Error(`no answer within ${STORE_CHECK_MS} ms`))), STORE_CHECK_MS);
-    });
-    Promise.race([options.checkStores(), timeout])
-      .then(
-        () => health.setStoresReachable(true),
-        (error: unknown) => {
-          log("a store is unreachable: health is NOT_SERVING until it answers", error);
-          health.setStoresReachable(false);
-        },
-      )
-      .finally(() => {
-        clearTimeout(timer);
-        checking = false;
-      });
-  }, STORE_CHECK_MS);
-  storeCheck.unref();
+  // Health and readiness follow the stores.
+  const readiness = startReadinessChecks({
+    checks: options.readinessChecks ?? {},
+    intervalMs: READINESS_CHECK_MS,
+    onResult: (unready) => health.setUnready(unready),
+    log,
+  });
 
   let stopping: Promise<void> | undefined;
   return {
@@ -455,11 +459,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       stopping ??= (async () => {
         shuttingDown = true;
         health.setServing(false);
-        clearInterval(storeCheck);
+        readiness.stop();
         for (const response of h1Responses) if (!response.headersSent) response.shouldKeepAlive = false;
-        listener.close();
         // HTTP/2 clients get GOAWAY and finish their streams; idle HTTP/1.1
-        // connections are closed.
+        // connections are closed. The listener stays open until the end, for
+        // probes: Kubernetes keeps probing a pod while it drains, and should
+        // read liveness 200 and readiness 503 there, not a refused
+        // connection; every other request on a new connection is refused
+        // with UNAVAILABLE, so clients go elsewhere.
         h2.close();
         h1.close();
         h1.closeIdleConnections();
@@ -470,7 +477,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           });
         }
         // UNAVAILABLE: clients may retry against another instance.
-        shutdownController.abort(new ConnectError("the server is shutting down: retry the call", Code.Unavailable));
+        shutdownController.abort(shuttingDownError());
         if (inFlight > 0) {
           // Give cancelled handlers a moment to clean up (abort multipart uploads).
           await new Promise<void>((resolve) => {
@@ -481,6 +488,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         // Handlers are done, but their last responses may still be on the
         // way out: close sessions gracefully (each closes once its streams
         // have ended) and give the sockets a moment before cutting them.
+        listener.close();
         for (const session of sessions) session.close();
         h1.closeIdleConnections();
         const deadline = Date.now() + 2_000;

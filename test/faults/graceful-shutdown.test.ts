@@ -3,9 +3,8 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { randomBytes } from "node:crypto";
 import http from "node:http";
-import net from "node:net";
 import { describe, expect, it } from "vitest";
-import type { UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { ArtifactService, type UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "@artifactd/api/grpc/health/v1/health_pb.js";
 import { expectCode } from "../support/expect-code.ts";
 import { minioClient } from "../support/minio-client.ts";
@@ -14,14 +13,14 @@ import { BACKENDS, startTestApp, type TestApp } from "../support/test-app.ts";
 import { describeOn } from "../support/test-backends.ts";
 
 /**
- * SIGTERM's path: stop accepting, tell health watchers, let transfers finish
- * within the grace period, cancel the rest cleanly, and only then resolve
- * (the process exits right after).
+ * SIGTERM's path: stop taking calls, tell health watchers and probes, let
+ * transfers finish within the grace period, cancel the rest cleanly, and
+ * only then resolve (the process exits right after).
  *
- * Health.Check answering NOT_SERVING is not observable from outside: once
- * shutdown starts, new connections are refused and HTTP/2 clients get GOAWAY,
- * so no new Check reaches the server. A Health.Watch opened before shutdown
- * is how a balancer learns it, and that is what is checked here.
+ * Once shutdown starts, HTTP/2 clients get GOAWAY, and a new connection is
+ * answered only if it probes health (/readyz 503, /healthz 200, Health
+ * NOT_SERVING); any other call on it is refused with UNAVAILABLE. A
+ * Health.Watch opened before shutdown is how a balancer learns it at once.
  */
 type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
 const MiB = 1024 * 1024;
@@ -37,15 +36,11 @@ async function* slowUpload(kind: string, fast: number, slow: number, delayMs: nu
   }
 }
 
-const refusesConnections = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const socket = net.connect(port, "127.0.0.1");
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once("error", () => resolve(true));
-  });
+/** A probe on a connection of its own (Kubernetes opens one per probe). */
+const probe = async (t: TestApp, path: string) => {
+  const response = await fetch(new URL(path, t.url), { headers: { connection: "close" } });
+  return { status: response.status, body: await response.json() };
+};
 
 /** Health.Watch on its own connection: the statuses it saw, and how it ended. */
 function watchHealth(t: TestApp) {
@@ -74,7 +69,7 @@ function bucketOf(t: TestApp) {
 }
 
 describeOn("postgres+minio")("graceful shutdown", () => {
-  it("lets an upload in flight finish within the grace period, refuses new connections, tells health watchers", async () => {
+  it("lets an upload in flight finish within the grace period, answers new connections' probes alone, tells health watchers", async () => {
     const t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
     const events: string[] = [];
     const health = watchHealth(t);
@@ -90,10 +85,22 @@ describeOn("postgres+minio")("graceful shutdown", () => {
     // The server has taken the upload on once it asks the store for a key (after the header, before the first byte).
     for (const deadline = Date.now() + 10_000; storage.keys.length === 0 && Date.now() < deadline; ) await sleep(10);
     expect(storage.keys, "the upload never reached the server").toHaveLength(1);
-    // The listener is closed before shutdown first waits, so connections are refused from this moment on.
     const stopping = t.app.server.shutdown(20_000).then(() => events.push("shutdown done"));
-    expect(await refusesConnections(t.app.server.port)).toBe(true);
-    expect(events, "the upload was still in flight when new connections were refused").toEqual([]);
+    // Readiness is withdrawn from the first moment; liveness stays: the process is draining, not stuck.
+    expect(await probe(t, "/readyz")).toEqual({ status: 503, body: { ready: false, unready: { server: "shutting down" } } });
+    expect(await probe(t, "/healthz")).toEqual({ status: 200, body: { alive: true } });
+    const newConnection = createClient(Health, createGrpcTransport({ baseUrl: t.url }));
+    expect((await newConnection.check({ service: "" })).status).toBe(ServingStatus.NOT_SERVING);
+    // Every other call on a new connection is refused, on HTTP/2 and HTTP/1.1.
+    const grpcClient = createClient(ArtifactService, createGrpcTransport({ baseUrl: t.url }));
+    await expectCode(grpcClient.getArtifact({ id: "art_00000000000000000000000000" }), Code.Unavailable, /shutting down/);
+    const overHttp1 = await fetch(new URL("/artifacts.v1.ArtifactService/GetArtifact", t.url), {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${t.tokens.alpha}` },
+      body: "{}",
+    });
+    expect(overHttp1.status).toBe(503);
+    expect(events, "the upload was still in flight while probes were answered").toEqual([]);
 
     const { artifact } = await upload;
     expect(artifact!.sizeBytes).toBe(BigInt(8 * MiB));

@@ -321,6 +321,16 @@ const routeChecks: Record<string, RouteCheck> = {
   },
   [ServerReflection.typeName]: { publicAnswer: (t, authorization) => listedServices(publicClient(ServerReflection, t, authorization)) },
   [ServerReflectionV1Alpha.typeName]: { publicAnswer: (t, authorization) => listedServices(publicClient(ServerReflectionV1Alpha, t, authorization)) },
+  "health probes": {
+    async publicAnswer(t, authorization) {
+      const answers = [];
+      for (const target of ["/healthz", "/readyz"]) {
+        const response = await fetch(new URL(target, t.url), { headers: authorization === undefined ? {} : { authorization } });
+        answers.push({ target, status: response.status, body: await response.text() });
+      }
+      return answers;
+    },
+  },
   "signed download links": { checkedBy: SIGNED_LINKS_TEST },
   "web page": {
     async publicAnswer(t, authorization) {

@@ -75,6 +75,7 @@ const OTHER_SETTINGS = [
   "ARTIFACTD_S3_REGION",
   "ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT",
   "ARTIFACTD_PUBLIC_URL",
+  "ARTIFACTD_CORS_ALLOWED_ORIGINS",
   "ARTIFACTD_URL_SIGNING_KEYS",
   "ARTIFACTD_URL_SIGNING_KEY",
   "ARTIFACTD_QUOTA_STORED_BYTES",
@@ -143,6 +144,30 @@ describe("readConfig", () => {
     for (const bad of ["ftp://host", "https://", "https:// host", "https://host/a b", "xhttps://host"]) {
       expect(refusal({ ARTIFACTD_PUBLIC_URL: bad })).toBe(
         `ARTIFACTD_PUBLIC_URL=${JSON.stringify(bad)} is not valid: give the base URL clients use, e.g. https://artifacts.example.com`,
+      );
+    }
+  });
+
+  it("reads CORS origins as exact origins, none by default, never *", () => {
+    expect(readConfig({}).corsAllowedOrigins).toStrictEqual([]);
+    const config = readConfig({ ARTIFACTD_CORS_ALLOWED_ORIGINS: " https://app.example.com, http://127.0.0.1:5173 ,," });
+    expect(config.corsAllowedOrigins).toStrictEqual(["https://app.example.com", "http://127.0.0.1:5173"]);
+    expect(Object.isFrozen(config.corsAllowedOrigins)).toBe(true);
+    expect(refusal({ ARTIFACTD_CORS_ALLOWED_ORIGINS: "https://a.example.com,*" })).toBe(
+      "ARTIFACTD_CORS_ALLOWED_ORIGINS may not be *: list the origins of the web apps that call the service, e.g. https://app.example.com,https://admin.example.com",
+    );
+    // Each of these would never equal a browser's Origin header: refused, not silently useless.
+    for (const bad of [
+      "https://app.example.com/",
+      "https://app.example.com/path",
+      "https://App.example.com",
+      "https://app.example.com:443",
+      "app.example.com",
+      "ftp://x",
+      "null",
+    ]) {
+      expect(refusal({ ARTIFACTD_CORS_ALLOWED_ORIGINS: bad })).toBe(
+        `ARTIFACTD_CORS_ALLOWED_ORIGINS entry ${JSON.stringify(bad)} is not an origin as browsers send it: give scheme://host[:port], lower case, no path or trailing slash, e.g. https://app.example.com`,
       );
     }
   });

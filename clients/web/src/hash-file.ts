@@ -34,7 +34,9 @@ export function hashFile(file: Blob, options: HashFileOptions): Promise<FileDige
   const { signal } = options;
   signal?.throwIfAborted();
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL("./blake3-worker.ts", import.meta.url), { type: "module", name: "artifactd-blake3" });
+    // "./blake3-worker.js", not ".ts": the same line must hold in the npm package, whose compiled files sit side by side
+    // (nothing rewrites a URL's text), while Vite, building the page from source, resolves it to blake3-worker.ts.
+    const worker = new Worker(new URL("./blake3-worker.js", import.meta.url), { type: "module", name: "artifactd-blake3" });
     const stop = () => {
       worker.terminate();
       signal?.removeEventListener("abort", onAbort);

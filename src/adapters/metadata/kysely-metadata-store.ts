@@ -9,6 +9,7 @@ import { createKyselyTenantBlobIndex } from "./kysely-tenant-blob-index.ts";
 import { createKyselyTenantQuotas } from "./kysely-tenant-quotas.ts";
 import { createKyselyTokenStore } from "./kysely-token-store.ts";
 import { createKyselyUploadSessionStore } from "./kysely-upload-session-store.ts";
+import { migrationProvider } from "./migrations/index.ts";
 import type { Database } from "./schema.ts";
 
 /**
@@ -36,6 +37,14 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
 
     async ping() {
       await sql`select 1`.execute(db);
+    },
+
+    async missingMigrations() {
+      // One read of kysely's own bookkeeping (Migrator.getMigrations would also introspect every table).
+      const known = Object.keys(await migrationProvider.getMigrations());
+      const { rows } = await sql<{ name: string }>`select name from kysely_migration`.execute(db);
+      const applied = new Set(rows.map((row) => row.name));
+      return known.filter((name) => !applied.has(name));
     },
 
     async close() {
