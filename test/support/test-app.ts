@@ -6,6 +6,7 @@ import path from "node:path";
 import { inject } from "vitest";
 import { startApp, type App } from "../../src/app.ts";
 import { readConfig } from "../../src/config.ts";
+import { createLogger } from "../../src/observability/logger.ts";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { createApiToken } from "../../src/service/api-tokens.ts";
 import { createTestDatabase } from "./postgres.ts";
@@ -83,7 +84,7 @@ export async function startTestApp(backend: Backend, env: Record<string, string>
   }
   const config = readConfig(settings);
   const serverLog = new ServerLog(`server ${backend}`);
-  const app = await startApp(config, serverLog.record);
+  const app = await startApp(config, createLogger({ level: "info", destination: serverLog }));
   const alpha = (await createApiToken(app.metadata, "alpha", "alpha-ci", { scope: "admin" })).token;
   const beta = (await createApiToken(app.metadata, "beta", "beta-ci", { scope: "admin" })).token;
   const clients = new Map<string, Client<typeof ArtifactService>>();
