@@ -12,6 +12,8 @@ export interface ServerLogEntry {
   readonly line?: string;
   /** One call's access line (src/observability/access-log.ts): kept apart, in `calls`. */
   readonly access?: boolean;
+  /** The line holds a secret: a failure whatever the test allows. */
+  readonly leak?: boolean;
 }
 
 /**
@@ -31,7 +33,7 @@ export function entryOfLine(line: string): ServerLogEntry {
     parsed = undefined;
   }
   const leaked = LEAKS.some((pattern) => pattern.test(line));
-  if (leaked) return { message: `a secret reached the log: ${line}`, error: undefined, internal: true, line };
+  if (leaked) return { message: `a secret reached the log: ${line}`, error: undefined, internal: true, line, leak: true };
   if (parsed === undefined || typeof parsed !== "object") return { message: line, error: undefined, internal: false, line };
   const message = String(parsed.msg ?? "");
   return { message, error: parsed.err, internal: parsed.internal === true, line, access: message === "call" && "rpc" in parsed };
@@ -101,7 +103,7 @@ export class ServerLog {
   takeUnexpected(): ServerLogEntry[] {
     const fresh = this.entries.slice(this.checked);
     this.checked = this.entries.length;
-    return fresh.filter((entry) => entry.internal && !this.allowed.some(({ pattern }) => pattern.test(describeEntry(entry))));
+    return fresh.filter((entry) => entry.leak || (entry.internal && !this.allowed.some(({ pattern }) => pattern.test(describeEntry(entry)))));
   }
 
   /** Its server is gone: checked once more, for what it logged while closing, then forgotten. */
@@ -193,8 +195,8 @@ export class ServiceLogFile extends ServerLog {
       if (first.startsWith("{") && block.length === 1) this.add(entryOfLine(first));
       else {
         const text = block.join("\n");
-        const leaked = entryOfLine(text).internal;
-        this.entries.push({ message: text, error: undefined, internal: leaked || CRASH_MARK.test(first), line: text });
+        const leak = entryOfLine(text).leak === true;
+        this.entries.push({ message: text, error: undefined, internal: leak || CRASH_MARK.test(first), line: text, leak });
       }
       block = [];
     };
