@@ -23,7 +23,7 @@ export function createAccessLogObserver(logger: Logger): CallObserver {
           ...(rpc ? { code: grpcCodeName(call.code) } : { status: call.httpStatus }),
           bytesIn: call.bytesReceived,
           bytesOut: call.bytesSent,
-          durationMs: Number(process.hrtime.bigint() - call.startedAt) / 1e6,
+          durationMs: Math.round(Number(process.hrtime.bigint() - call.startedAt) / 1e3) / 1e3,
           traceId: call.traceId,
           peer: call.peer,
         },

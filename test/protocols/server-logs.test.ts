@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { Health } from "@artifactd/api/grpc/health/v1/health_pb.js";
 import { createArtifactClient } from "../../clients/node/src/index.ts";
-import { redactSecrets } from "../../src/observability/logger.ts";
+import { createLogger, redactSecrets } from "../../src/observability/logger.ts";
 import { expectCode } from "../support/expect-code.ts";
 import { startTestApp, type TestApp } from "../support/test-app.ts";
 import { describeOn } from "../support/test-backends.ts";
@@ -183,4 +183,13 @@ it("redactSecrets blanks tokens, bearer credentials and link signatures, and not
     "https://s3/b/k?X-Amz-Credential=[redacted]&X-Amz-Signature=[redacted]",
   );
   expect(redactSecrets('{"msg":"call","tenant":"alpha","bytesIn":12}')).toBe('{"msg":"call","tenant":"alpha","bytesIn":12}');
+});
+
+it("writes one readable line per entry in the pretty format, its error's stack below", () => {
+  const lines: string[] = [];
+  const logger = createLogger({ format: "pretty", destination: { write: (line: string) => lines.push(line) } });
+  logger.info({ tenant: "alpha", bytesIn: 12 }, "call");
+  logger.error({ err: new TypeError("a bug"), internal: true }, "GetArtifact failed");
+  expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z INFO {2}call tenant=alpha bytesIn=12\n$/);
+  expect(lines[1]).toMatch(/^\S+ ERROR GetArtifact failed internal=true\n {4}TypeError: a bug\n {5,}at /);
 });
