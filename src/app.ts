@@ -163,8 +163,9 @@ export async function startApp(config: Config, logger: Logger = createLogger({ l
         "web page": createWebPageRoute(),
         ...(metrics && config.metrics.listen === "service" ? { metrics: createMetricsRoute(metrics) } : {}),
       },
-      // Metrics count every call; the access log has a line for each.
-      observers: [...(metrics ? [metrics.callObserver] : []), createAccessLogObserver(logger)],
+      // Metrics count every call; the access log has a line for each (at level info). With neither, calls are not
+      // observed at all.
+      observers: [...(metrics ? [metrics.callObserver] : []), ...(logger.isLevelEnabled("info") ? [createAccessLogObserver(logger)] : [])],
       // Health follows the stores: NOT_SERVING while either is unreachable, so balancers route around us.
       checkStores: () => Promise.all([metadata.ping(), blobs.ping()]).then(() => {}),
       log,

@@ -151,7 +151,7 @@ function protocolOf(contentType: string): CallRecord["protocol"] {
 }
 
 type Push = (chunk: unknown, encoding?: BufferEncoding) => boolean;
-type Write = (chunk: unknown, ...rest: unknown[]) => unknown;
+type Write = (chunk: unknown, encoding?: unknown, callback?: unknown) => unknown;
 
 function byteLength(chunk: unknown): number {
   if (chunk === null || chunk === undefined || typeof chunk === "function") return 0;
@@ -176,24 +176,25 @@ function countBodies(call: ObservedCall, request: NodeRequest, response: NodeRes
   const target = ("stream" in response ? response.stream : response) as unknown as { write: Write; end: Write };
   const write = target.write;
   const end = target.end;
-  target.write = function (this: unknown, chunk, ...rest) {
+  // Arguments passed on one by one, not as a rest array: these run once per written buffer.
+  target.write = function (this: unknown, chunk, encoding, callback) {
     call.bytesSent += byteLength(chunk);
-    return write.call(this, chunk, ...rest);
+    return write.call(this, chunk, encoding, callback);
   };
-  target.end = function (this: unknown, chunk, ...rest) {
+  target.end = function (this: unknown, chunk, encoding, callback) {
     call.bytesSent += byteLength(chunk);
-    return end.call(this, chunk, ...rest);
+    return end.call(this, chunk, encoding, callback);
   };
   if (!("stream" in response)) return;
   const stream = response.stream as unknown as {
-    respond: (headers?: http2.OutgoingHttpHeaders, ...rest: unknown[]) => void;
+    respond: (headers?: http2.OutgoingHttpHeaders, options?: unknown) => void;
     sendTrailers: (headers: http2.OutgoingHttpHeaders) => void;
   };
   const respond = stream.respond;
   const sendTrailers = stream.sendTrailers;
-  stream.respond = function (this: unknown, headers, ...rest) {
+  stream.respond = function (this: unknown, headers, options) {
     noteGrpcStatus(call, headers);
-    return respond.call(this, headers, ...rest);
+    return respond.call(this, headers, options);
   };
   stream.sendTrailers = function (this: unknown, headers) {
     noteGrpcStatus(call, headers);
