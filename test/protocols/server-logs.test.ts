@@ -99,6 +99,19 @@ describeOn("pglite+fs")("the server's logs", () => {
       await new Promise((resolve) => setTimeout(resolve, 300));
       watching.abort();
       await expectCode(watch, Code.Canceled);
+      // An Upload the client cuts after its first chunk.
+      const cutting = new AbortController();
+      const cutUpload = t.client(t.tokens.beta).upload(
+        (async function* () {
+          yield { message: { case: "header" as const, value: { spec: { kind: "log-test" } } } };
+          yield { message: { case: "chunk" as const, value: new Uint8Array(64 * 1024) } };
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          cutting.abort();
+          await new Promise(() => {});
+        })(),
+        { signal: cutting.signal },
+      );
+      await expectCode(cutUpload, Code.Canceled);
       // A signed link, used, and tampered with.
       const { url } = await sdk.rpc.createDownloadUrl({ id: artifact.id, ttlSeconds: 600 });
       const signature = new URL(url).searchParams.get("sig")!;
@@ -132,12 +145,23 @@ describeOn("pglite+fs")("the server's logs", () => {
       expect(refused!.tenant).toBeUndefined();
       await linesWhere((l) => l.rpc.service === Health.typeName && l.rpc.method === "Check" && l.code === "OK", 1);
       await linesWhere((l) => l.rpc.method === "WatchArtifacts" && l.code === "CANCELLED" && l.tenant === "alpha", 1);
+      const [cut] = await linesWhere((l) => l.rpc.method === "Upload" && l.tenant === "beta", 1);
+      expect(cut).toMatchObject({ protocol: "grpc", code: "CANCELLED" });
+      expect(cut!.bytesIn).toBeGreaterThanOrEqual(64 * 1024);
       const links = await linesWhere((l) => l.rpc.service === "http" && l.rpc.method === "signed download links", 2);
       expect(links.map((l) => [l.protocol, l.status]).sort()).toEqual([
         ["http", 200],
         ["http", 403],
       ]);
-      expect(links.find((l) => l.status === 200)!.bytesOut).toBe(data.length);
+      expect(links.find((l) => l.status === 200)).toMatchObject({ bytesOut: data.length, tenant: "alpha" });
+      // A link that does not check out is nobody's.
+      expect(links.find((l) => l.status === 403)!.tenant).toBeUndefined();
+
+      // Each call had its one line (finished once), a cut one included.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(accessLines().filter((l) => l.rpc.method === "Upload" && l.tenant === "beta")).toHaveLength(1);
+      expect(accessLines().filter((l) => l.rpc.method === "WatchArtifacts")).toHaveLength(1);
+      expect(accessLines().filter((l) => l.code === "UNAUTHENTICATED")).toHaveLength(1);
 
       // Nothing secret, in any line the server wrote: the tokens, the link's signature, the content.
       const text = allLines();
