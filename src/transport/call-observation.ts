@@ -2,7 +2,6 @@ import { Code } from "@connectrpc/connect";
 import { codeFromHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type http from "node:http";
 import http2 from "node:http2";
-
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { CallObserver, CallRecord } from "../observability/calls.ts";
 import { httpRouteOf, PUBLIC_SERVICES } from "./routes.ts";
@@ -22,7 +21,11 @@ import { httpRouteOf, PUBLIC_SERVICES } from "./routes.ts";
  * error's code — the routes report where they decide it (reportCallCode:
  * server.ts's interceptor, admission's refusals, the fast download route).
  * A call whose response never completed (the client went away, the stream
- * was reset) without a status is CANCELLED.
+ * was reset) without a status is CANCELLED; a Connect unary answer without
+ * a report takes the code of its HTTP status. One case stays blind: a
+ * gRPC-Web or Connect streaming call that connect-node refuses before its
+ * interceptors run (a malformed envelope) answers 200 with the error in
+ * its body, and counts as OK.
  *
  * With no observer the server never calls in here (server.ts): the hot paths
  * pay nothing.
