@@ -19,7 +19,7 @@ import { createWebPageRoute } from "./transport/web-page-route.ts";
 import { startServer, type RunningServer } from "./transport/server.ts";
 import { createUrlSigner } from "./service/download-urls.ts";
 import type { UrlSigningKey } from "./url-signing-keys.ts";
-import type { StoreOperationObserver } from "./observability/calls.ts";
+import type { CallObserver, StoreOperationObserver } from "./observability/calls.ts";
 import { createAccessLogObserver } from "./observability/access-log.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { createMetrics, type Metrics } from "./observability/metrics.ts";
@@ -92,7 +92,13 @@ export function logFunctionOf(logger: Logger): (message: string, error?: unknown
   };
 }
 
-export async function startApp(config: Config, logger: Logger = createLogger({ level: "silent" })): Promise<App> {
+/** Observers beside the app's own (metrics, access log), e.g. tracing; told first, in list order. */
+export interface AppObservers {
+  readonly calls?: readonly CallObserver[];
+  readonly storeOperations?: readonly StoreOperationObserver[];
+}
+
+export async function startApp(config: Config, logger: Logger = createLogger({ level: "silent" }), observers: AppObservers = {}): Promise<App> {
   const log = logFunctionOf(logger);
   // Metrics read the stores' state at each scrape; the stores report to them as they work.
   let stores: { metadata: OpenedMetadataStore; blobs: BlobStore } | undefined;
@@ -104,7 +110,7 @@ export async function startApp(config: Config, logger: Logger = createLogger({ l
           databasePool: config.databaseUrl === undefined ? undefined : () => stores?.metadata.poolConnections?.() ?? { total: 0, idle: 0, waiting: 0 },
           openUploadSessions: async () => (stores ? stores.metadata.uploadSessions.countOpen(new Date()) : 0),
         });
-  stores = await openStores(config, metrics ? [metrics.storeObserver] : []);
+  stores = await openStores(config, [...(observers.storeOperations ?? []), ...(metrics ? [metrics.storeObserver] : [])]);
   const { metadata, blobs } = stores;
   // The event log's tailer; with Postgres, woken by other replicas' commits too.
   const events = await startArtifactEventFeed({ eventLog: metadata.eventLog, log });
@@ -165,7 +171,11 @@ export async function startApp(config: Config, logger: Logger = createLogger({ l
       },
       // Metrics count every call; the access log has a line for each (at level info). With neither, calls are not
       // observed at all.
-      observers: [...(metrics ? [metrics.callObserver] : []), ...(logger.isLevelEnabled("info") ? [createAccessLogObserver(logger)] : [])],
+      observers: [
+        ...(observers.calls ?? []),
+        ...(metrics ? [metrics.callObserver] : []),
+        ...(logger.isLevelEnabled("info") ? [createAccessLogObserver(logger)] : []),
+      ],
       // Health follows the stores: NOT_SERVING while either is unreachable, so balancers route around us.
       checkStores: () => Promise.all([metadata.ping(), blobs.ping()]).then(() => {}),
       log,
