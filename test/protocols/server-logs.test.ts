@@ -87,6 +87,15 @@ describeOn("pglite+fs")("the server's logs", () => {
         })(),
         Code.NotFound,
       );
+      // Connect with the binary format over HTTP/2: a Download (its fast route) and a unary call (connect-node).
+      const connectH2 = createClient(
+        ArtifactService,
+        createConnectTransport({ baseUrl: t.url, httpVersion: "2", useBinaryFormat: true, interceptors: [bearer(t.tokens.alpha)] }),
+      );
+      let downloaded = 0;
+      for await (const message of connectH2.download({ id: artifact.id })) if (message.message.case === "chunk") downloaded += message.message.value.byteLength;
+      expect(downloaded).toBe(data.length);
+      await connectH2.getArtifact({ id: artifact.id });
       // A token nobody issued, refused at admission.
       await expectCode(t.client(badToken).getArtifact({ id: MISSING_ID }), Code.Unauthenticated);
       // Health, which needs no token.
@@ -133,13 +142,17 @@ describeOn("pglite+fs")("the server's logs", () => {
       expect(download!.bytesIn).toBeGreaterThan(0);
       await linesWhere((l) => l.rpc.method === "GetArtifact" && l.protocol === "grpc" && l.code === "NOT_FOUND" && l.tenant === "alpha", 1);
       await linesWhere((l) => l.rpc.method === "SaveInline" && l.code === "OK", 1);
-      const refusals = await linesWhere((l) => l.rpc.method === "GetArtifact" && l.protocol === "connect", 3);
+      const refusals = await linesWhere((l) => l.rpc.method === "GetArtifact" && l.protocol === "connect" && l.tenant === "beta", 3);
       expect(refusals.map((l) => [l.code, l.tenant])).toEqual([
         ["NOT_FOUND", "beta"],
         ["NOT_FOUND", "beta"],
         ["NOT_FOUND", "beta"],
       ]);
       await linesWhere((l) => l.rpc.method === "Download" && l.protocol === "grpc-web" && l.code === "NOT_FOUND" && l.tenant === "beta", 1);
+      const [connectDownload] = await linesWhere((l) => l.rpc.method === "Download" && l.protocol === "connect", 1);
+      expect(connectDownload).toMatchObject({ tenant: "alpha", code: "OK" });
+      expect(connectDownload!.bytesOut).toBeGreaterThanOrEqual(data.length);
+      await linesWhere((l) => l.rpc.method === "GetArtifact" && l.protocol === "connect" && l.code === "OK" && l.tenant === "alpha", 1);
       const [refused] = await linesWhere((l) => l.code === "UNAUTHENTICATED", 1);
       expect(refused).toMatchObject({ rpc: { service, method: "GetArtifact" }, protocol: "grpc" });
       expect(refused!.tenant).toBeUndefined();
