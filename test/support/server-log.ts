@@ -191,12 +191,15 @@ export class ServiceLogFile extends ServerLog {
     let block: string[] = [];
     const finish = () => {
       if (block.length === 0) return;
+      // A JSON line is an entry of its own; what follows it that is not (a crash's trace) is one more.
       const first = block[0]!;
-      if (first.startsWith("{") && block.length === 1) this.add(entryOfLine(first));
-      else {
-        const text = block.join("\n");
+      const json = first.startsWith("{");
+      if (json) this.add(entryOfLine(first));
+      const rest = json ? block.slice(1) : block;
+      if (rest.length > 0) {
+        const text = rest.join("\n");
         const leak = entryOfLine(text).leak === true;
-        this.entries.push({ message: text, error: undefined, internal: leak || CRASH_MARK.test(first), line: text, leak });
+        this.entries.push({ message: text, error: undefined, internal: leak || CRASH_MARK.test(rest[0]!), line: text, leak });
       }
       block = [];
     };
