@@ -22,6 +22,12 @@ export async function runServerCommand(command: string, rest: string[]): Promise
       if (positionals.length) throw new UsageError(`serve takes no arguments, only flags (got ${positionals.join(" ")})`);
       // The server's log: JSON lines on stdout (or readable ones), ARTIFACTD_LOG_LEVEL and ARTIFACTD_LOG_FORMAT.
       const logger = createLogger(config.log);
+      // A crash is a bug like any internal error: its line in the log, redacted like every other (Node's own print of
+      // it is not), and the exit status Node gives an uncaught exception.
+      process.on("uncaughtException", (error, origin) => {
+        logger.fatal({ err: error, internal: true, origin }, "crashed: the process stops");
+        process.exit(1);
+      });
       const app = await startApp(config, logger);
       const embedded = config.databaseUrl === undefined;
       if (embedded) {
