@@ -2,7 +2,7 @@ import path from "node:path";
 import { InvalidUrlSigningKeyFileError, loadOrCreateUrlSigningKeyFile, urlSigningKeyFile } from "./adapters/keys/url-signing-key-file.ts";
 import { createFsBlobStore } from "./adapters/blob/fs-blob-store.ts";
 import { createS3BlobStore } from "./adapters/blob/s3-blob-store.ts";
-import { openMetadataStore } from "./adapters/metadata/open-metadata-store.ts";
+import { openMetadataStore, type OpenedMetadataStore } from "./adapters/metadata/open-metadata-store.ts";
 import { listenForArtifactEvents } from "./adapters/events/postgres-event-listener.ts";
 import { ConfigError, type Config } from "./config.ts";
 import type { BlobStore } from "./ports/blob-store.ts";
@@ -12,13 +12,20 @@ import { createApiToken } from "./service/api-tokens.ts";
 import { createTokenAuthenticator } from "./service/token-authenticator.ts";
 import { startArtifactEventFeed } from "./service/artifact-events.ts";
 import { createArtifactService } from "./service/artifact-service.ts";
-import { runMaintenancePass, type MaintenanceDeps } from "./service/maintenance.ts";
+import { runMaintenancePass, type MaintenanceDeps, type MaintenanceReport } from "./service/maintenance.ts";
 import { createTenantQuotas, type TenantQuotas } from "./service/tenant-quotas.ts";
 import { createDownloadUrlRoute } from "./transport/download-url-route.ts";
 import { createWebPageRoute } from "./transport/web-page-route.ts";
 import { startServer, type RunningServer } from "./transport/server.ts";
 import { createUrlSigner } from "./service/download-urls.ts";
 import type { UrlSigningKey } from "./url-signing-keys.ts";
+import type { CallObserver, StoreOperationObserver } from "./observability/calls.ts";
+import { createAccessLogObserver } from "./observability/access-log.ts";
+import { createLogger, type Logger } from "./observability/logger.ts";
+import { createMetrics, type Metrics } from "./observability/metrics.ts";
+import { observeBlobStore } from "./observability/observed-blob-store.ts";
+import { answersInternal } from "./transport/connect-error-mapping.ts";
+import { createMetricsRoute, startMetricsServer, type MetricsServer } from "./transport/metrics-route.ts";
 
 /** The wired service: stores → use cases → transport. */
 export interface App {
@@ -27,11 +34,19 @@ export interface App {
   readonly blobs: BlobStore;
   /** The tenant quotas this process enforces (its own counts of uploads, downloads and bytes in flight). */
   readonly quotas: TenantQuotas;
+  /** The Prometheus metrics, unless ARTIFACTD_METRICS_LISTEN is off. */
+  readonly metrics: Metrics | undefined;
+  /** Where /metrics is served: the service's URL, a separate address's, or undefined when off. */
+  readonly metricsUrl: string | undefined;
   /** Graceful stop of the server, then the stores. */
   close(graceMs?: number): Promise<void>;
 }
 
-export async function openStores(config: Config): Promise<{ metadata: MetadataStore; blobs: BlobStore }> {
+/** The stores, each statement and blob request reported to `observers` (observability/calls.ts). */
+export async function openStores(
+  config: Config,
+  observers: readonly StoreOperationObserver[] = [],
+): Promise<{ metadata: OpenedMetadataStore; blobs: BlobStore }> {
   // The embedded database, local blobs and the bootstrap token live here: owner-only, even if it existed wider.
   if (config.databaseUrl === undefined || config.s3 === undefined) await ensurePrivateDir(config.dataDir);
   const metadata = await openMetadataStore({
@@ -40,6 +55,7 @@ export async function openStores(config: Config): Promise<{ metadata: MetadataSt
     poolSize: config.databasePoolSize,
     statementTimeoutMs: config.databaseStatementTimeoutMs,
     migrate: config.migrateOnStart,
+    observers,
   });
   try {
     const { s3 } = config;
@@ -55,15 +71,47 @@ export async function openStores(config: Config): Promise<{ metadata: MetadataSt
           ...(s3.directDownloadEndpoint ? { directReadEndpoint: s3.directDownloadEndpoint } : {}),
         })
       : await createFsBlobStore(path.join(config.dataDir, "blobs"));
-    return { metadata, blobs };
+    return { metadata, blobs: observeBlobStore(blobs, s3 ? "s3" : "filesystem", observers) };
   } catch (error) {
     await metadata.close();
     throw error;
   }
 }
 
-export async function startApp(config: Config, log: (message: string, error?: unknown) => void = () => {}): Promise<App> {
-  const { metadata, blobs } = await openStores(config);
+/**
+ * What the app logs through `log(message, error?)`: a notice without an
+ * error; with one, a warning (a store down, a refusal: the caller was told)
+ * or, when the caller could only be answered INTERNAL, an error marked
+ * `internal: true` — a bug, with its stack and causes.
+ */
+export function logFunctionOf(logger: Logger): (message: string, error?: unknown) => void {
+  return (message, error) => {
+    if (error === undefined) logger.info(message);
+    else if (answersInternal(error)) logger.error({ err: error, internal: true }, message);
+    else logger.warn({ err: error }, message);
+  };
+}
+
+/** Observers beside the app's own (metrics, access log), e.g. tracing; told first, in list order. */
+export interface AppObservers {
+  readonly calls?: readonly CallObserver[];
+  readonly storeOperations?: readonly StoreOperationObserver[];
+}
+
+export async function startApp(config: Config, logger: Logger = createLogger({ level: "silent" }), observers: AppObservers = {}): Promise<App> {
+  const log = logFunctionOf(logger);
+  // Metrics read the stores' state at each scrape; the stores report to them as they work.
+  let stores: { metadata: OpenedMetadataStore; blobs: BlobStore } | undefined;
+  const metrics =
+    config.metrics.listen === "off"
+      ? undefined
+      : createMetrics({
+          tenantLabels: config.metrics.tenantLabels,
+          databasePool: config.databaseUrl === undefined ? undefined : () => stores?.metadata.poolConnections?.() ?? { total: 0, idle: 0, waiting: 0 },
+          openUploadSessions: async () => (stores ? stores.metadata.uploadSessions.countOpen(new Date()) : 0),
+        });
+  stores = await openStores(config, [...(observers.storeOperations ?? []), ...(metrics ? [metrics.storeObserver] : [])]);
+  const { metadata, blobs } = stores;
   // The event log's tailer; with Postgres, woken by other replicas' commits too.
   const events = await startArtifactEventFeed({ eventLog: metadata.eventLog, log });
   const listener = config.databaseUrl ? listenForArtifactEvents(config.databaseUrl, events.wake, { log }) : undefined;
@@ -110,8 +158,8 @@ export async function startApp(config: Config, log: (message: string, error?: un
       limits: config.transport,
       publicUrl: config.publicUrl,
       corsAllowedOrigins: config.corsAllowedOrigins,
-      // Tried in the order of HTTP_ROUTES (src/transport/routes.ts): signed downloads, then the web page at "/"
-      // (clients/web, built by `npm run build:web`).
+      // Each for its own paths (httpRouteOf in src/transport/routes.ts): signed downloads, the web page at "/"
+      // (clients/web, built by `npm run build:web`), and /metrics when metrics are served on this port.
       httpRoutes: {
         "signed download links": createDownloadUrlRoute({
           service,
@@ -120,7 +168,15 @@ export async function startApp(config: Config, log: (message: string, error?: un
           watchCaller: (caller) => tokens.watch(caller),
         }),
         "web page": createWebPageRoute(),
+        ...(metrics && config.metrics.listen === "service" ? { metrics: createMetricsRoute(metrics) } : {}),
       },
+      // Metrics count every call; the access log has a line for each (at level info). With neither, calls are not
+      // observed at all.
+      observers: [
+        ...(observers.calls ?? []),
+        ...(metrics ? [metrics.callObserver] : []),
+        ...(logger.isLevelEnabled("info") ? [createAccessLogObserver(logger)] : []),
+      ],
       // Health follows the stores: NOT_SERVING (and /readyz 503) while either is unreachable, or the database
       // lacks a migration this build needs, so balancers route around us.
       readinessChecks: {
@@ -140,18 +196,39 @@ export async function startApp(config: Config, log: (message: string, error?: un
     await blobs.close();
     throw error;
   }
-  const maintenance = startMaintenance(config, { metadata, blobs, uploadStaleMs: config.uploadStaleMs, log }, log);
+  let metricsServer: MetricsServer | undefined;
+  const { listen } = config.metrics;
+  if (metrics && typeof listen === "object") {
+    try {
+      metricsServer = await startMetricsServer(metrics, listen);
+    } catch (error) {
+      await server.shutdown(0);
+      tokens.close();
+      await closeEvents();
+      await metadata.close();
+      await blobs.close();
+      throw new ConfigError(`ARTIFACTD_METRICS_LISTEN: cannot listen on ${listen.host}:${listen.port}: ${(error as Error).message}`);
+    }
+  }
+  const maintenance = startMaintenance(
+    config,
+    { metadata, blobs, uploadStaleMs: config.uploadStaleMs, log },
+    { log, logger, passed: (report) => metrics?.maintenancePassed(report) },
+  );
   return {
     server,
     metadata,
     blobs,
     quotas,
+    metrics,
+    metricsUrl: metricsServer ? `${metricsServer.url}/metrics` : metrics ? `${server.url}/metrics` : undefined,
     async close(graceMs = config.shutdownGraceMs) {
       // The server first: health answers NOT_SERVING at once and new calls are refused, while a running
       // maintenance pass is cancelled rather than waited for.
       const stopping = server.shutdown(graceMs);
       await maintenance.stop();
       await stopping;
+      await metricsServer?.close();
       tokens.close();
       await closeEvents();
       await blobs.close();
@@ -219,15 +296,40 @@ export async function ensureBootstrapToken(app: App, dataDir: string): Promise<s
 function startMaintenance(
   config: Config,
   deps: MaintenanceDeps & { readonly metadata: MetadataStore },
-  log: (message: string, error?: unknown) => void,
+  report: {
+    readonly log: (message: string, error?: unknown) => void;
+    readonly logger: Logger;
+    /** Each pass that ran to its end, with what it did. */
+    readonly passed: (report: MaintenanceReport) => void;
+  },
 ): { stop(): Promise<void> } {
+  const { log, logger } = report;
   if (config.maintenanceIntervalMs === 0) return { stop: async () => {} };
   let running: Promise<void> | undefined;
   const stopped = new AbortController();
   const tick = () => {
     running ??= (async () => {
       try {
-        await runMaintenancePass(deps, { graceMs: config.gcGraceMs, eventRetentionMs: config.eventRetentionMs, signal: stopped.signal });
+        const started = performance.now();
+        const done = await runMaintenancePass(deps, { graceMs: config.gcGraceMs, eventRetentionMs: config.eventRetentionMs, signal: stopped.signal });
+        report.passed(done);
+        const { garbage } = done;
+        logger.info(
+          {
+            maintenance: {
+              expired: done.expired,
+              expiredSessions: done.expiredSessions,
+              prunedEvents: done.prunedEvents,
+              reclaimedBlobs: garbage.blobs,
+              reclaimedBytes: garbage.bytes + garbage.orphanBytes,
+              orphans: garbage.orphans,
+              abandonedUploads: garbage.abandonedUploads,
+              corruptBlobs: garbage.corruptBlobs.length,
+            },
+            durationMs: Math.round(performance.now() - started),
+          },
+          "maintenance pass",
+        );
       } catch (error) {
         if (!stopped.signal.aborted) log("maintenance pass failed", error);
       } finally {

@@ -1,7 +1,9 @@
 import path from "node:path";
 import { parseUrlSigningKeys, type UrlSigningKey } from "./url-signing-keys.ts";
 import type { TenantQuotaLimits } from "./ports/tenant-quota-store.ts";
+import { ConfigError } from "./config-error.ts";
 import { readTracingSettings, type TracingSettings } from "./observability/tracing-settings.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./observability/logger.ts";
 
 /** quotaDefaults' type, defined with the quota port, whose per-tenant overrides replace its limits one by one. */
 export type { TenantQuotaLimits };
@@ -76,6 +78,10 @@ export interface Config {
   readonly transport: TransportLimits;
   /** Caps on what one request may make the server do; see RequestLimits. */
   readonly limits: RequestLimits;
+  /** What the service logs (lines below `level` are dropped) and how: JSON lines, or readable ones. */
+  readonly log: { readonly level: LogLevel; readonly format: LogFormat };
+  /** Where /metrics is served, and whether its series may be labelled by tenant. */
+  readonly metrics: MetricsConfig;
   /** Per-tenant quotas for tenants without an override of their own (`artifactd tenant set-quota`). */
   readonly quotaDefaults: TenantQuotaLimits;
   /** How long a server keeps a tenant's quota overrides and stored usage before reading them again. */
@@ -206,6 +212,10 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_QUOTA_CALLS_PER_SECOND",
   "ARTIFACTD_QUOTA_BURST",
   "ARTIFACTD_QUOTA_CACHE_MS",
+  "ARTIFACTD_LOG_LEVEL",
+  "ARTIFACTD_LOG_FORMAT",
+  "ARTIFACTD_METRICS_LISTEN",
+  "ARTIFACTD_METRICS_TENANT_LABELS",
 ] as const;
 
 const MiB = 1024 * 1024;
@@ -229,9 +239,18 @@ const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
   maxCallTimeoutMs: 7 * 86_400_000,
 };
 
-export class ConfigError extends Error {
-  override readonly name = "ConfigError";
+/**
+ * Prometheus metrics: on the service's own port (`service`, the default:
+ * nothing more to open), on an address of their own (operators keep it
+ * off the network the clients reach), or `off`.
+ */
+export interface MetricsConfig {
+  readonly listen: "service" | "off" | { readonly host: string; readonly port: number };
+  /** Label call series by tenant too: one series per tenant and method, so only with few tenants. */
+  readonly tenantLabels: boolean;
 }
+
+export { ConfigError } from "./config-error.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -402,7 +421,35 @@ export function readConfig(env: Env = process.env): Config {
     quotaDefaults,
     quotaCacheMs: integer("ARTIFACTD_QUOTA_CACHE_MS", 5_000, 0, 300_000),
     tracing: readTracingSettings(env),
+    log: Object.freeze({
+      level: oneOf("ARTIFACTD_LOG_LEVEL", get("ARTIFACTD_LOG_LEVEL"), LOG_LEVELS, "info"),
+      format: oneOf("ARTIFACTD_LOG_FORMAT", get("ARTIFACTD_LOG_FORMAT"), LOG_FORMATS, "json"),
+    }),
+    metrics: Object.freeze({
+      listen: readMetricsListen(get("ARTIFACTD_METRICS_LISTEN")),
+      tenantLabels: bool("ARTIFACTD_METRICS_TENANT_LABELS", false),
+    }),
   });
+}
+
+function oneOf<T extends string>(name: string, raw: string | undefined, allowed: readonly T[], fallback: T): T {
+  if (raw === undefined) return fallback;
+  const value = raw.toLowerCase();
+  if (!(allowed as readonly string[]).includes(value)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not valid: use one of ${allowed.join(", ")}`);
+  return value as T;
+}
+
+/** `service`, `off`, `host:port`, or a port alone (on 127.0.0.1: metrics are for the operator, not the clients' network). */
+function readMetricsListen(raw: string | undefined): MetricsConfig["listen"] {
+  if (raw === undefined || raw.toLowerCase() === "service") return "service";
+  if (raw.toLowerCase() === "off") return "off";
+  const address = /^\d{1,5}$/.test(raw) ? parseHostPort(`127.0.0.1:${raw}`) : parseHostPort(raw);
+  if (!address) {
+    throw new ConfigError(
+      `ARTIFACTD_METRICS_LISTEN=${JSON.stringify(raw)} is not valid: use service (the service's own port), off, a port (on 127.0.0.1) or host:port`,
+    );
+  }
+  return Object.freeze(address);
 }
 
 /**

@@ -1,24 +1,15 @@
 import { loadOrCreateUrlSigningKeyFile, readUrlSigningKeyFile, urlSigningKeyFile, writeUrlSigningKeyFile } from "../adapters/keys/url-signing-key-file.ts";
-import { asConfigError, ensureBootstrapToken, openStores, startApp } from "../app.ts";
+import { asConfigError, ensureBootstrapToken, logFunctionOf, openStores, startApp } from "../app.ts";
 import { ArtifactError } from "../artifact-error.ts";
 import { TOKEN_SCOPES, type TokenScope } from "../artifact.ts";
 import { createApiToken } from "../service/api-tokens.ts";
 import { runMaintenancePass } from "../service/maintenance.ts";
-import { answersInternal } from "../transport/connect-error-mapping.ts";
+import { createLogger } from "../observability/logger.ts";
+import { startTracing } from "../observability/tracing.ts";
 import { UsageError } from "@artifactd/cli";
 import { newUrlSigningKey } from "../url-signing-keys.ts";
 import { parseServerArgs } from "./server-settings.ts";
 import { tenantCommand } from "./tenant-command.ts";
-
-/**
- * What serve and gc log goes to stderr. An error that would be answered
- * INTERNAL — a bug, not a refusal or a store that is down — is marked
- * `internal error:`, so it can be told from the rest (a test during which
- * the service logs one fails: test/support/service-process.ts).
- */
-function logToStderr(message: string, error?: unknown): void {
-  console.error(`artifactd: ${error !== undefined && answersInternal(error) ? "internal error: " : ""}${message}`, error ?? "");
-}
 
 /**
  * The server half of the `artifactd` command: serve, migrate, token, tenant, gc, url-keys.
@@ -30,27 +21,50 @@ export async function runServerCommand(command: string, rest: string[]): Promise
     case "serve": {
       const { config, positionals } = parseServerArgs("serve", rest, {});
       if (positionals.length) throw new UsageError(`serve takes no arguments, only flags (got ${positionals.join(" ")})`);
-      const app = await startApp(config, logToStderr);
+      // The server's log: JSON lines on stdout (or readable ones), ARTIFACTD_LOG_LEVEL and ARTIFACTD_LOG_FORMAT.
+      const logger = createLogger(config.log);
+      // A crash is a bug like any internal error: its line in the log, redacted like every other (Node's own print of
+      // it is not), and the exit status Node gives an uncaught exception.
+      process.on("uncaughtException", (error, origin) => {
+        logger.fatal({ err: error, internal: true, origin }, "crashed: the process stops");
+        process.exit(1);
+      });
+      // Traces when the OTEL_* variables ask for them (observability/tracing-settings.ts): told about calls and store
+      // operations before the app's own observers, so the access log has the trace id.
+      const tracing = config.tracing && startTracing(config.tracing, { warn: (message) => logger.warn({ component: "tracing" }, message) });
+      const app = await startApp(config, logger, tracing ? { calls: [tracing.calls], storeOperations: [tracing.stores] } : {}).catch(async (error: unknown) => {
+        await tracing?.shutdown();
+        throw error;
+      });
       const embedded = config.databaseUrl === undefined;
       if (embedded) {
         const tokenFile = await ensureBootstrapToken(app, config.dataDir);
-        if (tokenFile) console.log(`artifactd: first run: an API token for tenant "default" is in ${tokenFile}`);
+        if (tokenFile) logger.info({ tokenFile }, `first run: an API token for tenant "default" is in ${tokenFile}`);
       }
-      console.log(
-        `artifactd: serving gRPC, gRPC-Web and Connect on ${app.server.url} ` +
+      logger.info(
+        {
+          url: app.server.url,
+          metrics: app.metricsUrl ?? "off",
+          tracing: config.tracing ? config.tracing.exporters.join(",") : "off",
+          metadata: embedded ? "pglite" : "postgres",
+          blobs: config.s3 ? "s3" : "filesystem",
+        },
+        `serving gRPC, gRPC-Web and Connect on ${app.server.url} ` +
           `(metadata: ${embedded ? `embedded PGlite in ${config.dataDir}` : "Postgres"}, ` +
           `blobs: ${config.s3 ? `S3 ${config.s3.endpoint.origin}/${config.s3.bucket}` : `local folder in ${config.dataDir}`})`,
       );
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
-          console.log(`artifactd: ${signal}: finishing calls in flight (up to ${config.shutdownGraceMs} ms)`);
+          logger.info({ signal, graceMs: config.shutdownGraceMs }, `${signal}: finishing calls in flight (up to ${config.shutdownGraceMs} ms)`);
           resolve();
         };
         process.once("SIGTERM", () => stop("SIGTERM"));
         process.once("SIGINT", () => stop("SIGINT"));
       });
       await app.close();
-      console.log("artifactd: stopped");
+      // The last spans (the shutdown's calls) are sent before the process ends.
+      await tracing?.shutdown();
+      logger.info("stopped");
       return 0;
     }
     case "migrate": {
@@ -148,7 +162,8 @@ async function gcCommand(args: string[]): Promise<number> {
   if (!Number.isFinite(graceSeconds) || graceSeconds < 0) throw new ArtifactError("invalid_argument", "--grace-seconds must be a number of seconds >= 0");
   const { metadata, blobs } = await openStores(config);
   try {
-    const deps = { metadata, blobs, uploadStaleMs: config.uploadStaleMs, log: logToStderr };
+    // gc prints its report on stdout: what it logs on the way (a failed delete) goes to stderr, as JSON lines.
+    const deps = { metadata, blobs, uploadStaleMs: config.uploadStaleMs, log: logFunctionOf(createLogger({ ...config.log, destination: process.stderr })) };
     const dryRun = values["dry-run"] === true;
     const { expired, garbage: report } = await runMaintenancePass(deps, { graceMs: graceSeconds * 1000, eventRetentionMs: config.eventRetentionMs, dryRun });
     if (values.json) console.log(JSON.stringify({ expired, ...report }));

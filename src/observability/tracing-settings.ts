@@ -1,4 +1,4 @@
-import { ConfigError } from "../config.ts";
+import { ConfigError } from "../config-error.ts";
 
 /**
  * Tracing is configured with OpenTelemetry's own environment variables, so

@@ -3,6 +3,8 @@ import {
   type Attributes,
   type Context,
   context,
+  diag,
+  DiagLogLevel,
   ROOT_CONTEXT,
   type Span,
   SpanKind,
@@ -32,6 +34,7 @@ import {
   ATTR_SERVICE_NAME,
 } from "@opentelemetry/semantic-conventions";
 import type { CallObserver, CallRecord, StoreOperation, StoreOperationObserver } from "./calls.ts";
+import { grpcCodeName } from "./grpc-code-names.ts";
 import type { TracingSettings } from "./tracing-settings.ts";
 
 /**
@@ -54,7 +57,19 @@ export interface Tracing {
   shutdown(): Promise<void>;
 }
 
-export function startTracing(settings: TracingSettings, options: { readonly exporters?: readonly SpanExporter[] } = {}): Tracing {
+export interface TracingOptions {
+  /** Instead of the exporters the settings name (tests). */
+  readonly exporters?: readonly SpanExporter[];
+  /** Where the SDK's own warnings go (a collector that cannot be reached, spans dropped): one line each. */
+  readonly warn?: (message: string) => void;
+}
+
+export function startTracing(settings: TracingSettings, options: TracingOptions = {}): Tracing {
+  const { warn } = options;
+  if (warn) {
+    const toWarn = (message: string, ...args: unknown[]) => warn([message, ...args.map(String)].join(" "));
+    diag.setLogger({ error: toWarn, warn: toWarn, info: () => {}, debug: () => {}, verbose: () => {} }, DiagLogLevel.WARN);
+  }
   // Context follows promises and callbacks (AsyncLocalStorage): a store's span finds the call's span as its parent.
   // Registered once per process; a second registration would be refused by the API and is not needed.
   if (!contextManagerRegistered) {
@@ -167,31 +182,6 @@ const SERVER_ERROR_CODES: ReadonlySet<Code | 0> = new Set([
   Code.Unavailable,
   Code.DataLoss,
 ]);
-
-const GRPC_CODE_NAMES = [
-  "OK",
-  "CANCELLED",
-  "UNKNOWN",
-  "INVALID_ARGUMENT",
-  "DEADLINE_EXCEEDED",
-  "NOT_FOUND",
-  "ALREADY_EXISTS",
-  "PERMISSION_DENIED",
-  "RESOURCE_EXHAUSTED",
-  "FAILED_PRECONDITION",
-  "ABORTED",
-  "OUT_OF_RANGE",
-  "UNIMPLEMENTED",
-  "INTERNAL",
-  "UNAVAILABLE",
-  "DATA_LOSS",
-  "UNAUTHENTICATED",
-] as const;
-
-/** The gRPC name of a code, as `rpc.status_code` records it ("NOT_FOUND"). */
-export function grpcCodeName(code: Code | 0): string {
-  return GRPC_CODE_NAMES[code] ?? String(code);
-}
 
 function peerAttributes(peer: string | undefined): Attributes {
   if (peer === undefined) return {};

@@ -62,6 +62,8 @@ export interface UploadSessionStore {
   ): Promise<{ deleted: UploadSessionRecord } | { kept: UploadSessionState | "missing" }>;
   /** Sessions whose expires_at has passed, oldest first. */
   listExpired(now: Date, limit: number): Promise<UploadSessionRecord[]>;
+  /** Sessions of every tenant neither completed nor aborted, and not expired at `now`: what operators watch (a metric). */
+  countOpen(now: Date): Promise<number>;
 }
 
 export interface SessionPart {

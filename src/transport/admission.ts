@@ -5,6 +5,7 @@ import http2 from "node:http2";
 import type { Caller } from "../artifact.ts";
 import { ArtifactError } from "../artifact-error.ts";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import { observedCall, reportCallCode } from "./call-observation.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
 import { encodeGrpcMessage } from "./grpc-message-encoding.ts";
 
@@ -179,6 +180,7 @@ export const requireAdmittedCaller: Interceptor = (next) => async (request) => {
  * JSON error body the Connect protocol defines.
  */
 export function refuse(request: NodeRequest, response: NodeResponse, error: ConnectError, extraHeaders: Record<string, string> = {}): void {
+  reportCallCode(observedCall(request), error.code);
   const contentType = String(request.headers["content-type"] ?? "").toLowerCase();
   const status = { "grpc-status": String(error.code), "grpc-message": encodeGrpcMessage(error.rawMessage) };
   let head: { status: number; headers: Record<string, string>; body?: Uint8Array };

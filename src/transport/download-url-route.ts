@@ -5,6 +5,7 @@ import { ArtifactError } from "../artifact-error.ts";
 import type { ArtifactService } from "../service/artifact-service.ts";
 import type { ContentMessage } from "../service/download-artifact.ts";
 import { DOWNLOAD_PATH_PREFIX, type UrlSigner } from "../service/download-urls.ts";
+import { observedCall } from "./call-observation.ts";
 import type { HttpRequest, HttpResponse, HttpRoute } from "./http-route.ts";
 
 type Request = HttpRequest;
@@ -63,6 +64,9 @@ export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCa
       return true;
     }
     const caller: Caller = { tenantId: link.tenantId, principal: "signed-url", tokenId: link.tokenId, scope: "read-only" };
+    // A valid link's request is its tenant's, as an admitted call is (what observers count and log).
+    const call = observedCall(request);
+    if (call !== undefined) call.tenantId = link.tenantId;
     // A link's requests count toward its tenant's calls per second like the tenant's RPCs do.
     try {
       await service.admitCall(caller);

@@ -7,6 +7,7 @@ import { chunkFrameHead } from "@artifactd/api";
 import { DownloadRequestSchema, DownloadResponseSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { ArtifactService } from "../service/artifact-service.ts";
 import { parseGrpcTimeout } from "./admission.ts";
+import { observedCall, reportCallCode } from "./call-observation.ts";
 import { toConnectError } from "./connect-error-mapping.ts";
 import {
   envelopeHead,
@@ -220,6 +221,7 @@ async function serve(
     await framing.finish(undefined);
   } catch (error) {
     const status = toConnectError(signal.aborted ? signal.reason : error, (e) => options.log("Download failed", e));
+    reportCallCode(observedCall(request), status.code, error);
     if (!framing.closed) await framing.finish(status);
   } finally {
     call.end();

@@ -31,6 +31,11 @@ export function requestContextValues(request: NodeServerRequest): ContextValues 
   return createContextValues().set(nodeRequestKey, request);
 }
 
+/** The node request of a call, from its context values (requestContextValues). */
+export function nodeRequestOf(values: ContextValues): NodeServerRequest | undefined {
+  return values.get(nodeRequestKey);
+}
+
 /** Throws CANCELLED unless the client finished the request stream itself. */
 export async function assertRequestCompleted(ctx: HandlerContext): Promise<void> {
   await assertNodeRequestCompleted(ctx.values.get(nodeRequestKey), ctx.signal);

@@ -26,8 +26,10 @@ import { createHealthState } from "./health-service.ts";
 import { startReadinessChecks, type ReadinessCheck } from "./readiness-checks.ts";
 import { createReflectionHandler } from "./reflection-service.ts";
 import type { HttpResponse, HttpRoute } from "./http-route.ts";
-import { FAST_RPC_ROUTES, HTTP_ROUTES, PUBLIC_SERVICES, type FastRpcRouteName, type HttpRouteName } from "./routes.ts";
-import { requestBrokeOff, requestContextValues } from "./request-ended.ts";
+import { FAST_RPC_ROUTES, httpRouteOf, PUBLIC_SERVICES, type FastRpcRouteName, type HttpRouteName } from "./routes.ts";
+import { nodeRequestOf, requestBrokeOff, requestContextValues } from "./request-ended.ts";
+import type { CallObserver } from "../observability/calls.ts";
+import { createCallObservation, observedCall, reportCallCode } from "./call-observation.ts";
 
 export interface ServerOptions {
   readonly host: string;
@@ -46,8 +48,8 @@ export interface ServerOptions {
   /** Largest request message accepted (an upload chunk or session part). */
   readonly readMaxBytes?: number;
   /**
-   * Plain HTTP routes for requests that are not RPCs, tried in the order of
-   * HTTP_ROUTES (./routes.ts); each answers true if it handled the request.
+   * Plain HTTP routes for requests that are not RPCs, each for its paths
+   * (httpRouteOf in ./routes.ts); each answers true if it handled the request.
    * The health probes are the server's own.
    */
   readonly httpRoutes?: { readonly [name in Exclude<HttpRouteName, "health probes">]?: HttpRoute };
@@ -57,6 +59,12 @@ export interface ServerOptions {
    * and /readyz 503 while any of them is lacking (checked every READINESS_CHECK_MS).
    */
   readonly readinessChecks?: Readonly<Record<string, ReadinessCheck>>;
+  /**
+   * Told about every request (../observability/calls.ts): `started` in list
+   * order, `within` nested in list order around the dispatch, `finished` once
+   * its response has closed. None: nothing is observed, at no cost.
+   */
+  readonly observers?: readonly CallObserver[];
 }
 
 /**
@@ -174,7 +182,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         );
       }
     }
-    return toConnectError(error, (e) => log(context, e));
+    const status = toConnectError(error, (e) => log(context, e));
+    reportCallCode(observedCall(nodeRequestOf(request.contextValues)), status.code, error);
+    return status;
   };
   const done = () => {
     inFlight--;
@@ -232,13 +242,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     fallback: (request, nodeResponse) => {
       const response = nodeResponse as unknown as HttpResponse;
       void (async () => {
-        for (const name of HTTP_ROUTES) {
-          const route = httpRoutes[name];
-          if (route && (await route(request, response))) return;
-        }
+        const name = httpRouteOf(new URL(request.url ?? "/", "http://localhost").pathname);
+        const route = name === undefined ? undefined : httpRoutes[name];
+        if (route && (await route(request, response))) return;
         response.writeHead(404, { "Content-Type": "text/plain; charset=utf-8" });
         response.end("not found\n");
       })().catch((error: unknown) => {
+        const call = observedCall(request);
+        if (call !== undefined) call.error = error;
         log("HTTP route failed", error);
         if (!response.headersSent) response.writeHead(500);
         response.end();
@@ -249,12 +260,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const artifactHandler = sendGrpcMessagesAsSpecified(artifactAdapter);
   const publicHandler = sendGrpcMessagesAsSpecified(publicAdapter);
 
-  /** Every request, HTTP/1.1 or HTTP/2: admission first, then the adapter (or a fast route that takes it). */
+  /** Every request, HTTP/1.1 or HTTP/2: observed when anyone observes, then admission, then the adapter (or a fast route that takes it). */
+  const observation = createCallObservation(options.observers ?? []);
   const dispatch = (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => {
     if (cors.answer(request, response)) return; // a preflight: answered before admission, as it carries no token
+    if (observation === undefined) serve(request, response);
+    else observation.observe(request, response, () => serve(request, response));
+  };
+  const serve = (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => {
     admit(request, response, { authenticate: options.authenticate, admitCall: options.service.admitCall, maxCallTimeoutMs: limits.maxCallTimeoutMs, log })
       .then((caller) => {
         if (caller === undefined) return; // refused and answered
+        if (caller !== null && observation !== undefined) observedCall(request)!.tenantId = caller.tenantId;
         if (caller === null) return publicHandler(request as http.IncomingMessage, response as http.ServerResponse);
         if (FAST_RPC_ROUTES.some((name) => fastRoutes[name](request, response, caller))) return;
         artifactHandler(request as http.IncomingMessage, response as http.ServerResponse);

@@ -139,6 +139,16 @@ describeEachAdapter("UploadSessionStore contract: %s", METADATA_STORE_ADAPTERS, 
     expect((await sessions.listExpired(now, 2)).map((s) => s.id)).toEqual([oldest.id, middle.id]);
   });
 
+  it("counts the sessions of every tenant still open: not the expired, not the completed", async () => {
+    const now = new Date();
+    const before = await sessions.countOpen(now);
+    await create("count-a");
+    await create("count-b");
+    await create("count-b", { expiresAt: new Date(now.getTime() - 1_000) });
+    await completed("count-c");
+    expect(await sessions.countOpen(now)).toBe(before + 2);
+  });
+
   it("records parts and replaces a part sent again; parts come back ascending by number", async () => {
     const session = await create("t1");
     for (const partNumber of [3, 1, 2]) expect(await sessions.recordPart(session.id, part(partNumber), undefined)).toBe("recorded");

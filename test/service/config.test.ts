@@ -152,6 +152,27 @@ describe("configuration from the environment", () => {
     expect(() => readConfig({ ARTIFACTD_URL_SIGNING_KEYS: `k1:${newest},k2:sh0rt-s3cret` })).not.toThrow(/sh0rt-s3cret/);
   });
 
+  it("reads the log and metrics settings, naming the variable of a bad value", () => {
+    const defaults = readConfig({});
+    expect(defaults.log).toEqual({ level: "info", format: "json" });
+    expect(defaults.metrics).toEqual({ listen: "service", tenantLabels: false });
+    const set = readConfig({
+      ARTIFACTD_LOG_LEVEL: "debug",
+      ARTIFACTD_LOG_FORMAT: "pretty",
+      ARTIFACTD_METRICS_LISTEN: "9464",
+      ARTIFACTD_METRICS_TENANT_LABELS: "true",
+    });
+    expect(set.log).toEqual({ level: "debug", format: "pretty" });
+    expect(set.metrics).toEqual({ listen: { host: "127.0.0.1", port: 9464 }, tenantLabels: true });
+    expect(readConfig({ ARTIFACTD_METRICS_LISTEN: "[::1]:9464" }).metrics.listen).toEqual({ host: "::1", port: 9464 });
+    expect(readConfig({ ARTIFACTD_METRICS_LISTEN: "off" }).metrics.listen).toBe("off");
+    expect(() => readConfig({ ARTIFACTD_LOG_LEVEL: "loud" })).toThrow(/ARTIFACTD_LOG_LEVEL="loud" is not valid: use one of fatal, error, warn, info, debug/);
+    expect(() => readConfig({ ARTIFACTD_LOG_FORMAT: "xml" })).toThrow(/ARTIFACTD_LOG_FORMAT="xml" is not valid: use one of json, pretty/);
+    expect(() => readConfig({ ARTIFACTD_METRICS_LISTEN: "everywhere" })).toThrow(/ARTIFACTD_METRICS_LISTEN="everywhere" is not valid/);
+    expect(() => readConfig({ ARTIFACTD_METRICS_LISTEN: "70000" })).toThrow(/ARTIFACTD_METRICS_LISTEN/);
+    expect(() => readConfig({ ARTIFACTD_METRICS_TENANT_LABELS: "maybe" })).toThrow(/ARTIFACTD_METRICS_TENANT_LABELS="maybe" is not valid/);
+  });
+
   it("does not repeat a database password in its error", () => {
     expect(() => readConfig({ DATABASE_URL: "mysql://app:hunter2@db:3306/x" })).toThrow(ConfigError);
     expect(() => readConfig({ DATABASE_URL: "mysql://app:hunter2@db:3306/x" })).toThrow(/DATABASE_URL.*app:\*\*\*@db/);
@@ -188,6 +209,13 @@ describe("the artifactd process", () => {
       child.stderr.on("data", (d: Buffer) => (output += d));
       for (let i = 0; i < 300 && !output.includes("serving"); i++) await new Promise((r) => setTimeout(r, 100));
       expect(output).toMatch(/serving gRPC, gRPC-Web and Connect/);
+      // The log is JSON lines on stdout: the start line names where it serves, and where its metrics are.
+      const start = output
+        .split("\n")
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .find((line) => String(line.msg).startsWith("serving"));
+      expect(start).toMatchObject({ level: "info", url: `http://127.0.0.1:${port}`, metrics: `http://127.0.0.1:${port}/metrics`, metadata: "pglite" });
       const token = readFileSync(path.join(dataDir, "bootstrap-token"), "utf8").trim();
       expect(token).toMatch(/^adt_/);
       const health = await fetch(`http://127.0.0.1:${port}/grpc.health.v1.Health/Check`, {

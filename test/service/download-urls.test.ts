@@ -21,6 +21,7 @@ import { parseRange } from "../../src/transport/download-url-route.ts";
 import { formatUrlSigningKeys, newUrlSigningKey, parseUrlSigningKeys } from "../../src/url-signing-keys.ts";
 import { createTestDatabase } from "../support/postgres.ts";
 import { BACKENDS, startTestApp, type TestApp } from "../support/test-app.ts";
+import { createLogger } from "../../src/observability/logger.ts";
 import { expectCode } from "../support/expect-code.ts";
 import { describeOn } from "../support/test-backends.ts";
 
@@ -371,7 +372,7 @@ describeOn("postgres+minio")("download-link keys", () => {
           ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",
           ...env,
         }),
-        (message) => messages.push(message),
+        createLogger({ destination: { write: (line: string) => messages.push(line) } }),
       );
       await app.close(1_000);
       return messages.join("\n");

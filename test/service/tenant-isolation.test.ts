@@ -332,6 +332,19 @@ const routeChecks: Record<string, RouteCheck> = {
     },
   },
   "signed download links": { checkedBy: SIGNED_LINKS_TEST },
+  // The operator's metrics (on the service's port unless ARTIFACTD_METRICS_LISTEN moves them): no token, and no tenant named.
+  metrics: {
+    async publicAnswer(t, authorization) {
+      const response = await fetch(new URL("/metrics", t.url), { headers: authorization === undefined ? {} : { authorization } });
+      const body = await response.text();
+      return {
+        status: response.status,
+        type: response.headers.get("content-type"),
+        countsCalls: body.includes("artifactd_rpc_calls_total"),
+        namesTenant: /"(alpha|beta)"/.test(body),
+      };
+    },
+  },
   "web page": {
     async publicAnswer(t, authorization) {
       const answers = [];

@@ -1,7 +1,7 @@
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, expect, inject, it } from "vitest";
@@ -118,6 +118,14 @@ describeOn("postgres+minio")("traces exported to a real OTLP receiver", () => {
     expect(s3.length, `S3 spans under the upload: ${children.map((s) => s.operationName).join(", ")}`).toBeGreaterThan(0);
     for (const child of [...postgres, ...s3]) expect(tag(child, "span.kind")).toBe("client");
 
+    // The call's access line leads to its trace.
+    const accessLines = readFileSync(service.logFile, "utf8")
+      .split("\n")
+      .filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line) as { msg?: string; traceId?: string; rpc?: { method?: string } })
+      .filter((line) => line.msg === "call" && line.traceId === traceId);
+    expect(accessLines.map((line) => line.rpc?.method)).toEqual(["Upload"]);
+
     // No token, and no content, in anything Jaeger holds.
     const everything = JSON.stringify(spans);
     expect(everything).not.toContain(token);
@@ -127,7 +135,7 @@ describeOn("postgres+minio")("traces exported to a real OTLP receiver", () => {
   it("traces Connect calls and marks their codes, the caller's error not being the server's", async () => {
     const { traceId, callerSpanId } = newIds();
     const client = tracedClient("connect", traceId, callerSpanId);
-    const error = await client.getArtifact({ id: "art_000000000000000000000000" }).then(
+    const error = await client.getArtifact({ id: "txt_00000000000000000000000000" }).then(
       () => undefined,
       (e: unknown) => ConnectError.from(e),
     );
@@ -151,7 +159,7 @@ describeOn("postgres+minio")("traces exported to a real OTLP receiver", () => {
       }),
     );
     const saved = await plain.saveInline({ spec: { kind: "traced", name: "untraced.txt" }, content: { case: "text", value: "no traceparent" } });
-    expect(saved.artifact?.id).toMatch(/^art_/);
+    expect(saved.artifact?.id).toMatch(/^txt_/);
     // Found by the service's name and the operation: its SERVER span is a root, in a trace of its own.
     const deadline = Date.now() + 20_000;
     let roots: JaegerSpan[] = [];

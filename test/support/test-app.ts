@@ -4,8 +4,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { inject } from "vitest";
-import { startApp, type App } from "../../src/app.ts";
+import { startApp, type App, type AppObservers } from "../../src/app.ts";
 import { readConfig } from "../../src/config.ts";
+import { createLogger } from "../../src/observability/logger.ts";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { createApiToken } from "../../src/service/api-tokens.ts";
 import { createTestDatabase } from "./postgres.ts";
@@ -42,7 +43,8 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function startTestApp(backend: Backend, env: Record<string, string> = {}): Promise<TestApp> {
+/** `observers`: told about every call and store operation before the app's own (src/observability/calls.ts). */
+export async function startTestApp(backend: Backend, env: Record<string, string> = {}, observers: AppObservers = {}): Promise<TestApp> {
   if (!testsBackend(backend)) {
     throw new Error(
       `this run covers ${BACKENDS.join(", ")} alone (ARTIFACTD_TEST_BACKENDS): a block that starts ${backend} must be skipped, with describeOn("${backend}")`,
@@ -83,7 +85,7 @@ export async function startTestApp(backend: Backend, env: Record<string, string>
   }
   const config = readConfig(settings);
   const serverLog = new ServerLog(`server ${backend}`);
-  const app = await startApp(config, serverLog.record);
+  const app = await startApp(config, createLogger({ level: "info", destination: serverLog }), observers);
   const alpha = (await createApiToken(app.metadata, "alpha", "alpha-ci", { scope: "admin" })).token;
   const beta = (await createApiToken(app.metadata, "beta", "beta-ci", { scope: "admin" })).token;
   const clients = new Map<string, Client<typeof ArtifactService>>();

@@ -88,6 +88,6 @@ it("fails the test during which the child-process service logged an internal err
     "answers INTERNAL for the same upload, declared expected by the test": "passed",
   });
   expect(failureOf("child-process.fixture.ts", "answers INTERNAL for an upload its blob folder cannot take, as its assertion expects")).toMatch(
-    /the server logged 1 unexpected internal error\(s\) during this test:\n\[service on port \d+\] artifactd: internal error: Upload failed Error: ENOTDIR/,
+    /the server logged 1 unexpected internal error\(s\) during this test:\n\[service on port \d+\] Upload failed: Error: ENOTDIR/,
   );
 });

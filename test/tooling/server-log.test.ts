@@ -1,7 +1,6 @@
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { fromPostgresError } from "../../src/adapters/metadata/postgres-errors.ts";
-import { ArtifactError } from "../../src/artifact-error.ts";
 import { expectCode } from "../support/expect-code.ts";
 import { describeEntry, unexpectedServerErrors } from "../support/server-log.ts";
 import { startTestApp, type TestApp } from "../support/test-app.ts";
@@ -86,7 +85,8 @@ describeOn("pglite+fs")("the test server's log", () => {
       answer();
     }
     const unreachable = t.serverLog.entries.find((entry) => entry.message.startsWith("a store is unreachable"))!;
-    const cause = unreachable.error instanceof ArtifactError ? unreachable.error.cause : unreachable.error;
+    // The line carries the error as logged, its cause with it.
+    const cause = (unreachable.error as { cause?: unknown }).cause ?? unreachable.error;
     expect(describeEntry({ ...unreachable, error: cause })).toMatch(/no answer within 2000 ms/);
     expect(unreachable.internal).toBe(false);
     expect(unexpectedServerErrors()).toEqual([]);

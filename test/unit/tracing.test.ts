@@ -15,6 +15,7 @@ function callRecord(overrides: Partial<CallRecord> = {}): CallRecord {
     service: "artifacts.v1.ArtifactService",
     method: "GetArtifact",
     protocol: "grpc",
+    streaming: false,
     headers: {},
     peer: "127.0.0.1:50123",
     startedAt: process.hrtime.bigint(),

@@ -202,6 +202,15 @@ export function createKyselyUploadSessionStore(db: Kysely<Database>): UploadSess
       for (const row of rows) records.push((await load(row))!);
       return records;
     },
+    async countOpen(now) {
+      const row = await db
+        .selectFrom("upload_sessions")
+        .select(sql<string>`count(*)`.as("n"))
+        .where("state", "in", ["open", "completing"])
+        .where("expires_at", ">", now)
+        .executeTakeFirstOrThrow();
+      return Number(row.n);
+    },
   };
 }
 

@@ -9,6 +9,8 @@ import { preparedStatementNamer } from "./prepared-statements.ts";
 import { translateDialectErrors } from "./translate-dialect-errors.ts";
 import { fromPostgresError, untranslatedPostgresError } from "./postgres-errors.ts";
 import type { Database } from "./schema.ts";
+import type { StoreOperationObserver } from "../../observability/calls.ts";
+import { observeDialect } from "./observed-dialect.ts";
 
 export interface MetadataStoreOptions {
   /** Postgres URL; undefined opens embedded PGlite in `pgliteDir`. */
@@ -24,11 +26,23 @@ export interface MetadataStoreOptions {
   readonly statementTimeoutMs?: number;
   /** Run pending migrations before returning. */
   readonly migrate: boolean;
+  /** Told about every statement (./observed-dialect.ts). */
+  readonly observers?: readonly StoreOperationObserver[];
 }
 
+/** The Postgres pool's connections now: open, idle, and callers waiting for one. */
+export interface PoolConnections {
+  readonly total: number;
+  readonly idle: number;
+  readonly waiting: number;
+}
+
+/** The store, and what its pool holds (undefined on PGlite, which has none). */
+export type OpenedMetadataStore = MetadataStore & { readonly poolConnections: (() => PoolConnections) | undefined };
+
 /** Opens the metadata database (Postgres or embedded PGlite) and its store. */
-export async function openMetadataStore(options: MetadataStoreOptions): Promise<MetadataStore> {
-  const { db, close } = await openDatabase(options);
+export async function openMetadataStore(options: MetadataStoreOptions): Promise<OpenedMetadataStore> {
+  const { db, close, poolConnections } = await openDatabase(options);
   try {
     if (options.migrate) await migrateToLatest(db);
     else await ensureMigrated(db);
@@ -37,12 +51,15 @@ export async function openMetadataStore(options: MetadataStoreOptions): Promise<
     await close();
     throw untranslatedPostgresError(error);
   }
-  return createKyselyMetadataStore(db, { onClose: close });
+  return Object.assign(createKyselyMetadataStore(db, { onClose: close }), { poolConnections });
 }
 
-export async function openDatabase(options: MetadataStoreOptions): Promise<{ db: Kysely<Database>; close: () => Promise<void> }> {
+export async function openDatabase(
+  options: MetadataStoreOptions,
+): Promise<{ db: Kysely<Database>; close: () => Promise<void>; poolConnections: (() => PoolConnections) | undefined }> {
   let dialect: Dialect;
   let close = async () => {};
+  let poolConnections: (() => PoolConnections) | undefined;
   if (options.databaseUrl !== undefined) {
     // A connection that takes longer than this to open counts as Postgres unreachable (UNAVAILABLE), rather
     // than holding the call until the client gives up.
@@ -66,6 +83,7 @@ export async function openDatabase(options: MetadataStoreOptions): Promise<{ db:
       endOnFatalError(client);
     });
     dialect = new PostgresDialect({ pool });
+    poolConnections = () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount });
   } else {
     const { PGlite } = await import("@electric-sql/pglite");
     await ensurePrivateDir(options.pgliteDir);
@@ -73,8 +91,10 @@ export async function openDatabase(options: MetadataStoreOptions): Promise<{ db:
     dialect = new PGliteDialect(pglite);
     close = () => pglite.close();
   }
-  // Every statement's failure, on either database, becomes the ArtifactError it means to a caller here.
-  return { db: new Kysely<Database>({ dialect: translateDialectErrors(dialect, fromPostgresError) }), close };
+  // Every statement's failure, on either database, becomes the ArtifactError it means to a caller here (and
+  // observers see that error).
+  const translated = translateDialectErrors(dialect, fromPostgresError);
+  return { db: new Kysely<Database>({ dialect: observeDialect(translated, options.observers ?? []) }), close, poolConnections };
 }
 
 export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {

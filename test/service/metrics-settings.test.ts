@@ -1,0 +1,56 @@
+import { afterEach, expect, it } from "vitest";
+import { startTestApp, type TestApp } from "../support/test-app.ts";
+import { describeOn } from "../support/test-backends.ts";
+
+/**
+ * Where /metrics is served and what it may name, as ARTIFACTD_METRICS_LISTEN
+ * and ARTIFACTD_METRICS_TENANT_LABELS say (a real Prometheus scrapes it in
+ * test/protocols/prometheus-metrics.test.ts).
+ */
+describeOn("pglite+fs")("metrics settings", () => {
+  let t: TestApp | undefined;
+  afterEach(async () => {
+    await t?.close();
+    t = undefined;
+  });
+
+  const scrape = async (url: string) => {
+    const response = await fetch(url);
+    return { status: response.status, type: response.headers.get("content-type"), body: await response.text() };
+  };
+
+  it("serves /metrics on the service's port by default, without a token and without tenants", async () => {
+    t = await startTestApp("pglite+fs");
+    expect(t.app.metricsUrl).toBe(`${t.url}/metrics`);
+    await t.client().saveInline({ spec: { kind: "m" }, content: { case: "text", value: "x" } });
+    const { status, type, body } = await scrape(`${t.url}/metrics`);
+    expect(status).toBe(200);
+    expect(type).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(body).toMatch(/^artifactd_rpc_calls_total\{service="artifacts\.v1\.ArtifactService",method="SaveInline",code="OK"\} 1$/m);
+    expect(body).toMatch(/^process_cpu_user_seconds_total /m);
+    // PGlite has no pool to report.
+    expect(body).not.toContain("artifactd_db_pool_connections");
+    expect(body).not.toContain("alpha");
+  });
+
+  it("labels call series by tenant only when allowed", async () => {
+    t = await startTestApp("pglite+fs", { ARTIFACTD_METRICS_TENANT_LABELS: "true" });
+    await t.client().saveInline({ spec: { kind: "m" }, content: { case: "text", value: "x" } });
+    const { body } = await scrape(`${t.url}/metrics`);
+    expect(body).toMatch(/^artifactd_rpc_calls_total\{service="artifacts\.v1\.ArtifactService",method="SaveInline",tenant="alpha",code="OK"\} 1$/m);
+  });
+
+  it("serves nothing when off, and only metrics on an address of their own", async () => {
+    t = await startTestApp("pglite+fs", { ARTIFACTD_METRICS_LISTEN: "off" });
+    expect(t.app.metricsUrl).toBeUndefined();
+    expect((await scrape(`${t.url}/metrics`)).status).toBe(404);
+    await t.close();
+
+    t = await startTestApp("pglite+fs", { ARTIFACTD_METRICS_LISTEN: "127.0.0.1:0" });
+    const separate = new URL(t.app.metricsUrl!);
+    expect(separate.port).not.toBe(new URL(t.url).port);
+    expect((await scrape(`${t.url}/metrics`)).status).toBe(404);
+    expect((await scrape(separate.href)).body).toContain("artifactd_rpc_calls_total");
+    expect((await scrape(new URL("/", separate).href)).status).toBe(404);
+  });
+});
