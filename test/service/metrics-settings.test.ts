@@ -31,6 +31,20 @@ describeOn("pglite+fs")("metrics settings", () => {
     // PGlite has no pool to report.
     expect(body).not.toContain("artifactd_db_pool_connections");
     expect(body).not.toContain("alpha");
+
+    // Methods the server does not serve are one label value, whatever they are called.
+    for (const name of ["NoSuchMethod", "AnotherOne"]) {
+      await fetch(`${t.url}/artifacts.v1.ArtifactService/${name}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${t.tokens.alpha}` },
+        body: "{}",
+      });
+    }
+    await fetch(`${t.url}/some.other.Service/Method`, { method: "POST", headers: { "content-type": "application/connect+json" }, body: "" });
+    const after = (await scrape(`${t.url}/metrics`)).body;
+    expect(after).toMatch(/^artifactd_rpc_calls_total\{service="artifacts\.v1\.ArtifactService",method="unknown",code="[A-Z_]+"\} 2$/m);
+    expect(after).toMatch(/^artifactd_rpc_calls_total\{service="unknown",method="unknown",code="[A-Z_]+"\} 1$/m);
+    expect(after).not.toMatch(/NoSuchMethod|AnotherOne|some\.other/);
   });
 
   it("labels call series by tenant only when allowed", async () => {
