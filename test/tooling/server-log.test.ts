@@ -68,23 +68,27 @@ describeOn("pglite+fs")("the test server's log", () => {
 
   it("does not count a store too slow to answer the health probe, which is unavailable, not a bug", async () => {
     const metadata = t.app.metadata;
-    const ping = metadata.ping;
+    // The database's readiness check reads which migrations are missing (src/app.ts).
+    const missingMigrations = metadata.missingMigrations;
     let answer = () => {};
-    metadata.ping = () => new Promise<void>((resolve) => (answer = resolve));
+    metadata.missingMigrations = () => new Promise<string[]>((resolve) => (answer = () => resolve([])));
     try {
-      // The probe runs every 2 s and waits 2 s for an answer.
+      // The checks run every 2 s and wait 2 s for an answer.
       await vi.waitFor(
-        () => expect(t.serverLog.entries.map((entry) => entry.message)).toContain("a store is unreachable: health is NOT_SERVING until it answers"),
+        () =>
+          expect(t.serverLog.entries.map((entry) => entry.message)).toContain(
+            "readiness: the database is unreachable or not answering: health is NOT_SERVING and /readyz 503 until it answers",
+          ),
         {
           timeout: 10_000,
           interval: 100,
         },
       );
     } finally {
-      metadata.ping = ping;
+      metadata.missingMigrations = missingMigrations;
       answer();
     }
-    const unreachable = t.serverLog.entries.find((entry) => entry.message.startsWith("a store is unreachable"))!;
+    const unreachable = t.serverLog.entries.find((entry) => entry.message.startsWith("readiness: the database is unreachable"))!;
     // The line carries the error as logged, its cause with it.
     const cause = (unreachable.error as { cause?: unknown }).cause ?? unreachable.error;
     expect(describeEntry({ ...unreachable, error: cause })).toMatch(/no answer within 2000 ms/);

@@ -62,7 +62,11 @@ const refusal = (env: Record<string, string>): string => {
   throw new Error(`readConfig accepted ${JSON.stringify(env)}`);
 };
 
-/** The settings that are not whole numbers, each exercised below. */
+/**
+ * The settings that are not whole numbers, each exercised below or, for the
+ * log and metrics settings, in test/service/config.test.ts and
+ * test/service/metrics-settings.test.ts.
+ */
 const OTHER_SETTINGS = [
   "ARTIFACTD_LISTEN",
   "ARTIFACTD_DATA_DIR",
@@ -79,6 +83,10 @@ const OTHER_SETTINGS = [
   "ARTIFACTD_URL_SIGNING_KEYS",
   "ARTIFACTD_URL_SIGNING_KEY",
   "ARTIFACTD_QUOTA_STORED_BYTES",
+  "ARTIFACTD_LOG_LEVEL",
+  "ARTIFACTD_LOG_FORMAT",
+  "ARTIFACTD_METRICS_LISTEN",
+  "ARTIFACTD_METRICS_TENANT_LABELS",
 ];
 
 describe("the list of settings", () => {
