@@ -16,7 +16,9 @@ export function encodeGrpcMessage(message: string): string {
   for (const byte of Buffer.from(message, "utf8")) {
     encoded += byte < 0x20 || byte > 0x7e || byte === 0x25 ? `%${byte.toString(16).toUpperCase().padStart(2, "0")}` : String.fromCharCode(byte);
   }
-  return encoded;
+  // HTTP/2 refuses a field value that starts or ends with a space (RFC 9113, 8.2.1: nghttp2 drops the whole field),
+  // so a space there is percent-encoded too; every decoder decodes %20.
+  return encoded.replace(/^ +| +$/g, (spaces) => "%20".repeat(spaces.length));
 }
 
 /**

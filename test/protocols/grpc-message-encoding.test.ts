@@ -3,7 +3,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import path from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { Health } from "@artifactd/api/grpc/health/v1/health_pb.js";
 import { encodeGrpcMessage } from "../../src/transport/grpc-message-encoding.ts";
@@ -187,5 +187,14 @@ describeOn("pglite+fs")("grpc-message as the gRPC spec encodes it", () => {
     const trailer = body.toString("utf8", 5, 5 + body.readUInt32BE(1));
     expect(trailer).toContain("grpc-status: 3\r\n");
     expect(trailer).toContain(`grpc-message: ${encodeGrpcMessage(written)}\r\n`);
+  });
+});
+
+describe("encodeGrpcMessage", () => {
+  it("encodes only what the spec asks, and a space at either end, which HTTP/2 would drop the field for", () => {
+    expect(encodeGrpcMessage('is pinned: unpin it (100 %) – "x"')).toBe('is pinned: unpin it (100 %25) %E2%80%93 "x"');
+    expect(encodeGrpcMessage('unknown compression "gzip": supported encodings are ')).toBe('unknown compression "gzip": supported encodings are%20');
+    expect(encodeGrpcMessage("  both ends  ")).toBe("%20%20both ends%20%20");
+    expect(decodeURIComponent(encodeGrpcMessage("  both ends  "))).toBe("  both ends  ");
   });
 });
