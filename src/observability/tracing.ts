@@ -122,6 +122,7 @@ function callSpans(tracer: Tracer): CallObserver {
   const spans = new WeakMap<CallRecord, CallSpan>();
   return {
     started(call) {
+      if (isProbe(call)) return;
       const parent = propagator.extract(ROOT_CONTEXT, call.headers, headerGetter);
       const rpc = call.protocol !== "http";
       const attributes: Attributes = rpc
@@ -168,6 +169,16 @@ function callSpans(tracer: Tracer): CallObserver {
       span.end();
     },
   };
+}
+
+/**
+ * Health probes and metrics scrapes come every few seconds from the
+ * platform, not from work anyone follows: a trace each would bury the calls'
+ * traces. They keep their access lines and metrics.
+ */
+function isProbe(call: CallRecord): boolean {
+  if (call.service === "grpc.health.v1.Health") return true;
+  return call.protocol === "http" && (call.method === "health probes" || call.method === "metrics");
 }
 
 /**

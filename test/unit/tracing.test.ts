@@ -109,6 +109,25 @@ describe("traces of calls", () => {
     expect(server!.status.code).toBe(SpanStatusCode.ERROR);
   });
 
+  it("open none for health probes and metrics scrapes", async () => {
+    const probes = [
+      callRecord({ service: "http", method: "health probes", protocol: "http" }),
+      callRecord({ service: "http", method: "metrics", protocol: "http" }),
+      callRecord({ service: "grpc.health.v1.Health", method: "Check" }),
+    ];
+    const spans = await traced((tracing) => {
+      for (const probe of probes) {
+        tracing.calls.started!(probe);
+        tracing.calls.within!(probe, () => tracing.stores.started({ system: "postgresql", operation: "SELECT", collection: undefined })());
+        probe.httpStatus = 200;
+        probe.code = 0;
+        tracing.calls.finished!(probe);
+      }
+    });
+    expect(spans).toEqual([]);
+    expect(probes.map((p) => p.traceId)).toEqual([undefined, undefined, undefined]);
+  });
+
   it("open no span for store work outside any call", async () => {
     const spans = await traced((tracing) => {
       tracing.stores.started({ system: "postgresql", operation: "DELETE", collection: "artifact_events" })();
