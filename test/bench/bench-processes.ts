@@ -55,10 +55,13 @@ export async function startProcess(
   let stopping = false;
   let started = false;
   for (let i = 0; i < 300 && !(started = await ready()); i++) {
-    if (child.exitCode !== null) throw new Error(`${name} exited: ${output()}`);
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${name} exited: ${output()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  if (!started) throw new Error(`${name} did not start: ${output()}`);
+  if (!started) {
+    child.kill("SIGKILL");
+    throw new Error(`${name} did not start: ${output()}`);
+  }
   child.once("exit", (code, signal) => {
     if (!stopping) console.error(`benchmark: ${name} exited (${code ?? signal}):\n${output().slice(-4000)}`);
   });
