@@ -1,10 +1,11 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import { build } from "esbuild";
 import { chromium, type Browser } from "playwright-core";
 import ts from "typescript";
 import { createServer as createViteServer } from "vite";
@@ -60,7 +61,7 @@ import path from "node:path";
 import { createArtifactClient } from "@artifactd/client";
 
 const client = createArtifactClient({ baseUrl: process.env.ARTIFACTD_URL, token: process.env.ARTIFACTD_TOKEN });
-const run = "node-" + process.versions.node;
+const run = "node-" + process.versions.node + "-" + path.basename(process.argv[1]); // one label per script run
 
 const writer = client.openWriter({ kind: "model", name: "weights.bin", labels: { run } });
 for (let part = 1; part <= 3; part++) await writer.write(Buffer.alloc(${MiB}, part)); // awaiting is backpressure
@@ -177,12 +178,10 @@ describeOn("postgres+minio")("the client packages, installed from their tarballs
     expect(client.dependencies["@artifactd/api"]).toBe("0.1.0");
   });
 
-  it.each(MAJORS)("the Node client saves, downloads and lists on Node %s", async (major) => {
-    const node = NODES[major];
-    const script = path.join(project, "app", `example-node-${major}.mjs`);
-    writeFileSync(script, NODE_EXAMPLE);
+  /** Runs NODE_EXAMPLE (or a bundle of it) with `node` in `cwd` and checks what it did, through the service's own client. */
+  const runNodeExample = async (node: string, script: string, cwd: string, major: Major) => {
     const { stdout, stderr } = await run(node, [script], {
-      cwd: path.join(project, "app"),
+      cwd,
       env: { PATH: process.env.PATH ?? "", HOME: project, ARTIFACTD_URL: t.url, ARTIFACTD_TOKEN: t.tokens.alpha, XDG_CACHE_HOME: path.join(project, "cache") },
       timeout: 60_000,
     });
@@ -198,11 +197,45 @@ describeOn("postgres+minio")("the client packages, installed from their tarballs
     expect(artifact?.sizeBytes).toBe(BigInt(3 * MiB));
     expect(artifact?.blake3).toBe(blake3Hex(expected));
     expect(artifact?.metrics).toEqual({ accuracy: 0.93 });
+  };
+
+  it.each(MAJORS)("the Node client saves, downloads and lists on Node %s", async (major) => {
+    const node = NODES[major];
+    const script = path.join(project, "app", `example-node-${major}.mjs`);
+    writeFileSync(script, NODE_EXAMPLE);
+    await runNodeExample(node, script, path.join(project, "app"), major);
 
     const cjs = path.join(project, "app", `example-node-${major}.cjs`);
     writeFileSync(cjs, NODE_REQUIRE_EXAMPLE);
     const required = await run(node, [cjs], { cwd: path.join(project, "app"), timeout: 30_000 });
     expect(required.stdout.trim()).toBe("function function");
+  });
+
+  it("bundled by esbuild into one file for Node 20, runs with nothing beside it but the native BLAKE3 addon", async () => {
+    const app = path.join(project, "app");
+    const entry = path.join(app, "bundle-entry.mjs");
+    writeFileSync(entry, NODE_EXAMPLE);
+    // Where a bundled service is deployed: its one file and, as esbuild users do with native addons, the addon
+    // itself (external: a .node binary cannot be bundled). No @artifactd package, no connect, no protobuf.
+    const deployed = path.join(project, "bundled");
+    await build({
+      entryPoints: [entry],
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      outfile: path.join(deployed, "service.mjs"),
+      external: ["@napi-rs/blake-hash"],
+      // CommonJS dependencies in an ES module bundle call require() for Node's own modules.
+      banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
+      logLevel: "silent",
+    });
+    for (const addon of readdirSync(path.join(app, "node_modules/@napi-rs"))) {
+      cpSync(path.join(app, "node_modules/@napi-rs", addon), path.join(deployed, "node_modules/@napi-rs", addon), { recursive: true });
+    }
+    expect(readdirSync(path.join(deployed, "node_modules"))).toEqual(["@napi-rs"]);
+    expect(readFileSync(path.join(deployed, "service.mjs"), "utf8")).not.toMatch(/from\s*["']@artifactd\//);
+    await runNodeExample(NODES["20"], path.join(deployed, "service.mjs"), deployed, "20");
   });
 
   it.each(EXAMPLES.flatMap((name) => MAJORS.map((major) => [major, name] as const)))(
