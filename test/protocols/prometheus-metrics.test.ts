@@ -17,6 +17,7 @@ import { describeOn } from "../support/test-backends.ts";
 const MISSING_ID = "art_01m924avw0xnt9skm3tzvy7ra8";
 const UPLOADS = 3;
 const SIZE = 300 * 1024;
+const MiB = 1024 * 1024;
 
 describeOn("postgres+minio")("Prometheus scraping the service", () => {
   let t: TestApp;
@@ -101,6 +102,24 @@ describeOn("postgres+minio")("Prometheus scraping the service", () => {
     await expectCode(watch, Code.Canceled);
     await eventually("artifactd_watch_subscribers", (v) => v === 0);
     await eventually(`sum(artifactd_rpc_calls_total{method="WatchArtifacts",code="CANCELLED"})`, (v) => v >= 1);
+
+    // Transfers in flight: an upload whose writer has sent a first chunk, a download whose reader has stopped.
+    const writer = sdk.openWriter({ kind: "metrics-test" });
+    await writer.write(randomBytes(MiB)); // above what the writer holds back: the Upload call is open
+    await eventually('artifactd_transfers_in_flight{direction="upload"}', (v) => v === 1);
+    const held = (await sdk.uploadStream([randomBytes(32 * MiB)], { kind: "metrics-test" })).artifact!;
+    await writer.commit();
+    await eventually('artifactd_transfers_in_flight{direction="upload"}', (v) => v === 0);
+    const reading = (await sdk.download(held.id)).content[Symbol.asyncIterator]();
+    await reading.next(); // then no more: flow control holds the server mid-stream
+    await eventually('artifactd_transfers_in_flight{direction="download"}', (v) => v === 1);
+    for (let next = await reading.next(); !next.done; next = await reading.next());
+    await eventually('artifactd_transfers_in_flight{direction="download"}', (v) => v === 0);
+
+    // A statement Postgres refuses (jsonb holds no \u0000) is counted as a failed statement.
+    const failedBefore = await eventually("sum(artifactd_db_query_errors_total) or vector(0)", () => true);
+    await expect(sdk.saveJson({ text: "\u0000" }, { kind: "metrics-test" })).rejects.toThrow();
+    await eventually("sum(artifactd_db_query_errors_total)", (v) => v > failedBefore);
 
     // Garbage collection reclaims a deleted artifact's blob.
     await sdk.delete(ids[0]!);

@@ -1,3 +1,6 @@
+import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
+import path from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "../support/test-app.ts";
 import { describeOn } from "../support/test-backends.ts";
@@ -45,6 +48,29 @@ describeOn("pglite+fs")("metrics settings", () => {
     expect(after).toMatch(/^artifactd_rpc_calls_total\{service="artifacts\.v1\.ArtifactService",method="unknown",code="[A-Z_]+"\} 2$/m);
     expect(after).toMatch(/^artifactd_rpc_calls_total\{service="unknown",method="unknown",code="[A-Z_]+"\} 1$/m);
     expect(after).not.toMatch(/NoSuchMethod|AnotherOne|some\.other/);
+  });
+
+  it("counts a blob-store request that failed, by store and operation", async () => {
+    t = await startTestApp("pglite+fs");
+    const client = t.client();
+    const { artifact } = await client.upload(
+      (async function* () {
+        yield { message: { case: "header" as const, value: { spec: { kind: "m" } } } };
+        yield { message: { case: "chunk" as const, value: randomBytes(100_000) } };
+      })(),
+    );
+    const failedReads = async () =>
+      Number(/^artifactd_blob_request_errors_total\{system="filesystem",operation="read"\} (\d+)$/m.exec((await scrape(`${t!.url}/metrics`)).body)?.[1] ?? 0);
+    expect(await failedReads()).toBe(0);
+    // The content taken from under the service: its read fails.
+    rmSync(path.join(t.dataDir, "blobs"), { recursive: true, force: true });
+    t.serverLog.allowInternal(/./);
+    await expect(
+      (async () => {
+        for await (const _ of client.download({ id: artifact!.id }));
+      })(),
+    ).rejects.toThrow();
+    expect(await failedReads()).toBeGreaterThanOrEqual(1);
   });
 
   it("labels call series by tenant only when allowed", async () => {
