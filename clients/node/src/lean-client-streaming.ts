@@ -17,7 +17,7 @@ import {
   MAX_MESSAGE_BYTES,
   LazyAnswerHeaders,
   type MethodTarget,
-  methodTarget,
+  methodTargets,
   plainAnswer,
   type RawAnswer,
   runLeanCall,
@@ -72,15 +72,7 @@ type StreamNext = (request: StreamRequest) => Promise<StreamResponse>;
  */
 export function leanClientStreamingCalls(options: LeanClientStreamingOptions): ClientStreamingCall {
   const { sessionManager } = options;
-  const targets = new Map<DescMethodClientStreaming, MethodTarget>();
-  const targetOf = (method: DescMethodClientStreaming): MethodTarget => {
-    let target = targets.get(method);
-    if (target === undefined) {
-      target = methodTarget(options.baseUrl, sessionManager, method, options.framing?.get(method));
-      targets.set(method, target);
-    }
-    return target;
-  };
+  const targetOf = methodTargets(options.baseUrl, sessionManager, options.framing);
 
   const send: StreamNext = async (request) => {
     const target = targetOf(request.method as DescMethodClientStreaming);

@@ -82,15 +82,7 @@ type UnaryNext = (request: UnaryRequest) => Promise<UnaryResponse>;
  */
 export function leanUnaryCalls(options: LeanUnaryOptions): UnaryCall {
   const { sessionManager, acceptCompression } = options;
-  const targets = new Map<DescMethodUnary, MethodTarget>();
-  const targetOf = (method: DescMethodUnary): MethodTarget => {
-    let target = targets.get(method);
-    if (target === undefined) {
-      target = methodTarget(options.baseUrl, sessionManager, method, options.framing?.get(method));
-      targets.set(method, target);
-    }
-    return target;
-  };
+  const targetOf = methodTargets(options.baseUrl, sessionManager, options.framing);
 
   const send: UnaryNext = (request) => {
     const target = targetOf(request.method as DescMethodUnary);
@@ -165,8 +157,25 @@ export interface MethodTarget extends StreamTarget {
   readonly frame: (message: Message) => readonly Uint8Array[];
 }
 
-/** The target of `method` on `baseUrl`, over the session manager's connection (worked out once per method by its callers). */
-export function methodTarget(baseUrl: string, sessionManager: Http2SessionManager, method: DescMethod, framing?: MessageFraming): MethodTarget {
+/** Each method's target on `baseUrl`, worked out the first time the method is called. */
+export function methodTargets(
+  baseUrl: string,
+  sessionManager: Http2SessionManager,
+  framing: ReadonlyMap<DescMethod, MessageFraming> | undefined,
+): (method: DescMethod) => MethodTarget {
+  const targets = new Map<DescMethod, MethodTarget>();
+  return (method) => {
+    let target = targets.get(method);
+    if (target === undefined) {
+      target = methodTarget(baseUrl, sessionManager, method, framing?.get(method));
+      targets.set(method, target);
+    }
+    return target;
+  };
+}
+
+/** The target of `method` on `baseUrl`, over the session manager's connection. */
+function methodTarget(baseUrl: string, sessionManager: Http2SessionManager, method: DescMethod, framing?: MessageFraming): MethodTarget {
   const url = createMethodUrl(baseUrl, method);
   const parsed = new URL(url);
   const serialization = createMethodSerializationLookup(method, undefined, undefined, {
