@@ -201,7 +201,7 @@ describe("the artifactd process", () => {
     try {
       const child = spawn(NODE, ["src/main.ts", "serve"], {
         cwd: ROOT,
-        env: { ...process.env, DATABASE_URL: "", ARTIFACTD_DATA_DIR: dataDir, ARTIFACTD_LISTEN: `127.0.0.1:${port}` },
+        env: { ...process.env, DATABASE_URL: "", ARTIFACTD_DATA_DIR: dataDir, ARTIFACTD_LISTEN: `127.0.0.1:${port}`, ARTIFACTD_MAINTENANCE_INTERVAL_MS: "200" },
         stdio: ["ignore", "pipe", "pipe"],
       });
       let output = "";
@@ -224,10 +224,21 @@ describe("the artifactd process", () => {
         body: "{}",
       });
       expect(await health.json()).toEqual({ status: "SERVING" });
+      const lines = () =>
+        output
+          .split("\n")
+          .filter((line) => line !== "")
+          .map((line) => JSON.parse(line) as Record<string, unknown>);
+      // Each maintenance pass has its line, with what it did.
+      for (let i = 0; i < 100 && !lines().some((line) => line.msg === "maintenance pass"); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(lines().find((line) => line.msg === "maintenance pass")).toMatchObject({ level: "info" });
       const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
       child.kill("SIGTERM");
       expect(await exited).toBe(0);
-      expect(output).toMatch(/stopped/);
+      // The shutdown in the log, every line of it JSON (lines() parses each).
+      const messages = lines().map((line) => String(line.msg));
+      expect(messages).toContainEqual(expect.stringMatching(/^SIGTERM: finishing calls in flight/));
+      expect(messages.at(-1)).toBe("stopped");
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
