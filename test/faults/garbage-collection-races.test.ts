@@ -245,7 +245,13 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
       for (const deadline = Date.now() + 20_000; ; ) {
         const waiters = await lockWaiters();
         if (waiters.length >= count) return waiters;
-        if (Date.now() > deadline) throw new Error(`${count} backends never waited on locks at once`);
+        if (Date.now() > deadline) {
+          const backends = await admin.query(
+            `select pid, state, wait_event_type, wait_event, left(query, 120) as query from pg_stat_activity
+              where datname = current_database() and pid <> pg_backend_pid()`,
+          );
+          throw new Error(`${count} backends never waited on locks at once; the database's backends: ${JSON.stringify(backends.rows)}`);
+        }
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     };
