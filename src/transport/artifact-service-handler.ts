@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { Caller } from "../artifact.ts";
 import { invalidArgument } from "../artifact-error.ts";
 import type { ArtifactEventType } from "../artifact.ts";
@@ -242,7 +242,20 @@ export function createArtifactServiceHandler(
       const artifact = await service.deleteArtifact(ctx.values.get(callerKey), request.id);
       return { artifact: artifactToProto(artifact) };
     },
+
+    // Declared by the proto, built in the changes that follow this one.
+    findMissingContent: notServedYet,
+    batchGetArtifacts: notServedYet,
+    setAlias: notServedYet,
+    deleteAlias: notServedYet,
+    listVersions: notServedYet,
+    listAliasHistory: notServedYet,
+    recordUsage: notServedYet,
   };
+}
+
+function notServedYet(): never {
+  throw new ConnectError("this server does not serve this call yet", Code.Unimplemented);
 }
 
 /** The proto upload stream as the use case's tagged messages. */

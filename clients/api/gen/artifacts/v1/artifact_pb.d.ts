@@ -187,6 +187,32 @@ export declare type Artifact = Message<"artifacts.v1.Artifact"> & {
    * @generated from field: google.protobuf.Timestamp expires_at = 22;
    */
   expiresAt?: Timestamp | undefined;
+
+  /**
+   * The project the artifact belongs to (see ArtifactSpec.project); may be
+   * empty.
+   *
+   * @generated from field: string project = 23;
+   */
+  project: string;
+
+  /**
+   * For a versioned artifact (ArtifactSpec.versioned): its version within
+   * its name (project and name), 1, 2, 3… in commit order, never reused.
+   * 0 for an artifact saved without versioning.
+   *
+   * @generated from field: int64 version = 24;
+   */
+  version: bigint;
+
+  /**
+   * The aliases of its name pointing at this artifact now, sorted, "latest"
+   * included when it is the newest version not deleted. Empty for an
+   * artifact saved without versioning.
+   *
+   * @generated from field: repeated string aliases = 25;
+   */
+  aliases: string[];
 };
 
 /**
@@ -299,6 +325,14 @@ export declare type Provenance = Message<"artifacts.v1.Provenance"> & {
    * @generated from field: string app_id = 11;
    */
   appId: string;
+
+  /**
+   * The run that started run_id (a job's run, a sweep, a pipeline run), so
+   * the artifacts of every step of a job can be found from the job's id.
+   *
+   * @generated from field: string parent_run_id = 12;
+   */
+  parentRunId: string;
 };
 
 /**
@@ -314,7 +348,10 @@ export declare const ProvenanceSchema: GenMessage<Provenance>;
  */
 export declare type ArtifactInput = Message<"artifacts.v1.ArtifactInput"> & {
   /**
-   * Id of an existing, not deleted artifact of the same tenant.
+   * An existing, not deleted artifact of the same tenant: its id or a
+   * reference (see ArtifactService, "References"), resolved when the
+   * artifact is created; the recorded input (and Artifact.inputs) is always
+   * the id it resolved to.
    *
    * @generated from field: string artifact_id = 1;
    */
@@ -453,6 +490,30 @@ export declare type ArtifactSpec = Message<"artifacts.v1.ArtifactSpec"> & {
    * @generated from field: int64 ttl_seconds = 15;
    */
   ttlSeconds: bigint;
+
+  /**
+   * Record the artifact as the next version of its name: it gets
+   * Artifact.version (1, 2, 3… per project and name, in commit order, gap
+   * free even under concurrent saves on several servers), `latest` follows
+   * it, and references such as `orders:latest`, `orders@v3` and
+   * `team/orders:production` find it. Needs a name of 1–128 characters of
+   * [A-Za-z0-9._-] that starts with a letter or digit (INVALID_ARGUMENT
+   * otherwise).
+   *
+   * @generated from field: bool versioned = 16;
+   */
+  versioned: boolean;
+
+  /**
+   * Optional project (a namespace within the tenant, as in MLflow
+   * experiments or W&B projects): 1–64 characters of [A-Za-z0-9._-],
+   * starting with a letter or digit. Versions are numbered per project and
+   * name: `a/orders@v1` and `b/orders@v1` are different artifacts. Empty is
+   * the tenant's default project.
+   *
+   * @generated from field: string project = 17;
+   */
+  project: string;
 };
 
 /**

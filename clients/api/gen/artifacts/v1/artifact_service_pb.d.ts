@@ -105,6 +105,18 @@ export declare type UploadHeader = Message<"artifacts.v1.UploadHeader"> & {
    * @generated from field: int64 offset = 5;
    */
   offset: bigint;
+
+  /**
+   * Record the artifact from content this tenant already has, sending no
+   * bytes: expected_blake3 and expected_size are required and name it (see
+   * FindMissingContent), no chunk may follow (INVALID_ARGUMENT), and a
+   * content the tenant lacks answers FAILED_PRECONDITION (send the bytes
+   * with a normal upload). The response's deduplicated is true. Not with
+   * session_id.
+   *
+   * @generated from field: bool content_by_digest = 6;
+   */
+  contentByDigest: boolean;
 };
 
 /**
@@ -173,7 +185,7 @@ export declare const UploadResponseSchema: GenMessage<UploadResponse>;
  */
 export declare type DownloadRequest = Message<"artifacts.v1.DownloadRequest"> & {
   /**
-   * Artifact id.
+   * Artifact id or reference (see References).
    *
    * @generated from field: string id = 1;
    */
@@ -239,6 +251,8 @@ export declare const DownloadResponseSchema: GenMessage<DownloadResponse>;
  */
 export declare type GetArtifactRequest = Message<"artifacts.v1.GetArtifactRequest"> & {
   /**
+   * Id or reference (see References).
+   *
    * @generated from field: string id = 1;
    */
   id: string;
@@ -249,6 +263,21 @@ export declare type GetArtifactRequest = Message<"artifacts.v1.GetArtifactReques
    * @generated from field: bool include_content = 2;
    */
   includeContent: boolean;
+
+  /**
+   * Also return a signed download link (as CreateDownloadUrl makes, bound to
+   * the calling token) in download_url. Not for a deleted artifact.
+   *
+   * @generated from field: bool include_download_url = 3;
+   */
+  includeDownloadUrl: boolean;
+
+  /**
+   * With include_download_url: as CreateDownloadUrlRequest.ttl_seconds.
+   *
+   * @generated from field: int32 download_url_ttl_seconds = 4;
+   */
+  downloadUrlTtlSeconds: number;
 };
 
 /**
@@ -265,6 +294,19 @@ export declare type GetArtifactResponse = Message<"artifacts.v1.GetArtifactRespo
    * @generated from field: artifacts.v1.Artifact artifact = 1;
    */
   artifact?: Artifact | undefined;
+
+  /**
+   * Set when include_download_url was asked and the artifact is not
+   * deleted.
+   *
+   * @generated from field: string download_url = 2;
+   */
+  downloadUrl: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp download_url_expires_at = 3;
+   */
+  downloadUrlExpiresAt?: Timestamp | undefined;
 };
 
 /**
@@ -375,6 +417,37 @@ export declare type ArtifactFilter = Message<"artifacts.v1.ArtifactFilter"> & {
    * @generated from field: artifacts.v1.Storage storage = 15;
    */
   storage: Storage;
+
+  /**
+   * Exactly this project (ArtifactSpec.project).
+   *
+   * @generated from field: string project = 16;
+   */
+  project: string;
+
+  /**
+   * Exactly this name.
+   *
+   * @generated from field: string name = 17;
+   */
+  name: string;
+
+  /**
+   * Inline JSON content that contains this JSON document (JSONB
+   * containment, `@>`): `{"status": "ok"}` matches any object with that
+   * member among others; only artifacts with inline JSON content match.
+   *
+   * @generated from field: string inline_json_contains = 18;
+   */
+  inlineJsonContains: string;
+
+  /**
+   * Conditions on values inside inline JSON content; each must hold (at most
+   * ARTIFACTD_MAX_FILTER_TERMS).
+   *
+   * @generated from field: repeated artifacts.v1.JsonCondition json_conditions = 19;
+   */
+  jsonConditions: JsonCondition[];
 };
 
 /**
@@ -410,6 +483,70 @@ export declare type MetricRange = Message<"artifacts.v1.MetricRange"> & {
 export declare const MetricRangeSchema: GenMessage<MetricRange>;
 
 /**
+ * A condition on one value in an artifact's inline JSON content.
+ *
+ * @generated from message artifacts.v1.JsonCondition
+ */
+export declare type JsonCondition = Message<"artifacts.v1.JsonCondition"> & {
+  /**
+   * Where the value is: `$` then `.member` or `[index]` steps, for example
+   * `$.rows`, `$.eval.f1`, `$.items[0].id`; at most 16 steps, members of
+   * [A-Za-z0-9_-] (INVALID_ARGUMENT otherwise).
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * @generated from field: artifacts.v1.JsonComparison comparison = 2;
+   */
+  comparison: JsonComparison;
+
+  /**
+   * A JSON literal to compare with: a number, a string in double quotes,
+   * true, false or null. Not used by JSON_COMPARISON_EXISTS. Ordering
+   * comparisons (<, <=, >, >=) need a number or a string and match only
+   * values of the same JSON type.
+   *
+   * @generated from field: string value = 3;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message artifacts.v1.JsonCondition.
+ * Use `create(JsonConditionSchema)` to create a new message.
+ */
+export declare const JsonConditionSchema: GenMessage<JsonCondition>;
+
+/**
+ * Order artifacts by a metric: highest first unless ascending; artifacts
+ * without the metric come last, newest first. Ties are broken by newest
+ * first. Pages are keyset pages (stable while artifacts are added).
+ *
+ * @generated from message artifacts.v1.ArtifactOrder
+ */
+export declare type ArtifactOrder = Message<"artifacts.v1.ArtifactOrder"> & {
+  /**
+   * A metric name (1–128 characters).
+   *
+   * @generated from field: string metric = 1;
+   */
+  metric: string;
+
+  /**
+   * @generated from field: bool ascending = 2;
+   */
+  ascending: boolean;
+};
+
+/**
+ * Describes the message artifacts.v1.ArtifactOrder.
+ * Use `create(ArtifactOrderSchema)` to create a new message.
+ */
+export declare const ArtifactOrderSchema: GenMessage<ArtifactOrder>;
+
+/**
  * @generated from message artifacts.v1.ListArtifactsRequest
  */
 export declare type ListArtifactsRequest = Message<"artifacts.v1.ListArtifactsRequest"> & {
@@ -438,6 +575,14 @@ export declare type ListArtifactsRequest = Message<"artifacts.v1.ListArtifactsRe
    * @generated from field: bool include_total_count = 4;
    */
   includeTotalCount: boolean;
+
+  /**
+   * Unset: newest first. The page token belongs to the order it was made
+   * with (INVALID_ARGUMENT otherwise).
+   *
+   * @generated from field: artifacts.v1.ArtifactOrder order = 5;
+   */
+  order?: ArtifactOrder | undefined;
 };
 
 /**
@@ -451,7 +596,8 @@ export declare const ListArtifactsRequestSchema: GenMessage<ListArtifactsRequest
  */
 export declare type ListArtifactsResponse = Message<"artifacts.v1.ListArtifactsResponse"> & {
   /**
-   * Newest first (created_at, then id, descending).
+   * Newest first (created_at, then id, descending), or in the request's
+   * order.
    *
    * @generated from field: repeated artifacts.v1.Artifact artifacts = 1;
    */
@@ -536,9 +682,18 @@ export declare const SaveInlineResponseSchema: GenMessage<SaveInlineResponse>;
  */
 export declare type DeleteArtifactRequest = Message<"artifacts.v1.DeleteArtifactRequest"> & {
   /**
+   * Id or reference (see References).
+   *
    * @generated from field: string id = 1;
    */
   id: string;
+
+  /**
+   * Delete even when aliases point at the artifact, removing them.
+   *
+   * @generated from field: bool force = 2;
+   */
+  force: boolean;
 };
 
 /**
@@ -903,6 +1058,13 @@ export declare type SearchArtifactsRequest = Message<"artifacts.v1.SearchArtifac
    * @generated from field: string page_token = 4;
    */
   pageToken: string;
+
+  /**
+   * Unset: by relevance. Set: the matches in this order.
+   *
+   * @generated from field: artifacts.v1.ArtifactOrder order = 5;
+   */
+  order?: ArtifactOrder | undefined;
 };
 
 /**
@@ -961,6 +1123,14 @@ export declare type GetBestArtifactRequest = Message<"artifacts.v1.GetBestArtifa
    * @generated from field: artifacts.v1.ArtifactFilter filter = 4;
    */
   filter?: ArtifactFilter | undefined;
+
+  /**
+   * How many to return, best first (top k): 1–ARTIFACTD_MAX_PAGE_SIZE, 1
+   * when unset.
+   *
+   * @generated from field: int32 limit = 5;
+   */
+  limit: number;
 };
 
 /**
@@ -974,9 +1144,18 @@ export declare const GetBestArtifactRequestSchema: GenMessage<GetBestArtifactReq
  */
 export declare type GetBestArtifactResponse = Message<"artifacts.v1.GetBestArtifactResponse"> & {
   /**
+   * The best (the first of top).
+   *
    * @generated from field: artifacts.v1.Artifact artifact = 1;
    */
   artifact?: Artifact | undefined;
+
+  /**
+   * The best `limit` artifacts, best first.
+   *
+   * @generated from field: repeated artifacts.v1.Artifact top = 2;
+   */
+  top: Artifact[];
 };
 
 /**
@@ -990,6 +1169,8 @@ export declare const GetBestArtifactResponseSchema: GenMessage<GetBestArtifactRe
  */
 export declare type GetLineageRequest = Message<"artifacts.v1.GetLineageRequest"> & {
   /**
+   * Id or reference (see References).
+   *
    * @generated from field: string id = 1;
    */
   id: string;
@@ -1054,6 +1235,13 @@ export declare type GetLineageResponse = Message<"artifacts.v1.GetLineageRespons
    * @generated from field: repeated artifacts.v1.LineageEdge edges = 3;
    */
   edges: LineageEdge[];
+
+  /**
+   * Runs that used the artifact itself (RecordUsage), oldest first.
+   *
+   * @generated from field: repeated artifacts.v1.ArtifactUsage usages = 4;
+   */
+  usages: ArtifactUsage[];
 };
 
 /**
@@ -1061,6 +1249,97 @@ export declare type GetLineageResponse = Message<"artifacts.v1.GetLineageRespons
  * Use `create(GetLineageResponseSchema)` to create a new message.
  */
 export declare const GetLineageResponseSchema: GenMessage<GetLineageResponse>;
+
+/**
+ * A run used an artifact without producing it (RecordUsage).
+ *
+ * @generated from message artifacts.v1.ArtifactUsage
+ */
+export declare type ArtifactUsage = Message<"artifacts.v1.ArtifactUsage"> & {
+  /**
+   * @generated from field: string artifact_id = 1;
+   */
+  artifactId: string;
+
+  /**
+   * @generated from field: string run_id = 2;
+   */
+  runId: string;
+
+  /**
+   * What it was used as: "evaluation-model", "training-data", …; may be
+   * empty.
+   *
+   * @generated from field: string role = 3;
+   */
+  role: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp recorded_at = 4;
+   */
+  recordedAt?: Timestamp | undefined;
+
+  /**
+   * The API token name that recorded it.
+   *
+   * @generated from field: string recorded_by = 5;
+   */
+  recordedBy: string;
+};
+
+/**
+ * Describes the message artifacts.v1.ArtifactUsage.
+ * Use `create(ArtifactUsageSchema)` to create a new message.
+ */
+export declare const ArtifactUsageSchema: GenMessage<ArtifactUsage>;
+
+/**
+ * @generated from message artifacts.v1.RecordUsageRequest
+ */
+export declare type RecordUsageRequest = Message<"artifacts.v1.RecordUsageRequest"> & {
+  /**
+   * Id or reference (see References) of the artifact used.
+   *
+   * @generated from field: string artifact_id = 1;
+   */
+  artifactId: string;
+
+  /**
+   * Required, 1–256 characters.
+   *
+   * @generated from field: string run_id = 2;
+   */
+  runId: string;
+
+  /**
+   * At most 64 characters.
+   *
+   * @generated from field: string role = 3;
+   */
+  role: string;
+};
+
+/**
+ * Describes the message artifacts.v1.RecordUsageRequest.
+ * Use `create(RecordUsageRequestSchema)` to create a new message.
+ */
+export declare const RecordUsageRequestSchema: GenMessage<RecordUsageRequest>;
+
+/**
+ * @generated from message artifacts.v1.RecordUsageResponse
+ */
+export declare type RecordUsageResponse = Message<"artifacts.v1.RecordUsageResponse"> & {
+  /**
+   * @generated from field: artifacts.v1.ArtifactUsage usage = 1;
+   */
+  usage?: ArtifactUsage | undefined;
+};
+
+/**
+ * Describes the message artifacts.v1.RecordUsageResponse.
+ * Use `create(RecordUsageResponseSchema)` to create a new message.
+ */
+export declare const RecordUsageResponseSchema: GenMessage<RecordUsageResponse>;
 
 /**
  * @generated from message artifacts.v1.SetPinnedRequest
@@ -1112,6 +1391,15 @@ export declare type SetStatusRequest = Message<"artifacts.v1.SetStatusRequest"> 
    * @generated from field: artifacts.v1.Status status = 2;
    */
   status: Status;
+
+  /**
+   * With STATUS_APPROVED, of a versioned artifact: also point this alias of
+   * its name at it ("production", "approved", …), in the same transaction,
+   * as SetAlias does. INVALID_ARGUMENT with any other status.
+   *
+   * @generated from field: string move_alias = 3;
+   */
+  moveAlias: string;
 };
 
 /**
@@ -1128,6 +1416,13 @@ export declare type SetStatusResponse = Message<"artifacts.v1.SetStatusResponse"
    * @generated from field: artifacts.v1.Artifact artifact = 1;
    */
   artifact?: Artifact | undefined;
+
+  /**
+   * The alias move made with move_alias.
+   *
+   * @generated from field: artifacts.v1.AliasMove alias_move = 2;
+   */
+  aliasMove?: AliasMove | undefined;
 };
 
 /**
@@ -1271,6 +1566,13 @@ export declare type CreateDownloadUrlResponse = Message<"artifacts.v1.CreateDown
    * @generated from field: artifacts.v1.Artifact artifact = 9;
    */
   artifact?: Artifact | undefined;
+
+  /**
+   * The id the request's id or reference resolved to. Always set.
+   *
+   * @generated from field: string artifact_id = 10;
+   */
+  artifactId: string;
 };
 
 /**
@@ -1363,6 +1665,13 @@ export declare type WatchArtifactsResponse = Message<"artifacts.v1.WatchArtifact
    * @generated from field: string cursor = 3;
    */
   cursor: string;
+
+  /**
+   * For EVENT_TYPE_ALIAS_MOVED.
+   *
+   * @generated from field: artifacts.v1.AliasMove alias_move = 4;
+   */
+  aliasMove?: AliasMove | undefined;
 };
 
 /**
@@ -1370,6 +1679,499 @@ export declare type WatchArtifactsResponse = Message<"artifacts.v1.WatchArtifact
  * Use `create(WatchArtifactsResponseSchema)` to create a new message.
  */
 export declare const WatchArtifactsResponseSchema: GenMessage<WatchArtifactsResponse>;
+
+/**
+ * @generated from message artifacts.v1.ContentDigest
+ */
+export declare type ContentDigest = Message<"artifacts.v1.ContentDigest"> & {
+  /**
+   * BLAKE3 of the content, 64 lowercase hex characters.
+   *
+   * @generated from field: string blake3 = 1;
+   */
+  blake3: string;
+
+  /**
+   * Its size in bytes, >= 0.
+   *
+   * @generated from field: int64 size_bytes = 2;
+   */
+  sizeBytes: bigint;
+};
+
+/**
+ * Describes the message artifacts.v1.ContentDigest.
+ * Use `create(ContentDigestSchema)` to create a new message.
+ */
+export declare const ContentDigestSchema: GenMessage<ContentDigest>;
+
+/**
+ * @generated from message artifacts.v1.FindMissingContentRequest
+ */
+export declare type FindMissingContentRequest = Message<"artifacts.v1.FindMissingContentRequest"> & {
+  /**
+   * @generated from field: repeated artifacts.v1.ContentDigest contents = 1;
+   */
+  contents: ContentDigest[];
+};
+
+/**
+ * Describes the message artifacts.v1.FindMissingContentRequest.
+ * Use `create(FindMissingContentRequestSchema)` to create a new message.
+ */
+export declare const FindMissingContentRequestSchema: GenMessage<FindMissingContentRequest>;
+
+/**
+ * @generated from message artifacts.v1.FindMissingContentResponse
+ */
+export declare type FindMissingContentResponse = Message<"artifacts.v1.FindMissingContentResponse"> & {
+  /**
+   * The requested contents the tenant does not have, in request order.
+   *
+   * @generated from field: repeated artifacts.v1.ContentDigest missing = 1;
+   */
+  missing: ContentDigest[];
+};
+
+/**
+ * Describes the message artifacts.v1.FindMissingContentResponse.
+ * Use `create(FindMissingContentResponseSchema)` to create a new message.
+ */
+export declare const FindMissingContentResponseSchema: GenMessage<FindMissingContentResponse>;
+
+/**
+ * @generated from message artifacts.v1.BatchGetArtifactsRequest
+ */
+export declare type BatchGetArtifactsRequest = Message<"artifacts.v1.BatchGetArtifactsRequest"> & {
+  /**
+   * Ids or references (see References).
+   *
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+
+  /**
+   * @generated from field: bool include_content = 2;
+   */
+  includeContent: boolean;
+};
+
+/**
+ * Describes the message artifacts.v1.BatchGetArtifactsRequest.
+ * Use `create(BatchGetArtifactsRequestSchema)` to create a new message.
+ */
+export declare const BatchGetArtifactsRequestSchema: GenMessage<BatchGetArtifactsRequest>;
+
+/**
+ * @generated from message artifacts.v1.BatchGetArtifactsResponse
+ */
+export declare type BatchGetArtifactsResponse = Message<"artifacts.v1.BatchGetArtifactsResponse"> & {
+  /**
+   * One per requested id, in request order.
+   *
+   * @generated from field: repeated artifacts.v1.ArtifactLookup results = 1;
+   */
+  results: ArtifactLookup[];
+};
+
+/**
+ * Describes the message artifacts.v1.BatchGetArtifactsResponse.
+ * Use `create(BatchGetArtifactsResponseSchema)` to create a new message.
+ */
+export declare const BatchGetArtifactsResponseSchema: GenMessage<BatchGetArtifactsResponse>;
+
+/**
+ * @generated from message artifacts.v1.ArtifactLookup
+ */
+export declare type ArtifactLookup = Message<"artifacts.v1.ArtifactLookup"> & {
+  /**
+   * The id or reference as requested.
+   *
+   * @generated from field: string requested = 1;
+   */
+  requested: string;
+
+  /**
+   * Unset when not found.
+   *
+   * @generated from field: artifacts.v1.Artifact artifact = 2;
+   */
+  artifact?: Artifact | undefined;
+
+  /**
+   * Why it was not found, when it was not.
+   *
+   * @generated from field: string not_found = 3;
+   */
+  notFound: string;
+};
+
+/**
+ * Describes the message artifacts.v1.ArtifactLookup.
+ * Use `create(ArtifactLookupSchema)` to create a new message.
+ */
+export declare const ArtifactLookupSchema: GenMessage<ArtifactLookup>;
+
+/**
+ * One change of an alias: from one version to another, set (from empty)
+ * or removed (to empty).
+ *
+ * @generated from message artifacts.v1.AliasMove
+ */
+export declare type AliasMove = Message<"artifacts.v1.AliasMove"> & {
+  /**
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string alias = 3;
+   */
+  alias: string;
+
+  /**
+   * Empty when the alias was set for the first time.
+   *
+   * @generated from field: string from_artifact_id = 4;
+   */
+  fromArtifactId: string;
+
+  /**
+   * Empty when the alias was removed.
+   *
+   * @generated from field: string to_artifact_id = 5;
+   */
+  toArtifactId: string;
+
+  /**
+   * @generated from field: int64 from_version = 6;
+   */
+  fromVersion: bigint;
+
+  /**
+   * @generated from field: int64 to_version = 7;
+   */
+  toVersion: bigint;
+
+  /**
+   * The API token name that moved it.
+   *
+   * @generated from field: string moved_by = 8;
+   */
+  movedBy: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp moved_at = 9;
+   */
+  movedAt?: Timestamp | undefined;
+
+  /**
+   * Optional, from the request (at most 512 characters).
+   *
+   * @generated from field: string reason = 10;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message artifacts.v1.AliasMove.
+ * Use `create(AliasMoveSchema)` to create a new message.
+ */
+export declare const AliasMoveSchema: GenMessage<AliasMove>;
+
+/**
+ * @generated from message artifacts.v1.SetAliasRequest
+ */
+export declare type SetAliasRequest = Message<"artifacts.v1.SetAliasRequest"> & {
+  /**
+   * The version the alias should point at: an id or a reference; the alias
+   * belongs to that artifact's project and name.
+   *
+   * @generated from field: string artifact_id = 1;
+   */
+  artifactId: string;
+
+  /**
+   * @generated from field: string alias = 2;
+   */
+  alias: string;
+
+  /**
+   * When set: move only if the alias points at this id now ("" means: only
+   * if the alias does not exist yet); ABORTED otherwise.
+   *
+   * @generated from field: optional string expected_artifact_id = 3;
+   */
+  expectedArtifactId?: string | undefined;
+
+  /**
+   * Kept in the alias history; at most 512 characters.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message artifacts.v1.SetAliasRequest.
+ * Use `create(SetAliasRequestSchema)` to create a new message.
+ */
+export declare const SetAliasRequestSchema: GenMessage<SetAliasRequest>;
+
+/**
+ * @generated from message artifacts.v1.SetAliasResponse
+ */
+export declare type SetAliasResponse = Message<"artifacts.v1.SetAliasResponse"> & {
+  /**
+   * The artifact the alias now points at.
+   *
+   * @generated from field: artifacts.v1.Artifact artifact = 1;
+   */
+  artifact?: Artifact | undefined;
+
+  /**
+   * @generated from field: artifacts.v1.AliasMove move = 2;
+   */
+  move?: AliasMove | undefined;
+};
+
+/**
+ * Describes the message artifacts.v1.SetAliasResponse.
+ * Use `create(SetAliasResponseSchema)` to create a new message.
+ */
+export declare const SetAliasResponseSchema: GenMessage<SetAliasResponse>;
+
+/**
+ * @generated from message artifacts.v1.DeleteAliasRequest
+ */
+export declare type DeleteAliasRequest = Message<"artifacts.v1.DeleteAliasRequest"> & {
+  /**
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string alias = 3;
+   */
+  alias: string;
+
+  /**
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message artifacts.v1.DeleteAliasRequest.
+ * Use `create(DeleteAliasRequestSchema)` to create a new message.
+ */
+export declare const DeleteAliasRequestSchema: GenMessage<DeleteAliasRequest>;
+
+/**
+ * @generated from message artifacts.v1.DeleteAliasResponse
+ */
+export declare type DeleteAliasResponse = Message<"artifacts.v1.DeleteAliasResponse"> & {
+  /**
+   * @generated from field: artifacts.v1.AliasMove move = 1;
+   */
+  move?: AliasMove | undefined;
+};
+
+/**
+ * Describes the message artifacts.v1.DeleteAliasResponse.
+ * Use `create(DeleteAliasResponseSchema)` to create a new message.
+ */
+export declare const DeleteAliasResponseSchema: GenMessage<DeleteAliasResponse>;
+
+/**
+ * @generated from message artifacts.v1.ListVersionsRequest
+ */
+export declare type ListVersionsRequest = Message<"artifacts.v1.ListVersionsRequest"> & {
+  /**
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * Required: the versioned name.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * 1–ARTIFACTD_MAX_PAGE_SIZE, 100 when unset.
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+
+  /**
+   * Also list deleted versions.
+   *
+   * @generated from field: bool include_deleted = 5;
+   */
+  includeDeleted: boolean;
+};
+
+/**
+ * Describes the message artifacts.v1.ListVersionsRequest.
+ * Use `create(ListVersionsRequestSchema)` to create a new message.
+ */
+export declare const ListVersionsRequestSchema: GenMessage<ListVersionsRequest>;
+
+/**
+ * @generated from message artifacts.v1.ListVersionsResponse
+ */
+export declare type ListVersionsResponse = Message<"artifacts.v1.ListVersionsResponse"> & {
+  /**
+   * Newest version first, each with its aliases.
+   *
+   * @generated from field: repeated artifacts.v1.Artifact versions = 1;
+   */
+  versions: Artifact[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message artifacts.v1.ListVersionsResponse.
+ * Use `create(ListVersionsResponseSchema)` to create a new message.
+ */
+export declare const ListVersionsResponseSchema: GenMessage<ListVersionsResponse>;
+
+/**
+ * @generated from message artifacts.v1.ListAliasHistoryRequest
+ */
+export declare type ListAliasHistoryRequest = Message<"artifacts.v1.ListAliasHistoryRequest"> & {
+  /**
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * Required.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * Only this alias's moves; empty: every alias of the name.
+   *
+   * @generated from field: string alias = 3;
+   */
+  alias: string;
+
+  /**
+   * @generated from field: int32 page_size = 4;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 5;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message artifacts.v1.ListAliasHistoryRequest.
+ * Use `create(ListAliasHistoryRequestSchema)` to create a new message.
+ */
+export declare const ListAliasHistoryRequestSchema: GenMessage<ListAliasHistoryRequest>;
+
+/**
+ * @generated from message artifacts.v1.ListAliasHistoryResponse
+ */
+export declare type ListAliasHistoryResponse = Message<"artifacts.v1.ListAliasHistoryResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated artifacts.v1.AliasMove moves = 1;
+   */
+  moves: AliasMove[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message artifacts.v1.ListAliasHistoryResponse.
+ * Use `create(ListAliasHistoryResponseSchema)` to create a new message.
+ */
+export declare const ListAliasHistoryResponseSchema: GenMessage<ListAliasHistoryResponse>;
+
+/**
+ * @generated from enum artifacts.v1.JsonComparison
+ */
+export enum JsonComparison {
+  /**
+   * @generated from enum value: JSON_COMPARISON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: JSON_COMPARISON_EQ = 1;
+   */
+  EQ = 1,
+
+  /**
+   * @generated from enum value: JSON_COMPARISON_NE = 2;
+   */
+  NE = 2,
+
+  /**
+   * @generated from enum value: JSON_COMPARISON_LT = 3;
+   */
+  LT = 3,
+
+  /**
+   * @generated from enum value: JSON_COMPARISON_LE = 4;
+   */
+  LE = 4,
+
+  /**
+   * @generated from enum value: JSON_COMPARISON_GT = 5;
+   */
+  GT = 5,
+
+  /**
+   * @generated from enum value: JSON_COMPARISON_GE = 6;
+   */
+  GE = 6,
+
+  /**
+   * The path exists (its value may be null).
+   *
+   * @generated from enum value: JSON_COMPARISON_EXISTS = 7;
+   */
+  EXISTS = 7,
+}
+
+/**
+ * Describes the enum artifacts.v1.JsonComparison.
+ */
+export declare const JsonComparisonSchema: GenEnum<JsonComparison>;
 
 /**
  * @generated from enum artifacts.v1.UploadSessionState
@@ -1440,6 +2242,15 @@ export enum EventType {
    * @generated from enum value: EVENT_TYPE_DELETED = 5;
    */
   DELETED = 5,
+
+  /**
+   * An alias was set, moved or removed: alias_move says which; the
+   * artifact is the one the alias now points at, or, for a removal, the one
+   * it pointed at.
+   *
+   * @generated from enum value: EVENT_TYPE_ALIAS_MOVED = 6;
+   */
+  ALIAS_MOVED = 6,
 }
 
 /**
@@ -1474,6 +2285,19 @@ export declare const EventTypeSchema: GenEnum<EventType>;
  * UNAVAILABLE when a backing store is down, drops the connection or throttles
  * (retry: nothing was recorded, or the retry finds what was), UNIMPLEMENTED
  * for calls this release does not serve yet.
+ *
+ * References. Wherever a request takes an artifact id (Get, Download,
+ * CreateDownloadUrl, lineage inputs, life-cycle calls, BatchGet, SetAlias,
+ * RecordUsage), it also takes a reference to a versioned artifact, resolved
+ * when the call runs:
+ *   <id>                          an id, as always
+ *   [project/]name:alias          what the alias points at now; `latest` is
+ *                                 the newest version not deleted
+ *   [project/]name@v3             version 3 (also `@3`)
+ *   artifact://<any of the above> the same, as kept in configs
+ * The response carries the artifact, so its id says what the reference
+ * resolved to. A malformed reference is INVALID_ARGUMENT; a name, version or
+ * alias the tenant does not have is NOT_FOUND, naming what is missing.
  *
  * @generated from service artifacts.v1.ArtifactService
  */
@@ -1570,7 +2394,10 @@ export declare const ArtifactService: GenService<{
   /**
    * Soft-deletes an artifact: the record stays for audit, its content can no
    * longer be read. Pinned artifacts are refused with FAILED_PRECONDITION.
-   * Deleting an already deleted artifact returns it unchanged.
+   * So is an artifact an alias (other than `latest`) points at, unless the
+   * request sets force: then its aliases are removed with it, each removal
+   * recorded in the alias history. Deleting an already deleted artifact
+   * returns it unchanged.
    *
    * @generated from rpc artifacts.v1.ArtifactService.DeleteArtifact
    */
@@ -1578,6 +2405,84 @@ export declare const ArtifactService: GenService<{
     methodKind: "unary";
     input: typeof DeleteArtifactRequestSchema;
     output: typeof DeleteArtifactResponseSchema;
+  },
+  /**
+   * Which of up to ARTIFACTD_MAX_BATCH_ITEMS (1,000 by default) contents
+   * this tenant does not have yet: the digests to send. Content the tenant
+   * has (as a blob, or inline in one of its live artifacts) can be recorded
+   * as a new artifact without sending it again: an Upload whose header sets
+   * content_by_digest. Another tenant's content never counts. Answers from
+   * the database alone; INVALID_ARGUMENT for a malformed digest or negative
+   * size.
+   *
+   * @generated from rpc artifacts.v1.ArtifactService.FindMissingContent
+   */
+  findMissingContent: {
+    methodKind: "unary";
+    input: typeof FindMissingContentRequestSchema;
+    output: typeof FindMissingContentResponseSchema;
+  },
+  /**
+   * Up to ARTIFACTD_MAX_BATCH_ITEMS artifacts by id or reference in one
+   * call, in the order asked; one that is not found is reported in its
+   * place, not as the call's error. A malformed id or reference fails the
+   * call with INVALID_ARGUMENT naming it.
+   *
+   * @generated from rpc artifacts.v1.ArtifactService.BatchGetArtifacts
+   */
+  batchGetArtifacts: {
+    methodKind: "unary";
+    input: typeof BatchGetArtifactsRequestSchema;
+    output: typeof BatchGetArtifactsResponseSchema;
+  },
+  /**
+   * Points an alias of a versioned name at one of its versions, creating or
+   * moving it atomically, and records the move (who, from what, to what,
+   * when). `latest` is automatic and cannot be set; alias names are 1–64
+   * characters of [a-z0-9._-], starting with a letter, and not of the form
+   * v<digits>. A deleted artifact: FAILED_PRECONDITION. With
+   * expected_artifact_id, the move happens only if the alias points there
+   * now ("" = the alias does not exist yet): ABORTED otherwise, so two
+   * writers never lose each other's move unknowingly.
+   *
+   * @generated from rpc artifacts.v1.ArtifactService.SetAlias
+   */
+  setAlias: {
+    methodKind: "unary";
+    input: typeof SetAliasRequestSchema;
+    output: typeof SetAliasResponseSchema;
+  },
+  /**
+   * Removes an alias, recording the move to nothing. NOT_FOUND when the
+   * name has no such alias.
+   *
+   * @generated from rpc artifacts.v1.ArtifactService.DeleteAlias
+   */
+  deleteAlias: {
+    methodKind: "unary";
+    input: typeof DeleteAliasRequestSchema;
+    output: typeof DeleteAliasResponseSchema;
+  },
+  /**
+   * A versioned name's versions, newest first, each with its aliases, a
+   * page at a time. NOT_FOUND when the tenant has no such name.
+   *
+   * @generated from rpc artifacts.v1.ArtifactService.ListVersions
+   */
+  listVersions: {
+    methodKind: "unary";
+    input: typeof ListVersionsRequestSchema;
+    output: typeof ListVersionsResponseSchema;
+  },
+  /**
+   * The moves of a name's aliases (or of one alias), newest first.
+   *
+   * @generated from rpc artifacts.v1.ArtifactService.ListAliasHistory
+   */
+  listAliasHistory: {
+    methodKind: "unary";
+    input: typeof ListAliasHistoryRequestSchema;
+    output: typeof ListAliasHistoryResponseSchema;
   },
   /**
    * Starts a resumable upload. A retried create with the same idempotency_key
@@ -1669,6 +2574,19 @@ export declare const ArtifactService: GenService<{
     output: typeof GetBestArtifactResponseSchema;
   },
   /**
+   * Records that a run used an artifact without producing one (an
+   * evaluation reading a model, a job reading a dataset). GetLineage lists
+   * these uses; recording the same use again (artifact, run, role) changes
+   * nothing. A deleted artifact: FAILED_PRECONDITION.
+   *
+   * @generated from rpc artifacts.v1.ArtifactService.RecordUsage
+   */
+  recordUsage: {
+    methodKind: "unary";
+    input: typeof RecordUsageRequestSchema;
+    output: typeof RecordUsageResponseSchema;
+  },
+  /**
    * Ancestors and descendants of an artifact to a given depth.
    * RESOURCE_EXHAUSTED when the answer would hold more artifacts than the
    * server returns at once (ARTIFACTD_MAX_LINEAGE_NODES, 1,000 by default,
@@ -1742,7 +2660,7 @@ export declare const ArtifactService: GenService<{
   },
   /**
    * Streams artifact events (created, status changed, pinned, unpinned,
-   * deleted) matching a filter, from the moment of the call. Status, pinned
+   * deleted, alias moved) matching a filter, from the moment of the call. Status, pinned
    * and deleted are judged as they were when the event happened (a watcher
    * of status REVIEW gets the event that moved an artifact into review even
    * if it was approved a moment later); deleted events come without
