@@ -113,7 +113,8 @@ export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCa
       ETag: etag,
       "Cache-Control": "private, max-age=60",
       // The disposition depends on these: a cached inline answer must not serve a download.
-      Vary: "Sec-Fetch-Dest, Sec-Fetch-Site",
+      // Added to what is set already (CORS's Origin), which writeHead would otherwise replace.
+      Vary: [response.getHeader?.("vary"), "Sec-Fetch-Dest, Sec-Fetch-Site"].filter((value) => typeof value === "string" && value !== "").join(", "),
     };
     if (request.headers["if-none-match"] === etag) {
       response.writeHead(304, headers);

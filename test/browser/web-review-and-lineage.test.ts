@@ -352,6 +352,7 @@ describeOn("postgres+minio")("the artifact view's graph, chart, review actions a
     const framed = await fetch(pdfSrc, { headers: { "Sec-Fetch-Dest": "iframe", "Sec-Fetch-Site": "same-origin" } });
     expect(framed.headers.get("content-disposition")).toMatch(/^inline; filename="paper\.pdf"/);
     expect(framed.headers.get("content-security-policy")).toBe("default-src 'none'; sandbox; frame-ancestors 'self'");
+    expect(framed.headers.get("vary")).toBe("Sec-Fetch-Dest, Sec-Fetch-Site");
     expect(Buffer.from(await framed.arrayBuffer()).equals(pdf)).toBe(true);
     for (const headers of [
       {},
