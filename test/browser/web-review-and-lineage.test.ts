@@ -227,6 +227,12 @@ describeOn("postgres+minio")("the artifact view's graph, chart, review actions a
     await chart.locator(`[data-artifact-id="${ids[0]}"]`).click();
     await page.locator("#detail-heading", { hasText: "step-0" }).waitFor();
     await expect.poll(async () => (await points()).find((point) => point.current)?.id).toBe(ids[0]);
+    // A deleted artifact is listed in no population: nothing to plot, said so.
+    const gone = await save({ kind: `${kind}-gone`, name: "gone", metrics: { loss: 1 } });
+    await t.client().deleteArtifact({ id: gone.id });
+    await open(page, gone);
+    await page.locator("#metric-chart", { hasText: "Nothing to plot." }).waitFor();
+    expect(await page.textContent("#metric-chart-note")).toContain("loss of 0 artifact(s)");
     // An artifact without metrics has no chart.
     await open(page, (await t.client().listArtifacts({ filter: { kind: "log", provenance: { runId } } })).artifacts[0]!);
     expect(await page.locator("#metric-panel").count()).toBe(0);

@@ -159,7 +159,10 @@ export function createMetricChartPanel(client: WebArtifactClient, artifact: Arti
       const { points, truncated } = await loadMetricPoints(client, population, metric);
       if (mine !== generation || signal.aborted) return;
       const lower = lowerIsBetter.checked;
-      plot.replaceChildren(metricChart(points, { metric, currentId: artifact.id, lowerIsBetter: lower }));
+      // Deleted artifacts are not listed: a deleted one's population may hold none.
+      plot.replaceChildren(
+        points.length > 0 ? metricChart(points, { metric, currentId: artifact.id, lowerIsBetter: lower }) : h("p", { class: "muted" }, "Nothing to plot."),
+      );
       const best = bestValue(points, lower);
       note.textContent =
         `${metric} of ${points.length} artifact(s), ${population.label.toLowerCase()}, oldest to newest` +
