@@ -14,9 +14,14 @@ type Response = HttpResponse;
 /**
  * Plain HTTP GET / HEAD for signed download links (service/download-urls.ts).
  *
- * Content is always an attachment (`Content-Disposition: attachment`,
+ * Content is an attachment (`Content-Disposition: attachment`,
  * `X-Content-Type-Options: nosniff` and a sandboxing CSP), so uploaded HTML
- * or SVG never renders in the service's origin. One byte range per request
+ * or SVG never renders in the service's origin. The one exception is a PDF
+ * asked for by a frame of the same origin (`Sec-Fetch-Dest: iframe` and
+ * `Sec-Fetch-Site: same-origin`, as the web page's preview asks): it is
+ * answered inline, still under the sandboxing CSP and only frameable by the
+ * service's own pages, so the browser's PDF viewer shows it. Audio and video
+ * need no exception: media elements ignore the disposition. One byte range per request
  * (`Range: bytes=…`, 206 / 416); the ETag is the BLAKE3 digest. A bad,
  * tampered, non-canonical or expired link, one whose token is revoked or
  * expired, or an artifact that is gone, answers a bare 403 that tells
@@ -98,14 +103,18 @@ export function createDownloadUrlRoute({ service, signer, isTokenActive, watchCa
     }
     const size = head.sizeBytes;
     const etag = `"${head.blake3}"`;
+    const inline = isPdf(head.mimeType) && isSameOriginFrame(request);
     const headers: Record<string, string> = {
       "Content-Type": head.mimeType || "application/octet-stream",
-      "Content-Disposition": contentDisposition(head.name || head.id),
+      "Content-Disposition": contentDisposition(inline ? "inline" : "attachment", head.name || head.id),
       "X-Content-Type-Options": "nosniff",
-      "Content-Security-Policy": "default-src 'none'; sandbox",
+      "Content-Security-Policy": inline ? "default-src 'none'; sandbox; frame-ancestors 'self'" : "default-src 'none'; sandbox",
       "Accept-Ranges": "bytes",
       ETag: etag,
       "Cache-Control": "private, max-age=60",
+      // The disposition depends on these: a cached inline answer must not serve a download.
+      // Added to what is set already (CORS's Origin), which writeHead would otherwise replace.
+      Vary: [response.getHeader?.("vary"), "Sec-Fetch-Dest, Sec-Fetch-Site"].filter((value) => typeof value === "string" && value !== "").join(", "),
     };
     if (request.headers["if-none-match"] === etag) {
       response.writeHead(304, headers);
@@ -172,9 +181,19 @@ function destroy(response: Response): void {
 }
 
 /** RFC 6266: a safe ASCII fallback and the exact UTF-8 name. */
-function contentDisposition(name: string): string {
+function contentDisposition(type: "attachment" | "inline", name: string): string {
   const ascii = name.replace(/[^A-Za-z0-9._ ()+-]/g, "_");
-  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
+  return `${type}; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
+}
+
+function isPdf(mimeType: string): boolean {
+  return mimeType.split(";")[0]!.trim().toLowerCase() === "application/pdf";
+}
+
+/** A frame of a page on this origin loads it (Fetch Metadata, sent by browsers and not settable by scripts). */
+function isSameOriginFrame(request: Request): boolean {
+  const dest = request.headers["sec-fetch-dest"];
+  return (dest === "iframe" || dest === "frame") && request.headers["sec-fetch-site"] === "same-origin";
 }
 
 /**

@@ -16,6 +16,8 @@ export interface HttpResponse {
   writeHead(status: number, headers?: Record<string, string>): unknown;
   end(data?: string | Uint8Array): unknown;
   on(event: "close", listener: () => void): unknown;
+  /** A header set before the route ran (CORS's Vary, say); both Node responses have it. */
+  getHeader?(name: string): number | string | string[] | undefined;
   /** HTTP/2 */
   readonly stream?: { destroy(): void } | undefined;
   /** HTTP/1.1 */

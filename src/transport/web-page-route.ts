@@ -13,8 +13,11 @@ export const DEFAULT_WEB_ROOT = fileURLToPath(new URL("../../clients/web/dist/",
 /**
  * What the page may do: its own scripts and styles only (no inline code),
  * WebAssembly for BLAKE3 ('wasm-unsafe-eval' allows compiling wasm, not
- * eval), its own worker, calls and images on its own origin. No plugins,
- * frames, forms posting elsewhere, or <base> tricks.
+ * eval), its own worker, calls and images on its own origin, audio and
+ * video from its own origin (signed links), and frames of its own origin
+ * only (the PDF preview, on a signed link answered under a CSP sandbox). No
+ * plugins of its own (object-src falls back to 'none'), forms posting
+ * elsewhere, or <base> tricks.
  */
 export const WEB_PAGE_CSP = [
   "default-src 'none'",
@@ -22,6 +25,8 @@ export const WEB_PAGE_CSP = [
   "worker-src 'self'",
   "connect-src 'self'",
   "img-src 'self' data:",
+  "media-src 'self'",
+  "frame-src 'self'",
   "style-src 'self'",
   "base-uri 'none'",
   "form-action 'none'",

@@ -184,6 +184,8 @@ describeOn("pglite+fs")("calls from a web app on another origin (CORS) in headle
     const answer = await fetch(link, { headers: { origin: refusedOrigin } });
     expect(answer.status).toBe(200);
     expect(answer.headers.get("access-control-allow-origin")).toBeNull();
+    // The link's own Vary (its disposition depends on Fetch Metadata) keeps the one CORS set.
+    expect(answer.headers.get("vary")).toBe("Origin, Sec-Fetch-Dest, Sec-Fetch-Site");
     await answer.body?.cancel();
   });
 });

@@ -4,8 +4,13 @@ import type { WebArtifactClient } from "../web-artifact-client.ts";
 import { renderPreview } from "./content-preview.ts";
 import { artifactHref, byId, definitionList, h } from "./dom.ts";
 import { errorMessage, formatBytes, formatStatus, formatStorage, formatTime } from "./format.ts";
+import { lineageGraph } from "./lineage-graph.ts";
+import { createMetricChartPanel } from "./metric-chart.ts";
+import { reviewActions } from "./review-actions.ts";
 
-const LINEAGE_DEPTH = 3;
+/** The depths the lineage picker offers (GetLineage takes 1–32; a graph deeper than this is too wide to read). */
+const LINEAGE_DEPTHS = [1, 2, 3, 4, 5] as const;
+const DEFAULT_LINEAGE_DEPTH = 3;
 const PROVENANCE_FIELDS: ReadonlyArray<readonly [keyof Omit<Provenance, "$typeName" | "$unknown">, string]> = [
   ["runId", "Run"],
   ["graphId", "Graph"],
@@ -21,26 +26,34 @@ const PROVENANCE_FIELDS: ReadonlyArray<readonly [keyof Omit<Provenance, "$typeNa
 ];
 
 /**
- * One artifact: metadata, provenance, labels, metrics, tags, lineage, a
- * preview and a download link (signed URL, renewed if it has expired).
+ * One artifact: review actions, metadata, provenance, labels, metrics (and
+ * a chart of one across related artifacts), tags, lineage (a graph to the
+ * chosen depth, and lists), a preview and a download link (signed URL,
+ * renewed if it has expired).
  */
 export function createArtifactDetail(client: WebArtifactClient, showError: (message: string) => void) {
   const section = byId("detail");
   const heading = byId("detail-heading");
   const body = byId("detail-body");
   let current: AbortController | undefined;
+  // Kept while moving from artifact to artifact, as through the graph's nodes.
+  let lineageDepth = DEFAULT_LINEAGE_DEPTH;
 
-  async function show(id: string): Promise<void> {
+  /**
+   * Shows the artifact; `changed` is the service's answer to an action on it
+   * (shown as it is, with `notice` saying what was done).
+   */
+  async function show(id: string, changed?: { artifact: Artifact; notice: string }): Promise<void> {
     current?.abort();
     const controller = new AbortController();
     current = controller;
     section.hidden = false;
     heading.textContent = id;
-    body.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    if (!changed) body.replaceChildren(h("p", { class: "muted" }, "Loading…"));
     let artifact: Artifact;
     let lineage: GetLineageResponse;
     try {
-      [artifact, lineage] = await Promise.all([client.get(id), client.lineage(id, LINEAGE_DEPTH)]);
+      [artifact, lineage] = await Promise.all([changed ? changed.artifact : client.get(id), client.lineage(id, lineageDepth)]);
     } catch (error) {
       if (controller.signal.aborted) return;
       body.replaceChildren(h("p", { class: "error" }, `Could not open ${id}: ${errorMessage(error)}`));
@@ -61,12 +74,14 @@ export function createArtifactDetail(client: WebArtifactClient, showError: (mess
     if (controller.signal.aborted) return;
 
     const preview = h("div", { id: "preview" }, h("p", { class: "muted" }, "Loading the preview…"));
+    const chart = createMetricChartPanel(client, artifact, controller.signal);
     body.replaceChildren(
       h(
         "div",
         { class: "actions" },
         link ? downloadLink(artifact, link) : h("span", { class: "muted" }, readable ? "" : "Deleted: the content can no longer be read."),
       ),
+      reviewActions(client, artifact, (answer, notice) => void show(answer.id, { artifact: answer, notice }), changed?.notice),
       h("h3", {}, "Metadata"),
       definitionList([
         ["Id", h("code", {}, artifact.id)],
@@ -95,10 +110,11 @@ export function createArtifactDetail(client: WebArtifactClient, showError: (mess
           .sort(([a], [b]) => a.localeCompare(b))
           .map(([name, value]) => [name, String(value)] as const),
       ),
+      ...(chart ? [h("h4", {}, "Compared"), chart] : []),
       h("h3", {}, "Tags"),
       artifact.tags.length > 0 ? h("ul", { class: "tags" }, ...artifact.tags.map((tag) => h("li", {}, tag))) : h("p", { class: "muted" }, "none"),
       h("h3", {}, "Lineage"),
-      lineageView(artifact, lineage),
+      lineageSection(artifact, lineage, controller.signal),
       h("h3", {}, "Preview"),
       preview,
     );
@@ -132,6 +148,34 @@ export function createArtifactDetail(client: WebArtifactClient, showError: (mess
     return h("span", {}, anchor, " ", h("span", { class: "muted" }, formatBytes(artifact.sizeBytes)));
   }
 
+  /** The depth picker, the graph and the lists; a new depth fetches the lineage again and redraws both. */
+  function lineageSection(artifact: Artifact, lineage: GetLineageResponse, signal: AbortSignal): HTMLElement {
+    const picker = h(
+      "select",
+      { id: "lineage-depth" },
+      ...LINEAGE_DEPTHS.map((depth) => h("option", { value: String(depth), selected: depth === lineageDepth }, String(depth))),
+    );
+    const drawn = h("div", { id: "lineage-drawn" }, ...lineageParts(artifact, lineage));
+    const status = h("span", { id: "lineage-status", class: "muted", role: "status" });
+    let generation = 0;
+    picker.addEventListener("change", async () => {
+      const mine = ++generation;
+      lineageDepth = Number(picker.value);
+      status.textContent = "Loading…";
+      try {
+        const deeper = await client.lineage(artifact.id, lineageDepth);
+        if (mine !== generation || signal.aborted) return;
+        drawn.replaceChildren(...lineageParts(artifact, deeper));
+        status.textContent = "";
+      } catch (error) {
+        if (mine !== generation || signal.aborted) return;
+        status.textContent = "";
+        status.append(h("span", { class: "error" }, `The lineage could not be loaded: ${errorMessage(error)}`));
+      }
+    });
+    return h("div", {}, h("div", { class: "grid" }, h("label", { class: "inline" }, "Depth ", picker), status), drawn);
+  }
+
   function hide(): void {
     current?.abort();
     section.hidden = true;
@@ -139,6 +183,14 @@ export function createArtifactDetail(client: WebArtifactClient, showError: (mess
   }
 
   return { show, hide };
+}
+
+function lineageParts(artifact: Artifact, lineage: GetLineageResponse): HTMLElement[] {
+  const none = lineage.ancestors.length === 0 && lineage.descendants.length === 0;
+  return [
+    none ? h("p", { class: "muted" }, "No inputs or outputs are recorded.") : h("div", { class: "lineage-graph-box" }, lineageGraph(artifact, lineage)),
+    lineageView(artifact, lineage),
+  ];
 }
 
 function lineageView(artifact: Artifact, lineage: GetLineageResponse): HTMLElement {

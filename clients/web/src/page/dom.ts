@@ -45,3 +45,24 @@ export function definitionList(entries: ReadonlyArray<readonly [string, Child]>,
   if (shown.length === 0) return h("p", { class: "muted" }, empty);
   return h("dl", {}, ...shown.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
 }
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** An SVG element, built like h(): attributes as given, text children as text nodes. */
+export function svg<K extends keyof SVGElementTagNameMap>(
+  tag: K,
+  attributes: Readonly<Record<string, string | number | undefined>> = {},
+  ...children: Child[]
+): SVGElementTagNameMap[K] {
+  const element = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value !== undefined) element.setAttribute(name, String(value));
+  }
+  element.append(...nodes(children));
+  return element;
+}
+
+/** Text cut to `max` characters with an ellipsis, for labels drawn in a fixed width. */
+export function shorten(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
