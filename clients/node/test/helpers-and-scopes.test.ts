@@ -1,12 +1,13 @@
 import { Code } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCuttingProxy, type CuttingProxy } from "../../../test/support/cutting-proxy.ts";
 import { expectCode } from "../../../test/support/expect-code.ts";
-import { BACKENDS, startTestApp, type TestApp } from "../../../test/support/test-app.ts";
+import { BACKENDS, startTestApp, type Backend, type TestApp } from "../../../test/support/test-app.ts";
 import { createApiToken } from "../../../src/service/api-tokens.ts";
 import { createArtifactClient, EventType, Status, type Artifact, type ArtifactClient, type WatchArtifactsResponse } from "../src/index.ts";
 
@@ -288,5 +289,87 @@ describe.each(BACKENDS)("Node client helpers and scoped clients on %s", (backend
       expect(resumed.map((e) => e.artifact!.id)).toEqual([b.id]);
       await expectCode(collect(client.watch({}, { resumeAfter: "not-a-cursor" })), Code.InvalidArgument, /not an event cursor/);
     });
+  });
+});
+
+/** A TCP relay to whichever server is current: the client keeps one address while the server behind it is replaced. */
+async function startRelay(target: () => URL) {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target().port), target().hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on("error", () => {});
+      socket.on("close", () => {
+        client.destroy();
+        upstream.destroy();
+        sockets.delete(socket);
+      });
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+const sameStores = (t: TestApp): Record<string, string> =>
+  t.backend === "postgres+minio" ? { DATABASE_URL: t.databaseUrl!, ARTIFACTD_S3_BUCKET: t.bucket! } : { ARTIFACTD_DATA_DIR: t.dataDir };
+
+describe.each(BACKENDS)("the Node client's watch across a server restart on %s", (backend: Backend) => {
+  it("resumes on the restarted server after the last event it delivered, missing and repeating nothing", async () => {
+    const before = await startTestApp(backend, { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
+    let after: TestApp | undefined;
+    let current = before;
+    const relay = await startRelay(() => new URL(current.url));
+    // Patient enough to wait out the restart: 30 tries, at most 1 s apart.
+    const watcher = createArtifactClient({ baseUrl: relay.url, token: before.tokens.alpha, retry: { maxAttempts: 30, maxDelayMs: 1_000 } });
+    const maker = (t: TestApp) => createArtifactClient({ baseUrl: t.url, token: before.tokens.alpha });
+    const controller = new AbortController();
+    const seen: string[] = [];
+    const job = `restart-${unique()}`;
+    const watching = (async () => {
+      for await (const event of watcher.withScope({ parentRunId: job }).watch({}, { signal: controller.signal })) {
+        seen.push(`${EventType[event.type]} ${event.artifact!.id}`);
+      }
+    })();
+    const until = async (count: number) => {
+      for (const deadline = Date.now() + 30_000; seen.length < count; await sleep(20)) {
+        if (Date.now() > deadline) throw new Error(`watch saw ${seen.length} of ${count} events: ${seen.join(", ")}`);
+      }
+    };
+    try {
+      await sleep(300);
+      const first = maker(before);
+      const a = await first.withScope({ parentRunId: job }).saveText("a", { kind: "log" });
+      await until(1);
+      await first.close();
+      // The server goes away (its shutdown ends the stream), and a new one on the same stores has events the
+      // watcher has not seen before it can reach it.
+      await before.closeApp();
+      after = await startTestApp(backend, { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0", ...sameStores(before) });
+      const second = maker(after);
+      const b = await second.withScope({ parentRunId: job }).saveText("b", { kind: "log" });
+      await second.pin(a.id);
+      current = after;
+      await until(3);
+      const c = await second.withScope({ parentRunId: job }).saveText("c", { kind: "log" });
+      await until(4);
+      await second.close();
+      await sleep(300);
+      expect(seen).toEqual([`CREATED ${a.id}`, `CREATED ${b.id}`, `PINNED ${a.id}`, `CREATED ${c.id}`]);
+    } finally {
+      controller.abort();
+      await watching.catch(() => {});
+      await watcher.close();
+      await relay.close();
+      await after?.closeApp();
+      await before.close();
+    }
   });
 });
