@@ -20,7 +20,8 @@ describe.each(BACKENDS)("provenance, usages and download links on %s", (backend)
   let readOnly: string;
   const unique = () => Math.random().toString(36).slice(2, 10);
   beforeAll(async () => {
-    t = await startTestApp(backend);
+    // Lineage answers of at most 3 artifacts and 3 uses, so a test can go past the limit.
+    t = await startTestApp(backend, { ARTIFACTD_MAX_LINEAGE_NODES: "3" });
     readOnly = (await createApiToken(t.app.metadata, "alpha", "usage-reader", { scope: "read-only" })).token;
   });
   afterAll(async () => {
@@ -127,6 +128,14 @@ describe.each(BACKENDS)("provenance, usages and download links on %s", (backend)
         })
       ).artifact!;
       expect((await t.client().getLineage({ id: derived.id })).usages).toEqual([]);
+    });
+
+    it("refuses a lineage answer with more uses than the server returns at once", async () => {
+      const dataset = await save("dataset", {});
+      for (const run of ["r1", "r2", "r3"]) await t.client().recordUsage({ artifactId: dataset.id, runId: run });
+      expect((await t.client().getLineage({ id: dataset.id })).usages).toHaveLength(3);
+      await t.client().recordUsage({ artifactId: dataset.id, runId: "r4" });
+      await expectCode(t.client().getLineage({ id: dataset.id }), Code.ResourceExhausted, /used by more than 3 runs.*ARTIFACTD_MAX_LINEAGE_NODES/);
     });
 
     it("checks its request", async () => {
