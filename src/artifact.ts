@@ -30,6 +30,7 @@ export const PROVENANCE_FIELDS = [
   "user_id",
   "client_id",
   "app_id",
+  "parent_run_id",
 ] as const;
 export type ProvenanceField = (typeof PROVENANCE_FIELDS)[number];
 /** Only the fields that are set. */

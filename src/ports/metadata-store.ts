@@ -1,6 +1,7 @@
 import type { AllTenantsBlobIndex } from "./all-tenants-blob-index.ts";
 import type { ArtifactEventLog } from "./artifact-event-log.ts";
 import type { ArtifactQueries } from "./artifact-queries.ts";
+import type { ArtifactUsageStore } from "./artifact-usages.ts";
 import type { ArtifactExpiry, ArtifactRecords } from "./artifact-records.ts";
 import type { InFlightUploads } from "./in-flight-uploads.ts";
 import type { TenantBlobIndex } from "./tenant-blob-index.ts";
@@ -40,6 +41,8 @@ export interface MetadataStore extends ArtifactQueries, ArtifactRecords, Artifac
   readonly eventLog: ArtifactEventLog;
   /** Per-tenant quota overrides and the usage they are checked against. */
   readonly tenantQuotas: TenantQuotaStore;
+  /** Runs that used artifacts without producing them (RecordUsage). */
+  readonly artifactUsages: ArtifactUsageStore;
 
   /** Fails when the database cannot be reached: the health check's probe. */
   ping(): Promise<void>;

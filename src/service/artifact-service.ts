@@ -6,6 +6,7 @@ import type { AllTenantsBlobIndex } from "../ports/all-tenants-blob-index.ts";
 import type { ArtifactEventLog } from "../ports/artifact-event-log.ts";
 import type { ArtifactQueries, Page } from "../ports/artifact-queries.ts";
 import type { ArtifactRecords } from "../ports/artifact-records.ts";
+import type { ArtifactUsage, ArtifactUsageStore } from "../ports/artifact-usages.ts";
 import type { InFlightUploads } from "../ports/in-flight-uploads.ts";
 import type { TenantBlobIndex } from "../ports/tenant-blob-index.ts";
 import type { UploadSessionStore } from "../ports/upload-session-store.ts";
@@ -16,12 +17,13 @@ import { withIdleTimeout } from "./idle-timeout.ts";
 import { createWatcherSlots } from "./watcher-slots.ts";
 import { decodeEventCursor, watchArtifacts } from "./watch-artifacts.ts";
 import { requireScope } from "./api-tokens.ts";
-import { createDownloadUrl, type UrlSigner } from "./download-urls.ts";
+import { createDownloadUrl, downloadUrlOf, type UrlSigner } from "./download-urls.ts";
 import { createDirectDownloadUrl, type DirectDownloadLink, type DirectDownloadRequest } from "./direct-downloads.ts";
 import { type ContentMessage, downloadArtifact, type DownloadRequest } from "./download-artifact.ts";
 import { openBlobWriterSink, type BlobWriterSinkDeps } from "./blob-writer-sink.ts";
 import { openInlineContentSink, type InlineContentSinkDeps } from "./inline-content-sink.ts";
 import { newArtifactRecord } from "./record-artifact.ts";
+import { lineageUsages, recordUsage, type RecordUsageRequest } from "./record-usage.ts";
 import { openSessionPartsSink } from "./session-parts-sink.ts";
 import type { UploadMessage } from "./upload-header.ts";
 import { readUploadStream, type UploadResult } from "./upload-stream-reader.ts";
@@ -51,6 +53,7 @@ export interface ArtifactServiceOptions {
       readonly uploadsInFlight: InFlightUploads;
       readonly uploadSessions: UploadSessionStore;
       readonly eventLog: ArtifactEventLog;
+      readonly artifactUsages: ArtifactUsageStore;
     };
   readonly blobs: BlobStore;
   readonly inlineMaxBytes: number;
@@ -79,6 +82,12 @@ export interface ArtifactService {
   upload(caller: Caller, messages: AsyncIterable<UploadMessage>, signal: AbortSignal): Promise<UploadResult>;
   download(caller: Caller, request: DownloadRequest, signal: AbortSignal): Promise<{ artifact: Artifact; content: AsyncIterable<ContentMessage> }>;
   getArtifact(caller: Caller, id: string, includeContent: boolean): Promise<Artifact>;
+  /** GetArtifact's include_download_url for the artifact it read (./download-urls.ts downloadUrlOf); none for a deleted one. */
+  downloadUrlOf(
+    caller: Caller,
+    artifact: Artifact,
+    request: { include: boolean; ttlSeconds: number; baseUrl: string },
+  ): { url: string; expiresAt: Date } | undefined;
   listArtifacts(
     caller: Caller,
     filter: ArtifactFilter,
@@ -88,7 +97,9 @@ export interface ArtifactService {
   ): Promise<Page<Artifact> & { totalCount: number | undefined }>;
   searchArtifacts(caller: Caller, query: string, filter: ArtifactFilter, pageSize: number, pageToken: string): Promise<Page<Artifact>>;
   bestArtifact(caller: Caller, kind: string, metric: string, minimize: boolean, filter: ArtifactFilter): Promise<Artifact>;
-  lineage(caller: Caller, id: string, depth: number): Promise<Lineage>;
+  /** With the runs that used the artifact itself (RecordUsage), oldest first. */
+  lineage(caller: Caller, id: string, depth: number): Promise<Lineage & { readonly usages: ArtifactUsage[] }>;
+  recordUsage(caller: Caller, request: RecordUsageRequest): Promise<ArtifactUsage>;
   saveInline(caller: Caller, spec: RawSpec | undefined, content: SavedInlineContent | undefined): Promise<Artifact>;
   deleteArtifact(caller: Caller, id: string): Promise<Artifact>;
   setPinned(caller: Caller, id: string, pinned: boolean): Promise<Artifact>;
@@ -263,8 +274,10 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
           `the lineage of ${id} holds ${limit} within depth ${lineage.atDepth}; at most ${limits.maxLineageNodes} artifacts are returned (ARTIFACTD_MAX_LINEAGE_NODES): ${advice}`,
         );
       }
-      return lineage;
+      return { ...lineage, usages: await lineageUsages({ metadata }, caller, id, limits.maxLineageNodes) };
     },
+
+    recordUsage: (caller, request) => recordUsage({ metadata }, caller, request),
 
     async setPinned(caller, rawId, pinned) {
       requireScope(caller, "read-write", "pin or unpin artifacts");
@@ -310,6 +323,8 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     },
     createDownloadUrl: (caller, id, ttlSeconds, baseUrl) =>
       createDownloadUrl({ metadata, signer: options.urlSigner, maxTtlSeconds: options.downloadUrlMaxTtlSeconds }, caller, { id, ttlSeconds, baseUrl }),
+    downloadUrlOf: (caller, artifact, request) =>
+      downloadUrlOf({ signer: options.urlSigner, maxTtlSeconds: options.downloadUrlMaxTtlSeconds }, caller, artifact, request),
     createDirectDownloadUrl: (caller, request) => createDirectDownloadUrl({ metadata, blobs }, caller, request),
 
     async saveInline(caller, rawSpec, content) {

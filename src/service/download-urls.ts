@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
-import type { Caller } from "../artifact.ts";
+import type { Artifact, Caller } from "../artifact.ts";
 import { ArtifactError, invalidArgument, notFound } from "../artifact-error.ts";
 import { isArtifactId } from "../artifact-id.ts";
 import type { ArtifactQueries } from "../ports/artifact-queries.ts";
@@ -138,15 +138,52 @@ export async function createDownloadUrl(
   request: { id: string; ttlSeconds: number; baseUrl: string },
 ): Promise<{ url: string; expiresAt: Date }> {
   const id = requireArtifactId("id", request.id);
-  const ttl = request.ttlSeconds || DEFAULT_URL_TTL_SECONDS;
-  if (!Number.isInteger(ttl) || ttl < 1 || ttl > deps.maxTtlSeconds) {
-    throw invalidArgument(`ttl_seconds ${request.ttlSeconds} is not valid: give 1–${deps.maxTtlSeconds} seconds, or 0 for ${DEFAULT_URL_TTL_SECONDS}`);
-  }
+  const ttl = downloadUrlTtl(deps, "ttl_seconds", request.ttlSeconds);
   const artifact = await deps.metadata.getArtifact(caller.tenantId, id);
   if (!artifact || artifact.deletedAt) throw notFound(`artifact ${id} does not exist${artifact ? " any more (it was deleted)" : ""}`);
+  return signDownloadUrl(deps, caller, { id, ttl, baseUrl: request.baseUrl });
+}
+
+/** The lifetime a request asks of a link, checked: 0 for the default; `field` names it in the refusal. */
+export function downloadUrlTtl(deps: { maxTtlSeconds: number }, field: string, ttlSeconds: number): number {
+  const ttl = ttlSeconds || DEFAULT_URL_TTL_SECONDS;
+  if (!Number.isInteger(ttl) || ttl < 1 || ttl > deps.maxTtlSeconds) {
+    throw invalidArgument(`${field} ${ttlSeconds} is not valid: give 1–${deps.maxTtlSeconds} seconds, or 0 for ${DEFAULT_URL_TTL_SECONDS}`);
+  }
+  return ttl;
+}
+
+/** A link to an artifact the caller may read and that is not deleted (the caller checked), valid `ttl` seconds (checked by downloadUrlTtl). */
+export function signDownloadUrl(
+  deps: { signer: UrlSigner },
+  caller: Caller,
+  request: { id: string; ttl: number; baseUrl: string },
+): { url: string; expiresAt: Date } {
+  const { id, ttl } = request;
   // The link is bound to the token that asks for it (the route serves it only while that token is active).
   if (caller.tokenId === "") throw new ArtifactError("permission_denied", "download links are made on behalf of an API token, and this call carries none");
   const expires = Math.floor(Date.now() / 1000) + ttl;
   const path = deps.signer.sign({ tenantId: caller.tenantId, artifactId: id, tokenId: caller.tokenId, expiresAtSeconds: expires });
   return { url: request.baseUrl.replace(/\/+$/, "") + path, expiresAt: new Date(expires * 1000) };
+}
+
+/**
+ * GetArtifact's include_download_url: the link CreateDownloadUrl would make
+ * for the artifact just read, or none for a deleted one (its content can no
+ * longer be read). `ttlSeconds` is download_url_ttl_seconds, which means
+ * nothing without include_download_url.
+ */
+export function downloadUrlOf(
+  deps: { signer: UrlSigner; maxTtlSeconds: number },
+  caller: Caller,
+  artifact: Artifact,
+  request: { include: boolean; ttlSeconds: number; baseUrl: string },
+): { url: string; expiresAt: Date } | undefined {
+  if (!request.include) {
+    if (request.ttlSeconds !== 0) throw invalidArgument("download_url_ttl_seconds needs include_download_url: set it to get a link, or leave the ttl unset");
+    return undefined;
+  }
+  const ttl = downloadUrlTtl(deps, "download_url_ttl_seconds", request.ttlSeconds);
+  if (artifact.deletedAt) return undefined;
+  return signDownloadUrl(deps, caller, { id: artifact.id, ttl, baseUrl: request.baseUrl });
 }

@@ -22,6 +22,7 @@ import {
   specFromProto,
   statusFromProto,
 } from "./proto-conversion.ts";
+import { usageToProto } from "./usage-conversion.ts";
 import { callerKey } from "./admission.ts";
 import { assertRequestCompleted } from "./request-ended.ts";
 import { uploadMessageFromProto } from "./upload-messages.ts";
@@ -102,8 +103,14 @@ export function createArtifactServiceHandler(
     },
 
     async getArtifact(request, ctx) {
-      const artifact = await service.getArtifact(ctx.values.get(callerKey), request.id, request.includeContent);
-      return { artifact: artifactToProto(artifact) };
+      const who = ctx.values.get(callerKey);
+      const artifact = await service.getArtifact(who, request.id, request.includeContent);
+      const link = service.downloadUrlOf(who, artifact, {
+        include: request.includeDownloadUrl,
+        ttlSeconds: request.downloadUrlTtlSeconds,
+        baseUrl: publicUrl ?? new URL(ctx.url).origin,
+      });
+      return { artifact: artifactToProto(artifact), ...(link ? { downloadUrl: link.url, downloadUrlExpiresAt: timestampFromDate(link.expiresAt) } : {}) };
     },
 
     async listArtifacts(request, ctx) {
@@ -134,7 +141,13 @@ export function createArtifactServiceHandler(
         ancestors: lineage.ancestors.map(artifactToProto),
         descendants: lineage.descendants.map(artifactToProto),
         edges: lineage.edges.map((e) => ({ fromId: e.fromId, toId: e.toId, role: e.role })),
+        usages: lineage.usages.map(usageToProto),
       };
+    },
+
+    async recordUsage(request, ctx) {
+      const usage = await service.recordUsage(ctx.values.get(callerKey), { artifactId: request.artifactId, runId: request.runId, role: request.role });
+      return { usage: usageToProto(usage) };
     },
 
     async setPinned(request, ctx) {
@@ -250,7 +263,6 @@ export function createArtifactServiceHandler(
     deleteAlias: notServedYet,
     listVersions: notServedYet,
     listAliasHistory: notServedYet,
-    recordUsage: notServedYet,
   };
 }
 

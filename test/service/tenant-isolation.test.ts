@@ -228,6 +228,16 @@ const rows: Record<string, Row> = {
       await expectCode(beta.getLineage({ id: r.parentId, depth: 2 }), Code.NotFound, notFound);
     },
   },
+  RecordUsage: {
+    scope: "read-write",
+    // A use is kept beside the artifact, not in it: what this row checks is that beta cannot record one on alpha's.
+    changes: false,
+    asOwner: (client, r) => client.recordUsage({ artifactId: r.childId, runId: r.runId, role: "evaluation" }),
+    async asOtherTenant({ beta, alpha }, r) {
+      await expectCode(beta.recordUsage({ artifactId: r.childId, runId: r.runId }), Code.NotFound, notFound);
+      expect((await alpha.getLineage({ id: r.childId })).usages).toEqual([]);
+    },
+  },
   SetPinned: {
     scope: "read-write",
     changes: true,

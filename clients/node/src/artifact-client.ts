@@ -4,6 +4,7 @@ import type { TypedArtifact } from "./artifact-ref.ts";
 import { createArtifactTransfers, type ArtifactTransfers, type TransferOptions } from "./artifact-transfers.ts";
 import { createDirectoryArtifacts, type DirectoryArtifacts } from "./directory-artifacts.ts";
 import { createLocalArtifactCache } from "./local-artifact-cache.ts";
+import { scopeClient, type ArtifactScope, type ScopedArtifactClient } from "./scoped-client.ts";
 
 export interface ArtifactClientOptions extends TransferOptions {
   /** Folder of the local verified cache (asLocalFile, asLocalDir, staging). Default: `$XDG_CACHE_HOME/artifactd/artifacts`, else `~/.cache/artifactd/artifacts`. */
@@ -28,6 +29,15 @@ export interface ArtifactClient
     spec: ArtifactSpecInit & { typePrefix?: Prefix },
     options?: LocalFileOptions,
   ): Promise<TypedArtifact<Prefix>>;
+  /**
+   * A client for one run, graph, node, job…: every save (writers, uploads,
+   * saveJson / saveText / saveFile, saveDir, ingest) gets the scope's
+   * provenance, each field the call's own spec leaves empty; list, search,
+   * best, top and watch see only artifacts with that provenance (fields the
+   * call's filter sets win); recordUsage's run defaults to the scope's. It
+   * shares this client's connection and cache.
+   */
+  withScope(scope: ArtifactScope): ScopedArtifactClient;
 }
 
 /** Composes the client: every part is built on the transfer core, none on the client itself. */
@@ -39,7 +49,7 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
   });
   const loaders = createArtifactLoaders(transfers, cache);
   const directories = createDirectoryArtifacts(transfers, loaders, cache);
-  return {
+  const client: ArtifactClient = {
     ...transfers,
     loadBytes: loaders.loadBytes,
     loadText: loaders.loadText,
@@ -50,5 +60,7 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     ingestFile: async <Prefix extends string>(stagedPath: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, fileOptions?: LocalFileOptions) =>
       (await loaders.ingestFile(stagedPath, spec, fileOptions)) as TypedArtifact<Prefix>,
     ...directories,
+    withScope: (scope) => scopeClient(client, scope),
   };
+  return client;
 }

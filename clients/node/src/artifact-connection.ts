@@ -56,7 +56,7 @@ export interface ArtifactConnection {
 /**
  * Unary calls that may be sent again after a transient failure: reads, and
  * writes that are idempotent on the server (setting a pin, soft delete,
- * session calls keyed by session and part). SaveInline, SetStatus and
+ * recording a usage, session calls keyed by session and part). SaveInline, SetStatus and
  * CreateUploadSession without a key are not: a repeat could record twice or
  * be refused for the first attempt's effect.
  */
@@ -66,6 +66,7 @@ const RETRYABLE_METHODS = new Set([
   "SearchArtifacts",
   "GetBestArtifact",
   "GetLineage",
+  "RecordUsage",
   "SetPinned",
   "DeleteArtifact",
   "ArchiveRun",

@@ -21,6 +21,7 @@ import { messageSizedChunks } from "./message-sized-chunks.ts";
 import { startDeadline, type Deadline } from "./deadline.ts";
 import { abortStreamSession, createResumableWriter, createStreamSession } from "./resumable-writer.ts";
 import { createDirectDownloads, type DirectDownloadMode } from "./direct-download.ts";
+import { createArtifactCalls, type ArtifactCalls } from "./artifact-calls.ts";
 
 import type { ArtifactFilterInit } from "@artifactd/api";
 
@@ -75,7 +76,7 @@ const MiB = 1024 * 1024;
  * does not match its size or BLAKE3 throws ArtifactIntegrityError. Nothing
  * else is wrapped, so `ConnectError.from(error).code` is always meaningful.
  */
-export interface ArtifactTransfers {
+export interface ArtifactTransfers extends ArtifactCalls {
   /** The generated client, for calls this wrapper does not cover. */
   readonly rpc: Client<typeof ArtifactService>;
   /** A streaming writer; see ArtifactWriter. */
@@ -353,6 +354,7 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
 
   const transfers: ArtifactTransfers = {
     rpc,
+    ...createArtifactCalls(rpc, retry, unary),
     openWriter,
     withWriter,
     uploadStream,

@@ -16,6 +16,8 @@
 export { Code, ConnectError } from "@connectrpc/connect";
 export { createArtifactClient, type ArtifactClient, type ArtifactClientOptions } from "./artifact-client.ts";
 export type { ArtifactFilterInit, ArtifactTransfers, DownloadOptions, TransferOptions } from "./artifact-transfers.ts";
+export type { ArtifactCalls, BestOptions, CallOptions, WatchOptions } from "./artifact-calls.ts";
+export type { ArtifactScope, ScopedArtifactClient } from "./scoped-client.ts";
 export type { ArtifactSpecInit, ArtifactWriter, TransferProgress, WriterOptions } from "./artifact-writer.ts";
 export {
   artifactUri,
@@ -51,4 +53,5 @@ export { ArtifactIntegrityError, createBlake3Verifier, type Blake3Verifier } fro
 export type { DirectDownloadMode } from "./direct-download.ts";
 export type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 export { Status, Storage } from "@artifactd/api/artifacts/v1/artifact_pb.js";
-export type { UploadResponse } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+export type { ArtifactUsage, GetLineageResponse, UploadResponse, WatchArtifactsResponse } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+export { EventType } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";

@@ -21,6 +21,7 @@ export interface Database {
   artifact_events: ArtifactEventTable;
   artifact_events_pruned: { only_row: ColumnType<boolean, never, never>; through_seq: Int8 };
   tenant_quotas: TenantQuotaTable;
+  artifact_usages: ArtifactUsageTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -85,6 +86,7 @@ export interface ArtifactTable {
   user_id: string | null;
   client_id: string | null;
   app_id: string | null;
+  parent_run_id: string | null;
   created_at: Timestamp;
   created_by: string;
   deleted_at: Timestamp | null;
@@ -169,4 +171,15 @@ export interface TenantQuotaTable {
   calls_per_second: number | null;
   burst: number | null;
   updated_at: ColumnType<Date, never, Date>;
+}
+
+/** Runs that used an artifact without producing one (RecordUsage); one row per artifact, run and role. */
+export interface ArtifactUsageTable {
+  tenant_id: string;
+  artifact_id: string;
+  run_id: string;
+  /** Empty when the use has no role. */
+  role: string;
+  recorded_at: ColumnType<Date, Date | string, never>;
+  recorded_by: string;
 }
