@@ -274,6 +274,7 @@ export declare type GetArtifactRequest = Message<"artifacts.v1.GetArtifactReques
 
   /**
    * With include_download_url: as CreateDownloadUrlRequest.ttl_seconds.
+   * Set without include_download_url: INVALID_ARGUMENT.
    *
    * @generated from field: int32 download_url_ttl_seconds = 4;
    */
@@ -1237,7 +1238,9 @@ export declare type GetLineageResponse = Message<"artifacts.v1.GetLineageRespons
   edges: LineageEdge[];
 
   /**
-   * Runs that used the artifact itself (RecordUsage), oldest first.
+   * Runs that used the artifact itself (RecordUsage), oldest first. More
+   * than the server returns at once (ARTIFACTD_MAX_LINEAGE_NODES) is
+   * RESOURCE_EXHAUSTED, as for ancestors and descendants.
    *
    * @generated from field: repeated artifacts.v1.ArtifactUsage usages = 4;
    */
@@ -2577,7 +2580,10 @@ export declare const ArtifactService: GenService<{
    * Records that a run used an artifact without producing one (an
    * evaluation reading a model, a job reading a dataset). GetLineage lists
    * these uses; recording the same use again (artifact, run, role) changes
-   * nothing. A deleted artifact: FAILED_PRECONDITION.
+   * nothing and returns the first record. Needs a read-write token
+   * (PERMISSION_DENIED otherwise); another tenant's id is NOT_FOUND; a
+   * deleted artifact (also on a repeat after the delete):
+   * FAILED_PRECONDITION.
    *
    * @generated from rpc artifacts.v1.ArtifactService.RecordUsage
    */
