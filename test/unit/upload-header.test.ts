@@ -44,6 +44,7 @@ const header = (changes: Partial<Header> = {}): Header => ({
   expectedBlake3: "",
   sessionId: "",
   offset: 0,
+  contentByDigest: false,
   ...changes,
 });
 const upload = (...messages: UploadMessage[]) =>

@@ -6,6 +6,7 @@ import { createKyselyArtifactQueries } from "./kysely-artifact-queries.ts";
 import { createKyselyArtifactRecords } from "./kysely-artifact-records.ts";
 import { createKyselyInFlightUploads } from "./kysely-in-flight-uploads.ts";
 import { createKyselyTenantBlobIndex } from "./kysely-tenant-blob-index.ts";
+import { createKyselyTenantContentIndex } from "./kysely-tenant-content-index.ts";
 import { createKyselyTenantQuotas } from "./kysely-tenant-quotas.ts";
 import { createKyselyTokenStore } from "./kysely-token-store.ts";
 import { createKyselyUploadSessionStore } from "./kysely-upload-session-store.ts";
@@ -32,6 +33,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
     ...createKyselyArtifactQueries(db),
     ...createKyselyArtifactRecords(db, withEvents, withStatementEvents),
     ...createKyselyTenantBlobIndex(db),
+    ...createKyselyTenantContentIndex(db),
     ...createKyselyAllTenantsBlobIndex(db),
     ...createKyselyTokenStore(db),
 
