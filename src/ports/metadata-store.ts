@@ -32,13 +32,7 @@ export type { ApiToken, TokenStore } from "./token-store.ts";
  * Postgres and the embedded PGlite through kysely dialects, one file per
  * port; test/metadata-store.contract runs the same suite against both.
  */
-export interface MetadataStore extends ArtifactQueries,
-    ArtifactRecords,
-    ArtifactExpiry,
-    TenantBlobIndex,
-    TenantContentIndex,
-    AllTenantsBlobIndex,
-    TokenStore {
+export interface MetadataStore extends ArtifactQueries, ArtifactRecords, ArtifactExpiry, TenantBlobIndex, TenantContentIndex, AllTenantsBlobIndex, TokenStore {
   /** Resumable upload sessions, in the same database. */
   readonly uploadSessions: UploadSessionStore;
   /** Storage keys of uploads in flight, in the same database. */

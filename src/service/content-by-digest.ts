@@ -82,7 +82,8 @@ export async function openContentByDigestSink(
   await deps.metadata.checkInputs(caller.tenantId, spec.inputs);
 
   const blob = await deps.metadata.findBlob(caller.tenantId, expectedBlake3);
-  const inBlob = blob !== undefined && !blob.corrupt && blob.sizeBytes === expectedSize && (await deps.metadata.holdBlob(caller.tenantId, expectedBlake3, BLOB_HOLD_MS));
+  const inBlob =
+    blob !== undefined && !blob.corrupt && blob.sizeBytes === expectedSize && (await deps.metadata.holdBlob(caller.tenantId, expectedBlake3, BLOB_HOLD_MS));
   const inline = inBlob ? undefined : await inlineCopy(deps, caller.tenantId, content);
   if (!inBlob && inline === undefined) throw lacking(content);
 

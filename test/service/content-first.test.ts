@@ -202,7 +202,11 @@ describe.each(BACKENDS)("content first on %s", (backend) => {
           })(),
         );
       await expectCode(header({ spec: { kind: "bad" }, expectedSize: 1000n }), Code.InvalidArgument, /expected_blake3 and expected_size are required/);
-      await expectCode(header({ spec: { kind: "bad" }, expectedBlake3: blake3Hex(data) }), Code.InvalidArgument, /expected_blake3 and expected_size are required/);
+      await expectCode(
+        header({ spec: { kind: "bad" }, expectedBlake3: blake3Hex(data) }),
+        Code.InvalidArgument,
+        /expected_blake3 and expected_size are required/,
+      );
       await expectCode(header({ sessionId: "ups_0123456789abcdef" }), Code.InvalidArgument, /content_by_digest cannot continue an upload session/);
       const reader = (await createApiToken(t.app.metadata, "alpha", `digest-reader-${Math.random()}`, { scope: "read-only" })).token;
       await expectCode(byDigest({ blake3: blake3Hex(data), size: data.byteLength }, { token: reader, kind: "bad" }), Code.PermissionDenied);
@@ -229,12 +233,20 @@ describe.each(BACKENDS)("content first on %s", (backend) => {
       const open = gate();
       const done = t.client().upload(
         (async function* (): AsyncIterable<UploadInit> {
-          yield { message: { case: "header", value: { spec: { kind: "held-by-digest" }, expectedBlake3: digest, expectedSize: BigInt(data.length), contentByDigest: true } } };
+          yield {
+            message: {
+              case: "header",
+              value: { spec: { kind: "held-by-digest" }, expectedBlake3: digest, expectedSize: BigInt(data.length), contentByDigest: true },
+            },
+          };
           await open.wait();
         })(),
       );
       try {
-        for (const deadline = Date.now() + 10_000; (await t.app.metadata.findReclaimableBlobs(new Date(Date.now() + 60_000), 1000)).some((b) => b.digest === digest); ) {
+        for (
+          const deadline = Date.now() + 10_000;
+          (await t.app.metadata.findReclaimableBlobs(new Date(Date.now() + 60_000), 1000)).some((b) => b.digest === digest);
+        ) {
           if (Date.now() > deadline) throw new Error("the by-digest upload never held the blob");
           await new Promise((resolve) => setTimeout(resolve, 20));
         }

@@ -400,11 +400,7 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
     withWriter,
     uploadStream,
 
-    async uploadFile<Prefix extends string>(
-      path: string,
-      spec: ArtifactSpecInit & { typePrefix?: Prefix },
-      fileOptions: UploadFileOptions = {},
-    ) {
+    async uploadFile<Prefix extends string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, fileOptions: UploadFileOptions = {}) {
       const { contentFirst: asked, ...rest } = fileOptions;
       let writerOptions: Omit<WriterOptions, "expectedSize"> = rest;
       const { size } = await stat(path);

@@ -133,7 +133,10 @@ describe.each(BACKENDS)("content first in the Node client and the CLI on %s", (b
     // The server answers that it has the content, then garbage collection reclaims it before the commit.
     const restore = interpose(t.app.metadata, "findMissingContent", async (findMissingContent, tenantId, contents) => {
       const missing = await findMissingContent(tenantId, contents);
-      await collectGarbage({ metadata: t.app.metadata, blobs: t.app.blobs, uploadStaleMs: 300_000 }, { graceMs: 0, dryRun: false, now: new Date(Date.now() + 60_000) });
+      await collectGarbage(
+        { metadata: t.app.metadata, blobs: t.app.blobs, uploadStaleMs: 300_000 },
+        { graceMs: 0, dryRun: false, now: new Date(Date.now() + 60_000) },
+      );
       return missing;
     });
     try {
