@@ -1,6 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { Storage } from "@artifactd/api/artifacts/v1/artifact_pb.js";
@@ -24,7 +25,8 @@ describe.each(BACKENDS)("content first on %s", (backend) => {
   let t: TestApp;
   beforeAll(async () => {
     // The tests run the collector themselves, at the moments they choose.
-    t = await startTestApp(backend, { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0", ARTIFACTD_MAX_BATCH_ITEMS: "50" });
+    // Uploads declaring at most 4 KiB are kept in their row (inline_bytes): content a tenant has inline too.
+    t = await startTestApp(backend, { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0", ARTIFACTD_MAX_BATCH_ITEMS: "50", ARTIFACTD_UPLOAD_INLINE_MAX_BYTES: "4KiB" });
   });
   afterAll(async () => {
     await t?.close();
@@ -57,6 +59,14 @@ describe.each(BACKENDS)("content first on %s", (backend) => {
   const digestOf = (data: Uint8Array) => ({ blake3: blake3Hex(data), sizeBytes: BigInt(data.byteLength) });
   const missing = async (contents: { blake3: string; sizeBytes: bigint }[], token?: string) =>
     (await t.client(token).findMissingContent({ contents })).missing.map((m) => ({ blake3: m.blake3, sizeBytes: m.sizeBytes }));
+  /** An upload declaring its size: at most 4 KiB is kept in the artifact's row. */
+  const uploadDeclared = async (data: Uint8Array, kind = "content-first") =>
+    t.client().upload(
+      (async function* (): AsyncIterable<UploadInit> {
+        yield { message: { case: "header", value: { spec: { kind }, expectedSize: BigInt(data.byteLength) } } };
+        yield { message: { case: "chunk", value: data } };
+      })(),
+    );
   const artifactsOfKind = async (kind: string) => (await t.client().listArtifacts({ filter: { kind, includeDeleted: true } })).artifacts;
 
   describe("FindMissingContent", () => {
@@ -76,6 +86,8 @@ describe.each(BACKENDS)("content first on %s", (backend) => {
       await upload(corruptData);
       await t.app.metadata.markBlobCorrupt("alpha", blake3Hex(corruptData));
       const unknown = randomBytes(100);
+      const smallUpload = randomBytes(3_000);
+      expect((await uploadDeclared(smallUpload)).artifact!.storage, "kept in its row").toBe(Storage.INLINE);
 
       const asked = [
         digestOf(unknown),
@@ -88,6 +100,7 @@ describe.each(BACKENDS)("content first on %s", (backend) => {
         // A known digest with another size is not that content.
         { blake3: blake3Hex(blobData), sizeBytes: BigInt(blobData.byteLength + 1) },
         digestOf(unknown),
+        digestOf(smallUpload),
       ];
       const expected = [asked[0], asked[3], asked[4], asked[6], asked[7], asked[8]];
       expect(await missing(asked), "alpha lacks the unknown, deleted-only, beta's, corrupt and mis-sized contents").toEqual(expected);
@@ -155,6 +168,19 @@ describe.each(BACKENDS)("content first on %s", (backend) => {
       expect(done.artifact!.storage, "kept in the row, as the content it copies").toBe(Storage.INLINE);
       expect((await download(done.artifact!.id)).equals(bytes)).toBe(true);
       expect(await objects.keysSince(before)).toEqual([]);
+    });
+
+    it("copies the bytes of a small upload kept in its row", async () => {
+      const data = randomBytes(2_500);
+      const first = await uploadDeclared(data);
+      expect(first.artifact!.storage).toBe(Storage.INLINE);
+      const done = await byDigest({ blake3: blake3Hex(data), size: data.byteLength });
+      expect(done.deduplicated).toBe(true);
+      expect(done.artifact!.storage).toBe(Storage.INLINE);
+      expect((await download(done.artifact!.id)).equals(data)).toBe(true);
+      // The copy is the new row's own: deleting the first leaves it readable.
+      await t.client().deleteArtifact({ id: first.artifact!.id });
+      expect((await download(done.artifact!.id)).equals(data)).toBe(true);
     });
 
     it("answers FAILED_PRECONDITION for content the tenant lacks (unknown, another tenant's, deleted, corrupt) and records nothing", async () => {
@@ -357,6 +383,64 @@ describe.each(BACKENDS)("content first on %s", (backend) => {
       } finally {
         restoreHold();
         open.open();
+      }
+    });
+
+    // Postgres only: there the two transactions overlap (the embedded database runs one at a time). The by-digest
+    // commit share-locks the blob row before it inserts its artifact; the collector's reclaim waits for that lock,
+    // and then the foreign key holds the blob against it.
+    it.runIf(backend === "postgres+minio")("keeps the blob when the collector reclaims it while a by-digest reference is committing", async () => {
+      await collect(false);
+      const data = randomBytes(30_000);
+      const digest = blake3Hex(data);
+      const old = await uploadAndDelete(data);
+      // A hold that has already lapsed, so the collector does choose the blob.
+      const restoreHold = interpose(t.app.metadata, "holdBlob", (holdBlob, tenantId, blobDigest, holdMs) =>
+        holdBlob(tenantId, blobDigest, blobDigest === digest ? -60_000 : holdMs),
+      );
+      const reclaimed: boolean[] = [];
+      const restoreReclaim = interpose(t.app.metadata, "reclaimBlob", async (reclaimBlob, tenantId, blobDigest, cutoff) => {
+        const outcome = await reclaimBlob(tenantId, blobDigest, cutoff);
+        if (blobDigest === digest) reclaimed.push(outcome);
+        return outcome;
+      });
+      const admin = new pg.Client({ connectionString: t.databaseUrl });
+      await admin.connect();
+      const adminPid = Number((await admin.query("select pg_backend_pid() as pid")).rows[0].pid);
+      const untilWaiting = async (count: number) => {
+        for (const deadline = Date.now() + 20_000; ; ) {
+          const { rows } = await admin.query<{ pid: number; blockers: number[] }>(
+            `select pid, pg_blocking_pids(pid) as blockers from pg_stat_activity
+              where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`,
+          );
+          if (rows.length >= count) return rows;
+          if (Date.now() > deadline) throw new Error(`${count} backends never waited on locks at once: ${JSON.stringify(rows)}`);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      };
+      try {
+        // No artifact row can be inserted until this transaction ends: the by-digest commit stops after its share lock.
+        await admin.query("begin");
+        await admin.query("lock table artifacts in share mode");
+        const done = byDigest({ blake3: digest, size: data.byteLength }, { kind: "committing-by-digest" });
+        const [uploadWaiter] = await untilWaiting(1);
+        expect(uploadWaiter!.blockers).toEqual([adminPid]);
+        const collecting = collect(false);
+        const waiters = await untilWaiting(2);
+        const collectorWaiter = waiters.find((w) => w.pid !== uploadWaiter!.pid);
+        expect(collectorWaiter?.blockers, "the collector waits on the by-digest commit's lock on the blob row").toEqual([uploadWaiter!.pid]);
+        await admin.query("rollback");
+        const [result] = await Promise.all([done, collecting]);
+        expect(result.deduplicated).toBe(true);
+        expect(reclaimed, "the reclaim, waiting on the reference, was refused").toEqual([false]);
+        expect((await t.app.metadata.findBlob("alpha", digest))?.storageKey).toBe(old.storageKey);
+        expect(await t.app.blobs.stat(old.storageKey)).toBeDefined();
+        expect((await download(result.artifact!.id)).equals(data)).toBe(true);
+      } finally {
+        await admin.query("rollback").catch(() => {});
+        await admin.end();
+        restoreReclaim();
+        restoreHold();
       }
     });
   });

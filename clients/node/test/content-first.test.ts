@@ -32,7 +32,8 @@ describe.each(BACKENDS)("content first in the Node client and the CLI on %s", (b
   beforeAll(async () => {
     t = await startTestApp(
       backend,
-      { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" },
+      // A server limit below the client's batch of 1000: the client must learn it and ask within it.
+      { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0", ARTIFACTD_MAX_BATCH_ITEMS: "2" },
       {
         calls: [
           {
@@ -112,7 +113,14 @@ describe.each(BACKENDS)("content first in the Node client and the CLI on %s", (b
     const changed = randomBytes(120_000);
     file("tree/changing.bin", changed);
     const progress: TransferProgress[] = [];
-    const second = await received(() => client.saveDir(folder, { kind: "sdk-tree" }, { onProgress: (p) => progress.push(p) }));
+    // What each FindMissingContent call that the server answered asked about.
+    const batches: number[] = [];
+    const restore = interpose(t.app.metadata, "findMissingContent", (findMissingContent, tenantId, contents) => {
+      batches.push(contents.length);
+      return findMissingContent(tenantId, contents);
+    });
+    const second = await received(() => client.saveDir(folder, { kind: "sdk-tree" }, { onProgress: (p) => progress.push(p) })).finally(restore);
+    expect(batches, "four contents asked about in batches within the server's limit of 2").toEqual([2, 2]);
     const unchangedBytes = Object.values(unchanged).reduce((sum, d) => sum + d.length, 0);
     expect(second.bytes, "the changed file went up").toBeGreaterThanOrEqual(changed.length);
     // Besides it: the manifest (a few hundred bytes) and a header per file recorded by digest.
