@@ -112,6 +112,8 @@ export interface RequestLimits {
   readonly maxWatchBacklog: number;
   /** A streaming upload that receives no message for this long is failed and leaves nothing behind. */
   readonly uploadIdleTimeoutMs: number;
+  /** Entries one batch call may hold (FindMissingContent's contents). */
+  readonly maxBatchItems: number;
 }
 
 /**
@@ -205,6 +207,7 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_MAX_WATCHERS",
   "ARTIFACTD_MAX_WATCH_BACKLOG",
   "ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS",
+  "ARTIFACTD_MAX_BATCH_ITEMS",
   "ARTIFACTD_QUOTA_STORED_BYTES",
   "ARTIFACTD_QUOTA_CONCURRENT_UPLOADS",
   "ARTIFACTD_QUOTA_CONCURRENT_DOWNLOADS",
@@ -417,6 +420,7 @@ export function readConfig(env: Env = process.env): Config {
       maxWatchers: integer("ARTIFACTD_MAX_WATCHERS", 1000, 1, 100_000),
       maxWatchBacklog: integer("ARTIFACTD_MAX_WATCH_BACKLOG", 10_000, 1, 1_000_000),
       uploadIdleTimeoutMs: integer("ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS", 60_000, 100, 3_600_000),
+      maxBatchItems: integer("ARTIFACTD_MAX_BATCH_ITEMS", 1000, 1, 10_000),
     }),
     quotaDefaults,
     quotaCacheMs: integer("ARTIFACTD_QUOTA_CACHE_MS", 5_000, 0, 300_000),

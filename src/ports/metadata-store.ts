@@ -5,6 +5,7 @@ import type { ArtifactUsageStore } from "./artifact-usages.ts";
 import type { ArtifactExpiry, ArtifactRecords } from "./artifact-records.ts";
 import type { InFlightUploads } from "./in-flight-uploads.ts";
 import type { TenantBlobIndex } from "./tenant-blob-index.ts";
+import type { TenantContentIndex } from "./tenant-content-index.ts";
 import type { TenantQuotaStore } from "./tenant-quota-store.ts";
 import type { TokenStore } from "./token-store.ts";
 import type { UploadSessionStore } from "./upload-session-store.ts";
@@ -32,7 +33,7 @@ export type { ApiToken, TokenStore } from "./token-store.ts";
  * Postgres and the embedded PGlite through kysely dialects, one file per
  * port; test/metadata-store.contract runs the same suite against both.
  */
-export interface MetadataStore extends ArtifactQueries, ArtifactRecords, ArtifactExpiry, TenantBlobIndex, AllTenantsBlobIndex, TokenStore {
+export interface MetadataStore extends ArtifactQueries, ArtifactRecords, ArtifactExpiry, TenantBlobIndex, TenantContentIndex, AllTenantsBlobIndex, TokenStore {
   /** Resumable upload sessions, in the same database. */
   readonly uploadSessions: UploadSessionStore;
   /** Storage keys of uploads in flight, in the same database. */

@@ -9,6 +9,7 @@ import type { ArtifactRecords } from "../ports/artifact-records.ts";
 import type { ArtifactUsage, ArtifactUsageStore } from "../ports/artifact-usages.ts";
 import type { InFlightUploads } from "../ports/in-flight-uploads.ts";
 import type { TenantBlobIndex } from "../ports/tenant-blob-index.ts";
+import type { ContentDigest, TenantContentIndex } from "../ports/tenant-content-index.ts";
 import type { UploadSessionStore } from "../ports/upload-session-store.ts";
 import type { RequestLimits } from "../config.ts";
 import type { ArtifactEvents } from "./artifact-events.ts";
@@ -21,6 +22,7 @@ import { createDownloadUrl, downloadUrlOf, type UrlSigner } from "./download-url
 import { createDirectDownloadUrl, type DirectDownloadLink, type DirectDownloadRequest } from "./direct-downloads.ts";
 import { type ContentMessage, downloadArtifact, type DownloadRequest } from "./download-artifact.ts";
 import { openBlobWriterSink, type BlobWriterSinkDeps } from "./blob-writer-sink.ts";
+import { findMissingContent, openContentByDigestSink, type ContentByDigestSinkDeps } from "./content-by-digest.ts";
 import { openInlineContentSink, type InlineContentSinkDeps } from "./inline-content-sink.ts";
 import { newArtifactRecord } from "./record-artifact.ts";
 import { lineageUsages, recordUsage, type RecordUsageRequest } from "./record-usage.ts";
@@ -49,6 +51,7 @@ export interface ArtifactServiceOptions {
   readonly metadata: ArtifactQueries &
     ArtifactRecords &
     TenantBlobIndex &
+    TenantContentIndex &
     Pick<AllTenantsBlobIndex, "blobHoldsKey"> & {
       readonly uploadsInFlight: InFlightUploads;
       readonly uploadSessions: UploadSessionStore;
@@ -105,6 +108,8 @@ export interface ArtifactService {
   setPinned(caller: Caller, id: string, pinned: boolean): Promise<Artifact>;
   setStatus(caller: Caller, id: string, status: ArtifactStatus | undefined): Promise<Artifact>;
   archiveRun(caller: Caller, runId: string): Promise<number>;
+  /** The contents the caller's tenant lacks, of those asked, in the order asked (./content-by-digest.ts). */
+  findMissingContent(caller: Caller, contents: readonly ContentDigest[]): Promise<ContentDigest[]>;
   /**
    * Events matching the filter until the signal aborts: from now, or every
    * event after the cursor `resumeAfter` (empty: from now).
@@ -126,6 +131,7 @@ export interface ArtifactService {
 /** What an upload stream needs: a new blob, its artifact's row for small content, or an upload session's parts. */
 export type UploadDeps = BlobWriterSinkDeps &
   InlineContentSinkDeps &
+  ContentByDigestSinkDeps &
   UploadSessionDeps & {
     /** A new artifact whose header declares at most this many bytes is kept in its row (ARTIFACTD_UPLOAD_INLINE_MAX_BYTES; 0: never). */
     readonly uploadInlineMaxBytes: number;
@@ -140,6 +146,7 @@ export type UploadDeps = BlobWriterSinkDeps &
 export function uploadArtifact(deps: UploadDeps, caller: Caller, messages: AsyncIterable<UploadMessage>, signal: AbortSignal): Promise<UploadResult> {
   return readUploadStream(deps, messages, signal, (target) => {
     if (target.type === "session") return openSessionPartsSink(deps, caller, target);
+    if (target.type === "by digest") return openContentByDigestSink(deps, caller, target, signal);
     const { expectedSize } = target;
     if (expectedSize !== undefined && expectedSize <= deps.uploadInlineMaxBytes) {
       return openInlineContentSink(deps, caller, { ...target, expectedSize }, signal);
@@ -297,6 +304,8 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
       if (!runId || runId.length > 256) throw invalidArgument("run_id is required (at most 256 characters)");
       return (await metadata.archiveRun(caller.tenantId, runId, new Date())).length;
     },
+
+    findMissingContent: (caller, contents) => findMissingContent({ metadata, maxBatchItems: limits.maxBatchItems }, caller, contents),
 
     watch(caller, filter, resumeAfter, signal) {
       checkFilter(filter);

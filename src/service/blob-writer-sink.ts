@@ -9,7 +9,7 @@ import type { TenantQuotas } from "./tenant-quotas.ts";
 import type { WholeContentSink } from "./upload-stream-reader.ts";
 
 /** How long a hash-only upload holds the blob it will reference; renewed every half of it while bytes flow. */
-const BLOB_HOLD_MS = 10 * 60_000;
+export const BLOB_HOLD_MS = 10 * 60_000;
 
 export interface BlobWriterSinkDeps {
   readonly metadata: ArtifactRecording & Pick<ArtifactRecords, "checkInputs"> & Pick<TenantBlobIndex, "holdBlob">;

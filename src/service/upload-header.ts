@@ -20,6 +20,8 @@ export type UploadMessage =
       /** Non-empty: the stream continues an upload session (./session-parts-sink.ts). */
       readonly sessionId: string;
       readonly offset: number;
+      /** The content is one the tenant already has, named by expectedBlake3 and expectedSize: no chunk follows. */
+      readonly contentByDigest: boolean;
     }
   | { readonly type: "chunk"; readonly data: Uint8Array }
   | {
@@ -39,7 +41,14 @@ export type UploadTarget =
       /** 64 lowercase hex characters, or undefined. */
       readonly expectedBlake3: string | undefined;
     }
-  | { readonly type: "session"; readonly sessionId: string; readonly offset: number };
+  | { readonly type: "session"; readonly sessionId: string; readonly offset: number }
+  | {
+      /** A new artifact of content the tenant already has (./content-by-digest.ts): no bytes are sent. */
+      readonly type: "by digest";
+      readonly spec: ArtifactSpec;
+      readonly expectedSize: number;
+      readonly expectedBlake3: string;
+    };
 
 /** Checks the stream's first message; touches no storage. */
 export function checkUploadHeader(header: UploadMessage | undefined, uploadMaxBytes: number): UploadTarget {
@@ -48,6 +57,9 @@ export function checkUploadHeader(header: UploadMessage | undefined, uploadMaxBy
     throw invalidArgument(`the first upload message was a ${header.type}: send the header first, then chunks`);
   }
   if (header.sessionId !== "") {
+    if (header.contentByDigest) {
+      throw invalidArgument("header.content_by_digest cannot continue an upload session: leave session_id unset to record content the tenant has");
+    }
     if (header.spec !== undefined || header.expectedSize !== undefined || header.expectedBlake3 !== "") {
       throw invalidArgument("with header.session_id, the spec, expected_size and expected_blake3 come from the session: leave them unset");
     }
@@ -57,6 +69,14 @@ export function checkUploadHeader(header: UploadMessage | undefined, uploadMaxBy
   const spec = validateSpec(header.spec, new Date());
   const expectedSize = checkExpectedSize("header.expected_size", header.expectedSize, uploadMaxBytes);
   const expectedBlake3 = checkExpectedBlake3("header.expected_blake3", header.expectedBlake3);
+  if (header.contentByDigest) {
+    if (expectedBlake3 === undefined || expectedSize === undefined) {
+      throw invalidArgument(
+        "with header.content_by_digest, expected_blake3 and expected_size are required: they name the content to record (see FindMissingContent)",
+      );
+    }
+    return { type: "by digest", spec, expectedSize, expectedBlake3 };
+  }
   return { type: "artifact", spec, expectedSize, expectedBlake3 };
 }
 

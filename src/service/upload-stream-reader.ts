@@ -49,7 +49,17 @@ export interface RestOfContentSink extends SinkBase {
   finish(content: { readonly metadata: UploadMetadata | undefined }): Promise<UploadResult>;
 }
 
-export type UploadSink = WholeContentSink | RestOfContentSink;
+/**
+ * A sink whose stream carries no bytes at all: the content is one the
+ * tenant already has, named by the header (./content-by-digest.ts). A chunk
+ * fails the stream before anything is recorded.
+ */
+export interface NoContentSink extends SinkBase {
+  readonly carries: "no content";
+  finish(content: { readonly metadata: UploadMetadata }): Promise<UploadResult>;
+}
+
+export type UploadSink = WholeContentSink | RestOfContentSink | NoContentSink;
 
 /**
  * Reads one upload stream: exactly one header, first; then chunks; then at
@@ -115,6 +125,11 @@ async function readIntoSink(
       case "empty":
         break;
       case "chunk":
+        if (sink.carries === "no content") {
+          throw invalidArgument(
+            "a chunk arrived after a header with content_by_digest, which records content the tenant already has and takes no bytes: send the bytes in an upload without content_by_digest",
+          );
+        }
         size += message.data.byteLength;
         if (expectedSize !== undefined && size > expectedSize) {
           throw invalidArgument(`received more than the declared expected_size of ${expectedSize} bytes`);
@@ -135,6 +150,7 @@ async function readIntoSink(
   }
   if (signal.aborted) throw signal.reason;
   if (sink.carries === "rest of a session") return sink.finish({ metadata });
+  if (sink.carries === "no content") return sink.finish({ metadata: metadata ?? sink.metadata });
   if (expectedSize !== undefined && size !== expectedSize) {
     throw invalidArgument(`received ${size} bytes but the header declared expected_size ${expectedSize}: nothing was stored`);
   }

@@ -256,8 +256,16 @@ export function createArtifactServiceHandler(
       return { artifact: artifactToProto(artifact) };
     },
 
+    async findMissingContent(request, ctx) {
+      const contents = request.contents.map((content, index) => ({
+        blake3: content.blake3,
+        sizeBytes: int64FromProto(`contents[${index}].size_bytes`, content.sizeBytes),
+      }));
+      const missing = await service.findMissingContent(ctx.values.get(callerKey), contents);
+      return { missing: missing.map((content) => ({ blake3: content.blake3, sizeBytes: BigInt(content.sizeBytes) })) };
+    },
+
     // Declared by the proto, built in the changes that follow this one.
-    findMissingContent: notServedYet,
     batchGetArtifacts: notServedYet,
     setAlias: notServedYet,
     deleteAlias: notServedYet,

@@ -20,6 +20,7 @@ export function uploadMessageFromProto(request: UploadRequest): UploadMessage {
         expectedBlake3: message.value.expectedBlake3,
         sessionId: message.value.sessionId,
         offset: int64FromProto("header.offset", message.value.offset),
+        contentByDigest: message.value.contentByDigest,
       };
     case "chunk":
       return { type: "chunk", data: message.value };

@@ -59,6 +59,7 @@ describe("request limit settings", () => {
       maxWatchers: 1000,
       maxWatchBacklog: 10_000,
       uploadIdleTimeoutMs: 60_000,
+      maxBatchItems: 1000,
     });
     expect(Object.isFrozen(config.limits)).toBe(true);
     expect(config.databaseStatementTimeoutMs).toBe(30_000);

@@ -43,6 +43,7 @@ const WHOLE_NUMBERS: [string, (config: Config) => number | undefined, number, nu
   ["ARTIFACTD_MAX_WATCHERS", (c) => c.limits.maxWatchers, 1000, 1, 100_000],
   ["ARTIFACTD_MAX_WATCH_BACKLOG", (c) => c.limits.maxWatchBacklog, 10_000, 1, 1_000_000],
   ["ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS", (c) => c.limits.uploadIdleTimeoutMs, 60_000, 100, 3_600_000],
+  ["ARTIFACTD_MAX_BATCH_ITEMS", (c) => c.limits.maxBatchItems, 1000, 1, 10_000],
   ["ARTIFACTD_QUOTA_CONCURRENT_UPLOADS", (c) => c.quotaDefaults.concurrentUploads, 16, 1, 100_000],
   ["ARTIFACTD_QUOTA_CONCURRENT_DOWNLOADS", (c) => c.quotaDefaults.concurrentDownloads, 32, 1, 100_000],
   ["ARTIFACTD_QUOTA_OPEN_SESSIONS", (c) => c.quotaDefaults.openSessions, 100, 1, 10_000_000],

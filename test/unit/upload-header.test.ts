@@ -44,6 +44,7 @@ const header = (changes: Partial<Header> = {}): Header => ({
   expectedBlake3: "",
   sessionId: "",
   offset: 0,
+  contentByDigest: false,
   ...changes,
 });
 const upload = (...messages: UploadMessage[]) =>
@@ -111,5 +112,25 @@ describe("an upload stream's header", () => {
         /^header\.expected_blake3 must be 64 lowercase hex characters \(a BLAKE3-256 digest\)$/,
       );
     }
+  });
+
+  it("records content by digest only with its digest and size declared, and not for a session", async () => {
+    const required =
+      /^with header\.content_by_digest, expected_blake3 and expected_size are required: they name the content to record \(see FindMissingContent\)$/;
+    await expectArtifactErrorAsync(upload(header({ contentByDigest: true })), "invalid_argument", required);
+    await expectArtifactErrorAsync(upload(header({ contentByDigest: true, expectedSize: 10 })), "invalid_argument", required);
+    await expectArtifactErrorAsync(upload(header({ contentByDigest: true, expectedBlake3: DIGEST })), "invalid_argument", required);
+    await expectArtifactErrorAsync(
+      upload(header({ contentByDigest: true, expectedBlake3: DIGEST.toUpperCase(), expectedSize: 10 })),
+      "invalid_argument",
+      /^header\.expected_blake3 must be 64 lowercase hex/,
+    );
+    await expectArtifactErrorAsync(
+      upload(header({ contentByDigest: true, sessionId: SESSION, spec: undefined })),
+      "invalid_argument",
+      /^header\.content_by_digest cannot continue an upload session: leave session_id unset to record content the tenant has$/,
+    );
+    await reachesStorage(header({ contentByDigest: true, expectedBlake3: DIGEST, expectedSize: 0 }));
+    await reachesStorage(header({ contentByDigest: true, expectedBlake3: DIGEST, expectedSize: 10 }));
   });
 });

@@ -23,6 +23,7 @@ import {
   type ClientCommand,
   type ClientFlags,
 } from "./client-flags.ts";
+import { formatBytes } from "./human-units.ts";
 import { createProgressBar, SILENT_PROGRESS, type ProgressBar } from "./progress-bar.ts";
 
 /**
@@ -141,20 +142,32 @@ const COMMANDS: Record<ClientCommand, (context: CommandContext) => Promise<numbe
       if (flags.string("mime") !== undefined) throw new UsageError("--mime does not apply to a folder: a directory artifact's content is its manifest");
       const spec = specFromFlags(flags, path.basename(path.resolve(target)));
       let artifact;
+      const skipped = skippedCounter();
       try {
-        artifact = await withProgress(progressBar(flags, `put ${target}/`, undefined), (onProgress) => client.saveDir(target, spec, { signal, onProgress }));
+        artifact = await withProgress(
+          progressBar(flags, `put ${target}/`, undefined),
+          (onProgress) => client.saveDir(target, spec, { signal, onProgress }),
+          skipped.see,
+        );
       } catch (error) {
         // saveDir names what it cannot store (a link, a socket, a bad name) with a TypeError: the folder is the problem, not the service.
         if (error instanceof TypeError) throw new UsageError(error.message);
         throw error;
       }
-      out(artifact.id, { artifact: artifactJson(artifact) });
+      reportSkipped(flags, skipped);
+      out(artifact.id, { artifact: artifactJson(artifact), skippedFiles: skipped.files, skippedBytes: skipped.bytes });
       return EXIT.ok;
     }
     if (!info.isFile()) throw new UsageError(`${target} is not a regular file or folder`);
     const spec = specFromFlags(flags, path.basename(target));
-    const result = await withProgress(progressBar(flags, `put ${target}`, info.size), (onProgress) => client.uploadFile(target, spec, { signal, onProgress }));
-    return putResult(flags, out, result);
+    const skipped = skippedCounter();
+    const result = await withProgress(
+      progressBar(flags, `put ${target}`, info.size),
+      (onProgress) => client.uploadFile(target, spec, { signal, onProgress }),
+      skipped.see,
+    );
+    reportSkipped(flags, skipped);
+    return putResult(flags, out, result, skipped);
   },
 
   async get({ client, flags, positionals, signal, out }) {
@@ -287,12 +300,47 @@ function printError(message: string): void {
 }
 
 /** The new id alone on standard output, so `id=$(artifactd put …)` works; a note on a terminal when the content was already stored. */
-function putResult(flags: ClientFlags, out: CommandContext["out"], result: UploadResponse): number {
+function putResult(flags: ClientFlags, out: CommandContext["out"], result: UploadResponse, skipped?: SkippedCounter): number {
   const artifact = result.artifact!;
-  if (result.deduplicated && chatty(flags))
+  if (result.deduplicated && !skipped?.files && chatty(flags))
     printError(`artifactd: the content was already stored (BLAKE3 ${artifact.blake3.slice(0, 16)}…); ${artifact.id} shares it`);
-  out(artifact.id, { artifact: artifactJson(artifact), deduplicated: result.deduplicated });
+  const json = { artifact: artifactJson(artifact), deduplicated: result.deduplicated };
+  out(artifact.id, skipped ? { ...json, skippedFiles: skipped.files, skippedBytes: skipped.bytes } : json);
   return EXIT.ok;
+}
+
+/**
+ * What a put did not send because the server already had it (content first: the
+ * client hashes, asks, and records such files by digest), from the transfer's progress.
+ */
+interface SkippedCounter {
+  readonly files: number;
+  readonly bytes: number;
+  readonly see: (progress: TransferProgress) => void;
+}
+
+function skippedCounter(): SkippedCounter {
+  let files = 0;
+  let bytes = 0;
+  return {
+    get files() {
+      return files;
+    },
+    get bytes() {
+      return bytes;
+    },
+    see(progress) {
+      files = progress.skippedFiles ?? files;
+      bytes = progress.skippedBytes ?? bytes;
+    },
+  };
+}
+
+/** On a terminal: how many files the server already had, recorded without sending their bytes. */
+function reportSkipped(flags: ClientFlags, skipped: SkippedCounter): void {
+  if (skipped.files === 0 || !chatty(flags)) return;
+  const files = skipped.files === 1 ? "1 file" : `${skipped.files} files`;
+  printError(`artifactd: skipped ${files} (${formatBytes(skipped.bytes)}) the server already had: recorded without sending the bytes`);
 }
 
 /** Progress and notes go to standard error only when it is a terminal, and not with --json or --quiet. */
@@ -306,10 +354,20 @@ function progressBar(flags: ClientFlags, label: string, totalBytes: number | und
   return createProgressBar({ label, totalBytes, stream: process.stderr });
 }
 
-/** Runs a transfer fed by `onProgress`: the last line when it succeeds, the line erased when it fails. */
-async function withProgress<T>(bar: ProgressBar, transfer: (onProgress: (progress: TransferProgress) => void) => Promise<T>): Promise<T> {
+/**
+ * Runs a transfer fed by `onProgress`: the last line when it succeeds, the line erased when it fails. Bytes the
+ * server already had count as done on the bar (they were not sent, but need not be); `see` gets every report.
+ */
+async function withProgress<T>(
+  bar: ProgressBar,
+  transfer: (onProgress: (progress: TransferProgress) => void) => Promise<T>,
+  see?: (progress: TransferProgress) => void,
+): Promise<T> {
   try {
-    const result = await transfer((progress) => bar.update(progress));
+    const result = await transfer((progress) => {
+      see?.(progress);
+      bar.update({ bytes: progress.bytes + (progress.skippedBytes ?? 0), totalBytes: progress.totalBytes });
+    });
     bar.finish();
     return result;
   } catch (error) {

@@ -71,6 +71,7 @@ const RETRYABLE_METHODS = new Set([
   "DeleteArtifact",
   "ArchiveRun",
   "CreateDownloadUrl",
+  "FindMissingContent",
   "GetUploadSession",
   "UploadPart",
   "CompleteUploadSession",

@@ -22,6 +22,8 @@ import { startDeadline, type Deadline } from "./deadline.ts";
 import { abortStreamSession, createResumableWriter, createStreamSession } from "./resumable-writer.ts";
 import { createDirectDownloads, type DirectDownloadMode } from "./direct-download.ts";
 import { createArtifactCalls, type ArtifactCalls } from "./artifact-calls.ts";
+import { contentKey, createContentFirst, type ContentFirst } from "./content-first.ts";
+import { hashFile } from "./local-artifact-cache.ts";
 
 import type { ArtifactFilterInit } from "@artifactd/api";
 
@@ -44,7 +46,19 @@ export interface TransferOptions extends ConnectionOptions {
    * falling back to the service; `false` never; `"always"` only that way.
    */
   readonly directDownloads?: DirectDownloadMode;
+  /**
+   * uploadFile and saveDir hash a file first and ask the server whether it
+   * has the content (FindMissingContent); what it has is recorded by digest
+   * without sending the bytes. Default true; false sends every byte. A
+   * server that does not know the call is sent everything.
+   */
+  readonly contentFirst?: boolean;
+  /** Contents asked about per FindMissingContent call; default 1000 (the server's default limit, learnt from its refusal when lower). */
+  readonly findMissingBatchSize?: number;
 }
+
+/** uploadFile's options: a writer's, and whether to ask the server for the content first (TransferOptions.contentFirst). */
+export type UploadFileOptions = Omit<WriterOptions, "expectedSize"> & { readonly contentFirst?: boolean };
 
 export interface DownloadOptions {
   /** First byte; a ranged download is not verified against the whole-content digest. */
@@ -79,6 +93,8 @@ const MiB = 1024 * 1024;
 export interface ArtifactTransfers extends ArtifactCalls {
   /** The generated client, for calls this wrapper does not cover. */
   readonly rpc: Client<typeof ArtifactService>;
+  /** Asking which contents the server lacks, and recording the others by digest (content-first.ts); uploadFile and saveDir use it. */
+  readonly contentFirst: ContentFirst | undefined;
   /** A streaming writer; see ArtifactWriter. */
   openWriter<Prefix extends string = string>(spec: ArtifactSpecInit & { typePrefix?: Prefix }, options?: WriterOptions): ArtifactWriter<Prefix>;
   /** Runs `write` with a writer: commits when it returns, aborts (and rethrows) when it throws. */
@@ -90,11 +106,16 @@ export interface ArtifactTransfers extends ArtifactCalls {
   /**
    * Streams a file up (read 1 MiB at a time, sent as 256 KiB messages) and
    * declares its size, so a file that grows or shrinks while it is read is refused.
+   * Content first (TransferOptions.contentFirst, default on): the file is
+   * hashed before, and if the server already has its content the artifact
+   * is recorded by digest and no byte is sent (`deduplicated`, and
+   * onProgress reports it as skippedBytes / skippedFiles); a content that
+   * vanished meanwhile is sent after all.
    */
   uploadFile<Prefix extends string = string>(
     path: string,
     spec: ArtifactSpecInit & { typePrefix?: Prefix },
-    options?: Omit<WriterOptions, "expectedSize">,
+    options?: UploadFileOptions,
   ): Promise<TypedUploadResponse<Prefix>>;
   /**
    * Streams any byte source up (a Node Readable, an async generator, …),
@@ -126,7 +147,7 @@ export interface ArtifactTransfers extends ArtifactCalls {
   saveFile<Prefix extends string = string>(
     path: string,
     spec: ArtifactSpecInit & { typePrefix?: Prefix },
-    options?: Omit<WriterOptions, "expectedSize">,
+    options?: UploadFileOptions,
   ): Promise<TypedArtifact<Prefix>>;
   /** One artifact's metadata; `includeContent` adds inline content (artifact.inlineContent). Deleted ones are returned with deletedAt set. */
   get(id: string, options?: { includeContent?: boolean; signal?: AbortSignal }): Promise<Artifact>;
@@ -352,19 +373,44 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
     return (await uploadStream([bytes], blobSpec, { expectedSize: bytes.byteLength, ...(signal ? { signal } : {}) })).artifact!;
   };
 
+  const contentFirst = options.contentFirst === false ? undefined : createContentFirst(rpc, startUpload, unary, options.findMissingBatchSize);
+
+  /**
+   * A file the server already has, recorded by digest: the response, or
+   * undefined when its bytes must be sent (with the digest hashed here, to
+   * declare it). Bytes the server has are never read twice: one hash, then
+   * either no upload or the upload.
+   */
+  const uploadFileByDigest = async (path: string, size: number, spec: ArtifactSpecInit, fileOptions: UploadFileOptions) => {
+    const signal = fileOptions.signal;
+    const local = { blake3: fileOptions.expectedBlake3 ?? (await hashFile(path)), size };
+    const missing = await contentFirst!.missing([local], signal ? { signal } : {});
+    if (missing === undefined || missing.has(contentKey(local))) return { blake3: local.blake3, response: undefined };
+    const response = await contentFirst!.commitByDigest(spec, local, {
+      ...(signal ? { signal } : {}),
+      ...(fileOptions.timeoutMs !== undefined ? { timeoutMs: fileOptions.timeoutMs } : {}),
+    });
+    if (response) fileOptions.onProgress?.({ bytes: 0, totalBytes: size, skippedBytes: size, skippedFiles: 1 });
+    return { blake3: local.blake3, response };
+  };
+
   const transfers: ArtifactTransfers = {
     rpc,
     ...createArtifactCalls(rpc, retry, unary),
+    contentFirst,
     openWriter,
     withWriter,
     uploadStream,
 
-    async uploadFile<Prefix extends string>(
-      path: string,
-      spec: ArtifactSpecInit & { typePrefix?: Prefix },
-      writerOptions: Omit<WriterOptions, "expectedSize"> = {},
-    ) {
+    async uploadFile<Prefix extends string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, fileOptions: UploadFileOptions = {}) {
+      const { contentFirst: asked, ...rest } = fileOptions;
+      let writerOptions: Omit<WriterOptions, "expectedSize"> = rest;
       const { size } = await stat(path);
+      if (contentFirst && asked !== false && writerOptions.session === undefined && !writerOptions.resumable) {
+        const { blake3, response } = await uploadFileByDigest(path, size, spec, writerOptions);
+        if (response) return response as TypedUploadResponse<Prefix>;
+        writerOptions = { ...writerOptions, expectedBlake3: blake3 };
+      }
       if (size >= resumableAboveBytes) return (await uploadFileResumably(path, size, spec, writerOptions)) as TypedUploadResponse<Prefix>;
       return uploadStream(createReadStream(path, { highWaterMark: MiB }), spec, { ...writerOptions, expectedSize: size });
     },
@@ -379,7 +425,7 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
       return (await saveSmallContent("text", text, spec, saveOptions.signal)) as TypedArtifact<Prefix>;
     },
 
-    async saveFile<Prefix extends string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, fileOptions?: Omit<WriterOptions, "expectedSize">) {
+    async saveFile<Prefix extends string>(path: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, fileOptions?: UploadFileOptions) {
       return (await transfers.uploadFile(path, spec, fileOptions)).artifact as TypedArtifact<Prefix>;
     },
 

@@ -50,6 +50,14 @@ export interface WriterOptions {
 export interface TransferProgress {
   readonly bytes: number;
   readonly totalBytes: number | undefined;
+  /**
+   * Uploads only: content bytes not sent because the server already had
+   * them (recorded by digest, see content-first.ts); they count in
+   * totalBytes, not in bytes.
+   */
+  readonly skippedBytes?: number;
+  /** Uploads only: files (distinct contents) recorded by digest, their bytes not sent. */
+  readonly skippedFiles?: number;
 }
 
 /**

@@ -22,6 +22,7 @@ import {
   type DirectoryManifest,
 } from "./directory-manifest.ts";
 import { hashFile, type LocalArtifactCache } from "./local-artifact-cache.ts";
+import { contentKey } from "./content-first.ts";
 
 /**
  * Directory artifacts. `saveDir` uploads each distinct file once, as an
@@ -30,7 +31,10 @@ import { hashFile, type LocalArtifactCache } from "./local-artifact-cache.ts";
  * directory artifact itself: a manifest (directory-manifest.ts) naming each
  * path's file artifact, size and BLAKE3. Identical files in one directory
  * are sent once; across saves the server stores one blob per digest, so an
- * unchanged file costs no new storage. Symbolic links, sockets, pipes and
+ * unchanged file costs no new storage. With content first (the client's
+ * default, see content-first.ts) it costs no transfer either: the server is
+ * asked which of the folder's contents it lacks, only those are sent, and
+ * the others are recorded by digest. Symbolic links, sockets, pipes and
  * devices are refused by name rather than skipped: a directory artifact that
  * silently lacks something is worse than an error.
  *
@@ -90,7 +94,10 @@ export interface SaveDirOptions extends DirectoryLimits {
   /** Files uploaded at once; default 4. */
   readonly concurrency?: number;
   readonly signal?: AbortSignal;
-  /** Bytes uploaded so far over the whole folder (each distinct content once), once the files are hashed. */
+  /**
+   * Bytes uploaded so far over the whole folder (each distinct content once), once the files are hashed;
+   * with skippedBytes / skippedFiles, the contents the server already had, recorded without sending them.
+   */
   readonly onProgress?: (progress: TransferProgress) => void;
 }
 
@@ -102,22 +109,35 @@ export interface RestoreDirOptions extends DirectoryLimits {
   readonly onProgress?: (progress: TransferProgress) => void;
 }
 
-/** One progress figure for many files moving at once: each file's latest bytes, summed. */
+/**
+ * One progress figure for many files moving at once: each file's latest bytes, summed; and, apart, the files
+ * whose bytes were not sent because the server had them (`skipped`).
+ */
 function folderProgress(totalBytes: number, report: ((progress: TransferProgress) => void) | undefined) {
   const perFile = new Map<string, number>();
   let bytes = 0;
-  return (file: string, fileBytes: number) => {
+  let skippedBytes = 0;
+  let skippedFiles = 0;
+  const emit = () => report?.({ bytes, totalBytes, ...(skippedFiles > 0 ? { skippedBytes, skippedFiles } : {}) });
+  const moved = (file: string, fileBytes: number) => {
     if (!report) return;
     bytes += fileBytes - (perFile.get(file) ?? 0);
     perFile.set(file, fileBytes);
-    report({ bytes, totalBytes });
+    emit();
   };
+  return Object.assign(moved, {
+    skipped(fileBytes: number) {
+      skippedBytes += fileBytes;
+      skippedFiles++;
+      emit();
+    },
+  });
 }
 
 export const DIRECTORY_ENTRY_CLASS = "directory-entry";
 
 export function createDirectoryArtifacts(
-  transfers: Pick<ArtifactTransfers, "uploadFile" | "uploadStream" | "delete" | "rpc">,
+  transfers: Pick<ArtifactTransfers, "uploadFile" | "uploadStream" | "delete" | "rpc" | "contentFirst">,
   loaders: ArtifactLoaders,
   cache: LocalArtifactCache,
 ): DirectoryArtifacts {
@@ -161,16 +181,26 @@ export function createDirectoryArtifacts(
       distinct.reduce((sum, f) => sum + f.size, 0),
       options.onProgress,
     );
+    const signalOption = options.signal ? { signal: options.signal } : {};
     try {
+      // Content first: one question (in batches) for the whole folder; what the server has is recorded by digest.
+      const missing = await transfers.contentFirst?.missing(distinct, signalOption);
       await mapLimit(distinct, concurrency, async (f) => {
         options.signal?.throwIfAborted();
-        const { artifact } = await transfers.uploadFile(f.absolute, entrySpec(f.relative), {
-          expectedBlake3: f.blake3,
-          ...(options.signal ? { signal: options.signal } : {}),
-          onProgress: (p) => progress(f.blake3, p.bytes),
-        });
+        const known = missing !== undefined && !missing.has(contentKey(f));
+        // Undefined also when the content vanished since the question (garbage collection): its bytes are sent then.
+        const byDigest = known ? await transfers.contentFirst!.commitByDigest(entrySpec(f.relative), f, signalOption) : undefined;
+        const { artifact } =
+          byDigest ??
+          (await transfers.uploadFile(f.absolute, entrySpec(f.relative), {
+            expectedBlake3: f.blake3,
+            contentFirst: false,
+            ...signalOption,
+            onProgress: (p) => progress(f.blake3, p.bytes),
+          }));
         uploaded.set(f.blake3, { id: artifact!.id, size: Number(artifact!.sizeBytes) });
-        progress(f.blake3, Number(artifact!.sizeBytes));
+        if (byDigest) progress.skipped(f.size);
+        else progress(f.blake3, Number(artifact!.sizeBytes));
       });
 
       const digestOf = new Map(digests.map((d) => [d.relative, d.blake3]));

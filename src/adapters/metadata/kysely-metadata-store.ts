@@ -7,6 +7,7 @@ import { createKyselyArtifactRecords } from "./kysely-artifact-records.ts";
 import { createKyselyArtifactUsages } from "./kysely-artifact-usages.ts";
 import { createKyselyInFlightUploads } from "./kysely-in-flight-uploads.ts";
 import { createKyselyTenantBlobIndex } from "./kysely-tenant-blob-index.ts";
+import { createKyselyTenantContentIndex } from "./kysely-tenant-content-index.ts";
 import { createKyselyTenantQuotas } from "./kysely-tenant-quotas.ts";
 import { createKyselyTokenStore } from "./kysely-token-store.ts";
 import { createKyselyUploadSessionStore } from "./kysely-upload-session-store.ts";
@@ -34,6 +35,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
     ...createKyselyArtifactQueries(db),
     ...createKyselyArtifactRecords(db, withEvents, withStatementEvents),
     ...createKyselyTenantBlobIndex(db),
+    ...createKyselyTenantContentIndex(db),
     ...createKyselyAllTenantsBlobIndex(db),
     ...createKyselyTokenStore(db),
 

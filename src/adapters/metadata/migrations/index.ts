@@ -11,6 +11,7 @@ import * as forgetUrlSigningKey from "./20261211010000_forget_url_signing_key.ts
 import * as tenantQuotas from "./20261211020000_tenant_quotas.ts";
 import * as inlineBytes from "./20261212000000_inline_bytes.ts";
 import * as usagesAndParentRuns from "./20261213020000_usages_and_parent_runs.ts";
+import * as inlineContentDigest from "./20261213030000_inline_content_digest.ts";
 
 /**
  * Every migration, by its timestamped name. Listed statically rather than
@@ -31,6 +32,7 @@ export const migrationProvider: MigrationProvider = {
       "20261211020000_tenant_quotas": tenantQuotas,
       "20261212000000_inline_bytes": inlineBytes,
       "20261213020000_usages_and_parent_runs": usagesAndParentRuns,
+      "20261213030000_inline_content_digest": inlineContentDigest,
     };
   },
 };
