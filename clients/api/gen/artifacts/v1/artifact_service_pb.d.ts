@@ -109,10 +109,13 @@ export declare type UploadHeader = Message<"artifacts.v1.UploadHeader"> & {
   /**
    * Record the artifact from content this tenant already has, sending no
    * bytes: expected_blake3 and expected_size are required and name it (see
-   * FindMissingContent), no chunk may follow (INVALID_ARGUMENT), and a
-   * content the tenant lacks answers FAILED_PRECONDITION (send the bytes
-   * with a normal upload). The response's deduplicated is true. Not with
-   * session_id.
+   * FindMissingContent), no chunk may follow (INVALID_ARGUMENT; a trailer
+   * may), and a content the tenant lacks answers FAILED_PRECONDITION (send
+   * the bytes with a normal upload). The response's deduplicated is true.
+   * Not with session_id. Content the tenant holds as a blob is referenced
+   * (whatever its size); content it holds only inline, in another
+   * artifact's row, is copied into the new row and counts against the
+   * stored-bytes quota.
    *
    * @generated from field: bool content_by_digest = 6;
    */
@@ -2414,9 +2417,10 @@ export declare const ArtifactService: GenService<{
    * this tenant does not have yet: the digests to send. Content the tenant
    * has (as a blob, or inline in one of its live artifacts) can be recorded
    * as a new artifact without sending it again: an Upload whose header sets
-   * content_by_digest. Another tenant's content never counts. Answers from
-   * the database alone; INVALID_ARGUMENT for a malformed digest or negative
-   * size.
+   * content_by_digest. Another tenant's content never counts, nor does a
+   * blob marked corrupt. Answers from the database alone; any token may ask.
+   * INVALID_ARGUMENT, naming the entry, for a malformed digest or negative
+   * size, and for more entries than ARTIFACTD_MAX_BATCH_ITEMS.
    *
    * @generated from rpc artifacts.v1.ArtifactService.FindMissingContent
    */
