@@ -73,8 +73,8 @@ const specIn = (resources: Pick<AlphaResources, "tag" | "runId">, extra: { name?
   ...extra,
 });
 
-async function saveText(client: ArtifactClient, spec: object) {
-  return (await client.saveInline({ spec, content: { case: "text", value: "isolation" } })).artifact!;
+async function saveText(client: ArtifactClient, spec: object, text = "isolation") {
+  return (await client.saveInline({ spec, content: { case: "text", value: text } })).artifact!;
 }
 
 async function* uploadMessages(header: object, content: Uint8Array) {
@@ -226,6 +226,29 @@ const rows: Record<string, Row> = {
     async asOtherTenant({ beta }, r) {
       await expectCode(beta.getLineage({ id: r.childId, depth: 2 }), Code.NotFound, notFound);
       await expectCode(beta.getLineage({ id: r.parentId, depth: 2 }), Code.NotFound, notFound);
+    },
+  },
+  FindMissingContent: {
+    scope: "read-only",
+    changes: false,
+    asOwner: async (client, r) => {
+      const { blake3, sizeBytes } = (await client.getArtifact({ id: r.childId })).artifact!;
+      return client.findMissingContent({ contents: [{ blake3, sizeBytes }] });
+    },
+    async asOtherTenant({ beta, alpha }, r) {
+      const { blake3, sizeBytes } = (await alpha.getArtifact({ id: r.childId })).artifact!;
+      expect((await alpha.findMissingContent({ contents: [{ blake3, sizeBytes }] })).missing).toEqual([]);
+      // Alpha has it; for beta it is missing, and cannot be recorded by its digest.
+      expect((await beta.findMissingContent({ contents: [{ blake3, sizeBytes }] })).missing.map((c) => c.blake3)).toEqual([blake3]);
+      const byDigest = { spec: { kind: r.tag }, expectedBlake3: blake3, expectedSize: sizeBytes, contentByDigest: true };
+      await expectCode(
+        beta.upload(
+          (async function* () {
+            yield { message: { case: "header" as const, value: byDigest } };
+          })(),
+        ),
+        Code.FailedPrecondition,
+      );
     },
   },
   RecordUsage: {
@@ -526,7 +549,8 @@ describe.each(BACKENDS)("tenant isolation and authentication of every RPC (%s)",
     const base = { tag, runId: `run-${tag}`, idempotencyKey: `key-${tag}` };
     const spec = (name: string, extra: object = {}) => ({ ...specIn(base, { name }), title: `${name} ${tag}`, metrics: { score: 0.9 }, ...extra });
     const parentId = (await saveText(alpha, spec("alpha-parent"))).id;
-    const childId = (await saveText(alpha, spec("alpha-child", { inputs: [{ artifactId: parentId, role: "source" }] }))).id;
+    // Content of its own: the content-first row checks that beta does not have it.
+    const childId = (await saveText(alpha, spec("alpha-child", { inputs: [{ artifactId: parentId, role: "source" }] }), `alpha's ${tag}`)).id;
     const session = (await alpha.createUploadSession({ spec: spec("alpha-session"), partSize: PART_SIZE, idempotencyKey: base.idempotencyKey })).session!;
     await alpha.uploadPart({ sessionId: session.sessionId, partNumber: 1, data: Buffer.from("part one") });
     return { ...base, parentId, childId, sessionId: session.sessionId };
@@ -626,7 +650,7 @@ describe.each(BACKENDS)("tenant isolation and authentication of every RPC (%s)",
     const expiresAtSeconds = Math.floor(Date.now() / 1000) + 600;
     const tokenIdOf = async (tenant: string, name: string) => (await t.app.metadata.listTokens(tenant)).find((token) => token.name === name)!.id;
     const alphaLink = targetOf((await client(bearer(t.tokens.alpha)).createDownloadUrl({ id: r.childId, ttlSeconds: 600 })).url);
-    expect(await get(alphaLink)).toEqual({ status: 200, body: "isolation" });
+    expect(await get(alphaLink)).toEqual({ status: 200, body: `alpha's ${r.tag}` });
 
     // Beta's own link, re-aimed at alpha's artifact: the signature no longer matches.
     const betaOwn = await saveText(client(bearer(t.tokens.beta)), specIn(r, { name: "beta-own" }));
@@ -653,8 +677,8 @@ describe.each(BACKENDS)("tenant isolation and authentication of every RPC (%s)",
     }
     // A read-only token's link is enough, and alpha's own link still works.
     const readerLink = signer.sign({ tenantId: "alpha", artifactId: r.childId, tokenId: await tokenIdOf("alpha", "alpha-reader"), expiresAtSeconds });
-    expect(await get(readerLink)).toEqual({ status: 200, body: "isolation" });
-    expect(await get(alphaLink)).toEqual({ status: 200, body: "isolation" });
+    expect(await get(readerLink)).toEqual({ status: 200, body: `alpha's ${r.tag}` });
+    expect(await get(alphaLink)).toEqual({ status: 200, body: `alpha's ${r.tag}` });
     await client(bearer(t.tokens.alpha)).abortUploadSession({ sessionId: r.sessionId });
   });
 });
