@@ -1,4 +1,5 @@
 import type { Artifact, ArtifactInput, ArtifactSpec, ArtifactStatus, InlineContent } from "../artifact.ts";
+import type { AliasMoveBy } from "../artifact-versions.ts";
 import type { StoredBlob } from "./tenant-blob-index.ts";
 
 /**
@@ -31,8 +32,13 @@ export interface ArtifactRecords {
   /** Fails with not_found / failed_precondition on a bad input. */
   checkInputs(tenantId: string, inputs: readonly ArtifactInput[]): Promise<void>;
 
-  /** Sets deleted_at; undefined when there is no such artifact. Refuses pinned ones. */
-  softDeleteArtifact(tenantId: string, id: string, now: Date): Promise<Artifact | undefined>;
+  /**
+   * Sets deleted_at; undefined when there is no such artifact. Refuses pinned
+   * ones, and ones an alias (other than latest) points at unless
+   * `aliases.force`: then those aliases are removed in the same transaction,
+   * each removal recorded as moved by `aliases.by`.
+   */
+  softDeleteArtifact(tenantId: string, id: string, now: Date, aliases?: { readonly force: boolean; readonly by: AliasMoveBy }): Promise<Artifact | undefined>;
   setPinned(tenantId: string, id: string, pinned: boolean): Promise<Artifact | undefined>;
   /** Applies a status change allowed by STATUS_TRANSITIONS, atomically. */
   setStatus(tenantId: string, id: string, status: ArtifactStatus): Promise<Artifact | undefined>;
