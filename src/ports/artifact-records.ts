@@ -42,7 +42,7 @@ export interface ArtifactRecords {
   setPinned(tenantId: string, id: string, pinned: boolean): Promise<Artifact | undefined>;
   /** Applies a status change allowed by STATUS_TRANSITIONS, atomically. */
   setStatus(tenantId: string, id: string, status: ArtifactStatus): Promise<Artifact | undefined>;
-  /** Soft-deletes the unpinned, live artifacts of a run; returns them. */
+  /** Soft-deletes the unpinned, live artifacts of a run that no alias points at; returns them. */
   archiveRun(tenantId: string, runId: string, now: Date): Promise<Artifact[]>;
 }
 
@@ -51,7 +51,7 @@ export interface ArtifactRecords {
  * maintenance. Its events are recorded like those of ArtifactRecords.
  */
 export interface ArtifactExpiry {
-  /** Soft-deletes up to `limit` unpinned artifacts whose expires_at has passed. */
+  /** Soft-deletes up to `limit` unpinned artifacts no alias points at whose expires_at has passed. */
   expireArtifacts(now: Date, limit: number): Promise<Artifact[]>;
 }
 

@@ -321,6 +321,18 @@ describe.each(BACKENDS)("versions and aliases on %s", (backend: Backend) => {
     await client.deleteArtifact({ id: `${name}:latest` });
   });
 
+  it("spares the versions an alias points at when a run is archived, as it spares pinned ones", async () => {
+    const run = unique("archived-run");
+    const name = unique("arch");
+    const v1 = await saveVersion(client, name, "1", { runId: run });
+    const v2 = await saveVersion(client, name, "2", { runId: run });
+    await client.setAlias({ artifactId: v1.id, alias: "prod" });
+    expect((await client.archiveRun({ runId: run })).deletedCount).toBe(1n);
+    expect((await client.getArtifact({ id: v2.id })).artifact!.deletedAt).toBeDefined();
+    const kept = (await client.getArtifact({ id: `${name}:prod` })).artifact!;
+    expect([kept.id, kept.deletedAt, kept.aliases]).toEqual([v1.id, undefined, ["latest", "prod"]]);
+  });
+
   it("approves and moves an alias in one transaction, or does neither", async () => {
     const name = unique("approve");
     const v1 = await saveVersion(client, name);

@@ -176,6 +176,7 @@ export function createKyselyArtifactRecords(
           .where("tenant_id", "=", tenantId)
           .where("run_id", "=", runId)
           .where("pinned", "=", false)
+          .where(notAliased)
           .where("deleted_at", "is", null)
           .returning(ARTIFACT_COLUMNS)
           .execute();
@@ -189,9 +190,17 @@ export function createKyselyArtifactRecords(
           .updateTable("artifacts")
           .set({ deleted_at: now })
           .where("id", "in", (eb) =>
-            eb.selectFrom("artifacts").select("id").where("expires_at", "<=", now).where("deleted_at", "is", null).where("pinned", "=", false).limit(limit),
+            eb
+              .selectFrom("artifacts")
+              .select("id")
+              .where("expires_at", "<=", now)
+              .where("deleted_at", "is", null)
+              .where("pinned", "=", false)
+              .where(notAliased)
+              .limit(limit),
           )
           .where("pinned", "=", false)
+          .where(notAliased)
           .where("deleted_at", "is", null)
           .returning(ARTIFACT_COLUMNS)
           .execute();
@@ -348,6 +357,14 @@ async function endHold(tx: Transaction<Database>, record: NewArtifact, blob: Sto
     throw new ArtifactError("aborted", UPLOAD_HOLD_LOST);
   }
 }
+
+/**
+ * Deletes no one asked for by id (a run archived, an artifact expired) spare
+ * the versions an alias points at, as they spare pinned artifacts: an alias
+ * is someone's word that the version is in use, and DeleteArtifact itself
+ * refuses them without force.
+ */
+const notAliased = sql<boolean>`not exists (select 1 from artifact_aliases where artifact_aliases.artifact_id = artifacts.id)`;
 
 /** Soft-deleted rows → artifacts, each with its deleted event recorded. */
 async function recordDeleted(tx: Queryable, rows: readonly ArtifactRow[], recordEvent: (event: PendingEvent) => void): Promise<Artifact[]> {
