@@ -20,6 +20,7 @@ export type { ArtifactSpecInit, ArtifactWriter, TransferProgress, WriterOptions 
 export {
   artifactUri,
   isArtifactRef,
+  locatorToRequestId,
   parseArtifactRef,
   type ArrayRef,
   type ArtifactLocator,
