@@ -215,7 +215,14 @@ export function validateFilter(filter: ArtifactFilter, maxTerms: number): void {
  * checked, NUL included, by validateLabels / validateTags.
  */
 function checkFilterText(filter: ArtifactFilter): void {
-  const plain = { kind: filter.kind, artifact_class: filter.artifactClass, name_prefix: filter.namePrefix, mime_type: filter.mimeType };
+  const plain = {
+    kind: filter.kind,
+    artifact_class: filter.artifactClass,
+    name_prefix: filter.namePrefix,
+    mime_type: filter.mimeType,
+    project: filter.project,
+    name: filter.name,
+  };
   for (const [name, value] of Object.entries(plain)) if (value) checkNoNul(`filter.${name}`, value);
   for (const name of PROVENANCE_FIELDS) {
     const value = filter.provenance?.[name];

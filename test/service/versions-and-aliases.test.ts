@@ -372,6 +372,7 @@ describe.each(BACKENDS)("versions and aliases on %s", (backend: Backend) => {
     ]);
     expect((await client.getArtifact({ id: `alpha-proj/${name}:gold` })).artifact!.id).toBe(a1.id);
     expect((await client.listArtifacts({ filter: { name, project: "beta-proj" } })).artifacts.map((a) => a.project)).toEqual(["beta-proj"]);
+    await expectCode(client.listArtifacts({ filter: { name: "a\u0000b" } }), Code.InvalidArgument, /filter\.name contains a NUL character/);
   });
 
   it("keeps names, aliases and versions within the tenant", async () => {
