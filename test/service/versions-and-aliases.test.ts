@@ -1,7 +1,7 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { Status } from "@artifactd/api/artifacts/v1/artifact_pb.js";
+import { Status, Storage } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import { EventType, type ArtifactService, type UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { createApiToken } from "../../src/service/api-tokens.ts";
 import { expectCode } from "../support/expect-code.ts";
@@ -58,7 +58,8 @@ describe.each(BACKENDS)("versions and aliases on %s", (backend: Backend) => {
   let t: TestApp;
   let client: ArtifactsClient;
   beforeAll(async () => {
-    const env: Record<string, string> = { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" };
+    // Small declared uploads are kept in their row (the inline upload path); undeclared ones go to the blob store.
+    const env: Record<string, string> = { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0", ARTIFACTD_UPLOAD_INLINE_MAX_BYTES: "64KiB" };
     if (backend === "postgres+minio") env.ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT = inject("minio").endpoint;
     t = await startTestApp(backend, env);
     client = t.client();
@@ -83,7 +84,10 @@ describe.each(BACKENDS)("versions and aliases on %s", (backend: Backend) => {
     const { session } = await client.createUploadSession({ spec: { kind: "dataset", name, versioned: true }, partSize: 5n * 1024n * 1024n });
     await client.uploadPart({ sessionId: session!.sessionId, partNumber: 1, data: new TextEncoder().encode("from a session") });
     const completed = await client.completeUploadSession({ sessionId: session!.sessionId });
-    expect([streamed.artifact!.version, again.artifact!.version, completed.artifact!.version]).toEqual([2n, 3n, 4n]);
+    // A small upload whose size is declared: kept in its row.
+    const small = await client.upload(uploadStream([header(BigInt(bytes.length)), { message: { case: "chunk", value: bytes } }]));
+    expect(small.artifact!.storage).toBe(Storage.INLINE);
+    expect([streamed.artifact!.version, again.artifact!.version, completed.artifact!.version, small.artifact!.version]).toEqual([2n, 3n, 4n, 5n]);
     // Another project's name of the same spelling counts on its own; an unversioned save gets no number.
     const other = await saveVersion(client, name, "elsewhere", { project: "team-b" });
     expect([other.version, other.project]).toEqual([1n, "team-b"]);
@@ -91,8 +95,8 @@ describe.each(BACKENDS)("versions and aliases on %s", (backend: Backend) => {
     expect([plain.version, plain.aliases]).toEqual([0n, []]);
 
     const versions = await allVersions(client, name);
-    expect(versions.map((v) => v.version)).toEqual([4n, 3n, 2n, 1n]);
-    expect(versions.map((v) => v.aliases)).toEqual([["latest"], [], [], []]);
+    expect(versions.map((v) => v.version)).toEqual([5n, 4n, 3n, 2n, 1n]);
+    expect(versions.map((v) => v.aliases)).toEqual([["latest"], [], [], [], []]);
   });
 
   it("gives a number back when the save rolls back, leaving no gap", async () => {
