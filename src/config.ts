@@ -100,6 +100,8 @@ export interface RequestLimits {
   readonly maxFilterTerms: number;
   /** Largest page List and Search return (INVALID_ARGUMENT above it). */
   readonly maxPageSize: number;
+  /** Entries one batch call may hold: BatchGetArtifacts' ids or references, FindMissingContent's contents (INVALID_ARGUMENT above it). */
+  readonly maxBatchItems: number;
   /** Longest free-text query Search takes. */
   readonly maxSearchQueryChars: number;
   /** Artifacts one GetLineage answer may hold (ten times as many edges). */
@@ -112,8 +114,6 @@ export interface RequestLimits {
   readonly maxWatchBacklog: number;
   /** A streaming upload that receives no message for this long is failed and leaves nothing behind. */
   readonly uploadIdleTimeoutMs: number;
-  /** Entries one batch call may hold (FindMissingContent's contents). */
-  readonly maxBatchItems: number;
 }
 
 /**
@@ -201,13 +201,13 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_MAX_CALL_TIMEOUT_MS",
   "ARTIFACTD_MAX_FILTER_TERMS",
   "ARTIFACTD_MAX_PAGE_SIZE",
+  "ARTIFACTD_MAX_BATCH_ITEMS",
   "ARTIFACTD_MAX_SEARCH_QUERY_CHARS",
   "ARTIFACTD_MAX_LINEAGE_NODES",
   "ARTIFACTD_MAX_WATCHERS_PER_TENANT",
   "ARTIFACTD_MAX_WATCHERS",
   "ARTIFACTD_MAX_WATCH_BACKLOG",
   "ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS",
-  "ARTIFACTD_MAX_BATCH_ITEMS",
   "ARTIFACTD_QUOTA_STORED_BYTES",
   "ARTIFACTD_QUOTA_CONCURRENT_UPLOADS",
   "ARTIFACTD_QUOTA_CONCURRENT_DOWNLOADS",
@@ -414,13 +414,13 @@ export function readConfig(env: Env = process.env): Config {
       // ranges (three terms each): 256 stays well below whatever else is on the stack.
       maxFilterTerms: integer("ARTIFACTD_MAX_FILTER_TERMS", 64, 1, 256),
       maxPageSize: integer("ARTIFACTD_MAX_PAGE_SIZE", 1000, 1, 10_000),
+      maxBatchItems: integer("ARTIFACTD_MAX_BATCH_ITEMS", 1000, 1, 10_000),
       maxSearchQueryChars: integer("ARTIFACTD_MAX_SEARCH_QUERY_CHARS", 512, 1, 4096),
       maxLineageNodes: integer("ARTIFACTD_MAX_LINEAGE_NODES", 1000, 1, 100_000),
       maxWatchersPerTenant: integer("ARTIFACTD_MAX_WATCHERS_PER_TENANT", 100, 1, 100_000),
       maxWatchers: integer("ARTIFACTD_MAX_WATCHERS", 1000, 1, 100_000),
       maxWatchBacklog: integer("ARTIFACTD_MAX_WATCH_BACKLOG", 10_000, 1, 1_000_000),
       uploadIdleTimeoutMs: integer("ARTIFACTD_UPLOAD_IDLE_TIMEOUT_MS", 60_000, 100, 3_600_000),
-      maxBatchItems: integer("ARTIFACTD_MAX_BATCH_ITEMS", 1000, 1, 10_000),
     }),
     quotaDefaults,
     quotaCacheMs: integer("ARTIFACTD_QUOTA_CACHE_MS", 5_000, 0, 300_000),

@@ -3,6 +3,7 @@ import type { ArtifactEventLog } from "./artifact-event-log.ts";
 import type { ArtifactQueries } from "./artifact-queries.ts";
 import type { ArtifactUsageStore } from "./artifact-usages.ts";
 import type { ArtifactExpiry, ArtifactRecords } from "./artifact-records.ts";
+import type { ArtifactVersions } from "./artifact-versions.ts";
 import type { InFlightUploads } from "./in-flight-uploads.ts";
 import type { TenantBlobIndex } from "./tenant-blob-index.ts";
 import type { TenantContentIndex } from "./tenant-content-index.ts";
@@ -44,6 +45,8 @@ export interface MetadataStore extends ArtifactQueries, ArtifactRecords, Artifac
   readonly tenantQuotas: TenantQuotaStore;
   /** Runs that used artifacts without producing them (RecordUsage). */
   readonly artifactUsages: ArtifactUsageStore;
+  /** Versions, aliases and the resolution of references by name. */
+  readonly versions: ArtifactVersions;
 
   /** Fails when the database cannot be reached: the health check's probe. */
   ping(): Promise<void>;

@@ -53,13 +53,13 @@ describe("request limit settings", () => {
     expect(config.limits).toEqual({
       maxFilterTerms: 64,
       maxPageSize: 1000,
+      maxBatchItems: 1000,
       maxSearchQueryChars: 512,
       maxLineageNodes: 1000,
       maxWatchersPerTenant: 100,
       maxWatchers: 1000,
       maxWatchBacklog: 10_000,
       uploadIdleTimeoutMs: 60_000,
-      maxBatchItems: 1000,
     });
     expect(Object.isFrozen(config.limits)).toBe(true);
     expect(config.databaseStatementTimeoutMs).toBe(30_000);

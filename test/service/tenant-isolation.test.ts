@@ -43,6 +43,8 @@ interface AlphaResources {
   /** Alpha's run id; beta puts artifacts of its own in the same run. */
   readonly runId: string;
   readonly parentId: string;
+  /** The parent's versioned name (it is version 1), with the alias "gold" on it. */
+  readonly versionedName: string;
   /** Made from parent (a lineage edge). */
   readonly childId: string;
   /** Open, with part 1 stored; spec in alpha's run. */
@@ -64,6 +66,8 @@ interface Row {
 }
 
 const notFound = /does not exist|not found|no upload session/i;
+/** What a reference by another tenant's name is answered: the name is not there. */
+const noSuchName = /there is no versioned artifact named/;
 const PART_SIZE = 5n * 1024n * 1024n;
 
 const specIn = (resources: Pick<AlphaResources, "tag" | "runId">, extra: { name?: string; title?: string; metrics?: Record<string, number> } = {}) => ({
@@ -304,6 +308,52 @@ const rows: Record<string, Row> = {
       // The run id is the same; beta archives only its own artifact in it.
       await saveText(beta, specIn(r, { name: "beta-own" }));
       expect((await beta.archiveRun({ runId: r.runId })).deletedCount).toBe(1n);
+    },
+  },
+  SetAlias: {
+    scope: "read-write",
+    changes: true,
+    asOwner: (client, r) => client.setAlias({ artifactId: `${r.versionedName}@v1`, alias: "silver" }),
+    async asOtherTenant({ beta }, r) {
+      await expectCode(beta.setAlias({ artifactId: r.parentId, alias: "silver" }), Code.NotFound, notFound);
+      await expectCode(beta.setAlias({ artifactId: `${r.versionedName}:gold`, alias: "silver" }), Code.NotFound, noSuchName);
+    },
+  },
+  DeleteAlias: {
+    scope: "read-write",
+    changes: true,
+    asOwner: (client, r) => client.deleteAlias({ name: r.versionedName, alias: "gold" }),
+    async asOtherTenant({ beta }, r) {
+      await expectCode(beta.deleteAlias({ name: r.versionedName, alias: "gold" }), Code.NotFound, /has no alias "gold"/);
+    },
+  },
+  ListVersions: {
+    scope: "read-only",
+    changes: false,
+    asOwner: (client, r) => client.listVersions({ name: r.versionedName }),
+    async asOtherTenant({ beta }, r) {
+      await expectCode(beta.listVersions({ name: r.versionedName }), Code.NotFound, noSuchName);
+    },
+  },
+  ListAliasHistory: {
+    scope: "read-only",
+    changes: false,
+    asOwner: (client, r) => client.listAliasHistory({ name: r.versionedName }),
+    async asOtherTenant({ beta }, r) {
+      await expectCode(beta.listAliasHistory({ name: r.versionedName }), Code.NotFound, noSuchName);
+    },
+  },
+  BatchGetArtifacts: {
+    scope: "read-only",
+    changes: false,
+    asOwner: (client, r) => client.batchGetArtifacts({ ids: [r.childId, `${r.versionedName}:gold`], includeContent: true }),
+    async asOtherTenant({ beta }, r) {
+      const { results } = await beta.batchGetArtifacts({ ids: [r.childId, `${r.versionedName}:gold`, r.parentId], includeContent: true });
+      expect(results.map((result) => [result.artifact, result.notFound])).toEqual([
+        [undefined, `artifact ${r.childId} does not exist`],
+        [undefined, `there is no versioned artifact named "${r.versionedName}"`],
+        [undefined, `artifact ${r.parentId} does not exist`],
+      ]);
     },
   },
   WatchArtifacts: {
@@ -548,12 +598,15 @@ describe.each(BACKENDS)("tenant isolation and authentication of every RPC (%s)",
     const tag = `iso${randomBytes(5).toString("hex")}`;
     const base = { tag, runId: `run-${tag}`, idempotencyKey: `key-${tag}` };
     const spec = (name: string, extra: object = {}) => ({ ...specIn(base, { name }), title: `${name} ${tag}`, metrics: { score: 0.9 }, ...extra });
-    const parentId = (await saveText(alpha, spec("alpha-parent"))).id;
+    // A name of the row's own: version 1 of it is the parent.
+    const versionedName = `alpha-parent-${tag}`;
+    const parentId = (await saveText(alpha, spec(versionedName, { versioned: true }))).id;
+    await alpha.setAlias({ artifactId: parentId, alias: "gold" });
     // Content of its own: the content-first row checks that beta does not have it.
     const childId = (await saveText(alpha, spec("alpha-child", { inputs: [{ artifactId: parentId, role: "source" }] }), `alpha's ${tag}`)).id;
     const session = (await alpha.createUploadSession({ spec: spec("alpha-session"), partSize: PART_SIZE, idempotencyKey: base.idempotencyKey })).session!;
     await alpha.uploadPart({ sessionId: session.sessionId, partNumber: 1, data: Buffer.from("part one") });
-    return { ...base, parentId, childId, sessionId: session.sessionId };
+    return { ...base, parentId, versionedName, childId, sessionId: session.sessionId };
   }
 
   /** What of alpha's a call could change: its artifacts in the row's run (with life-cycle state) and its session. */
@@ -569,7 +622,7 @@ describe.each(BACKENDS)("tenant isolation and authentication of every RPC (%s)",
     );
     return {
       artifacts: artifacts
-        .map((a) => ({ id: a.id, tenant: a.tenantId, pinned: a.pinned, status: Status[a.status], deleted: a.deletedAt !== undefined }))
+        .map((a) => ({ id: a.id, tenant: a.tenantId, pinned: a.pinned, status: Status[a.status], deleted: a.deletedAt !== undefined, aliases: a.aliases }))
         .sort((a, b) => a.id.localeCompare(b.id)),
       session,
     };

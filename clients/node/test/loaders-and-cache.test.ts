@@ -52,7 +52,7 @@ describe.each(BACKENDS)("loaders and the local cache on %s", (backend) => {
   it("says what is wrong: bad locators before any call, non-JSON, non-text, too big, unknown", async () => {
     const before = proxy.connections + proxy.bytes.up;
     await expect(client.loadBytes("not-an-id")).rejects.toThrow(TypeError);
-    await expect(client.asLocalFile("artifact://img_123")).rejects.toThrow(/is not an artifact reference/);
+    await expect(client.asLocalFile("artifact://img_123")).rejects.toThrow(/"artifact:\/\/img_123" is not an artifact id or reference: it is neither an id/);
     await expect(client.loadJson(`art_${"0".repeat(26)}`, { maxBytes: -1 })).rejects.toThrow(TypeError);
     expect(proxy.connections + proxy.bytes.up).toBe(before);
     const text = await client.saveText("not json {", { kind: "note" });

@@ -5,6 +5,7 @@ import { createKyselyAllTenantsBlobIndex } from "./kysely-all-tenants-blob-index
 import { createKyselyArtifactQueries } from "./kysely-artifact-queries.ts";
 import { createKyselyArtifactRecords } from "./kysely-artifact-records.ts";
 import { createKyselyArtifactUsages } from "./kysely-artifact-usages.ts";
+import { createKyselyArtifactVersions } from "./kysely-artifact-versions.ts";
 import { createKyselyInFlightUploads } from "./kysely-in-flight-uploads.ts";
 import { createKyselyTenantBlobIndex } from "./kysely-tenant-blob-index.ts";
 import { createKyselyTenantContentIndex } from "./kysely-tenant-content-index.ts";
@@ -32,6 +33,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
     eventLog,
     tenantQuotas: createKyselyTenantQuotas(db),
     artifactUsages: createKyselyArtifactUsages(db),
+    versions: createKyselyArtifactVersions(db, withEvents),
     ...createKyselyArtifactQueries(db),
     ...createKyselyArtifactRecords(db, withEvents, withStatementEvents),
     ...createKyselyTenantBlobIndex(db),
