@@ -1,3 +1,5 @@
+import type { AliasMove } from "./artifact-versions.ts";
+
 /**
  * The domain's own shapes, independent of Protobuf and of SQL. The transport
  * converts messages to and from these; the metadata store converts rows.
@@ -62,6 +64,10 @@ export interface ArtifactSpec {
   readonly expiresAt: Date | undefined;
   /** Empty means: derived from the mime type. */
   readonly typePrefix: string;
+  /** Record it as the next version of its (project, name): see ./artifact-versions.ts. */
+  readonly versioned: boolean;
+  /** Empty: the tenant's default project. */
+  readonly project: string;
 }
 
 /** Content kept in the metadata database: text or JSON saved with SaveInline, or the bytes of a small Upload. */
@@ -97,6 +103,11 @@ export interface Artifact {
   readonly createdBy: string;
   readonly deletedAt: Date | undefined;
   readonly expiresAt: Date | undefined;
+  readonly project: string;
+  /** Its version within its project and name; undefined when saved without versioning. */
+  readonly version: number | undefined;
+  /** The aliases of its name pointing at it now, sorted, `latest` included (./artifact-versions.ts). */
+  readonly aliases: readonly string[];
 }
 
 export interface MetricRange {
@@ -121,6 +132,10 @@ export interface ArtifactFilter {
   readonly metricRanges?: readonly MetricRange[];
   readonly includeDeleted?: boolean;
   readonly storage?: ArtifactStorage;
+  /** Exactly this project. */
+  readonly project?: string;
+  /** Exactly this name. */
+  readonly name?: string;
 }
 
 /** Who is calling: resolved from the API token by the transport. */
@@ -141,7 +156,7 @@ export interface Caller {
   readonly scope: TokenScope;
 }
 
-export type ArtifactEventType = "created" | "status_changed" | "pinned" | "unpinned" | "deleted";
+export type ArtifactEventType = "created" | "status_changed" | "pinned" | "unpinned" | "deleted" | "alias_moved";
 
 /** A change as Watch delivers it: the artifact with its life-cycle fields as they were at the event. */
 export interface ArtifactEvent {
@@ -149,6 +164,8 @@ export interface ArtifactEvent {
   readonly artifact: Artifact;
   /** Where the event stands in the event log: resume after it with this. Opaque to clients. */
   readonly cursor: string;
+  /** For alias_moved: the move. */
+  readonly aliasMove?: AliasMove;
 }
 
 export interface LineageEdge {

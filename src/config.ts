@@ -100,6 +100,8 @@ export interface RequestLimits {
   readonly maxFilterTerms: number;
   /** Largest page List and Search return (INVALID_ARGUMENT above it). */
   readonly maxPageSize: number;
+  /** Ids or references one BatchGetArtifacts takes (INVALID_ARGUMENT above it). */
+  readonly maxBatchItems: number;
   /** Longest free-text query Search takes. */
   readonly maxSearchQueryChars: number;
   /** Artifacts one GetLineage answer may hold (ten times as many edges). */
@@ -199,6 +201,7 @@ export const CONFIG_VARIABLES = [
   "ARTIFACTD_MAX_CALL_TIMEOUT_MS",
   "ARTIFACTD_MAX_FILTER_TERMS",
   "ARTIFACTD_MAX_PAGE_SIZE",
+  "ARTIFACTD_MAX_BATCH_ITEMS",
   "ARTIFACTD_MAX_SEARCH_QUERY_CHARS",
   "ARTIFACTD_MAX_LINEAGE_NODES",
   "ARTIFACTD_MAX_WATCHERS_PER_TENANT",
@@ -411,6 +414,7 @@ export function readConfig(env: Env = process.env): Config {
       // ranges (three terms each): 256 stays well below whatever else is on the stack.
       maxFilterTerms: integer("ARTIFACTD_MAX_FILTER_TERMS", 64, 1, 256),
       maxPageSize: integer("ARTIFACTD_MAX_PAGE_SIZE", 1000, 1, 10_000),
+      maxBatchItems: integer("ARTIFACTD_MAX_BATCH_ITEMS", 1000, 1, 10_000),
       maxSearchQueryChars: integer("ARTIFACTD_MAX_SEARCH_QUERY_CHARS", 512, 1, 4096),
       maxLineageNodes: integer("ARTIFACTD_MAX_LINEAGE_NODES", 1000, 1, 100_000),
       maxWatchersPerTenant: integer("ARTIFACTD_MAX_WATCHERS_PER_TENANT", 100, 1, 100_000),

@@ -1,8 +1,9 @@
 import type { ArtifactEventType, ArtifactStatus } from "../artifact.ts";
+import type { AliasMove } from "../artifact-versions.ts";
 
 /**
  * The artifact event log (an outbox): the metadata store's writes add one
- * row per change (created, status changed, pinned, unpinned, deleted) in the
+ * row per change (created, status changed, pinned, unpinned, deleted, alias moved) in the
  * same transaction as the change, numbered by `seq`.
  *
  * Rows become visible in seq order: a reader that has seen seq N never later
@@ -38,6 +39,8 @@ export interface LoggedEvent {
   readonly status: ArtifactStatus;
   readonly pinned: boolean;
   readonly deletedAt: Date | undefined;
+  /** For alias_moved: the move. */
+  readonly aliasMove?: AliasMove;
 }
 
 export interface EventLogBounds {

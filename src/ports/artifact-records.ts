@@ -1,4 +1,5 @@
 import type { Artifact, ArtifactInput, ArtifactSpec, ArtifactStatus, InlineContent } from "../artifact.ts";
+import type { AliasMoveBy } from "../artifact-versions.ts";
 import type { StoredBlob } from "./tenant-blob-index.ts";
 
 /**
@@ -31,12 +32,17 @@ export interface ArtifactRecords {
   /** Fails with not_found / failed_precondition on a bad input. */
   checkInputs(tenantId: string, inputs: readonly ArtifactInput[]): Promise<void>;
 
-  /** Sets deleted_at; undefined when there is no such artifact. Refuses pinned ones. */
-  softDeleteArtifact(tenantId: string, id: string, now: Date): Promise<Artifact | undefined>;
+  /**
+   * Sets deleted_at; undefined when there is no such artifact. Refuses pinned
+   * ones, and ones an alias (other than latest) points at unless
+   * `aliases.force`: then those aliases are removed in the same transaction,
+   * each removal recorded as moved by `aliases.by`.
+   */
+  softDeleteArtifact(tenantId: string, id: string, now: Date, aliases?: { readonly force: boolean; readonly by: AliasMoveBy }): Promise<Artifact | undefined>;
   setPinned(tenantId: string, id: string, pinned: boolean): Promise<Artifact | undefined>;
   /** Applies a status change allowed by STATUS_TRANSITIONS, atomically. */
   setStatus(tenantId: string, id: string, status: ArtifactStatus): Promise<Artifact | undefined>;
-  /** Soft-deletes the unpinned, live artifacts of a run; returns them. */
+  /** Soft-deletes the unpinned, live artifacts of a run that no alias points at; returns them. */
   archiveRun(tenantId: string, runId: string, now: Date): Promise<Artifact[]>;
 }
 
@@ -45,7 +51,7 @@ export interface ArtifactRecords {
  * maintenance. Its events are recorded like those of ArtifactRecords.
  */
 export interface ArtifactExpiry {
-  /** Soft-deletes up to `limit` unpinned artifacts whose expires_at has passed. */
+  /** Soft-deletes up to `limit` unpinned artifacts no alias points at whose expires_at has passed. */
   expireArtifacts(now: Date, limit: number): Promise<Artifact[]>;
 }
 

@@ -2,6 +2,7 @@ import type { AllTenantsBlobIndex } from "./all-tenants-blob-index.ts";
 import type { ArtifactEventLog } from "./artifact-event-log.ts";
 import type { ArtifactQueries } from "./artifact-queries.ts";
 import type { ArtifactExpiry, ArtifactRecords } from "./artifact-records.ts";
+import type { ArtifactVersions } from "./artifact-versions.ts";
 import type { InFlightUploads } from "./in-flight-uploads.ts";
 import type { TenantBlobIndex } from "./tenant-blob-index.ts";
 import type { TenantQuotaStore } from "./tenant-quota-store.ts";
@@ -40,6 +41,8 @@ export interface MetadataStore extends ArtifactQueries, ArtifactRecords, Artifac
   readonly eventLog: ArtifactEventLog;
   /** Per-tenant quota overrides and the usage they are checked against. */
   readonly tenantQuotas: TenantQuotaStore;
+  /** Versions, aliases and the resolution of references by name. */
+  readonly versions: ArtifactVersions;
 
   /** Fails when the database cannot be reached: the health check's probe. */
   ping(): Promise<void>;

@@ -37,7 +37,9 @@ import {
 } from "./upload-sessions.ts";
 import { createSessionDigests, type SessionDigestBudgets } from "./session-digests.ts";
 import type { TenantQuotas } from "./tenant-quotas.ts";
-import { checkNoNul, requireArtifactId, validateFilter, validateSpec, type RawSpec } from "./validate-spec.ts";
+import { checkNoNul, validateFilter, validateSpec, type RawSpec } from "./validate-spec.ts";
+import { createArtifactVersionUseCases, type ArtifactVersionUseCases } from "./artifact-versions.ts";
+import type { ArtifactVersions } from "../ports/artifact-versions.ts";
 
 export interface ArtifactServiceOptions {
   /**
@@ -51,6 +53,7 @@ export interface ArtifactServiceOptions {
       readonly uploadsInFlight: InFlightUploads;
       readonly uploadSessions: UploadSessionStore;
       readonly eventLog: ArtifactEventLog;
+      readonly versions: ArtifactVersions;
     };
   readonly blobs: BlobStore;
   readonly inlineMaxBytes: number;
@@ -72,8 +75,11 @@ export interface ArtifactServiceOptions {
   readonly log?: (message: string, error?: unknown) => void;
 }
 
-/** The use cases behind the RPCs, free of any transport. */
-export interface ArtifactService {
+/**
+ * The use cases behind the RPCs, free of any transport. Every call that
+ * takes an artifact id also takes a reference (resolveId, ./artifact-versions.ts).
+ */
+export interface ArtifactService extends ArtifactVersionUseCases {
   /** Admits one call of the caller's tenant under its calls-per-second quota; every RPC asks it once. */
   admitCall(caller: Caller): Promise<void>;
   upload(caller: Caller, messages: AsyncIterable<UploadMessage>, signal: AbortSignal): Promise<UploadResult>;
@@ -90,7 +96,8 @@ export interface ArtifactService {
   bestArtifact(caller: Caller, kind: string, metric: string, minimize: boolean, filter: ArtifactFilter): Promise<Artifact>;
   lineage(caller: Caller, id: string, depth: number): Promise<Lineage>;
   saveInline(caller: Caller, spec: RawSpec | undefined, content: SavedInlineContent | undefined): Promise<Artifact>;
-  deleteArtifact(caller: Caller, id: string): Promise<Artifact>;
+  /** `force`: also remove the aliases pointing at it (else they refuse the delete). */
+  deleteArtifact(caller: Caller, id: string, force?: boolean): Promise<Artifact>;
   setPinned(caller: Caller, id: string, pinned: boolean): Promise<Artifact>;
   setStatus(caller: Caller, id: string, status: ArtifactStatus | undefined): Promise<Artifact>;
   archiveRun(caller: Caller, runId: string): Promise<number>;
@@ -107,7 +114,7 @@ export interface ArtifactService {
   completeUploadSession(caller: Caller, id: string): Promise<UploadResult & { readonly readBackBytes: number }>;
   abortUploadSession(caller: Caller, id: string): Promise<void>;
   /** `baseUrl`: where clients reach this service, e.g. http://host:8080. */
-  createDownloadUrl(caller: Caller, id: string, ttlSeconds: number, baseUrl: string): Promise<{ url: string; expiresAt: Date }>;
+  createDownloadUrl(caller: Caller, id: string, ttlSeconds: number, baseUrl: string): Promise<{ url: string; expiresAt: Date; artifactId: string }>;
   /** A presigned GET of the blob store for one range of an artifact's content (./direct-downloads.ts). */
   createDirectDownloadUrl(caller: Caller, request: DirectDownloadRequest): Promise<DirectDownloadLink>;
 }
@@ -167,6 +174,8 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     }
     return pageSize || defaultPageSize;
   };
+  const versionCases = createArtifactVersionUseCases({ versions: metadata.versions, maxBatchItems: limits.maxBatchItems, pageSizeOf });
+  const resolve = versionCases.resolveId;
   const found = (id: string, artifact: Artifact | undefined): Artifact => {
     if (!artifact) throw notFound(`artifact ${id} does not exist`);
     return artifact;
@@ -183,6 +192,7 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
   };
 
   return {
+    ...versionCases,
     admitCall: (caller) => quotas.admitCall(caller.tenantId),
 
     async upload(caller, messages, signal) {
@@ -198,7 +208,8 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
       const release = () => slot.release();
       signal.addEventListener("abort", release, { once: true });
       try {
-        const { artifact, content } = await downloadArtifact({ metadata, blobs, chunkBytes: options.downloadChunkBytes }, caller, request, signal);
+        const id = await resolve(caller, "id", request.id);
+        const { artifact, content } = await downloadArtifact({ metadata, blobs, chunkBytes: options.downloadChunkBytes }, caller, { ...request, id }, signal);
         return { artifact, content: releasedAtEnd(content, release) };
       } catch (error) {
         release();
@@ -207,7 +218,7 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     },
 
     async getArtifact(caller, rawId, includeContent) {
-      const id = requireArtifactId("id", rawId);
+      const id = await resolve(caller, "id", rawId);
       const artifact = await metadata.getArtifact(caller.tenantId, id, { includeContent: includeContent });
       if (!artifact) throw notFound(`artifact ${id} does not exist`);
       return artifact;
@@ -242,10 +253,10 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
     },
 
     async lineage(caller, rawId, depth) {
-      const id = requireArtifactId("id", rawId);
       if (!Number.isInteger(depth) || depth < 0 || depth > MAX_LINEAGE_DEPTH) {
         throw invalidArgument(`depth ${depth} is not valid: give 1–${MAX_LINEAGE_DEPTH}, or 0 for 1`);
       }
+      const id = await resolve(caller, "id", rawId);
       found(id, await metadata.getArtifact(caller.tenantId, id));
       const maxEdges = lineageEdgeLimit(limits);
       const lineage = await metadata.lineage(caller.tenantId, id, depth || 1, { maxArtifacts: limits.maxLineageNodes, maxEdges });
@@ -268,14 +279,14 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
 
     async setPinned(caller, rawId, pinned) {
       requireScope(caller, "read-write", "pin or unpin artifacts");
-      const id = requireArtifactId("id", rawId);
+      const id = await resolve(caller, "id", rawId);
       return found(id, await metadata.setPinned(caller.tenantId, id, pinned));
     },
 
     async setStatus(caller, rawId, status) {
       requireScope(caller, "read-write", "change an artifact's status");
-      const id = requireArtifactId("id", rawId);
       if (!status) throw invalidArgument("status is required: STATUS_DRAFT, STATUS_REVIEW, STATUS_APPROVED or STATUS_REJECTED");
+      const id = await resolve(caller, "id", rawId);
       return found(id, await metadata.setStatus(caller.tenantId, id, status));
     },
 
@@ -308,9 +319,19 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
       requireScope(caller, "read-write", "upload artifacts");
       return abortUploadSession(sessionDeps, caller, id);
     },
-    createDownloadUrl: (caller, id, ttlSeconds, baseUrl) =>
-      createDownloadUrl({ metadata, signer: options.urlSigner, maxTtlSeconds: options.downloadUrlMaxTtlSeconds }, caller, { id, ttlSeconds, baseUrl }),
-    createDirectDownloadUrl: (caller, request) => createDirectDownloadUrl({ metadata, blobs }, caller, request),
+    async createDownloadUrl(caller, rawId, ttlSeconds, baseUrl) {
+      const id = await resolve(caller, "id", rawId);
+      const link = await createDownloadUrl({ metadata, signer: options.urlSigner, maxTtlSeconds: options.downloadUrlMaxTtlSeconds }, caller, {
+        id,
+        ttlSeconds,
+        baseUrl,
+      });
+      return { ...link, artifactId: id };
+    },
+    async createDirectDownloadUrl(caller, request) {
+      const id = await resolve(caller, "id", request.id);
+      return createDirectDownloadUrl({ metadata, blobs }, caller, { ...request, id });
+    },
 
     async saveInline(caller, rawSpec, content) {
       requireScope(caller, "read-write", "save artifacts");
@@ -354,10 +375,11 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
       }
     },
 
-    async deleteArtifact(caller, rawId) {
+    async deleteArtifact(caller, rawId, force = false) {
       requireScope(caller, "read-write", "delete artifacts");
-      const id = requireArtifactId("id", rawId);
-      return found(id, await metadata.softDeleteArtifact(caller.tenantId, id, new Date()));
+      const id = await resolve(caller, "id", rawId);
+      const aliases = { force, by: { movedBy: caller.principal, reason: "the artifact was deleted with force" } };
+      return found(id, await metadata.softDeleteArtifact(caller.tenantId, id, new Date(), aliases));
     },
   };
 }

@@ -1,5 +1,6 @@
 import { PROVENANCE_FIELDS, type ArtifactFilter, type ArtifactInput, type ArtifactSpec, type ArtifactStatus, type Provenance } from "../artifact.ts";
 import { invalidArgument } from "../artifact-error.ts";
+import { parseArtifactReference, projectProblem, versionedNameProblem } from "@artifactd/api";
 import { isArtifactId, PREFIX_PATTERN } from "../artifact-id.ts";
 
 /**
@@ -60,6 +61,14 @@ export function validateSpec(raw: RawSpec | undefined, now: Date): ArtifactSpec 
       throw invalidArgument(`spec.ttl_seconds ${raw.ttlSeconds} is not valid: give 1–${LIMITS.maxTtlSeconds} seconds`);
     }
   }
+  if (raw.project) {
+    const problem = projectProblem(raw.project);
+    if (problem) throw invalidArgument(`spec.project ${JSON.stringify(raw.project.slice(0, 80))} is not valid: ${problem}`);
+  }
+  if (raw.versioned) {
+    const problem = versionedNameProblem(raw.name);
+    if (problem) throw invalidArgument(`spec.name ${JSON.stringify(raw.name.slice(0, 80))} cannot be versioned (spec.versioned): ${problem}`);
+  }
   const expiresAt = raw.ttlSeconds ? new Date(now.getTime() + raw.ttlSeconds * 1000) : raw.expiresAt;
   return {
     kind: raw.kind,
@@ -76,6 +85,8 @@ export function validateSpec(raw: RawSpec | undefined, now: Date): ArtifactSpec 
     status: raw.status ?? "draft",
     expiresAt,
     typePrefix: raw.typePrefix,
+    versioned: raw.versioned,
+    project: raw.project,
   };
 }
 
@@ -131,9 +142,11 @@ function validateInputs(inputs: readonly ArtifactInput[]): ArtifactInput[] {
   if (inputs.length > LIMITS.maxInputs) throw invalidArgument(`spec.inputs has ${inputs.length} entries; at most ${LIMITS.maxInputs} are allowed`);
   const seen = new Set<string>();
   return inputs.map((input, i) => {
-    if (!isArtifactId(input.artifactId)) {
+    // An id, or a reference resolved when the artifact is recorded (adapters/metadata/kysely-artifact-versions.ts).
+    const reference = parseArtifactReference(input.artifactId);
+    if (reference.kind === "malformed") {
       throw invalidArgument(
-        `spec.inputs[${i}].artifact_id ${JSON.stringify(input.artifactId.slice(0, 80))} is not an artifact id (expected e.g. art_01jf3k8z9q4v6w2x7y5t0r1s3m)`,
+        `spec.inputs[${i}].artifact_id ${JSON.stringify(input.artifactId.slice(0, 80))} is not an artifact id or reference: ${reference.problem}`,
       );
     }
     if (seen.has(input.artifactId)) throw invalidArgument(`spec.inputs names ${input.artifactId} twice`);

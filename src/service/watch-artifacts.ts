@@ -107,6 +107,7 @@ export function watchArtifacts(
       cursor: encodeEventCursor(event.seq),
       // The fields that change after creation as they were when the event happened, not as they are now.
       artifact: { ...artifact, status: event.status, pinned: event.pinned, deletedAt: event.deletedAt },
+      ...(event.aliasMove ? { aliasMove: event.aliasMove } : {}),
     };
   };
 

@@ -14,6 +14,7 @@ import type { ArtifactService } from "../service/artifact-service.ts";
 import { joinMessage } from "../service/download-artifact.ts";
 import type { UploadMessage } from "../service/upload-header.ts";
 import {
+  aliasMoveToProto,
   artifactToProto,
   filterFromProto,
   inlineContentFromProto,
@@ -32,6 +33,7 @@ const EVENT_TYPES: Record<ArtifactEventType, EventType> = {
   pinned: EventType.PINNED,
   unpinned: EventType.UNPINNED,
   deleted: EventType.DELETED,
+  alias_moved: EventType.ALIAS_MOVED,
 };
 
 /**
@@ -143,7 +145,13 @@ export function createArtifactServiceHandler(
     },
 
     async setStatus(request, ctx) {
-      const artifact = await service.setStatus(ctx.values.get(callerKey), request.id, statusFromProto("status", request.status));
+      const who = ctx.values.get(callerKey);
+      const status = statusFromProto("status", request.status);
+      if (request.moveAlias) {
+        const { artifact, move } = await service.setStatusMovingAlias(who, request.id, status, request.moveAlias);
+        return { artifact: artifactToProto(artifact), aliasMove: aliasMoveToProto(move) };
+      }
+      const artifact = await service.setStatus(who, request.id, status);
       return { artifact: artifactToProto(artifact) };
     },
 
@@ -206,6 +214,7 @@ export function createArtifactServiceHandler(
           offset: BigInt(link.offset),
           length: BigInt(link.length),
           artifact: artifactToProto(link.artifact),
+          artifactId: link.artifact.id,
         };
       }
       // A link to this service always reads the whole content (the route takes a Range header instead).
@@ -213,15 +222,20 @@ export function createArtifactServiceHandler(
         throw invalidArgument("offset and length are for direct_to_storage links: a link to the service serves the whole content (send a Range header)");
       }
       // Links point where this client reached us, unless ARTIFACTD_PUBLIC_URL says otherwise.
-      const { url, expiresAt } = await service.createDownloadUrl(who, request.id, request.ttlSeconds, publicUrl ?? new URL(ctx.url).origin);
-      return { url, expiresAt: timestampFromDate(expiresAt) };
+      const { url, expiresAt, artifactId } = await service.createDownloadUrl(who, request.id, request.ttlSeconds, publicUrl ?? new URL(ctx.url).origin);
+      return { url, expiresAt: timestampFromDate(expiresAt), artifactId };
     },
 
     async *watchArtifacts(request, ctx) {
       const call = openCall(ctx);
       try {
         for await (const event of service.watch(call.who, filterFromProto(request.filter), request.resumeAfter, call.signal)) {
-          yield { type: EVENT_TYPES[event.type], artifact: artifactToProto(event.artifact), cursor: event.cursor };
+          yield {
+            type: EVENT_TYPES[event.type],
+            artifact: artifactToProto(event.artifact),
+            cursor: event.cursor,
+            ...(event.aliasMove ? { aliasMove: aliasMoveToProto(event.aliasMove) } : {}),
+          };
         }
         // Watch ends by itself only when its signal aborts: say why, rather than end as if it were done.
         if (call.signal.aborted) throw call.reason(call.signal.reason);
@@ -239,17 +253,50 @@ export function createArtifactServiceHandler(
     },
 
     async deleteArtifact(request, ctx) {
-      const artifact = await service.deleteArtifact(ctx.values.get(callerKey), request.id);
+      const artifact = await service.deleteArtifact(ctx.values.get(callerKey), request.id, request.force);
       return { artifact: artifactToProto(artifact) };
+    },
+
+    async batchGetArtifacts(request, ctx) {
+      const lookups = await service.batchGet(ctx.values.get(callerKey), request.ids, request.includeContent);
+      return {
+        results: lookups.map((lookup) =>
+          "artifact" in lookup
+            ? { requested: lookup.requested, artifact: artifactToProto(lookup.artifact) }
+            : { requested: lookup.requested, notFound: lookup.notFound },
+        ),
+      };
+    },
+
+    async setAlias(request, ctx) {
+      const { artifact, move } = await service.setAlias(ctx.values.get(callerKey), {
+        artifactId: request.artifactId,
+        alias: request.alias,
+        expectedArtifactId: request.expectedArtifactId,
+        reason: request.reason,
+      });
+      return { artifact: artifactToProto(artifact), move: aliasMoveToProto(move) };
+    },
+
+    async deleteAlias(request, ctx) {
+      const move = await service.deleteAlias(ctx.values.get(callerKey), { project: request.project, name: request.name }, request.alias, request.reason);
+      return { move: aliasMoveToProto(move) };
+    },
+
+    async listVersions(request, ctx) {
+      const name = { project: request.project, name: request.name };
+      const page = await service.listVersions(ctx.values.get(callerKey), name, request.includeDeleted, request.pageSize, request.pageToken);
+      return { versions: page.items.map(artifactToProto), nextPageToken: page.nextPageToken };
+    },
+
+    async listAliasHistory(request, ctx) {
+      const name = { project: request.project, name: request.name };
+      const page = await service.listAliasHistory(ctx.values.get(callerKey), name, request.alias, request.pageSize, request.pageToken);
+      return { moves: page.items.map(aliasMoveToProto), nextPageToken: page.nextPageToken };
     },
 
     // Declared by the proto, built in the changes that follow this one.
     findMissingContent: notServedYet,
-    batchGetArtifacts: notServedYet,
-    setAlias: notServedYet,
-    deleteAlias: notServedYet,
-    listVersions: notServedYet,
-    listAliasHistory: notServedYet,
     recordUsage: notServedYet,
   };
 }

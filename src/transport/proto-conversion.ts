@@ -3,6 +3,7 @@ import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/prot
 import type { Artifact, ArtifactFilter, ArtifactStatus, ArtifactStorage, InlineContent, Provenance, SavedInlineContent } from "../artifact.ts";
 import { PROVENANCE_FIELDS } from "../artifact.ts";
 import { invalidArgument } from "../artifact-error.ts";
+import type { AliasMove } from "../artifact-versions.ts";
 import { STATUS_BY_NAME, statusName } from "@artifactd/api";
 import {
   ArtifactSchema,
@@ -13,6 +14,8 @@ import {
   type Provenance as ProvenanceMessage,
 } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import {
+  AliasMoveSchema,
+  type AliasMove as AliasMoveMessage,
   UploadSessionSchema,
   UploadSessionState,
   type ArtifactFilter as ArtifactFilterMessage,
@@ -81,6 +84,8 @@ export function specFromProto(message: ArtifactSpecMessage | undefined): RawSpec
     expiresAt: dateFromProto("spec.expires_at", message.expiresAt),
     ttlSeconds: int64FromProto("spec.ttl_seconds", message.ttlSeconds),
     typePrefix: message.typePrefix,
+    versioned: message.versioned,
+    project: message.project,
   };
 }
 
@@ -109,6 +114,8 @@ export function filterFromProto(message: ArtifactFilterMessage | undefined): Art
   if (message.includeDeleted) filter.includeDeleted = true;
   const storage = storageFromProto("filter.storage", message.storage);
   if (storage) filter.storage = storage;
+  if (message.project) filter.project = message.project;
+  if (message.name) filter.name = message.name;
   return filter;
 }
 
@@ -171,6 +178,24 @@ export function artifactToProto(artifact: Artifact): ArtifactMessage {
     createdBy: artifact.createdBy,
     ...(artifact.deletedAt ? { deletedAt: timestampFromDate(artifact.deletedAt) } : {}),
     ...(artifact.expiresAt ? { expiresAt: timestampFromDate(artifact.expiresAt) } : {}),
+    project: artifact.project,
+    version: BigInt(artifact.version ?? 0),
+    aliases: [...artifact.aliases],
+  });
+}
+
+export function aliasMoveToProto(move: AliasMove): AliasMoveMessage {
+  return create(AliasMoveSchema, {
+    project: move.project,
+    name: move.name,
+    alias: move.alias,
+    fromArtifactId: move.fromArtifactId ?? "",
+    toArtifactId: move.toArtifactId ?? "",
+    fromVersion: BigInt(move.fromVersion ?? 0),
+    toVersion: BigInt(move.toVersion ?? 0),
+    movedBy: move.movedBy,
+    movedAt: timestampFromDate(move.movedAt),
+    reason: move.reason,
   });
 }
 

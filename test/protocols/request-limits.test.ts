@@ -53,6 +53,7 @@ describe("request limit settings", () => {
     expect(config.limits).toEqual({
       maxFilterTerms: 64,
       maxPageSize: 1000,
+      maxBatchItems: 1000,
       maxSearchQueryChars: 512,
       maxLineageNodes: 1000,
       maxWatchersPerTenant: 100,

@@ -62,4 +62,6 @@ export const BASE_SPEC: ArtifactSpec = {
   status: "draft",
   expiresAt: undefined,
   typePrefix: "",
+  versioned: false,
+  project: "",
 };

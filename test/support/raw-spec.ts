@@ -17,4 +17,6 @@ export const EMPTY_RAW_SPEC: RawSpec = Object.freeze({
   expiresAt: undefined,
   ttlSeconds: 0,
   typePrefix: "",
+  versioned: false,
+  project: "",
 });

@@ -37,6 +37,7 @@ const WHOLE_NUMBERS: [string, (config: Config) => number | undefined, number, nu
   ["ARTIFACTD_MAX_CALL_TIMEOUT_MS", (c) => c.transport.maxCallTimeoutMs, 7 * 86_400_000, 1_000, 2 ** 31 - 1],
   ["ARTIFACTD_MAX_FILTER_TERMS", (c) => c.limits.maxFilterTerms, 64, 1, 256],
   ["ARTIFACTD_MAX_PAGE_SIZE", (c) => c.limits.maxPageSize, 1000, 1, 10_000],
+  ["ARTIFACTD_MAX_BATCH_ITEMS", (c) => c.limits.maxBatchItems, 1000, 1, 10_000],
   ["ARTIFACTD_MAX_SEARCH_QUERY_CHARS", (c) => c.limits.maxSearchQueryChars, 512, 1, 4096],
   ["ARTIFACTD_MAX_LINEAGE_NODES", (c) => c.limits.maxLineageNodes, 1000, 1, 100_000],
   ["ARTIFACTD_MAX_WATCHERS_PER_TENANT", (c) => c.limits.maxWatchersPerTenant, 100, 1, 100_000],

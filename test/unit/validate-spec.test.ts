@@ -59,8 +59,32 @@ describe("validateSpec", () => {
       status: "draft",
       expiresAt: undefined,
       typePrefix: "mdl",
+      versioned: false,
+      project: "",
     });
     expect(valid({ status: "approved" }).status).toBe("approved");
+  });
+
+  it("versions only names of 1–128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit, in valid projects", () => {
+    expect(valid({ versioned: true, name: "orders.v2_final-1", project: "team-a" })).toMatchObject({
+      versioned: true,
+      name: "orders.v2_final-1",
+      project: "team-a",
+    });
+    expect(valid({ versioned: true, name: "n".repeat(128) }).versioned).toBe(true);
+    invalid({ versioned: true, name: "" }, /^spec\.name "" cannot be versioned \(spec\.versioned\): a versioned artifact needs a name/);
+    for (const bad of ["my orders", "-orders", "a/b", "a:b", "a@b", "n".repeat(129)]) {
+      invalid({ versioned: true, name: bad }, /^spec\.name .* cannot be versioned/);
+    }
+    // Without versioning a name stays free text.
+    expect(valid({ name: "my orders/a:b" }).name).toBe("my orders/a:b");
+    for (const bad of [".team", "a b", "p".repeat(65), "a/b"]) invalid({ project: bad }, /^spec\.project .* is not valid: use 1–64 characters/);
+  });
+
+  it("takes references as lineage inputs, resolved when the artifact is recorded", () => {
+    const spec = valid({ inputs: [input("orders:latest"), input("team/orders@v3"), input("artifact://orders:production")] });
+    expect(spec.inputs.map((i) => i.artifactId)).toEqual(["orders:latest", "team/orders@v3", "artifact://orders:production"]);
+    invalid({ inputs: [input("orders@v0")] }, /^spec\.inputs\[0\]\.artifact_id "orders@v0" is not an artifact id or reference: version "v0"/);
   });
 
   it("requires a spec and a kind", () => {

@@ -1,5 +1,6 @@
 import { sql, type Kysely, type RawBuilder, type Selectable, type Transaction } from "kysely";
 import type { Artifact, ArtifactEventType } from "../../artifact.ts";
+import type { AliasMove } from "../../artifact-versions.ts";
 import type { ArtifactEventLog, LoggedEvent } from "../../ports/artifact-event-log.ts";
 import type { ArtifactRow } from "../metadata/artifact-rows.ts";
 import type { ArtifactEventTable, Database } from "../metadata/schema.ts";
@@ -34,6 +35,8 @@ export interface PendingEvent {
   readonly type: ArtifactEventType;
   /** The artifact as the change left it (its life-cycle fields are recorded). */
   readonly artifact: Pick<Artifact, "id" | "tenantId" | "status" | "pinned" | "deletedAt">;
+  /** For alias_moved: the move, kept with the event for Watch (WatchArtifactsResponse.alias_move). */
+  readonly aliasMove?: AliasMove;
 }
 
 /**
@@ -84,7 +87,7 @@ export function createKyselyArtifactEventLog(db: Kysely<Database>): ArtifactEven
     async readAfter(afterSeq, limit, tenantId) {
       const rows = await db
         .selectFrom("artifact_events")
-        .select(["seq", "tenant_id", "type", "artifact_id", "status", "pinned", "deleted_at"])
+        .select(["seq", "tenant_id", "type", "artifact_id", "status", "pinned", "deleted_at", "alias_move"])
         .where("seq", ">", afterSeq)
         .$if(tenantId !== undefined, (q) => q.where("tenant_id", "=", tenantId!))
         .orderBy("seq")
@@ -187,14 +190,15 @@ async function appendEvents(tx: Transaction<Database>, events: readonly PendingE
   const column = <T>(of: (event: PendingEvent) => T) => events.map(of);
   const { rows } = await sql<Selectable<ArtifactEventTable>>`with append_lock as (select pg_advisory_xact_lock(${sql.lit(APPEND_LOCK_KEY)})),
   appended as (
-    insert into artifact_events (tenant_id, type, artifact_id, status, pinned, deleted_at)
-    select pending.tenant_id, pending.type, pending.artifact_id, pending.status, pending.pinned, pending.deleted_at
+    insert into artifact_events (tenant_id, type, artifact_id, status, pinned, deleted_at, alias_move)
+    select pending.tenant_id, pending.type, pending.artifact_id, pending.status, pending.pinned, pending.deleted_at, pending.alias_move::jsonb
     from append_lock, unnest(
       ${column((e) => e.artifact.tenantId)}::text[], ${column((e) => e.type)}::text[], ${column((e) => e.artifact.id)}::text[],
-      ${column((e) => e.artifact.status)}::text[], ${column((e) => e.artifact.pinned)}::bool[], ${column((e) => e.artifact.deletedAt ?? null)}::timestamptz[]
-    ) with ordinality as pending(tenant_id, type, artifact_id, status, pinned, deleted_at, position)
+      ${column((e) => e.artifact.status)}::text[], ${column((e) => e.artifact.pinned)}::bool[], ${column((e) => e.artifact.deletedAt ?? null)}::timestamptz[],
+      ${column((e) => (e.aliasMove ? JSON.stringify(e.aliasMove) : null))}::text[]
+    ) with ordinality as pending(tenant_id, type, artifact_id, status, pinned, deleted_at, alias_move, position)
     order by pending.position
-    returning seq, tenant_id, type, artifact_id, status, pinned, deleted_at, created_at
+    returning seq, tenant_id, type, artifact_id, status, pinned, deleted_at, created_at, alias_move
   ),
   woken as (select pg_notify(${sql.lit(EVENTS_CHANNEL)}, max(seq)::text) from appended)
   select appended.* from appended, (select count(*) from woken) as notified`.execute(tx);
@@ -202,9 +206,10 @@ async function appendEvents(tx: Transaction<Database>, events: readonly PendingE
 }
 
 function toLoggedEvent(
-  row: Pick<Selectable<ArtifactEventTable>, "seq" | "tenant_id" | "type" | "artifact_id" | "status" | "pinned" | "deleted_at">,
+  row: Pick<Selectable<ArtifactEventTable>, "seq" | "tenant_id" | "type" | "artifact_id" | "status" | "pinned" | "deleted_at" | "alias_move">,
 ): LoggedEvent {
   return {
+    ...(row.alias_move ? { aliasMove: aliasMoveFromJson(row.alias_move) } : {}),
     seq: Number(row.seq),
     tenantId: row.tenant_id,
     type: row.type,
@@ -213,4 +218,10 @@ function toLoggedEvent(
     pinned: row.pinned,
     deletedAt: row.deleted_at === null ? undefined : new Date(row.deleted_at),
   };
+}
+
+/** An alias move as the log keeps it (JSON, as the drivers return jsonb: parsed, or text). */
+function aliasMoveFromJson(value: unknown): AliasMove {
+  const move = (typeof value === "string" ? JSON.parse(value) : value) as Omit<AliasMove, "movedAt"> & { movedAt: string };
+  return { ...move, movedAt: new Date(move.movedAt) };
 }

@@ -23,6 +23,8 @@ export function applyFilter<O>(query: SelectQueryBuilder<Database, "artifacts", 
   if (filter.artifactClass) q = q.where("artifacts.artifact_class", "=", filter.artifactClass);
   if (filter.mimeType) q = q.where("artifacts.mime_type", "=", filter.mimeType);
   if (filter.namePrefix) q = q.where("artifacts.name", "like", `${escapeLike(filter.namePrefix)}%`);
+  if (filter.name !== undefined) q = q.where("artifacts.name", "=", filter.name);
+  if (filter.project !== undefined) q = q.where("artifacts.project", "=", filter.project);
   if (filter.status) q = q.where("artifacts.status", "=", filter.status);
   if (filter.storage) q = q.where("artifacts.storage", "=", filter.storage);
   if (filter.pinned !== undefined) q = q.where("artifacts.pinned", "=", filter.pinned);

@@ -2,6 +2,7 @@ import type { Insertable, Kysely, Selectable, Transaction } from "kysely";
 import { PROVENANCE_FIELDS, type Artifact, type Provenance } from "../../artifact.ts";
 import type { NewArtifact } from "../../ports/artifact-records.ts";
 import type { StoredBlob } from "../../ports/tenant-blob-index.ts";
+import { aliasesOf } from "./artifact-aliases.ts";
 import type { ArtifactTable, Database } from "./schema.ts";
 
 /** Rows of the artifacts table ⇄ domain artifacts. */
@@ -31,6 +32,8 @@ export const ARTIFACT_COLUMNS = [
   "created_by",
   "deleted_at",
   "expires_at",
+  "project",
+  "version",
 ] as const satisfies readonly (keyof ArtifactTable)[];
 
 export type ArtifactRow = Omit<Selectable<ArtifactTable>, "inline_text" | "inline_json" | "inline_bytes"> & {
@@ -59,13 +62,14 @@ export async function loadInputs(db: Queryable, ids: readonly string[]): Promise
   return result;
 }
 
-/** Rows → artifacts, with their inputs loaded in one query. */
+/** Rows → artifacts, with their inputs loaded in one query and their aliases in another (./artifact-aliases.ts). */
 export async function toArtifacts(db: Queryable, rows: readonly ArtifactRow[], includeContent = false): Promise<Artifact[]> {
   const inputs = await loadInputs(
     db,
     rows.map((r) => r.id),
   );
-  return rows.map((row) => toArtifact(row, inputs.get(row.id) ?? [], includeContent));
+  const aliases = await aliasesOf(db, rows);
+  return rows.map((row) => ({ ...toArtifact(row, inputs.get(row.id) ?? [], includeContent), aliases: aliases.get(row.id) ?? [] }));
 }
 
 export function toArtifact(row: ArtifactRow, inputs: readonly { artifactId: string; role: string }[], includeContent: boolean): Artifact {
@@ -105,6 +109,10 @@ export function toArtifact(row: ArtifactRow, inputs: readonly { artifactId: stri
     createdBy: row.created_by,
     deletedAt: row.deleted_at === null ? undefined : new Date(row.deleted_at),
     expiresAt: row.expires_at === null ? undefined : new Date(row.expires_at),
+    project: row.project,
+    version: row.version === null ? undefined : Number(row.version),
+    // Only toArtifacts reads them (one query for all its rows).
+    aliases: [],
   };
 }
 
@@ -146,5 +154,8 @@ export function artifactValues(record: NewArtifact): Insertable<ArtifactTable> {
     created_by: record.createdBy,
     deleted_at: null,
     expires_at: spec.expiresAt ?? null,
+    project: spec.project,
+    // A versioned artifact takes its number in its recording transaction (./kysely-artifact-versions.ts).
+    version: null,
   };
 }

@@ -1,3 +1,4 @@
+import { LATEST_ALIAS } from "@artifactd/api";
 import { CompiledQuery, sql, type Insertable, type Kysely, type RawBuilder, type Transaction } from "kysely";
 import { STATUS_TRANSITIONS, type Artifact, type ArtifactEventType, type ArtifactInput } from "../../artifact.ts";
 import { ArtifactError, failedPrecondition, notFound } from "../../artifact-error.ts";
@@ -8,6 +9,7 @@ import { selectArtifacts } from "./artifact-query-builders.ts";
 import { ARTIFACT_COLUMNS, artifactValues, toArtifact, toArtifacts, toStoredBlob, type ArtifactRow, type Queryable } from "./artifact-rows.ts";
 import { releaseStorageKey } from "./kysely-in-flight-uploads.ts";
 import { inlineArtifactBatches } from "./inline-artifact-batches.ts";
+import { describeName, inputsNeedResolving, lockAliasesOf, removeAlias, resolveInputs, takeVersion } from "./kysely-artifact-versions.ts";
 import { PREPARED_STATEMENT_MARK } from "./prepared-statements.ts";
 import type { ArtifactTable, Database } from "./schema.ts";
 
@@ -29,7 +31,8 @@ export function createKyselyArtifactRecords(
   const createInlineArtifact = inlineArtifactBatches(db, withStatementEvents, inlineArtifactWriter(db, withStatementEvents));
   return {
     async createArtifact(record) {
-      if (!record.blob && !record.hold) {
+      // A version takes its number, and a reference its id, in the recording transaction below.
+      if (!record.blob && !record.hold && !record.spec.versioned && !inputsNeedResolving(record.spec.inputs)) {
         // Inline content: one statement, one round trip, in the common case.
         const artifact = await translateDatabaseError(() => createInlineArtifact(record));
         if (artifact) return { artifact, blobCreated: false, blob: undefined };
@@ -85,10 +88,17 @@ export function createKyselyArtifactRecords(
             }
             blob = toStoredBlob(row);
           }
-          await checkInputs(tx, record.tenantId, record.spec.inputs);
+          const inputs = await resolveInputs(tx, record.tenantId, record.spec.inputs);
+          await checkInputs(tx, record.tenantId, inputs);
 
-          const { spec } = record;
-          const row = await tx.insertInto("artifacts").values(artifactValues(record)).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
+          const spec = { ...record.spec, inputs };
+          // Last before the insert: the name's counter stays locked from here to the commit (./kysely-artifact-versions.ts).
+          const version = spec.versioned ? await takeVersion(tx, record.tenantId, spec) : null;
+          const row = await tx
+            .insertInto("artifacts")
+            .values({ ...artifactValues(record), version })
+            .returning(ARTIFACT_COLUMNS)
+            .executeTakeFirstOrThrow();
           if (spec.inputs.length > 0) {
             await tx
               .insertInto("artifact_inputs")
@@ -103,7 +113,8 @@ export function createKyselyArtifactRecords(
               )
               .execute();
           }
-          const artifact = toArtifact(row, spec.inputs, false);
+          // Just recorded, so the newest version: `latest` points at it, and no other alias can yet.
+          const artifact = { ...toArtifact(row, spec.inputs, false), aliases: version === null ? [] : [LATEST_ALIAS] };
           if (record.hold) await endHold(tx, record, blob);
           recordEvent({ type: "created", artifact });
           return { artifact, blobCreated, blob };
@@ -112,15 +123,22 @@ export function createKyselyArtifactRecords(
     },
 
     async checkInputs(tenantId, inputs) {
-      await checkInputs(db, tenantId, inputs);
+      await checkInputs(db, tenantId, await resolveInputs(db, tenantId, inputs));
     },
 
-    async softDeleteArtifact(tenantId, id, now) {
+    async softDeleteArtifact(tenantId, id, now, aliases) {
       return withEvents(async (tx, recordEvent) => {
         const row = await selectArtifacts(tx, tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
         if (!row) return undefined;
         if (row.deleted_at === null) {
           if (row.pinned) throw failedPrecondition(`artifact ${id} is pinned: unpin it before deleting it`);
+          const pointing = row.version === null ? [] : await lockAliasesOf(tx, tenantId, id);
+          if (pointing.length > 0 && !aliases?.force) {
+            throw failedPrecondition(
+              `artifact ${id} is what alias${pointing.length > 1 ? "es" : ""} ${pointing.map((a) => JSON.stringify(a.alias)).join(", ")} of ${describeName(row)} point${pointing.length > 1 ? "" : "s"} at: move ${pointing.length > 1 ? "them" : "it"} first, or delete with force to remove ${pointing.length > 1 ? "them" : "it"} too`,
+            );
+          }
+          for (const alias of pointing) await removeAlias(tx, recordEvent, tenantId, alias, aliases?.by ?? { movedBy: "", reason: "" });
           const updated = await tx.updateTable("artifacts").set({ deleted_at: now }).where("id", "=", id).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
           const artifact = (await toArtifacts(tx, [updated]))[0]!;
           recordEvent({ type: "deleted", artifact });
@@ -145,20 +163,8 @@ export function createKyselyArtifactRecords(
 
     async setStatus(tenantId, id, status) {
       return withEvents(async (tx, recordEvent) => {
-        const row = await selectArtifacts(tx, tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
-        if (!row) return undefined;
-        if (row.status === status) return (await toArtifacts(tx, [row]))[0]!;
-        if (row.deleted_at !== null) throw failedPrecondition(`artifact ${id} is deleted; its status can no longer change`);
-        const allowed = STATUS_TRANSITIONS[row.status];
-        if (!allowed.includes(status)) {
-          throw failedPrecondition(
-            `artifact ${id} is ${row.status}; it can go to ${allowed.length ? allowed.join(" or ") : "no other status (approved is final)"}, not ${status}`,
-          );
-        }
-        const updated = await tx.updateTable("artifacts").set({ status }).where("id", "=", id).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
-        const artifact = (await toArtifacts(tx, [updated]))[0]!;
-        recordEvent({ type: "status_changed", artifact });
-        return artifact;
+        const changed = await changeStatus(tx, recordEvent, tenantId, id, status);
+        return changed && (await toArtifacts(tx, [changed.row]))[0]!;
       });
     },
 
@@ -170,6 +176,7 @@ export function createKyselyArtifactRecords(
           .where("tenant_id", "=", tenantId)
           .where("run_id", "=", runId)
           .where("pinned", "=", false)
+          .where(notAliased)
           .where("deleted_at", "is", null)
           .returning(ARTIFACT_COLUMNS)
           .execute();
@@ -183,9 +190,17 @@ export function createKyselyArtifactRecords(
           .updateTable("artifacts")
           .set({ deleted_at: now })
           .where("id", "in", (eb) =>
-            eb.selectFrom("artifacts").select("id").where("expires_at", "<=", now).where("deleted_at", "is", null).where("pinned", "=", false).limit(limit),
+            eb
+              .selectFrom("artifacts")
+              .select("id")
+              .where("expires_at", "<=", now)
+              .where("deleted_at", "is", null)
+              .where("pinned", "=", false)
+              .where(notAliased)
+              .limit(limit),
           )
           .where("pinned", "=", false)
+          .where(notAliased)
           .where("deleted_at", "is", null)
           .returning(ARTIFACT_COLUMNS)
           .execute();
@@ -193,6 +208,33 @@ export function createKyselyArtifactRecords(
       });
     },
   };
+}
+
+/**
+ * Applies a status change allowed by STATUS_TRANSITIONS in the caller's
+ * transaction, recording its event; the row as it left it (locked), or
+ * undefined when there is no such artifact.
+ */
+export async function changeStatus(
+  tx: Transaction<Database>,
+  recordEvent: (event: PendingEvent) => void,
+  tenantId: string,
+  id: string,
+  status: Artifact["status"],
+): Promise<{ row: ArtifactRow } | undefined> {
+  const row = await selectArtifacts(tx, tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
+  if (!row) return undefined;
+  if (row.status === status) return { row };
+  if (row.deleted_at !== null) throw failedPrecondition(`artifact ${id} is deleted; its status can no longer change`);
+  const allowed = STATUS_TRANSITIONS[row.status];
+  if (!allowed.includes(status)) {
+    throw failedPrecondition(
+      `artifact ${id} is ${row.status}; it can go to ${allowed.length ? allowed.join(" or ") : "no other status (approved is final)"}, not ${status}`,
+    );
+  }
+  const updated = await tx.updateTable("artifacts").set({ status }).where("id", "=", id).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
+  recordEvent({ type: "status_changed", artifact: toArtifact(updated, [], false) });
+  return { row: updated };
 }
 
 /**
@@ -315,6 +357,14 @@ async function endHold(tx: Transaction<Database>, record: NewArtifact, blob: Sto
     throw new ArtifactError("aborted", UPLOAD_HOLD_LOST);
   }
 }
+
+/**
+ * Deletes no one asked for by id (a run archived, an artifact expired) spare
+ * the versions an alias points at, as they spare pinned artifacts: an alias
+ * is someone's word that the version is in use, and DeleteArtifact itself
+ * refuses them without force.
+ */
+const notAliased = sql<boolean>`not exists (select 1 from artifact_aliases where artifact_aliases.artifact_id = artifacts.id)`;
 
 /** Soft-deleted rows → artifacts, each with its deleted event recorded. */
 async function recordDeleted(tx: Queryable, rows: readonly ArtifactRow[], recordEvent: (event: PendingEvent) => void): Promise<Artifact[]> {

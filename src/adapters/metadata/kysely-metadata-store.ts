@@ -4,6 +4,7 @@ import { createKyselyArtifactEventLog } from "../events/kysely-artifact-event-lo
 import { createKyselyAllTenantsBlobIndex } from "./kysely-all-tenants-blob-index.ts";
 import { createKyselyArtifactQueries } from "./kysely-artifact-queries.ts";
 import { createKyselyArtifactRecords } from "./kysely-artifact-records.ts";
+import { createKyselyArtifactVersions } from "./kysely-artifact-versions.ts";
 import { createKyselyInFlightUploads } from "./kysely-in-flight-uploads.ts";
 import { createKyselyTenantBlobIndex } from "./kysely-tenant-blob-index.ts";
 import { createKyselyTenantQuotas } from "./kysely-tenant-quotas.ts";
@@ -29,6 +30,7 @@ export function createKyselyMetadataStore(db: Kysely<Database>, options: { onClo
     uploadsInFlight: createKyselyInFlightUploads(db),
     eventLog,
     tenantQuotas: createKyselyTenantQuotas(db),
+    versions: createKyselyArtifactVersions(db, withEvents),
     ...createKyselyArtifactQueries(db),
     ...createKyselyArtifactRecords(db, withEvents, withStatementEvents),
     ...createKyselyTenantBlobIndex(db),

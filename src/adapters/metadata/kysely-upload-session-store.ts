@@ -215,12 +215,13 @@ export function createKyselyUploadSessionStore(db: Kysely<Database>): UploadSess
 }
 
 function toRecord(row: Selectable<UploadSessionTable>, parts: SessionPart[], writerLive: boolean): UploadSessionRecord {
-  const spec = row.spec as ArtifactSpec & { expiresAt?: string };
+  const spec = row.spec as Omit<ArtifactSpec, "versioned" | "project"> & Partial<Pick<ArtifactSpec, "versioned" | "project">> & { expiresAt?: string };
   return {
     id: row.id,
     tenantId: row.tenant_id,
     idempotencyKey: row.idempotency_key ?? undefined,
-    spec: { ...spec, expiresAt: spec.expiresAt ? new Date(spec.expiresAt) : undefined },
+    // Sessions opened before versions existed have no versioned / project.
+    spec: { ...spec, versioned: spec.versioned ?? false, project: spec.project ?? "", expiresAt: spec.expiresAt ? new Date(spec.expiresAt) : undefined },
     expectedSize: row.expected_size === null ? undefined : Number(row.expected_size),
     expectedBlake3: row.expected_blake3 ?? undefined,
     partSize: Number(row.part_size),

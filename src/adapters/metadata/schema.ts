@@ -21,6 +21,9 @@ export interface Database {
   artifact_events: ArtifactEventTable;
   artifact_events_pruned: { only_row: ColumnType<boolean, never, never>; through_seq: Int8 };
   tenant_quotas: TenantQuotaTable;
+  artifact_version_counters: ArtifactVersionCounterTable;
+  artifact_aliases: ArtifactAliasTable;
+  artifact_alias_moves: ArtifactAliasMoveTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -89,6 +92,10 @@ export interface ArtifactTable {
   created_by: string;
   deleted_at: Timestamp | null;
   expires_at: Timestamp | null;
+  /** '' for the tenant's default project (ArtifactSpec.project). */
+  project: ColumnType<string, string | undefined, string>;
+  /** Its number within (tenant, project, name); NULL when saved without versioning. */
+  version: ColumnType<string | number | bigint | null, number | null | undefined, number | null>;
 }
 
 export interface ArtifactInputTable {
@@ -150,13 +157,50 @@ export interface UploadSessionPartTable {
 export interface ArtifactEventTable {
   seq: ColumnType<string | number | bigint, never, never>;
   tenant_id: string;
-  type: "created" | "status_changed" | "pinned" | "unpinned" | "deleted";
+  type: "created" | "status_changed" | "pinned" | "unpinned" | "deleted" | "alias_moved";
   artifact_id: string;
   /** The artifact's life-cycle fields as they were at the event. */
   status: "draft" | "review" | "approved" | "rejected";
   pinned: boolean;
   deleted_at: Timestamp | null;
   created_at: ColumnType<Date, never, never>;
+  /** For alias_moved: the move (../events/kysely-artifact-event-log.ts, AliasMove as JSON). */
+  alias_move: ColumnType<unknown, string | null | undefined, string | null>;
+}
+
+/** The last version number given out per versioned name (see the versions_and_aliases migration). */
+export interface ArtifactVersionCounterTable {
+  tenant_id: string;
+  project: string;
+  name: string;
+  last_version: Int8;
+}
+
+/** Where each alias of a versioned name points now; `latest` is computed, never stored. */
+export interface ArtifactAliasTable {
+  tenant_id: string;
+  project: string;
+  name: string;
+  alias: string;
+  artifact_id: string;
+  moved_by: string;
+  moved_at: ColumnType<Date, Date | undefined, Date>;
+}
+
+/** Every set, move and removal of an alias, newest last by seq. */
+export interface ArtifactAliasMoveTable {
+  seq: ColumnType<string | number | bigint, never, never>;
+  tenant_id: string;
+  project: string;
+  name: string;
+  alias: string;
+  from_artifact_id: string | null;
+  to_artifact_id: string | null;
+  from_version: Int8 | null;
+  to_version: Int8 | null;
+  moved_by: string;
+  moved_at: ColumnType<Date, Date | undefined, never>;
+  reason: string;
 }
 
 /** A tenant's quota overrides; NULL keeps the server's configured default (see the tenant_quotas migration). */
