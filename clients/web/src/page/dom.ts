@@ -34,9 +34,13 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   return element as T;
 }
 
-/** A link to an artifact's view (the id is a typed id, but encode it anyway). */
-export function artifactHref(id: string): string {
-  return `#/artifacts/${encodeURIComponent(id)}`;
+/**
+ * A link to an artifact's view, by id or by reference. Encoded, but the
+ * `:`, `@` and `/` of a reference (`team/orders:production`) are left as
+ * they are: a fragment may hold them, and the link stays readable.
+ */
+export function artifactHref(idOrReference: string): string {
+  return `#/artifacts/${encodeURIComponent(idOrReference).replace(/%3A/gi, ":").replace(/%40/gi, "@").replace(/%2F/gi, "/")}`;
 }
 
 /** A <dl> of the entries whose value is not empty. */
