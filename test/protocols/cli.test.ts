@@ -387,6 +387,37 @@ describeOn("postgres+minio")("artifactd client commands", () => {
     expect((await inWork(["get", folder.id, "--force"])).code).toBe(2);
   }, 180_000);
 
+  it("saves versions with --versioned and takes references wherever it takes an id", async () => {
+    const name = `cli-versions-${randomBytes(4).toString("hex")}`;
+    const put = async (content: string, ...flags: string[]) =>
+      json<{ artifact: ArtifactJson & { version: string; project?: string; aliases?: string[] } }>(
+        await cli(["put", "-", "--kind", "dataset", "--name", name, "--versioned", "--project", "cli", "--json", ...flags], { input: Buffer.from(content) }),
+      ).artifact;
+    const v1 = await put("first");
+    const v2 = await put("second");
+    expect([v1.version, v2.version, v2.project, v2.aliases]).toEqual(["1", "2", "cli", ["latest"]]);
+    expect(json<ArtifactJson>(await cli(["show", `cli/${name}:latest`, "--json"])).id).toBe(v2.id);
+    expect((await cli(["cat", `artifact://cli/${name}@v1`])).stdout.toString()).toBe("first");
+    const got = json<{ id: string; path: string }>(await cli(["get", `cli/${name}@1`, "-o", "first.txt", "--json"]));
+    expect([got.id, readFileSync(path.join(dir, "first.txt"), "utf8")]).toEqual([v1.id, "first"]);
+    // A reference keeps its own colon: its role follows "=".
+    const derived = json<{ artifact: ArtifactJson }>(
+      await cli(["put", "-", "--kind", "report", "--input", `cli/${name}:latest=source`, "--input", `${v1.id}:baseline`, "--json"], {
+        input: Buffer.from("r"),
+      }),
+    ).artifact;
+    expect(derived.inputs.map(({ artifactId, role }) => ({ artifactId, role }))).toEqual([
+      { artifactId: v2.id, role: "source" },
+      { artifactId: v1.id, role: "baseline" },
+    ]);
+    const listed = json<ArtifactJson[]>(await cli(["ls", "--project", "cli", "--json"]));
+    expect(listed.map((a) => a.id)).toEqual([v2.id, v1.id]);
+    const gone = await cli(["show", `cli/${name}:production`]);
+    expect([gone.code, gone.stderr]).toEqual([3, expect.stringMatching(/has no alias "production"/)]);
+    const malformed = await cli(["show", `${name}@v0`]);
+    expect([malformed.code, malformed.stderr]).toEqual([2, expect.stringMatching(/is not an artifact id or reference: version "v0"/)]);
+  });
+
   it("says what is wrong, with exit codes that mean something and nothing on standard output", async () => {
     const expectFailure = async (run: Promise<Run>, code: number, message: RegExp) => {
       const result = await run;

@@ -53,8 +53,10 @@ const wrap = (items: string[], indent: string, width = 78) =>
 export const CLIENT_USAGE = `  put <file|dir|-> --kind K [options]     upload a file, a folder (as a directory
                                           artifact) or standard input; options:
       --name N  --title T  --class C  --mime M  --label k=v…  --tag T…
-      --metric k=n…  --input <id>[:role]…  --status draft|review|approved|rejected
-      --pin  --ttl-seconds N | --expires-at TIME  --type-prefix P  [scope flags]
+      --metric k=n…  --input <id>[:role]… | <ref>[=role]…
+      --status draft|review|approved|rejected  --pin
+      --ttl-seconds N | --expires-at TIME  --type-prefix P
+      --versioned (the next version of --name)  --project P  [scope flags]
   get <id> [-o path] [-f|--force]        download, verified, to ./<name or id>:
                                           the name's last segment, or the id
                                           when that is a dotfile, only dots or
@@ -73,7 +75,10 @@ export const CLIENT_USAGE = `  put <file|dir|-> --kind K [options]     upload a 
       --tag T… (has all)  --tag-any T… (has one)  --status S
       --pinned | --no-pinned  --include-deleted  --created-after TIME
       --created-before TIME  --metric-min k=n…  --metric-max k=n…
-      --storage inline|blob  [scope flags]
+      --storage inline|blob  --project P  [scope flags]
+  <id> is an artifact id (art_01jd…) or a reference to a version of a
+      versioned name: name:alias, name:latest, name@v3, project/name@v3, or
+      any of these after artifact://
   scope flags (provenance: set by put, matched by ls and search):
 ${wrap(scopeFlags, "      ")}
   TIME is an ISO 8601 date or date and time: 2025-06-30, 2025-06-30T12:00:00Z.
@@ -158,8 +163,9 @@ const COMMANDS: Record<ClientCommand, (context: CommandContext) => Promise<numbe
   },
 
   async get({ client, flags, positionals, signal, out }) {
-    const id = artifactId("get", positionals[0]);
-    const artifact = await client.get(id);
+    // A reference is resolved once: everything after reads the version it named then.
+    const artifact = await client.get(artifactId("get", positionals[0]));
+    const id = artifact.id;
     if (artifact.deletedAt) throw new CliError(`artifact ${id} was deleted at ${isoTime(artifact.deletedAt)}; its content cannot be read`, EXIT.notFound);
     const directory = artifact.mimeType === DIRECTORY_MANIFEST_MIME;
     const force = flags.boolean("force") ?? false;

@@ -1,8 +1,8 @@
 import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { parseArgs } from "node:util";
-import { STATUS_NAMES, statusFromName } from "@artifactd/api";
+import { parseArtifactReference, STATUS_NAMES, statusFromName } from "@artifactd/api";
 import { ProvenanceSchema } from "@artifactd/api/artifacts/v1/artifact_pb.js";
-import { isArtifactRef, type Status, Storage, type ArtifactFilterInit, type ArtifactSpecInit } from "@artifactd/client";
+import { isArtifactRef, locatorToRequestId, type Status, Storage, type ArtifactFilterInit, type ArtifactSpecInit } from "@artifactd/client";
 import { UsageError } from "./client-errors.ts";
 
 /**
@@ -50,6 +50,9 @@ const OPTIONS: Record<string, OptionSpec> = {
   "ttl-seconds": { type: "string" },
   "expires-at": { type: "string" },
   "type-prefix": { type: "string" },
+  versioned: { type: "boolean" },
+  // put, ls and search.
+  project: { type: "string" },
   // ls and search.
   "name-prefix": { type: "string" },
   "tag-any": { type: "string", multiple: true },
@@ -84,11 +87,13 @@ const SPEC = [
   "ttl-seconds",
   "expires-at",
   "type-prefix",
+  "versioned",
+  "project",
   ...SCOPE,
 ];
 const FILTER = [
   ...["kind", "class", "name-prefix", "mime", "label", "tag", "tag-any", "status", "pinned", "include-deleted"],
-  ...["created-after", "created-before", "metric-min", "metric-max", "storage", "limit", ...SCOPE],
+  ...["created-after", "created-before", "metric-min", "metric-max", "storage", "project", "limit", ...SCOPE],
 ];
 const ALLOWED: Record<ClientCommand, readonly string[]> = {
   put: [...CONNECTION, ...SPEC],
@@ -166,6 +171,8 @@ export function specFromFlags(flags: ClientFlags, name: string): ArtifactSpecIni
       title: flags.string("title"),
       mimeType: flags.string("mime"),
       typePrefix: flags.string("type-prefix"),
+      versioned: flags.boolean("versioned"),
+      project: flags.string("project"),
       status: status === undefined ? undefined : parseStatus(status),
       ttlSeconds: ttl === undefined ? undefined : BigInt(wholeNumber("--ttl-seconds", ttl, 1)),
       expiresAt: expiresAt === undefined ? undefined : parseTime("--expires-at", expiresAt),
@@ -197,6 +204,7 @@ export function filterFromFlags(flags: ClientFlags): ArtifactFilterInit {
       createdAfter: after === undefined ? undefined : parseTime("--created-after", after),
       createdBefore: before === undefined ? undefined : parseTime("--created-before", before),
       storage: storage === undefined ? undefined : parseStorage(storage),
+      project: flags.string("project"),
       provenance: provenanceFromFlags(flags),
     }),
     labels: pairs("--label", flags.strings("label"), (v) => v),
@@ -217,13 +225,18 @@ export function wholeNumber(flag: string, raw: string | undefined, min = 0, fall
   return n;
 }
 
-/** The artifact id in a bare id or an artifact:// URI; a UsageError naming the argument otherwise. */
+/**
+ * What to send for an artifact argument: an id (bare or artifact://) or a
+ * reference the server resolves (name:alias, name@v3, with an optional
+ * project/ before the name); a UsageError naming the argument otherwise.
+ */
 export function artifactId(what: string, raw: string | undefined): string {
-  if (raw === undefined) throw new UsageError(`${what} needs an artifact id (like art_01jd…, or artifact://art_01jd…)`);
-  const id = raw.startsWith("artifact://") ? raw.slice("artifact://".length) : raw;
-  if (!isArtifactRef(id))
-    throw new UsageError(`${JSON.stringify(raw)} is not an artifact id: expected <prefix>_<26 characters> (like art_01jd…) or artifact://<that id>`);
-  return id;
+  if (raw === undefined) throw new UsageError(`${what} needs an artifact id or reference (like art_01jd…, orders:latest or orders@v3)`);
+  try {
+    return locatorToRequestId(raw);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
 }
 
 function provenanceFromFlags(flags: ClientFlags): Record<string, string> | undefined {
@@ -236,13 +249,20 @@ function provenanceFromFlags(flags: ClientFlags): Record<string, string> | undef
   return Object.keys(scope).length > 0 ? scope : undefined;
 }
 
-/** `--input <id>[:role]`: a lineage edge. */
+/**
+ * `--input <id>[:role]` or `--input <reference>[=role]`: a lineage edge. An
+ * id has no colon, so what follows one is its role; a reference such as
+ * orders:latest has its own, so its role follows `=`.
+ */
 function parseInput(raw: string): { artifactId: string; role: string } {
   const bare = raw.startsWith("artifact://") ? raw.slice("artifact://".length) : raw;
-  const at = bare.indexOf(":");
-  const id = at < 0 ? bare : bare.slice(0, at);
-  if (!isArtifactRef(id)) throw new UsageError(`--input takes <artifact id>[:role], e.g. --input art_01jd…:training-data; got ${JSON.stringify(raw)}`);
-  return { artifactId: id, role: at < 0 ? "" : bare.slice(at + 1) };
+  const usage = `--input takes <artifact id>[:role] or <reference>[=role], e.g. --input art_01jd…:training-data or --input orders:latest=training-data; got ${JSON.stringify(raw)}`;
+  const colon = bare.indexOf(":");
+  if (colon >= 0 && isArtifactRef(bare.slice(0, colon))) return { artifactId: bare.slice(0, colon), role: bare.slice(colon + 1) };
+  const equals = bare.lastIndexOf("=");
+  const target = equals < 0 ? bare : bare.slice(0, equals);
+  if (parseArtifactReference(target).kind === "malformed") throw new UsageError(usage);
+  return { artifactId: target, role: equals < 0 ? "" : bare.slice(equals + 1) };
 }
 
 function metricRanges(flags: ClientFlags): { name: string; min?: number; max?: number }[] {

@@ -4,6 +4,7 @@ import type { TypedArtifact } from "./artifact-ref.ts";
 import { createArtifactTransfers, type ArtifactTransfers, type TransferOptions } from "./artifact-transfers.ts";
 import { createDirectoryArtifacts, type DirectoryArtifacts } from "./directory-artifacts.ts";
 import { createLocalArtifactCache } from "./local-artifact-cache.ts";
+import { createArtifactVersionCalls, type ArtifactVersionCalls } from "./artifact-versions.ts";
 
 export interface ArtifactClientOptions extends TransferOptions {
   /** Folder of the local verified cache (asLocalFile, asLocalDir, staging). Default: `$XDG_CACHE_HOME/artifactd/artifacts`, else `~/.cache/artifactd/artifacts`. */
@@ -16,10 +17,11 @@ export interface ArtifactClientOptions extends TransferOptions {
  * The typed Node client of artifactd, over gRPC (HTTP/2): the transfer core
  * (calls, writers, uploads, verified downloads — see ArtifactTransfers, which
  * also says which errors to expect), and on top of it loaders, the local
- * verified cache, staging and directory artifacts.
+ * verified cache, staging, directory artifacts, and versions and aliases.
  */
 export interface ArtifactClient
   extends ArtifactTransfers,
+    ArtifactVersionCalls,
     DirectoryArtifacts,
     Pick<ArtifactLoaders, "loadBytes" | "loadText" | "loadJson" | "asLocalFile" | "stagePath" | "stageDir"> {
   /** ArtifactLoaders.ingestFile, typed by the spec's prefix. */
@@ -50,5 +52,6 @@ export function createArtifactClient(options: ArtifactClientOptions): ArtifactCl
     ingestFile: async <Prefix extends string>(stagedPath: string, spec: ArtifactSpecInit & { typePrefix?: Prefix }, fileOptions?: LocalFileOptions) =>
       (await loaders.ingestFile(stagedPath, spec, fileOptions)) as TypedArtifact<Prefix>,
     ...directories,
+    ...createArtifactVersionCalls(transfers.rpc, options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
   };
 }

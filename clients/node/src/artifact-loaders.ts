@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, rm } from "node:fs/promises";
 import path from "node:path";
-import { parseArtifactRef, type ArtifactLocator } from "./artifact-ref.ts";
+import { locatorToRequestId, type ArtifactLocator } from "./artifact-ref.ts";
 import type { ArtifactTransfers } from "./artifact-transfers.ts";
 import type { ArtifactSpecInit, TransferProgress } from "./artifact-writer.ts";
 import { ArtifactIntegrityError } from "./blake3-verifier.ts";
@@ -83,7 +83,7 @@ export function createArtifactLoaders(transfers: LoaderTransport, cache: LocalAr
   };
 
   const loadBytes = async (locator: ArtifactLocator | string, options: LoadOptions = {}) => {
-    const { id } = parseArtifactRef(locator);
+    const id = locatorToRequestId(locator);
     const maxBytes = options.maxBytes ?? DEFAULT_MAX_LOAD_BYTES;
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new TypeError(`loadBytes: maxBytes must be a whole number of bytes >= 0, got ${maxBytes}`);
     const { artifact, content } = await transfers.download(id, {
@@ -131,7 +131,7 @@ export function createArtifactLoaders(transfers: LoaderTransport, cache: LocalAr
     try {
       return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
     } catch {
-      throw new TypeError(`artifact ${parseArtifactRef(locator).id} is not UTF-8 text; use loadBytes`);
+      throw new TypeError(`artifact ${locatorToRequestId(locator)} is not UTF-8 text; use loadBytes`);
     }
   };
 
@@ -145,12 +145,12 @@ export function createArtifactLoaders(transfers: LoaderTransport, cache: LocalAr
       try {
         return JSON.parse(text) as T;
       } catch (error) {
-        throw new SyntaxError(`artifact ${parseArtifactRef(locator).id} is not JSON: ${(error as Error).message}`);
+        throw new SyntaxError(`artifact ${locatorToRequestId(locator)} is not JSON: ${(error as Error).message}`);
       }
     },
 
     async asLocalFile(locator, options = {}) {
-      const { id } = parseArtifactRef(locator);
+      const id = locatorToRequestId(locator);
       return localFileOf(await getLive(id, options.signal), options);
     },
 

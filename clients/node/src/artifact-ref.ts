@@ -1,3 +1,4 @@
+import { parseArtifactReference } from "@artifactd/api";
 import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 
 /**
@@ -29,8 +30,20 @@ export type DirectoryRef = ArtifactRef<"dir">;
 /** An Artifact whose id carries its prefix in the type. */
 export type TypedArtifact<Prefix extends string = string> = Artifact & { readonly id: ArtifactRef<Prefix> };
 
-/** Anything the load functions take: a bare id or `artifact://<id>`. */
-export type ArtifactLocator<Prefix extends string = string> = ArtifactRef<Prefix> | `artifact://${ArtifactRef<Prefix>}`;
+/**
+ * A reference to a version of a versioned name, resolved by the server when
+ * the call runs: `orders:latest`, `team/orders:production`, `orders@v3`
+ * (see the README's "Versions and aliases"). Its type cannot say what the
+ * artifact is; the id of the artifact it resolved to can.
+ */
+export type VersionReference = `${string}:${string}` | `${string}@${string}`;
+
+/** Anything the load functions take: a bare id, a version reference, or either after `artifact://`. */
+export type ArtifactLocator<Prefix extends string = string> =
+  | ArtifactRef<Prefix>
+  | `artifact://${ArtifactRef<Prefix>}`
+  | VersionReference
+  | `artifact://${VersionReference}`;
 
 const URI_SCHEME = "artifact://";
 const ID_PATTERN = /^([a-z]{3,5})_[0-9abcdefghjkmnpqrstvwxyz]{26}$/;
@@ -62,4 +75,18 @@ export function isArtifactRef<Prefix extends string>(value: unknown, prefix?: Pr
   if (typeof value !== "string") return false;
   const match = ID_PATTERN.exec(value);
   return match !== null && (prefix === undefined || match[1] === prefix);
+}
+
+/**
+ * What to send as a call's id for a locator: the id of an id or
+ * `artifact://<id>`, the reference itself (without `artifact://`) for a
+ * version reference, which the server resolves. Throws TypeError saying
+ * what is wrong, before any call is made.
+ */
+export function locatorToRequestId(locator: ArtifactLocator | string): string {
+  if (typeof locator !== "string") throw new TypeError(`an artifact reference must be a string, got ${typeof locator}`);
+  const parsed = parseArtifactReference(locator);
+  if (parsed.kind === "malformed") throw new TypeError(`${JSON.stringify(locator.slice(0, 80))} is not an artifact id or reference: ${parsed.problem}`);
+  if (parsed.kind === "id") return parsed.id;
+  return locator.startsWith(URI_SCHEME) ? locator.slice(URI_SCHEME.length) : locator;
 }

@@ -258,7 +258,8 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
             // A dropped stream resumes where it broke off: the verifier has hashed every byte so far, in order, so it simply goes on.
             if (++retries >= retry.maxAttempts || signal?.aborted || !retry.isTransient(error)) throw error;
             await retry.wait(retries, ConnectError.from(error), signal);
-            const resumed = await retry.run(() => openDownload(id, offset + received, totalBytes - received, signal, deadline), signal);
+            // By the id it resolved to: a reference such as orders:latest may name another version by now.
+            const resumed = await retry.run(() => openDownload(artifact.id, offset + received, totalBytes - received, signal, deadline), signal);
             if (resumed.artifact.blake3 !== artifact.blake3 || resumed.artifact.sizeBytes !== artifact.sizeBytes) {
               throw new ArtifactIntegrityError(`artifact ${id} changed while it was being downloaded; download it again`);
             }

@@ -214,7 +214,8 @@ export function createDirectDownloads(rpc: Client<typeof ArtifactService>, retry
 
         /** A link for what is left; the same content, or the download fails. */
         async function relink(): Promise<Link> {
-          const link = await askLink(true, id, first!.offset + received, totalBytes - received, call());
+          // By the id it resolved to: a reference such as orders:latest may name another version by now.
+          const link = await askLink(true, first!.artifact.id, first!.offset + received, totalBytes - received, call());
           if (!link) throw new ConnectError(`artifact ${id} can no longer be downloaded directly from the store`, Code.FailedPrecondition);
           if (link.artifact.blake3 !== artifact.blake3 || link.artifact.sizeBytes !== artifact.sizeBytes) {
             throw new ArtifactIntegrityError(`artifact ${id} changed while it was being downloaded; download it again`);

@@ -3,7 +3,7 @@ import { chmod, copyFile, lstat, mkdir, readdir, readFile, rename, rm, rmdir, st
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import type { ArtifactLoaders } from "./artifact-loaders.ts";
-import { parseArtifactRef, type ArtifactLocator, type TypedArtifact } from "./artifact-ref.ts";
+import { locatorToRequestId, type ArtifactLocator, type TypedArtifact } from "./artifact-ref.ts";
 import type { ArtifactTransfers } from "./artifact-transfers.ts";
 import type { ArtifactSpecInit, TransferProgress } from "./artifact-writer.ts";
 import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
@@ -323,7 +323,7 @@ export function createDirectoryArtifacts(
   };
 
   const restoreDir = async (locator: ArtifactLocator | string, targetDir: string, options: RestoreDirOptions = {}) => {
-    const { id } = parseArtifactRef(locator);
+    const id = locatorToRequestId(locator);
     const limits = resolveDirectoryLimits(options, "restoreDir");
     const target = path.resolve(targetDir);
     // Checked before the manifest is fetched too, so a wrong target fails at once.
@@ -337,7 +337,7 @@ export function createDirectoryArtifacts(
     restoreDir,
 
     async asLocalDir(locator, options = {}) {
-      const { id } = parseArtifactRef(locator);
+      const id = locatorToRequestId(locator);
       const { artifact, manifest } = await loadManifest(id, resolveDirectoryLimits(options, "asLocalDir"), options.signal);
       const dir = cache.dirPath(artifact.tenantId, artifact.blake3);
       if (await matchesManifest(dir, manifest)) {

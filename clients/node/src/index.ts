@@ -20,6 +20,7 @@ export type { ArtifactSpecInit, ArtifactWriter, TransferProgress, WriterOptions 
 export {
   artifactUri,
   isArtifactRef,
+  locatorToRequestId,
   parseArtifactRef,
   type ArrayRef,
   type ArtifactLocator,
@@ -33,8 +34,11 @@ export {
   type TextRef,
   type TypedArtifact,
   type UrlRef,
+  type VersionReference,
   type VideoRef,
 } from "./artifact-ref.ts";
+export type { ArtifactLookupResult, ArtifactVersionCalls, VersionedNameInit } from "./artifact-versions.ts";
+export type { AliasMove } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 export type { LoadOptions, LocalFileOptions } from "./artifact-loaders.ts";
 export { createRetryPolicy, type RetryOptions, type RetryPolicy } from "./retry-policy.ts";
 export { DIRECTORY_ENTRY_CLASS, type RestoreDirOptions, type SaveDirOptions } from "./directory-artifacts.ts";

@@ -1,16 +1,22 @@
-import { sql } from "kysely";
+import { sql, type Kysely, type Transaction } from "kysely";
 import { LATEST_ALIAS } from "@artifactd/api";
-import type { ArtifactRow, Queryable } from "./artifact-rows.ts";
+import type { Database } from "./schema.ts";
+
+/** What of an artifacts row its aliases depend on (./artifact-rows.ts reads them with the rest). */
+interface VersionedRow {
+  readonly id: string;
+  readonly tenant_id: string;
+  readonly project: string;
+  readonly name: string;
+  readonly version: string | number | bigint | null;
+}
 
 /**
  * The aliases pointing at each of `rows` now, sorted, `latest` included
  * where it is the newest version not deleted: one query for any number of
  * rows (an artifact saved without versioning has none).
  */
-export async function aliasesOf(
-  db: Queryable,
-  rows: readonly Pick<ArtifactRow, "id" | "tenant_id" | "project" | "name" | "version">[],
-): Promise<Map<string, string[]>> {
+export async function aliasesOf(db: Kysely<Database> | Transaction<Database>, rows: readonly VersionedRow[]): Promise<Map<string, string[]>> {
   const aliases = new Map<string, string[]>();
   const versioned = rows.filter((row) => row.version !== null);
   if (versioned.length === 0) return aliases;

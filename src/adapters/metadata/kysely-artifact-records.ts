@@ -1,6 +1,6 @@
 import { LATEST_ALIAS } from "@artifactd/api";
 import { CompiledQuery, sql, type Insertable, type Kysely, type RawBuilder, type Transaction } from "kysely";
-import { STATUS_TRANSITIONS, type Artifact, type ArtifactEventType, type ArtifactInput } from "../../artifact.ts";
+import type { Artifact, ArtifactEventType, ArtifactInput } from "../../artifact.ts";
 import { ArtifactError, failedPrecondition, notFound } from "../../artifact-error.ts";
 import { BLOB_RECLAIMED, storageKeyOf, UPLOAD_HOLD_LOST, type ArtifactExpiry, type ArtifactRecords, type NewArtifact } from "../../ports/artifact-records.ts";
 import type { StoredBlob } from "../../ports/tenant-blob-index.ts";
@@ -9,6 +9,7 @@ import { selectArtifacts } from "./artifact-query-builders.ts";
 import { ARTIFACT_COLUMNS, artifactValues, toArtifact, toArtifacts, toStoredBlob, type ArtifactRow, type Queryable } from "./artifact-rows.ts";
 import { releaseStorageKey } from "./kysely-in-flight-uploads.ts";
 import { inlineArtifactBatches } from "./inline-artifact-batches.ts";
+import { changeStatus } from "./artifact-status-change.ts";
 import { describeName, inputsNeedResolving, lockAliasesOf, removeAlias, resolveInputs, takeVersion } from "./kysely-artifact-versions.ts";
 import { PREPARED_STATEMENT_MARK } from "./prepared-statements.ts";
 import type { ArtifactTable, Database } from "./schema.ts";
@@ -208,33 +209,6 @@ export function createKyselyArtifactRecords(
       });
     },
   };
-}
-
-/**
- * Applies a status change allowed by STATUS_TRANSITIONS in the caller's
- * transaction, recording its event; the row as it left it (locked), or
- * undefined when there is no such artifact.
- */
-export async function changeStatus(
-  tx: Transaction<Database>,
-  recordEvent: (event: PendingEvent) => void,
-  tenantId: string,
-  id: string,
-  status: Artifact["status"],
-): Promise<{ row: ArtifactRow } | undefined> {
-  const row = await selectArtifacts(tx, tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
-  if (!row) return undefined;
-  if (row.status === status) return { row };
-  if (row.deleted_at !== null) throw failedPrecondition(`artifact ${id} is deleted; its status can no longer change`);
-  const allowed = STATUS_TRANSITIONS[row.status];
-  if (!allowed.includes(status)) {
-    throw failedPrecondition(
-      `artifact ${id} is ${row.status}; it can go to ${allowed.length ? allowed.join(" or ") : "no other status (approved is final)"}, not ${status}`,
-    );
-  }
-  const updated = await tx.updateTable("artifacts").set({ status }).where("id", "=", id).returning(ARTIFACT_COLUMNS).executeTakeFirstOrThrow();
-  recordEvent({ type: "status_changed", artifact: toArtifact(updated, [], false) });
-  return { row: updated };
 }
 
 /**

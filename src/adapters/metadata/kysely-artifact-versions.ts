@@ -7,7 +7,7 @@ import type { ArtifactVersions, NamedReference, Resolved } from "../../ports/art
 import type { PendingEvent, WithEvents } from "../events/kysely-artifact-event-log.ts";
 import { selectArtifacts } from "./artifact-query-builders.ts";
 import { toArtifacts, type ArtifactRow, type Queryable } from "./artifact-rows.ts";
-import { changeStatus } from "./kysely-artifact-records.ts";
+import { changeStatus } from "./artifact-status-change.ts";
 import type { ArtifactAliasMoveTable, Database } from "./schema.ts";
 
 /**
