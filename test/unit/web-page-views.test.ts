@@ -4,10 +4,9 @@ import { STATUS_NAMES } from "@artifactd/api";
 import { ArtifactSchema } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import { GetLineageResponseSchema, LineageEdgeSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { parseCsv } from "../../clients/web/src/page/csv-parse.ts";
-import { artifactHref } from "../../clients/web/src/page/dom.ts";
 import { layOutLineage } from "../../clients/web/src/page/lineage-layout.ts";
 import { bestValue, formatMetric } from "../../clients/web/src/page/metric-values.ts";
-import { parsePageRoute } from "../../clients/web/src/page/page-route.ts";
+import { artifactHref, parsePageRoute } from "../../clients/web/src/page/page-route.ts";
 import { REVIEW_TRANSITIONS } from "../../clients/web/src/page/review-transitions.ts";
 import { STATUS_TRANSITIONS } from "../../src/artifact.ts";
 

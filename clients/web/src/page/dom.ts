@@ -34,14 +34,8 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   return element as T;
 }
 
-/**
- * A link to an artifact's view, by id or by reference. Encoded, but the
- * `:`, `@` and `/` of a reference (`team/orders:production`) are left as
- * they are: a fragment may hold them, and the link stays readable.
- */
-export function artifactHref(idOrReference: string): string {
-  return `#/artifacts/${encodeURIComponent(idOrReference).replace(/%3A/gi, ":").replace(/%40/gi, "@").replace(/%2F/gi, "/")}`;
-}
+/** Links are made where they are read (page-route.ts, free of the DOM); re-exported for the views. */
+export { artifactHref } from "./page-route.ts";
 
 /** A <dl> of the entries whose value is not empty. */
 export function definitionList(entries: ReadonlyArray<readonly [string, Child]>, empty = "none"): HTMLElement {

@@ -44,3 +44,12 @@ export function parsePageRoute(hash: string): PageRoute {
   // An id, with or without artifact://, is opened as the id; anything else is resolved by the server.
   return parsed.kind === "id" ? { view: "artifact", id: parsed.id } : { view: "reference", reference: text };
 }
+
+/**
+ * A link to an artifact's view, by id or by reference. Encoded, but the
+ * `:`, `@` and `/` of a reference (`team/orders:production`) are left as
+ * they are: a fragment may hold them, and the link stays readable.
+ */
+export function artifactHref(idOrReference: string): string {
+  return `#/artifacts/${encodeURIComponent(idOrReference).replace(/%3A/gi, ":").replace(/%40/gi, "@").replace(/%2F/gi, "/")}`;
+}
