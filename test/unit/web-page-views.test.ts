@@ -6,6 +6,7 @@ import { GetLineageResponseSchema, LineageEdgeSchema } from "@artifactd/api/arti
 import { parseCsv } from "../../clients/web/src/page/csv-parse.ts";
 import { layOutLineage } from "../../clients/web/src/page/lineage-layout.ts";
 import { bestValue, formatMetric } from "../../clients/web/src/page/metric-values.ts";
+import { artifactHref, parsePageRoute } from "../../clients/web/src/page/page-route.ts";
 import { REVIEW_TRANSITIONS } from "../../clients/web/src/page/review-transitions.ts";
 import { STATUS_TRANSITIONS } from "../../src/artifact.ts";
 
@@ -104,5 +105,35 @@ describe("the metric chart", () => {
   });
   it("labels values with four significant digits", () => {
     expect([formatMetric(0.123456), formatMetric(1234567), formatMetric(0), formatMetric(-2.5)]).toEqual(["0.1235", "1.235e+6", "0", "-2.5"]);
+  });
+});
+
+describe("the page's links", () => {
+  const id = "art_01jf3k8z9q4v6w2x7y5t0r1s3m";
+  it("open an id as an id, with or without artifact://, and anything the reference grammar takes as a reference", () => {
+    expect(parsePageRoute(`#/artifacts/${id}`)).toEqual({ view: "artifact", id });
+    expect(parsePageRoute(`#/artifacts/artifact://${id}`)).toEqual({ view: "artifact", id });
+    for (const reference of ["orders:latest", "orders@v3", "orders@3", "team/orders:production", "artifact://team/orders@v3"]) {
+      expect(parsePageRoute(artifactHref(reference))).toEqual({ view: "reference", reference });
+      // Pasted with its separators escaped, as some tools write them.
+      expect(parsePageRoute(`#/artifacts/${encodeURIComponent(reference)}`)).toEqual({ view: "reference", reference });
+    }
+  });
+  it("keep a reference readable in the link, and escape what a fragment should not hold", () => {
+    expect(artifactHref("team/orders:production")).toBe("#/artifacts/team/orders:production");
+    expect(artifactHref("orders@v3")).toBe("#/artifacts/orders@v3");
+    expect(artifactHref("a b#c")).toBe("#/artifacts/a%20b%23c");
+  });
+  it("say why text is neither an id nor a reference, in the grammar's words", () => {
+    const reasons = ["#/artifacts/orders", "#/artifacts/orders:Prod", "#/artifacts/orders@v0", "#/artifacts/", "#/artifacts/-x:latest"].map((hash) => {
+      const route = parsePageRoute(hash);
+      return route.view === "invalid" ? route.reason : route.view;
+    });
+    expect(reasons[0]).toMatch(/does not name an artifact id .* or a reference .*: it is neither an id nor names a version or alias/);
+    expect(reasons[1]).toMatch(/alias "Prod": use 1–64 characters/);
+    expect(reasons[2]).toMatch(/version "v0": give @v<number>/);
+    expect(reasons[3]).toMatch(/it is empty/);
+    expect(reasons[4]).toMatch(/name "-x"/);
+    expect(parsePageRoute("#/elsewhere")).toEqual({ view: "invalid", reason: '"#/elsewhere" is not a page of this site' });
   });
 });

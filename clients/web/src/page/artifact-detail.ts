@@ -2,11 +2,21 @@ import type { Artifact, Provenance } from "@artifactd/api/artifacts/v1/artifact_
 import type { GetLineageResponse } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { WebArtifactClient } from "../web-artifact-client.ts";
 import { renderPreview } from "./content-preview.ts";
-import { artifactHref, byId, definitionList, h } from "./dom.ts";
-import { errorMessage, formatBytes, formatStatus, formatStorage, formatTime } from "./format.ts";
+import { artifactHref, byId, definitionList, h, nodes } from "./dom.ts";
+import { errorMessage, formatBytes, formatStatus, formatStorage, formatTime, versionedName } from "./format.ts";
 import { lineageGraph } from "./lineage-graph.ts";
 import { createMetricChartPanel } from "./metric-chart.ts";
 import { reviewActions } from "./review-actions.ts";
+import { createVersionsPanel, versionBadges, type VersionsNote } from "./versions-panel.ts";
+
+/** The service's answer to an action on the view, shown as it is, and what to say about it where. */
+interface ViewChange {
+  readonly artifact: Artifact;
+  readonly notice: string;
+  /** The review actions' line (the default), or the versions panel's; `failed` shows it as a refusal. */
+  readonly area?: "review" | "versions";
+  readonly failed?: boolean;
+}
 
 /** The depths the lineage picker offers (GetLineage takes 1–32; a graph deeper than this is too wide to read). */
 const LINEAGE_DEPTHS = [1, 2, 3, 4, 5] as const;
@@ -26,10 +36,11 @@ const PROVENANCE_FIELDS: ReadonlyArray<readonly [keyof Omit<Provenance, "$typeNa
 ];
 
 /**
- * One artifact: review actions, metadata, provenance, labels, metrics (and
- * a chart of one across related artifacts), tags, lineage (a graph to the
- * chosen depth, and lists), a preview and a download link (signed URL,
- * renewed if it has expired).
+ * One artifact: review actions, for a versioned one its version, aliases,
+ * the name's versions and the alias actions and history, metadata,
+ * provenance, labels, metrics (and a chart of one across related artifacts),
+ * tags, lineage (a graph to the chosen depth, and lists), a preview and a
+ * download link (signed URL, renewed if it has expired).
  */
 export function createArtifactDetail(client: WebArtifactClient, showError: (message: string) => void) {
   const section = byId("detail");
@@ -40,23 +51,30 @@ export function createArtifactDetail(client: WebArtifactClient, showError: (mess
   let lineageDepth = DEFAULT_LINEAGE_DEPTH;
 
   /**
-   * Shows the artifact; `changed` is the service's answer to an action on it
-   * (shown as it is, with `notice` saying what was done).
+   * Shows the artifact `target` names: an id, or a reference (`orders:latest`,
+   * `orders@v3`) the server resolves, the id it resolved to shown. `changed`
+   * is the service's answer to an action on it.
    */
-  async function show(id: string, changed?: { artifact: Artifact; notice: string }): Promise<void> {
+  async function show(target: string, changed?: ViewChange, reference = false): Promise<void> {
     current?.abort();
     const controller = new AbortController();
     current = controller;
     section.hidden = false;
-    heading.textContent = id;
+    heading.textContent = target;
     if (!changed) body.replaceChildren(h("p", { class: "muted" }, "Loading…"));
     let artifact: Artifact;
     let lineage: GetLineageResponse;
     try {
-      [artifact, lineage] = await Promise.all([changed ? changed.artifact : client.get(id), client.lineage(id, lineageDepth)]);
+      if (reference) {
+        // Resolved once: the lineage is of the artifact shown, even if the alias moves meanwhile.
+        artifact = await client.get(target);
+        lineage = await client.lineage(artifact.id, lineageDepth);
+      } else {
+        [artifact, lineage] = await Promise.all([changed ? changed.artifact : client.get(target), client.lineage(target, lineageDepth)]);
+      }
     } catch (error) {
       if (controller.signal.aborted) return;
-      body.replaceChildren(h("p", { class: "error" }, `Could not open ${id}: ${errorMessage(error)}`));
+      body.replaceChildren(h("p", { class: "error" }, `Could not open ${target}: ${errorMessage(error)}`));
       return;
     }
     if (controller.signal.aborted) return;
@@ -75,19 +93,47 @@ export function createArtifactDetail(client: WebArtifactClient, showError: (mess
 
     const preview = h("div", { id: "preview" }, h("p", { class: "muted" }, "Loading the preview…"));
     const chart = createMetricChartPanel(client, artifact, controller.signal);
+    const area = changed?.area ?? "review";
+    const versionsNote: VersionsNote | undefined = changed && area === "versions" ? { text: changed.notice, failed: changed.failed ?? false } : undefined;
+    const versions =
+      artifact.version > 0n
+        ? createVersionsPanel(
+            client,
+            artifact,
+            controller.signal,
+            (answer, note) => void show(answer.id, { artifact: answer, notice: note.text, area: "versions", failed: note.failed }),
+            versionsNote,
+          )
+        : undefined;
     body.replaceChildren(
+      ...nodes([
+        reference &&
+          h(
+            "p",
+            { id: "resolved-reference", class: "muted" },
+            h("code", {}, target),
+            " resolved to ",
+            h("a", { href: artifactHref(artifact.id) }, h("code", {}, artifact.id)),
+            artifact.version > 0n ? ` (v${artifact.version} of ${versionedName(artifact)})` : "",
+          ),
+        versionBadges(artifact),
+      ]),
       h(
         "div",
         { class: "actions" },
         link ? downloadLink(artifact, link) : h("span", { class: "muted" }, readable ? "" : "Deleted: the content can no longer be read."),
       ),
-      reviewActions(client, artifact, (answer, notice) => void show(answer.id, { artifact: answer, notice }), changed?.notice),
+      reviewActions(client, artifact, (answer, notice) => void show(answer.id, { artifact: answer, notice }), area === "review" ? changed?.notice : ""),
+      ...(versions ? [h("h3", {}, "Versions"), versions] : []),
       h("h3", {}, "Metadata"),
       definitionList([
         ["Id", h("code", {}, artifact.id)],
         ["Kind", artifact.kind],
         ["Class", artifact.artifactClass],
+        ["Project", artifact.project],
         ["Name", artifact.name],
+        ["Version", artifact.version > 0n ? `v${artifact.version}` : ""],
+        ["Aliases", artifact.aliases.join(", ")],
         ["Title", artifact.title],
         ["Type", artifact.mimeType],
         ["Size", `${formatBytes(artifact.sizeBytes)} (${artifact.sizeBytes} bytes)`],

@@ -34,10 +34,8 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   return element as T;
 }
 
-/** A link to an artifact's view (the id is a typed id, but encode it anyway). */
-export function artifactHref(id: string): string {
-  return `#/artifacts/${encodeURIComponent(id)}`;
-}
+/** Links are made where they are read (page-route.ts, free of the DOM); re-exported for the views. */
+export { artifactHref } from "./page-route.ts";
 
 /** A <dl> of the entries whose value is not empty. */
 export function definitionList(entries: ReadonlyArray<readonly [string, Child]>, empty = "none"): HTMLElement {

@@ -43,3 +43,8 @@ export function parseLabels(text: string): Record<string, string> {
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/** `team/orders` or `orders`: a versioned name as references write it. */
+export function versionedName(artifact: { readonly project: string; readonly name: string }): string {
+  return artifact.project ? `${artifact.project}/${artifact.name}` : artifact.name;
+}

@@ -2,7 +2,7 @@ import type { ArtifactFilterInit } from "@artifactd/api";
 import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import type { WebArtifactClient } from "../web-artifact-client.ts";
 import { artifactHref, h, svg } from "./dom.ts";
-import { errorMessage } from "./format.ts";
+import { errorMessage, versionedName } from "./format.ts";
 import { bestValue, formatMetric, type MetricPoint } from "./metric-values.ts";
 
 /** The most points one chart plots: the newest this many of the population. */
@@ -12,14 +12,17 @@ const WIDTH = 640;
 const HEIGHT = 240;
 const PAD = { left: 64, right: 16, top: 14, bottom: 26 };
 
-/** A set of artifacts to compare one artifact with, as a ListArtifacts filter. */
-export interface MetricPopulation {
+/**
+ * A set of artifacts to compare one artifact with: a ListArtifacts filter
+ * (plotted oldest to newest), or the versions of a versioned name
+ * (ListVersions, plotted in version order).
+ */
+export type MetricPopulation = {
   /** Stable key, the value of the population picker. */
   readonly key: string;
   /** What the user picks, e.g. `Same run (run-42)`. */
   readonly label: string;
-  readonly filter: ArtifactFilterInit;
-}
+} & ({ readonly filter: ArtifactFilterInit } | { readonly versionsOf: { readonly project: string; readonly name: string } });
 
 /**
  * Where populations come from: each source offers one for an artifact, or
@@ -29,6 +32,15 @@ export interface MetricPopulation {
 export type PopulationSource = (artifact: Artifact) => MetricPopulation | undefined;
 
 export const POPULATION_SOURCES: readonly PopulationSource[] = [
+  // First, so a versioned artifact is compared with its own versions unless another is picked.
+  (artifact) =>
+    artifact.version > 0n
+      ? {
+          key: "versions",
+          label: `Versions of ${versionedName(artifact)}`,
+          versionsOf: { project: artifact.project, name: artifact.name },
+        }
+      : undefined,
   (artifact) => {
     const runId = artifact.provenance?.runId;
     return runId ? { key: "run", label: `Same run (${runId})`, filter: { provenance: { runId } } } : undefined;
@@ -38,13 +50,15 @@ export const POPULATION_SOURCES: readonly PopulationSource[] = [
 
 /**
  * The population's artifacts that have the metric, oldest to newest by
- * created_at: at most MAX_POINTS, the newest ones when there are more.
+ * created_at (or by version number, for a name's versions): at most
+ * MAX_POINTS, the newest ones when there are more.
  */
 export async function loadMetricPoints(
   client: WebArtifactClient,
   population: MetricPopulation,
   metric: string,
 ): Promise<{ points: MetricPoint[]; truncated: boolean }> {
+  if ("versionsOf" in population) return loadVersionPoints(client, population.versionsOf, metric);
   const filter: ArtifactFilterInit = { ...population.filter, metricRanges: [{ name: metric }] };
   const newestFirst: Artifact[] = [];
   let pageToken = "";
@@ -62,10 +76,36 @@ export async function loadMetricPoints(
 }
 
 /**
- * A line and point chart of one metric across artifacts, oldest left. The
+ * The versions of a name that have the metric, in version order: of the
+ * newest MAX_POINTS versions not deleted (ListVersions lists them newest
+ * first and has no metric filter, so the cap counts versions, not points).
+ */
+async function loadVersionPoints(
+  client: WebArtifactClient,
+  name: { readonly project: string; readonly name: string },
+  metric: string,
+): Promise<{ points: MetricPoint[]; truncated: boolean }> {
+  const newestFirst: Artifact[] = [];
+  let pageToken = "";
+  do {
+    const page = await client.rpc.listVersions({ ...name, pageSize: Math.min(PAGE_SIZE, MAX_POINTS - newestFirst.length), pageToken });
+    newestFirst.push(...page.versions);
+    pageToken = page.nextPageToken;
+  } while (pageToken !== "" && newestFirst.length < MAX_POINTS);
+  const points = newestFirst
+    .slice(0, MAX_POINTS)
+    .filter((version) => Number.isFinite(version.metrics[metric]))
+    .sort((a, b) => (a.version < b.version ? -1 : a.version > b.version ? 1 : 0))
+    .map((version) => ({ id: version.id, name: `v${version.version}`, value: version.metrics[metric]!, version: Number(version.version) }));
+  return { points, truncated: pageToken !== "" };
+}
+
+/**
+ * A line and point chart of one metric across artifacts, oldest (or the
+ * lowest version) left. The
  * current artifact's point is highlighted; the best point(s) are ringed.
- * Points are links to their artifacts, with data-artifact-id, data-value,
- * data-best and data-current.
+ * Points are links to their artifacts, with data-artifact-id, data-version
+ * (for versions), data-value, data-best and data-current.
  */
 export function metricChart(points: readonly MetricPoint[], options: { metric: string; currentId: string; lowerIsBetter: boolean }): SVGSVGElement {
   const best = bestValue(points, options.lowerIsBetter);
@@ -83,6 +123,9 @@ export function metricChart(points: readonly MetricPoint[], options: { metric: s
   const x = (index: number) => PAD.left + (points.length === 1 ? plotWidth / 2 : (index * plotWidth) / (points.length - 1));
   const y = (value: number) => PAD.top + ((high - value) * plotHeight) / (high - low);
 
+  // A name's versions are placed in version order, and the ends say which versions they are.
+  const byVersion = points.length > 0 && points.every((point) => point.version !== undefined);
+  const [first, last] = byVersion ? [`v${points[0]!.version}`, `v${points.at(-1)!.version}`] : ["oldest", "newest"];
   const chart = svg("svg", {
     id: "metric-chart-svg",
     class: "metric-chart",
@@ -90,7 +133,7 @@ export function metricChart(points: readonly MetricPoint[], options: { metric: s
     height: HEIGHT,
     viewBox: `0 0 ${WIDTH} ${HEIGHT}`,
     role: "img",
-    "aria-label": `${options.metric} of ${points.length} artifact(s), oldest to newest`,
+    "aria-label": `${options.metric} of ${points.length} ${byVersion ? "version(s), by version" : "artifact(s), oldest to newest"}`,
   });
   for (const tick of [high, (low + high) / 2, low]) {
     chart.append(
@@ -99,8 +142,8 @@ export function metricChart(points: readonly MetricPoint[], options: { metric: s
     );
   }
   chart.append(
-    svg("text", { class: "metric-axis", x: PAD.left, y: HEIGHT - 6 }, "oldest"),
-    svg("text", { class: "metric-axis", x: WIDTH - PAD.right, y: HEIGHT - 6, "text-anchor": "end" }, "newest"),
+    svg("text", { class: "metric-axis", x: PAD.left, y: HEIGHT - 6 }, first),
+    svg("text", { class: "metric-axis", x: WIDTH - PAD.right, y: HEIGHT - 6, "text-anchor": "end" }, last),
   );
   if (points.length > 1) {
     chart.append(svg("polyline", { class: "metric-line", points: points.map((point, index) => `${x(index)},${y(point.value)}`).join(" ") }));
@@ -116,6 +159,7 @@ export function metricChart(points: readonly MetricPoint[], options: { metric: s
           class: classes,
           href: artifactHref(point.id),
           "data-artifact-id": point.id,
+          "data-version": point.version === undefined ? undefined : String(point.version),
           "data-value": String(point.value),
           "data-best": String(isBest),
           "data-current": String(isCurrent),
@@ -165,7 +209,8 @@ export function createMetricChartPanel(client: WebArtifactClient, artifact: Arti
       );
       const best = bestValue(points, lower);
       note.textContent =
-        `${metric} of ${points.length} artifact(s), ${population.label.toLowerCase()}, oldest to newest` +
+        `${metric} of ${points.length} ${"versionsOf" in population ? "version(s)" : "artifact(s)"}, ${population.label.toLowerCase()}, ` +
+        `${"versionsOf" in population ? "by version" : "oldest to newest"}` +
         `${truncated ? ` (the newest ${MAX_POINTS})` : ""}; best (${lower ? "lowest" : "highest"}): ${best === undefined ? "none" : formatMetric(best)}.`;
     } catch (error) {
       if (mine !== generation || signal.aborted) return;

@@ -2,6 +2,8 @@ export interface MetricPoint {
   readonly id: string;
   readonly name: string;
   readonly value: number;
+  /** For a name's versions: the version number, which orders the points. */
+  readonly version?: number;
 }
 
 /** The best value of the points: the highest, or the lowest when lower is better. */
