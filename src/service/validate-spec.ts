@@ -1,6 +1,7 @@
 import { PROVENANCE_FIELDS, type ArtifactFilter, type ArtifactInput, type ArtifactSpec, type ArtifactStatus, type Provenance } from "../artifact.ts";
 import { invalidArgument } from "../artifact-error.ts";
 import { isArtifactId, PREFIX_PATTERN } from "../artifact-id.ts";
+import { validateJsonFilter } from "./validate-query.ts";
 
 /**
  * Checks what a client sent as artifact metadata and returns the domain
@@ -194,6 +195,7 @@ export function validateFilter(filter: ArtifactFilter, maxTerms: number): void {
   if (filter.createdAfter && filter.createdBefore && filter.createdAfter >= filter.createdBefore) {
     throw invalidArgument("filter.created_after must be earlier than filter.created_before");
   }
+  validateJsonFilter(filter, maxTerms);
 }
 
 /**

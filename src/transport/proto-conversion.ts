@@ -19,6 +19,7 @@ import {
   type UploadSession as UploadSessionMessage,
 } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { SessionView } from "../service/upload-sessions.ts";
+import { jsonFilterFromProto } from "./query-conversion.ts";
 import type { RawSpec } from "../service/validate-spec.ts";
 
 /** Protobuf messages ⇄ domain shapes. No rules here: validation is the service's. */
@@ -109,6 +110,7 @@ export function filterFromProto(message: ArtifactFilterMessage | undefined): Art
   if (message.includeDeleted) filter.includeDeleted = true;
   const storage = storageFromProto("filter.storage", message.storage);
   if (storage) filter.storage = storage;
+  Object.assign(filter, jsonFilterFromProto(message));
   return filter;
 }
 

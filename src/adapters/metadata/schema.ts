@@ -21,6 +21,16 @@ export interface Database {
   artifact_events: ArtifactEventTable;
   artifact_events_pruned: { only_row: ColumnType<boolean, never, never>; through_seq: Int8 };
   tenant_quotas: TenantQuotaTable;
+  artifact_metrics: ArtifactMetricTable;
+}
+
+/** One numeric metric of one artifact, written by a trigger on artifacts (migration 20261213010000_search_and_json). */
+export interface ArtifactMetricTable {
+  artifact_id: string;
+  tenant_id: string;
+  metric: string;
+  value: number;
+  created_at: Timestamp;
 }
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;

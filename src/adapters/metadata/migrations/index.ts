@@ -10,6 +10,7 @@ import * as tokenScopes from "./20261211000000_token_scopes.ts";
 import * as forgetUrlSigningKey from "./20261211010000_forget_url_signing_key.ts";
 import * as tenantQuotas from "./20261211020000_tenant_quotas.ts";
 import * as inlineBytes from "./20261212000000_inline_bytes.ts";
+import * as searchAndJson from "./20261213010000_search_and_json.ts";
 
 /**
  * Every migration, by its timestamped name. Listed statically rather than
@@ -29,6 +30,7 @@ export const migrationProvider: MigrationProvider = {
       "20261211010000_forget_url_signing_key": forgetUrlSigningKey,
       "20261211020000_tenant_quotas": tenantQuotas,
       "20261212000000_inline_bytes": inlineBytes,
+      "20261213010000_search_and_json": searchAndJson,
     };
   },
 };
