@@ -8,9 +8,11 @@ import { sql, type Kysely } from "kysely";
  * - `search_text`: name, title, kind, tags and label values, lower-cased, in
  *   one text with a trigram GIN index, so `%fragment%` matches of any of them
  *   use the index (gin_trgm_ops serves LIKE with 3 or more characters);
- * - `content_search`: a tsvector of the words of inline text and the string
- *   and number values of inline JSON (their first 65,536 characters: a
- *   tsvector holds at most 1 MB, and inline content may be far larger), GIN;
+ * - `content_search`: a tsvector of the words of inline text, or of the
+ *   string and number values of inline JSON (whose inline_text is the JSON
+ *   as sent, keys and all, so it is left out), their first 65,536
+ *   characters: a tsvector holds at most 1 MB, and inline content may be far
+ *   larger; GIN;
  * - `artifacts_inline_json`: GIN jsonb_path_ops on inline_json for `@>`;
  * - `artifact_metrics`: one row per numeric metric, kept by a trigger
  *   (metrics never change after an artifact is recorded), with btree indexes
@@ -31,9 +33,9 @@ export async function up(db: Kysely<any>): Promise<void> {
 
   await sql`create function artifact_content_words(inline_text text, inline_json jsonb) returns tsvector
     language sql immutable parallel safe as $$
-      select to_tsvector('english', left(coalesce(inline_text, '') || ' ' || coalesce((
+      select to_tsvector('english', left(case when inline_json is null then coalesce(inline_text, '') else coalesce((
         select string_agg(v #>> '{}', ' ')
-        from jsonb_path_query(inline_json, 'strict $.** ? (@.type() == "string" || @.type() == "number")') as v), ''), 65536))
+        from jsonb_path_query(inline_json, 'strict $.** ? (@.type() == "string" || @.type() == "number")') as v), '') end, 65536))
     $$`.execute(db);
   await sql`alter table artifacts add column content_search tsvector generated always as (artifact_content_words(inline_text, inline_json)) stored`.execute(db);
   await sql`create index artifacts_content_search on artifacts using gin (content_search)`.execute(db);
