@@ -14,7 +14,7 @@ import { checkNoNul, LIMITS } from "./validate-spec.ts";
  */
 export function validateJsonFilter(filter: ArtifactFilter, maxTerms: number): void {
   if (filter.inlineJsonContains !== undefined) {
-    const document = parseJson("filter.inline_json_contains", filter.inlineJsonContains, "a JSON document, e.g. {\"status\": \"ok\"}");
+    const document = parseJson("filter.inline_json_contains", filter.inlineJsonContains, 'a JSON document, e.g. {"status": "ok"}');
     checkJsonbCanHold("filter.inline_json_contains", document);
   }
   const conditions = filter.jsonConditions ?? [];
@@ -33,6 +33,9 @@ export function validateJsonFilter(filter: ArtifactFilter, maxTerms: number): vo
       throw invalidArgument(`${field}.value must be a JSON literal (a number, a string in double quotes, true, false or null), not an object or array`);
     }
     checkJsonbCanHold(`${field}.value`, literal);
+    if (typeof literal === "number" && !Number.isFinite(literal)) {
+      throw invalidArgument(`${field}.value ${condition.value.slice(0, 40)} is out of range: give a number a double can hold`);
+    }
     if (["lt", "le", "gt", "ge"].includes(condition.comparison) && typeof literal !== "number" && typeof literal !== "string") {
       throw invalidArgument(`${field}.value ${condition.value} cannot be ordered: <, <=, > and >= compare with a number or a string in double quotes`);
     }

@@ -126,7 +126,14 @@ export function createArtifactServiceHandler(
 
     async searchArtifacts(request, ctx) {
       const who = ctx.values.get(callerKey);
-      const page = await service.searchArtifacts(who, request.query, filterFromProto(request.filter), request.pageSize, request.pageToken, orderFromProto(request.order));
+      const page = await service.searchArtifacts(
+        who,
+        request.query,
+        filterFromProto(request.filter),
+        request.pageSize,
+        request.pageToken,
+        orderFromProto(request.order),
+      );
       return { artifacts: page.items.map(artifactToProto), nextPageToken: page.nextPageToken };
     },
 

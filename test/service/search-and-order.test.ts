@@ -100,7 +100,8 @@ describe.each(BACKENDS)("search, metric order and JSON filters on %s", (backend)
       const run = scope();
       const filter = { provenance: { runId: run } };
       const made: string[] = [];
-      for (const name of ["quokka", "quokka-1", "quokka-2", "big-quokka", "the quokka's", "small-quokka"]) made.push((await saveText({ name, provenance: { runId: run } })).id);
+      for (const name of ["quokka", "quokka-1", "quokka-2", "big-quokka", "the quokka's", "small-quokka"])
+        made.push((await saveText({ name, provenance: { runId: run } })).id);
       const all = await searchIds("quokka", filter);
       expect([...all].sort()).toEqual([...made].sort());
       const seen: string[] = [];
@@ -205,7 +206,11 @@ describe.each(BACKENDS)("search, metric order and JSON filters on %s", (backend)
       await expectCode(t.client().searchArtifacts({ query: "tok", filter, pageToken: newest }), Code.InvalidArgument, other);
       // The same order continues.
       expect((await t.client().listArtifacts({ filter, order: { metric: "a" }, pageSize: 1, pageToken: byA })).artifacts).toHaveLength(1);
-      await expectCode(t.client().listArtifacts({ filter, order: { metric: "" } }), Code.InvalidArgument, /order\.metric must be a metric name of 1–128 characters/);
+      await expectCode(
+        t.client().listArtifacts({ filter, order: { metric: "" } }),
+        Code.InvalidArgument,
+        /order\.metric must be a metric name of 1–128 characters/,
+      );
       await expectCode(t.client().listArtifacts({ filter, order: { metric: "x".repeat(129) } }), Code.InvalidArgument, /order\.metric/);
       await expectCode(t.client().searchArtifacts({ query: "tok", order: { metric: "a\u0000" } }), Code.InvalidArgument, /order\.metric .*NUL/);
     });
@@ -230,7 +235,11 @@ describe.each(BACKENDS)("search, metric order and JSON filters on %s", (backend)
       expect(one.artifact?.id).toBe(a9new.id);
       const lowest = await t.client().getBestArtifact({ kind: "model", metric: "acc", minimize: true, filter, limit: 50 });
       expect(lowest.top.map((a) => a.id)).toEqual([a5.id, a7.id, a9new.id, a9old.id]);
-      await expectCode(t.client().getBestArtifact({ kind: "model", metric: "acc", filter, limit: 51 }), Code.InvalidArgument, /limit 51 is not valid: give 1–50/);
+      await expectCode(
+        t.client().getBestArtifact({ kind: "model", metric: "acc", filter, limit: 51 }),
+        Code.InvalidArgument,
+        /limit 51 is not valid: give 1–50/,
+      );
       await expectCode(t.client().getBestArtifact({ kind: "model", metric: "acc", filter, limit: -1 }), Code.InvalidArgument, /limit -1/);
       await expectCode(t.client().getBestArtifact({ kind: "model", metric: "nothing", filter, limit: 5 }), Code.NotFound, /no model artifact/);
     });
@@ -295,10 +304,12 @@ describe.each(BACKENDS)("search, metric order and JSON filters on %s", (backend)
       const controller = new AbortController();
       const received: string[] = [];
       const markers = new Set<string>();
-      const stream = t.client().watchArtifacts(
-        { filter: { provenance: { runId: watchRun }, jsonConditions: [cond("$.watch", JsonComparison.EQ, "true")] } },
-        { signal: controller.signal },
-      );
+      const stream = t
+        .client()
+        .watchArtifacts(
+          { filter: { provenance: { runId: watchRun }, jsonConditions: [cond("$.watch", JsonComparison.EQ, "true")] } },
+          { signal: controller.signal },
+        );
       const reading = (async () => {
         try {
           for await (const event of stream) {
@@ -338,6 +349,7 @@ describe.each(BACKENDS)("search, metric order and JSON filters on %s", (backend)
         [{ jsonConditions: [cond("$.a", JsonComparison.EQ, '{"b": 1}')] }, /must be a JSON literal/],
         [{ jsonConditions: [cond("$.a", JsonComparison.GT, "true")] }, /value true cannot be ordered/],
         [{ jsonConditions: [cond("$.a", JsonComparison.LE, "null")] }, /value null cannot be ordered/],
+        [{ jsonConditions: [cond("$.a", JsonComparison.EQ, "1e400")] }, /value 1e400 is out of range/],
         [{ jsonConditions: Array.from({ length: 65 }, () => cond("$.a", JsonComparison.EXISTS)) }, /filter\.json_conditions has 65 entries; at most 64/],
       ];
       for (const [filter, message] of cases) {

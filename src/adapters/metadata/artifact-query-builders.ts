@@ -22,7 +22,10 @@ function newestAfter<O>(query: SelectQueryBuilder<Database, "artifacts", O>, cur
   let q = query;
   if (cursor) {
     q = q.where((eb) =>
-      eb.or([eb("artifacts.created_at", "<", cursor.createdAt), eb.and([eb("artifacts.created_at", "=", cursor.createdAt), eb("artifacts.id", "<", cursor.id)])]),
+      eb.or([
+        eb("artifacts.created_at", "<", cursor.createdAt),
+        eb.and([eb("artifacts.created_at", "=", cursor.createdAt), eb("artifacts.id", "<", cursor.id)]),
+      ]),
     );
   }
   return q.orderBy("artifacts.created_at", "desc").orderBy("artifacts.id", "desc");

@@ -8,14 +8,16 @@ import { parseJsonPath, toSqlJsonPath } from "../../json-path.ts";
  * the SQL/JSON path (written from the parsed steps, see ../../json-path.ts)
  * and the literal. Filters reach it validated (validateFilter).
  *
- * A condition reads the value at its path once (jsonb_path_query_first,
- * strict and silent: SQL NULL when the path does not exist, JSON null when
- * it holds null) and compares it as jsonb: numbers by value (1 = 1.0),
- * strings by the database collation. Ordering comparisons also require the
- * same JSON type, since jsonb orders values of different types by type.
- * An equality on a path of members only also adds the containment it
- * implies (`inline_json @> {"a":{"b":v}}`), which the GIN index
- * artifacts_inline_json serves.
+ * Paths are strict (no automatic unwrapping of arrays) and silent (a path
+ * that does not exist is no match, not an error). EXISTS, EQ and NE read the
+ * value at the path (jsonb_path_query_first: SQL NULL when there is none,
+ * JSON null when it holds null) and compare it as jsonb, numbers by value
+ * (1 = 1.0); NE holds for a value of another type. An equality on a path of
+ * members only also adds the containment it implies
+ * (`inline_json @> {"a":{"b":v}}`), which the GIN index
+ * artifacts_inline_json serves. The ordering comparisons are one SQL/JSON
+ * path filter, which compares only values of the same type (numbers by
+ * value, strings by code point).
  */
 export function jsonFilterTerms(inlineJsonContains: string | undefined, conditions: readonly JsonCondition[]): RawBuilder<boolean>[] {
   const terms: RawBuilder<boolean>[] = [];
@@ -42,9 +44,11 @@ export function jsonFilterTerms(inlineJsonContains: string | undefined, conditio
         terms.push(sql<boolean>`${value} <> ${operand}`);
         break;
       default: {
-        const type = typeof literal === "number" ? "number" : "string";
-        const operator = { lt: sql`<`, le: sql`<=`, gt: sql`>`, ge: sql`>=` }[condition.comparison];
-        terms.push(sql<boolean>`(jsonb_typeof(${value}) = ${type} and ${value} ${operator} ${operand})`);
+        // One jsonpath filter, its literal a variable ($v) rather than text in the path. SQL/JSON path
+        // compares only values of the same type: a string is neither less nor more than a number.
+        const operator = { lt: "<", le: "<=", gt: ">", ge: ">=" }[condition.comparison];
+        const path = `${toSqlJsonPath(steps)} ? (@ ${operator} $v)`;
+        terms.push(sql<boolean>`jsonb_path_exists(artifacts.inline_json, ${path}::jsonpath, ${JSON.stringify({ v: literal })}::jsonb, true)`);
       }
     }
   }

@@ -30,7 +30,12 @@ export function encodeKeysetToken(cursor: NewestCursor): string {
 }
 
 export function encodeMetricToken(order: ArtifactOrder, cursor: MetricCursor): string {
-  return encode({ o: [order.metric, order.ascending], ...(cursor.value === undefined ? {} : { v: cursor.value }), t: cursor.createdAt.toISOString(), i: cursor.id });
+  return encode({
+    o: [order.metric, order.ascending],
+    ...(cursor.value === undefined ? {} : { v: cursor.value }),
+    t: cursor.createdAt.toISOString(),
+    i: cursor.id,
+  });
 }
 
 export function encodeRankToken(cursor: RankCursor): string {
