@@ -91,11 +91,12 @@ export function metricOrderQuery(
     .innerJoin("artifact_metrics as m", "m.artifact_id", "artifacts.id")
     .select(ARTIFACT_COLUMNS.map((column) => `artifacts.${column}` as const))
     .select("m.value as order_value")
-    // The tenant is bound on artifact_metrics alone: its rows copy their artifact's tenant (the trigger writes
-    // them from the row itself, and ids are the artifacts' primary key). Repeating it on artifacts would make
-    // the planner count the tenant's share twice, expect too few rows per index entry, and sort instead.
+    // The tenant on both tables: on artifact_metrics for its index, on artifacts so that the filter's own
+    // indexes (tenant_id first) stay usable — a filter on one run is answered from the run's few artifacts
+    // and sorted, rather than by walking the tenant's whole metric index.
     .where("m.tenant_id", "=", tenantId)
-    .where("m.metric", "=", order.metric);
+    .where("m.metric", "=", order.metric)
+    .where("artifacts.tenant_id", "=", tenantId);
   // applyFilter writes every term on artifacts.<column>, which the join leaves unambiguous.
   let query = applyFilter(joined as unknown as SelectQueryBuilder<Database, "artifacts", object>, filter) as unknown as typeof joined;
   if (also) query = query.where(also);

@@ -21,6 +21,9 @@ import { parseJsonPath, toSqlJsonPath } from "../../json-path.ts";
  */
 export function jsonFilterTerms(inlineJsonContains: string | undefined, conditions: readonly JsonCondition[]): RawBuilder<boolean>[] {
   const terms: RawBuilder<boolean>[] = [];
+  // Implied by every term below; said outright, it lets the planner read the tenant's JSON artifacts alone
+  // (artifacts_tenant_json_created) where no other index narrows the rows.
+  if (inlineJsonContains !== undefined || conditions.length > 0) terms.push(sql<boolean>`artifacts.inline_json is not null`);
   if (inlineJsonContains !== undefined) terms.push(sql<boolean>`artifacts.inline_json @> ${inlineJsonContains}::jsonb`);
   for (const condition of conditions) {
     const steps = parseJsonPath(condition.path);

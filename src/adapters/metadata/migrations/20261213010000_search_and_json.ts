@@ -14,6 +14,9 @@ import { sql, type Kysely } from "kysely";
  *   characters: a tsvector holds at most 1 MB, and inline content may be far
  *   larger; GIN;
  * - `artifacts_inline_json`: GIN jsonb_path_ops on inline_json for `@>`;
+ *   `artifacts_tenant_json_created`: a tenant's artifacts with inline JSON,
+ *   newest first, for path comparisons no index serves (they are checked on
+ *   those rows alone);
  * - `artifact_metrics`: one row per numeric metric, kept by a trigger
  *   (metrics never change after an artifact is recorded), with btree indexes
  *   in both metric orders, newest first within a value: ordering a tenant's
@@ -41,6 +44,7 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`create index artifacts_content_search on artifacts using gin (content_search)`.execute(db);
 
   await sql`create index artifacts_inline_json on artifacts using gin (inline_json jsonb_path_ops) where inline_json is not null`.execute(db);
+  await sql`create index artifacts_tenant_json_created on artifacts (tenant_id, created_at desc, id desc) where inline_json is not null`.execute(db);
 
   await sql`create table artifact_metrics (
       artifact_id text not null references artifacts (id) on delete cascade,
@@ -71,6 +75,7 @@ export async function down(db: Kysely<any>): Promise<void> {
   await sql`drop trigger artifacts_metrics_recorded on artifacts`.execute(db);
   await sql`drop function artifact_metrics_record()`.execute(db);
   await sql`drop table artifact_metrics`.execute(db);
+  await sql`drop index artifacts_tenant_json_created`.execute(db);
   await sql`drop index artifacts_inline_json`.execute(db);
   await sql`alter table artifacts drop column content_search`.execute(db);
   await sql`drop function artifact_content_words(text, jsonb)`.execute(db);
