@@ -83,6 +83,18 @@ describeOn("postgres+minio")("search and JSON indexes on Postgres", () => {
     expect(await plan(bestQuery(db, tenant, "model", "accuracy", false, {}, 10))).toMatch(/artifact_metrics_desc/);
   });
 
+  it("ranks the best of a kind by walking the metric's index, not by sorting the kind's artifacts", async () => {
+    const best = await plan(bestQuery(db, tenant, "log", "accuracy", false, {}, 10));
+    expect(best).toMatch(/Index (Only )?Scan using artifact_metrics_desc/);
+    expect(best).not.toMatch(/Sort/);
+  });
+
+  it("answers a metric order within one run from the run's artifacts, not by walking the tenant's metric index", async () => {
+    const inRun = await plan(bestQuery(db, tenant, "log", "accuracy", false, { provenance: { run_id: "run-17" } }, 10));
+    expect(inRun).toMatch(/Index Scan using artifacts_tenant_run_id/);
+    expect(inRun).not.toMatch(/Scan using artifact_metrics_desc/);
+  });
+
   it("matches JSON containment and path equality through the inline_json GIN index", async () => {
     const rare: ArtifactFilter = { inlineJsonContains: '{"rows": 123}' };
     expect(await plan(listQuery(db, tenant, rare, undefined, 51))).toMatch(/Bitmap Index Scan on artifacts_inline_json/);

@@ -91,14 +91,17 @@ export function metricOrderQuery(
     .innerJoin("artifact_metrics as m", "m.artifact_id", "artifacts.id")
     .select(ARTIFACT_COLUMNS.map((column) => `artifacts.${column}` as const))
     .select("m.value as order_value")
-    // The tenant on both tables: on artifact_metrics for its index, on artifacts so that the filter's own
-    // indexes (tenant_id first) stay usable — a filter on one run is answered from the run's few artifacts
-    // and sorted, rather than by walking the tenant's whole metric index.
     .where("m.tenant_id", "=", tenantId)
-    .where("m.metric", "=", order.metric)
-    .where("artifacts.tenant_id", "=", tenantId);
+    .where("m.metric", "=", order.metric);
   // applyFilter writes every term on artifacts.<column>, which the join leaves unambiguous.
   let query = applyFilter(joined as unknown as SelectQueryBuilder<Database, "artifacts", object>, filter) as unknown as typeof joined;
+  // artifact_metrics rows carry their artifact's tenant (the trigger copies it from the row itself), so the
+  // tenant on artifacts is redundant, and the planner, counting the tenant's share a second time, expects
+  // about one match per tenant in the metric's index where there is one per entry: it would then sort the
+  // tenant's artifacts of a kind rather than read the index for the first ten. It is said only for filters
+  // whose own index leads with the tenant and is narrow (a run, a user, a status, a time window, a name
+  // prefix), so that one run's best is found from the run's few artifacts, not by walking the whole order.
+  if (narrowsByTenantIndex(filter)) query = query.where("artifacts.tenant_id", "=", tenantId);
   if (also) query = query.where(also);
   if (cursor?.value !== undefined) {
     const { value, createdAt, id } = cursor;
@@ -132,6 +135,11 @@ export function missingMetricQuery(
 /** The `limit` artifacts of `kind` with the highest (or lowest) numeric `metric`; newest wins ties. */
 export function bestQuery(db: Kysely<Database>, tenantId: string, kind: string, metric: string, minimize: boolean, filter: ArtifactFilter, limit = 1) {
   return metricOrderQuery(db, tenantId, { ...filter, kind }, { metric, ascending: minimize }, undefined, limit);
+}
+
+function narrowsByTenantIndex(filter: ArtifactFilter): boolean {
+  const provenance = Object.values(filter.provenance ?? {}).some((value) => value);
+  return provenance || filter.status !== undefined || filter.pinned === true || Boolean(filter.namePrefix || filter.createdAfter || filter.createdBefore);
 }
 
 /** LIKE's default escape character is backslash. */

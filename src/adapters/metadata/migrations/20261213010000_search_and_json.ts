@@ -54,6 +54,9 @@ export async function up(db: Kysely<any>): Promise<void> {
       created_at timestamptz not null,
       primary key (artifact_id, metric)
     )`.execute(db);
+  // Read a page at a time, in index order, stopping at the page's end: a parallel plan only adds its workers'
+  // start-up (several ms), which the planner, misjudging how far it must read, would otherwise pay.
+  await sql`alter table artifact_metrics set (parallel_workers = 0)`.execute(db);
   await sql`create index artifact_metrics_desc on artifact_metrics (tenant_id, metric, value desc, created_at desc, artifact_id desc)`.execute(db);
   await sql`create index artifact_metrics_asc on artifact_metrics (tenant_id, metric, value asc, created_at desc, artifact_id desc)`.execute(db);
   await sql`create function artifact_metrics_record() returns trigger language plpgsql as $$
