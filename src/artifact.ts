@@ -137,6 +137,24 @@ export interface ArtifactFilter {
   readonly project?: string;
   /** Exactly this name. */
   readonly name?: string;
+  /** A JSON document the inline JSON content must contain (JSONB `@>`). */
+  readonly inlineJsonContains?: string;
+  readonly jsonConditions?: readonly JsonCondition[];
+}
+
+export type JsonComparison = "eq" | "ne" | "lt" | "le" | "gt" | "ge" | "exists";
+
+/** A condition on one value of inline JSON content: `path` as `$.a.b[0]`, `value` a JSON literal. */
+export interface JsonCondition {
+  readonly path: string;
+  readonly comparison: JsonComparison;
+  readonly value: string;
+}
+
+/** Artifacts by a metric, highest first unless ascending; those without it last, newest first. */
+export interface ArtifactOrder {
+  readonly metric: string;
+  readonly ascending: boolean;
 }
 
 /** Who is calling: resolved from the API token by the transport. */

@@ -1,4 +1,4 @@
-import type { Artifact, ArtifactFilter, Lineage } from "../artifact.ts";
+import type { Artifact, ArtifactFilter, ArtifactOrder, Lineage } from "../artifact.ts";
 
 /**
  * Reading one tenant's artifacts: every method takes the tenant and sees
@@ -7,14 +7,18 @@ import type { Artifact, ArtifactFilter, Lineage } from "../artifact.ts";
  */
 export interface ArtifactQueries {
   getArtifact(tenantId: string, id: string, options?: { includeContent?: boolean }): Promise<Artifact | undefined>;
-  listArtifacts(tenantId: string, filter: ArtifactFilter, page: PageRequest): Promise<Page<Artifact>>;
+  /** Newest first, or in `order`; the page token belongs to the order it was made with. */
+  listArtifacts(tenantId: string, filter: ArtifactFilter, page: PageRequest, order?: ArtifactOrder): Promise<Page<Artifact>>;
   countArtifacts(tenantId: string, filter: ArtifactFilter): Promise<number>;
   /** Whether one artifact matches a filter: the same rules as listArtifacts, applied to one row. */
   matchesFilter(tenantId: string, id: string, filter: ArtifactFilter): Promise<boolean>;
-  /** Ranked full-text search over name, title and labels. */
-  searchArtifacts(tenantId: string, query: string, filter: ArtifactFilter, page: PageRequest): Promise<Page<Artifact>>;
-  /** The artifact of `kind` with the highest (or lowest) `metric`; newest wins ties. */
-  bestArtifact(tenantId: string, kind: string, metric: string, minimize: boolean, filter: ArtifactFilter): Promise<Artifact | undefined>;
+  /**
+   * Search by fragments of name, title, kind, tags and label values, and by
+   * words of those and of inline content; ranked by relevance, or in `order`.
+   */
+  searchArtifacts(tenantId: string, query: string, filter: ArtifactFilter, page: PageRequest, order?: ArtifactOrder): Promise<Page<Artifact>>;
+  /** The `limit` artifacts of `kind` with the highest (or lowest) `metric`, best first; newest wins ties. */
+  bestArtifacts(tenantId: string, kind: string, metric: string, minimize: boolean, filter: ArtifactFilter, limit: number): Promise<Artifact[]>;
   /**
    * Ancestors and descendants up to `depth` edges away; each artifact once.
    * Stops reading as soon as the walk holds more than `limits` allow, and

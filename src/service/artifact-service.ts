@@ -1,4 +1,4 @@
-import type { Artifact, ArtifactEvent, ArtifactFilter, ArtifactStatus, Caller, Lineage, SavedInlineContent } from "../artifact.ts";
+import type { Artifact, ArtifactEvent, ArtifactFilter, ArtifactOrder, ArtifactStatus, Caller, Lineage, SavedInlineContent } from "../artifact.ts";
 import { ArtifactError, invalidArgument, notFound } from "../artifact-error.ts";
 import { blake3Hex } from "../blake3.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
@@ -41,6 +41,7 @@ import {
 } from "./upload-sessions.ts";
 import { createSessionDigests, type SessionDigestBudgets } from "./session-digests.ts";
 import type { TenantQuotas } from "./tenant-quotas.ts";
+import { validateOrder } from "./validate-query.ts";
 import { checkNoNul, validateFilter, validateSpec, type RawSpec } from "./validate-spec.ts";
 import { createArtifactVersionUseCases, type ArtifactVersionUseCases } from "./artifact-versions.ts";
 import type { ArtifactVersions } from "../ports/artifact-versions.ts";
@@ -103,9 +104,11 @@ export interface ArtifactService extends ArtifactVersionUseCases {
     pageSize: number,
     pageToken: string,
     includeTotalCount?: boolean,
+    order?: ArtifactOrder,
   ): Promise<Page<Artifact> & { totalCount: number | undefined }>;
-  searchArtifacts(caller: Caller, query: string, filter: ArtifactFilter, pageSize: number, pageToken: string): Promise<Page<Artifact>>;
-  bestArtifact(caller: Caller, kind: string, metric: string, minimize: boolean, filter: ArtifactFilter): Promise<Artifact>;
+  searchArtifacts(caller: Caller, query: string, filter: ArtifactFilter, pageSize: number, pageToken: string, order?: ArtifactOrder): Promise<Page<Artifact>>;
+  /** The best `limit` (0: 1) artifacts, best first; NOT_FOUND when none. */
+  bestArtifacts(caller: Caller, kind: string, metric: string, minimize: boolean, filter: ArtifactFilter, limit?: number): Promise<Artifact[]>;
   /** With the runs that used the artifact itself (RecordUsage), oldest first. */
   lineage(caller: Caller, id: string, depth: number): Promise<Lineage & { readonly usages: ArtifactUsage[] }>;
   recordUsage(caller: Caller, request: RecordUsageRequest): Promise<ArtifactUsage>;
@@ -242,31 +245,36 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
       return artifact;
     },
 
-    async listArtifacts(caller, filter, pageSize, pageToken, includeTotalCount = false) {
+    async listArtifacts(caller, filter, pageSize, pageToken, includeTotalCount = false, order) {
       checkFilter(filter);
-      const page = await metadata.listArtifacts(caller.tenantId, filter, { pageSize: pageSizeOf(pageSize), pageToken });
+      validateOrder(order);
+      const page = await metadata.listArtifacts(caller.tenantId, filter, { pageSize: pageSizeOf(pageSize), pageToken }, order);
       const totalCount = includeTotalCount ? await metadata.countArtifacts(caller.tenantId, filter) : undefined;
       return { ...page, totalCount };
     },
 
-    async searchArtifacts(caller, query, filter, pageSize, pageToken) {
+    async searchArtifacts(caller, query, filter, pageSize, pageToken, order) {
       if (query.trim() === "") throw invalidArgument("query is required: 1 or more characters of free text");
       if (query.length > limits.maxSearchQueryChars) {
         throw invalidArgument(`query is ${query.length} characters long; at most ${limits.maxSearchQueryChars} are allowed (ARTIFACTD_MAX_SEARCH_QUERY_CHARS)`);
       }
       checkNoNul("query", query);
       checkFilter(filter);
-      return metadata.searchArtifacts(caller.tenantId, query, filter, { pageSize: pageSizeOf(pageSize), pageToken });
+      validateOrder(order);
+      return metadata.searchArtifacts(caller.tenantId, query, filter, { pageSize: pageSizeOf(pageSize), pageToken }, order);
     },
 
-    async bestArtifact(caller, kind, metric, minimize, filter) {
+    async bestArtifacts(caller, kind, metric, minimize, filter, limit = 0) {
       if (!kind) throw invalidArgument("kind is required: the kind of artifact to rank, e.g. model");
       if (!metric) throw invalidArgument("metric is required: the metric to rank by, e.g. accuracy");
       checkNoNul("kind", kind);
       checkNoNul("metric", metric);
+      if (!Number.isInteger(limit) || limit < 0 || limit > limits.maxPageSize) {
+        throw invalidArgument(`limit ${limit} is not valid: give 1–${limits.maxPageSize} (ARTIFACTD_MAX_PAGE_SIZE), or 0 for the best one alone`);
+      }
       checkFilter(filter);
-      const best = await metadata.bestArtifact(caller.tenantId, kind, metric, minimize, filter);
-      if (!best) throw notFound(`no ${kind} artifact with metric ${JSON.stringify(metric)} matches the filter`);
+      const best = await metadata.bestArtifacts(caller.tenantId, kind, metric, minimize, filter, limit || 1);
+      if (best.length === 0) throw notFound(`no ${kind} artifact with metric ${JSON.stringify(metric)} matches the filter`);
       return best;
     },
 

@@ -2,6 +2,7 @@ import { PROVENANCE_FIELDS, type ArtifactFilter, type ArtifactInput, type Artifa
 import { invalidArgument } from "../artifact-error.ts";
 import { parseArtifactReference, projectProblem, versionedNameProblem } from "@artifactd/api";
 import { isArtifactId, PREFIX_PATTERN } from "../artifact-id.ts";
+import { validateJsonFilter } from "./validate-query.ts";
 
 /**
  * Checks what a client sent as artifact metadata and returns the domain
@@ -207,6 +208,7 @@ export function validateFilter(filter: ArtifactFilter, maxTerms: number): void {
   if (filter.createdAfter && filter.createdBefore && filter.createdAfter >= filter.createdBefore) {
     throw invalidArgument("filter.created_after must be earlier than filter.created_before");
   }
+  validateJsonFilter(filter, maxTerms);
 }
 
 /**

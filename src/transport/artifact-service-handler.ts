@@ -25,6 +25,7 @@ import {
 } from "./proto-conversion.ts";
 import { usageToProto } from "./usage-conversion.ts";
 import { callerKey } from "./admission.ts";
+import { orderFromProto } from "./query-conversion.ts";
 import { assertRequestCompleted } from "./request-ended.ts";
 import { uploadMessageFromProto } from "./upload-messages.ts";
 
@@ -117,7 +118,14 @@ export function createArtifactServiceHandler(
 
     async listArtifacts(request, ctx) {
       const who = ctx.values.get(callerKey);
-      const page = await service.listArtifacts(who, filterFromProto(request.filter), request.pageSize, request.pageToken, request.includeTotalCount);
+      const page = await service.listArtifacts(
+        who,
+        filterFromProto(request.filter),
+        request.pageSize,
+        request.pageToken,
+        request.includeTotalCount,
+        orderFromProto(request.order),
+      );
       return {
         artifacts: page.items.map(artifactToProto),
         nextPageToken: page.nextPageToken,
@@ -127,14 +135,22 @@ export function createArtifactServiceHandler(
 
     async searchArtifacts(request, ctx) {
       const who = ctx.values.get(callerKey);
-      const page = await service.searchArtifacts(who, request.query, filterFromProto(request.filter), request.pageSize, request.pageToken);
+      const page = await service.searchArtifacts(
+        who,
+        request.query,
+        filterFromProto(request.filter),
+        request.pageSize,
+        request.pageToken,
+        orderFromProto(request.order),
+      );
       return { artifacts: page.items.map(artifactToProto), nextPageToken: page.nextPageToken };
     },
 
     async getBestArtifact(request, ctx) {
       const who = ctx.values.get(callerKey);
-      const artifact = await service.bestArtifact(who, request.kind, request.metric, request.minimize, filterFromProto(request.filter));
-      return { artifact: artifactToProto(artifact) };
+      const top = await service.bestArtifacts(who, request.kind, request.metric, request.minimize, filterFromProto(request.filter), request.limit);
+      const best = top.map(artifactToProto);
+      return { artifact: best[0], top: best };
     },
 
     async getLineage(request, ctx) {

@@ -22,6 +22,7 @@ import {
   type UploadSession as UploadSessionMessage,
 } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { SessionView } from "../service/upload-sessions.ts";
+import { jsonFilterFromProto } from "./query-conversion.ts";
 import type { RawSpec } from "../service/validate-spec.ts";
 
 /** Protobuf messages ⇄ domain shapes. No rules here: validation is the service's. */
@@ -116,6 +117,7 @@ export function filterFromProto(message: ArtifactFilterMessage | undefined): Art
   if (storage) filter.storage = storage;
   if (message.project) filter.project = message.project;
   if (message.name) filter.name = message.name;
+  Object.assign(filter, jsonFilterFromProto(message));
   return filter;
 }
 

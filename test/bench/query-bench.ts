@@ -12,9 +12,10 @@
 import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import type { ArtifactFilter } from "../../src/artifact.ts";
-import { bestQuery, listQuery, searchQuery } from "../../src/adapters/metadata/artifact-query-builders.ts";
+import { bestQuery, listQuery, metricOrderQuery, searchQuery } from "../../src/adapters/metadata/artifact-query-builders.ts";
 import { createKyselyMetadataStore } from "../../src/adapters/metadata/kysely-metadata-store.ts";
 import { migrateToLatest } from "../../src/adapters/metadata/open-metadata-store.ts";
+import { decodeMetricToken } from "../../src/adapters/metadata/page-token.ts";
 import type { Database } from "../../src/adapters/metadata/schema.ts";
 import { createTestDatabase } from "../support/postgres.ts";
 
@@ -31,12 +32,12 @@ try {
   console.log(`filling ${rows.toLocaleString()} artifacts…`);
   // Generated in SQL: 20 tenants (g % 20), and within a tenant (h = g / 20)
   // 12 kinds, runs of 50 artifacts, a few labels, tags and metrics per row,
-  // names and titles with words to search.
+  // names and titles with words to search, inline JSON on every other row.
   const batch = 100_000;
   for (let offset = 0; offset < rows; offset += batch) {
     await sql`
       insert into artifacts (id, tenant_id, kind, artifact_class, name, title, mime_type, size_bytes, blake3, storage,
-        inline_text, labels, tags, metrics, pinned, status, run_id, graph_id, node_id, user_id, app_id, session_id,
+        inline_text, inline_json, labels, tags, metrics, pinned, status, run_id, graph_id, node_id, user_id, app_id, session_id,
         created_at, created_by)
       select
         'art_' || lpad(to_hex(g), 26, '0'),
@@ -46,6 +47,8 @@ try {
         (array['resnet','bert','forecast','revenue','churn','summary','weekly','eval'])[1 + h % 8] || '-' || h,
         (array['quarterly revenue report','training run metrics','customer churn model','image batch','weekly summary'])[1 + h % 5],
         'application/octet-stream', 100 + g % 1000, md5(g::text) || md5((g + 1)::text), 'inline', 'x',
+        case when h % 2 = 0 then jsonb_build_object('rows', h % 5000, 'status', (array['ok','failed','partial'])[1 + h % 3],
+          'eval', jsonb_build_object('f1', (h % 997) / 997.0), 'note', (array['weekly summary','backfill','rerun after outage'])[1 + h % 3]) end,
         jsonb_build_object('team', 'team-' || (h % 50), 'env', (array['prod','dev','staging'])[1 + h % 3], 'split', (array['train','test'])[1 + h % 2]),
         array['t' || (h % 100), 'w' || (h % 7)],
         jsonb_build_object('accuracy', (h % 1000) / 1000.0, 'loss', (h % 777) / 777.0),
@@ -56,6 +59,7 @@ try {
     process.stdout.write(`  ${Math.min(offset + batch, rows).toLocaleString()}\r`);
   }
   await sql`vacuum analyze artifacts`.execute(db);
+  await sql`vacuum analyze artifact_metrics`.execute(db);
   console.log(`filled in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
   const store = createKyselyMetadataStore(db);
@@ -81,17 +85,44 @@ try {
   cases.push({
     name: "search 'revenue report'",
     run: () => store.searchArtifacts(tenant, "revenue report", {}, { pageSize: 50, pageToken: "" }),
-    explain: () => explain(searchQuery(db, tenant, "revenue report", {}, 0, 51)),
+    explain: () => explain(searchQuery(db, tenant, "revenue report", {}, undefined, 51)),
   });
   cases.push({
+    name: "search name fragment 'nue-1234'",
+    run: () => store.searchArtifacts(tenant, "nue-1234", {}, { pageSize: 50, pageToken: "" }),
+    explain: () => explain(searchQuery(db, tenant, "nue-1234", {}, undefined, 51)),
+  });
+  const byAccuracy = { metric: "accuracy", ascending: false };
+  cases.push({
+    name: "list by metric accuracy, first page",
+    run: () => store.listArtifacts(tenant, {}, { pageSize: 50, pageToken: "" }, byAccuracy),
+    explain: () => explain(metricOrderQuery(db, tenant, {}, byAccuracy, undefined, 51)),
+  });
+  // The token of page 21 (rows 1,001–1,050), fetched page by page as a client would.
+  let laterToken = "";
+  for (let page = 0; page < 20; page++) laterToken = (await store.listArtifacts(tenant, {}, { pageSize: 50, pageToken: laterToken }, byAccuracy)).nextPageToken;
+  cases.push({
+    name: "list by metric accuracy, page 21 (keyset)",
+    run: () => store.listArtifacts(tenant, {}, { pageSize: 50, pageToken: laterToken }, byAccuracy),
+    explain: () => explain(metricOrderQuery(db, tenant, {}, byAccuracy, decodeMetricToken(laterToken, byAccuracy), 51)),
+  });
+  listCase("JSON containment {rows: 1234, status: ok}", { inlineJsonContains: '{"rows": 1234, "status": "ok"}' });
+  listCase("JSON path $.eval.f1 >= 0.99", { jsonConditions: [{ path: "$.eval.f1", comparison: "ge", value: "0.99" }] });
+  listCase("JSON path $.rows == 1234", { jsonConditions: [{ path: "$.rows", comparison: "eq", value: "1234" }] });
+  cases.push({
     name: "best model by accuracy in a run",
-    run: () => store.bestArtifact(tenant, "model", "accuracy", false, { provenance: { run_id: "run-507" } }),
+    run: () => store.bestArtifacts(tenant, "model", "accuracy", false, { provenance: { run_id: "run-507" } }, 1),
     explain: () => explain(bestQuery(db, tenant, "model", "accuracy", false, { provenance: { run_id: "run-507" } })),
   });
   cases.push({
     name: "best model by accuracy (whole tenant)",
-    run: () => store.bestArtifact(tenant, "model", "accuracy", false, {}),
+    run: () => store.bestArtifacts(tenant, "model", "accuracy", false, {}, 1),
     explain: () => explain(bestQuery(db, tenant, "model", "accuracy", false, {})),
+  });
+  cases.push({
+    name: "best top-10 models by accuracy",
+    run: () => store.bestArtifacts(tenant, "model", "accuracy", false, {}, 10),
+    explain: () => explain(bestQuery(db, tenant, "model", "accuracy", false, {}, 10)),
   });
 
   const results: Record<string, { median_ms: number; indexes: string[] }> = {};

@@ -114,6 +114,34 @@ describeEachAdapter("MetadataStore contract: %s", METADATA_STORE_ADAPTERS, (_nam
     expect(good.items.map((a) => a.metrics.acc).sort()).toEqual([0.4, 0.5, 0.6]);
   });
 
+  it("orders by a metric within the tenant, finds by fragments, filters inline JSON, and ranks the best k", async () => {
+    const json = (value: unknown) => ({ digest: "b".repeat(64), inline: JSON.stringify(value) });
+    const make = async (tenant: string, spec: Partial<ArtifactSpec>, content?: { inline: string }) => {
+      const base = record(tenant, spec);
+      const withContent = content ? { ...base, inline: { type: "json" as const, json: content.inline } } : base;
+      return (await store.createArtifact(withContent)).artifact.id;
+    };
+    const low = await make("t5", { name: "nc-file.bin", metrics: { f1: 0.1 } }, json({ rows: 5, tag: "x" }));
+    const none = await make("t5", { name: "plain" });
+    const high = await make("t5", { name: "other", metrics: { f1: 0.9 } }, json({ rows: 50 }));
+    // Another tenant's artifacts never show, however well they rank.
+    await make("t6", { name: "nc-file.bin", metrics: { f1: 1 } }, json({ rows: 500 }));
+    const order = { metric: "f1", ascending: false };
+    const seen: string[] = [];
+    let pageToken = "";
+    do {
+      const page = await store.listArtifacts("t5", {}, { pageSize: 1, pageToken }, order);
+      seen.push(...page.items.map((a) => a.id));
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    expect(seen).toEqual([high, low, none]);
+    expect((await store.searchArtifacts("t5", "nc-fi", {}, { pageSize: 10, pageToken: "" })).items.map((a) => a.id)).toEqual([low]);
+    expect((await store.listArtifacts("t5", { inlineJsonContains: '{"tag": "x"}' }, { pageSize: 10, pageToken: "" })).items.map((a) => a.id)).toEqual([low]);
+    const big = await store.listArtifacts("t5", { jsonConditions: [{ path: "$.rows", comparison: "gt", value: "10" }] }, { pageSize: 10, pageToken: "" });
+    expect(big.items.map((a) => a.id)).toEqual([high]);
+    expect((await store.bestArtifacts("t5", "model", "f1", true, {}, 5)).map((a) => a.id)).toEqual([low, high]);
+  });
+
   it("soft delete keeps the record and refuses pinned artifacts", async () => {
     const pinned = await store.createArtifact(record("t5", { pinned: true }));
     await expect(store.softDeleteArtifact("t5", pinned.artifact.id, new Date())).rejects.toMatchObject({ code: "failed_precondition" });

@@ -1,5 +1,6 @@
 import { sql, type SelectQueryBuilder } from "kysely";
 import { PROVENANCE_FIELDS, type ArtifactFilter } from "../../artifact.ts";
+import { jsonFilterTerms } from "./json-filter.ts";
 import type { Database } from "./schema.ts";
 
 /**
@@ -11,7 +12,8 @@ import type { Database } from "./schema.ts";
  * - tags: array containment / overlap (GIN);
  * - name prefix: LIKE with the prefix's own %, _ and \ escaped
  *   (text_pattern_ops btree);
- * - metric ranges: `metrics ? $name` (GIN) and a numeric comparison.
+ * - metric ranges: `metrics ? $name` (GIN) and a numeric comparison;
+ * - inline JSON: containment and path conditions (./json-filter.ts).
  *
  * Filters reach it validated (the service's validateFilter refuses, among
  * others, text holding a NUL character, which Postgres cannot take).
@@ -44,6 +46,7 @@ export function applyFilter<O>(query: SelectQueryBuilder<Database, "artifacts", 
     if (range.min !== undefined) q = q.where(sql<boolean>`(artifacts.metrics ->> ${range.name})::float8 >= ${range.min}`);
     if (range.max !== undefined) q = q.where(sql<boolean>`(artifacts.metrics ->> ${range.name})::float8 <= ${range.max}`);
   }
+  for (const term of jsonFilterTerms(filter.inlineJsonContains, filter.jsonConditions ?? [])) q = q.where(term);
   return q;
 }
 

@@ -1,10 +1,10 @@
-import { sql, type Kysely } from "kysely";
-import type { Artifact, LineageEdge } from "../../artifact.ts";
-import type { ArtifactQueries, LineageTooLarge } from "../../ports/artifact-queries.ts";
+import { sql, type Kysely, type RawBuilder } from "kysely";
+import type { Artifact, ArtifactFilter, ArtifactOrder, LineageEdge } from "../../artifact.ts";
+import type { ArtifactQueries, LineageTooLarge, Page, PageRequest } from "../../ports/artifact-queries.ts";
 import { applyFilter } from "./artifact-filter.ts";
-import { bestQuery, listQuery, searchQuery, selectArtifacts } from "./artifact-query-builders.ts";
-import { toArtifacts } from "./artifact-rows.ts";
-import { decodeKeysetToken, decodeOffsetToken, encodeKeysetToken, encodeOffsetToken } from "./page-token.ts";
+import { bestQuery, listQuery, metricOrderQuery, missingMetricQuery, searchQuery, searchTerms, selectArtifacts } from "./artifact-query-builders.ts";
+import { type ArtifactRow, toArtifacts } from "./artifact-rows.ts";
+import { decodeKeysetToken, decodeMetricToken, decodeRankToken, encodeKeysetToken, encodeMetricToken, encodeRankToken } from "./page-token.ts";
 import type { Database } from "./schema.ts";
 
 /**
@@ -12,7 +12,9 @@ import type { Database } from "./schema.ts";
  * search and best queries are built in ./artifact-query-builders.ts, where
  * the query benchmark explains the same SQL. Lists page by keyset
  * (created_at, id), so a page is as cheap at the end as at the start;
- * search pages by offset, since its order is a rank.
+ * search pages by keyset too, on (rank, created_at, id); orders by a metric
+ * page on (value, created_at, id), then on (created_at, id) through the
+ * artifacts without the metric.
  */
 export function createKyselyArtifactQueries(db: Kysely<Database>): ArtifactQueries {
   return {
@@ -24,7 +26,8 @@ export function createKyselyArtifactQueries(db: Kysely<Database>): ArtifactQueri
       return row && (await toArtifacts(db, [row], includeContent))[0];
     },
 
-    async listArtifacts(tenantId, filter, page) {
+    async listArtifacts(tenantId, filter, page, order) {
+      if (order) return metricOrderPage(db, tenantId, filter, order, page);
       const cursor = page.pageToken === "" ? undefined : decodeKeysetToken(page.pageToken);
       const rows = await listQuery(db, tenantId, filter, cursor, page.pageSize + 1).execute();
       const more = rows.length > page.pageSize;
@@ -49,17 +52,21 @@ export function createKyselyArtifactQueries(db: Kysely<Database>): ArtifactQueri
       return row !== undefined;
     },
 
-    async searchArtifacts(tenantId, text, filter, page) {
-      const offset = page.pageToken === "" ? 0 : decodeOffsetToken(page.pageToken);
-      const rows = await searchQuery(db, tenantId, text, filter, offset, page.pageSize + 1).execute();
+    async searchArtifacts(tenantId, text, filter, page, order) {
+      if (order) return metricOrderPage(db, tenantId, filter, order, page, searchTerms(text).matches);
+      const cursor = page.pageToken === "" ? undefined : decodeRankToken(page.pageToken);
+      const rows = await searchQuery(db, tenantId, text, filter, cursor, page.pageSize + 1).execute();
       const more = rows.length > page.pageSize;
       const pageRows = more ? rows.slice(0, page.pageSize) : rows;
-      return { items: await toArtifacts(db, pageRows), nextPageToken: more ? encodeOffsetToken(offset + page.pageSize) : "" };
+      const last = pageRows.at(-1);
+      return {
+        items: await toArtifacts(db, pageRows),
+        nextPageToken: more && last ? encodeRankToken({ rank: Number(last.search_rank), createdAt: new Date(last.created_at), id: last.id }) : "",
+      };
     },
 
-    async bestArtifact(tenantId, kind, metric, minimize, filter) {
-      const row = await bestQuery(db, tenantId, kind, metric, minimize, filter).executeTakeFirst();
-      return row && (await toArtifacts(db, [row]))[0];
+    async bestArtifacts(tenantId, kind, metric, minimize, filter, limit) {
+      return toArtifacts(db, await bestQuery(db, tenantId, kind, metric, minimize, filter, limit).execute());
     },
 
     async lineage(tenantId, id, depth, limits) {
@@ -112,5 +119,35 @@ export function createKyselyArtifactQueries(db: Kysely<Database>): ArtifactQueri
       const unique = new Map(edges.map((e) => [`${e.fromId}>${e.toId}`, e]));
       return { ancestors: await load(ancestorIds), descendants: await load(descendantIds), edges: [...unique.values()] };
     },
+  };
+}
+
+/**
+ * A page in a metric's order: the artifacts having it, then (once those run
+ * out, on this page or a later one) those without it, newest first. The
+ * token says which part it continues.
+ */
+async function metricOrderPage(
+  db: Kysely<Database>,
+  tenantId: string,
+  filter: ArtifactFilter,
+  order: ArtifactOrder,
+  page: PageRequest,
+  also?: RawBuilder<boolean>,
+): Promise<Page<Artifact>> {
+  const cursor = page.pageToken === "" ? undefined : decodeMetricToken(page.pageToken, order);
+  const wanted = page.pageSize + 1;
+  const withMetric = cursor && cursor.value === undefined ? [] : await metricOrderQuery(db, tenantId, filter, order, cursor, wanted, also).execute();
+  const tailCursor = cursor && cursor.value === undefined ? cursor : undefined;
+  const without =
+    withMetric.length < wanted ? await missingMetricQuery(db, tenantId, filter, order.metric, tailCursor, wanted - withMetric.length, also).execute() : [];
+  const rows: (ArtifactRow & { order_value?: number })[] = [...withMetric, ...without];
+  const more = rows.length > page.pageSize;
+  const pageRows = more ? rows.slice(0, page.pageSize) : rows;
+  const last = pageRows.at(-1);
+  const lastValue = last && withMetric.includes(last as (typeof withMetric)[number]) ? Number(last.order_value) : undefined;
+  return {
+    items: await toArtifacts(db, pageRows),
+    nextPageToken: more && last ? encodeMetricToken(order, { value: lastValue, createdAt: new Date(last.created_at), id: last.id }) : "",
   };
 }

@@ -86,8 +86,10 @@ export async function openDatabase(
     poolConnections = () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount });
   } else {
     const { PGlite } = await import("@electric-sql/pglite");
+    // pg_trgm serves search by name fragments (migration 20261213010000_search_and_json).
+    const { pg_trgm } = await import("@electric-sql/pglite/contrib/pg_trgm");
     await ensurePrivateDir(options.pgliteDir);
-    const pglite = await PGlite.create(options.pgliteDir);
+    const pglite = await PGlite.create(options.pgliteDir, { extensions: { pg_trgm } });
     dialect = new PGliteDialect(pglite);
     close = () => pglite.close();
   }

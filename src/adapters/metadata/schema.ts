@@ -25,6 +25,16 @@ export interface Database {
   artifact_version_counters: ArtifactVersionCounterTable;
   artifact_aliases: ArtifactAliasTable;
   artifact_alias_moves: ArtifactAliasMoveTable;
+  artifact_metrics: ArtifactMetricTable;
+}
+
+/** One numeric metric of one artifact, written by a trigger on artifacts (migration 20261213010000_search_and_json). */
+export interface ArtifactMetricTable {
+  artifact_id: string;
+  tenant_id: string;
+  metric: string;
+  value: number;
+  created_at: Timestamp;
 }
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;

@@ -11,6 +11,7 @@ import * as forgetUrlSigningKey from "./20261211010000_forget_url_signing_key.ts
 import * as tenantQuotas from "./20261211020000_tenant_quotas.ts";
 import * as inlineBytes from "./20261212000000_inline_bytes.ts";
 import * as versionsAndAliases from "./20261213000000_versions_and_aliases.ts";
+import * as searchAndJson from "./20261213010000_search_and_json.ts";
 import * as usagesAndParentRuns from "./20261213020000_usages_and_parent_runs.ts";
 import * as inlineContentDigest from "./20261213030000_inline_content_digest.ts";
 
@@ -33,6 +34,7 @@ export const migrationProvider: MigrationProvider = {
       "20261211020000_tenant_quotas": tenantQuotas,
       "20261212000000_inline_bytes": inlineBytes,
       "20261213000000_versions_and_aliases": versionsAndAliases,
+      "20261213010000_search_and_json": searchAndJson,
       "20261213020000_usages_and_parent_runs": usagesAndParentRuns,
       "20261213030000_inline_content_digest": inlineContentDigest,
     };
