@@ -303,7 +303,7 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
       return { ...lineage, usages: await lineageUsages({ metadata }, caller, id, limits.maxLineageNodes) };
     },
 
-    recordUsage: (caller, request) => recordUsage({ metadata }, caller, request),
+    recordUsage: (caller, request) => recordUsage({ metadata, resolveId: resolve }, caller, request),
 
     async setPinned(caller, rawId, pinned) {
       requireScope(caller, "read-write", "pin or unpin artifacts");

@@ -3,14 +3,19 @@ import { ArtifactError, failedPrecondition, invalidArgument, notFound } from "..
 import type { ArtifactQueries } from "../ports/artifact-queries.ts";
 import type { ArtifactUsage, ArtifactUsageStore } from "../ports/artifact-usages.ts";
 import { requireScope } from "./api-tokens.ts";
-import { checkNoNul, LIMITS, requireArtifactId } from "./validate-spec.ts";
+import { checkNoNul, LIMITS } from "./validate-spec.ts";
 
 export interface UsageDeps {
   readonly metadata: ArtifactQueries & { readonly artifactUsages: ArtifactUsageStore };
 }
 
+/** What RecordUsage needs beyond the store: the service's resolver of ids and references (./artifact-versions.ts). */
+export interface RecordUsageDeps extends UsageDeps {
+  readonly resolveId: (caller: Caller, field: string, value: string) => Promise<string>;
+}
+
 export interface RecordUsageRequest {
-  /** As the request gave it: an id (see usedArtifactId). */
+  /** As the request gave it: an id or a reference (`name:alias`, `name@v3`, `artifact://…`). */
   readonly artifactId: string;
   readonly runId: string;
   readonly role: string;
@@ -20,24 +25,15 @@ export interface RecordUsageRequest {
 const MAX_RUN_ID = LIMITS.maxProvenance;
 
 /**
- * The artifact a usage call names. The one place these calls read an
- * artifact id from a request, so that references (`name:alias`) can be
- * resolved here for all of them (a resolver will need the caller's tenant).
- */
-async function usedArtifactId(field: string, raw: string): Promise<string> {
-  return requireArtifactId(field, raw);
-}
-
-/**
  * RecordUsage: records that a run used an artifact without producing one.
  * The same artifact, run and role recorded again returns the first record
  * unchanged (retries and reruns are harmless). Only a live artifact of the
  * caller's tenant can be used: another tenant's id is NOT_FOUND as an
  * unknown one is, a deleted artifact FAILED_PRECONDITION.
  */
-export async function recordUsage(deps: UsageDeps, caller: Caller, request: RecordUsageRequest): Promise<ArtifactUsage> {
+export async function recordUsage(deps: RecordUsageDeps, caller: Caller, request: RecordUsageRequest): Promise<ArtifactUsage> {
   requireScope(caller, "read-write", "record artifact usages");
-  const artifactId = await usedArtifactId("artifact_id", request.artifactId);
+  const artifactId = await deps.resolveId(caller, "artifact_id", request.artifactId);
   if (!request.runId) throw invalidArgument("run_id is required: the run that used the artifact (1–256 characters)");
   if (request.runId.length > MAX_RUN_ID) throw invalidArgument(`run_id is ${request.runId.length} characters long; at most ${MAX_RUN_ID} are allowed`);
   checkNoNul("run_id", request.runId);

@@ -130,6 +130,19 @@ describe.each(BACKENDS)("provenance, usages and download links on %s", (backend)
       expect((await t.client().getLineage({ id: derived.id })).usages).toEqual([]);
     });
 
+    it("takes a reference to a version, and records the id it resolved to", async () => {
+      const name = `model-${unique()}`;
+      const saveVersion = async () =>
+        (await t.client().saveInline({ spec: { kind: "model", name, versioned: true }, content: { case: "text", value: unique() } })).artifact!;
+      const v1 = await saveVersion();
+      const v2 = await saveVersion();
+      await t.client().setAlias({ artifactId: v1.id, alias: "production" });
+      expect((await t.client().recordUsage({ artifactId: `${name}:production`, runId: "eval-ref" })).usage!.artifactId).toBe(v1.id);
+      expect((await t.client().recordUsage({ artifactId: `artifact://${name}:latest`, runId: "eval-ref" })).usage!.artifactId).toBe(v2.id);
+      expect((await t.client().getLineage({ id: `${name}@v1` })).usages.map((u) => u.runId)).toEqual(["eval-ref"]);
+      await expectCode(t.client().recordUsage({ artifactId: `${name}:staging`, runId: "eval-ref" }), Code.NotFound, /staging/);
+    });
+
     it("refuses a lineage answer with more uses than the server returns at once", async () => {
       const dataset = await save("dataset", {});
       for (const run of ["r1", "r2", "r3"]) await t.client().recordUsage({ artifactId: dataset.id, runId: run });
