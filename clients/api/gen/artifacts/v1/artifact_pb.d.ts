@@ -351,7 +351,8 @@ export declare type ArtifactInput = Message<"artifacts.v1.ArtifactInput"> & {
    * An existing, not deleted artifact of the same tenant: its id or a
    * reference (see ArtifactService, "References"), resolved when the
    * artifact is created; the recorded input (and Artifact.inputs) is always
-   * the id it resolved to.
+   * the id it resolved to. Two inputs resolving to the same id are
+   * INVALID_ARGUMENT.
    *
    * @generated from field: string artifact_id = 1;
    */
@@ -468,7 +469,8 @@ export declare type ArtifactSpec = Message<"artifacts.v1.ArtifactSpec"> & {
 
   /**
    * Optional expiry; must be in the future. After it, an unpinned artifact
-   * is soft-deleted by the server's expiry sweeper. Give this or ttl_seconds.
+   * is soft-deleted by the server's expiry sweeper, unless an alias (other
+   * than `latest`) points at it. Give this or ttl_seconds.
    *
    * @generated from field: google.protobuf.Timestamp expires_at = 13;
    */

@@ -439,7 +439,8 @@ export declare type ArtifactFilter = Message<"artifacts.v1.ArtifactFilter"> & {
   /**
    * Inline JSON content that contains this JSON document (JSONB
    * containment, `@>`): `{"status": "ok"}` matches any object with that
-   * member among others; only artifacts with inline JSON content match.
+   * member among others; only artifacts with inline JSON content match. Must
+   * parse as JSON (INVALID_ARGUMENT otherwise).
    *
    * @generated from field: string inline_json_contains = 18;
    */
@@ -507,10 +508,13 @@ export declare type JsonCondition = Message<"artifacts.v1.JsonCondition"> & {
   comparison: JsonComparison;
 
   /**
-   * A JSON literal to compare with: a number, a string in double quotes,
-   * true, false or null. Not used by JSON_COMPARISON_EXISTS. Ordering
+   * A JSON literal to compare with: a number (that fits a double), a string
+   * in double quotes, true, false or null. Not used by
+   * JSON_COMPARISON_EXISTS. EQ and NE compare as JSON (1 equals 1.0); NE
+   * holds for a value of another type, not for a missing path. Ordering
    * comparisons (<, <=, >, >=) need a number or a string and match only
-   * values of the same JSON type.
+   * values of the same JSON type; strings are ordered by code point. Paths
+   * are strict: a member step does not reach into an array's elements.
    *
    * @generated from field: string value = 3;
    */
@@ -693,7 +697,10 @@ export declare type DeleteArtifactRequest = Message<"artifacts.v1.DeleteArtifact
   id: string;
 
   /**
-   * Delete even when aliases point at the artifact, removing them.
+   * Delete even when aliases point at the artifact, removing them: each
+   * removal is recorded as moved by the caller, with the reason "the
+   * artifact was deleted with force", and its EVENT_TYPE_ALIAS_MOVED comes
+   * before the EVENT_TYPE_DELETED.
    *
    * @generated from field: bool force = 2;
    */
@@ -1054,11 +1061,16 @@ export declare type SearchArtifactsRequest = Message<"artifacts.v1.SearchArtifac
   filter?: ArtifactFilter | undefined;
 
   /**
+   * 1–ARTIFACTD_MAX_PAGE_SIZE, 100 when unset.
+   *
    * @generated from field: int32 page_size = 3;
    */
   pageSize: number;
 
   /**
+   * From a previous response's next_page_token, with the same query, filter
+   * and order (INVALID_ARGUMENT with another order).
+   *
    * @generated from field: string page_token = 4;
    */
   pageToken: string;
@@ -1401,7 +1413,8 @@ export declare type SetStatusRequest = Message<"artifacts.v1.SetStatusRequest"> 
   /**
    * With STATUS_APPROVED, of a versioned artifact: also point this alias of
    * its name at it ("production", "approved", …), in the same transaction,
-   * as SetAlias does. INVALID_ARGUMENT with any other status.
+   * as SetAlias does (recorded with the reason "approved"; also when the
+   * artifact was approved already). INVALID_ARGUMENT with any other status.
    *
    * @generated from field: string move_alias = 3;
    */
@@ -1673,7 +1686,8 @@ export declare type WatchArtifactsResponse = Message<"artifacts.v1.WatchArtifact
   cursor: string;
 
   /**
-   * For EVENT_TYPE_ALIAS_MOVED.
+   * For EVENT_TYPE_ALIAS_MOVED. (artifact.aliases are the aliases when the
+   * event is delivered, not when it happened: the move is what happened.)
    *
    * @generated from field: artifacts.v1.AliasMove alias_move = 4;
    */
@@ -2450,7 +2464,9 @@ export declare const ArtifactService: GenService<{
    * v<digits>. A deleted artifact: FAILED_PRECONDITION. With
    * expected_artifact_id, the move happens only if the alias points there
    * now ("" = the alias does not exist yet): ABORTED otherwise, so two
-   * writers never lose each other's move unknowingly.
+   * writers never lose each other's move unknowingly. Setting an alias to
+   * where it already points records nothing and answers a move whose from
+   * equals its to. Needs a read-write token.
    *
    * @generated from rpc artifacts.v1.ArtifactService.SetAlias
    */
@@ -2461,7 +2477,7 @@ export declare const ArtifactService: GenService<{
   },
   /**
    * Removes an alias, recording the move to nothing. NOT_FOUND when the
-   * name has no such alias.
+   * name has no such alias; `latest` (automatic) is INVALID_ARGUMENT.
    *
    * @generated from rpc artifacts.v1.ArtifactService.DeleteAlias
    */
@@ -2482,7 +2498,8 @@ export declare const ArtifactService: GenService<{
     output: typeof ListVersionsResponseSchema;
   },
   /**
-   * The moves of a name's aliases (or of one alias), newest first.
+   * The moves of a name's aliases (or of one alias), newest first. NOT_FOUND
+   * when the tenant has no such name.
    *
    * @generated from rpc artifacts.v1.ArtifactService.ListAliasHistory
    */
@@ -2560,8 +2577,11 @@ export declare const ArtifactService: GenService<{
     output: typeof AbortUploadSessionResponseSchema;
   },
   /**
-   * Free-text search over name, title and labels, combined with a filter,
-   * ranked by relevance.
+   * Finds artifacts whose name, title, kind, tags or label values contain
+   * the query as a fragment (any case; `nc-fi` finds `nc-file.bin`), or
+   * whose name, title, labels, inline text or inline JSON values (not keys)
+   * hold its words; combined with a filter, ranked by relevance (exact name,
+   * then name prefix, then similarity and text rank), or in `order`.
    *
    * @generated from rpc artifacts.v1.ArtifactService.SearchArtifacts
    */
@@ -2659,7 +2679,8 @@ export declare const ArtifactService: GenService<{
     output: typeof CreateDownloadUrlResponseSchema;
   },
   /**
-   * Soft-deletes the unpinned artifacts of a run.
+   * Soft-deletes the unpinned artifacts of a run. Versions an alias (other
+   * than `latest`) points at are kept, as pinned ones are.
    *
    * @generated from rpc artifacts.v1.ArtifactService.ArchiveRun
    */
