@@ -42,7 +42,8 @@ import {
 import { createSessionDigests, type SessionDigestBudgets } from "./session-digests.ts";
 import type { TenantQuotas } from "./tenant-quotas.ts";
 import { validateOrder } from "./validate-query.ts";
-import { checkNoNul, validateFilter, validateSpec, type RawSpec } from "./validate-spec.ts";
+import { validateFilter, validateSpec, type RawSpec } from "./validate-spec.ts";
+import { checkNoNul } from "./field-checks.ts";
 import { createArtifactVersionUseCases, type ArtifactVersionUseCases } from "./artifact-versions.ts";
 import type { ArtifactVersions } from "../ports/artifact-versions.ts";
 

@@ -6,7 +6,7 @@ import type { AliasMove, AliasMoveBy, VersionedName } from "../artifact-versions
 import type { Page } from "../ports/artifact-queries.ts";
 import type { ArtifactVersions } from "../ports/artifact-versions.ts";
 import { requireScope } from "./api-tokens.ts";
-import { checkNoNul } from "./validate-spec.ts";
+import { checkNoNul } from "./field-checks.ts";
 
 /**
  * The use cases of versions, aliases and references (ArtifactSpec.versioned,

@@ -3,7 +3,7 @@ import { ArtifactError, failedPrecondition, invalidArgument, notFound } from "..
 import type { ArtifactQueries } from "../ports/artifact-queries.ts";
 import type { ArtifactUsage, ArtifactUsageStore } from "../ports/artifact-usages.ts";
 import { requireScope } from "./api-tokens.ts";
-import { checkNoNul, LIMITS } from "./validate-spec.ts";
+import { checkNoNul, LIMITS } from "./field-checks.ts";
 
 export interface UsageDeps {
   readonly metadata: ArtifactQueries & { readonly artifactUsages: ArtifactUsageStore };

@@ -13,7 +13,8 @@ import type { TenantQuotas } from "./tenant-quotas.ts";
 import { discardReleased, newArtifactRecord, recordArtifact, type ArtifactRecording } from "./record-artifact.ts";
 import { checkExpectedBlake3, checkExpectedSize } from "./upload-header.ts";
 import type { UploadMetadata } from "./upload-stream-reader.ts";
-import { checkNoNul, validateSpec, type RawSpec } from "./validate-spec.ts";
+import { validateSpec, type RawSpec } from "./validate-spec.ts";
+import { checkNoNul } from "./field-checks.ts";
 import { DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE } from "@artifactd/api";
 
 /**

@@ -1,7 +1,7 @@
 import type { ArtifactFilter, ArtifactOrder } from "../artifact.ts";
 import { invalidArgument } from "../artifact-error.ts";
 import { parseJsonPath } from "../json-path.ts";
-import { checkNoNul, LIMITS } from "./validate-spec.ts";
+import { checkNoNul, LIMITS } from "./field-checks.ts";
 
 /**
  * filter.inline_json_contains and filter.json_conditions, as the proto

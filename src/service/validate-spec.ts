@@ -2,6 +2,7 @@ import { PROVENANCE_FIELDS, type ArtifactFilter, type ArtifactInput, type Artifa
 import { invalidArgument } from "../artifact-error.ts";
 import { parseArtifactReference, projectProblem, versionedNameProblem } from "@artifactd/api";
 import { isArtifactId, PREFIX_PATTERN } from "../artifact-id.ts";
+import { LIMITS, checkNoNul } from "./field-checks.ts";
 import { validateJsonFilter } from "./validate-query.ts";
 
 /**
@@ -17,23 +18,6 @@ export interface RawSpec extends Omit<ArtifactSpec, "provenance" | "status"> {
   /** 0 when unset. */
   readonly ttlSeconds: number;
 }
-
-export const LIMITS = Object.freeze({
-  maxLabels: 64,
-  maxLabelKey: 128,
-  maxLabelValue: 1024,
-  maxTags: 64,
-  maxTag: 128,
-  maxMetrics: 64,
-  maxMetricKey: 128,
-  maxName: 256,
-  maxTitle: 512,
-  maxMimeType: 255,
-  maxProvenance: 256,
-  maxInputs: 256,
-  maxRole: 64,
-  maxTtlSeconds: 10 * 366 * 24 * 3600,
-});
 
 const KIND_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 const MIME_PATTERN = /^[\w.+-]+\/[\w.+-]+(\s*;.*)?$/;
@@ -166,11 +150,6 @@ function validateInputs(inputs: readonly ArtifactInput[]): ArtifactInput[] {
 function checkText(field: string, value: string, max: number): void {
   if (value.length > max) throw invalidArgument(`${field} is ${value.length} characters long; at most ${max} are allowed`);
   checkNoNul(field, value);
-}
-
-/** Postgres text, jsonb and text[] cannot hold U+0000: refuse it before it reaches the database. */
-export function checkNoNul(field: string, value: string): void {
-  if (value.includes("\u0000")) throw invalidArgument(`${field} contains a NUL character, which cannot be stored or matched`);
 }
 
 /**

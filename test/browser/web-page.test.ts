@@ -1,20 +1,17 @@
 import { Code } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import zlib from "node:zlib";
-import { chromium, type Browser, type Page, type Route } from "playwright-core";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import type { Page, Route } from "playwright-core";
+import { beforeAll, expect, it } from "vitest";
 import { blake3Hex } from "../../src/blake3.ts";
 import { Status } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import { UploadSessionState } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
-import { WEB_PAGE_CSP } from "../../src/transport/web-page-route.ts";
-import { CHROMIUM_ARGS, ensureChromium } from "../support/ensure-chromium.ts";
 import { expectCode } from "../support/expect-code.ts";
 import { captureStorageKeys, expectNothingStored, untilStored } from "../support/nothing-stored.ts";
-import { startTestApp, type TestApp } from "../support/test-app.ts";
-import { ensureWebBuild } from "./web-build.ts";
+import type { TestApp } from "../support/test-app.ts";
+import { usePageUnderTest } from "./page-under-test.ts";
 import { describeOn } from "../support/test-backends.ts";
 
 const MiB = 1024 * 1024;
@@ -28,46 +25,17 @@ const SESSION_KEY_PREFIX = "artifactd.upload-session.";
  * signed downloads, and that uploaded HTML is shown as text and never rendered.
  */
 describeOn("postgres+minio")("the web page in headless Chromium", () => {
+  const suite = usePageUnderTest();
   let t: TestApp;
-  let browser: Browser;
-  let dir: string;
-  beforeAll(async () => {
-    const [executablePath] = await Promise.all([ensureChromium(), ensureWebBuild()]);
-    t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
-    browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS, timeout: 30_000 });
-    dir = mkdtempSync(path.join(os.tmpdir(), "artifactd-browser-"));
-  }, 600_000);
-  afterAll(async () => {
-    await browser?.close();
-    await t?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+  beforeAll(() => {
+    t = suite.t;
   });
 
-  /** A new browser profile with the page open and the token saved. Page errors, CSP reports and dialogs are collected. */
-  async function openPage(): Promise<{ page: Page; problems: string[]; close: () => Promise<void> }> {
-    const context = await browser.newContext({ acceptDownloads: true });
-    const page = await context.newPage();
-    page.setDefaultTimeout(20_000);
-    const problems: string[] = [];
-    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-    page.on("console", (message) => {
-      if (message.type() === "error" && /Content.Security.Policy|Refused to/i.test(message.text())) problems.push(`CSP: ${message.text()}`);
-    });
-    page.on("dialog", (dialog) => {
-      problems.push(`dialog: ${dialog.message()}`);
-      void dialog.dismiss();
-    });
-    const response = await page.goto(`${t.url}/`);
-    expect(response?.status()).toBe(200);
-    expect(response?.headers()["content-security-policy"]).toBe(WEB_PAGE_CSP);
-    await page.fill("#token", t.tokens.alpha);
-    await page.click("#token-form button[type=submit]");
-    return { page, problems, close: () => context.close() };
-  }
+  const openPage = () => suite.openPage({ context: { acceptDownloads: true } });
 
   /** A real file on disk, so the page's File has a stable name and lastModified, as a user's would. */
   function fileOf(name: string, data: Buffer | string): string {
-    const file = path.join(dir, name);
+    const file = path.join(suite.dir, name);
     writeFileSync(file, data);
     return file;
   }
@@ -344,7 +312,7 @@ describeOn("postgres+minio")("the web page in headless Chromium", () => {
       );
     /** What a browser restart keeps (cookies and localStorage, not sessionStorage), opened in a new context. */
     const restart = async (page: Page) => {
-      const context = await browser.newContext({ storageState: await page.context().storageState() });
+      const context = await suite.browser.newContext({ storageState: await page.context().storageState() });
       const next = await context.newPage();
       await next.goto(`${t.url}/`);
       return { page: next, close: () => context.close() };

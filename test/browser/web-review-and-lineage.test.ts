@@ -1,21 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium, type Browser, type Locator, type Page } from "playwright-core";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import type { Page } from "playwright-core";
+import { beforeAll, expect, it } from "vitest";
 import { Status, type Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import type { ArtifactSpecInit } from "@artifactd/api";
 import { createApiToken } from "../../src/service/api-tokens.ts";
-import { WEB_PAGE_CSP } from "../../src/transport/web-page-route.ts";
-import { CHROMIUM_ARGS, ensureChromium } from "../support/ensure-chromium.ts";
-import { startTestApp, type TestApp } from "../support/test-app.ts";
+import type { TestApp } from "../support/test-app.ts";
 import { describeOn } from "../support/test-backends.ts";
-import { ensureWebBuild } from "./web-build.ts";
-
-const SCREENSHOTS = fileURLToPath(new URL("../../docs/screenshots/", import.meta.url));
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+import { usePageUnderTest } from "./page-under-test.ts";
 
 /**
  * The artifact view's lineage graph, metric chart, review actions and
@@ -24,42 +15,14 @@ const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0
  * data attributes; what the buttons did is read back from the service.
  */
 describeOn("postgres+minio")("the artifact view's graph, chart, review actions and previews in headless Chromium", () => {
+  const suite = usePageUnderTest();
   let t: TestApp;
-  let browser: Browser;
-  let dir: string;
-  beforeAll(async () => {
-    const [executablePath] = await Promise.all([ensureChromium(), ensureWebBuild()]);
-    t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
-    browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS, timeout: 30_000 });
-    dir = mkdtempSync(path.join(os.tmpdir(), "artifactd-browser-"));
-  }, 600_000);
-  afterAll(async () => {
-    await browser?.close();
-    await t?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+  beforeAll(() => {
+    t = suite.t;
   });
 
-  /** A new browser profile with the page open and `token` saved. Page errors, CSP reports, dialogs and downloads are collected. */
-  async function openPage(token = t.tokens.alpha): Promise<{ page: Page; problems: string[]; close: () => Promise<void> }> {
-    const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
-    const page = await context.newPage();
-    page.setDefaultTimeout(20_000);
-    const problems: string[] = [];
-    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-    page.on("console", (message) => {
-      if (message.type() === "error" && /Content.Security.Policy|Refused to/i.test(message.text())) problems.push(`CSP: ${message.text()}`);
-    });
-    page.on("dialog", (dialog) => {
-      problems.push(`dialog: ${dialog.message()}`);
-      void dialog.dismiss();
-    });
-    page.on("download", (download) => problems.push(`download: ${download.suggestedFilename()}`));
-    const response = await page.goto(`${t.url}/`);
-    expect(response?.headers()["content-security-policy"]).toBe(WEB_PAGE_CSP);
-    await page.fill("#token", token);
-    await page.click("#token-form button[type=submit]");
-    return { page, problems, close: () => context.close() };
-  }
+  const openPage = (token?: string) => suite.openPage(token === undefined ? {} : { token });
+  const { screenshot } = suite;
 
   async function open(page: Page, artifact: Artifact): Promise<void> {
     await page.goto(`${t.url}/#/artifacts/${artifact.id}`);
@@ -69,17 +32,6 @@ describeOn("postgres+minio")("the artifact view's graph, chart, review actions a
   const save = async (spec: ArtifactSpecInit, text = spec.name ?? "x") =>
     (await t.client().saveInline({ spec, content: { case: "text", value: text } })).artifact!;
   const readBack = async (id: string) => (await t.client().getArtifact({ id })).artifact!;
-
-  /** Where an element screenshot goes: docs/screenshots when ARTIFACTD_UPDATE_SCREENSHOTS=1 (to be committed), else the test's temp dir. */
-  async function screenshot(element: Locator, name: string): Promise<void> {
-    const target = process.env.ARTIFACTD_UPDATE_SCREENSHOTS === "1" ? SCREENSHOTS : dir;
-    mkdirSync(target, { recursive: true });
-    const png = await element.screenshot({ animations: "disabled" });
-    expect(png.subarray(0, 8).equals(PNG_SIGNATURE)).toBe(true);
-    // A blank element of this size compresses to well under this.
-    expect(png.length).toBeGreaterThan(2_000);
-    writeFileSync(path.join(target, name), png);
-  }
 
   it("draws the lineage as columns of generations, with arrows and roles, to the chosen depth; a node opens its artifact", async () => {
     const raw = await save({ kind: "dataset", name: "raw.csv", status: Status.APPROVED });

@@ -1,22 +1,14 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium, type Browser, type Locator, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { Code } from "@connectrpc/connect";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { beforeAll, expect, it } from "vitest";
 import { Status, type Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import type { ArtifactSpecInit } from "@artifactd/api";
-import { WEB_PAGE_CSP } from "../../src/transport/web-page-route.ts";
-import { CHROMIUM_ARGS, ensureChromium } from "../support/ensure-chromium.ts";
 import { expectCode } from "../support/expect-code.ts";
-import { startTestApp, type TestApp } from "../support/test-app.ts";
+import type { TestApp } from "../support/test-app.ts";
 import { describeOn } from "../support/test-backends.ts";
-import { ensureWebBuild } from "./web-build.ts";
+import { usePageUnderTest } from "./page-under-test.ts";
 
-const SCREENSHOTS = fileURLToPath(new URL("../../docs/screenshots/", import.meta.url));
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 /** The name of the test app's token for tenant alpha, which the alias history records as who moved an alias. */
 const TOKEN_NAME = "alpha-ci";
 
@@ -29,52 +21,14 @@ const TOKEN_NAME = "alpha-ci";
  * did read back from the service.
  */
 describeOn("postgres+minio")("versions and aliases on the web page in headless Chromium", () => {
+  const suite = usePageUnderTest();
   let t: TestApp;
-  let browser: Browser;
-  let dir: string;
-  beforeAll(async () => {
-    const [executablePath] = await Promise.all([ensureChromium(), ensureWebBuild()]);
-    t = await startTestApp("postgres+minio", { ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0" });
-    browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS, timeout: 30_000 });
-    dir = mkdtempSync(path.join(os.tmpdir(), "artifactd-browser-"));
-  }, 600_000);
-  afterAll(async () => {
-    await browser?.close();
-    await t?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+  beforeAll(() => {
+    t = suite.t;
   });
 
-  /** Where an element screenshot goes: docs/screenshots when ARTIFACTD_UPDATE_SCREENSHOTS=1 (to be committed), else the test's temp dir. */
-  async function screenshot(element: Locator, name: string): Promise<void> {
-    const target = process.env.ARTIFACTD_UPDATE_SCREENSHOTS === "1" ? SCREENSHOTS : dir;
-    mkdirSync(target, { recursive: true });
-    const png = await element.screenshot({ animations: "disabled" });
-    expect(png.subarray(0, 8).equals(PNG_SIGNATURE)).toBe(true);
-    // A blank element of this size compresses to well under this.
-    expect(png.length).toBeGreaterThan(2_000);
-    writeFileSync(path.join(target, name), png);
-  }
-
-  /** A new browser profile with the page open and alpha's token saved. Page errors, CSP reports and dialogs are collected. */
-  async function openPage(): Promise<{ page: Page; problems: string[]; close: () => Promise<void> }> {
-    const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
-    const page = await context.newPage();
-    page.setDefaultTimeout(20_000);
-    const problems: string[] = [];
-    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-    page.on("console", (message) => {
-      if (message.type() === "error" && /Content.Security.Policy|Refused to/i.test(message.text())) problems.push(`CSP: ${message.text()}`);
-    });
-    page.on("dialog", (dialog) => {
-      problems.push(`dialog: ${dialog.message()}`);
-      void dialog.dismiss();
-    });
-    const response = await page.goto(`${t.url}/`);
-    expect(response?.headers()["content-security-policy"]).toBe(WEB_PAGE_CSP);
-    await page.fill("#token", t.tokens.alpha);
-    await page.click("#token-form button[type=submit]");
-    return { page, problems, close: () => context.close() };
-  }
+  const openPage = () => suite.openPage();
+  const { screenshot } = suite;
 
   /** Opens a version's view and waits until its versions and history are loaded. */
   async function open(page: Page, artifact: Artifact): Promise<void> {

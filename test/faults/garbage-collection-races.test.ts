@@ -7,7 +7,7 @@ import type { UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_s
 import { hasSessions } from "../../src/ports/blob-store.ts";
 import { BLOB_RECLAIMED } from "../../src/ports/metadata-store.ts";
 import { collectGarbage } from "../../src/service/maintenance.ts";
-import { gate, interpose } from "../support/interpose.ts";
+import { gate, gateCalls, interpose } from "../support/interpose.ts";
 import { storedObjects } from "../support/stored-objects.ts";
 import { BACKENDS, startTestApp, type TestApp } from "../support/test-app.ts";
 
@@ -102,13 +102,7 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
     // The collector has found the blob unreferenced; stop it just before it reclaims the row.
     const atReclaim = gate();
     const reclaimed: boolean[] = [];
-    const restore = interpose(t.app.metadata, "reclaimBlob", async (reclaimBlob, tenantId, blobDigest, cutoff) => {
-      if (blobDigest !== digest) return reclaimBlob(tenantId, blobDigest, cutoff);
-      await atReclaim.wait();
-      const outcome = await reclaimBlob(tenantId, blobDigest, cutoff);
-      reclaimed.push(outcome);
-      return outcome;
-    });
+    const restore = gateCalls(t.app.metadata, "reclaimBlob", (_tenantId, blobDigest) => blobDigest === digest, atReclaim, reclaimed);
     try {
       const collecting = collect(false);
       await atReclaim.reached;
@@ -186,13 +180,7 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
     // The upload is about to hold the blob it will reference instead of storing the bytes; stop it there.
     const beforeHold = gate();
     const held: boolean[] = [];
-    const restore = interpose(t.app.metadata, "holdBlob", async (holdBlob, tenantId, blobDigest, holdMs) => {
-      if (blobDigest !== digest) return holdBlob(tenantId, blobDigest, holdMs);
-      await beforeHold.wait();
-      const outcome = await holdBlob(tenantId, blobDigest, holdMs);
-      held.push(outcome);
-      return outcome;
-    });
+    const restore = gateCalls(t.app.metadata, "holdBlob", (_tenantId, blobDigest) => blobDigest === digest, beforeHold, held);
     try {
       const again = t.client().upload(
         (async function* (): AsyncIterable<UploadInit> {
@@ -293,13 +281,7 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
     const bothFound = gate(2);
     void bothFound.reached.then(() => bothFound.open());
     const reclaimed: boolean[] = [];
-    const restore = interpose(t.app.metadata, "reclaimBlob", async (reclaimBlob, tenantId, blobDigest, cutoff) => {
-      if (blobDigest !== digest) return reclaimBlob(tenantId, blobDigest, cutoff);
-      await bothFound.wait();
-      const outcome = await reclaimBlob(tenantId, blobDigest, cutoff);
-      reclaimed.push(outcome);
-      return outcome;
-    });
+    const restore = gateCalls(t.app.metadata, "reclaimBlob", (_tenantId, blobDigest) => blobDigest === digest, bothFound, reclaimed);
     try {
       const reports = await Promise.all([collect(false), collect(false)]);
       expect(reclaimed.sort(), "one reclaim won, the other found nothing left to take").toEqual([false, true]);

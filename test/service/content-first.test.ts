@@ -9,7 +9,7 @@ import { blake3Hex } from "../../src/blake3.ts";
 import { createApiToken } from "../../src/service/api-tokens.ts";
 import { collectGarbage } from "../../src/service/maintenance.ts";
 import { expectCode } from "../support/expect-code.ts";
-import { gate, interpose } from "../support/interpose.ts";
+import { gate, gateCalls, interpose } from "../support/interpose.ts";
 import { storedObjects } from "../support/stored-objects.ts";
 import { BACKENDS, startTestApp, type TestApp } from "../support/test-app.ts";
 
@@ -292,13 +292,7 @@ describe.each(BACKENDS)("content first on %s", (backend) => {
       const old = await uploadAndDelete(data);
       const atReclaim = gate();
       const reclaimed: boolean[] = [];
-      const restore = interpose(t.app.metadata, "reclaimBlob", async (reclaimBlob, tenantId, blobDigest, cutoff) => {
-        if (blobDigest !== digest) return reclaimBlob(tenantId, blobDigest, cutoff);
-        await atReclaim.wait();
-        const outcome = await reclaimBlob(tenantId, blobDigest, cutoff);
-        reclaimed.push(outcome);
-        return outcome;
-      });
+      const restore = gateCalls(t.app.metadata, "reclaimBlob", (_tenantId, blobDigest) => blobDigest === digest, atReclaim, reclaimed);
       try {
         const collecting = collect(false);
         await atReclaim.reached;
@@ -322,13 +316,7 @@ describe.each(BACKENDS)("content first on %s", (backend) => {
       const old = await uploadAndDelete(data);
       const beforeHold = gate();
       const held: boolean[] = [];
-      const restore = interpose(t.app.metadata, "holdBlob", async (holdBlob, tenantId, blobDigest, holdMs) => {
-        if (blobDigest !== digest) return holdBlob(tenantId, blobDigest, holdMs);
-        await beforeHold.wait();
-        const outcome = await holdBlob(tenantId, blobDigest, holdMs);
-        held.push(outcome);
-        return outcome;
-      });
+      const restore = gateCalls(t.app.metadata, "holdBlob", (_tenantId, blobDigest) => blobDigest === digest, beforeHold, held);
       try {
         const done = byDigest({ blake3: digest, size: data.byteLength }, { kind: "reclaimed-first" });
         await beforeHold.reached;

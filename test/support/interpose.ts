@@ -52,3 +52,25 @@ export function interpose<T extends object, K extends keyof T>(
     else delete target[name];
   };
 }
+
+/**
+ * Stops each call of `target[name]` that `matches` its arguments at `at`
+ * until the test opens it, then lets it run and pushes its outcome to
+ * `outcomes`; other calls pass straight through. Returns the restore
+ * function, as interpose does.
+ */
+export function gateCalls<T extends object, K extends keyof T>(
+  target: T,
+  name: K,
+  matches: (...args: Parameters<Method<T, K>>) => boolean,
+  at: Gate,
+  outcomes: Awaited<ReturnType<Method<T, K>>>[],
+): () => void {
+  return interpose(target, name, (async (original: Method<T, K>, ...args: Parameters<Method<T, K>>) => {
+    if (!matches(...args)) return original(...args);
+    await at.wait();
+    const outcome = await original(...args);
+    outcomes.push(outcome as Awaited<ReturnType<Method<T, K>>>);
+    return outcome;
+  }) as unknown as (original: Method<T, K>, ...args: Parameters<Method<T, K>>) => ReturnType<Method<T, K>>);
+}

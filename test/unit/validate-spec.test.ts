@@ -2,8 +2,6 @@ import { describe, expect, it } from "vitest";
 import type { ArtifactFilter } from "../../src/artifact.ts";
 import { newArtifactId } from "../../src/artifact-id.ts";
 import {
-  LIMITS,
-  checkNoNul,
   requireArtifactId,
   validateFilter,
   validateLabels,
@@ -12,6 +10,7 @@ import {
   validateTags,
   type RawSpec,
 } from "../../src/service/validate-spec.ts";
+import { LIMITS, checkNoNul } from "../../src/service/field-checks.ts";
 import { expectArtifactError } from "../support/expect-artifact-error.ts";
 import { EMPTY_RAW_SPEC } from "../support/raw-spec.ts";
 

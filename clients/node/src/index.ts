@@ -17,7 +17,7 @@ export { Code, ConnectError } from "@connectrpc/connect";
 export { createArtifactClient, type ArtifactClient, type ArtifactClientOptions } from "./artifact-client.ts";
 export type { ArtifactFilterInit, ArtifactTransfers, DownloadOptions, TransferOptions } from "./artifact-transfers.ts";
 export type { ArtifactCalls, BestOptions, CallOptions, WatchOptions } from "./artifact-calls.ts";
-export type { ArtifactScope, ScopedArtifactClient } from "./scoped-client.ts";
+export type { ArtifactScope, ScopedArtifactClient } from "./artifact-client.ts";
 export type { ArtifactSpecInit, ArtifactWriter, TransferProgress, WriterOptions } from "./artifact-writer.ts";
 export {
   artifactUri,

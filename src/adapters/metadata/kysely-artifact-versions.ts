@@ -141,13 +141,7 @@ export async function resolveReference(db: Queryable, tenantId: string, referenc
     id = row?.artifact_id;
   }
   if (id !== undefined) return { id };
-  const counter = await db
-    .selectFrom("artifact_version_counters")
-    .select("last_version")
-    .where("tenant_id", "=", tenantId)
-    .where("project", "=", reference.project)
-    .where("name", "=", reference.name)
-    .executeTakeFirst();
+  const counter = await versionCounter(db, tenantId, reference);
   if (!counter) return { missing: `there is no versioned artifact named ${name}` };
   if (reference.kind === "version") return { missing: `${name} has no version ${reference.version} (its versions are 1–${Number(counter.last_version)})` };
   if (reference.alias === LATEST_ALIAS) return { missing: `${name} has no latest version: every version of it is deleted` };
@@ -374,15 +368,18 @@ function eventArtifact(row: ArtifactRow): PendingEvent["artifact"] {
 const selectId = (db: Queryable, tenantId: string, name: VersionedName) =>
   db.selectFrom("artifacts").select("id").where("tenant_id", "=", tenantId).where("project", "=", name.project).where("name", "=", name.name);
 
-async function nameExists(db: Queryable, tenantId: string, name: VersionedName): Promise<boolean> {
-  const row = await db
+/** The name's counter row: there is one once the name's first version was recorded. */
+const versionCounter = (db: Queryable, tenantId: string, name: VersionedName) =>
+  db
     .selectFrom("artifact_version_counters")
     .select("last_version")
     .where("tenant_id", "=", tenantId)
     .where("project", "=", name.project)
     .where("name", "=", name.name)
     .executeTakeFirst();
-  return row !== undefined;
+
+async function nameExists(db: Queryable, tenantId: string, name: VersionedName): Promise<boolean> {
+  return (await versionCounter(db, tenantId, name)) !== undefined;
 }
 
 /** `orders`, or `team/orders` in a project, quoted as a client would write it. */
