@@ -1,6 +1,5 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { randomBytes } from "node:crypto";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blake3Hex } from "../../src/blake3.ts";
 import type { UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
@@ -10,6 +9,7 @@ import { collectGarbage } from "../../src/service/maintenance.ts";
 import { gate, gateCalls, interpose } from "../support/interpose.ts";
 import { storedObjects } from "../support/stored-objects.ts";
 import { BACKENDS, startTestApp, type TestApp } from "../support/test-app.ts";
+import { openLockWatcher } from "../support/lock-waiters.ts";
 
 type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
 
@@ -216,46 +216,20 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
       if (blobDigest === digest) reclaimed.push(outcome);
       return outcome;
     });
-    const admin = new pg.Client({ connectionString: t.databaseUrl });
-    await admin.connect();
-    const adminPid = Number((await admin.query("select pg_backend_pid() as pid")).rows[0].pid);
-    /** The other backends of the test's database waiting on a lock, each with the backends it waits for. */
-    const lockWaiters = async () =>
-      (
-        await admin.query<{ pid: number; blockers: number[] }>(
-          `select pid, pg_blocking_pids(pid) as blockers from pg_stat_activity
-            where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`,
-        )
-      ).rows;
-    // Bounded, but not tight (both waits stay within the test's 60 s): in one loaded whole-suite run the collector had
-    // not reached the lock after 10 s, where alone it does at once.
-    const untilWaiting = async (count: number) => {
-      for (const deadline = Date.now() + 20_000; ; ) {
-        const waiters = await lockWaiters();
-        if (waiters.length >= count) return waiters;
-        if (Date.now() > deadline) {
-          const backends = await admin.query(
-            `select pid, state, wait_event_type, wait_event, left(query, 120) as query from pg_stat_activity
-              where datname = current_database() and pid <> pg_backend_pid()`,
-          );
-          throw new Error(`${count} backends never waited on locks at once; the database's backends: ${JSON.stringify(backends.rows)}`);
-        }
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-    };
+    const admin = await openLockWatcher(t.databaseUrl!);
     try {
       // Artifact rows cannot be inserted until this transaction ends: the upload's recording transaction stops
       // after it took its share lock on the blob row, before its artifact row.
       await admin.query("begin");
       await admin.query("lock table artifacts in share mode");
       const again = upload(data);
-      const [uploadWaiter] = await untilWaiting(1);
-      expect(uploadWaiter!.blockers, "the upload's recording waits on this transaction's lock alone").toEqual([adminPid]);
+      const [uploadWaiter] = await admin.untilWaiting(1);
+      expect(uploadWaiter!.blockers, "the upload's recording waits on this transaction's lock alone").toEqual([admin.pid]);
       // The collector still sees the blob unreferenced, and its reclaim waits on the upload's lock.
       const collecting = collect(false);
-      const waiters = await untilWaiting(2);
+      const waiters = await admin.untilWaiting(2);
       const collectorWaiter = waiters.find((w) => w.pid !== uploadWaiter!.pid);
-      expect(waiters.find((w) => w.pid === uploadWaiter!.pid)?.blockers, "the upload still waits on this transaction").toEqual([adminPid]);
+      expect(waiters.find((w) => w.pid === uploadWaiter!.pid)?.blockers, "the upload still waits on this transaction").toEqual([admin.pid]);
       expect(collectorWaiter?.blockers, "the collector waits on the upload's lock on the blob row, and on nothing else").toEqual([uploadWaiter!.pid]);
       await admin.query("rollback");
       const [done, report] = await Promise.all([again, collecting]);
@@ -265,8 +239,7 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
       expect((await t.app.metadata.findBlob("alpha", digest))?.storageKey).toBe(old.storageKey);
       expect((await download(done.artifact!.id)).equals(data)).toBe(true);
     } finally {
-      await admin.query("rollback").catch(() => {});
-      await admin.end();
+      await admin.close();
       restore();
     }
   });

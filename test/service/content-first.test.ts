@@ -1,7 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { Storage } from "@artifactd/api/artifacts/v1/artifact_pb.js";
@@ -12,6 +11,7 @@ import { expectCode } from "../support/expect-code.ts";
 import { gate, gateCalls, interpose } from "../support/interpose.ts";
 import { storedObjects } from "../support/stored-objects.ts";
 import { BACKENDS, startTestApp, type TestApp } from "../support/test-app.ts";
+import { openLockWatcher } from "../support/lock-waiters.ts";
 
 type UploadInit = MessageInitShape<typeof UploadRequestSchema>;
 
@@ -392,29 +392,16 @@ describe.each(BACKENDS)("content first on %s", (backend) => {
         if (blobDigest === digest) reclaimed.push(outcome);
         return outcome;
       });
-      const admin = new pg.Client({ connectionString: t.databaseUrl });
-      await admin.connect();
-      const adminPid = Number((await admin.query("select pg_backend_pid() as pid")).rows[0].pid);
-      const untilWaiting = async (count: number) => {
-        for (const deadline = Date.now() + 20_000; ; ) {
-          const { rows } = await admin.query<{ pid: number; blockers: number[] }>(
-            `select pid, pg_blocking_pids(pid) as blockers from pg_stat_activity
-              where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`,
-          );
-          if (rows.length >= count) return rows;
-          if (Date.now() > deadline) throw new Error(`${count} backends never waited on locks at once: ${JSON.stringify(rows)}`);
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-      };
+      const admin = await openLockWatcher(t.databaseUrl!);
       try {
         // No artifact row can be inserted until this transaction ends: the by-digest commit stops after its share lock.
         await admin.query("begin");
         await admin.query("lock table artifacts in share mode");
         const done = byDigest({ blake3: digest, size: data.byteLength }, { kind: "committing-by-digest" });
-        const [uploadWaiter] = await untilWaiting(1);
-        expect(uploadWaiter!.blockers).toEqual([adminPid]);
+        const [uploadWaiter] = await admin.untilWaiting(1);
+        expect(uploadWaiter!.blockers).toEqual([admin.pid]);
         const collecting = collect(false);
-        const waiters = await untilWaiting(2);
+        const waiters = await admin.untilWaiting(2);
         const collectorWaiter = waiters.find((w) => w.pid !== uploadWaiter!.pid);
         expect(collectorWaiter?.blockers, "the collector waits on the by-digest commit's lock on the blob row").toEqual([uploadWaiter!.pid]);
         await admin.query("rollback");
@@ -425,8 +412,7 @@ describe.each(BACKENDS)("content first on %s", (backend) => {
         expect(await t.app.blobs.stat(old.storageKey)).toBeDefined();
         expect((await download(result.artifact!.id)).equals(data)).toBe(true);
       } finally {
-        await admin.query("rollback").catch(() => {});
-        await admin.end();
+        await admin.close();
         restoreReclaim();
         restoreHold();
       }
