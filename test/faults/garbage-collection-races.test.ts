@@ -6,7 +6,7 @@ import type { UploadRequestSchema } from "@artifactd/api/artifacts/v1/artifact_s
 import { hasSessions } from "../../src/ports/blob-store.ts";
 import { BLOB_RECLAIMED } from "../../src/ports/metadata-store.ts";
 import { collectGarbage } from "../../src/service/maintenance.ts";
-import { gate, gateCalls, interpose } from "../support/interpose.ts";
+import { gate, gateCalls, interpose, recordCalls } from "../support/interpose.ts";
 import { storedObjects } from "../support/stored-objects.ts";
 import { BACKENDS, startTestApp, type TestApp } from "../support/test-app.ts";
 import { openLockWatcher } from "../support/lock-waiters.ts";
@@ -211,11 +211,7 @@ describe.each(BACKENDS)("garbage collection against uploads in flight on %s", (b
     const digest = blake3Hex(data);
     const old = await uploadAndDelete(data);
     const reclaimed: boolean[] = [];
-    const restore = interpose(t.app.metadata, "reclaimBlob", async (reclaimBlob, tenantId, blobDigest, cutoff) => {
-      const outcome = await reclaimBlob(tenantId, blobDigest, cutoff);
-      if (blobDigest === digest) reclaimed.push(outcome);
-      return outcome;
-    });
+    const restore = recordCalls(t.app.metadata, "reclaimBlob", (_tenantId, blobDigest) => blobDigest === digest, reclaimed);
     const admin = await openLockWatcher(t.databaseUrl!);
     try {
       // Artifact rows cannot be inserted until this transaction ends: the upload's recording transaction stops

@@ -8,7 +8,7 @@ import { blake3Hex } from "../../src/blake3.ts";
 import { createApiToken } from "../../src/service/api-tokens.ts";
 import { collectGarbage } from "../../src/service/maintenance.ts";
 import { expectCode } from "../support/expect-code.ts";
-import { gate, gateCalls, interpose } from "../support/interpose.ts";
+import { gate, gateCalls, interpose, recordCalls } from "../support/interpose.ts";
 import { storedObjects } from "../support/stored-objects.ts";
 import { BACKENDS, startTestApp, type TestApp } from "../support/test-app.ts";
 import { openLockWatcher } from "../support/lock-waiters.ts";
@@ -387,11 +387,7 @@ describe.each(BACKENDS)("content first on %s", (backend) => {
         holdBlob(tenantId, blobDigest, blobDigest === digest ? -60_000 : holdMs),
       );
       const reclaimed: boolean[] = [];
-      const restoreReclaim = interpose(t.app.metadata, "reclaimBlob", async (reclaimBlob, tenantId, blobDigest, cutoff) => {
-        const outcome = await reclaimBlob(tenantId, blobDigest, cutoff);
-        if (blobDigest === digest) reclaimed.push(outcome);
-        return outcome;
-      });
+      const restoreReclaim = recordCalls(t.app.metadata, "reclaimBlob", (_tenantId, blobDigest) => blobDigest === digest, reclaimed);
       const admin = await openLockWatcher(t.databaseUrl!);
       try {
         // No artifact row can be inserted until this transaction ends: the by-digest commit stops after its share lock.

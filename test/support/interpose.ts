@@ -74,3 +74,17 @@ export function gateCalls<T extends object, K extends keyof T>(
     return outcome;
   }) as unknown as (original: Method<T, K>, ...args: Parameters<Method<T, K>>) => ReturnType<Method<T, K>>);
 }
+
+/** Lets every call of `target[name]` run, pushing the outcome of each that `matches` its arguments to `outcomes`; returns restore. */
+export function recordCalls<T extends object, K extends keyof T>(
+  target: T,
+  name: K,
+  matches: (...args: Parameters<Method<T, K>>) => boolean,
+  outcomes: Awaited<ReturnType<Method<T, K>>>[],
+): () => void {
+  return interpose(target, name, (async (original: Method<T, K>, ...args: Parameters<Method<T, K>>) => {
+    const outcome = await original(...args);
+    if (matches(...args)) outcomes.push(outcome as Awaited<ReturnType<Method<T, K>>>);
+    return outcome;
+  }) as unknown as (original: Method<T, K>, ...args: Parameters<Method<T, K>>) => ReturnType<Method<T, K>>);
+}
