@@ -7,6 +7,7 @@ import { createApiToken } from "../../src/service/api-tokens.ts";
 import { expectCode } from "../support/expect-code.ts";
 import { BACKENDS, startTestApp, type Backend, type TestApp } from "../support/test-app.ts";
 import { describeOn } from "../support/test-backends.ts";
+import { openLockWatcher } from "../support/lock-waiters.ts";
 
 /**
  * Versions, aliases and references (ArtifactSpec.versioned, SetAlias,
@@ -336,6 +337,41 @@ describe.each(BACKENDS)("versions and aliases on %s", (backend: Backend) => {
     const kept = (await client.getArtifact({ id: `${name}:prod` })).artifact!;
     expect([kept.id, kept.deletedAt, kept.aliases]).toEqual([v1.id, undefined, ["latest", "prod"]]);
   });
+
+  // Postgres only: there an archive can run while a SetAlias is still committing (the embedded database runs one
+  // transaction at a time).
+  it.runIf(backend === "postgres+minio")(
+    "leaves alone a version whose alias is being set while a run is archived, and keeps it once the alias lands",
+    async () => {
+      const run = unique("archived-while-aliased");
+      const name = unique("racing");
+      const v1 = await saveVersion(client, name, "1", { runId: run });
+      const v2 = await saveVersion(client, name, "2", { runId: run });
+      // What SetAlias does, stopped before its commit: the version locked FOR SHARE, its alias row written.
+      const setAlias = await openLockWatcher(t.databaseUrl!);
+      try {
+        await setAlias.query("begin");
+        await setAlias.query(`select id from artifacts where id = '${v1.id}' for share`);
+        await setAlias.query(
+          `insert into artifact_aliases (tenant_id, project, name, alias, artifact_id, moved_by, moved_at) values ('alpha', '', '${name}', 'held', '${v1.id}', 'test', now())`,
+        );
+        // The alias commits a moment after the archive began: waiting on the version, an archive would then delete it
+        // (its statement's snapshot does not see the alias); it skips the version instead.
+        const archiving = client.archiveRun({ runId: run });
+        const committed = new Promise((resolve) => setTimeout(resolve, 300)).then(() => setAlias.query("commit"));
+        expect((await archiving).deletedCount).toBe(1n);
+        await committed;
+      } finally {
+        await setAlias.close();
+      }
+      expect((await client.getArtifact({ id: v2.id })).artifact!.deletedAt).toBeDefined();
+      const held = (await client.getArtifact({ id: `${name}:held` })).artifact!;
+      expect([held.id, held.deletedAt]).toEqual([v1.id, undefined]);
+      // The next archive sees the alias and spares the version for good.
+      expect((await client.archiveRun({ runId: run })).deletedCount).toBe(0n);
+      expect((await client.getArtifact({ id: v1.id })).artifact!.deletedAt).toBeUndefined();
+    },
+  );
 
   it("approves and moves an alias in one transaction, or does neither", async () => {
     const name = unique("approve");

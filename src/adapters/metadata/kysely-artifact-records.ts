@@ -171,41 +171,35 @@ export function createKyselyArtifactRecords(
 
     async archiveRun(tenantId, runId, now) {
       return withEvents(async (tx, recordEvent) => {
-        const rows = await tx
-          .updateTable("artifacts")
-          .set({ deleted_at: now })
+        const candidates = await tx
+          .selectFrom("artifacts")
+          .select("id")
           .where("tenant_id", "=", tenantId)
           .where("run_id", "=", runId)
           .where("pinned", "=", false)
           .where(notAliased)
           .where("deleted_at", "is", null)
-          .returning(ARTIFACT_COLUMNS)
+          .forUpdate()
+          .skipLocked()
           .execute();
-        return recordDeleted(tx, rows, recordEvent);
+        return recordDeleted(tx, await deleteUnlessAliased(tx, candidates, now), recordEvent);
       });
     },
 
     async expireArtifacts(now, limit) {
       return withEvents(async (tx, recordEvent) => {
-        const rows = await tx
-          .updateTable("artifacts")
-          .set({ deleted_at: now })
-          .where("id", "in", (eb) =>
-            eb
-              .selectFrom("artifacts")
-              .select("id")
-              .where("expires_at", "<=", now)
-              .where("deleted_at", "is", null)
-              .where("pinned", "=", false)
-              .where(notAliased)
-              .limit(limit),
-          )
+        const candidates = await tx
+          .selectFrom("artifacts")
+          .select("id")
+          .where("expires_at", "<=", now)
+          .where("deleted_at", "is", null)
           .where("pinned", "=", false)
           .where(notAliased)
-          .where("deleted_at", "is", null)
-          .returning(ARTIFACT_COLUMNS)
+          .limit(limit)
+          .forUpdate()
+          .skipLocked()
           .execute();
-        return recordDeleted(tx, rows, recordEvent);
+        return recordDeleted(tx, await deleteUnlessAliased(tx, candidates, now), recordEvent);
       });
     },
   };
@@ -339,6 +333,29 @@ async function endHold(tx: Transaction<Database>, record: NewArtifact, blob: Sto
  * refuses them without force.
  */
 const notAliased = sql<boolean>`not exists (select 1 from artifact_aliases where artifact_aliases.artifact_id = artifacts.id)`;
+
+/**
+ * The second step of such a delete: the candidates were locked first (FOR
+ * UPDATE, skipping rows another transaction holds: a SetAlias holds its
+ * version FOR SHARE until it commits, so that version is left for a later
+ * pass). This statement's snapshot is taken after those locks, so it sees
+ * every alias committed until then, even one committed after the candidates
+ * were chosen; a SetAlias that starts now waits for this transaction and then
+ * finds its version deleted, and refuses.
+ */
+async function deleteUnlessAliased(tx: Queryable, candidates: readonly { id: string }[], now: Date): Promise<ArtifactRow[]> {
+  if (candidates.length === 0) return [];
+  return (
+    tx
+      .updateTable("artifacts")
+      .set({ deleted_at: now })
+      // One array parameter, however many: a run may hold more artifacts than a statement takes parameters.
+      .where(sql<boolean>`id = any(${candidates.map((c) => c.id)}::text[])`)
+      .where(notAliased)
+      .returning(ARTIFACT_COLUMNS)
+      .execute()
+  );
+}
 
 /** Soft-deleted rows → artifacts, each with its deleted event recorded. */
 async function recordDeleted(tx: Queryable, rows: readonly ArtifactRow[], recordEvent: (event: PendingEvent) => void): Promise<Artifact[]> {
