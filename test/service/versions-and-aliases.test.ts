@@ -355,8 +355,8 @@ describe.each(BACKENDS)("versions and aliases on %s", (backend: Backend) => {
         await setAlias.query(
           `insert into artifact_aliases (tenant_id, project, name, alias, artifact_id, moved_by, moved_at) values ('alpha', '', '${name}', 'held', '${v1.id}', 'test', now())`,
         );
-        // The alias commits a moment after the archive began: waiting on the version, an archive would then delete it
-        // (its statement's snapshot does not see the alias); it skips the version instead.
+        // The alias commits a moment after the archive began. The archive waits for the version's lock; a single
+        // UPDATE would then re-check the row with its first snapshot, blind to the alias, and delete it.
         const archiving = client.archiveRun({ runId: run });
         const committed = new Promise((resolve) => setTimeout(resolve, 300)).then(() => setAlias.query("commit"));
         expect((await archiving).deletedCount).toBe(1n);

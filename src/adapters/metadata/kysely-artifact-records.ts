@@ -180,7 +180,6 @@ export function createKyselyArtifactRecords(
           .where(notAliased)
           .where("deleted_at", "is", null)
           .forUpdate()
-          .skipLocked()
           .execute();
         return recordDeleted(tx, await deleteUnlessAliased(tx, candidates, now), recordEvent);
       });
@@ -197,7 +196,6 @@ export function createKyselyArtifactRecords(
           .where(notAliased)
           .limit(limit)
           .forUpdate()
-          .skipLocked()
           .execute();
         return recordDeleted(tx, await deleteUnlessAliased(tx, candidates, now), recordEvent);
       });
@@ -336,12 +334,13 @@ const notAliased = sql<boolean>`not exists (select 1 from artifact_aliases where
 
 /**
  * The second step of such a delete: the candidates were locked first (FOR
- * UPDATE, skipping rows another transaction holds: a SetAlias holds its
- * version FOR SHARE until it commits, so that version is left for a later
- * pass). This statement's snapshot is taken after those locks, so it sees
- * every alias committed until then, even one committed after the candidates
- * were chosen; a SetAlias that starts now waits for this transaction and then
- * finds its version deleted, and refuses.
+ * UPDATE; a SetAlias holds its version FOR SHARE until it commits, so the
+ * lock waits for it). This statement's snapshot is taken after those locks,
+ * so it sees every alias committed until then, even one committed after the
+ * candidates were chosen; a single UPDATE would re-check a row it waited for
+ * with the snapshot it began with, blind to that alias. A SetAlias that
+ * starts now waits for this transaction, then finds its version deleted and
+ * refuses.
  */
 async function deleteUnlessAliased(tx: Queryable, candidates: readonly { id: string }[], now: Date): Promise<ArtifactRow[]> {
   if (candidates.length === 0) return [];
