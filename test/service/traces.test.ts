@@ -71,11 +71,16 @@ describeOn("postgres+minio")("traces exported to a real OTLP receiver", () => {
   const newIds = () => ({ traceId: randomBytes(16).toString("hex"), callerSpanId: randomBytes(8).toString("hex") });
 
   /** The trace's spans once its call's SERVER span and at least `children` others have arrived. */
-  const spansOfTrace = async (traceId: string, children: number): Promise<JaegerSpan[]> => {
+  /**
+   * The trace's spans once the call's own span is in Jaeger with at least `children` more. The call's span ends
+   * last, after its children, so it may come in a later export batch than they do: counting spans alone could
+   * stop before it arrived.
+   */
+  const spansOfTrace = async (traceId: string, method: string, children: number): Promise<JaegerSpan[]> => {
     const deadline = Date.now() + 20_000;
     for (;;) {
       const spans = await jaeger.spansOf(traceId);
-      if (spans.length >= 1 + children) return spans;
+      if (spans.length >= 1 + children && spans.some((s) => s.operationName === `artifacts.v1.ArtifactService/${method}`)) return spans;
       if (Date.now() > deadline)
         throw new Error(`trace ${traceId}: ${spans.length} spans in Jaeger after 20 s: ${spans.map((s) => s.operationName).join(", ")}`);
       await new Promise((resolve) => setTimeout(resolve, 200));
@@ -101,7 +106,7 @@ describeOn("postgres+minio")("traces exported to a real OTLP receiver", () => {
     );
     expect(artifact?.sizeBytes).toBe(BigInt(content.length));
 
-    const spans = await spansOfTrace(traceId, 2);
+    const spans = await spansOfTrace(traceId, "Upload", 2);
     const upload = serverSpan(spans, "Upload");
     expect(upload.traceID).toBe(traceId);
     expect(parentOf(upload)).toMatchObject({ traceID: traceId, spanID: callerSpanId });
@@ -141,7 +146,7 @@ describeOn("postgres+minio")("traces exported to a real OTLP receiver", () => {
     );
     expect(error?.code).toBe(Code.NotFound);
 
-    const spans = await spansOfTrace(traceId, 1);
+    const spans = await spansOfTrace(traceId, "GetArtifact", 1);
     const get = serverSpan(spans, "GetArtifact");
     expect(parentOf(get)).toMatchObject({ traceID: traceId, spanID: callerSpanId });
     expect(tag(get, "rpc.system.name")).toBe("connectrpc");
