@@ -3,12 +3,13 @@ module github.com/artifactd/artifactd/clients/go
 go 1.26.0
 
 require (
-	connectrpc.com/connect v1.21.1 // indirect
-	github.com/klauspost/cpuid/v2 v2.0.12 // indirect
-	github.com/zeebo/blake3 v0.2.4 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
-	lukechampine.com/blake3 v1.4.1 // indirect
+	connectrpc.com/connect v1.21.1
+	github.com/zeebo/blake3 v0.2.4
+	google.golang.org/protobuf v1.36.12
+	lukechampine.com/blake3 v1.4.1
 )
+
+require github.com/klauspost/cpuid/v2 v2.0.12 // indirect
 
 tool (
 	connectrpc.com/connect/cmd/protoc-gen-connect-go
