@@ -19,6 +19,16 @@ type (
 	Lineage = artifactsv1.GetLineageResponse
 )
 
+// Event types a watch reports.
+const (
+	EventCreated       = artifactsv1.EventType_EVENT_TYPE_CREATED
+	EventStatusChanged = artifactsv1.EventType_EVENT_TYPE_STATUS_CHANGED
+	EventPinned        = artifactsv1.EventType_EVENT_TYPE_PINNED
+	EventUnpinned      = artifactsv1.EventType_EVENT_TYPE_UNPINNED
+	EventDeleted       = artifactsv1.EventType_EVENT_TYPE_DELETED
+	EventAliasMoved    = artifactsv1.EventType_EVENT_TYPE_ALIAS_MOVED
+)
+
 // Review statuses.
 const (
 	StatusDraft    = artifactsv1.Status_STATUS_DRAFT
