@@ -147,7 +147,8 @@ try {
 async function waitServing(url: string, service: ChildProcess, logFile: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (service.exitCode !== null || service.signalCode !== null) throw new Error(`the service exited at start:\n${readFileSync(logFile, "utf8").slice(-4000)}`);
+    if (service.exitCode !== null || service.signalCode !== null)
+      throw new Error(`the service exited at start:\n${readFileSync(logFile, "utf8").slice(-4000)}`);
     try {
       const response = await fetch(`${url}/grpc.health.v1.Health/Check`, {
         method: "POST",

@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -99,6 +99,53 @@ describe("the CI count without a usable report", () => {
     const count = await countResults(truncated, cleanRun.supplement, 0);
     expect(closingLine(count), count.stdout).toBe("0 passed, 1 failed, 0 skipped");
     expect(count.code).toBe(1);
+  });
+});
+
+describe("the CI count with the Go client's tests", () => {
+  const go = ["go", "/usr/local/go/bin/go"].find((candidate) => spawnSync(candidate, ["version"]).status === 0);
+
+  it("adds each Go test without subtests, each subtest, a parent failing on its own, a package that did not build and a test whose binary died", async () => {
+    expect(go, "Go (on PATH or /usr/local/go/bin/go) runs the Go client's tests").toBeDefined();
+    const goReport = path.join(work, "go-test-results.json");
+    const goRun = spawnSync(go!, ["test", "-json", "-count=1", "./..."], {
+      cwd: path.join(ROOT, "test/fixtures/ci-count/go"),
+      encoding: "utf8",
+      timeout: 120_000,
+      env: process.env,
+    });
+    expect(goRun.status, goRun.stderr).toBe(1);
+    writeFileSync(goReport, goRun.stdout);
+    const count = await run(
+      NODE,
+      [COUNT_RESULTS, "--report", cleanRun.report, "--supplement", cleanRun.supplement, "--exit-status", "1", "--go-report", goReport],
+      { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+    );
+    // vitest's clean run: 2 passed, 2 skipped. Go: TestPasses and the two passing subtests; TestFails, the failing subtest,
+    // the parent failing after its subtest passed, the package that does not build, the test whose binary exited.
+    expect(closingLine(count), count.stdout).toBe("5 passed, 5 failed, 3 skipped");
+    expect(count.code).toBe(1);
+    const failed = count.stdout.split("\n").filter((line) => line.startsWith("FAILED "));
+    expect(failed.sort()).toEqual(
+      [
+        "FAILED  ci-count-fixture/broken: broken/broken_test.go:6:37: undefined: undefinedOnPurpose",
+        "FAILED  ci-count-fixture > TestFails: counted_test.go:11: fails on purpose",
+        "FAILED  ci-count-fixture > TestWithSubtests/fails: counted_test.go:16: a subtest failing on purpose",
+        "FAILED  ci-count-fixture > TestFailsAfterItsSubtests: counted_test.go:22: the parent failing on purpose",
+        "FAILED  ci-count-fixture/dies > TestExits: never reported a result: the test binary died or the run stopped",
+      ].sort(),
+    );
+    expect(skippedLines(count)).toContain("ci-count-fixture > TestSkipped (skipped)");
+  });
+
+  it("counts 1 failed when the Go report is missing", async () => {
+    const count = await run(
+      NODE,
+      [COUNT_RESULTS, "--report", cleanRun.report, "--supplement", cleanRun.supplement, "--exit-status", "0", "--go-report", path.join(work, "none.json")],
+      { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+    );
+    expect(closingLine(count), count.stdout).toBe("2 passed, 1 failed, 2 skipped");
+    expect(count.stdout).toContain("no readable go test -json report");
   });
 });
 
