@@ -1,7 +1,6 @@
 package artifactd
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -77,7 +76,7 @@ func (c *Client) UploadFile(ctx context.Context, path string, spec *Spec, option
 		return nil, err
 	}
 	defer file.Close()
-	return c.uploadReader(ctx, bufio.NewReaderSize(file, miB), spec, options...)
+	return c.uploadReader(ctx, file, spec, options...)
 }
 
 // SaveFile is UploadFile, answering the artifact.
@@ -100,15 +99,11 @@ func (c *Client) uploadReader(ctx context.Context, r io.Reader, spec *Spec, opti
 		return nil, err
 	}
 	defer w.Close()
-	// A buffer of one message: each Write sends whole messages straight from it.
-	if _, err := io.CopyBuffer(writerOnly{w}, r, make([]byte, messageBytes)); err != nil {
+	if _, err := w.ReadFrom(r); err != nil {
 		return nil, err
 	}
 	return w.Commit()
 }
-
-// writerOnly hides ReadFrom-style fast paths so io.CopyBuffer uses our buffer.
-type writerOnly struct{ io.Writer }
 
 // uploadFileResumably sends a large file through an upload session, so a
 // dropped connection costs at most the part in flight: after a transient
@@ -174,7 +169,7 @@ func (c *Client) uploadFilePart(ctx context.Context, path string, offset int64, 
 		return nil, err
 	}
 	defer w.Close()
-	if _, err := io.CopyBuffer(writerOnly{w}, bufio.NewReaderSize(file, miB), make([]byte, messageBytes)); err != nil {
+	if _, err := w.ReadFrom(file); err != nil {
 		return nil, err
 	}
 	return w.Commit()

@@ -171,6 +171,28 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// ReadFrom writes everything r yields, read a message (256 KiB) at a time
+// straight into the message sent, so io.Copy(w, r) copies each byte once.
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
+	buffer := make([]byte, messageBytes)
+	var total int64
+	for {
+		n, err := io.ReadFull(r, buffer)
+		if n > 0 {
+			if _, writeErr := w.Write(buffer[:n]); writeErr != nil {
+				return total, writeErr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
 // AddLabels adds labels sent with the commit; later values win, and win over the spec's.
 func (w *Writer) AddLabels(labels map[string]string) *Writer {
 	w.mu.Lock()
