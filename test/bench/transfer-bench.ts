@@ -25,6 +25,7 @@
  *   verified with the same BLAKE3 (the baseline), and a plain Node relay
  *   (plain-relay.ts: undici GET from MinIO piped to an HTTP/1.1 response,
  *   read and hashed by the bench): what a lean Node relay reaches here;
+ * - the Go client's upload and downloads (go-client-cases.ts), its process's CPU as `go_client`;
  * - SaveInline at 1, 8 and 32 concurrent against a prepared direct Postgres
  *   insert of the equivalent row, and at 8 and 32 against the same insert
  *   behind the plain relay (an HTTP/1.1 POST, BLAKE3, a pg Pool of 10), and a
@@ -47,6 +48,7 @@ import { createTestDatabase } from "../support/postgres.ts";
 import { ensureMinioBinary, freePort, startMinio } from "../support/minio-server.ts";
 import { NODE, ROOT, startProcess, type BenchProcess } from "./bench-processes.ts";
 import { round, runRounds, type SmallFigures, type TransferFigures } from "./bench-runner.ts";
+import { goClientCases } from "./go-client-cases.ts";
 import { smallCases } from "./small-cases.ts";
 import { sessionReadBack, transferCases } from "./transfer-cases.ts";
 
@@ -162,6 +164,8 @@ try {
     minioPid: () => minio.pid,
     relay: startRelay,
   });
+  const goContext = { sizeMiB, url: `http://127.0.0.1:${port}`, token: token.token, root: ROOT, serverPid: () => server.pid, minioPid: () => minio.pid };
+  transfers.push(...goClientCases({ ...goContext, onClose: (close) => cleanups.push(close) }));
   const small = smallCases({
     bucket: BUCKET,
     client,
@@ -213,6 +217,13 @@ function report(transfers: Record<string, TransferFigures>, small: Record<string
     // What the best Node service in the middle reaches against the same baselines, and the service against it.
     relay_upload_vs_direct_multipart: ratio(rate("relay_upload"), rate("direct_multipart_upload")),
     upload_vs_relay_upload: ratio(rate("service_upload"), rate("relay_upload")),
+    go_upload_vs_direct_multipart: ratio(rate("go_upload"), rate("direct_multipart_upload")),
+    go_download_vs_direct_verified: ratio(rate("go_download"), rate("direct_get_verified")),
+    go_download_direct_mode_vs_direct_verified: ratio(rate("go_download_direct_mode"), rate("direct_get_verified")),
+    go_client_cpu_s_per_gib_upload: orNull(transfers.go_upload?.cpu_s_per_gib.go_client),
+    go_client_cpu_s_per_gib_download: orNull(transfers.go_download?.cpu_s_per_gib.go_client),
+    node_client_cpu_s_per_gib_upload: orNull(transfers.service_upload?.cpu_s_per_gib.client),
+    node_client_cpu_s_per_gib_download: orNull(transfers.service_download?.cpu_s_per_gib.client),
     server_cpu_s_per_gib_upload: orNull(transfers.service_upload?.cpu_s_per_gib.server),
     server_cpu_s_per_gib_download: orNull(transfers.service_download?.cpu_s_per_gib.server),
     server_rss_growth_mib: orNull(transfers.service_upload?.rss_growth_mib),
@@ -299,6 +310,11 @@ function report(transfers: Record<string, TransferFigures>, small: Record<string
   }
   console.log(
     `(also: relay / direct verified ${figures.relay_vs_direct_verified ?? "–"}, upload / putObject ${figures.upload_vs_direct ?? "–"}, server CPU s/GiB upload ${figures.server_cpu_s_per_gib_upload ?? "–"})`,
+  );
+  console.log(
+    `(Go client: upload / direct multipart ${figures.go_upload_vs_direct_multipart ?? "–"}, download / direct verified ${figures.go_download_vs_direct_verified ?? "–"}, ` +
+      `client CPU s/GiB up / down: Go ${figures.go_client_cpu_s_per_gib_upload ?? "–"} / ${figures.go_client_cpu_s_per_gib_download ?? "–"}, ` +
+      `Node ${figures.node_client_cpu_s_per_gib_upload ?? "–"} / ${figures.node_client_cpu_s_per_gib_download ?? "–"})`,
   );
   const pair = (c8: number | null, c32: number | null) => `${c8 ?? "–"} / ${c32 ?? "–"}`;
   console.log(
