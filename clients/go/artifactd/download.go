@@ -21,6 +21,9 @@ const (
 	directUnavailableFor = time.Minute
 	// directConnectTimeout bounds the wait for the store's answer to a GET.
 	directConnectTimeout = 10 * time.Second
+	// directIdleTimeout: a store connection that brings no byte for this long
+	// is taken as broken, and the download resumes with a new link.
+	directIdleTimeout = 30 * time.Second
 	// directUnavailableTrailer is the service's reason for refusing a direct link: "server" or "inline".
 	directUnavailableTrailer = "direct-download-unavailable"
 )
@@ -413,7 +416,7 @@ func (r *Reader) get(link *artifactsv1.CreateDownloadUrlResponse) (io.ReadCloser
 	}
 	whole := link.GetOffset() == 0 && link.GetLength() == link.GetArtifact().GetSizeBytes()
 	if response.StatusCode == http.StatusPartialContent || (response.StatusCode == http.StatusOK && whole) {
-		return response.Body, nil
+		return newIdleBody(response.Body), nil
 	}
 	_ = response.Body.Close()
 	return nil, fmt.Errorf("the blob store refused the direct link to %s (HTTP %d)", link.GetArtifact().GetId(), response.StatusCode)
@@ -429,4 +432,26 @@ func (c *Client) markDirectUnavailable() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.directUnavailable = time.Now().Add(directUnavailableFor)
+}
+
+// idleBody closes a store's body that brings nothing for directIdleTimeout,
+// so a stalled connection fails (and is resumed) instead of hanging.
+type idleBody struct {
+	body  io.ReadCloser
+	timer *time.Timer
+}
+
+func newIdleBody(body io.ReadCloser) *idleBody {
+	return &idleBody{body: body, timer: time.AfterFunc(directIdleTimeout, func() { _ = body.Close() })}
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	b.timer.Reset(directIdleTimeout)
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.timer.Stop()
+	return b.body.Close()
 }

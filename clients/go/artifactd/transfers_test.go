@@ -395,3 +395,59 @@ func TestDeadlinesReachTheServer(t *testing.T) {
 		}
 	})
 }
+
+func TestRangesReadTheBytesAskedFor(t *testing.T) {
+	client := newClient(t)
+	ctx := testContext(t)
+	data := randomBytes(t, 2*miB)
+	response, err := client.UploadReader(ctx, bytes.NewReader(data), &artifactd.Spec{Kind: "ranged"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []artifactd.DirectDownloadMode{artifactd.DirectNever, artifactd.DirectAlways} {
+		for _, r := range []struct{ offset, length int64 }{{0, 10}, {miB + 3, 4096}, {2*miB - 5, -1}, {123, 0}} {
+			reader, err := client.Open(ctx, response.GetArtifact().GetId(), artifactd.Range(r.offset, r.length), artifactd.Direct(mode))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(reader)
+			_ = reader.Close()
+			end := int64(len(data))
+			if r.length >= 0 {
+				end = r.offset + r.length
+			}
+			if err != nil || !bytes.Equal(got, data[r.offset:end]) {
+				t.Fatalf("range %d+%d (mode %d): %d bytes, %v; want the %d asked for", r.offset, r.length, mode, len(got), err, end-r.offset)
+			}
+		}
+	}
+	_, err = client.Open(ctx, response.GetArtifact().GetId(), artifactd.Range(3*miB, 1), artifactd.Direct(artifactd.DirectNever))
+	if connect.CodeOf(err) != connect.CodeOutOfRange {
+		t.Fatalf("an offset past the end answered %v; want OUT_OF_RANGE", err)
+	}
+}
+
+func TestUploadFileSendsNoBytesTheServerAlreadyHas(t *testing.T) {
+	proxy := startCuttingProxy(t, server.URL)
+	client := newClientAt(t, proxy.URL, server.Tokens["alpha"])
+	ctx := testContext(t)
+	path := filepath.Join(t.TempDir(), "twice.bin")
+	if err := os.WriteFile(path, randomBytes(t, 4*miB), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	first, err := client.UploadFile(ctx, path, &artifactd.Spec{Kind: "dataset", Name: "first"})
+	if err != nil || first.GetDeduplicated() {
+		t.Fatalf("first upload: %v (deduplicated %v)", err, first.GetDeduplicated())
+	}
+	before := proxy.up.Load()
+	second, err := client.UploadFile(ctx, path, &artifactd.Spec{Kind: "dataset", Name: "second"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !second.GetDeduplicated() || second.GetArtifact().GetId() == first.GetArtifact().GetId() || second.GetArtifact().GetBlake3() != first.GetArtifact().GetBlake3() {
+		t.Fatalf("second upload: a new artifact of the same content recorded by digest expected, got %v", second)
+	}
+	if sent := proxy.up.Load() - before; sent > 64*1024 {
+		t.Fatalf("sent %d bytes up for content the server had", sent)
+	}
+}
