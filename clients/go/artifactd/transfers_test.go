@@ -451,3 +451,34 @@ func TestUploadFileSendsNoBytesTheServerAlreadyHas(t *testing.T) {
 		t.Fatalf("sent %d bytes up for content the server had", sent)
 	}
 }
+
+func TestDownloadsComeStraightFromTheStoreWhereTheServerOffersIt(t *testing.T) {
+	proxy := startCuttingProxy(t, server.URL)
+	client := newClientAt(t, proxy.URL, server.Tokens["alpha"])
+	ctx := testContext(t)
+	data := randomBytes(t, 4*miB)
+	response, err := client.UploadReader(ctx, bytes.NewReader(data), &artifactd.Spec{Kind: "direct"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	throughService := func(options ...artifactd.OpenOption) int64 {
+		t.Helper()
+		before := proxy.down.Load()
+		reader, err := client.Open(ctx, response.GetArtifact().GetId(), options...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer reader.Close()
+		if got, err := io.ReadAll(reader); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("read %d bytes, %v", len(got), err)
+		}
+		return proxy.down.Load() - before
+	}
+	// The test service offers direct links (to MinIO, not through this proxy): the content bypasses the service.
+	if relayed := throughService(); relayed > miB {
+		t.Fatalf("%d bytes came through the service; the content should have come from the store", relayed)
+	}
+	if relayed := throughService(artifactd.Direct(artifactd.DirectNever)); relayed < int64(len(data)) {
+		t.Fatalf("only %d bytes came through the service with direct downloads off", relayed)
+	}
+}
