@@ -14,6 +14,12 @@
  *   {"op": "corrupt", "tenant", "blake3"}        flips the last byte of that stored blob in MinIO itself
  *   {"op": "saveDir", "dir", "spec"}             the Node SDK's saveDir (as tenant alpha): {"ok": "<id>"}
  *   {"op": "restoreDir", "id", "target"}         the Node SDK's restoreDir
+ *   {"op": "eventCursor"}                        a watch cursor of the newest event recorded now (any tenant's), or
+ *                                                "" when there is none: a watch resumed from it misses nothing after
+ *   {"op": "startService", "direct"}             another service over the same database and bucket (its tokens work
+ *                                                there too) with other direct-download settings: "none" (it offers no
+ *                                                direct links) or "closed" (its direct endpoint is a closed port, a
+ *                                                store the client cannot reach): {"ok": "<url>"}; stopped with the rest
  *
  * and stops everything (service, MinIO, database, folders) when stdin closes.
  *
@@ -28,6 +34,7 @@ import { promisify } from "node:util";
 import { Client as MinioClient } from "minio";
 import pg from "pg";
 import { createArtifactClient } from "../../clients/node/src/index.ts";
+import { encodeEventCursor } from "../../src/service/watch-artifacts.ts";
 import { ensureMinioBinary, freePort, startMinio } from "./minio-server.ts";
 import { createTestDatabase } from "./postgres.ts";
 
@@ -66,18 +73,25 @@ try {
     ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT: minio.endpoint,
   };
   const logFile = path.join(work, "service.log");
-  const fd = openSync(logFile, "a");
-  const service: ChildProcess = spawn(process.execPath, ["--max-semi-space-size=2", MAIN, "serve"], { cwd: ROOT, env, stdio: ["ignore", fd, fd] });
-  closeSync(fd);
-  cleanups.push(async () => {
-    if (service.exitCode !== null || service.signalCode !== null) return;
-    const exited = new Promise((resolve) => service.once("exit", resolve));
-    service.kill("SIGTERM");
-    const timer = setTimeout(() => service.kill("SIGKILL"), 10_000);
-    await exited;
-    clearTimeout(timer);
-  });
-  await waitServing(url, service, logFile);
+  const serve = async (serviceEnv: Record<string, string>, serviceUrl: string, serviceLog: string) => {
+    const fd = openSync(serviceLog, "a");
+    const service: ChildProcess = spawn(process.execPath, ["--max-semi-space-size=2", MAIN, "serve"], {
+      cwd: ROOT,
+      env: serviceEnv,
+      stdio: ["ignore", fd, fd],
+    });
+    closeSync(fd);
+    cleanups.push(async () => {
+      if (service.exitCode !== null || service.signalCode !== null) return;
+      const exited = new Promise((resolve) => service.once("exit", resolve));
+      service.kill("SIGTERM");
+      const timer = setTimeout(() => service.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(timer);
+    });
+    await waitServing(serviceUrl, service, serviceLog);
+  };
+  await serve(env, url, logFile);
 
   const run = promisify(execFile);
   const token = async (tenant: string) => {
@@ -122,6 +136,26 @@ try {
     async restoreDir({ id, target }) {
       const manifest = await nodeClient.restoreDir(String(id), String(target));
       return manifest.entries.length;
+    },
+    async eventCursor() {
+      const db = new pg.Client({ connectionString: database.url });
+      await db.connect();
+      try {
+        const { rows } = await db.query<{ seq: string | null }>("select max(seq)::text as seq from artifact_events");
+        return rows[0]?.seq == null ? "" : encodeEventCursor(Number(rows[0].seq));
+      } finally {
+        await db.end();
+      }
+    },
+    async startService({ direct }) {
+      const otherPort = await freePort();
+      const otherEnv: Record<string, string> = { ...env, ARTIFACTD_LISTEN: `127.0.0.1:${otherPort}`, ARTIFACTD_DATA_DIR: path.join(work, `data-${otherPort}`) };
+      if (direct === "none") delete otherEnv.ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT;
+      else if (direct === "closed") otherEnv.ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT = `http://127.0.0.1:${await freePort()}`;
+      else throw new Error(`direct must be "none" or "closed", got ${JSON.stringify(direct)}`);
+      const otherUrl = `http://127.0.0.1:${otherPort}`;
+      await serve(otherEnv, otherUrl, path.join(work, `service-${otherPort}.log`));
+      return otherUrl;
     },
   };
   for await (const line of createInterface({ input: process.stdin })) {

@@ -59,7 +59,7 @@ type PageSize int32
 //	for page, err := range client.List(ctx, &artifactd.Filter{Kind: "model"}, 0) { … }
 func (c *Client) List(ctx context.Context, filter *Filter, pageSize PageSize) iter.Seq2[[]*Artifact, error] {
 	return pages(func(token string) ([]*Artifact, string, error) {
-		response, err := c.rpc.ListArtifacts(ctx, connect.NewRequest(&artifactsv1.ListArtifactsRequest{Filter: filter, PageSize: int32(pageSize), PageToken: token}))
+		response, err := c.rpc.ListArtifacts(ctx, connect.NewRequest(&artifactsv1.ListArtifactsRequest{Filter: c.scopedFilter(filter), PageSize: int32(pageSize), PageToken: token}))
 		if err != nil {
 			return nil, "", wrapErr(ctx, err)
 		}
@@ -72,7 +72,7 @@ func (c *Client) List(ctx context.Context, filter *Filter, pageSize PageSize) it
 // first, one page per iteration.
 func (c *Client) Search(ctx context.Context, query string, filter *Filter, pageSize PageSize) iter.Seq2[[]*Artifact, error] {
 	return pages(func(token string) ([]*Artifact, string, error) {
-		response, err := c.rpc.SearchArtifacts(ctx, connect.NewRequest(&artifactsv1.SearchArtifactsRequest{Query: query, Filter: filter, PageSize: int32(pageSize), PageToken: token}))
+		response, err := c.rpc.SearchArtifacts(ctx, connect.NewRequest(&artifactsv1.SearchArtifactsRequest{Query: query, Filter: c.scopedFilter(filter), PageSize: int32(pageSize), PageToken: token}))
 		if err != nil {
 			return nil, "", wrapErr(ctx, err)
 		}
@@ -127,6 +127,7 @@ func (c *Client) Top(ctx context.Context, kind, metric string, limit int, option
 	for _, option := range options {
 		option(request)
 	}
+	request.Filter = c.scopedFilter(request.Filter)
 	response, err := c.rpc.GetBestArtifact(ctx, connect.NewRequest(request))
 	if err != nil {
 		// NOT_FOUND is the server's "no artifact has that metric within the filter": an answer, not a failure.
@@ -205,16 +206,6 @@ func (c *Client) Delete(ctx context.Context, idOrRef string) (*Artifact, error) 
 	return response.Msg.GetArtifact(), nil
 }
 
-// SetAlias points alias of a versioned name at the version idOrRef names.
-func (c *Client) SetAlias(ctx context.Context, idOrRef, alias, reason string) error {
-	id, err := requestID(idOrRef)
-	if err != nil {
-		return err
-	}
-	_, err = c.rpc.SetAlias(ctx, connect.NewRequest(&artifactsv1.SetAliasRequest{ArtifactId: id, Alias: alias, Reason: reason}))
-	return wrapErr(ctx, err)
-}
-
 // Watch yields the events (created, status changed, pinned, unpinned,
 // deleted, alias moved) of the artifacts matching filter, from after
 // resumeAfter (an event's Cursor kept from before; "": from now). A stream
@@ -223,6 +214,7 @@ func (c *Client) SetAlias(ctx context.Context, idOrRef, alias, reason string) er
 // ends, when the loop breaks, or with an error (yielded last): a cursor
 // older than the server keeps is OUT_OF_RANGE.
 func (c *Client) Watch(ctx context.Context, filter *Filter, resumeAfter string) iter.Seq2[*WatchEvent, error] {
+	filter = c.scopedFilter(filter)
 	return func(yield func(*WatchEvent, error) bool) {
 		cursor := resumeAfter
 		failures := 0

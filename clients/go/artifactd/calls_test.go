@@ -179,7 +179,7 @@ func TestVersionedNamesAliasesAndReferences(t *testing.T) {
 	if got := load(fmt.Sprintf("artifact://fraud/%s@v%d", name, first.GetVersion())); got != 0.9 {
 		t.Fatalf("@v1 read %v", got)
 	}
-	if err := client.SetAlias(ctx, fmt.Sprintf("fraud/%s@%d", name, first.GetVersion()), "production", "reviewed"); err != nil {
+	if _, err := client.SetAlias(ctx, fmt.Sprintf("fraud/%s@%d", name, first.GetVersion()), "production", "reviewed"); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := client.Get(ctx, "fraud/"+name+":production"); err != nil || got.GetId() != first.GetId() {

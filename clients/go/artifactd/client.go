@@ -60,6 +60,14 @@ type Client struct {
 	direct         DirectDownloadMode
 	directHTTP     *http.Client
 
+	// scope is the provenance a scoped client (WithScope) fills in and narrows to; nil for the client New made.
+	scope *Provenance
+	// shared is what a client and its scoped clients learn about the server together.
+	shared *sharedState
+}
+
+// sharedState is what a client learns about its server, shared with its scoped clients.
+type sharedState struct {
 	mu                sync.Mutex
 	directUnavailable time.Time // downloads go through the service until then
 	findMissingBatch  int
@@ -126,12 +134,11 @@ func New(baseURL, token string, options ...Option) (*Client, error) {
 		return nil, errors.New("artifactd: a token is required (adt_…)")
 	}
 	c := &Client{
-		retry:             RetryPolicy{}.withDefaults(),
-		resumableAbove:    16 * miB,
-		inlineMaxBytes:    256 * kiB,
-		contentFirst:      true,
-		findMissingBatch:  1000,
-		findMissingServed: true,
+		retry:          RetryPolicy{}.withDefaults(),
+		resumableAbove: 16 * miB,
+		inlineMaxBytes: 256 * kiB,
+		contentFirst:   true,
+		shared:         &sharedState{findMissingBatch: 1000, findMissingServed: true},
 	}
 	for _, option := range options {
 		option(c)
@@ -154,7 +161,8 @@ func New(baseURL, token string, options ...Option) (*Client, error) {
 	return c, nil
 }
 
-// Close releases the client's idle connections (its own HTTP client's).
+// Close releases the client's idle connections (its own HTTP client's);
+// a client and its scoped clients share them.
 func (c *Client) Close() error {
 	if c.ownsHTTP {
 		c.httpClient.CloseIdleConnections()

@@ -48,6 +48,7 @@ func (c *Client) SaveDir(ctx context.Context, dir string, spec *Spec, options Di
 	if spec == nil {
 		return nil, invalidArgument("SaveDir: spec is required")
 	}
+	spec = c.scopedSpec(spec)
 	limits := options.withDefaults()
 	root, err := filepath.Abs(dir)
 	if err != nil {

@@ -423,15 +423,15 @@ func (r *Reader) get(link *artifactsv1.CreateDownloadUrlResponse) (io.ReadCloser
 }
 
 func (c *Client) directIsUnavailable() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Before(c.directUnavailable)
+	c.shared.mu.Lock()
+	defer c.shared.mu.Unlock()
+	return time.Now().Before(c.shared.directUnavailable)
 }
 
 func (c *Client) markDirectUnavailable() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.directUnavailable = time.Now().Add(directUnavailableFor)
+	c.shared.mu.Lock()
+	defer c.shared.mu.Unlock()
+	c.shared.directUnavailable = time.Now().Add(directUnavailableFor)
 }
 
 // idleBody closes a store's body that brings nothing for directIdleTimeout,

@@ -36,6 +36,7 @@ func (c *Client) UploadFile(ctx context.Context, path string, spec *Spec, option
 	if spec == nil {
 		return nil, invalidArgument("UploadFile: spec is required")
 	}
+	spec = c.scopedSpec(spec)
 	info, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -90,11 +91,14 @@ func (c *Client) SaveFile(ctx context.Context, path string, spec *Spec, options 
 
 // UploadReader streams r to a new artifact and commits it.
 func (c *Client) UploadReader(ctx context.Context, r io.Reader, spec *Spec, options ...WriterOption) (*UploadResponse, error) {
-	return c.uploadReader(ctx, r, spec, options...)
+	if spec == nil {
+		return nil, invalidArgument("UploadReader: spec is required")
+	}
+	return c.uploadReader(ctx, r, c.scopedSpec(spec), options...)
 }
 
 func (c *Client) uploadReader(ctx context.Context, r io.Reader, spec *Spec, options ...WriterOption) (*UploadResponse, error) {
-	w, err := c.OpenWriter(ctx, spec, options...)
+	w, err := c.openWriter(ctx, spec, options...)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +168,7 @@ func (c *Client) uploadFilePart(ctx context.Context, path string, offset int64, 
 	if onProgress != nil {
 		options = append(options, OnProgress(func(bytes int64) { onProgress(offset + bytes) }))
 	}
-	w, err := c.OpenWriter(ctx, sessionBoundSpec, options...)
+	w, err := c.openWriter(ctx, sessionBoundSpec, options...)
 	if err != nil {
 		return nil, err
 	}
@@ -216,9 +220,9 @@ type contentRef struct {
 var serverBatchLimit = regexp.MustCompile(`at most (\d+) are allowed \(ARTIFACTD_MAX_BATCH_ITEMS\)`)
 
 func (c *Client) findMissingIsServed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.findMissingServed
+	c.shared.mu.Lock()
+	defer c.shared.mu.Unlock()
+	return c.shared.findMissingServed
 }
 
 // findMissing answers which of contents the tenant lacks (FindMissingContent
@@ -226,9 +230,9 @@ func (c *Client) findMissingIsServed() bool {
 func (c *Client) findMissing(ctx context.Context, contents []contentRef) (map[contentRef]bool, error) {
 	missing := map[contentRef]bool{}
 	for start := 0; start < len(contents); {
-		c.mu.Lock()
-		batch := c.findMissingBatch
-		c.mu.Unlock()
+		c.shared.mu.Lock()
+		batch := c.shared.findMissingBatch
+		c.shared.mu.Unlock()
 		asked := contents[start:min(start+batch, len(contents))]
 		request := &artifactsv1.FindMissingContentRequest{}
 		for _, content := range asked {
@@ -238,17 +242,17 @@ func (c *Client) findMissing(ctx context.Context, contents []contentRef) (map[co
 		if err != nil {
 			switch connect.CodeOf(err) {
 			case connect.CodeUnimplemented:
-				c.mu.Lock()
-				c.findMissingServed = false
-				c.mu.Unlock()
+				c.shared.mu.Lock()
+				c.shared.findMissingServed = false
+				c.shared.mu.Unlock()
 				return nil, nil
 			case connect.CodeInvalidArgument:
 				// A server whose limit is lower than our batch: ask again within it.
 				if match := serverBatchLimit.FindStringSubmatch(err.Error()); match != nil {
 					if limit, _ := strconv.Atoi(match[1]); limit >= 1 && limit < len(asked) {
-						c.mu.Lock()
-						c.findMissingBatch = limit
-						c.mu.Unlock()
+						c.shared.mu.Lock()
+						c.shared.findMissingBatch = limit
+						c.shared.mu.Unlock()
 						continue
 					}
 				}
@@ -346,6 +350,7 @@ func (c *Client) saveSmall(ctx context.Context, kind string, content []byte, spe
 	if spec == nil {
 		return nil, invalidArgument("Save%s: spec is required", map[string]string{"json": "JSON", "text": "Text"}[kind])
 	}
+	spec = c.scopedSpec(spec)
 	if len(content) <= c.inlineMaxBytes {
 		request := &artifactsv1.SaveInlineRequest{Spec: spec}
 		if kind == "json" {

@@ -111,6 +111,11 @@ func (c *Client) OpenWriter(ctx context.Context, spec *Spec, options ...WriterOp
 	if spec == nil {
 		return nil, invalidArgument("OpenWriter: spec is required")
 	}
+	return c.openWriter(ctx, c.scopedSpec(spec), options...)
+}
+
+// openWriter is OpenWriter with the spec as given (already scoped, or a session's stand-in).
+func (c *Client) openWriter(ctx context.Context, spec *Spec, options ...WriterOption) (*Writer, error) {
 	w := &Writer{client: c, spec: spec, labels: map[string]string{}, metrics: map[string]float64{}}
 	for _, option := range options {
 		option(&w.options)

@@ -45,7 +45,7 @@ func main() {
 	if _, err := client.SaveText(ctx, `{"block": 0.8}`, spec); err != nil {
 		log.Fatal(err)
 	}
-	if err := client.SetAlias(ctx, fmt.Sprintf("fraud/thresholds@v%d", first.GetVersion()), "production", "reviewed"); err != nil {
+	if _, err := client.SetAlias(ctx, fmt.Sprintf("fraud/thresholds@v%d", first.GetVersion()), "production", "reviewed"); err != nil {
 		log.Fatal(err)
 	}
 	var production map[string]float64
