@@ -39,6 +39,7 @@ type writerOptions struct {
 	expectedBlake3 string
 	session        *sessionBinding
 	onProgress     func(bytes int64)
+	resumable      bool
 }
 
 type sessionBinding struct {
@@ -93,6 +94,8 @@ type Writer struct {
 	state  writerState
 	result *UploadResponse
 	err    error
+
+	resumable *resumableWriter // set when opened with Resumable
 }
 
 type writerState int
@@ -124,6 +127,13 @@ func (c *Client) openWriter(ctx context.Context, spec *Spec, options ...WriterOp
 		return nil, invalidArgument("OpenWriter: ExpectedSize must be >= 0, got %d", *w.options.expectedSize)
 	}
 	w.ctx, w.cancel = context.WithCancel(ctx)
+	if w.options.resumable && w.options.session == nil {
+		if err := c.openResumableWriter(w); err != nil {
+			w.fail(err)
+			return nil, w.err
+		}
+		return w, nil
+	}
 	// A declared content too large to hold is streamed from its first byte.
 	if w.options.session != nil || (w.options.expectedSize != nil && *w.options.expectedSize > heldUploadBytes) {
 		if err := w.open(); err != nil {
@@ -140,6 +150,9 @@ func (c *Client) openWriter(ctx context.Context, spec *Spec, options ...WriterOp
 func (w *Writer) Write(p []byte) (int, error) {
 	if w.state != writerOpen {
 		return 0, w.closedErr("write")
+	}
+	if w.resumable != nil {
+		return w.writeResumably(p)
 	}
 	if w.stream == nil && len(w.held)+len(p) <= heldUploadBytes {
 		w.held = append(w.held, p...)
@@ -236,6 +249,9 @@ func (w *Writer) Commit() (*UploadResponse, error) {
 	default:
 		return nil, w.closedErr("commit")
 	}
+	if w.resumable != nil {
+		return w.commitResumably()
+	}
 	if w.stream == nil {
 		if err := w.open(); err != nil {
 			w.fail(err)
@@ -270,7 +286,11 @@ func (w *Writer) Commit() (*UploadResponse, error) {
 // nothing. It is safe to call more than once, and after Commit.
 func (w *Writer) Close() error {
 	if w.state == writerOpen {
-		w.abort()
+		if w.resumable != nil {
+			w.closeResumable()
+		} else {
+			w.abort()
+		}
 		w.state = writerAborted
 	}
 	return nil
