@@ -149,7 +149,13 @@ try {
     },
     async startService({ direct }) {
       const otherPort = await freePort();
-      const otherEnv: Record<string, string> = { ...env, ARTIFACTD_LISTEN: `127.0.0.1:${otherPort}`, ARTIFACTD_DATA_DIR: path.join(work, `data-${otherPort}`) };
+      const otherEnv: Record<string, string> = {
+        ...env,
+        ARTIFACTD_LISTEN: `127.0.0.1:${otherPort}`,
+        ARTIFACTD_DATA_DIR: path.join(work, `data-${otherPort}`),
+        // The first service does the maintenance (expiry, garbage collection) of the shared database.
+        ARTIFACTD_MAINTENANCE_INTERVAL_MS: "0",
+      };
       if (direct === "none") delete otherEnv.ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT;
       else if (direct === "closed") otherEnv.ARTIFACTD_DIRECT_DOWNLOAD_ENDPOINT = `http://127.0.0.1:${await freePort()}`;
       else throw new Error(`direct must be "none" or "closed", got ${JSON.stringify(direct)}`);
