@@ -101,7 +101,7 @@ export function observeBlobStore<S extends BlobStore>(store: S, system: StoreOpe
   });
   const writer = (inner: BlobWriter): BlobWriter => ({
     key: inner.key,
-    write: (chunk) => inner.write(chunk),
+    write: (content) => inner.write(content),
     commit: (digest) => observe("commit", () => inner.commit(digest)),
     abort: () => observe("abort", () => inner.abort()),
   });

@@ -53,11 +53,13 @@ export interface BlobWriter {
   /** The key the blob is stored under once committed. */
   readonly key: string;
   /**
-   * Appends bytes. Resolves when the writer can take more, so awaiting each
-   * write is the backpressure that bounds memory. The chunk may be kept until
-   * the promise resolves; the caller must not reuse its buffer before then.
+   * Appends bytes: one buffer, or pieces written in order as if joined (an
+   * upload's chunk message as it arrived, so no layer joins it first).
+   * Resolves when the writer can take more, so awaiting each write is the
+   * backpressure that bounds memory. The bytes may be kept until the promise
+   * resolves; the caller must not reuse their buffers before then.
    */
-  write(chunk: Uint8Array): Promise<void>;
+  write(content: Uint8Array | readonly Uint8Array[]): Promise<void>;
   /**
    * Makes the blob durable under `key` and returns the key. `digest` is the
    * verified BLAKE3 hex of everything written.

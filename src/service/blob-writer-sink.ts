@@ -87,10 +87,10 @@ export async function openBlobWriterSink(
     expectedBlake3,
     metadata: spec,
 
-    async write(data) {
-      if (expectedSize === undefined) await storage?.add(data.byteLength);
+    async write(pieces, byteLength) {
+      if (expectedSize === undefined) await storage?.add(byteLength);
       if (heartbeat?.lost) throw takenForDead();
-      if (writer) await writer.write(data);
+      if (writer) await writer.write(pieces);
       else if (Date.now() - heldAt > BLOB_HOLD_MS / 2) {
         await hold();
         heldAt = Date.now();

@@ -50,9 +50,11 @@ export async function openInlineContentSink(
     expectedBlake3: declared.expectedBlake3,
     metadata: spec,
 
-    async write(data) {
-      content.set(data, filled);
-      filled += data.byteLength;
+    async write(pieces) {
+      for (const piece of pieces) {
+        content.set(piece, filled);
+        filled += piece.byteLength;
+      }
     },
 
     async finish({ size, blake3, metadata }) {

@@ -67,14 +67,16 @@ export async function openSessionPartsSink(
     expectedSize: session.expectedSize,
     metadata: session.spec,
 
-    async write(data) {
-      let offset = 0;
-      while (offset < data.byteLength) {
-        const take = Math.min(data.byteLength - offset, session.partSize - filled);
-        buffer.set(data.subarray(offset, offset + take), filled);
-        filled += take;
-        offset += take;
-        if (filled === session.partSize) await flush();
+    async write(pieces) {
+      for (const data of pieces) {
+        let offset = 0;
+        while (offset < data.byteLength) {
+          const take = Math.min(data.byteLength - offset, session.partSize - filled);
+          buffer.set(data.subarray(offset, offset + take), filled);
+          filled += take;
+          offset += take;
+          if (filled === session.partSize) await flush();
+        }
       }
     },
 

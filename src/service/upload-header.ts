@@ -23,7 +23,12 @@ export type UploadMessage =
       /** The content is one the tenant already has, named by expectedBlake3 and expectedSize: no chunk follows. */
       readonly contentByDigest: boolean;
     }
-  | { readonly type: "chunk"; readonly data: Uint8Array }
+  /**
+   * Content bytes: the pieces of one chunk message in order, as the transport
+   * received them (joined, they are the message's bytes). Passed on as they
+   * came, so no layer copies a message just to make it one buffer.
+   */
+  | { readonly type: "chunk"; readonly pieces: readonly Uint8Array[]; readonly byteLength: number }
   | {
       readonly type: "trailer";
       readonly labels: Readonly<Record<string, string>>;

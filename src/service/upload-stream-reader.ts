@@ -20,8 +20,8 @@ interface SinkBase {
   readonly expectedSize: number | undefined;
   /** The metadata a trailer merges into. */
   readonly metadata: UploadMetadata;
-  /** Takes the next bytes; awaiting it is the stream's backpressure. */
-  write(data: Uint8Array): Promise<void>;
+  /** Takes the next bytes, a chunk message's pieces in order; awaiting it is the stream's backpressure. */
+  write(pieces: readonly Uint8Array[], byteLength: number): Promise<void>;
   /** The stream failed or was cancelled, before or during finish: the sink gives up what it stored, or keeps it for a resume. */
   fail(): Promise<void>;
   /** Called once, after finish or fail: ends whatever the sink holds (heartbeats, leases, reservations). */
@@ -130,7 +130,7 @@ async function readIntoSink(
             "a chunk arrived after a header with content_by_digest, which records content the tenant already has and takes no bytes: send the bytes in an upload without content_by_digest",
           );
         }
-        size += message.data.byteLength;
+        size += message.byteLength;
         if (expectedSize !== undefined && size > expectedSize) {
           throw invalidArgument(`received more than the declared expected_size of ${expectedSize} bytes`);
         }
@@ -140,8 +140,8 @@ async function readIntoSink(
             `the upload exceeds this server's limit of ${limits.uploadMaxBytes} bytes: nothing past the upload limit of ${limits.uploadMaxBytes} bytes (ARTIFACTD_UPLOAD_MAX_BYTES) is stored`,
           );
         }
-        if (hashing) hasher.update(message.data);
-        await sink.write(message.data);
+        if (hashing) for (const piece of message.pieces) hasher.update(piece);
+        await sink.write(message.pieces, message.byteLength);
         break;
       case "trailer":
         metadata = mergeTrailer(sink.metadata, message);

@@ -23,7 +23,7 @@ export function uploadMessageFromProto(request: UploadRequest): UploadMessage {
         contentByDigest: message.value.contentByDigest,
       };
     case "chunk":
-      return { type: "chunk", data: message.value };
+      return { type: "chunk", pieces: [message.value], byteLength: message.value.byteLength };
     case "trailer":
       return { type: "trailer", labels: message.value.labels, tags: message.value.tags, metrics: message.value.metrics };
     case undefined:

@@ -62,7 +62,7 @@ describe("an upload stream's header", () => {
   it("must come first, in a stream that is not empty", async () => {
     await expectArtifactErrorAsync(upload(), "invalid_argument", /^the upload stream was empty: send a header message first, then chunks$/);
     await expectArtifactErrorAsync(
-      upload({ type: "chunk", data: new Uint8Array(1) }, header()),
+      upload({ type: "chunk", pieces: [new Uint8Array(1)], byteLength: 1 }, header()),
       "invalid_argument",
       /^the first upload message was a chunk: send the header first, then chunks$/,
     );

@@ -199,7 +199,12 @@ class FsBlobWriter implements BlobWriter {
     this.#file = file;
   }
 
-  async write(chunk: Uint8Array): Promise<void> {
+  async write(content: Uint8Array | readonly Uint8Array[]): Promise<void> {
+    if (content instanceof Uint8Array) return this.#writeOne(content);
+    for (const piece of content) await this.#writeOne(piece);
+  }
+
+  async #writeOne(chunk: Uint8Array): Promise<void> {
     let written = 0;
     while (written < chunk.byteLength) {
       const { bytesWritten } = await this.#file.write(chunk, written, chunk.byteLength - written);

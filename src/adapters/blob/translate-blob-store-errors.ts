@@ -62,7 +62,7 @@ export function translateBlobStoreErrors<S extends BlobStore>(store: S, errors: 
     };
   const writer = (inner: BlobWriter): BlobWriter => ({
     key: inner.key,
-    write: (chunk) => guard(() => inner.write(chunk)),
+    write: (content) => guard(() => inner.write(content)),
     commit: (digest) => guard(() => inner.commit(digest)),
     abort: () => guard(() => inner.abort()),
   });
