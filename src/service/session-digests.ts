@@ -26,7 +26,10 @@ import type { SessionPart } from "../ports/upload-session-store.ts";
  * read then reports as DATA_LOSS; it can reach no other tenant's content.
  */
 export interface SessionDigests {
-  /** A part this server stored and recorded in the session: hashed now if it extends the prefix, else held if the budget allows. */
+  /**
+   * A part this server stored and recorded in the session: hashed now if it extends the prefix, else held (a copy)
+   * if the budget allows. `data` is read only during the call: its buffer is reused afterwards.
+   */
   partStored(session: { readonly id: string; readonly expiresAt: Date }, part: SessionPart, data: Uint8Array): void;
   /** What this server has of a session, handed to its complete: the session is forgotten here. */
   take(sessionId: string): SessionDigestHead | undefined;
@@ -121,9 +124,9 @@ export function createSessionDigests(budgets: SessionDigestBudgets, now: () => n
       if (farthest < part.partNumber) return;
       release(entry, farthest);
     }
-    // A view into a larger buffer (a whole request) would keep all of it alive: hold a copy of just the part then.
-    const kept = data.buffer.byteLength > size + 64 * 1024 ? new Uint8Array(data) : data;
-    entry.held.set(part.partNumber, { part, data: kept });
+    // A copy: the part's bytes are a view of its request's body, which is reused for the next call's once this one
+    // has settled (transport/request-body-pool.ts). Held parts are the rare ones, out of order.
+    entry.held.set(part.partNumber, { part, data: new Uint8Array(data) });
     entry.heldBytes += size;
     totalHeld += size;
   };

@@ -42,7 +42,9 @@ export async function openSessionPartsSink(
   const lease = keepAlive(() => deps.metadata.uploadSessions.renewWriter(session.id, writerId), WRITER_LEASE_MS / 3);
 
   let partNumber = start.offset / session.partSize + 1;
-  let buffer = Buffer.allocUnsafe(session.partSize);
+  let buffer: Buffer = Buffer.allocUnsafe(session.partSize);
+  /** The buffer of the part in flight, filled again once that part is stored (a fresh one per part costs page faults and garbage collection). */
+  let sending: Buffer | undefined;
   let filled = 0;
   let pending: Promise<unknown> | undefined;
   const flush = async () => {
@@ -50,7 +52,9 @@ export async function openSessionPartsSink(
     await pending;
     const data = buffer.subarray(0, filled);
     const number = partNumber++;
-    buffer = Buffer.allocUnsafe(session.partSize);
+    const free = sending;
+    sending = buffer;
+    buffer = free ?? Buffer.allocUnsafe(session.partSize);
     filled = 0;
     if (lease.lost) throw heldByWriter(session.id);
     checkNotExpired(session);
