@@ -35,6 +35,8 @@ export interface DownloadRequest {
   readonly offset: number;
   /** undefined: to the end. */
   readonly length: number | undefined;
+  /** The client checks the whole content's digest itself (DownloadRequest.client_verifies): the server does not hash it. */
+  readonly clientVerifies?: boolean;
 }
 
 /**
@@ -48,9 +50,11 @@ export interface DownloadRequest {
  * ends with data_loss before the client has the whole content, so it never
  * takes corrupt content for good. The blob is then marked corrupt, and later
  * reads fail at once (until an upload of the same content heals it). A
- * stored object gone missing is data_loss too, naming the artifact. Ranged
- * reads are not verified here (a range cannot be checked against a
- * whole-file digest).
+ * client that verifies the content itself (`clientVerifies`) gets it
+ * unhashed: its own check stands in for this one, which would spend the
+ * same CPU a second time; its length is still checked. A stored object gone
+ * missing is data_loss too, naming the artifact. Ranged reads are not
+ * verified here (a range cannot be checked against a whole-file digest).
  */
 export async function downloadArtifact(
   deps: DownloadDeps,
@@ -83,7 +87,8 @@ export async function downloadArtifact(
     deps.metadata.markBlobCorrupt(caller.tenantId, artifact.blake3).catch(() => {
       // The next whole read finds it again.
     });
-  const content = groupIntoMessages(readAhead(source, READ_AHEAD_BYTES), deps.chunkBytes, whole ? artifact.blake3 : undefined, length, id, markCorrupt);
+  const verified = whole && !request.clientVerifies;
+  const content = groupIntoMessages(readAhead(source, READ_AHEAD_BYTES), deps.chunkBytes, verified ? artifact.blake3 : undefined, length, id, markCorrupt);
   return { artifact: { ...metadataOnly, inlineContent: undefined }, content };
 }
 

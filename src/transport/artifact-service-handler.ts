@@ -90,6 +90,7 @@ export function createArtifactServiceHandler(
             id: request.id,
             offset: int64FromProto("offset", request.offset),
             length: request.length === undefined ? undefined : int64FromProto("length", request.length),
+            clientVerifies: request.clientVerifies,
           },
           call.signal,
         );

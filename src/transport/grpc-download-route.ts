@@ -49,7 +49,7 @@ import { artifactToProto, int64FromProto } from "./proto-conversion.ts";
  */
 export const DOWNLOAD_PATH = "/artifacts.v1.ArtifactService/Download";
 
-/** The largest DownloadRequest accepted: an id and two integers. */
+/** The largest DownloadRequest accepted: an id, two integers and a flag. */
 const MAX_REQUEST_BYTES = 64 * 1024;
 
 export interface GrpcDownloadRouteOptions {
@@ -204,6 +204,7 @@ async function serve(
         id: message.id,
         offset: int64FromProto("offset", message.offset),
         length: message.length === undefined ? undefined : int64FromProto("length", message.length),
+        clientVerifies: message.clientVerifies,
       },
       signal,
     );

@@ -343,6 +343,35 @@ describeOn("postgres+minio")("faults on postgres+minio", () => {
     expect((await download(healer.id)).equals(data)).toBe(true);
   });
 
+  it("sends a client that verifies the content itself every byte unhashed, and marks nothing until a read it verifies finds the damage", async () => {
+    const data = randomBytes(3 * MiB);
+    const artifact = await save("corrupt-client-verifies", data);
+    const { rows } = await admin.query("select storage_key from blobs where digest = $1", [artifact.blake3]);
+    const damaged = Buffer.from(data);
+    damaged[damaged.length - 1]! ^= 0xff;
+    await minio.putObject(t.bucket!, rows[0].storage_key, damaged, damaged.length);
+
+    // client_verifies: the whole content as stored, the check left to the client.
+    const received: Uint8Array[] = [];
+    for await (const r of t.client().download({ id: artifact.id, clientVerifies: true })) if (r.message.case === "chunk") received.push(r.message.value);
+    expect(Buffer.concat(received).equals(damaged)).toBe(true);
+    const marked = await admin.query("select corrupt_at from blobs where digest = $1", [artifact.blake3]);
+    expect(marked.rows[0].corrupt_at, "the server did not hash it, so it cannot know").toBeNull();
+
+    // The read the client makes once it found the damage: the server checks, answers DATA_LOSS and marks the blob.
+    const reading = (async () => {
+      for await (const _ of t.client().download({ id: artifact.id })) void _;
+    })();
+    await expectCode(reading, Code.DataLoss, /no longer matches its BLAKE3/);
+    const after = await admin.query("select corrupt_at from blobs where digest = $1", [artifact.blake3]);
+    expect(after.rows[0].corrupt_at).not.toBeNull();
+    // Marked: a verifying client is refused at once too.
+    const verifying = (async () => {
+      for await (const _ of t.client().download({ id: artifact.id, clientVerifies: true })) void _;
+    })();
+    await expectCode(verifying, Code.DataLoss, /is corrupt/);
+  });
+
   it("answers DATA_LOSS naming the artifact when its stored object is gone", async () => {
     const artifact = await save("vanished", randomBytes(4000));
     const { rows } = await admin.query("select storage_key from blobs where digest = $1", [artifact.blake3]);

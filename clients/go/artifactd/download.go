@@ -79,6 +79,9 @@ type Reader struct {
 	direct  io.ReadCloser // the store's body, for a direct download
 	viaLink bool
 	pending []byte
+	// serverSkippedCheck: the content came through the service, told this reader verifies it
+	// (DownloadRequest.client_verifies), so the service did not hash it.
+	serverSkippedCheck bool
 
 	onProgress func(bytes, total int64)
 	err        error
@@ -181,6 +184,9 @@ func (r *Reader) verify() error {
 	}
 	if r.hasher != nil {
 		if got := hex.EncodeToString(r.hasher.Sum(nil)); got != r.artifact.GetBlake3() {
+			if r.serverSkippedCheck {
+				r.letTheServerFindIt()
+			}
 			return &IntegrityError{ArtifactID: r.artifact.GetId(), Reason: fmt.Sprintf("content BLAKE3 is %s, the artifact's is %s", got, r.artifact.GetBlake3())}
 		}
 	}
@@ -291,11 +297,29 @@ func sameContent(before, now *Artifact) error {
 	return nil
 }
 
-// openRelayed opens a Download call and reads its first message, the artifact.
+// letTheServerFindIt reads the content once more without client_verifies, discarding it, so the
+// service checks it too and marks the blob corrupt: later reads then fail at once, for every client.
+// Best effort, as the Node SDK does it: the caller gets its IntegrityError either way.
+func (r *Reader) letTheServerFindIt() {
+	stream, err := r.client.rpc.Download(r.ctx, connect.NewRequest(&artifactsv1.DownloadRequest{Id: r.artifact.GetId()}))
+	if err != nil {
+		return
+	}
+	for stream.Receive() {
+	}
+	_ = stream.Close()
+}
+
+// openRelayed opens a Download call and reads its first message, the artifact. A whole read is
+// verified by this reader, so the service is told it need not hash it (client_verifies).
 func (r *Reader) openRelayed(id string, offset int64, length *int64) error {
-	stream, err := r.client.rpc.Download(r.ctx, connect.NewRequest(&artifactsv1.DownloadRequest{Id: id, Offset: offset, Length: length}))
+	whole := offset == 0 && length == nil
+	stream, err := r.client.rpc.Download(r.ctx, connect.NewRequest(&artifactsv1.DownloadRequest{Id: id, Offset: offset, Length: length, ClientVerifies: whole}))
 	if err != nil {
 		return err
+	}
+	if whole {
+		r.serverSkippedCheck = true
 	}
 	if !stream.Receive() {
 		_ = stream.Close()

@@ -20,6 +20,7 @@ import (
 	"github.com/zeebo/blake3"
 
 	"github.com/artifactd/artifactd/clients/go/artifactd"
+	artifactsv1 "github.com/artifactd/artifactd/clients/go/gen/artifacts/v1"
 )
 
 const miB = 1024 * 1024
@@ -263,8 +264,30 @@ func TestCorruptContentIsAnErrorInsteadOfEOF(t *testing.T) {
 		}
 	})
 
-	t.Run("through the service, which checks too", func(t *testing.T) {
-		_, err := client.LoadBytes(ctx, id)
+	t.Run("through the service, told the client checks: found by the client, then marked by the service for everyone", func(t *testing.T) {
+		reader, err := client.Open(ctx, id, artifactd.Direct(artifactd.DirectNever))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer reader.Close()
+		read, err := io.Copy(io.Discard, reader)
+		if !errors.Is(err, artifactd.ErrIntegrity) || read != int64(len(data)) {
+			t.Fatalf("a relayed read the client verifies ended with %v after %d bytes; want the client's integrity error after all %d", err, read, len(data))
+		}
+		// The reader let the service check it once more: the blob is marked, so the next read fails at once.
+		stream, err := client.RPC().Download(ctx, connect.NewRequest(&artifactsv1.DownloadRequest{Id: id}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for stream.Receive() {
+			if stream.Msg().GetChunk() != nil {
+				t.Fatal("the service sent content of a blob it should have marked corrupt")
+			}
+		}
+		if connect.CodeOf(stream.Err()) != connect.CodeDataLoss || !strings.Contains(stream.Err().Error(), "is corrupt") {
+			t.Fatalf("reading a marked blob answered %v; want DATA_LOSS saying it is corrupt", stream.Err())
+		}
+		_, err = client.LoadBytes(ctx, id)
 		if connect.CodeOf(err) != connect.CodeDataLoss || !errors.Is(err, artifactd.ErrDataLoss) {
 			t.Fatalf("loading corrupt content answered %v; want DATA_LOSS", err)
 		}

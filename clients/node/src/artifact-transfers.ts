@@ -235,9 +235,19 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
       writerOptions,
     );
 
-  /** Opens a Download call from `offset` and reads its first message, the artifact. */
-  const openDownload = async (id: string, offset: number, length: number | undefined, signal: AbortSignal | undefined, deadline: Deadline) => {
-    const request = { id, offset: BigInt(offset), ...(length !== undefined ? { length: BigInt(length) } : {}) };
+  /**
+   * Opens a Download call from `offset` and reads its first message, the artifact. `clientVerifies`: this client
+   * checks the whole content's digest itself, so the server need not (DownloadRequest.client_verifies).
+   */
+  const openDownload = async (
+    id: string,
+    offset: number,
+    length: number | undefined,
+    signal: AbortSignal | undefined,
+    deadline: Deadline,
+    clientVerifies = false,
+  ) => {
+    const request = { id, offset: BigInt(offset), clientVerifies, ...(length !== undefined ? { length: BigInt(length) } : {}) };
     const callOptions = { ...(signal ? { signal } : {}), ...deadline.callOptions() };
     const stream = readDownload ? readDownload(create(DownloadRequestSchema, request), callOptions) : rpc.download(request, callOptions);
     const iterator = stream[Symbol.asyncIterator]();
@@ -261,9 +271,10 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
       onProgress: downloadOptions.onProgress,
     });
     if (directly) return directly;
-    const opened = await retry.run(() => openDownload(id, offset, downloadOptions.length, signal, deadline), signal);
-    const artifact = opened.artifact;
     const whole = offset === 0 && downloadOptions.length === undefined;
+    // A whole download is verified here as it passes, so the server sends it without hashing it too.
+    const opened = await retry.run(() => openDownload(id, offset, downloadOptions.length, signal, deadline, whole), signal);
+    const artifact = opened.artifact;
     const remaining = Math.max(0, Number(artifact.sizeBytes) - offset);
     const totalBytes = downloadOptions.length === undefined ? remaining : Math.min(remaining, downloadOptions.length);
     async function* content(): AsyncIterable<Uint8Array> {
@@ -298,9 +309,32 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
       } finally {
         await iterator.return?.();
       }
-      verifier?.verify({ size: Number(artifact.sizeBytes), blake3: artifact.blake3, id });
+      try {
+        verifier?.verify({ size: Number(artifact.sizeBytes), blake3: artifact.blake3, id });
+      } catch (error) {
+        await letTheServerFindIt(artifact.id, signal, deadline);
+        throw error;
+      }
     }
     return { artifact, content: content() };
+  };
+
+  /**
+   * The content did not match its digest, and the server, told this client verifies, sent it unhashed: read it
+   * once more without that, bytes discarded, so the server checks it too and marks the blob corrupt (later reads
+   * then fail at once, for every client). Best effort: the caller gets its integrity error either way.
+   */
+  const letTheServerFindIt = async (id: string, signal: AbortSignal | undefined, deadline: Deadline) => {
+    try {
+      const { iterator } = await openDownload(id, 0, undefined, signal, deadline, false);
+      try {
+        for (let next = await iterator.next(); !next.done; next = await iterator.next()) {}
+      } finally {
+        await iterator.return?.();
+      }
+    } catch {
+      // DATA_LOSS is the expected end; any other failure leaves the blob for the next unverified read to find.
+    }
   };
 
   /**
