@@ -27,6 +27,8 @@ export interface ArtifactEvents {
    * just before it may (a watcher that needs an exact start dedupes by seq).
    */
   subscribe(tenantId: string, listener: (event: LoggedEvent) => void): () => void;
+  /** The seq through which events have been handed to subscribers: one subscribed now gets every event after it. */
+  position(): number;
 }
 
 export interface ArtifactEventFeed extends ArtifactEvents {
@@ -161,6 +163,7 @@ export async function startArtifactEventFeed(options: ArtifactEventFeedOptions):
         if (set.size === 0 && listeners.get(tenantId) === set) listeners.delete(tenantId);
       };
     },
+    position: () => position,
     wake,
     async close() {
       closed = true;

@@ -1,4 +1,4 @@
-import type { Artifact, ArtifactEvent, ArtifactFilter, ArtifactOrder, ArtifactStatus, Caller, Lineage, SavedInlineContent } from "../artifact.ts";
+import type { Artifact, ArtifactFilter, ArtifactOrder, ArtifactStatus, Caller, Lineage, SavedInlineContent } from "../artifact.ts";
 import { ArtifactError, invalidArgument, notFound } from "../artifact-error.ts";
 import { blake3Hex } from "../blake3.ts";
 import type { BlobStore } from "../ports/blob-store.ts";
@@ -16,7 +16,7 @@ import type { ArtifactEvents } from "./artifact-events.ts";
 import { createEventArtifactLoader } from "./event-artifact-loader.ts";
 import { withIdleTimeout } from "./idle-timeout.ts";
 import { createWatcherSlots } from "./watcher-slots.ts";
-import { decodeEventCursor, watchArtifacts } from "./watch-artifacts.ts";
+import { decodeEventCursor, type WatchItem, watchArtifacts } from "./watch-artifacts.ts";
 import { requireScope } from "./api-tokens.ts";
 import { createDownloadUrl, downloadUrlOf, type UrlSigner } from "./download-urls.ts";
 import { createDirectDownloadUrl, type DirectDownloadLink, type DirectDownloadRequest } from "./direct-downloads.ts";
@@ -125,7 +125,8 @@ export interface ArtifactService extends ArtifactVersionUseCases {
    * Events matching the filter until the signal aborts: from now, or every
    * event after the cursor `resumeAfter` (empty: from now).
    */
-  watch(caller: Caller, filter: ArtifactFilter, resumeAfter: string, signal: AbortSignal): AsyncIterable<ArtifactEvent>;
+  /** With `announceLive`, one `live` marker once the watch is live (./watch-artifacts.ts). */
+  watch(caller: Caller, filter: ArtifactFilter, resumeAfter: string, signal: AbortSignal, announceLive?: boolean): AsyncIterable<WatchItem>;
 
   createUploadSession(caller: Caller, request: CreateSessionRequest): Promise<SessionView>;
   uploadPart(caller: Caller, request: { sessionId: string; partNumber: number; data: Uint8Array; partBlake3: string }): Promise<SessionView>;
@@ -327,10 +328,10 @@ export function createArtifactService(options: ArtifactServiceOptions): Artifact
 
     findMissingContent: (caller, contents) => findMissingContent({ metadata, maxBatchItems: limits.maxBatchItems }, caller, contents),
 
-    watch(caller, filter, resumeAfter, signal) {
+    watch(caller, filter, resumeAfter, signal, announceLive = false) {
       checkFilter(filter);
       const deps = { events, metadata, loadArtifact: loadEventArtifact, slots: watcherSlots, backlogLimit: limits.maxWatchBacklog };
-      return watchArtifacts(deps, caller.tenantId, filter, decodeEventCursor("resume_after", resumeAfter), signal);
+      return watchArtifacts(deps, caller.tenantId, filter, decodeEventCursor("resume_after", resumeAfter), signal, announceLive);
     },
 
     async createUploadSession(caller, request) {

@@ -1,4 +1,7 @@
 import type { ArtifactEvent, ArtifactFilter } from "../artifact.ts";
+
+/** What a watch delivers: artifact events, and with `announceLive` one marker once it is live (WatchArtifactsRequest.announce_live). */
+export type WatchItem = ArtifactEvent | { readonly type: "live"; readonly cursor: string };
 import { ArtifactError, invalidArgument } from "../artifact-error.ts";
 import type { ArtifactEventLog, LoggedEvent } from "../ports/artifact-event-log.ts";
 import type { ArtifactQueries } from "../ports/artifact-queries.ts";
@@ -51,6 +54,12 @@ export function decodeEventCursor(field: string, cursor: string): number | undef
  * (`loadArtifact`). A deleted event is delivered without include_deleted: it
  * is news of the deletion itself.
  *
+ * With `announceLive`, a `live` marker comes once the watch is live: first
+ * when watching from now, after the backlog when resuming. Its cursor is the
+ * position it is live from: the feed's when it subscribed (every event after
+ * it comes to the subscription), or the last one read while catching up
+ * (everything up to it was read). Resuming after it misses nothing.
+ *
  * The stream holds one of `slots` (per tenant and per server) from its first
  * read until it ends, however it ends, or until it falls more than
  * `backlogLimit` events behind; none free: resource_exhausted.
@@ -68,7 +77,8 @@ export function watchArtifacts(
   filter: ArtifactFilter,
   resumeAfter: number | undefined,
   signal: AbortSignal,
-): AsyncIterable<ArtifactEvent> {
+  announceLive = false,
+): AsyncIterable<WatchItem> {
   const { events, metadata } = deps;
   const { status: _status, pinned: _pinned, ...rest } = filter;
   const lifelong: ArtifactFilter = { ...rest, includeDeleted: true };
@@ -78,7 +88,10 @@ export function watchArtifacts(
   let fellBehind = false;
   let unsubscribe: (() => void) | undefined;
   let releaseSlot: (() => void) | undefined;
+  /** The feed's position when the watch subscribed (the live marker's cursor when watching from now). */
+  let subscribedAt = 0;
   const goLive = () => {
+    subscribedAt = events.position();
     unsubscribe = events.subscribe(tenantId, (event) => {
       if (queue.length < deps.backlogLimit) queue.push(event);
       else if (!fellBehind) {
@@ -140,7 +153,8 @@ export function watchArtifacts(
           if (unsubscribe) break;
           goLive();
         }
-      }
+      } else cursor = subscribedAt;
+      if (announceLive && !signal.aborted) yield { type: "live", cursor: encodeEventCursor(cursor) };
       while (!signal.aborted) {
         if (fellBehind) {
           throw new ArtifactError(

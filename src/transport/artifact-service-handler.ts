@@ -259,7 +259,11 @@ export function createArtifactServiceHandler(
     async *watchArtifacts(request, ctx) {
       const call = openCall(ctx);
       try {
-        for await (const event of service.watch(call.who, filterFromProto(request.filter), request.resumeAfter, call.signal)) {
+        for await (const event of service.watch(call.who, filterFromProto(request.filter), request.resumeAfter, call.signal, request.announceLive)) {
+          if (event.type === "live") {
+            yield { type: EventType.LIVE, cursor: event.cursor };
+            continue;
+          }
           yield {
             type: EVENT_TYPES[event.type],
             artifact: artifactToProto(event.artifact),

@@ -40,7 +40,6 @@ describeEachAdapter("BlobStore contract: %s", BLOB_STORE_ADAPTERS, (name, open) 
     expect(await subject.leftovers()).toEqual([]);
   });
 
-
   it("takes a write as pieces, stored as if joined, parts filling across them", async () => {
     const data = randomBytes(12 * MiB + 7);
     // Messages of uneven pieces (as HTTP/2 delivers them), some empty, whose bounds never line up with a part's.

@@ -144,6 +144,51 @@ describe.each(BACKENDS)("WatchArtifacts resume_after on %s", (backend: Backend) 
     expectIncreasing(all);
   });
 
+  it("announces when a watch is live, with a cursor that misses nothing: at once from now, after the backlog when resuming", async () => {
+    const run = newRun();
+    const filter = { provenance: { runId: run } };
+    /** Messages of a watch with announce_live, LIVE among them, collected until `count` have come. */
+    const watchAnnounced = async (resumeAfter: string, count: number, meanwhile?: () => Promise<unknown>) => {
+      const controller = new AbortController();
+      const messages: { type: string; id: string | undefined; cursor: string }[] = [];
+      try {
+        for await (const m of t.client().watchArtifacts({ filter, resumeAfter, announceLive: true }, { signal: controller.signal })) {
+          messages.push({ type: EventType[m.type], id: m.artifact?.id, cursor: m.cursor });
+          if (m.type === EventType.LIVE) await meanwhile?.();
+          if (messages.length === count) controller.abort();
+        }
+      } catch (error) {
+        if (!controller.signal.aborted) throw error;
+      }
+      return messages;
+    };
+
+    // From now: LIVE first, no artifact; a save made once it is live comes next.
+    let saved = "";
+    const fromNow = await watchAnnounced("", 2, async () => {
+      saved = (await t.client().saveInline({ spec: { kind: "live", name: "x", provenance: { runId: run } }, content: { case: "text", value: "x" } })).artifact!
+        .id;
+    });
+    expect(fromNow.map(({ type, id }) => ({ type, id }))).toEqual([
+      { type: "LIVE", id: undefined },
+      { type: "CREATED", id: saved },
+    ]);
+    // Its cursor is a place to resume from: a watcher whose stream dropped before any event misses nothing.
+    const afterLive = await watchAnnounced(fromNow[0]!.cursor, 2);
+    expect(afterLive.map(({ type, id }) => ({ type, id }))).toEqual([
+      { type: "CREATED", id: saved },
+      { type: "LIVE", id: undefined },
+    ]);
+    // Resuming: LIVE after the backlog, with the backlog's last cursor (or later).
+    expect(BigInt(afterLive[1]!.cursor) >= BigInt(afterLive[0]!.cursor)).toBe(true);
+
+    // Without announce_live, nothing but artifact events (clients that know no LIVE see none).
+    const plain = startWatch(t.client(), run, fromNow[0]!.cursor);
+    expect(withoutCursor(await plain.until(1))).toEqual([{ type: "CREATED", id: saved }]);
+    await sleep(200);
+    expect(withoutCursor(await plain.stop())).toEqual([{ type: "CREATED", id: saved }]);
+  });
+
   it("gives a resumed watcher the same events in the same order as a live one, under concurrent writes", async () => {
     const run = newRun();
     const live = startWatch(t.client(), run);

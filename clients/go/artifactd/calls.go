@@ -206,25 +206,50 @@ func (c *Client) Delete(ctx context.Context, idOrRef string) (*Artifact, error) 
 	return response.Msg.GetArtifact(), nil
 }
 
+// WatchOption is an option of Watch.
+type WatchOption func(*watchOptions)
+
+type watchOptions struct{ onLive func(cursor string) }
+
+// OnLive has Watch call f when the watch is live (at once from now; after
+// the backlog when resuming), and again after each reconnection: every event
+// committed from then on will come. f gets the cursor it is live from, and
+// runs on the watch's goroutine. Servers older than the live announcement
+// never call it.
+func OnLive(f func(cursor string)) WatchOption { return func(o *watchOptions) { o.onLive = f } }
+
 // Watch yields the events (created, status changed, pinned, unpinned,
 // deleted, alias moved) of the artifacts matching filter, from after
 // resumeAfter (an event's Cursor kept from before; "": from now). A stream
 // that drops is opened again after the last event yielded, so nothing is
-// missed or repeated; retries follow the client's policy. It ends when ctx
-// ends, when the loop breaks, or with an error (yielded last): a cursor
-// older than the server keeps is OUT_OF_RANGE.
-func (c *Client) Watch(ctx context.Context, filter *Filter, resumeAfter string) iter.Seq2[*WatchEvent, error] {
+// missed or repeated, even when it drops before its first event (it resumes
+// from where the server said it went live); retries follow the client's
+// policy. It ends when ctx ends, when the loop breaks, or with an error
+// (yielded last): a cursor older than the server keeps is OUT_OF_RANGE.
+func (c *Client) Watch(ctx context.Context, filter *Filter, resumeAfter string, options ...WatchOption) iter.Seq2[*WatchEvent, error] {
 	filter = c.scopedFilter(filter)
+	var o watchOptions
+	for _, option := range options {
+		option(&o)
+	}
 	return func(yield func(*WatchEvent, error) bool) {
 		cursor := resumeAfter
 		failures := 0
 		for {
-			stream, err := c.rpc.WatchArtifacts(ctx, connect.NewRequest(&artifactsv1.WatchArtifactsRequest{Filter: filter, ResumeAfter: cursor}))
+			request := &artifactsv1.WatchArtifactsRequest{Filter: filter, ResumeAfter: cursor, AnnounceLive: true}
+			stream, err := c.rpc.WatchArtifacts(ctx, connect.NewRequest(request))
 			if err == nil {
 				for stream.Receive() {
 					failures = 0
 					event := stream.Msg()
 					cursor = event.GetCursor()
+					if event.GetType() == artifactsv1.EventType_EVENT_TYPE_LIVE {
+						// Not an artifact event: where the watch is live from, kept to resume from.
+						if o.onLive != nil {
+							o.onLive(cursor)
+						}
+						continue
+					}
 					if !yield(event, nil) {
 						_ = stream.Close()
 						return

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -359,5 +360,74 @@ func TestWatchResumesFromItsCursorAfterADroppedStream(t *testing.T) {
 	}
 	if fourthID == thirdID {
 		t.Fatal("two saves answered one id")
+	}
+}
+
+func TestWatchSaysWhenLiveAndMissesNothingWhenCutBeforeItsFirstEvent(t *testing.T) {
+	proxy := startCuttingProxy(t, server.URL)
+	saved := make(chan struct{}) // closed once the save made during the cut is stored
+	retrying := make(chan struct{}, 1)
+	client := newClientAt(t, proxy.URL, server.Tokens["alpha"], artifactd.WithRetry(artifactd.RetryPolicy{
+		MaxAttempts: 10, InitialDelay: 50 * time.Millisecond,
+		// The watch's reconnection is held until the save is made: a watch that resumed "from now" would miss it.
+		OnRetry: func(int, time.Duration, error) {
+			select {
+			case retrying <- struct{}{}:
+			default:
+			}
+			<-saved
+		},
+	}))
+	saver := newClient(t)
+	ctx := testContext(t)
+	run := uniqueRun(t)
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	events := make(chan *artifactd.WatchEvent, 4)
+	live := make(chan string, 4)
+	go func() {
+		onLive := artifactd.OnLive(func(cursor string) { live <- cursor })
+		for event, err := range client.Watch(watchCtx, &artifactd.Filter{Provenance: &artifactd.Provenance{RunId: run}}, "", onLive) {
+			if err != nil {
+				return
+			}
+			events <- event
+		}
+	}()
+	within := func() <-chan time.Time { return time.After(20 * time.Second) }
+	var firstLive string
+	select {
+	case firstLive = <-live:
+	case <-within():
+		t.Fatal("the watch never said it was live")
+	}
+	proxy.CutNow()
+	select {
+	case <-retrying:
+	case <-within():
+		t.Fatal("the watch did not notice the cut")
+	}
+	during, err := saver.SaveText(ctx, "during", &artifactd.Spec{Kind: "event", Provenance: &artifactd.Provenance{RunId: run}})
+	close(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case event := <-events:
+		if event.GetType() != artifactd.EventCreated || event.GetArtifact().GetId() != during.GetId() {
+			t.Fatalf("after the cut the watch delivered %v of %s; want the creation of %s", event.GetType(), event.GetArtifact().GetId(), during.GetId())
+		}
+	case <-within():
+		t.Fatal("the save made during the cut never came: the watch resumed from now, not from where it went live")
+	}
+	select {
+	case again := <-live:
+		a, _ := strconv.ParseInt(again, 10, 64)
+		f, _ := strconv.ParseInt(firstLive, 10, 64)
+		if a < f {
+			t.Fatalf("live again from %s, before where it first went live (%s)", again, firstLive)
+		}
+	case <-within():
+		t.Fatal("the watch did not say it was live again after reconnecting")
 	}
 }

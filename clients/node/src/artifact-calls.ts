@@ -1,7 +1,13 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { ArtifactFilterInit } from "@artifactd/api";
 import type { Artifact, Status } from "@artifactd/api/artifacts/v1/artifact_pb.js";
-import type { ArtifactService, ArtifactUsage, GetLineageResponse, WatchArtifactsResponse } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
+import {
+  type ArtifactService,
+  type ArtifactUsage,
+  EventType,
+  type GetLineageResponse,
+  type WatchArtifactsResponse,
+} from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import type { RetryPolicy } from "./retry-policy.ts";
 
 /** Options every call takes. */
@@ -22,6 +28,13 @@ export interface WatchOptions extends CallOptions {
    * Unset: from now.
    */
   readonly resumeAfter?: string;
+  /**
+   * Called when the watch is live (at once from now; after the backlog when
+   * resuming), and again after each reconnection: every event committed from
+   * then on will come. With the cursor it is live from. Servers older than
+   * the live announcement never call it.
+   */
+  readonly onLive?: (cursor: string) => void;
 }
 
 /**
@@ -74,9 +87,10 @@ export interface ArtifactCalls {
    * server, a lost connection) is opened again after the last event
    * delivered, so no event is missed or repeated; the waits and how many
    * tries in a row follow the client's retry policy. A watch from now that
-   * drops before its first event resumes from the moment it reconnects: to
-   * miss nothing there either, pass `resumeAfter`. A cursor older than the
-   * server keeps fails with OUT_OF_RANGE.
+   * drops before its first event resumes from where it went live (the
+   * server's announce_live), so it misses nothing either (a server older
+   * than that announcement: from the moment it reconnects). A cursor older
+   * than the server keeps fails with OUT_OF_RANGE.
    */
   watch(filter?: ArtifactFilterInit, options?: WatchOptions): AsyncIterable<WatchArtifactsResponse>;
 }
@@ -143,10 +157,12 @@ export function createArtifactCalls(rpc: Client<typeof ArtifactService>, retry: 
       let failures = 0;
       for (;;) {
         try {
-          for await (const event of rpc.watchArtifacts({ filter, resumeAfter: cursor }, signal ? { signal } : {})) {
+          for await (const event of rpc.watchArtifacts({ filter, resumeAfter: cursor, announceLive: true }, signal ? { signal } : {})) {
             failures = 0;
             cursor = event.cursor;
-            yield event;
+            // Not an artifact event: where the watch is live from, kept to resume from.
+            if (event.type === EventType.LIVE) options.onLive?.(event.cursor);
+            else yield event;
           }
           if (signal?.aborted) return;
           // The server ends a watch only by failing it; a clean end is a connection cut short, and resumes like one.

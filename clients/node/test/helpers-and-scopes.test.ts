@@ -264,6 +264,47 @@ describe.each(BACKENDS)("Node client helpers and scoped clients on %s", (backend
       }
     });
 
+    it("tells when it is live, and misses nothing when cut before its first event, resuming from where it went live", async () => {
+      const job = `watch-${unique()}`;
+      const watcher = createArtifactClient({ baseUrl: proxy.url, token: t.tokens.alpha, retry: { maxAttempts: 20 } });
+      const controller = new AbortController();
+      const seen: WatchArtifactsResponse[] = [];
+      const liveAt: string[] = [];
+      const watching = (async () => {
+        for await (const event of watcher.withScope({ parentRunId: job }).watch({}, { signal: controller.signal, onLive: (cursor) => liveAt.push(cursor) })) {
+          seen.push(event);
+        }
+      })();
+      const waitFor = async (what: string, done: () => boolean) => {
+        for (const deadline = Date.now() + 15_000; !done(); await sleep(20)) if (Date.now() > deadline) throw new Error(`waited for ${what}`);
+      };
+      try {
+        await waitFor("the watch to be live", () => liveAt.length === 1);
+        // Cut before any event, and saved while the watcher cannot reconnect: a watch that resumed "from now"
+        // would miss this save.
+        proxy.pauseUp();
+        proxy.cutNow();
+        const scoped = client.withScope({ parentRunId: job });
+        const during = await scoped.saveText("during the cut", { kind: "log" });
+        proxy.resumeUp();
+        await waitFor("the save made during the cut", () => seen.length === 1);
+        await waitFor("the watch to be live again", () => liveAt.length === 2);
+        const after = await scoped.saveText("after", { kind: "log" });
+        await waitFor("the save made after", () => seen.length === 2);
+        expect(seen.map((e) => [EventType[e.type], e.artifact!.id])).toEqual([
+          ["CREATED", during.id],
+          ["CREATED", after.id],
+        ]);
+        // Live again after the reconnection, from no earlier than where it first went live.
+        expect(BigInt(liveAt[1]!) >= BigInt(liveAt[0]!)).toBe(true);
+      } finally {
+        proxy.resumeUp();
+        controller.abort();
+        await watching;
+        await watcher.close();
+      }
+    });
+
     it("resumes after a cursor given by the caller, and ends quietly when its signal aborts", async () => {
       const job = `watch-${unique()}`;
       const scoped = client.withScope({ parentRunId: job });

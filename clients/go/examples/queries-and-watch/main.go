@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/artifactd/artifactd/clients/go/artifactd"
@@ -24,8 +25,11 @@ func main() {
 
 	// Events of the sweep's artifacts, as they happen; a dropped stream resumes after the last event seen.
 	events := make(chan *artifactd.WatchEvent, 16)
+	live := make(chan struct{})
+	var once sync.Once
+	whenLive := artifactd.OnLive(func(string) { once.Do(func() { close(live) }) })
 	go func() {
-		for event, err := range client.Watch(ctx, inSweep, "") { // pass a kept event.GetCursor() to resume later
+		for event, err := range client.Watch(ctx, inSweep, "", whenLive) { // pass a kept event.GetCursor() to resume later
 			if err != nil {
 				log.Print(err)
 				return
@@ -33,7 +37,7 @@ func main() {
 			events <- event
 		}
 	}()
-	time.Sleep(time.Second) // a watch from now sees what is saved once it is open
+	<-live // a watch from now sees everything saved once it is live
 
 	for i, accuracy := range []float64{0.88, 0.93, 0.91} {
 		_, err := client.SaveText(ctx, "weights", &artifactd.Spec{

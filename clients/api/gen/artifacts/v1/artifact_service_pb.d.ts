@@ -1671,6 +1671,18 @@ export declare type WatchArtifactsRequest = Message<"artifacts.v1.WatchArtifacts
    * @generated from field: string resume_after = 2;
    */
   resumeAfter: string;
+
+  /**
+   * Send one EVENT_TYPE_LIVE message once the watch is live: at once when
+   * watching from now, after the backlog when resuming. Its cursor is where
+   * the watch is live from, so a watcher that loses the stream before any
+   * event comes can resume_after it and miss nothing; and its arrival says
+   * that events committed from then on will come. Off by default, for
+   * clients that expect only artifact events.
+   *
+   * @generated from field: bool announce_live = 3;
+   */
+  announceLive: boolean;
 };
 
 /**
@@ -2287,6 +2299,14 @@ export enum EventType {
    * @generated from enum value: EVENT_TYPE_ALIAS_MOVED = 6;
    */
   ALIAS_MOVED = 6,
+
+  /**
+   * Not an artifact event: the watch is live (only with announce_live). No
+   * artifact; cursor: where it is live from (see announce_live).
+   *
+   * @generated from enum value: EVENT_TYPE_LIVE = 7;
+   */
+  LIVE = 7,
 }
 
 /**

@@ -155,6 +155,9 @@ const (
 	// artifact is the one the alias now points at, or, for a removal, the one
 	// it pointed at.
 	EventType_EVENT_TYPE_ALIAS_MOVED EventType = 6
+	// Not an artifact event: the watch is live (only with announce_live). No
+	// artifact; cursor: where it is live from (see announce_live).
+	EventType_EVENT_TYPE_LIVE EventType = 7
 )
 
 // Enum value maps for EventType.
@@ -167,6 +170,7 @@ var (
 		4: "EVENT_TYPE_UNPINNED",
 		5: "EVENT_TYPE_DELETED",
 		6: "EVENT_TYPE_ALIAS_MOVED",
+		7: "EVENT_TYPE_LIVE",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":    0,
@@ -176,6 +180,7 @@ var (
 		"EVENT_TYPE_UNPINNED":       4,
 		"EVENT_TYPE_DELETED":        5,
 		"EVENT_TYPE_ALIAS_MOVED":    6,
+		"EVENT_TYPE_LIVE":           7,
 	}
 )
 
@@ -3461,7 +3466,14 @@ type WatchArtifactsRequest struct {
 	// keeps (ARTIFACTD_EVENT_RETENTION_MS) answers OUT_OF_RANGE: list what
 	// changed, then watch again from now. A malformed cursor is
 	// INVALID_ARGUMENT.
-	ResumeAfter   string `protobuf:"bytes,2,opt,name=resume_after,json=resumeAfter,proto3" json:"resume_after,omitempty"`
+	ResumeAfter string `protobuf:"bytes,2,opt,name=resume_after,json=resumeAfter,proto3" json:"resume_after,omitempty"`
+	// Send one EVENT_TYPE_LIVE message once the watch is live: at once when
+	// watching from now, after the backlog when resuming. Its cursor is where
+	// the watch is live from, so a watcher that loses the stream before any
+	// event comes can resume_after it and miss nothing; and its arrival says
+	// that events committed from then on will come. Off by default, for
+	// clients that expect only artifact events.
+	AnnounceLive  bool `protobuf:"varint,3,opt,name=announce_live,json=announceLive,proto3" json:"announce_live,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3508,6 +3520,13 @@ func (x *WatchArtifactsRequest) GetResumeAfter() string {
 		return x.ResumeAfter
 	}
 	return ""
+}
+
+func (x *WatchArtifactsRequest) GetAnnounceLive() bool {
+	if x != nil {
+		return x.AnnounceLive
+	}
+	return false
 }
 
 type WatchArtifactsResponse struct {
@@ -4768,10 +4787,11 @@ const file_artifacts_v1_artifact_service_proto_rawDesc = "" +
 	"\x11ArchiveRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"9\n" +
 	"\x12ArchiveRunResponse\x12#\n" +
-	"\rdeleted_count\x18\x01 \x01(\x03R\fdeletedCount\"p\n" +
+	"\rdeleted_count\x18\x01 \x01(\x03R\fdeletedCount\"\x95\x01\n" +
 	"\x15WatchArtifactsRequest\x124\n" +
 	"\x06filter\x18\x01 \x01(\v2\x1c.artifacts.v1.ArtifactFilterR\x06filter\x12!\n" +
-	"\fresume_after\x18\x02 \x01(\tR\vresumeAfter\"\xc9\x01\n" +
+	"\fresume_after\x18\x02 \x01(\tR\vresumeAfter\x12#\n" +
+	"\rannounce_live\x18\x03 \x01(\bR\fannounceLive\"\xc9\x01\n" +
 	"\x16WatchArtifactsResponse\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.artifacts.v1.EventTypeR\x04type\x122\n" +
 	"\bartifact\x18\x02 \x01(\v2\x16.artifacts.v1.ArtifactR\bartifact\x12\x16\n" +
@@ -4858,7 +4878,7 @@ const file_artifacts_v1_artifact_service_proto_rawDesc = "" +
 	" UPLOAD_SESSION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19UPLOAD_SESSION_STATE_OPEN\x10\x01\x12#\n" +
 	"\x1fUPLOAD_SESSION_STATE_COMPLETING\x10\x02\x12\"\n" +
-	"\x1eUPLOAD_SESSION_STATE_COMPLETED\x10\x03*\xc2\x01\n" +
+	"\x1eUPLOAD_SESSION_STATE_COMPLETED\x10\x03*\xd7\x01\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12EVENT_TYPE_CREATED\x10\x01\x12\x1d\n" +
@@ -4866,7 +4886,8 @@ const file_artifacts_v1_artifact_service_proto_rawDesc = "" +
 	"\x11EVENT_TYPE_PINNED\x10\x03\x12\x17\n" +
 	"\x13EVENT_TYPE_UNPINNED\x10\x04\x12\x16\n" +
 	"\x12EVENT_TYPE_DELETED\x10\x05\x12\x1a\n" +
-	"\x16EVENT_TYPE_ALIAS_MOVED\x10\x062\xbb\x12\n" +
+	"\x16EVENT_TYPE_ALIAS_MOVED\x10\x06\x12\x13\n" +
+	"\x0fEVENT_TYPE_LIVE\x10\a2\xbb\x12\n" +
 	"\x0fArtifactService\x12E\n" +
 	"\x06Upload\x12\x1b.artifacts.v1.UploadRequest\x1a\x1c.artifacts.v1.UploadResponse(\x01\x12K\n" +
 	"\bDownload\x12\x1d.artifacts.v1.DownloadRequest\x1a\x1e.artifacts.v1.DownloadResponse0\x01\x12R\n" +
