@@ -1,11 +1,14 @@
 import { describe, expect, it } from "vitest";
 import {
+  decodeBelowToken,
   decodeKeysetToken,
   decodeMetricToken,
   decodeRankToken,
   encodeKeysetToken,
   encodeMetricToken,
+  encodeBelowToken,
   encodeRankToken,
+  pageOf,
 } from "../../src/adapters/metadata/page-token.ts";
 import { expectArtifactError } from "../support/expect-artifact-error.ts";
 
@@ -14,6 +17,20 @@ const refused = (decode: () => unknown) =>
   expectArtifactError(decode, "invalid_argument", /^page_token is not a token this server issued: pass next_page_token from the previous response unchanged$/);
 
 describe("page tokens", () => {
+  it("carry the version (or move seq) a page of versions ended at, and refuse what is not one", () => {
+    expect(decodeBelowToken(encodeBelowToken(42))).toBe(42);
+    expect(decodeBelowToken("")).toBeUndefined();
+    for (const forged of [tokenOf({ below: 0 }), tokenOf({ below: 1.5 }), tokenOf({ below: "7" }), tokenOf([7]), "%%%"])
+      refused(() => decodeBelowToken(forged));
+  });
+
+  it("cut a page read with one row extra, with a token only when that row came", () => {
+    const tokenAfter = (last: number) => `after ${last}`;
+    expect(pageOf([1, 2, 3], 3, tokenAfter)).toEqual({ rows: [1, 2, 3], nextPageToken: "" });
+    expect(pageOf([1, 2, 3, 4], 3, tokenAfter)).toEqual({ rows: [1, 2, 3], nextPageToken: "after 3" });
+    expect(pageOf([], 3, tokenAfter)).toEqual({ rows: [], nextPageToken: "" });
+  });
+
   it("carry a keyset cursor as base64url JSON of its time and id, and back", () => {
     const cursor = { createdAt: new Date("2026-03-04T05:06:07.089Z"), id: "art_01jf3k8z9q4v6w2x7y5t0r1s3m" };
     const token = encodeKeysetToken(cursor);

@@ -4,7 +4,7 @@ import type { ArtifactQueries, LineageTooLarge, Page, PageRequest } from "../../
 import { applyFilter } from "./artifact-filter.ts";
 import { bestQuery, listQuery, metricOrderQuery, missingMetricQuery, searchQuery, searchTerms, selectArtifacts } from "./artifact-query-builders.ts";
 import { type ArtifactRow, toArtifacts } from "./artifact-rows.ts";
-import { decodeKeysetToken, decodeMetricToken, decodeRankToken, encodeKeysetToken, encodeMetricToken, encodeRankToken } from "./page-token.ts";
+import { decodeKeysetToken, decodeMetricToken, decodeRankToken, encodeKeysetToken, encodeMetricToken, encodeRankToken, pageOf } from "./page-token.ts";
 import type { Database } from "./schema.ts";
 
 /**
@@ -30,13 +30,8 @@ export function createKyselyArtifactQueries(db: Kysely<Database>): ArtifactQueri
       if (order) return metricOrderPage(db, tenantId, filter, order, page);
       const cursor = page.pageToken === "" ? undefined : decodeKeysetToken(page.pageToken);
       const rows = await listQuery(db, tenantId, filter, cursor, page.pageSize + 1).execute();
-      const more = rows.length > page.pageSize;
-      const pageRows = more ? rows.slice(0, page.pageSize) : rows;
-      const last = pageRows.at(-1);
-      return {
-        items: await toArtifacts(db, pageRows),
-        nextPageToken: more && last ? encodeKeysetToken({ createdAt: new Date(last.created_at), id: last.id }) : "",
-      };
+      const { rows: pageRows, nextPageToken } = pageOf(rows, page.pageSize, (last) => encodeKeysetToken({ createdAt: new Date(last.created_at), id: last.id }));
+      return { items: await toArtifacts(db, pageRows), nextPageToken };
     },
 
     async countArtifacts(tenantId, filter) {
@@ -56,13 +51,10 @@ export function createKyselyArtifactQueries(db: Kysely<Database>): ArtifactQueri
       if (order) return metricOrderPage(db, tenantId, filter, order, page, searchTerms(text).matches);
       const cursor = page.pageToken === "" ? undefined : decodeRankToken(page.pageToken);
       const rows = await searchQuery(db, tenantId, text, filter, cursor, page.pageSize + 1).execute();
-      const more = rows.length > page.pageSize;
-      const pageRows = more ? rows.slice(0, page.pageSize) : rows;
-      const last = pageRows.at(-1);
-      return {
-        items: await toArtifacts(db, pageRows),
-        nextPageToken: more && last ? encodeRankToken({ rank: Number(last.search_rank), createdAt: new Date(last.created_at), id: last.id }) : "",
-      };
+      const { rows: pageRows, nextPageToken } = pageOf(rows, page.pageSize, (last) =>
+        encodeRankToken({ rank: Number(last.search_rank), createdAt: new Date(last.created_at), id: last.id }),
+      );
+      return { items: await toArtifacts(db, pageRows), nextPageToken };
     },
 
     async bestArtifacts(tenantId, kind, metric, minimize, filter, limit) {
@@ -142,12 +134,9 @@ async function metricOrderPage(
   const without =
     withMetric.length < wanted ? await missingMetricQuery(db, tenantId, filter, order.metric, tailCursor, wanted - withMetric.length, also).execute() : [];
   const rows: (ArtifactRow & { order_value?: number })[] = [...withMetric, ...without];
-  const more = rows.length > page.pageSize;
-  const pageRows = more ? rows.slice(0, page.pageSize) : rows;
-  const last = pageRows.at(-1);
-  const lastValue = last && withMetric.includes(last as (typeof withMetric)[number]) ? Number(last.order_value) : undefined;
-  return {
-    items: await toArtifacts(db, pageRows),
-    nextPageToken: more && last ? encodeMetricToken(order, { value: lastValue, createdAt: new Date(last.created_at), id: last.id }) : "",
-  };
+  const { rows: pageRows, nextPageToken } = pageOf(rows, page.pageSize, (last) => {
+    const value = withMetric.includes(last as (typeof withMetric)[number]) ? Number(last.order_value) : undefined;
+    return encodeMetricToken(order, { value, createdAt: new Date(last.created_at), id: last.id });
+  });
+  return { items: await toArtifacts(db, pageRows), nextPageToken };
 }

@@ -8,6 +8,7 @@ import type { PendingEvent, WithEvents } from "../events/kysely-artifact-event-l
 import { selectArtifacts } from "./artifact-query-builders.ts";
 import { toArtifacts, type ArtifactRow, type Queryable } from "./artifact-rows.ts";
 import { changeStatus } from "./artifact-status-change.ts";
+import { decodeBelowToken, encodeBelowToken, pageOf } from "./page-token.ts";
 import type { ArtifactAliasMoveTable, Database } from "./schema.ts";
 
 /**
@@ -67,7 +68,7 @@ export function createKyselyArtifactVersions(db: Kysely<Database>, withEvents: W
 
     async listVersions(tenantId, name, includeDeleted, page) {
       if (!(await nameExists(db, tenantId, name))) return undefined;
-      const after = decodeAfterToken(page.pageToken);
+      const after = decodeBelowToken(page.pageToken);
       const rows = await selectArtifacts(db, tenantId)
         .where("project", "=", name.project)
         .where("name", "=", name.name)
@@ -77,14 +78,13 @@ export function createKyselyArtifactVersions(db: Kysely<Database>, withEvents: W
         .orderBy("version", "desc")
         .limit(page.pageSize + 1)
         .execute();
-      const more = rows.length > page.pageSize;
-      const pageRows = more ? rows.slice(0, page.pageSize) : rows;
-      return { items: await toArtifacts(db, pageRows), nextPageToken: more ? encodeAfterToken(Number(pageRows.at(-1)!.version)) : "" };
+      const { rows: pageRows, nextPageToken } = pageOf(rows, page.pageSize, (last) => encodeBelowToken(Number(last.version)));
+      return { items: await toArtifacts(db, pageRows), nextPageToken };
     },
 
     async listAliasHistory(tenantId, name, alias, page) {
       if (!(await nameExists(db, tenantId, name))) return undefined;
-      const after = decodeAfterToken(page.pageToken);
+      const after = decodeBelowToken(page.pageToken);
       const rows = await db
         .selectFrom("artifact_alias_moves")
         .selectAll()
@@ -96,9 +96,8 @@ export function createKyselyArtifactVersions(db: Kysely<Database>, withEvents: W
         .orderBy("seq", "desc")
         .limit(page.pageSize + 1)
         .execute();
-      const more = rows.length > page.pageSize;
-      const pageRows = more ? rows.slice(0, page.pageSize) : rows;
-      return { items: pageRows.map(toAliasMove), nextPageToken: more ? encodeAfterToken(Number(pageRows.at(-1)!.seq)) : "" };
+      const { rows: pageRows, nextPageToken } = pageOf(rows, page.pageSize, (last) => encodeBelowToken(Number(last.seq)));
+      return { items: pageRows.map(toAliasMove), nextPageToken };
     },
   };
 }
@@ -385,23 +384,4 @@ async function nameExists(db: Queryable, tenantId: string, name: VersionedName):
 /** `orders`, or `team/orders` in a project, quoted as a client would write it. */
 export function describeName(name: VersionedName): string {
   return JSON.stringify(name.project ? `${name.project}/${name.name}` : name.name);
-}
-
-/** Page tokens of versions and alias moves: the last version (or move seq) of the page, which the next page starts below. */
-function encodeAfterToken(after: number): string {
-  return Buffer.from(JSON.stringify({ below: after })).toString("base64url");
-}
-
-function decodeAfterToken(token: string): number | undefined {
-  if (token === "") return undefined;
-  let below: unknown;
-  try {
-    below = (JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { below?: unknown }).below;
-  } catch {
-    below = undefined;
-  }
-  if (typeof below !== "number" || !Number.isSafeInteger(below) || below < 1) {
-    throw invalidArgument("page_token is not a token this server issued: pass next_page_token from the previous response unchanged");
-  }
-  return below;
 }

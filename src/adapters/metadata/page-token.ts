@@ -25,6 +25,17 @@ export interface RankCursor extends NewestCursor {
   readonly rank: number;
 }
 
+/**
+ * One page of `rows`, read with one row more than the page holds (whether
+ * there is a next page is whether that row came): the page's rows, and the
+ * token after its last one (`tokenAfter`), or "" on the last page.
+ */
+export function pageOf<Row>(rows: readonly Row[], pageSize: number, tokenAfter: (last: Row) => string): { rows: readonly Row[]; nextPageToken: string } {
+  if (rows.length <= pageSize) return { rows, nextPageToken: "" };
+  const pageRows = rows.slice(0, pageSize);
+  return { rows: pageRows, nextPageToken: tokenAfter(pageRows.at(-1)!) };
+}
+
 export function encodeKeysetToken(cursor: NewestCursor): string {
   return encode({ t: cursor.createdAt.toISOString(), i: cursor.id });
 }
@@ -40,6 +51,18 @@ export function encodeMetricToken(order: ArtifactOrder, cursor: MetricCursor): s
 
 export function encodeRankToken(cursor: RankCursor): string {
   return encode({ r: cursor.rank, t: cursor.createdAt.toISOString(), i: cursor.id });
+}
+
+/** Versions and alias moves, newest first: the page's last version (or move seq), which the next page starts below. */
+export function encodeBelowToken(below: number): string {
+  return encode({ below });
+}
+
+export function decodeBelowToken(token: string): number | undefined {
+  if (token === "") return undefined;
+  const { below } = decode(token);
+  if (typeof below !== "number" || !Number.isSafeInteger(below) || below < 1) throw badToken();
+  return below;
 }
 
 export function decodeKeysetToken(token: string): NewestCursor {
