@@ -199,16 +199,16 @@ class FsBlobWriter implements BlobWriter {
     this.#file = file;
   }
 
+  /** One writev per call, so a message's pieces cost one system call, not one each; a short write goes on with the rest. */
   async write(content: Uint8Array | readonly Uint8Array[]): Promise<void> {
-    if (content instanceof Uint8Array) return this.#writeOne(content);
-    for (const piece of content) await this.#writeOne(piece);
-  }
-
-  async #writeOne(chunk: Uint8Array): Promise<void> {
-    let written = 0;
-    while (written < chunk.byteLength) {
-      const { bytesWritten } = await this.#file.write(chunk, written, chunk.byteLength - written);
-      written += bytesWritten;
+    let pieces = content instanceof Uint8Array ? [content] : content.filter((piece) => piece.byteLength > 0);
+    while (pieces.length > 0) {
+      let { bytesWritten } = await this.#file.writev(pieces);
+      while (pieces.length > 0 && bytesWritten >= pieces[0]!.byteLength) {
+        bytesWritten -= pieces[0]!.byteLength;
+        pieces = pieces.slice(1);
+      }
+      if (bytesWritten > 0) pieces = [pieces[0]!.subarray(bytesWritten), ...pieces.slice(1)];
     }
   }
 
