@@ -168,15 +168,7 @@ func (c *Client) uploadFilePart(ctx context.Context, path string, offset int64, 
 	if onProgress != nil {
 		options = append(options, OnProgress(func(bytes int64) { onProgress(offset + bytes) }))
 	}
-	w, err := c.openWriter(ctx, sessionBoundSpec, options...)
-	if err != nil {
-		return nil, err
-	}
-	defer w.Close()
-	if _, err := w.ReadFrom(file); err != nil {
-		return nil, err
-	}
-	return w.Commit()
+	return c.uploadReader(ctx, file, sessionBoundSpec, options...)
 }
 
 // sessionBoundSpec stands for the spec of a session-bound stream: the session holds the real one.
