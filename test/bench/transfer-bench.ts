@@ -112,11 +112,15 @@ try {
   // As `npm start` runs it (see the note on --max-semi-space-size in the README).
   // BENCH_PROFILE_DIR=<dir> writes the server's CPU profile there (open it in Chrome DevTools).
   const profile = process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
-  const server = await startProcess([...profile, "--max-semi-space-size=2", "src/main.ts", "serve"], env, "the server", () =>
-    fetch(`http://127.0.0.1:${port}/readyz`).then(
-      (response) => response.ok,
-      () => false,
-    ),
+  const server = await startProcess(
+    [...profile, "--max-semi-space-size=2", ...(process.env.BENCH_SERVER_FLAGS?.split(" ").filter(Boolean) ?? []), "src/main.ts", "serve"],
+    env,
+    "the server",
+    () =>
+      fetch(`http://127.0.0.1:${port}/readyz`).then(
+        (response) => response.ok,
+        () => false,
+      ),
   );
   cleanups.push(() => server.stop());
   const token = JSON.parse(spawnSync(NODE, ["src/main.ts", "token", "create", "--tenant", "bench", "--json"], { cwd: ROOT, env, encoding: "utf8" }).stdout) as {

