@@ -219,10 +219,12 @@ async function serve(
       await framing.write([chunkFrameHead(bytes), ...message], signal);
     }
     if (signal.aborted) throw signal.reason;
+    call.end();
     await framing.finish(undefined);
   } catch (error) {
     const status = toConnectError(signal.aborted ? signal.reason : error, (e) => options.log("Download failed", e));
     reportCallCode(observedCall(request), status.code, error);
+    call.end();
     if (!framing.closed) await framing.finish(status);
   } finally {
     call.end();

@@ -128,7 +128,8 @@ export function openGrpcResponse(response: NodeResponse): ResponseFraming {
  * shutdown, the caller's token revoked while the call is open, the client
  * gone (`what`: "upload" or "download"), or the call's deadline, each with
  * its reason. `end` lets go of them all once the call is over (it may be
- * called again).
+ * called again): call it before the status goes out, since the stream's
+ * 'close' that follows is otherwise taken for the client going away.
  */
 export function openCallSignal(options: {
   readonly shutdownSignal: AbortSignal;
@@ -157,6 +158,7 @@ export function openCallSignal(options: {
   return {
     signal: controller.signal,
     end() {
+      if (ended) return;
       ended = true;
       clearTimeout(deadline);
       shutdownSignal.removeEventListener("abort", onShutdown);

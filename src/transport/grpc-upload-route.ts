@@ -91,10 +91,12 @@ async function serve(options: GrpcUploadRouteOptions, request: http2.Http2Server
     );
     framing.start();
     await framing.write([envelopeHead(answer.byteLength), answer], signal);
+    call.end();
     await framing.finish(undefined);
   } catch (error) {
     const failed = { signal, contextValues: requestContextValues(request) };
     const status = options.answerFailure(failed, revocation?.signal.aborted ? revocation.signal.reason : error, "Upload failed");
+    call.end();
     if (!framing.closed) await framing.finish(status);
   } finally {
     call.end();
