@@ -57,6 +57,9 @@ interface SmallSample {
   readonly calls: number;
   readonly cpuMsPerCall: Record<string, number>;
   readonly p50Ms?: number;
+  /** The 99th percentile and the slowest call, for the latency case. */
+  readonly p99Ms?: number;
+  readonly maxMs?: number;
 }
 
 export interface TransferFigures {
@@ -99,6 +102,12 @@ export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** The value below which `share` of the values lie (nearest rank). */
+function percentile(values: number[], share: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil(share * sorted.length) - 1)]!;
 }
 
 export function round(value: number, digits = 1): number {
@@ -179,7 +188,7 @@ async function runSmall(benchCase: SmallCase, limits: SmallRunLimits): Promise<S
     perS: calls / seconds,
     calls,
     cpuMsPerCall: Object.fromEntries(Object.entries(cpu).map(([name, s]) => [name, (1000 * s) / calls])),
-    ...(benchCase.latency ? { p50Ms: median(latencies) } : {}),
+    ...(benchCase.latency ? { p50Ms: median(latencies), p99Ms: percentile(latencies, 0.99), maxMs: Math.max(...latencies) } : {}),
   };
 }
 
@@ -274,8 +283,12 @@ export async function runRounds(
       flushWrites();
       const sample = await runSmall(benchCase, options.limits);
       smallSamples.get(benchCase)!.push(sample);
-      const latency = sample.p50Ms === undefined ? "" : `, p50 ${sample.p50Ms.toFixed(2)} ms`;
-      options.log(`  ${benchCase.label}: ${sample.perS.toFixed(0)}/s over ${sample.calls} calls${latency}`);
+      const latency =
+        sample.p50Ms === undefined ? "" : `, p50 ${sample.p50Ms.toFixed(2)} ms, p99 ${sample.p99Ms!.toFixed(2)} ms, slowest ${sample.maxMs!.toFixed(1)} ms`;
+      const cpu = Object.entries(sample.cpuMsPerCall)
+        .map(([name, ms]) => `${name} ${ms.toFixed(2)}`)
+        .join(", ");
+      options.log(`  ${benchCase.label}: ${sample.perS.toFixed(0)}/s over ${sample.calls} calls${latency} (CPU ms/call: ${cpu})`);
     }
   }
   return {
