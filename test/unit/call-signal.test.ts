@@ -5,7 +5,12 @@ import { openCallSignal } from "../../src/transport/grpc-response-framing.ts";
 /** A response whose stream closing the test decides. */
 function fakeFraming() {
   const listeners: (() => void)[] = [];
-  return { onClose: (listener: () => void) => void listeners.push(listener), close: () => listeners.forEach((listener) => listener()) };
+  return {
+    onClose: (listener: () => void) => void listeners.push(listener),
+    close: () => {
+      for (const listener of listeners) listener();
+    },
+  };
 }
 
 describe("a fast route's call signal", () => {
