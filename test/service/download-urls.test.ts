@@ -182,7 +182,12 @@ const TOKEN_CACHE_MS = 500;
 async function onceNot(baseUrl: string, target: string, status: number, withinMs: number): Promise<{ status: number; body: string }> {
   const deadline = Date.now() + withinMs;
   for (;;) {
-    const response = await getRaw(baseUrl, target);
+    // A GET open when the server finds the token revoked is cut (socket hang up, ECONNRESET): ask again.
+    const response = await getRaw(baseUrl, target).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ECONNRESET" && Date.now() <= deadline) return undefined;
+      throw error;
+    });
+    if (response === undefined) continue;
     if (response.status !== status || Date.now() > deadline) return response;
     await sleep(50);
   }
