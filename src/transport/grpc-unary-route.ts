@@ -190,7 +190,8 @@ function wholeBody(
       bytes += data.byteLength;
       if (declared === undefined && bytes >= 5) {
         declared = (pieces.length === 1 ? data : Buffer.concat(pieces, bytes)).readUInt32BE(1);
-        if (pool && declared >= POOLED_BODY_MIN_BYTES && declared <= readMaxBytes) {
+        // Pooled only while what arrived fits the declared message (more is refused below, from pieces).
+        if (pool && declared >= POOLED_BODY_MIN_BYTES && declared <= readMaxBytes && bytes <= 5 + declared) {
           target = pool.take(5 + declared);
           let at = 0;
           for (const piece of pieces) {
